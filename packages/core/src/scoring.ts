@@ -1,0 +1,198 @@
+/** What is scored (spec §6): eligibility, the dedup tape, prompt exclusion, per-token status. */
+import { DedupTape, TAPE_PROMPT, TAPE_SCORED } from './tape.ts';
+import type { Watermarker } from './watermarker.ts';
+
+/** Per-token status codes, stored in a Uint8Array. */
+export const TokenStatus: {
+  readonly skippedContext: 0;
+  readonly skippedSpecial: 1;
+  readonly skippedDuplicate: 2;
+  readonly skippedPrompt: 3;
+  readonly red: 4;
+  readonly green: 5;
+} = Object.freeze({
+  skippedContext: 0,
+  skippedSpecial: 1,
+  skippedDuplicate: 2,
+  skippedPrompt: 3,
+  red: 4,
+  green: 5,
+} as const);
+
+export type TokenStatusName =
+  | 'skipped_context'
+  | 'skipped_special'
+  | 'skipped_duplicate'
+  | 'skipped_prompt'
+  | 'red'
+  | 'green';
+
+export const TOKEN_STATUS_NAMES: readonly TokenStatusName[] = Object.freeze([
+  'skipped_context',
+  'skipped_special',
+  'skipped_duplicate',
+  'skipped_prompt',
+  'red',
+  'green',
+] as const);
+
+export interface ScorerOptions {
+  /** Score each (seed, token) pair once (default true). Without it, prompt pairs are still excluded. */
+  readonly dedup?: boolean;
+  /** Share one tape between scorers, e.g. across the documents of a corpus. */
+  readonly tape?: DedupTape;
+}
+
+export interface ScoreCounts {
+  readonly numTokens: number;
+  readonly numScored: number;
+  readonly numGreen: number;
+}
+
+export interface ChunkScore extends ScoreCounts {
+  /** One status code per input token. */
+  readonly status: Uint8Array;
+}
+
+function assertTokenIds(tokens: ArrayLike<number>, name: string): void {
+  if (tokens === null || typeof tokens !== 'object' || typeof tokens.length !== 'number') {
+    throw new TypeError(`${name}: expected an array of token ids`);
+  }
+  if (tokens instanceof Uint32Array) return;
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 0xffffffff) {
+      throw new RangeError(`${name}[${i}]: ${String(t)} is not a token id (an integer from 0 to 2^32 − 1)`);
+    }
+  }
+}
+
+/**
+ * Streaming scorer for one key: feed the prompt, then the completion in any number of chunks; the
+ * result equals scoring the whole completion at once.
+ */
+export class Scorer {
+  readonly watermarker: Watermarker;
+  private readonly dedup: boolean;
+  private readonly tape: DedupTape;
+  private readonly width: number;
+  /** The last `width` tokens seen, the context of the next chunk. */
+  private history: Uint32Array = new Uint32Array(0);
+  private started = false;
+  private tokens = 0;
+  private scored = 0;
+  private green = 0;
+  private readonly seed = new Uint32Array(2);
+  /** Green bits of the scored positions, in order, and their token indices. */
+  private bits: Uint8Array = new Uint8Array(256);
+  private positions: Uint32Array = new Uint32Array(256);
+
+  constructor(watermarker: Watermarker, options: ScorerOptions = {}) {
+    this.watermarker = watermarker;
+    this.dedup = options.dedup ?? true;
+    this.tape = options.tape ?? new DedupTape();
+    this.width = watermarker.scheme.contextWidth;
+  }
+
+  /** Adds prompt tokens: their (seed, token) pairs are excluded, and they give context. */
+  addPrompt(prompt: ArrayLike<number>): void {
+    assertTokenIds(prompt, 'prompt');
+    if (this.started) throw new Error('addPrompt: the prompt must be given before the completion');
+    const context = this.withHistory(prompt);
+    const offset = context.length - prompt.length;
+    for (let i = offset; i < context.length; i++) {
+      if (this.watermarker.seedAt(context, i, this.seed)) {
+        this.tape.insert(this.seed[0]!, this.seed[1]!, context[i]!, TAPE_PROMPT);
+      }
+    }
+    this.keepHistory(context);
+  }
+
+  /** Scores a chunk of the completion. */
+  push(tokens: ArrayLike<number>): ChunkScore {
+    assertTokenIds(tokens, 'tokens');
+    this.started = true;
+    const context = this.withHistory(tokens);
+    const offset = context.length - tokens.length;
+    const status = new Uint8Array(tokens.length);
+    const watermarker = this.watermarker;
+    const seed = this.seed;
+    let scored = 0;
+    let green = 0;
+    this.reserve(tokens.length);
+    for (let i = offset; i < context.length; i++) {
+      const token = context[i]!;
+      let code: number;
+      if (!watermarker.seedAt(context, i, seed)) {
+        code = this.missingWindow(i) ? TokenStatus.skippedContext : TokenStatus.skippedSpecial;
+      } else {
+        const held = this.tape.insert(seed[0]!, seed[1]!, token, TAPE_SCORED);
+        if (held === TAPE_PROMPT) code = TokenStatus.skippedPrompt;
+        else if (held === TAPE_SCORED && this.dedup) code = TokenStatus.skippedDuplicate;
+        else {
+          const isGreen = watermarker.isGreen(seed[0]!, seed[1]!, token);
+          code = isGreen ? TokenStatus.green : TokenStatus.red;
+          this.bits[this.scored + scored] = isGreen ? 1 : 0;
+          this.positions[this.scored + scored] = this.tokens + i - offset;
+          scored++;
+          if (isGreen) green++;
+        }
+      }
+      status[i - offset] = code;
+    }
+    this.keepHistory(context);
+    this.tokens += tokens.length;
+    this.scored += scored;
+    this.green += green;
+    return { numTokens: tokens.length, numScored: scored, numGreen: green, status };
+  }
+
+  /** Totals over everything pushed so far. */
+  counts(): ScoreCounts {
+    return { numTokens: this.tokens, numScored: this.scored, numGreen: this.green };
+  }
+
+  /** Green bits of the scored positions in order (the scored tape). */
+  scoredBits(): Uint8Array {
+    return this.bits.slice(0, this.scored);
+  }
+
+  /** Token index of each scored position. */
+  scoredPositions(): Uint32Array {
+    return this.positions.slice(0, this.scored);
+  }
+
+  /** True when position `index` of the current context has no full window (spec §4). */
+  private missingWindow(index: number): boolean {
+    const selfHash = this.watermarker.scheme.name === 'selfhash';
+    return (selfHash ? index - this.width + 1 : index - this.width) < 0;
+  }
+
+  private withHistory(tokens: ArrayLike<number>): Uint32Array {
+    const context = new Uint32Array(this.history.length + tokens.length);
+    context.set(this.history);
+    if (tokens instanceof Uint32Array || Array.isArray(tokens))
+      context.set(tokens as ArrayLike<number>, this.history.length);
+    else for (let i = 0; i < tokens.length; i++) context[this.history.length + i] = tokens[i]!;
+    return context;
+  }
+
+  private keepHistory(context: Uint32Array): void {
+    this.history = context.slice(Math.max(0, context.length - this.width));
+  }
+
+  private reserve(extra: number): void {
+    const needed = this.scored + extra;
+    if (needed <= this.bits.length) return;
+    let capacity = this.bits.length;
+    while (capacity < needed) capacity *= 2;
+    const bits = new Uint8Array(capacity);
+    bits.set(this.bits);
+    const positions = new Uint32Array(capacity);
+    positions.set(this.positions);
+    this.bits = bits;
+    this.positions = positions;
+  }
+}
+
+export { DedupTape };

@@ -1,0 +1,209 @@
+/** Seeds (spec §4) and green membership (spec §3) for one key. */
+import { derivePrfKeys, type WatermarkKey } from './keys.ts';
+import type { Scheme } from './scheme.ts';
+import { createSipHasher, type SipHasher } from './siphash.ts';
+
+const MAX_TOKEN_ID = 0xffffffff;
+
+export interface WatermarkerOptions {
+  /** Token ids that are never scored nor biased and break windows (spec §6). */
+  readonly specialTokenIds?: Iterable<number>;
+}
+
+/**
+ * A key bound to its scheme: computes seeds and green bits. Seeds are 64-bit values carried as
+ * two 32-bit halves in an output array, so the hot path allocates nothing.
+ */
+export interface Watermarker {
+  readonly keyId: string;
+  readonly key: WatermarkKey;
+  readonly scheme: Scheme;
+  readonly specialTokenIds: ReadonlySet<number>;
+  /** True when `token` is a special token. */
+  isSpecial(token: number): boolean;
+  /**
+   * Computes the seed of position `index` of `tokens` into `out[0]` (high) and `out[1]` (low).
+   * Returns false when the position is not eligible (no full window, or a special token).
+   */
+  seedAt(tokens: ArrayLike<number>, index: number, out: Uint32Array): boolean;
+  /** green(s, t) of spec §3.2. */
+  isGreen(seedHigh: number, seedLow: number, token: number): boolean;
+  /**
+   * Green test for a candidate next token after `context` (generation). Returns a function that
+   * answers 1 (green), 0 (red) or -1 (no bias: the position would not be eligible).
+   */
+  candidateTester(context: ArrayLike<number>): (candidate: number) => number;
+}
+
+/** Builds the watermarker of a key. */
+export function createWatermarker(key: WatermarkKey, options: WatermarkerOptions = {}): Watermarker {
+  const prf = derivePrfKeys(key.secret);
+  const contextHasher = createSipHasher(prf.context);
+  const greenHasher = createSipHasher(prf.green);
+  const rankHasher = createSipHasher(prf.rank);
+  const scheme = key.scheme;
+  const width = scheme.contextWidth;
+  const threshold = scheme.threshold;
+  const special = new Set<number>();
+  for (const id of options.specialTokenIds ?? []) {
+    if (!Number.isInteger(id) || id < 0 || id > MAX_TOKEN_ID) {
+      throw new RangeError(`specialTokenIds: ${String(id)} is not a token id`);
+    }
+    special.add(id);
+  }
+  let minSpecial = Number.POSITIVE_INFINITY;
+  for (const id of special) minSpecial = Math.min(minSpecial, id);
+  const isSpecial = (token: number): boolean => token >= minSpecial && special.has(token);
+
+  const isGreen = (seedHigh: number, seedLow: number, token: number): boolean => {
+    // LE64(seed) || LE32(token): one full block, then the token and the length 12.
+    return greenHasher.twoBlocks(seedHigh, seedLow, 0, token, 12) >>> 0 < threshold;
+  };
+
+  const rankCache = new RankCache(rankHasher);
+  const leftSeeds = width === 1 ? new LeftSeedCache(contextHasher) : null;
+  const message = new Uint8Array(1 + 4 * width);
+  message[0] = 0x01;
+  const messageView = new DataView(message.buffer);
+
+  const leftSeed = (tokens: ArrayLike<number>, end: number, out: Uint32Array): void => {
+    if (leftSeeds !== null) {
+      leftSeeds.seed(tokens[end - 1]!, out);
+      return;
+    }
+    for (let j = 0; j < width; j++) messageView.setUint32(1 + 4 * j, tokens[end - width + j]!, true);
+    contextHasher.bytes(message);
+    out[0] = contextHasher.out[0]!;
+    out[1] = contextHasher.out[1]!;
+  };
+
+  const selfSeed = (anchor: number, token: number, out: Uint32Array): void => {
+    // 0x02 || LE32(anchor) || LE32(token): bytes 0..7 form a block, byte 8 the tail.
+    contextHasher.twoBlocks((anchor >>> 24) | (token << 8), 0x02 | (anchor << 8), 0, token >>> 24, 9);
+    out[0] = contextHasher.out[0]!;
+    out[1] = contextHasher.out[1]!;
+  };
+
+  let seedAt: Watermarker['seedAt'];
+  let candidateTester: Watermarker['candidateTester'];
+  const scratch = new Uint32Array(2);
+
+  if (scheme.name === 'lefthash') {
+    seedAt = (tokens, index, out) => {
+      if (index < width || isSpecial(tokens[index]!)) return false;
+      for (let j = index - width; j < index; j++) if (isSpecial(tokens[j]!)) return false;
+      leftSeed(tokens, index, out);
+      return true;
+    };
+    candidateTester = (context) => {
+      const end = context.length;
+      let eligible = end >= width;
+      for (let j = end - width; eligible && j < end; j++) if (isSpecial(context[j]!)) eligible = false;
+      if (!eligible) return () => -1;
+      const seed = new Uint32Array(2);
+      leftSeed(context, end, seed);
+      const high = seed[0]!;
+      const low = seed[1]!;
+      return (candidate) => (isSpecial(candidate) ? -1 : isGreen(high, low, candidate) ? 1 : 0);
+    };
+  } else {
+    seedAt = (tokens, index, out) => {
+      if (index < width - 1) return false;
+      let anchor = -1;
+      for (let j = index - width + 1; j <= index; j++) {
+        const token = tokens[j]!;
+        if (isSpecial(token)) return false;
+        if (anchor < 0 || rankCache.less(token, anchor)) anchor = token;
+      }
+      selfSeed(anchor, tokens[index]!, out);
+      return true;
+    };
+    candidateTester = (context) => {
+      const end = context.length;
+      if (end < width - 1) return () => -1;
+      let anchor = -1;
+      for (let j = end - width + 1; j < end; j++) {
+        const token = context[j]!;
+        if (isSpecial(token)) return () => -1;
+        if (anchor < 0 || rankCache.less(token, anchor)) anchor = token;
+      }
+      return (candidate) => {
+        if (isSpecial(candidate)) return -1;
+        const own = anchor < 0 || rankCache.less(candidate, anchor) ? candidate : anchor;
+        selfSeed(own, candidate, scratch);
+        return isGreen(scratch[0]!, scratch[1]!, candidate) ? 1 : 0;
+      };
+    };
+  }
+
+  return Object.freeze({
+    keyId: key.keyId,
+    key,
+    scheme,
+    specialTokenIds: special,
+    isSpecial,
+    seedAt,
+    isGreen,
+    candidateTester,
+  });
+}
+
+const CACHE_BITS = 16;
+const CACHE_MASK = (1 << CACHE_BITS) - 1;
+
+/** Direct-mapped cache of LeftHash(1) seeds, which depend on one token only. */
+class LeftSeedCache {
+  private readonly tags = new Float64Array(1 << CACHE_BITS).fill(-1);
+  private readonly high = new Uint32Array(1 << CACHE_BITS);
+  private readonly low = new Uint32Array(1 << CACHE_BITS);
+  constructor(private readonly hasher: SipHasher) {}
+  seed(token: number, out: Uint32Array): void {
+    const slot = (token ^ (token >>> CACHE_BITS)) & CACHE_MASK;
+    if (this.tags[slot] !== token) {
+      // 0x01 || LE32(token): five bytes, a single final block.
+      this.hasher.oneBlock(token >>> 24, 0x01 | (token << 8), 5);
+      this.tags[slot] = token;
+      this.high[slot] = this.hasher.out[0]!;
+      this.low[slot] = this.hasher.out[1]!;
+    }
+    out[0] = this.high[slot]!;
+    out[1] = this.low[slot]!;
+  }
+}
+
+/** Direct-mapped cache of SelfHash token ranks. */
+class RankCache {
+  private readonly tags = new Float64Array(1 << CACHE_BITS).fill(-1);
+  private readonly high = new Uint32Array(1 << CACHE_BITS);
+  private readonly low = new Uint32Array(1 << CACHE_BITS);
+  private h = 0;
+  private l = 0;
+  constructor(private readonly hasher: SipHasher) {}
+  private load(token: number): void {
+    const slot = (token ^ (token >>> CACHE_BITS)) & CACHE_MASK;
+    if (this.tags[slot] !== token) {
+      this.hasher.oneBlock(0, token, 4);
+      this.tags[slot] = token;
+      this.high[slot] = this.hasher.out[0]!;
+      this.low[slot] = this.hasher.out[1]!;
+    }
+    this.h = this.high[slot]!;
+    this.l = this.low[slot]!;
+  }
+  /** rank(a) < rank(b), ties broken by the smaller token id (spec §4.2). */
+  less(a: number, b: number): boolean {
+    if (a === b) return false;
+    this.load(a);
+    const ah = this.h;
+    const al = this.l;
+    this.load(b);
+    if (ah !== this.h) return ah < this.h;
+    if (al !== this.l) return al < this.l;
+    return a < b;
+  }
+  rank(token: number, out: Uint32Array): void {
+    this.load(token);
+    out[0] = this.h;
+    out[1] = this.l;
+  }
+}
