@@ -1,0 +1,236 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { fromHex, toHex } from './bytes.js';
+import { ProvenanceError } from './errors.js';
+import {
+  consistencyProofFromLeafHashes,
+  inclusionProofFromLeafHashes,
+  leafHash,
+  rootFromLeafHashes,
+  verifyConsistency,
+  verifyInclusion,
+} from './merkle.js';
+import { type LogAppendBatch, type LogStore, MemoryLogStore, MerkleLog, type NodeRef } from './merkle-log.js';
+
+const LEAVES = [
+  '',
+  '00',
+  '10',
+  '2021',
+  '3031',
+  '40414243',
+  '5051525354555657',
+  '606162636465666768696a6b6c6d6e6f',
+];
+const ROOTS = [
+  'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+  '6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d',
+  'fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125',
+  'aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77',
+  'd37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7',
+  '4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4',
+  '76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef',
+  'ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c',
+  '5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328',
+];
+
+function randomLeafHashes(count: number, seed: number): Uint8Array[] {
+  return Array.from({ length: count }, (_, i) =>
+    leafHash(new Uint8Array([seed & 255, seed >> 8, i & 255, (i >> 8) & 255, i >> 16])),
+  );
+}
+
+/** Counts reads and round trips, and can hide `nodeHashes` or answer asynchronously. */
+class InstrumentedStore implements LogStore {
+  readonly inner: MemoryLogStore = new MemoryLogStore();
+  reads = 0;
+  roundTrips = 0;
+  nodeHashes?: (refs: readonly NodeRef[]) => Promise<Uint8Array[]>;
+
+  constructor(options: { withNodes: boolean }) {
+    if (options.withNodes) {
+      this.nodeHashes = async (refs) => {
+        this.roundTrips++;
+        this.reads += refs.length;
+        return this.inner.nodeHashes(refs);
+      };
+    }
+  }
+
+  async size(): Promise<number> {
+    return this.inner.size();
+  }
+
+  async append(batch: LogAppendBatch): Promise<void> {
+    this.inner.append(batch);
+  }
+
+  async leafHash(index: number): Promise<Uint8Array> {
+    this.roundTrips++;
+    this.reads++;
+    return this.inner.leafHash(index);
+  }
+}
+
+describe('MerkleLog', () => {
+  it('reproduces the RFC 6962 reference roots and proofs', async () => {
+    const log = new MerkleLog(new MemoryLogStore());
+    const hashes = LEAVES.map((leaf) => leafHash(fromHex(leaf)));
+    expect(toHex(await log.root())).toBe(ROOTS[0]);
+    await log.appendLeaves(LEAVES.slice(0, 3).map((leaf) => fromHex(leaf)));
+    await log.appendLeaves(LEAVES.slice(3).map((leaf) => fromHex(leaf)));
+    expect(await log.size()).toBe(8);
+    for (let size = 0; size <= 8; size++) expect(toHex(await log.root(size))).toBe(ROOTS[size]);
+    for (let size = 1; size <= 8; size++) {
+      for (let index = 0; index < size; index++) {
+        expect((await log.inclusionProof(index, size)).map(toHex)).toEqual(
+          inclusionProofFromLeafHashes(hashes, index, size).map(toHex),
+        );
+      }
+      for (let oldSize = 0; oldSize <= size; oldSize++) {
+        expect((await log.consistencyProof(oldSize, size)).map(toHex)).toEqual(
+          consistencyProofFromLeafHashes(hashes, oldSize, size).map(toHex),
+        );
+      }
+    }
+    expect(toHex(await log.leafHash(7))).toBe(toHex(hashes[7]!));
+  });
+
+  it('matches the reference proofs for any sequence of appends', async () => {
+    const batches = fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 8 });
+    await fc.assert(
+      fc.asyncProperty(batches, fc.nat(), fc.boolean(), async (sizes, pick, withNodes) => {
+        const store = new InstrumentedStore({ withNodes });
+        const log = new MerkleLog(store);
+        const all = randomLeafHashes(
+          sizes.reduce((a, b) => a + b, 0),
+          pick & 0xffff,
+        );
+        let offset = 0;
+        for (const count of sizes) {
+          const result = await log.appendLeafHashes(all.slice(offset, offset + count));
+          expect(result).toEqual({ firstIndex: offset, size: offset + count });
+          offset += count;
+        }
+        const size = all.length;
+        expect(toHex(await log.root())).toBe(toHex(rootFromLeafHashes(all)));
+        if (size === 0) return;
+        const treeSize = 1 + (pick % size);
+        const index = (pick >>> 3) % treeSize;
+        const oldSize = (pick >>> 7) % (treeSize + 1);
+        const proof = await log.inclusionProof(index, treeSize);
+        expect(proof.map(toHex)).toEqual(inclusionProofFromLeafHashes(all, index, treeSize).map(toHex));
+        expect(verifyInclusion(all[index]!, index, treeSize, proof, await log.root(treeSize))).toBe(true);
+        const consistency = await log.consistencyProof(oldSize, treeSize);
+        expect(consistency.map(toHex)).toEqual(
+          consistencyProofFromLeafHashes(all, oldSize, treeSize).map(toHex),
+        );
+        expect(
+          verifyConsistency(
+            oldSize,
+            treeSize,
+            await log.root(oldSize),
+            await log.root(treeSize),
+            consistency,
+          ),
+        ).toBe(true);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('serializes concurrent appends from one instance', async () => {
+    const log = new MerkleLog(new MemoryLogStore());
+    const all = randomLeafHashes(100, 7);
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => log.appendLeafHashes(all.slice(i * 10, i * 10 + 10))),
+    );
+    expect(results.map((r) => r.firstIndex)).toEqual([0, 10, 20, 30, 40, 50, 60, 70, 80, 90]);
+    expect(toHex(await log.root())).toBe(toHex(rootFromLeafHashes(all)));
+  });
+
+  it('stays correct when two instances share a store', async () => {
+    const store = new MemoryLogStore();
+    const a = new MerkleLog(store);
+    const b = new MerkleLog(store);
+    const all = randomLeafHashes(37, 3);
+    await a.appendLeafHashes(all.slice(0, 5));
+    await b.appendLeafHashes(all.slice(5, 20));
+    await a.appendLeafHashes(all.slice(20));
+    expect(toHex(await b.root())).toBe(toHex(rootFromLeafHashes(all)));
+  });
+
+  it('has the store reject an append that does not start at its size', () => {
+    const store = new MemoryLogStore();
+    const batch = { startIndex: 1, leafHashes: randomLeafHashes(1, 1), nodes: [] };
+    expect(() => store.append(batch)).toThrow(ProvenanceError);
+    try {
+      store.append(batch);
+    } catch (error) {
+      expect((error as ProvenanceError).code).toBe('TM_ERR_LOG_CONFLICT');
+    }
+    expect(store.size()).toBe(0);
+  });
+
+  it('recovers after a failed append', async () => {
+    let fail = true;
+    const inner = new MemoryLogStore();
+    const store: LogStore = {
+      size: () => inner.size(),
+      leafHash: (i) => inner.leafHash(i),
+      nodeHashes: (refs) => inner.nodeHashes(refs),
+      append: (batch) => {
+        if (fail) throw new Error('disk full');
+        inner.append(batch);
+      },
+    };
+    const log = new MerkleLog(store);
+    const all = randomLeafHashes(9, 9);
+    await expect(log.appendLeafHashes(all.slice(0, 4))).rejects.toThrow('disk full');
+    fail = false;
+    await log.appendLeafHashes(all);
+    expect(toHex(await log.root())).toBe(toHex(rootFromLeafHashes(all)));
+  });
+
+  it('validates its arguments', async () => {
+    const log = new MerkleLog(new MemoryLogStore());
+    await log.appendLeafHashes(randomLeafHashes(4, 4));
+    await expect(log.appendLeafHashes([new Uint8Array(31)])).rejects.toThrow(TypeError);
+    await expect(log.inclusionProof(4)).rejects.toThrow(RangeError);
+    await expect(log.inclusionProof(0, 5)).rejects.toThrow(RangeError);
+    await expect(log.inclusionProof(-1)).rejects.toThrow(RangeError);
+    await expect(log.consistencyProof(5)).rejects.toThrow(RangeError);
+    await expect(log.root(5)).rejects.toThrow(RangeError);
+    await expect(log.leafHash(4)).rejects.toThrow(RangeError);
+    expect(await log.size()).toBe(4);
+  });
+
+  it('proves inclusion and consistency in a 100 000-leaf log with O(log n) reads in one round trip', async () => {
+    const store = new InstrumentedStore({ withNodes: true });
+    const log = new MerkleLog(store);
+    const n = 100_000;
+    const all = randomLeafHashes(n, 11);
+    for (let i = 0; i < n; i += 10_000) await log.appendLeafHashes(all.slice(i, i + 10_000));
+    const root = await log.root();
+    expect(toHex(root)).toBe(toHex(rootFromLeafHashes(all)));
+
+    const timings: number[] = [];
+    for (const index of [0, 1, 4_096, 65_535, 65_536, 99_998, 99_999]) {
+      store.reads = 0;
+      store.roundTrips = 0;
+      const start = performance.now();
+      const proof = await log.inclusionProof(index);
+      timings.push(performance.now() - start);
+      expect(verifyInclusion(all[index]!, index, n, proof, root)).toBe(true);
+      expect(store.reads).toBeLessThanOrEqual(2 * Math.ceil(Math.log2(n)));
+      expect(store.roundTrips).toBe(1);
+    }
+    store.reads = 0;
+    const start = performance.now();
+    const proof = await log.consistencyProof(54_321);
+    timings.push(performance.now() - start);
+    expect(store.reads).toBeLessThanOrEqual(3 * Math.ceil(Math.log2(n)));
+    expect(verifyConsistency(54_321, n, await log.root(54_321), root, proof)).toBe(true);
+    expect(Math.max(...timings)).toBeLessThan(10);
+  });
+});
