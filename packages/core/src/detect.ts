@@ -220,6 +220,114 @@ export function windowScan(
   return { windowsSearched: windows, ...best, log10PCorrected: bonferroniLog10(best.log10P, windows) };
 }
 
+export interface DetectionSession {
+  /** Scores the next chunk of the completion. */
+  push(tokens: ArrayLike<number>): void;
+  /** The detection over everything pushed; the session can keep going afterwards. */
+  finish(): Detection;
+}
+
+/**
+ * Streaming detection under one or more keys: give the prompt in the options, push the
+ * completion in chunks of any size, then `finish()`. Equal to {@link detect} on the concatenation.
+ */
+export function createDetection(
+  watermarkers: Watermarker | readonly Watermarker[],
+  options: DetectOptions = {},
+): DetectionSession {
+  const list = Array.isArray(watermarkers) ? watermarkers : [watermarkers as Watermarker];
+  if (list.length === 0) throw new RangeError('watermarkers: expected at least one key');
+  const scorerOptions: ScorerOptions = options.dedup === undefined ? {} : { dedup: options.dedup };
+  const windowOptions = options.window === true ? {} : options.window || null;
+  if (windowOptions?.minWindow !== undefined) windowScan(new Uint8Array(0), 0.5, windowOptions.minWindow);
+  const includeStatus = options.includeStatus ?? true;
+  const states = list.map((watermarker) => {
+    const verdictOptions = resolveVerdictOptions(watermarker, options);
+    const scorer = new Scorer(watermarker, scorerOptions);
+    if (options.prompt !== undefined) scorer.addPrompt(options.prompt);
+    return { watermarker, verdictOptions, scorer, status: [] as Uint8Array[] };
+  });
+  const push = (tokens: ArrayLike<number>): void => {
+    for (const state of states) {
+      const chunk = state.scorer.push(tokens);
+      if (includeStatus) state.status.push(chunk.status);
+    }
+  };
+  const finish = (): Detection => {
+    const partial = states.map((state) => {
+      const counts = state.scorer.counts();
+      const gamma = state.watermarker.scheme.gammaEffective;
+      const log10P = log10BinomialSf(counts.numGreen, counts.numScored, gamma);
+      let window: WindowResult | null = null;
+      let decisive = log10P;
+      if (windowOptions !== null) {
+        const scan = windowScan(state.scorer.scoredBits(), gamma, windowOptions.minWindow);
+        const positions = state.scorer.scoredPositions();
+        window = {
+          startToken: scan.length > 0 ? positions[scan.start]! : 0,
+          endToken: scan.length > 0 ? positions[scan.start + scan.length - 1]! : 0,
+          tapeStart: scan.start,
+          length: scan.length,
+          numGreen: scan.numGreen,
+          log10P: scan.log10P,
+          windowsSearched: scan.windowsSearched,
+          log10PCorrected: scan.log10PCorrected,
+        };
+        decisive = scan.log10PCorrected;
+      }
+      return { ...state, counts, log10P, window, decisive };
+    });
+    const adjusted = holmAdjustLog10(partial.map((p) => p.decisive));
+    const results = partial.map((p, i): KeyDetection => {
+      const { numTokens, numScored, numGreen } = p.counts;
+      const gamma = p.watermarker.scheme.gammaEffective;
+      const decided = decideVerdict(numScored, numGreen, adjusted[i]!, gamma, p.verdictOptions);
+      return {
+        keyId: p.watermarker.keyId,
+        scheme: p.watermarker.scheme.name,
+        contextWidth: p.watermarker.scheme.contextWidth,
+        gamma,
+        numTokens,
+        numScored,
+        numGreen,
+        greenFraction: numScored === 0 ? 0 : numGreen / numScored,
+        z: zScore(numGreen, numScored, gamma),
+        log10P: p.log10P,
+        log10PAdjusted: adjusted[i]!,
+        verdict: decided.verdict,
+        tokensToSettle: decided.tokensToSettle,
+        window: p.window,
+        status: includeStatus
+          ? p.status.flatMap((chunk) => Array.from(chunk, (code) => TOKEN_STATUS_NAMES[code]!))
+          : null,
+      };
+    });
+    let matched: KeyDetection | null = null;
+    for (const result of results) {
+      if (
+        result.verdict === 'watermarked' &&
+        (matched === null || result.log10PAdjusted < matched.log10PAdjusted)
+      ) {
+        matched = result;
+      }
+    }
+    const verdict: Verdict =
+      matched !== null
+        ? 'watermarked'
+        : results.every((r) => r.verdict === 'not_watermarked')
+          ? 'not_watermarked'
+          : 'insufficient';
+    return {
+      verdict,
+      matchedKeyId: matched?.keyId ?? null,
+      fpr: partial[0]!.verdictOptions.fpr,
+      keysTested: list.length,
+      results,
+    };
+  };
+  return { push, finish };
+}
+
 /**
  * Detects the watermark of one or more keys in a token sequence. Several keys are corrected for
  * by Holm's procedure (spec §5.4). Empty input gives `insufficient`, not an error.
@@ -229,80 +337,7 @@ export function detect(
   watermarkers: Watermarker | readonly Watermarker[],
   options: DetectOptions = {},
 ): Detection {
-  const list = Array.isArray(watermarkers) ? watermarkers : [watermarkers as Watermarker];
-  if (list.length === 0) throw new RangeError('watermarkers: expected at least one key');
-  const scorerOptions: ScorerOptions = options.dedup === undefined ? {} : { dedup: options.dedup };
-  const windowOptions = options.window === true ? {} : options.window || null;
-  const partial = list.map((watermarker) => {
-    const verdictOptions = resolveVerdictOptions(watermarker, options);
-    const scorer = new Scorer(watermarker, scorerOptions);
-    if (options.prompt !== undefined) scorer.addPrompt(options.prompt);
-    const chunk = scorer.push(tokens);
-    const gamma = watermarker.scheme.gammaEffective;
-    const log10P = log10BinomialSf(chunk.numGreen, chunk.numScored, gamma);
-    let window: WindowResult | null = null;
-    let decisive = log10P;
-    if (windowOptions !== null) {
-      const scan = windowScan(scorer.scoredBits(), gamma, windowOptions.minWindow);
-      const positions = scorer.scoredPositions();
-      window = {
-        startToken: scan.length > 0 ? positions[scan.start]! : 0,
-        endToken: scan.length > 0 ? positions[scan.start + scan.length - 1]! : 0,
-        tapeStart: scan.start,
-        length: scan.length,
-        numGreen: scan.numGreen,
-        log10P: scan.log10P,
-        windowsSearched: scan.windowsSearched,
-        log10PCorrected: scan.log10PCorrected,
-      };
-      decisive = scan.log10PCorrected;
-    }
-    return { watermarker, verdictOptions, chunk, log10P, window, decisive };
-  });
-  const adjusted = holmAdjustLog10(partial.map((p) => p.decisive));
-  const includeStatus = options.includeStatus ?? true;
-  const results = partial.map((p, i): KeyDetection => {
-    const { numTokens, numScored, numGreen } = p.chunk;
-    const gamma = p.watermarker.scheme.gammaEffective;
-    const decided = decideVerdict(numScored, numGreen, adjusted[i]!, gamma, p.verdictOptions);
-    return {
-      keyId: p.watermarker.keyId,
-      scheme: p.watermarker.scheme.name,
-      contextWidth: p.watermarker.scheme.contextWidth,
-      gamma,
-      numTokens,
-      numScored,
-      numGreen,
-      greenFraction: numScored === 0 ? 0 : numGreen / numScored,
-      z: zScore(numGreen, numScored, gamma),
-      log10P: p.log10P,
-      log10PAdjusted: adjusted[i]!,
-      verdict: decided.verdict,
-      tokensToSettle: decided.tokensToSettle,
-      window: p.window,
-      status: includeStatus ? Array.from(p.chunk.status, (code) => TOKEN_STATUS_NAMES[code]!) : null,
-    };
-  });
-  let matched: KeyDetection | null = null;
-  for (const result of results) {
-    if (
-      result.verdict === 'watermarked' &&
-      (matched === null || result.log10PAdjusted < matched.log10PAdjusted)
-    ) {
-      matched = result;
-    }
-  }
-  const verdict: Verdict =
-    matched !== null
-      ? 'watermarked'
-      : results.every((r) => r.verdict === 'not_watermarked')
-        ? 'not_watermarked'
-        : 'insufficient';
-  return {
-    verdict,
-    matchedKeyId: matched?.keyId ?? null,
-    fpr: partial[0]!.verdictOptions.fpr,
-    keysTested: list.length,
-    results,
-  };
+  const session = createDetection(watermarkers, options);
+  session.push(tokens);
+  return session.finish();
 }

@@ -1,8 +1,10 @@
 export {
+  createDetection,
   DEFAULT_FPR,
   DEFAULT_MIN_WINDOW,
   DEFAULT_MISS_RATE,
   type Detection,
+  type DetectionSession,
   type DetectOptions,
   decideVerdict,
   detect,

@@ -129,7 +129,9 @@ describe('Holm vectors (spec §5.4)', () => {
   for (const [i, c] of load('holm.json').cases.entries()) {
     it(`case ${i}`, () => {
       const adjusted = holmAdjustLog10(c.log10P);
-      adjusted.forEach((value, j) => expect(value).toBeCloseTo(c.log10PAdjusted[j], 10));
+      adjusted.forEach((value, j) => {
+        expect(value).toBeCloseTo(c.log10PAdjusted[j], 10);
+      });
     });
   }
 });

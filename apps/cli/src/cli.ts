@@ -1,0 +1,59 @@
+/**
+ * The `tracemark` command line. `run(argv)` returns the exit code; only bin.ts sets it on the process.
+ * Exit codes: 0 ok; 1 a watermark found with --fail-on-detect; 2 usage; 3 I/O or input errors.
+ */
+import { Command, CommanderError } from 'commander';
+import { registerDetect } from './commands/detect.ts';
+import { registerGenerate } from './commands/generate.ts';
+import { registerKeygen } from './commands/keygen.ts';
+import { CliError, type CliIo, EXIT, processIo } from './io.ts';
+
+export const VERSION = '0.1.0';
+
+export async function run(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
+  let exitCode: number = EXIT.ok;
+  const setExit = (code: number) => {
+    exitCode = code;
+  };
+  const json = argv.includes('--json');
+  const program = new Command('tracemark')
+    .description('Watermark language-model output, detect it, and prove model extraction.')
+    .version(VERSION)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => (json ? undefined : io.stderr.write(text)),
+    })
+    .showSuggestionAfterError();
+  registerKeygen(program, io, setExit);
+  registerGenerate(program, io, setExit);
+  registerDetect(program, io, setExit);
+  try {
+    await program.parseAsync(argv as string[], { from: 'user' });
+    return exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (
+        error.code === 'commander.helpDisplayed' ||
+        error.code === 'commander.version' ||
+        error.exitCode === 0
+      )
+        return EXIT.ok;
+      if (json)
+        io.stdout.write(
+          `${JSON.stringify({ error: { code: 'TM_ERR_USAGE', message: error.message.replace(/^error: /, '') } })}\n`,
+        );
+      return EXIT.usage;
+    }
+    if (error instanceof CliError) {
+      if (json)
+        io.stdout.write(`${JSON.stringify({ error: { code: error.code, message: error.message } })}\n`);
+      else io.stderr.write(`error: ${error.message}\n`);
+      return error.exitCode;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    if (json) io.stdout.write(`${JSON.stringify({ error: { code: 'TM_ERR_INTERNAL', message } })}\n`);
+    else io.stderr.write(`error: ${message}\n`);
+    return EXIT.io;
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * The detection work of `tracemark detect`, the same in a worker thread and in the main thread:
+ * it parses JSONL lines, tokenizes, and scores with the shared detection path.
+ */
+import { parseKeyFile } from '@tracemark/core';
+import { createTextDetector, type DocumentResult, InputError, type TextDetector } from '@tracemark/detection';
+import { type InputDocument, parseJsonlLine } from './inputs.ts';
+
+export interface EngineOptions {
+  /** Key files' text (secrets stay in memory, passed to workers by structured clone). */
+  readonly keyFiles: readonly string[];
+  readonly fpr?: number;
+  readonly window: boolean;
+  readonly field: string;
+  readonly promptField?: string;
+}
+
+export interface ErrorResult {
+  readonly source: string;
+  readonly error: { readonly code: string; readonly message: string };
+}
+
+export type Outcome = DocumentResult | ErrorResult;
+
+export type Job =
+  | { readonly kind: 'lines'; readonly source: string; readonly firstLine: number; readonly texts: string[] }
+  | { readonly kind: 'documents'; readonly documents: InputDocument[] }
+  | { readonly kind: 'tokenize'; readonly text: string };
+
+export type JobResult =
+  | { readonly kind: 'outcomes'; readonly outcomes: Outcome[] }
+  | { readonly kind: 'tokens'; readonly tokens: Uint32Array };
+
+export interface Engine {
+  readonly detector: TextDetector;
+  run(job: Job): JobResult;
+}
+
+export function createEngine(options: EngineOptions): Engine {
+  const detector = createTextDetector({
+    keys: options.keyFiles.map((text) => parseKeyFile(text)),
+    window: options.window,
+    ...(options.fpr === undefined ? {} : { fpr: options.fpr }),
+  });
+  const detectDocument = (document: InputDocument): Outcome => {
+    if (document.error !== undefined) return { source: document.source, error: document.error };
+    try {
+      const input = {
+        source: document.source,
+        ...(document.prompt === undefined ? {} : { prompt: document.prompt }),
+      };
+      return document.tokens !== undefined
+        ? detector.detectTokens(document.tokens, input)
+        : detector.detectText(document.text ?? '', input);
+    } catch (error) {
+      if (error instanceof InputError) {
+        return {
+          source: document.source,
+          error: { code: error.code, message: `${document.source}: ${error.message}` },
+        };
+      }
+      throw error;
+    }
+  };
+  const run = (job: Job): JobResult => {
+    if (job.kind === 'tokenize') return { kind: 'tokens', tokens: detector.tokenizer.encodeFast(job.text) };
+    if (job.kind === 'documents') return { kind: 'outcomes', outcomes: job.documents.map(detectDocument) };
+    const outcomes: Outcome[] = [];
+    job.texts.forEach((text, i) => {
+      const document = parseJsonlLine(
+        text,
+        `${job.source}:${job.firstLine + i}`,
+        options.field,
+        options.promptField,
+      );
+      if (document !== null) outcomes.push(detectDocument(document));
+    });
+    return { kind: 'outcomes', outcomes };
+  };
+  return { detector, run };
+}

@@ -1,0 +1,259 @@
+/**
+ * Reads documents from files, directories, JSONL or stdin as a stream, with bounded memory. A bad
+ * line or file becomes an error document naming the file and line; the rest is still read.
+ */
+import { createReadStream } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+
+export type InputFormat = 'text' | 'jsonl';
+
+export interface DocumentError {
+  readonly code: string;
+  readonly message: string;
+}
+
+export interface InputDocument {
+  readonly source: string;
+  /** Text, or token ids given directly. */
+  readonly text?: string;
+  readonly tokens?: number[];
+  readonly prompt?: string | number[];
+  readonly error?: DocumentError;
+  /** Bytes of input this document covers (for throughput and progress). */
+  readonly bytes: number;
+}
+
+export interface ReadOptions {
+  readonly format?: InputFormat;
+  readonly stdin: Readable;
+}
+
+/** Expands directories (recursively, sorted) and keeps files and `-` in the given order. */
+export async function expandPaths(
+  paths: readonly string[],
+): Promise<(string | { error: DocumentError; source: string })[]> {
+  const out: (string | { error: DocumentError; source: string })[] = [];
+  for (const path of paths) {
+    if (path === '-') {
+      out.push(path);
+      continue;
+    }
+    try {
+      const info = await stat(path);
+      if (info.isDirectory()) {
+        const entries = (await readdir(path, { withFileTypes: true })).sort((a, b) =>
+          a.name < b.name ? -1 : 1,
+        );
+        out.push(
+          ...(await expandPaths(
+            entries.filter((e) => !e.name.startsWith('.')).map((e) => join(path, e.name)),
+          )),
+        );
+      } else out.push(path);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'error';
+      out.push({ source: path, error: { code: 'TM_ERR_IO', message: `${path}: cannot read (${code})` } });
+    }
+  }
+  return out;
+}
+
+function formatOf(path: string, format: InputFormat | undefined): InputFormat {
+  if (format !== undefined) return format;
+  return /\.(jsonl|ndjson)$/i.test(path) ? 'jsonl' : 'text';
+}
+
+/** Yields every input as error documents, text pieces (text files) or line batches (JSONL). */
+export async function* readInputs(
+  paths: readonly string[],
+  options: ReadOptions,
+): AsyncGenerator<InputDocument | TextPiece | LineBatch> {
+  const expanded = await expandPaths(paths.length === 0 ? ['-'] : paths);
+  for (const entry of expanded) {
+    if (typeof entry !== 'string') {
+      yield { source: entry.source, error: entry.error, bytes: 0 };
+      continue;
+    }
+    const source = entry;
+    const stream = source === '-' ? options.stdin : createReadStream(source);
+    const format = formatOf(source, options.format);
+    try {
+      if (format === 'jsonl') yield* readJsonl(stream, source);
+      else yield* readText(stream, source);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'error';
+      yield { source, error: { code: 'TM_ERR_IO', message: `${source}: cannot read (${code})` }, bytes: 0 };
+    }
+  }
+}
+
+/** A piece of one long text document; `last` closes the document. */
+export interface TextPiece {
+  readonly piece: true;
+  readonly source: string;
+  readonly text: string;
+  readonly first: boolean;
+  readonly last: boolean;
+  readonly bytes: number;
+  readonly error?: DocumentError;
+}
+
+const PIECE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Cuts text after a newline that is followed by a printable ASCII character: tokenizers start a new
+ * token there and NFC cannot merge across it, so the pieces tokenize exactly as the whole.
+ */
+function safeCut(text: string): number {
+  for (let i = text.length - 2; i > 0; i--) {
+    if (text.charCodeAt(i) === 10) {
+      const next = text.charCodeAt(i + 1);
+      if (next > 32 && next < 127) return i + 1;
+    }
+  }
+  return -1;
+}
+
+async function* readText(stream: Readable, source: string): AsyncGenerator<TextPiece> {
+  const decoder = new TextDecoder('utf-8', { fatal: false });
+  let buffer = '';
+  let first = true;
+  let bytes = 0;
+  let checked = false;
+  for await (const chunk of stream) {
+    const data = chunk as Buffer;
+    if (!checked) {
+      checked = true;
+      if (data.subarray(0, 8192).includes(0)) {
+        stream.destroy();
+        yield {
+          piece: true,
+          source,
+          text: '',
+          first: true,
+          last: true,
+          bytes: data.length,
+          error: { code: 'TM_ERR_BINARY_INPUT', message: `${source}: binary data (NUL bytes), not text` },
+        };
+        return;
+      }
+    }
+    bytes += data.length;
+    buffer += decoder.decode(data, { stream: true });
+    if (buffer.length >= PIECE_BYTES) {
+      const cut = safeCut(buffer);
+      if (cut > 0) {
+        yield { piece: true, source, text: buffer.slice(0, cut), first, last: false, bytes };
+        first = false;
+        bytes = 0;
+        buffer = buffer.slice(cut);
+      }
+    }
+  }
+  buffer += decoder.decode();
+  yield { piece: true, source, text: buffer, first, last: true, bytes };
+}
+
+/** A batch of raw JSONL lines; parsing happens where the batch is scored (possibly a worker). */
+export interface LineBatch {
+  readonly lines: true;
+  readonly source: string;
+  /** 1-based number of the first line. */
+  readonly firstLine: number;
+  /** Lines in order; empty lines are kept as '' so numbering holds. */
+  readonly texts: string[];
+  readonly bytes: number;
+}
+
+const BATCH_LINES = 256;
+const BATCH_BYTES = 512 * 1024;
+
+async function* readJsonl(stream: Readable, source: string): AsyncGenerator<LineBatch> {
+  const decoder = new TextDecoder('utf-8', { fatal: false });
+  let carry = '';
+  let texts: string[] = [];
+  let firstLine = 1;
+  let bytes = 0;
+  let nextLine = 1;
+  for await (const chunk of stream) {
+    const data = decoder.decode(chunk as Buffer, { stream: true });
+    bytes += (chunk as Buffer).length;
+    let start = 0;
+    let newline = data.indexOf('\n');
+    while (newline >= 0) {
+      texts.push(carry + data.slice(start, newline));
+      carry = '';
+      nextLine++;
+      start = newline + 1;
+      newline = data.indexOf('\n', start);
+      if (texts.length >= BATCH_LINES || bytes >= BATCH_BYTES) {
+        yield { lines: true, source, firstLine, texts, bytes };
+        firstLine = nextLine;
+        texts = [];
+        bytes = 0;
+      }
+    }
+    carry += data.slice(start);
+  }
+  carry += decoder.decode();
+  if (carry !== '') texts.push(carry);
+  if (texts.length > 0) yield { lines: true, source, firstLine, texts, bytes };
+}
+
+/** Parses one JSONL line into a document, or an error document naming file and line. */
+export function parseJsonlLine(
+  raw: string,
+  where: string,
+  field: string,
+  promptField: string | undefined,
+): InputDocument | null {
+  const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+  if (line.trim() === '') return null;
+  const bytes = line.length + 1;
+  if (line.includes('\u0000')) {
+    return {
+      source: where,
+      bytes,
+      error: { code: 'TM_ERR_BINARY_INPUT', message: `${where}: binary data (NUL bytes), not JSON` },
+    };
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return {
+      source: where,
+      bytes,
+      error: { code: 'TM_ERR_INVALID_JSON', message: `${where}: not valid JSON` },
+    };
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    return {
+      source: where,
+      bytes,
+      error: { code: 'TM_ERR_INVALID_JSON', message: `${where}: expected a JSON object` },
+    };
+  }
+  const record = value as Record<string, unknown>;
+  const content = (name: string): { text: string } | { tokens: number[] } | DocumentError => {
+    const item = record[name];
+    if (typeof item === 'string') return { text: item };
+    if (Array.isArray(item) && item.every((t) => Number.isInteger(t))) return { tokens: item as number[] };
+    if (item === undefined)
+      return { code: 'TM_ERR_MISSING_FIELD', message: `${where}: missing field "${name}"` };
+    return {
+      code: 'TM_ERR_MISSING_FIELD',
+      message: `${where}: field "${name}" must be a string or an array of token ids`,
+    };
+  };
+  const body = content(field);
+  if ('code' in body) return { source: where, bytes, error: body };
+  if (promptField !== undefined && record[promptField] !== undefined) {
+    const prompt = content(promptField);
+    if ('code' in prompt) return { source: where, bytes, error: prompt };
+    return { source: where, bytes, ...body, prompt: 'text' in prompt ? prompt.text : prompt.tokens };
+  }
+  return { source: where, bytes, ...body };
+}

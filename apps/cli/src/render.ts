@@ -1,0 +1,49 @@
+/** Human-readable output: verdict lines and, on a terminal, the text with green and red tokens. */
+import type { Detection, TokenStatusName } from '@tracemark/core';
+import type { DocumentResult } from '@tracemark/detection';
+
+const VERDICT_TEXT: Record<string, string> = {
+  watermarked: 'WATERMARKED',
+  not_watermarked: 'not watermarked',
+  insufficient: 'insufficient evidence',
+};
+
+export function formatLog10(value: number): string {
+  if (value === 0) return '0';
+  if (value > -0.01) return value.toFixed(4);
+  return value > -100 ? value.toFixed(2) : value.toFixed(0);
+}
+
+export function verdictLine(result: DocumentResult): string {
+  const parts = [
+    `${result.source}: ${VERDICT_TEXT[result.verdict] ?? result.verdict}`,
+    `log10 p = ${formatLog10(result.log10PAdjusted)}`,
+    `z = ${result.z.toFixed(2)}`,
+    `${result.numGreen}/${result.numScored} green (${(100 * result.greenFraction).toFixed(1)}%) of ${result.numTokens} tokens`,
+    `key ${result.keyId}`,
+  ];
+  let line = parts.join(', ');
+  if (result.verdict === 'insufficient' && Number.isFinite(result.tokensToSettle)) {
+    line += `; about ${result.tokensToSettle} more scored tokens would settle it`;
+  }
+  if (result.window !== null && result.window.length > 0) {
+    line += `; best passage tokens ${result.window.startToken}–${result.window.endToken} (log10 p = ${formatLog10(result.window.log10P)} before correcting for ${result.window.windowsSearched} windows)`;
+  }
+  return line;
+}
+
+const COLORS: Record<TokenStatusName, string> = {
+  green: '\u001b[30;42m',
+  red: '\u001b[30;41m',
+  skipped_context: '\u001b[2m',
+  skipped_special: '\u001b[2m',
+  skipped_duplicate: '\u001b[2m',
+  skipped_prompt: '\u001b[2m',
+};
+
+/** The text with each token coloured by its status under the reported key. */
+export function colouredTokens(pieces: readonly string[], detection: Detection, keyId: string): string {
+  const key = detection.results.find((r) => r.keyId === keyId) ?? detection.results[0]!;
+  const status = key.status ?? [];
+  return `${pieces.map((piece, i) => `${COLORS[status[i] ?? 'skipped_context']}${piece}\u001b[0m`).join('')}\n`;
+}

@@ -1,0 +1,138 @@
+import { describe, expect, it } from 'vitest';
+import {
+  createRandom,
+  createWatermarker,
+  createWatermarkKey,
+  detect,
+  generateAll,
+  type LogitsSource,
+  sampleToken,
+  watermarkLogits,
+  watermarkLogitsInto,
+} from './index.ts';
+
+const logits = Float32Array.from([2.0, 1.5, 1.2, 0.3, -0.5, -1.0, -3.0, 0.9]);
+const context = [5];
+
+function exactDistribution(biased: Float32Array, temperature: number): number[] {
+  const max = Math.max(...biased);
+  const weights = Array.from(biased, (v) => Math.exp((v - max) / temperature));
+  const total = weights.reduce((a, b) => a + b, 0);
+  return weights.map((w) => w / total);
+}
+
+function frequencies(draw: () => number, n: number, size: number): number[] {
+  const counts = new Array<number>(size).fill(0);
+  for (let i = 0; i < n; i++) counts[draw()]!++;
+  return counts.map((c) => c / n);
+}
+
+describe('logits processor', () => {
+  for (const scheme of [
+    { name: 'lefthash' as const, contextWidth: 1 },
+    { name: 'selfhash' as const, contextWidth: 2 },
+  ]) {
+    const watermarker = createWatermarker(createWatermarkKey({ secret: new Uint8Array(32).fill(9), scheme }));
+    it(`${scheme.name}: adds δ exactly to green candidates and never mutates its input`, () => {
+      const before = logits.slice();
+      const out = watermarkLogits(watermarker, context, logits);
+      expect(logits).toEqual(before);
+      const test = watermarker.candidateTester(context);
+      for (let x = 0; x < logits.length; x++) {
+        expect(out[x]).toBeCloseTo(logits[x]! + (test(x) === 1 ? watermarker.scheme.delta : 0), 6);
+      }
+      const sparse = watermarkLogits(watermarker, context, {
+        ids: Uint32Array.of(3, 1),
+        logits: Float32Array.of(0.3, 1.5),
+      });
+      expect(sparse.logits[0]).toBeCloseTo(out[3]!, 6);
+      expect(sparse.logits[1]).toBeCloseTo(out[1]!, 6);
+      const inPlace = logits.slice();
+      watermarkLogitsInto(watermarker, context, inPlace, inPlace);
+      expect(inPlace).toEqual(out);
+    });
+  }
+});
+
+describe('exact sampling from the watermarked distribution', () => {
+  const watermarker = createWatermarker(createWatermarkKey({ secret: new Uint8Array(32).fill(4) }));
+  const n = 60_000;
+  for (const temperature of [1, 0.7, 0.25]) {
+    it(`temperature ${temperature} (${Math.exp(2 / temperature) <= 64 ? 'rejection' : 'Gumbel-max'})`, () => {
+      const q = exactDistribution(watermarkLogits(watermarker, context, logits), temperature);
+      const random = createRandom(temperature * 1000);
+      const observed = frequencies(
+        () => sampleToken(logits, context, random, { temperature, watermarker }).token,
+        n,
+        logits.length,
+      );
+      q.forEach((p, x) => {
+        const sd = Math.sqrt((p * (1 - p)) / n);
+        expect(Math.abs(observed[x]! - p)).toBeLessThan(5 * sd + 1e-9);
+      });
+    });
+  }
+
+  it('greedy picks the argmax of the biased logits', () => {
+    const biased = watermarkLogits(watermarker, context, logits);
+    const best = biased.indexOf(Math.max(...biased));
+    expect(sampleToken(logits, context, createRandom(1), { temperature: 0, watermarker }).token).toBe(best);
+  });
+
+  it('top-k keeps the k most likely unbiased candidates', () => {
+    const random = createRandom(3);
+    for (let i = 0; i < 2000; i++) {
+      const { token } = sampleToken(logits, context, random, { topK: 2, watermarker });
+      expect([0, 1]).toContain(token);
+    }
+  });
+
+  it('evaluates few memberships per step over a 100k vocabulary', () => {
+    const big = new Float32Array(100_000);
+    const random = createRandom(5);
+    for (let i = 0; i < big.length; i++) big[i] = Math.log(random.nextFloat() + 1e-9);
+    let tests = 0;
+    for (let step = 0; step < 200; step++) {
+      tests += sampleToken(big, [step], random, { watermarker }).membershipTests;
+    }
+    expect(tests / 200).toBeLessThan(10);
+  });
+});
+
+describe('generation', () => {
+  const vocab = 2000;
+  const source: LogitsSource = {
+    nextLogits(ctx) {
+      const out = new Float32Array(vocab);
+      const last = ctx.length > 0 ? ctx[ctx.length - 1]! : 0;
+      for (let x = 0; x < vocab; x++) out[x] = -Math.abs(((x * 31 + last * 17) % vocab) / 200);
+      return out;
+    },
+  };
+  const watermarker = createWatermarker(createWatermarkKey({ secret: new Uint8Array(32).fill(2) }));
+
+  it('watermarked output is detected; the control is not; the same seed gives the same text', async () => {
+    const prompt = [1, 2, 3];
+    const marked = await generateAll({ source, prompt, maxTokens: 200, watermarker, seed: 42 });
+    const again = await generateAll({ source, prompt, maxTokens: 200, watermarker, seed: 42 });
+    expect(again).toEqual(marked);
+    const control = await generateAll({ source, prompt, maxTokens: 200, watermarker: null, seed: 42 });
+    const found = detect(marked, watermarker, { prompt });
+    expect(found.verdict).toBe('watermarked');
+    expect(found.results[0]!.log10P).toBeLessThan(-6);
+    expect(detect(control, watermarker, { prompt }).verdict).not.toBe('watermarked');
+  });
+
+  it('stops at a stop token and honours an abort signal', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    const none = await generateAll({
+      source,
+      prompt: [1],
+      maxTokens: 50,
+      watermarker,
+      signal: controller.signal,
+    });
+    expect(none.length).toBe(0);
+  });
+});

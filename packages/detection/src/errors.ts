@@ -1,0 +1,22 @@
+/** Errors with stable codes, shared by the CLI (exit codes, --json) and the gateway (HTTP errors). */
+
+export type ErrorCode =
+  | 'TM_ERR_USAGE'
+  | 'TM_ERR_IO'
+  | 'TM_ERR_KEY_FILE'
+  | 'TM_ERR_KEY_EXISTS'
+  | 'TM_ERR_TOKENIZER_MISMATCH'
+  | 'TM_ERR_INVALID_JSON'
+  | 'TM_ERR_MISSING_FIELD'
+  | 'TM_ERR_BINARY_INPUT'
+  | 'TM_ERR_INVALID_TOKENS';
+
+/** A problem with what the user gave us: its message names the input and never holds a secret. */
+export class InputError extends Error {
+  override readonly name = 'InputError';
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
