@@ -1,0 +1,38 @@
+/** Shared helpers for end-to-end tests: spawn the built CLI, temp dirs, a shared model cache. */
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const repositoryRoot: string = new URL('..', import.meta.url).pathname;
+export const cliPath: string = join(repositoryRoot, 'apps/cli/dist/bin.js');
+/** One model cache for every test process, so the embedded model is trained once. */
+export const cacheDir: string = process.env.TRACEMARK_CACHE_DIR ?? join(tmpdir(), 'tracemark-test-cache');
+
+export function temporaryDirectory(prefix = 'tracemark-e2e-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export interface SpawnResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `tracemark ARGS` as a real process. */
+export function tracemark(args: readonly string[], options: { input?: string; cwd?: string } = {}): Promise<SpawnResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cliPath, ...args], {
+      cwd: options.cwd ?? repositoryRoot,
+      env: { ...process.env, TRACEMARK_CACHE_DIR: cacheDir },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.end(options.input ?? '');
+  });
+}
