@@ -304,9 +304,11 @@ export function createDetection(
     });
     let matched: KeyDetection | null = null;
     for (const result of results) {
+      if (result.verdict !== 'watermarked') continue;
       if (
-        result.verdict === 'watermarked' &&
-        (matched === null || result.log10PAdjusted < matched.log10PAdjusted)
+        matched === null ||
+        result.log10PAdjusted < matched.log10PAdjusted ||
+        (result.log10PAdjusted === matched.log10PAdjusted && result.log10P < matched.log10P)
       ) {
         matched = result;
       }

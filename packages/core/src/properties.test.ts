@@ -1,6 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createWatermarker, createWatermarkKey, detect, log10BinomialSf, Scorer } from './index.ts';
+import {
+  createDetection,
+  createWatermarker,
+  createWatermarkKey,
+  detect,
+  log10BinomialSf,
+  Scorer,
+} from './index.ts';
 
 const secretArb = fc.uint8Array({ minLength: 32, maxLength: 32 });
 const schemeArb = fc.record({
@@ -95,5 +102,38 @@ describe('watermark properties', () => {
     expect(result.results[0]!.numScored).toBeLessThanOrEqual(8);
     const noDedup = detect(tokens, watermarker, { dedup: false });
     expect(noDedup.results[0]!.numScored).toBe(tokens.length - 1);
+  });
+});
+
+describe('several keys', () => {
+  it('Holm-corrects and names the key that matched; ties go to the smaller raw p-value', () => {
+    const keys = [1, 2, 3].map((fill) =>
+      createWatermarker(createWatermarkKey({ secret: new Uint8Array(32).fill(fill) })),
+    );
+    const marked = keys[1]!;
+    // A sequence built greedily to be green under the second key only.
+    const tokens: number[] = [1];
+    for (let i = 0; i < 120; i++) {
+      const test = marked.candidateTester(tokens);
+      let candidate = (i * 7919) % 50_000;
+      while (test(candidate) !== 1) candidate++;
+      tokens.push(candidate);
+    }
+    const result = detect(tokens, keys);
+    expect(result.verdict).toBe('watermarked');
+    expect(result.matchedKeyId).toBe(marked.keyId);
+    const second = result.results[1]!;
+    expect(second.log10PAdjusted).toBeCloseTo(second.log10P + Math.log10(3), 9);
+    const single = detect(tokens, marked);
+    expect(single.results[0]!.log10P).toBe(second.log10P);
+  });
+
+  it('streaming detection equals one-shot detection', () => {
+    const watermarker = createWatermarker(createWatermarkKey({ secret: new Uint8Array(32).fill(8) }));
+    const tokens = Array.from({ length: 500 }, (_, i) => (i * 104729) % 3001);
+    const oneShot = detect(tokens, watermarker, { prompt: [5, 6, 7], window: true });
+    const session = createDetection(watermarker, { prompt: [5, 6, 7], window: true });
+    for (let at = 0; at < tokens.length; at += 37) session.push(tokens.slice(at, at + 37));
+    expect(session.finish()).toEqual(oneShot);
   });
 });
