@@ -137,3 +137,26 @@ describe('several keys', () => {
     expect(session.finish()).toEqual(oneShot);
   });
 });
+
+describe('accelerated and scalar paths agree', () => {
+  it('across batch boundaries, with special tokens, for every scheme', () => {
+    fc.assert(
+      fc.property(secretArb, schemeArb, fc.integer({ min: 1, max: 2 ** 30 }), (secret, scheme, salt) => {
+        const key = createWatermarkKey({ secret, scheme });
+        const fast = new Scorer(createWatermarker(key, { specialTokenIds: [3, 99_999] }));
+        const slow = new Scorer(createWatermarker(key, { specialTokenIds: [3, 99_999], accelerate: false }));
+        const tokens = new Uint32Array(40_000);
+        let state = salt;
+        for (let i = 0; i < tokens.length; i++) {
+          state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+          tokens[i] = state % 5 === 0 ? 3 : state % 2000;
+        }
+        fast.addPrompt(tokens.subarray(0, 50));
+        slow.addPrompt(tokens.subarray(0, 50));
+        expect(fast.push(tokens).status).toEqual(slow.push(tokens).status);
+        expect(fast.counts()).toEqual(slow.counts());
+      }),
+      { numRuns: 6, seed: 99 },
+    );
+  });
+});

@@ -1,4 +1,5 @@
 /** What is scored (spec §6): eligibility, the dedup tape, prompt exclusion, per-token status. */
+import { BATCH_POSITIONS } from './prf-batch.ts';
 import { DedupTape, TAPE_PROMPT, TAPE_SCORED } from './tape.ts';
 import type { Watermarker } from './watermarker.ts';
 
@@ -99,12 +100,7 @@ export class Scorer {
     assertTokenIds(prompt, 'prompt');
     if (this.started) throw new Error('addPrompt: the prompt must be given before the completion');
     const context = this.withHistory(prompt);
-    const offset = context.length - prompt.length;
-    for (let i = offset; i < context.length; i++) {
-      if (this.watermarker.seedAt(context, i, this.seed)) {
-        this.tape.insert(this.seed[0]!, this.seed[1]!, context[i]!, TAPE_PROMPT);
-      }
-    }
+    this.scan(context, context.length - prompt.length, null);
     this.keepHistory(context);
   }
 
@@ -113,38 +109,74 @@ export class Scorer {
     assertTokenIds(tokens, 'tokens');
     this.started = true;
     const context = this.withHistory(tokens);
-    const offset = context.length - tokens.length;
     const status = new Uint8Array(tokens.length);
-    const watermarker = this.watermarker;
-    const seed = this.seed;
-    let scored = 0;
-    let green = 0;
+    const before = this.scored;
+    const greenBefore = this.green;
     this.reserve(tokens.length);
-    for (let i = offset; i < context.length; i++) {
-      const token = context[i]!;
-      let code: number;
-      if (!watermarker.seedAt(context, i, seed)) {
-        code = this.missingWindow(i) ? TokenStatus.skippedContext : TokenStatus.skippedSpecial;
-      } else {
-        const held = this.tape.insert(seed[0]!, seed[1]!, token, TAPE_SCORED);
-        if (held === TAPE_PROMPT) code = TokenStatus.skippedPrompt;
-        else if (held === TAPE_SCORED && this.dedup) code = TokenStatus.skippedDuplicate;
-        else {
-          const isGreen = watermarker.isGreen(seed[0]!, seed[1]!, token);
-          code = isGreen ? TokenStatus.green : TokenStatus.red;
-          this.bits[this.scored + scored] = isGreen ? 1 : 0;
-          this.positions[this.scored + scored] = this.tokens + i - offset;
-          scored++;
-          if (isGreen) green++;
-        }
-      }
-      status[i - offset] = code;
-    }
+    this.scan(context, context.length - tokens.length, status);
     this.keepHistory(context);
     this.tokens += tokens.length;
-    this.scored += scored;
-    this.green += green;
-    return { numTokens: tokens.length, numScored: scored, numGreen: green, status };
+    return {
+      numTokens: tokens.length,
+      numScored: this.scored - before,
+      numGreen: this.green - greenBefore,
+      status,
+    };
+  }
+
+  /**
+   * Walks positions [offset, length) of `context`. With `status` null (the prompt), puts each
+   * eligible pair on the tape as a prompt pair; otherwise scores the completion. Seeds and green
+   * bits come from the accelerated batch path when available, else from the scalar path.
+   */
+  private scan(context: Uint32Array, offset: number, status: Uint8Array | null): void {
+    const watermarker = this.watermarker;
+    const tape = this.tape;
+    const seed = this.seed;
+    const selfHash = watermarker.scheme.name === 'selfhash';
+    // Positions before `reach` have no full window; a window spans [i − reach, i] with the token.
+    const reach = selfHash ? this.width - 1 : this.width;
+    const specials = this.specialPrefix(context);
+    const firstIndex = this.tokens - offset;
+    for (let blockStart = offset; blockStart < context.length; blockStart += BATCH_POSITIONS) {
+      const blockEnd = Math.min(context.length, blockStart + BATCH_POSITIONS);
+      const batch = watermarker.batch(context, blockStart, blockEnd);
+      for (let i = blockStart; i < blockEnd; i++) {
+        const token = context[i]!;
+        let code: number;
+        if (i < reach) code = TokenStatus.skippedContext;
+        else if (specials !== null && specials[i + 1]! - specials[i - reach]! > 0)
+          code = TokenStatus.skippedSpecial;
+        else {
+          let seedHigh: number;
+          let seedLow: number;
+          if (batch !== null) {
+            seedLow = batch.seeds[2 * (i - blockStart)]!;
+            seedHigh = batch.seeds[2 * (i - blockStart) + 1]!;
+          } else {
+            watermarker.seedAt(context, i, seed);
+            seedHigh = seed[0]!;
+            seedLow = seed[1]!;
+          }
+          const held = tape.insert(seedHigh, seedLow, token, status === null ? TAPE_PROMPT : TAPE_SCORED);
+          if (status === null) continue;
+          if (held === TAPE_PROMPT) code = TokenStatus.skippedPrompt;
+          else if (held === TAPE_SCORED && this.dedup) code = TokenStatus.skippedDuplicate;
+          else {
+            const isGreen =
+              batch !== null
+                ? batch.greens[i - blockStart] === 1
+                : watermarker.isGreen(seedHigh, seedLow, token);
+            code = isGreen ? TokenStatus.green : TokenStatus.red;
+            this.bits[this.scored] = isGreen ? 1 : 0;
+            this.positions[this.scored] = firstIndex + i;
+            this.scored++;
+            if (isGreen) this.green++;
+          }
+        }
+        if (status !== null) status[i - offset] = code;
+      }
+    }
   }
 
   /** Totals over everything pushed so far. */
@@ -162,10 +194,17 @@ export class Scorer {
     return this.positions.slice(0, this.scored);
   }
 
-  /** True when position `index` of the current context has no full window (spec §4). */
-  private missingWindow(index: number): boolean {
-    const selfHash = this.watermarker.scheme.name === 'selfhash';
-    return (selfHash ? index - this.width + 1 : index - this.width) < 0;
+  /** specials[i] = number of special tokens in context[0, i); null when the chunk has none. */
+  private specialPrefix(context: Uint32Array): Uint32Array | null {
+    if (this.watermarker.specialTokenIds.size === 0) return null;
+    let any = false;
+    const prefix = new Uint32Array(context.length + 1);
+    for (let i = 0; i < context.length; i++) {
+      const special = this.watermarker.isSpecial(context[i]!);
+      any ||= special;
+      prefix[i + 1] = prefix[i]! + (special ? 1 : 0);
+    }
+    return any ? prefix : null;
   }
 
   private withHistory(tokens: ArrayLike<number>): Uint32Array {

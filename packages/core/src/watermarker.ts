@@ -1,5 +1,6 @@
 /** Seeds (spec §4) and green membership (spec §3) for one key. */
 import { derivePrfKeys, type WatermarkKey } from './keys.ts';
+import { type BatchResult, computeBatch } from './prf-batch.ts';
 import type { Scheme } from './scheme.ts';
 import { createSipHasher, type SipHasher } from './siphash.ts';
 
@@ -8,6 +9,8 @@ const MAX_TOKEN_ID = 0xffffffff;
 export interface WatermarkerOptions {
   /** Token ids that are never scored nor biased and break windows (spec §6). */
   readonly specialTokenIds?: Iterable<number>;
+  /** Compute batches in WebAssembly when available (default true); false forces the scalar path. */
+  readonly accelerate?: boolean;
 }
 
 /**
@@ -33,6 +36,12 @@ export interface Watermarker {
    * answers 1 (green), 0 (red) or -1 (no bias: the position would not be eligible).
    */
   candidateTester(context: ArrayLike<number>): (candidate: number) => number;
+  /**
+   * Seeds and green bits of positions [from, to) of `tokens` in one call (at most BATCH_POSITIONS),
+   * ignoring special tokens; null when no accelerated path is available. Views are valid until the
+   * next call of any watermarker.
+   */
+  batch(tokens: Uint32Array, from: number, to: number): BatchResult | null;
 }
 
 /** Builds the watermarker of a key. */
@@ -136,8 +145,17 @@ export function createWatermarker(key: WatermarkKey, options: WatermarkerOptions
     };
   }
 
+  const keyBlock = new Uint8Array(48);
+  keyBlock.set(prf.context, 0);
+  keyBlock.set(prf.green, 16);
+  keyBlock.set(prf.rank, 32);
+  const accelerate = options.accelerate ?? true;
+  const batch = (tokens: Uint32Array, from: number, to: number): BatchResult | null =>
+    accelerate ? computeBatch(keyBlock, scheme.name, width, threshold, tokens, from, to) : null;
+
   return Object.freeze({
     keyId: key.keyId,
+    batch,
     key,
     scheme,
     specialTokenIds: special,

@@ -88,11 +88,16 @@ describe('seed vectors', () => {
   }
 });
 
-describe('detection vectors (spec §5.1, §6)', () => {
+describe.each([
+  ['WebAssembly batch path', true],
+  ['scalar path', false],
+])('detection vectors (spec §5.1, §6), %s', (_path, accelerate) => {
   for (const c of load('detect.json').cases) {
     it(c.name, () => {
       const key = createWatermarkKey({ secret: hex(c.secret), scheme: c.scheme });
-      const watermarker = createWatermarker(key, { specialTokenIds: c.special });
+      const watermarker = createWatermarker(key, { specialTokenIds: c.special, accelerate });
+      if (accelerate && c.tokens.length > 0)
+        expect(watermarker.batch(Uint32Array.from(c.tokens), 0, 1)).not.toBeNull();
       expect(watermarker.scheme.gammaEffective).toBe(c.gammaEff);
       const scorer = new Scorer(watermarker);
       if (c.prompt !== null) scorer.addPrompt(c.prompt);
