@@ -41,6 +41,8 @@ export interface DetectOptions extends VerdictOptions {
   readonly window?: boolean | WindowOptions;
   /** Include the per-token status array (default true). */
   readonly includeStatus?: boolean;
+  /** Expected completion length, to size buffers once. */
+  readonly expectedTokens?: number;
 }
 
 export interface WindowResult {
@@ -237,7 +239,10 @@ export function createDetection(
 ): DetectionSession {
   const list = Array.isArray(watermarkers) ? watermarkers : [watermarkers as Watermarker];
   if (list.length === 0) throw new RangeError('watermarkers: expected at least one key');
-  const scorerOptions: ScorerOptions = options.dedup === undefined ? {} : { dedup: options.dedup };
+  const scorerOptions: ScorerOptions = {
+    ...(options.dedup === undefined ? {} : { dedup: options.dedup }),
+    ...(options.expectedTokens === undefined ? {} : { expectedTokens: options.expectedTokens + (options.prompt?.length ?? 0) }),
+  };
   const windowOptions = options.window === true ? {} : options.window || null;
   if (windowOptions?.minWindow !== undefined) windowScan(new Uint8Array(0), 0.5, windowOptions.minWindow);
   const includeStatus = options.includeStatus ?? true;
@@ -339,7 +344,7 @@ export function detect(
   watermarkers: Watermarker | readonly Watermarker[],
   options: DetectOptions = {},
 ): Detection {
-  const session = createDetection(watermarkers, options);
+  const session = createDetection(watermarkers, { ...options, expectedTokens: tokens.length });
   session.push(tokens);
   return session.finish();
 }

@@ -42,6 +42,8 @@ export interface ScorerOptions {
   readonly dedup?: boolean;
   /** Share one tape between scorers, e.g. across the documents of a corpus. */
   readonly tape?: DedupTape;
+  /** Expected number of tokens, to size the tape once. */
+  readonly expectedTokens?: number;
 }
 
 export interface ScoreCounts {
@@ -91,7 +93,7 @@ export class Scorer {
   constructor(watermarker: Watermarker, options: ScorerOptions = {}) {
     this.watermarker = watermarker;
     this.dedup = options.dedup ?? true;
-    this.tape = options.tape ?? new DedupTape();
+    this.tape = options.tape ?? new DedupTape(options.expectedTokens);
     this.width = watermarker.scheme.contextWidth;
   }
 

@@ -11,7 +11,7 @@ export class DedupTape {
   private mask: number;
   private count = 0;
 
-  constructor(initialCapacity = 1024) {
+  constructor(initialCapacity = 64) {
     let capacity = 16;
     while (capacity < initialCapacity * 2) capacity *= 2;
     this.words = new Uint32Array(capacity * 4);
