@@ -241,7 +241,9 @@ export function createDetection(
   if (list.length === 0) throw new RangeError('watermarkers: expected at least one key');
   const scorerOptions: ScorerOptions = {
     ...(options.dedup === undefined ? {} : { dedup: options.dedup }),
-    ...(options.expectedTokens === undefined ? {} : { expectedTokens: options.expectedTokens + (options.prompt?.length ?? 0) }),
+    ...(options.expectedTokens === undefined
+      ? {}
+      : { expectedTokens: options.expectedTokens + (options.prompt?.length ?? 0) }),
   };
   const windowOptions = options.window === true ? {} : options.window || null;
   if (windowOptions?.minWindow !== undefined) windowScan(new Uint8Array(0), 0.5, windowOptions.minWindow);
