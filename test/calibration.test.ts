@@ -54,7 +54,9 @@ describe('FPR calibration on the Brown corpus (cl100k_base, LeftHash h=1, γ = 0
       expect(trials).toBe(KEYS * 2000);
       for (const alpha of [1e-2, 1e-3]) {
         const positives = log10P.filter((v) => v <= Math.log10(alpha)).length;
-        expect(positives, `α = ${alpha}: ${positives} of ${trials}`).toBeLessThanOrEqual(upperBound(trials, alpha));
+        expect(positives, `α = ${alpha}: ${positives} of ${trials}`).toBeLessThanOrEqual(
+          upperBound(trials, alpha),
+        );
       }
     }, 120_000);
   }

@@ -30,7 +30,16 @@ describe('tracemark CLI, real processes', () => {
 
   it('generate 200 tokens → detect says watermarked with log10P ≤ −6', async () => {
     const generated = await tracemark([
-      'generate', '--key', keyPath, '--prompt', 'The committee said on Tuesday that', '--max-tokens', '200', '--seed', '7', '--json',
+      'generate',
+      '--key',
+      keyPath,
+      '--prompt',
+      'The committee said on Tuesday that',
+      '--max-tokens',
+      '200',
+      '--seed',
+      '7',
+      '--json',
     ]);
     expect(generated.code, generated.stderr).toBe(0);
     const output = JSON.parse(generated.stdout);
@@ -52,7 +61,17 @@ describe('tracemark CLI, real processes', () => {
 
   it('the same generation with --no-watermark says not_watermarked', async () => {
     const generated = await tracemark([
-      'generate', '--key', keyPath, '--prompt', 'The committee said on Tuesday that', '--max-tokens', '200', '--seed', '7', '--no-watermark', '--json',
+      'generate',
+      '--key',
+      keyPath,
+      '--prompt',
+      'The committee said on Tuesday that',
+      '--max-tokens',
+      '200',
+      '--seed',
+      '7',
+      '--no-watermark',
+      '--json',
     ]);
     const output = JSON.parse(generated.stdout);
     expect(output.watermarked).toBe(false);
@@ -79,13 +98,30 @@ describe('tracemark CLI, real processes', () => {
 
   it('bad JSONL lines and missing fields are named with file and line; the rest is still processed', async () => {
     const path = join(directory, 'mixed.jsonl');
-    writeFileSync(path, ['{"text": "a perfectly ordinary sentence about the weather"}', '{not json', '{"body": "x"}', '', '{"text": "another ordinary sentence"}'].join('\n'));
+    writeFileSync(
+      path,
+      [
+        '{"text": "a perfectly ordinary sentence about the weather"}',
+        '{not json',
+        '{"body": "x"}',
+        '',
+        '{"text": "another ordinary sentence"}',
+      ].join('\n'),
+    );
     const detected = await tracemark(['detect', '--key', keyPath, path, '--json']);
     expect(detected.code).toBe(3);
     const report = JSON.parse(detected.stdout);
-    expect(report.results.map((r: { source: string }) => r.source)).toEqual([`${path}:1`, `${path}:2`, `${path}:3`, `${path}:5`]);
+    expect(report.results.map((r: { source: string }) => r.source)).toEqual([
+      `${path}:1`,
+      `${path}:2`,
+      `${path}:3`,
+      `${path}:5`,
+    ]);
     expect(report.results[1].error.code).toBe('TM_ERR_INVALID_JSON');
-    expect(report.results[2].error).toEqual({ code: 'TM_ERR_MISSING_FIELD', message: `${path}:3: missing field "text"` });
+    expect(report.results[2].error).toEqual({
+      code: 'TM_ERR_MISSING_FIELD',
+      message: `${path}:3: missing field "text"`,
+    });
     expect(report.summary.errors).toBe(2);
   });
 
@@ -97,7 +133,13 @@ describe('tracemark CLI, real processes', () => {
     expect(result.stderr).toContain(`${binary}: binary data`);
     expect(result.stderr).toContain('missing.txt: cannot read (ENOENT)');
     const corrupt = join(directory, 'corrupt.json');
-    writeFileSync(corrupt, readFileSync(keyPath, 'utf8').replace(/"keyId": "tmk1_[0-9a-f]+"/, '"keyId": "tmk1_000000000000000000000000"'));
+    writeFileSync(
+      corrupt,
+      readFileSync(keyPath, 'utf8').replace(
+        /"keyId": "tmk1_[0-9a-f]+"/,
+        '"keyId": "tmk1_000000000000000000000000"',
+      ),
+    );
     const bad = await tracemark(['detect', '--key', corrupt, binary, '--json']);
     expect(bad.code).toBe(3);
     expect(JSON.parse(bad.stdout).error.code).toBe('TM_ERR_KEY_FILE');
@@ -123,9 +165,19 @@ describe('tracemark CLI, real processes', () => {
   it('workers give the same results as the main thread', async () => {
     const documents = await loadHumanCorpus({ source: 'brown', split: 'test' });
     const path = join(directory, 'brown.jsonl');
-    writeFileSync(path, documents.slice(0, 40).map((d) => JSON.stringify({ text: d.text })).join('\n'));
-    const single = JSON.parse((await tracemark(['detect', '--key', keyPath, path, '--json', '--workers', '0'])).stdout);
-    const pooled = JSON.parse((await tracemark(['detect', '--key', keyPath, path, '--json', '--workers', '2'])).stdout);
+    writeFileSync(
+      path,
+      documents
+        .slice(0, 40)
+        .map((d) => JSON.stringify({ text: d.text }))
+        .join('\n'),
+    );
+    const single = JSON.parse(
+      (await tracemark(['detect', '--key', keyPath, path, '--json', '--workers', '0'])).stdout,
+    );
+    const pooled = JSON.parse(
+      (await tracemark(['detect', '--key', keyPath, path, '--json', '--workers', '2'])).stdout,
+    );
     expect(pooled.summary.workers).toBe(2);
     expect(pooled.results).toEqual(single.results);
   });

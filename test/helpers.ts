@@ -20,7 +20,10 @@ export interface SpawnResult {
 }
 
 /** Runs `tracemark ARGS` as a real process. */
-export function tracemark(args: readonly string[], options: { input?: string; cwd?: string } = {}): Promise<SpawnResult> {
+export function tracemark(
+  args: readonly string[],
+  options: { input?: string; cwd?: string } = {},
+): Promise<SpawnResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [cliPath, ...args], {
       cwd: options.cwd ?? repositoryRoot,
