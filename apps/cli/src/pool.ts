@@ -1,5 +1,7 @@
 /** A small worker pool; without workers, jobs run in the calling thread through the same engine. */
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { createEngine, type Engine, type EngineOptions, type Job, type JobResult } from './detect-engine.ts';
 
@@ -16,7 +18,9 @@ export function defaultWorkerCount(): number {
 
 export function createRunner(options: EngineOptions, workers: number): JobRunner {
   const engine = createEngine(options);
-  if (workers <= 0) {
+  const url = new URL('./detect-worker.js', import.meta.url);
+  // Running from TypeScript sources (tests) there is no compiled worker: work in this thread.
+  if (workers <= 0 || !existsSync(fileURLToPath(url))) {
     return {
       engine,
       workers: 0,
@@ -24,7 +28,6 @@ export function createRunner(options: EngineOptions, workers: number): JobRunner
       close: () => Promise.resolve(),
     };
   }
-  const url = new URL('./detect-worker.js', import.meta.url);
   const threads = Array.from({ length: workers }, () => new Worker(url, { workerData: options }));
   const waiting = new Map<number, { resolve: (r: JobResult) => void; reject: (e: Error) => void }>();
   const load = new Array<number>(workers).fill(0);

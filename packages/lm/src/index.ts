@@ -15,6 +15,7 @@ export {
   NLP_CORPUS_SENTENCES_PER_DOCUMENT,
   TEST_SPLIT_MODULUS,
 } from './human-corpus.js';
+export { logitsSource, type ModelLogitsSource } from './logits-source.js';
 export {
   type Candidates,
   DEFAULT_MAX_CANDIDATES,

@@ -1,4 +1,5 @@
 import { readFile, stat } from 'node:fs/promises';
+import { parseKeyFile } from '@tracemark/core';
 import type { DocumentResult, DocumentSession } from '@tracemark/detection';
 import type { Command } from 'commander';
 import type { ErrorResult, JobResult, Outcome } from '../detect-engine.ts';
@@ -52,15 +53,21 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
         throw new CliError('TM_ERR_USAGE', '--format must be text or jsonl', EXIT.usage);
       }
       const keyFiles = await Promise.all(
-        options.key.map((path) =>
-          readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
+        options.key.map(async (path) => {
+          const text = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
             throw new CliError(
               'TM_ERR_IO',
               `${path}: cannot read key file (${error.code ?? 'error'})`,
               EXIT.io,
             );
-          }),
-        ),
+          });
+          try {
+            parseKeyFile(text);
+          } catch (error) {
+            throw new CliError('TM_ERR_KEY_FILE', `${path}: ${(error as Error).message}`, EXIT.io);
+          }
+          return text;
+        }),
       );
       let inputBytes = 0;
       for (const path of paths) {

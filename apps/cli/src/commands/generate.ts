@@ -1,6 +1,6 @@
-import { createWatermarker, generateTokens, type LogitsSource } from '@tracemark/core';
+import { createWatermarker, generateTokens } from '@tracemark/core';
 import { InputError, readKeyFile } from '@tracemark/detection';
-import { loadDefaultModel, type NgramModel } from '@tracemark/lm';
+import { loadDefaultModel, logitsSource } from '@tracemark/lm';
 import { getTokenizer, isTokenizerId } from '@tracemark/tokenizers';
 import type { Command } from 'commander';
 import { CliError, type CliIo, EXIT } from '../io.ts';
@@ -15,11 +15,6 @@ interface GenerateCommandOptions {
   seed?: number;
   watermark: boolean;
   json?: boolean;
-}
-
-/** The embedded model proposes its most likely next tokens; the sampler applies the watermark. */
-export function embeddedSource(model: NgramModel, maxCandidates = 512): LogitsSource {
-  return { nextLogits: (context) => model.candidates(context, maxCandidates) };
 }
 
 export function registerGenerate(program: Command, io: CliIo, setExit: (code: number) => void): void {
@@ -60,7 +55,7 @@ export function registerGenerate(program: Command, io: CliIo, setExit: (code: nu
       const prompt = tokenizer.encode(options.prompt);
       const tokens: number[] = [];
       for await (const { token } of generateTokens({
-        source: embeddedSource(model),
+        source: logitsSource(model),
         prompt,
         maxTokens: options.maxTokens,
         watermarker,
