@@ -14,6 +14,22 @@ beforeAll(async () => {
   keyId = created.stdout.trim();
 }, 120_000);
 
+/** 200 tokens from the embedded model for a fixed prompt and seed. */
+const generate200 = (...extra: string[]) =>
+  tracemark([
+    'generate',
+    '--key',
+    keyPath,
+    '--prompt',
+    'The committee said on Tuesday that',
+    '--max-tokens',
+    '200',
+    '--seed',
+    '7',
+    '--json',
+    ...extra,
+  ]);
+
 describe('tracemark CLI, real processes', () => {
   it('keygen writes a 0600 key file, prints the key id and never the secret', () => {
     const file = JSON.parse(readFileSync(keyPath, 'utf8'));
@@ -29,18 +45,7 @@ describe('tracemark CLI, real processes', () => {
   });
 
   it('generate 200 tokens → detect says watermarked with log10P ≤ −6', async () => {
-    const generated = await tracemark([
-      'generate',
-      '--key',
-      keyPath,
-      '--prompt',
-      'The committee said on Tuesday that',
-      '--max-tokens',
-      '200',
-      '--seed',
-      '7',
-      '--json',
-    ]);
+    const generated = await generate200();
     expect(generated.code, generated.stderr).toBe(0);
     const output = JSON.parse(generated.stdout);
     expect(output.numTokens).toBe(200);
@@ -60,19 +65,7 @@ describe('tracemark CLI, real processes', () => {
   });
 
   it('the same generation with --no-watermark says not_watermarked', async () => {
-    const generated = await tracemark([
-      'generate',
-      '--key',
-      keyPath,
-      '--prompt',
-      'The committee said on Tuesday that',
-      '--max-tokens',
-      '200',
-      '--seed',
-      '7',
-      '--no-watermark',
-      '--json',
-    ]);
+    const generated = await generate200('--no-watermark');
     const output = JSON.parse(generated.stdout);
     expect(output.watermarked).toBe(false);
     const detected = await tracemark(['detect', '--key', keyPath, '-', '--json'], { input: output.text });
