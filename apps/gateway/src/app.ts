@@ -1,0 +1,179 @@
+/**
+ * Builds the gateway as a fastify app, without listening (server.ts listens). Cross-cutting parts are named
+ * plugins (errors, metrics, auth with rate limits, OpenAPI); routes are encapsulated plugins.
+ */
+import swagger from '@fastify/swagger';
+import { createWatermarker, type Watermarker, type WatermarkKey } from '@tracemark/core';
+import { createTextDetector, type TextDetector } from '@tracemark/detection';
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Redis } from 'ioredis';
+import type { Backend } from './backends/types.ts';
+import type { GatewayConfig } from './config.ts';
+import authPlugin from './plugins/auth.ts';
+import errorsPlugin from './plugins/errors.ts';
+import metricsPlugin from './plugins/metrics.ts';
+import { createMemoryQuotaStore, createRedisQuotaStore, type QuotaStore } from './quota.ts';
+import adminRoutes from './routes/admin.ts';
+import completionsRoutes from './routes/completions.ts';
+import detectRoutes from './routes/detect.ts';
+import modelsRoutes from './routes/models.ts';
+import operationsRoutes from './routes/operations.ts';
+import { openAiErrorSchema } from './schemas.ts';
+import type { GatewayStorage } from './storage/types.ts';
+
+export const GATEWAY_VERSION = '0.1.0';
+
+/** What the app is built from; bootstrap.ts prepares it from the configuration. */
+export interface GatewayServices {
+  readonly config: GatewayConfig;
+  readonly storage: GatewayStorage;
+  readonly backend: Backend;
+  /** The key that marks output: the configured key, or its epoch sub-key. */
+  readonly watermarkKey: WatermarkKey;
+  readonly keyEpoch: string | null;
+  readonly serverSecret: Uint8Array;
+  /** Shared rate limits and quotas; null keeps them in memory. */
+  readonly redis: Redis | null;
+}
+
+export interface GatewayContext extends GatewayServices {
+  readonly watermarker: Watermarker;
+  /** The detector for the gateway's key (cached per option set). */
+  detector(options: { fpr?: number; window: boolean }): TextDetector;
+  readonly startedAt: number;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    gateway: GatewayContext;
+    quota: QuotaStore;
+  }
+}
+
+/** Log redaction: no header or body field that can hold a secret is ever written. */
+export const REDACTED_PATHS: readonly string[] = [
+  'req.headers.authorization',
+  'req.headers["x-api-key"]',
+  'req.headers.cookie',
+  'headers.authorization',
+  'authorization',
+  'key',
+  'apiKey',
+  'secret',
+  'serverSecret',
+  '*.key',
+  '*.secret',
+  '*.apiKey',
+];
+
+export type LoggerSetting = NonNullable<FastifyServerOptions['logger']>;
+
+export function loggerOptions(level: string, stream?: NodeJS.WritableStream): LoggerSetting {
+  return {
+    level,
+    redact: { paths: [...REDACTED_PATHS], censor: '[redacted]' },
+    ...(stream === undefined ? {} : { stream }),
+  };
+}
+
+const servicesPlugin: FastifyPluginAsync<GatewayServices> = async (fastify, services) => {
+  const watermarker = createWatermarker(services.watermarkKey, {
+    specialTokenIds: services.backend.tokenizer.specialTokenIds,
+  });
+  const detectors = new Map<string, TextDetector>();
+  const context: GatewayContext = {
+    ...services,
+    watermarker,
+    startedAt: Date.now(),
+    detector(options) {
+      const cacheKey = `${options.fpr ?? ''}/${options.window}`;
+      let detector = detectors.get(cacheKey);
+      if (detector === undefined) {
+        detector = createTextDetector({
+          keys: [services.watermarkKey],
+          window: options.window,
+          ...(options.fpr === undefined ? {} : { fpr: options.fpr }),
+        });
+        if (detectors.size < 64) detectors.set(cacheKey, detector);
+      }
+      return detector;
+    },
+  };
+  fastify.decorate('gateway', context);
+  const seed = (apiKeyId: string, since: string) => services.storage.sumTokensSince(apiKeyId, since);
+  fastify.decorate(
+    'quota',
+    services.redis === null ? createMemoryQuotaStore(seed) : createRedisQuotaStore(services.redis, seed),
+  );
+};
+
+/** The whole gateway as one plugin: register it on any fastify instance. */
+export const gatewayPlugin: FastifyPluginAsync<GatewayServices> = async (
+  fastify: FastifyInstance,
+  services,
+) => {
+  fastify.addSchema(openAiErrorSchema);
+  // JSON only: a text/plain body is a 415, not a string that fails validation.
+  fastify.removeContentTypeParser(['text/plain']);
+  await fastify.register(fp(servicesPlugin, { name: 'tracemark-services', fastify: '5.x' }), services);
+  await fastify.register(errorsPlugin);
+  await fastify.register(metricsPlugin, { backendStats: services.backend.stats });
+  await fastify.register(authPlugin, {
+    storage: services.storage,
+    serverSecret: services.serverSecret,
+    rateLimitPerMinute: services.config.rateLimitPerMinute,
+    authFailuresPerMinute: services.config.authFailuresPerMinute,
+    redis: services.redis,
+  });
+  await fastify.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'tracemark gateway',
+        version: GATEWAY_VERSION,
+        description:
+          'An OpenAI-compatible API that watermarks every completion (tracemark watermark v1) and records it in an issuance log before returning it.',
+      },
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', description: 'tm_live_… or tm_dev_… API key' },
+        },
+      },
+    },
+  });
+  await fastify.register(operationsRoutes);
+  await fastify.register(modelsRoutes);
+  await fastify.register(completionsRoutes);
+  await fastify.register(detectRoutes);
+  await fastify.register(adminRoutes);
+};
+
+export interface BuildAppOptions {
+  /** A pino-compatible logger configuration; default: the configured level on stdout. */
+  readonly logger?: LoggerSetting;
+}
+
+/** A fastify instance with the gateway registered and ready (not listening). */
+export async function buildApp(
+  services: GatewayServices,
+  options: BuildAppOptions = {},
+): Promise<FastifyInstance> {
+  const { config } = services;
+  const app = Fastify({
+    logger: options.logger ?? loggerOptions(config.logLevel),
+    bodyLimit: config.bodyLimitBytes,
+    trustProxy: config.trustProxy,
+    // Slow clients: a request must arrive in full within 30 s; an idle keep-alive socket closes after 72 s.
+    requestTimeout: 30_000,
+    keepAliveTimeout: 72_000,
+    connectionTimeout: 0,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: true, allErrors: false } },
+    genReqId: () => `req_${Math.random().toString(36).slice(2, 12)}`,
+  });
+  await app.register(gatewayPlugin, services);
+  await app.ready();
+  return app as unknown as FastifyInstance;
+}

@@ -1,0 +1,66 @@
+/** The embedded backend: the n-gram model of @tracemark/lm, so the gateway runs on a fresh machine. */
+import { sampleToken } from '@tracemark/core';
+import { loadDefaultModel, type NgramModel } from '@tracemark/lm';
+import { getTokenizer, isTokenizerId } from '@tracemark/tokenizers';
+import { reportedLogprobs } from '../generation/distribution.ts';
+import type { Backend, ChoiceRequest, GeneratedStep, ModelInfo } from './types.ts';
+import { createYielder } from './types.ts';
+
+/** Candidates the model proposes per step, as the CLI's generate uses. */
+export const EMBEDDED_MAX_CANDIDATES = 512;
+
+export async function createEmbeddedBackend(options: {
+  readonly tokenizerId: string;
+  readonly modelId: string;
+  readonly model?: NgramModel;
+}): Promise<Backend> {
+  if (!isTokenizerId(options.tokenizerId)) {
+    throw new RangeError(
+      `the watermark key is bound to tokenizer "${options.tokenizerId}", which the embedded model does not support`,
+    );
+  }
+  const tokenizer = getTokenizer(options.tokenizerId);
+  const model = options.model ?? (await loadDefaultModel({ tokenizerId: options.tokenizerId }));
+  const created = Math.floor(Date.now() / 1000);
+  const info: ModelInfo = { id: options.modelId, ownedBy: 'tracemark', created };
+  const stats = { roundTrips: 0, draftsAccepted: 0, draftsRejected: 0 };
+
+  async function* generate(request: ChoiceRequest): AsyncGenerator<GeneratedStep, void, undefined> {
+    const context: number[] = Array.from(request.promptTokens);
+    const yieldNow = createYielder();
+    const sampleOptions = {
+      watermarker: request.watermarker,
+      temperature: request.temperature,
+      topP: request.topP,
+    };
+    for (let index = 0; index < request.maxTokens; index++) {
+      if (request.signal.aborted) return;
+      const candidates = model.candidates(context, EMBEDDED_MAX_CANDIDATES);
+      const { token } = sampleToken(candidates, context, request.random, sampleOptions);
+      let step: GeneratedStep = { token, logprob: null, top: null };
+      if (request.topLogprobs !== null) {
+        const reported = reportedLogprobs(
+          candidates,
+          context,
+          request.watermarker,
+          token,
+          request.topLogprobs,
+        );
+        step = { token, logprob: reported.logprob, top: reported.top };
+      }
+      context.push(token);
+      yield step;
+      await yieldNow();
+    }
+  }
+
+  return {
+    kind: 'embedded',
+    tokenizer,
+    stats,
+    models: () => [info],
+    generate,
+    describe: () => ({ backend: 'embedded', model: info.id, order: model.order, tokenizer: tokenizer.id }),
+    close: async () => undefined,
+  };
+}

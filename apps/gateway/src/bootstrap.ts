@@ -1,0 +1,145 @@
+/**
+ * Everything the gateway needs before it can serve: the data directory, the server secret, the watermark key,
+ * storage (migrated), Redis, the backend (an upstream is probed and refused if it cannot be watermarked), and
+ * on a fresh store a development API key, saved 0600 under the data directory and shown once.
+ */
+import { join } from 'node:path';
+import { deriveSubkey } from '@tracemark/core';
+import { getTokenizer, isTokenizerId } from '@tracemark/tokenizers';
+import { Redis } from 'ioredis';
+import type { GatewayServices } from './app.ts';
+import { createEmbeddedBackend } from './backends/embedded.ts';
+import type { Backend } from './backends/types.ts';
+import { createUpstreamBackend } from './backends/upstream.ts';
+import { ConfigError, type GatewayConfig } from './config.ts';
+import {
+  DEV_API_KEY_FILE,
+  ensureDataDir,
+  loadOrCreateServerSecret,
+  loadOrCreateWatermarkKey,
+  writeSecretFile,
+} from './data-dir.ts';
+import { createApiKey } from './key-management.ts';
+import { openStorage } from './storage/index.ts';
+import type { GatewayStorage } from './storage/types.ts';
+
+export interface FirstStart {
+  /** Shown once to the operator: the development API key (also saved 0600 under the data directory). */
+  readonly devApiKey: string | null;
+  readonly devApiKeyFile: string | null;
+  readonly watermarkKeyCreated: boolean;
+  readonly watermarkKeyFile: string;
+}
+
+export interface PreparedGateway {
+  readonly services: GatewayServices;
+  readonly firstStart: FirstStart;
+  /** Closes storage, Redis and the backend. */
+  close(): Promise<void>;
+}
+
+export async function connectRedis(url: string): Promise<Redis> {
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    connectTimeout: 5000,
+  });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    await redis.ping();
+  } catch (error) {
+    redis.disconnect();
+    throw new ConfigError(`cannot connect to Redis at REDIS_URL (${(error as Error).message})`);
+  }
+  return redis;
+}
+
+/** Opens what the configuration names. Partially opened resources are closed on failure. */
+export async function prepareGateway(config: GatewayConfig): Promise<PreparedGateway> {
+  await ensureDataDir(config.dataDir);
+  const { secret: serverSecret } = await loadOrCreateServerSecret(config.dataDir);
+  const loaded = await loadOrCreateWatermarkKey(config.dataDir, config.keyFile);
+  const watermarkKey =
+    config.keyEpoch === null ? loaded.key : deriveSubkey(loaded.key, `epoch/${config.keyEpoch}`);
+  if (!isTokenizerId(watermarkKey.tokenizer)) {
+    throw new ConfigError(`the watermark key is bound to an unknown tokenizer "${watermarkKey.tokenizer}"`);
+  }
+  const opened: { close(): Promise<void> | void }[] = [];
+  try {
+    let storage: GatewayStorage;
+    try {
+      storage = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    } catch (error) {
+      throw new ConfigError(
+        `cannot open the ${config.databaseUrl === null ? 'SQLite database' : 'PostgreSQL database at DATABASE_URL'} (${(error as Error).message})`,
+      );
+    }
+    opened.push(storage);
+    const redis = config.redisUrl === null ? null : await connectRedis(config.redisUrl);
+    if (redis !== null) opened.push({ close: () => void redis.disconnect() });
+    const tokenizer = getTokenizer(watermarkKey.tokenizer);
+    const backend: Backend =
+      config.upstreamUrl === null
+        ? await createEmbeddedBackend({
+            tokenizerId: watermarkKey.tokenizer,
+            modelId: config.embeddedModelId,
+          })
+        : await createUpstreamBackend({
+            url: config.upstreamUrl,
+            apiKey: config.upstreamApiKey,
+            model: config.upstreamModel,
+            api: config.upstreamApi,
+            topLogprobs: config.upstreamTopLogprobs,
+            draftTokens: config.upstreamDraftTokens,
+            timeoutMs: config.upstreamTimeoutMs,
+            tokenizer,
+          });
+    opened.push(backend);
+
+    let devApiKey: string | null = null;
+    let devApiKeyFile: string | null = null;
+    if ((await storage.countApiKeys()) === 0) {
+      const created = await createApiKey(storage, serverSecret, {
+        scopes: ['generate', 'verify', 'admin'],
+        name: 'development key (created on first start)',
+        account: 'dev',
+        environment: 'dev',
+      });
+      devApiKey = created.key;
+      devApiKeyFile = join(config.dataDir, DEV_API_KEY_FILE);
+      await writeSecretFile(devApiKeyFile, `${created.key}\n`).catch(() => {
+        devApiKeyFile = null;
+      });
+    }
+    if (config.issuanceTokenRetentionDays > 0) {
+      const before = new Date(Date.now() - config.issuanceTokenRetentionDays * 86_400_000).toISOString();
+      await storage.pruneIssuedTokens(before);
+    }
+    const services: GatewayServices = {
+      config,
+      storage,
+      backend,
+      watermarkKey,
+      keyEpoch: config.keyEpoch,
+      serverSecret,
+      redis,
+    };
+    return {
+      services,
+      firstStart: {
+        devApiKey,
+        devApiKeyFile,
+        watermarkKeyCreated: loaded.created,
+        watermarkKeyFile: loaded.path,
+      },
+      close: async () => {
+        for (const resource of opened.reverse()) await resource.close();
+      },
+    };
+  } catch (error) {
+    for (const resource of opened.reverse()) await Promise.resolve(resource.close()).catch(() => undefined);
+    throw error;
+  }
+}

@@ -1,0 +1,223 @@
+/** The gateway's configuration: command-line flags over environment variables over defaults. */
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export type UpstreamApi = 'auto' | 'chat' | 'completions';
+
+export interface GatewayConfig {
+  readonly port: number;
+  readonly host: string;
+  /** Holds the server secret, the watermark key, the development API key and the SQLite file. */
+  readonly dataDir: string;
+  /** A key file from `tracemark keygen`; null: the gateway's own key under the data directory. */
+  readonly keyFile: string | null;
+  /** Epoch label: generation uses the sub-key `epoch/<label>` of the key (spec §2.2); null: the key itself. */
+  readonly keyEpoch: string | null;
+  /** OpenAI-compatible upstream base URL (…/v1); null: the embedded n-gram model. */
+  readonly upstreamUrl: string | null;
+  /** Bearer token for the upstream; never logged. */
+  readonly upstreamApiKey: string | null;
+  /** Upstream model to drive; null: the first one the upstream lists. */
+  readonly upstreamModel: string | null;
+  readonly upstreamApi: UpstreamApi;
+  /** Top logprobs requested from the upstream per token (chat ≤ 20; legacy completions ≤ 5 on OpenAI). */
+  readonly upstreamTopLogprobs: number;
+  /** Draft tokens requested per upstream round trip; 0 samples every token locally (one round trip each). */
+  readonly upstreamDraftTokens: number;
+  /** One upstream round trip longer than this is a 504. */
+  readonly upstreamTimeoutMs: number;
+  readonly databaseUrl: string | null;
+  readonly redisUrl: string | null;
+  readonly bodyLimitBytes: number;
+  /** Deadline of a whole completion (all choices); longer is a 504. */
+  readonly completionTimeoutMs: number;
+  readonly maxTokensLimit: number;
+  readonly defaultMaxTokens: number;
+  readonly maxChoices: number;
+  readonly maxPromptTokens: number;
+  /** Requests per minute per API key (a key may carry its own). */
+  readonly rateLimitPerMinute: number;
+  /** Failed authentications per minute per client address. */
+  readonly authFailuresPerMinute: number;
+  /** Completion tokens per UTC day per API key (a key may carry its own). */
+  readonly dailyTokenQuota: number;
+  /** Days to keep the output tokens of issued completions; hashes and counts are kept forever. 0: never store tokens. */
+  readonly issuanceTokenRetentionDays: number;
+  readonly logLevel: string;
+  /** The id clients pass as `model` for the embedded backend. */
+  readonly embeddedModelId: string;
+  readonly trustProxy: boolean;
+}
+
+export type GatewayConfigInput = { -readonly [K in keyof GatewayConfig]?: GatewayConfig[K] | undefined };
+
+/** A configuration value that cannot be used; the message names the flag or variable. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export const DEFAULT_PORT = 8787;
+export const EMBEDDED_MODEL_ID = 'tracemark-ngram';
+
+/** `$TRACEMARK_DATA_DIR`, else `$XDG_DATA_HOME/tracemark`, else `~/.local/share/tracemark`. */
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.TRACEMARK_DATA_DIR) return resolve(env.TRACEMARK_DATA_DIR);
+  return join(env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'tracemark');
+}
+
+/** Environment variables the gateway reads, for the README and `tracemark serve --help`. */
+export const ENVIRONMENT_VARIABLES: Readonly<Record<string, string>> = {
+  TRACEMARK_PORT: 'port',
+  TRACEMARK_HOST: 'host',
+  TRACEMARK_DATA_DIR: 'dataDir',
+  TRACEMARK_KEY_FILE: 'keyFile',
+  TRACEMARK_KEY_EPOCH: 'keyEpoch',
+  TRACEMARK_UPSTREAM_URL: 'upstreamUrl',
+  TRACEMARK_UPSTREAM_API_KEY: 'upstreamApiKey',
+  TRACEMARK_UPSTREAM_MODEL: 'upstreamModel',
+  TRACEMARK_UPSTREAM_API: 'upstreamApi',
+  TRACEMARK_UPSTREAM_TOP_LOGPROBS: 'upstreamTopLogprobs',
+  TRACEMARK_UPSTREAM_DRAFT_TOKENS: 'upstreamDraftTokens',
+  TRACEMARK_UPSTREAM_TIMEOUT_MS: 'upstreamTimeoutMs',
+  DATABASE_URL: 'databaseUrl',
+  REDIS_URL: 'redisUrl',
+  TRACEMARK_BODY_LIMIT_BYTES: 'bodyLimitBytes',
+  TRACEMARK_COMPLETION_TIMEOUT_MS: 'completionTimeoutMs',
+  TRACEMARK_MAX_TOKENS_LIMIT: 'maxTokensLimit',
+  TRACEMARK_DEFAULT_MAX_TOKENS: 'defaultMaxTokens',
+  TRACEMARK_MAX_CHOICES: 'maxChoices',
+  TRACEMARK_MAX_PROMPT_TOKENS: 'maxPromptTokens',
+  TRACEMARK_RATE_LIMIT_PER_MINUTE: 'rateLimitPerMinute',
+  TRACEMARK_AUTH_FAILURES_PER_MINUTE: 'authFailuresPerMinute',
+  TRACEMARK_DAILY_TOKEN_QUOTA: 'dailyTokenQuota',
+  TRACEMARK_ISSUANCE_TOKEN_RETENTION_DAYS: 'issuanceTokenRetentionDays',
+  TRACEMARK_LOG_LEVEL: 'logLevel',
+  TRACEMARK_TRUST_PROXY: 'trustProxy',
+};
+
+const INTEGER_RANGES: Readonly<Partial<Record<keyof GatewayConfig, readonly [number, number]>>> = {
+  port: [0, 65535],
+  upstreamTopLogprobs: [1, 20],
+  upstreamDraftTokens: [0, 64],
+  upstreamTimeoutMs: [1, 3_600_000],
+  bodyLimitBytes: [1024, 64 * 1024 * 1024],
+  completionTimeoutMs: [1, 3_600_000],
+  maxTokensLimit: [1, 1_000_000],
+  defaultMaxTokens: [1, 1_000_000],
+  maxChoices: [1, 128],
+  maxPromptTokens: [1, 10_000_000],
+  rateLimitPerMinute: [1, 10_000_000],
+  authFailuresPerMinute: [1, 10_000_000],
+  dailyTokenQuota: [1, Number.MAX_SAFE_INTEGER],
+  issuanceTokenRetentionDays: [0, 100_000],
+};
+
+const DEFAULTS: Omit<GatewayConfig, 'dataDir'> = {
+  port: DEFAULT_PORT,
+  host: '127.0.0.1',
+  keyFile: null,
+  keyEpoch: null,
+  upstreamUrl: null,
+  upstreamApiKey: null,
+  upstreamModel: null,
+  upstreamApi: 'auto',
+  upstreamTopLogprobs: 20,
+  upstreamDraftTokens: 8,
+  upstreamTimeoutMs: 30_000,
+  databaseUrl: null,
+  redisUrl: null,
+  bodyLimitBytes: 1024 * 1024,
+  completionTimeoutMs: 120_000,
+  maxTokensLimit: 4096,
+  defaultMaxTokens: 256,
+  maxChoices: 8,
+  maxPromptTokens: 32_768,
+  rateLimitPerMinute: 600,
+  authFailuresPerMinute: 30,
+  dailyTokenQuota: 1_000_000,
+  issuanceTokenRetentionDays: 365,
+  logLevel: 'info',
+  embeddedModelId: EMBEDDED_MODEL_ID,
+  trustProxy: false,
+};
+
+const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+/** Flags win over environment variables, which win over defaults. Throws ConfigError naming the setting. */
+export function resolveConfig(
+  flags: GatewayConfigInput = {},
+  env: NodeJS.ProcessEnv = process.env,
+): GatewayConfig {
+  const merged: Record<string, unknown> = { ...DEFAULTS, dataDir: defaultDataDir(env) };
+  for (const [variable, field] of Object.entries(ENVIRONMENT_VARIABLES)) {
+    const value = env[variable];
+    if (value !== undefined && value !== '')
+      merged[field] = parseValue(field as keyof GatewayConfig, value, variable);
+  }
+  for (const [field, value] of Object.entries(flags)) {
+    if (value !== undefined) merged[field] = value;
+  }
+  for (const [field, [min, max]] of Object.entries(INTEGER_RANGES) as [
+    keyof GatewayConfig,
+    [number, number],
+  ][]) {
+    const value = merged[field];
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+      throw new ConfigError(
+        `${describe(field)} must be an integer from ${min} to ${max}, got ${String(value)}`,
+      );
+    }
+  }
+  if (merged.defaultMaxTokens! > merged.maxTokensLimit!) merged.defaultMaxTokens = merged.maxTokensLimit;
+  if (!['auto', 'chat', 'completions'].includes(merged.upstreamApi as string)) {
+    throw new ConfigError(`${describe('upstreamApi')} must be auto, chat or completions`);
+  }
+  if (!LOG_LEVELS.has(merged.logLevel as string)) {
+    throw new ConfigError(`${describe('logLevel')} must be one of ${[...LOG_LEVELS].join(', ')}`);
+  }
+  if (merged.upstreamUrl !== null)
+    merged.upstreamUrl = checkUrl('upstreamUrl', merged.upstreamUrl as string, ['http:', 'https:']);
+  if (merged.redisUrl !== null) checkUrl('redisUrl', merged.redisUrl as string, ['redis:', 'rediss:']);
+  if (merged.databaseUrl !== null)
+    checkUrl('databaseUrl', merged.databaseUrl as string, ['postgres:', 'postgresql:']);
+  if (merged.keyEpoch !== null && !/^[\w.:-]{1,64}$/.test(merged.keyEpoch as string)) {
+    throw new ConfigError(`${describe('keyEpoch')} must be 1–64 letters, digits or . _ : -`);
+  }
+  merged.dataDir = resolve(merged.dataDir as string);
+  if (merged.keyFile !== null) merged.keyFile = resolve(merged.keyFile as string);
+  return Object.freeze(merged) as unknown as GatewayConfig;
+}
+
+function describe(field: keyof GatewayConfig): string {
+  const variable = Object.entries(ENVIRONMENT_VARIABLES).find(([, name]) => name === field)?.[0];
+  const flag = `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  return variable === undefined ? flag : `${flag} (${variable})`;
+}
+
+function parseValue(field: keyof GatewayConfig, value: string, variable: string): unknown {
+  if (field === 'trustProxy') {
+    if (!['true', 'false', '1', '0'].includes(value))
+      throw new ConfigError(`${variable} must be true or false`);
+    return value === 'true' || value === '1';
+  }
+  if (field in INTEGER_RANGES) {
+    const parsed = Number(value);
+    if (value.trim() === '' || !Number.isFinite(parsed))
+      throw new ConfigError(`${variable} must be a number, got "${value}"`);
+    return parsed;
+  }
+  return value;
+}
+
+function checkUrl(field: keyof GatewayConfig, value: string, protocols: readonly string[]): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`${describe(field)} is not a valid URL`);
+  }
+  if (!protocols.includes(url.protocol)) {
+    throw new ConfigError(`${describe(field)} must use ${protocols.join(' or ')}`);
+  }
+  return field === 'upstreamUrl' ? value.replace(/\/+$/, '') : value;
+}

@@ -1,0 +1,170 @@
+/**
+ * The watermarked next-token distribution over a candidate set, and speculative acceptance of an upstream's
+ * own sample as a draft (Leviathan et al. 2023, https://arxiv.org/abs/2211.17192; Chen et al. 2023,
+ * https://arxiv.org/abs/2302.01318): accept the draft x with probability min(1, q(x)/p(x)), else draw from
+ * the residual max(0, q − p) normalized. The result is distributed exactly as q whenever x was drawn from p.
+ *
+ * Here p is the distribution the upstream samples from (temperature T, top-k = the candidates it reports),
+ * and q is what core's sampler would sample (spec §7): top-p of p chooses the kept candidates, then
+ * q(x) ∝ exp((ℓ_x + δ·green(x)) / T) over them. So the output follows q exactly within the top-k truncation.
+ */
+import type { RandomSource, SparseLogits, Watermarker } from '@tracemark/core';
+
+export interface TargetOptions {
+  readonly watermarker: Watermarker | null;
+  readonly temperature: number;
+  readonly topP: number;
+}
+
+/** p and q over the same candidates (indices into `candidates.ids`). */
+export interface DraftDistributions {
+  readonly ids: Uint32Array;
+  readonly p: Float64Array;
+  readonly q: Float64Array;
+}
+
+/** Softmax of logits / T over the candidates (T = 0: all mass on the largest, lowest index on ties). */
+function softmax(values: ArrayLike<number>, temperature: number, bias: Float64Array | null): Float64Array {
+  const out = new Float64Array(values.length);
+  if (values.length === 0) return out;
+  let best = 0;
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]! + (bias === null ? 0 : bias[i]!);
+    if (v > max) {
+      max = v;
+      best = i;
+    }
+  }
+  if (temperature === 0 || max === Number.NEGATIVE_INFINITY) {
+    out[best] = 1;
+    return out;
+  }
+  let total = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]! + (bias === null ? 0 : bias[i]!);
+    total += out[i] = v === Number.NEGATIVE_INFINITY ? 0 : Math.exp((v - max) / temperature);
+  }
+  for (let i = 0; i < out.length; i++) out[i]! /= total;
+  return out;
+}
+
+/** The δ-bias of each candidate after `context` (0 for red, ineligible or no watermark). */
+export function greenBias(
+  candidates: SparseLogits,
+  context: ArrayLike<number>,
+  watermarker: Watermarker | null,
+): Float64Array {
+  const bias = new Float64Array(candidates.ids.length);
+  if (watermarker === null || watermarker.scheme.delta === 0) return bias;
+  const test = watermarker.candidateTester(context);
+  const delta = watermarker.scheme.delta;
+  for (let i = 0; i < bias.length; i++) if (test(candidates.ids[i]!) === 1) bias[i] = delta;
+  return bias;
+}
+
+/** p (what the upstream samples from) and q (the watermarked target) over the candidates. */
+export function draftDistributions(
+  candidates: SparseLogits,
+  context: ArrayLike<number>,
+  options: TargetOptions,
+): DraftDistributions {
+  const { temperature, topP } = options;
+  const p = softmax(candidates.logits, temperature, null);
+  const count = candidates.ids.length;
+  const kept = new Uint8Array(count).fill(1);
+  if (topP < 1 && temperature > 0) {
+    // The smallest set of most likely candidates (under p) whose mass reaches topP, as core's sampler keeps.
+    const order = Array.from({ length: count }, (_, i) => i).sort(
+      (a, b) => candidates.logits[b]! - candidates.logits[a]! || a - b,
+    );
+    kept.fill(0);
+    let running = 0;
+    for (const i of order) {
+      kept[i] = 1;
+      running += p[i]!;
+      if (running >= topP) break;
+    }
+  }
+  const bias = greenBias(candidates, context, options.watermarker);
+  const masked = new Float64Array(count);
+  for (let i = 0; i < count; i++) masked[i] = kept[i] ? bias[i]! : Number.NEGATIVE_INFINITY;
+  const q = softmax(candidates.logits, temperature, masked);
+  return { ids: candidates.ids, p, q };
+}
+
+export interface DraftOutcome {
+  readonly token: number;
+  readonly accepted: boolean;
+}
+
+function drawIndex(weights: Float64Array, random: RandomSource): number {
+  let total = 0;
+  for (let i = 0; i < weights.length; i++) total += weights[i]!;
+  let target = random.nextFloat() * total;
+  let last = -1;
+  for (let i = 0; i < weights.length; i++) {
+    if (weights[i]! <= 0) continue;
+    last = i;
+    target -= weights[i]!;
+    if (target < 0) return i;
+  }
+  return last;
+}
+
+/** Accepts `draft` with probability min(1, q/p), else samples the residual max(0, q − p). */
+export function acceptDraft(
+  distributions: DraftDistributions,
+  draft: number | null,
+  random: RandomSource,
+): DraftOutcome {
+  const { ids, p, q } = distributions;
+  const index = draft === null ? -1 : ids.indexOf(draft);
+  if (index >= 0 && p[index]! > 0) {
+    const ratio = q[index]! / p[index]!;
+    if (ratio >= 1 || random.nextFloat() < ratio) return { token: draft!, accepted: true };
+  }
+  const residual = new Float64Array(q.length);
+  let mass = 0;
+  for (let i = 0; i < q.length; i++) mass += residual[i] = Math.max(0, q[i]! - p[i]!);
+  // A draft outside the candidates (p truncated) with q = p leaves no residual: fall back to q itself.
+  const chosen = drawIndex(mass > 0 ? residual : q, random);
+  return { token: ids[chosen]!, accepted: false };
+}
+
+/** Samples from q directly (no draft): the path without drafting, one upstream round trip per token. */
+export function sampleTarget(distributions: DraftDistributions, random: RandomSource): number {
+  return distributions.ids[drawIndex(distributions.q, random)]!;
+}
+
+export interface TokenLogprob {
+  readonly token: number;
+  readonly logprob: number;
+}
+
+/**
+ * Log-probabilities reported to clients whose key has the `logprobs` scope: the watermarked distribution at
+ * temperature 1 over the candidates (what the client's text was drawn from before temperature and top-p).
+ */
+export function reportedLogprobs(
+  candidates: SparseLogits,
+  context: ArrayLike<number>,
+  watermarker: Watermarker | null,
+  chosen: number,
+  top: number,
+): { logprob: number; top: TokenLogprob[] } {
+  const bias = greenBias(candidates, context, watermarker);
+  const count = candidates.ids.length;
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < count; i++) max = Math.max(max, candidates.logits[i]! + bias[i]!);
+  let total = 0;
+  for (let i = 0; i < count; i++) total += Math.exp(candidates.logits[i]! + bias[i]! - max);
+  const logZ = max + Math.log(total);
+  const logprobOf = (i: number) => candidates.logits[i]! + bias[i]! - logZ;
+  const index = candidates.ids.indexOf(chosen);
+  const logprob = index < 0 ? -9999 : logprobOf(index);
+  const order = Array.from({ length: count }, (_, i) => i)
+    .sort((a, b) => logprobOf(b) - logprobOf(a) || a - b)
+    .slice(0, top);
+  return { logprob, top: order.map((i) => ({ token: candidates.ids[i]!, logprob: logprobOf(i) })) };
+}

@@ -1,0 +1,109 @@
+/** Every error leaves in the OpenAI shape with a stable code; a 5xx never carries internals. */
+import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify';
+import fp from 'fastify-plugin';
+import { GatewayError, type GatewayErrorCode, SERVER_ERROR_MESSAGES } from '../errors.ts';
+
+/** Validation errors on these fields get their own code. */
+const FIELD_CODES: Readonly<Record<string, GatewayErrorCode>> = {
+  max_tokens: 'TM_ERR_MAX_TOKENS',
+  max_completion_tokens: 'TM_ERR_MAX_TOKENS',
+  n: 'TM_ERR_TOO_MANY_CHOICES',
+};
+
+export function sendError(reply: FastifyReply, error: GatewayError): FastifyReply {
+  if (error.retryAfterSeconds !== undefined)
+    reply.header('retry-after', String(Math.max(1, Math.ceil(error.retryAfterSeconds))));
+  const body =
+    error.statusCode >= 500
+      ? new GatewayError(
+          error.statusCode,
+          error.code,
+          SERVER_ERROR_MESSAGES[error.code] ?? 'internal error',
+        ).toBody()
+      : error.toBody();
+  return reply.code(error.statusCode).type('application/json; charset=utf-8').send(body);
+}
+
+/** Maps anything thrown to the GatewayError the client sees. */
+export function toGatewayError(error: FastifyError | Error): GatewayError {
+  if (error instanceof GatewayError) return error;
+  const fastifyError = error as FastifyError;
+  if (fastifyError.validation !== undefined) {
+    const first = fastifyError.validation[0];
+    const path = (first?.instancePath ?? '').replace(/^\//, '').split('/');
+    const missing = (first?.params as { missingProperty?: string } | undefined)?.missingProperty;
+    const field = missing ?? path[0] ?? '';
+    const param = missing ?? (path.filter((part) => part !== '').join('.') || null);
+    const code = FIELD_CODES[field] ?? 'TM_ERR_INVALID_REQUEST';
+    const where = fastifyError.validationContext ?? 'body';
+    const message = (fastifyError.message ?? 'invalid request').replace(new RegExp(`^${where}/?`), '');
+    return new GatewayError(400, code, `${where === 'body' ? '' : `${where}: `}${message}`, { param });
+  }
+  switch (fastifyError.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new GatewayError(
+        400,
+        'TM_ERR_INVALID_JSON',
+        `the request body is not valid JSON (${fastifyError.message})`,
+      );
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new GatewayError(
+        413,
+        'TM_ERR_BODY_TOO_LARGE',
+        'the request body is larger than the gateway accepts',
+      );
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new GatewayError(
+        415,
+        'TM_ERR_UNSUPPORTED_MEDIA_TYPE',
+        'send the request body as application/json',
+      );
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new GatewayError(
+        400,
+        'TM_ERR_INVALID_REQUEST',
+        'the Content-Length header does not match the body',
+      );
+  }
+  if (error instanceof SyntaxError || fastifyError.statusCode === 400) {
+    return new GatewayError(400, 'TM_ERR_INVALID_JSON', 'the request body is not valid JSON');
+  }
+  const status = fastifyError.statusCode;
+  if (status !== undefined && status >= 400 && status < 500) {
+    if (status === 413)
+      return new GatewayError(
+        413,
+        'TM_ERR_BODY_TOO_LARGE',
+        'the request body is larger than the gateway accepts',
+      );
+    if (status === 404) return new GatewayError(404, 'TM_ERR_NOT_FOUND', 'not found');
+    return new GatewayError(400, 'TM_ERR_INVALID_REQUEST', fastifyError.message);
+  }
+  return new GatewayError(500, 'TM_ERR_INTERNAL', 'internal error', { cause: error });
+}
+
+const errorsPlugin: FastifyPluginAsync = async (fastify: FastifyInstance) => {
+  fastify.setErrorHandler((error: FastifyError, request, reply) => {
+    const mapped = toGatewayError(error);
+    if (mapped.statusCode >= 500) {
+      request.log.error({ err: error, code: mapped.code }, 'request failed');
+    } else {
+      request.log.info({ code: mapped.code, statusCode: mapped.statusCode }, mapped.message);
+    }
+    return sendError(reply, mapped);
+  });
+  fastify.setNotFoundHandler((request, reply) =>
+    sendError(
+      reply,
+      new GatewayError(
+        404,
+        'TM_ERR_NOT_FOUND',
+        `no route for ${request.method} ${request.url.split('?')[0]}`,
+      ),
+    ),
+  );
+};
+
+const plugin: FastifyPluginAsync = fp(errorsPlugin, { name: 'tracemark-errors', fastify: '5.x' });
+export default plugin;

@@ -1,0 +1,142 @@
+/** Prometheus metrics on a registry of the app's own (several apps can share a process, as tests do). */
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import fp from 'fastify-plugin';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { BackendStats } from '../backends/types.ts';
+
+export interface GatewayMetrics {
+  readonly registry: Registry;
+  readonly requests: Counter<'method' | 'route' | 'status'>;
+  readonly requestDuration: Histogram<'method' | 'route'>;
+  readonly completions: Counter<'endpoint' | 'stream' | 'outcome'>;
+  readonly promptTokens: Counter<'endpoint'>;
+  readonly completionTokens: Counter<'endpoint'>;
+  /** Every token the sampler produced, counted as it is produced (a disconnected stream stops adding). */
+  readonly generatedTokens: Counter;
+  readonly activeStreams: Gauge;
+  readonly issuanceRecords: Counter;
+  readonly issuanceFailures: Counter;
+  readonly rejected: Counter<'reason'>;
+  readonly detections: Counter<'verdict'>;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: GatewayMetrics;
+  }
+}
+
+export interface MetricsPluginOptions {
+  readonly backendStats: BackendStats;
+}
+
+const metricsPlugin: FastifyPluginAsync<MetricsPluginOptions> = async (fastify: FastifyInstance, options) => {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'tracemark_' });
+  const stats = options.backendStats;
+  const fromStats = (name: string, help: string, read: () => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  fromStats(
+    'tracemark_upstream_round_trips_total',
+    'HTTP round trips to the upstream for generation',
+    () => stats.roundTrips,
+  );
+  fromStats(
+    'tracemark_upstream_drafts_accepted_total',
+    'upstream draft tokens accepted',
+    () => stats.draftsAccepted,
+  );
+  fromStats(
+    'tracemark_upstream_drafts_rejected_total',
+    'upstream draft tokens rejected and resampled',
+    () => stats.draftsRejected,
+  );
+
+  const metrics: GatewayMetrics = {
+    registry,
+    requests: new Counter({
+      name: 'tracemark_http_requests_total',
+      help: 'HTTP requests by route and status',
+      labelNames: ['method', 'route', 'status'],
+      registers: [registry],
+    }),
+    requestDuration: new Histogram({
+      name: 'tracemark_http_request_duration_seconds',
+      help: 'time to the end of the response',
+      labelNames: ['method', 'route'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    completions: new Counter({
+      name: 'tracemark_completions_total',
+      help: 'completions by endpoint, streaming and outcome',
+      labelNames: ['endpoint', 'stream', 'outcome'],
+      registers: [registry],
+    }),
+    promptTokens: new Counter({
+      name: 'tracemark_prompt_tokens_total',
+      help: 'prompt tokens of served completions',
+      labelNames: ['endpoint'],
+      registers: [registry],
+    }),
+    completionTokens: new Counter({
+      name: 'tracemark_completion_tokens_total',
+      help: 'completion tokens issued',
+      labelNames: ['endpoint'],
+      registers: [registry],
+    }),
+    generatedTokens: new Counter({
+      name: 'tracemark_generated_tokens_total',
+      help: 'tokens sampled, counted as they are sampled',
+      registers: [registry],
+    }),
+    activeStreams: new Gauge({
+      name: 'tracemark_active_streams',
+      help: 'streams in progress',
+      registers: [registry],
+    }),
+    issuanceRecords: new Counter({
+      name: 'tracemark_issuance_records_total',
+      help: 'records appended to the issuance log',
+      registers: [registry],
+    }),
+    issuanceFailures: new Counter({
+      name: 'tracemark_issuance_failures_total',
+      help: 'completions withheld because their record could not be written',
+      registers: [registry],
+    }),
+    rejected: new Counter({
+      name: 'tracemark_rejected_requests_total',
+      help: 'requests refused by authentication, rate limits and quotas',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    detections: new Counter({
+      name: 'tracemark_detections_total',
+      help: 'POST /v1/detect results by verdict',
+      labelNames: ['verdict'],
+      registers: [registry],
+    }),
+  };
+  fastify.decorate('metrics', metrics);
+
+  fastify.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.requests.inc({ method: request.method, route, status: String(reply.statusCode) });
+    metrics.requestDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+  });
+};
+
+const plugin: FastifyPluginAsync<MetricsPluginOptions> = fp(metricsPlugin, {
+  name: 'tracemark-metrics',
+  fastify: '5.x',
+});
+export default plugin;

@@ -1,0 +1,450 @@
+/**
+ * JSON schemas of every request and response. Responses are serialized through them, so a field that is not
+ * listed here never reaches a client (no key, hash or internal can leak by accident).
+ */
+
+/** A JSON schema, as fastify and @fastify/swagger take it. */
+export type JsonSchema = Readonly<Record<string, unknown>>;
+
+/** The schema, or null: a type list when the schema has a single type (clearer errors), else anyOf. */
+const nullable = (schema: Record<string, unknown>): Record<string, unknown> =>
+  typeof schema.type === 'string'
+    ? { ...schema, type: [schema.type, 'null'] }
+    : { anyOf: [schema, { type: 'null' }] };
+const integer = { type: 'integer' };
+const number = { type: 'number' };
+const string = { type: 'string' };
+const boolean = { type: 'boolean' };
+
+export const openAiErrorSchema: JsonSchema = {
+  $id: 'OpenAiError',
+  type: 'object',
+  description: 'OpenAI error shape with a stable tracemark code.',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['message', 'type', 'param', 'code'],
+      properties: {
+        message: string,
+        type: string,
+        param: nullable(string),
+        code: { type: 'string', description: 'Stable error code, TM_ERR_…' },
+      },
+    },
+  },
+};
+
+export const ERROR_STATUSES = [400, 401, 403, 404, 413, 415, 429, 500, 502, 503, 504] as const;
+
+/** Every error status a route can answer with, all in the OpenAI error shape. */
+export function errorResponses(): Record<number, { $ref: string }> {
+  return Object.fromEntries(ERROR_STATUSES.map((status) => [status, { $ref: 'OpenAiError#' }]));
+}
+
+const stopSchema = nullable({
+  anyOf: [
+    { type: 'string', maxLength: 256 },
+    { type: 'array', maxItems: 4, items: { type: 'string', maxLength: 256 } },
+  ],
+});
+
+/** Sampling fields common to both endpoints. Limits that depend on the configuration are checked later. */
+const samplingProperties = {
+  model: { type: 'string', minLength: 1, maxLength: 256 },
+  max_tokens: nullable({ type: 'integer', minimum: 1 }),
+  temperature: nullable({ type: 'number', minimum: 0, maximum: 2 }),
+  top_p: nullable({ type: 'number', exclusiveMinimum: 0, maximum: 1 }),
+  n: nullable({ type: 'integer', minimum: 1 }),
+  seed: nullable(integer),
+  stop: stopSchema,
+  stream: nullable(boolean),
+  stream_options: nullable({
+    type: 'object',
+    properties: { include_usage: nullable(boolean), include_obfuscation: nullable(boolean) },
+  }),
+  user: nullable({ type: 'string', maxLength: 256 }),
+  frequency_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),
+  presence_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),
+};
+
+const textPart = {
+  type: 'object',
+  required: ['type'],
+  properties: { type: string, text: string },
+};
+
+export const chatRequestSchema: JsonSchema = {
+  type: 'object',
+  required: ['model', 'messages'],
+  properties: {
+    ...samplingProperties,
+    messages: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 2048,
+      items: {
+        type: 'object',
+        required: ['role'],
+        properties: {
+          role: { type: 'string', enum: ['system', 'developer', 'user', 'assistant', 'tool', 'function'] },
+          content: nullable({ anyOf: [string, { type: 'array', maxItems: 256, items: textPart }] }),
+          name: string,
+        },
+      },
+    },
+    max_completion_tokens: nullable({ type: 'integer', minimum: 1 }),
+    logprobs: nullable(boolean),
+    top_logprobs: nullable({ type: 'integer', minimum: 0, maximum: 20 }),
+    response_format: nullable({ type: 'object', required: ['type'], properties: { type: string } }),
+  },
+};
+
+export const completionRequestSchema: JsonSchema = {
+  type: 'object',
+  required: ['model', 'prompt'],
+  properties: {
+    ...samplingProperties,
+    prompt: {
+      anyOf: [
+        string,
+        { type: 'array', minItems: 1, maxItems: 128, items: string },
+        { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0 } },
+        {
+          type: 'array',
+          minItems: 1,
+          maxItems: 128,
+          items: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0 } },
+        },
+      ],
+    },
+    logprobs: nullable({ type: 'integer', minimum: 0, maximum: 5 }),
+    echo: nullable(boolean),
+    suffix: nullable(string),
+    best_of: nullable({ type: 'integer', minimum: 1 }),
+  },
+};
+
+const usageSchema = {
+  type: 'object',
+  required: ['prompt_tokens', 'completion_tokens', 'total_tokens'],
+  properties: { prompt_tokens: integer, completion_tokens: integer, total_tokens: integer },
+};
+
+const tracemarkSchema = {
+  type: 'object',
+  description: 'Provenance: the watermark key id (public) and the issuance-log records of this response.',
+  required: ['watermark_key_id', 'issuance_ids'],
+  properties: {
+    watermark_key_id: string,
+    key_epoch: nullable(string),
+    issuance_ids: { type: 'array', items: string },
+  },
+};
+
+const topLogprobSchema = {
+  type: 'object',
+  required: ['token', 'logprob', 'bytes'],
+  properties: { token: string, logprob: number, bytes: nullable({ type: 'array', items: integer }) },
+};
+
+const chatLogprobsSchema = nullable({
+  type: 'object',
+  required: ['content'],
+  properties: {
+    content: nullable({
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['token', 'logprob', 'bytes', 'top_logprobs'],
+        properties: {
+          ...topLogprobSchema.properties,
+          top_logprobs: { type: 'array', items: topLogprobSchema },
+        },
+      },
+    }),
+    refusal: nullable({ type: 'array', items: topLogprobSchema }),
+  },
+});
+
+export const chatResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['id', 'object', 'created', 'model', 'choices', 'usage'],
+  properties: {
+    id: string,
+    object: { type: 'string', enum: ['chat.completion'] },
+    created: integer,
+    model: string,
+    system_fingerprint: string,
+    choices: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['index', 'message', 'logprobs', 'finish_reason'],
+        properties: {
+          index: integer,
+          message: {
+            type: 'object',
+            required: ['role', 'content'],
+            properties: {
+              role: { type: 'string', enum: ['assistant'] },
+              content: string,
+              refusal: { type: 'null' },
+            },
+          },
+          logprobs: chatLogprobsSchema,
+          finish_reason: string,
+        },
+      },
+    },
+    usage: usageSchema,
+    tracemark: tracemarkSchema,
+  },
+};
+
+const legacyLogprobsSchema = nullable({
+  type: 'object',
+  required: ['tokens', 'token_logprobs', 'top_logprobs', 'text_offset'],
+  properties: {
+    tokens: { type: 'array', items: string },
+    token_logprobs: { type: 'array', items: number },
+    top_logprobs: { type: 'array', items: { type: 'object', additionalProperties: number } },
+    text_offset: { type: 'array', items: integer },
+  },
+});
+
+export const completionResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['id', 'object', 'created', 'model', 'choices', 'usage'],
+  properties: {
+    id: string,
+    object: { type: 'string', enum: ['text_completion'] },
+    created: integer,
+    model: string,
+    system_fingerprint: string,
+    choices: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['index', 'text', 'logprobs', 'finish_reason'],
+        properties: { index: integer, text: string, logprobs: legacyLogprobsSchema, finish_reason: string },
+      },
+    },
+    usage: usageSchema,
+    tracemark: tracemarkSchema,
+  },
+};
+
+/** A streamed completion: Server-Sent Events, one JSON chunk per `data:` line, then `data: [DONE]`. */
+export const eventStreamResponse: JsonSchema = {
+  description:
+    'With "stream": true, text/event-stream: `data: {chunk}` lines, then `data: [DONE]`. If the issuance record cannot be written, an error event `data: {"error":{…}}` replaces [DONE].',
+  type: 'string',
+};
+
+export const modelsResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['object', 'data'],
+  properties: {
+    object: { type: 'string', enum: ['list'] },
+    data: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['id', 'object', 'created', 'owned_by'],
+        properties: {
+          id: string,
+          object: { type: 'string', enum: ['model'] },
+          created: integer,
+          owned_by: string,
+        },
+      },
+    },
+  },
+};
+
+export const detectRequestSchema: JsonSchema = {
+  type: 'object',
+  properties: {
+    text: { type: 'string' },
+    tokens: { type: 'array', items: { type: 'integer', minimum: 0 } },
+    prompt: { anyOf: [string, { type: 'array', items: { type: 'integer', minimum: 0 } }] },
+    fpr: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 },
+    window: boolean,
+  },
+};
+
+const windowSchema = nullable({
+  type: 'object',
+  required: [
+    'startToken',
+    'endToken',
+    'tapeStart',
+    'length',
+    'numGreen',
+    'log10P',
+    'windowsSearched',
+    'log10PCorrected',
+  ],
+  properties: {
+    startToken: integer,
+    endToken: integer,
+    tapeStart: integer,
+    length: integer,
+    numGreen: integer,
+    log10P: number,
+    windowsSearched: integer,
+    log10PCorrected: number,
+  },
+});
+
+const keyResultProperties = {
+  keyId: string,
+  verdict: { type: 'string', enum: ['watermarked', 'not_watermarked', 'insufficient'] },
+  numScored: integer,
+  numGreen: integer,
+  greenFraction: number,
+  z: number,
+  log10P: number,
+  log10PAdjusted: number,
+};
+
+/** The `DocumentResult` of @tracemark/detection: the same fields `tracemark detect --json` prints. */
+export const detectResponseSchema: JsonSchema = {
+  type: 'object',
+  required: [
+    'source',
+    'verdict',
+    'numTokens',
+    'numScored',
+    'numGreen',
+    'greenFraction',
+    'z',
+    'log10P',
+    'log10PAdjusted',
+    'keyId',
+    'tokenizer',
+    'keysTested',
+    'fpr',
+    'tokensToSettle',
+    'window',
+    'keys',
+  ],
+  properties: {
+    source: string,
+    ...keyResultProperties,
+    numTokens: integer,
+    tokenizer: string,
+    keysTested: integer,
+    fpr: number,
+    tokensToSettle: { ...nullable(number), description: 'null when no number of tokens would settle it' },
+    window: windowSchema,
+    keys: { type: 'array', items: { type: 'object', properties: keyResultProperties } },
+  },
+};
+
+const apiKeyInfoSchema = {
+  type: 'object',
+  required: ['id', 'environment', 'name', 'account', 'scopes', 'createdAt', 'expiresAt', 'revokedAt'],
+  properties: {
+    id: string,
+    environment: string,
+    name: string,
+    account: string,
+    scopes: { type: 'array', items: string },
+    createdAt: string,
+    expiresAt: nullable(string),
+    revokedAt: nullable(string),
+    rateLimitPerMinute: nullable(integer),
+    dailyTokenQuota: nullable(integer),
+    state: { type: 'string', enum: ['active', 'revoked', 'expired'] },
+  },
+};
+
+export const createKeyRequestSchema: JsonSchema = {
+  type: 'object',
+  required: ['scopes'],
+  additionalProperties: false,
+  properties: {
+    scopes: {
+      type: 'array',
+      minItems: 1,
+      uniqueItems: true,
+      items: { type: 'string', enum: ['generate', 'verify', 'logprobs', 'admin'] },
+    },
+    name: { type: 'string', maxLength: 200 },
+    account: { type: 'string', minLength: 1, maxLength: 200 },
+    expiresAt: { type: 'string', format: 'date-time' },
+    rateLimitPerMinute: { type: 'integer', minimum: 1 },
+    dailyTokenQuota: { type: 'integer', minimum: 1 },
+  },
+};
+
+export const createKeyResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['id', 'key', 'info'],
+  properties: {
+    id: string,
+    key: { type: 'string', description: 'The API key. Shown once: the gateway keeps only its HMAC.' },
+    info: apiKeyInfoSchema,
+  },
+};
+
+export const listKeysResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['object', 'data'],
+  properties: {
+    object: { type: 'string', enum: ['list'] },
+    data: { type: 'array', items: apiKeyInfoSchema },
+  },
+};
+
+export const keyInfoResponseSchema: JsonSchema = apiKeyInfoSchema;
+
+export const issuanceRecordSchema: JsonSchema = {
+  type: 'object',
+  properties: {
+    seq: integer,
+    id: string,
+    completionId: string,
+    choiceIndex: integer,
+    createdAt: string,
+    apiKeyId: string,
+    account: string,
+    endpoint: string,
+    model: string,
+    backend: string,
+    watermarkKeyId: string,
+    keyEpoch: nullable(string),
+    promptSha256: string,
+    outputSha256: string,
+    numPromptTokens: integer,
+    numTokens: integer,
+    outputTokens: nullable({ type: 'array', items: integer }),
+    finishReason: string,
+  },
+};
+
+export const listIssuanceResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['object', 'data'],
+  properties: {
+    object: { type: 'string', enum: ['list'] },
+    data: { type: 'array', items: issuanceRecordSchema },
+    total: integer,
+  },
+};
+
+export const healthResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['status'],
+  properties: {
+    status: { type: 'string', enum: ['ok', 'degraded'] },
+    storage: { type: 'string' },
+    storageOk: boolean,
+    backend: { type: 'string' },
+    model: { type: 'string' },
+    watermarkKeyId: { type: 'string' },
+    uptimeSeconds: number,
+  },
+};
