@@ -10,6 +10,7 @@ import fp from 'fastify-plugin';
 import type { Redis } from 'ioredis';
 import type { Backend } from './backends/types.ts';
 import type { GatewayConfig } from './config.ts';
+import { GatewayError } from './errors.ts';
 import authPlugin from './plugins/auth.ts';
 import errorsPlugin from './plugins/errors.ts';
 import metricsPlugin from './plugins/metrics.ts';
@@ -42,6 +43,8 @@ export interface GatewayContext extends GatewayServices {
   /** The detector for the gateway's key (cached per option set). */
   detector(options: { fpr?: number; window: boolean }): TextDetector;
   readonly startedAt: number;
+  /** Generations in progress: closing the app aborts them (streams end with an error event). */
+  readonly activeGenerations: Set<AbortController>;
 }
 
 declare module 'fastify' {
@@ -86,6 +89,7 @@ const servicesPlugin: FastifyPluginAsync<GatewayServices> = async (fastify, serv
     ...services,
     watermarker,
     startedAt: Date.now(),
+    activeGenerations: new Set(),
     detector(options) {
       const cacheKey = `${options.fpr ?? ''}/${options.window}`;
       let detector = detectors.get(cacheKey);
@@ -101,6 +105,17 @@ const servicesPlugin: FastifyPluginAsync<GatewayServices> = async (fastify, serv
     },
   };
   fastify.decorate('gateway', context);
+  fastify.addHook('preClose', async () => {
+    for (const controller of context.activeGenerations) {
+      controller.abort(new GatewayError(503, 'TM_ERR_SHUTTING_DOWN', 'the gateway is shutting down'));
+    }
+    // Let aborted streams record what they sent and write their error event, so their connections are idle
+    // (and closed) when the server stops.
+    const deadline = Date.now() + 10_000;
+    while (context.activeGenerations.size > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  });
   const seed = (apiKeyId: string, since: string) => services.storage.sumTokensSince(apiKeyId, since);
   fastify.decorate(
     'quota',
@@ -108,11 +123,7 @@ const servicesPlugin: FastifyPluginAsync<GatewayServices> = async (fastify, serv
   );
 };
 
-/** The whole gateway as one plugin: register it on any fastify instance. */
-export const gatewayPlugin: FastifyPluginAsync<GatewayServices> = async (
-  fastify: FastifyInstance,
-  services,
-) => {
+const gateway: FastifyPluginAsync<GatewayServices> = async (fastify: FastifyInstance, services) => {
   fastify.addSchema(openAiErrorSchema);
   // JSON only: a text/plain body is a 415, not a string that fails validation.
   fastify.removeContentTypeParser(['text/plain']);
@@ -148,6 +159,15 @@ export const gatewayPlugin: FastifyPluginAsync<GatewayServices> = async (
   await fastify.register(detectRoutes);
   await fastify.register(adminRoutes);
 };
+
+/**
+ * The whole gateway as one plugin: register it on any fastify instance. It is not encapsulated, so the
+ * instance it is registered on carries `gateway`, `metrics` and `quota`, and closing it aborts generations.
+ */
+export const gatewayPlugin: FastifyPluginAsync<GatewayServices> = fp(gateway, {
+  name: 'tracemark-gateway',
+  fastify: '5.x',
+});
 
 export interface BuildAppOptions {
   /** A pino-compatible logger configuration; default: the configured level on stdout. */

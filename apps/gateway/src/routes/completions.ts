@@ -115,13 +115,7 @@ function normalizeSeed(seed: number): number {
 const completionsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
   const { config, backend, storage, watermarker, keyEpoch } = fastify.gateway;
   const tokenizer = backend.tokenizer;
-  const active = new Set<AbortController>();
-
-  fastify.addHook('preClose', async () => {
-    for (const controller of active) {
-      controller.abort(new GatewayError(503, 'TM_ERR_SHUTTING_DOWN', 'the gateway is shutting down'));
-    }
-  });
+  const active = fastify.gateway.activeGenerations;
 
   const prepare = (endpoint: Endpoint, body: Body, request: FastifyRequest): PreparedCompletion => {
     const model = body.model as string;
