@@ -5,46 +5,13 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintApiKey } from '../api-keys.ts';
 import { TEST_DATABASE_URL, temporaryDirectory } from '../test-support/harness.ts';
+import { freshPostgresSchema, postgresReachable } from '../test-support/services.ts';
 import { openPostgresStorage } from './postgres.ts';
 import { openSqliteStorage } from './sqlite.ts';
 import type { GatewayStorage, IssuanceInput } from './types.ts';
-
-export async function postgresReachable(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
-/** A URL whose connections use a fresh schema (search_path), and a function that drops it. */
-export async function freshPostgresSchema(url: string): Promise<{ url: string; drop: () => Promise<void> }> {
-  const schema = `tm_test_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: url });
-  await admin.connect();
-  await admin.query(`CREATE SCHEMA ${schema}`);
-  await admin.end();
-  const scoped = new URL(url);
-  scoped.searchParams.set('options', `-c search_path=${schema}`);
-  return {
-    url: scoped.toString(),
-    drop: async () => {
-      const client = new pg.Client({ connectionString: url });
-      await client.connect();
-      await client.query(`DROP SCHEMA ${schema} CASCADE`);
-      await client.end();
-    },
-  };
-}
 
 const pgAvailable = await postgresReachable(TEST_DATABASE_URL);
 if (!pgAvailable && process.env.CI) {

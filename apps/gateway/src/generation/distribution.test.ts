@@ -1,0 +1,129 @@
+import { createRandom, createWatermarker, createWatermarkKey } from '@tracemark/core';
+import { getTokenizer } from '@tracemark/tokenizers';
+import { describe, expect, it } from 'vitest';
+import { acceptDraft, draftDistributions, reportedLogprobs, sampleTarget } from './distribution.ts';
+import { TextAssembler } from './text-assembler.ts';
+
+const watermarker = createWatermarker(createWatermarkKey({ secret: new Uint8Array(32).fill(7) }));
+const candidates = {
+  ids: Uint32Array.from({ length: 12 }, (_, i) => 1000 + 37 * i),
+  logits: Float32Array.from({ length: 12 }, (_, i) => -0.3 * i - 1),
+};
+const context = [42, 43];
+
+function drawFrom(weights: Float64Array, random: ReturnType<typeof createRandom>): number {
+  let target = random.nextFloat();
+  for (let i = 0; i < weights.length; i++) {
+    target -= weights[i]!;
+    if (target < 0) return i;
+  }
+  return weights.length - 1;
+}
+
+describe('speculative acceptance of an upstream draft', () => {
+  it.each([
+    [1, 1],
+    [0.7, 0.9],
+    [1.3, 0.6],
+  ])('follows the watermarked target q exactly (T = %s, top-p = %s)', (temperature, topP) => {
+    const distributions = draftDistributions(candidates, context, { watermarker, temperature, topP });
+    const random = createRandom(1234);
+    const counts = new Float64Array(candidates.ids.length);
+    const trials = 200_000;
+    for (let t = 0; t < trials; t++) {
+      const draft = candidates.ids[drawFrom(distributions.p, random)]!;
+      const { token } = acceptDraft(distributions, draft, random);
+      counts[candidates.ids.indexOf(token)]!++;
+    }
+    let chiSquare = 0;
+    let cells = 0;
+    for (let i = 0; i < counts.length; i++) {
+      const expected = distributions.q[i]! * trials;
+      if (expected === 0) {
+        expect(counts[i]).toBe(0);
+        continue;
+      }
+      chiSquare += (counts[i]! - expected) ** 2 / expected;
+      cells++;
+    }
+    // 99.9th percentile of chi-square with ≤ 11 degrees of freedom is 31.3.
+    expect(chiSquare).toBeLessThan(31.3);
+    expect(cells).toBeGreaterThan(1);
+  });
+
+  it('q boosts green candidates by e^(δ/T) relative to p, and drops what top-p drops', () => {
+    const { p, q } = draftDistributions(candidates, context, { watermarker, temperature: 1, topP: 1 });
+    const test = watermarker.candidateTester(context);
+    const ratios = Array.from(candidates.ids, (id, i) => ({ green: test(id) === 1, ratio: q[i]! / p[i]! }));
+    const green = ratios.filter((r) => r.green).map((r) => r.ratio);
+    const red = ratios.filter((r) => !r.green).map((r) => r.ratio);
+    expect(green.length).toBeGreaterThan(0);
+    expect(red.length).toBeGreaterThan(0);
+    for (const g of green) expect(g / red[0]!).toBeCloseTo(Math.exp(watermarker.scheme.delta), 6);
+    const truncated = draftDistributions(candidates, context, { watermarker, temperature: 1, topP: 0.3 });
+    expect(truncated.q.at(-1)).toBe(0);
+  });
+
+  it('greedy: accepts the draft only when it is the watermarked argmax', () => {
+    const distributions = draftDistributions(candidates, context, { watermarker, temperature: 0, topP: 1 });
+    const best = candidates.ids[distributions.q.indexOf(1)]!;
+    const random = createRandom(1);
+    // A greedy upstream drafts its own argmax; it stands only if the watermark does not move the argmax.
+    const drafted = candidates.ids[distributions.p.indexOf(1)]!;
+    expect(acceptDraft(distributions, drafted, random)).toEqual({ token: best, accepted: drafted === best });
+    const unboosted = draftDistributions(candidates, context, { watermarker: null, temperature: 0, topP: 1 });
+    expect(acceptDraft(unboosted, drafted, random)).toEqual({ token: drafted, accepted: true });
+    expect(sampleTarget(distributions, random)).toBe(best);
+  });
+
+  it('a draft outside the candidates is resampled', () => {
+    const distributions = draftDistributions(candidates, context, { watermarker, temperature: 1, topP: 1 });
+    const outcome = acceptDraft(distributions, 999_999, createRandom(3));
+    expect(outcome.accepted).toBe(false);
+    expect(candidates.ids).toContain(outcome.token);
+  });
+
+  it('reported logprobs are a normalized distribution over the candidates', () => {
+    const reported = reportedLogprobs(candidates, context, watermarker, candidates.ids[0]!, 12);
+    const total = reported.top.reduce((sum, entry) => sum + Math.exp(entry.logprob), 0);
+    expect(total).toBeCloseTo(1, 6);
+    expect(reported.top[0]!.logprob).toBeGreaterThanOrEqual(reported.top[1]!.logprob);
+  });
+});
+
+describe('text assembly', () => {
+  const tokenizer = getTokenizer('cl100k_base');
+  const feed = (text: string, stops: string[]) => {
+    const assembler = new TextAssembler(tokenizer, stops);
+    let shown = '';
+    let stopped = false;
+    for (const token of tokenizer.encode(text)) {
+      const step = assembler.push(token);
+      shown += step.delta;
+      if (step.stopped) {
+        stopped = true;
+        break;
+      }
+    }
+    if (!stopped) shown += assembler.finish().delta;
+    return { shown, stopped, text: assembler.text };
+  };
+
+  it('never shows a stop sequence, even one split across tokens', () => {
+    expect(feed('Hello world. Goodbye.', ['. G'])).toEqual({
+      shown: 'Hello world',
+      stopped: true,
+      text: 'Hello world',
+    });
+    expect(feed('abc END def', ['END'])).toMatchObject({ shown: 'abc ', stopped: true });
+  });
+
+  it('holds back a partial character until it is complete', () => {
+    const text = 'naïve café 日本語 🎉 done';
+    expect(feed(text, [])).toEqual({ shown: text, stopped: false, text });
+  });
+
+  it('flushes a held prefix of a stop sequence when generation ends', () => {
+    expect(feed('the end', ['end of story'])).toEqual({ shown: 'the end', stopped: false, text: 'the end' });
+  });
+});
