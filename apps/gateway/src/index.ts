@@ -12,6 +12,7 @@ export {
   type BuildAppOptions,
   buildApp,
   GATEWAY_VERSION,
+  type GatewayContext,
   type GatewayServices,
   gatewayPlugin,
   loggerOptions,

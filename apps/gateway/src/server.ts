@@ -11,6 +11,8 @@ export interface RunningGateway {
   readonly firstStart: FirstStart;
   /** Stops accepting, aborts streams in progress (they end with an error event), closes everything. */
   close(): Promise<void>;
+  /** Settles once the gateway has closed (by `close()` or a signal). */
+  readonly closed: Promise<void>;
 }
 
 export interface StartOptions {
@@ -53,14 +55,22 @@ export async function startServer(
       : null;
   pruneTimer?.unref();
 
+  let markClosed: () => void = () => undefined;
+  const closed = new Promise<void>((resolve) => {
+    markClosed = resolve;
+  });
   let closing: Promise<void> | null = null;
   const close = () => {
     closing ??= (async () => {
       if (pruneTimer !== null) clearInterval(pruneTimer);
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      await app.close();
-      await prepared.close();
+      try {
+        await app.close();
+        await prepared.close();
+      } finally {
+        markClosed();
+      }
     })();
     return closing;
   };
@@ -78,7 +88,7 @@ export async function startServer(
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   }
-  return { app, url: `http://${host}:${port}`, firstStart: prepared.firstStart, close };
+  return { app, url: `http://${host}:${port}`, firstStart: prepared.firstStart, close, closed };
 }
 
 /** The ready-to-paste request printed on first start. */

@@ -1,0 +1,173 @@
+/**
+ * `tracemark keys create|list|revoke`: API keys of the gateway, managed directly in its storage (the SQLite
+ * file under the data directory, or DATABASE_URL). A new key is printed once; only its HMAC is stored.
+ */
+import { InputError } from '@tracemark/detection';
+import {
+  type ApiKeyInfo,
+  createApiKey,
+  defaultDataDir,
+  ensureDataDir,
+  type GatewayStorage,
+  keyState,
+  listApiKeys,
+  loadOrCreateServerSecret,
+  openStorage,
+  parseScopes,
+  revokeApiKey,
+  SCOPES,
+} from '@tracemark/gateway';
+import type { Command } from 'commander';
+import { CliError, type CliIo, EXIT } from '../io.ts';
+import { parseNumber } from '../options.ts';
+
+interface CommonOptions {
+  dataDir?: string;
+  json?: boolean;
+}
+
+interface CreateOptions extends CommonOptions {
+  scopes: string;
+  name?: string;
+  account?: string;
+  expiresInDays?: number;
+  expiresAt?: string;
+  rateLimit?: number;
+  dailyQuota?: number;
+}
+
+async function withStorage<T>(
+  options: CommonOptions,
+  io: CliIo,
+  work: (storage: GatewayStorage, serverSecret: Uint8Array) => Promise<T>,
+): Promise<T> {
+  const dataDir = options.dataDir ?? defaultDataDir(io.env);
+  let storage: GatewayStorage;
+  let serverSecret: Uint8Array;
+  try {
+    await ensureDataDir(dataDir);
+    serverSecret = (await loadOrCreateServerSecret(dataDir)).secret;
+    storage = await openStorage({ databaseUrl: io.env.DATABASE_URL || null, dataDir });
+  } catch (error) {
+    if (error instanceof InputError) throw new CliError(error.code, error.message, EXIT.io);
+    throw new CliError(
+      'TM_ERR_IO',
+      `cannot open the gateway's storage: ${(error as Error).message}`,
+      EXIT.io,
+    );
+  }
+  try {
+    return await work(storage, serverSecret);
+  } finally {
+    await storage.close();
+  }
+}
+
+function describeKey(info: ApiKeyInfo): string {
+  const state = keyState({ ...info, hash: '' });
+  const expiry = info.expiresAt === null ? 'never expires' : `expires ${info.expiresAt}`;
+  return `${info.id}  ${state.padEnd(7)}  ${info.scopes.join(',').padEnd(24)}  ${info.account}  ${expiry}${info.name === '' ? '' : `  ${info.name}`}`;
+}
+
+export function registerKeys(program: Command, io: CliIo, setExit: (code: number) => void): void {
+  const keys = program.command('keys').description("manage the gateway's API keys");
+  const dataDirOption = [
+    '--data-dir <dir>',
+    'the gateway data directory (TRACEMARK_DATA_DIR); DATABASE_URL selects PostgreSQL',
+  ] as const;
+
+  keys
+    .command('create')
+    .description('create an API key and print it once (only its HMAC is stored)')
+    .requiredOption('--scopes <list>', `comma-separated: ${SCOPES.join(', ')}`)
+    .option('--name <text>', 'a label for the key')
+    .option('--account <name>', 'owner recorded with every completion (default "default")')
+    .option(
+      '--expires-in-days <n>',
+      'expire after N days',
+      parseNumber('--expires-in-days', 0.000001, 36_500),
+    )
+    .option('--expires-at <iso>', 'expire at this ISO 8601 time')
+    .option(
+      '--rate-limit <n>',
+      'requests per minute for this key',
+      parseNumber('--rate-limit', 1, 10_000_000, true),
+    )
+    .option(
+      '--daily-quota <n>',
+      'completion tokens per UTC day for this key',
+      parseNumber('--daily-quota', 1, Number.MAX_SAFE_INTEGER, true),
+    )
+    .option(...dataDirOption)
+    .option('--json', 'print {"id","key"}')
+    .action(async (options: CreateOptions) => {
+      let scopes: ReturnType<typeof parseScopes>;
+      try {
+        scopes = parseScopes(options.scopes);
+      } catch (error) {
+        throw new CliError('TM_ERR_USAGE', `--${(error as Error).message}`, EXIT.usage);
+      }
+      if (options.expiresInDays !== undefined && options.expiresAt !== undefined) {
+        throw new CliError('TM_ERR_USAGE', 'use --expires-in-days or --expires-at, not both', EXIT.usage);
+      }
+      const expiresAt =
+        options.expiresInDays !== undefined
+          ? new Date(Date.now() + options.expiresInDays * 86_400_000).toISOString()
+          : (options.expiresAt ?? null);
+      const created = await withStorage(options, io, async (storage, serverSecret) => {
+        try {
+          return await createApiKey(storage, serverSecret, {
+            scopes,
+            expiresAt,
+            ...(options.name === undefined ? {} : { name: options.name }),
+            ...(options.account === undefined ? {} : { account: options.account }),
+            ...(options.rateLimit === undefined ? {} : { rateLimitPerMinute: options.rateLimit }),
+            ...(options.dailyQuota === undefined ? {} : { dailyTokenQuota: options.dailyQuota }),
+          });
+        } catch (error) {
+          if (error instanceof RangeError)
+            throw new CliError('TM_ERR_USAGE', `--${error.message}`, EXIT.usage);
+          throw error;
+        }
+      });
+      if (options.json) {
+        io.stdout.write(`${JSON.stringify({ id: created.info.id, key: created.key })}\n`);
+      } else {
+        io.stdout.write(`${created.key}\n`);
+        io.stderr.write(`created ${describeKey(created.info)}\nthe key is shown only now; store it safely\n`);
+      }
+      setExit(EXIT.ok);
+    });
+
+  keys
+    .command('list')
+    .description('list API keys (ids, scopes, state; never the keys)')
+    .option(...dataDirOption)
+    .option('--json', 'print JSON')
+    .action(async (options: CommonOptions) => {
+      const list = await withStorage(options, io, (storage) => listApiKeys(storage));
+      if (options.json) {
+        io.stdout.write(
+          `${JSON.stringify({ keys: list.map((info) => ({ ...info, state: keyState({ ...info, hash: '' }) })) })}\n`,
+        );
+      } else if (list.length === 0) {
+        io.stderr.write('no API keys yet\n');
+      } else {
+        io.stdout.write(`${list.map(describeKey).join('\n')}\n`);
+      }
+      setExit(EXIT.ok);
+    });
+
+  keys
+    .command('revoke <id>')
+    .description('revoke an API key, effective at once')
+    .option(...dataDirOption)
+    .option('--json', 'print JSON')
+    .action(async (id: string, options: CommonOptions) => {
+      const info = await withStorage(options, io, (storage) => revokeApiKey(storage, id));
+      if (info === null) throw new CliError('TM_ERR_NOT_FOUND', `no API key ${id}`, EXIT.usage);
+      if (options.json) io.stdout.write(`${JSON.stringify({ id: info.id, revokedAt: info.revokedAt })}\n`);
+      else io.stdout.write(`revoked ${info.id}\n`);
+      setExit(EXIT.ok);
+    });
+}

@@ -1,0 +1,136 @@
+/**
+ * `tracemark serve`: runs the gateway, an OpenAI-compatible API that watermarks every completion and records
+ * it in the issuance log. Logs (JSON, secrets redacted) go to stdout; the banner, and on first start the
+ * development API key (shown once) and a ready-to-paste curl command, go to stderr.
+ */
+import { InputError } from '@tracemark/detection';
+import {
+  ConfigError,
+  curlExample,
+  DEFAULT_PORT,
+  type GatewayConfigInput,
+  GatewayError,
+  loggerOptions,
+  type RunningGateway,
+  resolveConfig,
+  startServer,
+} from '@tracemark/gateway';
+import type { Command } from 'commander';
+import { CliError, type CliIo, EXIT } from '../io.ts';
+import { parseNumber } from '../options.ts';
+
+export interface ServeOptions {
+  readonly port?: number;
+  readonly host?: string;
+  readonly dataDir?: string;
+  readonly key?: string;
+  readonly upstream?: string;
+  readonly logLevel?: string;
+}
+
+/** Starts the gateway and resolves once it has closed (on SIGINT / SIGTERM, or when `stop` aborts). */
+export async function runServe(options: ServeOptions, io: CliIo, stop?: AbortSignal): Promise<void> {
+  const running = await startGateway(options, io, stop === undefined);
+  stop?.addEventListener('abort', () => void running.close(), { once: true });
+  if (stop?.aborted) void running.close();
+  await running.closed;
+}
+
+/** Starts the gateway and prints the banner; the caller owns closing it. */
+export async function startGateway(
+  options: ServeOptions,
+  io: CliIo,
+  handleSignals: boolean,
+): Promise<RunningGateway> {
+  const flags: GatewayConfigInput = {
+    port: options.port,
+    host: options.host,
+    dataDir: options.dataDir,
+    keyFile: options.key,
+    upstreamUrl: options.upstream,
+    logLevel: options.logLevel,
+  };
+  let running: RunningGateway;
+  try {
+    const config = resolveConfig(flags, io.env);
+    io.stderr.write(
+      config.upstreamUrl === null
+        ? 'loading the embedded model (trained on first use)…\n'
+        : 'probing the upstream model server…\n',
+    );
+    running = await startServer(config, {
+      handleSignals,
+      logger: loggerOptions(config.logLevel, {
+        write: (line: string) => io.stdout.write(line),
+      } as NodeJS.WritableStream),
+    });
+  } catch (error) {
+    throw toCliError(error);
+  }
+  const { firstStart } = running;
+  const context = running.app.gateway;
+  const model = context.backend.models()[0]?.id ?? 'model';
+  const lines = [
+    `tracemark gateway listening on ${running.url}`,
+    `  backend ${context.backend.kind} (model ${model}), storage ${context.storage.kind}, rate limits ${context.redis === null ? 'in memory' : 'in Redis'}`,
+    `  watermark key ${context.watermarker.keyId}${context.keyEpoch === null ? '' : ` (epoch ${context.keyEpoch})`}${firstStart.watermarkKeyCreated ? `, created at ${firstStart.watermarkKeyFile}` : ''}`,
+  ];
+  if (firstStart.devApiKey !== null) {
+    lines.push(
+      '',
+      'First start: a development API key was created. It is shown only now',
+      `${firstStart.devApiKeyFile === null ? '' : `(and saved, mode 0600, in ${firstStart.devApiKeyFile})`}:`,
+      '',
+      `  ${firstStart.devApiKey}`,
+      '',
+      'Try it:',
+      '',
+      `  ${curlExample(running.url, firstStart.devApiKey, model)}`,
+      '',
+      'Create more keys with `tracemark keys create --scopes generate,verify`.',
+    );
+  }
+  io.stderr.write(`${lines.join('\n')}\n`);
+  return running;
+}
+
+function toCliError(error: unknown): unknown {
+  if (error instanceof ConfigError) return new CliError('TM_ERR_CONFIG', error.message, EXIT.usage);
+  if (error instanceof GatewayError) return new CliError(error.code, error.message, EXIT.io);
+  if (error instanceof InputError) return new CliError(error.code, error.message, EXIT.io);
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+    return new CliError('TM_ERR_IO', `cannot listen: ${(error as Error).message}`, EXIT.io);
+  }
+  return error;
+}
+
+export function registerServe(program: Command, io: CliIo, setExit: (code: number) => void): void {
+  program
+    .command('serve')
+    .description('run the gateway: an OpenAI-compatible API that watermarks and records every completion')
+    .option(
+      '--port <n>',
+      `port (TRACEMARK_PORT; default ${DEFAULT_PORT}, 0 picks one)`,
+      parseNumber('--port', 0, 65535, true),
+    )
+    .option('--host <host>', 'address to listen on (TRACEMARK_HOST; default 127.0.0.1)')
+    .option('--data-dir <dir>', 'keys, server secret and SQLite database (TRACEMARK_DATA_DIR)')
+    .option(
+      '--key <file>',
+      'watermark key file from `tracemark keygen` (TRACEMARK_KEY_FILE; default: its own)',
+    )
+    .option(
+      '--upstream <url>',
+      'OpenAI-compatible server with logprobs, e.g. http://127.0.0.1:8000/v1 (TRACEMARK_UPSTREAM_URL)',
+    )
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (TRACEMARK_LOG_LEVEL)')
+    .addHelpText(
+      'after',
+      '\nAlso read from the environment: DATABASE_URL (PostgreSQL instead of SQLite), REDIS_URL (shared rate\nlimits and quotas) and the TRACEMARK_* settings listed in apps/gateway/README.md.',
+    )
+    .action(async (options: ServeOptions) => {
+      await runServe(options, io);
+      setExit(EXIT.ok);
+    });
+}
