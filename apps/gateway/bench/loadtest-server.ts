@@ -1,0 +1,34 @@
+/** The gateway for the load test, in its own process: prints {"url","key","pid"} once listening, exits on SIGTERM. */
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildApp, loggerOptions } from '../src/app.ts';
+import { prepareGateway } from '../src/bootstrap.ts';
+import { resolveConfig } from '../src/config.ts';
+import { temporaryDirectory } from '../src/test-support/harness.ts';
+
+process.env.TRACEMARK_CACHE_DIR ||= join(tmpdir(), 'tracemark-test-cache');
+const dataDir = temporaryDirectory('tracemark-loadtest-');
+const config = resolveConfig(
+  {
+    dataDir,
+    port: 0,
+    rateLimitPerMinute: 10_000_000,
+    dailyTokenQuota: Number.MAX_SAFE_INTEGER,
+    logLevel: 'warn',
+  },
+  {},
+);
+const prepared = await prepareGateway(config);
+const app = await buildApp(prepared.services, { logger: loggerOptions('warn') });
+await app.listen({ port: 0, host: '127.0.0.1' });
+const { port } = app.server.address() as { port: number };
+process.stdout.write(
+  `${JSON.stringify({ url: `http://127.0.0.1:${port}`, key: prepared.firstStart.devApiKey, pid: process.pid })}\n`,
+);
+process.once('SIGTERM', async () => {
+  await app.close();
+  await prepared.close();
+  rmSync(dataDir, { recursive: true, force: true });
+  process.exit(0);
+});
