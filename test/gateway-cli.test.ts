@@ -45,12 +45,10 @@ async function run(argv: string[], captured: Captured): Promise<number> {
   const setExit = (code: number) => {
     exitCode = code;
   };
-  const program = new Command('tracemark')
-    .exitOverride()
-    .configureOutput({
-      writeOut: (t) => captured.io.stdout.write(t),
-      writeErr: (t) => captured.io.stderr.write(t),
-    });
+  const program = new Command('tracemark').exitOverride().configureOutput({
+    writeOut: (t) => captured.io.stdout.write(t),
+    writeErr: (t) => captured.io.stderr.write(t),
+  });
   registerServe(program, captured.io, setExit);
   registerKeys(program, captured.io, setExit);
   try {
