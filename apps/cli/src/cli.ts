@@ -6,6 +6,8 @@ import { Command, CommanderError } from 'commander';
 import { registerDetect } from './commands/detect.ts';
 import { registerGenerate } from './commands/generate.ts';
 import { registerKeygen } from './commands/keygen.ts';
+import { registerKeys } from './commands/keys.ts';
+import { registerServe } from './commands/serve.ts';
 import { CliError, type CliIo, EXIT, processIo } from './io.ts';
 
 export const VERSION = '0.1.0';
@@ -28,6 +30,8 @@ export async function run(argv: readonly string[], io: CliIo = processIo()): Pro
   registerKeygen(program, io, setExit);
   registerGenerate(program, io, setExit);
   registerDetect(program, io, setExit);
+  registerServe(program, io, setExit);
+  registerKeys(program, io, setExit);
   try {
     await program.parseAsync(argv as string[], { from: 'user' });
     return exitCode;
