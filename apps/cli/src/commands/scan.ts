@@ -1,0 +1,413 @@
+import { stat } from 'node:fs/promises';
+import type { WatermarkKey } from '@tracemark/core';
+import { InputError, readKeyFile } from '@tracemark/detection';
+import {
+  DEFAULT_FAKE_KEYS,
+  DEFAULT_MINIMUM_DOSE,
+  DEFAULT_SCAN_ALPHA,
+  IssuedWindowSet,
+  measureGreenFraction,
+  type ScanDocument,
+  type ScanReport,
+  scanCorpus,
+} from '@tracemark/extraction';
+import { getTokenizer, isTokenizerId, type TokenizerId } from '@tracemark/tokenizers';
+import type { Command } from 'commander';
+import { type InputFormat, readInputs } from '../inputs.ts';
+import { CliError, type CliIo, EXIT } from '../io.ts';
+import { collect, parseNumber, parseOpenUnit } from '../options.ts';
+import { defaultWorkerCount } from '../pool.ts';
+import type { ScanJobResult, TokenizedDocument } from '../scan-engine.ts';
+import { createScanPool, type ScanPool } from '../scan-pool.ts';
+import { renderScanReport } from '../scan-render.ts';
+
+interface ScanCommandOptions {
+  key: string[];
+  format?: InputFormat;
+  field: string;
+  promptField?: string;
+  fakeKeys: number;
+  fakeKeySeed?: string;
+  issuedFile?: string;
+  issuedField: string;
+  alpha: number;
+  minDose: number;
+  workers?: number;
+  json?: boolean;
+  quiet?: boolean;
+  failOnRadioactive?: boolean;
+}
+
+/** Inputs smaller than this run in the main thread: starting workers would cost more than it saves. */
+const WORKER_THRESHOLD_BYTES = 4 * 1024 * 1024;
+/** Errors listed in the JSON output (all are counted). */
+const MAX_LISTED_ERRORS = 100;
+
+interface Summary {
+  documents: number;
+  errors: number;
+  bytes: number;
+}
+
+export function registerScan(program: Command, io: CliIo, setExit: (code: number) => void): void {
+  program
+    .command('scan')
+    .description(
+      "test a suspect corpus (or a suspect model's sampled outputs) for the watermark's radioactivity: evidence of extraction",
+    )
+    .argument('[paths...]', 'files or directories; - or nothing reads stdin')
+    .requiredOption(
+      '--key <file>',
+      'key file (repeat for several keys or epochs; corrected by Holm)',
+      collect,
+    )
+    .option('--format <format>', 'text or jsonl (default: by file extension, .jsonl/.ndjson are JSONL)')
+    .option('--field <name>', 'JSONL field holding the text or the token ids', 'text')
+    .option(
+      '--prompt-field <name>',
+      'JSONL field holding the prompt; pairs that occur in any prompt are not scored',
+    )
+    .option(
+      '--fake-keys <n>',
+      `fake keys for calibration (at least 20 for a verdict)`,
+      parseNumber('--fake-keys', 0, 100_000, true),
+      DEFAULT_FAKE_KEYS,
+    )
+    .option(
+      '--fake-key-seed <label>',
+      'public label the fake keys derive from (default tracemark/v1/calibration)',
+    )
+    .option(
+      '--issued-file <path>',
+      'JSONL (or text) of outputs we issued: score only positions whose window occurs in them (supervised)',
+    )
+    .option(
+      '--issued-field <name>',
+      'JSONL field of the issued file holding the text or the token ids',
+      'text',
+    )
+    .option(
+      '--alpha <a>',
+      'Holm-adjusted p-value at or below which the corpus is radioactive',
+      parseOpenUnit('--alpha'),
+      DEFAULT_SCAN_ALPHA,
+    )
+    .option(
+      '--min-dose <rho>',
+      'not_radioactive means a dose of this or more is ruled out',
+      parseNumber('--min-dose', 0.000001, 1),
+      DEFAULT_MINIMUM_DOSE,
+    )
+    .option(
+      '--workers <n>',
+      'worker threads (default: all cores for inputs over 4 MB)',
+      parseNumber('--workers', 0, 64, true),
+    )
+    .option('--fail-on-radioactive', 'exit with code 1 when the verdict is radioactive')
+    .option('--json', 'print the report as JSON')
+    .option('--quiet', 'no progress on stderr')
+    .action(async (paths: string[], options: ScanCommandOptions) => {
+      if (options.format !== undefined && options.format !== 'text' && options.format !== 'jsonl') {
+        throw new CliError('TM_ERR_USAGE', '--format must be text or jsonl', EXIT.usage);
+      }
+      const keys = await readKeys(options.key);
+      const tokenizerId = keys[0]!.tokenizer as TokenizerId;
+      const tokenizer = getTokenizer(tokenizerId);
+      const workers =
+        options.workers ?? ((await inputBytes(paths)) >= WORKER_THRESHOLD_BYTES ? defaultWorkerCount() : 0);
+      const pool = createScanPool(
+        {
+          tokenizer: tokenizerId,
+          field: options.field,
+          ...(options.promptField === undefined ? {} : { promptField: options.promptField }),
+        },
+        workers,
+      );
+      const progress = createProgress(io, options.quiet === true);
+      const summary: Summary = { documents: 0, errors: 0, bytes: 0 };
+      const errors: { source: string; code: string; message: string }[] = [];
+      const onError = (source: string, error: { code: string; message: string }): void => {
+        summary.errors++;
+        if (errors.length < MAX_LISTED_ERRORS) errors.push({ source, ...error });
+        if (!options.json) io.stderr.write(`${progress.clear()}error: ${error.message}\n`);
+      };
+      const started = performance.now();
+      let report: ScanReport;
+      try {
+        let issuedWindows: IssuedWindowSet | undefined;
+        let issuedGreenFractions: Map<string, number> | undefined;
+        if (options.issuedFile !== undefined) {
+          const outputs = await readIssued(pool, options.issuedFile, options.issuedField, io);
+          issuedWindows = await IssuedWindowSet.fromOutputs(outputs, {
+            schemes: keys.map((key) => key.scheme),
+            specialTokenIds: tokenizer.specialTokenIds,
+          });
+          issuedGreenFractions = new Map();
+          for (const key of keys) {
+            const measured = await measureGreenFraction(outputs, key, tokenizer.specialTokenIds);
+            if (measured.numScored > 0) issuedGreenFractions.set(key.keyId, measured.greenFraction);
+          }
+        }
+        report = await scanCorpus({
+          documents: readDocuments(pool, paths, options, io, summary, onError, () =>
+            progress.update(summary, started),
+          ),
+          keys,
+          specialTokenIds: tokenizer.specialTokenIds,
+          fakeKeys: options.fakeKeys,
+          alpha: options.alpha,
+          minimumDose: options.minDose,
+          runFakeKeyJobs: (jobs) => {
+            progress.message(`calibrating with ${options.fakeKeys} fake keys…`);
+            return pool.runFakeKeyJobs(jobs);
+          },
+          ...(options.fakeKeySeed === undefined ? {} : { fakeKeySeed: options.fakeKeySeed }),
+          ...(issuedWindows === undefined ? {} : { issuedWindows }),
+          ...(issuedGreenFractions === undefined ? {} : { issuedGreenFractions }),
+        });
+      } finally {
+        await pool.close();
+        progress.done();
+      }
+      const seconds = (performance.now() - started) / 1000;
+      if (options.json) {
+        const summaryJson = {
+          ...summary,
+          seconds: Number(seconds.toFixed(3)),
+          megabytesPerSecond: Number((summary.bytes / 1e6 / Math.max(seconds, 1e-9)).toFixed(2)),
+          workers: pool.workers,
+        };
+        io.stdout.write(`${JSON.stringify({ ...report, summary: summaryJson, errors })}\n`);
+      } else {
+        io.stdout.write(renderScanReport(report));
+        if (summary.errors > 0)
+          io.stdout.write(`${summary.errors} inputs could not be read (see the errors above)\n`);
+      }
+      if (options.failOnRadioactive && report.verdict === 'radioactive') setExit(EXIT.detected);
+      else if (summary.errors > 0) setExit(EXIT.io);
+      else setExit(EXIT.ok);
+    });
+}
+
+async function readKeys(paths: readonly string[]): Promise<WatermarkKey[]> {
+  const keys: WatermarkKey[] = [];
+  for (const path of paths) {
+    try {
+      keys.push(await readKeyFile(path));
+    } catch (error) {
+      if (error instanceof InputError) throw new CliError(error.code, error.message, EXIT.io);
+      throw error;
+    }
+  }
+  const tokenizers = new Set(keys.map((key) => key.tokenizer));
+  if (tokenizers.size > 1) {
+    throw new CliError(
+      'TM_ERR_TOKENIZER_MISMATCH',
+      `keys are bound to different tokenizers (${[...tokenizers].join(', ')}); scan with one tokenizer at a time`,
+      EXIT.usage,
+    );
+  }
+  const tokenizer = keys[0]!.tokenizer;
+  if (!isTokenizerId(tokenizer)) {
+    throw new CliError(
+      'TM_ERR_KEY_FILE',
+      `${paths[0]}: key is bound to an unknown tokenizer "${tokenizer}"`,
+      EXIT.io,
+    );
+  }
+  return keys;
+}
+
+async function inputBytes(paths: readonly string[]): Promise<number> {
+  if (paths.length === 0) return WORKER_THRESHOLD_BYTES;
+  let bytes = 0;
+  for (const path of paths) {
+    if (path === '-') bytes += WORKER_THRESHOLD_BYTES;
+    else
+      bytes += await stat(path).then(
+        (s) => (s.isDirectory() ? WORKER_THRESHOLD_BYTES : s.size),
+        () => 0,
+      );
+  }
+  return bytes;
+}
+
+/**
+ * The issued outputs' token ids (a JSONL file by extension, else one text). Any unreadable line is
+ * fatal: the supervised filter must know exactly which windows were issued.
+ */
+async function readIssued(pool: ScanPool, path: string, field: string, io: CliIo): Promise<Uint32Array[]> {
+  const outputs: Uint32Array[] = [];
+  const fail = (message: string): never => {
+    throw new CliError('TM_ERR_ISSUED_FILE', `--issued-file: ${message}`, EXIT.io);
+  };
+  if (path === '-') fail('must be a file (stdin may hold the corpus)');
+  let pieces: Uint32Array[] = [];
+  for await (const unit of readInputs([path], { stdin: io.stdin })) {
+    if ('lines' in unit) {
+      const result = await pool.submit({
+        kind: 'lines',
+        source: unit.source,
+        firstLine: unit.firstLine,
+        texts: unit.texts,
+        field,
+      });
+      if (result.kind !== 'documents') fail('unexpected result');
+      for (const document of (result as Extract<ScanJobResult, { kind: 'documents' }>).documents) {
+        if ('error' in document) fail(document.error.message);
+        else outputs.push(document.tokens);
+      }
+    } else if ('piece' in unit) {
+      if (unit.error !== undefined) fail(unit.error.message);
+      const result = await pool.submit({ kind: 'tokenize', text: unit.text });
+      if (result.kind === 'tokens') pieces.push(result.tokens);
+      if (unit.last) {
+        outputs.push(concat(pieces));
+        pieces = [];
+      }
+    } else {
+      fail(unit.error?.message ?? `${path}: cannot read`);
+    }
+  }
+  return outputs;
+}
+
+function concat(pieces: readonly Uint32Array[]): Uint32Array {
+  if (pieces.length === 1) return pieces[0]!;
+  const out = new Uint32Array(pieces.reduce((sum, piece) => sum + piece.length, 0));
+  let at = 0;
+  for (const piece of pieces) {
+    out.set(piece, at);
+    at += piece.length;
+  }
+  return out;
+}
+
+type Pending =
+  | { kind: 'documents'; promise: Promise<ScanJobResult>; bytes: number }
+  | { kind: 'piece'; promise: Promise<ScanJobResult>; source: string; last: boolean; bytes: number }
+  | { kind: 'error'; source: string; error: { code: string; message: string } };
+
+/**
+ * The corpus as tokenized documents in input order, tokenized ahead on the workers (a bounded
+ * number of batches in flight); unreadable inputs are reported and skipped.
+ */
+async function* readDocuments(
+  pool: ScanPool,
+  paths: readonly string[],
+  options: ScanCommandOptions,
+  io: CliIo,
+  summary: Summary,
+  onError: (source: string, error: { code: string; message: string }) => void,
+  onProgress: () => void,
+): AsyncGenerator<ScanDocument> {
+  const inputs = readInputs(paths, {
+    stdin: io.stdin,
+    ...(options.format === undefined ? {} : { format: options.format }),
+  })[Symbol.asyncIterator]();
+  const maxInFlight = Math.max(2, pool.workers * 3);
+  const queue: Pending[] = [];
+  let exhausted = false;
+  let pieces: Uint32Array[] = [];
+  const fill = async (): Promise<void> => {
+    while (!exhausted && queue.length < maxInFlight) {
+      const next = await inputs.next();
+      if (next.done === true) {
+        exhausted = true;
+        break;
+      }
+      const unit = next.value;
+      if ('lines' in unit) {
+        queue.push({
+          kind: 'documents',
+          bytes: unit.bytes,
+          promise: pool.submit({
+            kind: 'lines',
+            source: unit.source,
+            firstLine: unit.firstLine,
+            texts: unit.texts,
+            field: options.field,
+            ...(options.promptField === undefined ? {} : { promptField: options.promptField }),
+          }),
+        });
+      } else if ('piece' in unit) {
+        if (unit.error !== undefined) queue.push({ kind: 'error', source: unit.source, error: unit.error });
+        else {
+          queue.push({
+            kind: 'piece',
+            source: unit.source,
+            last: unit.last,
+            bytes: unit.bytes,
+            promise: pool.submit({ kind: 'tokenize', text: unit.text }),
+          });
+        }
+      } else {
+        queue.push({
+          kind: 'error',
+          source: unit.source,
+          error: unit.error ?? { code: 'TM_ERR_IO', message: `${unit.source}: cannot read` },
+        });
+      }
+    }
+  };
+  for (;;) {
+    await fill();
+    const entry = queue.shift();
+    if (entry === undefined) return;
+    if (entry.kind === 'error') {
+      summary.documents++;
+      onError(entry.source, entry.error);
+      continue;
+    }
+    const result = await entry.promise;
+    summary.bytes += entry.bytes;
+    if (entry.kind === 'documents' && result.kind === 'documents') {
+      for (const document of result.documents as TokenizedDocument[]) {
+        summary.documents++;
+        if ('error' in document) onError(document.source, document.error);
+        else yield { source: document.source, tokens: document.tokens, prompt: document.prompt };
+      }
+    } else if (entry.kind === 'piece' && result.kind === 'tokens') {
+      pieces.push(result.tokens);
+      if (entry.last) {
+        summary.documents++;
+        yield { source: entry.source, tokens: concat(pieces) };
+        pieces = [];
+      }
+    }
+    onProgress();
+  }
+}
+
+function createProgress(io: CliIo, quiet: boolean) {
+  const enabled = io.stderrIsTTY && !quiet;
+  let last = 0;
+  let shown = false;
+  return {
+    clear: (): string => {
+      if (shown) io.stderr.write('\r\u001b[2K');
+      shown = false;
+      return '';
+    },
+    update: (summary: Summary, started: number): void => {
+      if (!enabled) return;
+      const now = performance.now();
+      if (now - last < 250) return;
+      last = now;
+      const seconds = (now - started) / 1000;
+      io.stderr.write(
+        `\r\u001b[2K${summary.documents} documents, ${(summary.bytes / 1e6).toFixed(1)} MB, ${(summary.bytes / 1e6 / seconds).toFixed(1)} MB/s`,
+      );
+      shown = true;
+    },
+    message: (text: string): void => {
+      if (!enabled) return;
+      io.stderr.write(`\r\u001b[2K${text}`);
+      shown = true;
+    },
+    done: (): void => {
+      if (shown) io.stderr.write('\r\u001b[2K');
+      shown = false;
+    },
+  };
+}

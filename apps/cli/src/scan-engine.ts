@@ -1,0 +1,107 @@
+/**
+ * The work of `tracemark scan` that can run on worker threads: JSONL lines to token ids, text to
+ * token ids, and batches of fake keys. The same engine runs in the main thread without workers.
+ */
+import { type FakeKeyCounts, type FakeKeyJob, runFakeKeyJob } from '@tracemark/extraction';
+import { assertTokenIds, getTokenizer, type TokenizerId } from '@tracemark/tokenizers';
+import { parseJsonlLine } from './inputs.ts';
+
+export interface ScanEngineOptions {
+  readonly tokenizer: TokenizerId;
+  readonly field: string;
+  readonly promptField?: string;
+}
+
+/** A tokenized document, or an error naming its file and line. */
+export type TokenizedDocument =
+  | {
+      readonly source: string;
+      readonly tokens: Uint32Array;
+      readonly prompt?: Uint32Array;
+      readonly bytes: number;
+    }
+  | {
+      readonly source: string;
+      readonly error: { readonly code: string; readonly message: string };
+      readonly bytes: number;
+    };
+
+export type ScanJob =
+  | {
+      readonly kind: 'lines';
+      readonly source: string;
+      readonly firstLine: number;
+      readonly texts: string[];
+      /** Field names for this batch (the issued file has its own). */
+      readonly field: string;
+      readonly promptField?: string;
+    }
+  | { readonly kind: 'tokenize'; readonly text: string }
+  | { readonly kind: 'fake'; readonly job: FakeKeyJob };
+
+export type ScanJobResult =
+  | { readonly kind: 'documents'; readonly documents: TokenizedDocument[] }
+  | { readonly kind: 'tokens'; readonly tokens: Uint32Array }
+  | { readonly kind: 'fake'; readonly counts: FakeKeyCounts };
+
+export interface ScanEngine {
+  run(job: ScanJob): ScanJobResult;
+}
+
+/** Buffers to transfer (not copy) back from a worker. */
+export function transferables(result: ScanJobResult): ArrayBuffer[] {
+  if (result.kind === 'tokens') return [result.tokens.buffer as ArrayBuffer];
+  if (result.kind === 'documents') {
+    const buffers: ArrayBuffer[] = [];
+    for (const document of result.documents) {
+      if ('tokens' in document) {
+        buffers.push(document.tokens.buffer as ArrayBuffer);
+        if (document.prompt !== undefined) buffers.push(document.prompt.buffer as ArrayBuffer);
+      }
+    }
+    return buffers;
+  }
+  return [];
+}
+
+export function createScanEngine(options: ScanEngineOptions): ScanEngine {
+  const tokenizer = getTokenizer(options.tokenizer);
+  const toIds = (content: string | number[], name: string): Uint32Array => {
+    if (typeof content === 'string') return tokenizer.encodeFast(content);
+    assertTokenIds(content, tokenizer, name);
+    return Uint32Array.from(content);
+  };
+  const run = (job: ScanJob): ScanJobResult => {
+    if (job.kind === 'tokenize') return { kind: 'tokens', tokens: tokenizer.encodeFast(job.text) };
+    if (job.kind === 'fake') return { kind: 'fake', counts: runFakeKeyJob(job.job) };
+    const documents: TokenizedDocument[] = [];
+    job.texts.forEach((text, i) => {
+      const where = `${job.source}:${job.firstLine + i}`;
+      const parsed = parseJsonlLine(text, where, job.field, job.promptField);
+      if (parsed === null) return;
+      if (parsed.error !== undefined) {
+        documents.push({ source: where, error: parsed.error, bytes: parsed.bytes });
+        return;
+      }
+      try {
+        const tokens = toIds(parsed.text ?? parsed.tokens ?? '', `${where}: "${job.field}"`);
+        const prompt =
+          parsed.prompt === undefined ? undefined : toIds(parsed.prompt, `${where}: "${job.promptField}"`);
+        documents.push({
+          source: where,
+          tokens,
+          ...(prompt === undefined ? {} : { prompt }),
+          bytes: parsed.bytes,
+        });
+      } catch (error) {
+        documents.push({
+          source: where,
+          error: { code: 'TM_ERR_INVALID_TOKENS', message: (error as Error).message },
+          bytes: parsed.bytes,
+        });
+      }
+    });
+    return { kind: 'documents', documents };
+  };
+  return { run };
+}

@@ -1,0 +1,62 @@
+/** Human-readable output of `tracemark scan`. */
+import type { KeyScan, ScanReport } from '@tracemark/extraction';
+import { formatLog10 } from './render.ts';
+
+const VERDICT_TEXT: Record<string, string> = {
+  radioactive: 'RADIOACTIVE',
+  not_radioactive: 'not radioactive',
+  insufficient: 'insufficient evidence',
+};
+
+const count = (n: number): string => n.toLocaleString('en-US');
+const percent = (x: number, digits = 2): string => `${(100 * x).toFixed(digits)}%`;
+const points = (x: number): string => `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(2)}`;
+
+function keyLines(scan: KeyScan, report: ScanReport): string[] {
+  const c = scan.calibration;
+  const t = scan.tape;
+  const lines = [
+    `key ${scan.keyId} (${scan.scheme} h=${scan.contextWidth}, γ=${scan.gamma}): ${VERDICT_TEXT[scan.verdict]}`,
+    `  scored      ${count(scan.numScored)} distinct (seed, token) pairs of ${count(t.numTokens)} tokens` +
+      ` (${count(t.numEligible)} eligible positions; ${count(t.numExcludedByPrompt)} pairs excluded as they occur in prompts` +
+      `${report.supervised ? `; ${count(t.numFilteredOut)} positions outside issued windows` : ''})`,
+    `  green       ${count(scan.numGreen)} (${percent(scan.greenFraction)}); effect ${points(scan.effect)} points, 95% CI [${points(scan.effectInterval[0])}, ${points(scan.effectInterval[1])}]`,
+    `  log10 p     ${formatLog10(scan.log10P)} exact (Holm-adjusted ${formatLog10(scan.log10PAdjusted)}; α = ${report.alpha}); z = ${scan.z.toFixed(2)}`,
+    c.fakeKeys > 0
+      ? `  calibration rank ${c.rank} among ${c.fakeKeys} fake keys (empirical p = ${c.empiricalPValue.toPrecision(3)}); fake p-values ${c.uniform === false ? 'NOT uniform' : 'uniform'} (KS p = ${c.ksPValue.toPrecision(3)})`
+      : '  calibration none (no fake keys)',
+    scan.dose === null
+      ? `  dose        unknown (no issued green fraction); doses above ${percent(scan.doseUpperBound, 1)} are ruled out`
+      : `  dose        ρ ≈ ${percent(scan.dose.estimate, 1)} [${percent(scan.dose.interval[0], 1)}, ${percent(scan.dose.interval[1], 1)}] (issued green fraction ${percent(scan.dose.issuedGreenFraction, 1)}); doses above ${percent(scan.doseUpperBound, 1)} are ruled out`,
+  ];
+  if (scan.topDocuments.length > 0 && scan.topDocuments[0]!.log10PCorrected < 0) {
+    lines.push('  documents with the strongest evidence (log10 p, corrected for the documents searched):');
+    for (const d of scan.topDocuments) {
+      lines.push(
+        `    ${d.source}: ${d.numGreen}/${d.numScored} green, log10 p = ${formatLog10(d.log10P)} (${formatLog10(d.log10PCorrected)})`,
+      );
+    }
+  }
+  if (scan.passages.length > 0 && scan.passages[0]!.log10PCorrected < 0) {
+    lines.push(`  passages (log10 p, corrected for the ${count(scan.windowsSearched)} windows searched):`);
+    for (const p of scan.passages) {
+      lines.push(
+        `    ${p.start.source} token ${p.start.token} – ${p.end.source} token ${p.end.token}: ${p.numGreen}/${p.numScored} green, log10 p = ${formatLog10(p.log10P)} (${formatLog10(p.log10PCorrected)})`,
+      );
+    }
+  }
+  lines.push(`  reason      ${scan.reason}`);
+  return lines;
+}
+
+export function renderScanReport(report: ScanReport): string {
+  const lines = [
+    `${count(report.numDocuments)} documents, ${count(report.numTokens)} tokens (${count(report.numPromptTokens)} prompt tokens)` +
+      (report.issued === null
+        ? ''
+        : `; supervised by ${count(report.issued.numOutputs)} issued outputs (${count(report.issued.numTokens)} tokens)`),
+  ];
+  for (const scan of report.keys) lines.push(...keyLines(scan, report));
+  lines.push(`verdict: ${VERDICT_TEXT[report.verdict]} (${report.verdict}): ${report.reason}`);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,309 @@
+/**
+ * The key-independent evidence tape: one pass over the corpus that stores every distinct
+ * (window, token) pair once, in document order, with where it first occurred and whether it occurs
+ * in a prompt. Every key, true or fake, is then scored on this tape instead of on the raw text.
+ *
+ * Why this is exact. The spec's dedup key is (seed, token) (spec §4.3). The window w of a position
+ * is the part of its seed input before the token: the h preceding tokens for LeftHash(h), the h − 1
+ * preceding tokens for SelfHash(h). Equal (window, token) pairs have equal seeds under every key, so
+ * merging them first never merges two different trials. The converse differs by scheme:
+ * - LeftHash: seed = SipHash(K_context, window); two different windows share a seed only by a 64-bit
+ *   collision. The true key's evaluation checks its window seeds for collisions and, should one
+ *   occur, falls back to deduplicating on seeds exactly. Fake keys skip the check (a 2^-64 event per
+ *   pair of windows, immaterial to a calibration).
+ * - SelfHash: seed = SipHash(K_context, anchor || token), where the anchor is the window token of
+ *   least key-dependent rank, so different windows share a seed under one key and not under another.
+ *   Each key therefore deduplicates the tape again on its own (seed, token) pairs, in tape order.
+ *
+ * Prompts are excluded globally: a pair that occurs in any prompt of the corpus is never scored, in
+ * any document, before or after. The spec's streaming rule (§6.3) only excludes a prompt's pairs
+ * from completions that come after it; excluding them everywhere scores a subset of those positions,
+ * so it can only remove evidence, and it makes the result independent of the documents' order.
+ */
+import type { SchemeName } from '@tracemark/core';
+import { filterWindowWidth, type IssuedWindowSet } from './issued.ts';
+import { grown, PairTable, TupleTable } from './tables.ts';
+
+/** The seeding scheme a tape serves; keys with the same name and h share one tape. */
+export interface TapeLayout {
+  readonly scheme: SchemeName;
+  /** h. */
+  readonly contextWidth: number;
+}
+
+const PROMPT = 1;
+const COMPLETION = 2;
+
+/** What the reading pass saw, for the report. */
+export interface TapeCounts {
+  readonly numDocuments: number;
+  /** Completion tokens read. */
+  readonly numTokens: number;
+  readonly numPromptTokens: number;
+  /** Completion positions with a full window and no special token. */
+  readonly numEligible: number;
+  /** Eligible completion positions removed by the supervised filter. */
+  readonly numFilteredOut: number;
+  /** Distinct (window, token) pairs of the completions that the filter kept. */
+  readonly numDistinct: number;
+  /** Of those, pairs that also occur in a prompt, and so are never scored. */
+  readonly numExcludedByPrompt: number;
+}
+
+/** The candidates grouped by window, as the LeftHash kernel reads them. */
+export interface GroupedCandidates {
+  /** Window tokens, windowWidth per group. */
+  readonly windows: Uint32Array;
+  readonly offsets: Uint32Array;
+  readonly tokens: Uint32Array;
+  /** order[i]: the candidate index of grouped token i. */
+  readonly order: Uint32Array;
+  /** groupWindow[g]: the window id of group g. */
+  readonly groupWindow: Uint32Array;
+}
+
+/**
+ * What every key is scored on (structured-cloneable, so worker threads can take it). Candidates are
+ * the distinct (window, token) pairs of completions, kept by the filter and absent from every
+ * prompt, in order of first occurrence.
+ */
+export interface EvaluationTape {
+  readonly scheme: SchemeName;
+  readonly contextWidth: number;
+  /** Tokens per window: h for LeftHash, h − 1 for SelfHash. */
+  readonly windowWidth: number;
+  /** Every distinct window (of prompts and completions), windowWidth tokens each, by window id. */
+  readonly windows: Uint32Array;
+  readonly candidateWindow: Uint32Array;
+  readonly candidateToken: Uint32Array;
+  /** Distinct (window, token) pairs of the prompts. */
+  readonly promptWindow: Uint32Array;
+  readonly promptToken: Uint32Array;
+  /** LeftHash: the candidates grouped by window (groups with at least one candidate). */
+  readonly grouped: GroupedCandidates | null;
+}
+
+/** Where each candidate first occurred (kept apart from the tape: workers do not need it). */
+export interface CandidateOrigins {
+  readonly document: Uint32Array;
+  readonly position: Uint32Array;
+}
+
+/** Builds the tape of one layout from documents given in order. */
+export class EvidenceTape {
+  readonly layout: TapeLayout;
+  readonly windowWidth: number;
+  private readonly special: ReadonlySet<number>;
+  private readonly minSpecial: number;
+  private readonly issued: IssuedWindowSet | null;
+  private readonly windows: TupleTable;
+  /** Per window: 0 not yet asked, 1 kept by the filter, 2 removed. */
+  private windowKept: Uint8Array = new Uint8Array(1024);
+  private readonly pairs = new PairTable(4096);
+  private pairDocument: Uint32Array = new Uint32Array(4096);
+  private pairPosition: Uint32Array = new Uint32Array(4096);
+  /** Pair ids in order of first completion occurrence. */
+  private order: Uint32Array = new Uint32Array(4096);
+  private orderLength = 0;
+  private sequence: Uint32Array = new Uint32Array(4096);
+  private documents = 0;
+  private tokens = 0;
+  private promptTokens = 0;
+  private eligible = 0;
+  private filteredOut = 0;
+
+  constructor(layout: TapeLayout, specialTokenIds: ReadonlySet<number>, issued: IssuedWindowSet | null) {
+    this.layout = layout;
+    this.windowWidth = filterWindowWidth({ name: layout.scheme, contextWidth: layout.contextWidth });
+    this.special = specialTokenIds;
+    let minSpecial = Number.POSITIVE_INFINITY;
+    for (const id of specialTokenIds) minSpecial = Math.min(minSpecial, id);
+    this.minSpecial = minSpecial;
+    this.issued = issued;
+    if (issued !== null && !issued.widths.includes(this.windowWidth)) {
+      throw new RangeError(
+        `issuedWindows: no windows of width ${this.windowWidth} (needed by ${layout.scheme}(${layout.contextWidth})); build the set with this scheme`,
+      );
+    }
+    this.windows = new TupleTable(this.windowWidth, 4096);
+  }
+
+  /** Adds one document: its completion tokens and, optionally, its prompt. */
+  add(tokens: ArrayLike<number>, prompt?: ArrayLike<number>): void {
+    const document = this.documents++;
+    const m = prompt?.length ?? 0;
+    const n = tokens.length;
+    this.sequence = grown(this.sequence, m + n);
+    const c = this.sequence;
+    for (let i = 0; i < m; i++) c[i] = prompt![i]!;
+    for (let i = 0; i < n; i++) c[m + i] = tokens[i]!;
+    this.tokens += n;
+    this.promptTokens += m;
+    const w = this.windowWidth;
+    const minSpecial = this.minSpecial;
+    const special = this.special;
+    const issued = this.issued;
+    let lastSpecial = -1;
+    for (let i = 0; i < m + n; i++) {
+      const token = c[i]!;
+      if (token >= minSpecial && special.has(token)) lastSpecial = i;
+      // Eligible (spec §6): a full window, and no special token in it or at the position.
+      if (lastSpecial >= i - w) continue;
+      const window = this.windows.insert(c, i - w);
+      if (i < m) {
+        this.pairs.insert(window, token);
+        this.pairs.addFlags(PROMPT);
+        continue;
+      }
+      this.eligible++;
+      if (issued !== null && !this.kept(window, c, i)) {
+        this.filteredOut++;
+        continue;
+      }
+      const pair = this.pairs.insert(window, token);
+      if ((this.pairs.lastFlags & COMPLETION) === 0) {
+        this.pairs.addFlags(COMPLETION);
+        this.reserve(pair);
+        this.pairDocument[pair] = document;
+        this.pairPosition[pair] = i - m;
+        this.order = grown(this.order, this.orderLength + 1);
+        this.order[this.orderLength++] = pair;
+      }
+    }
+  }
+
+  /**
+   * The supervised filter: keep the position when its window occurs in an issued output, and its
+   * token is not one of the window's own tokens. The second rule reads only the suspect text; it
+   * removes the one way an issued window's presence can depend on the very trial being scored (the
+   * issued text generated a window token t after that same window, e.g. a repeated token).
+   */
+  private kept(window: number, c: Uint32Array, i: number): boolean {
+    this.windowKept = grown(this.windowKept, window + 1);
+    let state = this.windowKept[window]!;
+    if (state === 0) {
+      state = this.issued!.hasWindow(this.windowWidth, c, i - this.windowWidth) ? 1 : 2;
+      this.windowKept[window] = state;
+    }
+    if (state === 2) return false;
+    const token = c[i]!;
+    for (let j = i - this.windowWidth; j < i; j++) if (c[j] === token) return false;
+    return true;
+  }
+
+  private reserve(pair: number): void {
+    if (pair < this.pairDocument.length) return;
+    this.pairDocument = grown(this.pairDocument, pair + 1);
+    this.pairPosition = grown(this.pairPosition, pair + 1);
+  }
+
+  /** The tape every key is scored on, where each candidate came from, and the counts. */
+  finish(): { tape: EvaluationTape; origins: CandidateOrigins; counts: TapeCounts } {
+    const flags = this.pairs.flagsById();
+    let candidates = 0;
+    let prompts = 0;
+    for (let k = 0; k < this.orderLength; k++) if ((flags[this.order[k]!]! & PROMPT) === 0) candidates++;
+    for (let pair = 0; pair < this.pairs.size; pair++) if ((flags[pair]! & PROMPT) !== 0) prompts++;
+    const candidateWindow = new Uint32Array(candidates);
+    const candidateToken = new Uint32Array(candidates);
+    const document = new Uint32Array(candidates);
+    const position = new Uint32Array(candidates);
+    let at = 0;
+    for (let k = 0; k < this.orderLength; k++) {
+      const pair = this.order[k]!;
+      if ((flags[pair]! & PROMPT) !== 0) continue;
+      candidateWindow[at] = this.pairs.firstOf(pair);
+      candidateToken[at] = this.pairs.secondOf(pair);
+      document[at] = this.pairDocument[pair]!;
+      position[at] = this.pairPosition[pair]!;
+      at++;
+    }
+    const promptWindow = new Uint32Array(prompts);
+    const promptToken = new Uint32Array(prompts);
+    at = 0;
+    for (let pair = 0; pair < this.pairs.size; pair++) {
+      if ((flags[pair]! & PROMPT) === 0) continue;
+      promptWindow[at] = this.pairs.firstOf(pair);
+      promptToken[at] = this.pairs.secondOf(pair);
+      at++;
+    }
+    const windows = this.windows.tuples();
+    const tape: EvaluationTape = {
+      scheme: this.layout.scheme,
+      contextWidth: this.layout.contextWidth,
+      windowWidth: this.windowWidth,
+      windows,
+      candidateWindow,
+      candidateToken,
+      promptWindow,
+      promptToken,
+      grouped:
+        this.layout.scheme === 'lefthash'
+          ? groupByWindow(
+              windows,
+              this.windowWidth,
+              this.windows.size,
+              candidateWindow,
+              candidateToken,
+              false,
+            )
+          : null,
+    };
+    return {
+      tape,
+      origins: { document, position },
+      counts: {
+        numDocuments: this.documents,
+        numTokens: this.tokens,
+        numPromptTokens: this.promptTokens,
+        numEligible: this.eligible,
+        numFilteredOut: this.filteredOut,
+        numDistinct: this.orderLength,
+        numExcludedByPrompt: this.orderLength - candidates,
+      },
+    };
+  }
+}
+
+/**
+ * Groups candidates by window (counting sort, stable): the groups are windows in id order, with
+ * empty groups kept only when `includeEmpty` (so that every window gets a seed).
+ */
+export function groupByWindow(
+  windows: Uint32Array,
+  windowWidth: number,
+  numWindows: number,
+  candidateWindow: Uint32Array,
+  candidateToken: Uint32Array,
+  includeEmpty: boolean,
+): GroupedCandidates {
+  const counts = new Uint32Array(numWindows + 1);
+  for (let i = 0; i < candidateWindow.length; i++) counts[candidateWindow[i]! + 1]!++;
+  const groupOf = new Int32Array(numWindows).fill(-1);
+  let groups = 0;
+  for (let window = 0; window < numWindows; window++) {
+    if (includeEmpty || counts[window + 1]! > 0) groupOf[window] = groups++;
+  }
+  const groupWindow = new Uint32Array(groups);
+  const offsets = new Uint32Array(groups + 1);
+  const grouped = new Uint32Array(groups * windowWidth);
+  for (let window = 0; window < numWindows; window++) {
+    const group = groupOf[window]!;
+    if (group < 0) continue;
+    groupWindow[group] = window;
+    offsets[group + 1] = counts[window + 1]!;
+    for (let j = 0; j < windowWidth; j++)
+      grouped[group * windowWidth + j] = windows[window * windowWidth + j]!;
+  }
+  for (let g = 0; g < groups; g++) offsets[g + 1] = offsets[g + 1]! + offsets[g]!;
+  const next = offsets.slice(0, groups);
+  const tokens = new Uint32Array(candidateWindow.length);
+  const order = new Uint32Array(candidateWindow.length);
+  for (let i = 0; i < candidateWindow.length; i++) {
+    const group = groupOf[candidateWindow[i]!]!;
+    const at = next[group]!++;
+    tokens[at] = candidateToken[i]!;
+    order[at] = i;
+  }
+  return { windows: grouped, offsets, tokens, order, groupWindow };
+}

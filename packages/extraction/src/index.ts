@@ -1,0 +1,58 @@
+export {
+  CandidateStatus,
+  evaluateKey,
+  evaluateKeyBySeed,
+  type FakeKeyCounts,
+  type FakeKeyJob,
+  type KeyEvaluation,
+  runFakeKeyJob,
+} from './evaluate.ts';
+export {
+  type CandidateOrigins,
+  type EvaluationTape,
+  EvidenceTape,
+  type GroupedCandidates,
+  groupByWindow,
+  type TapeCounts,
+  type TapeLayout,
+} from './evidence-tape.ts';
+export { DEFAULT_FAKE_KEY_SEED, deriveFakeKeys, fakeKeySecret, fakeKeyUniform } from './fake-keys.ts';
+export { type GreenFraction, measureGreenFraction } from './green-fraction.ts';
+export {
+  filterWindowWidth,
+  IssuedWindowSet,
+  type IssuedWindowSetBuilder,
+  type IssuedWindowSetOptions,
+} from './issued.ts';
+export { countLeftHash, type KernelOutput, kernelKeyBytes, type WindowGroupedTape } from './kernel.ts';
+export { bestWindows, type DocumentEvidence, type TapeWindow, topDocuments } from './passages.ts';
+export {
+  type Calibration,
+  DEFAULT_CALIBRATION_THRESHOLD,
+  DEFAULT_FAKE_KEYS,
+  DEFAULT_MINIMUM_DOSE,
+  DEFAULT_SCAN_ALPHA,
+  DEFAULT_SCAN_MISS_RATE,
+  type DocumentReport,
+  type Dose,
+  type FakeKeyRunner,
+  fakeKeyPValues,
+  type KeyScan,
+  type Location,
+  MIN_FAKE_KEYS_FOR_VERDICT,
+  NO_EVIDENCE_LEVEL,
+  type PassageReport,
+  runFakeKeyJobsHere,
+  type ScanDocument,
+  type ScanOptions,
+  type ScanReport,
+  type ScanVerdict,
+  scanCorpus,
+  splitFakeKeyJobs,
+} from './scan.ts';
+export {
+  kolmogorovSmirnovStatistic,
+  kolmogorovSmirnovUniform,
+  kolmogorovSurvival,
+  type UniformityTest,
+} from './uniformity.ts';

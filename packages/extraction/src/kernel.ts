@@ -1,0 +1,212 @@
+/**
+ * Green counts of a deduplicated LeftHash tape under many keys, in WebAssembly (kernel-wasm.ts,
+ * generated from wasm/generate.mjs). The same computation as `Watermarker.seedAt` + `isGreen` of
+ * @tracemark/core; tests check them equal. Without WebAssembly, a scalar path gives the same counts.
+ */
+import { createSipHasher, derivePrfKeys, type WatermarkKey } from '@tracemark/core';
+import { KERNEL_WASM_BASE64 } from './kernel-wasm.ts';
+
+// The few WebAssembly declarations used here (the project's lib settings carry no DOM types).
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+declare const WebAssembly: {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { readonly exports: unknown };
+};
+
+interface KernelExports {
+  readonly memory: WasmMemory;
+  countLeftHash(
+    keys: number,
+    nkeys: number,
+    h: number,
+    windows: number,
+    nwindows: number,
+    offsets: number,
+    tokens: number,
+    threshold: number,
+    counts: number,
+    bits: number,
+    seeds: number,
+  ): void;
+  siphash(key: number, message: number, length: number): bigint;
+}
+
+let kernel: KernelExports | null | undefined;
+
+function loadKernel(): KernelExports | null {
+  if (kernel !== undefined) return kernel;
+  try {
+    const bytes = Uint8Array.from(atob(KERNEL_WASM_BASE64), (c) => c.charCodeAt(0));
+    kernel = new WebAssembly.Instance(new WebAssembly.Module(bytes), {}).exports as unknown as KernelExports;
+  } catch {
+    kernel = null;
+    return kernel;
+  }
+  warmUp(kernel);
+  return kernel;
+}
+
+/**
+ * V8 first runs WebAssembly from a baseline compiler (about 15× slower here) and optimizes a function
+ * once it is hot, for the calls that follow. A few small calls make it hot, so the real work, done
+ * in calls of a few keys each, runs optimized code: about 10 ms, once per thread.
+ */
+function warmUp(wasm: KernelExports): void {
+  const windows = 64;
+  const tokens = 2048;
+  const offsets = new Uint32Array(windows + 1);
+  for (let c = 0; c <= windows; c++) offsets[c] = (c * tokens) / windows;
+  const tape = {
+    windowWidth: 1,
+    windows: Uint32Array.from({ length: windows }, (_, i) => i),
+    offsets,
+    tokens: Uint32Array.from({ length: tokens }, (_, i) => i),
+  };
+  const keyBytes = new Uint8Array(32).fill(7);
+  for (let call = 0; call < 24; call++) runKernel(wasm, tape, keyBytes, 0x40000000, false);
+}
+
+/** A LeftHash tape grouped by window: the tokens that follow window c are tokens[offsets[c] .. offsets[c+1]). */
+export interface WindowGroupedTape {
+  readonly windowWidth: number;
+  /** Window tokens, windowWidth per window. */
+  readonly windows: Uint32Array;
+  /** windows.length / windowWidth + 1 offsets into tokens. */
+  readonly offsets: Uint32Array;
+  readonly tokens: Uint32Array;
+}
+
+/** The two PRF keys the kernel needs, 32 bytes a key: K_context then K_green. */
+export function kernelKeyBytes(keys: readonly WatermarkKey[]): Uint8Array {
+  const out = new Uint8Array(32 * keys.length);
+  keys.forEach((key, i) => {
+    const prf = derivePrfKeys(key.secret);
+    out.set(prf.context, 32 * i);
+    out.set(prf.green, 32 * i + 16);
+  });
+  return out;
+}
+
+export interface KernelOutput {
+  /** Green count per key. */
+  readonly counts: Uint32Array;
+  /** With `withBits` (one key): green bit per token, in tape order. */
+  readonly bits: Uint8Array | null;
+  /** With `withBits` (one key): the 64-bit seed of each window as [high, low] word pairs. */
+  readonly seeds: Uint32Array | null;
+}
+
+const align = (n: number): number => (n + 7) & ~7;
+
+/**
+ * Counts green tokens of `tape` under each key (`keyBytes` from {@link kernelKeyBytes}), all with
+ * the green threshold τ. With `withBits`, `keyBytes` must hold one key.
+ */
+export function countLeftHash(
+  tape: WindowGroupedTape,
+  keyBytes: Uint8Array,
+  threshold: number,
+  withBits = false,
+  accelerate = true,
+): KernelOutput {
+  const nkeys = keyBytes.length / 32;
+  if (!Number.isInteger(nkeys)) throw new RangeError('keyBytes: expected 32 bytes a key');
+  if (withBits && nkeys !== 1) throw new RangeError('withBits: expected exactly one key');
+  const wasm = accelerate ? loadKernel() : null;
+  if (wasm === null) return countScalar(tape, keyBytes, threshold, withBits);
+  return runKernel(wasm, tape, keyBytes, threshold, withBits);
+}
+
+function runKernel(
+  wasm: KernelExports,
+  tape: WindowGroupedTape,
+  keyBytes: Uint8Array,
+  threshold: number,
+  withBits: boolean,
+): KernelOutput {
+  const nkeys = keyBytes.length / 32;
+  const h = tape.windowWidth;
+  const nwindows = tape.offsets.length - 1;
+  const ntokens = tape.tokens.length;
+  const keysAt = 128;
+  const windowsAt = align(keysAt + keyBytes.length);
+  const offsetsAt = align(windowsAt + 4 * tape.windows.length);
+  const tokensAt = align(offsetsAt + 4 * tape.offsets.length);
+  const countsAt = align(tokensAt + 4 * ntokens);
+  const bitsAt = align(countsAt + 4 * nkeys);
+  const seedsAt = align(bitsAt + (withBits ? ntokens : 0));
+  const end = seedsAt + (withBits ? 8 * nwindows : 0);
+  const memory = wasm.memory;
+  if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
+  const buffer = memory.buffer;
+  new Uint8Array(buffer, keysAt, keyBytes.length).set(keyBytes);
+  new Uint32Array(buffer, windowsAt, tape.windows.length).set(tape.windows);
+  new Uint32Array(buffer, offsetsAt, tape.offsets.length).set(tape.offsets);
+  new Uint32Array(buffer, tokensAt, ntokens).set(tape.tokens);
+  wasm.countLeftHash(
+    keysAt,
+    nkeys,
+    h,
+    windowsAt,
+    nwindows,
+    offsetsAt,
+    tokensAt,
+    threshold >>> 0,
+    countsAt,
+    withBits ? bitsAt : 0,
+    withBits ? seedsAt : 0,
+  );
+  const counts = new Uint32Array(buffer, countsAt, nkeys).slice();
+  if (!withBits) return { counts, bits: null, seeds: null };
+  const bits = new Uint8Array(buffer, bitsAt, ntokens).slice();
+  const raw = new Uint32Array(buffer, seedsAt, 2 * nwindows);
+  const seeds = new Uint32Array(2 * nwindows);
+  for (let c = 0; c < nwindows; c++) {
+    seeds[2 * c] = raw[2 * c + 1]!;
+    seeds[2 * c + 1] = raw[2 * c]!;
+  }
+  return { counts, bits, seeds };
+}
+
+/** The same computation with the scalar SipHash of @tracemark/core. */
+function countScalar(
+  tape: WindowGroupedTape,
+  keyBytes: Uint8Array,
+  threshold: number,
+  withBits: boolean,
+): KernelOutput {
+  const h = tape.windowWidth;
+  const nkeys = keyBytes.length / 32;
+  const nwindows = tape.offsets.length - 1;
+  const counts = new Uint32Array(nkeys);
+  const bits = withBits ? new Uint8Array(tape.tokens.length) : null;
+  const seeds = withBits ? new Uint32Array(2 * nwindows) : null;
+  const message = new Uint8Array(1 + 4 * h);
+  message[0] = 0x01;
+  const view = new DataView(message.buffer);
+  for (let k = 0; k < nkeys; k++) {
+    const context = createSipHasher(keyBytes.slice(32 * k, 32 * k + 16));
+    const green = createSipHasher(keyBytes.slice(32 * k + 16, 32 * k + 32));
+    let count = 0;
+    for (let c = 0; c < nwindows; c++) {
+      for (let j = 0; j < h; j++) view.setUint32(1 + 4 * j, tape.windows[c * h + j]!, true);
+      context.bytes(message);
+      const high = context.out[0]!;
+      const low = context.out[1]!;
+      if (seeds !== null) {
+        seeds[2 * c] = high;
+        seeds[2 * c + 1] = low;
+      }
+      for (let e = tape.offsets[c]!; e < tape.offsets[c + 1]!; e++) {
+        const isGreen = green.twoBlocks(high, low, 0, tape.tokens[e]!, 12) >>> 0 < threshold;
+        if (isGreen) count++;
+        if (bits !== null) bits[e] = isGreen ? 1 : 0;
+      }
+    }
+    counts[k] = count;
+  }
+  return { counts, bits, seeds };
+}

@@ -1,0 +1,374 @@
+import { hkdfSync } from 'node:crypto';
+import {
+  createWatermarker,
+  createWatermarkKey,
+  DedupTape,
+  holmAdjustLog10,
+  type SchemeName,
+  Scorer,
+  type WatermarkKey,
+  windowScan,
+} from '@tracemark/core';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { CandidateStatus, evaluateKey, evaluateKeyBySeed, runFakeKeyJob } from './evaluate.ts';
+import { EvidenceTape } from './evidence-tape.ts';
+import { DEFAULT_FAKE_KEY_SEED, deriveFakeKeys, fakeKeySecret, fakeKeyUniform } from './fake-keys.ts';
+import { filterWindowWidth, IssuedWindowSet } from './issued.ts';
+import { bestWindows } from './passages.ts';
+import { type ScanDocument, type ScanOptions, scanCorpus } from './scan.ts';
+
+const SPECIAL = 7;
+
+interface Doc {
+  tokens: number[];
+  prompt?: number[];
+}
+
+/**
+ * The reference: @tracemark/core's Scorer with one DedupTape shared by the whole corpus in document
+ * order (spec §6.3), every prompt's pairs put on the tape before any completion (global exclusion).
+ * Returns the scored (document, position, green) triples.
+ */
+function reference(
+  docs: readonly Doc[],
+  key: WatermarkKey,
+): { triples: string[]; scored: number; green: number } {
+  const watermarker = createWatermarker(key, { specialTokenIds: [SPECIAL] });
+  const tape = new DedupTape();
+  for (const doc of docs)
+    if (doc.prompt !== undefined) new Scorer(watermarker, { tape }).addPrompt(doc.prompt);
+  const triples: string[] = [];
+  let scored = 0;
+  let green = 0;
+  docs.forEach((doc, d) => {
+    const scorer = new Scorer(watermarker, { tape });
+    if (doc.prompt !== undefined) scorer.addPrompt(doc.prompt);
+    const chunk = scorer.push(doc.tokens);
+    scored += chunk.numScored;
+    green += chunk.numGreen;
+    chunk.status.forEach((code, i) => {
+      if (code === 4 || code === 5) triples.push(`${d}:${i}:${code === 5 ? 1 : 0}`);
+    });
+  });
+  return { triples, scored, green };
+}
+
+function tapeOf(docs: readonly Doc[], key: WatermarkKey, issued: IssuedWindowSet | null = null) {
+  const tape = new EvidenceTape(
+    { scheme: key.scheme.name, contextWidth: key.scheme.contextWidth },
+    new Set([SPECIAL]),
+    issued,
+  );
+  for (const doc of docs) tape.add(doc.tokens, doc.prompt);
+  return tape.finish();
+}
+
+const tokenArb = fc.integer({ min: 0, max: 12 });
+const docArb = fc.record(
+  { tokens: fc.array(tokenArb, { maxLength: 60 }), prompt: fc.array(tokenArb, { maxLength: 12 }) },
+  { requiredKeys: ['tokens'] },
+);
+const schemeArb = fc.record({
+  name: fc.constantFrom<SchemeName>('lefthash', 'selfhash'),
+  contextWidth: fc.integer({ min: 1, max: 4 }),
+  gamma: fc.constantFrom(0.25, 0.5),
+});
+
+describe('the evidence tape scores exactly what one shared dedup tape scores', () => {
+  it('every scheme: same scored positions and green bits as @tracemark/core (prompts excluded globally)', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        schemeArb,
+        fc.array(docArb, { maxLength: 12 }),
+        (secret, scheme, docs) => {
+          const key = createWatermarkKey({ secret, scheme });
+          const expected = reference(docs, key);
+          const { tape, origins } = tapeOf(docs, key);
+          for (const evaluation of [
+            evaluateKey(tape, key),
+            evaluateKeyBySeed(tape, key),
+            evaluateKey(tape, key, false),
+          ]) {
+            expect(evaluation.numScored).toBe(expected.scored);
+            expect(evaluation.numGreen).toBe(expected.green);
+            const triples: string[] = [];
+            evaluation.status.forEach((status, i) => {
+              if (status !== CandidateStatus.notScored) {
+                triples.push(
+                  `${origins.document[i]}:${origins.position[i]}:${status === CandidateStatus.green ? 1 : 0}`,
+                );
+              }
+            });
+            expect(triples).toEqual(expected.triples);
+          }
+        },
+      ),
+      { numRuns: 300, seed: 42 },
+    );
+  });
+
+  it('fake-key jobs count what the reference path counts, for each fake key', () => {
+    fc.assert(
+      fc.property(schemeArb, fc.array(docArb, { maxLength: 10 }), (scheme, docs) => {
+        const trueKey = createWatermarkKey({ secret: new Uint8Array(32).fill(1), scheme });
+        const { tape } = tapeOf(docs, trueKey);
+        const job = {
+          tape,
+          scheme: {
+            name: trueKey.scheme.name,
+            contextWidth: trueKey.scheme.contextWidth,
+            gamma: trueKey.scheme.gamma,
+            delta: 2,
+          },
+          tokenizer: trueKey.tokenizer,
+          seed: 'test-seed',
+          first: 3,
+          count: 6,
+          accelerate: true,
+        };
+        const counts = runFakeKeyJob(job);
+        const scalar = runFakeKeyJob({ ...job, accelerate: false });
+        const keys = deriveFakeKeys(trueKey.scheme, trueKey.tokenizer, 3, 6, 'test-seed');
+        keys.forEach((key, i) => {
+          const expected = reference(docs, key);
+          expect(counts.numScored[i]).toBe(expected.scored);
+          expect(counts.numGreen[i]).toBe(expected.green);
+          expect(scalar.numGreen[i]).toBe(expected.green);
+        });
+      }),
+      { numRuns: 60, seed: 43 },
+    );
+  });
+
+  it('a prompt later in the corpus excludes a completion pair that came earlier (global, unlike the streaming rule)', () => {
+    const key = createWatermarkKey({ secret: new Uint8Array(32).fill(3) });
+    const docs: Doc[] = [{ tokens: [1, 2, 3, 4] }, { prompt: [2, 3], tokens: [9, 10] }];
+    const { tape, counts } = tapeOf(docs, key);
+    // Pairs (1,2) (2,3) (3,4) (9,10) are in completions; (2,3) also in the second prompt.
+    expect(counts.numDistinct).toBe(5); // (1,2) (2,3) (3,4) (3,9) across the boundary, (9,10)
+    expect(counts.numExcludedByPrompt).toBe(1);
+    expect(evaluateKey(tape, key).numScored).toBe(4);
+  });
+});
+
+describe('fake keys', () => {
+  it('derive from the public seed by HKDF-SHA-256, never from a true key, reproducibly', () => {
+    const expected = new Uint8Array(
+      hkdfSync('sha256', DEFAULT_FAKE_KEY_SEED, 'tracemark/v1/fake-key', '17', 32),
+    );
+    expect(fakeKeySecret(17)).toEqual(expected);
+    expect(fakeKeySecret(17, 'other')).not.toEqual(expected);
+    expect(fakeKeySecret.length).toBeLessThanOrEqual(2);
+    const scheme = createWatermarkKey({ scheme: { name: 'selfhash', contextWidth: 3 } }).scheme;
+    const keys = deriveFakeKeys(scheme, 'cl100k_base', 0, 3);
+    expect(deriveFakeKeys(scheme, 'cl100k_base', 0, 3).map((k) => k.keyId)).toEqual(keys.map((k) => k.keyId));
+    expect(new Set(keys.map((k) => k.keyId)).size).toBe(3);
+    expect(keys[0]!.scheme).toEqual(scheme);
+    const u = Array.from({ length: 1000 }, (_, i) => fakeKeyUniform(i));
+    expect(Math.min(...u)).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...u)).toBeLessThan(1);
+    expect(u.reduce((a, b) => a + b, 0) / u.length).toBeCloseTo(0.5, 1);
+  });
+});
+
+describe('the supervised filter holds windows only', () => {
+  const lefthash = { name: 'lefthash' as const, contextWidth: 2 };
+  const selfhash = { name: 'selfhash' as const, contextWidth: 3 };
+
+  it('the filter window is the part of the seed input before the token (SelfHash: without the token)', () => {
+    expect(filterWindowWidth(lefthash)).toBe(2);
+    expect(filterWindowWidth(selfhash)).toBe(2);
+    expect(filterWindowWidth({ name: 'selfhash', contextWidth: 1 })).toBe(0);
+  });
+
+  it('cannot be constructed directly, built from pairs, or asked about a token', async () => {
+    const Constructor = IssuedWindowSet as unknown as new (...args: unknown[]) => unknown;
+    expect(() => new Constructor(Symbol('x'), new Map(), 0, 0)).toThrow(TypeError);
+    const builder = IssuedWindowSet.builder({ schemes: [lefthash], specialTokenIds: [SPECIAL] });
+    expect(Object.keys(builder).sort()).toEqual(['addOutput', 'build']);
+    builder.addOutput([1, 2, 3, 4]);
+    const set = builder.build();
+    expect(() => builder.addOutput([5])).toThrow();
+    // The only query takes a width, a token array and a start: a window, no token.
+    expect(set.hasWindow.length).toBe(3);
+    expect(set.hasWindow(2, [1, 2], 0)).toBe(true);
+    expect(set.hasWindow(2, [2, 3], 0)).toBe(true);
+    // [3, 4] ends the output: no token followed it, so it is no issued window.
+    expect(set.hasWindow(2, [3, 4], 0)).toBe(false);
+    expect(Object.isFrozen(set)).toBe(true);
+    const methods = Object.getOwnPropertyNames(IssuedWindowSet.prototype).sort();
+    expect(methods).toEqual(['constructor', 'hasWindow', 'numWindows', 'widths']);
+  });
+
+  it('scanCorpus refuses anything but an IssuedWindowSet (no (window, token) predicate or set)', async () => {
+    const key = createWatermarkKey({ secret: new Uint8Array(32).fill(5) });
+    const base: Omit<ScanOptions, 'issuedWindows'> = {
+      documents: [],
+      keys: [key],
+      specialTokenIds: [],
+      fakeKeys: 0,
+    };
+    const pairFilter = (window: readonly number[], token: number) => window.length > 0 && token > 0;
+    // @ts-expect-error a (window, token) predicate is not an IssuedWindowSet
+    await expect(scanCorpus({ ...base, issuedWindows: pairFilter })).rejects.toThrow(TypeError);
+    // @ts-expect-error nor is a set of (window, token) pairs
+    await expect(scanCorpus({ ...base, issuedWindows: new Set(['1,2|3']) })).rejects.toThrow(TypeError);
+    const lookAlike = {
+      numOutputs: 1,
+      numTokens: 1,
+      widths: [1],
+      numWindows: () => 1,
+      hasWindow: () => true,
+    };
+    // @ts-expect-error a structural look-alike fails the type check (private brand) …
+    await expect(scanCorpus({ ...base, issuedWindows: lookAlike })).rejects.toThrow(/window, token/);
+    // … and the runtime brand check.
+    expect(IssuedWindowSet.isIssuedWindowSet(lookAlike)).toBe(false);
+  });
+
+  it('keeps exactly the positions whose window was issued and whose token is not in its own window', async () => {
+    const key = createWatermarkKey({ secret: new Uint8Array(32).fill(6), scheme: { contextWidth: 1 } });
+    const issued = await IssuedWindowSet.fromOutputs(
+      [
+        [1, 2, 3],
+        [4, 5],
+      ],
+      {
+        schemes: [key.scheme],
+        specialTokenIds: [SPECIAL],
+      },
+    );
+    // Issued windows (width 1): 1, 2, 4. Suspect pairs: (1,2) kept; (2,9) kept; (9,1) removed (9 not
+    // issued); (1,1) removed (the token repeats its window); (4,8) kept; (5,6) removed.
+    const docs: Doc[] = [{ tokens: [1, 2, 9, 1, 1] }, { tokens: [4, 8] }, { tokens: [5, 6] }];
+    const { tape, counts } = tapeOf(docs, key, issued);
+    expect(counts.numEligible).toBe(6);
+    expect(counts.numFilteredOut).toBe(3);
+    expect(Array.from(tape.candidateToken)).toEqual([2, 9, 8]);
+    const report = await scanCorpus({
+      documents: docs.map((d, i) => ({ tokens: d.tokens, source: `d${i}` })),
+      keys: [key],
+      specialTokenIds: [SPECIAL],
+      issuedWindows: issued,
+      fakeKeys: 0,
+    });
+    expect(report.supervised).toBe(true);
+    expect(report.keys[0]!.numScored).toBe(3);
+    expect(report.issued).toEqual({ numOutputs: 2, numTokens: 5 });
+  });
+
+  it('a set built for another window width is refused', async () => {
+    const key = createWatermarkKey({ secret: new Uint8Array(32).fill(6), scheme: { contextWidth: 2 } });
+    const issued = await IssuedWindowSet.fromOutputs([[1, 2, 3]], {
+      schemes: [{ name: 'lefthash', contextWidth: 1 }],
+      specialTokenIds: [],
+    });
+    await expect(
+      scanCorpus({ documents: [], keys: [key], specialTokenIds: [], issuedWindows: issued }),
+    ).rejects.toThrow(/width 2/);
+  });
+});
+
+describe('scanCorpus report and verdicts', () => {
+  const key = createWatermarkKey({ secret: new Uint8Array(32).fill(8) });
+  const random = (seed: number, n: number): Uint32Array => {
+    const out = new Uint32Array(n);
+    let state = seed;
+    for (let i = 0; i < n; i++) {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      out[i] = (state >>> 8) % 50_000;
+    }
+    return out;
+  };
+
+  it('an empty corpus is insufficient, not an error', async () => {
+    const report = await scanCorpus({ documents: [], keys: [key], specialTokenIds: [] });
+    expect(report.verdict).toBe('insufficient');
+    expect(report.keys[0]!.reason).toMatch(/no position/);
+    expect(report.numDocuments).toBe(0);
+  });
+
+  it('without enough fake keys there is no verdict', async () => {
+    const documents: ScanDocument[] = [{ tokens: random(1, 5000), source: 'a' }];
+    const report = await scanCorpus({ documents, keys: [key], specialTokenIds: [], fakeKeys: 5 });
+    expect(report.verdict).toBe('insufficient');
+    expect(report.keys[0]!.calibration.uniform).toBeNull();
+    expect(report.reason).toMatch(/at least 20 fake keys/);
+  });
+
+  it('random text: not radioactive; fields are consistent; Holm across keys', async () => {
+    const keys = [key, createWatermarkKey({ secret: new Uint8Array(32).fill(9) })];
+    const documents: ScanDocument[] = Array.from({ length: 20 }, (_, i) => ({
+      tokens: random(i + 1, 2000),
+      source: `doc${i}`,
+    }));
+    const report = await scanCorpus({ documents, keys, specialTokenIds: [], fakeKeys: 40 });
+    expect(report.verdict).toBe('not_radioactive');
+    expect(report.numDocuments).toBe(20);
+    expect(report.numTokens).toBe(40_000);
+    expect(report.fakeKeys).toEqual({ count: 40, seed: DEFAULT_FAKE_KEY_SEED });
+    const adjusted = holmAdjustLog10(report.keys.map((k) => k.log10P));
+    report.keys.forEach((scan, i) => {
+      expect(scan.log10PAdjusted).toBe(adjusted[i]);
+      expect(scan.effect).toBeCloseTo(scan.greenFraction - scan.gamma, 12);
+      expect(scan.effectInterval[0]).toBeLessThan(scan.effect);
+      expect(scan.effectInterval[1]).toBeGreaterThan(scan.effect);
+      expect(scan.calibration.fakeKeys).toBe(40);
+      expect(scan.calibration.rank).toBeGreaterThanOrEqual(1);
+      expect(scan.calibration.empiricalPValue).toBe(scan.calibration.rank / 41);
+      expect(scan.dose).toBeNull();
+      expect(scan.tape.numTokens).toBe(40_000);
+    });
+  });
+
+  it('the first passage is exactly the spec §5.3 best window of @tracemark/core', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom(0, 0, 0, 1), { maxLength: 700 }),
+        fc.integer({ min: 0, max: 650 }),
+        fc.integer({ min: 0, max: 80 }),
+        fc.integer({ min: 4, max: 40 }),
+        (bits, at, run, minWindow) => {
+          const tape = Uint8Array.from(bits);
+          for (let i = at; i < Math.min(tape.length, at + run); i++) tape[i] = 1;
+          const expected = windowScan(tape, 0.25, minWindow);
+          const { windowsSearched, windows } = bestWindows(tape, 0.25, minWindow, 3);
+          expect(windowsSearched).toBe(expected.windowsSearched);
+          if (tape.length === 0) {
+            expect(windows).toEqual([]);
+            return;
+          }
+          expect(windows[0]!.tapeStart).toBe(expected.start);
+          expect(windows[0]!.length).toBe(expected.length);
+          expect(windows[0]!.log10P).toBe(expected.log10P);
+          expect(windows[0]!.log10PCorrected).toBe(expected.log10PCorrected);
+          for (let i = 1; i < windows.length; i++) {
+            for (let j = 0; j < i; j++) {
+              const a = windows[i]!;
+              const b = windows[j]!;
+              expect(a.tapeStart + a.length <= b.tapeStart || b.tapeStart + b.length <= a.tapeStart).toBe(
+                true,
+              );
+            }
+          }
+        },
+      ),
+      { numRuns: 200, seed: 44 },
+    );
+  });
+
+  it('validates options, naming them', async () => {
+    const base = { documents: [], keys: [key], specialTokenIds: [] };
+    await expect(scanCorpus({ ...base, keys: [] })).rejects.toThrow(/keys/);
+    await expect(scanCorpus({ ...base, alpha: 0 })).rejects.toThrow(/alpha/);
+    await expect(scanCorpus({ ...base, fakeKeys: -1 })).rejects.toThrow(/fakeKeys/);
+    await expect(scanCorpus({ ...base, minimumDose: 2 })).rejects.toThrow(/minimumDose/);
+    const other = createWatermarkKey({ tokenizer: 'o200k_base' });
+    await expect(scanCorpus({ ...base, keys: [key, other] })).rejects.toThrow(/tokenizers/);
+    await expect(scanCorpus({ ...base, documents: [{ tokens: [1, -2], source: 'x' }] })).rejects.toThrow(
+      /documents\[0\]\.tokens\[1\]/,
+    );
+  });
+});

@@ -1,0 +1,573 @@
+/**
+ * `scanCorpus`: is a suspect corpus (or text sampled from a suspect model) radioactive, i.e. does it
+ * carry the statistical trace of our watermark? Design: packages/extraction/README.md.
+ */
+import {
+  biasedGreenFraction,
+  holmAdjustLog10,
+  log10BinomialCdf,
+  log10BinomialSf,
+  type WatermarkKey,
+  wilsonInterval,
+  zScore,
+} from '@tracemark/core';
+import { evaluateKey, type FakeKeyCounts, type FakeKeyJob, runFakeKeyJob } from './evaluate.ts';
+import {
+  type CandidateOrigins,
+  type EvaluationTape,
+  EvidenceTape,
+  type TapeCounts,
+} from './evidence-tape.ts';
+import { DEFAULT_FAKE_KEY_SEED, fakeKeyUniform } from './fake-keys.ts';
+import { IssuedWindowSet } from './issued.ts';
+import { bestWindows, topDocuments } from './passages.ts';
+import { kolmogorovSmirnovUniform } from './uniformity.ts';
+
+export type ScanVerdict = 'radioactive' | 'not_radioactive' | 'insufficient';
+
+/** One document of the suspect corpus: completion token ids and, optionally, the prompt's. */
+export interface ScanDocument {
+  readonly tokens: ArrayLike<number>;
+  readonly prompt?: ArrayLike<number> | undefined;
+  /** Where it came from (file and line), for the report. */
+  readonly source: string;
+}
+
+/** Runs fake-key jobs, e.g. on worker threads; the default runs them one after another here. */
+export type FakeKeyRunner = (jobs: readonly FakeKeyJob[]) => Promise<readonly FakeKeyCounts[]>;
+
+export const DEFAULT_FAKE_KEYS = 100;
+/** Fewer fake keys than this give no verdict: the uniformity test would have no power. */
+export const MIN_FAKE_KEYS_FOR_VERDICT = 20;
+export const DEFAULT_SCAN_ALPHA = 1e-6;
+export const DEFAULT_SCAN_MISS_RATE = 1e-2;
+export const DEFAULT_MINIMUM_DOSE = 0.05;
+export const DEFAULT_CALIBRATION_THRESHOLD = 1e-3;
+/** `not_radioactive` also needs no evidence at all: a Holm-adjusted p-value above this. */
+export const NO_EVIDENCE_LEVEL = 0.01;
+
+export interface ScanOptions {
+  readonly documents: Iterable<ScanDocument> | AsyncIterable<ScanDocument>;
+  /** True keys (several keys or epochs are corrected for by Holm's procedure). One tokenizer. */
+  readonly keys: readonly WatermarkKey[];
+  /** The tokenizer's special token ids (never scored, and they break windows). */
+  readonly specialTokenIds: Iterable<number>;
+  /** Fake keys for calibration (default 100). */
+  readonly fakeKeys?: number;
+  /** Public label the fake keys derive from (default {@link DEFAULT_FAKE_KEY_SEED}). */
+  readonly fakeKeySeed?: string;
+  /** Supervised filter: score only positions whose window occurs in issued outputs. */
+  readonly issuedWindows?: IssuedWindowSet;
+  /** Green fraction of our issued outputs per key id, for the dose estimate. */
+  readonly issuedGreenFractions?: ReadonlyMap<string, number>;
+  /** α: the Holm-adjusted p-value at or below which the corpus is `radioactive` (default 1e-6). */
+  readonly alpha?: number;
+  /** β: miss rate of the `not_radioactive` test (default 1e-2). */
+  readonly missRate?: number;
+  /** ρ_min: `not_radioactive` rules out this dose or more (default 0.05). */
+  readonly minimumDose?: number;
+  /** The fake keys' p-values fail the uniformity test below this KS p-value (default 1e-3). */
+  readonly calibrationThreshold?: number;
+  /** Documents reported with the strongest evidence (default 5). */
+  readonly topDocuments?: number;
+  /** Passages reported (default 3) and their shortest length in scored tokens (default 32). */
+  readonly passages?: number;
+  readonly minPassage?: number;
+  readonly runFakeKeyJobs?: FakeKeyRunner;
+  /** Use the WebAssembly kernel (default true); false runs the scalar reference path. */
+  readonly accelerate?: boolean;
+}
+
+export interface Calibration {
+  readonly fakeKeys: number;
+  readonly seed: string;
+  /** 1 + the number of fake keys whose p-value is at most the true key's. */
+  readonly rank: number;
+  /** rank / (fakeKeys + 1). */
+  readonly empiricalPValue: number;
+  /** Kolmogorov–Smirnov test of the fake keys' (randomized) p-values against U(0, 1). */
+  readonly ksStatistic: number;
+  readonly ksPValue: number;
+  /** False when the test fails (the verdict is withheld); null without enough fake keys. */
+  readonly uniform: boolean | null;
+  /** The smallest fake-key log10 p-value. */
+  readonly minFakeLog10P: number;
+}
+
+export interface Dose {
+  /** ρ ≈ (ĝ − γ)/(ĝ_issued − γ). */
+  readonly estimate: number;
+  /** From the 95% Wilson interval of ĝ. */
+  readonly interval: readonly [number, number];
+  readonly issuedGreenFraction: number;
+}
+
+export interface Location {
+  readonly document: number;
+  readonly source: string;
+  /** Token index in the document's completion. */
+  readonly token: number;
+}
+
+export interface PassageReport {
+  readonly start: Location;
+  readonly end: Location;
+  readonly numScored: number;
+  readonly numGreen: number;
+  readonly log10P: number;
+  readonly log10PCorrected: number;
+}
+
+export interface DocumentReport {
+  readonly document: number;
+  readonly source: string;
+  readonly numScored: number;
+  readonly numGreen: number;
+  readonly log10P: number;
+  readonly log10PCorrected: number;
+}
+
+export interface KeyScan {
+  readonly keyId: string;
+  readonly scheme: string;
+  readonly contextWidth: number;
+  readonly gamma: number;
+  readonly tape: TapeCounts;
+  readonly numScored: number;
+  readonly numGreen: number;
+  readonly greenFraction: number;
+  /** ĝ − γ, with a 95% Wilson interval. */
+  readonly effect: number;
+  readonly effectInterval: readonly [number, number];
+  readonly z: number;
+  /** Exact log10 P[Bin(T, γ) ≥ k]. */
+  readonly log10P: number;
+  /** Holm-adjusted across the true keys. */
+  readonly log10PAdjusted: number;
+  readonly calibration: Calibration;
+  /** Null unless the issued green fraction is known and above γ. */
+  readonly dose: Dose | null;
+  /**
+   * The excess green fraction a dose of 1 means: ĝ_issued − γ when known, else the scheme's design
+   * excess γ_δ − γ (spec §5.2).
+   */
+  readonly fullDoseEffect: number;
+  /** Doses at or above this are ruled out at miss rate β: P[Bin(T, γ + ρ·e) ≤ k] ≤ β. */
+  readonly doseUpperBound: number;
+  readonly verdict: ScanVerdict;
+  readonly reason: string;
+  readonly topDocuments: readonly DocumentReport[];
+  readonly passages: readonly PassageReport[];
+  readonly windowsSearched: number;
+}
+
+export interface ScanReport {
+  readonly verdict: ScanVerdict;
+  readonly reason: string;
+  /** The radioactive key with the strongest evidence. */
+  readonly matchedKeyId: string | null;
+  readonly alpha: number;
+  readonly missRate: number;
+  readonly minimumDose: number;
+  readonly calibrationThreshold: number;
+  readonly supervised: boolean;
+  readonly issued: { readonly numOutputs: number; readonly numTokens: number } | null;
+  readonly numDocuments: number;
+  readonly numTokens: number;
+  readonly numPromptTokens: number;
+  readonly fakeKeys: { readonly count: number; readonly seed: string };
+  readonly keys: readonly KeyScan[];
+}
+
+function checkUnit(name: string, value: number, open = true): number {
+  if (typeof value !== 'number' || !(open ? value > 0 && value < 1 : value > 0 && value <= 1)) {
+    throw new RangeError(
+      `${name}: expected a number ${open ? 'strictly between 0 and 1' : 'in (0, 1]'}, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+function checkCount(name: string, value: number, max: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > max) {
+    throw new RangeError(`${name}: expected an integer from 0 to ${max}, got ${String(value)}`);
+  }
+  return value;
+}
+
+function checkTokens(tokens: ArrayLike<number>, name: string): void {
+  if (tokens === null || typeof tokens !== 'object' || typeof tokens.length !== 'number') {
+    throw new TypeError(`${name}: expected an array of token ids`);
+  }
+  if (tokens instanceof Uint32Array) return;
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 0xffffffff) {
+      throw new RangeError(`${name}[${i}]: ${String(t)} is not a token id`);
+    }
+  }
+}
+
+/**
+ * The fake keys' p-values, in index order: exact log10 P[Bin(T, γ) ≥ k] (for the rank), and the
+ * randomized p-value P[X > k] + u·P[X = k] with u from {@link fakeKeyUniform}, which is exactly
+ * U(0, 1) under the null even though T is finite and the binomial discrete (for the uniformity test).
+ */
+export function fakeKeyPValues(
+  results: readonly FakeKeyCounts[],
+  gamma: number,
+  seed: string,
+): { log10P: number[]; randomized: number[] } {
+  const log10P: number[] = [];
+  const randomized: number[] = [];
+  for (const result of [...results].sort((a, b) => a.first - b.first)) {
+    result.numGreen.forEach((green, j) => {
+      const scored = result.numScored[j]!;
+      const upper = log10BinomialSf(green, scored, gamma);
+      const lower = green + 1 > scored ? Number.NEGATIVE_INFINITY : log10BinomialSf(green + 1, scored, gamma);
+      log10P.push(upper);
+      const u = fakeKeyUniform(result.first + j, seed);
+      randomized.push(Math.min(1, 10 ** lower + u * (10 ** upper - 10 ** lower)));
+    });
+  }
+  return { log10P, randomized };
+}
+
+/** The default runner: every job here, one after another. */
+export const runFakeKeyJobsHere: FakeKeyRunner = (jobs) => Promise.resolve(jobs.map(runFakeKeyJob));
+
+/** Splits `count` fake keys into about `parts` jobs of consecutive indices. */
+export function splitFakeKeyJobs(
+  job: Omit<FakeKeyJob, 'first' | 'count'>,
+  count: number,
+  parts: number,
+): FakeKeyJob[] {
+  const jobs: FakeKeyJob[] = [];
+  const size = Math.max(1, Math.ceil(count / Math.max(1, parts)));
+  for (let first = 0; first < count; first += size)
+    jobs.push({ ...job, first, count: Math.min(size, count - first) });
+  return jobs;
+}
+
+/**
+ * The one-sided upper confidence bound on the green fraction at miss rate β: the smallest g with
+ * P[Bin(T, g) ≤ k] ≤ β (Clopper–Pearson), found by bisection.
+ */
+function greenUpperBound(numGreen: number, numScored: number, log10Beta: number): number {
+  if (numScored === 0 || numGreen >= numScored) return 1;
+  let lo = 0;
+  let hi = 1;
+  for (let i = 0; i < 80; i++) {
+    const mid = (lo + hi) / 2;
+    if (log10BinomialCdf(numGreen, numScored, mid) <= log10Beta) hi = mid;
+    else lo = mid;
+  }
+  return hi;
+}
+
+interface Layout {
+  readonly id: string;
+  readonly tape: EvidenceTape;
+}
+
+/** Scans a corpus for radioactivity under one or more keys. */
+export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
+  const keys = options.keys;
+  if (!Array.isArray(keys) || keys.length === 0) throw new RangeError('keys: expected at least one key');
+  const tokenizers = new Set(keys.map((key) => key.tokenizer));
+  if (tokenizers.size > 1) {
+    throw new RangeError(
+      `keys: bound to different tokenizers (${[...tokenizers].join(', ')}); scan one tokenizer at a time`,
+    );
+  }
+  const fakeKeyCount = checkCount('fakeKeys', options.fakeKeys ?? DEFAULT_FAKE_KEYS, 100_000);
+  const seed = options.fakeKeySeed ?? DEFAULT_FAKE_KEY_SEED;
+  if (typeof seed !== 'string' || seed.length === 0)
+    throw new TypeError('fakeKeySeed: expected a non-empty string');
+  const alpha = checkUnit('alpha', options.alpha ?? DEFAULT_SCAN_ALPHA);
+  const missRate = checkUnit('missRate', options.missRate ?? DEFAULT_SCAN_MISS_RATE);
+  const minimumDose = checkUnit('minimumDose', options.minimumDose ?? DEFAULT_MINIMUM_DOSE, false);
+  const calibrationThreshold = checkUnit(
+    'calibrationThreshold',
+    options.calibrationThreshold ?? DEFAULT_CALIBRATION_THRESHOLD,
+  );
+  const topDocumentCount = checkCount('topDocuments', options.topDocuments ?? 5, 1000);
+  const passageCount = checkCount('passages', options.passages ?? 3, 100);
+  const minPassage = options.minPassage ?? 32;
+  if (!Number.isInteger(minPassage) || minPassage < 1) {
+    throw new RangeError(`minPassage: expected a positive integer, got ${String(minPassage)}`);
+  }
+  const issued = options.issuedWindows;
+  if (issued !== undefined && !IssuedWindowSet.isIssuedWindowSet(issued)) {
+    throw new TypeError(
+      'issuedWindows: expected an IssuedWindowSet built from issued outputs (the supervised filter selects windows only; a filter on (window, token) pairs cannot be expressed)',
+    );
+  }
+  const accelerate = options.accelerate ?? true;
+  const special = new Set<number>(options.specialTokenIds);
+  const runner = options.runFakeKeyJobs ?? runFakeKeyJobsHere;
+
+  // One tape per seeding layout: keys with the same scheme name and h share it.
+  const layouts = new Map<string, Layout>();
+  const layoutOf = (key: WatermarkKey): Layout => {
+    const id = `${key.scheme.name}/${key.scheme.contextWidth}`;
+    let layout = layouts.get(id);
+    if (layout === undefined) {
+      layout = {
+        id,
+        tape: new EvidenceTape(
+          { scheme: key.scheme.name, contextWidth: key.scheme.contextWidth },
+          special,
+          issued ?? null,
+        ),
+      };
+      layouts.set(id, layout);
+    }
+    return layout;
+  };
+  keys.forEach(layoutOf);
+
+  const sources: string[] = [];
+  for await (const document of options.documents) {
+    if (document === null || typeof document !== 'object') throw new TypeError('documents: expected objects');
+    checkTokens(document.tokens, `documents[${sources.length}].tokens`);
+    if (document.prompt !== undefined) checkTokens(document.prompt, `documents[${sources.length}].prompt`);
+    sources.push(String(document.source));
+    for (const layout of layouts.values()) layout.tape.add(document.tokens, document.prompt);
+  }
+
+  const finished = new Map<string, { tape: EvaluationTape; origins: CandidateOrigins; counts: TapeCounts }>();
+  for (const layout of layouts.values()) finished.set(layout.id, layout.tape.finish());
+
+  // Fake keys: one set per (layout, γ), shared by the true keys that have them.
+  const calibrations = new Map<
+    string,
+    { job: Omit<FakeKeyJob, 'first' | 'count'>; results?: FakeKeyCounts[] }
+  >();
+  const calibrationId = (key: WatermarkKey): string =>
+    `${key.scheme.name}/${key.scheme.contextWidth}/${key.scheme.threshold}`;
+  for (const key of keys) {
+    const id = calibrationId(key);
+    if (calibrations.has(id)) continue;
+    calibrations.set(id, {
+      job: {
+        tape: finished.get(`${key.scheme.name}/${key.scheme.contextWidth}`)!.tape,
+        scheme: {
+          name: key.scheme.name,
+          contextWidth: key.scheme.contextWidth,
+          gamma: key.scheme.gamma,
+          delta: key.scheme.delta,
+        },
+        tokenizer: key.tokenizer,
+        seed,
+        accelerate,
+      },
+    });
+  }
+  const allJobs: FakeKeyJob[] = [];
+  const jobOwner: string[] = [];
+  if (fakeKeyCount > 0) {
+    for (const [id, calibration] of calibrations) {
+      // The runner decides the parallelism; 8 jobs a set lets it balance.
+      for (const job of splitFakeKeyJobs(calibration.job, fakeKeyCount, 8)) {
+        allJobs.push(job);
+        jobOwner.push(id);
+      }
+    }
+  }
+  const results = allJobs.length > 0 ? await runner(allJobs) : [];
+  if (results.length !== allJobs.length) throw new Error('runFakeKeyJobs: expected one result per job');
+  results.forEach((result, i) => {
+    const calibration = calibrations.get(jobOwner[i]!)!;
+    (calibration.results ??= []).push(result);
+  });
+
+  const log10Beta = Math.log10(missRate);
+  const partial = keys.map((key) => {
+    const { tape, origins, counts } = finished.get(`${key.scheme.name}/${key.scheme.contextWidth}`)!;
+    const evaluation = evaluateKey(tape, key, accelerate);
+    const gamma = key.scheme.gammaEffective;
+    const { numScored, numGreen } = evaluation;
+    const log10P = log10BinomialSf(numGreen, numScored, gamma);
+    // Fake keys: p-values for the rank, randomized p-values for the uniformity test.
+    const calibration = calibrations.get(calibrationId(key))!;
+    const { log10P: fakeLog10P, randomized } = fakeKeyPValues(calibration.results ?? [], gamma, seed);
+    const rank = 1 + fakeLog10P.filter((value) => value <= log10P).length;
+    const ks = kolmogorovSmirnovUniform(randomized);
+    return {
+      key,
+      tape,
+      origins,
+      counts,
+      evaluation,
+      gamma,
+      numScored,
+      numGreen,
+      log10P,
+      fakeLog10P,
+      rank,
+      ks,
+    };
+  });
+  const adjusted = holmAdjustLog10(partial.map((p) => p.log10P));
+
+  const keyScans = partial.map((p, index): KeyScan => {
+    const { key, gamma, numScored, numGreen, log10P, fakeLog10P, rank, ks } = p;
+    const log10PAdjusted = adjusted[index]!;
+    const greenFraction = numScored === 0 ? 0 : numGreen / numScored;
+    const [low, high] = wilsonInterval(numGreen, numScored);
+    const issuedGreen = options.issuedGreenFractions?.get(key.keyId);
+    const issuedExcess = issuedGreen === undefined ? Number.NaN : issuedGreen - gamma;
+    const fullDoseEffect = issuedExcess > 0 ? issuedExcess : biasedGreenFraction(key.scheme) - gamma;
+    const dose: Dose | null =
+      issuedExcess > 0
+        ? {
+            estimate: (greenFraction - gamma) / issuedExcess,
+            interval: [(low - gamma) / issuedExcess, (high - gamma) / issuedExcess],
+            issuedGreenFraction: issuedGreen!,
+          }
+        : null;
+    const doseUpperBound = Math.max(
+      0,
+      (greenUpperBound(numGreen, numScored, log10Beta) - gamma) / fullDoseEffect,
+    );
+    const uniform = fakeLog10P.length >= MIN_FAKE_KEYS_FOR_VERDICT ? ks.pValue >= calibrationThreshold : null;
+    const calibration: Calibration = {
+      fakeKeys: fakeLog10P.length,
+      seed,
+      rank,
+      empiricalPValue: rank / (fakeLog10P.length + 1),
+      ksStatistic: ks.statistic,
+      ksPValue: ks.pValue,
+      uniform,
+      minFakeLog10P: fakeLog10P.reduce((min, value) => Math.min(min, value), 0),
+    };
+    const percent = (x: number) => `${Number((100 * x).toPrecision(3))}%`;
+    let verdict: ScanVerdict;
+    let reason: string;
+    if (numScored === 0) {
+      verdict = 'insufficient';
+      reason = 'no position could be scored';
+    } else if (uniform === null) {
+      verdict = 'insufficient';
+      reason = `calibration needs at least ${MIN_FAKE_KEYS_FOR_VERDICT} fake keys (got ${fakeLog10P.length})`;
+    } else if (!uniform) {
+      verdict = 'insufficient';
+      reason = `the fake keys' p-values are not uniform (KS p = ${ks.pValue.toPrecision(3)} < ${calibrationThreshold}): the test is not calibrated on this corpus, or it carries a watermark under a fake key; verdict withheld`;
+    } else if (log10PAdjusted <= Math.log10(alpha)) {
+      if (rank === 1) {
+        verdict = 'radioactive';
+        reason = `p = 10^${log10PAdjusted.toFixed(2)} (Holm-adjusted) ≤ α = ${alpha}, and the key beats all ${fakeLog10P.length} fake keys`;
+      } else {
+        verdict = 'insufficient';
+        reason = `p ≤ α, but ${rank - 1} fake key(s) score as strongly as the true key; verdict withheld`;
+      }
+    } else if (log10PAdjusted <= Math.log10(NO_EVIDENCE_LEVEL)) {
+      verdict = 'insufficient';
+      reason = `some evidence (p = 10^${log10PAdjusted.toFixed(2)}, Holm-adjusted) that does not reach α = ${alpha}; more scored tokens are needed`;
+    } else if (doseUpperBound <= minimumDose) {
+      verdict = 'not_radioactive';
+      reason = `no evidence (p = 10^${log10PAdjusted.toFixed(2)}), and the data rule out a dose of ${percent(minimumDose)} or more (they rule out doses above ${percent(doseUpperBound)} at miss rate ${missRate})`;
+    } else {
+      verdict = 'insufficient';
+      reason = `not significant, and too few scored tokens to rule out a dose of ${percent(minimumDose)} (only doses above ${percent(doseUpperBound)} are ruled out)`;
+    }
+
+    // Where the signal is: the scored tape of this key, in order.
+    const status = p.evaluation.status;
+    const bits = new Uint8Array(numScored);
+    const documentOf = new Uint32Array(numScored);
+    const positionOf = new Uint32Array(numScored);
+    let at = 0;
+    for (let i = 0; i < status.length; i++) {
+      if (status[i] === 0) continue;
+      bits[at] = status[i] === 2 ? 1 : 0;
+      documentOf[at] = p.origins.document[i]!;
+      positionOf[at] = p.origins.position[i]!;
+      at++;
+    }
+    const located = (tapeIndex: number): Location => ({
+      document: documentOf[tapeIndex]!,
+      source: sources[documentOf[tapeIndex]!]!,
+      token: positionOf[tapeIndex]!,
+    });
+    const windows = bestWindows(bits, gamma, minPassage, passageCount);
+    return {
+      keyId: key.keyId,
+      scheme: key.scheme.name,
+      contextWidth: key.scheme.contextWidth,
+      gamma,
+      tape: p.counts,
+      numScored,
+      numGreen,
+      greenFraction,
+      effect: greenFraction - gamma,
+      effectInterval: [low - gamma, high - gamma],
+      z: zScore(numGreen, numScored, gamma),
+      log10P,
+      log10PAdjusted,
+      calibration,
+      dose,
+      fullDoseEffect,
+      doseUpperBound,
+      verdict,
+      reason,
+      topDocuments: topDocuments(documentOf, bits, sources.length, gamma, topDocumentCount).map((d) => ({
+        ...d,
+        source: sources[d.document]!,
+      })),
+      passages: windows.windows.map((w) => ({
+        start: located(w.tapeStart),
+        end: located(w.tapeStart + w.length - 1),
+        numScored: w.length,
+        numGreen: w.numGreen,
+        log10P: w.log10P,
+        log10PCorrected: w.log10PCorrected,
+      })),
+      windowsSearched: windows.windowsSearched,
+    };
+  });
+
+  let matched: KeyScan | null = null;
+  for (const scan of keyScans) {
+    if (scan.verdict !== 'radioactive') continue;
+    if (
+      matched === null ||
+      scan.log10PAdjusted < matched.log10PAdjusted ||
+      (scan.log10PAdjusted === matched.log10PAdjusted && scan.log10P < matched.log10P)
+    ) {
+      matched = scan;
+    }
+  }
+  let verdict: ScanVerdict;
+  let reason: string;
+  if (matched !== null) {
+    verdict = 'radioactive';
+    reason = `key ${matched.keyId}: ${matched.reason}`;
+  } else if (keyScans.every((scan) => scan.verdict === 'not_radioactive')) {
+    verdict = 'not_radioactive';
+    reason =
+      keyScans.length === 1 ? keyScans[0]!.reason : `every key: ${keyScans.map((s) => s.reason).join('; ')}`;
+  } else {
+    verdict = 'insufficient';
+    const first = keyScans.find((scan) => scan.verdict === 'insufficient')!;
+    reason = keyScans.length === 1 ? first.reason : `key ${first.keyId}: ${first.reason}`;
+  }
+  const anyCounts = [...finished.values()][0]!.counts;
+  return {
+    verdict,
+    reason,
+    matchedKeyId: matched?.keyId ?? null,
+    alpha,
+    missRate,
+    minimumDose,
+    calibrationThreshold,
+    supervised: issued !== undefined,
+    issued: issued === undefined ? null : { numOutputs: issued.numOutputs, numTokens: issued.numTokens },
+    numDocuments: sources.length,
+    numTokens: anyCounts.numTokens,
+    numPromptTokens: anyCounts.numPromptTokens,
+    fakeKeys: { count: fakeKeyCount, seed },
+    keys: keyScans,
+  };
+}
