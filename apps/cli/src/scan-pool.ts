@@ -38,6 +38,15 @@ function shareTape(tape: EvaluationTape): EvaluationTape {
             order: shared(tape.grouped.order),
             groupWindow: shared(tape.grouped.groupWindow),
           },
+    selfHash:
+      tape.selfHash === null
+        ? null
+        : {
+            ...tape.selfHash,
+            tokens: shared(tape.selfHash.tokens),
+            spans: shared(tape.selfHash.spans),
+            pairs: shared(tape.selfHash.pairs),
+          },
   };
 }
 

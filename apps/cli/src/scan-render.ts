@@ -8,6 +8,9 @@ const VERDICT_TEXT: Record<string, string> = {
   insufficient: 'insufficient evidence',
 };
 
+/** Documents and passages are listed when the best one is significant after its search (p ≤ 0.01). */
+const SHOWN = -2;
+
 const count = (n: number): string => n.toLocaleString('en-US');
 const percent = (x: number, digits = 2): string => `${(100 * x).toFixed(digits)}%`;
 const points = (x: number): string => `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(2)}`;
@@ -29,7 +32,7 @@ function keyLines(scan: KeyScan, report: ScanReport): string[] {
       ? `  dose        unknown (no issued green fraction); doses above ${percent(scan.doseUpperBound, 1)} are ruled out`
       : `  dose        ρ ≈ ${percent(scan.dose.estimate, 1)} [${percent(scan.dose.interval[0], 1)}, ${percent(scan.dose.interval[1], 1)}] (issued green fraction ${percent(scan.dose.issuedGreenFraction, 1)}); doses above ${percent(scan.doseUpperBound, 1)} are ruled out`,
   ];
-  if (scan.topDocuments.length > 0 && scan.topDocuments[0]!.log10PCorrected < 0) {
+  if (scan.topDocuments.length > 0 && scan.topDocuments[0]!.log10PCorrected <= SHOWN) {
     lines.push('  documents with the strongest evidence (log10 p, corrected for the documents searched):');
     for (const d of scan.topDocuments) {
       lines.push(
@@ -37,7 +40,7 @@ function keyLines(scan: KeyScan, report: ScanReport): string[] {
       );
     }
   }
-  if (scan.passages.length > 0 && scan.passages[0]!.log10PCorrected < 0) {
+  if (scan.passages.length > 0 && scan.passages[0]!.log10PCorrected <= SHOWN) {
     lines.push(`  passages (log10 p, corrected for the ${count(scan.windowsSearched)} windows searched):`);
     for (const p of scan.passages) {
       lines.push(

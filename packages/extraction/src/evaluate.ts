@@ -11,8 +11,8 @@ import {
 } from '@tracemark/core';
 import { type EvaluationTape, groupByWindow } from './evidence-tape.ts';
 import { deriveFakeKeys } from './fake-keys.ts';
-import { countLeftHash, kernelKeyBytes } from './kernel.ts';
-import { PairTable } from './tables.ts';
+import { countLeftHash, countSelfHash, kernelKeyBytes, selfHashKeyBytes } from './kernel.ts';
+import { PairSet } from './tables.ts';
 
 /** Per candidate of a true key: not scored (same trial as an earlier pair, or as a prompt's), red, green. */
 export const CandidateStatus: { readonly notScored: 0; readonly red: 1; readonly green: 2 } = Object.freeze({
@@ -77,10 +77,13 @@ function evaluateLeftHash(
     accelerate,
   );
   const seeds = output.seeds!;
-  const distinct = new PairTable(Math.max(16, numWindows));
-  for (let window = 0; window < numWindows; window++)
-    distinct.insert(seeds[2 * window]!, seeds[2 * window + 1]!);
-  if (distinct.size !== numWindows) return null;
+  // Two windows whose seeds collide (a 2^-64 event per pair) would be one trial: then go exact.
+  const distinct = new PairSet(Math.max(16, numWindows));
+  for (let window = 0; window < numWindows; window++) {
+    const high = seeds[2 * window]!;
+    // The set takes first words below 2^32 − 1; that one high word also goes the exact way.
+    if (high === 0xffffffff || !distinct.add(high, seeds[2 * window + 1]!)) return null;
+  }
   const status = new Uint8Array(tape.candidateToken.length);
   const bits = output.bits!;
   for (let i = 0; i < bits.length; i++) {
@@ -181,15 +184,23 @@ export function runFakeKeyJob(job: FakeKeyJob): FakeKeyCounts {
       }
     }
   } else {
-    for (const key of keys) {
-      const result = evaluateBySeed(tape, key, false);
-      numScored.push(result.numScored);
-      numGreen.push(result.numGreen);
-    }
+    const counted =
+      job.accelerate && tape.selfHash !== null
+        ? countSelfHash(tape.selfHash, selfHashKeyBytes(keys), scheme.threshold)
+        : null;
+    keys.forEach((key, i) => {
+      if (counted !== null) {
+        numScored.push(counted.numScored[i]!);
+        numGreen.push(counted.numGreen[i]!);
+      } else {
+        const result = evaluateBySeed(tape, key, false);
+        numScored.push(result.numScored);
+        numGreen.push(result.numGreen);
+      }
+    });
   }
   return { first: job.first, numScored, numGreen };
 }
-
 /** Exposed for tests: the reference path for any scheme. */
 export function evaluateKeyBySeed(tape: EvaluationTape, key: WatermarkKey): KeyEvaluation {
   return evaluateBySeed(tape, key);

@@ -22,7 +22,8 @@
  */
 import type { SchemeName } from '@tracemark/core';
 import { filterWindowWidth, type IssuedWindowSet } from './issued.ts';
-import { grown, PairTable, TupleTable } from './tables.ts';
+import type { SelfHashEntries } from './kernel.ts';
+import { grown, PairSet, TupleTable } from './tables.ts';
 
 /** The seeding scheme a tape serves; keys with the same name and h share one tape. */
 export interface TapeLayout {
@@ -31,8 +32,10 @@ export interface TapeLayout {
   readonly contextWidth: number;
 }
 
-const PROMPT = 1;
-const COMPLETION = 2;
+const RECENT_BITS = 16;
+const RECENT_SLOTS = 1 << RECENT_BITS;
+/** Window ids below this combine with a token into one exact double (id · 2^32 + token < 2^53). */
+const RECENT_WINDOW_LIMIT = 2 ** 21;
 
 /** What the reading pass saw, for the report. */
 export interface TapeCounts {
@@ -81,6 +84,8 @@ export interface EvaluationTape {
   readonly promptToken: Uint32Array;
   /** LeftHash: the candidates grouped by window (groups with at least one candidate). */
   readonly grouped: GroupedCandidates | null;
+  /** SelfHash: prompt entries and candidates in the form the fake keys' kernel reads. */
+  readonly selfHash: SelfHashEntries | null;
 }
 
 /** Where each candidate first occurred (kept apart from the tape: workers do not need it). */
@@ -99,12 +104,24 @@ export class EvidenceTape {
   private readonly windows: TupleTable;
   /** Per window: 0 not yet asked, 1 kept by the filter, 2 removed. */
   private windowKept: Uint8Array = new Uint8Array(1024);
-  private readonly pairs = new PairTable(4096);
-  private pairDocument: Uint32Array = new Uint32Array(4096);
-  private pairPosition: Uint32Array = new Uint32Array(4096);
-  /** Pair ids in order of first completion occurrence. */
-  private order: Uint32Array = new Uint32Array(4096);
+  /** Pairs seen in completions (kept by the filter), and in prompts. */
+  private readonly completionPairs = new PairSet(4096);
+  private readonly promptPairs = new PairSet(1024);
+  /**
+   * Pairs known to be on the tape from a completion already, direct-mapped and small enough to stay
+   * in cache: most positions repeat a frequent pair, and then there is nothing to record.
+   */
+  private readonly recent = new Float64Array(RECENT_SLOTS).fill(-1);
+  /** Completion pairs in order of first occurrence, with where it was. */
+  private orderWindow: Uint32Array = new Uint32Array(4096);
+  private orderToken: Uint32Array = new Uint32Array(4096);
+  private orderDocument: Uint32Array = new Uint32Array(4096);
+  private orderPosition: Uint32Array = new Uint32Array(4096);
   private orderLength = 0;
+  /** Distinct prompt pairs. */
+  private promptWindow: Uint32Array = new Uint32Array(1024);
+  private promptToken: Uint32Array = new Uint32Array(1024);
+  private promptLength = 0;
   private sequence: Uint32Array = new Uint32Array(4096);
   private documents = 0;
   private tokens = 0;
@@ -143,6 +160,7 @@ export class EvidenceTape {
     const minSpecial = this.minSpecial;
     const special = this.special;
     const issued = this.issued;
+    const recent = this.recent;
     let lastSpecial = -1;
     for (let i = 0; i < m + n; i++) {
       const token = c[i]!;
@@ -151,23 +169,39 @@ export class EvidenceTape {
       if (lastSpecial >= i - w) continue;
       const window = this.windows.insert(c, i - w);
       if (i < m) {
-        this.pairs.insert(window, token);
-        this.pairs.addFlags(PROMPT);
+        if (this.promptPairs.add(window, token)) {
+          const at = this.promptLength++;
+          if (at === this.promptWindow.length) {
+            this.promptWindow = grown(this.promptWindow, at + 1);
+            this.promptToken = grown(this.promptToken, at + 1);
+          }
+          this.promptWindow[at] = window;
+          this.promptToken[at] = token;
+        }
         continue;
       }
       this.eligible++;
+      const recentKey = window < RECENT_WINDOW_LIMIT ? window * 4294967296 + token : Number.NaN;
+      const recentSlot =
+        (Math.imul(window, 0x9e3779b1) ^ Math.imul(token, 0x85ebca6b)) >>> (32 - RECENT_BITS);
+      if (recent[recentSlot] === recentKey) continue;
       if (issued !== null && !this.kept(window, c, i)) {
         this.filteredOut++;
         continue;
       }
-      const pair = this.pairs.insert(window, token);
-      if ((this.pairs.lastFlags & COMPLETION) === 0) {
-        this.pairs.addFlags(COMPLETION);
-        this.reserve(pair);
-        this.pairDocument[pair] = document;
-        this.pairPosition[pair] = i - m;
-        this.order = grown(this.order, this.orderLength + 1);
-        this.order[this.orderLength++] = pair;
+      recent[recentSlot] = recentKey;
+      if (this.completionPairs.add(window, token)) {
+        const at = this.orderLength++;
+        if (at === this.orderWindow.length) {
+          this.orderWindow = grown(this.orderWindow, at + 1);
+          this.orderToken = grown(this.orderToken, at + 1);
+          this.orderDocument = grown(this.orderDocument, at + 1);
+          this.orderPosition = grown(this.orderPosition, at + 1);
+        }
+        this.orderWindow[at] = window;
+        this.orderToken[at] = token;
+        this.orderDocument[at] = document;
+        this.orderPosition[at] = i - m;
       }
     }
   }
@@ -191,42 +225,32 @@ export class EvidenceTape {
     return true;
   }
 
-  private reserve(pair: number): void {
-    if (pair < this.pairDocument.length) return;
-    this.pairDocument = grown(this.pairDocument, pair + 1);
-    this.pairPosition = grown(this.pairPosition, pair + 1);
-  }
-
   /** The tape every key is scored on, where each candidate came from, and the counts. */
   finish(): { tape: EvaluationTape; origins: CandidateOrigins; counts: TapeCounts } {
-    const flags = this.pairs.flagsById();
+    // Candidates: completion pairs that occur in no prompt of the corpus.
+    const keep = new Uint8Array(this.orderLength);
     let candidates = 0;
-    let prompts = 0;
-    for (let k = 0; k < this.orderLength; k++) if ((flags[this.order[k]!]! & PROMPT) === 0) candidates++;
-    for (let pair = 0; pair < this.pairs.size; pair++) if ((flags[pair]! & PROMPT) !== 0) prompts++;
+    for (let k = 0; k < this.orderLength; k++) {
+      if (this.promptLength === 0 || !this.promptPairs.has(this.orderWindow[k]!, this.orderToken[k]!)) {
+        keep[k] = 1;
+        candidates++;
+      }
+    }
     const candidateWindow = new Uint32Array(candidates);
     const candidateToken = new Uint32Array(candidates);
     const document = new Uint32Array(candidates);
     const position = new Uint32Array(candidates);
     let at = 0;
     for (let k = 0; k < this.orderLength; k++) {
-      const pair = this.order[k]!;
-      if ((flags[pair]! & PROMPT) !== 0) continue;
-      candidateWindow[at] = this.pairs.firstOf(pair);
-      candidateToken[at] = this.pairs.secondOf(pair);
-      document[at] = this.pairDocument[pair]!;
-      position[at] = this.pairPosition[pair]!;
+      if (keep[k] === 0) continue;
+      candidateWindow[at] = this.orderWindow[k]!;
+      candidateToken[at] = this.orderToken[k]!;
+      document[at] = this.orderDocument[k]!;
+      position[at] = this.orderPosition[k]!;
       at++;
     }
-    const promptWindow = new Uint32Array(prompts);
-    const promptToken = new Uint32Array(prompts);
-    at = 0;
-    for (let pair = 0; pair < this.pairs.size; pair++) {
-      if ((flags[pair]! & PROMPT) === 0) continue;
-      promptWindow[at] = this.pairs.firstOf(pair);
-      promptToken[at] = this.pairs.secondOf(pair);
-      at++;
-    }
+    const promptWindow = this.promptWindow.slice(0, this.promptLength);
+    const promptToken = this.promptToken.slice(0, this.promptLength);
     const windows = this.windows.tuples();
     const tape: EvaluationTape = {
       scheme: this.layout.scheme,
@@ -246,6 +270,17 @@ export class EvidenceTape {
               candidateWindow,
               candidateToken,
               false,
+            )
+          : null,
+      selfHash:
+        this.layout.scheme === 'selfhash'
+          ? selfHashEntries(
+              this.layout.contextWidth,
+              windows,
+              promptWindow,
+              promptToken,
+              candidateWindow,
+              candidateToken,
             )
           : null,
     };
@@ -306,4 +341,45 @@ export function groupByWindow(
     order[at] = i;
   }
   return { windows: grouped, offsets, tokens, order, groupWindow };
+}
+
+/** The SelfHash entries (prompt entries first) as indices into their distinct tokens, with pair ids. */
+export function selfHashEntries(
+  contextWidth: number,
+  windows: Uint32Array,
+  promptWindow: Uint32Array,
+  promptToken: Uint32Array,
+  candidateWindow: Uint32Array,
+  candidateToken: Uint32Array,
+): SelfHashEntries {
+  const h = contextWidth;
+  const w = h - 1;
+  const distinct = new TupleTable(1, 4096);
+  const pairIds = new TupleTable(2, 4096);
+  const entries = promptToken.length + candidateToken.length;
+  const spans = new Uint32Array(entries * h);
+  const pairs = new Uint32Array(entries * h);
+  const one = new Uint32Array(1);
+  const two = new Uint32Array(2);
+  for (let e = 0; e < entries; e++) {
+    const prompt = e < promptToken.length;
+    const window = prompt ? promptWindow[e]! : candidateWindow[e - promptToken.length]!;
+    const token = prompt ? promptToken[e]! : candidateToken[e - promptToken.length]!;
+    two[1] = token;
+    for (let j = 0; j < h; j++) {
+      const spanToken = j < w ? windows[window * w + j]! : token;
+      one[0] = spanToken;
+      spans[e * h + j] = distinct.insert(one, 0);
+      two[0] = spanToken;
+      pairs[e * h + j] = pairIds.insert(two, 0);
+    }
+  }
+  return {
+    contextWidth: h,
+    tokens: distinct.tuples(),
+    spans,
+    pairs,
+    numPairs: pairIds.size,
+    numPrompt: promptToken.length,
+  };
 }

@@ -31,6 +31,33 @@ interface KernelExports {
     bits: number,
     seeds: number,
   ): void;
+  countLeftHashSimd(
+    keys: number,
+    nkeys: number,
+    h: number,
+    windows: number,
+    nwindows: number,
+    offsets: number,
+    tokens: number,
+    threshold: number,
+    counts: number,
+  ): void;
+  countSelfHash(
+    keys: number,
+    nkeys: number,
+    h: number,
+    tokens: number,
+    ntokens: number,
+    spans: number,
+    nprompt: number,
+    nentries: number,
+    pairs: number,
+    npairs: number,
+    ranks: number,
+    seen: number,
+    threshold: number,
+    out: number,
+  ): void;
   siphash(key: number, message: number, length: number): bigint;
 }
 
@@ -66,7 +93,10 @@ function warmUp(wasm: KernelExports): void {
     tokens: Uint32Array.from({ length: tokens }, (_, i) => i),
   };
   const keyBytes = new Uint8Array(32).fill(7);
-  for (let call = 0; call < 24; call++) runKernel(wasm, tape, keyBytes, 0x40000000, false);
+  for (let call = 0; call < 24; call++) {
+    runKernel(wasm, tape, keyBytes, 0x40000000, false);
+    runKernel(wasm, tape, keyBytes, 0x40000000, true);
+  }
 }
 
 /** A LeftHash tape grouped by window: the tokens that follow window c are tokens[offsets[c] .. offsets[c+1]). */
@@ -101,6 +131,19 @@ export interface KernelOutput {
 
 const align = (n: number): number => (n + 7) & ~7;
 
+/** The tape last copied into the kernel's memory (the same typed arrays are not copied again). */
+let resident: {
+  wasm: KernelExports | null;
+  windows: Uint32Array | null;
+  offsets: Uint32Array | null;
+  tokens: Uint32Array | null;
+} = { wasm: null, windows: null, offsets: null, tokens: null };
+
+/** Other users of the kernel's memory overwrite the resident tape. */
+function evict(): void {
+  resident = { wasm: null, windows: null, offsets: null, tokens: null };
+}
+
 /**
  * Counts green tokens of `tape` under each key (`keyBytes` from {@link kernelKeyBytes}), all with
  * the green threshold τ. With `withBits`, `keyBytes` must hold one key.
@@ -131,34 +174,60 @@ function runKernel(
   const h = tape.windowWidth;
   const nwindows = tape.offsets.length - 1;
   const ntokens = tape.tokens.length;
-  const keysAt = 128;
-  const windowsAt = align(keysAt + keyBytes.length);
+  // The tape first, so that it stays in place whatever the number of keys: a batch of fake keys
+  // runs in several calls on one copy.
+  const windowsAt = 128;
   const offsetsAt = align(windowsAt + 4 * tape.windows.length);
   const tokensAt = align(offsetsAt + 4 * tape.offsets.length);
-  const countsAt = align(tokensAt + 4 * ntokens);
+  // 16 bytes of padding: the SIMD path loads up to three tokens past the end, then masks them out.
+  const keysAt = align(tokensAt + 4 * ntokens + 16);
+  const countsAt = align(keysAt + keyBytes.length);
   const bitsAt = align(countsAt + 4 * nkeys);
   const seedsAt = align(bitsAt + (withBits ? ntokens : 0));
   const end = seedsAt + (withBits ? 8 * nwindows : 0);
   const memory = wasm.memory;
   if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
   const buffer = memory.buffer;
+  if (
+    resident.windows !== tape.windows ||
+    resident.offsets !== tape.offsets ||
+    resident.tokens !== tape.tokens ||
+    resident.wasm !== wasm
+  ) {
+    new Uint32Array(buffer, windowsAt, tape.windows.length).set(tape.windows);
+    new Uint32Array(buffer, offsetsAt, tape.offsets.length).set(tape.offsets);
+    new Uint32Array(buffer, tokensAt, ntokens).set(tape.tokens);
+    resident = { wasm, windows: tape.windows, offsets: tape.offsets, tokens: tape.tokens };
+  }
   new Uint8Array(buffer, keysAt, keyBytes.length).set(keyBytes);
-  new Uint32Array(buffer, windowsAt, tape.windows.length).set(tape.windows);
-  new Uint32Array(buffer, offsetsAt, tape.offsets.length).set(tape.offsets);
-  new Uint32Array(buffer, tokensAt, ntokens).set(tape.tokens);
-  wasm.countLeftHash(
-    keysAt,
-    nkeys,
-    h,
-    windowsAt,
-    nwindows,
-    offsetsAt,
-    tokensAt,
-    threshold >>> 0,
-    countsAt,
-    withBits ? bitsAt : 0,
-    withBits ? seedsAt : 0,
-  );
+  if (withBits) {
+    wasm.countLeftHash(
+      keysAt,
+      nkeys,
+      h,
+      windowsAt,
+      nwindows,
+      offsetsAt,
+      tokensAt,
+      threshold >>> 0,
+      countsAt,
+      bitsAt,
+      seedsAt,
+    );
+  } else {
+    // Counts only: four tokens at a time in WebAssembly SIMD.
+    wasm.countLeftHashSimd(
+      keysAt,
+      nkeys,
+      h,
+      windowsAt,
+      nwindows,
+      offsetsAt,
+      tokensAt,
+      threshold >>> 0,
+      countsAt,
+    );
+  }
   const counts = new Uint32Array(buffer, countsAt, nkeys).slice();
   if (!withBits) return { counts, bits: null, seeds: null };
   const bits = new Uint8Array(buffer, bitsAt, ntokens).slice();
@@ -209,4 +278,90 @@ function countScalar(
     counts[k] = count;
   }
   return { counts, bits, seeds };
+}
+
+/**
+ * A SelfHash(h) tape in the kernel's form: prompt entries, then candidates, each as h indices into
+ * the distinct tokens (window, then the token), with the id of each (span token, token) pair.
+ */
+export interface SelfHashEntries {
+  readonly contextWidth: number;
+  /** Distinct token ids. */
+  readonly tokens: Uint32Array;
+  /** contextWidth indices into `tokens` per entry. */
+  readonly spans: Uint32Array;
+  /** contextWidth pair ids per entry: pairs[e·h + j] is the id of (span token j, the entry's token). */
+  readonly pairs: Uint32Array;
+  readonly numPairs: number;
+  readonly numPrompt: number;
+}
+
+/** The three PRF keys of each key, 48 bytes a key: K_context, K_green, K_rank. */
+export function selfHashKeyBytes(keys: readonly WatermarkKey[]): Uint8Array {
+  const out = new Uint8Array(48 * keys.length);
+  keys.forEach((key, i) => {
+    const prf = derivePrfKeys(key.secret);
+    out.set(prf.context, 48 * i);
+    out.set(prf.green, 48 * i + 16);
+    out.set(prf.rank, 48 * i + 32);
+  });
+  return out;
+}
+
+/**
+ * Scored and green counts of SelfHash keys over the entries: each key picks every entry's anchor by
+ * its own ranks and scores each (anchor, token) pair once, never one a prompt entry has. Null
+ * without WebAssembly (the caller then takes the reference path).
+ */
+export function countSelfHash(
+  entries: SelfHashEntries,
+  keyBytes: Uint8Array,
+  threshold: number,
+): { numScored: Uint32Array; numGreen: Uint32Array } | null {
+  const wasm = loadKernel();
+  if (wasm === null) return null;
+  evict();
+  const nkeys = keyBytes.length / 48;
+  if (!Number.isInteger(nkeys)) throw new RangeError('keyBytes: expected 48 bytes a key');
+  const h = entries.contextWidth;
+  const nentries = entries.spans.length / h;
+  const keysAt = 128;
+  const tokensAt = align(keysAt + keyBytes.length);
+  const spansAt = align(tokensAt + 4 * entries.tokens.length);
+  const pairsAt = align(spansAt + 4 * entries.spans.length);
+  const ranksAt = align(pairsAt + 4 * entries.pairs.length);
+  const seenAt = align(ranksAt + 8 * entries.tokens.length);
+  const outAt = align(seenAt + entries.numPairs);
+  const end = outAt + 8 * nkeys;
+  const memory = wasm.memory;
+  if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
+  const buffer = memory.buffer;
+  new Uint8Array(buffer, keysAt, keyBytes.length).set(keyBytes);
+  new Uint32Array(buffer, tokensAt, entries.tokens.length).set(entries.tokens);
+  new Uint32Array(buffer, spansAt, entries.spans.length).set(entries.spans);
+  new Uint32Array(buffer, pairsAt, entries.pairs.length).set(entries.pairs);
+  wasm.countSelfHash(
+    keysAt,
+    nkeys,
+    h,
+    tokensAt,
+    entries.tokens.length,
+    spansAt,
+    entries.numPrompt,
+    nentries,
+    pairsAt,
+    entries.numPairs,
+    ranksAt,
+    seenAt,
+    threshold >>> 0,
+    outAt,
+  );
+  const out = new Uint32Array(buffer, outAt, 2 * nkeys);
+  const numScored = new Uint32Array(nkeys);
+  const numGreen = new Uint32Array(nkeys);
+  for (let k = 0; k < nkeys; k++) {
+    numScored[k] = out[2 * k]!;
+    numGreen[k] = out[2 * k + 1]!;
+  }
+  return { numScored, numGreen };
 }

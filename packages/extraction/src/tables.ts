@@ -3,7 +3,6 @@
  * the tables never merge two different tuples, whatever the hash does.
  */
 
-const EMPTY = -1;
 const DIRECT_LIMIT = 1 << 22;
 
 /** 32-bit mix of one word into a running hash (MurmurHash3's body step). */
@@ -41,7 +40,7 @@ export function grown<T extends Uint32Array | Uint8Array | Int32Array>(array: T,
 export class TupleTable {
   readonly width: number;
   private data: Uint32Array;
-  private hashes: Int32Array;
+  /** Two words a slot: the tuple's hash and its id + 1 (0 = empty), so most misses cost one line. */
   private slots: Int32Array;
   private mask: number;
   private count = 0;
@@ -55,10 +54,9 @@ export class TupleTable {
     this.width = width;
     let capacity = 16;
     while (capacity < 2 * initialCapacity) capacity *= 2;
-    this.slots = new Int32Array(capacity).fill(EMPTY);
+    this.slots = new Int32Array(2 * capacity);
     this.mask = capacity - 1;
     this.data = new Uint32Array(Math.max(1, initialCapacity * width));
-    this.hashes = new Int32Array(initialCapacity);
     this.direct = width === 1 ? new Int32Array(1 << 16) : null;
   }
 
@@ -87,11 +85,12 @@ export class TupleTable {
       return token < direct.length ? direct[token]! - 1 : -1;
     }
     const hash = this.hashOf(source, start);
+    const slots = this.slots;
     let slot = hash & this.mask;
     for (;;) {
-      const id = this.slots[slot]!;
-      if (id === EMPTY) return -1;
-      if (this.hashes[id] === hash && this.equals(id, source, start)) return id;
+      const held = slots[2 * slot + 1]!;
+      if (held === 0) return -1;
+      if (slots[2 * slot] === hash && this.equals(held - 1, source, start)) return held - 1;
       slot = (slot + 1) & this.mask;
     }
   }
@@ -104,20 +103,20 @@ export class TupleTable {
       if (token < direct.length && direct[token] !== 0) return direct[token]! - 1;
     }
     const hash = this.hashOf(source, start);
+    const slots = this.slots;
     let slot = hash & this.mask;
     for (;;) {
-      const id = this.slots[slot]!;
-      if (id === EMPTY) break;
-      if (this.hashes[id] === hash && this.equals(id, source, start)) return id;
+      const held = slots[2 * slot + 1]!;
+      if (held === 0) break;
+      if (slots[2 * slot] === hash && this.equals(held - 1, source, start)) return held - 1;
       slot = (slot + 1) & this.mask;
     }
     const id = this.count++;
-    this.data = grown(this.data, this.count * this.width);
-    this.hashes = grown(this.hashes, this.count);
+    if (this.count * this.width > this.data.length) this.data = grown(this.data, this.count * this.width);
     for (let j = 0; j < this.width; j++) this.data[id * this.width + j] = source[start + j]!;
-    this.hashes[id] = hash;
-    this.slots[slot] = id;
-    if (this.count * 2 > this.slots.length) this.rehash();
+    slots[2 * slot] = hash;
+    slots[2 * slot + 1] = id + 1;
+    if (this.count * 2 > this.mask + 1) this.rehash();
     if (direct !== null && source[start]! < DIRECT_LIMIT) {
       this.direct = grown(direct, source[start]! + 1);
       this.direct[source[start]!] = id + 1;
@@ -130,39 +129,41 @@ export class TupleTable {
     return this.data.slice(0, this.count * this.width);
   }
 
+  /** Doubles the table, visiting old slots in order (see {@link PairSet} for why). */
   private rehash(): void {
-    const capacity = this.slots.length * 2;
-    this.slots = new Int32Array(capacity).fill(EMPTY);
-    this.mask = capacity - 1;
-    for (let id = 0; id < this.count; id++) {
-      let slot = this.hashes[id]! & this.mask;
-      while (this.slots[slot] !== EMPTY) slot = (slot + 1) & this.mask;
-      this.slots[slot] = id;
+    const old = this.slots;
+    const capacity = 2 * (this.mask + 1);
+    const slots = new Int32Array(2 * capacity);
+    const mask = capacity - 1;
+    for (let from = 0; from < old.length; from += 2) {
+      const held = old[from + 1]!;
+      if (held === 0) continue;
+      const hash = old[from]!;
+      let slot = hash & mask;
+      while (slots[2 * slot + 1] !== 0) slot = (slot + 1) & mask;
+      slots[2 * slot] = hash;
+      slots[2 * slot + 1] = held;
     }
+    this.slots = slots;
+    this.mask = mask;
   }
 }
 
 /**
- * A set of (a, b) pairs of 32-bit unsigned integers mapping each to a dense id, with a few flag bits
- * per pair. Each slot holds the key inline (a, b, id + 1, flags), so a lookup and its flags touch
- * one cache line: on a corpus-sized table every other access is a cache miss.
+ * A set of (a, b) pairs with a < 2^32 − 1 and b < 2^32: 8-byte slots (a + 1, b), 0 marking an empty
+ * slot. On a corpus-sized set nearly every lookup is a cache miss, so the slot is kept as small as
+ * the key, and the table half full at most.
  */
-export class PairTable {
-  private first: Uint32Array;
-  private second: Uint32Array;
+export class PairSet {
   private slots: Uint32Array;
   private mask: number;
   private count = 0;
-  /** Word index of the slot of the last pair inserted or found. */
-  lastSlot = 0;
 
   constructor(initialCapacity = 1024) {
     let capacity = 16;
     while (capacity < 2 * initialCapacity) capacity *= 2;
-    this.slots = new Uint32Array(4 * capacity);
+    this.slots = new Uint32Array(2 * capacity);
     this.mask = capacity - 1;
-    this.first = new Uint32Array(initialCapacity);
-    this.second = new Uint32Array(initialCapacity);
   }
 
   get size(): number {
@@ -173,107 +174,59 @@ export class PairTable {
     return finish(mix(mix(0x5bd1e995, a), b));
   }
 
-  /** The id of (a, b), or −1. */
-  find(a: number, b: number): number {
-    a >>>= 0;
+  /** True when (a, b) is in the set. */
+  has(a: number, b: number): boolean {
+    const tag = (a + 1) >>> 0;
     b >>>= 0;
     const slots = this.slots;
-    let slot = PairTable.hashOf(a, b) & this.mask;
+    let slot = PairSet.hashOf(a >>> 0, b) & this.mask;
     for (;;) {
-      const at = slot << 2;
-      const held = slots[at + 2]!;
-      if (held === 0) return -1;
-      if (slots[at] === a && slots[at + 1] === b) {
-        this.lastSlot = at;
-        return held - 1;
-      }
+      const held = slots[slot << 1]!;
+      if (held === 0) return false;
+      if (held === tag && slots[(slot << 1) + 1] === b) return true;
       slot = (slot + 1) & this.mask;
     }
   }
 
-  /** The id of (a, b), inserted if new (then id === size − 1); `lastSlot` points at its slot. */
-  insert(a: number, b: number): number {
-    a >>>= 0;
+  /** Adds (a, b); true when it was not there yet. */
+  add(a: number, b: number): boolean {
+    if (a >>> 0 === 0xffffffff) throw new RangeError('a: expected a value below 2^32 − 1');
+    const tag = (a + 1) >>> 0;
     b >>>= 0;
     const slots = this.slots;
-    let slot = PairTable.hashOf(a, b) & this.mask;
+    let slot = PairSet.hashOf(a >>> 0, b) & this.mask;
     for (;;) {
-      const at = slot << 2;
-      const held = slots[at + 2]!;
-      if (held === 0) break;
-      if (slots[at] === a && slots[at + 1] === b) {
-        this.lastSlot = at;
-        return held - 1;
+      const at = slot << 1;
+      const held = slots[at]!;
+      if (held === 0) {
+        slots[at] = tag;
+        slots[at + 1] = b;
+        if (++this.count * 2 > this.mask + 1) this.rehash();
+        return true;
       }
+      if (held === tag && slots[at + 1] === b) return false;
       slot = (slot + 1) & this.mask;
     }
-    const id = this.count++;
-    const at = slot << 2;
-    slots[at] = a;
-    slots[at + 1] = b;
-    slots[at + 2] = id + 1;
-    this.lastSlot = at;
-    if (id >= this.first.length) {
-      this.first = grown(this.first, id + 1);
-      this.second = grown(this.second, id + 1);
-    }
-    this.first[id] = a;
-    this.second[id] = b;
-    if (this.count * 2 > this.mask + 1) {
-      this.rehash();
-      this.find(a, b);
-    }
-    return id;
-  }
-
-  /** Flags of the pair at `lastSlot`. */
-  get lastFlags(): number {
-    return this.slots[this.lastSlot + 3]!;
-  }
-
-  /** Sets flag bits of the pair at `lastSlot`. */
-  addFlags(flags: number): void {
-    this.slots[this.lastSlot + 3] = this.slots[this.lastSlot + 3]! | flags;
-  }
-
-  /** Flags of every pair, by id. */
-  flagsById(): Uint8Array {
-    const flags = new Uint8Array(this.count);
-    const slots = this.slots;
-    for (let at = 0; at < slots.length; at += 4)
-      if (slots[at + 2] !== 0) flags[slots[at + 2]! - 1] = slots[at + 3]!;
-    return flags;
-  }
-
-  firstOf(id: number): number {
-    return this.first[id]!;
-  }
-
-  secondOf(id: number): number {
-    return this.second[id]!;
   }
 
   /**
    * Doubles the table. Old slots are visited in order, so the writes go to two regions that advance
-   * together (a slot's entries land near s or s + old capacity): far fewer cache misses than
-   * reinserting by id, whose slots are random.
+   * together (an entry lands near its old home or one old capacity further): far fewer cache misses
+   * than reinserting in any other order.
    */
   private rehash(): void {
     const old = this.slots;
     const capacity = 2 * (this.mask + 1);
-    const slots = new Uint32Array(4 * capacity);
+    const slots = new Uint32Array(2 * capacity);
     const mask = capacity - 1;
-    for (let from = 0; from < old.length; from += 4) {
-      if (old[from + 2] === 0) continue;
-      const a = old[from]!;
+    for (let from = 0; from < old.length; from += 2) {
+      const tag = old[from]!;
+      if (tag === 0) continue;
       const b = old[from + 1]!;
-      let slot = PairTable.hashOf(a, b) & mask;
-      while (slots[(slot << 2) + 2] !== 0) slot = (slot + 1) & mask;
-      const at = slot << 2;
-      slots[at] = a;
-      slots[at + 1] = b;
-      slots[at + 2] = old[from + 2]!;
-      slots[at + 3] = old[from + 3]!;
+      let slot = PairSet.hashOf((tag - 1) >>> 0, b) & mask;
+      while (slots[slot << 1] !== 0) slot = (slot + 1) & mask;
+      slots[slot << 1] = tag;
+      slots[(slot << 1) + 1] = b;
     }
     this.slots = slots;
     this.mask = mask;

@@ -111,10 +111,10 @@ function perDocumentLog10P(documents: readonly ScanDocument[], key: WatermarkKey
 }
 
 describe('clean text is never radioactive', () => {
-  it('human text and unwatermarked model samples, 8 true keys × 8 fake-key seeds: no false positive, uniform fake keys', async () => {
+  it('human text and unwatermarked model samples, 6 true keys × 6 fake-key seeds: no false positive, uniform fake keys', async () => {
     const corpus = [...human, ...cleanSamples];
     const pooled: number[] = [];
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < 6; i++) {
       const key = keyFrom(`traps/clean/${i}`);
       const report = await scan(corpus, [key], { fakeKeySeed: `traps/seed/${i}` });
       const result = report.keys[0]!;
@@ -123,9 +123,9 @@ describe('clean text is never radioactive', () => {
       expect(result.log10PAdjusted).toBeGreaterThan(-6);
       expect(result.numScored).toBeGreaterThan(90_000);
     }
-    // The fake keys' randomized p-values pooled over the seeds: 400 draws, still uniform.
+    // The fake keys' randomized p-values pooled over the seeds: 300 draws, still uniform.
     const tape = await tapeOf(corpus, trueKey);
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < 6; i++) {
       const counts = runFakeKeyJob({ ...jobBase(tape), seed: `traps/seed/${i}`, first: 0, count: 50 });
       pooled.push(...fakeKeyPValues([counts], trueKey.scheme.gammaEffective, `traps/seed/${i}`).randomized);
     }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { open, readFile, truncate } from 'node:fs/promises';
+import { appendFile, open, readFile, truncate } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { CliError, type CliIo, EXIT } from '../io.ts';
 import { parseNumber } from '../options.ts';
@@ -34,6 +34,21 @@ export interface ProbeRecord {
   readonly model: string;
   readonly finishReason: string | null;
   readonly createdAt: string;
+}
+
+/** True for a line that is a whole probe record. */
+function isRecord(line: string): boolean {
+  try {
+    const record = JSON.parse(line) as Partial<ProbeRecord> | null;
+    return (
+      record !== null &&
+      Number.isInteger(record.index) &&
+      typeof record.promptSha256 === 'string' &&
+      typeof record.output === 'string'
+    );
+  } catch {
+    return false;
+  }
 }
 
 function sha256(text: string): string {
@@ -97,32 +112,29 @@ async function readDone(path: string): Promise<{ done: Set<string>; records: num
   }
   const complete = text.lastIndexOf('\n') + 1;
   if (complete < text.length) {
-    // A partial last record: cut it, keeping every complete line.
-    await truncate(path, Buffer.byteLength(text.slice(0, complete), 'utf8'));
-    text = text.slice(0, complete);
+    const tail = text.slice(complete);
+    if (isRecord(tail)) {
+      // A whole record without its newline (written by another tool): keep it, end the line.
+      await appendFile(path, '\n');
+      text += '\n';
+    } else {
+      // A record cut short by a killed run: drop it, keeping every complete line.
+      await truncate(path, Buffer.byteLength(text.slice(0, complete), 'utf8'));
+      text = text.slice(0, complete);
+    }
   }
   const done = new Set<string>();
   let records = 0;
   text.split('\n').forEach((line, i) => {
     if (line.trim() === '') return;
-    let record: Partial<ProbeRecord> | null = null;
-    try {
-      record = JSON.parse(line) as Partial<ProbeRecord>;
-    } catch {
-      // Reported below.
-    }
-    if (
-      record === null ||
-      !Number.isInteger(record.index) ||
-      typeof record.promptSha256 !== 'string' ||
-      typeof record.output !== 'string'
-    ) {
+    if (!isRecord(line)) {
       throw new CliError(
         'TM_ERR_INVALID_JSON',
         `${path}:${i + 1}: not a probe record; move the file or fix the line before resuming`,
         EXIT.io,
       );
     }
+    const record = JSON.parse(line) as ProbeRecord;
     records++;
     done.add(`${record.index}:${record.promptSha256}`);
   });
