@@ -7,6 +7,8 @@ import { registerDetect } from './commands/detect.ts';
 import { registerGenerate } from './commands/generate.ts';
 import { registerKeygen } from './commands/keygen.ts';
 import { registerKeys } from './commands/keys.ts';
+import { registerProbe } from './commands/probe.ts';
+import { registerScan } from './commands/scan.ts';
 import { registerServe } from './commands/serve.ts';
 import { CliError, type CliIo, EXIT, processIo } from './io.ts';
 
@@ -32,6 +34,8 @@ export async function run(argv: readonly string[], io: CliIo = processIo()): Pro
   registerDetect(program, io, setExit);
   registerServe(program, io, setExit);
   registerKeys(program, io, setExit);
+  registerScan(program, io, setExit);
+  registerProbe(program, io, setExit);
   try {
     await program.parseAsync(argv as string[], { from: 'user' });
     return exitCode;
