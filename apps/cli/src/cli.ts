@@ -4,12 +4,14 @@
  */
 import { Command, CommanderError } from 'commander';
 import { registerDetect } from './commands/detect.ts';
+import { registerEvidence } from './commands/evidence.ts';
 import { registerGenerate } from './commands/generate.ts';
 import { registerKeygen } from './commands/keygen.ts';
 import { registerKeys } from './commands/keys.ts';
 import { registerProbe } from './commands/probe.ts';
 import { registerScan } from './commands/scan.ts';
 import { registerServe } from './commands/serve.ts';
+import { registerVerify } from './commands/verify.ts';
 import { CliError, type CliIo, EXIT, processIo } from './io.ts';
 
 export const VERSION = '0.1.0';
@@ -36,6 +38,8 @@ export async function run(argv: readonly string[], io: CliIo = processIo()): Pro
   registerKeys(program, io, setExit);
   registerScan(program, io, setExit);
   registerProbe(program, io, setExit);
+  registerVerify(program, io, setExit);
+  registerEvidence(program, io, setExit);
   try {
     await program.parseAsync(argv as string[], { from: 'user' });
     return exitCode;

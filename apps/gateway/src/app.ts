@@ -5,6 +5,7 @@
 import swagger from '@fastify/swagger';
 import { createWatermarker, type Watermarker, type WatermarkKey } from '@tracemark/core';
 import { createTextDetector, type TextDetector } from '@tracemark/detection';
+import type { SigningKey } from '@tracemark/provenance';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Redis } from 'ioredis';
@@ -14,12 +15,14 @@ import { GatewayError } from './errors.ts';
 import authPlugin from './plugins/auth.ts';
 import errorsPlugin from './plugins/errors.ts';
 import metricsPlugin from './plugins/metrics.ts';
+import { createIssuanceLog, type IssuanceLog } from './provenance/issuance-log.ts';
 import { createMemoryQuotaStore, createRedisQuotaStore, type QuotaStore } from './quota.ts';
 import adminRoutes from './routes/admin.ts';
 import completionsRoutes from './routes/completions.ts';
 import detectRoutes from './routes/detect.ts';
 import modelsRoutes from './routes/models.ts';
 import operationsRoutes from './routes/operations.ts';
+import provenanceRoutes from './routes/provenance.ts';
 import { openAiErrorSchema } from './schemas.ts';
 import type { GatewayStorage } from './storage/types.ts';
 
@@ -33,6 +36,10 @@ export interface GatewayServices {
   /** The key that marks output: the configured key, or its epoch sub-key. */
   readonly watermarkKey: WatermarkKey;
   readonly keyEpoch: string | null;
+  /** The key file's key, from which every epoch sub-key derives (verification tests each registered epoch). */
+  readonly rootWatermarkKey: WatermarkKey;
+  /** Signs the issuance log's checkpoints and the evidence reports (Ed25519; its name is the log's origin). */
+  readonly logSigningKey: SigningKey;
   readonly serverSecret: Uint8Array;
   /** Shared rate limits and quotas; null keeps them in memory. */
   readonly redis: Redis | null;
@@ -40,6 +47,8 @@ export interface GatewayServices {
 
 export interface GatewayContext extends GatewayServices {
   readonly watermarker: Watermarker;
+  /** The Merkle log over the issuance records, and its signed checkpoints. */
+  readonly issuanceLog: IssuanceLog;
   /** The detector for the gateway's key (cached per option set). */
   detector(options: { fpr?: number; window: boolean }): TextDetector;
   readonly startedAt: number;
@@ -88,6 +97,7 @@ const servicesPlugin: FastifyPluginAsync<GatewayServices> = async (fastify, serv
   const context: GatewayContext = {
     ...services,
     watermarker,
+    issuanceLog: createIssuanceLog(services.storage, services.logSigningKey),
     startedAt: Date.now(),
     activeGenerations: new Set(),
     detector(options) {
@@ -157,6 +167,7 @@ const gateway: FastifyPluginAsync<GatewayServices> = async (fastify: FastifyInst
   await fastify.register(modelsRoutes);
   await fastify.register(completionsRoutes);
   await fastify.register(detectRoutes);
+  await fastify.register(provenanceRoutes);
   await fastify.register(adminRoutes);
 };
 

@@ -1,5 +1,6 @@
 /**
  * Everything the gateway needs before it can serve: the data directory, the server secret, the watermark key,
+ * the issuance log's signing key (which must be the one the database's log was signed with),
  * storage (migrated), Redis, the backend (an upstream is probed and refused if it cannot be watermarked), and
  * on a fresh store a development API key, saved 0600 under the data directory and shown once.
  */
@@ -15,6 +16,7 @@ import { ConfigError, type GatewayConfig } from './config.ts';
 import {
   DEV_API_KEY_FILE,
   ensureDataDir,
+  loadOrCreateLogSigningKey,
   loadOrCreateServerSecret,
   loadOrCreateWatermarkKey,
   writeSecretFile,
@@ -29,6 +31,8 @@ export interface FirstStart {
   readonly devApiKeyFile: string | null;
   readonly watermarkKeyCreated: boolean;
   readonly watermarkKeyFile: string;
+  readonly logSigningKeyCreated: boolean;
+  readonly logSigningKeyFile: string;
 }
 
 export interface PreparedGateway {
@@ -63,6 +67,12 @@ export async function prepareGateway(config: GatewayConfig): Promise<PreparedGat
   const loaded = await loadOrCreateWatermarkKey(config.dataDir, config.keyFile);
   const watermarkKey =
     config.keyEpoch === null ? loaded.key : deriveSubkey(loaded.key, `epoch/${config.keyEpoch}`);
+  const logKey = await loadOrCreateLogSigningKey(config.dataDir, config.logOrigin);
+  if (config.logOrigin !== null && logKey.key.name !== config.logOrigin) {
+    throw new ConfigError(
+      `--log-origin (TRACEMARK_LOG_ORIGIN) is "${config.logOrigin}", but the issuance log's signing key at ${logKey.path} was created for "${logKey.key.name}"; the origin is fixed when the key is created`,
+    );
+  }
   if (!isTokenizerId(watermarkKey.tokenizer)) {
     throw new ConfigError(`the watermark key is bound to an unknown tokenizer "${watermarkKey.tokenizer}"`);
   }
@@ -77,6 +87,15 @@ export async function prepareGateway(config: GatewayConfig): Promise<PreparedGat
       );
     }
     opened.push(storage);
+    const now = new Date().toISOString();
+    const logKeys = await storage.logKeys();
+    if (logKeys.length > 0 && !logKeys.includes(logKey.key.verifierKey)) {
+      throw new ConfigError(
+        `the issuance log in this database is signed by ${logKeys[0]!.split('+').slice(0, 2).join('+')}, not by ${logKey.key.keyId} (${logKey.path}); gateways sharing a database must share the data directory's log-signing-key file`,
+      );
+    }
+    await storage.addLogKey(logKey.key.verifierKey, now);
+    await storage.registerWatermarkEpoch(watermarkKey.keyId, config.keyEpoch, now);
     const redis = config.redisUrl === null ? null : await connectRedis(config.redisUrl);
     if (redis !== null) opened.push({ close: () => void redis.disconnect() });
     const tokenizer = getTokenizer(watermarkKey.tokenizer);
@@ -123,6 +142,8 @@ export async function prepareGateway(config: GatewayConfig): Promise<PreparedGat
       backend,
       watermarkKey,
       keyEpoch: config.keyEpoch,
+      rootWatermarkKey: loaded.key,
+      logSigningKey: logKey.key,
       serverSecret,
       redis,
     };
@@ -133,6 +154,8 @@ export async function prepareGateway(config: GatewayConfig): Promise<PreparedGat
         devApiKeyFile,
         watermarkKeyCreated: loaded.created,
         watermarkKeyFile: loaded.path,
+        logSigningKeyCreated: logKey.created,
+        logSigningKeyFile: logKey.path,
       },
       close: async () => {
         for (const resource of opened.reverse()) await resource.close();

@@ -13,6 +13,11 @@ export interface GatewayConfig {
   readonly keyFile: string | null;
   /** Epoch label: generation uses the sub-key `epoch/<label>` of the key (spec §2.2); null: the key itself. */
   readonly keyEpoch: string | null;
+  /**
+   * Origin (C2SP checkpoint identity) of the issuance log, used when its signing key is created on first
+   * start; null: `tracemark-gateway/<random hex>`.
+   */
+  readonly logOrigin: string | null;
   /** OpenAI-compatible upstream base URL (…/v1); null: the embedded n-gram model. */
   readonly upstreamUrl: string | null;
   /** Bearer token for the upstream; never logged. */
@@ -72,6 +77,7 @@ export const ENVIRONMENT_VARIABLES: Readonly<Record<string, string>> = {
   TRACEMARK_DATA_DIR: 'dataDir',
   TRACEMARK_KEY_FILE: 'keyFile',
   TRACEMARK_KEY_EPOCH: 'keyEpoch',
+  TRACEMARK_LOG_ORIGIN: 'logOrigin',
   TRACEMARK_UPSTREAM_URL: 'upstreamUrl',
   TRACEMARK_UPSTREAM_API_KEY: 'upstreamApiKey',
   TRACEMARK_UPSTREAM_MODEL: 'upstreamModel',
@@ -117,6 +123,7 @@ const DEFAULTS: Omit<GatewayConfig, 'dataDir'> = {
   host: '127.0.0.1',
   keyFile: null,
   keyEpoch: null,
+  logOrigin: null,
   upstreamUrl: null,
   upstreamApiKey: null,
   upstreamModel: null,
@@ -182,6 +189,11 @@ export function resolveConfig(
     checkUrl('databaseUrl', merged.databaseUrl as string, ['postgres:', 'postgresql:']);
   if (merged.keyEpoch !== null && !/^[\w.:-]{1,64}$/.test(merged.keyEpoch as string)) {
     throw new ConfigError(`${describe('keyEpoch')} must be 1–64 letters, digits or . _ : -`);
+  }
+  if (merged.logOrigin !== null && !/^[\x21-\x2a\x2c-\x7e]{1,200}$/.test(merged.logOrigin as string)) {
+    throw new ConfigError(
+      `${describe('logOrigin')} must be 1–200 printable ASCII characters, without spaces or '+'`,
+    );
   }
   merged.dataDir = resolve(merged.dataDir as string);
   if (merged.keyFile !== null) merged.keyFile = resolve(merged.keyFile as string);

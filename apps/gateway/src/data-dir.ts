@@ -1,6 +1,7 @@
 /**
  * The data directory (mode 0700): the server secret that keys API-key hashes, the gateway's own watermark
- * key, the development API key, and the SQLite database. Every secret file is written 0600, atomically.
+ * key, the issuance log's signing key, the development API key, and the SQLite database. Every secret file
+ * is written 0600, atomically.
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
@@ -8,11 +9,13 @@ import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/prom
 import { join } from 'node:path';
 import { createWatermarkKey, type WatermarkKey } from '@tracemark/core';
 import { InputError, readKeyFile, writeKeyFile } from '@tracemark/detection';
+import { formatSignerKey, generateSigningKey, parseSignerKey, type SigningKey } from '@tracemark/provenance';
 import { SERVER_SECRET_BYTES } from './api-keys.ts';
 
 export const SERVER_SECRET_FILE = 'server-secret';
 export const WATERMARK_KEY_FILE = 'watermark-key.json';
 export const DEV_API_KEY_FILE = 'dev-api-key';
+export const LOG_SIGNING_KEY_FILE = 'log-signing-key';
 
 /** Creates the directory (0700) if needed. */
 export async function ensureDataDir(dir: string): Promise<void> {
@@ -99,6 +102,48 @@ export async function loadOrCreateWatermarkKey(
     if (error instanceof InputError && error.code === 'TM_ERR_KEY_EXISTS') {
       return { key: await readKeyFile(path), path, created: false };
     }
+    throw error;
+  }
+  return { key, path, created: true };
+}
+
+export interface LoadedSigningKey {
+  readonly key: SigningKey;
+  readonly path: string;
+  readonly created: boolean;
+}
+
+/**
+ * The Ed25519 key that signs the issuance log's checkpoints and the evidence reports, as a signed-note
+ * signer key string (`PRIVATE+KEY+<origin>+<hash>+<base64>`); created on first start with `origin` as its
+ * name (default `tracemark-gateway/<random hex>`).
+ */
+export async function loadOrCreateLogSigningKey(
+  dir: string,
+  origin: string | null,
+): Promise<LoadedSigningKey> {
+  const path = join(dir, LOG_SIGNING_KEY_FILE);
+  const existing = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return null;
+    throw new InputError('TM_ERR_IO', `${path}: cannot read the log signing key (${error.code ?? 'error'})`);
+  });
+  if (existing !== null) {
+    let key: SigningKey;
+    try {
+      key = parseSignerKey(existing.trim());
+    } catch (error) {
+      throw new InputError('TM_ERR_KEY_FILE', `${path}: ${(error as Error).message}`);
+    }
+    await chmod(path, 0o600).catch(() => undefined);
+    return { key, path, created: false };
+  }
+  const key = generateSigningKey(origin ?? `tracemark-gateway/${randomBytes(8).toString('hex')}`);
+  try {
+    await writeSecretFile(path, `${formatSignerKey(key)}\n`);
+  } catch (error) {
+    // Another process created it first: use theirs.
+    if (error instanceof InputError && error.code === 'TM_ERR_KEY_EXISTS')
+      return loadOrCreateLogSigningKey(dir, origin);
     throw error;
   }
   return { key, path, created: true };

@@ -612,17 +612,22 @@ describe('operations', () => {
     expect(operations.map((entry) => `${entry.method} ${entry.path}`).sort()).toEqual(
       [
         'delete /v1/admin/keys/{id}',
+        'get /.well-known/tracemark/keys.json',
         'get /healthz',
         'get /metrics',
         'get /openapi.json',
         'get /v1/admin/issuance',
         'get /v1/admin/issuance/{id}',
         'get /v1/admin/keys',
+        'get /v1/log/checkpoint',
+        'get /v1/log/consistency',
+        'get /v1/log/inclusion',
         'get /v1/models',
         'post /v1/admin/keys',
         'post /v1/chat/completions',
         'post /v1/completions',
         'post /v1/detect',
+        'post /v1/verify',
       ].sort(),
     );
     for (const { path, method, operation } of operations) {

@@ -448,3 +448,179 @@ export const healthResponseSchema: JsonSchema = {
     uptimeSeconds: number,
   },
 };
+
+export const verifyRequestSchema: JsonSchema = {
+  type: 'object',
+  properties: {
+    text: {
+      type: 'string',
+      description: 'The text to verify (exact bytes; the report is about its SHA-256).',
+    },
+    tokens: {
+      type: 'array',
+      items: { type: 'integer', minimum: 0 },
+      description: 'Or: token ids of the key’s tokenizer; the report then carries their decoding.',
+    },
+    prompt: { anyOf: [string, { type: 'array', items: { type: 'integer', minimum: 0 } }] },
+    fpr: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 },
+  },
+};
+
+const hex = { type: 'string', pattern: '^[0-9a-f]{64}$' };
+
+export const dsseEnvelopeSchema: JsonSchema = {
+  type: 'object',
+  description: 'DSSE envelope; the payload is the base64 of an in-toto Statement v1 (canonical JSON).',
+  required: ['payloadType', 'payload', 'signatures'],
+  properties: {
+    payloadType: string,
+    payload: string,
+    signatures: {
+      type: 'array',
+      items: { type: 'object', required: ['keyid', 'sig'], properties: { keyid: string, sig: string } },
+    },
+  },
+};
+
+export const verifyResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['object', 'verdict', 'summary', 'detection', 'issuance', 'report', 'keyId', 'verifierKey'],
+  properties: {
+    object: { type: 'string', enum: ['tracemark.verification'] },
+    verdict: { type: 'string', enum: ['watermarked', 'not_watermarked', 'insufficient'] },
+    summary: { type: 'string', description: 'The verdict in plain words.' },
+    detection: {
+      type: 'object',
+      required: [
+        'keyId',
+        'numTokens',
+        'numScored',
+        'numGreen',
+        'z',
+        'log10P',
+        'log10PAdjusted',
+        'keysTested',
+        'fpr',
+      ],
+      properties: {
+        keyId: string,
+        numTokens: integer,
+        numScored: integer,
+        numGreen: integer,
+        z: number,
+        log10P: number,
+        log10PAdjusted: number,
+        keysTested: integer,
+        fpr: number,
+      },
+    },
+    issuance: nullable({
+      type: 'object',
+      required: ['match', 'recordId', 'similarity', 'leafIndex', 'treeSize', 'disclosed'],
+      properties: {
+        match: { type: 'string', enum: ['exact', 'near-duplicate'] },
+        recordId: string,
+        similarity: number,
+        leafIndex: integer,
+        treeSize: integer,
+        disclosed: {
+          ...boolean,
+          description: 'Whether the report carries the record (same account, or admin).',
+        },
+      },
+    }),
+    report: dsseEnvelopeSchema,
+    keyId: { type: 'string', description: 'DSSE key id of the signature: <name>+<key hash>.' },
+    verifierKey: {
+      type: 'string',
+      description: 'The signer’s verifier key string (also at /.well-known/tracemark/keys.json).',
+    },
+  },
+};
+
+const checkpointProperties = {
+  treeSize: integer,
+  rootHash: hex,
+  checkpoint: { type: 'string', description: 'C2SP signed checkpoint (signed note text).' },
+};
+
+export const checkpointResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['origin', 'treeSize', 'rootHash', 'checkpoint'],
+  properties: { origin: string, ...checkpointProperties },
+};
+
+export const inclusionQuerySchema: JsonSchema = {
+  type: 'object',
+  properties: {
+    leafIndex: { type: 'string', pattern: '^\\d{1,15}$' },
+    recordId: { type: 'string', minLength: 1, maxLength: 64 },
+    treeSize: { type: 'string', pattern: '^\\d{1,15}$', description: 'Default: the whole log.' },
+  },
+};
+
+export const inclusionResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['recordId', 'leafIndex', 'leafHash', 'inclusionProof', ...Object.keys(checkpointProperties)],
+  properties: {
+    recordId: string,
+    leafIndex: integer,
+    leafHash: hex,
+    inclusionProof: {
+      type: 'array',
+      items: hex,
+      description: 'Audit path, leaf level first (RFC 9162 §2.1.3).',
+    },
+    ...checkpointProperties,
+  },
+};
+
+export const consistencyQuerySchema: JsonSchema = {
+  type: 'object',
+  required: ['from'],
+  properties: {
+    from: { type: 'string', pattern: '^\\d{1,15}$' },
+    to: { type: 'string', pattern: '^\\d{1,15}$', description: 'Default: the whole log.' },
+  },
+};
+
+export const consistencyResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['fromSize', 'fromRootHash', 'consistencyProof', ...Object.keys(checkpointProperties)],
+  properties: {
+    fromSize: integer,
+    fromRootHash: hex,
+    consistencyProof: { type: 'array', items: hex, description: 'RFC 9162 §2.1.4.' },
+    ...checkpointProperties,
+  },
+};
+
+export const publicKeysResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['logOrigin', 'keys', 'watermarkKeyIds', 'predicateType'],
+  properties: {
+    logOrigin: string,
+    keys: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['keyId', 'verifierKey', 'algorithm', 'uses'],
+        properties: {
+          keyId: { type: 'string', description: 'DSSE key id and signed-note key name + hash.' },
+          verifierKey: {
+            type: 'string',
+            description: 'Signed-note verifier key string: <name>+<hash>+<base64>.',
+          },
+          algorithm: { type: 'string', enum: ['ed25519'] },
+          uses: { type: 'array', items: { type: 'string', enum: ['checkpoints', 'evidence-reports'] } },
+        },
+      },
+    },
+    watermarkKeyIds: {
+      type: 'array',
+      items: string,
+      description: 'Public ids of the watermark keys verification tests.',
+    },
+    predicateType: string,
+  },
+};

@@ -29,9 +29,10 @@ function record(i: number, output: string): IssuanceRecord {
     account: `acct-${i % 5}`,
     model: 'tiny-model',
     watermarkKeyId: 'wm-2026-08',
-    epoch: 3,
+    keyEpoch: '2026-08',
     promptSha256: sha256Hex(`prompt ${i}`),
     outputSha256: sha256Hex(output),
+    normalizedOutputSha256: sha256Hex(output),
     tokenCount: 20 + i,
   };
 }
@@ -159,7 +160,7 @@ describe('evidence statements', () => {
       ['verifiedAt', { ...base, verifiedAt: 'yesterday' }],
       ['segment', { ...base, segments: [{ ...base.segments[0]!, endToken: 0 }] }],
       ['issuance index', { ...base, issuance: { ...match, leafIndex: match.treeSize } }],
-      ['issuance record', { ...base, issuance: { ...match, record: { ...issued, epoch: -1 } } }],
+      ['issuance record', { ...base, issuance: { ...match, record: { ...issued, keyEpoch: '' } } }],
     ];
     for (const [name, p] of bad) expect(() => buildEvidenceStatement(p), name).toThrow(TypeError);
     expect(() => buildEvidenceStatement(base, { text: `${TEXT} ` })).toThrow(TypeError);
@@ -179,8 +180,9 @@ describe('verifyEvidence', () => {
       'checkpoint-signature',
       'issuance-inclusion',
       'issuance-record',
+      'issuance-text',
     ]);
-    expect(result.checks.every((c) => c.skipped === undefined)).toBe(true);
+    expect(result.checks.filter((c) => c.skipped).map((c) => c.name)).toEqual(['issuance-text']);
     expect(result.statement?.predicate.issuance?.recordId).toBe('rec-9');
   });
 
@@ -198,6 +200,7 @@ describe('verifyEvidence', () => {
       'checkpoint-signature',
       'issuance-inclusion',
       'issuance-record',
+      'issuance-text',
     ]);
     const { record: _, ...undisclosed } = match;
     const noKey = verifyEvidence({
@@ -208,6 +211,7 @@ describe('verifyEvidence', () => {
       'text-digest',
       'checkpoint-signature',
       'issuance-record',
+      'issuance-text',
     ]);
     expect(noKey.checks.find((c) => c.name === 'issuance-inclusion')?.ok).toBe(true);
   });
@@ -289,7 +293,7 @@ describe('verifyEvidence', () => {
   it('fails when the disclosed record does not hash to the leaf', () => {
     const result = verify(resign({ ...match, record: { ...issued, account: 'someone-else' } }));
     expect(failedNames(result)).toEqual(['issuance-record']);
-    expect(result.checks.at(-1)!.reason).toMatch(/leaf hash/);
+    expect(result.checks.find((c) => c.name === 'issuance-record')!.reason).toMatch(/leaf hash/);
   });
 
   it('fails, with a reason, on any changed character of the checkpoint', () => {
@@ -386,7 +390,7 @@ describe('issuance leaves', () => {
       encodeIssuanceLeaf({ ...issued, extra: 'ignored' } as IssuanceRecord),
     );
     expect(leaf).toBe(
-      `{"account":"acct-4","apiKeyId":"key-0","epoch":3,"id":"rec-9","model":"tiny-model","outputSha256":"${sha256Hex(TEXT)}","promptSha256":"${sha256Hex('prompt 9')}","time":"2026-08-02T10:00:09.000Z","tokenCount":29,"watermarkKeyId":"wm-2026-08"}`,
+      `{"account":"acct-4","apiKeyId":"key-0","id":"rec-9","keyEpoch":"2026-08","model":"tiny-model","normalizedOutputSha256":"${sha256Hex(TEXT)}","outputSha256":"${sha256Hex(TEXT)}","promptSha256":"${sha256Hex('prompt 9')}","time":"2026-08-02T10:00:09.000Z","tokenCount":29,"watermarkKeyId":"wm-2026-08"}`,
     );
     expect(encodeIssuanceLeaf(issued)).toEqual(encodeIssuanceLeaf(JSON.parse(JSON.stringify(issued))));
   });
@@ -395,7 +399,9 @@ describe('issuance leaves', () => {
     const bad: Partial<Record<keyof IssuanceRecord, unknown>>[] = [
       { id: '' },
       { time: '2026-08-02 10:00:00' },
-      { epoch: 1.5 },
+      { keyEpoch: 3 },
+      { keyEpoch: '' },
+      { normalizedOutputSha256: 'abc' },
       { tokenCount: -1 },
       { promptSha256: 'abc' },
       { outputSha256: sha256Hex('x').toUpperCase() },
@@ -406,5 +412,94 @@ describe('issuance leaves', () => {
         JSON.stringify(change),
       ).toThrow(TypeError);
     }
+  });
+});
+
+describe('reports that carry their text and per-token statuses', () => {
+  const withText = (overrides: Partial<EvidencePredicate> = {}): EvidencePredicate =>
+    predicate({
+      text: {
+        sha256: sha256Hex(TEXT),
+        normalization: 'NFC',
+        normalizedSha256: sha256Hex(TEXT),
+        content: TEXT,
+      },
+      detection: { ...predicate().detection, keyId: 'wm-2026-08', numScored: 3, numGreen: 2 },
+      segments: [],
+      tokens: {
+        keyId: 'wm-2026-08',
+        numTokens: 5,
+        statuses: 'CGRGS',
+        ends: [3, 9, 15, 19, 20],
+        truncated: false,
+      },
+      issuance: { ...match, match: 'exact' },
+      ...overrides,
+    });
+
+  it('checks the carried text without a text file, and an exact match against the record', () => {
+    const result = verifyEvidence({
+      envelope: signEvidence(withText(), reportKey),
+      publicKeys: reportKey,
+      checkpointVerifierKey: logKey,
+      normalize: (text) => text.normalize('NFC'),
+    });
+    expect(failedNames(result)).toEqual([]);
+    expect(result.checks.filter((c) => c.skipped)).toEqual([]);
+  });
+
+  it('fails when the carried text, the normalized digest, the statuses or the exact match disagree', () => {
+    const sign = (p: EvidencePredicate) => {
+      const statement = { ...buildEvidenceStatement(withText()), predicate: p };
+      return signEnvelope(statement, reportKey);
+    };
+    const check = (p: EvidencePredicate, normalize?: (text: string) => string) =>
+      failedNames(
+        verifyEvidence({
+          envelope: sign(p),
+          publicKeys: reportKey,
+          checkpointVerifierKey: logKey,
+          ...(normalize === undefined ? {} : { normalize }),
+        }),
+      );
+    const base = withText();
+    expect(check({ ...base, text: { ...base.text, content: `${TEXT}!` } })).toEqual([
+      'consistency',
+      'text-digest',
+    ]);
+    expect(check(base, (text) => text.toUpperCase())).toEqual(['text-digest']);
+    expect(check({ ...base, tokens: { ...base.tokens!, statuses: 'CGRRS' } })).toEqual(['consistency']);
+    expect(check({ ...base, tokens: { ...base.tokens!, truncated: true } })).toEqual(['consistency']);
+    // A malformed statement: everything after it is reported as not checked.
+    expect(check({ ...base, tokens: { ...base.tokens!, statuses: 'CGRGX' } })[0]).toBe('statement');
+    expect(check({ ...base, tokens: { ...base.tokens!, ends: [3, 2, 15, 19, 20] } })[0]).toBe('statement');
+    const other = {
+      ...base,
+      issuance: {
+        ...match,
+        match: 'exact' as const,
+        record: { ...issued, outputSha256: sha256Hex('x'), normalizedOutputSha256: null },
+      },
+    };
+    expect(check(other)).toEqual(['issuance-record', 'issuance-text']);
+  });
+
+  it('skips the exact-text check for a near-duplicate match, saying so', () => {
+    const result = verifyEvidence({
+      envelope: signEvidence(
+        withText({
+          issuance: { ...match, match: 'near-duplicate', similarity: 0.41, similarityMeasure: 'Jaccard' },
+        }),
+        reportKey,
+      ),
+      publicKeys: reportKey,
+      checkpointVerifierKey: logKey,
+    });
+    expect(result.ok).toBe(true);
+    expect(result.checks.at(-1)).toMatchObject({
+      name: 'issuance-text',
+      skipped: true,
+      reason: expect.stringMatching(/near-duplicate match \(similarity 0.41\)/),
+    });
   });
 });

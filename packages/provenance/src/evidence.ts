@@ -40,7 +40,34 @@ export interface EvidenceText {
   readonly sha256: string;
   /** Normalization applied before tokenizing, e.g. `NFC` or `none`. */
   readonly normalization: string;
+  /** What was submitted: the text itself (default), or token ids (then `content` is their decoding). */
+  readonly input?: 'text' | 'tokens';
+  /** Lower-case hex SHA-256 of the text after `normalization` (what exact issuance matches compare). */
+  readonly normalizedSha256?: string;
+  /** The exact text examined, so that the report can be read and checked on its own. */
+  readonly content?: string;
+  /** The token ids examined, when they were submitted as ids. */
+  readonly tokenIds?: readonly number[];
 }
+
+/**
+ * Per-token localization under one key: `statuses` has one letter per token, `G` green, `R` red (both
+ * scored), `C` no context window, `S` special token, `P` the prompt's window, `D` a repeated
+ * (seed, token) pair; `ends[i]` is where token i ends, in Unicode code points of the normalized text
+ * (of `content` for token input). A token that ends inside a character ends with it, so a later token
+ * can be empty.
+ */
+export interface EvidenceTokens {
+  readonly keyId: string;
+  /** Tokens in the text; `statuses` may stop earlier (then `truncated` is true). */
+  readonly numTokens: number;
+  readonly statuses: string;
+  readonly ends: readonly number[];
+  readonly truncated: boolean;
+}
+
+/** How an issuance record was matched. */
+export type IssuanceMatchKind = 'exact' | 'near-duplicate';
 
 export interface EvidenceTokenizer {
   readonly name: string;
@@ -62,6 +89,8 @@ export interface EvidenceSoftware {
 }
 
 export interface EvidenceDetection {
+  /** The key these numbers are for: the matched key, else the one with the strongest evidence. */
+  readonly keyId?: string;
   /** T: tokens scored after deduplication and exclusions. */
   readonly numScored: number;
   /** Green tokens among them. */
@@ -92,6 +121,8 @@ export interface EvidenceCalibration {
 
 /** One localized segment; token offsets are half-open [startToken, endToken). */
 export interface EvidenceSegment {
+  /** `window`: the best passage of the windowed search (spec §5.3); `fixed`: consecutive fixed-size segments. */
+  readonly kind?: 'window' | 'fixed';
   readonly startToken: number;
   readonly endToken: number;
   /** Byte offsets into the text (UTF-8), half-open, when known. */
@@ -102,10 +133,17 @@ export interface EvidenceSegment {
   readonly z: number;
   /** Uncorrected log10 p-value of this segment alone. */
   readonly log10P: number;
+  /** For the best window: its p-value corrected for the windows searched. */
+  readonly log10PCorrected?: number;
 }
 
 /** The issuance-log entry matched, with what is needed to check it against a signed checkpoint. */
 export interface IssuanceMatch {
+  /** `exact`: the normalized text hashes to the issued output's; `near-duplicate`: similar shingles. */
+  readonly match?: IssuanceMatchKind;
+  /** For a near-duplicate: the estimated similarity, and how it is measured. */
+  readonly similarity?: number;
+  readonly similarityMeasure?: string;
   readonly recordId: string;
   readonly leafIndex: number;
   readonly treeSize: number;
@@ -131,6 +169,8 @@ export interface EvidencePredicate {
   readonly limitations: readonly string[];
   /** When the detection ran, RFC 3339. */
   readonly verifiedAt: string;
+  /** Per-token statuses, for display. */
+  readonly tokens?: EvidenceTokens;
 }
 
 export type EvidenceStatement = InTotoStatement<EvidencePredicate>;
@@ -192,6 +232,12 @@ const VERDICTS: readonly string[] = ['detected', 'not-detected', 'inconclusive']
 function segmentProblem(segment: unknown, path: string): Problem {
   if (!isRecord(segment)) return `${path} must be an object`;
   return firstProblem(
+    segment.kind === undefined || segment.kind === 'window' || segment.kind === 'fixed'
+      ? undefined
+      : `${path}.kind must be window or fixed`,
+    segment.log10PCorrected === undefined
+      ? undefined
+      : numberProblem(segment.log10PCorrected, `${path}.log10PCorrected`),
     countProblem(segment.startToken, `${path}.startToken`),
     countProblem(segment.endToken, `${path}.endToken`),
     segment.startByte === undefined ? undefined : countProblem(segment.startByte, `${path}.startByte`),
@@ -208,6 +254,17 @@ function issuanceProblem(issuance: unknown, path: string): Problem {
   if (!isRecord(issuance)) return `${path} must be an object or null`;
   const proof = issuance.inclusionProof;
   return firstProblem(
+    issuance.match === undefined || issuance.match === 'exact' || issuance.match === 'near-duplicate'
+      ? undefined
+      : `${path}.match must be exact or near-duplicate`,
+    issuance.similarity === undefined
+      ? undefined
+      : typeof issuance.similarity === 'number' && issuance.similarity >= 0 && issuance.similarity <= 1
+        ? undefined
+        : `${path}.similarity must be a number in [0, 1]`,
+    issuance.similarityMeasure === undefined
+      ? undefined
+      : stringProblem(issuance.similarityMeasure, `${path}.similarityMeasure`),
     stringProblem(issuance.recordId, `${path}.recordId`),
     countProblem(issuance.leafIndex, `${path}.leafIndex`),
     countProblem(issuance.treeSize, `${path}.treeSize`),
@@ -222,6 +279,51 @@ function issuanceProblem(issuance: unknown, path: string): Problem {
       : ((problem) => (problem === undefined ? undefined : `${path}.record ${problem}`))(
           issuanceRecordProblem(issuance.record),
         ),
+  );
+}
+
+function textProblem(text: Record<string, unknown>): Problem {
+  const ids = text.tokenIds;
+  return firstProblem(
+    sha256Problem(text.sha256, 'predicate.text.sha256'),
+    stringProblem(text.normalization, 'predicate.text.normalization'),
+    text.input === undefined || text.input === 'text' || text.input === 'tokens'
+      ? undefined
+      : 'predicate.text.input must be text or tokens',
+    text.normalizedSha256 === undefined
+      ? undefined
+      : sha256Problem(text.normalizedSha256, 'predicate.text.normalizedSha256'),
+    text.content === undefined || typeof text.content === 'string'
+      ? undefined
+      : 'predicate.text.content must be a string',
+    ids === undefined ||
+      (Array.isArray(ids) && ids.every((id) => Number.isInteger(id) && id >= 0 && id <= 0xffffffff))
+      ? undefined
+      : 'predicate.text.tokenIds must be an array of unsigned 32-bit integers',
+  );
+}
+
+const STATUS_LETTERS = /^[GRCSPD]*$/;
+
+function tokensProblem(tokens: unknown): Problem {
+  if (tokens === undefined) return undefined;
+  if (!isRecord(tokens)) return 'predicate.tokens must be an object';
+  const { statuses, ends } = tokens;
+  if (typeof statuses !== 'string' || !STATUS_LETTERS.test(statuses)) {
+    return 'predicate.tokens.statuses must be a string of the letters G, R, C, S, P, D';
+  }
+  if (!Array.isArray(ends) || ends.length !== statuses.length) {
+    return 'predicate.tokens.ends must be an array with one entry per status';
+  }
+  for (let i = 0; i < ends.length; i++) {
+    if (!Number.isSafeInteger(ends[i]) || ends[i] < (i === 0 ? 0 : ends[i - 1])) {
+      return `predicate.tokens.ends[${i}] must be a non-decreasing non-negative integer`;
+    }
+  }
+  return firstProblem(
+    stringProblem(tokens.keyId, 'predicate.tokens.keyId'),
+    countProblem(tokens.numTokens, 'predicate.tokens.numTokens'),
+    typeof tokens.truncated === 'boolean' ? undefined : 'predicate.tokens.truncated must be a boolean',
   );
 }
 
@@ -242,8 +344,7 @@ export function evidencePredicateProblem(value: unknown): Problem {
     return 'predicate.algorithm.keyIds must be a non-empty array';
   }
   return firstProblem(
-    sha256Problem(text.sha256, 'predicate.text.sha256'),
-    stringProblem(text.normalization, 'predicate.text.normalization'),
+    textProblem(text),
     stringProblem(tokenizer.name, 'predicate.tokenizer.name'),
     tokenizer.version === undefined
       ? undefined
@@ -254,6 +355,7 @@ export function evidencePredicateProblem(value: unknown): Problem {
     ...algorithm.keyIds.map((id, i) => stringProblem(id, `predicate.algorithm.keyIds[${i}]`)),
     stringProblem(software.name, 'predicate.software.name'),
     stringProblem(software.version, 'predicate.software.version'),
+    detection.keyId === undefined ? undefined : stringProblem(detection.keyId, 'predicate.detection.keyId'),
     countProblem(detection.numScored, 'predicate.detection.numScored'),
     countProblem(detection.numGreen, 'predicate.detection.numGreen'),
     numberProblem(detection.z, 'predicate.detection.z'),
@@ -283,7 +385,14 @@ export function evidencePredicateProblem(value: unknown): Problem {
       !Number.isNaN(Date.parse(value.verifiedAt))
       ? undefined
       : 'predicate.verifiedAt must be an RFC 3339 timestamp',
+    tokensProblem(value.tokens),
   );
+}
+
+function countLetters(text: string, letter: string): number {
+  let count = 0;
+  for (const character of text) if (character === letter) count++;
+  return count;
 }
 
 /** Why the numbers of a well-formed predicate contradict each other, or undefined. */
@@ -308,6 +417,24 @@ export function evidenceConsistencyProblem(predicate: EvidencePredicate): Proble
     if (segment.endToken <= segment.startToken) return `segments[${i}] is empty or reversed`;
     if (segment.numGreen > segment.numScored) return `segments[${i}].numGreen exceeds numScored`;
     if (segment.log10P > tolerance) return `segments[${i}].log10P is above 0 (p > 1)`;
+  }
+  const tokens = predicate.tokens;
+  if (tokens !== undefined) {
+    if (tokens.statuses.length > tokens.numTokens) return 'tokens.statuses is longer than tokens.numTokens';
+    if (tokens.truncated !== tokens.statuses.length < tokens.numTokens) {
+      return 'tokens.truncated disagrees with the number of statuses';
+    }
+    const green = countLetters(tokens.statuses, 'G');
+    const scored = green + countLetters(tokens.statuses, 'R');
+    if (!tokens.truncated && tokens.keyId === predicate.detection.keyId) {
+      if (green !== d.numGreen || scored !== d.numScored) {
+        return `tokens: ${green} green of ${scored} scored, but detection says ${d.numGreen} of ${d.numScored}`;
+      }
+    }
+  }
+  const content = predicate.text.content;
+  if (content !== undefined && sha256Hex(content) !== predicate.text.sha256) {
+    return 'text.content does not hash to text.sha256';
   }
   const issuance = predicate.issuance;
   if (issuance !== null && issuance.leafIndex >= issuance.treeSize)
@@ -355,7 +482,8 @@ export type EvidenceCheckName =
   | 'text-digest'
   | 'checkpoint-signature'
   | 'issuance-inclusion'
-  | 'issuance-record';
+  | 'issuance-record'
+  | 'issuance-text';
 
 export interface EvidenceCheck {
   readonly name: EvidenceCheckName;
@@ -385,6 +513,11 @@ export interface VerifyEvidenceInput {
   readonly checkpointVerifierKey?: VerifierKeyInput | readonly VerifierKeyInput[];
   /** Expected origin of the issuance log's checkpoints. */
   readonly checkpointOrigin?: string;
+  /**
+   * The normalization named in the report (for tracemark, `normalizeText` of @tracemark/tokenizers).
+   * When given, the normalized text's SHA-256 must equal `predicate.text.normalizedSha256`.
+   */
+  readonly normalize?: (text: string) => string;
 }
 
 const CHECK_ORDER: readonly EvidenceCheckName[] = [
@@ -395,6 +528,7 @@ const CHECK_ORDER: readonly EvidenceCheckName[] = [
   'checkpoint-signature',
   'issuance-inclusion',
   'issuance-record',
+  'issuance-text',
 ];
 
 function reasonOf(error: unknown): string {
@@ -472,20 +606,23 @@ export function verifyEvidence(input: VerifyEvidenceInput): EvidenceVerification
     failed('consistency', consistency);
   }
 
-  if (input.text === undefined) {
-    skip('text-digest', 'no text supplied');
+  const textProblem = textDigestProblem(input, predicate, subjectDigest!);
+  if (textProblem === null) {
+    skip('text-digest', 'no text supplied, and the report does not carry it');
+  } else if (textProblem === undefined) {
+    pass('text-digest');
   } else {
-    const digest = sha256Hex(input.text);
-    if (digest === subjectDigest) {
-      pass('text-digest');
-    } else {
-      failed('text-digest', `the text's SHA-256 is ${digest}, the report is about ${subjectDigest}`);
-    }
+    failed('text-digest', textProblem);
   }
 
   const issuance = predicate.issuance;
   if (issuance === null) {
-    for (const name of ['checkpoint-signature', 'issuance-inclusion', 'issuance-record'] as const) {
+    for (const name of [
+      'checkpoint-signature',
+      'issuance-inclusion',
+      'issuance-record',
+      'issuance-text',
+    ] as const) {
       skip(name, 'the report has no issuance match');
     }
     return result(evidence);
@@ -529,7 +666,55 @@ export function verifyEvidence(input: VerifyEvidenceInput): EvidenceVerification
       pass('issuance-record');
     }
   }
+
+  if (issuance.record === undefined) {
+    skip('issuance-text', 'the record is not disclosed');
+  } else if (issuance.match !== 'exact') {
+    skip(
+      'issuance-text',
+      issuance.match === 'near-duplicate'
+        ? `near-duplicate match${issuance.similarity === undefined ? '' : ` (similarity ${Number(issuance.similarity.toFixed(3))})`}: the text differs from the issued output`
+        : 'the match kind is not stated',
+    );
+  } else if (
+    issuance.record.outputSha256 === subjectDigest ||
+    (predicate.text.normalizedSha256 !== undefined &&
+      issuance.record.normalizedOutputSha256 === predicate.text.normalizedSha256)
+  ) {
+    pass('issuance-text');
+  } else {
+    failed('issuance-text', "an exact match, but the record's output hash differs from the text's");
+  }
   return result(evidence);
+}
+
+/** null: nothing to compare; undefined: the text (given, or carried in the report) matches. */
+function textDigestProblem(
+  input: VerifyEvidenceInput,
+  predicate: EvidencePredicate,
+  subjectDigest: string,
+): Problem | null {
+  const content = predicate.text.content;
+  if (input.text === undefined && content === undefined) return null;
+  if (input.text !== undefined) {
+    const digest = sha256Hex(input.text);
+    if (digest !== subjectDigest) {
+      return `the text's SHA-256 is ${digest}, the report is about ${subjectDigest}`;
+    }
+  }
+  if (content !== undefined && sha256Hex(content) !== subjectDigest) {
+    return `the text carried in the report hashes to ${sha256Hex(content)}, the report is about ${subjectDigest}`;
+  }
+  const expected = predicate.text.normalizedSha256;
+  if (input.normalize !== undefined && expected !== undefined) {
+    const raw = input.text ?? content!;
+    const decoded = typeof raw === 'string' ? raw : new TextDecoder().decode(raw);
+    const normalized = sha256Hex(input.normalize(decoded));
+    if (normalized !== expected) {
+      return `the normalized text hashes to ${normalized}, the report says ${expected}`;
+    }
+  }
+  return undefined;
 }
 
 function inclusionProblem(issuance: IssuanceMatch): Problem {

@@ -41,11 +41,13 @@ export {
   type EvidenceStatement,
   type EvidenceText,
   type EvidenceTokenizer,
+  type EvidenceTokens,
   type EvidenceVerdict,
   type EvidenceVerification,
   evidenceConsistencyProblem,
   evidencePredicateProblem,
   type IssuanceMatch,
+  type IssuanceMatchKind,
   STANDARD_LIMITATIONS,
   signEvidence,
   type VerifyEvidenceInput,
@@ -69,7 +71,9 @@ export {
   verifyInclusion,
 } from './merkle.js';
 export {
+  type AppendPlan,
   type Awaitable,
+  compactRange,
   type LogAppendBatch,
   type LogAppendResult,
   type LogStore,
@@ -77,8 +81,23 @@ export {
   MemoryLogStore,
   MerkleLog,
   type NodeRef,
+  planAppend,
   type StoredNode,
 } from './merkle-log.js';
+export {
+  EMPTY_MINHASH,
+  estimateJaccard,
+  lshBuckets,
+  minhashSignature,
+  NEAR_DUPLICATE_PARAMS,
+  NEAR_DUPLICATE_SCHEME,
+  NEAR_DUPLICATE_THRESHOLD,
+  type NearDuplicateParams,
+  shingleHashes,
+  shingleJaccard,
+  signatureFromBytes,
+  signatureToBytes,
+} from './near-duplicate.js';
 export {
   ED25519_SIGNATURE_TYPE,
   formatSignerKey,

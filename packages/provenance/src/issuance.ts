@@ -17,11 +17,16 @@ export interface IssuanceRecord {
   readonly model: string;
   /** Id of the watermark key used (never the key itself). */
   readonly watermarkKeyId: string;
-  /** Watermark key epoch. */
-  readonly epoch: number;
+  /** Label of the epoch sub-key (`epoch/<label>`) that marked the output; null for the key itself. */
+  readonly keyEpoch: string | null;
   /** Lower-case hex SHA-256 of the prompt and of the output text (UTF-8). */
   readonly promptSha256: string;
   readonly outputSha256: string;
+  /**
+   * Lower-case hex SHA-256 of the output after the tokenizer's normalization (invisible characters
+   * removed, then NFC), the key of exact matches; null for records logged before it was kept.
+   */
+  readonly normalizedOutputSha256: string | null;
   /** Number of generated tokens. */
   readonly tokenCount: number;
 }
@@ -39,18 +44,25 @@ export function issuanceRecordProblem(record: unknown): string | undefined {
   if (typeof r.time !== 'string' || !RFC3339.test(r.time) || Number.isNaN(Date.parse(r.time))) {
     return 'time must be an RFC 3339 timestamp';
   }
-  for (const field of ['epoch', 'tokenCount'] as const) {
-    if (!Number.isSafeInteger(r[field]) || (r[field] as number) < 0)
-      return `${field} must be a non-negative integer`;
+  if (r.keyEpoch !== null && (typeof r.keyEpoch !== 'string' || r.keyEpoch === '')) {
+    return 'keyEpoch must be a non-empty string or null';
   }
+  if (!Number.isSafeInteger(r.tokenCount) || (r.tokenCount as number) < 0)
+    return 'tokenCount must be a non-negative integer';
   for (const field of ['promptSha256', 'outputSha256'] as const) {
     if (typeof r[field] !== 'string' || !SHA256_HEX.test(r[field]))
       return `${field} must be 64 lower-case hex digits`;
   }
+  if (
+    r.normalizedOutputSha256 !== null &&
+    (typeof r.normalizedOutputSha256 !== 'string' || !SHA256_HEX.test(r.normalizedOutputSha256))
+  ) {
+    return 'normalizedOutputSha256 must be 64 lower-case hex digits or null';
+  }
   return undefined;
 }
 
-/** The leaf bytes of an issuance record: canonical JSON of its ten fields, nothing else. */
+/** The leaf bytes of an issuance record: canonical JSON of its eleven fields, nothing else. */
 export function encodeIssuanceLeaf(record: IssuanceRecord): Uint8Array {
   const problem = issuanceRecordProblem(record);
   if (problem !== undefined) throw new TypeError(`record: ${problem}`);
@@ -61,9 +73,10 @@ export function encodeIssuanceLeaf(record: IssuanceRecord): Uint8Array {
     account: record.account,
     model: record.model,
     watermarkKeyId: record.watermarkKeyId,
-    epoch: record.epoch,
+    keyEpoch: record.keyEpoch,
     promptSha256: record.promptSha256,
     outputSha256: record.outputSha256,
+    normalizedOutputSha256: record.normalizedOutputSha256,
     tokenCount: record.tokenCount,
   });
 }

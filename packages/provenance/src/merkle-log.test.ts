@@ -10,7 +10,16 @@ import {
   verifyConsistency,
   verifyInclusion,
 } from './merkle.js';
-import { type LogAppendBatch, type LogStore, MemoryLogStore, MerkleLog, type NodeRef } from './merkle-log.js';
+import {
+  compactRange,
+  type LogAppendBatch,
+  type LogStore,
+  MemoryLogStore,
+  MerkleLog,
+  type NodeRef,
+  planAppend,
+  type StoredNode,
+} from './merkle-log.js';
 
 const LEAVES = [
   '',
@@ -232,5 +241,58 @@ describe('MerkleLog', () => {
     expect(store.reads).toBeLessThanOrEqual(3 * Math.ceil(Math.log2(n)));
     expect(verifyConsistency(54_321, n, await log.root(54_321), root, proof)).toBe(true);
     expect(Math.max(...timings)).toBeLessThan(10);
+  });
+});
+
+describe("planAppend (appends inside a store's own transaction)", () => {
+  it('stores the same leaves and nodes as MerkleLog, for any split into batches', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 12 }),
+        async (batches) => {
+          const hashes = randomLeafHashes(
+            batches.reduce((s, b) => s + b, 0),
+            batches.length,
+          );
+          const store = new MemoryLogStore();
+          let size = 0;
+          for (const count of batches) {
+            const range: StoredNode[] = compactRange(size).map((ref) => ({
+              ...ref,
+              hash: store.nodeHashes([ref])[0]!,
+            }));
+            const plan = planAppend(size, range, hashes.slice(size, size + count));
+            store.append(plan.batch);
+            size = plan.size;
+            expect(plan.compactRange.map(({ level, index }) => ({ level, index }))).toEqual(
+              compactRange(size),
+            );
+          }
+          const log = new MerkleLog(store);
+          expect(toHex(await log.root())).toBe(toHex(rootFromLeafHashes(hashes)));
+          const reference = new MemoryLogStore();
+          await new MerkleLog(reference).appendLeafHashes(hashes);
+          for (let level = 0; 2 ** level <= hashes.length; level++) {
+            const refs = Array.from({ length: Math.floor(hashes.length / 2 ** level) }, (_, index) => ({
+              level,
+              index,
+            }));
+            expect(store.nodeHashes(refs).map(toHex)).toEqual(reference.nodeHashes(refs).map(toHex));
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it('refuses a compact range that is not the one of startIndex', () => {
+    const hashes = randomLeafHashes(3, 1);
+    const store = new MemoryLogStore();
+    store.append(planAppend(0, [], hashes).batch);
+    const range = compactRange(3).map((ref) => ({ ...ref, hash: store.nodeHashes([ref])[0]! }));
+    expect(() => planAppend(3, range.slice(1), [hashes[0]!])).toThrow(/compactRange\(3\)/);
+    expect(() => planAppend(4, range, [hashes[0]!])).toThrow(TypeError);
+    expect(() => planAppend(3, range, [new Uint8Array(31)])).toThrow(/leafHashes\[0\]/);
+    expect(() => compactRange(-1)).toThrow(RangeError);
   });
 });

@@ -176,6 +176,70 @@ function consistencyPlan(oldSize: number, newSize: number): ProofPlan {
   return plan.reverse();
 }
 
+/**
+ * The compact range of a tree of `size` leaves: its complete subtrees, largest (leftmost) first, whose
+ * fold from the right is the root. A store that appends inside its own transaction reads these nodes,
+ * then calls {@link planAppend}.
+ */
+export function compactRange(size: number): NodeRef[] {
+  if (!isTreeIndex(size)) throw new RangeError(`size: expected a non-negative safe integer, got ${size}`);
+  return rangeNodes(0, size);
+}
+
+/** What appending leaf hashes to a tree does: the batch to store and the new compact range. */
+export interface AppendPlan {
+  readonly batch: LogAppendBatch;
+  /** Log size after the append. */
+  readonly size: number;
+  /** Compact range after the append (see {@link compactRange}). */
+  readonly compactRange: readonly StoredNode[];
+}
+
+/**
+ * Plans an append of `leafHashes` to the tree of `startIndex` leaves whose compact range (the nodes of
+ * `compactRange(startIndex)`, with their hashes, in that order) is given. Pure: lets a SQL store append
+ * leaves and nodes in the same transaction as the records they log.
+ */
+export function planAppend(
+  startIndex: number,
+  range: readonly StoredNode[],
+  leafHashes: readonly Uint8Array[],
+): AppendPlan {
+  const expected = compactRange(startIndex);
+  if (
+    !Array.isArray(range) ||
+    range.length !== expected.length ||
+    range.some(
+      (node, i) =>
+        node.level !== expected[i]!.level || node.index !== expected[i]!.index || !isHash(node.hash),
+    )
+  ) {
+    throw new TypeError(`range: expected the hashes of compactRange(${startIndex})`);
+  }
+  if (!Array.isArray(leafHashes)) throw new TypeError('leafHashes: expected an array of 32-byte hashes');
+  leafHashes.forEach((hash, i) => {
+    if (!isHash(hash)) throw new TypeError(`leafHashes[${i}]: expected a 32-byte Uint8Array`);
+  });
+  const stack: StoredNode[] = [...range];
+  const nodes: StoredNode[] = [];
+  let index = startIndex;
+  for (const hash of leafHashes) {
+    stack.push({ level: 0, index: index++, hash });
+    while (stack.length >= 2 && stack[stack.length - 1]!.level === stack[stack.length - 2]!.level) {
+      const right = stack.pop()!;
+      const left = stack.pop()!;
+      const parent: StoredNode = {
+        level: right.level + 1,
+        index: Math.floor(right.index / 2),
+        hash: nodeHash(left.hash, right.hash),
+      };
+      nodes.push(parent);
+      stack.push(parent);
+    }
+  }
+  return { batch: { startIndex, leafHashes, nodes }, size: index, compactRange: stack };
+}
+
 /** Where an append landed: the index of its first leaf and the log size after it. */
 export interface LogAppendResult {
   readonly firstIndex: number;
@@ -227,27 +291,11 @@ export class MerkleLog {
 
   async #append(leafHashes: readonly Uint8Array[]): Promise<LogAppendResult> {
     const firstIndex = await this.size();
-    const stack: StoredNode[] = [...(await this.#compactRange(firstIndex)).nodes];
-    const nodes: StoredNode[] = [];
-    let index = firstIndex;
-    for (const hash of leafHashes) {
-      stack.push({ level: 0, index: index++, hash });
-      while (stack.length >= 2 && stack[stack.length - 1]!.level === stack[stack.length - 2]!.level) {
-        const right = stack.pop()!;
-        const left = stack.pop()!;
-        const parent: StoredNode = {
-          level: right.level + 1,
-          index: Math.floor(right.index / 2),
-          hash: nodeHash(left.hash, right.hash),
-        };
-        nodes.push(parent);
-        stack.push(parent);
-      }
-    }
+    const plan = planAppend(firstIndex, (await this.#compactRange(firstIndex)).nodes, leafHashes);
     this.#compact = undefined;
-    await this.#store.append({ startIndex: firstIndex, leafHashes, nodes });
-    this.#compact = { size: index, nodes: stack };
-    return { firstIndex, size: index };
+    await this.#store.append(plan.batch);
+    this.#compact = { size: plan.size, nodes: plan.compactRange };
+    return { firstIndex, size: plan.size };
   }
 
   async #compactRange(size: number): Promise<CompactRange> {

@@ -7,6 +7,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import { createRandom } from '@tracemark/core';
+import { minhashSignature } from '@tracemark/provenance';
+import { normalizeText } from '@tracemark/tokenizers';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ChatMessage, ChoiceRequest, GeneratedStep } from '../backends/types.ts';
 import { badRequest, GatewayError, SERVER_ERROR_MESSAGES } from '../errors.ts';
@@ -342,6 +344,9 @@ const completionsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =
       keyEpoch,
       promptSha256: sha256(result.prompt.text),
       outputSha256: sha256(result.text),
+      normalizedOutputSha256: sha256(normalizeText(result.text)),
+      // Shingles of the text's canonical tokens: what POST /v1/verify computes from a text it is sent.
+      minhash: result.text === '' ? null : minhashSignature(tokenizer.encodeFast(result.text)),
       numPromptTokens: result.prompt.tokens.length,
       numTokens: result.tokens.length,
       outputTokens: config.issuanceTokenRetentionDays === 0 ? null : Uint32Array.from(result.tokens),

@@ -45,6 +45,35 @@ const issuanceTable = (bigint: string, blob: string) => `CREATE TABLE issuance_l
   finish_reason TEXT NOT NULL
 )`;
 
+/** Provenance (migration 2): the Merkle log, checkpoints, the log's keys, epochs and the near-duplicate index. */
+const provenanceTables = (bigint: string, blob: string, withoutRowid: string) => [
+  'ALTER TABLE issuance_log ADD COLUMN normalized_sha256 TEXT',
+  'CREATE INDEX issuance_log_output ON issuance_log (output_sha256)',
+  'CREATE INDEX issuance_log_normalized ON issuance_log (normalized_sha256)',
+  // Complete subtrees of the RFC 6962 tree over the issuance records: level 0 holds the leaves (idx = seq).
+  `CREATE TABLE log_nodes (
+  level INTEGER NOT NULL,
+  idx ${bigint} NOT NULL,
+  hash ${blob} NOT NULL,
+  PRIMARY KEY (level, idx)
+)${withoutRowid}`,
+  `CREATE TABLE log_checkpoints (
+  tree_size ${bigint} PRIMARY KEY,
+  root_hash TEXT NOT NULL,
+  note TEXT NOT NULL,
+  created_at TEXT NOT NULL
+)`,
+  'CREATE TABLE log_keys (verifier_key TEXT PRIMARY KEY, created_at TEXT NOT NULL)',
+  'CREATE TABLE watermark_epochs (watermark_key_id TEXT PRIMARY KEY, key_epoch TEXT, first_seen_at TEXT NOT NULL)',
+  `CREATE TABLE issuance_minhash (seq ${bigint} PRIMARY KEY, signature ${blob} NOT NULL)`,
+  `CREATE TABLE issuance_lsh (
+  band INTEGER NOT NULL,
+  bucket ${bigint} NOT NULL,
+  seq ${bigint} NOT NULL,
+  PRIMARY KEY (band, bucket, seq)
+)${withoutRowid}`,
+];
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -61,5 +90,11 @@ export const MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX issuance_log_key_time ON issuance_log (api_key_id, created_at)',
       'CREATE INDEX issuance_log_time ON issuance_log (created_at)',
     ],
+  },
+  {
+    version: 2,
+    name: 'provenance: Merkle log, checkpoints, log keys, epochs, near-duplicate index',
+    sqlite: provenanceTables('INTEGER', 'BLOB', ' WITHOUT ROWID'),
+    postgres: provenanceTables('BIGINT', 'BYTEA', ''),
   },
 ];

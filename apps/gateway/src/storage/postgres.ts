@@ -1,17 +1,34 @@
 /** PostgreSQL storage (pg): parameterized queries only; appends serialize on an advisory lock. */
+import {
+  compactRange,
+  lshBuckets,
+  type NodeRef,
+  planAppend,
+  signatureFromBytes,
+  signatureToBytes,
+} from '@tracemark/provenance';
 import pg from 'pg';
 import type { ApiKeyRecord } from '../api-keys.ts';
+import { leafHashOf } from '../provenance/leaf.ts';
 import { MIGRATIONS } from './migrations.ts';
 import {
   API_KEY_COLUMNS,
   apiKeyFromRow,
   apiKeyValues,
+  bytesOf,
+  checkpointFromRow,
   ISSUANCE_COLUMNS,
   issuanceFromRow,
   issuanceValues,
   type Row,
 } from './rows.ts';
-import type { GatewayStorage, IssuanceRecord, ListIssuanceOptions } from './types.ts';
+import type {
+  GatewayStorage,
+  IssuanceInput,
+  IssuanceRecord,
+  ListIssuanceOptions,
+  WatermarkEpoch,
+} from './types.ts';
 
 /** Arbitrary constants naming the gateway's advisory locks. */
 const MIGRATION_LOCK = 7_261_001;
@@ -25,6 +42,49 @@ export interface PostgresStorageOptions {
   readonly maxConnections?: number;
   /** Per-statement timeout, so a stuck database surfaces as an error rather than a hung request. */
   readonly statementTimeoutMs?: number;
+}
+
+type Queryable = Pick<pg.PoolClient, 'query'>;
+
+async function readNodes(client: Queryable, refs: readonly NodeRef[]): Promise<Uint8Array[]> {
+  if (refs.length === 0) return [];
+  const { rows } = await client.query(
+    'SELECT n.level, n.idx, n.hash FROM log_nodes n JOIN unnest($1::int[], $2::bigint[]) AS q(level, idx) ON n.level = q.level AND n.idx = q.idx',
+    [refs.map((ref) => ref.level), refs.map((ref) => ref.index)],
+  );
+  const found = new Map((rows as Row[]).map((row) => [`${row.level}/${row.idx}`, bytesOf(row.hash)]));
+  return refs.map((ref) => {
+    const hash = found.get(`${ref.level}/${ref.index}`);
+    if (hash === undefined) throw new Error(`the Merkle log has no node (${ref.level}, ${ref.index})`);
+    return hash;
+  });
+}
+
+/** Leaves and completed subtrees for records [seq, …), inside the caller's locked transaction. */
+async function appendLeaves(
+  client: Queryable,
+  seq: number,
+  records: readonly Omit<IssuanceInput, 'minhash'>[],
+): Promise<void> {
+  const size = Number(
+    (await client.query('SELECT COALESCE(MAX(idx), -1) + 1 AS n FROM log_nodes WHERE level = 0')).rows[0].n,
+  );
+  if (size !== seq) throw new Error(`the Merkle log has ${size} leaves but the next record is ${seq}`);
+  const refs = compactRange(seq);
+  const hashes = await readNodes(client, refs);
+  const plan = planAppend(
+    seq,
+    refs.map((ref, i) => ({ ...ref, hash: hashes[i]! })),
+    records.map(leafHashOf),
+  );
+  const nodes = [
+    ...plan.batch.leafHashes.map((hash, i) => ({ level: 0, index: seq + i, hash })),
+    ...plan.batch.nodes,
+  ];
+  await client.query(
+    'INSERT INTO log_nodes (level, idx, hash) SELECT * FROM unnest($1::int[], $2::bigint[], $3::bytea[])',
+    [nodes.map((n) => n.level), nodes.map((n) => n.index), nodes.map((n) => Buffer.from(n.hash))],
+  );
 }
 
 export async function openPostgresStorage(options: PostgresStorageOptions): Promise<GatewayStorage> {
@@ -44,6 +104,37 @@ export async function openPostgresStorage(options: PostgresStorageOptions): Prom
   }
   const query = async (text: string, values: unknown[] = []): Promise<Row[]> =>
     (await pool.query(text, values)).rows as Row[];
+  /** Runs `body` in a transaction that holds the issuance lock, so appends serialize. */
+  const locked = async <T>(body: (client: pg.PoolClient) => Promise<T>): Promise<T> => {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock($1)', [ISSUANCE_LOCK]);
+      const result = await body(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  };
+  // Records written before the Merkle log existed (migration 2) become its first leaves.
+  try {
+    await locked(async (client) => {
+      const size = Number(
+        (await client.query('SELECT COALESCE(MAX(idx), -1) + 1 AS n FROM log_nodes WHERE level = 0')).rows[0]
+          .n,
+      );
+      const missing = (await client.query('SELECT * FROM issuance_log WHERE seq >= $1 ORDER BY seq', [size]))
+        .rows as Row[];
+      if (missing.length > 0) await appendLeaves(client, size, missing.map(issuanceFromRow));
+    });
+  } catch (error) {
+    await pool.end().catch(() => undefined);
+    throw error;
+  }
   let closed = false;
 
   return {
@@ -75,28 +166,117 @@ export async function openPostgresStorage(options: PostgresStorageOptions): Prom
       return (result.rowCount ?? 0) > 0;
     },
     async appendIssuance(records) {
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
-        await client.query('SELECT pg_advisory_xact_lock($1)', [ISSUANCE_LOCK]);
+      return locked(async (client) => {
         const next = await client.query('SELECT COALESCE(MAX(seq), -1) + 1 AS next FROM issuance_log');
-        let seq = Number((next.rows[0] as Row).next);
+        const first = Number((next.rows[0] as Row).next);
+        let seq = first;
         const stored: IssuanceRecord[] = [];
-        for (const record of records) {
+        const bands: number[] = [];
+        const buckets: number[] = [];
+        const bucketSeqs: number[] = [];
+        for (const { minhash, ...record } of records) {
           await client.query(
             `INSERT INTO issuance_log (${ISSUANCE_COLUMNS.join(', ')}) VALUES (${placeholders(ISSUANCE_COLUMNS.length)})`,
             issuanceValues(seq, record),
           );
+          if (minhash !== null) {
+            await client.query('INSERT INTO issuance_minhash (seq, signature) VALUES ($1, $2)', [
+              seq,
+              Buffer.from(signatureToBytes(minhash)),
+            ]);
+            lshBuckets(minhash).forEach((bucket, band) => {
+              bands.push(band);
+              buckets.push(bucket);
+              bucketSeqs.push(seq);
+            });
+          }
           stored.push({ ...record, seq: seq++ });
         }
-        await client.query('COMMIT');
+        if (bands.length > 0) {
+          await client.query(
+            'INSERT INTO issuance_lsh (band, bucket, seq) SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[]) ON CONFLICT DO NOTHING',
+            [bands, buckets, bucketSeqs],
+          );
+        }
+        await appendLeaves(client, first, stored);
         return stored;
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw error;
-      } finally {
-        client.release();
-      }
+      });
+    },
+    async getIssuanceBySeq(seq) {
+      const rows = await query('SELECT * FROM issuance_log WHERE seq = $1', [seq]);
+      return rows.length === 0 ? null : issuanceFromRow(rows[0]!);
+    },
+    async findIssuanceByOutputHash(outputSha256, normalizedSha256) {
+      const rows = await query(
+        'SELECT * FROM issuance_log WHERE output_sha256 = $1 OR normalized_sha256 = $2 ORDER BY seq LIMIT 1',
+        [outputSha256, normalizedSha256],
+      );
+      return rows.length === 0 ? null : issuanceFromRow(rows[0]!);
+    },
+    async findNearDuplicateCandidates(buckets, limit) {
+      if (buckets.length === 0) return [];
+      const rows = await query(
+        `SELECT c.seq, c.shared, m.signature FROM (
+           SELECT l.seq, COUNT(*) AS shared FROM issuance_lsh l
+           JOIN unnest($1::int[], $2::bigint[]) AS q(band, bucket) ON l.band = q.band AND l.bucket = q.bucket
+           GROUP BY l.seq ORDER BY shared DESC, l.seq LIMIT $3
+         ) c JOIN issuance_minhash m ON m.seq = c.seq ORDER BY c.shared DESC, c.seq`,
+        [Array.from(buckets, (_, band) => band), Array.from(buckets), limit],
+      );
+      return rows.map((row) => ({
+        seq: Number(row.seq),
+        sharedBands: Number(row.shared),
+        signature: signatureFromBytes(bytesOf(row.signature)),
+      }));
+    },
+    async logSize() {
+      const rows = await query('SELECT COALESCE(MAX(idx), -1) + 1 AS n FROM log_nodes WHERE level = 0');
+      return Number(rows[0]!.n);
+    },
+    async logNodeHashes(refs) {
+      return readNodes(pool, refs);
+    },
+    async saveCheckpoint(checkpoint) {
+      await query(
+        'INSERT INTO log_checkpoints (tree_size, root_hash, note, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (tree_size) DO NOTHING',
+        [checkpoint.treeSize, checkpoint.rootHash, checkpoint.note, checkpoint.createdAt],
+      );
+      const rows = await query('SELECT * FROM log_checkpoints WHERE tree_size = $1', [checkpoint.treeSize]);
+      return checkpointFromRow(rows[0]!);
+    },
+    async getCheckpoint(treeSize) {
+      const rows = await query('SELECT * FROM log_checkpoints WHERE tree_size = $1', [treeSize]);
+      return rows.length === 0 ? null : checkpointFromRow(rows[0]!);
+    },
+    async latestCheckpoint() {
+      const rows = await query('SELECT * FROM log_checkpoints ORDER BY tree_size DESC LIMIT 1');
+      return rows.length === 0 ? null : checkpointFromRow(rows[0]!);
+    },
+    async logKeys() {
+      const rows = await query('SELECT verifier_key FROM log_keys ORDER BY created_at, verifier_key');
+      return rows.map((row) => String(row.verifier_key));
+    },
+    async addLogKey(verifierKey, at) {
+      await query(
+        'INSERT INTO log_keys (verifier_key, created_at) VALUES ($1, $2) ON CONFLICT (verifier_key) DO NOTHING',
+        [verifierKey, at],
+      );
+    },
+    async registerWatermarkEpoch(watermarkKeyId, keyEpoch, at) {
+      await query(
+        'INSERT INTO watermark_epochs (watermark_key_id, key_epoch, first_seen_at) VALUES ($1, $2, $3) ON CONFLICT (watermark_key_id) DO NOTHING',
+        [watermarkKeyId, keyEpoch, at],
+      );
+    },
+    async listWatermarkEpochs() {
+      const rows = await query('SELECT * FROM watermark_epochs ORDER BY first_seen_at, watermark_key_id');
+      return rows.map(
+        (row): WatermarkEpoch => ({
+          watermarkKeyId: String(row.watermark_key_id),
+          keyEpoch: row.key_epoch === null ? null : String(row.key_epoch),
+          firstSeenAt: String(row.first_seen_at),
+        }),
+      );
     },
     async listIssuance(options: ListIssuanceOptions) {
       const after = options.afterSeq ?? -1;

@@ -6,6 +6,7 @@ import {
   type Endpoint,
   type IssuanceInput,
   type IssuanceRecord,
+  type StoredCheckpoint,
   tokensToBytes,
 } from './types.ts';
 
@@ -83,9 +84,10 @@ export const ISSUANCE_COLUMNS = [
   'num_tokens',
   'output_tokens',
   'finish_reason',
+  'normalized_sha256',
 ] as const;
 
-export function issuanceValues(seq: number, record: IssuanceInput): unknown[] {
+export function issuanceValues(seq: number, record: Omit<IssuanceInput, 'minhash'>): unknown[] {
   return [
     seq,
     record.id,
@@ -105,7 +107,23 @@ export function issuanceValues(seq: number, record: IssuanceInput): unknown[] {
     record.numTokens,
     record.outputTokens === null ? null : Buffer.from(tokensToBytes(record.outputTokens)),
     record.finishReason,
+    record.normalizedOutputSha256,
   ];
+}
+
+/** Bytes from a BLOB / BYTEA column, as a plain Uint8Array. */
+export function bytesOf(value: unknown): Uint8Array {
+  if (!(value instanceof Uint8Array)) throw new TypeError('expected a binary column');
+  return new Uint8Array(value);
+}
+
+export function checkpointFromRow(row: Row): StoredCheckpoint {
+  return {
+    treeSize: Number(row.tree_size),
+    rootHash: String(row.root_hash),
+    note: String(row.note),
+    createdAt: String(row.created_at),
+  };
 }
 
 export function issuanceFromRow(row: Row): IssuanceRecord {
@@ -125,6 +143,7 @@ export function issuanceFromRow(row: Row): IssuanceRecord {
     keyEpoch: stringOrNull(row.key_epoch),
     promptSha256: String(row.prompt_sha256),
     outputSha256: String(row.output_sha256),
+    normalizedOutputSha256: stringOrNull(row.normalized_sha256),
     numPromptTokens: Number(row.num_prompt_tokens),
     numTokens: Number(row.num_tokens),
     outputTokens: tokens instanceof Uint8Array ? bytesToTokens(tokens) : null,

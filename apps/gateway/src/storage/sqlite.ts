@@ -1,18 +1,36 @@
 /** SQLite storage (better-sqlite3, WAL, synchronous=FULL: an issuance record is durable once appended). */
 import { chmodSync, existsSync } from 'node:fs';
+import {
+  compactRange,
+  lshBuckets,
+  type NodeRef,
+  planAppend,
+  signatureFromBytes,
+  signatureToBytes,
+} from '@tracemark/provenance';
 import Database from 'better-sqlite3';
 import type { ApiKeyRecord } from '../api-keys.ts';
+import { leafHashOf } from '../provenance/leaf.ts';
 import { MIGRATIONS } from './migrations.ts';
 import {
   API_KEY_COLUMNS,
   apiKeyFromRow,
   apiKeyValues,
+  bytesOf,
+  checkpointFromRow,
   ISSUANCE_COLUMNS,
   issuanceFromRow,
   issuanceValues,
   type Row,
 } from './rows.ts';
-import type { GatewayStorage, IssuanceInput, IssuanceRecord, ListIssuanceOptions } from './types.ts';
+import type {
+  GatewayStorage,
+  IssuanceInput,
+  IssuanceRecord,
+  ListIssuanceOptions,
+  NearDuplicateCandidate,
+  WatermarkEpoch,
+} from './types.ts';
 
 const placeholders = (count: number) => Array.from({ length: count }, () => '?').join(', ');
 
@@ -49,13 +67,67 @@ export function openSqliteStorage(path: string): GatewayStorage {
   const prune = db.prepare(
     'UPDATE issuance_log SET output_tokens = NULL WHERE created_at < ? AND output_tokens IS NOT NULL',
   );
+  const selectIssuanceBySeq = db.prepare('SELECT * FROM issuance_log WHERE seq = ?');
+  const selectByHash = db.prepare(
+    'SELECT * FROM issuance_log WHERE output_sha256 = ? OR normalized_sha256 = ? ORDER BY seq LIMIT 1',
+  );
+  const logSize = db.prepare('SELECT COALESCE(MAX(idx), -1) + 1 AS n FROM log_nodes WHERE level = 0');
+  const selectNode = db.prepare('SELECT hash FROM log_nodes WHERE level = ? AND idx = ?');
+  const insertNode = db.prepare('INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)');
+  const insertMinhash = db.prepare('INSERT INTO issuance_minhash (seq, signature) VALUES (?, ?)');
+  const insertLsh = db.prepare('INSERT OR IGNORE INTO issuance_lsh (band, bucket, seq) VALUES (?, ?, ?)');
+  const selectBucket = db.prepare('SELECT seq FROM issuance_lsh WHERE band = ? AND bucket = ?');
+  const selectMinhash = db.prepare('SELECT signature FROM issuance_minhash WHERE seq = ?');
+  const insertCheckpoint = db.prepare(
+    'INSERT OR IGNORE INTO log_checkpoints (tree_size, root_hash, note, created_at) VALUES (?, ?, ?, ?)',
+  );
+  const selectCheckpoint = db.prepare('SELECT * FROM log_checkpoints WHERE tree_size = ?');
+  const selectLatestCheckpoint = db.prepare('SELECT * FROM log_checkpoints ORDER BY tree_size DESC LIMIT 1');
+  const selectLogKeys = db.prepare('SELECT verifier_key FROM log_keys ORDER BY created_at, verifier_key');
+  const insertLogKey = db.prepare('INSERT OR IGNORE INTO log_keys (verifier_key, created_at) VALUES (?, ?)');
+  const insertEpoch = db.prepare(
+    'INSERT OR IGNORE INTO watermark_epochs (watermark_key_id, key_epoch, first_seen_at) VALUES (?, ?, ?)',
+  );
+  const selectEpochs = db.prepare('SELECT * FROM watermark_epochs ORDER BY first_seen_at, watermark_key_id');
+
+  const readNode = (ref: NodeRef): Uint8Array => {
+    const row = selectNode.get(ref.level, ref.index) as Row | undefined;
+    if (row === undefined) throw new Error(`the Merkle log has no node (${ref.level}, ${ref.index})`);
+    return bytesOf(row.hash);
+  };
+  /** Leaves and completed subtrees for records [seq, …), inside the caller's transaction. */
+  const appendLeaves = (seq: number, records: readonly Omit<IssuanceInput, 'minhash'>[]): void => {
+    const size = Number((logSize.get() as Row).n);
+    if (size !== seq) throw new Error(`the Merkle log has ${size} leaves but the next record is ${seq}`);
+    const range = compactRange(seq).map((ref) => ({ ...ref, hash: readNode(ref) }));
+    const plan = planAppend(seq, range, records.map(leafHashOf));
+    plan.batch.leafHashes.forEach((hash, i) => {
+      insertNode.run(0, seq + i, Buffer.from(hash));
+    });
+    for (const node of plan.batch.nodes) insertNode.run(node.level, node.index, Buffer.from(node.hash));
+  };
   const append = db.transaction((records: readonly IssuanceInput[]): IssuanceRecord[] => {
-    let seq = Number((nextSeq.get() as Row).next);
-    return records.map((record) => {
+    const first = Number((nextSeq.get() as Row).next);
+    let seq = first;
+    const stored = records.map(({ minhash, ...record }) => {
       insertIssuance.run(...issuanceValues(seq, record));
+      if (minhash !== null) {
+        insertMinhash.run(seq, Buffer.from(signatureToBytes(minhash)));
+        lshBuckets(minhash).forEach((bucket, band) => {
+          insertLsh.run(band, bucket, seq);
+        });
+      }
       return { ...record, seq: seq++ };
     });
+    appendLeaves(first, stored);
+    return stored;
   });
+  // Records written before the Merkle log existed (migration 2) become its first leaves.
+  db.transaction(() => {
+    const size = Number((logSize.get() as Row).n);
+    const missing = db.prepare('SELECT * FROM issuance_log WHERE seq >= ? ORDER BY seq').all(size) as Row[];
+    if (missing.length > 0) appendLeaves(size, missing.map(issuanceFromRow));
+  }).immediate();
   let closed = false;
 
   return {
@@ -82,6 +154,66 @@ export function openSqliteStorage(path: string): GatewayStorage {
     },
     async appendIssuance(records) {
       return append.immediate(records);
+    },
+    async getIssuanceBySeq(seq) {
+      const row = selectIssuanceBySeq.get(seq) as Row | undefined;
+      return row === undefined ? null : issuanceFromRow(row);
+    },
+    async findIssuanceByOutputHash(outputSha256, normalizedSha256) {
+      const row = selectByHash.get(outputSha256, normalizedSha256) as Row | undefined;
+      return row === undefined ? null : issuanceFromRow(row);
+    },
+    async findNearDuplicateCandidates(buckets, limit) {
+      const shared = new Map<number, number>();
+      buckets.forEach((bucket, band) => {
+        for (const row of selectBucket.all(band, bucket) as Row[]) {
+          const seq = Number(row.seq);
+          shared.set(seq, (shared.get(seq) ?? 0) + 1);
+        }
+      });
+      return [...shared]
+        .sort((a, b) => b[1] - a[1] || a[0] - b[0])
+        .slice(0, limit)
+        .map(([seq, sharedBands]): NearDuplicateCandidate => {
+          const row = selectMinhash.get(seq) as Row;
+          return { seq, sharedBands, signature: signatureFromBytes(bytesOf(row.signature)) };
+        });
+    },
+    async logSize() {
+      return Number((logSize.get() as Row).n);
+    },
+    async logNodeHashes(refs) {
+      return db.transaction(() => refs.map(readNode))();
+    },
+    async saveCheckpoint(checkpoint) {
+      insertCheckpoint.run(checkpoint.treeSize, checkpoint.rootHash, checkpoint.note, checkpoint.createdAt);
+      return checkpointFromRow(selectCheckpoint.get(checkpoint.treeSize) as Row);
+    },
+    async getCheckpoint(treeSize) {
+      const row = selectCheckpoint.get(treeSize) as Row | undefined;
+      return row === undefined ? null : checkpointFromRow(row);
+    },
+    async latestCheckpoint() {
+      const row = selectLatestCheckpoint.get() as Row | undefined;
+      return row === undefined ? null : checkpointFromRow(row);
+    },
+    async logKeys() {
+      return (selectLogKeys.all() as Row[]).map((row) => String(row.verifier_key));
+    },
+    async addLogKey(verifierKey, at) {
+      insertLogKey.run(verifierKey, at);
+    },
+    async registerWatermarkEpoch(watermarkKeyId, keyEpoch, at) {
+      insertEpoch.run(watermarkKeyId, keyEpoch, at);
+    },
+    async listWatermarkEpochs() {
+      return (selectEpochs.all() as Row[]).map(
+        (row): WatermarkEpoch => ({
+          watermarkKeyId: String(row.watermark_key_id),
+          keyEpoch: row.key_epoch === null ? null : String(row.key_epoch),
+          firstSeenAt: String(row.first_seen_at),
+        }),
+      );
     },
     async listIssuance(options: ListIssuanceOptions) {
       const after = options.afterSeq ?? -1;

@@ -37,6 +37,8 @@ function record(seq: number, overrides: Partial<IssuanceInput> = {}): IssuanceIn
     keyEpoch: null,
     promptSha256: 'a'.repeat(64),
     outputSha256: 'b'.repeat(64),
+    normalizedOutputSha256: 'c'.repeat(64),
+    minhash: null,
     numPromptTokens: 3,
     numTokens: 4,
     outputTokens: Uint32Array.of(1, 2, 100_000, 4_294_967_295),
@@ -66,9 +68,9 @@ function storageSuite(
     });
 
     it('migrates once: reopening applies nothing new', async () => {
-      expect(await storage.migrations()).toEqual([1]);
+      expect(await storage.migrations()).toEqual([1, 2]);
       const again = await reopen();
-      expect(await again.migrations()).toEqual([1]);
+      expect(await again.migrations()).toEqual([1, 2]);
       await again.close();
       await storage.ping();
     });

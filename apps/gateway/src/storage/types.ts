@@ -1,4 +1,5 @@
 /** One storage interface, two implementations (SQLite, PostgreSQL); the same test suite runs on both. */
+import type { NodeRef } from '@tracemark/provenance';
 import type { ApiKeyRecord } from '../api-keys.ts';
 
 export type Endpoint = 'chat.completions' | 'completions';
@@ -25,6 +26,16 @@ export interface IssuanceInput {
   readonly promptSha256: string;
   /** SHA-256 (hex) of the UTF-8 text returned to the client. */
   readonly outputSha256: string;
+  /**
+   * SHA-256 (hex) of that text after the tokenizer's normalization (invisible characters removed, then
+   * NFC): the key of exact matches in POST /v1/verify. Null only for records logged before it was kept.
+   */
+  readonly normalizedOutputSha256: string | null;
+  /**
+   * MinHash signature of the shingles of the output's canonical tokens (`minhashSignature` of
+   * @tracemark/provenance), for near-duplicate matches; null: not indexed.
+   */
+  readonly minhash: Uint32Array | null;
   readonly numPromptTokens: number;
   readonly numTokens: number;
   /** The generated token ids; null once pruned by the retention policy or when retention is 0. */
@@ -33,9 +44,34 @@ export interface IssuanceInput {
   readonly finishReason: string;
 }
 
-/** A stored record: `seq` is its position in the log, 0-based, gapless, in commit order (a future leaf index). */
-export interface IssuanceRecord extends IssuanceInput {
+/** A stored record: `seq` is its position in the log, 0-based, gapless, in commit order, and its Merkle leaf index. */
+export interface IssuanceRecord extends Omit<IssuanceInput, 'minhash'> {
   readonly seq: number;
+}
+
+/** A signed checkpoint (C2SP signed note) of the Merkle log, as stored. */
+export interface StoredCheckpoint {
+  readonly treeSize: number;
+  /** Lower-case hex root hash. */
+  readonly rootHash: string;
+  readonly note: string;
+  /** When it was first signed, ISO 8601 UTC. */
+  readonly createdAt: string;
+}
+
+/** A near-duplicate candidate: a record sharing at least one LSH bucket with the query. */
+export interface NearDuplicateCandidate {
+  readonly seq: number;
+  /** Bands whose bucket it shares. */
+  readonly sharedBands: number;
+  readonly signature: Uint32Array;
+}
+
+/** A watermark key epoch the gateway has marked output with (registered when it starts). */
+export interface WatermarkEpoch {
+  readonly watermarkKeyId: string;
+  readonly keyEpoch: string | null;
+  readonly firstSeenAt: string;
 }
 
 export interface ListIssuanceOptions {
@@ -55,8 +91,33 @@ export interface GatewayStorage {
   countApiKeys(): Promise<number>;
   /** Marks a key revoked; false when there is no such key or it was already revoked. */
   revokeApiKey(id: string, at: string): Promise<boolean>;
-  /** Appends records in one transaction and returns them with their seq. All or nothing. */
+  /**
+   * Appends records in one transaction and returns them with their seq. In the same transaction: each
+   * record's Merkle leaf (the leaf index is its seq) and the subtree nodes it completes, and its
+   * near-duplicate index entries. All or nothing.
+   */
   appendIssuance(records: readonly IssuanceInput[]): Promise<IssuanceRecord[]>;
+  getIssuanceBySeq(seq: number): Promise<IssuanceRecord | null>;
+  /** The first record whose output, exact or normalized, hashes to one of these. */
+  findIssuanceByOutputHash(outputSha256: string, normalizedSha256: string): Promise<IssuanceRecord | null>;
+  /** Records sharing an LSH bucket with `buckets` (one per band), most shared bands first, then by seq. */
+  findNearDuplicateCandidates(buckets: Uint32Array, limit: number): Promise<NearDuplicateCandidate[]>;
+  /** Leaves in the Merkle log (equal to the number of issuance records). */
+  logSize(): Promise<number>;
+  /** Hashes of complete subtrees of the Merkle log (level 0: leaves), in the order asked. */
+  logNodeHashes(refs: readonly NodeRef[]): Promise<Uint8Array[]>;
+  /** Stores a checkpoint unless one of that size is stored; returns the stored one. */
+  saveCheckpoint(checkpoint: StoredCheckpoint): Promise<StoredCheckpoint>;
+  getCheckpoint(treeSize: number): Promise<StoredCheckpoint | null>;
+  latestCheckpoint(): Promise<StoredCheckpoint | null>;
+  /** Verifier keys that have signed this log's checkpoints, oldest first. */
+  logKeys(): Promise<string[]>;
+  /** Records a verifier key for this log (idempotent). */
+  addLogKey(verifierKey: string, at: string): Promise<void>;
+  /** Records an epoch as active (idempotent). */
+  registerWatermarkEpoch(watermarkKeyId: string, keyEpoch: string | null, at: string): Promise<void>;
+  /** Every epoch registered, oldest first. */
+  listWatermarkEpochs(): Promise<WatermarkEpoch[]>;
   listIssuance(options: ListIssuanceOptions): Promise<IssuanceRecord[]>;
   getIssuance(id: string): Promise<IssuanceRecord | null>;
   countIssuance(): Promise<number>;

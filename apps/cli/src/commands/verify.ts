@@ -1,0 +1,214 @@
+/**
+ * `tracemark verify FILE --server URL --out REPORT`: asks a tracemark gateway (POST /v1/verify, API key from
+ * TRACEMARK_API_KEY) whether it issued the text and whether it carries the watermark, prints the verdict,
+ * and saves the signed evidence report. Exit codes: 0 done; 1 a watermark was found and --fail-on-detect was
+ * given; 2 usage (no API key, bad URL); 3 I/O, network or server errors.
+ */
+import { writeFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { REPORT_FORMAT, type ReportFile, readBytes, verifyReport } from '../evidence-report.ts';
+import { CliError, type CliIo, EXIT } from '../io.ts';
+import { formatLog10 } from '../render.ts';
+
+interface VerifyCommandOptions {
+  server?: string;
+  out?: string;
+  json?: boolean;
+  failOnDetect?: boolean;
+  timeout: string;
+}
+
+interface VerifyResponse {
+  readonly verdict: 'watermarked' | 'not_watermarked' | 'insufficient';
+  readonly summary: string;
+  readonly detection: {
+    readonly keyId: string;
+    readonly numTokens: number;
+    readonly numScored: number;
+    readonly numGreen: number;
+    readonly z: number;
+    readonly log10P: number;
+    readonly log10PAdjusted: number;
+    readonly keysTested: number;
+    readonly fpr: number;
+  };
+  readonly issuance: {
+    readonly match: 'exact' | 'near-duplicate';
+    readonly recordId: string;
+    readonly similarity: number;
+    readonly leafIndex: number;
+    readonly treeSize: number;
+    readonly disclosed: boolean;
+  } | null;
+  readonly report: ReportFile['envelope'];
+  readonly keyId: string;
+  readonly verifierKey: string;
+}
+
+const WATERMARK_WORDS = {
+  watermarked: 'watermark DETECTED',
+  not_watermarked: 'watermark not detected',
+  insufficient: 'inconclusive (too little text to decide)',
+} as const;
+
+function serverUrl(value: string | undefined): URL {
+  if (value === undefined || value === '') {
+    throw new CliError(
+      'TM_ERR_USAGE',
+      'give the gateway with --server URL (e.g. http://127.0.0.1:8787)',
+      EXIT.usage,
+    );
+  }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new CliError('TM_ERR_USAGE', `--server: not a URL: ${value}`, EXIT.usage);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new CliError('TM_ERR_USAGE', '--server must be an http: or https: URL', EXIT.usage);
+  }
+  return url;
+}
+
+export function registerVerify(program: Command, io: CliIo, setExit: (code: number) => void): void {
+  program
+    .command('verify')
+    .description(
+      'ask a tracemark gateway whether it issued a text and whether it is watermarked; save the signed report',
+    )
+    .argument('<file>', 'the text to verify (exact bytes); - reads stdin')
+    .option('--server <url>', 'the gateway, e.g. http://127.0.0.1:8787 (TRACEMARK_SERVER)')
+    .option(
+      '--out <report>',
+      'save the signed evidence report here (JSON; check it with `tracemark evidence verify`)',
+    )
+    .option('--fail-on-detect', 'exit with code 1 when the watermark is detected')
+    .option('--timeout <seconds>', 'give up on the server after this long', '60')
+    .option('--json', 'print the server’s answer as JSON')
+    .addHelpText(
+      'after',
+      '\nThe API key (scope verify) is read from TRACEMARK_API_KEY.\nExit codes: 0 done, 1 watermark found with --fail-on-detect, 2 usage, 3 I/O, network or server error.',
+    )
+    .action(async (file: string, options: VerifyCommandOptions) => {
+      const server = serverUrl(options.server ?? io.env.TRACEMARK_SERVER);
+      const apiKey = io.env.TRACEMARK_API_KEY;
+      if (apiKey === undefined || apiKey.trim() === '') {
+        throw new CliError(
+          'TM_ERR_USAGE',
+          'set TRACEMARK_API_KEY to an API key with the verify scope',
+          EXIT.usage,
+        );
+      }
+      const timeoutSeconds = Number(options.timeout);
+      if (!(timeoutSeconds > 0 && timeoutSeconds <= 3600)) {
+        throw new CliError(
+          'TM_ERR_USAGE',
+          '--timeout must be a number of seconds from 0 to 3600',
+          EXIT.usage,
+        );
+      }
+      const bytes = file === '-' ? await readStdin(io) : await readBytes(file, 'text');
+      let text: string;
+      try {
+        text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+      } catch {
+        throw new CliError('TM_ERR_INPUT', `${file}: not valid UTF-8 text`, EXIT.io);
+      }
+
+      const endpoint = new URL('v1/verify', server.href.endsWith('/') ? server.href : `${server.href}/`);
+      let response: Response;
+      try {
+        response = await fetch(endpoint, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${apiKey.trim()}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ text }),
+          signal: AbortSignal.timeout(timeoutSeconds * 1000),
+        });
+      } catch (error) {
+        const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
+        throw new CliError('TM_ERR_NETWORK', `cannot reach ${endpoint.origin} (${cause})`, EXIT.io);
+      }
+      const body = await response.text();
+      let answer: unknown;
+      try {
+        answer = JSON.parse(body);
+      } catch {
+        throw new CliError(
+          'TM_ERR_SERVER',
+          `${endpoint.origin} answered ${response.status} with something other than JSON`,
+          EXIT.io,
+        );
+      }
+      if (!response.ok) {
+        const error = (answer as { error?: { code?: string; message?: string } }).error;
+        throw new CliError(
+          error?.code ?? 'TM_ERR_SERVER',
+          `the gateway refused (${response.status}${error?.code === undefined ? '' : ` ${error.code}`}): ${error?.message ?? 'no message'}`,
+          EXIT.io,
+        );
+      }
+      const result = answer as VerifyResponse;
+      const report: ReportFile = {
+        format: REPORT_FORMAT,
+        version: 1,
+        keyId: result.keyId,
+        verifierKey: result.verifierKey,
+        envelope: result.report,
+      };
+      // The server's own answer must hold up before it is saved as evidence.
+      const check = verifyReport(report, { text: bytes });
+      const failed = check.checks.find((entry) => !entry.ok && entry.name !== 'signer-key');
+      if (failed !== undefined) {
+        throw new CliError('TM_ERR_REPORT', `the gateway's report does not verify: ${check.reason}`, EXIT.io);
+      }
+      if (options.out !== undefined) {
+        await writeFile(options.out, `${JSON.stringify(report, null, 2)}\n`).catch(
+          (error: NodeJS.ErrnoException) => {
+            throw new CliError(
+              'TM_ERR_IO',
+              `${options.out}: cannot write the report (${error.code ?? 'error'})`,
+              EXIT.io,
+            );
+          },
+        );
+      }
+      if (options.json) {
+        io.stdout.write(
+          `${JSON.stringify({ ...result, ...(options.out === undefined ? {} : { savedTo: options.out }) })}\n`,
+        );
+      } else {
+        const d = result.detection;
+        const issuance = result.issuance;
+        const lines = [
+          `${file}: ${WATERMARK_WORDS[result.verdict]}; ${
+            issuance === null
+              ? 'not issued by this service (no match)'
+              : issuance.match === 'exact'
+                ? `ISSUED by this service (exact match, record ${issuance.recordId})`
+                : `ISSUED by this service, then edited (near-duplicate of record ${issuance.recordId}, similarity ${issuance.similarity.toFixed(2)})`
+          }`,
+          '',
+          result.summary,
+          '',
+          `  watermark  ${d.numGreen}/${d.numScored} green of ${d.numTokens} tokens, z = ${d.z.toFixed(2)}, log10 p = ${formatLog10(d.log10P)}, corrected ${formatLog10(d.log10PAdjusted)} (${d.keysTested} key${d.keysTested === 1 ? '' : 's'}, α = ${d.fpr})`,
+          issuance === null
+            ? '  issuance   no issued output matches'
+            : `  issuance   ${issuance.match} match, record ${issuance.recordId}, log entry ${issuance.leafIndex} of ${issuance.treeSize}${issuance.disclosed ? '' : ' (record not disclosed to this key)'}`,
+          options.out === undefined
+            ? '  report     not saved (give --out REPORT)'
+            : `  report     saved to ${options.out}, signed by ${result.keyId}; check it offline with \`tracemark evidence verify ${options.out}\``,
+        ];
+        io.stdout.write(`${lines.join('\n')}\n`);
+      }
+      setExit(options.failOnDetect && result.verdict === 'watermarked' ? EXIT.detected : EXIT.ok);
+    });
+}
+
+async function readStdin(io: CliIo): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of io.stdin)
+    chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
+  const buffer = Buffer.concat(chunks);
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+}

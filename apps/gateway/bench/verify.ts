@@ -1,0 +1,97 @@
+/**
+ * POST /v1/verify latency, measured: `pnpm --filter @tracemark/gateway verify-bench`.
+ *
+ * A gateway (embedded backend; SQLite, or PostgreSQL when DATABASE_URL is set) whose issuance log holds
+ * VERIFY_RECORDS synthetic records (each with a near-duplicate signature of 200 random tokens) plus real
+ * completions; then sequential verifications over HTTP on 127.0.0.1 of an issued 200-token completion
+ * (exact match), of the same edited by 20% random token substitutions (near-duplicate), and of human text
+ * (no match). Settings: VERIFY_RECORDS (10000), VERIFY_ROUNDS (40).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { cpus } from 'node:os';
+import { createRandom } from '@tracemark/core';
+import { minhashSignature } from '@tracemark/provenance';
+import { getTokenizer } from '@tracemark/tokenizers';
+import { startTestGateway } from '../src/test-support/harness.ts';
+
+const records = Number(process.env.VERIFY_RECORDS ?? 10_000);
+const rounds = Number(process.env.VERIFY_ROUNDS ?? 40);
+const databaseUrl = process.env.DATABASE_URL ?? null;
+
+const gateway = await startTestGateway({
+  config: { ...(databaseUrl === null ? {} : { databaseUrl }), rateLimitPerMinute: 1_000_000 },
+  logLevel: 'warn',
+});
+const tokenizer = getTokenizer('cl100k_base');
+const random = createRandom(1);
+const hex = (text: string) => createHash('sha256').update(text).digest('hex');
+const started = performance.now();
+for (let done = 0; done < records; done += 100) {
+  await gateway.services.storage.appendIssuance(
+    Array.from({ length: Math.min(100, records - done) }, (_, i) => {
+      const tokens = Array.from({ length: 200 }, () => Math.floor(random.nextFloat() * 100_000));
+      return {
+        id: `iss_${randomBytes(12).toString('hex')}`,
+        completionId: `cmpl-${done + i}`,
+        choiceIndex: 0,
+        createdAt: new Date().toISOString(),
+        apiKeyId: 'ak_0000000000000000',
+        account: 'bench',
+        endpoint: 'completions' as const,
+        model: 'tracemark-ngram',
+        backend: 'embedded' as const,
+        watermarkKeyId: gateway.services.watermarkKey.keyId,
+        keyEpoch: null,
+        promptSha256: hex(`prompt ${done + i}`),
+        outputSha256: hex(`output ${done + i}`),
+        normalizedOutputSha256: hex(`output ${done + i}`),
+        minhash: minhashSignature(tokens),
+        numPromptTokens: 4,
+        numTokens: 200,
+        outputTokens: null,
+        finishReason: 'length',
+      };
+    }),
+  );
+}
+const fillSeconds = (performance.now() - started) / 1000;
+const completion = await gateway.call('POST', '/v1/completions', {
+  model: 'tracemark-ngram',
+  prompt: 'The harbour authority said on Monday that',
+  max_tokens: 200,
+  seed: 3,
+});
+const text: string = completion.json.choices[0].text;
+const edited = tokenizer.decode(
+  Array.from(tokenizer.encodeFast(text), (token) =>
+    random.nextFloat() < 0.2 ? Math.floor(random.nextFloat() * tokenizer.ordinaryTokenCount) : token,
+  ),
+);
+const human =
+  'The committee met on a grey Tuesday morning to review the harbour budget. Members disagreed about the cost of dredging, and the chair asked for a second estimate before any vote. Several residents spoke about noise from the night shift at the container terminal, and one fisherman described how the new breakwater had changed the currents near the old pier, where the boats used to tie up before the storm of the previous winter damaged the wall.';
+
+const measure = async (label: string, body: string) => {
+  const times: number[] = [];
+  let match = '';
+  for (let i = 0; i < rounds; i++) {
+    const t = performance.now();
+    const response = await gateway.call('POST', '/v1/verify', { text: body });
+    times.push(performance.now() - t);
+    if (response.status !== 200) throw new Error(`verify: ${response.status} ${response.text}`);
+    match = response.json.issuance?.match ?? 'none';
+  }
+  times.sort((a, b) => a - b);
+  const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))]!;
+  console.log(
+    `${label.padEnd(34)} match ${match.padEnd(14)} median ${at(0.5).toFixed(1)} ms, p95 ${at(0.95).toFixed(1)} ms`,
+  );
+};
+
+console.log(`machine: ${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} cores; Node ${process.version}`);
+console.log(
+  `storage ${gateway.services.storage.kind}; ${records} synthetic records appended in ${fillSeconds.toFixed(1)} s (${Math.round(records / fillSeconds)}/s, in batches of 100); log size ${await gateway.services.storage.logSize()}`,
+);
+await measure('issued 200-token completion', text);
+await measure('the same, 20% of tokens replaced', edited);
+await measure('human text, 85 tokens', human);
+await gateway.close();

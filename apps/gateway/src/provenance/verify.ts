@@ -1,0 +1,452 @@
+/**
+ * POST /v1/verify, the work: exact and near-duplicate issuance matches, detection under every registered
+ * key epoch (Holm-corrected; the shared detection path of `tracemark detect`), per-token and per-segment
+ * localization, and the signed evidence report (DSSE envelope, in-toto Statement v1).
+ */
+import { createHash } from 'node:crypto';
+import {
+  DEFAULT_FPR,
+  deriveSubkey,
+  type KeyDetection,
+  log10BinomialSf,
+  type TokenStatusName,
+  type WatermarkKey,
+  zScore,
+} from '@tracemark/core';
+import { createTextDetector, type DocumentResult, type TextDetector } from '@tracemark/detection';
+import {
+  type DsseEnvelope,
+  type EvidencePredicate,
+  type EvidenceSegment,
+  type EvidenceTokens,
+  type EvidenceVerdict,
+  estimateJaccard,
+  type IssuanceMatch,
+  lshBuckets,
+  minhashSignature,
+  NEAR_DUPLICATE_PARAMS,
+  NEAR_DUPLICATE_SCHEME,
+  NEAR_DUPLICATE_THRESHOLD,
+  STANDARD_LIMITATIONS,
+  signEvidence,
+  toHex,
+} from '@tracemark/provenance';
+import { normalizeText, type Tokenizer } from '@tracemark/tokenizers';
+import type { ApiKeyRecord } from '../api-keys.ts';
+import type { GatewayContext } from '../app.ts';
+import { GatewayError } from '../errors.ts';
+import type { IssuanceRecord } from '../storage/types.ts';
+import { calibrationFor } from './calibration.ts';
+import { leafHashOf, leafRecordOf } from './leaf.ts';
+
+/** The tokenizer normalization (spec §6, @tracemark/tokenizers `normalizeText`), as reports name it. */
+export const NORMALIZATION =
+  'tracemark-v1: remove U+200B, U+200C, U+200D, U+2060, U+FEFF, U+FE00–U+FE0F and U+E0100–U+E01EF, then Unicode NFC';
+
+/** Per-token statuses beyond this many tokens are left out of the report (it says so: `truncated`). */
+export const MAX_REPORTED_TOKENS = 50_000;
+/** Candidates confirmed per near-duplicate query, most shared LSH bands first. */
+export const NEAR_DUPLICATE_CANDIDATES = 64;
+/** Shortest window of the localization search (spec §5.3's default). */
+const MIN_WINDOW = 16;
+
+export interface VerifyInput {
+  readonly text?: string;
+  readonly tokens?: readonly number[];
+  readonly prompt?: string | readonly number[];
+  readonly fpr?: number;
+}
+
+export interface IssuanceSummary {
+  readonly match: 'exact' | 'near-duplicate';
+  readonly recordId: string;
+  readonly similarity: number;
+  readonly leafIndex: number;
+  readonly treeSize: number;
+  readonly disclosed: boolean;
+}
+
+export interface Verification {
+  readonly document: DocumentResult;
+  readonly predicate: EvidencePredicate;
+  readonly envelope: DsseEnvelope;
+  readonly issuance: IssuanceSummary | null;
+  /** What the report says, in one paragraph of plain words. */
+  readonly summary: string;
+}
+
+const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
+
+const STATUS_LETTERS: Readonly<Record<TokenStatusName, string>> = {
+  green: 'G',
+  red: 'R',
+  skipped_context: 'C',
+  skipped_special: 'S',
+  skipped_prompt: 'P',
+  skipped_duplicate: 'D',
+};
+
+function countCodePoints(text: string): number {
+  let count = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (
+      unit < 0xdc00 ||
+      unit > 0xdfff ||
+      i === 0 ||
+      text.charCodeAt(i - 1) < 0xd800 ||
+      text.charCodeAt(i - 1) > 0xdbff
+    )
+      count++;
+  }
+  return count;
+}
+
+/**
+ * Where each token ends in `text`, in code points. Tokens are matched against the text in order; a run of
+ * tokens that splits a character is matched as a whole, and its tokens all end where the character does.
+ * Should a token not match (the text is not their decoding), it and every later token end at the end.
+ */
+export function tokenEnds(tokenizer: Tokenizer, ids: ArrayLike<number>, text: string): number[] {
+  const pieces = tokenizer.decodeTokens(ids);
+  const total = countCodePoints(text);
+  const ends: number[] = [];
+  let position = 0;
+  let codePoints = 0;
+  let i = 0;
+  while (i < pieces.length) {
+    let run = -1;
+    let joint = pieces[i]!;
+    for (let j = i; j < Math.min(pieces.length, i + 8); j++) {
+      if (j > i) joint = tokenizer.decode(Array.prototype.slice.call(ids, i, j + 1) as number[]);
+      if (text.startsWith(joint, position)) {
+        run = j;
+        break;
+      }
+      if (j === i && !joint.includes('\uFFFD')) break;
+    }
+    if (run < 0) {
+      while (ends.length < pieces.length) ends.push(total);
+      break;
+    }
+    codePoints += countCodePoints(joint);
+    position += joint.length;
+    for (let t = i; t <= run; t++) ends.push(codePoints);
+    i = run + 1;
+  }
+  return ends;
+}
+
+function letterCounts(statuses: string, start: number, end: number): { scored: number; green: number } {
+  let scored = 0;
+  let green = 0;
+  for (let i = start; i < end; i++) {
+    const letter = statuses[i];
+    if (letter === 'G') {
+      green++;
+      scored++;
+    } else if (letter === 'R') scored++;
+  }
+  return { scored, green };
+}
+
+/** Consecutive segments of equal size (at least 64 tokens, at most 32 segments), with their own statistics. */
+function fixedSegments(statuses: string, gamma: number): EvidenceSegment[] {
+  const size = Math.max(64, Math.ceil(statuses.length / 32));
+  const segments: EvidenceSegment[] = [];
+  for (let start = 0; start < statuses.length; start += size) {
+    const end = Math.min(statuses.length, start + size);
+    const { scored, green } = letterCounts(statuses, start, end);
+    segments.push({
+      kind: 'fixed',
+      startToken: start,
+      endToken: end,
+      numScored: scored,
+      numGreen: green,
+      z: zScore(green, scored, gamma),
+      log10P: log10BinomialSf(green, scored, gamma),
+    });
+  }
+  return segments;
+}
+
+const VERDICTS: Readonly<Record<DocumentResult['verdict'], EvidenceVerdict>> = {
+  watermarked: 'detected',
+  not_watermarked: 'not-detected',
+  insufficient: 'inconclusive',
+};
+
+function formatP(log10P: number): string {
+  if (log10P > -3) return (10 ** log10P).toPrecision(2);
+  const exponent = Math.floor(log10P);
+  return `${(10 ** (log10P - exponent)).toFixed(1)}e${exponent}`;
+}
+
+export interface Verifier {
+  verify(input: VerifyInput, requester: ApiKeyRecord): Promise<Verification>;
+  /** The watermark keys a verification tests: every registered epoch of the gateway's key. */
+  keys(): Promise<WatermarkKey[]>;
+}
+
+export function createVerifier(context: GatewayContext, softwareVersion: string): Verifier {
+  const { storage, issuanceLog, rootWatermarkKey } = context;
+  const detectors = new Map<string, { plain: TextDetector; windowed: TextDetector }>();
+
+  const keys = async (): Promise<WatermarkKey[]> => {
+    const seen = new Map<string, WatermarkKey>();
+    for (const epoch of await storage.listWatermarkEpochs()) {
+      const key =
+        epoch.keyEpoch === null
+          ? rootWatermarkKey
+          : deriveSubkey(rootWatermarkKey, `epoch/${epoch.keyEpoch}`);
+      // Epochs of another key file (the database was shared with one) cannot be tested here.
+      if (key.keyId === epoch.watermarkKeyId) seen.set(key.keyId, key);
+    }
+    if (!seen.has(context.watermarkKey.keyId)) seen.set(context.watermarkKey.keyId, context.watermarkKey);
+    return [...seen.values()];
+  };
+
+  const detectorsFor = (list: readonly WatermarkKey[], fpr: number) => {
+    const cacheKey = `${fpr}/${list.map((key) => key.keyId).join(',')}`;
+    let pair = detectors.get(cacheKey);
+    if (pair === undefined) {
+      pair = {
+        plain: createTextDetector({ keys: list, fpr }),
+        windowed: createTextDetector({ keys: list, fpr, window: true }),
+      };
+      if (detectors.size < 32) detectors.set(cacheKey, pair);
+    }
+    return pair;
+  };
+
+  const findMatch = async (
+    content: string,
+    ids: ArrayLike<number>,
+  ): Promise<{ record: IssuanceRecord; match: 'exact' | 'near-duplicate'; similarity: number } | null> => {
+    const exact = await storage.findIssuanceByOutputHash(sha256(content), sha256(normalizeText(content)));
+    if (exact !== null) return { record: exact, match: 'exact', similarity: 1 };
+    const signature = minhashSignature(ids);
+    let best: { seq: number; similarity: number } | null = null;
+    for (const candidate of await storage.findNearDuplicateCandidates(
+      lshBuckets(signature),
+      NEAR_DUPLICATE_CANDIDATES,
+    )) {
+      const similarity = estimateJaccard(signature, candidate.signature);
+      if (
+        similarity >= NEAR_DUPLICATE_THRESHOLD &&
+        (best === null ||
+          similarity > best.similarity ||
+          (similarity === best.similarity && candidate.seq < best.seq))
+      ) {
+        best = { seq: candidate.seq, similarity };
+      }
+    }
+    if (best === null) return null;
+    const record = await storage.getIssuanceBySeq(best.seq);
+    return record === null ? null : { record, match: 'near-duplicate', similarity: best.similarity };
+  };
+
+  const issuanceMatchOf = async (
+    found: { record: IssuanceRecord; match: 'exact' | 'near-duplicate'; similarity: number },
+    disclose: boolean,
+  ): Promise<IssuanceMatch> => {
+    const { record } = found;
+    const treeSize = await issuanceLog.size();
+    const stored = toHex(await issuanceLog.leafHash(record.seq));
+    const recomputed = toHex(leafHashOf(record));
+    if (stored !== recomputed) {
+      throw new GatewayError(500, 'TM_ERR_ISSUANCE_LOG', 'the issuance log disagrees with its record', {
+        cause: new Error(`leaf ${record.seq}: stored ${stored}, recomputed ${recomputed}`),
+      });
+    }
+    const checkpoint = await issuanceLog.checkpoint(treeSize);
+    const proof = await issuanceLog.inclusionProof(record.seq, treeSize);
+    return {
+      match: found.match,
+      ...(found.match === 'near-duplicate'
+        ? {
+            similarity: found.similarity,
+            similarityMeasure: `Jaccard similarity of ${NEAR_DUPLICATE_PARAMS.shingleSize}-token shingles, estimated by MinHash with ${NEAR_DUPLICATE_PARAMS.numHashes} hashes (${NEAR_DUPLICATE_SCHEME}); threshold ${NEAR_DUPLICATE_THRESHOLD}`,
+          }
+        : {}),
+      recordId: record.id,
+      leafIndex: record.seq,
+      treeSize,
+      leafHash: stored,
+      inclusionProof: proof.map(toHex),
+      checkpoint: checkpoint.note,
+      ...(disclose ? { record: leafRecordOf(record) } : {}),
+    };
+  };
+
+  const verify = async (input: VerifyInput, requester: ApiKeyRecord): Promise<Verification> => {
+    const list = await keys();
+    const fpr = input.fpr ?? DEFAULT_FPR;
+    const { plain, windowed } = detectorsFor(list, fpr);
+    const tokenizer = plain.tokenizer;
+    const fromTokens = input.tokens !== undefined;
+    const ids = fromTokens ? Uint32Array.from(input.tokens!) : tokenizer.encodeFast(input.text!);
+    const detectInput = {
+      source: 'request',
+      ...(input.prompt === undefined ? {} : { prompt: input.prompt as string | number[] }),
+    };
+    // Validates token ids (InputError → 400) before anything else is computed from them.
+    const document = plain.detectTokens(ids, detectInput);
+    const content = fromTokens ? tokenizer.decode(ids) : input.text!;
+    const normalized = normalizeText(content);
+    const explained = windowed.explain(ids, detectInput);
+    const reported: KeyDetection =
+      explained.results.find((result) => result.keyId === document.keyId) ?? explained.results[0]!;
+    const gamma = reported.gamma;
+    const allStatuses = (reported.status ?? []).map((status) => STATUS_LETTERS[status]).join('');
+    const statuses = allStatuses.slice(0, MAX_REPORTED_TOKENS);
+    const ends = tokenEnds(tokenizer, ids.subarray(0, statuses.length), normalized);
+    const tokens: EvidenceTokens = {
+      keyId: reported.keyId,
+      numTokens: ids.length,
+      statuses,
+      ends,
+      truncated: statuses.length < ids.length,
+    };
+    const segments: EvidenceSegment[] = [];
+    const window = reported.window;
+    if (window !== null && window.length > 0) {
+      segments.push({
+        kind: 'window',
+        startToken: window.startToken,
+        endToken: window.endToken + 1,
+        numScored: window.length,
+        numGreen: window.numGreen,
+        z: zScore(window.numGreen, window.length, gamma),
+        log10P: window.log10P,
+        log10PCorrected: window.log10PCorrected,
+      });
+    }
+    segments.push(...fixedSegments(allStatuses, gamma));
+
+    const found = await findMatch(content, fromTokens ? tokenizer.encodeFast(content) : ids);
+    const disclose =
+      found !== null && (requester.scopes.includes('admin') || requester.account === found.record.account);
+    const issuance = found === null ? null : await issuanceMatchOf(found, disclose);
+
+    const scheme = reported.scheme;
+    const limitations = [...STANDARD_LIMITATIONS];
+    if (issuance?.match === 'near-duplicate') {
+      limitations.push(
+        `The link to the issuance record rests on an estimated similarity of ${found!.similarity.toFixed(3)} (at least ${NEAR_DUPLICATE_THRESHOLD} required): the text shares much of its wording with an issued output, which does not show that every part of it was issued.`,
+      );
+    }
+    if (found === null) {
+      limitations.push(
+        'No issued output matched, exactly or as a near-duplicate; heavily edited, translated or excerpted text may not be linked.',
+      );
+    }
+    if (fromTokens) {
+      limitations.push(
+        'Detection ran on the token ids submitted; the text is their decoding, and encoding it again may give other ids.',
+      );
+    }
+    limitations.push(
+      'The issuance log proves that a record was appended in the order shown and not changed since the signed checkpoint; it cannot prove that no output went unrecorded.',
+    );
+
+    const predicate: EvidencePredicate = {
+      text: {
+        sha256: sha256(content),
+        normalization: NORMALIZATION,
+        input: fromTokens ? 'tokens' : 'text',
+        normalizedSha256: sha256(normalized),
+        content,
+        ...(fromTokens && ids.length <= MAX_REPORTED_TOKENS ? { tokenIds: Array.from(ids) } : {}),
+      },
+      tokenizer: { name: tokenizer.id },
+      algorithm: {
+        name: `tracemark-v1/${scheme}`,
+        parameters: {
+          contextWidth: reported.contextWidth,
+          gamma: list[0]!.scheme.gamma,
+          gammaEffective: gamma,
+          delta: list[0]!.scheme.delta,
+          dedup: true,
+          localizationMinWindow: MIN_WINDOW,
+          ...(input.prompt === undefined
+            ? {}
+            : {
+                promptExcludedSha256:
+                  typeof input.prompt === 'string'
+                    ? sha256(input.prompt)
+                    : sha256(JSON.stringify(input.prompt)),
+              }),
+        },
+        keyIds: list.map((key) => key.keyId),
+      },
+      software: { name: '@tracemark/gateway', version: softwareVersion },
+      detection: {
+        keyId: document.keyId,
+        numScored: document.numScored,
+        numGreen: document.numGreen,
+        z: document.z,
+        log10P: document.log10P,
+        log10PCorrected: document.log10PAdjusted,
+        correction: list.length > 1 ? 'holm' : 'none',
+        numTests: list.length,
+        alpha: document.fpr,
+        verdict: VERDICTS[document.verdict],
+      },
+      calibration: calibrationFor(
+        { name: scheme, contextWidth: reported.contextWidth, gamma: list[0]!.scheme.gamma },
+        document.fpr,
+        document.numScored,
+      ),
+      segments,
+      issuance,
+      limitations,
+      verifiedAt: new Date().toISOString(),
+      tokens,
+    };
+    const envelope = signEvidence(predicate, context.logSigningKey, { text: content });
+    const summary = summarize(predicate, list.length);
+    return {
+      document,
+      predicate,
+      envelope,
+      summary,
+      issuance:
+        issuance === null
+          ? null
+          : {
+              match: found!.match,
+              recordId: issuance.recordId,
+              similarity: found!.similarity,
+              leafIndex: issuance.leafIndex,
+              treeSize: issuance.treeSize,
+              disclosed: disclose,
+            },
+    };
+  };
+
+  return { verify, keys };
+}
+
+const entries = (count: number) => `${count} ${count === 1 ? 'entry' : 'entries'}`;
+
+/** The verdict in plain words: the issuance match first, then the watermark. */
+export function summarize(predicate: EvidencePredicate, keysTested: number): string {
+  const d = predicate.detection;
+  const issuance = predicate.issuance;
+  const issued =
+    issuance === null
+      ? 'No issued output of this service matches this text.'
+      : issuance.match === 'exact'
+        ? `This exact text was issued by this service: issuance record ${issuance.recordId}, entry ${issuance.leafIndex} of the signed issuance log (${entries(issuance.treeSize)}).`
+        : `This text is a near-duplicate of an output issued by this service: issuance record ${issuance.recordId}, entry ${issuance.leafIndex} of the signed issuance log (${entries(issuance.treeSize)}), similarity ${issuance.similarity?.toFixed(2)}.`;
+  const keys =
+    keysTested === 1 ? 'the watermark key' : `${keysTested} watermark keys (corrected for testing several)`;
+  const mark =
+    d.verdict === 'detected'
+      ? `The watermark is present: ${d.numGreen} of ${d.numScored} scored tokens are green, where about ${Math.round(d.numScored * Number(predicate.algorithm.parameters.gammaEffective))} would be by chance; the chance of this much evidence without the watermark is ${formatP(d.log10PCorrected)} (threshold ${d.alpha}, 1 in ${Math.round(1 / d.alpha).toLocaleString('en-US')}), under ${keys}.`
+      : d.verdict === 'not-detected'
+        ? `The watermark is not present: ${d.numGreen} of ${d.numScored} scored tokens are green, which rules out this service's watermark at its usual strength (tested under ${keys}).`
+        : `The test is inconclusive: ${d.numScored} scored tokens (${d.numGreen} green) are too few to decide either way (tested under ${keys}).`;
+  return `${issued} ${mark}`;
+}
