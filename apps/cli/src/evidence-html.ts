@@ -7,7 +7,7 @@
 import { log10BinomialSf } from '@tracemark/core';
 import { type EvidencePredicate, fromBase64, parseCheckpoint } from '@tracemark/provenance';
 import { normalizeText } from '@tracemark/tokenizers';
-import { checkTitle, type ReportFile, type ReportVerification } from './evidence-report.ts';
+import { checkTitle, EVIDENCE_EXIT, type ReportFile, type ReportVerification } from './evidence-report.ts';
 import { formatLog10 } from './render.ts';
 
 /** α in words: "0.0001 (1 in 10,000)". */
@@ -220,8 +220,11 @@ function niceTicks(max: number, count: number): number[] {
 function proofSection(verification: ReportVerification): string {
   const rows = verification.checks
     .map((check) => {
-      const mark = check.skipped ? '–' : check.ok ? '✓' : '✗';
-      const cls = check.skipped ? 'skip' : check.ok ? 'ok' : 'bad';
+      // An unpinned signer is a warning: the report is intact, but who signed it is not established.
+      const unpinned =
+        check.name === 'signer-key' && !check.ok && verification.exitCode === EVIDENCE_EXIT.notPinned;
+      const mark = check.skipped ? '–' : check.ok ? '✓' : unpinned ? '!' : '✗';
+      const cls = check.skipped ? 'skip' : check.ok ? 'ok' : unpinned ? 'warn' : 'bad';
       return `<tr class="${cls}"><td class="mark">${mark}</td><td>${escapeHtml(checkTitle(check.name))}</td><td>${escapeHtml(check.detail)}</td></tr>`;
     })
     .join('\n');
@@ -322,6 +325,7 @@ th, td { text-align: left; vertical-align: top; padding: 4px 8px; border-bottom:
 table.details th { width: 34%; font-weight: normal; color: #444; }
 table.checks td.mark { width: 2em; font-size: 17px; text-align: center; }
 tr.ok td.mark { color: #1d6b2f; } tr.bad td { color: #a31515; font-weight: bold; } tr.skip td { color: #666; }
+tr.warn td { color: #8a6d00; } tr.warn td.mark { font-weight: bold; }
 code { font: 12px/1.4 'DejaVu Sans Mono', Menlo, Consolas, monospace; word-break: break-all; }
 .text { white-space: pre-wrap; word-wrap: break-word; border: 1px solid #ccc; padding: 12px; font: 14px/1.9 Georgia, serif; }
 .g { background: #b9e8c1; border-bottom: 2px solid #1d6b2f; box-shadow: inset -1px 0 0 #fff; }

@@ -2,14 +2,16 @@
  * POST /v1/verify latency, measured: `pnpm --filter @tracemark/gateway verify-bench`.
  *
  * A gateway (embedded backend; SQLite, or PostgreSQL when DATABASE_URL is set) whose issuance log holds
- * VERIFY_RECORDS synthetic records (each with a near-duplicate signature of 200 random tokens) plus real
- * completions; then sequential verifications over HTTP on 127.0.0.1 of an issued 200-token completion
+ * VERIFY_RECORDS synthetic records, indexed like issued outputs from 120-token passages of human text
+ * (Brown corpus and nlp-corpus, so they share common phrases as real outputs do), plus a real completion;
+ * then sequential verifications over HTTP on 127.0.0.1 of an issued 200-token completion
  * (exact match), of the same edited by 20% random token substitutions (near-duplicate), and of human text
- * (no match). Settings: VERIFY_RECORDS (10000), VERIFY_ROUNDS (40).
+ * (no match), after 3 warm-up calls each. Settings: VERIFY_RECORDS (10000), VERIFY_ROUNDS (40).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
 import { createRandom } from '@tracemark/core';
+import { loadHumanCorpus } from '@tracemark/lm';
 import { minhashSignature } from '@tracemark/provenance';
 import { getTokenizer } from '@tracemark/tokenizers';
 import { startTestGateway } from '../src/test-support/harness.ts';
@@ -25,11 +27,19 @@ const gateway = await startTestGateway({
 const tokenizer = getTokenizer('cl100k_base');
 const random = createRandom(1);
 const hex = (text: string) => createHash('sha256').update(text).digest('hex');
+const passages: Uint32Array[] = [];
+for (const document of await loadHumanCorpus()) {
+  const ids = tokenizer.encodeFast(document.text);
+  for (let start = 0; start + 120 <= ids.length && passages.length < records; start += 120) {
+    passages.push(ids.slice(start, start + 120));
+  }
+  if (passages.length >= records) break;
+}
 const started = performance.now();
 for (let done = 0; done < records; done += 100) {
   await gateway.services.storage.appendIssuance(
     Array.from({ length: Math.min(100, records - done) }, (_, i) => {
-      const tokens = Array.from({ length: 200 }, () => Math.floor(random.nextFloat() * 100_000));
+      const tokens = passages[(done + i) % passages.length]!;
       return {
         id: `iss_${randomBytes(12).toString('hex')}`,
         completionId: `cmpl-${done + i}`,
@@ -47,7 +57,7 @@ for (let done = 0; done < records; done += 100) {
         normalizedOutputSha256: hex(`output ${done + i}`),
         minhash: minhashSignature(tokens),
         numPromptTokens: 4,
-        numTokens: 200,
+        numTokens: tokens.length,
         outputTokens: null,
         finishReason: 'length',
       };
@@ -73,6 +83,7 @@ const human =
 const measure = async (label: string, body: string) => {
   const times: number[] = [];
   let match = '';
+  for (let i = 0; i < 3; i++) await gateway.call('POST', '/v1/verify', { text: body }); // warm-up
   for (let i = 0; i < rounds; i++) {
     const t = performance.now();
     const response = await gateway.call('POST', '/v1/verify', { text: body });
