@@ -3,70 +3,11 @@
 // docs/spec/watermark-v1.md sections 3 and 4, with native 64-bit arithmetic.
 // Run: pnpm --filter @tracemark/extraction generate:wasm
 import { writeFileSync } from 'node:fs';
+import { sipRounds } from '../../core/wasm/sipround.mjs';
 
-/** One SipRound on the locals $v0..$v3. */
-const round = `
-      (local.set $v0 (i64.add (local.get $v0) (local.get $v1)))
-      (local.set $v1 (i64.xor (i64.rotl (local.get $v1) (i64.const 13)) (local.get $v0)))
-      (local.set $v0 (i64.rotl (local.get $v0) (i64.const 32)))
-      (local.set $v2 (i64.add (local.get $v2) (local.get $v3)))
-      (local.set $v3 (i64.xor (i64.rotl (local.get $v3) (i64.const 16)) (local.get $v2)))
-      (local.set $v0 (i64.add (local.get $v0) (local.get $v3)))
-      (local.set $v3 (i64.xor (i64.rotl (local.get $v3) (i64.const 21)) (local.get $v0)))
-      (local.set $v2 (i64.add (local.get $v2) (local.get $v1)))
-      (local.set $v1 (i64.xor (i64.rotl (local.get $v1) (i64.const 17)) (local.get $v2)))
-      (local.set $v2 (i64.rotl (local.get $v2) (i64.const 32)))`;
-const rounds = (n) => Array.from({ length: n }, () => round).join('');
-
-/** One SipRound on two independent states ($v0..$v3 and $w0..$w3), interleaved for ILP. */
-const round2 = `
-      (local.set $v0 (i64.add (local.get $v0) (local.get $v1)))
-      (local.set $w0 (i64.add (local.get $w0) (local.get $w1)))
-      (local.set $v1 (i64.xor (i64.rotl (local.get $v1) (i64.const 13)) (local.get $v0)))
-      (local.set $w1 (i64.xor (i64.rotl (local.get $w1) (i64.const 13)) (local.get $w0)))
-      (local.set $v0 (i64.rotl (local.get $v0) (i64.const 32)))
-      (local.set $w0 (i64.rotl (local.get $w0) (i64.const 32)))
-      (local.set $v2 (i64.add (local.get $v2) (local.get $v3)))
-      (local.set $w2 (i64.add (local.get $w2) (local.get $w3)))
-      (local.set $v3 (i64.xor (i64.rotl (local.get $v3) (i64.const 16)) (local.get $v2)))
-      (local.set $w3 (i64.xor (i64.rotl (local.get $w3) (i64.const 16)) (local.get $w2)))
-      (local.set $v0 (i64.add (local.get $v0) (local.get $v3)))
-      (local.set $w0 (i64.add (local.get $w0) (local.get $w3)))
-      (local.set $v3 (i64.xor (i64.rotl (local.get $v3) (i64.const 21)) (local.get $v0)))
-      (local.set $w3 (i64.xor (i64.rotl (local.get $w3) (i64.const 21)) (local.get $w0)))
-      (local.set $v2 (i64.add (local.get $v2) (local.get $v1)))
-      (local.set $w2 (i64.add (local.get $w2) (local.get $w1)))
-      (local.set $v1 (i64.xor (i64.rotl (local.get $v1) (i64.const 17)) (local.get $v2)))
-      (local.set $w1 (i64.xor (i64.rotl (local.get $w1) (i64.const 17)) (local.get $w2)))
-      (local.set $v2 (i64.rotl (local.get $v2) (i64.const 32)))
-      (local.set $w2 (i64.rotl (local.get $w2) (i64.const 32)))`;
-const rounds2 = (n) => Array.from({ length: n }, () => round2).join('');
-
-/** rotl of every 64-bit lane of $x by r, as a v128 expression. */
-const rotl = (x, r) => {
-  if (r === 32) return `(i8x16.shuffle 4 5 6 7 0 1 2 3 12 13 14 15 8 9 10 11 ${x} ${x})`;
-  if (r === 16) return `(i8x16.shuffle 6 7 0 1 2 3 4 5 14 15 8 9 10 11 12 13 ${x} ${x})`;
-  return `(v128.or (i64x2.shl ${x} (i32.const ${r})) (i64x2.shr_u ${x} (i32.const ${64 - r})))`;
-};
-/** One SipRound on two lanes each of two vector states, $a0..$a3 and $b0..$b3, interleaved. */
-const vround2 = () => {
-  const step = (p) => [
-    `(local.set $${p}0 (i64x2.add (local.get $${p}0) (local.get $${p}1)))`,
-    `(local.set $${p}1 (v128.xor ${rotl(`(local.get $${p}1)`, 13)} (local.get $${p}0)))`,
-    `(local.set $${p}0 ${rotl(`(local.get $${p}0)`, 32)})`,
-    `(local.set $${p}2 (i64x2.add (local.get $${p}2) (local.get $${p}3)))`,
-    `(local.set $${p}3 (v128.xor ${rotl(`(local.get $${p}3)`, 16)} (local.get $${p}2)))`,
-    `(local.set $${p}0 (i64x2.add (local.get $${p}0) (local.get $${p}3)))`,
-    `(local.set $${p}3 (v128.xor ${rotl(`(local.get $${p}3)`, 21)} (local.get $${p}0)))`,
-    `(local.set $${p}2 (i64x2.add (local.get $${p}2) (local.get $${p}1)))`,
-    `(local.set $${p}1 (v128.xor ${rotl(`(local.get $${p}1)`, 17)} (local.get $${p}2)))`,
-    `(local.set $${p}2 ${rotl(`(local.get $${p}2)`, 32)})`,
-  ];
-  const a = step('a');
-  const b = step('b');
-  return a.map((line, i) => `\n                ${line}\n                ${b[i]}`).join('');
-};
-const vrounds = (n) => Array.from({ length: n }, () => vround2()).join('');
+const rounds = (n) => sipRounds(n, ['v']);
+const rounds2 = (n) => sipRounds(n, ['v', 'w']);
+const vrounds = (n) => sipRounds(n, ['a', 'b'], true);
 
 /** Initial state from the key words $k0 $k1 (prefixed names). */
 const init = (k0, k1) => `
