@@ -13,6 +13,7 @@ import type { Backend } from './backends/types.ts';
 import type { GatewayConfig } from './config.ts';
 import { GatewayError } from './errors.ts';
 import authPlugin from './plugins/auth.ts';
+import consolePlugin from './plugins/console.ts';
 import errorsPlugin from './plugins/errors.ts';
 import metricsPlugin from './plugins/metrics.ts';
 import { createIssuanceLog, type IssuanceLog } from './provenance/issuance-log.ts';
@@ -23,6 +24,8 @@ import detectRoutes from './routes/detect.ts';
 import modelsRoutes from './routes/models.ts';
 import operationsRoutes from './routes/operations.ts';
 import provenanceRoutes from './routes/provenance.ts';
+import scanRoutes from './routes/scan.ts';
+import whoamiRoutes from './routes/whoami.ts';
 import { openAiErrorSchema } from './schemas.ts';
 import type { GatewayStorage } from './storage/types.ts';
 
@@ -169,6 +172,9 @@ const gateway: FastifyPluginAsync<GatewayServices> = async (fastify: FastifyInst
   await fastify.register(detectRoutes);
   await fastify.register(provenanceRoutes);
   await fastify.register(adminRoutes);
+  await fastify.register(scanRoutes);
+  await fastify.register(whoamiRoutes);
+  await fastify.register(consolePlugin);
 };
 
 /**

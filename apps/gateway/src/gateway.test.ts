@@ -623,10 +623,12 @@ describe('operations', () => {
         'get /v1/log/consistency',
         'get /v1/log/inclusion',
         'get /v1/models',
+        'get /v1/whoami',
         'post /v1/admin/keys',
         'post /v1/chat/completions',
         'post /v1/completions',
         'post /v1/detect',
+        'post /v1/scan',
         'post /v1/verify',
       ].sort(),
     );

@@ -1,0 +1,319 @@
+/**
+ * POST /v1/scan (scope verify): a small corpus → the radioactivity result of `scanCorpus`
+ * (@tracemark/extraction, the library behind `tracemark scan`) under the gateway's watermark key, with every
+ * fake key's p-value so that a client can plot the calibration. Larger corpora belong to `tracemark scan`.
+ */
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import {
+  DEFAULT_FAKE_KEY_SEED,
+  DEFAULT_FAKE_KEYS,
+  type FakeKeyCounts,
+  fakeKeyPValues,
+  runFakeKeyJob,
+  type ScanDocument,
+  scanCorpus,
+} from '@tracemark/extraction';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import { GatewayError } from '../errors.ts';
+import { errorResponses, type JsonSchema } from '../schemas.ts';
+
+/** At most this many documents per request. */
+export const SCAN_MAX_DOCUMENTS = 2000;
+/** At most this many bytes (UTF-8) of text and prompts per request. */
+export const SCAN_MAX_TEXT_BYTES: number = 2 * 1024 * 1024;
+/** The request body may exceed the text by its JSON escapes and field names. */
+export const SCAN_BODY_LIMIT_BYTES: number = 4 * 1024 * 1024;
+/** Scans running at once; more wait for none and get a 429 (a scan holds a core for up to a few seconds). */
+export const SCAN_MAX_CONCURRENT = 2;
+
+const number = { type: 'number' };
+const integer = { type: 'integer' };
+const string = { type: 'string' };
+
+export const scanRequestSchema: JsonSchema = {
+  type: 'object',
+  required: ['documents'],
+  properties: {
+    documents: {
+      type: 'array',
+      minItems: 1,
+      maxItems: SCAN_MAX_DOCUMENTS,
+      description: `The corpus, at most ${SCAN_MAX_DOCUMENTS} documents and 2 MiB of text in all.`,
+      items: {
+        type: 'object',
+        required: ['text'],
+        properties: {
+          text: { type: 'string', description: 'The document (a completion, a web page, a model sample).' },
+          prompt: {
+            type: 'string',
+            description: "The prompt it answered: the prompt's (window, token) pairs are never scored.",
+          },
+          source: { type: 'string', maxLength: 256, description: 'A name for it in the result.' },
+        },
+      },
+    },
+    fakeKeys: {
+      type: 'integer',
+      minimum: 20,
+      maximum: 200,
+      description: `Fake keys for the calibration (default ${DEFAULT_FAKE_KEYS}).`,
+    },
+    fakeKeySeed: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 200,
+      description: `Public label the fake keys derive from (default "${DEFAULT_FAKE_KEY_SEED}").`,
+    },
+    alpha: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1, description: 'Default 1e-6.' },
+  },
+};
+
+const location = {
+  type: 'object',
+  required: ['document', 'source', 'token'],
+  properties: { document: integer, source: string, token: integer },
+};
+
+const keyScanSchema = {
+  type: 'object',
+  required: [
+    'keyId',
+    'scheme',
+    'contextWidth',
+    'gamma',
+    'numScored',
+    'numGreen',
+    'greenFraction',
+    'effect',
+    'effectInterval',
+    'z',
+    'log10P',
+    'log10PAdjusted',
+    'calibration',
+    'doseUpperBound',
+    'verdict',
+    'reason',
+    'topDocuments',
+    'passages',
+    'fakeKeyLog10P',
+    'fakeKeyRandomizedP',
+  ],
+  properties: {
+    keyId: string,
+    scheme: string,
+    contextWidth: integer,
+    gamma: number,
+    tape: {
+      type: 'object',
+      properties: {
+        numDocuments: integer,
+        numTokens: integer,
+        numPromptTokens: integer,
+        numEligible: integer,
+        numDistinct: integer,
+        numExcludedByPrompt: integer,
+      },
+    },
+    numScored: integer,
+    numGreen: integer,
+    greenFraction: number,
+    effect: number,
+    effectInterval: { type: 'array', items: number },
+    z: number,
+    log10P: number,
+    log10PAdjusted: number,
+    calibration: {
+      type: 'object',
+      required: ['fakeKeys', 'seed', 'rank', 'empiricalPValue', 'ksStatistic', 'ksPValue', 'uniform'],
+      properties: {
+        fakeKeys: integer,
+        seed: string,
+        rank: integer,
+        empiricalPValue: number,
+        ksStatistic: number,
+        ksPValue: number,
+        uniform: { type: ['boolean', 'null'] },
+        minFakeLog10P: number,
+      },
+    },
+    doseUpperBound: number,
+    verdict: { type: 'string', enum: ['radioactive', 'not_radioactive', 'insufficient'] },
+    reason: string,
+    topDocuments: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          document: integer,
+          source: string,
+          numScored: integer,
+          numGreen: integer,
+          log10P: number,
+          log10PCorrected: number,
+        },
+      },
+    },
+    passages: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          start: location,
+          end: location,
+          numScored: integer,
+          numGreen: integer,
+          log10P: number,
+          log10PCorrected: number,
+        },
+      },
+    },
+    fakeKeyLog10P: {
+      type: 'array',
+      items: number,
+      description: 'Each fake key’s exact log10 p-value, in index order (the rank compares with these).',
+    },
+    fakeKeyRandomizedP: {
+      type: 'array',
+      items: number,
+      description:
+        'Each fake key’s randomized p-value, exactly U(0, 1) under the null (the KS test uses these).',
+    },
+  },
+};
+
+export const scanResponseSchema: JsonSchema = {
+  type: 'object',
+  required: [
+    'object',
+    'verdict',
+    'reason',
+    'matchedKeyId',
+    'alpha',
+    'numDocuments',
+    'numTokens',
+    'numPromptTokens',
+    'fakeKeys',
+    'keys',
+  ],
+  properties: {
+    object: { type: 'string', enum: ['tracemark.scan'] },
+    verdict: { type: 'string', enum: ['radioactive', 'not_radioactive', 'insufficient'] },
+    reason: string,
+    matchedKeyId: { type: ['string', 'null'] },
+    alpha: number,
+    missRate: number,
+    minimumDose: number,
+    numDocuments: integer,
+    numTokens: integer,
+    numPromptTokens: integer,
+    fakeKeys: { type: 'object', required: ['count', 'seed'], properties: { count: integer, seed: string } },
+    keys: { type: 'array', items: keyScanSchema },
+  },
+};
+
+interface ScanBody {
+  readonly documents: readonly {
+    readonly text: string;
+    readonly prompt?: string;
+    readonly source?: string;
+  }[];
+  readonly fakeKeys?: number;
+  readonly fakeKeySeed?: string;
+  readonly alpha?: number;
+}
+
+const scanRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
+  let running = 0;
+  fastify.post(
+    '/v1/scan',
+    {
+      config: { scope: 'verify' },
+      bodyLimit: Math.max(fastify.gateway.config.bodyLimitBytes, SCAN_BODY_LIMIT_BYTES),
+      schema: {
+        summary: 'Scan a small corpus for the watermark’s radioactivity, calibrated with fake keys',
+        description: `The result of \`tracemark scan --json\` for up to ${SCAN_MAX_DOCUMENTS} documents (2 MiB of text) under the gateway's watermark key, with each fake key's p-value (for a calibration plot). Radioactive means that text generated by this service, or a model trained on it, is in the corpus.`,
+        tags: ['detection'],
+        security: [{ bearerAuth: [] }],
+        body: scanRequestSchema,
+        response: { 200: scanResponseSchema, ...errorResponses() },
+      },
+    },
+    async (request) => {
+      const body = request.body as ScanBody;
+      let bytes = 0;
+      for (const document of body.documents) {
+        bytes += Buffer.byteLength(document.text, 'utf8');
+        if (document.prompt !== undefined) bytes += Buffer.byteLength(document.prompt, 'utf8');
+      }
+      if (bytes > SCAN_MAX_TEXT_BYTES) {
+        throw new GatewayError(
+          413,
+          'TM_ERR_BODY_TOO_LARGE',
+          `the corpus holds ${(bytes / 1024 / 1024).toFixed(1)} MiB of text; /v1/scan takes at most 2 MiB (use \`tracemark scan\` for larger corpora)`,
+          { param: 'documents' },
+        );
+      }
+      if (running >= SCAN_MAX_CONCURRENT) {
+        throw new GatewayError(
+          429,
+          'TM_ERR_RATE_LIMITED',
+          'other scans are running; retry in a few seconds',
+          {
+            retryAfterSeconds: 2,
+          },
+        );
+      }
+      running++;
+      try {
+        const key = fastify.gateway.watermarkKey;
+        const tokenizer = fastify.gateway.detector({ window: false }).tokenizer;
+        // Tokenizing and scoring run on the event loop: yield between documents and fake-key batches.
+        async function* documents(): AsyncGenerator<ScanDocument> {
+          let index = 0;
+          for (const document of body.documents) {
+            yield {
+              tokens: tokenizer.encodeFast(document.text),
+              ...(document.prompt === undefined ? {} : { prompt: tokenizer.encodeFast(document.prompt) }),
+              source: document.source ?? `document ${index + 1}`,
+            };
+            if (++index % 100 === 0) await nextTurn();
+          }
+        }
+        const fakeKeyResults: FakeKeyCounts[] = [];
+        const seed = body.fakeKeySeed ?? DEFAULT_FAKE_KEY_SEED;
+        const report = await scanCorpus({
+          documents: documents(),
+          keys: [key],
+          specialTokenIds: tokenizer.specialTokenIds,
+          fakeKeys: body.fakeKeys ?? DEFAULT_FAKE_KEYS,
+          fakeKeySeed: seed,
+          ...(body.alpha === undefined ? {} : { alpha: body.alpha }),
+          runFakeKeyJobs: async (jobs) => {
+            const results: FakeKeyCounts[] = [];
+            for (const job of jobs) {
+              results.push(runFakeKeyJob(job));
+              await nextTurn();
+            }
+            fakeKeyResults.push(...results);
+            return results;
+          },
+        });
+        // One key, so every fake-key job belongs to its calibration.
+        const fake = fakeKeyPValues(fakeKeyResults, key.scheme.gammaEffective, seed);
+        return {
+          object: 'tracemark.scan',
+          ...report,
+          keys: report.keys.map((scan) => ({
+            ...scan,
+            fakeKeyLog10P: fake.log10P,
+            fakeKeyRandomizedP: fake.randomized,
+          })),
+        };
+      } finally {
+        running--;
+      }
+    },
+  );
+};
+
+export default scanRoutes;
