@@ -27,6 +27,7 @@ import type {
   IssuanceInput,
   IssuanceRecord,
   ListIssuanceOptions,
+  StorageOpenOptions,
   WatermarkEpoch,
 } from './types.ts';
 
@@ -37,7 +38,7 @@ const ISSUANCE_LOCK = 7_261_002;
 const placeholders = (count: number, offset = 0) =>
   Array.from({ length: count }, (_, i) => `$${i + 1 + offset}`).join(', ');
 
-export interface PostgresStorageOptions {
+export interface PostgresStorageOptions extends StorageOpenOptions {
   readonly connectionString: string;
   readonly maxConnections?: number;
   /** Per-statement timeout, so a stuck database surfaces as an error rather than a hung request. */
@@ -88,8 +89,10 @@ async function appendLeaves(
 }
 
 export async function openPostgresStorage(options: PostgresStorageOptions): Promise<GatewayStorage> {
+  const readonly = options.readonly === true;
   const pool = new pg.Pool({
-    connectionString: options.connectionString,
+    // Read only: every session's transactions are READ ONLY, so the server itself refuses writes.
+    connectionString: readonly ? readOnlyUrl(options.connectionString) : options.connectionString,
     max: options.maxConnections ?? 10,
     connectionTimeoutMillis: 5000,
     statement_timeout: options.statementTimeoutMs ?? 10_000,
@@ -97,7 +100,8 @@ export async function openPostgresStorage(options: PostgresStorageOptions): Prom
   // An idle client that loses its connection emits here; the next query reconnects.
   pool.on('error', () => undefined);
   try {
-    await migrate(pool);
+    if (readonly) await checkMigrated(pool);
+    else await migrate(pool);
   } catch (error) {
     await pool.end().catch(() => undefined);
     throw error;
@@ -122,15 +126,17 @@ export async function openPostgresStorage(options: PostgresStorageOptions): Prom
   };
   // Records written before the Merkle log existed (migration 2) become its first leaves.
   try {
-    await locked(async (client) => {
-      const size = Number(
-        (await client.query('SELECT COALESCE(MAX(idx), -1) + 1 AS n FROM log_nodes WHERE level = 0')).rows[0]
-          .n,
-      );
-      const missing = (await client.query('SELECT * FROM issuance_log WHERE seq >= $1 ORDER BY seq', [size]))
-        .rows as Row[];
-      if (missing.length > 0) await appendLeaves(client, size, missing.map(issuanceFromRow));
-    });
+    if (!readonly)
+      await locked(async (client) => {
+        const size = Number(
+          (await client.query('SELECT COALESCE(MAX(idx), -1) + 1 AS n FROM log_nodes WHERE level = 0'))
+            .rows[0].n,
+        );
+        const missing = (
+          await client.query('SELECT * FROM issuance_log WHERE seq >= $1 ORDER BY seq', [size])
+        ).rows as Row[];
+        if (missing.length > 0) await appendLeaves(client, size, missing.map(issuanceFromRow));
+      });
   } catch (error) {
     await pool.end().catch(() => undefined);
     throw error;
@@ -279,18 +285,32 @@ export async function openPostgresStorage(options: PostgresStorageOptions): Prom
       );
     },
     async listIssuance(options: ListIssuanceOptions) {
-      const after = options.afterSeq ?? -1;
-      const rows =
-        options.apiKeyId === undefined
-          ? await query('SELECT * FROM issuance_log WHERE seq > $1 ORDER BY seq LIMIT $2', [
-              after,
-              options.limit,
-            ])
-          : await query(
-              'SELECT * FROM issuance_log WHERE seq > $1 AND api_key_id = $2 ORDER BY seq LIMIT $3',
-              [after, options.apiKeyId, options.limit],
-            );
+      const values: unknown[] = [options.afterSeq ?? -1];
+      let where = 'seq > $1';
+      if (options.apiKeyId !== undefined) {
+        values.push(options.apiKeyId);
+        where += ` AND api_key_id = $${values.length}`;
+      }
+      if (options.account !== undefined) {
+        values.push(options.account);
+        where += ` AND account = $${values.length}`;
+      }
+      values.push(options.limit);
+      const rows = await query(
+        `SELECT * FROM issuance_log WHERE ${where} ORDER BY seq LIMIT $${values.length}`,
+        values,
+      );
       return rows.map(issuanceFromRow);
+    },
+    async listIssuanceAccounts() {
+      const rows = await query(
+        'SELECT account, COUNT(*) AS n, COALESCE(SUM(num_tokens), 0) AS tokens FROM issuance_log GROUP BY account ORDER BY account',
+      );
+      return rows.map((row) => ({
+        account: String(row.account),
+        numOutputs: Number(row.n),
+        numTokens: Number(row.tokens),
+      }));
     },
     async getIssuance(id) {
       const rows = await query('SELECT * FROM issuance_log WHERE id = $1', [id]);
@@ -324,6 +344,35 @@ export async function openPostgresStorage(options: PostgresStorageOptions): Prom
       await pool.end();
     },
   };
+}
+
+/** The URL with `-c default_transaction_read_only=on` added to its startup options. */
+function readOnlyUrl(connectionString: string): string {
+  const url = new URL(connectionString);
+  const existing = url.searchParams.get('options');
+  url.searchParams.set(
+    'options',
+    `${existing === null ? '' : `${existing} `}-c default_transaction_read_only=on`,
+  );
+  return url.toString();
+}
+
+/** A read-only opening needs every migration applied (it cannot apply them). */
+async function checkMigrated(pool: pg.Pool): Promise<void> {
+  const exists = await pool.query("SELECT to_regclass('schema_migrations') AS t");
+  const applied = new Set(
+    (exists.rows[0] as Row).t === null
+      ? []
+      : (await pool.query('SELECT version FROM schema_migrations')).rows.map((row: Row) =>
+          Number(row.version),
+        ),
+  );
+  const missing = MIGRATIONS.filter((migration) => !applied.has(migration.version));
+  if (missing.length > 0) {
+    throw new Error(
+      `not a migrated gateway database (missing migrations ${missing.map((m) => m.version).join(', ')}); it is opened read-only`,
+    );
+  }
 }
 
 async function migrate(pool: pg.Pool): Promise<void> {

@@ -29,20 +29,25 @@ import type {
   IssuanceRecord,
   ListIssuanceOptions,
   NearDuplicateCandidate,
+  StorageOpenOptions,
   WatermarkEpoch,
 } from './types.ts';
 
 const placeholders = (count: number) => Array.from({ length: count }, () => '?').join(', ');
 
-export function openSqliteStorage(path: string): GatewayStorage {
+export function openSqliteStorage(path: string, options: StorageOpenOptions = {}): GatewayStorage {
+  const readonly = options.readonly === true;
   const fresh = path !== ':memory:' && !existsSync(path);
-  const db = new Database(path);
-  if (fresh) chmodSync(path, 0o600);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
+  const db = new Database(path, readonly ? { readonly: true, fileMustExist: true } : {});
+  if (fresh && !readonly) chmodSync(path, 0o600);
+  if (!readonly) {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+  }
   db.pragma('busy_timeout = 5000');
   db.pragma('foreign_keys = ON');
-  migrate(db);
+  if (readonly) checkMigrated(db, path);
+  else migrate(db);
 
   const insertKey = db.prepare(
     `INSERT INTO api_keys (${API_KEY_COLUMNS.join(', ')}) VALUES (${placeholders(API_KEY_COLUMNS.length)})`,
@@ -59,6 +64,15 @@ export function openSqliteStorage(path: string): GatewayStorage {
   const listAll = db.prepare('SELECT * FROM issuance_log WHERE seq > ? ORDER BY seq LIMIT ?');
   const listByKey = db.prepare(
     'SELECT * FROM issuance_log WHERE seq > ? AND api_key_id = ? ORDER BY seq LIMIT ?',
+  );
+  const listByAccount = db.prepare(
+    'SELECT * FROM issuance_log WHERE seq > ? AND account = ? ORDER BY seq LIMIT ?',
+  );
+  const listByKeyAndAccount = db.prepare(
+    'SELECT * FROM issuance_log WHERE seq > ? AND api_key_id = ? AND account = ? ORDER BY seq LIMIT ?',
+  );
+  const selectAccounts = db.prepare(
+    'SELECT account, COUNT(*) AS n, COALESCE(SUM(num_tokens), 0) AS tokens FROM issuance_log GROUP BY account ORDER BY account',
   );
   const countIssuance = db.prepare('SELECT COUNT(*) AS n FROM issuance_log');
   const sumTokens = db.prepare(
@@ -123,11 +137,13 @@ export function openSqliteStorage(path: string): GatewayStorage {
     return stored;
   });
   // Records written before the Merkle log existed (migration 2) become its first leaves.
-  db.transaction(() => {
-    const size = Number((logSize.get() as Row).n);
-    const missing = db.prepare('SELECT * FROM issuance_log WHERE seq >= ? ORDER BY seq').all(size) as Row[];
-    if (missing.length > 0) appendLeaves(size, missing.map(issuanceFromRow));
-  }).immediate();
+  if (!readonly) {
+    db.transaction(() => {
+      const size = Number((logSize.get() as Row).n);
+      const missing = db.prepare('SELECT * FROM issuance_log WHERE seq >= ? ORDER BY seq').all(size) as Row[];
+      if (missing.length > 0) appendLeaves(size, missing.map(issuanceFromRow));
+    }).immediate();
+  }
   let closed = false;
 
   return {
@@ -217,11 +233,23 @@ export function openSqliteStorage(path: string): GatewayStorage {
     },
     async listIssuance(options: ListIssuanceOptions) {
       const after = options.afterSeq ?? -1;
+      const { apiKeyId, account, limit } = options;
       const rows =
-        options.apiKeyId === undefined
-          ? listAll.all(after, options.limit)
-          : listByKey.all(after, options.apiKeyId, options.limit);
+        apiKeyId === undefined
+          ? account === undefined
+            ? listAll.all(after, limit)
+            : listByAccount.all(after, account, limit)
+          : account === undefined
+            ? listByKey.all(after, apiKeyId, limit)
+            : listByKeyAndAccount.all(after, apiKeyId, account, limit);
       return (rows as Row[]).map(issuanceFromRow);
+    },
+    async listIssuanceAccounts() {
+      return (selectAccounts.all() as Row[]).map((row) => ({
+        account: String(row.account),
+        numOutputs: Number(row.n),
+        numTokens: Number(row.tokens),
+      }));
     },
     async getIssuance(id) {
       const row = selectIssuance.get(id) as Row | undefined;
@@ -247,6 +275,27 @@ export function openSqliteStorage(path: string): GatewayStorage {
       db.close();
     },
   };
+}
+
+/** A read-only opening needs every migration applied (it cannot apply them). */
+function checkMigrated(db: Database.Database, path: string): void {
+  const hasTable = db
+    .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
+    .get();
+  const applied = new Set(
+    hasTable === undefined
+      ? []
+      : (db.prepare('SELECT version FROM schema_migrations').all() as Row[]).map((row) =>
+          Number(row.version),
+        ),
+  );
+  const missing = MIGRATIONS.filter((migration) => !applied.has(migration.version));
+  if (missing.length > 0) {
+    db.close();
+    throw new Error(
+      `${path}: not a migrated gateway database (missing migrations ${missing.map((m) => m.version).join(', ')}); it is opened read-only`,
+    );
+  }
 }
 
 function migrate(db: Database.Database): void {

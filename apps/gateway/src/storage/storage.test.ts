@@ -52,15 +52,17 @@ function storageSuite(
   open: () => Promise<{
     storage: GatewayStorage;
     reopen: () => Promise<GatewayStorage>;
+    reopenReadonly: () => Promise<GatewayStorage>;
     cleanup: () => Promise<void>;
   }>,
 ) {
   describe(name, () => {
     let storage: GatewayStorage;
     let reopen: () => Promise<GatewayStorage>;
+    let reopenReadonly: () => Promise<GatewayStorage>;
     let cleanup: () => Promise<void>;
     beforeAll(async () => {
-      ({ storage, reopen, cleanup } = await open());
+      ({ storage, reopen, reopenReadonly, cleanup } = await open());
     });
     afterAll(async () => {
       await storage?.close();
@@ -137,6 +139,35 @@ function storageSuite(
       expect(await storage.getIssuance('iss_missing')).toBeNull();
     });
 
+    it('opens read-only: lists issuance by account and the accounts, and refuses writes', async () => {
+      await storage.appendIssuance([
+        record(100, { account: 'globex', apiKeyId: 'ak_globex', numTokens: 7 }),
+        record(101, { account: 'globex', apiKeyId: 'ak_globex', numTokens: 5 }),
+      ]);
+      const reader = await reopenReadonly();
+      try {
+        const all = await storage.listIssuance({ limit: 1000 });
+        expect(await reader.listIssuance({ limit: 1000 })).toEqual(all);
+        const globex = await reader.listIssuance({ account: 'globex', limit: 1000 });
+        expect(globex.map((r) => r.account)).toEqual(['globex', 'globex']);
+        expect(await reader.listIssuance({ account: 'globex', afterSeq: globex[0]!.seq, limit: 10 })).toEqual(
+          [globex[1]],
+        );
+        expect(await reader.listIssuance({ account: 'globex', apiKeyId: 'ak_other', limit: 10 })).toEqual([]);
+        const accounts = await reader.listIssuanceAccounts();
+        expect(accounts.map((a) => a.account)).toEqual(['acme', 'globex']);
+        expect(accounts[1]).toEqual({ account: 'globex', numOutputs: 2, numTokens: 12 });
+        expect(accounts[0]!.numOutputs).toBe(all.length - 2);
+        await expect(reader.appendIssuance([record(102)])).rejects.toThrow();
+        await expect(reader.revokeApiKey('ak_missing', '2026-01-01T00:00:00.000Z')).rejects.toThrow(
+          /read.?only/i,
+        );
+      } finally {
+        await reader.close();
+      }
+      expect(await storage.countIssuance()).toBe((await storage.listIssuance({ limit: 1000 })).length);
+    });
+
     it('sums tokens per key since a time, and prunes old output tokens but keeps the record', async () => {
       expect(await storage.sumTokensSince('ak_0000000000000001', '2026-01-01T00:00:10.000Z')).toBe(4 * 12);
       const pruned = await storage.pruneIssuedTokens('2026-01-01T00:00:05.000Z');
@@ -160,6 +191,7 @@ storageSuite('SQLite storage', async () => {
   return {
     storage: openSqliteStorage(path),
     reopen: async () => openSqliteStorage(path),
+    reopenReadonly: async () => openSqliteStorage(path, { readonly: true }),
     cleanup: async () => rmSync(directory, { recursive: true, force: true }),
   };
 });
@@ -170,10 +202,20 @@ if (pgAvailable) {
     return {
       storage: await openPostgresStorage({ connectionString: schema.url }),
       reopen: () => openPostgresStorage({ connectionString: schema.url }),
+      reopenReadonly: () => openPostgresStorage({ connectionString: schema.url, readonly: true }),
       cleanup: schema.drop,
     };
   });
 } else {
+  it('refuses to open a missing SQLite database read-only, and an unmigrated one', () => {
+    const directory = temporaryDirectory();
+    try {
+      expect(() => openSqliteStorage(join(directory, 'missing.sqlite'), { readonly: true })).toThrow();
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
   describe.skip('PostgreSQL storage (server unreachable and CI not set)', () => {
     it('runs the same suite against PostgreSQL', () => undefined);
   });

@@ -79,6 +79,26 @@ export interface ListIssuanceOptions {
   readonly afterSeq?: number;
   readonly limit: number;
   readonly apiKeyId?: string;
+  /** Only records of this account. */
+  readonly account?: string;
+}
+
+/** One account's share of the issuance log. */
+export interface IssuanceAccount {
+  readonly account: string;
+  /** Issued outputs (records). */
+  readonly numOutputs: number;
+  /** Issued completion tokens. */
+  readonly numTokens: number;
+}
+
+/** How to open storage. */
+export interface StorageOpenOptions {
+  /**
+   * Read only: no migration, no writes (the log's readers, e.g. `tracemark scan --issued`). Opening
+   * fails when the database does not exist or is not migrated; every write method fails.
+   */
+  readonly readonly?: boolean;
 }
 
 export interface GatewayStorage {
@@ -119,6 +139,8 @@ export interface GatewayStorage {
   /** Every epoch registered, oldest first. */
   listWatermarkEpochs(): Promise<WatermarkEpoch[]>;
   listIssuance(options: ListIssuanceOptions): Promise<IssuanceRecord[]>;
+  /** Accounts that were issued output, with their counts, by account name. */
+  listIssuanceAccounts(): Promise<IssuanceAccount[]>;
   getIssuance(id: string): Promise<IssuanceRecord | null>;
   countIssuance(): Promise<number>;
   /** Completion tokens issued to a key since `since` (ISO), for quota accounting after a restart. */
