@@ -1,6 +1,7 @@
 /** Human-readable output of `tracemark scan`. */
 import type { KeyScan, ScanReport } from '@tracemark/extraction';
 import { formatLog10 } from './render.ts';
+import type { Attribution } from './scan-attribution.ts';
 
 const VERDICT_TEXT: Record<string, string> = {
   radioactive: 'RADIOACTIVE',
@@ -61,5 +62,23 @@ export function renderScanReport(report: ScanReport): string {
   ];
   for (const scan of report.keys) lines.push(...keyLines(scan, report));
   lines.push(`verdict: ${VERDICT_TEXT[report.verdict]} (${report.verdict}): ${report.reason}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** The attribution table: one row per account, strongest evidence first. */
+export function renderAttribution(attribution: Attribution): string {
+  const lines = [
+    `attribution: ${attribution.accountsTested} accounts tested, each on the windows issued to it alone; log10 p Holm-adjusted across the accounts (α = ${attribution.alpha})`,
+  ];
+  for (const row of attribution.accounts) {
+    lines.push(
+      `  ${row.attributed ? '*' : ' '} ${row.account}: ${count(row.numScored)} scored (${count(row.numExclusiveWindows)} exclusive windows, ${count(row.numOutputs)} outputs), log10 p = ${formatLog10(row.log10P)}, adjusted ${formatLog10(row.log10PAdjusted)}`,
+    );
+  }
+  lines.push(
+    attribution.attributedTo.length === 0
+      ? 'most likely learned from: no account (none significant after correction)'
+      : `most likely learned from: ${attribution.attributedTo.join(', ')}`,
+  );
   return `${lines.join('\n')}\n`;
 }

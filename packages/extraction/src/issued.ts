@@ -113,6 +113,42 @@ export class IssuedWindowSet {
     return builder.build();
   }
 
+  /**
+   * For each set, the windows it holds that no other set holds (same widths in every set). Attribution
+   * scans one account on the windows issued to it alone: a window issued to two accounts cannot say
+   * which of them the suspect learned from. Still windows only: no token is involved.
+   */
+  static exclusive(sets: readonly IssuedWindowSet[]): IssuedWindowSet[] {
+    if (sets.length === 0) return [];
+    for (const set of sets) {
+      if (!IssuedWindowSet.isIssuedWindowSet(set)) throw new TypeError('sets: expected IssuedWindowSets');
+    }
+    const widths = sets[0]!.widths;
+    for (const set of sets) {
+      if (set.widths.join() !== widths.join())
+        throw new RangeError('sets: every set must hold the same widths');
+    }
+    return sets.map((set, i) => {
+      const tables = new Map<number, TupleTable>();
+      for (const width of widths) {
+        const own = set.#tables.get(width)!;
+        const out = new TupleTable(width);
+        const tuples = own.tuples();
+        const windows = width === 0 ? own.size : tuples.length / width;
+        for (let w = 0; w < windows; w++) {
+          const start = w * width;
+          let shared = false;
+          for (let j = 0; j < sets.length && !shared; j++) {
+            if (j !== i && sets[j]!.#tables.get(width)!.find(tuples, start) >= 0) shared = true;
+          }
+          if (!shared) out.insert(tuples, start);
+        }
+        tables.set(width, out);
+      }
+      return new IssuedWindowSet(constructing, tables, set.numOutputs, set.numTokens);
+    });
+  }
+
   /** Window widths held. */
   get widths(): readonly number[] {
     return [...this.#tables.keys()];

@@ -17,9 +17,11 @@ import { type InputFormat, readInputs } from '../inputs.ts';
 import { CliError, type CliIo, EXIT } from '../io.ts';
 import { collect, parseNumber, parseOpenUnit } from '../options.ts';
 import { defaultWorkerCount } from '../pool.ts';
+import { type Attribution, attributeAccounts } from '../scan-attribution.ts';
 import type { ScanJobResult, TokenizedDocument } from '../scan-engine.ts';
+import { byAccount, type IssuedOutput, readIssuedLog } from '../scan-issued.ts';
 import { createScanPool, type ScanPool } from '../scan-pool.ts';
-import { renderScanReport } from '../scan-render.ts';
+import { renderAttribution, renderScanReport } from '../scan-render.ts';
 
 interface ScanCommandOptions {
   key: string[];
@@ -30,6 +32,10 @@ interface ScanCommandOptions {
   fakeKeySeed?: string;
   issuedFile?: string;
   issuedField: string;
+  issued?: string;
+  account?: string;
+  apiKeyEnv?: string;
+  attribute?: boolean;
   alpha: number;
   minDose: number;
   workers?: number;
@@ -87,6 +93,19 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       'text',
     )
     .option(
+      '--issued <db-or-url>',
+      "the gateway's issuance log: its SQLite file or data directory (read-only), a postgres:// URL, or an http(s):// gateway (GET /v1/admin/issuance, admin key from --api-key-env); supervised",
+    )
+    .option('--account <id>', 'with --issued: only the outputs issued to this account')
+    .option(
+      '--api-key-env <var>',
+      'environment variable holding an admin API key (--issued with a gateway URL)',
+    )
+    .option(
+      '--attribute',
+      'with --issued: scan each account on the windows issued to it alone and name the accounts the suspect most likely learned from (Holm-corrected across the accounts tested)',
+    )
+    .option(
       '--alpha <a>',
       'Holm-adjusted p-value at or below which the corpus is radioactive',
       parseOpenUnit('--alpha'),
@@ -109,6 +128,12 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
     .action(async (paths: string[], options: ScanCommandOptions) => {
       if (options.format !== undefined && options.format !== 'text' && options.format !== 'jsonl') {
         throw new CliError('TM_ERR_USAGE', '--format must be text or jsonl', EXIT.usage);
+      }
+      if (options.issued !== undefined && options.issuedFile !== undefined) {
+        throw new CliError('TM_ERR_USAGE', '--issued and --issued-file cannot be combined', EXIT.usage);
+      }
+      if ((options.attribute || options.account !== undefined) && options.issued === undefined) {
+        throw new CliError('TM_ERR_USAGE', '--attribute and --account need --issued', EXIT.usage);
       }
       const keys = await readKeys(options.key);
       const tokenizerId = keys[0]!.tokenizer as TokenizerId;
@@ -133,25 +158,57 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       };
       const started = performance.now();
       let report: ScanReport;
+      let issuedLog: { source: string; numOutputs: number; pruned: number; account: string | null } | null =
+        null;
+      let attribution: Attribution | null = null;
       try {
         let issuedWindows: IssuedWindowSet | undefined;
         let issuedGreenFractions: Map<string, number> | undefined;
-        if (options.issuedFile !== undefined) {
-          const outputs = await readIssued(pool, options.issuedFile, options.issuedField, io);
+        let logOutputs: IssuedOutput[] | undefined;
+        if (options.issued !== undefined) {
+          const apiKey = options.apiKeyEnv === undefined ? undefined : io.env[options.apiKeyEnv];
+          if (options.apiKeyEnv !== undefined && (apiKey === undefined || apiKey === '')) {
+            throw new CliError('TM_ERR_USAGE', `--api-key-env: ${options.apiKeyEnv} is not set`, EXIT.usage);
+          }
+          const log = await readIssuedLog(options.issued, {
+            ...(options.account === undefined ? {} : { account: options.account }),
+            ...(apiKey === undefined ? {} : { apiKey }),
+          });
+          logOutputs = log.outputs;
+          issuedLog = {
+            source: log.source,
+            numOutputs: log.outputs.length,
+            pruned: log.pruned,
+            account: options.account ?? null,
+          };
+        }
+        if (options.issuedFile !== undefined || logOutputs !== undefined) {
+          const outputs =
+            logOutputs === undefined
+              ? await readIssued(pool, options.issuedFile!, options.issuedField, io)
+              : logOutputs.map((output) => output.tokens);
           issuedWindows = await IssuedWindowSet.fromOutputs(outputs, {
             schemes: keys.map((key) => key.scheme),
             specialTokenIds: tokenizer.specialTokenIds,
           });
           issuedGreenFractions = new Map();
           for (const key of keys) {
-            const measured = await measureGreenFraction(outputs, key, tokenizer.specialTokenIds);
+            // The green fraction of the outputs this key marked (all of them when the log does not say).
+            const marked = logOutputs?.filter((output) => output.watermarkKeyId === key.keyId);
+            const measured = await measureGreenFraction(
+              marked === undefined || marked.length === 0 ? outputs : marked.map((output) => output.tokens),
+              key,
+              tokenizer.specialTokenIds,
+            );
             if (measured.numScored > 0) issuedGreenFractions.set(key.keyId, measured.greenFraction);
           }
         }
+        const kept: ScanDocument[] | null = options.attribute ? [] : null;
+        const documents = readDocuments(pool, paths, options, io, summary, onError, () =>
+          progress.update(summary, started),
+        );
         report = await scanCorpus({
-          documents: readDocuments(pool, paths, options, io, summary, onError, () =>
-            progress.update(summary, started),
-          ),
+          documents: kept === null ? documents : keep(documents, kept),
           keys,
           specialTokenIds: tokenizer.specialTokenIds,
           fakeKeys: options.fakeKeys,
@@ -165,6 +222,16 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
           ...(issuedWindows === undefined ? {} : { issuedWindows }),
           ...(issuedGreenFractions === undefined ? {} : { issuedGreenFractions }),
         });
+        if (kept !== null && logOutputs !== undefined) {
+          progress.message('attributing to accounts…');
+          attribution = await attributeAccounts({
+            documents: kept,
+            keys,
+            specialTokenIds: tokenizer.specialTokenIds,
+            accounts: byAccount(logOutputs),
+            alpha: options.alpha,
+          });
+        }
       } finally {
         await pool.close();
         progress.done();
@@ -177,9 +244,16 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
           megabytesPerSecond: Number((summary.bytes / 1e6 / Math.max(seconds, 1e-9)).toFixed(2)),
           workers: pool.workers,
         };
-        io.stdout.write(`${JSON.stringify({ ...report, summary: summaryJson, errors })}\n`);
+        io.stdout.write(
+          `${JSON.stringify({ ...report, issuedLog, attribution, summary: summaryJson, errors })}\n`,
+        );
       } else {
         io.stdout.write(renderScanReport(report));
+        if (issuedLog !== null)
+          io.stdout.write(
+            `issued outputs from ${issuedLog.source}${issuedLog.account === null ? '' : ` (account ${issuedLog.account})`}: ${issuedLog.numOutputs}${issuedLog.pruned > 0 ? ` (${issuedLog.pruned} pruned records skipped)` : ''}\n`,
+          );
+        if (attribution !== null) io.stdout.write(renderAttribution(attribution));
         if (summary.errors > 0)
           io.stdout.write(`${summary.errors} inputs could not be read (see the errors above)\n`);
       }
@@ -187,6 +261,17 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       else if (summary.errors > 0) setExit(EXIT.io);
       else setExit(EXIT.ok);
     });
+}
+
+/** Passes documents through, keeping them (attribution scans the corpus again per account). */
+async function* keep(
+  documents: AsyncIterable<ScanDocument>,
+  kept: ScanDocument[],
+): AsyncGenerator<ScanDocument> {
+  for await (const document of documents) {
+    kept.push(document);
+    yield document;
+  }
 }
 
 async function readKeys(paths: readonly string[]): Promise<WatermarkKey[]> {
