@@ -4,13 +4,15 @@
  * `--attribute` naming the account whose outputs the corpus was built from, and not the other one.
  * Runs in-process through commander (as cli.ts registers the command).
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { type RunningGateway, resolveConfig, startServer } from '@tracemark/gateway';
 import { loadHumanCorpus } from '@tracemark/lm';
 import { Command, CommanderError } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { registerEvidence } from '../apps/cli/src/commands/evidence.ts';
 import { registerScan } from '../apps/cli/src/commands/scan.ts';
 import { CliError, type CliIo } from '../apps/cli/src/io.ts';
 import { TEST_DATABASE_URL } from '../apps/gateway/src/test-support/harness.ts';
@@ -19,10 +21,13 @@ import { cacheDir, temporaryDirectory } from './helpers.ts';
 
 process.env.TRACEMARK_CACHE_DIR = cacheDir;
 
-async function scan(
-  argv: string[],
-  env: NodeJS.ProcessEnv = {},
-): Promise<{ code: number; out: string; err: string }> {
+type Result = { code: number; out: string; err: string };
+
+function scan(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<Result> {
+  return cli(['scan', ...argv], env);
+}
+
+async function cli(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<Result> {
   let out = '';
   let err = '';
   const io: CliIo = {
@@ -38,11 +43,13 @@ async function scan(
     writeOut: (t) => (out += t),
     writeErr: (t) => (err += t),
   });
-  registerScan(program, io, (c) => {
+  const setExit = (c: number) => {
     code = c;
-  });
+  };
+  registerScan(program, io, setExit);
+  registerEvidence(program, io, setExit);
   try {
-    await program.parseAsync(['scan', ...argv], { from: 'user' });
+    await program.parseAsync(argv, { from: 'user' });
   } catch (error) {
     if (error instanceof CommanderError) code = error.exitCode === 0 ? 0 : 2;
     else if (error instanceof CliError) {
@@ -215,6 +222,70 @@ describe('tracemark scan --issued', () => {
     const report = JSON.parse(ok.out);
     expect(report.issuedLog.numOutputs).toBe(80);
     expect(report.attribution.attributedTo).toEqual(['alpha']);
+  }, 60_000);
+
+  it('--evidence writes a signed report that `tracemark evidence verify` accepts; tampering fails', async () => {
+    const out = join(gateway.dataDir, 'scan-evidence.json');
+    const result = await scan([
+      '--key',
+      keyFile,
+      '--issued',
+      gateway.dataDir,
+      '--attribute',
+      '--evidence',
+      out,
+      '--data-dir',
+      gateway.dataDir,
+      corpus,
+    ]);
+    expect(result.err).toBe('');
+    expect(result.out).toMatch(/evidence report saved to/);
+    const file = JSON.parse(readFileSync(out, 'utf8'));
+    expect(Object.keys(file).sort()).toEqual(['envelope', 'format', 'keyId', 'verifierKey', 'version']);
+    const statement = JSON.parse(Buffer.from(file.envelope.payload, 'base64').toString('utf8'));
+    const description = JSON.parse(statement.predicate.text.content);
+    expect(description.format).toBe('tracemark-corpus');
+    expect(description.inputs).toEqual([
+      {
+        path: corpus,
+        bytes: readFileSync(corpus).byteLength,
+        sha256: createHash('sha256').update(readFileSync(corpus)).digest('hex'),
+      },
+    ]);
+    expect(statement.subject[0].digest.sha256).toBe(
+      createHash('sha256').update(statement.predicate.text.content).digest('hex'),
+    );
+    expect(statement.predicate.detection.verdict).toBe('detected');
+    expect(statement.predicate.algorithm.keyIds).toHaveLength(1);
+    expect(JSON.stringify(statement)).not.toMatch(/secret/i);
+    expect(statement.predicate.scan.attribution.attributedTo).toEqual(['alpha']);
+    // Unpinned: every check holds, but the signer is only the key the report names (exit 4).
+    const unpinned = await cli(['evidence', 'verify', out, '--json']);
+    expect(unpinned.code).toBe(4);
+    const checks = JSON.parse(unpinned.out).checks as { name: string; ok: boolean }[];
+    expect(checks.filter((check) => check.name !== 'signer-key').every((check) => check.ok)).toBe(true);
+    // Pinned to the verifier key the gateway publishes.
+    const keys = await fetch(`${gateway.running.url}/.well-known/tracemark/keys.json`).then((r) => r.text());
+    const keysFile = join(gateway.dataDir, 'keys.json');
+    writeFileSync(keysFile, keys);
+    const pinned = await cli(['evidence', 'verify', out, '--public-key', keysFile, '--json']);
+    expect(JSON.parse(pinned.out).ok).toBe(true);
+    expect(pinned.code).toBe(0);
+    // A changed number breaks the signature.
+    const tampered = structuredClone(file);
+    const changed = {
+      ...statement,
+      predicate: {
+        ...statement.predicate,
+        scan: { ...statement.predicate.scan, verdict: 'not_radioactive' },
+      },
+    };
+    tampered.envelope.payload = Buffer.from(JSON.stringify(changed)).toString('base64');
+    const tamperedPath = join(gateway.dataDir, 'tampered.json');
+    writeFileSync(tamperedPath, JSON.stringify(tampered));
+    const bad = await cli(['evidence', 'verify', tamperedPath, '--public-key', keysFile, '--json']);
+    expect(bad.code).toBe(1);
+    expect(JSON.parse(bad.out).ok).toBe(false);
   }, 60_000);
 
   it('refuses a missing database and combining --issued with --issued-file', async () => {

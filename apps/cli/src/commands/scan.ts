@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 import type { WatermarkKey } from '@tracemark/core';
 import { InputError, readKeyFile } from '@tracemark/detection';
 import {
@@ -19,6 +19,7 @@ import { collect, parseNumber, parseOpenUnit } from '../options.ts';
 import { defaultWorkerCount } from '../pool.ts';
 import { type Attribution, attributeAccounts } from '../scan-attribution.ts';
 import type { ScanJobResult, TokenizedDocument } from '../scan-engine.ts';
+import { describeCorpus, readSigningKey, scanPredicate, signedScanReport } from '../scan-evidence.ts';
 import { byAccount, type IssuedOutput, readIssuedLog } from '../scan-issued.ts';
 import { createScanPool, type ScanPool } from '../scan-pool.ts';
 import { renderAttribution, renderScanReport } from '../scan-render.ts';
@@ -36,6 +37,9 @@ interface ScanCommandOptions {
   account?: string;
   apiKeyEnv?: string;
   attribute?: boolean;
+  evidence?: string;
+  dataDir?: string;
+  signingKey?: string;
   alpha: number;
   minDose: number;
   workers?: number;
@@ -122,6 +126,15 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       'worker threads (default: all cores for inputs over 4 MB)',
       parseNumber('--workers', 0, 64, true),
     )
+    .option(
+      '--evidence <out>',
+      'write a signed evidence report of the scan (check it with `tracemark evidence verify`)',
+    )
+    .option('--data-dir <dir>', "with --evidence: the gateway's data directory (its log-signing-key signs)")
+    .option(
+      '--signing-key <file>',
+      'with --evidence: the signing key file (as the gateway writes log-signing-key)',
+    )
     .option('--fail-on-radioactive', 'exit with code 1 when the verdict is radioactive')
     .option('--json', 'print the report as JSON')
     .option('--quiet', 'no progress on stderr')
@@ -134,6 +147,15 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       }
       if ((options.attribute || options.account !== undefined) && options.issued === undefined) {
         throw new CliError('TM_ERR_USAGE', '--attribute and --account need --issued', EXIT.usage);
+      }
+      // The signing key is read first: a scan that cannot be signed is not run.
+      const signer = options.evidence === undefined ? null : await readSigningKey(options);
+      if (options.evidence !== undefined && (paths.length === 0 || paths.includes('-'))) {
+        throw new CliError(
+          'TM_ERR_USAGE',
+          '--evidence needs the corpus as files (stdin cannot be described in the report)',
+          EXIT.usage,
+        );
       }
       const keys = await readKeys(options.key);
       const tokenizerId = keys[0]!.tokenizer as TokenizerId;
@@ -236,6 +258,32 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
         await pool.close();
         progress.done();
       }
+      let evidenceNote = '';
+      if (signer !== null && options.evidence !== undefined) {
+        const description = await describeCorpus(
+          paths,
+          {
+            field: options.field,
+            ...(options.promptField === undefined ? {} : { promptField: options.promptField }),
+          },
+          issuedLog === null
+            ? options.issuedFile === undefined
+              ? null
+              : { source: options.issuedFile, account: null, numOutputs: report.issued?.numOutputs ?? 0 }
+            : { source: issuedLog.source, account: issuedLog.account, numOutputs: issuedLog.numOutputs },
+        );
+        const text = signedScanReport(scanPredicate(report, keys, description, attribution), signer);
+        try {
+          await writeFile(options.evidence, text, { mode: 0o644 });
+        } catch (error) {
+          throw new CliError(
+            'TM_ERR_IO',
+            `${options.evidence}: cannot write the evidence report (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+            EXIT.io,
+          );
+        }
+        evidenceNote = `evidence report saved to ${options.evidence}, signed by ${signer.keyId}; check it with \`tracemark evidence verify ${options.evidence}\`\n`;
+      }
       const seconds = (performance.now() - started) / 1000;
       if (options.json) {
         const summaryJson = {
@@ -254,6 +302,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
             `issued outputs from ${issuedLog.source}${issuedLog.account === null ? '' : ` (account ${issuedLog.account})`}: ${issuedLog.numOutputs}${issuedLog.pruned > 0 ? ` (${issuedLog.pruned} pruned records skipped)` : ''}\n`,
           );
         if (attribution !== null) io.stdout.write(renderAttribution(attribution));
+        io.stdout.write(evidenceNote);
         if (summary.errors > 0)
           io.stdout.write(`${summary.errors} inputs could not be read (see the errors above)\n`);
       }
