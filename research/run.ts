@@ -1,0 +1,53 @@
+/**
+ * `pnpm research NAME … | all [--quick] [--workers N] [--out DIR]`
+ *
+ * Runs the experiments and writes research/results/NAME.md, NAME.json and plots (SVG and PNG). The
+ * quick variant writes to research/results-quick/ unless --out says otherwise.
+ */
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { runExperiments } from './src/experiments.ts';
+import { defaultWorkers } from './src/generation.ts';
+import { EXPERIMENT_NAMES, type ExperimentName } from './src/report.ts';
+
+const usage = `usage: pnpm research NAME… | all [--quick] [--workers N] [--out DIR]
+experiments: ${EXPERIMENT_NAMES.join(', ')}`;
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    quick: { type: 'boolean', default: false },
+    workers: { type: 'string' },
+    out: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (values.help || positionals.length === 0) {
+  process.stdout.write(`${usage}\n`);
+  process.exit(values.help ? 0 : 2);
+}
+const names: ExperimentName[] = [];
+for (const name of positionals) {
+  if (name === 'all') names.push(...EXPERIMENT_NAMES);
+  else if ((EXPERIMENT_NAMES as readonly string[]).includes(name)) names.push(name as ExperimentName);
+  else {
+    process.stderr.write(`unknown experiment "${name}"\n${usage}\n`);
+    process.exit(2);
+  }
+}
+const workers = values.workers === undefined ? defaultWorkers() : Number(values.workers);
+if (!Number.isInteger(workers) || workers < 1) {
+  process.stderr.write(`--workers: expected a positive integer, got ${values.workers}\n`);
+  process.exit(2);
+}
+const quick = values.quick;
+const outDir =
+  values.out ?? fileURLToPath(new URL(quick ? './results-quick/' : './results/', import.meta.url));
+await runExperiments(names, {
+  quick,
+  outDir,
+  workers,
+  log: (message) => process.stderr.write(`${message}\n`),
+  updateReadme: !quick && values.out === undefined,
+});

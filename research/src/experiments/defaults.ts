@@ -1,0 +1,242 @@
+/**
+ * Experiment 6, defaults: gathers the evidence of experiments 2 (power), 3 (robustness) and 4 (quality)
+ * for each candidate (γ, scheme, h) at δ = 2, and for δ at the chosen scheme, and ranks the candidates.
+ * It reads the other experiments' summaries from the same output directory, so run them first
+ * (`pnpm research all` does). The decision itself is argued in docs/decisions/2026-11-22-defaults.md.
+ * Pending: the extraction (radioactivity) experiment's input, which needs the scan.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadAverage } from '../environment.ts';
+import {
+  type ExperimentContext,
+  fixed,
+  reportHeader,
+  rounded,
+  writeResult,
+  writeSummary,
+} from '../report.ts';
+import { CODE_DEFAULT, configLabel, sameConfig, schemeLabel, type WatermarkConfig } from '../schemes.ts';
+import { mean } from '../statistics.ts';
+import type { FprSummary } from './fpr.ts';
+import type { PowerConfigResult, PowerSummary } from './power.ts';
+import type { QualitySummary } from './quality.ts';
+import type { RobustnessSummary } from './robustness.ts';
+
+export interface Candidate {
+  readonly config: WatermarkConfig;
+  readonly label: string;
+  /** TPR at FPR 1e-6, mean over the temperatures measured. */
+  readonly tprAt1e6Tokens50: number;
+  readonly tprAt1e6Tokens100: number;
+  readonly aucTokens25: number;
+  /** Mean ROC-AUC over the substitution rates, and over the deletion and insertion rates. */
+  readonly substitutionAuc: number;
+  readonly insertionDeletionAuc: number;
+  /** Windowed ROC-AUC at 10% watermarked text, mean over the document lengths. */
+  readonly copyPasteAuc: number;
+  /** Every FPR level passes with dedup in experiment 1 (null: not measured for this scheme). */
+  readonly fprCalibrated: boolean | null;
+  readonly meanRank: number;
+}
+
+export interface DeltaRow {
+  readonly delta: number;
+  readonly tprAt1e6Tokens50: number;
+  readonly tprAt1e6Tokens100: number;
+  readonly greenFraction: number;
+  /** Oracle perplexity relative to the unwatermarked generations (1.05 = 5% higher); NaN if not measured. */
+  readonly perplexityRatio: number;
+  readonly distinct2: number;
+}
+
+export interface DefaultsSummary {
+  readonly experiment: 'defaults';
+  readonly quick: boolean;
+  readonly candidates: readonly Candidate[];
+  /** The candidate with the best mean rank. */
+  readonly bestByRank: string;
+  readonly deltaFor: string;
+  readonly deltas: readonly DeltaRow[];
+  readonly codeDefault: string;
+  readonly pending: readonly string[];
+}
+
+export const PENDING_DEFAULTS_INPUTS: readonly string[] = [
+  'extraction (radioactivity): how strongly a student model trained on the watermarked outputs of each configuration carries the watermark (the field notes say h = 1–2 is the most radioactive and h = 4 almost not); needs the radioactivity scan',
+];
+
+async function readSummary<T>(outDir: string, name: string): Promise<T> {
+  try {
+    return JSON.parse(await readFile(join(outDir, `${name}.json`), 'utf8')) as T;
+  } catch {
+    throw new Error(
+      `defaults: ${join(outDir, `${name}.json`)} is missing; run \`pnpm research ${name}\` first (or \`pnpm research all\`)`,
+    );
+  }
+}
+
+/** Average ranks (1 = best, higher value better), ties sharing their mean rank; NaN values get no rank. */
+function ranks(values: readonly number[]): number[] {
+  const order = values.map((value, index) => ({ value, index })).filter((x) => Number.isFinite(x.value));
+  order.sort((a, b) => b.value - a.value);
+  const result = values.map(() => Number.NaN);
+  for (let start = 0; start < order.length; ) {
+    let end = start;
+    while (end + 1 < order.length && order[end + 1]!.value === order[start]!.value) end++;
+    for (let i = start; i <= end; i++) result[order[i]!.index] = (start + end) / 2 + 1;
+    start = end + 1;
+  }
+  return result;
+}
+
+export async function runDefaults(context: ExperimentContext): Promise<DefaultsSummary> {
+  const started = performance.now();
+  const loadAtStart = loadAverage();
+  const power = await readSummary<PowerSummary>(context.outDir, 'power');
+  const robustness = await readSummary<RobustnessSummary>(context.outDir, 'robustness');
+  const quality = await readSummary<QualitySummary>(context.outDir, 'quality');
+  const fpr = await readSummary<FprSummary>(context.outDir, 'fpr');
+
+  const powerOf = (config: WatermarkConfig) => power.results.filter((r) => sameConfig(r.config, config));
+  const tprAt = (results: readonly PowerConfigResult[], length: number, pick: 'tprAt1e6' | 'auc') =>
+    mean(results.map((r) => r.lengths.find((at) => at.length === length)?.[pick] ?? Number.NaN));
+
+  const candidateConfigs = robustness.results.map((r) => r.config);
+  const rows = candidateConfigs.map((config) => {
+    const measured = powerOf(config);
+    const robust = robustness.results.find((r) => sameConfig(r.config, config))!;
+    const edits = (kinds: readonly string[]) =>
+      mean(robust.edits.filter((e) => kinds.includes(e.kind)).map((e) => e.auc));
+    const fprVariants = fpr.variants.filter(
+      (v) => v.config === configLabel(config) && v.dedup && v.detector !== 'z-test',
+    );
+    return {
+      config,
+      label: `${schemeLabel(config)} γ=${config.gamma}`,
+      tprAt1e6Tokens50: tprAt(measured, 50, 'tprAt1e6'),
+      tprAt1e6Tokens100: tprAt(measured, 100, 'tprAt1e6'),
+      aucTokens25: tprAt(measured, 25, 'auc'),
+      substitutionAuc: edits(['substitution']),
+      insertionDeletionAuc: edits(['insertion', 'deletion']),
+      copyPasteAuc: mean(robust.copyPaste.filter((c) => c.fraction === 0.1).map((c) => c.windowedAuc)),
+      fprCalibrated:
+        fprVariants.length === 0 ? null : fprVariants.every((v) => v.levels.every((level) => level.pass)),
+    };
+  });
+  const criteria = [
+    rows.map((r) => r.tprAt1e6Tokens50),
+    rows.map((r) => r.tprAt1e6Tokens100),
+    rows.map((r) => r.substitutionAuc),
+    rows.map((r) => r.insertionDeletionAuc),
+    rows.map((r) => r.copyPasteAuc),
+  ].map(ranks);
+  const candidates: Candidate[] = rows.map((row, i) => ({
+    ...row,
+    meanRank: mean(criteria.map((ranked) => ranked[i]!).filter(Number.isFinite)),
+  }));
+  const best = candidates.reduce((a, b) => (b.meanRank < a.meanRank ? b : a));
+
+  // δ for the scheme and γ of the best candidate (or the closest measured in quality).
+  const plain = quality.rows.find((row) => row.label === 'no watermark')!;
+  const deltas: DeltaRow[] = [...new Set(power.results.map((r) => r.config.delta))]
+    .sort((a, b) => a - b)
+    .map((delta) => {
+      const config = { ...best.config, delta };
+      const measured = powerOf(config);
+      const qualityRow = quality.rows.find((row) => row.config !== null && sameConfig(row.config, config));
+      return {
+        delta,
+        tprAt1e6Tokens50: tprAt(measured, 50, 'tprAt1e6'),
+        tprAt1e6Tokens100: tprAt(measured, 100, 'tprAt1e6'),
+        greenFraction: mean(measured.map((r) => r.greenFraction)),
+        perplexityRatio:
+          qualityRow === undefined ? Number.NaN : qualityRow.oraclePerplexity / plain.oraclePerplexity,
+        distinct2: qualityRow?.distinct2 ?? Number.NaN,
+      };
+    });
+
+  const summary: DefaultsSummary = {
+    experiment: 'defaults',
+    quick: context.quick,
+    candidates,
+    bestByRank: best.label,
+    deltaFor: best.label,
+    deltas,
+    codeDefault: configLabel(CODE_DEFAULT),
+    pending: PENDING_DEFAULTS_INPUTS,
+  };
+  const report = reportHeader(
+    context,
+    'Experiment 6: choosing the defaults',
+    'none of its own: it reads power.json, robustness.json, quality.json and fpr.json from the same directory',
+    started,
+    loadAtStart,
+  );
+  report.paragraph(
+    `Best mean rank at δ = 2: **${best.label}**. The code default is ${summary.codeDefault}. The decision, with the trade-offs that no table captures (security against stealing, radioactivity), is in [docs/decisions/2026-11-22-defaults.md](../../docs/decisions/2026-11-22-defaults.md).`,
+  );
+  report.heading(2, 'Candidates at δ = 2');
+  report.bullets([
+    'TPR at FPR 1e-6 (exact p-values) at 50 and 100 generated tokens and ROC-AUC at 25 tokens, mean over temperatures 0.7 and 1.0 (experiment 2).',
+    'Edits: mean ROC-AUC over 10–50% model-sampled substitutions, and over 10–50% deletions and insertions (experiment 3, temperature 0.8).',
+    'Copy-paste: windowed ROC-AUC with the watermarked passage at 10% of a human document, mean over 200- and 1,000-token documents (experiment 3).',
+    'FPR: every level 1e-2 … 1e-5 passes with dedup, plain and windowed (experiment 1, 200 tokens).',
+    "Mean rank: the mean of the candidate's ranks on the five measured criteria (1 = best). Radioactivity is not measured yet (pending), and security against key stealing is not measured here.",
+  ]);
+  report.table(
+    [
+      'candidate',
+      'TPR@1e-6, 50 tok.',
+      'TPR@1e-6, 100 tok.',
+      'AUC, 25 tok.',
+      'AUC, substitution',
+      'AUC, ins./del.',
+      'AUC, copy-paste 10%',
+      'FPR calibrated',
+      'mean rank',
+    ],
+    [...candidates]
+      .sort((a, b) => a.meanRank - b.meanRank)
+      .map((c) => [
+        c.label,
+        fixed(c.tprAt1e6Tokens50, 3),
+        fixed(c.tprAt1e6Tokens100, 3),
+        fixed(c.aucTokens25, 3),
+        fixed(c.substitutionAuc, 3),
+        fixed(c.insertionDeletionAuc, 3),
+        fixed(c.copyPasteAuc, 3),
+        c.fprCalibrated === null ? '—' : c.fprCalibrated ? 'yes' : 'NO',
+        fixed(c.meanRank, 2),
+      ]),
+  );
+  report.heading(2, `δ for ${best.label}`);
+  report.paragraph(
+    'Power from experiment 2 (mean over temperatures), quality from experiment 4 (oracle perplexity relative to unwatermarked generations from the same prompts and seeds; — where experiment 4 did not measure that configuration).',
+  );
+  report.table(
+    [
+      'δ',
+      'TPR@1e-6, 50 tok.',
+      'TPR@1e-6, 100 tok.',
+      'green fraction',
+      'oracle perplexity vs none',
+      'distinct-2',
+    ],
+    deltas.map((d) => [
+      String(d.delta),
+      fixed(d.tprAt1e6Tokens50, 3),
+      fixed(d.tprAt1e6Tokens100, 3),
+      fixed(d.greenFraction, 3),
+      Number.isFinite(d.perplexityRatio)
+        ? `${d.perplexityRatio >= 1 ? '+' : ''}${fixed((d.perplexityRatio - 1) * 100, 1)}%`
+        : '—',
+      fixed(d.distinct2, 3),
+    ]),
+  );
+  report.heading(2, 'Pending');
+  report.bullets(PENDING_DEFAULTS_INPUTS);
+  await writeResult(context.outDir, 'defaults.md', report.toString());
+  await writeSummary(context.outDir, 'defaults', rounded(summary));
+  return summary;
+}
