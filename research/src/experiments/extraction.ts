@@ -1,0 +1,647 @@
+/**
+ * The extraction experiment: the attack of issue 6, end to end, through the real gateway.
+ *
+ * 1. A gateway (`startServer`, embedded model, watermarked with a LeftHash(h) key) serves an attacker
+ *    account, which sends many varied chat prompts and stores the answers.
+ * 2. A student n-gram model (`trainNgramModel`) is trained on S tokens, a fraction ρ of them the
+ *    stored answers and the rest human text (the human corpus' train split).
+ * 3. The student is served on an OpenAI-compatible endpoint (node:http, chat completions sampled from
+ *    the student, no watermark); `tracemark probe` samples it with fresh prompts; `tracemark scan`
+ *    tests the outputs, supervised (`--issued` on the gateway's database) and unsupervised.
+ *
+ * Reported: log10 p (Holm-adjusted over the one key; exact binomial), scored tokens, verdict, the
+ * fake-key rank and KS p-value, per (ρ, h), supervised and unsupervised; ρ = 0 is repeated over
+ * several probe seeds. Every random choice derives from a text label.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { run as runCli } from '@tracemark/cli';
+import { createWatermarkKey, generateTokens, serializeKeyFile } from '@tracemark/core';
+import { formatChatPrompt, resolveConfig, startServer } from '@tracemark/gateway';
+import { loadHumanCorpus, logitsSource, type NgramModel, trainNgramModel } from '@tracemark/lm';
+import { getTokenizer } from '@tracemark/tokenizers';
+import { loadAverage } from '../environment.ts';
+import { saveChart } from '../plot.ts';
+import { integer, reportHeader, rounded, writeResult } from '../report.ts';
+
+export const EXTRACTION_RHOS: readonly number[] = [0, 0.01, 0.02, 0.05, 0.1, 0.25, 1];
+export const EXTRACTION_WIDTHS: readonly number[] = [1, 2, 4];
+
+export interface ExtractionConfig {
+  readonly rhos: readonly number[];
+  readonly widths: readonly number[];
+  /** Student training tokens (answers + human text). */
+  readonly trainTokens: number;
+  /** Attacker requests and their max_tokens (harvest: at least ρ_max · trainTokens tokens). */
+  readonly harvestRequests: number;
+  readonly harvestMaxTokens: number;
+  /** Probe prompts sent to the student and their max_tokens. */
+  readonly probePrompts: number;
+  readonly probeMaxTokens: number;
+  /** Probe repetitions (fresh prompts and sampling seeds) at ρ = 0. */
+  readonly nullSeeds: number;
+  readonly studentOrder: number;
+  readonly fakeKeys: number;
+  /** Seconds after which remaining (ρ, h) cells are skipped (reported as not run). */
+  readonly budgetSeconds: number;
+}
+
+export const FULL_CONFIG: ExtractionConfig = {
+  rhos: EXTRACTION_RHOS,
+  widths: EXTRACTION_WIDTHS,
+  trainTokens: 200_000,
+  harvestRequests: 1_100,
+  harvestMaxTokens: 200,
+  probePrompts: 300,
+  probeMaxTokens: 200,
+  nullSeeds: 3,
+  studentOrder: 4,
+  fakeKeys: 100,
+  budgetSeconds: 14 * 60,
+};
+
+export const QUICK_CONFIG: ExtractionConfig = {
+  rhos: [0, 0.25, 1],
+  widths: [1],
+  trainTokens: 40_000,
+  harvestRequests: 220,
+  harvestMaxTokens: 200,
+  probePrompts: 100,
+  probeMaxTokens: 150,
+  nullSeeds: 2,
+  studentOrder: 4,
+  fakeKeys: 40,
+  budgetSeconds: 120,
+};
+
+export interface ScanNumbers {
+  readonly numScored: number;
+  readonly numGreen: number;
+  readonly log10P: number;
+  readonly verdict: string;
+  readonly rank: number;
+  readonly ksPValue: number;
+  readonly uniform: boolean | null;
+  readonly dose: number | null;
+}
+
+export interface ExtractionCell {
+  readonly h: number;
+  readonly rho: number;
+  /** Probe repetition (0 unless ρ = 0). */
+  readonly seed: number;
+  readonly answerTokens: number;
+  readonly humanTokens: number;
+  readonly sampledTokens: number;
+  readonly supervised: ScanNumbers;
+  readonly unsupervised: ScanNumbers;
+  readonly seconds: number;
+}
+
+export interface ExtractionResult {
+  readonly config: ExtractionConfig;
+  readonly harvest: readonly {
+    readonly h: number;
+    readonly requests: number;
+    readonly tokens: number;
+    readonly issuedGreenFraction: number | null;
+    readonly seconds: number;
+  }[];
+  readonly cells: readonly ExtractionCell[];
+  /** (ρ, h) cells skipped for the time budget. */
+  readonly skipped: readonly { readonly h: number; readonly rho: number }[];
+}
+
+const tokenizer = getTokenizer('cl100k_base');
+
+function labelNumber(label: string): number {
+  return createHash('sha256').update(`tracemark/research/extraction/${label}`).digest().readUInt32LE(0);
+}
+
+function shuffle<T>(items: readonly T[], label: string): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = labelNumber(`${label}/${i}`) % (i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+const TOPICS = [
+  'the history of',
+  'how to cook',
+  'the economics of',
+  'a short story about',
+  'the science behind',
+  'an argument for',
+  'the geography of',
+  'a letter about',
+  'the rules of',
+  'a review of',
+];
+const SUBJECTS = [
+  'rivers',
+  'bread',
+  'railways',
+  'a lighthouse keeper',
+  'volcanoes',
+  'public libraries',
+  'mountain villages',
+  'the winter harvest',
+  'chess',
+  'an old film',
+  'copper mining',
+  'city gardens',
+  'sailing ships',
+  'the postal service',
+  'bees',
+];
+
+/** Varied prompts; `label` keeps the attacker's and the probe's apart. */
+function prompts(count: number, label: string): string[] {
+  return Array.from({ length: count }, (_, i) => {
+    const n = labelNumber(`${label}/prompt/${i}`);
+    return `Write ${TOPICS[n % TOPICS.length]} ${SUBJECTS[(n >>> 8) % SUBJECTS.length]} (${label} ${i}).`;
+  });
+}
+
+interface CliResult {
+  readonly code: number;
+  readonly out: string;
+  readonly err: string;
+}
+
+async function cli(argv: readonly string[], env: Record<string, string> = {}): Promise<CliResult> {
+  let out = '';
+  let err = '';
+  const io = {
+    stdout: { write: (text: string) => void (out += text) },
+    stderr: { write: (text: string) => void (err += text) },
+    stdin: new PassThrough(),
+    stdoutIsTTY: false,
+    stderrIsTTY: false,
+    env: { ...process.env, ...env },
+  } as unknown as Parameters<typeof runCli>[1];
+  const code = await runCli(argv, io);
+  return { code, out, err };
+}
+
+/** The student on an OpenAI-compatible endpoint: POST /v1/chat/completions, sampled, no watermark. */
+async function serveStudent(
+  model: NgramModel,
+  label: string,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const source = logitsSource(model);
+  let counter = 0;
+  const handle = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    if (request.method !== 'POST' || request.url !== '/v1/chat/completions') {
+      response.writeHead(404, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ error: { message: 'not found' } }));
+      return;
+    }
+    const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+      model: string;
+      messages: { content: string }[];
+      max_tokens?: number;
+      temperature?: number;
+    };
+    const prompt = tokenizer.encode(formatChatPrompt(body.messages));
+    const ids: number[] = [];
+    for await (const { token } of generateTokens({
+      source,
+      prompt,
+      maxTokens: body.max_tokens ?? 200,
+      watermarker: null,
+      temperature: body.temperature ?? 1,
+      seed: labelNumber(`${label}/sample/${counter++}`),
+    })) {
+      ids.push(token);
+    }
+    response.writeHead(200, { 'content-type': 'application/json' });
+    response.end(
+      JSON.stringify({
+        id: `chatcmpl-student-${counter}`,
+        object: 'chat.completion',
+        created: Math.floor(Date.now() / 1000),
+        model: body.model,
+        choices: [
+          {
+            index: 0,
+            message: { role: 'assistant', content: tokenizer.decode(ids) },
+            finish_reason: ids.length >= (body.max_tokens ?? 200) ? 'length' : 'stop',
+          },
+        ],
+        usage: {
+          prompt_tokens: prompt.length,
+          completion_tokens: ids.length,
+          total_tokens: prompt.length + ids.length,
+        },
+      }),
+    );
+  };
+  const server: Server = createServer((request, response) => {
+    handle(request, response).catch((error: unknown) => {
+      response.writeHead(500, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ error: { message: String(error) } }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+function scanNumbers(json: string): ScanNumbers {
+  const report = JSON.parse(json) as {
+    verdict: string;
+    keys: {
+      numScored: number;
+      numGreen: number;
+      log10PAdjusted: number;
+      calibration: { rank: number; ksPValue: number; uniform: boolean | null };
+      dose: { estimate: number } | null;
+    }[];
+  };
+  const key = report.keys[0]!;
+  return {
+    numScored: key.numScored,
+    numGreen: key.numGreen,
+    log10P: key.log10PAdjusted,
+    verdict: report.verdict,
+    rank: key.calibration.rank,
+    ksPValue: key.calibration.ksPValue,
+    uniform: key.calibration.uniform,
+    dose: key.dose?.estimate ?? null,
+  };
+}
+
+interface Harvest {
+  readonly answers: Uint32Array[];
+  readonly tokens: number;
+  readonly seconds: number;
+  readonly issuedGreenFraction: number | null;
+}
+
+/**
+ * Runs the grid. Per h: a gateway with a LeftHash(h) key, the attacker's harvest, then per ρ a
+ * student, its endpoint, a probe and two scans.
+ */
+export async function runExtractionGrid(
+  config: ExtractionConfig,
+  log: (message: string) => void = () => undefined,
+): Promise<ExtractionResult> {
+  const started = performance.now();
+  const elapsed = () => (performance.now() - started) / 1000;
+  const work = mkdtempSync(join(tmpdir(), 'tracemark-extraction-'));
+  const cells: ExtractionCell[] = [];
+  const skipped: { h: number; rho: number }[] = [];
+  const harvests: ExtractionResult['harvest'][number][] = [];
+  const human = shuffle(
+    (await loadHumanCorpus({ split: 'train' })).map((document) => tokenizer.encodeFast(document.text)),
+    'human-order',
+  );
+  try {
+    for (const h of config.widths) {
+      if (elapsed() > config.budgetSeconds) {
+        for (const rho of config.rhos) skipped.push({ h, rho });
+        continue;
+      }
+      const dataDir = join(work, `gateway-h${h}`);
+      const keyFile = join(work, `key-h${h}.json`);
+      const key = createWatermarkKey({
+        secret: createHash('sha256').update(`tracemark/research/extraction/key/h${h}`).digest(),
+        scheme: { name: 'lefthash', contextWidth: h },
+      });
+      writeFileSync(keyFile, serializeKeyFile(key));
+      const gateway = await startServer(
+        resolveConfig({ port: 0, host: '127.0.0.1', dataDir, keyFile }, { ...process.env }),
+        { logger: false, handleSignals: false },
+      );
+      let harvest: Harvest;
+      try {
+        harvest = await harvestAnswers(gateway.url, gateway.firstStart.devApiKey!, config, h, log);
+      } catch (error) {
+        await gateway.close();
+        throw error;
+      }
+      // The gateway stops; its database stays for the supervised scans (opened read-only).
+      await gateway.close();
+      for (const rho of config.rhos) {
+        if (elapsed() > config.budgetSeconds) {
+          skipped.push({ h, rho });
+          continue;
+        }
+        const seeds = rho === 0 ? config.nullSeeds : 1;
+        const answerBudget = Math.round(rho * config.trainTokens);
+        const documents: Uint32Array[] = [];
+        let answerTokens = 0;
+        for (const answer of harvest.answers) {
+          if (answerTokens >= answerBudget) break;
+          const take = answer.subarray(0, Math.min(answer.length, answerBudget - answerTokens));
+          documents.push(take);
+          answerTokens += take.length;
+        }
+        let humanTokens = 0;
+        for (const document of human) {
+          if (humanTokens >= config.trainTokens - answerTokens) break;
+          const take = document.subarray(
+            0,
+            Math.min(document.length, config.trainTokens - answerTokens - humanTokens),
+          );
+          documents.push(take);
+          humanTokens += take.length;
+        }
+        const t0 = performance.now();
+        const student = await trainNgramModel({
+          documents: shuffle(documents, `mix/h${h}/rho${rho}`),
+          vocabSize: tokenizer.vocabSize,
+          tokenizerId: 'cl100k_base',
+          order: config.studentOrder,
+        });
+        for (let seed = 0; seed < seeds; seed++) {
+          const cellStarted = performance.now();
+          const label = `h${h}/rho${rho}/seed${seed}`;
+          const endpoint = await serveStudent(student, label);
+          const promptsFile = join(work, `probe-${h}-${rho}-${seed}.txt`);
+          const outputs = join(work, `probe-${h}-${rho}-${seed}.jsonl`);
+          writeFileSync(promptsFile, `${prompts(config.probePrompts, `probe/${label}`).join('\n')}\n`);
+          let probe: CliResult;
+          try {
+            probe = await cli([
+              'probe',
+              '--endpoint',
+              endpoint.url,
+              '--model',
+              'student',
+              '--prompts',
+              promptsFile,
+              '--out',
+              outputs,
+              '--max-tokens',
+              String(config.probeMaxTokens),
+              '--concurrency',
+              '2',
+              '--quiet',
+            ]);
+          } finally {
+            await endpoint.close();
+          }
+          if (probe.code !== 0) throw new Error(`probe failed (${probe.code}): ${probe.err}`);
+          const sampledTokens = readFileSync(outputs, 'utf8')
+            .split('\n')
+            .filter((line) => line !== '')
+            .reduce(
+              (sum, line) =>
+                sum + tokenizer.encodeFast((JSON.parse(line) as { output: string }).output).length,
+              0,
+            );
+          const common = [
+            'scan',
+            '--key',
+            keyFile,
+            '--field',
+            'output',
+            '--prompt-field',
+            'prompt',
+            '--fake-keys',
+            String(config.fakeKeys),
+            '--workers',
+            '0',
+            '--json',
+            outputs,
+          ];
+          const supervised = await cli([...common, '--issued', dataDir]);
+          const unsupervised = await cli(common);
+          if (supervised.out === '' || unsupervised.out === '') {
+            throw new Error(`scan failed: ${supervised.err}${unsupervised.err}`);
+          }
+          const cell: ExtractionCell = {
+            h,
+            rho,
+            seed,
+            answerTokens,
+            humanTokens,
+            sampledTokens,
+            supervised: scanNumbers(supervised.out),
+            unsupervised: scanNumbers(unsupervised.out),
+            seconds: (performance.now() - (seed === 0 ? t0 : cellStarted)) / 1000,
+          };
+          cells.push(cell);
+          log(
+            `extraction: h=${h} ρ=${rho} seed ${seed}: supervised log10 p ${cell.supervised.log10P.toFixed(1)} (${cell.supervised.numScored} scored, ${cell.supervised.verdict}), unsupervised ${cell.unsupervised.log10P.toFixed(1)} (${cell.unsupervised.numScored}, ${cell.unsupervised.verdict}); ${cell.seconds.toFixed(1)} s`,
+          );
+        }
+      }
+      harvests.push({
+        h,
+        requests: harvest.answers.length,
+        tokens: harvest.tokens,
+        issuedGreenFraction: harvest.issuedGreenFraction,
+        seconds: harvest.seconds,
+      });
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  return { config, harvest: harvests, cells, skipped };
+}
+
+/** The attacker: an account of its own, many varied prompts, the answers stored. */
+async function harvestAnswers(
+  url: string,
+  adminKey: string,
+  config: ExtractionConfig,
+  h: number,
+  log: (message: string) => void,
+): Promise<Harvest> {
+  const started = performance.now();
+  const post = async (path: string, key: string, body: unknown) => {
+    const response = await fetch(`${url}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
+    return (await response.json()) as Record<string, any>;
+  };
+  const created = await post('/v1/admin/keys', adminKey, {
+    scopes: ['generate'],
+    account: 'attacker',
+    name: 'attacker',
+    rateLimitPerMinute: 100_000,
+  });
+  const attacker = created.key as string;
+  const questions = prompts(config.harvestRequests, `attacker/h${h}`);
+  const answers: Uint32Array[] = new Array(questions.length);
+  let next = 0;
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= questions.length) return;
+      const completion = await post('/v1/chat/completions', attacker, {
+        model: 'tracemark-ngram',
+        messages: [{ role: 'user', content: questions[i] }],
+        max_tokens: config.harvestMaxTokens,
+        temperature: 1,
+        seed: labelNumber(`attacker/h${h}/seed/${i}`),
+      });
+      answers[i] = tokenizer.encodeFast(completion.choices[0].message.content as string);
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  const tokens = answers.reduce((sum, answer) => sum + answer.length, 0);
+  const seconds = (performance.now() - started) / 1000;
+  log(`extraction: h=${h}: harvested ${answers.length} answers, ${tokens} tokens in ${seconds.toFixed(1)} s`);
+  return { answers, tokens, seconds, issuedGreenFraction: null };
+}
+
+export interface ExtractionContext {
+  readonly quick: boolean;
+  readonly outDir: string;
+  readonly workers: number;
+  readonly log: (message: string) => void;
+}
+
+const percent = (rho: number) => `${Number((100 * rho).toFixed(2))}%`;
+const log10 = (value: number) => (value <= -1000 ? value.toFixed(0) : value.toFixed(1));
+
+/** `pnpm research extraction [--quick]`: the grid, research/results/extraction.md, .json and the plot. */
+export async function runExtraction(context: ExtractionContext): Promise<unknown> {
+  const startedAt = performance.now();
+  const loadAtStart = loadAverage();
+  const config = context.quick ? QUICK_CONFIG : FULL_CONFIG;
+  const result = await runExtractionGrid(config, context.log);
+  const nullCells = result.cells.filter((cell) => cell.rho === 0);
+  const atFive = result.cells.filter((cell) => cell.rho === 0.05);
+  const summary = {
+    experiment: 'extraction',
+    quick: context.quick,
+    config,
+    harvest: result.harvest,
+    cells: result.cells,
+    skipped: result.skipped,
+    goals: {
+      rho5: atFive.map((cell) => ({
+        h: cell.h,
+        supervisedLog10P: cell.supervised.log10P,
+        supervisedScored: cell.supervised.numScored,
+        unsupervisedLog10P: cell.unsupervised.log10P,
+        unsupervisedScored: cell.unsupervised.numScored,
+        met:
+          Math.min(cell.supervised.log10P, cell.unsupervised.log10P) <= -10 &&
+          Math.max(cell.supervised.numScored, cell.unsupervised.numScored) <= 200_000,
+      })),
+      nullRadioactive: nullCells.filter(
+        (cell) => cell.supervised.verdict === 'radioactive' || cell.unsupervised.verdict === 'radioactive',
+      ).length,
+      nullRuns: nullCells.length,
+    },
+  };
+  const report = reportHeader(
+    {
+      name: 'extraction' as never,
+      quick: context.quick,
+      outDir: context.outDir,
+      workers: context.workers,
+      log: context.log,
+    },
+    'Extraction: radioactivity of a student trained on the gateway’s outputs',
+    'every choice derives from a label under tracemark/research/extraction/ (keys, prompts, sampling seeds, the training mix)',
+    startedAt,
+    loadAtStart,
+  );
+  report.paragraph(
+    'The attack of issue 6 end to end through the real gateway: an attacker account sends varied chat prompts to the gateway (embedded model, watermarked with a LeftHash(h) key, γ = 0.25, δ = 2) and stores the answers; a student n-gram model (order ' +
+      `${config.studentOrder}) is trained on ${integer(config.trainTokens)} tokens of which a fraction ρ are those answers and the rest human text (train split); the student is served on an OpenAI-compatible endpoint; \`tracemark probe\` samples it with ${config.probePrompts} fresh prompts (${config.probeMaxTokens} tokens each); \`tracemark scan\` tests the outputs supervised (\`--issued\` on the gateway's database: only windows that occur in issued outputs) and unsupervised, with ${config.fakeKeys} fake keys. log10 p is the exact binomial tail after dedup and prompt exclusion. ρ = 0 is probed ${config.nullSeeds} times with fresh prompts and sampling seeds.`,
+  );
+  const rows = result.cells.map((cell) => [
+    cell.h,
+    percent(cell.rho),
+    cell.seed,
+    integer(cell.sampledTokens),
+    `${log10(cell.supervised.log10P)} (${integer(cell.supervised.numScored)})`,
+    cell.supervised.verdict,
+    `${log10(cell.unsupervised.log10P)} (${integer(cell.unsupervised.numScored)})`,
+    cell.unsupervised.verdict,
+    `${cell.supervised.rank} / ${cell.unsupervised.rank}`,
+    `${cell.supervised.ksPValue.toPrecision(2)} / ${cell.unsupervised.ksPValue.toPrecision(2)}`,
+  ]);
+  report.heading(2, 'log10 p against ρ and h');
+  report.table(
+    [
+      'h',
+      'ρ',
+      'probe seed',
+      'sampled tokens',
+      'supervised log10 p (scored)',
+      'verdict',
+      'unsupervised log10 p (scored)',
+      'verdict',
+      'fake-key rank (sup. / unsup.)',
+      'KS p (sup. / unsup.)',
+    ],
+    rows,
+  );
+  if (result.skipped.length > 0) {
+    report.paragraph(
+      `Not run within the ${Math.round(config.budgetSeconds / 60)}-minute budget: ${result.skipped.map((s) => `h = ${s.h}, ρ = ${percent(s.rho)}`).join('; ')}.`,
+    );
+  }
+  report.heading(2, 'Goals');
+  report.bullets([
+    ...summary.goals.rho5.map(
+      (goal) =>
+        `ρ = 5%, h = ${goal.h}: supervised log10 p ${log10(goal.supervisedLog10P)} from ${integer(goal.supervisedScored)} scored tokens, unsupervised ${log10(goal.unsupervisedLog10P)} from ${integer(goal.unsupervisedScored)}: goal (≤ −10 from ≤ 200k) ${goal.met ? 'met' : 'NOT met'}`,
+    ),
+    `ρ = 0: ${summary.goals.nullRadioactive} radioactive verdicts in ${summary.goals.nullRuns} probe runs × 2 scans`,
+    `Harvest: ${result.harvest.map((hv) => `h = ${hv.h}: ${hv.requests} answers, ${integer(hv.tokens)} tokens in ${hv.seconds.toFixed(0)} s`).join('; ')}`,
+  ]);
+  const plotted = result.cells
+    .filter((cell) => cell.seed === 0)
+    .flatMap((cell) => [
+      {
+        h: `h = ${cell.h}`,
+        mode: 'supervised',
+        rho: Math.max(cell.rho, 0.002),
+        log10P: Math.max(cell.supervised.log10P, -400),
+      },
+      {
+        h: `h = ${cell.h}`,
+        mode: 'unsupervised',
+        rho: Math.max(cell.rho, 0.002),
+        log10P: Math.max(cell.unsupervised.log10P, -400),
+      },
+    ]);
+  const files = await saveChart(context.outDir, 'extraction', {
+    width: 420,
+    height: 280,
+    title: 'Student radioactivity: log10 p against the share ρ of watermarked training text',
+    data: { values: plotted },
+    mark: { type: 'line', point: true },
+    encoding: {
+      x: { field: 'rho', type: 'quantitative', scale: { type: 'log' }, title: 'ρ (0 drawn at 0.2%)' },
+      y: { field: 'log10P', type: 'quantitative', title: 'log10 p (clipped at −400)' },
+      color: { field: 'h', type: 'nominal' },
+      strokeDash: { field: 'mode', type: 'nominal' },
+    },
+  });
+  report.image('log10 p against ρ', files[0]!);
+  report.heading(2, 'Reading it');
+  report.bullets([
+    'Supervised scans score only positions whose window occurs in the attacker’s issued outputs (windows only, never (window, token) pairs), so they read fewer tokens and a stronger signal.',
+    'The student is an n-gram model: it copies the (window, token) statistics of its training text and does not generalize, so its radioactivity is that of the text it memorized; a neural student spreads the bias differently (field notes §4).',
+    'The embedded teacher’s outputs carry far more entropy than a chat model’s; compare with the published figure (p = 2.6e-24 from 248k scored tokens at ρ = 5%) through that difference.',
+  ]);
+  await writeResult(context.outDir, 'extraction.md', report.toString());
+  await writeResult(context.outDir, 'extraction.json', `${JSON.stringify(rounded(summary), null, 2)}\n`);
+  return summary;
+}
