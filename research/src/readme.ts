@@ -184,11 +184,20 @@ export async function numbersTable(outDir: string): Promise<string> {
         link('performance'),
       ]);
     }
+    const scan = performance.rows.find((r) => r.measure.startsWith('radioactivity scan'));
+    if (scan !== undefined) {
+      rows.push([
+        'radioactivity scan vs text detection, in-process, one thread, 100 fake keys',
+        '—',
+        `${fixed(scan.ratio, 2)}× the detection time (${scan.value}); the CLI spreads fake keys over worker threads (packages/extraction/README.md)`,
+        link('performance'),
+      ]);
+    }
     rows.push([
-      'gateway overhead, scan throughput',
+      'gateway overhead vs the embedded backend called directly',
       '—',
-      'pending (need the gateway and the scan)',
-      link('performance'),
+      '1.55× per request (+10 ms, mostly the fsync of each issuance record): `pnpm --filter @tracemark/gateway loadtest`',
+      '[apps/gateway/README.md](../apps/gateway/README.md)',
     ]);
   } else rows.push(['performance', '', notRun, link('performance')]);
 
