@@ -15,6 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -643,5 +644,46 @@ export async function runExtraction(context: ExtractionContext): Promise<unknown
   ]);
   await writeResult(context.outDir, 'extraction.md', report.toString());
   await writeResult(context.outDir, 'extraction.json', `${JSON.stringify(rounded(summary), null, 2)}\n`);
+  if (!context.quick) await runExtractionGoal(context);
   return summary;
+}
+
+/** The goal cell: ρ = 5%, h = 1, probed until about 200k tokens are sampled. */
+export const GOAL_CONFIG: ExtractionConfig = {
+  ...FULL_CONFIG,
+  rhos: [0.05],
+  widths: [1],
+  probePrompts: 1_000,
+  nullSeeds: 1,
+  budgetSeconds: 30 * 60,
+};
+
+/**
+ * `pnpm research extraction` ends with the goal cell (ρ = 5%, h = 1, a probe of about 200k sampled
+ * tokens), appended to results/extraction.md and .json.
+ */
+export async function runExtractionGoal(context: ExtractionContext): Promise<ExtractionCell | null> {
+  const result = await runExtractionGrid(GOAL_CONFIG, context.log);
+  const cell = result.cells[0] ?? null;
+  if (cell === null) return null;
+  const markdown = await readFile(join(context.outDir, 'extraction.md'), 'utf8');
+  const json = JSON.parse(await readFile(join(context.outDir, 'extraction.json'), 'utf8')) as Record<
+    string,
+    unknown
+  >;
+  const met =
+    Math.min(cell.supervised.log10P, cell.unsupervised.log10P) <= -10 &&
+    Math.max(cell.supervised.numScored, cell.unsupervised.numScored) <= 200_000;
+  const section = [
+    '## The goal cell: ρ = 5%, h = 1, a larger probe',
+    `The same gateway key, harvest and training mix as the grid's ρ = 5% cell; the student is probed with ${GOAL_CONFIG.probePrompts} fresh prompts (${integer(cell.sampledTokens)} sampled tokens).`,
+    `- supervised: log10 p ${log10(cell.supervised.log10P)} from ${integer(cell.supervised.numScored)} scored tokens (${cell.supervised.verdict}; fake-key rank ${cell.supervised.rank}, KS p ${cell.supervised.ksPValue.toPrecision(2)})\n- unsupervised: log10 p ${log10(cell.unsupervised.log10P)} from ${integer(cell.unsupervised.numScored)} scored tokens (${cell.unsupervised.verdict}; fake-key rank ${cell.unsupervised.rank}, KS p ${cell.unsupervised.ksPValue.toPrecision(2)})\n- goal (log10 p ≤ −10 from ≤ 200k scored tokens): ${met ? 'met' : 'NOT met'}`,
+  ].join('\n\n');
+  await writeResult(context.outDir, 'extraction.md', `${markdown}\n${section}\n`);
+  await writeResult(
+    context.outDir,
+    'extraction.json',
+    `${JSON.stringify(rounded({ ...json, goalCell: { config: GOAL_CONFIG, cell, met } }), null, 2)}\n`,
+  );
+  return cell;
 }
