@@ -640,6 +640,7 @@ export async function runExtraction(context: ExtractionContext): Promise<unknown
   report.bullets([
     'Supervised scans score only positions whose window occurs in the attacker’s issued outputs (windows only, never (window, token) pairs), so they read fewer tokens and a stronger signal.',
     'The student is an n-gram model: it copies the (window, token) statistics of its training text and does not generalize, so its radioactivity is that of the text it memorized; a neural student spreads the bias differently (field notes §4).',
+    'The scan’s `not_radioactive` rules out a dose in corpus terms (a share of the scanned text that is our output), not a share of a student’s training data: at ρ = 1–5% this n-gram student carries far less than ρ of the watermark’s excess, so `not_radioactive` there is a correct statement about the sampled text and a miss about the training mix.',
     'The embedded teacher’s outputs carry far more entropy than a chat model’s; compare with the published figure (p = 2.6e-24 from 248k scored tokens at ρ = 5%) through that difference.',
   ]);
   await writeResult(context.outDir, 'extraction.md', report.toString());
