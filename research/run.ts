@@ -6,12 +6,13 @@
  */
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { runExtraction } from './src/experiments/extraction.ts';
 import { runExperiments } from './src/experiments.ts';
 import { defaultWorkers } from './src/generation.ts';
 import { EXPERIMENT_NAMES, type ExperimentName } from './src/report.ts';
 
 const usage = `usage: pnpm research NAME… | all [--quick] [--workers N] [--out DIR]
-experiments: ${EXPERIMENT_NAMES.join(', ')}`;
+experiments: ${[...EXPERIMENT_NAMES, 'extraction'].join(', ')}`;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -28,8 +29,12 @@ if (values.help || positionals.length === 0) {
   process.exit(values.help ? 0 : 2);
 }
 const names: ExperimentName[] = [];
+let extraction = false;
 for (const name of positionals) {
-  if (name === 'all') names.push(...EXPERIMENT_NAMES);
+  if (name === 'all') {
+    names.push(...EXPERIMENT_NAMES);
+    extraction = true;
+  } else if (name === 'extraction') extraction = true;
   else if ((EXPERIMENT_NAMES as readonly string[]).includes(name)) names.push(name as ExperimentName);
   else {
     process.stderr.write(`unknown experiment "${name}"\n${usage}\n`);
@@ -44,10 +49,18 @@ if (!Number.isInteger(workers) || workers < 1) {
 const quick = values.quick;
 const outDir =
   values.out ?? fileURLToPath(new URL(quick ? './results-quick/' : './results/', import.meta.url));
-await runExperiments(names, {
-  quick,
-  outDir,
-  workers,
-  log: (message) => process.stderr.write(`${message}\n`),
-  updateReadme: !quick && values.out === undefined,
-});
+const log = (message: string) => process.stderr.write(`${message}\n`);
+if (extraction) {
+  const started = performance.now();
+  log(`extraction: starting${quick ? ' (quick)' : ''}`);
+  await runExtraction({ quick, outDir, workers, log });
+  log(`extraction: done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+}
+if (names.length > 0)
+  await runExperiments(names, {
+    quick,
+    outDir,
+    workers,
+    log: (message) => process.stderr.write(`${message}\n`),
+    updateReadme: !quick && values.out === undefined,
+  });
