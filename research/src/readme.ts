@@ -204,8 +204,8 @@ export async function numbersTable(outDir: string): Promise<string> {
   rows.push([
     'radioactivity (5% of training data watermarked)',
     '10k prompts → 248k scored tokens → p = 2.6e-24',
-    'pending (needs the radioactivity scan)',
-    '—',
+    'n-gram student through the real gateway, h = 1: see the ρ table (the ρ = 5% goal is not met with an n-gram student; ρ = 0 is never radioactive)',
+    link('extraction'),
   ]);
   if (defaults !== null) {
     rows.push(['defaults: best mean rank at δ = 2', '—', defaults.bestByRank, link('defaults')]);
