@@ -52,7 +52,7 @@
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $tail)))
     (local.set $v3 (i64.xor (local.get $v3) (local.get $m)))
-        
+    
     (local.set $v0 (i64.add (local.get $v0) (local.get $v1)))
     (local.set $v1 (i64.xor (i64.rotl (local.get $v1) (i64.const 13)) (local.get $v0)))
     (local.set $v0 (i64.rotl (local.get $v0) (i64.const 32)))
@@ -75,7 +75,7 @@
     (local.set $v2 (i64.rotl (local.get $v2) (i64.const 32)))
     (local.set $v0 (i64.xor (local.get $v0) (local.get $m)))
     (local.set $v2 (i64.xor (local.get $v2) (i64.const 0xff)))
-        
+    
     (local.set $v0 (i64.add (local.get $v0) (local.get $v1)))
     (local.set $v1 (i64.xor (i64.rotl (local.get $v1) (i64.const 13)) (local.get $v0)))
     (local.set $v0 (i64.rotl (local.get $v0) (i64.const 32)))

@@ -35,3 +35,37 @@ export function sipRounds(count, states = ['v'], vector = false) {
   const one = lists[0].map((_, i) => lists.map((list) => `\n    ${list[i]}`).join('')).join('');
   return one.repeat(count);
 }
+
+/**
+ * The body of a SipHash-2-4 function after its state $v0..$v3 is initialized: absorbs $len bytes at
+ * $p (locals $m, $end, $left, $i), finalizes, and leaves the 64-bit result on the stack.
+ */
+export function sipMessage() {
+  return `(local.set $end (i32.add (local.get $p) (i32.and (local.get $len) (i32.const -8))))
+    (block $done
+      (loop $blocks
+        (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
+        (local.set $m (i64.load (local.get $p)))
+        (local.set $v3 (i64.xor (local.get $v3) (local.get $m)))
+        ${sipRounds(2)}
+        (local.set $v0 (i64.xor (local.get $v0) (local.get $m)))
+        (local.set $p (i32.add (local.get $p) (i32.const 8)))
+        (br $blocks)))
+    (local.set $m (i64.shl (i64.extend_i32_u (local.get $len)) (i64.const 56)))
+    (local.set $left (i32.and (local.get $len) (i32.const 7)))
+    (local.set $i (i32.const 0))
+    (block $tail_done
+      (loop $tail
+        (br_if $tail_done (i32.ge_u (local.get $i) (local.get $left)))
+        (local.set $m (i64.or (local.get $m)
+          (i64.shl (i64.load8_u (i32.add (local.get $p) (local.get $i)))
+                   (i64.extend_i32_u (i32.shl (local.get $i) (i32.const 3))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $tail)))
+    (local.set $v3 (i64.xor (local.get $v3) (local.get $m)))
+    ${sipRounds(2)}
+    (local.set $v0 (i64.xor (local.get $v0) (local.get $m)))
+    (local.set $v2 (i64.xor (local.get $v2) (i64.const 0xff)))
+    ${sipRounds(4)}
+    (i64.xor (i64.xor (local.get $v0) (local.get $v1)) (i64.xor (local.get $v2) (local.get $v3)))`;
+}

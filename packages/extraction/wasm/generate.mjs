@@ -3,7 +3,7 @@
 // docs/spec/watermark-v1.md sections 3 and 4, with native 64-bit arithmetic.
 // Run: pnpm --filter @tracemark/extraction generate:wasm
 import { writeFileSync } from 'node:fs';
-import { sipRounds } from '../../core/wasm/sipround.mjs';
+import { sipMessage, sipRounds } from '../../core/wasm/sipround.mjs';
 
 const rounds = (n) => sipRounds(n, ['v']);
 const rounds2 = (n) => sipRounds(n, ['v', 'w']);
@@ -27,33 +27,7 @@ const wat = `;; Green counts of a deduplicated LeftHash tape under many keys. Ge
     (local $v0 i64) (local $v1 i64) (local $v2 i64) (local $v3 i64)
     (local $m i64) (local $end i32) (local $left i32) (local $i i32)
     ${init('$k0', '$k1')}
-    (local.set $end (i32.add (local.get $p) (i32.and (local.get $len) (i32.const -8))))
-    (block $done
-      (loop $blocks
-        (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
-        (local.set $m (i64.load (local.get $p)))
-        (local.set $v3 (i64.xor (local.get $v3) (local.get $m)))
-        ${rounds(2)}
-        (local.set $v0 (i64.xor (local.get $v0) (local.get $m)))
-        (local.set $p (i32.add (local.get $p) (i32.const 8)))
-        (br $blocks)))
-    (local.set $m (i64.shl (i64.extend_i32_u (local.get $len)) (i64.const 56)))
-    (local.set $left (i32.and (local.get $len) (i32.const 7)))
-    (local.set $i (i32.const 0))
-    (block $tail_done
-      (loop $tail
-        (br_if $tail_done (i32.ge_u (local.get $i) (local.get $left)))
-        (local.set $m (i64.or (local.get $m)
-          (i64.shl (i64.load8_u (i32.add (local.get $p) (local.get $i)))
-                   (i64.extend_i32_u (i32.shl (local.get $i) (i32.const 3))))))
-        (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br $tail)))
-    (local.set $v3 (i64.xor (local.get $v3) (local.get $m)))
-    ${rounds(2)}
-    (local.set $v0 (i64.xor (local.get $v0) (local.get $m)))
-    (local.set $v2 (i64.xor (local.get $v2) (i64.const 0xff)))
-    ${rounds(4)}
-    (i64.xor (i64.xor (local.get $v0) (local.get $v1)) (i64.xor (local.get $v2) (local.get $v3))))
+    ${sipMessage()})
 
   ;; For each key k (32 bytes at $keys + 32k: K_context then K_green) and each window c (h tokens
   ;; at $windows + 4hc): seed = SipHash(K_context, 0x01 || LE32 tokens); then for each token t at
