@@ -1,9 +1,7 @@
 /** Worker pool of `tracemark scan`; without workers (or from sources), jobs run in this thread. */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import type { EvaluationTape, FakeKeyCounts, FakeKeyJob } from '@tracemark/extraction';
 import { createScanEngine, type ScanEngineOptions, type ScanJob, type ScanJobResult } from './scan-engine.ts';
+import { compiledWorker, startWorkerThreads } from './worker-threads.ts';
 
 export interface ScanPool {
   readonly workers: number;
@@ -51,8 +49,8 @@ function shareTape(tape: EvaluationTape): EvaluationTape {
 }
 
 export function createScanPool(options: ScanEngineOptions, workers: number): ScanPool {
-  const url = new URL('./scan-worker.js', import.meta.url);
-  if (workers <= 0 || !existsSync(fileURLToPath(url))) {
+  const url = compiledWorker('scan-worker.js');
+  if (workers <= 0 || url === null) {
     const engine = createScanEngine(options);
     const submit = (job: ScanJob) => Promise.resolve(engine.run(job));
     return {
@@ -71,32 +69,8 @@ export function createScanPool(options: ScanEngineOptions, workers: number): Sca
       close: () => Promise.resolve(),
     };
   }
-  const threads = Array.from({ length: workers }, () => new Worker(url, { workerData: options }));
-  const waiting = new Map<number, { resolve: (r: ScanJobResult) => void; reject: (e: Error) => void }>();
-  const load = new Array<number>(workers).fill(0);
-  let nextId = 0;
-  threads.forEach((thread, index) => {
-    thread.on('message', (message: { id: number; result?: ScanJobResult; failure?: string }) => {
-      load[index]!--;
-      const entry = waiting.get(message.id);
-      waiting.delete(message.id);
-      if (message.failure !== undefined) entry?.reject(new Error(message.failure));
-      else entry?.resolve(message.result!);
-    });
-    thread.on('error', (error) => {
-      for (const entry of waiting.values()) entry.reject(error);
-      waiting.clear();
-    });
-  });
-  const submit = (job: ScanJob): Promise<ScanJobResult> =>
-    new Promise<ScanJobResult>((resolve, reject) => {
-      const id = nextId++;
-      waiting.set(id, { resolve, reject });
-      let target = 0;
-      for (let i = 1; i < workers; i++) if (load[i]! < load[target]!) target = i;
-      load[target]!++;
-      threads[target]!.postMessage({ id, job });
-    });
+  const threads = startWorkerThreads<ScanJob, ScanJobResult>(url, options, workers);
+  const submit = threads.submit;
   return {
     workers,
     submit,
@@ -117,8 +91,6 @@ export function createScanPool(options: ScanEngineOptions, workers: number): Sca
         return result.counts;
       });
     },
-    close: async () => {
-      await Promise.all(threads.map((thread) => thread.terminate()));
-    },
+    close: threads.close,
   };
 }
