@@ -7,6 +7,7 @@ import { type InputFormat, readInputs } from '../inputs.ts';
 import { CliError, type CliIo, EXIT } from '../io.ts';
 import { collect, parseNumber, parseOpenUnit } from '../options.ts';
 import { createRunner, defaultWorkerCount } from '../pool.ts';
+import { createProgress } from '../progress.ts';
 import { colouredTokens, verdictLine } from '../render.ts';
 
 interface DetectCommandOptions {
@@ -256,33 +257,4 @@ function toJson(outcome: Outcome): object {
   if ('error' in outcome) return outcome;
   const { keys, window, ...rest } = outcome;
   return { ...rest, ...(window === null ? {} : { window }), ...(keys.length > 1 ? { keys } : {}) };
-}
-
-function createProgress(io: CliIo, quiet: boolean) {
-  const enabled = io.stderrIsTTY && !quiet;
-  let last = 0;
-  let shown = false;
-  return {
-    clear: (): string => {
-      if (!shown) return '';
-      shown = false;
-      io.stderr.write('\r\u001b[2K');
-      return '';
-    },
-    update: (summary: { documents: number; bytes: number }, started: number): void => {
-      if (!enabled) return;
-      const now = performance.now();
-      if (now - last < 250) return;
-      last = now;
-      const seconds = (now - started) / 1000;
-      io.stderr.write(
-        `\r\u001b[2K${summary.documents} documents, ${(summary.bytes / 1e6).toFixed(1)} MB, ${(summary.bytes / 1e6 / seconds).toFixed(1)} MB/s`,
-      );
-      shown = true;
-    },
-    done: (): void => {
-      if (shown) io.stderr.write('\r\u001b[2K');
-      shown = false;
-    },
-  };
 }

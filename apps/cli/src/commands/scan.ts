@@ -17,6 +17,7 @@ import { type InputFormat, readInputs } from '../inputs.ts';
 import { CliError, type CliIo, EXIT } from '../io.ts';
 import { collect, parseNumber, parseOpenUnit } from '../options.ts';
 import { defaultWorkerCount } from '../pool.ts';
+import { createProgress } from '../progress.ts';
 import { type Attribution, attributeAccounts } from '../scan-attribution.ts';
 import type { ScanJobResult, TokenizedDocument } from '../scan-engine.ts';
 import { describeCorpus, readSigningKey, scanPredicate, signedScanReport } from '../scan-evidence.ts';
@@ -511,37 +512,4 @@ async function* readDocuments(
     }
     onProgress();
   }
-}
-
-function createProgress(io: CliIo, quiet: boolean) {
-  const enabled = io.stderrIsTTY && !quiet;
-  let last = 0;
-  let shown = false;
-  return {
-    clear: (): string => {
-      if (shown) io.stderr.write('\r\u001b[2K');
-      shown = false;
-      return '';
-    },
-    update: (summary: Summary, started: number): void => {
-      if (!enabled) return;
-      const now = performance.now();
-      if (now - last < 250) return;
-      last = now;
-      const seconds = (now - started) / 1000;
-      io.stderr.write(
-        `\r\u001b[2K${summary.documents} documents, ${(summary.bytes / 1e6).toFixed(1)} MB, ${(summary.bytes / 1e6 / seconds).toFixed(1)} MB/s`,
-      );
-      shown = true;
-    },
-    message: (text: string): void => {
-      if (!enabled) return;
-      io.stderr.write(`\r\u001b[2K${text}`);
-      shown = true;
-    },
-    done: (): void => {
-      if (shown) io.stderr.write('\r\u001b[2K');
-      shown = false;
-    },
-  };
 }
