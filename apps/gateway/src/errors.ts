@@ -107,6 +107,17 @@ export function badRequest(
   return new GatewayError(400, code, message, { param });
 }
 
+/** Requests that carry a text either as `text` or as `tokens`: exactly one of the two. */
+export function assertTextOrTokens(body: { readonly text?: unknown; readonly tokens?: unknown }): void {
+  if ((body.text === undefined) === (body.tokens === undefined)) {
+    throw badRequest(
+      'TM_ERR_INVALID_REQUEST',
+      'send exactly one of "text" or "tokens"',
+      body.text === undefined ? 'text' : 'tokens',
+    );
+  }
+}
+
 /** Generic 5xx messages: the client learns the code and that it is not their fault, nothing more. */
 export const SERVER_ERROR_MESSAGES: Readonly<Partial<Record<GatewayErrorCode, string>>> = {
   TM_ERR_INTERNAL: 'internal error',

@@ -1,7 +1,7 @@
 /** POST /v1/detect: the same detection path as `tracemark detect --json`, under the gateway's watermark key. */
 import { InputError } from '@tracemark/detection';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { badRequest } from '../errors.ts';
+import { assertTextOrTokens, badRequest } from '../errors.ts';
 import { detectRequestSchema, detectResponseSchema, errorResponses } from '../schemas.ts';
 
 interface DetectBody {
@@ -29,13 +29,7 @@ const detectRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
     },
     async (request) => {
       const body = request.body as DetectBody;
-      if ((body.text === undefined) === (body.tokens === undefined)) {
-        throw badRequest(
-          'TM_ERR_INVALID_REQUEST',
-          'send exactly one of "text" or "tokens"',
-          body.text === undefined ? 'text' : 'tokens',
-        );
-      }
+      assertTextOrTokens(body);
       const detector = fastify.gateway.detector({
         ...(body.fpr === undefined ? {} : { fpr: body.fpr }),
         window: body.window === true,

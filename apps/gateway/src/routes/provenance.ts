@@ -7,7 +7,7 @@ import { InputError } from '@tracemark/detection';
 import { EVIDENCE_PREDICATE_TYPE, toHex } from '@tracemark/provenance';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { GATEWAY_VERSION } from '../app.ts';
-import { badRequest, GatewayError } from '../errors.ts';
+import { assertTextOrTokens, badRequest, GatewayError } from '../errors.ts';
 import { createVerifier, type VerifyInput } from '../provenance/verify.ts';
 import {
   checkpointResponseSchema,
@@ -58,13 +58,7 @@ const provenanceRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =>
     },
     async (request) => {
       const body = request.body as VerifyInput;
-      if ((body.text === undefined) === (body.tokens === undefined)) {
-        throw badRequest(
-          'TM_ERR_INVALID_REQUEST',
-          'send exactly one of "text" or "tokens"',
-          body.text === undefined ? 'text' : 'tokens',
-        );
-      }
+      assertTextOrTokens(body);
       try {
         const result = await verifier.verify(body, request.apiKey!);
         fastify.metrics.detections.inc({ verdict: result.document.verdict });
