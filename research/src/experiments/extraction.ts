@@ -15,7 +15,6 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -32,6 +31,9 @@ import { integer, reportHeader, rounded, writeResult } from '../report.ts';
 
 export const EXTRACTION_RHOS: readonly number[] = [0, 0.01, 0.02, 0.05, 0.1, 0.25, 1];
 export const EXTRACTION_WIDTHS: readonly number[] = [1, 2, 4];
+/** The goal of issue 6: at ρ = 5% (h = 1, the default), log10 p ≤ −10 from at most 200k scored tokens. */
+export const GOAL_RHO = 0.05;
+export const GOAL_WIDTH = 1;
 
 export interface ExtractionConfig {
   readonly rhos: readonly number[];
@@ -50,20 +52,29 @@ export interface ExtractionConfig {
   readonly fakeKeys: number;
   /** Seconds after which remaining (ρ, h) cells are skipped (reported as not run). */
   readonly budgetSeconds: number;
+  /**
+   * The goal cell (h = 1, ρ = 5%) is probed a second time with this many fresh prompts (0: not run),
+   * and its student is also trained on these smaller totals (same ρ), to show how the evidence grows
+   * with the amount of watermarked text the student saw.
+   */
+  readonly goalProbePrompts: number;
+  readonly goalTrainTokens: readonly number[];
 }
 
 export const FULL_CONFIG: ExtractionConfig = {
   rhos: EXTRACTION_RHOS,
   widths: EXTRACTION_WIDTHS,
-  trainTokens: 200_000,
-  harvestRequests: 1_100,
-  harvestMaxTokens: 200,
+  trainTokens: 1_000_000,
+  harvestRequests: 2_550,
+  harvestMaxTokens: 400,
   probePrompts: 300,
   probeMaxTokens: 200,
   nullSeeds: 3,
   studentOrder: 4,
   fakeKeys: 100,
-  budgetSeconds: 14 * 60,
+  budgetSeconds: 75 * 60,
+  goalProbePrompts: 1_000,
+  goalTrainTokens: [200_000, 500_000],
 };
 
 export const QUICK_CONFIG: ExtractionConfig = {
@@ -78,6 +89,8 @@ export const QUICK_CONFIG: ExtractionConfig = {
   studentOrder: 4,
   fakeKeys: 40,
   budgetSeconds: 120,
+  goalProbePrompts: 0,
+  goalTrainTokens: [],
 };
 
 export interface ScanNumbers {
@@ -96,6 +109,10 @@ export interface ExtractionCell {
   readonly rho: number;
   /** Probe repetition (0 unless ρ = 0). */
   readonly seed: number;
+  /** `grid`: the (ρ, h) grid; `goal`: the larger probe of the goal cell; `size`: a smaller training total. */
+  readonly kind: 'grid' | 'goal' | 'size';
+  readonly trainTokens: number;
+  readonly probePrompts: number;
   readonly answerTokens: number;
   readonly humanTokens: number;
   readonly sampledTokens: number;
@@ -336,13 +353,20 @@ export async function runExtractionGrid(
       }
       // The gateway stops; its database stays for the supervised scans (opened read-only).
       await gateway.close();
-      for (const rho of config.rhos) {
-        if (elapsed() > config.budgetSeconds) {
-          skipped.push({ h, rho });
-          continue;
+      /** Trains a student on `trainTokens` tokens (a share ρ of them answers), probes it, scans. */
+      const runStudent = async (
+        rho: number,
+        trainTokens: number,
+        seeds: number,
+        probePrompts: number,
+        kind: ExtractionCell['kind'],
+      ): Promise<void> => {
+        const answerBudget = Math.round(rho * trainTokens);
+        if (answerBudget > harvest.tokens) {
+          throw new Error(
+            `ρ = ${rho} of ${trainTokens} tokens needs more than the ${harvest.tokens} harvested`,
+          );
         }
-        const seeds = rho === 0 ? config.nullSeeds : 1;
-        const answerBudget = Math.round(rho * config.trainTokens);
         const documents: Uint32Array[] = [];
         let answerTokens = 0;
         for (const answer of harvest.answers) {
@@ -353,28 +377,37 @@ export async function runExtractionGrid(
         }
         let humanTokens = 0;
         for (const document of human) {
-          if (humanTokens >= config.trainTokens - answerTokens) break;
+          if (humanTokens >= trainTokens - answerTokens) break;
           const take = document.subarray(
             0,
-            Math.min(document.length, config.trainTokens - answerTokens - humanTokens),
+            Math.min(document.length, trainTokens - answerTokens - humanTokens),
           );
           documents.push(take);
           humanTokens += take.length;
         }
         const t0 = performance.now();
         const student = await trainNgramModel({
-          documents: shuffle(documents, `mix/h${h}/rho${rho}`),
+          documents: shuffle(
+            documents,
+            `mix/h${h}/rho${rho}${trainTokens === config.trainTokens ? '' : `/size${trainTokens}`}`,
+          ),
           vocabSize: tokenizer.vocabSize,
           tokenizerId: 'cl100k_base',
           order: config.studentOrder,
         });
         for (let seed = 0; seed < seeds; seed++) {
           const cellStarted = performance.now();
-          const label = `h${h}/rho${rho}/seed${seed}`;
+          const label =
+            kind === 'grid'
+              ? `h${h}/rho${rho}/seed${seed}`
+              : kind === 'goal'
+                ? `h${h}/rho${rho}/goal`
+                : `h${h}/rho${rho}/size${trainTokens}`;
           const endpoint = await serveStudent(student, label);
-          const promptsFile = join(work, `probe-${h}-${rho}-${seed}.txt`);
-          const outputs = join(work, `probe-${h}-${rho}-${seed}.jsonl`);
-          writeFileSync(promptsFile, `${prompts(config.probePrompts, `probe/${label}`).join('\n')}\n`);
+          const name = label.replaceAll('/', '-');
+          const promptsFile = join(work, `probe-${name}.txt`);
+          const outputs = join(work, `probe-${name}.jsonl`);
+          writeFileSync(promptsFile, `${prompts(probePrompts, `probe/${label}`).join('\n')}\n`);
           let probe: CliResult;
           try {
             probe = await cli([
@@ -391,6 +424,8 @@ export async function runExtractionGrid(
               String(config.probeMaxTokens),
               '--concurrency',
               '2',
+              '--rate',
+              '0',
               '--quiet',
             ]);
           } finally {
@@ -429,6 +464,9 @@ export async function runExtractionGrid(
             h,
             rho,
             seed,
+            kind,
+            trainTokens,
+            probePrompts,
             answerTokens,
             humanTokens,
             sampledTokens,
@@ -438,8 +476,29 @@ export async function runExtractionGrid(
           };
           cells.push(cell);
           log(
-            `extraction: h=${h} ρ=${rho} seed ${seed}: supervised log10 p ${cell.supervised.log10P.toFixed(1)} (${cell.supervised.numScored} scored, ${cell.supervised.verdict}), unsupervised ${cell.unsupervised.log10P.toFixed(1)} (${cell.unsupervised.numScored}, ${cell.unsupervised.verdict}); ${cell.seconds.toFixed(1)} s`,
+            `extraction: h=${h} ρ=${rho} ${kind} (${trainTokens} training tokens, ${probePrompts} prompts) seed ${seed}: supervised log10 p ${cell.supervised.log10P.toFixed(1)} (${cell.supervised.numScored} scored, ${cell.supervised.verdict}), unsupervised ${cell.unsupervised.log10P.toFixed(1)} (${cell.unsupervised.numScored}, ${cell.unsupervised.verdict}); ${cell.seconds.toFixed(1)} s`,
           );
+        }
+      };
+      for (const rho of config.rhos) {
+        if (elapsed() > config.budgetSeconds) {
+          skipped.push({ h, rho });
+          continue;
+        }
+        await runStudent(
+          rho,
+          config.trainTokens,
+          rho === 0 ? config.nullSeeds : 1,
+          config.probePrompts,
+          'grid',
+        );
+      }
+      if (h === GOAL_WIDTH && config.rhos.includes(GOAL_RHO)) {
+        if (config.goalProbePrompts > 0) {
+          await runStudent(GOAL_RHO, config.trainTokens, 1, config.goalProbePrompts, 'goal');
+        }
+        for (const trainTokens of config.goalTrainTokens) {
+          await runStudent(GOAL_RHO, trainTokens, 1, config.probePrompts, 'size');
         }
       }
       harvests.push({
@@ -521,8 +580,14 @@ export async function runExtraction(context: ExtractionContext): Promise<unknown
   const loadAtStart = loadAverage();
   const config = context.quick ? QUICK_CONFIG : FULL_CONFIG;
   const result = await runExtractionGrid(config, context.log);
-  const nullCells = result.cells.filter((cell) => cell.rho === 0);
-  const atFive = result.cells.filter((cell) => cell.rho === 0.05);
+  const gridCells = result.cells.filter((cell) => cell.kind === 'grid');
+  const nullCells = gridCells.filter((cell) => cell.rho === 0);
+  const goalCells = result.cells.filter(
+    (cell) => cell.h === GOAL_WIDTH && cell.rho === GOAL_RHO && cell.trainTokens === config.trainTokens,
+  );
+  const meetsGoal = (cell: ExtractionCell) =>
+    Math.min(cell.supervised.log10P, cell.unsupervised.log10P) <= -10 &&
+    Math.max(cell.supervised.numScored, cell.unsupervised.numScored) <= 200_000;
   const summary = {
     experiment: 'extraction',
     quick: context.quick,
@@ -531,15 +596,15 @@ export async function runExtraction(context: ExtractionContext): Promise<unknown
     cells: result.cells,
     skipped: result.skipped,
     goals: {
-      rho5: atFive.map((cell) => ({
+      rho5: goalCells.map((cell) => ({
         h: cell.h,
+        kind: cell.kind,
+        probePrompts: cell.probePrompts,
         supervisedLog10P: cell.supervised.log10P,
         supervisedScored: cell.supervised.numScored,
         unsupervisedLog10P: cell.unsupervised.log10P,
         unsupervisedScored: cell.unsupervised.numScored,
-        met:
-          Math.min(cell.supervised.log10P, cell.unsupervised.log10P) <= -10 &&
-          Math.max(cell.supervised.numScored, cell.unsupervised.numScored) <= 200_000,
+        met: meetsGoal(cell),
       })),
       nullRadioactive: nullCells.filter(
         (cell) => cell.supervised.verdict === 'radioactive' || cell.unsupervised.verdict === 'radioactive',
@@ -564,7 +629,7 @@ export async function runExtraction(context: ExtractionContext): Promise<unknown
     'The attack of issue 6 end to end through the real gateway: an attacker account sends varied chat prompts to the gateway (embedded model, watermarked with a LeftHash(h) key, γ = 0.25, δ = 2) and stores the answers; a student n-gram model (order ' +
       `${config.studentOrder}) is trained on ${integer(config.trainTokens)} tokens of which a fraction ρ are those answers and the rest human text (train split); the student is served on an OpenAI-compatible endpoint; \`tracemark probe\` samples it with ${config.probePrompts} fresh prompts (${config.probeMaxTokens} tokens each); \`tracemark scan\` tests the outputs supervised (\`--issued\` on the gateway's database: only windows that occur in issued outputs) and unsupervised, with ${config.fakeKeys} fake keys. log10 p is the exact binomial tail after dedup and prompt exclusion. ρ = 0 is probed ${config.nullSeeds} times with fresh prompts and sampling seeds.`,
   );
-  const rows = result.cells.map((cell) => [
+  const rows = gridCells.map((cell) => [
     cell.h,
     percent(cell.rho),
     cell.seed,
@@ -601,12 +666,48 @@ export async function runExtraction(context: ExtractionContext): Promise<unknown
   report.bullets([
     ...summary.goals.rho5.map(
       (goal) =>
-        `ρ = 5%, h = ${goal.h}: supervised log10 p ${log10(goal.supervisedLog10P)} from ${integer(goal.supervisedScored)} scored tokens, unsupervised ${log10(goal.unsupervisedLog10P)} from ${integer(goal.unsupervisedScored)}: goal (≤ −10 from ≤ 200k) ${goal.met ? 'met' : 'NOT met'}`,
+        `ρ = 5%, h = ${goal.h}, ${goal.probePrompts} probe prompts: supervised log10 p ${log10(goal.supervisedLog10P)} from ${integer(goal.supervisedScored)} scored tokens, unsupervised ${log10(goal.unsupervisedLog10P)} from ${integer(goal.unsupervisedScored)}: goal (≤ −10 from ≤ 200k) ${goal.met ? 'met' : 'NOT met'}`,
     ),
     `ρ = 0: ${summary.goals.nullRadioactive} radioactive verdicts in ${summary.goals.nullRuns} probe runs × 2 scans`,
     `Harvest: ${result.harvest.map((hv) => `h = ${hv.h}: ${hv.requests} answers, ${integer(hv.tokens)} tokens in ${hv.seconds.toFixed(0)} s`).join('; ')}`,
   ]);
-  const plotted = result.cells
+  const goalRows = result.cells
+    .filter((cell) => cell.h === GOAL_WIDTH && cell.rho === GOAL_RHO)
+    .sort((a, b) => a.trainTokens - b.trainTokens || a.probePrompts - b.probePrompts);
+  if (goalRows.length > 0) {
+    report.heading(
+      2,
+      `The goal cell (h = ${GOAL_WIDTH}, ρ = ${percent(GOAL_RHO)}): probe size and training total`,
+    );
+    report.paragraph(
+      'The same harvest and key. The training total sets how many watermarked tokens the student saw at a fixed share ρ; the probe size sets how many tokens the scan reads.',
+    );
+    report.table(
+      [
+        'training tokens',
+        'of which answers',
+        'probe prompts',
+        'sampled tokens',
+        'supervised log10 p (scored)',
+        'verdict',
+        'unsupervised log10 p (scored)',
+        'verdict',
+        'goal',
+      ],
+      goalRows.map((cell) => [
+        integer(cell.trainTokens),
+        integer(cell.answerTokens),
+        integer(cell.probePrompts),
+        integer(cell.sampledTokens),
+        `${log10(cell.supervised.log10P)} (${integer(cell.supervised.numScored)})`,
+        cell.supervised.verdict,
+        `${log10(cell.unsupervised.log10P)} (${integer(cell.unsupervised.numScored)})`,
+        cell.unsupervised.verdict,
+        meetsGoal(cell) ? 'met' : 'not met',
+      ]),
+    );
+  }
+  const plotted = gridCells
     .filter((cell) => cell.seed === 0)
     .flatMap((cell) => [
       {
@@ -645,46 +746,5 @@ export async function runExtraction(context: ExtractionContext): Promise<unknown
   ]);
   await writeResult(context.outDir, 'extraction.md', report.toString());
   await writeResult(context.outDir, 'extraction.json', `${JSON.stringify(rounded(summary), null, 2)}\n`);
-  if (!context.quick) await runExtractionGoal(context);
   return summary;
-}
-
-/** The goal cell: ρ = 5%, h = 1, probed until about 200k tokens are sampled. */
-export const GOAL_CONFIG: ExtractionConfig = {
-  ...FULL_CONFIG,
-  rhos: [0.05],
-  widths: [1],
-  probePrompts: 1_000,
-  nullSeeds: 1,
-  budgetSeconds: 30 * 60,
-};
-
-/**
- * `pnpm research extraction` ends with the goal cell (ρ = 5%, h = 1, a probe of about 200k sampled
- * tokens), appended to results/extraction.md and .json.
- */
-export async function runExtractionGoal(context: ExtractionContext): Promise<ExtractionCell | null> {
-  const result = await runExtractionGrid(GOAL_CONFIG, context.log);
-  const cell = result.cells[0] ?? null;
-  if (cell === null) return null;
-  const markdown = await readFile(join(context.outDir, 'extraction.md'), 'utf8');
-  const json = JSON.parse(await readFile(join(context.outDir, 'extraction.json'), 'utf8')) as Record<
-    string,
-    unknown
-  >;
-  const met =
-    Math.min(cell.supervised.log10P, cell.unsupervised.log10P) <= -10 &&
-    Math.max(cell.supervised.numScored, cell.unsupervised.numScored) <= 200_000;
-  const section = [
-    '## The goal cell: ρ = 5%, h = 1, a larger probe',
-    `The same gateway key, harvest and training mix as the grid's ρ = 5% cell; the student is probed with ${GOAL_CONFIG.probePrompts} fresh prompts (${integer(cell.sampledTokens)} sampled tokens).`,
-    `- supervised: log10 p ${log10(cell.supervised.log10P)} from ${integer(cell.supervised.numScored)} scored tokens (${cell.supervised.verdict}; fake-key rank ${cell.supervised.rank}, KS p ${cell.supervised.ksPValue.toPrecision(2)})\n- unsupervised: log10 p ${log10(cell.unsupervised.log10P)} from ${integer(cell.unsupervised.numScored)} scored tokens (${cell.unsupervised.verdict}; fake-key rank ${cell.unsupervised.rank}, KS p ${cell.unsupervised.ksPValue.toPrecision(2)})\n- goal (log10 p ≤ −10 from ≤ 200k scored tokens): ${met ? 'met' : 'NOT met'}`,
-  ].join('\n\n');
-  await writeResult(context.outDir, 'extraction.md', `${markdown}\n${section}\n`);
-  await writeResult(
-    context.outDir,
-    'extraction.json',
-    `${JSON.stringify(rounded({ ...json, goalCell: { config: GOAL_CONFIG, cell, met } }), null, 2)}\n`,
-  );
-  return cell;
 }
