@@ -1,9 +1,11 @@
 /**
  * Experiment 6, defaults: gathers the evidence of experiments 2 (power), 3 (robustness) and 4 (quality)
  * for each candidate (γ, scheme, h) at δ = 2, and for δ at the chosen scheme, and ranks the candidates.
- * It reads the other experiments' summaries from the same output directory, so run them first
- * (`pnpm research all` does). The decision itself is argued in docs/decisions/2026-11-22-defaults.md.
- * Pending: the extraction (radioactivity) experiment's input, which needs the scan.
+ * and 5 (extraction: radioactivity, measured for LeftHash h = 1, 2, 4 at γ = 0.25) for each candidate
+ * (γ, scheme, h) at δ = 2, and for δ at the chosen scheme, and ranks the candidates. It reads the other
+ * experiments' summaries from the same output directory, so run them first (`pnpm research all` does;
+ * without extraction.json radioactivity is reported as pending). The decision itself is argued in
+ * docs/decisions/2026-11-22-defaults.md.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -18,6 +20,7 @@ import {
 } from '../report.ts';
 import { CODE_DEFAULT, configLabel, sameConfig, schemeLabel, type WatermarkConfig } from '../schemes.ts';
 import { mean } from '../statistics.ts';
+import type { ExtractionCell } from './extraction.ts';
 import type { FprSummary } from './fpr.ts';
 import type { PowerConfigResult, PowerSummary } from './power.ts';
 import type { QualitySummary } from './quality.ts';
@@ -37,6 +40,12 @@ export interface Candidate {
   readonly copyPasteAuc: number;
   /** Every FPR level passes with dedup in experiment 1 (null: not measured for this scheme). */
   readonly fprCalibrated: boolean | null;
+  /**
+   * Radioactivity: supervised and unsupervised log10 p of the scan of a student trained with a share
+   * `radioactivityRho` of this configuration's outputs (NaN: not measured for this configuration).
+   */
+  readonly radioactivitySupervised: number;
+  readonly radioactivityUnsupervised: number;
   readonly meanRank: number;
 }
 
@@ -59,12 +68,31 @@ export interface DefaultsSummary {
   readonly deltaFor: string;
   readonly deltas: readonly DeltaRow[];
   readonly codeDefault: string;
+  /** The share ρ of watermarked training text whose scans rank radioactivity (null: not measured). */
+  readonly radioactivityRho: number | null;
   readonly pending: readonly string[];
 }
 
+/** The share ρ at which radioactivity is compared (the goal of issue 6), else the lowest measured ρ > 0. */
+export const RADIOACTIVITY_RHO = 0.05;
+
+interface ExtractionSummary {
+  readonly quick: boolean;
+  readonly cells: readonly ExtractionCell[];
+}
+
 export const PENDING_DEFAULTS_INPUTS: readonly string[] = [
-  'extraction (radioactivity): how strongly a student model trained on the watermarked outputs of each configuration carries the watermark (the field notes say h = 1–2 is the most radioactive and h = 4 almost not); needs the radioactivity scan',
+  'extraction (radioactivity): how strongly a student model trained on the watermarked outputs of each configuration carries the watermark; run `pnpm research extraction` first',
 ];
+
+async function readOptionalSummary<T>(outDir: string, name: string): Promise<T | null> {
+  try {
+    return JSON.parse(await readFile(join(outDir, `${name}.json`), 'utf8')) as T;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+}
 
 async function readSummary<T>(outDir: string, name: string): Promise<T> {
   try {
@@ -97,6 +125,26 @@ export async function runDefaults(context: ExperimentContext): Promise<DefaultsS
   const robustness = await readSummary<RobustnessSummary>(context.outDir, 'robustness');
   const quality = await readSummary<QualitySummary>(context.outDir, 'quality');
   const fpr = await readSummary<FprSummary>(context.outDir, 'fpr');
+  const extraction = await readOptionalSummary<ExtractionSummary>(context.outDir, 'extraction');
+  const extractionCells = (extraction?.cells ?? []).filter((cell) => cell.kind === 'grid' && cell.seed === 0);
+  const measuredRhos = [...new Set(extractionCells.map((cell) => cell.rho))].filter(
+    (rho) => rho > 0 && rho < 1,
+  );
+  const radioactivityRho = measuredRhos.includes(RADIOACTIVITY_RHO)
+    ? RADIOACTIVITY_RHO
+    : measuredRhos.length > 0
+      ? Math.min(...measuredRhos)
+      : null;
+  /** The extraction experiment watermarks with LeftHash(h) at the core defaults γ = 0.25, δ = 2. */
+  const radioactivityOf = (config: WatermarkConfig) =>
+    extractionCells.find(
+      (cell) =>
+        cell.rho === radioactivityRho &&
+        config.name === 'lefthash' &&
+        cell.h === config.contextWidth &&
+        config.gamma === CODE_DEFAULT.gamma &&
+        config.delta === CODE_DEFAULT.delta,
+    );
 
   const powerOf = (config: WatermarkConfig) => power.results.filter((r) => sameConfig(r.config, config));
   const tprAt = (results: readonly PowerConfigResult[], length: number, pick: 'tprAt1e6' | 'auc') =>
@@ -122,6 +170,8 @@ export async function runDefaults(context: ExperimentContext): Promise<DefaultsS
       copyPasteAuc: mean(robust.copyPaste.filter((c) => c.fraction === 0.1).map((c) => c.windowedAuc)),
       fprCalibrated:
         fprVariants.length === 0 ? null : fprVariants.every((v) => v.levels.every((level) => level.pass)),
+      radioactivitySupervised: radioactivityOf(config)?.supervised.log10P ?? Number.NaN,
+      radioactivityUnsupervised: radioactivityOf(config)?.unsupervised.log10P ?? Number.NaN,
     };
   });
   const criteria = [
@@ -130,6 +180,8 @@ export async function runDefaults(context: ExperimentContext): Promise<DefaultsS
     rows.map((r) => r.substitutionAuc),
     rows.map((r) => r.insertionDeletionAuc),
     rows.map((r) => r.copyPasteAuc),
+    // Stronger evidence (a lower log10 p) ranks higher; unmeasured candidates get no rank here.
+    rows.map((r) => -r.radioactivitySupervised),
   ].map(ranks);
   const candidates: Candidate[] = rows.map((row, i) => ({
     ...row,
@@ -164,12 +216,13 @@ export async function runDefaults(context: ExperimentContext): Promise<DefaultsS
     deltaFor: best.label,
     deltas,
     codeDefault: configLabel(CODE_DEFAULT),
-    pending: PENDING_DEFAULTS_INPUTS,
+    radioactivityRho,
+    pending: radioactivityRho === null ? PENDING_DEFAULTS_INPUTS : [],
   };
   const report = reportHeader(
     context,
     'Experiment 6: choosing the defaults',
-    'none of its own: it reads power.json, robustness.json, quality.json and fpr.json from the same directory',
+    'none of its own: it reads power.json, robustness.json, quality.json, fpr.json and extraction.json from the same directory',
     started,
     loadAtStart,
   );
@@ -182,7 +235,10 @@ export async function runDefaults(context: ExperimentContext): Promise<DefaultsS
     'Edits: mean ROC-AUC over 10–50% model-sampled substitutions, and over 10–50% deletions and insertions (experiment 3, temperature 0.8).',
     'Copy-paste: windowed ROC-AUC with the watermarked passage at 10% of a human document, mean over 200- and 1,000-token documents (experiment 3).',
     'FPR: every level 1e-2 … 1e-5 passes with dedup, plain and windowed (experiment 1, 200 tokens).',
-    "Mean rank: the mean of the candidate's ranks on the five measured criteria (1 = best). Radioactivity is not measured yet (pending), and security against key stealing is not measured here.",
+    summary.radioactivityRho === null
+      ? 'Radioactivity: not measured (pending).'
+      : `Radioactivity: log10 p of the supervised scan (unsupervised in brackets) of a student n-gram model trained with ρ = ${Number((summary.radioactivityRho * 100).toFixed(2))}% of its text from that configuration's outputs (experiment 5, [extraction.md](extraction.md)); measured for LeftHash h = 1, 2, 4 at γ = 0.25 only, — elsewhere.`,
+    "Mean rank: the mean of the candidate's ranks on the criteria measured for it (1 = best; radioactivity ranks only the candidates it measured). Security against key stealing is not measured here.",
   ]);
   report.table(
     [
@@ -194,6 +250,7 @@ export async function runDefaults(context: ExperimentContext): Promise<DefaultsS
       'AUC, ins./del.',
       'AUC, copy-paste 10%',
       'FPR calibrated',
+      'radioactivity log10 p',
       'mean rank',
     ],
     [...candidates]
@@ -207,6 +264,9 @@ export async function runDefaults(context: ExperimentContext): Promise<DefaultsS
         fixed(c.insertionDeletionAuc, 3),
         fixed(c.copyPasteAuc, 3),
         c.fprCalibrated === null ? '—' : c.fprCalibrated ? 'yes' : 'NO',
+        Number.isFinite(c.radioactivitySupervised)
+          ? `${fixed(c.radioactivitySupervised, 1)} (${fixed(c.radioactivityUnsupervised, 1)})`
+          : '—',
         fixed(c.meanRank, 2),
       ]),
   );
@@ -234,8 +294,10 @@ export async function runDefaults(context: ExperimentContext): Promise<DefaultsS
       fixed(d.distinct2, 3),
     ]),
   );
-  report.heading(2, 'Pending');
-  report.bullets(PENDING_DEFAULTS_INPUTS);
+  if (summary.pending.length > 0) {
+    report.heading(2, 'Pending');
+    report.bullets(summary.pending);
+  }
   await writeResult(context.outDir, 'defaults.md', report.toString());
   await writeSummary(context.outDir, 'defaults', rounded(summary));
   return summary;
