@@ -2,7 +2,7 @@
  * Runs every experiment's quick variant in-process (so that none of them rots) into a temporary
  * directory, and checks the invariants each one must keep.
  */
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateAll } from '@tracemark/core';
@@ -139,6 +139,39 @@ describe('research experiments, quick variants', () => {
     const table = await numbersTable(outDir);
     for (const name of ['fpr', 'power', 'robustness', 'quality', 'performance', 'defaults']) {
       expect(table).toContain(`results/${name}.md`);
+    }
+  });
+
+  it('defaults: ranks radioactivity once an extraction summary exists', async () => {
+    // A stand-in for extraction.json (the real one takes half an hour): LeftHash h = 1, 2, 4 at ρ = 5%.
+    const scan = (log10P: number) => ({ log10P, numScored: 50_000, verdict: 'radioactive' });
+    const cell = (h: number, rho: number, log10P: number) => ({
+      h,
+      rho,
+      seed: 0,
+      kind: 'grid',
+      supervised: scan(log10P),
+      unsupervised: scan(log10P + 1),
+    });
+    const cells = [cell(1, 0.05, -30), cell(2, 0.05, -12), cell(4, 0.05, -2), cell(1, 0.1, -99)];
+    await writeFile(join(outDir, 'extraction.json'), JSON.stringify({ quick: true, cells }));
+    try {
+      const summary = await runQuick<DefaultsSummary>('defaults');
+      expect(summary.pending).toEqual([]);
+      expect(summary.radioactivityRho).toBe(0.05);
+      const byLabel = new Map(summary.candidates.map((c) => [c.label, c]));
+      const measured = summary.candidates.filter((c) => Number.isFinite(c.radioactivitySupervised));
+      if (byLabel.has('LeftHash(1) γ=0.25')) {
+        expect(byLabel.get('LeftHash(1) γ=0.25')!.radioactivitySupervised).toBe(-30);
+        expect(byLabel.get('LeftHash(1) γ=0.25')!.radioactivityUnsupervised).toBe(-29);
+      }
+      // Only LeftHash at γ = 0.25 was measured; every other candidate is left unranked on it.
+      for (const candidate of measured) expect(candidate.label).toMatch(/^LeftHash\([124]\) γ=0\.25$/);
+      const markdown = await readFile(join(outDir, 'defaults.md'), 'utf8');
+      expect(markdown).toContain('radioactivity log10 p');
+      expect(markdown).not.toContain('## Pending');
+    } finally {
+      await rm(join(outDir, 'extraction.json'));
     }
   });
 });

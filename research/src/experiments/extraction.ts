@@ -538,6 +538,8 @@ async function harvestAnswers(
     account: 'attacker',
     name: 'attacker',
     rateLimitPerMinute: 100_000,
+    // The default daily quota (1M tokens) would stop the harvest: this attacker is a large customer.
+    dailyTokenQuota: 100_000_000,
   });
   const attacker = created.key as string;
   const questions = prompts(config.harvestRequests, `attacker/h${h}`);
