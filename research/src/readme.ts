@@ -6,6 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DefaultsSummary } from './experiments/defaults.ts';
+import { type ExtractionCell, GOAL_RHO, GOAL_WIDTH } from './experiments/extraction.ts';
 import type { FprSummary } from './experiments/fpr.ts';
 import type { PerformanceSummary } from './experiments/performance.ts';
 import { type PowerSummary, PUBLISHED_AUC, PUBLISHED_TPR_1E3 } from './experiments/power.ts';
@@ -201,12 +202,34 @@ export async function numbersTable(outDir: string): Promise<string> {
     ]);
   } else rows.push(['performance', '', notRun, link('performance')]);
 
-  rows.push([
-    'radioactivity (5% of training data watermarked)',
-    '10k prompts → 248k scored tokens → p = 2.6e-24',
-    'n-gram student through the real gateway, h = 1: see the ρ table (the ρ = 5% goal is not met with an n-gram student; ρ = 0 is never radioactive)',
-    link('extraction'),
-  ]);
+  const extraction = await read<{
+    quick: boolean;
+    config: { trainTokens: number };
+    cells: readonly ExtractionCell[];
+  }>(outDir, 'extraction');
+  const atGoal = (extraction?.cells ?? []).filter(
+    (cell) =>
+      cell.h === GOAL_WIDTH && cell.rho === GOAL_RHO && cell.trainTokens === extraction!.config.trainTokens,
+  );
+  if (extraction !== null && atGoal.length > 0) {
+    const best = atGoal.reduce((a, b) => (b.probePrompts > a.probePrompts ? b : a));
+    const nulls = extraction.cells.filter((cell) => cell.kind === 'grid' && cell.rho === 0);
+    const falseAlarms = nulls.filter(
+      (cell) => cell.supervised.verdict === 'radioactive' || cell.unsupervised.verdict === 'radioactive',
+    ).length;
+    rows.push([
+      'radioactivity (5% of training data watermarked)',
+      '10k prompts → 248k scored tokens → p = 2.6e-24',
+      `n-gram student (${integer(extraction.config.trainTokens)} training tokens, h = ${GOAL_WIDTH}) through the real gateway: log10 p ${fixed(best.supervised.log10P, 1)} supervised from ${integer(best.supervised.numScored)} scored tokens, ${fixed(best.unsupervised.log10P, 1)} unsupervised from ${integer(best.unsupervised.numScored)}; ρ = 0: ${falseAlarms} radioactive verdicts in ${nulls.length} probes × 2 scans`,
+      link('extraction'),
+    ]);
+  } else
+    rows.push([
+      'radioactivity (5% of training data watermarked)',
+      '10k prompts → 248k scored tokens → p = 2.6e-24',
+      notRun,
+      link('extraction'),
+    ]);
   if (defaults !== null) {
     rows.push(['defaults: best mean rank at δ = 2', '—', defaults.bestByRank, link('defaults')]);
   }
