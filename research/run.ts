@@ -3,15 +3,20 @@
  *
  * Runs the experiments and writes research/results/NAME.md, NAME.json and plots (SVG and PNG). The
  * quick variant writes to research/results-quick/ unless --out says otherwise.
+ * `pnpm research extraction --render` rewrites extraction.md and its plot from extraction.json
+ * (the grid takes about 40 minutes; its report text can change without rerunning it).
  */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { runExtraction } from './src/experiments/extraction.ts';
+import { type ExtractionSummary, renderExtraction, runExtraction } from './src/experiments/extraction.ts';
 import { runExperiments } from './src/experiments.ts';
 import { defaultWorkers } from './src/generation.ts';
 import { EXPERIMENT_NAMES, type ExperimentName } from './src/report.ts';
 
 const usage = `usage: pnpm research NAME… | all [--quick] [--workers N] [--out DIR]
+       pnpm research extraction --render [--quick] [--out DIR]
 experiments: ${[...EXPERIMENT_NAMES, 'extraction'].join(', ')}`;
 
 const { values, positionals } = parseArgs({
@@ -20,6 +25,7 @@ const { values, positionals } = parseArgs({
     quick: { type: 'boolean', default: false },
     workers: { type: 'string' },
     out: { type: 'string' },
+    render: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
@@ -50,7 +56,22 @@ const quick = values.quick;
 const outDir =
   values.out ?? fileURLToPath(new URL(quick ? './results-quick/' : './results/', import.meta.url));
 const log = (message: string) => process.stderr.write(`${message}\n`);
-if (extraction) {
+if (values.render) {
+  if (!extraction || names.length > 0) {
+    process.stderr.write(`--render applies to extraction alone\n${usage}\n`);
+    process.exit(2);
+  }
+  const path = join(outDir, 'extraction.json');
+  let summary: ExtractionSummary;
+  try {
+    summary = JSON.parse(await readFile(path, 'utf8')) as ExtractionSummary;
+  } catch (error) {
+    process.stderr.write(`--render: cannot read ${path}: ${(error as Error).message}\n`);
+    process.exit(3);
+  }
+  await renderExtraction(summary, { quick, outDir, workers, log });
+  log(`extraction: rendered ${join(outDir, 'extraction.md')} from ${path}`);
+} else if (extraction) {
   const started = performance.now();
   log(`extraction: starting${quick ? ' (quick)' : ''}`);
   await runExtraction({ quick, outDir, workers, log });

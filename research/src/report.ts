@@ -73,9 +73,11 @@ export function reportHeader(
   seeds: string,
   startedAt: number,
   loadAtStart: number,
+  /** A run rendered later (from its summary): its own duration and final load. */
+  finished?: { readonly seconds: number; readonly loadAtEnd: number },
 ): Markdown {
   const environment = describeEnvironment();
-  const seconds = (performance.now() - startedAt) / 1000;
+  const seconds = finished?.seconds ?? (performance.now() - startedAt) / 1000;
   const duration = seconds < 90 ? `${seconds.toFixed(0)} s` : `${(seconds / 60).toFixed(1)} min`;
   return new Markdown()
     .heading(1, title)
@@ -83,7 +85,7 @@ export function reportHeader(
       `Command: \`${commandLine(context)}\`${context.quick ? ' (quick variant: small samples, for CI; not the committed results)' : ''}`,
       `Machine: ${environment.cpuModel}, ${environment.cores} cores, ${environment.memoryGiB} GiB, ${environment.platform}; Node ${environment.node}`,
       `Seeds: ${seeds}`,
-      `Run time: ${duration} with ${context.workers} generation worker${context.workers === 1 ? '' : 's'}; 1-minute load average ${loadAtStart.toFixed(2)} at the start and ${loadAverage().toFixed(2)} at the end (other work shared the machine)`,
+      `Run time: ${duration} with ${context.workers} generation worker${context.workers === 1 ? '' : 's'}; 1-minute load average ${loadAtStart.toFixed(2)} at the start and ${(finished?.loadAtEnd ?? loadAverage()).toFixed(2)} at the end (other work shared the machine)`,
     ]);
 }
 

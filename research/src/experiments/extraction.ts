@@ -524,16 +524,16 @@ async function harvestAnswers(
   log: (message: string) => void,
 ): Promise<Harvest> {
   const started = performance.now();
-  const post = async (path: string, key: string, body: unknown) => {
+  const post = async <T>(path: string, key: string, body: unknown): Promise<T> => {
     const response = await fetch(`${url}${path}`, {
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
       body: JSON.stringify(body),
     });
     if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
-    return (await response.json()) as Record<string, any>;
+    return (await response.json()) as T;
   };
-  const created = await post('/v1/admin/keys', adminKey, {
+  const created = await post<{ key: string }>('/v1/admin/keys', adminKey, {
     scopes: ['generate'],
     account: 'attacker',
     name: 'attacker',
@@ -541,7 +541,7 @@ async function harvestAnswers(
     // The default daily quota (1M tokens) would stop the harvest: this attacker is a large customer.
     dailyTokenQuota: 100_000_000,
   });
-  const attacker = created.key as string;
+  const attacker = created.key;
   const questions = prompts(config.harvestRequests, `attacker/h${h}`);
   const answers: Uint32Array[] = new Array(questions.length);
   let next = 0;
@@ -549,14 +549,18 @@ async function harvestAnswers(
     for (;;) {
       const i = next++;
       if (i >= questions.length) return;
-      const completion = await post('/v1/chat/completions', attacker, {
-        model: 'tracemark-ngram',
-        messages: [{ role: 'user', content: questions[i] }],
-        max_tokens: config.harvestMaxTokens,
-        temperature: 1,
-        seed: labelNumber(`attacker/h${h}/seed/${i}`),
-      });
-      answers[i] = tokenizer.encodeFast(completion.choices[0].message.content as string);
+      const completion = await post<{ choices: { message: { content: string } }[] }>(
+        '/v1/chat/completions',
+        attacker,
+        {
+          model: 'tracemark-ngram',
+          messages: [{ role: 'user', content: questions[i] }],
+          max_tokens: config.harvestMaxTokens,
+          temperature: 1,
+          seed: labelNumber(`attacker/h${h}/seed/${i}`),
+        },
+      );
+      answers[i] = tokenizer.encodeFast(completion.choices[0]!.message.content);
     }
   };
   await Promise.all([worker(), worker(), worker(), worker()]);
@@ -564,6 +568,38 @@ async function harvestAnswers(
   const seconds = (performance.now() - started) / 1000;
   log(`extraction: h=${h}: harvested ${answers.length} answers, ${tokens} tokens in ${seconds.toFixed(1)} s`);
   return { answers, tokens, seconds, issuedGreenFraction: null };
+}
+
+export interface ExtractionGoal {
+  readonly h: number;
+  readonly kind: ExtractionCell['kind'];
+  readonly probePrompts: number;
+  readonly supervisedLog10P: number;
+  readonly supervisedScored: number;
+  readonly unsupervisedLog10P: number;
+  readonly unsupervisedScored: number;
+  readonly met: boolean;
+}
+
+/** research/results/extraction.json. */
+export interface ExtractionSummary {
+  readonly experiment: 'extraction';
+  readonly quick: boolean;
+  readonly config: ExtractionConfig;
+  readonly run: {
+    readonly seconds: number;
+    readonly workers: number;
+    readonly loadAtStart: number;
+    readonly loadAtEnd: number;
+  };
+  readonly harvest: ExtractionResult['harvest'];
+  readonly cells: readonly ExtractionCell[];
+  readonly skipped: ExtractionResult['skipped'];
+  readonly goals: {
+    readonly rho5: readonly ExtractionGoal[];
+    readonly nullRadioactive: number;
+    readonly nullRuns: number;
+  };
 }
 
 export interface ExtractionContext {
@@ -577,11 +613,17 @@ const percent = (rho: number) => `${Number((100 * rho).toFixed(2))}%`;
 const log10 = (value: number) => (value <= -1000 ? value.toFixed(0) : value.toFixed(1));
 
 /** `pnpm research extraction [--quick]`: the grid, research/results/extraction.md, .json and the plot. */
-export async function runExtraction(context: ExtractionContext): Promise<unknown> {
+export async function runExtraction(context: ExtractionContext): Promise<ExtractionSummary> {
   const startedAt = performance.now();
   const loadAtStart = loadAverage();
   const config = context.quick ? QUICK_CONFIG : FULL_CONFIG;
   const result = await runExtractionGrid(config, context.log);
+  const run = {
+    seconds: (performance.now() - startedAt) / 1000,
+    workers: context.workers,
+    loadAtStart,
+    loadAtEnd: loadAverage(),
+  };
   const gridCells = result.cells.filter((cell) => cell.kind === 'grid');
   const nullCells = gridCells.filter((cell) => cell.rho === 0);
   const goalCells = result.cells.filter(
@@ -590,10 +632,11 @@ export async function runExtraction(context: ExtractionContext): Promise<unknown
   const meetsGoal = (cell: ExtractionCell) =>
     Math.min(cell.supervised.log10P, cell.unsupervised.log10P) <= -10 &&
     Math.max(cell.supervised.numScored, cell.unsupervised.numScored) <= 200_000;
-  const summary = {
+  const summary: ExtractionSummary = {
     experiment: 'extraction',
     quick: context.quick,
     config,
+    run,
     harvest: result.harvest,
     cells: result.cells,
     skipped: result.skipped,
@@ -614,18 +657,35 @@ export async function runExtraction(context: ExtractionContext): Promise<unknown
       nullRuns: nullCells.length,
     },
   };
+  await writeResult(context.outDir, 'extraction.json', `${JSON.stringify(rounded(summary), null, 2)}\n`);
+  await renderExtraction(summary, context);
+  return summary;
+}
+
+/** Writes extraction.md and the plot from a summary (`pnpm research extraction --render` re-renders the committed one). */
+export async function renderExtraction(
+  summary: ExtractionSummary,
+  context: ExtractionContext,
+): Promise<void> {
+  const { config, quick } = summary;
+  const result = { cells: summary.cells, harvest: summary.harvest, skipped: summary.skipped };
+  const gridCells = result.cells.filter((cell) => cell.kind === 'grid');
+  const meetsGoal = (cell: ExtractionCell) =>
+    Math.min(cell.supervised.log10P, cell.unsupervised.log10P) <= -10 &&
+    Math.max(cell.supervised.numScored, cell.unsupervised.numScored) <= 200_000;
   const report = reportHeader(
     {
       name: 'extraction' as never,
-      quick: context.quick,
+      quick,
       outDir: context.outDir,
-      workers: context.workers,
+      workers: summary.run.workers,
       log: context.log,
     },
     'Extraction: radioactivity of a student trained on the gateway’s outputs',
     'every choice derives from a label under tracemark/research/extraction/ (keys, prompts, sampling seeds, the training mix)',
-    startedAt,
-    loadAtStart,
+    0,
+    summary.run.loadAtStart,
+    summary.run,
   );
   report.paragraph(
     'The attack of issue 6 end to end through the real gateway: an attacker account sends varied chat prompts to the gateway (embedded model, watermarked with a LeftHash(h) key, γ = 0.25, δ = 2) and stores the answers; a student n-gram model (order ' +
@@ -747,6 +807,4 @@ export async function runExtraction(context: ExtractionContext): Promise<unknown
     'The embedded teacher’s outputs carry far more entropy than a chat model’s; compare with the published figure (p = 2.6e-24 from 248k scored tokens at ρ = 5%) through that difference.',
   ]);
   await writeResult(context.outDir, 'extraction.md', report.toString());
-  await writeResult(context.outDir, 'extraction.json', `${JSON.stringify(rounded(summary), null, 2)}\n`);
-  return summary;
 }
