@@ -146,6 +146,7 @@ describe('research experiments, quick variants', () => {
     // A stand-in for extraction.json (the real one takes half an hour): LeftHash h = 1, 2, 4 at ρ = 5%.
     const scan = (log10P: number) => ({ log10P, numScored: 50_000, verdict: 'radioactive' });
     const cell = (h: number, rho: number, log10P: number) => ({
+      scheme: 'lefthash',
       h,
       rho,
       seed: 0,

@@ -14,8 +14,7 @@ describe('extraction experiment (fast variant)', () => {
   it('a student trained on harvested answers is radioactive; one trained on human text is not', async () => {
     const result = await runExtractionGrid({
       ...QUICK_CONFIG,
-      rhos: [0, 1],
-      widths: [1],
+      schemes: [{ name: 'lefthash', contextWidth: 1, rhos: [0, 1] }],
       trainTokens: 16_000,
       harvestRequests: 80,
       harvestMaxTokens: 200,

@@ -6,7 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DefaultsSummary } from './experiments/defaults.ts';
-import { type ExtractionCell, GOAL_RHO, GOAL_WIDTH } from './experiments/extraction.ts';
+import { type ExtractionCell, GOAL_WIDTH, isGoalCell } from './experiments/extraction.ts';
 import type { FprSummary } from './experiments/fpr.ts';
 import type { PerformanceSummary } from './experiments/performance.ts';
 import { type PowerSummary, PUBLISHED_AUC, PUBLISHED_TPR_1E3 } from './experiments/power.ts';
@@ -208,8 +208,7 @@ export async function numbersTable(outDir: string): Promise<string> {
     cells: readonly ExtractionCell[];
   }>(outDir, 'extraction');
   const atGoal = (extraction?.cells ?? []).filter(
-    (cell) =>
-      cell.h === GOAL_WIDTH && cell.rho === GOAL_RHO && cell.trainTokens === extraction!.config.trainTokens,
+    (cell) => isGoalCell(cell) && cell.trainTokens === extraction!.config.trainTokens,
   );
   if (extraction !== null && atGoal.length > 0) {
     const best = atGoal.reduce((a, b) => (b.probePrompts > a.probePrompts ? b : a));
@@ -220,7 +219,7 @@ export async function numbersTable(outDir: string): Promise<string> {
     rows.push([
       'radioactivity (5% of training data watermarked)',
       '10k prompts → 248k scored tokens → p = 2.6e-24',
-      `n-gram student (${integer(extraction.config.trainTokens)} training tokens, h = ${GOAL_WIDTH}) through the real gateway: log10 p ${fixed(best.supervised.log10P, 1)} supervised from ${integer(best.supervised.numScored)} scored tokens, ${fixed(best.unsupervised.log10P, 1)} unsupervised from ${integer(best.unsupervised.numScored)}; ρ = 0: ${falseAlarms} radioactive verdicts in ${nulls.length} probes × 2 scans`,
+      `n-gram student (${integer(extraction.config.trainTokens)} training tokens, LeftHash(${GOAL_WIDTH})) through the real gateway: log10 p ${fixed(best.supervised.log10P, 1)} supervised from ${integer(best.supervised.numScored)} scored tokens, ${fixed(best.unsupervised.log10P, 1)} unsupervised from ${integer(best.unsupervised.numScored)}; ρ = 0: ${falseAlarms} radioactive verdicts in ${nulls.length} probes × 2 scans`,
       link('extraction'),
     ]);
   } else

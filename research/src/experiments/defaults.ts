@@ -1,7 +1,7 @@
 /**
  * Experiment 6, defaults: gathers the evidence of experiments 2 (power), 3 (robustness) and 4 (quality)
  * for each candidate (γ, scheme, h) at δ = 2, and for δ at the chosen scheme, and ranks the candidates.
- * and 5 (extraction: radioactivity, measured for LeftHash h = 1, 2, 4 at γ = 0.25) for each candidate
+ * and 5 (extraction: radioactivity, measured for LeftHash h = 1, 2, 4 and SelfHash(4) at γ = 0.25) for each candidate
  * (γ, scheme, h) at δ = 2, and for δ at the chosen scheme, and ranks the candidates. It reads the other
  * experiments' summaries from the same output directory, so run them first (`pnpm research all` does;
  * without extraction.json radioactivity is reported as pending). The decision itself is argued in
@@ -135,12 +135,12 @@ export async function runDefaults(context: ExperimentContext): Promise<DefaultsS
     : measuredRhos.length > 0
       ? Math.min(...measuredRhos)
       : null;
-  /** The extraction experiment watermarks with LeftHash(h) at the core defaults γ = 0.25, δ = 2. */
+  /** The extraction experiment watermarks at the core defaults γ = 0.25, δ = 2. */
   const radioactivityOf = (config: WatermarkConfig) =>
     extractionCells.find(
       (cell) =>
         cell.rho === radioactivityRho &&
-        config.name === 'lefthash' &&
+        cell.scheme === config.name &&
         cell.h === config.contextWidth &&
         config.gamma === CODE_DEFAULT.gamma &&
         config.delta === CODE_DEFAULT.delta,
@@ -237,7 +237,7 @@ export async function runDefaults(context: ExperimentContext): Promise<DefaultsS
     'FPR: every level 1e-2 … 1e-5 passes with dedup, plain and windowed (experiment 1, 200 tokens).',
     summary.radioactivityRho === null
       ? 'Radioactivity: not measured (pending).'
-      : `Radioactivity: log10 p of the supervised scan (unsupervised in brackets) of a student n-gram model trained with ρ = ${Number((summary.radioactivityRho * 100).toFixed(2))}% of its text from that configuration's outputs (experiment 5, [extraction.md](extraction.md)); measured for LeftHash h = 1, 2, 4 at γ = 0.25 only, — elsewhere.`,
+      : `Radioactivity: log10 p of the supervised scan (unsupervised in brackets) of a student n-gram model trained with ρ = ${Number((summary.radioactivityRho * 100).toFixed(2))}% of its text from that configuration's outputs (experiment 5, [extraction.md](extraction.md)); measured for the schemes of the extraction grid at γ = 0.25 only, — elsewhere.`,
     "Mean rank: the mean of the candidate's ranks on the criteria measured for it (1 = best; radioactivity ranks only the candidates it measured). Security against key stealing is not measured here.",
   ]);
   report.table(

@@ -35,12 +35,18 @@ export const EXTRACTION_WIDTHS: readonly number[] = [1, 2, 4];
 export const GOAL_RHO = 0.05;
 export const GOAL_WIDTH = 1;
 
-export interface ExtractionConfig {
+/** A watermark scheme of the grid, with the shares ρ its students are trained on. */
+export interface ExtractionScheme {
+  readonly name: 'lefthash' | 'selfhash';
+  readonly contextWidth: number;
   readonly rhos: readonly number[];
-  readonly widths: readonly number[];
+}
+
+export interface ExtractionConfig {
+  readonly schemes: readonly ExtractionScheme[];
   /** Student training tokens (answers + human text). */
   readonly trainTokens: number;
-  /** Attacker requests and their max_tokens (harvest: at least ρ_max · trainTokens tokens). */
+  /** Attacker requests at ρ = 100% and their max_tokens (a scheme whose largest ρ is less needs fewer). */
   readonly harvestRequests: number;
   readonly harvestMaxTokens: number;
   /** Probe prompts sent to the student and their max_tokens. */
@@ -62,8 +68,15 @@ export interface ExtractionConfig {
 }
 
 export const FULL_CONFIG: ExtractionConfig = {
-  rhos: EXTRACTION_RHOS,
-  widths: EXTRACTION_WIDTHS,
+  schemes: [
+    ...EXTRACTION_WIDTHS.map((contextWidth) => ({
+      name: 'lefthash' as const,
+      contextWidth,
+      rhos: EXTRACTION_RHOS,
+    })),
+    // The runner-up of the defaults decision (docs/decisions/2026-11-22-defaults.md), at fewer shares.
+    { name: 'selfhash', contextWidth: 4, rhos: [0, 0.05, 0.1, 0.25] },
+  ],
   trainTokens: 1_000_000,
   harvestRequests: 2_550,
   harvestMaxTokens: 400,
@@ -78,8 +91,7 @@ export const FULL_CONFIG: ExtractionConfig = {
 };
 
 export const QUICK_CONFIG: ExtractionConfig = {
-  rhos: [0, 0.25, 1],
-  widths: [1],
+  schemes: [{ name: 'lefthash', contextWidth: 1, rhos: [0, 0.25, 1] }],
   trainTokens: 40_000,
   harvestRequests: 220,
   harvestMaxTokens: 200,
@@ -105,6 +117,7 @@ export interface ScanNumbers {
 }
 
 export interface ExtractionCell {
+  readonly scheme: ExtractionScheme['name'];
   readonly h: number;
   readonly rho: number;
   /** Probe repetition (0 unless ρ = 0). */
@@ -124,6 +137,7 @@ export interface ExtractionCell {
 export interface ExtractionResult {
   readonly config: ExtractionConfig;
   readonly harvest: readonly {
+    readonly scheme: ExtractionScheme['name'];
     readonly h: number;
     readonly requests: number;
     readonly tokens: number;
@@ -132,7 +146,11 @@ export interface ExtractionResult {
   }[];
   readonly cells: readonly ExtractionCell[];
   /** (ρ, h) cells skipped for the time budget. */
-  readonly skipped: readonly { readonly h: number; readonly rho: number }[];
+  readonly skipped: readonly {
+    readonly scheme: ExtractionScheme['name'];
+    readonly h: number;
+    readonly rho: number;
+  }[];
 }
 
 const tokenizer = getTokenizer('cl100k_base');
@@ -238,14 +256,17 @@ async function serveStudent(
       maxTokens: body.max_tokens ?? 200,
       watermarker: null,
       temperature: body.temperature ?? 1,
-      seed: labelNumber(`${label}/sample/${counter++}`),
+      // From the request itself, not its arrival order, so concurrent probes sample the same texts.
+      seed: labelNumber(
+        `${label}/sample/${createHash('sha256').update(JSON.stringify(body.messages)).digest('hex')}`,
+      ),
     })) {
       ids.push(token);
     }
     response.writeHead(200, { 'content-type': 'application/json' });
     response.end(
       JSON.stringify({
-        id: `chatcmpl-student-${counter}`,
+        id: `chatcmpl-student-${++counter}`,
         object: 'chat.completion',
         created: Math.floor(Date.now() / 1000),
         model: body.model,
@@ -310,8 +331,8 @@ interface Harvest {
 }
 
 /**
- * Runs the grid. Per h: a gateway with a LeftHash(h) key, the attacker's harvest, then per ρ a
- * student, its endpoint, a probe and two scans.
+ * Runs the grid. Per scheme: a gateway with its key, the attacker's harvest, then per ρ a student,
+ * its endpoint, a probe and two scans.
  */
 export async function runExtractionGrid(
   config: ExtractionConfig,
@@ -321,23 +342,26 @@ export async function runExtractionGrid(
   const elapsed = () => (performance.now() - started) / 1000;
   const work = mkdtempSync(join(tmpdir(), 'tracemark-extraction-'));
   const cells: ExtractionCell[] = [];
-  const skipped: { h: number; rho: number }[] = [];
+  const skipped: ExtractionResult['skipped'][number][] = [];
   const harvests: ExtractionResult['harvest'][number][] = [];
   const human = shuffle(
     (await loadHumanCorpus({ split: 'train' })).map((document) => tokenizer.encodeFast(document.text)),
     'human-order',
   );
   try {
-    for (const h of config.widths) {
+    for (const scheme of config.schemes) {
+      const h = scheme.contextWidth;
+      // Labels: LeftHash(h) keeps the plain `h${h}`, other schemes prefix their name.
+      const tag = scheme.name === 'lefthash' ? `h${h}` : `${scheme.name}-h${h}`;
       if (elapsed() > config.budgetSeconds) {
-        for (const rho of config.rhos) skipped.push({ h, rho });
+        for (const rho of scheme.rhos) skipped.push({ scheme: scheme.name, h, rho });
         continue;
       }
-      const dataDir = join(work, `gateway-h${h}`);
-      const keyFile = join(work, `key-h${h}.json`);
+      const dataDir = join(work, `gateway-${tag}`);
+      const keyFile = join(work, `key-${tag}.json`);
       const key = createWatermarkKey({
-        secret: createHash('sha256').update(`tracemark/research/extraction/key/h${h}`).digest(),
-        scheme: { name: 'lefthash', contextWidth: h },
+        secret: createHash('sha256').update(`tracemark/research/extraction/key/${tag}`).digest(),
+        scheme: { name: scheme.name, contextWidth: h },
       });
       writeFileSync(keyFile, serializeKeyFile(key));
       const gateway = await startServer(
@@ -346,7 +370,15 @@ export async function runExtractionGrid(
       );
       let harvest: Harvest;
       try {
-        harvest = await harvestAnswers(gateway.url, gateway.firstStart.devApiKey!, config, h, log);
+        const requests = Math.ceil(config.harvestRequests * Math.max(...scheme.rhos));
+        harvest = await harvestAnswers(
+          gateway.url,
+          gateway.firstStart.devApiKey!,
+          config,
+          requests,
+          tag,
+          log,
+        );
       } catch (error) {
         await gateway.close();
         throw error;
@@ -389,7 +421,7 @@ export async function runExtractionGrid(
         const student = await trainNgramModel({
           documents: shuffle(
             documents,
-            `mix/h${h}/rho${rho}${trainTokens === config.trainTokens ? '' : `/size${trainTokens}`}`,
+            `mix/${tag}/rho${rho}${trainTokens === config.trainTokens ? '' : `/size${trainTokens}`}`,
           ),
           vocabSize: tokenizer.vocabSize,
           tokenizerId: 'cl100k_base',
@@ -399,10 +431,10 @@ export async function runExtractionGrid(
           const cellStarted = performance.now();
           const label =
             kind === 'grid'
-              ? `h${h}/rho${rho}/seed${seed}`
+              ? `${tag}/rho${rho}/seed${seed}`
               : kind === 'goal'
-                ? `h${h}/rho${rho}/goal`
-                : `h${h}/rho${rho}/size${trainTokens}`;
+                ? `${tag}/rho${rho}/goal`
+                : `${tag}/rho${rho}/size${trainTokens}`;
           const endpoint = await serveStudent(student, label);
           const name = label.replaceAll('/', '-');
           const promptsFile = join(work, `probe-${name}.txt`);
@@ -461,6 +493,7 @@ export async function runExtractionGrid(
             throw new Error(`scan failed: ${supervised.err}${unsupervised.err}`);
           }
           const cell: ExtractionCell = {
+            scheme: scheme.name,
             h,
             rho,
             seed,
@@ -476,13 +509,13 @@ export async function runExtractionGrid(
           };
           cells.push(cell);
           log(
-            `extraction: h=${h} ρ=${rho} ${kind} (${trainTokens} training tokens, ${probePrompts} prompts) seed ${seed}: supervised log10 p ${cell.supervised.log10P.toFixed(1)} (${cell.supervised.numScored} scored, ${cell.supervised.verdict}), unsupervised ${cell.unsupervised.log10P.toFixed(1)} (${cell.unsupervised.numScored}, ${cell.unsupervised.verdict}); ${cell.seconds.toFixed(1)} s`,
+            `extraction: ${tag} ρ=${rho} ${kind} (${trainTokens} training tokens, ${probePrompts} prompts) seed ${seed}: supervised log10 p ${cell.supervised.log10P.toFixed(1)} (${cell.supervised.numScored} scored, ${cell.supervised.verdict}), unsupervised ${cell.unsupervised.log10P.toFixed(1)} (${cell.unsupervised.numScored}, ${cell.unsupervised.verdict}); ${cell.seconds.toFixed(1)} s`,
           );
         }
       };
-      for (const rho of config.rhos) {
+      for (const rho of scheme.rhos) {
         if (elapsed() > config.budgetSeconds) {
-          skipped.push({ h, rho });
+          skipped.push({ scheme: scheme.name, h, rho });
           continue;
         }
         await runStudent(
@@ -493,7 +526,7 @@ export async function runExtractionGrid(
           'grid',
         );
       }
-      if (h === GOAL_WIDTH && config.rhos.includes(GOAL_RHO)) {
+      if (scheme.name === 'lefthash' && h === GOAL_WIDTH && scheme.rhos.includes(GOAL_RHO)) {
         if (config.goalProbePrompts > 0) {
           await runStudent(GOAL_RHO, config.trainTokens, 1, config.goalProbePrompts, 'goal');
         }
@@ -502,6 +535,7 @@ export async function runExtractionGrid(
         }
       }
       harvests.push({
+        scheme: scheme.name,
         h,
         requests: harvest.answers.length,
         tokens: harvest.tokens,
@@ -520,7 +554,8 @@ async function harvestAnswers(
   url: string,
   adminKey: string,
   config: ExtractionConfig,
-  h: number,
+  requests: number,
+  tag: string,
   log: (message: string) => void,
 ): Promise<Harvest> {
   const started = performance.now();
@@ -542,7 +577,7 @@ async function harvestAnswers(
     dailyTokenQuota: 100_000_000,
   });
   const attacker = created.key;
-  const questions = prompts(config.harvestRequests, `attacker/h${h}`);
+  const questions = prompts(requests, `attacker/${tag}`);
   const answers: Uint32Array[] = new Array(questions.length);
   let next = 0;
   const worker = async () => {
@@ -557,7 +592,7 @@ async function harvestAnswers(
           messages: [{ role: 'user', content: questions[i] }],
           max_tokens: config.harvestMaxTokens,
           temperature: 1,
-          seed: labelNumber(`attacker/h${h}/seed/${i}`),
+          seed: labelNumber(`attacker/${tag}/seed/${i}`),
         },
       );
       answers[i] = tokenizer.encodeFast(completion.choices[0]!.message.content);
@@ -566,7 +601,7 @@ async function harvestAnswers(
   await Promise.all([worker(), worker(), worker(), worker()]);
   const tokens = answers.reduce((sum, answer) => sum + answer.length, 0);
   const seconds = (performance.now() - started) / 1000;
-  log(`extraction: h=${h}: harvested ${answers.length} answers, ${tokens} tokens in ${seconds.toFixed(1)} s`);
+  log(`extraction: ${tag}: harvested ${answers.length} answers, ${tokens} tokens in ${seconds.toFixed(1)} s`);
   return { answers, tokens, seconds, issuedGreenFraction: null };
 }
 
@@ -609,6 +644,14 @@ export interface ExtractionContext {
   readonly log: (message: string) => void;
 }
 
+/** "LeftHash(1)", "SelfHash(4)". */
+export const schemeName = (cell: { readonly scheme: ExtractionScheme['name']; readonly h: number }): string =>
+  `${cell.scheme === 'lefthash' ? 'LeftHash' : 'SelfHash'}(${cell.h})`;
+
+/** The goal of issue 6 is stated for the default scheme, LeftHash(1), at ρ = 5%. */
+export const isGoalCell = (cell: ExtractionCell): boolean =>
+  cell.scheme === 'lefthash' && cell.h === GOAL_WIDTH && cell.rho === GOAL_RHO;
+
 const percent = (rho: number) => `${Number((100 * rho).toFixed(2))}%`;
 const log10 = (value: number) => (value <= -1000 ? value.toFixed(0) : value.toFixed(1));
 
@@ -627,7 +670,7 @@ export async function runExtraction(context: ExtractionContext): Promise<Extract
   const gridCells = result.cells.filter((cell) => cell.kind === 'grid');
   const nullCells = gridCells.filter((cell) => cell.rho === 0);
   const goalCells = result.cells.filter(
-    (cell) => cell.h === GOAL_WIDTH && cell.rho === GOAL_RHO && cell.trainTokens === config.trainTokens,
+    (cell) => isGoalCell(cell) && cell.trainTokens === config.trainTokens,
   );
   const meetsGoal = (cell: ExtractionCell) =>
     Math.min(cell.supervised.log10P, cell.unsupervised.log10P) <= -10 &&
@@ -688,11 +731,11 @@ export async function renderExtraction(
     summary.run,
   );
   report.paragraph(
-    'The attack of issue 6 end to end through the real gateway: an attacker account sends varied chat prompts to the gateway (embedded model, watermarked with a LeftHash(h) key, γ = 0.25, δ = 2) and stores the answers; a student n-gram model (order ' +
+    'The attack of issue 6 end to end through the real gateway: an attacker account sends varied chat prompts to the gateway (embedded model, watermarked with a LeftHash(h) or SelfHash(h) key, γ = 0.25, δ = 2; one gateway, key and harvest per scheme) and stores the answers; a student n-gram model (order ' +
       `${config.studentOrder}) is trained on ${integer(config.trainTokens)} tokens of which a fraction ρ are those answers and the rest human text (train split); the student is served on an OpenAI-compatible endpoint; \`tracemark probe\` samples it with ${config.probePrompts} fresh prompts (${config.probeMaxTokens} tokens each); \`tracemark scan\` tests the outputs supervised (\`--issued\` on the gateway's database: only windows that occur in issued outputs) and unsupervised, with ${config.fakeKeys} fake keys. log10 p is the exact binomial tail after dedup and prompt exclusion. ρ = 0 is probed ${config.nullSeeds} times with fresh prompts and sampling seeds.`,
   );
   const rows = gridCells.map((cell) => [
-    cell.h,
+    schemeName(cell),
     percent(cell.rho),
     cell.seed,
     integer(cell.sampledTokens),
@@ -703,10 +746,10 @@ export async function renderExtraction(
     `${cell.supervised.rank} / ${cell.unsupervised.rank}`,
     `${cell.supervised.ksPValue.toPrecision(2)} / ${cell.unsupervised.ksPValue.toPrecision(2)}`,
   ]);
-  report.heading(2, 'log10 p against ρ and h');
+  report.heading(2, 'log10 p against ρ and the scheme');
   report.table(
     [
-      'h',
+      'scheme',
       'ρ',
       'probe seed',
       'sampled tokens',
@@ -721,25 +764,25 @@ export async function renderExtraction(
   );
   if (result.skipped.length > 0) {
     report.paragraph(
-      `Not run within the ${Math.round(config.budgetSeconds / 60)}-minute budget: ${result.skipped.map((s) => `h = ${s.h}, ρ = ${percent(s.rho)}`).join('; ')}.`,
+      `Not run within the ${Math.round(config.budgetSeconds / 60)}-minute budget: ${result.skipped.map((s) => `${schemeName(s)}, ρ = ${percent(s.rho)}`).join('; ')}.`,
     );
   }
   report.heading(2, 'Goals');
   report.bullets([
     ...summary.goals.rho5.map(
       (goal) =>
-        `ρ = 5%, h = ${goal.h}, ${goal.probePrompts} probe prompts: supervised log10 p ${log10(goal.supervisedLog10P)} from ${integer(goal.supervisedScored)} scored tokens, unsupervised ${log10(goal.unsupervisedLog10P)} from ${integer(goal.unsupervisedScored)}: goal (≤ −10 from ≤ 200k) ${goal.met ? 'met' : 'NOT met'}`,
+        `ρ = 5%, LeftHash(${goal.h}), ${goal.probePrompts} probe prompts: supervised log10 p ${log10(goal.supervisedLog10P)} from ${integer(goal.supervisedScored)} scored tokens, unsupervised ${log10(goal.unsupervisedLog10P)} from ${integer(goal.unsupervisedScored)}: goal (≤ −10 from ≤ 200k) ${goal.met ? 'met' : 'NOT met'}`,
     ),
     `ρ = 0: ${summary.goals.nullRadioactive} radioactive verdicts in ${summary.goals.nullRuns} probe runs × 2 scans`,
-    `Harvest: ${result.harvest.map((hv) => `h = ${hv.h}: ${hv.requests} answers, ${integer(hv.tokens)} tokens in ${hv.seconds.toFixed(0)} s`).join('; ')}`,
+    `Harvest: ${result.harvest.map((hv) => `${schemeName(hv)}: ${hv.requests} answers, ${integer(hv.tokens)} tokens in ${hv.seconds.toFixed(0)} s`).join('; ')}`,
   ]);
   const goalRows = result.cells
-    .filter((cell) => cell.h === GOAL_WIDTH && cell.rho === GOAL_RHO)
+    .filter(isGoalCell)
     .sort((a, b) => a.trainTokens - b.trainTokens || a.probePrompts - b.probePrompts);
   if (goalRows.length > 0) {
     report.heading(
       2,
-      `The goal cell (h = ${GOAL_WIDTH}, ρ = ${percent(GOAL_RHO)}): probe size and training total`,
+      `The goal cell (LeftHash(${GOAL_WIDTH}), ρ = ${percent(GOAL_RHO)}): probe size and training total`,
     );
     report.paragraph(
       'The same harvest and key. The training total sets how many watermarked tokens the student saw at a fixed share ρ; the probe size sets how many tokens the scan reads.',
@@ -773,16 +816,16 @@ export async function renderExtraction(
     .filter((cell) => cell.seed === 0)
     .flatMap((cell) => [
       {
-        h: `h = ${cell.h}`,
+        scheme: schemeName(cell),
         mode: 'supervised',
         rho: Math.max(cell.rho, 0.002),
-        log10P: Math.max(cell.supervised.log10P, -400),
+        evidence: Math.max(-cell.supervised.log10P, 0.1),
       },
       {
-        h: `h = ${cell.h}`,
+        scheme: schemeName(cell),
         mode: 'unsupervised',
         rho: Math.max(cell.rho, 0.002),
-        log10P: Math.max(cell.unsupervised.log10P, -400),
+        evidence: Math.max(-cell.unsupervised.log10P, 0.1),
       },
     ]);
   const files = await saveChart(context.outDir, 'extraction', {
@@ -793,8 +836,13 @@ export async function renderExtraction(
     mark: { type: 'line', point: true },
     encoding: {
       x: { field: 'rho', type: 'quantitative', scale: { type: 'log' }, title: 'ρ (0 drawn at 0.2%)' },
-      y: { field: 'log10P', type: 'quantitative', title: 'log10 p (clipped at −400)' },
-      color: { field: 'h', type: 'nominal' },
+      y: {
+        field: 'evidence',
+        type: 'quantitative',
+        scale: { type: 'log' },
+        title: '−log10 p (values below 0.1 drawn at 0.1)',
+      },
+      color: { field: 'scheme', type: 'nominal' },
       strokeDash: { field: 'mode', type: 'nominal' },
     },
   });
