@@ -36,6 +36,10 @@ const RECENT_BITS = 16;
 const RECENT_SLOTS = 1 << RECENT_BITS;
 /** Window ids below this combine with a token into one exact double (id · 2^32 + token < 2^53). */
 const RECENT_WINDOW_LIMIT = 2 ** 21;
+/** Tables sized from a hint start at most this large (they still grow past it). */
+const MAX_PRESIZE = 1 << 23;
+/** Held in `firstToken` as token + 1, so it never is (it goes to the pair set). */
+const LAST_TOKEN = 0xffffffff;
 
 /** What the reading pass saw, for the report. */
 export interface TapeCounts {
@@ -82,7 +86,7 @@ export interface EvaluationTape {
   /** Distinct (window, token) pairs of the prompts. */
   readonly promptWindow: Uint32Array;
   readonly promptToken: Uint32Array;
-  /** LeftHash: the candidates grouped by window (groups with at least one candidate). */
+  /** LeftHash: the candidates grouped by window, one group per window (a seed each). */
   readonly grouped: GroupedCandidates | null;
   /** SelfHash: prompt entries and candidates in the form the fake keys' kernel reads. */
   readonly selfHash: SelfHashEntries | null;
@@ -104,8 +108,13 @@ export class EvidenceTape {
   private readonly windows: TupleTable;
   /** Per window: 0 not yet asked, 1 kept by the filter, 2 removed. */
   private windowKept: Uint8Array = new Uint8Array(1024);
-  /** Pairs seen in completions (kept by the filter), and in prompts. */
-  private readonly completionPairs = new PairSet(4096);
+  /**
+   * Completion pairs seen (kept by the filter): the first token seen after each window, as token + 1
+   * by window id (0: none yet), and every other pair in a set. With a wide window most windows are
+   * followed by one token only, and then the pair costs no hash table at all.
+   */
+  private firstToken: Uint32Array;
+  private readonly completionPairs: PairSet;
   private readonly promptPairs = new PairSet(1024);
   /**
    * Pairs known to be on the tape from a completion already, direct-mapped and small enough to stay
@@ -113,10 +122,10 @@ export class EvidenceTape {
    */
   private readonly recent = new Float64Array(RECENT_SLOTS).fill(-1);
   /** Completion pairs in order of first occurrence, with where it was. */
-  private orderWindow: Uint32Array = new Uint32Array(4096);
-  private orderToken: Uint32Array = new Uint32Array(4096);
-  private orderDocument: Uint32Array = new Uint32Array(4096);
-  private orderPosition: Uint32Array = new Uint32Array(4096);
+  private orderWindow: Uint32Array;
+  private orderToken: Uint32Array;
+  private orderDocument: Uint32Array;
+  private orderPosition: Uint32Array;
   private orderLength = 0;
   /** Distinct prompt pairs. */
   private promptWindow: Uint32Array = new Uint32Array(1024);
@@ -129,7 +138,16 @@ export class EvidenceTape {
   private eligible = 0;
   private filteredOut = 0;
 
-  constructor(layout: TapeLayout, specialTokenIds: ReadonlySet<number>, issued: IssuedWindowSet | null) {
+  /**
+   * `expectedTokens` (optional) is a guess at the corpus's completion tokens: the tables are sized
+   * for it up front instead of doubling their way there.
+   */
+  constructor(
+    layout: TapeLayout,
+    specialTokenIds: ReadonlySet<number>,
+    issued: IssuedWindowSet | null,
+    expectedTokens = 0,
+  ) {
     this.layout = layout;
     this.windowWidth = filterWindowWidth({ name: layout.scheme, contextWidth: layout.contextWidth });
     this.special = specialTokenIds;
@@ -142,7 +160,15 @@ export class EvidenceTape {
         `issuedWindows: no windows of width ${this.windowWidth} (needed by ${layout.scheme}(${layout.contextWidth})); build the set with this scheme`,
       );
     }
-    this.windows = new TupleTable(this.windowWidth, 4096);
+    const capacity = Math.max(4096, Math.min(MAX_PRESIZE, Math.ceil(expectedTokens)));
+    // Width 1 finds most windows in its direct table.
+    this.windows = new TupleTable(this.windowWidth, this.windowWidth > 1 ? capacity : 4096);
+    this.firstToken = new Uint32Array(this.windowWidth > 1 ? capacity : 4096);
+    this.completionPairs = new PairSet(this.windowWidth > 1 ? 4096 : Math.max(4096, capacity >>> 1));
+    this.orderWindow = new Uint32Array(capacity);
+    this.orderToken = new Uint32Array(capacity);
+    this.orderDocument = new Uint32Array(capacity);
+    this.orderPosition = new Uint32Array(capacity);
   }
 
   /** Adds one document: its completion tokens and, optionally, its prompt. */
@@ -190,7 +216,15 @@ export class EvidenceTape {
         continue;
       }
       recent[recentSlot] = recentKey;
-      if (this.completionPairs.add(window, token)) {
+      if (window >= this.firstToken.length) this.firstToken = grown(this.firstToken, window + 1);
+      const first = this.firstToken[window]!;
+      let isNew: boolean;
+      if (first === 0 && token !== LAST_TOKEN) {
+        this.firstToken[window] = token + 1;
+        isNew = true;
+      } else if (first === token + 1) isNew = false;
+      else isNew = this.completionPairs.add(window, token);
+      if (isNew) {
         const at = this.orderLength++;
         if (at === this.orderWindow.length) {
           this.orderWindow = grown(this.orderWindow, at + 1);
@@ -263,14 +297,7 @@ export class EvidenceTape {
       promptToken,
       grouped:
         this.layout.scheme === 'lefthash'
-          ? groupByWindow(
-              windows,
-              this.windowWidth,
-              this.windows.size,
-              candidateWindow,
-              candidateToken,
-              false,
-            )
+          ? groupByWindow(windows, this.windowWidth, this.windows.size, candidateWindow, candidateToken, true)
           : null,
       selfHash:
         this.layout.scheme === 'selfhash'

@@ -30,6 +30,7 @@ interface KernelExports {
     counts: number,
     bits: number,
     seeds: number,
+    values: number,
   ): void;
   countLeftHashSimd(
     keys: number,
@@ -57,6 +58,15 @@ interface KernelExports {
     seen: number,
     threshold: number,
     out: number,
+    values: number,
+  ): void;
+  countMixed(
+    values: number,
+    n: number,
+    masks: number,
+    nmasks: number,
+    threshold: number,
+    counts: number,
   ): void;
   siphash(key: number, message: number, length: number): bigint;
 }
@@ -127,6 +137,8 @@ export interface KernelOutput {
   readonly bits: Uint8Array | null;
   /** With `withBits` (one key): the 64-bit seed of each window as [high, low] word pairs. */
   readonly seeds: Uint32Array | null;
+  /** With `withValues` (one key): the 64-bit green PRF output of each token as [low, high] word pairs. */
+  readonly values?: Uint32Array | null;
 }
 
 const align = (n: number): number => (n + 7) & ~7;
@@ -169,6 +181,7 @@ function runKernel(
   keyBytes: Uint8Array,
   threshold: number,
   withBits: boolean,
+  withValues = false,
 ): KernelOutput {
   const nkeys = keyBytes.length / 32;
   const h = tape.windowWidth;
@@ -184,7 +197,8 @@ function runKernel(
   const countsAt = align(keysAt + keyBytes.length);
   const bitsAt = align(countsAt + 4 * nkeys);
   const seedsAt = align(bitsAt + (withBits ? ntokens : 0));
-  const end = seedsAt + (withBits ? 8 * nwindows : 0);
+  const valuesAt = align(seedsAt + (withBits ? 8 * nwindows : 0));
+  const end = valuesAt + (withValues ? 8 * ntokens : 0);
   const memory = wasm.memory;
   if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
   const buffer = memory.buffer;
@@ -200,7 +214,7 @@ function runKernel(
     resident = { wasm, windows: tape.windows, offsets: tape.offsets, tokens: tape.tokens };
   }
   new Uint8Array(buffer, keysAt, keyBytes.length).set(keyBytes);
-  if (withBits) {
+  if (withBits || withValues) {
     wasm.countLeftHash(
       keysAt,
       nkeys,
@@ -211,8 +225,9 @@ function runKernel(
       tokensAt,
       threshold >>> 0,
       countsAt,
-      bitsAt,
-      seedsAt,
+      withBits ? bitsAt : 0,
+      withBits ? seedsAt : 0,
+      withValues ? valuesAt : 0,
     );
   } else {
     // Counts only: four tokens at a time in WebAssembly SIMD.
@@ -229,7 +244,8 @@ function runKernel(
     );
   }
   const counts = new Uint32Array(buffer, countsAt, nkeys).slice();
-  if (!withBits) return { counts, bits: null, seeds: null };
+  const values = withValues ? new Uint32Array(buffer, valuesAt, 2 * ntokens).slice() : null;
+  if (!withBits) return { counts, bits: null, seeds: null, values };
   const bits = new Uint8Array(buffer, bitsAt, ntokens).slice();
   const raw = new Uint32Array(buffer, seedsAt, 2 * nwindows);
   const seeds = new Uint32Array(2 * nwindows);
@@ -237,7 +253,7 @@ function runKernel(
     seeds[2 * c] = raw[2 * c + 1]!;
     seeds[2 * c + 1] = raw[2 * c]!;
   }
-  return { counts, bits, seeds };
+  return { counts, bits, seeds, values };
 }
 
 /** The same computation with the scalar SipHash of @tracemark/core. */
@@ -246,6 +262,7 @@ function countScalar(
   keyBytes: Uint8Array,
   threshold: number,
   withBits: boolean,
+  withValues = false,
 ): KernelOutput {
   const h = tape.windowWidth;
   const nkeys = keyBytes.length / 32;
@@ -253,6 +270,7 @@ function countScalar(
   const counts = new Uint32Array(nkeys);
   const bits = withBits ? new Uint8Array(tape.tokens.length) : null;
   const seeds = withBits ? new Uint32Array(2 * nwindows) : null;
+  const values = withValues ? new Uint32Array(2 * tape.tokens.length) : null;
   const message = new Uint8Array(1 + 4 * h);
   message[0] = 0x01;
   const view = new DataView(message.buffer);
@@ -272,12 +290,85 @@ function countScalar(
       for (let e = tape.offsets[c]!; e < tape.offsets[c + 1]!; e++) {
         const isGreen = green.twoBlocks(high, low, 0, tape.tokens[e]!, 12) >>> 0 < threshold;
         if (isGreen) count++;
+        if (values !== null) {
+          values[2 * e] = green.out[1]!;
+          values[2 * e + 1] = green.out[0]!;
+        }
         if (bits !== null) bits[e] = isGreen ? 1 : 0;
       }
     }
     counts[k] = count;
   }
-  return { counts, bits, seeds };
+  return { counts, bits, seeds, values };
+}
+
+/**
+ * The whole 64-bit green PRF output SipHash(K_green, LE64(seed) || LE32(token)) of every token of the
+ * tape under one key, as [low, high] word pairs in tape order (the fake keys' trial values).
+ */
+export function leftHashGreenValues(
+  tape: WindowGroupedTape,
+  keyBytes: Uint8Array,
+  accelerate = true,
+): Uint32Array {
+  if (keyBytes.length !== 32) throw new RangeError('keyBytes: expected one key (32 bytes)');
+  const wasm = accelerate ? loadKernel() : null;
+  const output =
+    wasm === null
+      ? countScalar(tape, keyBytes, 0, false, true)
+      : runKernel(wasm, tape, keyBytes, 0, false, true);
+  return output.values!;
+}
+
+/**
+ * Green counts of fake keys from trial values ([low, high] word pairs): mask j (a [low, high] word
+ * pair) gives z = SplitMix64's finalizer of (value + mask) mod 2^64, and keys 2j and 2j + 1 count the
+ * values whose high and low 32 bits of z are below τ. Returns the two counts per mask.
+ */
+export function countMixed(
+  values: Uint32Array,
+  masks: Uint32Array,
+  threshold: number,
+  accelerate = true,
+): Uint32Array {
+  const n = values.length >>> 1;
+  const nmasks = masks.length >>> 1;
+  const wasm = accelerate ? loadKernel() : null;
+  if (wasm === null) return countMixedScalar(values, masks, threshold);
+  evict();
+  const masksAt = 128;
+  const countsAt = align(masksAt + 8 * nmasks);
+  const valuesAt = align(countsAt + 8 * nmasks);
+  const end = valuesAt + 8 * n;
+  const memory = wasm.memory;
+  if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
+  const buffer = memory.buffer;
+  new Uint32Array(buffer, masksAt, 2 * nmasks).set(masks);
+  new Uint32Array(buffer, valuesAt, 2 * n).set(values.subarray(0, 2 * n));
+  wasm.countMixed(valuesAt, n, masksAt, nmasks, threshold >>> 0, countsAt);
+  return new Uint32Array(buffer, countsAt, 2 * nmasks).slice();
+}
+
+const MASK64 = (1n << 64n) - 1n;
+
+/** The reference of {@link countMixed}, in BigInt arithmetic. */
+function countMixedScalar(values: Uint32Array, masks: Uint32Array, threshold: number): Uint32Array {
+  const n = values.length >>> 1;
+  const nmasks = masks.length >>> 1;
+  const counts = new Uint32Array(2 * nmasks);
+  const limit = BigInt(threshold >>> 0);
+  for (let j = 0; j < nmasks; j++) {
+    const mask = (BigInt(masks[2 * j + 1]!) << 32n) | BigInt(masks[2 * j]!);
+    for (let e = 0; e < n; e++) {
+      let z = (((BigInt(values[2 * e + 1]!) << 32n) | BigInt(values[2 * e]!)) + mask) & MASK64;
+      z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK64;
+      z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & MASK64;
+      z ^= z >> 31n;
+      if (z >> 32n < limit) counts[2 * j]!++;
+      if ((z & 0xffffffffn) < limit) counts[2 * j + 1]!++;
+    }
+  }
+  return counts;
 }
 
 /**
@@ -317,7 +408,8 @@ export function countSelfHash(
   entries: SelfHashEntries,
   keyBytes: Uint8Array,
   threshold: number,
-): { numScored: Uint32Array; numGreen: Uint32Array } | null {
+  withValues = false,
+): { numScored: Uint32Array; numGreen: Uint32Array; values: Uint32Array | null } | null {
   const wasm = loadKernel();
   if (wasm === null) return null;
   evict();
@@ -332,7 +424,9 @@ export function countSelfHash(
   const ranksAt = align(pairsAt + 4 * entries.pairs.length);
   const seenAt = align(ranksAt + 8 * entries.tokens.length);
   const outAt = align(seenAt + entries.numPairs);
-  const end = outAt + 8 * nkeys;
+  // Scored pairs are at most the candidates.
+  const valuesAt = align(outAt + 8 * nkeys);
+  const end = valuesAt + (withValues ? 8 * (nentries - entries.numPrompt) : 0);
   const memory = wasm.memory;
   if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
   const buffer = memory.buffer;
@@ -355,6 +449,7 @@ export function countSelfHash(
     seenAt,
     threshold >>> 0,
     outAt,
+    withValues ? valuesAt : 0,
   );
   const out = new Uint32Array(buffer, outAt, 2 * nkeys);
   const numScored = new Uint32Array(nkeys);
@@ -363,5 +458,6 @@ export function countSelfHash(
     numScored[k] = out[2 * k]!;
     numGreen[k] = out[2 * k + 1]!;
   }
-  return { numScored, numGreen };
+  const values = withValues ? new Uint32Array(buffer, valuesAt, 2 * numScored[nkeys - 1]!).slice() : null;
+  return { numScored, numGreen, values };
 }
