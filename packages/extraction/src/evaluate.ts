@@ -14,15 +14,8 @@ import {
 } from '@tracemark/core';
 import { type EvaluationTape, groupByWindow } from './evidence-tape.ts';
 import { fakeKeyMasks, fakeTrialSecret } from './fake-keys.ts';
-import {
-  countLeftHash,
-  countMixed,
-  countSelfHash,
-  kernelKeyBytes,
-  leftHashGreenValues,
-  selfHashKeyBytes,
-} from './kernel.ts';
-import { allDistinct64 } from './tables.ts';
+import { countLeftHash, countMixed, kernelKeyBytes, leftHashGreenValues, selfHashSeeds } from './kernel.ts';
+import { allDistinct64, grown, PairSet } from './tables.ts';
 
 /** Per candidate of a true key: not scored (same trial as an earlier pair, or as a prompt's), red, green. */
 export const CandidateStatus: { readonly notScored: 0; readonly red: 1; readonly green: 2 } = Object.freeze({
@@ -49,11 +42,175 @@ export function evaluateKey(tape: EvaluationTape, key: WatermarkKey, accelerate 
   if (key.scheme.name !== tape.scheme || key.scheme.contextWidth !== tape.contextWidth) {
     throw new RangeError(`key ${key.keyId}: its scheme does not match the tape's`);
   }
-  if (tape.scheme === 'lefthash') {
-    const fast = evaluateLeftHash(tape, key, accelerate);
-    if (fast !== null) return fast;
+  const fast =
+    tape.scheme === 'lefthash'
+      ? evaluateLeftHash(tape, key, accelerate)
+      : evaluateSelfHash(tape, key, accelerate);
+  return fast ?? evaluateBySeed(tape, key);
+}
+
+/** A SelfHash key's trials: its distinct (anchor, token) pairs, with their seeds and green PRF outputs. */
+interface SelfHashTrials {
+  /** The candidate index of each scored pair, in tape order. */
+  readonly candidates: Uint32Array;
+  /** Green PRF output of each scored pair, [low, high] word pairs. */
+  readonly values: Uint32Array;
+}
+
+/**
+ * Ranks SipHash(K_rank, LE32(t)) of every token id the tape holds, as [high, low] words at 2·index,
+ * and index(t): dense by id below 2^22 (vocabularies are far smaller), through a map beyond.
+ */
+function tapeRanks(
+  tape: EvaluationTape,
+  rankKey: Uint8Array,
+): { ranks: Uint32Array; indexOf: (token: number) => number } {
+  const hasher = createSipHasher(rankKey);
+  const message = new Uint8Array(4);
+  const view = new DataView(message.buffer);
+  let maxToken = 0;
+  const far = new Map<number, number>();
+  for (const array of [tape.windows, tape.candidateToken, tape.promptToken]) {
+    for (let i = 0; i < array.length; i++) {
+      const token = array[i]!;
+      if (token < DENSE_TOKENS) maxToken = Math.max(maxToken, token);
+      else if (!far.has(token)) far.set(token, -1);
+    }
   }
-  return evaluateBySeed(tape, key);
+  const dense = maxToken + 1;
+  let index = dense;
+  for (const token of far.keys()) far.set(token, index++);
+  const ranks = new Uint32Array(2 * index);
+  const known = new Uint8Array(index);
+  const indexOf = (token: number): number => (token < DENSE_TOKENS ? token : far.get(token)!);
+  const fill = (token: number): void => {
+    const at = indexOf(token);
+    if (known[at] === 1) return;
+    view.setUint32(0, token, true);
+    hasher.bytes(message);
+    ranks[2 * at] = hasher.out[0]!;
+    ranks[2 * at + 1] = hasher.out[1]!;
+    known[at] = 1;
+  };
+  for (const array of [tape.windows, tape.candidateToken, tape.promptToken]) {
+    for (let i = 0; i < array.length; i++) fill(array[i]!);
+  }
+  return { ranks, indexOf };
+}
+
+const DENSE_TOKENS = 1 << 22;
+
+/**
+ * SelfHash(h) trials of one key (spec §4.2): each entry's anchor is the token of least rank among
+ * its window and its token (ties to the smaller id); the prompt entries' (anchor, token) pairs are
+ * never scored, and each other pair is scored at its first candidate. Null when two distinct pairs'
+ * seeds collide (or a token id is 2^32 − 1): the caller then deduplicates on seeds exactly.
+ */
+function selfHashTrials(tape: EvaluationTape, key: WatermarkKey, accelerate: boolean): SelfHashTrials | null {
+  const prf = derivePrfKeys(key.secret);
+  const { ranks, indexOf } = tapeRanks(tape, prf.rank);
+  const w = tape.windowWidth;
+  const windows = tape.windows;
+  const numWindows = w === 0 ? 1 : windows.length / w;
+  // Each window's least-rank token: rank [high, low] and token, once per window.
+  const windowBest = new Uint32Array(3 * numWindows).fill(0xffffffff);
+  for (let window = 0; window < numWindows; window++) {
+    let bestHigh = 0xffffffff;
+    let bestLow = 0xffffffff;
+    let bestToken = 0xffffffff;
+    for (let j = 0; j < w; j++) {
+      const token = windows[window * w + j]!;
+      const at = 2 * indexOf(token);
+      const high = ranks[at]!;
+      const low = ranks[at + 1]!;
+      if (
+        high < bestHigh ||
+        (high === bestHigh && (low < bestLow || (low === bestLow && token < bestToken)))
+      ) {
+        bestHigh = high;
+        bestLow = low;
+        bestToken = token;
+      }
+    }
+    windowBest[3 * window] = bestHigh;
+    windowBest[3 * window + 1] = bestLow;
+    windowBest[3 * window + 2] = bestToken;
+  }
+  // The anchor of an entry: its token, or its window's best, whichever ranks first.
+  const anchorOf = (window: number, token: number): number => {
+    if (w === 0) return token;
+    const at = 2 * indexOf(token);
+    const high = ranks[at]!;
+    const low = ranks[at + 1]!;
+    const bestHigh = windowBest[3 * window]!;
+    const bestLow = windowBest[3 * window + 1]!;
+    const bestToken = windowBest[3 * window + 2]!;
+    return high < bestHigh || (high === bestHigh && (low < bestLow || (low === bestLow && token < bestToken)))
+      ? token
+      : bestToken;
+  };
+  const numPrompt = tape.promptToken.length;
+  const seen = new PairSet(Math.max(1024, numPrompt + tape.candidateToken.length / 2));
+  const promptAnchors = new Uint32Array(numPrompt);
+  for (let i = 0; i < numPrompt; i++) {
+    const token = tape.promptToken[i]!;
+    const anchor = anchorOf(tape.promptWindow[i]!, token);
+    if (anchor === 0xffffffff) return null;
+    promptAnchors[i] = anchor;
+    seen.add(anchor, token);
+  }
+  let candidates = new Uint32Array(1024);
+  let anchors = new Uint32Array(1024);
+  let tokens = new Uint32Array(1024);
+  let scored = 0;
+  for (let i = 0; i < tape.candidateToken.length; i++) {
+    const token = tape.candidateToken[i]!;
+    const anchor = anchorOf(tape.candidateWindow[i]!, token);
+    if (anchor === 0xffffffff) return null;
+    if (!seen.add(anchor, token)) continue;
+    if (scored === candidates.length) {
+      candidates = grown(candidates, scored + 1);
+      anchors = grown(anchors, scored + 1);
+      tokens = grown(tokens, scored + 1);
+    }
+    candidates[scored] = i;
+    anchors[scored] = anchor;
+    tokens[scored] = token;
+    scored++;
+  }
+  const keyBytes = kernelKeyBytes([key]);
+  const { seeds, values } = selfHashSeeds(
+    keyBytes,
+    anchors.subarray(0, scored),
+    tokens.subarray(0, scored),
+    accelerate,
+  );
+  // Distinct pairs share a seed only by a 64-bit collision; then they would be one trial.
+  const promptSeeds = selfHashSeeds(keyBytes, promptAnchors, tape.promptToken, accelerate).seeds;
+  const allSeeds = new Uint32Array(seeds.length + promptSeeds.length);
+  allSeeds.set(seeds);
+  allSeeds.set(promptSeeds, seeds.length);
+  if (!allDistinct64(allSeeds)) return null;
+  return { candidates: candidates.slice(0, scored), values };
+}
+
+/** SelfHash through {@link selfHashTrials}; null when the caller must deduplicate on seeds. */
+function evaluateSelfHash(
+  tape: EvaluationTape,
+  key: WatermarkKey,
+  accelerate: boolean,
+): KeyEvaluation | null {
+  const trials = selfHashTrials(tape, key, accelerate);
+  if (trials === null) return null;
+  const status = new Uint8Array(tape.candidateToken.length);
+  const threshold = key.scheme.threshold;
+  let green = 0;
+  for (let t = 0; t < trials.candidates.length; t++) {
+    const isGreen = trials.values[2 * t + 1]! < threshold;
+    if (isGreen) green++;
+    status[trials.candidates[t]!] = isGreen ? CandidateStatus.green : CandidateStatus.red;
+  }
+  return { numScored: trials.candidates.length, numGreen: green, status };
 }
 
 /**
@@ -161,9 +318,9 @@ export function fakeKeyTrials(
       accelerate,
     );
   }
-  if (accelerate && tape.selfHash !== null) {
-    const counted = countSelfHash(tape.selfHash, selfHashKeyBytes([key]), key.scheme.threshold, true);
-    if (counted !== null) return counted.values!;
+  if (tape.scheme === 'selfhash') {
+    const trials = selfHashTrials(tape, key, accelerate);
+    if (trials !== null) return trials.values;
   }
   return greenValuesBySeed(tape, key);
 }

@@ -22,7 +22,6 @@
  */
 import type { SchemeName } from '@tracemark/core';
 import { filterWindowWidth, type IssuedWindowSet } from './issued.ts';
-import type { SelfHashEntries } from './kernel.ts';
 import { grown, PairSet, TupleTable } from './tables.ts';
 
 /** The seeding scheme a tape serves; keys with the same name and h share one tape. */
@@ -88,8 +87,6 @@ export interface EvaluationTape {
   readonly promptToken: Uint32Array;
   /** LeftHash: the candidates grouped by window, one group per window (a seed each). */
   readonly grouped: GroupedCandidates | null;
-  /** SelfHash: prompt entries and candidates in the form the fake keys' kernel reads. */
-  readonly selfHash: SelfHashEntries | null;
 }
 
 /** Where each candidate first occurred (kept apart from the tape: workers do not need it). */
@@ -299,17 +296,6 @@ export class EvidenceTape {
         this.layout.scheme === 'lefthash'
           ? groupByWindow(windows, this.windowWidth, this.windows.size, candidateWindow, candidateToken, true)
           : null,
-      selfHash:
-        this.layout.scheme === 'selfhash'
-          ? selfHashEntries(
-              this.layout.contextWidth,
-              windows,
-              promptWindow,
-              promptToken,
-              candidateWindow,
-              candidateToken,
-            )
-          : null,
     };
     return {
       tape,
@@ -368,45 +354,4 @@ export function groupByWindow(
     order[at] = i;
   }
   return { windows: grouped, offsets, tokens, order, groupWindow };
-}
-
-/** The SelfHash entries (prompt entries first) as indices into their distinct tokens, with pair ids. */
-export function selfHashEntries(
-  contextWidth: number,
-  windows: Uint32Array,
-  promptWindow: Uint32Array,
-  promptToken: Uint32Array,
-  candidateWindow: Uint32Array,
-  candidateToken: Uint32Array,
-): SelfHashEntries {
-  const h = contextWidth;
-  const w = h - 1;
-  const distinct = new TupleTable(1, 4096);
-  const pairIds = new TupleTable(2, 4096);
-  const entries = promptToken.length + candidateToken.length;
-  const spans = new Uint32Array(entries * h);
-  const pairs = new Uint32Array(entries * h);
-  const one = new Uint32Array(1);
-  const two = new Uint32Array(2);
-  for (let e = 0; e < entries; e++) {
-    const prompt = e < promptToken.length;
-    const window = prompt ? promptWindow[e]! : candidateWindow[e - promptToken.length]!;
-    const token = prompt ? promptToken[e]! : candidateToken[e - promptToken.length]!;
-    two[1] = token;
-    for (let j = 0; j < h; j++) {
-      const spanToken = j < w ? windows[window * w + j]! : token;
-      one[0] = spanToken;
-      spans[e * h + j] = distinct.insert(one, 0);
-      two[0] = spanToken;
-      pairs[e * h + j] = pairIds.insert(two, 0);
-    }
-  }
-  return {
-    contextWidth: h,
-    tokens: distinct.tuples(),
-    spans,
-    pairs,
-    numPairs: pairIds.size,
-    numPrompt: promptToken.length,
-  };
 }

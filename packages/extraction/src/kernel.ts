@@ -43,23 +43,7 @@ interface KernelExports {
     threshold: number,
     counts: number,
   ): void;
-  countSelfHash(
-    keys: number,
-    nkeys: number,
-    h: number,
-    tokens: number,
-    ntokens: number,
-    spans: number,
-    nprompt: number,
-    nentries: number,
-    pairs: number,
-    npairs: number,
-    ranks: number,
-    seen: number,
-    threshold: number,
-    out: number,
-    values: number,
-  ): void;
+  selfHashSeeds(key: number, anchors: number, tokens: number, n: number, seeds: number, values: number): void;
   countMixed(
     values: number,
     n: number,
@@ -372,92 +356,58 @@ function countMixedScalar(values: Uint32Array, masks: Uint32Array, threshold: nu
 }
 
 /**
- * A SelfHash(h) tape in the kernel's form: prompt entries, then candidates, each as h indices into
- * the distinct tokens (window, then the token), with the id of each (span token, token) pair.
+ * SelfHash(h) seeds and green PRF outputs of (anchor, token) pairs under one key (`keyBytes` from
+ * {@link kernelKeyBytes}): seed = SipHash(K_context, 0x02 || LE32(anchor) || LE32(token)), value =
+ * SipHash(K_green, LE64(seed) || LE32(token)); both as [low, high] word pairs (the token is green when
+ * the high word is below τ).
  */
-export interface SelfHashEntries {
-  readonly contextWidth: number;
-  /** Distinct token ids. */
-  readonly tokens: Uint32Array;
-  /** contextWidth indices into `tokens` per entry. */
-  readonly spans: Uint32Array;
-  /** contextWidth pair ids per entry: pairs[e·h + j] is the id of (span token j, the entry's token). */
-  readonly pairs: Uint32Array;
-  readonly numPairs: number;
-  readonly numPrompt: number;
-}
-
-/** The three PRF keys of each key, 48 bytes a key: K_context, K_green, K_rank. */
-export function selfHashKeyBytes(keys: readonly WatermarkKey[]): Uint8Array {
-  const out = new Uint8Array(48 * keys.length);
-  keys.forEach((key, i) => {
-    const prf = derivePrfKeys(key.secret);
-    out.set(prf.context, 48 * i);
-    out.set(prf.green, 48 * i + 16);
-    out.set(prf.rank, 48 * i + 32);
-  });
-  return out;
-}
-
-/**
- * Scored and green counts of SelfHash keys over the entries: each key picks every entry's anchor by
- * its own ranks and scores each (anchor, token) pair once, never one a prompt entry has. Null
- * without WebAssembly (the caller then takes the reference path).
- */
-export function countSelfHash(
-  entries: SelfHashEntries,
+export function selfHashSeeds(
   keyBytes: Uint8Array,
-  threshold: number,
-  withValues = false,
-): { numScored: Uint32Array; numGreen: Uint32Array; values: Uint32Array | null } | null {
-  const wasm = loadKernel();
-  if (wasm === null) return null;
+  anchors: Uint32Array,
+  tokens: Uint32Array,
+  accelerate = true,
+): { seeds: Uint32Array; values: Uint32Array } {
+  if (keyBytes.length !== 32) throw new RangeError('keyBytes: expected one key (32 bytes)');
+  const n = tokens.length;
+  const wasm = accelerate ? loadKernel() : null;
+  if (wasm === null) {
+    const context = createSipHasher(keyBytes.slice(0, 16));
+    const green = createSipHasher(keyBytes.slice(16, 32));
+    const message = new Uint8Array(9);
+    const view = new DataView(message.buffer);
+    message[0] = 0x02;
+    const seeds = new Uint32Array(2 * n);
+    const values = new Uint32Array(2 * n);
+    for (let i = 0; i < n; i++) {
+      view.setUint32(1, anchors[i]!, true);
+      view.setUint32(5, tokens[i]!, true);
+      context.bytes(message);
+      const high = context.out[0]!;
+      const low = context.out[1]!;
+      seeds[2 * i] = low;
+      seeds[2 * i + 1] = high;
+      green.twoBlocks(high, low, 0, tokens[i]!, 12);
+      values[2 * i] = green.out[1]!;
+      values[2 * i + 1] = green.out[0]!;
+    }
+    return { seeds, values };
+  }
   evict();
-  const nkeys = keyBytes.length / 48;
-  if (!Number.isInteger(nkeys)) throw new RangeError('keyBytes: expected 48 bytes a key');
-  const h = entries.contextWidth;
-  const nentries = entries.spans.length / h;
-  const keysAt = 128;
-  const tokensAt = align(keysAt + keyBytes.length);
-  const spansAt = align(tokensAt + 4 * entries.tokens.length);
-  const pairsAt = align(spansAt + 4 * entries.spans.length);
-  const ranksAt = align(pairsAt + 4 * entries.pairs.length);
-  const seenAt = align(ranksAt + 8 * entries.tokens.length);
-  const outAt = align(seenAt + entries.numPairs);
-  // Scored pairs are at most the candidates.
-  const valuesAt = align(outAt + 8 * nkeys);
-  const end = valuesAt + (withValues ? 8 * (nentries - entries.numPrompt) : 0);
+  const keyAt = 128;
+  const anchorsAt = align(keyAt + 32);
+  const tokensAt = align(anchorsAt + 4 * n);
+  const seedsAt = align(tokensAt + 4 * n);
+  const valuesAt = align(seedsAt + 8 * n);
+  const end = valuesAt + 8 * n;
   const memory = wasm.memory;
   if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
   const buffer = memory.buffer;
-  new Uint8Array(buffer, keysAt, keyBytes.length).set(keyBytes);
-  new Uint32Array(buffer, tokensAt, entries.tokens.length).set(entries.tokens);
-  new Uint32Array(buffer, spansAt, entries.spans.length).set(entries.spans);
-  new Uint32Array(buffer, pairsAt, entries.pairs.length).set(entries.pairs);
-  wasm.countSelfHash(
-    keysAt,
-    nkeys,
-    h,
-    tokensAt,
-    entries.tokens.length,
-    spansAt,
-    entries.numPrompt,
-    nentries,
-    pairsAt,
-    entries.numPairs,
-    ranksAt,
-    seenAt,
-    threshold >>> 0,
-    outAt,
-    withValues ? valuesAt : 0,
-  );
-  const out = new Uint32Array(buffer, outAt, 2 * nkeys);
-  const numScored = new Uint32Array(nkeys);
-  const numGreen = new Uint32Array(nkeys);
-  for (let k = 0; k < nkeys; k++) {
-    numScored[k] = out[2 * k]!;
-    numGreen[k] = out[2 * k + 1]!;
-  }
-  const values = withValues ? new Uint32Array(buffer, valuesAt, 2 * numScored[nkeys - 1]!).slice() : null;
-  return { numScored, numGreen, values };
+  new Uint8Array(buffer, keyAt, 32).set(keyBytes);
+  new Uint32Array(buffer, anchorsAt, n).set(anchors.subarray(0, n));
+  new Uint32Array(buffer, tokensAt, n).set(tokens);
+  wasm.selfHashSeeds(keyAt, anchorsAt, tokensAt, n, seedsAt, valuesAt);
+  return {
+    seeds: new Uint32Array(buffer, seedsAt, 2 * n).slice(),
+    values: new Uint32Array(buffer, valuesAt, 2 * n).slice(),
+  };
 }
