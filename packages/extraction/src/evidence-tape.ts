@@ -129,11 +129,15 @@ export class EvidenceTape {
   private promptToken: Uint32Array = new Uint32Array(1024);
   private promptLength = 0;
   private sequence: Uint32Array = new Uint32Array(4096);
+  /** Window hashes of the document being added (windows of two tokens or more). */
+  private hashes: Int32Array = new Int32Array(4096);
   private documents = 0;
   private tokens = 0;
   private promptTokens = 0;
   private eligible = 0;
   private filteredOut = 0;
+  /** finish() hands out views of the tables: no document may come after it. */
+  private finished = false;
 
   /**
    * `expectedTokens` (optional) is a guess at the corpus's completion tokens: the tables are sized
@@ -170,6 +174,7 @@ export class EvidenceTape {
 
   /** Adds one document: its completion tokens and, optionally, its prompt. */
   add(tokens: ArrayLike<number>, prompt?: ArrayLike<number>): void {
+    if (this.finished) throw new Error('EvidenceTape: add after finish');
     const document = this.documents++;
     const m = prompt?.length ?? 0;
     const n = tokens.length;
@@ -184,13 +189,20 @@ export class EvidenceTape {
     const special = this.special;
     const issued = this.issued;
     const recent = this.recent;
+    const windows = this.windows;
+    const hashed = w >= 2;
+    if (hashed) {
+      this.hashes = grown(this.hashes, m + n);
+      windows.hashRun(c, 0, m + n - w, this.hashes);
+    }
+    const hashes = this.hashes;
     let lastSpecial = -1;
     for (let i = 0; i < m + n; i++) {
       const token = c[i]!;
       if (token >= minSpecial && special.has(token)) lastSpecial = i;
       // Eligible (spec §6): a full window, and no special token in it or at the position.
       if (lastSpecial >= i - w) continue;
-      const window = this.windows.insert(c, i - w);
+      const window = hashed ? windows.insertHashed(c, i - w, hashes[i - w]!) : windows.insert(c, i - w);
       if (i < m) {
         if (this.promptPairs.add(window, token)) {
           const at = this.promptLength++;
@@ -258,28 +270,23 @@ export class EvidenceTape {
 
   /** The tape every key is scored on, where each candidate came from, and the counts. */
   finish(): { tape: EvaluationTape; origins: CandidateOrigins; counts: TapeCounts } {
-    // Candidates: completion pairs that occur in no prompt of the corpus.
-    const keep = new Uint8Array(this.orderLength);
+    if (this.finished) throw new Error('EvidenceTape: finished already');
+    this.finished = true;
+    // Candidates: completion pairs that occur in no prompt of the corpus (in place: the order
+    // arrays are this tape's own, and it is finished).
     let candidates = 0;
     for (let k = 0; k < this.orderLength; k++) {
-      if (this.promptLength === 0 || !this.promptPairs.has(this.orderWindow[k]!, this.orderToken[k]!)) {
-        keep[k] = 1;
-        candidates++;
-      }
+      if (this.promptLength > 0 && this.promptPairs.has(this.orderWindow[k]!, this.orderToken[k]!)) continue;
+      this.orderWindow[candidates] = this.orderWindow[k]!;
+      this.orderToken[candidates] = this.orderToken[k]!;
+      this.orderDocument[candidates] = this.orderDocument[k]!;
+      this.orderPosition[candidates] = this.orderPosition[k]!;
+      candidates++;
     }
-    const candidateWindow = new Uint32Array(candidates);
-    const candidateToken = new Uint32Array(candidates);
-    const document = new Uint32Array(candidates);
-    const position = new Uint32Array(candidates);
-    let at = 0;
-    for (let k = 0; k < this.orderLength; k++) {
-      if (keep[k] === 0) continue;
-      candidateWindow[at] = this.orderWindow[k]!;
-      candidateToken[at] = this.orderToken[k]!;
-      document[at] = this.orderDocument[k]!;
-      position[at] = this.orderPosition[k]!;
-      at++;
-    }
+    const candidateWindow = this.orderWindow.subarray(0, candidates);
+    const candidateToken = this.orderToken.subarray(0, candidates);
+    const document = this.orderDocument.subarray(0, candidates);
+    const position = this.orderPosition.subarray(0, candidates);
     const promptWindow = this.promptWindow.slice(0, this.promptLength);
     const promptToken = this.promptToken.slice(0, this.promptLength);
     const windows = this.windows.tuples();
@@ -327,6 +334,8 @@ export function groupByWindow(
 ): GroupedCandidates {
   const counts = new Uint32Array(numWindows + 1);
   for (let i = 0; i < candidateWindow.length; i++) counts[candidateWindow[i]! + 1]!++;
+  if (includeEmpty)
+    return groupEveryWindow(windows, windowWidth, numWindows, candidateWindow, candidateToken, counts);
   const groupOf = new Int32Array(numWindows).fill(-1);
   let groups = 0;
   for (let window = 0; window < numWindows; window++) {
@@ -354,4 +363,35 @@ export function groupByWindow(
     order[at] = i;
   }
   return { windows: grouped, offsets, tokens, order, groupWindow };
+}
+
+/** {@link groupByWindow} with one group per window: group g is window g, so the windows are shared. */
+function groupEveryWindow(
+  windows: Uint32Array,
+  windowWidth: number,
+  numWindows: number,
+  candidateWindow: Uint32Array,
+  candidateToken: Uint32Array,
+  counts: Uint32Array,
+): GroupedCandidates {
+  const offsets = counts;
+  for (let window = 0; window < numWindows; window++)
+    offsets[window + 1] = offsets[window + 1]! + offsets[window]!;
+  const next = offsets.slice(0, numWindows);
+  const tokens = new Uint32Array(candidateWindow.length);
+  const order = new Uint32Array(candidateWindow.length);
+  for (let i = 0; i < candidateWindow.length; i++) {
+    const at = next[candidateWindow[i]!]!++;
+    tokens[at] = candidateToken[i]!;
+    order[at] = i;
+  }
+  const groupWindow = new Uint32Array(numWindows);
+  for (let window = 0; window < numWindows; window++) groupWindow[window] = window;
+  return {
+    windows: windows.subarray(0, numWindows * windowWidth),
+    offsets,
+    tokens,
+    order,
+    groupWindow,
+  };
 }
