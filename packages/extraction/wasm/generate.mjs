@@ -317,12 +317,17 @@ const wat = `;; Green counts of a deduplicated LeftHash tape under many keys. Ge
   ;; Fake keys' green counts from the trial values (64 bits each, $n of them at $values): mask j
   ;; (64 bits at $masks + 8j) gives z = mix(value + mask) with SplitMix64's finalizer (a bijection),
   ;; and keys 2j and 2j+1 count green when the high and the low half of z are below $threshold.
-  ;; Writes the two counts of mask j at $counts + 8j. Blocks of 4096 values stay in cache across masks.
+  ;; Writes the two counts of mask j at $counts + 8j. Blocks of 4096 values stay in cache across masks;
+  ;; two values at a time in i64x2 lanes (WebAssembly SIMD), an odd last one alone.
   (func (export "countMixed") (param $values i32) (param $n i32) (param $masks i32) (param $nmasks i32)
         (param $threshold i32) (param $counts i32)
     (local $start i32) (local $stop i32) (local $j i32) (local $e i32) (local $mask i64) (local $z i64)
     (local $limit i64) (local $high i32) (local $low i32) (local $at i32)
+    (local $zv v128) (local $maskv v128) (local $acc v128) (local $tau v128) (local $c1 v128) (local $c2 v128)
     (local.set $limit (i64.extend_i32_u (local.get $threshold)))
+    (local.set $tau (i32x4.splat (local.get $threshold)))
+    (local.set $c1 (i64x2.splat (i64.const 0xbf58476d1ce4e5b9)))
+    (local.set $c2 (i64x2.splat (i64.const 0x94d049bb133111eb)))
     (memory.fill (local.get $counts) (i32.const 0) (i32.shl (local.get $nmasks) (i32.const 3)))
     (block $blocks_done
       (loop $each_block
@@ -334,9 +339,25 @@ const wat = `;; Green counts of a deduplicated LeftHash tape under many keys. Ge
           (loop $each_mask
             (br_if $masks_done (i32.ge_u (local.get $j) (local.get $nmasks)))
             (local.set $mask (i64.load (i32.add (local.get $masks) (i32.shl (local.get $j) (i32.const 3)))))
-            (local.set $high (i32.const 0))
-            (local.set $low (i32.const 0))
+            (local.set $maskv (i64x2.splat (local.get $mask)))
+            (local.set $acc (v128.const i32x4 0 0 0 0))
             (local.set $e (local.get $start))
+            (block $pairs_done
+              (loop $each_pair
+                (br_if $pairs_done (i32.gt_u (i32.add (local.get $e) (i32.const 2)) (local.get $stop)))
+                (local.set $zv (i64x2.add (local.get $maskv)
+                  (v128.load (i32.add (local.get $values) (i32.shl (local.get $e) (i32.const 3))))))
+                (local.set $zv (i64x2.mul (v128.xor (local.get $zv) (i64x2.shr_u (local.get $zv) (i32.const 30)))
+                  (local.get $c1)))
+                (local.set $zv (i64x2.mul (v128.xor (local.get $zv) (i64x2.shr_u (local.get $zv) (i32.const 27)))
+                  (local.get $c2)))
+                (local.set $zv (v128.xor (local.get $zv) (i64x2.shr_u (local.get $zv) (i32.const 31))))
+                ;; Lanes: low and high word of each value; a true comparison is −1.
+                (local.set $acc (i32x4.sub (local.get $acc) (i32x4.lt_u (local.get $zv) (local.get $tau))))
+                (local.set $e (i32.add (local.get $e) (i32.const 2)))
+                (br $each_pair)))
+            (local.set $low (i32.add (i32x4.extract_lane 0 (local.get $acc)) (i32x4.extract_lane 2 (local.get $acc))))
+            (local.set $high (i32.add (i32x4.extract_lane 1 (local.get $acc)) (i32x4.extract_lane 3 (local.get $acc))))
             (block $values_done
               (loop $each_value
                 (br_if $values_done (i32.ge_u (local.get $e) (local.get $stop)))
