@@ -1,51 +1,21 @@
 /** Worker pool of `tracemark scan`; without workers (or from sources), jobs run in this thread. */
-import type { EvaluationTape, FakeKeyCounts, FakeKeyJob } from '@tracemark/extraction';
+import type { FakeKeyCounts, FakeKeyJob } from '@tracemark/extraction';
 import { createScanEngine, type ScanEngineOptions, type ScanJob, type ScanJobResult } from './scan-engine.ts';
 import { compiledWorker, startWorkerThreads } from './worker-threads.ts';
 
 export interface ScanPool {
   readonly workers: number;
   submit(job: ScanJob): Promise<ScanJobResult>;
-  /** Runs fake-key jobs across the workers, sharing each tape's memory instead of copying it. */
+  /** Runs fake-key jobs across the workers, sharing the trial values' memory instead of copying it. */
   runFakeKeyJobs(jobs: readonly FakeKeyJob[]): Promise<FakeKeyCounts[]>;
   close(): Promise<void>;
 }
 
 /** Copies a typed array into shared memory, so that posting it to a worker copies nothing. */
-function shared<T extends Uint32Array>(array: T): T {
+function shared(array: Uint32Array): Uint32Array {
   const copy = new Uint32Array(new SharedArrayBuffer(Math.max(4, array.byteLength)), 0, array.length);
   copy.set(array);
-  return copy as T;
-}
-
-function shareTape(tape: EvaluationTape): EvaluationTape {
-  return {
-    ...tape,
-    windows: shared(tape.windows),
-    candidateWindow: shared(tape.candidateWindow),
-    candidateToken: shared(tape.candidateToken),
-    promptWindow: shared(tape.promptWindow),
-    promptToken: shared(tape.promptToken),
-    grouped:
-      tape.grouped === null
-        ? null
-        : {
-            windows: shared(tape.grouped.windows),
-            offsets: shared(tape.grouped.offsets),
-            tokens: shared(tape.grouped.tokens),
-            order: shared(tape.grouped.order),
-            groupWindow: shared(tape.grouped.groupWindow),
-          },
-    selfHash:
-      tape.selfHash === null
-        ? null
-        : {
-            ...tape.selfHash,
-            tokens: shared(tape.selfHash.tokens),
-            spans: shared(tape.selfHash.spans),
-            pairs: shared(tape.selfHash.pairs),
-          },
-  };
+  return copy;
 }
 
 export function createScanPool(options: ScanEngineOptions, workers: number): ScanPool {
@@ -75,15 +45,15 @@ export function createScanPool(options: ScanEngineOptions, workers: number): Sca
     workers,
     submit,
     runFakeKeyJobs: async (jobs) => {
-      const sharedTapes = new Map<EvaluationTape, EvaluationTape>();
+      const sharedTrials = new Map<Uint32Array, Uint32Array>();
       const results = await Promise.all(
         jobs.map((job) => {
-          let tape = sharedTapes.get(job.tape);
-          if (tape === undefined) {
-            tape = shareTape(job.tape);
-            sharedTapes.set(job.tape, tape);
+          let trials = sharedTrials.get(job.trials);
+          if (trials === undefined) {
+            trials = shared(job.trials);
+            sharedTrials.set(job.trials, trials);
           }
-          return submit({ kind: 'fake', job: { ...job, tape } });
+          return submit({ kind: 'fake', job: { ...job, trials } });
         }),
       );
       return results.map((result) => {

@@ -22,7 +22,6 @@
  */
 import type { SchemeName } from '@tracemark/core';
 import { filterWindowWidth, type IssuedWindowSet } from './issued.ts';
-import type { SelfHashEntries } from './kernel.ts';
 import { grown, PairSet, TupleTable } from './tables.ts';
 
 /** The seeding scheme a tape serves; keys with the same name and h share one tape. */
@@ -36,6 +35,10 @@ const RECENT_BITS = 16;
 const RECENT_SLOTS = 1 << RECENT_BITS;
 /** Window ids below this combine with a token into one exact double (id · 2^32 + token < 2^53). */
 const RECENT_WINDOW_LIMIT = 2 ** 21;
+/** Tables sized from a hint start at most this large (they still grow past it). */
+const MAX_PRESIZE = 1 << 23;
+/** Held in `firstToken` as token + 1, so it never is (it goes to the pair set). */
+const LAST_TOKEN = 0xffffffff;
 
 /** What the reading pass saw, for the report. */
 export interface TapeCounts {
@@ -82,10 +85,8 @@ export interface EvaluationTape {
   /** Distinct (window, token) pairs of the prompts. */
   readonly promptWindow: Uint32Array;
   readonly promptToken: Uint32Array;
-  /** LeftHash: the candidates grouped by window (groups with at least one candidate). */
+  /** LeftHash: the candidates grouped by window, one group per window (a seed each). */
   readonly grouped: GroupedCandidates | null;
-  /** SelfHash: prompt entries and candidates in the form the fake keys' kernel reads. */
-  readonly selfHash: SelfHashEntries | null;
 }
 
 /** Where each candidate first occurred (kept apart from the tape: workers do not need it). */
@@ -104,8 +105,13 @@ export class EvidenceTape {
   private readonly windows: TupleTable;
   /** Per window: 0 not yet asked, 1 kept by the filter, 2 removed. */
   private windowKept: Uint8Array = new Uint8Array(1024);
-  /** Pairs seen in completions (kept by the filter), and in prompts. */
-  private readonly completionPairs = new PairSet(4096);
+  /**
+   * Completion pairs seen (kept by the filter): the first token seen after each window, as token + 1
+   * by window id (0: none yet), and every other pair in a set. With a wide window most windows are
+   * followed by one token only, and then the pair costs no hash table at all.
+   */
+  private firstToken: Uint32Array;
+  private readonly completionPairs: PairSet;
   private readonly promptPairs = new PairSet(1024);
   /**
    * Pairs known to be on the tape from a completion already, direct-mapped and small enough to stay
@@ -113,23 +119,36 @@ export class EvidenceTape {
    */
   private readonly recent = new Float64Array(RECENT_SLOTS).fill(-1);
   /** Completion pairs in order of first occurrence, with where it was. */
-  private orderWindow: Uint32Array = new Uint32Array(4096);
-  private orderToken: Uint32Array = new Uint32Array(4096);
-  private orderDocument: Uint32Array = new Uint32Array(4096);
-  private orderPosition: Uint32Array = new Uint32Array(4096);
+  private orderWindow: Uint32Array;
+  private orderToken: Uint32Array;
+  private orderDocument: Uint32Array;
+  private orderPosition: Uint32Array;
   private orderLength = 0;
   /** Distinct prompt pairs. */
   private promptWindow: Uint32Array = new Uint32Array(1024);
   private promptToken: Uint32Array = new Uint32Array(1024);
   private promptLength = 0;
   private sequence: Uint32Array = new Uint32Array(4096);
+  /** Window hashes of the document being added (windows of two tokens or more). */
+  private hashes: Int32Array = new Int32Array(4096);
   private documents = 0;
   private tokens = 0;
   private promptTokens = 0;
   private eligible = 0;
   private filteredOut = 0;
+  /** finish() hands out views of the tables: no document may come after it. */
+  private finished = false;
 
-  constructor(layout: TapeLayout, specialTokenIds: ReadonlySet<number>, issued: IssuedWindowSet | null) {
+  /**
+   * `expectedTokens` (optional) is a guess at the corpus's completion tokens: the tables are sized
+   * for it up front instead of doubling their way there.
+   */
+  constructor(
+    layout: TapeLayout,
+    specialTokenIds: ReadonlySet<number>,
+    issued: IssuedWindowSet | null,
+    expectedTokens = 0,
+  ) {
     this.layout = layout;
     this.windowWidth = filterWindowWidth({ name: layout.scheme, contextWidth: layout.contextWidth });
     this.special = specialTokenIds;
@@ -142,11 +161,20 @@ export class EvidenceTape {
         `issuedWindows: no windows of width ${this.windowWidth} (needed by ${layout.scheme}(${layout.contextWidth})); build the set with this scheme`,
       );
     }
-    this.windows = new TupleTable(this.windowWidth, 4096);
+    const capacity = Math.max(4096, Math.min(MAX_PRESIZE, Math.ceil(expectedTokens)));
+    // Width 1 finds most windows in its direct table.
+    this.windows = new TupleTable(this.windowWidth, this.windowWidth > 1 ? capacity : 4096);
+    this.firstToken = new Uint32Array(this.windowWidth > 1 ? capacity : 4096);
+    this.completionPairs = new PairSet(this.windowWidth > 1 ? 4096 : Math.max(4096, capacity >>> 1));
+    this.orderWindow = new Uint32Array(capacity);
+    this.orderToken = new Uint32Array(capacity);
+    this.orderDocument = new Uint32Array(capacity);
+    this.orderPosition = new Uint32Array(capacity);
   }
 
   /** Adds one document: its completion tokens and, optionally, its prompt. */
   add(tokens: ArrayLike<number>, prompt?: ArrayLike<number>): void {
+    if (this.finished) throw new Error('EvidenceTape: add after finish');
     const document = this.documents++;
     const m = prompt?.length ?? 0;
     const n = tokens.length;
@@ -161,13 +189,20 @@ export class EvidenceTape {
     const special = this.special;
     const issued = this.issued;
     const recent = this.recent;
+    const windows = this.windows;
+    const hashed = w >= 2;
+    if (hashed) {
+      this.hashes = grown(this.hashes, m + n);
+      windows.hashRun(c, 0, m + n - w, this.hashes);
+    }
+    const hashes = this.hashes;
     let lastSpecial = -1;
     for (let i = 0; i < m + n; i++) {
       const token = c[i]!;
       if (token >= minSpecial && special.has(token)) lastSpecial = i;
       // Eligible (spec §6): a full window, and no special token in it or at the position.
       if (lastSpecial >= i - w) continue;
-      const window = this.windows.insert(c, i - w);
+      const window = hashed ? windows.insertHashed(c, i - w, hashes[i - w]!) : windows.insert(c, i - w);
       if (i < m) {
         if (this.promptPairs.add(window, token)) {
           const at = this.promptLength++;
@@ -190,7 +225,15 @@ export class EvidenceTape {
         continue;
       }
       recent[recentSlot] = recentKey;
-      if (this.completionPairs.add(window, token)) {
+      if (window >= this.firstToken.length) this.firstToken = grown(this.firstToken, window + 1);
+      const first = this.firstToken[window]!;
+      let isNew: boolean;
+      if (first === 0 && token !== LAST_TOKEN) {
+        this.firstToken[window] = token + 1;
+        isNew = true;
+      } else if (first === token + 1) isNew = false;
+      else isNew = this.completionPairs.add(window, token);
+      if (isNew) {
         const at = this.orderLength++;
         if (at === this.orderWindow.length) {
           this.orderWindow = grown(this.orderWindow, at + 1);
@@ -227,28 +270,23 @@ export class EvidenceTape {
 
   /** The tape every key is scored on, where each candidate came from, and the counts. */
   finish(): { tape: EvaluationTape; origins: CandidateOrigins; counts: TapeCounts } {
-    // Candidates: completion pairs that occur in no prompt of the corpus.
-    const keep = new Uint8Array(this.orderLength);
+    if (this.finished) throw new Error('EvidenceTape: finished already');
+    this.finished = true;
+    // Candidates: completion pairs that occur in no prompt of the corpus (in place: the order
+    // arrays are this tape's own, and it is finished).
     let candidates = 0;
     for (let k = 0; k < this.orderLength; k++) {
-      if (this.promptLength === 0 || !this.promptPairs.has(this.orderWindow[k]!, this.orderToken[k]!)) {
-        keep[k] = 1;
-        candidates++;
-      }
+      if (this.promptLength > 0 && this.promptPairs.has(this.orderWindow[k]!, this.orderToken[k]!)) continue;
+      this.orderWindow[candidates] = this.orderWindow[k]!;
+      this.orderToken[candidates] = this.orderToken[k]!;
+      this.orderDocument[candidates] = this.orderDocument[k]!;
+      this.orderPosition[candidates] = this.orderPosition[k]!;
+      candidates++;
     }
-    const candidateWindow = new Uint32Array(candidates);
-    const candidateToken = new Uint32Array(candidates);
-    const document = new Uint32Array(candidates);
-    const position = new Uint32Array(candidates);
-    let at = 0;
-    for (let k = 0; k < this.orderLength; k++) {
-      if (keep[k] === 0) continue;
-      candidateWindow[at] = this.orderWindow[k]!;
-      candidateToken[at] = this.orderToken[k]!;
-      document[at] = this.orderDocument[k]!;
-      position[at] = this.orderPosition[k]!;
-      at++;
-    }
+    const candidateWindow = this.orderWindow.subarray(0, candidates);
+    const candidateToken = this.orderToken.subarray(0, candidates);
+    const document = this.orderDocument.subarray(0, candidates);
+    const position = this.orderPosition.subarray(0, candidates);
     const promptWindow = this.promptWindow.slice(0, this.promptLength);
     const promptToken = this.promptToken.slice(0, this.promptLength);
     const windows = this.windows.tuples();
@@ -263,25 +301,7 @@ export class EvidenceTape {
       promptToken,
       grouped:
         this.layout.scheme === 'lefthash'
-          ? groupByWindow(
-              windows,
-              this.windowWidth,
-              this.windows.size,
-              candidateWindow,
-              candidateToken,
-              false,
-            )
-          : null,
-      selfHash:
-        this.layout.scheme === 'selfhash'
-          ? selfHashEntries(
-              this.layout.contextWidth,
-              windows,
-              promptWindow,
-              promptToken,
-              candidateWindow,
-              candidateToken,
-            )
+          ? groupByWindow(windows, this.windowWidth, this.windows.size, candidateWindow, candidateToken, true)
           : null,
     };
     return {
@@ -314,6 +334,8 @@ export function groupByWindow(
 ): GroupedCandidates {
   const counts = new Uint32Array(numWindows + 1);
   for (let i = 0; i < candidateWindow.length; i++) counts[candidateWindow[i]! + 1]!++;
+  if (includeEmpty)
+    return groupEveryWindow(windows, windowWidth, numWindows, candidateWindow, candidateToken, counts);
   const groupOf = new Int32Array(numWindows).fill(-1);
   let groups = 0;
   for (let window = 0; window < numWindows; window++) {
@@ -343,43 +365,33 @@ export function groupByWindow(
   return { windows: grouped, offsets, tokens, order, groupWindow };
 }
 
-/** The SelfHash entries (prompt entries first) as indices into their distinct tokens, with pair ids. */
-export function selfHashEntries(
-  contextWidth: number,
+/** {@link groupByWindow} with one group per window: group g is window g, so the windows are shared. */
+function groupEveryWindow(
   windows: Uint32Array,
-  promptWindow: Uint32Array,
-  promptToken: Uint32Array,
+  windowWidth: number,
+  numWindows: number,
   candidateWindow: Uint32Array,
   candidateToken: Uint32Array,
-): SelfHashEntries {
-  const h = contextWidth;
-  const w = h - 1;
-  const distinct = new TupleTable(1, 4096);
-  const pairIds = new TupleTable(2, 4096);
-  const entries = promptToken.length + candidateToken.length;
-  const spans = new Uint32Array(entries * h);
-  const pairs = new Uint32Array(entries * h);
-  const one = new Uint32Array(1);
-  const two = new Uint32Array(2);
-  for (let e = 0; e < entries; e++) {
-    const prompt = e < promptToken.length;
-    const window = prompt ? promptWindow[e]! : candidateWindow[e - promptToken.length]!;
-    const token = prompt ? promptToken[e]! : candidateToken[e - promptToken.length]!;
-    two[1] = token;
-    for (let j = 0; j < h; j++) {
-      const spanToken = j < w ? windows[window * w + j]! : token;
-      one[0] = spanToken;
-      spans[e * h + j] = distinct.insert(one, 0);
-      two[0] = spanToken;
-      pairs[e * h + j] = pairIds.insert(two, 0);
-    }
+  counts: Uint32Array,
+): GroupedCandidates {
+  const offsets = counts;
+  for (let window = 0; window < numWindows; window++)
+    offsets[window + 1] = offsets[window + 1]! + offsets[window]!;
+  const next = offsets.slice(0, numWindows);
+  const tokens = new Uint32Array(candidateWindow.length);
+  const order = new Uint32Array(candidateWindow.length);
+  for (let i = 0; i < candidateWindow.length; i++) {
+    const at = next[candidateWindow[i]!]!++;
+    tokens[at] = candidateToken[i]!;
+    order[at] = i;
   }
+  const groupWindow = new Uint32Array(numWindows);
+  for (let window = 0; window < numWindows; window++) groupWindow[window] = window;
   return {
-    contextWidth: h,
-    tokens: distinct.tuples(),
-    spans,
-    pairs,
-    numPairs: pairIds.size,
-    numPrompt: promptToken.length,
+    windows: windows.subarray(0, numWindows * windowWidth),
+    offsets,
+    tokens,
+    order,
+    groupWindow,
   };
 }

@@ -4,6 +4,8 @@ export {
   evaluateKeyBySeed,
   type FakeKeyCounts,
   type FakeKeyJob,
+  type FakeKeyScheme,
+  fakeKeyTrials,
   type KeyEvaluation,
   runFakeKeyJob,
 } from './evaluate.ts';
@@ -16,7 +18,12 @@ export {
   type TapeCounts,
   type TapeLayout,
 } from './evidence-tape.ts';
-export { DEFAULT_FAKE_KEY_SEED, deriveFakeKeys, fakeKeySecret, fakeKeyUniform } from './fake-keys.ts';
+export {
+  DEFAULT_FAKE_KEY_SEED,
+  fakeKeyMasks,
+  fakeKeyUniform,
+  fakeTrialSecret,
+} from './fake-keys.ts';
 export { type GreenFraction, measureGreenFraction } from './green-fraction.ts';
 export {
   filterWindowWidth,
@@ -24,7 +31,14 @@ export {
   type IssuedWindowSetBuilder,
   type IssuedWindowSetOptions,
 } from './issued.ts';
-export { countLeftHash, type KernelOutput, kernelKeyBytes, type WindowGroupedTape } from './kernel.ts';
+export {
+  countLeftHash,
+  countMixed,
+  type KernelOutput,
+  kernelKeyBytes,
+  leftHashGreenValues,
+  type WindowGroupedTape,
+} from './kernel.ts';
 export { bestWindows, type DocumentEvidence, type TapeWindow, topDocuments } from './passages.ts';
 export {
   type Calibration,

@@ -1,7 +1,11 @@
+import { readFileSync } from 'node:fs';
 import { createWatermarker, createWatermarkKey } from '@tracemark/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { countLeftHash, kernelKeyBytes } from './kernel.ts';
+import wabt from 'wabt';
+import { countLeftHash, countMixed, kernelKeyBytes, leftHashGreenValues } from './kernel.ts';
+import { KERNEL_WASM_BASE64 } from './kernel-wasm.ts';
+import { kolmogorovSmirnovUniform } from './uniformity.ts';
 
 /** A random window-grouped tape: windows of h tokens, each followed by some tokens. */
 const tapeArb = fc.integer({ min: 1, max: 5 }).chain((h) =>
@@ -87,5 +91,92 @@ describe('LeftHash green-count kernel', () => {
     };
     expect(() => countLeftHash(tape, new Uint8Array(31), 1 << 30)).toThrow(RangeError);
     expect(() => countLeftHash(tape, new Uint8Array(64), 1 << 30, true)).toThrow(RangeError);
+  });
+});
+
+it('the committed WebAssembly module is the compilation of wasm/kernel.wat', async () => {
+  const source = readFileSync(new URL('../wasm/kernel.wat', import.meta.url), 'utf8');
+  const compiler = await wabt();
+  const { buffer } = compiler.parseWat('kernel.wat', source, { bulk_memory: true, simd: true }).toBinary({});
+  expect(Buffer.from(buffer).toString('base64')).toBe(KERNEL_WASM_BASE64);
+});
+
+describe('fake-key kernels', () => {
+  it('green PRF values: WebAssembly equals the scalar path, and their high words give the green bits', () => {
+    fc.assert(
+      fc.property(tapeArb, fc.uint8Array({ minLength: 32, maxLength: 32 }), (tape, secret) => {
+        const key = createWatermarkKey({ secret, scheme: { contextWidth: tape.windowWidth } });
+        const fast = leftHashGreenValues(tape, kernelKeyBytes([key]));
+        const scalar = leftHashGreenValues(tape, kernelKeyBytes([key]), false);
+        expect(Array.from(fast)).toEqual(Array.from(scalar));
+        const { bits } = countLeftHash(tape, kernelKeyBytes([key]), key.scheme.threshold, true);
+        bits!.forEach((bit, e) => {
+          expect(bit).toBe(fast[2 * e + 1]! < key.scheme.threshold ? 1 : 0);
+        });
+      }),
+      { numRuns: 100, seed: 11 },
+    );
+  });
+
+  it('mixed counts: WebAssembly equals the BigInt reference', () => {
+    fc.assert(
+      fc.property(
+        fc.uint32Array({ maxLength: 2 * 5000 }).map((a) => a.subarray(0, a.length & ~1)),
+        fc.uint32Array({ minLength: 2, maxLength: 12 }).map((a) => a.subarray(0, a.length & ~1)),
+        fc.integer({ min: 0, max: 0xffffffff }),
+        (values, masks, threshold) => {
+          expect(Array.from(countMixed(values, masks, threshold))).toEqual(
+            Array.from(countMixed(values, masks, threshold, false)),
+          );
+        },
+      ),
+      { numRuns: 50, seed: 12 },
+    );
+  });
+
+  it('fake keys are independent of each other: green bits uncorrelated, counts binomial', () => {
+    // Random trial values, as a PRF gives on distinct trials.
+    const n = 20_000;
+    const values = new Uint32Array(2 * n);
+    let state = 0x9e3779b9;
+    for (let i = 0; i < values.length; i++) {
+      state = (Math.imul(state ^ (state >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) | 0;
+      values[i] = (state ^ (state >>> 13)) >>> 0;
+    }
+    const gamma = 0.25;
+    const threshold = gamma * 2 ** 32;
+    const masks = new Uint32Array(2 * 100);
+    for (let i = 0; i < masks.length; i++) masks[i] = Math.imul(i + 1, 0x85ebca6b) >>> 0;
+    const counts = countMixed(values, masks, threshold);
+    // Each fake key's count is Bin(n, γ): normal z-scores, tested for uniformity as p-values.
+    const sd = Math.sqrt(n * gamma * (1 - gamma));
+    const erf = (x: number): number => {
+      const t = 1 / (1 + 0.3275911 * Math.abs(x));
+      const y =
+        1 -
+        ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) *
+          t *
+          Math.exp(-x * x);
+      return x < 0 ? -y : y;
+    };
+    const p = Array.from(counts, (count) => 0.5 * (1 + erf((count - n * gamma) / sd / Math.SQRT2)));
+    expect(kolmogorovSmirnovUniform(p).pValue).toBeGreaterThan(1e-3);
+    // Pairs of keys (same mask, neighbouring masks) agree as often as independent bits would.
+    const single = new Uint32Array(2);
+    const bit = (e: number, key: number): number => {
+      single[0] = masks[2 * (key >> 1)]!;
+      single[1] = masks[2 * (key >> 1) + 1]!;
+      return countMixed(values.subarray(2 * e, 2 * e + 2), single, threshold)[key & 1]!;
+    };
+    for (const [a, b] of [
+      [0, 1],
+      [0, 2],
+      [5, 6],
+    ] as const) {
+      let both = 0;
+      for (let e = 0; e < 4000; e++) both += bit(e, a) & bit(e, b);
+      // E = 4000 γ² = 250, sd ≈ 15.
+      expect(Math.abs(both - 250)).toBeLessThan(75);
+    }
   });
 });

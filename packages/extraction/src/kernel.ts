@@ -30,6 +30,7 @@ interface KernelExports {
     counts: number,
     bits: number,
     seeds: number,
+    values: number,
   ): void;
   countLeftHashSimd(
     keys: number,
@@ -42,21 +43,14 @@ interface KernelExports {
     threshold: number,
     counts: number,
   ): void;
-  countSelfHash(
-    keys: number,
-    nkeys: number,
-    h: number,
-    tokens: number,
-    ntokens: number,
-    spans: number,
-    nprompt: number,
-    nentries: number,
-    pairs: number,
-    npairs: number,
-    ranks: number,
-    seen: number,
+  selfHashSeeds(key: number, anchors: number, tokens: number, n: number, seeds: number, values: number): void;
+  countMixed(
+    values: number,
+    n: number,
+    masks: number,
+    nmasks: number,
     threshold: number,
-    out: number,
+    counts: number,
   ): void;
   siphash(key: number, message: number, length: number): bigint;
 }
@@ -127,6 +121,8 @@ export interface KernelOutput {
   readonly bits: Uint8Array | null;
   /** With `withBits` (one key): the 64-bit seed of each window as [high, low] word pairs. */
   readonly seeds: Uint32Array | null;
+  /** With `withValues` (one key): the 64-bit green PRF output of each token as [low, high] word pairs. */
+  readonly values?: Uint32Array | null;
 }
 
 const align = (n: number): number => (n + 7) & ~7;
@@ -169,6 +165,7 @@ function runKernel(
   keyBytes: Uint8Array,
   threshold: number,
   withBits: boolean,
+  withValues = false,
 ): KernelOutput {
   const nkeys = keyBytes.length / 32;
   const h = tape.windowWidth;
@@ -184,7 +181,8 @@ function runKernel(
   const countsAt = align(keysAt + keyBytes.length);
   const bitsAt = align(countsAt + 4 * nkeys);
   const seedsAt = align(bitsAt + (withBits ? ntokens : 0));
-  const end = seedsAt + (withBits ? 8 * nwindows : 0);
+  const valuesAt = align(seedsAt + (withBits ? 8 * nwindows : 0));
+  const end = valuesAt + (withValues ? 8 * ntokens : 0);
   const memory = wasm.memory;
   if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
   const buffer = memory.buffer;
@@ -200,7 +198,7 @@ function runKernel(
     resident = { wasm, windows: tape.windows, offsets: tape.offsets, tokens: tape.tokens };
   }
   new Uint8Array(buffer, keysAt, keyBytes.length).set(keyBytes);
-  if (withBits) {
+  if (withBits || withValues) {
     wasm.countLeftHash(
       keysAt,
       nkeys,
@@ -211,8 +209,9 @@ function runKernel(
       tokensAt,
       threshold >>> 0,
       countsAt,
-      bitsAt,
-      seedsAt,
+      withBits ? bitsAt : 0,
+      withBits ? seedsAt : 0,
+      withValues ? valuesAt : 0,
     );
   } else {
     // Counts only: four tokens at a time in WebAssembly SIMD.
@@ -229,7 +228,8 @@ function runKernel(
     );
   }
   const counts = new Uint32Array(buffer, countsAt, nkeys).slice();
-  if (!withBits) return { counts, bits: null, seeds: null };
+  const values = withValues ? new Uint32Array(buffer, valuesAt, 2 * ntokens).slice() : null;
+  if (!withBits) return { counts, bits: null, seeds: null, values };
   const bits = new Uint8Array(buffer, bitsAt, ntokens).slice();
   const raw = new Uint32Array(buffer, seedsAt, 2 * nwindows);
   const seeds = new Uint32Array(2 * nwindows);
@@ -237,7 +237,7 @@ function runKernel(
     seeds[2 * c] = raw[2 * c + 1]!;
     seeds[2 * c + 1] = raw[2 * c]!;
   }
-  return { counts, bits, seeds };
+  return { counts, bits, seeds, values };
 }
 
 /** The same computation with the scalar SipHash of @tracemark/core. */
@@ -246,6 +246,7 @@ function countScalar(
   keyBytes: Uint8Array,
   threshold: number,
   withBits: boolean,
+  withValues = false,
 ): KernelOutput {
   const h = tape.windowWidth;
   const nkeys = keyBytes.length / 32;
@@ -253,6 +254,7 @@ function countScalar(
   const counts = new Uint32Array(nkeys);
   const bits = withBits ? new Uint8Array(tape.tokens.length) : null;
   const seeds = withBits ? new Uint32Array(2 * nwindows) : null;
+  const values = withValues ? new Uint32Array(2 * tape.tokens.length) : null;
   const message = new Uint8Array(1 + 4 * h);
   message[0] = 0x01;
   const view = new DataView(message.buffer);
@@ -272,96 +274,140 @@ function countScalar(
       for (let e = tape.offsets[c]!; e < tape.offsets[c + 1]!; e++) {
         const isGreen = green.twoBlocks(high, low, 0, tape.tokens[e]!, 12) >>> 0 < threshold;
         if (isGreen) count++;
+        if (values !== null) {
+          values[2 * e] = green.out[1]!;
+          values[2 * e + 1] = green.out[0]!;
+        }
         if (bits !== null) bits[e] = isGreen ? 1 : 0;
       }
     }
     counts[k] = count;
   }
-  return { counts, bits, seeds };
+  return { counts, bits, seeds, values };
 }
 
 /**
- * A SelfHash(h) tape in the kernel's form: prompt entries, then candidates, each as h indices into
- * the distinct tokens (window, then the token), with the id of each (span token, token) pair.
+ * The whole 64-bit green PRF output SipHash(K_green, LE64(seed) || LE32(token)) of every token of the
+ * tape under one key, as [low, high] word pairs in tape order (the fake keys' trial values).
  */
-export interface SelfHashEntries {
-  readonly contextWidth: number;
-  /** Distinct token ids. */
-  readonly tokens: Uint32Array;
-  /** contextWidth indices into `tokens` per entry. */
-  readonly spans: Uint32Array;
-  /** contextWidth pair ids per entry: pairs[e·h + j] is the id of (span token j, the entry's token). */
-  readonly pairs: Uint32Array;
-  readonly numPairs: number;
-  readonly numPrompt: number;
-}
-
-/** The three PRF keys of each key, 48 bytes a key: K_context, K_green, K_rank. */
-export function selfHashKeyBytes(keys: readonly WatermarkKey[]): Uint8Array {
-  const out = new Uint8Array(48 * keys.length);
-  keys.forEach((key, i) => {
-    const prf = derivePrfKeys(key.secret);
-    out.set(prf.context, 48 * i);
-    out.set(prf.green, 48 * i + 16);
-    out.set(prf.rank, 48 * i + 32);
-  });
-  return out;
-}
-
-/**
- * Scored and green counts of SelfHash keys over the entries: each key picks every entry's anchor by
- * its own ranks and scores each (anchor, token) pair once, never one a prompt entry has. Null
- * without WebAssembly (the caller then takes the reference path).
- */
-export function countSelfHash(
-  entries: SelfHashEntries,
+export function leftHashGreenValues(
+  tape: WindowGroupedTape,
   keyBytes: Uint8Array,
+  accelerate = true,
+): Uint32Array {
+  if (keyBytes.length !== 32) throw new RangeError('keyBytes: expected one key (32 bytes)');
+  const wasm = accelerate ? loadKernel() : null;
+  const output =
+    wasm === null
+      ? countScalar(tape, keyBytes, 0, false, true)
+      : runKernel(wasm, tape, keyBytes, 0, false, true);
+  return output.values!;
+}
+
+/**
+ * Green counts of fake keys from trial values ([low, high] word pairs): mask j (a [low, high] word
+ * pair) gives z = SplitMix64's finalizer of (value + mask) mod 2^64, and keys 2j and 2j + 1 count the
+ * values whose high and low 32 bits of z are below τ. Returns the two counts per mask.
+ */
+export function countMixed(
+  values: Uint32Array,
+  masks: Uint32Array,
   threshold: number,
-): { numScored: Uint32Array; numGreen: Uint32Array } | null {
-  const wasm = loadKernel();
-  if (wasm === null) return null;
+  accelerate = true,
+): Uint32Array {
+  const n = values.length >>> 1;
+  const nmasks = masks.length >>> 1;
+  const wasm = accelerate ? loadKernel() : null;
+  if (wasm === null) return countMixedScalar(values, masks, threshold);
   evict();
-  const nkeys = keyBytes.length / 48;
-  if (!Number.isInteger(nkeys)) throw new RangeError('keyBytes: expected 48 bytes a key');
-  const h = entries.contextWidth;
-  const nentries = entries.spans.length / h;
-  const keysAt = 128;
-  const tokensAt = align(keysAt + keyBytes.length);
-  const spansAt = align(tokensAt + 4 * entries.tokens.length);
-  const pairsAt = align(spansAt + 4 * entries.spans.length);
-  const ranksAt = align(pairsAt + 4 * entries.pairs.length);
-  const seenAt = align(ranksAt + 8 * entries.tokens.length);
-  const outAt = align(seenAt + entries.numPairs);
-  const end = outAt + 8 * nkeys;
+  const masksAt = 128;
+  const countsAt = align(masksAt + 8 * nmasks);
+  const valuesAt = align(countsAt + 8 * nmasks);
+  const end = valuesAt + 8 * n;
   const memory = wasm.memory;
   if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
   const buffer = memory.buffer;
-  new Uint8Array(buffer, keysAt, keyBytes.length).set(keyBytes);
-  new Uint32Array(buffer, tokensAt, entries.tokens.length).set(entries.tokens);
-  new Uint32Array(buffer, spansAt, entries.spans.length).set(entries.spans);
-  new Uint32Array(buffer, pairsAt, entries.pairs.length).set(entries.pairs);
-  wasm.countSelfHash(
-    keysAt,
-    nkeys,
-    h,
-    tokensAt,
-    entries.tokens.length,
-    spansAt,
-    entries.numPrompt,
-    nentries,
-    pairsAt,
-    entries.numPairs,
-    ranksAt,
-    seenAt,
-    threshold >>> 0,
-    outAt,
-  );
-  const out = new Uint32Array(buffer, outAt, 2 * nkeys);
-  const numScored = new Uint32Array(nkeys);
-  const numGreen = new Uint32Array(nkeys);
-  for (let k = 0; k < nkeys; k++) {
-    numScored[k] = out[2 * k]!;
-    numGreen[k] = out[2 * k + 1]!;
+  new Uint32Array(buffer, masksAt, 2 * nmasks).set(masks);
+  new Uint32Array(buffer, valuesAt, 2 * n).set(values.subarray(0, 2 * n));
+  wasm.countMixed(valuesAt, n, masksAt, nmasks, threshold >>> 0, countsAt);
+  return new Uint32Array(buffer, countsAt, 2 * nmasks).slice();
+}
+
+const MASK64 = (1n << 64n) - 1n;
+
+/** The reference of {@link countMixed}, in BigInt arithmetic. */
+function countMixedScalar(values: Uint32Array, masks: Uint32Array, threshold: number): Uint32Array {
+  const n = values.length >>> 1;
+  const nmasks = masks.length >>> 1;
+  const counts = new Uint32Array(2 * nmasks);
+  const limit = BigInt(threshold >>> 0);
+  for (let j = 0; j < nmasks; j++) {
+    const mask = (BigInt(masks[2 * j + 1]!) << 32n) | BigInt(masks[2 * j]!);
+    for (let e = 0; e < n; e++) {
+      let z = (((BigInt(values[2 * e + 1]!) << 32n) | BigInt(values[2 * e]!)) + mask) & MASK64;
+      z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK64;
+      z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & MASK64;
+      z ^= z >> 31n;
+      if (z >> 32n < limit) counts[2 * j]!++;
+      if ((z & 0xffffffffn) < limit) counts[2 * j + 1]!++;
+    }
   }
-  return { numScored, numGreen };
+  return counts;
+}
+
+/**
+ * SelfHash(h) seeds and green PRF outputs of (anchor, token) pairs under one key (`keyBytes` from
+ * {@link kernelKeyBytes}): seed = SipHash(K_context, 0x02 || LE32(anchor) || LE32(token)), value =
+ * SipHash(K_green, LE64(seed) || LE32(token)); both as [low, high] word pairs (the token is green when
+ * the high word is below τ).
+ */
+export function selfHashSeeds(
+  keyBytes: Uint8Array,
+  anchors: Uint32Array,
+  tokens: Uint32Array,
+  accelerate = true,
+): { seeds: Uint32Array; values: Uint32Array } {
+  if (keyBytes.length !== 32) throw new RangeError('keyBytes: expected one key (32 bytes)');
+  const n = tokens.length;
+  const wasm = accelerate ? loadKernel() : null;
+  if (wasm === null) {
+    const context = createSipHasher(keyBytes.slice(0, 16));
+    const green = createSipHasher(keyBytes.slice(16, 32));
+    const message = new Uint8Array(9);
+    const view = new DataView(message.buffer);
+    message[0] = 0x02;
+    const seeds = new Uint32Array(2 * n);
+    const values = new Uint32Array(2 * n);
+    for (let i = 0; i < n; i++) {
+      view.setUint32(1, anchors[i]!, true);
+      view.setUint32(5, tokens[i]!, true);
+      context.bytes(message);
+      const high = context.out[0]!;
+      const low = context.out[1]!;
+      seeds[2 * i] = low;
+      seeds[2 * i + 1] = high;
+      green.twoBlocks(high, low, 0, tokens[i]!, 12);
+      values[2 * i] = green.out[1]!;
+      values[2 * i + 1] = green.out[0]!;
+    }
+    return { seeds, values };
+  }
+  evict();
+  const keyAt = 128;
+  const anchorsAt = align(keyAt + 32);
+  const tokensAt = align(anchorsAt + 4 * n);
+  const seedsAt = align(tokensAt + 4 * n);
+  const valuesAt = align(seedsAt + 8 * n);
+  const end = valuesAt + 8 * n;
+  const memory = wasm.memory;
+  if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
+  const buffer = memory.buffer;
+  new Uint8Array(buffer, keyAt, 32).set(keyBytes);
+  new Uint32Array(buffer, anchorsAt, n).set(anchors.subarray(0, n));
+  new Uint32Array(buffer, tokensAt, n).set(tokens);
+  wasm.selfHashSeeds(keyAt, anchorsAt, tokensAt, n, seedsAt, valuesAt);
+  return {
+    seeds: new Uint32Array(buffer, seedsAt, 2 * n).slice(),
+    values: new Uint32Array(buffer, valuesAt, 2 * n).slice(),
+  };
 }

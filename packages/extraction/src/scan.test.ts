@@ -11,9 +11,9 @@ import {
 } from '@tracemark/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CandidateStatus, evaluateKey, evaluateKeyBySeed, runFakeKeyJob } from './evaluate.ts';
+import { CandidateStatus, evaluateKey, evaluateKeyBySeed, fakeKeyTrials, runFakeKeyJob } from './evaluate.ts';
 import { EvidenceTape } from './evidence-tape.ts';
-import { DEFAULT_FAKE_KEY_SEED, deriveFakeKeys, fakeKeySecret, fakeKeyUniform } from './fake-keys.ts';
+import { DEFAULT_FAKE_KEY_SEED, fakeKeyMasks, fakeKeyUniform, fakeTrialSecret } from './fake-keys.ts';
 import { filterWindowWidth, IssuedWindowSet } from './issued.ts';
 import { bestWindows } from './passages.ts';
 import { type ScanDocument, type ScanOptions, scanCorpus } from './scan.ts';
@@ -109,34 +109,53 @@ describe('the evidence tape scores exactly what one shared dedup tape scores', (
     );
   });
 
-  it('fake-key jobs count what the reference path counts, for each fake key', () => {
+  it("fake keys score the trial key's deduplicated trials: WebAssembly, scalar and reference paths agree", () => {
     fc.assert(
       fc.property(schemeArb, fc.array(docArb, { maxLength: 10 }), (scheme, docs) => {
         const trueKey = createWatermarkKey({ secret: new Uint8Array(32).fill(1), scheme });
         const { tape } = tapeOf(docs, trueKey);
-        const job = {
-          tape,
-          scheme: {
-            name: trueKey.scheme.name,
-            contextWidth: trueKey.scheme.contextWidth,
-            gamma: trueKey.scheme.gamma,
-            delta: 2,
-          },
+        const fakeScheme = { ...scheme, delta: 2 };
+        const trials = fakeKeyTrials(tape, fakeScheme, trueKey.tokenizer, 'test-seed');
+        const scalarTrials = fakeKeyTrials(tape, fakeScheme, trueKey.tokenizer, 'test-seed', false);
+        // The trial key is an ordinary key derived from the seed: its own scored and green counts.
+        const trialKey = createWatermarkKey({
+          secret: fakeTrialSecret('test-seed'),
+          scheme: fakeScheme,
           tokenizer: trueKey.tokenizer,
-          seed: 'test-seed',
-          first: 3,
-          count: 6,
-          accelerate: true,
-        };
-        const counts = runFakeKeyJob(job);
-        const scalar = runFakeKeyJob({ ...job, accelerate: false });
-        const keys = deriveFakeKeys(trueKey.scheme, trueKey.tokenizer, 3, 6, 'test-seed');
-        keys.forEach((key, i) => {
-          const expected = reference(docs, key);
-          expect(counts.numScored[i]).toBe(expected.scored);
-          expect(counts.numGreen[i]).toBe(expected.green);
-          expect(scalar.numGreen[i]).toBe(expected.green);
         });
+        const expected = reference(docs, trialKey);
+        expect(trials.length / 2).toBe(expected.scored);
+        let green = 0;
+        for (let i = 1; i < trials.length; i += 2) if (trials[i]! < trialKey.scheme.threshold) green++;
+        expect(green).toBe(expected.green);
+        // The same values (LeftHash: grouped by window in the kernel, in tape order on the scalar path).
+        const sorted = (values: Uint32Array) =>
+          Array.from(
+            { length: values.length / 2 },
+            (_, i) => values[2 * i + 1]! * 2 ** 32 + values[2 * i]!,
+          ).sort((a, b) => a - b);
+        expect(sorted(trials)).toEqual(sorted(scalarTrials));
+        const job = { trials, threshold: trueKey.scheme.threshold, seed: 'test-seed', first: 3, count: 6 };
+        const counts = runFakeKeyJob({ ...job, accelerate: true });
+        const scalar = runFakeKeyJob({ ...job, accelerate: false });
+        expect(counts).toEqual(scalar);
+        expect(counts.numScored).toEqual(Array(6).fill(expected.scored));
+        // Fake key i reads its half of SplitMix64's finalizer of (value + mask ⌊i/2⌋).
+        const masks = fakeKeyMasks(3, 6, 'test-seed');
+        for (let i = 3; i < 9; i++) {
+          const pair = Math.floor(i / 2) - 1;
+          const mask = (BigInt(masks[2 * pair + 1]!) << 32n) | BigInt(masks[2 * pair]!);
+          let count = 0;
+          for (let e = 0; e < trials.length; e += 2) {
+            let z = (((BigInt(trials[e + 1]!) << 32n) | BigInt(trials[e]!)) + mask) & 0xffffffffffffffffn;
+            z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & 0xffffffffffffffffn;
+            z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & 0xffffffffffffffffn;
+            z ^= z >> 31n;
+            const half = i % 2 === 0 ? z >> 32n : z & 0xffffffffn;
+            if (half < BigInt(trueKey.scheme.threshold)) count++;
+          }
+          expect(counts.numGreen[i - 3]).toBe(count);
+        }
       }),
       { numRuns: 60, seed: 43 },
     );
@@ -155,17 +174,24 @@ describe('the evidence tape scores exactly what one shared dedup tape scores', (
 
 describe('fake keys', () => {
   it('derive from the public seed by HKDF-SHA-256, never from a true key, reproducibly', () => {
-    const expected = new Uint8Array(
-      hkdfSync('sha256', DEFAULT_FAKE_KEY_SEED, 'tracemark/v1/fake-key', '17', 32),
+    const trial = new Uint8Array(
+      hkdfSync('sha256', DEFAULT_FAKE_KEY_SEED, 'tracemark/v1/fake-key', 'trials', 32),
     );
-    expect(fakeKeySecret(17)).toEqual(expected);
-    expect(fakeKeySecret(17, 'other')).not.toEqual(expected);
-    expect(fakeKeySecret.length).toBeLessThanOrEqual(2);
-    const scheme = createWatermarkKey({ scheme: { name: 'selfhash', contextWidth: 3 } }).scheme;
-    const keys = deriveFakeKeys(scheme, 'cl100k_base', 0, 3);
-    expect(deriveFakeKeys(scheme, 'cl100k_base', 0, 3).map((k) => k.keyId)).toEqual(keys.map((k) => k.keyId));
-    expect(new Set(keys.map((k) => k.keyId)).size).toBe(3);
-    expect(keys[0]!.scheme).toEqual(scheme);
+    expect(fakeTrialSecret()).toEqual(trial);
+    expect(fakeTrialSecret('other')).not.toEqual(trial);
+    expect(fakeTrialSecret.length).toBeLessThanOrEqual(1);
+    // Fake keys 6 and 7 share mask 3; 7 and 8 fall in masks 3 and 4.
+    const mask3 = Buffer.from(
+      hkdfSync('sha256', DEFAULT_FAKE_KEY_SEED, 'tracemark/v1/fake-key-mixer', '3', 8),
+    );
+    const mask4 = Buffer.from(
+      hkdfSync('sha256', DEFAULT_FAKE_KEY_SEED, 'tracemark/v1/fake-key-mixer', '4', 8),
+    );
+    const words = (b: Buffer) => [b.readUInt32LE(0), b.readUInt32LE(4)];
+    expect(Array.from(fakeKeyMasks(6, 2))).toEqual(words(mask3));
+    expect(Array.from(fakeKeyMasks(7, 2))).toEqual([...words(mask3), ...words(mask4)]);
+    expect(Array.from(fakeKeyMasks(7, 2, 'other'))).not.toEqual([...words(mask3), ...words(mask4)]);
+    expect(fakeKeyMasks(0, 0).length).toBe(0);
     const u = Array.from({ length: 1000 }, (_, i) => fakeKeyUniform(i));
     expect(Math.min(...u)).toBeGreaterThanOrEqual(0);
     expect(Math.max(...u)).toBeLessThan(1);

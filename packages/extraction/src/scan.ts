@@ -11,7 +11,13 @@ import {
   wilsonInterval,
   zScore,
 } from '@tracemark/core';
-import { evaluateKey, type FakeKeyCounts, type FakeKeyJob, runFakeKeyJob } from './evaluate.ts';
+import {
+  evaluateKey,
+  type FakeKeyCounts,
+  type FakeKeyJob,
+  fakeKeyTrials,
+  runFakeKeyJob,
+} from './evaluate.ts';
 import {
   type CandidateOrigins,
   type EvaluationTape,
@@ -74,6 +80,11 @@ export interface ScanOptions {
   readonly passages?: number;
   readonly minPassage?: number;
   readonly runFakeKeyJobs?: FakeKeyRunner;
+  /**
+   * A guess at the number of completion tokens (e.g. from the input's size), to size the reading
+   * pass's tables up front; only speed depends on it.
+   */
+  readonly expectedTokens?: number;
   /** Use the WebAssembly kernel (default true); false runs the scalar reference path. */
   readonly accelerate?: boolean;
 }
@@ -236,14 +247,17 @@ export function fakeKeyPValues(
 /** The default runner: every job here, one after another. */
 export const runFakeKeyJobsHere: FakeKeyRunner = (jobs) => Promise.resolve(jobs.map(runFakeKeyJob));
 
-/** Splits `count` fake keys into about `parts` jobs of consecutive indices. */
+/**
+ * Splits `count` fake keys into about `parts` jobs of consecutive indices, an even number each (two
+ * fake keys share a mask).
+ */
 export function splitFakeKeyJobs(
   job: Omit<FakeKeyJob, 'first' | 'count'>,
   count: number,
   parts: number,
 ): FakeKeyJob[] {
   const jobs: FakeKeyJob[] = [];
-  const size = Math.max(1, Math.ceil(count / Math.max(1, parts)));
+  const size = 2 * Math.max(1, Math.ceil(count / Math.max(1, 2 * parts)));
   for (let first = 0; first < count; first += size)
     jobs.push({ ...job, first, count: Math.min(size, count - first) });
   return jobs;
@@ -304,6 +318,10 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
     );
   }
   const accelerate = options.accelerate ?? true;
+  const expectedTokens = options.expectedTokens ?? 0;
+  if (typeof expectedTokens !== 'number' || !(expectedTokens >= 0)) {
+    throw new RangeError(`expectedTokens: expected a non-negative number, got ${String(expectedTokens)}`);
+  }
   const special = new Set<number>(options.specialTokenIds);
   const runner = options.runFakeKeyJobs ?? runFakeKeyJobsHere;
 
@@ -319,6 +337,7 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
           { scheme: key.scheme.name, contextWidth: key.scheme.contextWidth },
           special,
           issued ?? null,
+          expectedTokens,
         ),
       };
       layouts.set(id, layout);
@@ -339,43 +358,43 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
   const finished = new Map<string, { tape: EvaluationTape; origins: CandidateOrigins; counts: TapeCounts }>();
   for (const layout of layouts.values()) finished.set(layout.id, layout.tape.finish());
 
-  // Fake keys: one set per (layout, γ), shared by the true keys that have them.
-  const calibrations = new Map<
-    string,
-    { job: Omit<FakeKeyJob, 'first' | 'count'>; results?: FakeKeyCounts[] }
-  >();
+  // Fake keys: one set per (layout, τ), shared by the true keys that have them. The trial values are
+  // computed here once; the runner then scores the fake keys on them while the true keys are scored.
+  const calibrations = new Map<string, { results?: FakeKeyCounts[] }>();
   const calibrationId = (key: WatermarkKey): string =>
     `${key.scheme.name}/${key.scheme.contextWidth}/${key.scheme.threshold}`;
+  const allJobs: FakeKeyJob[] = [];
+  const jobOwner: string[] = [];
   for (const key of keys) {
     const id = calibrationId(key);
     if (calibrations.has(id)) continue;
-    calibrations.set(id, {
-      job: {
-        tape: finished.get(`${key.scheme.name}/${key.scheme.contextWidth}`)!.tape,
-        scheme: {
-          name: key.scheme.name,
-          contextWidth: key.scheme.contextWidth,
-          gamma: key.scheme.gamma,
-          delta: key.scheme.delta,
-        },
-        tokenizer: key.tokenizer,
-        seed,
-        accelerate,
+    calibrations.set(id, {});
+    if (fakeKeyCount === 0) continue;
+    const trials = fakeKeyTrials(
+      finished.get(`${key.scheme.name}/${key.scheme.contextWidth}`)!.tape,
+      {
+        name: key.scheme.name,
+        contextWidth: key.scheme.contextWidth,
+        gamma: key.scheme.gamma,
+        delta: key.scheme.delta,
       },
-    });
-  }
-  const allJobs: FakeKeyJob[] = [];
-  const jobOwner: string[] = [];
-  if (fakeKeyCount > 0) {
-    for (const [id, calibration] of calibrations) {
-      // The runner decides the parallelism; 8 jobs a set lets it balance.
-      for (const job of splitFakeKeyJobs(calibration.job, fakeKeyCount, 8)) {
-        allJobs.push(job);
-        jobOwner.push(id);
-      }
+      key.tokenizer,
+      seed,
+      accelerate,
+    );
+    // The runner decides the parallelism; 8 jobs a set lets it balance.
+    const job = { trials, threshold: key.scheme.threshold, seed, accelerate };
+    for (const part of splitFakeKeyJobs(job, fakeKeyCount, 8)) {
+      allJobs.push(part);
+      jobOwner.push(id);
     }
   }
-  const results = allJobs.length > 0 ? await runner(allJobs) : [];
+  const pending = allJobs.length > 0 ? runner(allJobs) : Promise.resolve([]);
+  // The true keys meanwhile (the runner may use other threads).
+  const evaluations = keys.map((key) =>
+    evaluateKey(finished.get(`${key.scheme.name}/${key.scheme.contextWidth}`)!.tape, key, accelerate),
+  );
+  const results = await pending;
   if (results.length !== allJobs.length) throw new Error('runFakeKeyJobs: expected one result per job');
   results.forEach((result, i) => {
     const calibration = calibrations.get(jobOwner[i]!)!;
@@ -383,9 +402,9 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
   });
 
   const log10Beta = Math.log10(missRate);
-  const partial = keys.map((key) => {
+  const partial = keys.map((key, index) => {
     const { tape, origins, counts } = finished.get(`${key.scheme.name}/${key.scheme.contextWidth}`)!;
-    const evaluation = evaluateKey(tape, key, accelerate);
+    const evaluation = evaluations[index]!;
     const gamma = key.scheme.gammaEffective;
     const { numScored, numGreen } = evaluation;
     const log10P = log10BinomialSf(numGreen, numScored, gamma);

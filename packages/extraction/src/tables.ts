@@ -124,9 +124,50 @@ export class TupleTable {
     return id;
   }
 
-  /** All tuples, `width` tokens each, in id order (a copy). */
+  /**
+   * The hashes of the tuples starting at `from … to − 1` of `source`, into `out` at the same indices.
+   * Hashing a run apart from the lookups keeps the lookup loop short, so that its cache misses overlap.
+   */
+  hashRun(source: Uint32Array, from: number, to: number, out: Int32Array): void {
+    const width = this.width;
+    for (let start = from; start < to; start++) {
+      let hash = 0x2f6b1d3a ^ width;
+      for (let j = 0; j < width; j++) hash = mix(hash, source[start + j]!);
+      out[start] = finish(hash);
+    }
+  }
+
+  /** {@link insert} of the tuple at `start` whose hash {@link hashRun} gave (width 2 and more). */
+  insertHashed(source: Uint32Array, start: number, hash: number): number {
+    const width = this.width;
+    const slots = this.slots;
+    const mask = this.mask;
+    const data = this.data;
+    let slot = hash & mask;
+    for (;;) {
+      const held = slots[2 * slot + 1]!;
+      if (held === 0) break;
+      if (slots[2 * slot] === hash) {
+        const base = (held - 1) * width;
+        let j = 0;
+        while (j < width && data[base + j] === source[start + j]) j++;
+        if (j === width) return held - 1;
+      }
+      slot = (slot + 1) & mask;
+    }
+    const id = this.count++;
+    if (this.count * width > data.length) this.data = grown(data, this.count * width);
+    const target = this.data;
+    for (let j = 0; j < width; j++) target[id * width + j] = source[start + j]!;
+    slots[2 * slot] = hash;
+    slots[2 * slot + 1] = id + 1;
+    if (this.count * 2 > mask + 1) this.rehash();
+    return id;
+  }
+
+  /** All tuples, `width` tokens each, in id order (a view: later inserts may overwrite it). */
   tuples(): Uint32Array {
-    return this.data.slice(0, this.count * this.width);
+    return this.data.subarray(0, this.count * this.width);
   }
 
   /** Doubles the table, visiting old slots in order (see {@link PairSet} for why). */
@@ -231,4 +272,49 @@ export class PairSet {
     this.slots = slots;
     this.mask = mask;
   }
+}
+
+/**
+ * True when the 64-bit values `words` holds as (high, low) word pairs are all distinct. Buckets by the
+ * top 8 bits first, then checks each bucket in a small table that stays in cache: a corpus' worth of
+ * window seeds costs two passes instead of one cache miss each.
+ */
+export function allDistinct64(words: Uint32Array): boolean {
+  const n = words.length >>> 1;
+  const starts = new Uint32Array(257);
+  for (let i = 0; i < n; i++) starts[(words[2 * i]! >>> 24) + 1]!++;
+  let largest = 0;
+  for (let b = 0; b < 256; b++) {
+    largest = Math.max(largest, starts[b + 1]!);
+    starts[b + 1] = starts[b + 1]! + starts[b]!;
+  }
+  const bucketed = new Uint32Array(2 * n);
+  const next = starts.slice(0, 256);
+  for (let i = 0; i < n; i++) {
+    const at = next[words[2 * i]! >>> 24]!++;
+    bucketed[2 * at] = words[2 * i]!;
+    bucketed[2 * at + 1] = words[2 * i + 1]!;
+  }
+  let capacity = 16;
+  while (capacity < 2 * largest) capacity *= 2;
+  const mask = capacity - 1;
+  const slots = new Uint32Array(2 * capacity);
+  // The bucket that last wrote each slot (+ 1): no clearing between buckets.
+  const owner = new Uint16Array(capacity);
+  for (let b = 0; b < 256; b++) {
+    const stamp = b + 1;
+    for (let at = starts[b]!; at < starts[b + 1]!; at++) {
+      const high = bucketed[2 * at]!;
+      const low = bucketed[2 * at + 1]!;
+      let slot = finish(mix(low, high)) & mask;
+      while (owner[slot] === stamp) {
+        if (slots[2 * slot] === high && slots[2 * slot + 1] === low) return false;
+        slot = (slot + 1) & mask;
+      }
+      owner[slot] = stamp;
+      slots[2 * slot] = high;
+      slots[2 * slot + 1] = low;
+    }
+  }
+  return true;
 }

@@ -23,6 +23,7 @@ import { getTokenizer } from '@tracemark/tokenizers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   fakeKeyPValues,
+  fakeKeyTrials,
   IssuedWindowSet,
   kolmogorovSmirnovUniform,
   measureGreenFraction,
@@ -126,7 +127,8 @@ describe('clean text is never radioactive', () => {
     // The fake keys' randomized p-values pooled over the seeds: 300 draws, still uniform.
     const tape = await tapeOf(corpus, trueKey);
     for (let i = 0; i < 6; i++) {
-      const counts = runFakeKeyJob({ ...jobBase(tape), seed: `traps/seed/${i}`, first: 0, count: 50 });
+      const seed = `traps/seed/${i}`;
+      const counts = runFakeKeyJob({ ...jobBase(tape, seed), seed, first: 0, count: 50 });
       pooled.push(...fakeKeyPValues([counts], trueKey.scheme.gammaEffective, `traps/seed/${i}`).randomized);
     }
     expect(kolmogorovSmirnovUniform(pooled).pValue).toBeGreaterThan(1e-3);
@@ -157,15 +159,19 @@ async function tapeOf(documents: readonly ScanDocument[], key: WatermarkKey) {
   return tape.finish().tape;
 }
 
-const jobBase = (tape: Awaited<ReturnType<typeof tapeOf>>) => ({
-  tape,
-  scheme: {
-    name: trueKey.scheme.name,
-    contextWidth: trueKey.scheme.contextWidth,
-    gamma: trueKey.scheme.gamma,
-    delta: 2,
-  },
-  tokenizer: trueKey.tokenizer,
+const jobBase = (tape: Awaited<ReturnType<typeof tapeOf>>, seed: string) => ({
+  trials: fakeKeyTrials(
+    tape,
+    {
+      name: trueKey.scheme.name,
+      contextWidth: trueKey.scheme.contextWidth,
+      gamma: trueKey.scheme.gamma,
+      delta: 2,
+    },
+    trueKey.tokenizer,
+    seed,
+  ),
+  threshold: trueKey.scheme.threshold,
   accelerate: true,
 });
 

@@ -34,10 +34,12 @@ const wat = `;; Green counts of a deduplicated LeftHash tape under many keys. Ge
   ;; $tokens[offsets[c] .. offsets[c+1]): green when the high half of SipHash(K_green, LE64(seed) ||
   ;; LE32(t)) is below $threshold. The state after the seed block is computed once per window.
   ;; Writes the green count of key k at $counts + 4k; with $bits != 0, one byte per token (last key);
-  ;; with $seeds != 0, the seed of each window (last key).
+  ;; with $seeds != 0, the seed of each window (last key); with $values != 0, the whole 64-bit green
+  ;; PRF output of each token (last key).
   (func (export "countLeftHash") (param $keys i32) (param $nkeys i32) (param $h i32)
         (param $windows i32) (param $nwindows i32) (param $offsets i32) (param $tokens i32)
-        (param $threshold i32) (param $counts i32) (param $bits i32) (param $seeds i32)
+        (param $threshold i32) (param $counts i32) (param $bits i32) (param $seeds i32) (param $values i32)
+    (local $x i64) (local $y i64)
     (local $key i32) (local $kc0 i64) (local $kc1 i64) (local $kg0 i64) (local $kg1 i64)
     (local $c i32) (local $e i32) (local $end i32) (local $seed i64) (local $count i32)
     (local $s0 i64) (local $s1 i64) (local $s2 i64) (local $s3 i64)
@@ -96,14 +98,14 @@ const wat = `;; Green counts of a deduplicated LeftHash tape under many keys. Ge
                 (local.set $w0 (i64.xor (local.get $w0) (local.get $n)))
                 (local.set $w2 (i64.xor (local.get $w2) (i64.const 0xff)))
                 ${rounds2(4)}
-                (local.set $green (i64.lt_u
-                  (i64.shr_u (i64.xor (i64.xor (local.get $v0) (local.get $v1)) (i64.xor (local.get $v2) (local.get $v3)))
-                    (i64.const 32))
-                  (local.get $limit)))
-                (local.set $greenw (i64.lt_u
-                  (i64.shr_u (i64.xor (i64.xor (local.get $w0) (local.get $w1)) (i64.xor (local.get $w2) (local.get $w3)))
-                    (i64.const 32))
-                  (local.get $limit)))
+                (local.set $x (i64.xor (i64.xor (local.get $v0) (local.get $v1)) (i64.xor (local.get $v2) (local.get $v3))))
+                (local.set $y (i64.xor (i64.xor (local.get $w0) (local.get $w1)) (i64.xor (local.get $w2) (local.get $w3))))
+                (local.set $green (i64.lt_u (i64.shr_u (local.get $x) (i64.const 32)) (local.get $limit)))
+                (local.set $greenw (i64.lt_u (i64.shr_u (local.get $y) (i64.const 32)) (local.get $limit)))
+                (if (local.get $values)
+                  (then
+                    (i64.store (i32.add (local.get $values) (i32.shl (local.get $e) (i32.const 3))) (local.get $x))
+                    (i64.store offset=8 (i32.add (local.get $values) (i32.shl (local.get $e) (i32.const 3))) (local.get $y))))
                 (local.set $count (i32.add (local.get $count) (i32.add (local.get $green) (local.get $greenw))))
                 (if (local.get $bits)
                   (then
@@ -124,11 +126,11 @@ const wat = `;; Green counts of a deduplicated LeftHash tape under many keys. Ge
                 (local.set $v0 (i64.xor (local.get $v0) (local.get $m)))
                 (local.set $v2 (i64.xor (local.get $v2) (i64.const 0xff)))
                 ${rounds(4)}
-                (local.set $green (i64.lt_u
-                  (i64.shr_u (i64.xor (i64.xor (local.get $v0) (local.get $v1)) (i64.xor (local.get $v2) (local.get $v3)))
-                    (i64.const 32))
-                  (local.get $limit)))
+                (local.set $x (i64.xor (i64.xor (local.get $v0) (local.get $v1)) (i64.xor (local.get $v2) (local.get $v3))))
+                (local.set $green (i64.lt_u (i64.shr_u (local.get $x) (i64.const 32)) (local.get $limit)))
                 (local.set $count (i32.add (local.get $count) (local.get $green)))
+                (if (local.get $values)
+                  (then (i64.store (i32.add (local.get $values) (i32.shl (local.get $e) (i32.const 3))) (local.get $x))))
                 (if (local.get $bits)
                   (then (i32.store8 (i32.add (local.get $bits) (local.get $e)) (local.get $green))))
                 (local.set $e (i32.add (local.get $e) (i32.const 1)))
@@ -284,98 +286,101 @@ const wat = `;; Green counts of a deduplicated LeftHash tape under many keys. Ge
         (local.set $key (i32.add (local.get $key) (i32.const 1)))
         (br $each_key))))
 
-  ;; SelfHash(h) green counts under many keys (spec §4.2). Key k: 48 bytes at $keys + 48k (K_context,
-  ;; K_green, K_rank). $tokens: the D distinct token ids; $spans: per entry h indices into them
-  ;; (window then token), prompt entries first; $pairs: per entry and span position j the id of the
-  ;; pair (span token j, token), so that the anchor's (anchor, token) pair is pairs[e·h + j*].
-  ;; A pair is scored once, unless a prompt entry has it. Writes scored and green counts at
-  ;; $out + 8k. Scratch: $ranks (8 bytes a distinct token), $seen (one byte a pair id).
-  (func (export "countSelfHash") (param $keys i32) (param $nkeys i32) (param $h i32)
-        (param $tokens i32) (param $ntokens i32) (param $spans i32) (param $nprompt i32)
-        (param $nentries i32) (param $pairs i32) (param $npairs i32) (param $ranks i32)
-        (param $seen i32) (param $threshold i32) (param $out i32)
-    (local $key i32) (local $base i32) (local $kc0 i64) (local $kc1 i64) (local $kg0 i64) (local $kg1 i64)
-    (local $kr0 i64) (local $kr1 i64) (local $d i32) (local $e i32) (local $j i32) (local $row i32)
-    (local $best i32) (local $bestRank i64) (local $bestToken i32) (local $rank i64) (local $tok i32)
-    (local $pair i32) (local $token i32) (local $seed i64) (local $scored i32) (local $green i32)
-    (local $limit i64)
+  ;; SelfHash seeds and green PRF outputs of $n (anchor, token) pairs (u32 each at $anchors, $tokens)
+  ;; under one key (32 bytes at $key: K_context, K_green): seed = SipHash(K_context, 0x02 ||
+  ;; LE32(anchor) || LE32(token)) at $seeds + 8i, SipHash(K_green, LE64(seed) || LE32(token)) at
+  ;; $values + 8i (the token is green when its high half is below τ).
+  (func (export "selfHashSeeds") (param $key i32) (param $anchors i32) (param $tokens i32) (param $n i32)
+        (param $seeds i32) (param $values i32)
+    (local $i i32) (local $token i32) (local $seed i64)
+    (local $kc0 i64) (local $kc1 i64) (local $kg0 i64) (local $kg1 i64)
+    (local.set $kc0 (i64.load (local.get $key)))
+    (local.set $kc1 (i64.load offset=8 (local.get $key)))
+    (local.set $kg0 (i64.load offset=16 (local.get $key)))
+    (local.set $kg1 (i64.load offset=24 (local.get $key)))
+    (i32.store8 (i32.const 32) (i32.const 2))
+    (block $done
+      (loop $each
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $token (i32.load (i32.add (local.get $tokens) (i32.shl (local.get $i) (i32.const 2)))))
+        (i32.store (i32.const 33) (i32.load (i32.add (local.get $anchors) (i32.shl (local.get $i) (i32.const 2)))))
+        (i32.store (i32.const 37) (local.get $token))
+        (local.set $seed (call $sip (local.get $kc0) (local.get $kc1) (i32.const 32) (i32.const 9)))
+        (i64.store (i32.add (local.get $seeds) (i32.shl (local.get $i) (i32.const 3))) (local.get $seed))
+        (i64.store (i32.const 48) (local.get $seed))
+        (i32.store (i32.const 56) (local.get $token))
+        (i64.store (i32.add (local.get $values) (i32.shl (local.get $i) (i32.const 3)))
+          (call $sip (local.get $kg0) (local.get $kg1) (i32.const 48) (i32.const 12)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $each))))
+
+  ;; Fake keys' green counts from the trial values (64 bits each, $n of them at $values): mask j
+  ;; (64 bits at $masks + 8j) gives z = mix(value + mask) with SplitMix64's finalizer (a bijection),
+  ;; and keys 2j and 2j+1 count green when the high and the low half of z are below $threshold.
+  ;; Writes the two counts of mask j at $counts + 8j. Blocks of 4096 values stay in cache across masks;
+  ;; two values at a time in i64x2 lanes (WebAssembly SIMD), an odd last one alone.
+  (func (export "countMixed") (param $values i32) (param $n i32) (param $masks i32) (param $nmasks i32)
+        (param $threshold i32) (param $counts i32)
+    (local $start i32) (local $stop i32) (local $j i32) (local $e i32) (local $mask i64) (local $z i64)
+    (local $limit i64) (local $high i32) (local $low i32) (local $at i32)
+    (local $zv v128) (local $maskv v128) (local $acc v128) (local $tau v128) (local $c1 v128) (local $c2 v128)
     (local.set $limit (i64.extend_i32_u (local.get $threshold)))
-    (block $keys_done
-      (loop $each_key
-        (br_if $keys_done (i32.ge_u (local.get $key) (local.get $nkeys)))
-        (local.set $base (i32.add (local.get $keys) (i32.mul (local.get $key) (i32.const 48))))
-        (local.set $kc0 (i64.load (local.get $base)))
-        (local.set $kc1 (i64.load offset=8 (local.get $base)))
-        (local.set $kg0 (i64.load offset=16 (local.get $base)))
-        (local.set $kg1 (i64.load offset=24 (local.get $base)))
-        (local.set $kr0 (i64.load offset=32 (local.get $base)))
-        (local.set $kr1 (i64.load offset=40 (local.get $base)))
-        ;; rank(t) = SipHash(K_rank, LE32(t)) for every distinct token.
-        (local.set $d (i32.const 0))
-        (block $ranks_done
-          (loop $each_rank
-            (br_if $ranks_done (i32.ge_u (local.get $d) (local.get $ntokens)))
-            (i32.store (i32.const 16) (i32.load (i32.add (local.get $tokens) (i32.shl (local.get $d) (i32.const 2)))))
-            (i64.store (i32.add (local.get $ranks) (i32.shl (local.get $d) (i32.const 3)))
-              (call $sip (local.get $kr0) (local.get $kr1) (i32.const 16) (i32.const 4)))
-            (local.set $d (i32.add (local.get $d) (i32.const 1)))
-            (br $each_rank)))
-        (memory.fill (local.get $seen) (i32.const 0) (local.get $npairs))
-        (local.set $scored (i32.const 0))
-        (local.set $green (i32.const 0))
-        (local.set $e (i32.const 0))
-        (block $entries_done
-          (loop $each_entry
-            (br_if $entries_done (i32.ge_u (local.get $e) (local.get $nentries)))
-            (local.set $row (i32.shl (i32.mul (local.get $e) (local.get $h)) (i32.const 2)))
-            ;; The anchor: least rank, ties to the smaller token id.
-            (local.set $d (i32.load (i32.add (local.get $spans) (local.get $row))))
-            (local.set $best (i32.const 0))
-            (local.set $bestRank (i64.load (i32.add (local.get $ranks) (i32.shl (local.get $d) (i32.const 3)))))
-            (local.set $bestToken (i32.load (i32.add (local.get $tokens) (i32.shl (local.get $d) (i32.const 2)))))
-            (local.set $j (i32.const 1))
-            (block $window_done
-              (loop $each_position
-                (br_if $window_done (i32.ge_u (local.get $j) (local.get $h)))
-                (local.set $d (i32.load (i32.add (local.get $spans) (i32.add (local.get $row) (i32.shl (local.get $j) (i32.const 2))))))
-                (local.set $rank (i64.load (i32.add (local.get $ranks) (i32.shl (local.get $d) (i32.const 3)))))
-                (local.set $tok (i32.load (i32.add (local.get $tokens) (i32.shl (local.get $d) (i32.const 2)))))
-                (if (i32.or (i64.lt_u (local.get $rank) (local.get $bestRank))
-                            (i32.and (i64.eq (local.get $rank) (local.get $bestRank))
-                                     (i32.lt_u (local.get $tok) (local.get $bestToken))))
-                  (then
-                    (local.set $best (local.get $j))
-                    (local.set $bestRank (local.get $rank))
-                    (local.set $bestToken (local.get $tok))))
-                (local.set $j (i32.add (local.get $j) (i32.const 1)))
-                (br $each_position)))
-            (local.set $pair (i32.load (i32.add (local.get $pairs) (i32.add (local.get $row) (i32.shl (local.get $best) (i32.const 2))))))
-            (if (i32.eqz (i32.load8_u (i32.add (local.get $seen) (local.get $pair))))
-              (then
-                (i32.store8 (i32.add (local.get $seen) (local.get $pair)) (i32.const 1))
-                (if (i32.ge_u (local.get $e) (local.get $nprompt))
-                  (then
-                    (local.set $token (i32.load (i32.add (local.get $tokens) (i32.shl
-                      (i32.load (i32.add (local.get $spans) (i32.add (local.get $row) (i32.shl (i32.sub (local.get $h) (i32.const 1)) (i32.const 2)))))
-                      (i32.const 2)))))
-                    ;; seed = SipHash(K_context, 0x02 || LE32(anchor) || LE32(token))
-                    (i32.store8 (i32.const 32) (i32.const 2))
-                    (i32.store (i32.const 33) (local.get $bestToken))
-                    (i32.store (i32.const 37) (local.get $token))
-                    (local.set $seed (call $sip (local.get $kc0) (local.get $kc1) (i32.const 32) (i32.const 9)))
-                    ;; green: high half of SipHash(K_green, LE64(seed) || LE32(token)) below the threshold
-                    (i64.store (i32.const 48) (local.get $seed))
-                    (i32.store (i32.const 56) (local.get $token))
-                    (local.set $scored (i32.add (local.get $scored) (i32.const 1)))
-                    (local.set $green (i32.add (local.get $green) (i64.lt_u
-                      (i64.shr_u (call $sip (local.get $kg0) (local.get $kg1) (i32.const 48) (i32.const 12)) (i64.const 32))
-                      (local.get $limit))))))))
-            (local.set $e (i32.add (local.get $e) (i32.const 1)))
-            (br $each_entry)))
-        (i32.store (i32.add (local.get $out) (i32.shl (local.get $key) (i32.const 3))) (local.get $scored))
-        (i32.store offset=4 (i32.add (local.get $out) (i32.shl (local.get $key) (i32.const 3))) (local.get $green))
-        (local.set $key (i32.add (local.get $key) (i32.const 1)))
-        (br $each_key))))
+    (local.set $tau (i32x4.splat (local.get $threshold)))
+    (local.set $c1 (i64x2.splat (i64.const 0xbf58476d1ce4e5b9)))
+    (local.set $c2 (i64x2.splat (i64.const 0x94d049bb133111eb)))
+    (memory.fill (local.get $counts) (i32.const 0) (i32.shl (local.get $nmasks) (i32.const 3)))
+    (block $blocks_done
+      (loop $each_block
+        (br_if $blocks_done (i32.ge_u (local.get $start) (local.get $n)))
+        (local.set $stop (select (local.get $n) (i32.add (local.get $start) (i32.const 4096))
+          (i32.lt_u (i32.sub (local.get $n) (local.get $start)) (i32.const 4096))))
+        (local.set $j (i32.const 0))
+        (block $masks_done
+          (loop $each_mask
+            (br_if $masks_done (i32.ge_u (local.get $j) (local.get $nmasks)))
+            (local.set $mask (i64.load (i32.add (local.get $masks) (i32.shl (local.get $j) (i32.const 3)))))
+            (local.set $maskv (i64x2.splat (local.get $mask)))
+            (local.set $acc (v128.const i32x4 0 0 0 0))
+            (local.set $e (local.get $start))
+            (block $pairs_done
+              (loop $each_pair
+                (br_if $pairs_done (i32.gt_u (i32.add (local.get $e) (i32.const 2)) (local.get $stop)))
+                (local.set $zv (i64x2.add (local.get $maskv)
+                  (v128.load (i32.add (local.get $values) (i32.shl (local.get $e) (i32.const 3))))))
+                (local.set $zv (i64x2.mul (v128.xor (local.get $zv) (i64x2.shr_u (local.get $zv) (i32.const 30)))
+                  (local.get $c1)))
+                (local.set $zv (i64x2.mul (v128.xor (local.get $zv) (i64x2.shr_u (local.get $zv) (i32.const 27)))
+                  (local.get $c2)))
+                (local.set $zv (v128.xor (local.get $zv) (i64x2.shr_u (local.get $zv) (i32.const 31))))
+                ;; Lanes: low and high word of each value; a true comparison is −1.
+                (local.set $acc (i32x4.sub (local.get $acc) (i32x4.lt_u (local.get $zv) (local.get $tau))))
+                (local.set $e (i32.add (local.get $e) (i32.const 2)))
+                (br $each_pair)))
+            (local.set $low (i32.add (i32x4.extract_lane 0 (local.get $acc)) (i32x4.extract_lane 2 (local.get $acc))))
+            (local.set $high (i32.add (i32x4.extract_lane 1 (local.get $acc)) (i32x4.extract_lane 3 (local.get $acc))))
+            (block $values_done
+              (loop $each_value
+                (br_if $values_done (i32.ge_u (local.get $e) (local.get $stop)))
+                (local.set $z (i64.add (local.get $mask)
+                  (i64.load (i32.add (local.get $values) (i32.shl (local.get $e) (i32.const 3))))))
+                (local.set $z (i64.mul (i64.xor (local.get $z) (i64.shr_u (local.get $z) (i64.const 30)))
+                  (i64.const 0xbf58476d1ce4e5b9)))
+                (local.set $z (i64.mul (i64.xor (local.get $z) (i64.shr_u (local.get $z) (i64.const 27)))
+                  (i64.const 0x94d049bb133111eb)))
+                (local.set $z (i64.xor (local.get $z) (i64.shr_u (local.get $z) (i64.const 31))))
+                (local.set $high (i32.add (local.get $high)
+                  (i64.lt_u (i64.shr_u (local.get $z) (i64.const 32)) (local.get $limit))))
+                (local.set $low (i32.add (local.get $low)
+                  (i64.lt_u (i64.and (local.get $z) (i64.const 0xffffffff)) (local.get $limit))))
+                (local.set $e (i32.add (local.get $e) (i32.const 1)))
+                (br $each_value)))
+            (local.set $at (i32.add (local.get $counts) (i32.shl (local.get $j) (i32.const 3))))
+            (i32.store (local.get $at) (i32.add (i32.load (local.get $at)) (local.get $high)))
+            (i32.store offset=4 (local.get $at) (i32.add (i32.load offset=4 (local.get $at)) (local.get $low)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $each_mask)))
+        (local.set $start (local.get $stop))
+        (br $each_block))))
 
   ;; SipHash of $len bytes at $p under the 16-byte key at $k (for the tests).
   (func (export "siphash") (param $k i32) (param $p i32) (param $len i32) (result i64)

@@ -161,8 +161,8 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       const keys = await readKeys(options.key);
       const tokenizerId = keys[0]!.tokenizer as TokenizerId;
       const tokenizer = getTokenizer(tokenizerId);
-      const workers =
-        options.workers ?? ((await inputBytes(paths)) >= WORKER_THRESHOLD_BYTES ? defaultWorkerCount() : 0);
+      const bytes = await inputBytes(paths);
+      const workers = options.workers ?? (bytes >= WORKER_THRESHOLD_BYTES ? defaultWorkerCount() : 0);
       const pool = createScanPool(
         {
           tokenizer: tokenizerId,
@@ -235,6 +235,8 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
           keys,
           specialTokenIds: tokenizer.specialTokenIds,
           fakeKeys: options.fakeKeys,
+          // English text runs about 4.7 bytes a token; the guess only sizes tables.
+          expectedTokens: bytes / 4,
           alpha: options.alpha,
           minimumDose: options.minDose,
           runFakeKeyJobs: (jobs) => {
