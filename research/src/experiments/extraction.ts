@@ -849,10 +849,35 @@ export async function renderExtraction(
   });
   report.image('log10 p against ρ', files[0]!);
   report.heading(2, 'Reading it');
+  const sizeCells = result.cells
+    .filter((cell) => isGoalCell(cell) && cell.probePrompts === config.probePrompts)
+    .sort((a, b) => a.trainTokens - b.trainTokens);
+  const doses = gridCells.filter(
+    (cell) =>
+      cell.scheme === 'lefthash' && cell.h === GOAL_WIDTH && cell.rho > 0 && cell.supervised.dose !== null,
+  );
+  const strongest = [...new Set(gridCells.map((cell) => schemeName(cell)))].map((name) => {
+    const rhos = gridCells.filter((cell) => schemeName(cell) === name && cell.rho > 0 && cell.rho < 1);
+    return { name, cells: rhos.sort((a, b) => a.rho - b.rho) };
+  });
   report.bullets([
-    'Supervised scans score only positions whose window occurs in the attacker’s issued outputs (windows only, never (window, token) pairs), so they read fewer tokens and a stronger signal.',
+    'Supervised scans score only positions whose window occurs in the attacker’s issued outputs (windows only, never (window, token) pairs).',
+    ...(sizeCells.length > 1
+      ? [
+          `The evidence grows with the amount of watermarked text the student saw, not only with its share: at ρ = ${percent(GOAL_RHO)}, students trained on ${sizeCells.map((cell) => `${integer(cell.trainTokens)} tokens (${integer(cell.answerTokens)} of them ours): log10 p ${log10(cell.supervised.log10P)}`).join('; ')} (supervised). Kneser–Ney discounting takes most of the weight of n-grams seen once, so a few answers leave little trace; an extraction campaign harvests far more.`,
+        ]
+      : []),
+    ...(doses.length > 0
+      ? [
+          `A dose is a share of the scanned text: the LeftHash(${GOAL_WIDTH}) student’s samples carry an estimated dose of ${doses.map((cell) => `${(100 * cell.supervised.dose!).toFixed(1)}% at ρ = ${percent(cell.rho)}`).join(', ')} (supervised scans). \`not_radioactive\` rules out a dose of 5% or more in the sampled text; at small ρ it is a true statement about the samples and says nothing against a small share of our outputs in the training mix, which is why the scan’s reason says so.`,
+        ]
+      : []),
+    ...(strongest.length > 1
+      ? [
+          `By scheme (supervised log10 p at ρ = ${strongest[0]!.cells.map((cell) => percent(cell.rho)).join(' / ')}): ${strongest.map((entry) => `${entry.name} ${entry.cells.map((cell) => log10(cell.supervised.log10P)).join(' / ')}`).join('; ')}. An order-4 student conditions on 3 tokens, so a green list that depends on 4 previous tokens (LeftHash(4)) reaches its samples only where it copies whole training passages.`,
+        ]
+      : []),
     'The student is an n-gram model: it copies the (window, token) statistics of its training text and does not generalize, so its radioactivity is that of the text it memorized; a neural student spreads the bias differently (field notes §4).',
-    'The scan’s `not_radioactive` rules out a dose in corpus terms (a share of the scanned text that is our output), not a share of a student’s training data: at ρ = 1–5% this n-gram student carries far less than ρ of the watermark’s excess, so `not_radioactive` there is a correct statement about the sampled text and a miss about the training mix.',
     'The embedded teacher’s outputs carry far more entropy than a chat model’s; compare with the published figure (p = 2.6e-24 from 248k scored tokens at ρ = 5%) through that difference.',
   ]);
   await writeResult(context.outDir, 'extraction.md', report.toString());
