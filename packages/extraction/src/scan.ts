@@ -486,7 +486,7 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
       reason = `some evidence (p = 10^${log10PAdjusted.toFixed(2)}, Holm-adjusted) that does not reach α = ${alpha}; more scored tokens are needed`;
     } else if (doseUpperBound <= minimumDose) {
       verdict = 'not_radioactive';
-      reason = `no evidence (p = 10^${log10PAdjusted.toFixed(2)}), and the data rule out a dose of ${percent(minimumDose)} or more (they rule out doses above ${percent(doseUpperBound)} at miss rate ${missRate}); the dose is the share of the scanned text that carries our watermark's full bias, and a model's samples carry only part of its training data's bias, so this does not rule out a model trained on a small share of our outputs`;
+      reason = `no evidence (p = 10^${log10PAdjusted.toFixed(2)}), and the data rule out a dose of ${percent(minimumDose)} or more (they rule out doses above ${percent(doseUpperBound)} at miss rate ${missRate}); a dose is the share of the scanned text that carries our watermark's full bias, so samples of a model trained on a smaller share of our outputs can pass (a smaller minimum dose, with more scored tokens, rules out less)`;
     } else {
       verdict = 'insufficient';
       reason = `not significant, and too few scored tokens to rule out a dose of ${percent(minimumDose)} (only doses above ${percent(doseUpperBound)} are ruled out)`;

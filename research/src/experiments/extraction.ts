@@ -864,12 +864,12 @@ export async function renderExtraction(
     'Supervised scans score only positions whose window occurs in the attacker’s issued outputs (windows only, never (window, token) pairs).',
     ...(sizeCells.length > 1
       ? [
-          `The evidence grows with the amount of watermarked text the student saw, not only with its share: at ρ = ${percent(GOAL_RHO)}, students trained on ${sizeCells.map((cell) => `${integer(cell.trainTokens)} tokens (${integer(cell.answerTokens)} of them ours): log10 p ${log10(cell.supervised.log10P)}`).join('; ')} (supervised). Kneser–Ney discounting takes most of the weight of n-grams seen once, so a few answers leave little trace; an extraction campaign harvests far more.`,
+          `At ρ = ${percent(GOAL_RHO)} the evidence depends on how much of our text the student saw and varies from probe to probe: ${sizeCells.map((cell) => `${integer(cell.trainTokens)} training tokens (${integer(cell.answerTokens)} of them ours): log10 p ${log10(cell.supervised.log10P)}`).join('; ')} (supervised, ${config.probePrompts} prompts each; the table above adds the larger probe). Kneser–Ney discounting takes most of the weight of n-grams seen once, so a few thousand of our tokens leave little trace; an extraction campaign harvests far more.`,
         ]
       : []),
     ...(doses.length > 0
       ? [
-          `A dose is a share of the scanned text: the LeftHash(${GOAL_WIDTH}) student’s samples carry an estimated dose of ${doses.map((cell) => `${(100 * cell.supervised.dose!).toFixed(1)}% at ρ = ${percent(cell.rho)}`).join(', ')} (supervised scans). \`not_radioactive\` rules out a dose of 5% or more in the sampled text; at small ρ it is a true statement about the samples and says nothing against a small share of our outputs in the training mix, which is why the scan’s reason says so.`,
+          `A dose is a share of the scanned text. The LeftHash(${GOAL_WIDTH}) student’s samples carry an estimated dose of ${doses.map((cell) => `${(100 * cell.supervised.dose!).toFixed(1)}% at ρ = ${percent(cell.rho)}`).join(', ')} (supervised scans), so \`not_radioactive\` (a dose of 5% or more ruled out) is expected for students trained on a smaller share: a true statement about the samples, not a proof that the training mix held none of our outputs; the scan’s reason says so.`,
         ]
       : []),
     ...(strongest.length > 1
