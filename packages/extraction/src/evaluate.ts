@@ -15,7 +15,7 @@ import {
 import { type EvaluationTape, groupByWindow } from './evidence-tape.ts';
 import { fakeKeyMasks, fakeTrialSecret } from './fake-keys.ts';
 import { countLeftHash, countMixed, kernelKeyBytes, leftHashGreenValues, selfHashSeeds } from './kernel.ts';
-import { allDistinct64, grown, PairSet } from './tables.ts';
+import { allDistinct64, firstOccurrences, grown } from './tables.ts';
 
 /** Per candidate of a true key: not scored (same trial as an earlier pair, or as a prompt's), red, green. */
 export const CandidateStatus: { readonly notScored: 0; readonly red: 1; readonly green: 2 } = Object.freeze({
@@ -65,37 +65,66 @@ function tapeRanks(
   tape: EvaluationTape,
   rankKey: Uint8Array,
 ): { ranks: Uint32Array; indexOf: (token: number) => number } {
+  const { denseTokens, dense, far } = tapeTokens(tape);
   const hasher = createSipHasher(rankKey);
   const message = new Uint8Array(4);
   const view = new DataView(message.buffer);
-  let maxToken = 0;
-  const far = new Map<number, number>();
-  for (const array of [tape.windows, tape.candidateToken, tape.promptToken]) {
-    for (let i = 0; i < array.length; i++) {
-      const token = array[i]!;
-      if (token < DENSE_TOKENS) maxToken = Math.max(maxToken, token);
-      else if (!far.has(token)) far.set(token, -1);
-    }
-  }
-  const dense = maxToken + 1;
-  let index = dense;
-  for (const token of far.keys()) far.set(token, index++);
-  const ranks = new Uint32Array(2 * index);
-  const known = new Uint8Array(index);
-  const indexOf = (token: number): number => (token < DENSE_TOKENS ? token : far.get(token)!);
-  const fill = (token: number): void => {
-    const at = indexOf(token);
-    if (known[at] === 1) return;
+  const ranks = new Uint32Array(2 * (dense + far.size));
+  const rank = (token: number, at: number): void => {
     view.setUint32(0, token, true);
     hasher.bytes(message);
     ranks[2 * at] = hasher.out[0]!;
     ranks[2 * at + 1] = hasher.out[1]!;
-    known[at] = 1;
   };
-  for (const array of [tape.windows, tape.candidateToken, tape.promptToken]) {
-    for (let i = 0; i < array.length; i++) fill(array[i]!);
-  }
+  for (let i = 0; i < denseTokens.length; i++) rank(denseTokens[i]!, denseTokens[i]!);
+  for (const [token, at] of far) rank(token, at);
+  const indexOf = (token: number): number => (token < DENSE_TOKENS ? token : far.get(token)!);
   return { ranks, indexOf };
+}
+
+/** The token ids a tape holds (the same for every key, so found once per tape). */
+interface TapeTokens {
+  /** Distinct ids below DENSE_TOKENS. */
+  readonly denseTokens: Uint32Array;
+  /** 1 + the largest of them (1 when none). */
+  readonly dense: number;
+  /** Ids from DENSE_TOKENS on, each with its index: dense, dense + 1, … in order of first occurrence. */
+  readonly far: ReadonlyMap<number, number>;
+}
+
+const tapeTokenCache = new WeakMap<EvaluationTape, TapeTokens>();
+
+function tapeTokens(tape: EvaluationTape): TapeTokens {
+  const cached = tapeTokenCache.get(tape);
+  if (cached !== undefined) return cached;
+  let seen = new Uint8Array(1 << 16);
+  let maxToken = 0;
+  let distinct = 0;
+  const far = new Map<number, number>();
+  for (const array of [tape.windows, tape.candidateToken, tape.promptToken]) {
+    for (let i = 0; i < array.length; i++) {
+      const token = array[i]!;
+      if (token >= DENSE_TOKENS) {
+        if (!far.has(token)) far.set(token, -1);
+        continue;
+      }
+      if (token >= seen.length) seen = grown(seen, token + 1);
+      if (seen[token] === 0) {
+        seen[token] = 1;
+        distinct++;
+        if (token > maxToken) maxToken = token;
+      }
+    }
+  }
+  const denseTokens = new Uint32Array(distinct);
+  let at = 0;
+  for (let token = 0; token <= maxToken; token++) if (seen[token] === 1) denseTokens[at++] = token;
+  const dense = maxToken + 1;
+  let index = dense;
+  for (const token of far.keys()) far.set(token, index++);
+  const tokens: TapeTokens = { denseTokens, dense, far };
+  tapeTokenCache.set(tape, tokens);
+  return tokens;
 }
 
 const DENSE_TOKENS = 1 << 22;
@@ -149,35 +178,41 @@ function selfHashTrials(tape: EvaluationTape, key: WatermarkKey, accelerate: boo
       ? token
       : bestToken;
   };
+  // Prompt pairs first, then candidates: a candidate is scored when its pair is not a prompt pair
+  // and occurs at no earlier candidate.
   const numPrompt = tape.promptToken.length;
-  const seen = new PairSet(Math.max(1024, numPrompt + tape.candidateToken.length / 2));
-  const promptAnchors = new Uint32Array(numPrompt);
+  const numCandidates = tape.candidateToken.length;
+  const pairAnchor = new Uint32Array(numPrompt + numCandidates);
+  const pairToken = new Uint32Array(numPrompt + numCandidates);
   for (let i = 0; i < numPrompt; i++) {
     const token = tape.promptToken[i]!;
     const anchor = anchorOf(tape.promptWindow[i]!, token);
     if (anchor === 0xffffffff) return null;
-    promptAnchors[i] = anchor;
-    seen.add(anchor, token);
+    pairAnchor[i] = anchor;
+    pairToken[i] = token;
   }
-  let candidates = new Uint32Array(1024);
-  let anchors = new Uint32Array(1024);
-  let tokens = new Uint32Array(1024);
-  let scored = 0;
-  for (let i = 0; i < tape.candidateToken.length; i++) {
+  for (let i = 0; i < numCandidates; i++) {
     const token = tape.candidateToken[i]!;
     const anchor = anchorOf(tape.candidateWindow[i]!, token);
     if (anchor === 0xffffffff) return null;
-    if (!seen.add(anchor, token)) continue;
-    if (scored === candidates.length) {
-      candidates = grown(candidates, scored + 1);
-      anchors = grown(anchors, scored + 1);
-      tokens = grown(tokens, scored + 1);
-    }
+    pairAnchor[numPrompt + i] = anchor;
+    pairToken[numPrompt + i] = token;
+  }
+  const first = firstOccurrences(pairAnchor, pairToken, numPrompt + numCandidates);
+  let scored = 0;
+  for (let i = 0; i < numCandidates; i++) scored += first[numPrompt + i]!;
+  const candidates = new Uint32Array(scored);
+  const anchors = new Uint32Array(scored);
+  const tokens = new Uint32Array(scored);
+  scored = 0;
+  for (let i = 0; i < numCandidates; i++) {
+    if (first[numPrompt + i] === 0) continue;
     candidates[scored] = i;
-    anchors[scored] = anchor;
-    tokens[scored] = token;
+    anchors[scored] = pairAnchor[numPrompt + i]!;
+    tokens[scored] = pairToken[numPrompt + i]!;
     scored++;
   }
+  const promptAnchors = pairAnchor.subarray(0, numPrompt);
   const keyBytes = kernelKeyBytes([key]);
   const { seeds, values } = selfHashSeeds(
     keyBytes,
@@ -191,7 +226,7 @@ function selfHashTrials(tape: EvaluationTape, key: WatermarkKey, accelerate: boo
   allSeeds.set(seeds);
   allSeeds.set(promptSeeds, seeds.length);
   if (!allDistinct64(allSeeds)) return null;
-  return { candidates: candidates.slice(0, scored), values };
+  return { candidates, values };
 }
 
 /** SelfHash through {@link selfHashTrials}; null when the caller must deduplicate on seeds. */

@@ -22,7 +22,7 @@
  */
 import type { SchemeName } from '@tracemark/core';
 import { filterWindowWidth, type IssuedWindowSet } from './issued.ts';
-import { grown, PairSet, TupleTable } from './tables.ts';
+import { grown, PairSet, TupleTable, tupleHash, tupleIdsInOrder } from './tables.ts';
 
 /** The seeding scheme a tape serves; keys with the same name and h share one tape. */
 export interface TapeLayout {
@@ -102,7 +102,25 @@ export class EvidenceTape {
   private readonly special: ReadonlySet<number>;
   private readonly minSpecial: number;
   private readonly issued: IssuedWindowSet | null;
+  /** Windows of one token or none: looked up as they come. */
   private readonly windows: TupleTable;
+  /**
+   * Windows of two tokens or more are numbered in {@link finish}, all at once (see
+   * {@link tupleIdsInOrder}): `add` keeps the documents, one after another in `corpus`, with the
+   * place and window hash of every eligible position.
+   */
+  private readonly deferred: boolean;
+  private corpus: Uint32Array;
+  private corpusLength = 0;
+  /** Per document: where it starts in `corpus`, and its prompt's length. */
+  private documentStart: Uint32Array = new Uint32Array(1024);
+  private documentPrompt: Uint32Array = new Uint32Array(1024);
+  /** Per eligible position (prompts and completions), in corpus order: its place in `corpus`. */
+  private eligibleAt: Uint32Array;
+  private eligibleHash: Int32Array;
+  private eligibleLength = 0;
+  /** The windows {@link finish} numbered, windowWidth tokens each, by id. */
+  private keptWindows: Uint32Array = new Uint32Array(0);
   /** Per window: 0 not yet asked, 1 kept by the filter, 2 removed. */
   private windowKept: Uint8Array = new Uint8Array(1024);
   /**
@@ -129,8 +147,6 @@ export class EvidenceTape {
   private promptToken: Uint32Array = new Uint32Array(1024);
   private promptLength = 0;
   private sequence: Uint32Array = new Uint32Array(4096);
-  /** Window hashes of the document being added (windows of two tokens or more). */
-  private hashes: Int32Array = new Int32Array(4096);
   private documents = 0;
   private tokens = 0;
   private promptTokens = 0;
@@ -163,7 +179,11 @@ export class EvidenceTape {
     }
     const capacity = Math.max(4096, Math.min(MAX_PRESIZE, Math.ceil(expectedTokens)));
     // Width 1 finds most windows in its direct table.
-    this.windows = new TupleTable(this.windowWidth, this.windowWidth > 1 ? capacity : 4096);
+    this.deferred = this.windowWidth > 1;
+    this.windows = new TupleTable(this.windowWidth, 4096);
+    this.corpus = new Uint32Array(this.deferred ? capacity : 0);
+    this.eligibleAt = new Uint32Array(this.deferred ? capacity : 0);
+    this.eligibleHash = new Int32Array(this.deferred ? capacity : 0);
     this.firstToken = new Uint32Array(this.windowWidth > 1 ? capacity : 4096);
     this.completionPairs = new PairSet(this.windowWidth > 1 ? 4096 : Math.max(4096, capacity >>> 1));
     this.orderWindow = new Uint32Array(capacity);
@@ -178,75 +198,185 @@ export class EvidenceTape {
     const document = this.documents++;
     const m = prompt?.length ?? 0;
     const n = tokens.length;
+    this.tokens += n;
+    this.promptTokens += m;
+    if (this.deferred) {
+      this.keep(document, tokens, prompt);
+      return;
+    }
     this.sequence = grown(this.sequence, m + n);
     const c = this.sequence;
     for (let i = 0; i < m; i++) c[i] = prompt![i]!;
     for (let i = 0; i < n; i++) c[m + i] = tokens[i]!;
-    this.tokens += n;
-    this.promptTokens += m;
     const w = this.windowWidth;
     const minSpecial = this.minSpecial;
     const special = this.special;
-    const issued = this.issued;
-    const recent = this.recent;
     const windows = this.windows;
-    const hashed = w >= 2;
-    if (hashed) {
-      this.hashes = grown(this.hashes, m + n);
-      windows.hashRun(c, 0, m + n - w, this.hashes);
-    }
-    const hashes = this.hashes;
     let lastSpecial = -1;
     for (let i = 0; i < m + n; i++) {
       const token = c[i]!;
       if (token >= minSpecial && special.has(token)) lastSpecial = i;
       // Eligible (spec §6): a full window, and no special token in it or at the position.
       if (lastSpecial >= i - w) continue;
-      const window = hashed ? windows.insertHashed(c, i - w, hashes[i - w]!) : windows.insert(c, i - w);
-      if (i < m) {
-        if (this.promptPairs.add(window, token)) {
-          const at = this.promptLength++;
-          if (at === this.promptWindow.length) {
-            this.promptWindow = grown(this.promptWindow, at + 1);
-            this.promptToken = grown(this.promptToken, at + 1);
-          }
-          this.promptWindow[at] = window;
-          this.promptToken[at] = token;
+      this.visit(document, c, i, m, windows.insert(c, i - w));
+    }
+  }
+
+  /** {@link add} for windows of two tokens or more: the document is kept for {@link finish}. */
+  private keep(document: number, tokens: ArrayLike<number>, prompt?: ArrayLike<number>): void {
+    const m = prompt?.length ?? 0;
+    const n = tokens.length;
+    const base = this.corpusLength;
+    this.corpus = grown(this.corpus, base + m + n);
+    const c = this.corpus;
+    for (let i = 0; i < m; i++) c[base + i] = prompt![i]!;
+    for (let i = 0; i < n; i++) c[base + m + i] = tokens[i]!;
+    this.corpusLength = base + m + n;
+    this.documentStart = grown(this.documentStart, document + 1);
+    this.documentPrompt = grown(this.documentPrompt, document + 1);
+    this.documentStart[document] = base;
+    this.documentPrompt[document] = m;
+    this.eligibleAt = grown(this.eligibleAt, this.eligibleLength + m + n);
+    this.eligibleHash = grown(this.eligibleHash, this.eligibleLength + m + n);
+    const eligibleAt = this.eligibleAt;
+    const eligibleHash = this.eligibleHash;
+    let length = this.eligibleLength;
+    const w = this.windowWidth;
+    const minSpecial = this.minSpecial;
+    const special = this.special;
+    let lastSpecial = -1;
+    for (let i = 0; i < m + n; i++) {
+      const token = c[base + i]!;
+      if (token >= minSpecial && special.has(token)) lastSpecial = i;
+      // Eligible (spec §6): a full window, and no special token in it or at the position.
+      if (lastSpecial >= i - w) continue;
+      eligibleAt[length] = base + i;
+      eligibleHash[length] = tupleHash(c, base + i - w, w);
+      length++;
+    }
+    this.eligibleLength = length;
+  }
+
+  /** Numbers the kept documents' windows, then visits their eligible positions in corpus order. */
+  private readKept(): number {
+    const count = this.eligibleLength;
+    const w = this.windowWidth;
+    const c = this.corpus;
+    const eligibleAt = this.eligibleAt;
+    // The hashes are no longer needed after numbering: their memory takes the ids.
+    const ids = new Uint32Array(this.eligibleHash.buffer, 0, count);
+    const numWindows = tupleIdsInOrder(c, eligibleAt, this.eligibleHash, count, w, ids);
+    const windows = new Uint32Array(Math.max(1, numWindows * w));
+    // A new window makes a new pair: there is nothing to look up (the recent pairs are an
+    // optimization of lookups only, so they need not hear of it).
+    this.firstToken = grown(this.firstToken, numWindows);
+    const firstToken = this.firstToken;
+    this.growOrder(count);
+    const orderWindow = this.orderWindow;
+    const orderToken = this.orderToken;
+    const orderDocument = this.orderDocument;
+    const orderPosition = this.orderPosition;
+    const issued = this.issued;
+    let numbered = 0;
+    let orderLength = this.orderLength;
+    let eligible = this.eligible;
+    let filteredOut = this.filteredOut;
+    let k = 0;
+    for (let document = 0; document < this.documents; document++) {
+      const completionStart = this.documentStart[document]! + this.documentPrompt[document]!;
+      const documentEnd =
+        document + 1 < this.documents ? this.documentStart[document + 1]! : this.corpusLength;
+      for (; k < count && eligibleAt[k]! < documentEnd; k++) {
+        const i = eligibleAt[k]!;
+        const window = ids[k]!;
+        const isNewWindow = window === numbered;
+        if (isNewWindow) {
+          for (let j = 0; j < w; j++) windows[numbered * w + j] = c[i - w + j]!;
+          numbered++;
         }
-        continue;
-      }
-      this.eligible++;
-      const recentKey = window < RECENT_WINDOW_LIMIT ? window * 4294967296 + token : Number.NaN;
-      const recentSlot =
-        (Math.imul(window, 0x9e3779b1) ^ Math.imul(token, 0x85ebca6b)) >>> (32 - RECENT_BITS);
-      if (recent[recentSlot] === recentKey) continue;
-      if (issued !== null && !this.kept(window, c, i)) {
-        this.filteredOut++;
-        continue;
-      }
-      recent[recentSlot] = recentKey;
-      if (window >= this.firstToken.length) this.firstToken = grown(this.firstToken, window + 1);
-      const first = this.firstToken[window]!;
-      let isNew: boolean;
-      if (first === 0 && token !== LAST_TOKEN) {
-        this.firstToken[window] = token + 1;
-        isNew = true;
-      } else if (first === token + 1) isNew = false;
-      else isNew = this.completionPairs.add(window, token);
-      if (isNew) {
-        const at = this.orderLength++;
-        if (at === this.orderWindow.length) {
-          this.orderWindow = grown(this.orderWindow, at + 1);
-          this.orderToken = grown(this.orderToken, at + 1);
-          this.orderDocument = grown(this.orderDocument, at + 1);
-          this.orderPosition = grown(this.orderPosition, at + 1);
+        const token = c[i]!;
+        if (!isNewWindow || i < completionStart || token === LAST_TOKEN) {
+          this.orderLength = orderLength;
+          this.eligible = eligible;
+          this.filteredOut = filteredOut;
+          this.visit(document, c, i, completionStart, window);
+          orderLength = this.orderLength;
+          eligible = this.eligible;
+          filteredOut = this.filteredOut;
+          continue;
         }
-        this.orderWindow[at] = window;
-        this.orderToken[at] = token;
-        this.orderDocument[at] = document;
-        this.orderPosition[at] = i - m;
+        eligible++;
+        if (issued !== null && !this.kept(window, c, i)) {
+          filteredOut++;
+          continue;
+        }
+        firstToken[window] = token + 1;
+        orderWindow[orderLength] = window;
+        orderToken[orderLength] = token;
+        orderDocument[orderLength] = document;
+        orderPosition[orderLength] = i - completionStart;
+        orderLength++;
       }
     }
+    this.orderLength = orderLength;
+    this.eligible = eligible;
+    this.filteredOut = filteredOut;
+    this.keptWindows = windows.subarray(0, numWindows * w);
+    return numWindows;
+  }
+
+  /**
+   * Records eligible position i of `c` (a prompt position when i < m, m being where the completion
+   * starts), whose window has id `window`.
+   */
+  private visit(document: number, c: Uint32Array, i: number, m: number, window: number): void {
+    const token = c[i]!;
+    if (i < m) {
+      if (this.promptPairs.add(window, token)) {
+        const at = this.promptLength++;
+        if (at === this.promptWindow.length) {
+          this.promptWindow = grown(this.promptWindow, at + 1);
+          this.promptToken = grown(this.promptToken, at + 1);
+        }
+        this.promptWindow[at] = window;
+        this.promptToken[at] = token;
+      }
+      return;
+    }
+    this.eligible++;
+    const recent = this.recent;
+    const recentKey = window < RECENT_WINDOW_LIMIT ? window * 4294967296 + token : Number.NaN;
+    const recentSlot = (Math.imul(window, 0x9e3779b1) ^ Math.imul(token, 0x85ebca6b)) >>> (32 - RECENT_BITS);
+    if (recent[recentSlot] === recentKey) return;
+    if (this.issued !== null && !this.kept(window, c, i)) {
+      this.filteredOut++;
+      return;
+    }
+    recent[recentSlot] = recentKey;
+    if (window >= this.firstToken.length) this.firstToken = grown(this.firstToken, window + 1);
+    const first = this.firstToken[window]!;
+    let isNew: boolean;
+    if (first === 0 && token !== LAST_TOKEN) {
+      this.firstToken[window] = token + 1;
+      isNew = true;
+    } else if (first === token + 1) isNew = false;
+    else isNew = this.completionPairs.add(window, token);
+    if (isNew) {
+      const at = this.orderLength++;
+      if (at === this.orderWindow.length) this.growOrder(at + 1);
+      this.orderWindow[at] = window;
+      this.orderToken[at] = token;
+      this.orderDocument[at] = document;
+      this.orderPosition[at] = i - m;
+    }
+  }
+
+  /** Makes room for `needed` completion pairs. */
+  private growOrder(needed: number): void {
+    this.orderWindow = grown(this.orderWindow, needed);
+    this.orderToken = grown(this.orderToken, needed);
+    this.orderDocument = grown(this.orderDocument, needed);
+    this.orderPosition = grown(this.orderPosition, needed);
   }
 
   /**
@@ -272,6 +402,7 @@ export class EvidenceTape {
   finish(): { tape: EvaluationTape; origins: CandidateOrigins; counts: TapeCounts } {
     if (this.finished) throw new Error('EvidenceTape: finished already');
     this.finished = true;
+    const numWindows = this.deferred ? this.readKept() : this.windows.size;
     // Candidates: completion pairs that occur in no prompt of the corpus (in place: the order
     // arrays are this tape's own, and it is finished).
     let candidates = 0;
@@ -289,7 +420,7 @@ export class EvidenceTape {
     const position = this.orderPosition.subarray(0, candidates);
     const promptWindow = this.promptWindow.slice(0, this.promptLength);
     const promptToken = this.promptToken.slice(0, this.promptLength);
-    const windows = this.windows.tuples();
+    const windows = this.deferred ? this.keptWindows : this.windows.tuples();
     const tape: EvaluationTape = {
       scheme: this.layout.scheme,
       contextWidth: this.layout.contextWidth,
@@ -301,7 +432,7 @@ export class EvidenceTape {
       promptToken,
       grouped:
         this.layout.scheme === 'lefthash'
-          ? groupByWindow(windows, this.windowWidth, this.windows.size, candidateWindow, candidateToken, true)
+          ? groupByWindow(windows, this.windowWidth, numWindows, candidateWindow, candidateToken, true)
           : null,
     };
     return {

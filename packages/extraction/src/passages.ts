@@ -28,17 +28,19 @@ function windowLengths(total: number, minWindow: number): number[] {
   return lengths;
 }
 
-/** Starts of the windows of one length, in the spec's order: 0, s, 2s, … then the final window. */
-function windowStarts(total: number, length: number): number[] {
-  const stride = Math.max(1, Math.floor(length / 4));
-  const starts: number[] = [];
-  let last = -1;
-  for (let start = 0; start + length <= total; start += stride) {
-    starts.push(start);
-    last = start;
-  }
-  if (last !== total - length) starts.push(total - length);
-  return starts;
+/**
+ * The windows of one length, in the spec's order: starts 0, s, 2s, … (stride s), then the final
+ * window when the strides miss it. Counted and visited without listing them.
+ */
+function windowStride(length: number): number {
+  return Math.max(1, Math.floor(length / 4));
+}
+
+/** How many windows of this length the spec's order visits. */
+function windowCount(total: number, length: number): number {
+  const stride = windowStride(length);
+  const strided = Math.floor((total - length) / stride) + 1;
+  return (strided - 1) * stride === total - length ? strided : strided + 1;
 }
 
 /**
@@ -61,27 +63,31 @@ export function bestWindows(
   const total = bits.length;
   const prefix = new Uint32Array(total + 1);
   for (let i = 0; i < total; i++) prefix[i + 1] = prefix[i]! + bits[i]!;
-  const family = windowLengths(total, minWindow).map((length) => ({
-    length,
-    starts: windowStarts(total, length),
-  }));
-  const windowsSearched = family.reduce((sum, entry) => sum + entry.starts.length, 0) + 1;
+  const family = windowLengths(total, minWindow);
+  const windowsSearched = family.reduce((sum, length) => sum + windowCount(total, length), 0) + 1;
   const chosen: TapeWindow[] = [];
   const overlaps = (start: number, length: number): boolean =>
     chosen.some((c) => start < c.tapeStart + c.length && c.tapeStart < start + length);
   while (chosen.length < count) {
     let best: { start: number; length: number; green: number; log10P: number } | null = null;
-    for (const { length, starts } of family) {
+    for (const length of family) {
       // For one length the p-value falls as the green count rises: the first window with the most green is best.
       let bestStart = -1;
       let bestGreen = -1;
-      for (const start of starts) {
+      const stride = windowStride(length);
+      const visit = (start: number): void => {
         const green = prefix[start + length]! - prefix[start]!;
         if (green > bestGreen && !overlaps(start, length)) {
           bestGreen = green;
           bestStart = start;
         }
+      };
+      let last = -1;
+      for (let start = 0; start + length <= total; start += stride) {
+        visit(start);
+        last = start;
       }
+      if (last !== total - length) visit(total - length);
       if (bestStart < 0) continue;
       const log10P = log10BinomialSf(bestGreen, length, gamma);
       if (best === null || log10P < best.log10P)

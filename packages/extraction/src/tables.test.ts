@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { PairSet, TupleTable } from './tables.ts';
+import { firstOccurrences, PairSet, TupleTable, tupleHash, tupleIdsInOrder } from './tables.ts';
 
 describe('TupleTable', () => {
   it('maps equal tuples to one id and different tuples to different ids, in insertion order', () => {
@@ -65,5 +65,61 @@ describe('PairSet', () => {
       expect(set.has(a!, (b! + 100) % 2 ** 32)).toBe(reference.has(`${a},${(b! + 100) % 2 ** 32}`));
     }
     expect(() => set.add(2 ** 32 - 1, 0)).toThrow(RangeError);
+  });
+});
+
+/** A small pseudo-random generator (LCG), so that the cases are the same on every run. */
+function lcg(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    return state >>> 8;
+  };
+}
+
+describe('tupleIdsInOrder', () => {
+  it('gives the ids TupleTable.insert gives, with real and with colliding hashes', () => {
+    for (const width of [1, 2, 3, 4]) {
+      for (const colliding of [false, true]) {
+        const next = lcg(width * 31 + (colliding ? 1 : 0));
+        const source = new Uint32Array(30_000);
+        for (let i = 0; i < source.length; i++) {
+          const r = next();
+          source[i] = r % 13 === 0 ? 2 ** 32 - 1 - (r % 3) : r % (width === 1 ? 500 : 9);
+        }
+        // Every third position skipped, as ineligible positions are.
+        const ends: number[] = [];
+        for (let end = width; end <= source.length; end++) if (end % 3 !== 0) ends.push(end);
+        const hashes = Int32Array.from(ends, (end) =>
+          colliding ? (source[end - width]! % 4) << 30 : tupleHash(source, end - width, width),
+        );
+        // The ids take the hashes' memory, as the evidence tape does.
+        const ids = new Uint32Array(hashes.buffer);
+        const distinct = tupleIdsInOrder(source, Uint32Array.from(ends), hashes, ends.length, width, ids);
+        const table = new TupleTable(width);
+        ends.forEach((end, k) => {
+          expect(ids[k]).toBe(table.insert(source, end - width));
+        });
+        expect(distinct).toBe(table.size);
+      }
+    }
+  });
+});
+
+describe('firstOccurrences', () => {
+  it('marks the pairs a PairSet adds first', () => {
+    for (const count of [0, 1, 5000, 40_000]) {
+      const next = lcg(count);
+      const a = new Uint32Array(count);
+      const b = new Uint32Array(count);
+      for (let i = 0; i < count; i++) {
+        const r = next();
+        a[i] = r % 11 === 0 ? 2 ** 32 - 2 : r % 200;
+        b[i] = r % 7 === 0 ? 2 ** 32 - 1 : (r >>> 9) % 50;
+      }
+      const first = firstOccurrences(a, b, count);
+      const set = new PairSet(4);
+      for (let i = 0; i < count; i++) expect(first[i]).toBe(set.add(a[i]!, b[i]!) ? 1 : 0);
+    }
   });
 });

@@ -124,47 +124,6 @@ export class TupleTable {
     return id;
   }
 
-  /**
-   * The hashes of the tuples starting at `from … to − 1` of `source`, into `out` at the same indices.
-   * Hashing a run apart from the lookups keeps the lookup loop short, so that its cache misses overlap.
-   */
-  hashRun(source: Uint32Array, from: number, to: number, out: Int32Array): void {
-    const width = this.width;
-    for (let start = from; start < to; start++) {
-      let hash = 0x2f6b1d3a ^ width;
-      for (let j = 0; j < width; j++) hash = mix(hash, source[start + j]!);
-      out[start] = finish(hash);
-    }
-  }
-
-  /** {@link insert} of the tuple at `start` whose hash {@link hashRun} gave (width 2 and more). */
-  insertHashed(source: Uint32Array, start: number, hash: number): number {
-    const width = this.width;
-    const slots = this.slots;
-    const mask = this.mask;
-    const data = this.data;
-    let slot = hash & mask;
-    for (;;) {
-      const held = slots[2 * slot + 1]!;
-      if (held === 0) break;
-      if (slots[2 * slot] === hash) {
-        const base = (held - 1) * width;
-        let j = 0;
-        while (j < width && data[base + j] === source[start + j]) j++;
-        if (j === width) return held - 1;
-      }
-      slot = (slot + 1) & mask;
-    }
-    const id = this.count++;
-    if (this.count * width > data.length) this.data = grown(data, this.count * width);
-    const target = this.data;
-    for (let j = 0; j < width; j++) target[id * width + j] = source[start + j]!;
-    slots[2 * slot] = hash;
-    slots[2 * slot + 1] = id + 1;
-    if (this.count * 2 > mask + 1) this.rehash();
-    return id;
-  }
-
   /** All tuples, `width` tokens each, in id order (a view: later inserts may overwrite it). */
   tuples(): Uint32Array {
     return this.data.subarray(0, this.count * this.width);
@@ -317,4 +276,159 @@ export function allDistinct64(words: Uint32Array): boolean {
     }
   }
   return true;
+}
+
+/** The hash of the tuple `source[start .. start + width)` (the one {@link TupleTable} uses). */
+export function tupleHash(source: Uint32Array, start: number, width: number): number {
+  let hash = 0x2f6b1d3a ^ width;
+  for (let j = 0; j < width; j++) hash = mix(hash, source[start + j]!);
+  return finish(hash);
+}
+
+/**
+ * Dense ids in order of first occurrence for `count` tuples of `width` tokens, tuple k being
+ * `source[ends[k] − width .. ends[k])` with hash `hashes[k]`: writes `ids[k]` and returns the number
+ * of distinct tuples. Tuples are compared exactly. `ids` may share memory with `hashes` (every hash is
+ * read before any id is written).
+ *
+ * The same answer as inserting the tuples one by one into a {@link TupleTable}, without its
+ * corpus-sized table: (hash, k) pairs are bucketed by the top bits of the hash (a stable counting
+ * sort, so each bucket keeps corpus order), and each bucket is deduplicated in a small table that
+ * stays in cache. Only repeats are written back; a last pass in corpus order numbers the first
+ * occurrences.
+ */
+export function tupleIdsInOrder(
+  source: Uint32Array,
+  ends: Uint32Array,
+  hashes: Int32Array,
+  count: number,
+  width: number,
+  ids: Uint32Array,
+): number {
+  let bits = 0;
+  while (bits < 16 && count >>> bits > 4096) bits++;
+  const buckets = 1 << bits;
+  // bits = 0: one bucket (a shift by 32 would shift by 0).
+  const shift = bits === 0 ? 31 : 32 - bits;
+  const keep = bits === 0 ? 0 : 0xffffffff;
+  const bucketStarts = new Uint32Array(buckets + 1);
+  for (let k = 0; k < count; k++) bucketStarts[((hashes[k]! >>> shift) & keep) + 1]!++;
+  let largest = 0;
+  for (let b = 0; b < buckets; b++) {
+    largest = Math.max(largest, bucketStarts[b + 1]!);
+    bucketStarts[b + 1] = bucketStarts[b + 1]! + bucketStarts[b]!;
+  }
+  // (hash, k) by bucket, two words each.
+  const bucketed = new Int32Array(2 * count);
+  const next = bucketStarts.slice(0, buckets);
+  for (let k = 0; k < count; k++) {
+    const hash = hashes[k]!;
+    const at = next[(hash >>> shift) & keep]!++;
+    bucketed[2 * at] = hash;
+    bucketed[2 * at + 1] = k;
+  }
+  ids.fill(0xffffffff, 0, count);
+  let capacity = 16;
+  while (capacity < 2 * largest) capacity *= 2;
+  const mask = capacity - 1;
+  // Per slot: the place in `bucketed` of a first occurrence + 1 (0: empty), cleared per bucket.
+  const slots = new Uint32Array(capacity);
+  for (let b = 0; b < buckets; b++) {
+    if (b > 0) slots.fill(0);
+    for (let at = bucketStarts[b]!; at < bucketStarts[b + 1]!; at++) {
+      const hash = bucketed[2 * at]!;
+      let slot = hash & mask;
+      for (;;) {
+        const held = slots[slot]!;
+        if (held === 0) {
+          slots[slot] = at + 1;
+          break;
+        }
+        if (bucketed[2 * (held - 1)] === hash) {
+          const first = bucketed[2 * held - 1]!;
+          const other = ends[first]! - width;
+          const start = ends[bucketed[2 * at + 1]!]! - width;
+          let j = 0;
+          while (j < width && source[other + j] === source[start + j]) j++;
+          if (j === width) {
+            ids[bucketed[2 * at + 1]!] = first;
+            break;
+          }
+        }
+        slot = (slot + 1) & mask;
+      }
+    }
+  }
+  // In corpus order: a first occurrence (still 0xffffffff) takes the next id, a repeat its first's
+  // id (already rewritten, since it comes earlier).
+  let distinct = 0;
+  for (let k = 0; k < count; k++) {
+    const first = ids[k]!;
+    ids[k] = first === 0xffffffff ? distinct++ : ids[first]!;
+  }
+  return distinct;
+}
+
+/**
+ * Which of the pairs (a[i], b[i]), i < count, occur for the first time at i: `first[i]` is 1 there
+ * and 0 at every repeat. The same answer as adding the pairs to a {@link PairSet} in turn, without
+ * its corpus-sized table: the pairs are bucketed by the top bits of their hash (a stable counting
+ * sort, so each bucket keeps their order), and each bucket is deduplicated in a small table that
+ * stays in cache.
+ */
+export function firstOccurrences(a: Uint32Array, b: Uint32Array, count: number): Uint8Array {
+  let bits = 0;
+  while (bits < 16 && count >>> bits > 4096) bits++;
+  const buckets = 1 << bits;
+  // bits = 0: one bucket (a shift by 32 would shift by 0).
+  const shift = bits === 0 ? 31 : 32 - bits;
+  const keep = bits === 0 ? 0 : 0xffffffff;
+  const hashes = new Int32Array(count);
+  const bucketStarts = new Uint32Array(buckets + 1);
+  for (let i = 0; i < count; i++) {
+    const hash = finish(mix(mix(0x5bd1e995, a[i]!), b[i]!));
+    hashes[i] = hash;
+    bucketStarts[((hash >>> shift) & keep) + 1]!++;
+  }
+  let largest = 0;
+  for (let bucket = 0; bucket < buckets; bucket++) {
+    largest = Math.max(largest, bucketStarts[bucket + 1]!);
+    bucketStarts[bucket + 1] = bucketStarts[bucket + 1]! + bucketStarts[bucket]!;
+  }
+  // (a, b, i) by bucket, three words each.
+  const bucketed = new Uint32Array(3 * count);
+  const next = bucketStarts.slice(0, buckets);
+  for (let i = 0; i < count; i++) {
+    const at = next[(hashes[i]! >>> shift) & keep]!++;
+    bucketed[3 * at] = a[i]!;
+    bucketed[3 * at + 1] = b[i]!;
+    bucketed[3 * at + 2] = i;
+  }
+  const first = new Uint8Array(count);
+  let capacity = 16;
+  while (capacity < 2 * largest) capacity *= 2;
+  const mask = capacity - 1;
+  // Per slot: the place in `bucketed` of a first occurrence + 1 (0: empty), cleared per bucket.
+  const slots = new Uint32Array(capacity);
+  for (let bucket = 0; bucket < buckets; bucket++) {
+    if (bucket > 0) slots.fill(0);
+    for (let at = bucketStarts[bucket]!; at < bucketStarts[bucket + 1]!; at++) {
+      const pairA = bucketed[3 * at]!;
+      const pairB = bucketed[3 * at + 1]!;
+      // Within a bucket the top bits agree: the low bits place the pair (the hash again: reading
+      // it back by index would miss in cache).
+      let slot = finish(mix(mix(0x5bd1e995, pairA), pairB)) & mask;
+      for (;;) {
+        const held = slots[slot]!;
+        if (held === 0) {
+          slots[slot] = at + 1;
+          first[bucketed[3 * at + 2]!] = 1;
+          break;
+        }
+        if (bucketed[3 * (held - 1)] === pairA && bucketed[3 * (held - 1) + 1] === pairB) break;
+        slot = (slot + 1) & mask;
+      }
+    }
+  }
+  return first;
 }
