@@ -292,7 +292,7 @@ export function tupleHash(source: Uint32Array, start: number, width: number): nu
  * read before any id is written).
  *
  * The same answer as inserting the tuples one by one into a {@link TupleTable}, without its
- * corpus-sized table: (hash, k) pairs are bucketed by the top bits of the hash (a stable counting
+ * corpus-sized table: (hash, k, tuple) entries are bucketed by the top bits of the hash (a stable counting
  * sort, so each bucket keeps corpus order), and each bucket is deduplicated in a small table that
  * stays in cache. Only repeats are written back; a last pass in corpus order numbers the first
  * occurrences.
@@ -318,14 +318,18 @@ export function tupleIdsInOrder(
     largest = Math.max(largest, bucketStarts[b + 1]!);
     bucketStarts[b + 1] = bucketStarts[b + 1]! + bucketStarts[b]!;
   }
-  // (hash, k) by bucket, two words each.
-  const bucketed = new Int32Array(2 * count);
+  // (hash, k, tuple) by bucket, so that comparing tuples stays in cache too (tokens as int32:
+  // equality is kept).
+  const stride = 2 + width;
+  const bucketed = new Int32Array(stride * count);
   const next = bucketStarts.slice(0, buckets);
   for (let k = 0; k < count; k++) {
     const hash = hashes[k]!;
-    const at = next[(hash >>> shift) & keep]!++;
-    bucketed[2 * at] = hash;
-    bucketed[2 * at + 1] = k;
+    const at = stride * next[(hash >>> shift) & keep]!++;
+    bucketed[at] = hash;
+    bucketed[at + 1] = k;
+    const start = ends[k]! - width;
+    for (let j = 0; j < width; j++) bucketed[at + 2 + j] = source[start + j]!;
   }
   ids.fill(0xffffffff, 0, count);
   let capacity = 16;
@@ -336,7 +340,8 @@ export function tupleIdsInOrder(
   for (let b = 0; b < buckets; b++) {
     if (b > 0) slots.fill(0);
     for (let at = bucketStarts[b]!; at < bucketStarts[b + 1]!; at++) {
-      const hash = bucketed[2 * at]!;
+      const base = stride * at;
+      const hash = bucketed[base]!;
       let slot = hash & mask;
       for (;;) {
         const held = slots[slot]!;
@@ -344,14 +349,12 @@ export function tupleIdsInOrder(
           slots[slot] = at + 1;
           break;
         }
-        if (bucketed[2 * (held - 1)] === hash) {
-          const first = bucketed[2 * held - 1]!;
-          const other = ends[first]! - width;
-          const start = ends[bucketed[2 * at + 1]!]! - width;
-          let j = 0;
-          while (j < width && source[other + j] === source[start + j]) j++;
-          if (j === width) {
-            ids[bucketed[2 * at + 1]!] = first;
+        const other = stride * (held - 1);
+        if (bucketed[other] === hash) {
+          let j = 2;
+          while (j < stride && bucketed[other + j] === bucketed[base + j]) j++;
+          if (j === stride) {
+            ids[bucketed[base + 1]!] = bucketed[other + 1]!;
             break;
           }
         }
