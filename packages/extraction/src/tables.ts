@@ -292,9 +292,9 @@ export function tupleHash(source: Uint32Array, start: number, width: number): nu
  * read before any id is written).
  *
  * The same answer as inserting the tuples one by one into a {@link TupleTable}, without its
- * corpus-sized table: (hash, k, tuple) entries are bucketed by the top bits of the hash (a stable counting
- * sort, so each bucket keeps corpus order), and each bucket is deduplicated in a small table that
- * stays in cache. Only repeats are written back; a last pass in corpus order numbers the first
+ * corpus-sized table: (hash, k, tuple) entries are bucketed by the top bits of the hash (a stable
+ * counting sort, so each bucket keeps corpus order), and each bucket is deduplicated in a small
+ * table that stays in cache. Only repeats are written back; a last pass in corpus order numbers the first
  * occurrences.
  */
 export function tupleIdsInOrder(
