@@ -127,6 +127,12 @@ export interface KernelOutput {
 
 const align = (n: number): number => (n + 7) & ~7;
 
+/** Grows the module's memory to hold `end` bytes; returns its (possibly new) buffer. */
+function reserve(memory: WasmMemory, end: number): ArrayBuffer {
+  if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
+  return memory.buffer;
+}
+
 /** The tape last copied into the kernel's memory (the same typed arrays are not copied again). */
 let resident: {
   wasm: KernelExports | null;
@@ -183,9 +189,7 @@ function runKernel(
   const seedsAt = align(bitsAt + (withBits ? ntokens : 0));
   const valuesAt = align(seedsAt + (withBits ? 8 * nwindows : 0));
   const end = valuesAt + (withValues ? 8 * ntokens : 0);
-  const memory = wasm.memory;
-  if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
-  const buffer = memory.buffer;
+  const buffer = reserve(wasm.memory, end);
   if (
     resident.windows !== tape.windows ||
     resident.offsets !== tape.offsets ||
@@ -324,9 +328,7 @@ export function countMixed(
   const countsAt = align(masksAt + 8 * nmasks);
   const valuesAt = align(countsAt + 8 * nmasks);
   const end = valuesAt + 8 * n;
-  const memory = wasm.memory;
-  if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
-  const buffer = memory.buffer;
+  const buffer = reserve(wasm.memory, end);
   new Uint32Array(buffer, masksAt, 2 * nmasks).set(masks);
   new Uint32Array(buffer, valuesAt, 2 * n).set(values.subarray(0, 2 * n));
   wasm.countMixed(valuesAt, n, masksAt, nmasks, threshold >>> 0, countsAt);
@@ -399,9 +401,7 @@ export function selfHashSeeds(
   const seedsAt = align(tokensAt + 4 * n);
   const valuesAt = align(seedsAt + 8 * n);
   const end = valuesAt + 8 * n;
-  const memory = wasm.memory;
-  if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
-  const buffer = memory.buffer;
+  const buffer = reserve(wasm.memory, end);
   new Uint8Array(buffer, keyAt, 32).set(keyBytes);
   new Uint32Array(buffer, anchorsAt, n).set(anchors.subarray(0, n));
   new Uint32Array(buffer, tokensAt, n).set(tokens);

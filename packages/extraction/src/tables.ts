@@ -24,6 +24,13 @@ function finish(hash: number): number {
 }
 
 /** Grows a typed array to hold at least `needed` elements, doubling. */
+/** Slots of an open-addressing table for the largest bucket: a power of two, at most half full. */
+function bucketCapacity(largest: number): number {
+  let capacity = 16;
+  while (capacity < 2 * largest) capacity *= 2;
+  return capacity;
+}
+
 export function grown<T extends Uint32Array | Uint8Array | Int32Array>(array: T, needed: number): T {
   if (needed <= array.length) return array;
   let capacity = Math.max(16, array.length);
@@ -254,8 +261,7 @@ export function allDistinct64(words: Uint32Array): boolean {
     bucketed[2 * at] = words[2 * i]!;
     bucketed[2 * at + 1] = words[2 * i + 1]!;
   }
-  let capacity = 16;
-  while (capacity < 2 * largest) capacity *= 2;
+  const capacity = bucketCapacity(largest);
   const mask = capacity - 1;
   const slots = new Uint32Array(2 * capacity);
   // The bucket that last wrote each slot (+ 1): no clearing between buckets.
@@ -332,11 +338,9 @@ export function tupleIdsInOrder(
     for (let j = 0; j < width; j++) bucketed[at + 2 + j] = source[start + j]!;
   }
   ids.fill(0xffffffff, 0, count);
-  let capacity = 16;
-  while (capacity < 2 * largest) capacity *= 2;
-  const mask = capacity - 1;
   // Per slot: the place in `bucketed` of a first occurrence + 1 (0: empty), cleared per bucket.
-  const slots = new Uint32Array(capacity);
+  const slots = new Uint32Array(bucketCapacity(largest));
+  const mask = slots.length - 1;
   for (let b = 0; b < buckets; b++) {
     if (b > 0) slots.fill(0);
     for (let at = bucketStarts[b]!; at < bucketStarts[b + 1]!; at++) {
@@ -408,11 +412,9 @@ export function firstOccurrences(a: Uint32Array, b: Uint32Array, count: number):
     bucketed[3 * at + 2] = i;
   }
   const first = new Uint8Array(count);
-  let capacity = 16;
-  while (capacity < 2 * largest) capacity *= 2;
-  const mask = capacity - 1;
   // Per slot: the place in `bucketed` of a first occurrence + 1 (0: empty), cleared per bucket.
-  const slots = new Uint32Array(capacity);
+  const slots = new Uint32Array(bucketCapacity(largest));
+  const mask = slots.length - 1;
   for (let bucket = 0; bucket < buckets; bucket++) {
     if (bucket > 0) slots.fill(0);
     for (let at = bucketStarts[bucket]!; at < bucketStarts[bucket + 1]!; at++) {
