@@ -6,7 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DefaultsSummary } from './experiments/defaults.ts';
-import { type ExtractionCell, GOAL_WIDTH, isGoalCell } from './experiments/extraction.ts';
+import { type ExtractionSummary, GOAL_WIDTH, isGoalCell } from './experiments/extraction.ts';
 import type { FprSummary } from './experiments/fpr.ts';
 import type { PerformanceSummary } from './experiments/performance.ts';
 import { type PowerSummary, PUBLISHED_AUC, PUBLISHED_TPR_1E3 } from './experiments/power.ts';
@@ -202,11 +202,7 @@ export async function numbersTable(outDir: string): Promise<string> {
     ]);
   } else rows.push(['performance', '', notRun, link('performance')]);
 
-  const extraction = await read<{
-    quick: boolean;
-    config: { trainTokens: number };
-    cells: readonly ExtractionCell[];
-  }>(outDir, 'extraction');
+  const extraction = await read<ExtractionSummary>(outDir, 'extraction');
   const atGoal = (extraction?.cells ?? []).filter(
     (cell) => isGoalCell(cell) && cell.trainTokens === extraction!.config.trainTokens,
   );

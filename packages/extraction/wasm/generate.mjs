@@ -9,6 +9,36 @@ const rounds = (n) => sipRounds(n, ['v']);
 const rounds2 = (n) => sipRounds(n, ['v', 'w']);
 const vrounds = (n) => sipRounds(n, ['a', 'b'], true);
 
+/**
+ * Four tokens of one window's green test, two per SIMD pair (a: the first two, b: the next two),
+ * added to $acc where the lane masks `keepA` / `keepB` allow.
+ */
+const quad = (keepA, keepB) => `(local.set $ma (v128.or (local.get $len) (i64x2.extend_low_i32x4_u
+                  (v128.load64_zero (i32.add (local.get $tokens) (i32.shl (local.get $e) (i32.const 2)))))))
+                (local.set $mb (v128.or (local.get $len) (i64x2.extend_low_i32x4_u
+                  (v128.load64_zero offset=8 (i32.add (local.get $tokens) (i32.shl (local.get $e) (i32.const 2)))))))
+                (local.set $a0 (local.get $S0))
+                (local.set $a1 (local.get $S1))
+                (local.set $a2 (local.get $S2))
+                (local.set $a3 (v128.xor (local.get $S3) (local.get $ma)))
+                (local.set $b0 (local.get $S0))
+                (local.set $b1 (local.get $S1))
+                (local.set $b2 (local.get $S2))
+                (local.set $b3 (v128.xor (local.get $S3) (local.get $mb)))
+                ${vrounds(2)}
+                (local.set $a0 (v128.xor (local.get $a0) (local.get $ma)))
+                (local.set $a2 (v128.xor (local.get $a2) (local.get $ff)))
+                (local.set $b0 (v128.xor (local.get $b0) (local.get $mb)))
+                (local.set $b2 (v128.xor (local.get $b2) (local.get $ff)))
+                ${vrounds(4)}
+                ;; Lanes 1 and 3 (as i32x4) are the high halves; lt_u gives −1 where green.
+                (local.set $acc (i32x4.sub (local.get $acc) (v128.and (local.get ${keepA}) (i32x4.lt_u
+                  (v128.xor (v128.xor (local.get $a0) (local.get $a1)) (v128.xor (local.get $a2) (local.get $a3)))
+                  (local.get $tau)))))
+                (local.set $acc (i32x4.sub (local.get $acc) (v128.and (local.get ${keepB}) (i32x4.lt_u
+                  (v128.xor (v128.xor (local.get $b0) (local.get $b1)) (v128.xor (local.get $b2) (local.get $b3)))
+                  (local.get $tau)))))`;
+
 /** Initial state from the key words $k0 $k1 (prefixed names). */
 const init = (k0, k1) => `
       (local.set $v0 (i64.xor (local.get ${k0}) (i64.const 0x736f6d6570736575)))
@@ -199,31 +229,7 @@ const wat = `;; Green counts of a deduplicated LeftHash tape under many keys. Ge
             (block $quads_done
               (loop $each_quad
                 (br_if $quads_done (i32.gt_u (i32.add (local.get $e) (i32.const 4)) (local.get $end)))
-                (local.set $ma (v128.or (local.get $len) (i64x2.extend_low_i32x4_u
-                  (v128.load64_zero (i32.add (local.get $tokens) (i32.shl (local.get $e) (i32.const 2)))))))
-                (local.set $mb (v128.or (local.get $len) (i64x2.extend_low_i32x4_u
-                  (v128.load64_zero offset=8 (i32.add (local.get $tokens) (i32.shl (local.get $e) (i32.const 2)))))))
-                (local.set $a0 (local.get $S0))
-                (local.set $a1 (local.get $S1))
-                (local.set $a2 (local.get $S2))
-                (local.set $a3 (v128.xor (local.get $S3) (local.get $ma)))
-                (local.set $b0 (local.get $S0))
-                (local.set $b1 (local.get $S1))
-                (local.set $b2 (local.get $S2))
-                (local.set $b3 (v128.xor (local.get $S3) (local.get $mb)))
-                ${vrounds(2)}
-                (local.set $a0 (v128.xor (local.get $a0) (local.get $ma)))
-                (local.set $a2 (v128.xor (local.get $a2) (local.get $ff)))
-                (local.set $b0 (v128.xor (local.get $b0) (local.get $mb)))
-                (local.set $b2 (v128.xor (local.get $b2) (local.get $ff)))
-                ${vrounds(4)}
-                ;; Lanes 1 and 3 (as i32x4) are the high halves; lt_u gives −1 where green.
-                (local.set $acc (i32x4.sub (local.get $acc) (v128.and (local.get $all) (i32x4.lt_u
-                  (v128.xor (v128.xor (local.get $a0) (local.get $a1)) (v128.xor (local.get $a2) (local.get $a3)))
-                  (local.get $tau)))))
-                (local.set $acc (i32x4.sub (local.get $acc) (v128.and (local.get $all) (i32x4.lt_u
-                  (v128.xor (v128.xor (local.get $b0) (local.get $b1)) (v128.xor (local.get $b2) (local.get $b3)))
-                  (local.get $tau)))))
+                ${quad('$all', '$all')}
                 (local.set $e (i32.add (local.get $e) (i32.const 4)))
                 (br $each_quad)))
             ;; Two or three tokens left: one more quad, the lanes past the end masked out (the
@@ -233,31 +239,7 @@ const wat = `;; Green counts of a deduplicated LeftHash tape under many keys. Ge
                 (local.set $keepa (local.get $all))
                 (local.set $keepb (select (local.get $low) (local.get $none)
                   (i32.eq (i32.sub (local.get $end) (local.get $e)) (i32.const 3))))
-                (local.set $ma (v128.or (local.get $len) (i64x2.extend_low_i32x4_u
-                  (v128.load64_zero (i32.add (local.get $tokens) (i32.shl (local.get $e) (i32.const 2)))))))
-                (local.set $mb (v128.or (local.get $len) (i64x2.extend_low_i32x4_u
-                  (v128.load64_zero offset=8 (i32.add (local.get $tokens) (i32.shl (local.get $e) (i32.const 2)))))))
-                (local.set $a0 (local.get $S0))
-                (local.set $a1 (local.get $S1))
-                (local.set $a2 (local.get $S2))
-                (local.set $a3 (v128.xor (local.get $S3) (local.get $ma)))
-                (local.set $b0 (local.get $S0))
-                (local.set $b1 (local.get $S1))
-                (local.set $b2 (local.get $S2))
-                (local.set $b3 (v128.xor (local.get $S3) (local.get $mb)))
-                ${vrounds(2)}
-                (local.set $a0 (v128.xor (local.get $a0) (local.get $ma)))
-                (local.set $a2 (v128.xor (local.get $a2) (local.get $ff)))
-                (local.set $b0 (v128.xor (local.get $b0) (local.get $mb)))
-                (local.set $b2 (v128.xor (local.get $b2) (local.get $ff)))
-                ${vrounds(4)}
-                ;; Lanes 1 and 3 (as i32x4) are the high halves; lt_u gives −1 where green.
-                (local.set $acc (i32x4.sub (local.get $acc) (v128.and (local.get $keepa) (i32x4.lt_u
-                  (v128.xor (v128.xor (local.get $a0) (local.get $a1)) (v128.xor (local.get $a2) (local.get $a3)))
-                  (local.get $tau)))))
-                (local.set $acc (i32x4.sub (local.get $acc) (v128.and (local.get $keepb) (i32x4.lt_u
-                  (v128.xor (v128.xor (local.get $b0) (local.get $b1)) (v128.xor (local.get $b2) (local.get $b3)))
-                  (local.get $tau)))))
+                ${quad('$keepa', '$keepb')}
                 (local.set $e (local.get $end))))
             (block $tokens_done
               (loop $each_token

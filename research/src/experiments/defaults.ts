@@ -20,7 +20,7 @@ import {
 } from '../report.ts';
 import { CODE_DEFAULT, configLabel, sameConfig, schemeLabel, type WatermarkConfig } from '../schemes.ts';
 import { mean } from '../statistics.ts';
-import type { ExtractionCell } from './extraction.ts';
+import type { ExtractionSummary } from './extraction.ts';
 import type { FprSummary } from './fpr.ts';
 import type { PowerConfigResult, PowerSummary } from './power.ts';
 import type { QualitySummary } from './quality.ts';
@@ -75,11 +75,6 @@ export interface DefaultsSummary {
 
 /** The share ρ at which radioactivity is compared (the goal of issue 6), else the lowest measured ρ > 0. */
 export const RADIOACTIVITY_RHO = 0.05;
-
-interface ExtractionSummary {
-  readonly quick: boolean;
-  readonly cells: readonly ExtractionCell[];
-}
 
 export const PENDING_DEFAULTS_INPUTS: readonly string[] = [
   'extraction (radioactivity): how strongly a student model trained on the watermarked outputs of each configuration carries the watermark; run `pnpm research extraction` first',

@@ -653,6 +653,11 @@ export const schemeName = (cell: { readonly scheme: ExtractionScheme['name']; re
 export const isGoalCell = (cell: ExtractionCell): boolean =>
   cell.scheme === 'lefthash' && cell.h === GOAL_WIDTH && cell.rho === GOAL_RHO;
 
+/** The goal's bar: log10 p ≤ −10 (the stronger scan) from at most 200k scored tokens (either scan). */
+const meetsGoal = (cell: ExtractionCell): boolean =>
+  Math.min(cell.supervised.log10P, cell.unsupervised.log10P) <= -10 &&
+  Math.max(cell.supervised.numScored, cell.unsupervised.numScored) <= 200_000;
+
 const percent = (rho: number) => `${Number((100 * rho).toFixed(2))}%`;
 const log10 = (value: number) => (value <= -1000 ? value.toFixed(0) : value.toFixed(1));
 
@@ -673,9 +678,6 @@ export async function runExtraction(context: ExtractionContext): Promise<Extract
   const goalCells = result.cells.filter(
     (cell) => isGoalCell(cell) && cell.trainTokens === config.trainTokens,
   );
-  const meetsGoal = (cell: ExtractionCell) =>
-    Math.min(cell.supervised.log10P, cell.unsupervised.log10P) <= -10 &&
-    Math.max(cell.supervised.numScored, cell.unsupervised.numScored) <= 200_000;
   const summary: ExtractionSummary = {
     experiment: 'extraction',
     quick: context.quick,
@@ -714,9 +716,6 @@ export async function renderExtraction(
   const { config, quick } = summary;
   const result = { cells: summary.cells, harvest: summary.harvest, skipped: summary.skipped };
   const gridCells = result.cells.filter((cell) => cell.kind === 'grid');
-  const meetsGoal = (cell: ExtractionCell) =>
-    Math.min(cell.supervised.log10P, cell.unsupervised.log10P) <= -10 &&
-    Math.max(cell.supervised.numScored, cell.unsupervised.numScored) <= 200_000;
   const report = reportHeader(
     {
       name: 'extraction' as never,
