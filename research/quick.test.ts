@@ -15,6 +15,7 @@ import type { PerformanceSummary } from './src/experiments/performance.ts';
 import type { PowerSummary } from './src/experiments/power.ts';
 import type { QualitySummary } from './src/experiments/quality.ts';
 import type { RobustnessSummary } from './src/experiments/robustness.ts';
+import type { SamplingSummary } from './src/experiments/sampling.ts';
 import { RUNNERS } from './src/experiments.ts';
 import { generateOne, MAX_CANDIDATES } from './src/generation.ts';
 import { secretFor } from './src/labels.ts';
@@ -121,6 +122,19 @@ describe('research experiments, quick variants', () => {
     }
   });
 
+  it('sampling: a small top-p keeps the mark after the fix and lost it before', async () => {
+    const summary = await runQuick<SamplingSummary>('sampling');
+    const cell = (temperature: number, topP: number, order: string) =>
+      summary.cells.find((c) => c.temperature === temperature && c.topP === topP && c.order === order)!;
+    expect(cell(1, 0.1, 'watermark-first').detected).toBe(1);
+    expect(cell(1, 0.1, 'truncate-first').detected).toBe(0);
+    expect(cell(0.1, 0.1, 'watermark-first').detected).toBe(1);
+    for (const c of summary.cells) {
+      if (c.order === 'watermark-first') expect(c.expectedGreenFraction).toBeGreaterThan(0.25);
+      expect(c.perplexityRatio).toBeGreaterThan(0);
+    }
+  });
+
   it('performance: every ratio measured, the scan included', async () => {
     const summary = await runQuick<PerformanceSummary>('performance');
     for (const row of summary.rows) {
@@ -137,7 +151,7 @@ describe('research experiments, quick variants', () => {
     expect(summary.candidates.map((c) => c.label)).toContain(summary.bestByRank);
     expect(summary.pending.length).toBeGreaterThan(0);
     const table = await numbersTable(outDir);
-    for (const name of ['fpr', 'power', 'robustness', 'quality', 'performance', 'defaults']) {
+    for (const name of ['fpr', 'power', 'robustness', 'quality', 'sampling', 'performance', 'defaults']) {
       expect(table).toContain(`results/${name}.md`);
     }
   });

@@ -5,6 +5,7 @@ import { runPerformance } from './experiments/performance.ts';
 import { runPower } from './experiments/power.ts';
 import { runQuality } from './experiments/quality.ts';
 import { runRobustness } from './experiments/robustness.ts';
+import { runSampling } from './experiments/sampling.ts';
 import { updateReadme } from './readme.ts';
 import { EXPERIMENT_NAMES, type ExperimentContext, type ExperimentName } from './report.ts';
 
@@ -14,6 +15,7 @@ export const RUNNERS: Readonly<Record<ExperimentName, (context: ExperimentContex
     power: runPower,
     robustness: runRobustness,
     quality: runQuality,
+    sampling: runSampling,
     performance: runPerformance,
     defaults: runDefaults,
   });

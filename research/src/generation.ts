@@ -5,10 +5,11 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { createRandom, type SchemeName, sampleToken } from '@tracemark/core';
+import { createRandom, type SchemeName, sampleToken, stepStrength } from '@tracemark/core';
 import { loadDefaultModel, type NgramModel } from '@tracemark/lm';
 import { tokenizer } from './corpus.ts';
 import { watermarkerFor } from './schemes.ts';
+import { sampleTokenTruncatingFirst } from './truncate-first.ts';
 
 /** As in the CLI's `generate`: the model proposes its 512 most probable next tokens. */
 export const MAX_CANDIDATES = 512;
@@ -30,6 +31,14 @@ export interface GenerationJob {
   readonly seed: number;
   /** Modulus z of the spike entropy to record (see schemes.ts). */
   readonly spikeModulus: number;
+  /**
+   * The sampling order: "watermark-first" is the core sampler (top-k/top-p of the watermarked
+   * distribution, spec §7); "truncate-first" is the order used before it (top-p of the unbiased
+   * distribution, then the bias), kept for the `sampling` experiment's before/after comparison.
+   */
+  readonly order?: 'watermark-first' | 'truncate-first';
+  /** Record core's stepStrength (expected green fraction) for every step. */
+  readonly measureStrength?: boolean;
 }
 
 export interface GenerationResult {
@@ -38,6 +47,8 @@ export interface GenerationResult {
   readonly meanSpikeEntropy: number;
   /** Mean over steps of the Shannon entropy (bits) of that distribution. */
   readonly meanEntropyBits: number;
+  /** With measureStrength: the sum over steps of the probability that the step's token is green. */
+  readonly expectedGreen: number;
 }
 
 /**
@@ -54,18 +65,22 @@ export function generateOne(model: NgramModel, job: GenerationJob): GenerationRe
   let spikeTotal = 0;
   let entropyTotal = 0;
   const options = { watermarker, temperature: job.temperature, topP: job.topP };
+  const sample = job.order === 'truncate-first' ? sampleTokenTruncatingFirst : sampleToken;
+  let expectedGreen = 0;
   for (let step = 0; step < job.maxTokens; step++) {
     const view = context.subarray(0, length);
     const logits = model.candidates(view, MAX_CANDIDATES);
     const entropies = keptEntropies(logits.logits, job.temperature, job.topP, job.spikeModulus);
     spikeTotal += entropies.spike;
     entropyTotal += entropies.shannonBits;
-    context[length++] = sampleToken(logits, view, random, options).token;
+    if (job.measureStrength === true) expectedGreen += stepStrength(logits, view, options).greenProbability;
+    context[length++] = sample(logits, view, random, options).token;
   }
   return {
     tokens: context.slice(job.prompt.length, length),
     meanSpikeEntropy: job.maxTokens === 0 ? 0 : spikeTotal / job.maxTokens,
     meanEntropyBits: job.maxTokens === 0 ? 0 : entropyTotal / job.maxTokens,
+    expectedGreen,
   };
 }
 

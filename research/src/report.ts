@@ -3,13 +3,21 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeEnvironment, loadAverage } from './environment.ts';
 
-export type ExperimentName = 'fpr' | 'power' | 'robustness' | 'quality' | 'performance' | 'defaults';
+export type ExperimentName =
+  | 'fpr'
+  | 'power'
+  | 'robustness'
+  | 'quality'
+  | 'sampling'
+  | 'performance'
+  | 'defaults';
 
 export const EXPERIMENT_NAMES: readonly ExperimentName[] = Object.freeze([
   'fpr',
   'power',
   'robustness',
   'quality',
+  'sampling',
   'performance',
   'defaults',
 ]);

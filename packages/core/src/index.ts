@@ -48,7 +48,9 @@ export {
   type SampleOptions,
   type SampleResult,
   type SparseLogits,
+  type StepStrength,
   sampleToken,
+  stepStrength,
   watermarkLogits,
   watermarkLogitsInto,
 } from './sampling.ts';

@@ -7,6 +7,7 @@ import {
   generateAll,
   type LogitsSource,
   sampleToken,
+  stepStrength,
   watermarkLogits,
   watermarkLogitsInto,
 } from './index.ts';
@@ -79,12 +80,85 @@ describe('exact sampling from the watermarked distribution', () => {
     expect(sampleToken(logits, context, createRandom(1), { temperature: 0, watermarker }).token).toBe(best);
   });
 
-  it('top-k keeps the k most likely unbiased candidates', () => {
-    const random = createRandom(3);
-    for (let i = 0; i < 2000; i++) {
-      const { token } = sampleToken(logits, context, random, { topK: 2, watermarker });
-      expect([0, 1]).toContain(token);
+  function truncatedTarget(temperature: number, topK: number, topP: number): number[] {
+    const biased = watermarkLogits(watermarker, context, logits);
+    const order = Array.from(biased.keys()).sort((a, b) => biased[b]! - biased[a]! || a - b);
+    const full = exactDistribution(biased, temperature);
+    const kept = topK > 0 ? order.slice(0, topK) : order.slice();
+    let running = 0;
+    let keep = kept.length;
+    const mass = kept.reduce((sum, x) => sum + full[x]!, 0);
+    for (let j = 0; j < kept.length; j++) {
+      running += full[kept[j]!]!;
+      if (topP < 1 && running >= topP * mass) {
+        keep = j + 1;
+        break;
+      }
     }
+    const target = new Array<number>(logits.length).fill(0);
+    const keptMass = kept.slice(0, keep).reduce((sum, x) => sum + full[x]!, 0);
+    for (const x of kept.slice(0, keep)) target[x] = full[x]! / keptMass;
+    return target;
+  }
+
+  for (const [temperature, topK, topP] of [
+    [1, 2, 1],
+    [0.7, 0, 0.5],
+    [0.1, 0, 0.9],
+    [1, 3, 0.8],
+  ] as const) {
+    it(`top-k ${topK} / top-p ${topP} at T ${temperature} truncate the watermarked distribution, exactly`, () => {
+      const target = truncatedTarget(temperature, topK, topP);
+      const random = createRandom(Math.round(topK * 1000 + topP * 100 + temperature * 10));
+      const observed = frequencies(
+        () => sampleToken(logits, context, random, { temperature, topK, topP, watermarker }).token,
+        n,
+        logits.length,
+      );
+      target.forEach((p, x) => {
+        const sd = Math.sqrt((p * (1 - p)) / n);
+        expect(Math.abs(observed[x]! - p)).toBeLessThan(5 * sd + 1e-9);
+      });
+      const strength = stepStrength(logits, context, { temperature, topK, topP, watermarker });
+      const test = watermarker.candidateTester(context);
+      const green = target.reduce((sum, p, x) => sum + (test(x) === 1 ? p : 0), 0);
+      expect(strength.greenProbability).toBeCloseTo(green, 12);
+    });
+  }
+
+  it('a tiny top-p keeps the argmax of the biased logits, so the mark survives it', () => {
+    const biased = watermarkLogits(watermarker, context, logits);
+    const best = biased.indexOf(Math.max(...biased));
+    const random = createRandom(8);
+    for (let i = 0; i < 200; i++) {
+      expect(sampleToken(logits, context, random, { topP: 1e-9, watermarker }).token).toBe(best);
+      expect(sampleToken(logits, context, random, { temperature: 1e-9, topP: 0.3, watermarker }).token).toBe(
+        best,
+      );
+    }
+    expect(stepStrength(logits, context, { temperature: 0, watermarker }).greenProbability).toBe(
+      watermarker.candidateTester(context)(best) === 1 ? 1 : 0,
+    );
+  });
+
+  it('stepStrength matches the green frequency of sampling without truncation', () => {
+    const test = watermarker.candidateTester(context);
+    for (const temperature of [1, 0.25]) {
+      const q = exactDistribution(watermarkLogits(watermarker, context, logits), temperature);
+      const green = q.reduce((sum, p, x) => sum + (test(x) === 1 ? p : 0), 0);
+      const strength = stepStrength(logits, context, { temperature, watermarker });
+      expect(strength.greenProbability).toBeCloseTo(green, 12);
+      const p = exactDistribution(logits, temperature);
+      const z = (0.75 * (Math.exp(2) - 1)) / (1 + (Math.exp(2) - 1) * 0.25);
+      expect(strength.spikeEntropy).toBeCloseTo(
+        p.reduce((sum, x) => sum + x / (1 + z * x), 0),
+        12,
+      );
+    }
+    expect(stepStrength(logits, context, { watermarker: null })).toEqual({
+      greenProbability: 0,
+      spikeEntropy: 0,
+    });
   });
 
   it('evaluates few memberships per step over a 100k vocabulary', () => {

@@ -106,8 +106,9 @@ export interface SampleResult {
 const REJECTION_LIMIT = 64;
 
 /**
- * Samples one token from q(x) ∝ exp(ℓ'_x / T) over the candidates kept by top-k / top-p of the
- * unbiased distribution, exactly, testing green membership lazily (spec §7).
+ * Samples one token exactly from the watermarked distribution q(x) ∝ exp(ℓ'_x / T), ℓ'_x = ℓ_x + δ·green(x),
+ * truncated by top-k / top-p of q itself (spec §7). Without truncation it tests green membership lazily;
+ * with it, once per candidate. Temperature 0 is greedy on ℓ' and ignores truncation.
  */
 export function sampleToken(
   logits: Logits,
@@ -132,20 +133,24 @@ export function sampleToken(
   const tokenAt = (i: number): number => (ids === null ? i : ids[i]!);
   const banned = options.bannedTokens;
 
-  // Candidate indices kept by top-k / top-p, over finite logits.
-  let kept: Int32Array | null = null;
   let maxLogit = Number.NEGATIVE_INFINITY;
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
     if (v > maxLogit && !(banned?.has(tokenAt(i)) ?? false)) maxLogit = v;
   }
   if (maxLogit === Number.NEGATIVE_INFINITY) throw new RangeError('logits: no candidate has a finite logit');
-  if (topK > 0 || topP < 1 || banned !== undefined)
-    kept = keptCandidates(values, tokenAt, temperature, topK, topP, banned);
+
+  const watermarker = options.watermarker ?? null;
+  // Truncation applies to the watermarked distribution (spec §7), so it can never cut the mark away;
+  // greedy ignores it (the argmax is always kept).
+  if (temperature > 0 && (topK > 0 || topP < 1)) {
+    return sampleTruncated(values, tokenAt, context, random, temperature, topK, topP, watermarker, banned);
+  }
+  // Candidate indices over finite, allowed logits (all of them when nothing is banned).
+  const kept: Int32Array | null = banned === undefined ? null : allowedCandidates(values, tokenAt, banned);
   const count = kept === null ? values.length : kept.length;
   const indexAt = (j: number): number => (kept === null ? j : kept[j]!);
 
-  const watermarker = options.watermarker ?? null;
   const test = watermarker === null ? null : watermarker.candidateTester(context);
   const delta = watermarker === null ? 0 : watermarker.scheme.delta;
   let tests = 0;
@@ -224,35 +229,178 @@ export function sampleToken(
   return { token: tokenAt(best), membershipTests: tests };
 }
 
-function keptCandidates(
+function allowedCandidates(
   values: Float32Array,
   tokenAt: (i: number) => number,
+  banned: ReadonlySet<number>,
+): Int32Array {
+  const candidates: number[] = [];
+  for (let i = 0; i < values.length; i++) {
+    if (values[i]! > Number.NEGATIVE_INFINITY && !banned.has(tokenAt(i))) candidates.push(i);
+  }
+  return Int32Array.from(candidates);
+}
+
+/**
+ * The distribution a step samples from, over candidate indices: the watermarked logits
+ * ℓ'_x = ℓ_x + δ·green(x) at temperature T, truncated to the top-k / top-p of that distribution
+ * (top-p: the smallest prefix, in descending ℓ' order with the lower index first on ties, whose mass
+ * reaches p), renormalized. Tests every allowed candidate's membership once.
+ */
+export interface TruncatedDistribution {
+  /** Kept candidate indices, most likely first. */
+  readonly indices: Int32Array;
+  /** Their probabilities (sum 1). */
+  readonly probabilities: Float64Array;
+  /** Their green bits. */
+  readonly green: Uint8Array;
+  readonly membershipTests: number;
+}
+
+function truncatedDistribution(
+  values: Float32Array,
+  tokenAt: (i: number) => number,
+  context: ArrayLike<number>,
   temperature: number,
   topK: number,
   topP: number,
+  watermarker: Watermarker | null,
   banned: ReadonlySet<number> | undefined,
-): Int32Array {
+): TruncatedDistribution {
+  const test = watermarker === null ? null : watermarker.candidateTester(context);
+  const delta = watermarker === null ? 0 : watermarker.scheme.delta;
   const candidates: number[] = [];
   for (let i = 0; i < values.length; i++) {
     if (values[i]! > Number.NEGATIVE_INFINITY && !(banned?.has(tokenAt(i)) ?? false)) candidates.push(i);
   }
-  if (topK === 0 && topP >= 1) return Int32Array.from(candidates);
-  candidates.sort((a, b) => values[b]! - values[a]! || a - b);
+  const greenByIndex = new Uint8Array(values.length);
+  const biased = new Float64Array(values.length);
+  for (const i of candidates) {
+    const green = test !== null && delta !== 0 && test(tokenAt(i)) === 1 ? 1 : 0;
+    greenByIndex[i] = green;
+    biased[i] = values[i]! + delta * green;
+  }
+  candidates.sort((a, b) => biased[b]! - biased[a]! || a - b);
   let keep = topK > 0 ? Math.min(topK, candidates.length) : candidates.length;
-  if (topP < 1 && temperature > 0) {
-    const max = values[candidates[0]!]!;
-    let total = 0;
-    const weights = new Float64Array(keep);
-    for (let j = 0; j < keep; j++)
-      total += weights[j] = Math.exp((values[candidates[j]!]! - max) / temperature);
+  const max = biased[candidates[0]!]!;
+  const weights = new Float64Array(keep);
+  let total = 0;
+  for (let j = 0; j < keep; j++)
+    total += weights[j] = Math.exp((biased[candidates[j]!]! - max) / temperature);
+  if (topP < 1) {
     let running = 0;
     for (let j = 0; j < keep; j++) {
       running += weights[j]!;
       if (running >= topP * total) {
         keep = j + 1;
+        total = running;
         break;
       }
     }
   }
-  return Int32Array.from(candidates.slice(0, keep));
+  const indices = Int32Array.from(candidates.slice(0, keep));
+  const probabilities = new Float64Array(keep);
+  const green = new Uint8Array(keep);
+  for (let j = 0; j < keep; j++) {
+    probabilities[j] = weights[j]! / total;
+    green[j] = greenByIndex[indices[j]!]!;
+  }
+  return {
+    indices,
+    probabilities,
+    green,
+    membershipTests: test === null || delta === 0 ? 0 : candidates.length,
+  };
+}
+
+function sampleTruncated(
+  values: Float32Array,
+  tokenAt: (i: number) => number,
+  context: ArrayLike<number>,
+  random: RandomSource,
+  temperature: number,
+  topK: number,
+  topP: number,
+  watermarker: Watermarker | null,
+  banned: ReadonlySet<number> | undefined,
+): SampleResult {
+  const distribution = truncatedDistribution(
+    values,
+    tokenAt,
+    context,
+    temperature,
+    topK,
+    topP,
+    watermarker,
+    banned,
+  );
+  const { indices, probabilities } = distribution;
+  let target = random.nextFloat();
+  let chosen = indices.length - 1;
+  for (let j = 0; j < indices.length; j++) {
+    target -= probabilities[j]!;
+    if (target < 0) {
+      chosen = j;
+      break;
+    }
+  }
+  return { token: tokenAt(indices[chosen]!), membershipTests: distribution.membershipTests };
+}
+
+/** What one sampling step contributes to the mark, for reporting how provable a generation is. */
+export interface StepStrength {
+  /** Probability that the step's token is green: the green mass of the distribution it is sampled from. */
+  readonly greenProbability: number;
+  /**
+   * Spike entropy S(p, z) = Σ p_x / (1 + z·p_x), z = (1 − γ)(e^δ − 1) / (1 + (e^δ − 1)γ), of the unbiased
+   * distribution p ∝ exp(ℓ/T) the bias is applied to (Kirchenbauer et al. 2023, Definition 4.1,
+   * https://arxiv.org/abs/2301.10226); a point mass at T = 0.
+   */
+  readonly spikeEntropy: number;
+}
+
+/**
+ * The exact probability that {@link sampleToken}, called with the same arguments, returns a green token,
+ * and the step's spike entropy. Tests every candidate's membership; meant for reporting, not for sampling.
+ * Returns zeros without a watermarker.
+ */
+export function stepStrength(
+  logits: Logits,
+  context: ArrayLike<number>,
+  options: Omit<SampleOptions, 'watermarker'> & { readonly watermarker: Watermarker | null },
+): StepStrength {
+  assertLogits(logits);
+  const watermarker = options.watermarker;
+  if (watermarker === null) return { greenProbability: 0, spikeEntropy: 0 };
+  const temperature = options.temperature ?? 1;
+  const values = isSparse(logits) ? logits.logits : logits;
+  const ids = isSparse(logits) ? logits.ids : null;
+  const tokenAt = (i: number): number => (ids === null ? i : ids[i]!);
+  const { gamma, delta } = watermarker.scheme;
+  const boost = Math.exp(delta);
+  const modulus = ((1 - gamma) * (boost - 1)) / (1 + (boost - 1) * gamma);
+  const banned = options.bannedTokens;
+  if (temperature === 0) {
+    const greedy = truncatedDistribution(values, tokenAt, context, 1, 1, 1, watermarker, banned);
+    return { greenProbability: greedy.green[0]!, spikeEntropy: 1 / (1 + modulus) };
+  }
+  const q = truncatedDistribution(
+    values,
+    tokenAt,
+    context,
+    temperature,
+    options.topK ?? 0,
+    options.topP ?? 1,
+    watermarker,
+    banned,
+  );
+  let greenProbability = 0;
+  for (let j = 0; j < q.indices.length; j++) if (q.green[j] === 1) greenProbability += q.probabilities[j]!;
+  const p = truncatedDistribution(values, tokenAt, context, temperature, 0, 1, null, banned);
+  let spikeEntropy = 0;
+  for (let j = 0; j < p.indices.length; j++) {
+    const probability = p.probabilities[j]!;
+    spikeEntropy += probability / (1 + modulus * probability);
+  }
+  return { greenProbability: Math.min(1, greenProbability), spikeEntropy };
 }

@@ -76,7 +76,7 @@ function configs(quick: boolean): WatermarkConfig[] {
  * and test splits), larger than the generator (order 4, train split) in both order and data. Cached in
  * research/.cache. The quick variant trains an order-5 model on the test split only (a smoke test).
  */
-async function loadOracle(quick: boolean): Promise<{ model: NgramModel; description: string }> {
+export async function loadOracle(quick: boolean): Promise<{ model: NgramModel; description: string }> {
   const split = quick ? 'test' : 'all';
   const description = `order ${ORACLE_ORDER}, ${quick ? 'test split only (quick variant)' : 'all of Brown and nlp-corpus (train and test splits)'}`;
   const path = join(

@@ -1,5 +1,5 @@
 /** The embedded backend: the n-gram model of @tracemark/lm, so the gateway runs on a fresh machine. */
-import { sampleToken } from '@tracemark/core';
+import { sampleToken, stepStrength } from '@tracemark/core';
 import { loadDefaultModel, type NgramModel } from '@tracemark/lm';
 import { getTokenizer, isTokenizerId } from '@tracemark/tokenizers';
 import { reportedLogprobs } from '../generation/distribution.ts';
@@ -36,8 +36,9 @@ export async function createEmbeddedBackend(options: {
     for (let index = 0; index < request.maxTokens; index++) {
       if (request.signal.aborted) return;
       const candidates = model.candidates(context, EMBEDDED_MAX_CANDIDATES);
+      const strength = stepStrength(candidates, context, sampleOptions);
       const { token } = sampleToken(candidates, context, request.random, sampleOptions);
-      let step: GeneratedStep = { token, logprob: null, top: null };
+      let step: GeneratedStep = { token, strength, logprob: null, top: null };
       if (request.topLogprobs !== null) {
         const reported = reportedLogprobs(
           candidates,
@@ -46,7 +47,7 @@ export async function createEmbeddedBackend(options: {
           token,
           request.topLogprobs,
         );
-        step = { token, logprob: reported.logprob, top: reported.top };
+        step = { token, strength, logprob: reported.logprob, top: reported.top };
       }
       context.push(token);
       yield step;

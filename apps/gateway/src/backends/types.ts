@@ -1,5 +1,5 @@
 /** A backend proposes next-token candidates; the gateway applies the watermark and samples. */
-import type { RandomSource, Watermarker } from '@tracemark/core';
+import type { RandomSource, StepStrength, Watermarker } from '@tracemark/core';
 import type { Tokenizer } from '@tracemark/tokenizers';
 import type { TokenLogprob } from '../generation/distribution.ts';
 import type { BackendKind } from '../storage/types.ts';
@@ -34,6 +34,8 @@ export interface ChoiceRequest {
 
 export interface GeneratedStep {
   readonly token: number;
+  /** What the step contributes to the mark (core `stepStrength` over the distribution it sampled from). */
+  readonly strength: StepStrength;
   readonly logprob: number | null;
   readonly top: readonly TokenLogprob[] | null;
 }

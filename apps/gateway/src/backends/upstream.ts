@@ -10,7 +10,7 @@
  * token strings are mapped to the gateway tokenizer's ids; the two must share a tokenizer for the mark to be
  * exact (the probe checks that the strings map).
  */
-import type { SparseLogits } from '@tracemark/core';
+import { type SparseLogits, stepStrength } from '@tracemark/core';
 import type { Tokenizer } from '@tracemark/tokenizers';
 import type { UpstreamApi } from '../config.ts';
 import { GatewayError } from '../errors.ts';
@@ -387,7 +387,8 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
         } else {
           token = sampleTarget(distributions, request.random);
         }
-        let step: GeneratedStep = { token, logprob: null, top: null };
+        const strength = stepStrength(position.candidates, context, request);
+        let step: GeneratedStep = { token, strength, logprob: null, top: null };
         if (request.topLogprobs !== null) {
           const reported = reportedLogprobs(
             position.candidates,
@@ -396,7 +397,7 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
             token,
             request.topLogprobs,
           );
-          step = { token, logprob: reported.logprob, top: reported.top };
+          step = { token, strength, logprob: reported.logprob, top: reported.top };
         }
         generated.push(token);
         context.push(token);

@@ -1,4 +1,4 @@
-import { createRandom, createWatermarker, createWatermarkKey } from '@tracemark/core';
+import { createRandom, createWatermarker, createWatermarkKey, stepStrength } from '@tracemark/core';
 import { getTokenizer } from '@tracemark/tokenizers';
 import { describe, expect, it } from 'vitest';
 import { acceptDraft, draftDistributions, reportedLogprobs, sampleTarget } from './distribution.ts';
@@ -74,6 +74,20 @@ describe('speculative acceptance of an upstream draft', () => {
     const unboosted = draftDistributions(candidates, context, { watermarker: null, temperature: 0, topP: 1 });
     expect(acceptDraft(unboosted, drafted, random)).toEqual({ token: drafted, accepted: true });
     expect(sampleTarget(distributions, random)).toBe(best);
+  });
+
+  it.each([
+    [1, 1],
+    [0.7, 0.3],
+    [0.05, 0.9],
+    [1.5, 0.05],
+  ])('q is the distribution core samples from: same green mass (T = %s, top-p = %s)', (temperature, topP) => {
+    const { q } = draftDistributions(candidates, context, { watermarker, temperature, topP });
+    const test = watermarker.candidateTester(context);
+    const green = Array.from(candidates.ids).reduce((sum, id, i) => sum + (test(id) === 1 ? q[i]! : 0), 0);
+    const core = stepStrength(candidates, context, { watermarker, temperature, topP });
+    expect(green).toBeCloseTo(core.greenProbability, 9);
+    expect(q.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 12);
   });
 
   it('a draft outside the candidates is resampled', () => {

@@ -5,8 +5,8 @@
  * the residual max(0, q − p) normalized. The result is distributed exactly as q whenever x was drawn from p.
  *
  * Here p is the distribution the upstream samples from (temperature T, top-k = the candidates it reports),
- * and q is what core's sampler would sample (spec §7): top-p of p chooses the kept candidates, then
- * q(x) ∝ exp((ℓ_x + δ·green(x)) / T) over them. So the output follows q exactly within the top-k truncation.
+ * and q is what core's sampler would sample (spec §7): q(x) ∝ exp((ℓ_x + δ·green(x)) / T), truncated by
+ * top-p of q itself. So the output follows q exactly within the upstream's top-k truncation.
  */
 import type { RandomSource, SparseLogits, Watermarker } from '@tracemark/core';
 
@@ -71,25 +71,26 @@ export function draftDistributions(
 ): DraftDistributions {
   const { temperature, topP } = options;
   const p = softmax(candidates.logits, temperature, null);
-  const count = candidates.ids.length;
-  const kept = new Uint8Array(count).fill(1);
-  if (topP < 1 && temperature > 0) {
-    // The smallest set of most likely candidates (under p) whose mass reaches topP, as core's sampler keeps.
-    const order = Array.from({ length: count }, (_, i) => i).sort(
-      (a, b) => candidates.logits[b]! - candidates.logits[a]! || a - b,
-    );
-    kept.fill(0);
-    let running = 0;
-    for (const i of order) {
-      kept[i] = 1;
-      running += p[i]!;
-      if (running >= topP) break;
-    }
-  }
   const bias = greenBias(candidates, context, options.watermarker);
-  const masked = new Float64Array(count);
-  for (let i = 0; i < count; i++) masked[i] = kept[i] ? bias[i]! : Number.NEGATIVE_INFINITY;
-  const q = softmax(candidates.logits, temperature, masked);
+  const q = softmax(candidates.logits, temperature, bias);
+  const count = candidates.ids.length;
+  if (topP < 1 && temperature > 0) {
+    // The smallest set of most likely candidates under q whose mass reaches topP, as core's sampler keeps.
+    const order = Array.from({ length: count }, (_, i) => i).sort(
+      (a, b) => candidates.logits[b]! + bias[b]! - (candidates.logits[a]! + bias[a]!) || a - b,
+    );
+    let running = 0;
+    let cut = count;
+    for (let j = 0; j < count; j++) {
+      running += q[order[j]!]!;
+      if (running >= topP) {
+        cut = j + 1;
+        break;
+      }
+    }
+    for (let j = cut; j < count; j++) q[order[j]!] = 0;
+    for (let i = 0; i < count; i++) q[i]! /= running;
+  }
   return { ids: candidates.ids, p, q };
 }
 

@@ -10,6 +10,16 @@ export interface ChoiceOutcome {
   /** Per-token steps, kept only when logprobs were asked for. */
   readonly steps: readonly GeneratedStep[];
   readonly finishReason: FinishReason;
+  /** The mark's expected strength over the choice's tokens. */
+  readonly strength: ChoiceStrength;
+}
+
+/** Sums of core `stepStrength` over a choice's tokens. */
+export interface ChoiceStrength {
+  /** Σ P(green): the expected number of green tokens. */
+  readonly expectedGreen: number;
+  /** Σ spike entropy (Kirchenbauer et al. 2023, Definition 4.1). */
+  readonly spikeEntropySum: number;
 }
 
 export interface RunChoiceOptions {
@@ -30,9 +40,13 @@ export async function runChoice(options: RunChoiceOptions): Promise<ChoiceOutcom
   const steps: GeneratedStep[] = [];
   let unsent: GeneratedStep[] = [];
   let stopped = false;
+  let expectedGreen = 0;
+  let spikeEntropySum = 0;
   for await (const step of backend.generate(request)) {
     options.onToken?.();
     tokens.push(step.token);
+    expectedGreen += step.strength.greenProbability;
+    spikeEntropySum += step.strength.spikeEntropy;
     if (keepSteps) {
       steps.push(step);
       unsent.push(step);
@@ -48,7 +62,13 @@ export async function runChoice(options: RunChoiceOptions): Promise<ChoiceOutcom
     }
   }
   if (!stopped && request.signal.aborted) {
-    return { text: assembler.text, tokens, steps, finishReason: 'cancelled' };
+    return {
+      text: assembler.text,
+      tokens,
+      steps,
+      finishReason: 'cancelled',
+      strength: { expectedGreen, spikeEntropySum },
+    };
   }
   if (!stopped) {
     const { delta } = assembler.finish();
@@ -56,5 +76,5 @@ export async function runChoice(options: RunChoiceOptions): Promise<ChoiceOutcom
   }
   // Fewer tokens than allowed without a stop sequence: the backend's model ended the text itself.
   const finishReason: FinishReason = stopped || tokens.length < request.maxTokens ? 'stop' : 'length';
-  return { text: assembler.text, tokens, steps, finishReason };
+  return { text: assembler.text, tokens, steps, finishReason, strength: { expectedGreen, spikeEntropySum } };
 }
