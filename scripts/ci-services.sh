@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts the services the test suites use, from Debian's packages. Idempotent: safe to run
-# again on a machine where everything is already installed and running.
+# again on a machine where everything is already installed and running. Also installs strace, with which
+# test/durability.test.ts checks the order of fsync and socket writes.
 #
 # After it: PostgreSQL on 127.0.0.1:5432 with role tracemark / password tracemark owning the database
 # tracemark_test, and Redis on 127.0.0.1:6379. Those are the defaults the gateway's tests use
@@ -16,6 +17,7 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v strace >/dev/null 2>&1 || need+=(strace)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   as_root apt-get update -qq >/dev/null 2>&1

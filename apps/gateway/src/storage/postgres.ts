@@ -1,4 +1,7 @@
-/** PostgreSQL storage (pg): parameterized queries only; appends serialize on an advisory lock. */
+/**
+ * PostgreSQL storage (pg): parameterized queries only; appends serialize on an advisory lock and commit
+ * synchronously, so an issuance record is durable once appended. Refuses a server running with fsync = off.
+ */
 import {
   compactRange,
   lshBuckets,
@@ -34,6 +37,14 @@ import type {
 /** Arbitrary constants naming the gateway's advisory locks. */
 const MIGRATION_LOCK = 7_261_001;
 const ISSUANCE_LOCK = 7_261_002;
+
+/**
+ * Taken first by every append: the issuance lock and, for that transaction only, a synchronous commit where
+ * the session's default is `synchronous_commit = off` (COMMIT would return before the WAL is flushed). The
+ * other levels all flush locally before COMMIT returns, and are kept so a stricter one is never weakened.
+ */
+const LOCK_ISSUANCE_DURABLY =
+  "SELECT pg_advisory_xact_lock($1), CASE current_setting('synchronous_commit') WHEN 'off' THEN set_config('synchronous_commit', 'on', true) END";
 
 const placeholders = (count: number, offset = 0) =>
   Array.from({ length: count }, (_, i) => `$${i + 1 + offset}`).join(', ');
@@ -101,7 +112,10 @@ export async function openPostgresStorage(options: PostgresStorageOptions): Prom
   pool.on('error', () => undefined);
   try {
     if (readonly) await checkMigrated(pool);
-    else await migrate(pool);
+    else {
+      await checkDurableServer(pool);
+      await migrate(pool);
+    }
   } catch (error) {
     await pool.end().catch(() => undefined);
     throw error;
@@ -113,7 +127,7 @@ export async function openPostgresStorage(options: PostgresStorageOptions): Prom
     const client = await pool.connect();
     try {
       await client.query('BEGIN');
-      await client.query('SELECT pg_advisory_xact_lock($1)', [ISSUANCE_LOCK]);
+      await client.query(LOCK_ISSUANCE_DURABLY, [ISSUANCE_LOCK]);
       const result = await body(client);
       await client.query('COMMIT');
       return result;
@@ -355,6 +369,19 @@ function readOnlyUrl(connectionString: string): string {
     `${existing === null ? '' : `${existing} `}-c default_transaction_read_only=on`,
   );
   return url.toString();
+}
+
+/**
+ * Refuses a server that would lose committed records on a crash. `fsync = off` is server-wide, so unlike
+ * `synchronous_commit` no session can undo it.
+ */
+export async function checkDurableServer(client: Queryable): Promise<void> {
+  const { rows } = await client.query("SELECT current_setting('fsync') AS fsync");
+  if ((rows[0] as Row | undefined)?.fsync !== 'on') {
+    throw new Error(
+      'PostgreSQL runs with fsync = off, so a crash can lose committed issuance records; the gateway will not write its log there (set fsync = on)',
+    );
+  }
 }
 
 /** A read-only opening needs every migration applied (it cannot apply them). */
