@@ -1,7 +1,38 @@
-import { defineConfig } from 'vitest/config';
+import { defineConfig, type Plugin } from 'vitest/config';
+
+/**
+ * Tests run against the TypeScript sources of the workspace packages, never their `dist`: each
+ * package's `exports` has a "source" condition. Vitest runs tests in Vite's server-side ("ssr")
+ * environment, whose conditions are `ssr.resolve.conditions` (Vite 6+); the top-level
+ * `resolve.conditions` reaches only the client environment, and a stale `dist` was loaded instead.
+ * Setting the list replaces Vite's defaults, so they follow "source". Tests that spawn the built
+ * CLI or gateway (`node apps/cli/dist/bin.js`) are separate processes and still use `dist`.
+ */
+const sourceConditions = ['source', 'module', 'node', 'development|production'];
+
+/** Fails any test that loads a workspace package's `dist` through Vite (test/sources.test.ts checks it too). */
+function refuseWorkspaceDist(): Plugin {
+  const workspaceDist = /\/(?:packages|apps)\/[^/]+\/dist\//;
+  return {
+    name: 'tracemark:refuse-workspace-dist',
+    enforce: 'pre',
+    load(id) {
+      if (workspaceDist.test(id.replaceAll('\\', '/'))) {
+        throw new Error(`${id}: a test loaded a workspace package's dist; tests must run against src`);
+      }
+      return null;
+    },
+  };
+}
+
+/** Shared with vitest.slow.config.ts. */
+export const sourceResolution: { ssr: { resolve: { conditions: string[] } }; plugins: Plugin[] } = {
+  ssr: { resolve: { conditions: sourceConditions } },
+  plugins: [refuseWorkspaceDist()],
+};
 
 export default defineConfig({
-  resolve: { conditions: ['source'] },
+  ...sourceResolution,
   test: {
     include: [
       'packages/*/src/**/*.test.ts',

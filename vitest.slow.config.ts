@@ -1,7 +1,8 @@
 import { defineConfig } from 'vitest/config';
+import { sourceResolution } from './vitest.config.ts';
 
 export default defineConfig({
-  resolve: { conditions: ['source'] },
+  ...sourceResolution,
   test: {
     include: ['**/*.slow.test.ts'],
     exclude: ['**/node_modules/**', '**/dist/**'],

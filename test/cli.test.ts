@@ -174,4 +174,19 @@ describe('tracemark CLI, real processes', () => {
     expect(pooled.summary.workers).toBe(2);
     expect(pooled.results).toEqual(single.results);
   });
+
+  it('a key made with keygen --delta 0: detect gives insufficient (tokensToSettle null), never an error', async () => {
+    const flat = join(directory, 'flat.json');
+    const created = await tracemark(['keygen', '--out', flat, '--delta', '0', '--json']);
+    expect(created.code, created.stderr).toBe(0);
+    const text = 'A person wrote this on a Sunday afternoon, with the window open and the radio on.';
+    const detected = await tracemark(['detect', '--key', flat, '-', '--json'], { input: text });
+    expect(detected.code, detected.stderr).toBe(0);
+    const report = JSON.parse(detected.stdout);
+    expect(report.error).toBeUndefined();
+    expect(report.results[0]).toMatchObject({ verdict: 'insufficient', tokensToSettle: null });
+    const human = await tracemark(['detect', '--key', flat, '-'], { input: text });
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(/insufficient evidence/);
+  });
 });

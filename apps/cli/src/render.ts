@@ -23,8 +23,10 @@ export function verdictLine(result: DocumentResult): string {
     `key ${result.keyId}`,
   ];
   let line = parts.join(', ');
-  if (result.verdict === 'insufficient' && Number.isFinite(result.tokensToSettle)) {
-    line += `; about ${result.tokensToSettle} more scored tokens would settle it`;
+  if (result.verdict === 'insufficient') {
+    line += Number.isFinite(result.tokensToSettle)
+      ? `; about ${result.tokensToSettle} more scored tokens would settle it`
+      : '; no amount of text up to a million more scored tokens is sure to settle it (a key with δ = 0 never rules a watermark out)';
   }
   if (result.window !== null && result.window.length > 0) {
     line += `; best passage tokens ${result.window.startToken}–${result.window.endToken} (log10 p = ${formatLog10(result.window.log10P)} before correcting for ${result.window.windowsSearched} windows)`;

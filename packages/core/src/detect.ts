@@ -72,7 +72,11 @@ export interface KeyDetection extends ScoreCounts {
   /** The p-value the verdict uses: windowed if asked, then Holm-adjusted across keys. */
   readonly log10PAdjusted: number;
   readonly verdict: Verdict;
-  /** Extra scored tokens after which any outcome settles the verdict (0 unless insufficient). */
+  /**
+   * Extra scored tokens (under this key) after which every outcome settles this key's verdict,
+   * whatever the other keys show (spec §5.2): 0 unless insufficient; Infinity when no number up to
+   * {@link MAX_TOKENS_TO_SETTLE} does (always with δ = 0 and no alternative given).
+   */
   readonly tokensToSettle: number;
   readonly window: WindowResult | null;
   readonly status: readonly TokenStatusName[] | null;
@@ -82,6 +86,13 @@ export interface Detection {
   readonly verdict: Verdict;
   /** The key with the smallest adjusted p-value at or below α, when watermarked. */
   readonly matchedKeyId: string | null;
+  /**
+   * The key whose numbers stand for the document (spec §5.4): the matched key; else the strongest
+   * evidence among the keys whose verdict is the document's.
+   */
+  readonly reportedKeyId: string;
+  /** 0 unless insufficient; then the largest tokensToSettle of the insufficient keys (never 0). */
+  readonly tokensToSettle: number;
   readonly fpr: number;
   readonly keysTested: number;
   readonly results: readonly KeyDetection[];
@@ -90,8 +101,12 @@ export interface Detection {
 export interface ResolvedVerdictOptions {
   fpr: number;
   missRate: number;
-  alternative: number;
+  /** g₁; null when the scheme has δ = 0 and none was given: then nothing is `not_watermarked`. */
+  alternative: number | null;
 }
+
+/** Beyond this many extra scored tokens, tokensToSettle is reported as Infinity (null in JSON). */
+export const MAX_TOKENS_TO_SETTLE = 1_000_000;
 
 export function resolveVerdictOptions(
   watermarker: Watermarker,
@@ -100,80 +115,159 @@ export function resolveVerdictOptions(
   const fpr = options.fpr ?? DEFAULT_FPR;
   const missRate = options.missRate ?? DEFAULT_MISS_RATE;
   const gamma = watermarker.scheme.gammaEffective;
-  const alternative =
-    options.alternativeGreenFraction ?? gamma + (biasedGreenFraction(watermarker.scheme) - gamma) / 2;
   if (typeof fpr !== 'number' || !(fpr > 0 && fpr < 1)) {
     throw new RangeError(`fpr: expected a number strictly between 0 and 1, got ${String(fpr)}`);
   }
   if (typeof missRate !== 'number' || !(missRate > 0 && missRate < 1)) {
     throw new RangeError(`missRate: expected a number strictly between 0 and 1, got ${String(missRate)}`);
   }
-  if (typeof alternative !== 'number' || !(alternative > gamma && alternative < 1)) {
-    throw new RangeError(
-      `alternativeGreenFraction: expected a number between γ_eff (${gamma}) and 1, got ${String(alternative)}`,
-    );
+  const given = options.alternativeGreenFraction;
+  if (given !== undefined) {
+    if (typeof given !== 'number' || !(given > gamma && given < 1)) {
+      throw new RangeError(
+        `alternativeGreenFraction: expected a number between γ_eff (${gamma}) and 1, got ${String(given)}`,
+      );
+    }
+    return { fpr, missRate, alternative: given };
   }
-  return { fpr, missRate, alternative };
+  // With δ = 0 the design strength is γ_eff itself: no watermark strength to rule out.
+  const design = gamma + (biasedGreenFraction(watermarker.scheme) - gamma) / 2;
+  return { fpr, missRate, alternative: design > gamma ? design : null };
 }
 
-const settleCache = new Map<string, Map<number, boolean>>();
+/** How a verdict is corrected for the search: keys tested (Holm) and, when windowed, the windows. */
+export interface SettleOptions {
+  /** m, the number of keys tested together (default 1). */
+  readonly keysTested?: number;
+  /** The shortest window, when the verdict uses the windowed p-value of spec §5.3. */
+  readonly minWindow?: number;
+}
 
-/** True when, with T scored tokens, every green count gives `watermarked` or `not_watermarked`. */
-function settles(T: number, gamma: number, v: ResolvedVerdictOptions): boolean {
-  const cacheKey = `${gamma}|${v.fpr}|${v.missRate}|${v.alternative}`;
-  let cache = settleCache.get(cacheKey);
-  if (cache === undefined) {
-    cache = new Map();
-    settleCache.set(cacheKey, cache);
+/** W(T): the number of windows the search of spec §5.3 visits on a tape of T scored tokens. */
+export function windowCount(numScored: number, minWindow: number = DEFAULT_MIN_WINDOW): number {
+  if (!Number.isInteger(minWindow) || minWindow < 1) {
+    throw new RangeError(`minWindow: expected a positive integer, got ${String(minWindow)}`);
   }
-  const held = cache.get(T);
-  if (held !== undefined) return held;
-  const log10Alpha = Math.log10(v.fpr);
-  const log10Beta = Math.log10(v.missRate);
-  // k0: the smallest k with P0[X ≥ k] ≤ α; k1: the largest k with P1[X ≤ k] ≤ β.
-  let lo = 0;
+  let count = 1;
+  let previous = 0;
+  for (let j = 0; ; j++) {
+    const length = Math.round(minWindow * 2 ** (j / 2));
+    if (length >= numScored) break;
+    if (length === previous) continue;
+    previous = length;
+    // Starts 0, s, 2s, … plus the final window [T − ℓ, T) when it is not one of them.
+    count += Math.ceil((numScored - length) / Math.max(1, Math.floor(length / 4))) + 1;
+  }
+  return count;
+}
+
+interface SettleRule {
+  readonly gamma: number;
+  readonly alternative: number;
+  readonly log10Beta: number;
+  /** log10 of the per-key level α/m. */
+  readonly log10Level: number;
+  readonly minWindow: number | null;
+}
+
+/**
+ * k0(T): the smallest green count whose p-value settles `watermarked` whatever the other keys and
+ * windows show, P0[X ≥ k] ≤ α/(m·W(T)); T + 1 when no count does. Searched from `from` up, which
+ * is valid because k0 never decreases with T.
+ */
+function smallestWatermarkedCount(T: number, rule: SettleRule, from: number): number {
+  const windows = rule.minWindow === null ? 1 : windowCount(T, rule.minWindow);
+  const level = rule.log10Level - Math.log10(windows);
+  let lo = from;
   let hi = T + 1;
   while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (log10BinomialSf(mid, T, gamma) <= log10Alpha) hi = mid;
+    const mid = Math.floor((lo + hi) / 2);
+    if (log10BinomialSf(mid, T, rule.gamma) <= level) hi = mid;
     else lo = mid + 1;
   }
-  const k0 = lo;
-  lo = -1;
-  hi = T;
+  return lo;
+}
+
+/** k1(T): the largest green count that rules out g₁, P1[X ≤ k] ≤ β, searched in [from, to]; −1 when none. */
+function largestRuledOutCount(T: number, rule: SettleRule, from: number, to: number): number {
+  let lo = from;
+  let hi = Math.min(to, T);
   while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (log10BinomialCdf(mid, T, v.alternative) <= log10Beta) lo = mid;
+    const mid = Math.floor((lo + hi + 1) / 2);
+    if (log10BinomialCdf(mid, T, rule.alternative) <= rule.log10Beta) lo = mid;
     else hi = mid - 1;
   }
-  const k1 = lo;
-  const result = k0 <= T && k1 >= k0 - 1;
-  cache.set(T, result);
+  return lo;
+}
+
+const settleCache = new Map<string, number>();
+
+/**
+ * T* − T, where T* is the smallest T' > T at which every green count settles (k1 ≥ k0 − 1).
+ * Exact, without visiting every T': k1 grows by at most 1 per token and k0 never falls, so with a
+ * gap g = k0 − 1 − k1 > 0 nothing before T' + g can settle.
+ */
+function tokensToSettle(T: number, rule: SettleRule): number {
+  const cacheKey = `${rule.gamma}|${rule.alternative}|${rule.log10Beta}|${rule.log10Level}|${rule.minWindow}|${T}`;
+  const held = settleCache.get(cacheKey);
+  if (held !== undefined) return held;
+  let next = T + 1;
+  let k0 = smallestWatermarkedCount(next, rule, 0);
+  let k1 = largestRuledOutCount(next, rule, -1, next);
+  let result = Number.POSITIVE_INFINITY;
+  while (next - T <= MAX_TOKENS_TO_SETTLE) {
+    const gap = k0 - 1 - k1;
+    if (gap <= 0) {
+      result = next - T;
+      break;
+    }
+    next += gap;
+    k0 = smallestWatermarkedCount(next, rule, k0);
+    k1 = largestRuledOutCount(next, rule, k1, k1 + gap);
+  }
+  if (settleCache.size >= 4096) settleCache.clear();
+  settleCache.set(cacheKey, result);
   return result;
 }
 
-function tokensToSettle(T: number, gamma: number, v: ResolvedVerdictOptions): number {
-  for (let next = T + 1; next < T + 1_000_000; next++) if (settles(next, gamma, v)) return next - T;
-  return Number.POSITIVE_INFINITY;
-}
-
-/** The verdict of spec §5.2 for T scored tokens with k green, given the p-value to use. */
+/**
+ * The verdict of spec §5.2 for T scored tokens with k green, given the p-value to use (windowed
+ * and Holm-adjusted as the detection asks). `settle` says what that p-value was corrected for, so
+ * that tokensToSettle holds whatever the other keys and windows show.
+ */
 export function decideVerdict(
   numScored: number,
   numGreen: number,
   log10PValue: number,
   gamma: number,
   options: ResolvedVerdictOptions,
+  settle: SettleOptions = {},
 ): { verdict: Verdict; tokensToSettle: number } {
+  const keysTested = settle.keysTested ?? 1;
+  if (!Number.isInteger(keysTested) || keysTested < 1) {
+    throw new RangeError(`keysTested: expected a positive integer, got ${String(keysTested)}`);
+  }
+  const minWindow = settle.minWindow ?? null;
+  if (minWindow !== null && !(Number.isInteger(minWindow) && minWindow >= 1)) {
+    throw new RangeError(`minWindow: expected a positive integer, got ${String(minWindow)}`);
+  }
   if (numScored > 0 && log10PValue <= Math.log10(options.fpr))
     return { verdict: 'watermarked', tokensToSettle: 0 };
-  if (
-    numScored > 0 &&
-    log10BinomialCdf(numGreen, numScored, options.alternative) <= Math.log10(options.missRate)
-  ) {
+  const alternative = options.alternative;
+  // δ = 0 and no g₁ given: nothing rules a watermark out, and no amount of text changes that.
+  if (alternative === null) return { verdict: 'insufficient', tokensToSettle: Number.POSITIVE_INFINITY };
+  const log10Beta = Math.log10(options.missRate);
+  if (numScored > 0 && log10BinomialCdf(numGreen, numScored, alternative) <= log10Beta) {
     return { verdict: 'not_watermarked', tokensToSettle: 0 };
   }
-  return { verdict: 'insufficient', tokensToSettle: tokensToSettle(numScored, gamma, options) };
+  const rule: SettleRule = {
+    gamma,
+    alternative,
+    log10Beta,
+    log10Level: Math.log10(options.fpr) - Math.log10(keysTested),
+    minWindow,
+  };
+  return { verdict: 'insufficient', tokensToSettle: tokensToSettle(numScored, rule) };
 }
 
 /** Windowed search over the scored tape (spec §5.3). */
@@ -227,6 +321,56 @@ export interface DetectionSession {
   push(tokens: ArrayLike<number>): void;
   /** The detection over everything pushed; the session can keep going afterwards. */
   finish(): Detection;
+}
+
+/** The strongest evidence: smallest adjusted p-value, then smallest raw p-value, then the key given first. */
+function strongest(candidates: readonly KeyDetection[]): KeyDetection {
+  let best = candidates[0]!;
+  for (const result of candidates) {
+    if (
+      result.log10PAdjusted < best.log10PAdjusted ||
+      (result.log10PAdjusted === best.log10PAdjusted && result.log10P < best.log10P)
+    ) {
+      best = result;
+    }
+  }
+  return best;
+}
+
+/**
+ * The document verdict of spec §5.4: `watermarked` when some key is (the matched key is the
+ * strongest of those), else `not_watermarked` when every key is, else `insufficient`. The reported
+ * key is the strongest among the keys whose verdict is the document's; an insufficient document
+ * settles once every insufficient key has, so its tokensToSettle is their largest.
+ */
+function documentVerdict(
+  results: readonly KeyDetection[],
+): Pick<Detection, 'verdict' | 'matchedKeyId' | 'reportedKeyId' | 'tokensToSettle'> {
+  const watermarked = results.filter((r) => r.verdict === 'watermarked');
+  if (watermarked.length > 0) {
+    const matched = strongest(watermarked);
+    return {
+      verdict: 'watermarked',
+      matchedKeyId: matched.keyId,
+      reportedKeyId: matched.keyId,
+      tokensToSettle: 0,
+    };
+  }
+  const insufficient = results.filter((r) => r.verdict === 'insufficient');
+  if (insufficient.length === 0) {
+    return {
+      verdict: 'not_watermarked',
+      matchedKeyId: null,
+      reportedKeyId: strongest(results).keyId,
+      tokensToSettle: 0,
+    };
+  }
+  return {
+    verdict: 'insufficient',
+    matchedKeyId: null,
+    reportedKeyId: strongest(insufficient).keyId,
+    tokensToSettle: Math.max(...insufficient.map((r) => r.tokensToSettle)),
+  };
 }
 
 /**
@@ -285,10 +429,14 @@ export function createDetection(
       return { ...state, counts, log10P, window, decisive };
     });
     const adjusted = holmAdjustLog10(partial.map((p) => p.decisive));
+    const settle: SettleOptions = {
+      keysTested: list.length,
+      ...(windowOptions === null ? {} : { minWindow: windowOptions.minWindow ?? DEFAULT_MIN_WINDOW }),
+    };
     const results = partial.map((p, i): KeyDetection => {
       const { numTokens, numScored, numGreen } = p.counts;
       const gamma = p.watermarker.scheme.gammaEffective;
-      const decided = decideVerdict(numScored, numGreen, adjusted[i]!, gamma, p.verdictOptions);
+      const decided = decideVerdict(numScored, numGreen, adjusted[i]!, gamma, p.verdictOptions, settle);
       return {
         keyId: p.watermarker.keyId,
         scheme: p.watermarker.scheme.name,
@@ -309,26 +457,8 @@ export function createDetection(
           : null,
       };
     });
-    let matched: KeyDetection | null = null;
-    for (const result of results) {
-      if (result.verdict !== 'watermarked') continue;
-      if (
-        matched === null ||
-        result.log10PAdjusted < matched.log10PAdjusted ||
-        (result.log10PAdjusted === matched.log10PAdjusted && result.log10P < matched.log10P)
-      ) {
-        matched = result;
-      }
-    }
-    const verdict: Verdict =
-      matched !== null
-        ? 'watermarked'
-        : results.every((r) => r.verdict === 'not_watermarked')
-          ? 'not_watermarked'
-          : 'insufficient';
     return {
-      verdict,
-      matchedKeyId: matched?.keyId ?? null,
+      ...documentVerdict(results),
       fpr: partial[0]!.verdictOptions.fpr,
       keysTested: list.length,
       results,

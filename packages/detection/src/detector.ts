@@ -51,11 +51,16 @@ export interface DocumentResult {
   readonly log10P: number;
   /** The p-value the verdict used: windowed if asked, Holm-adjusted across keys. */
   readonly log10PAdjusted: number;
-  /** The matched key when watermarked, else the key with the strongest evidence. */
+  /** The matched key when watermarked, else the strongest evidence among keys with the document's verdict. */
   readonly keyId: string;
   readonly tokenizer: string;
   readonly keysTested: number;
   readonly fpr: number;
+  /**
+   * 0 unless insufficient; then the extra scored tokens after which every key's verdict is settled
+   * whatever they show (the largest over the insufficient keys), and Infinity (null in JSON) when no
+   * number up to a million does, always so for a key with δ = 0.
+   */
   readonly tokensToSettle: number;
   readonly window: WindowResult | null;
   readonly keys: readonly KeyResult[];
@@ -157,11 +162,12 @@ export function createTextDetector(options: DetectorOptions): TextDetector {
   });
 }
 
-/** The key result a document reports: the matched key, else the strongest evidence. */
+/**
+ * The key result a document reports (spec §5.4): the matched key when watermarked, else the
+ * strongest evidence among the keys whose verdict is the document's.
+ */
 export function reportedKey(detection: Detection): KeyDetection {
-  const matched = detection.results.find((r) => r.keyId === detection.matchedKeyId);
-  if (matched !== undefined) return matched;
-  return detection.results.reduce((best, r) => (r.log10PAdjusted < best.log10PAdjusted ? r : best));
+  return detection.results.find((r) => r.keyId === detection.reportedKeyId) ?? detection.results[0]!;
 }
 
 function toDocumentResult(detection: Detection, source: string, tokenizer: string): DocumentResult {
@@ -180,7 +186,7 @@ function toDocumentResult(detection: Detection, source: string, tokenizer: strin
     tokenizer,
     keysTested: detection.keysTested,
     fpr: detection.fpr,
-    tokensToSettle: detection.verdict === 'insufficient' ? key.tokensToSettle : 0,
+    tokensToSettle: detection.tokensToSettle,
     window: key.window,
     keys: detection.results.map((r) => ({
       keyId: r.keyId,

@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { parseKeyFile } from '@tracemark/core';
 import type { DocumentResult, DocumentSession } from '@tracemark/detection';
 import type { Command } from 'commander';
-import type { ErrorResult, JobResult, Outcome } from '../detect-engine.ts';
+import type { ErrorResult, Job, JobResult, Outcome } from '../detect-engine.ts';
 import { type InputFormat, readInputs } from '../inputs.ts';
 import { CliError, type CliIo, EXIT } from '../io.ts';
 import { collect, parseNumber, parseOpenUnit } from '../options.ts';
@@ -147,6 +147,18 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
             error?: ErrorResult['error'];
           };
       const queue: Entry[] = [];
+      // A failing job fails when its turn comes, after the documents before it are out; meanwhile its
+      // rejection must not end the process as unhandled.
+      const submit = (job: Job): Promise<JobResult> => {
+        let promise: Promise<JobResult>;
+        try {
+          promise = runner.submit(job);
+        } catch (error) {
+          promise = Promise.reject(error);
+        }
+        promise.catch(() => undefined);
+        return promise;
+      };
       const maxInFlight = Math.max(2, runner.workers * 3);
       let session: DocumentSession | null = null;
       let lastSingleText: string | null = null;
@@ -169,6 +181,9 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
         progress.update(summary, started);
       };
 
+      // Once `{"results":[` is out, a failure still ends the document: it closes the array and says what
+      // failed in a top-level "error", so that stdout stays one valid JSON value.
+      let failure: unknown = null;
       try {
         for await (const unit of readInputs(paths, {
           stdin: io.stdin,
@@ -178,7 +193,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
             queue.push({
               kind: 'outcomes',
               bytes: unit.bytes,
-              promise: runner.submit({
+              promise: submit({
                 kind: 'lines',
                 source: unit.source,
                 firstLine: unit.firstLine,
@@ -200,7 +215,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
               if (unit.first && unit.last) lastSingleText = unit.text;
               queue.push({
                 kind: 'piece',
-                promise: runner.submit({ kind: 'tokenize', text: unit.text }),
+                promise: submit({ kind: 'tokenize', text: unit.text }),
                 source: unit.source,
                 first: unit.first,
                 last: unit.last,
@@ -220,6 +235,9 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
           while (queue.length > maxInFlight) await drainOne();
         }
         while (queue.length > 0) await drainOne();
+      } catch (error) {
+        if (!options.json) throw error;
+        failure = error;
       } finally {
         await runner.close();
       }
@@ -232,8 +250,10 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
         megabytesPerSecond: Number((summary.bytes / 1e6 / Math.max(seconds, 1e-9)).toFixed(2)),
         workers: runner.workers,
       };
-      if (options.json) io.stdout.write(`\n],"summary":${JSON.stringify(summaryJson)}}\n`);
-      else {
+      if (options.json) {
+        const error = failure === null ? '' : `,"error":${JSON.stringify(describeFailure(failure))}`;
+        io.stdout.write(`\n],"summary":${JSON.stringify(summaryJson)}${error}}\n`);
+      } else {
         if (summary.documents === 1 && results.length === 1 && lastSingleText !== null && io.stdoutIsTTY) {
           const detector = runner.engine.detector;
           const ids = detector.tokenizer.encodeFast(lastSingleText);
@@ -247,7 +267,8 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
           );
         }
       }
-      if (options.failOnDetect && summary.watermarked > 0) setExit(EXIT.detected);
+      if (failure !== null) setExit(failure instanceof CliError ? failure.exitCode : EXIT.io);
+      else if (options.failOnDetect && summary.watermarked > 0) setExit(EXIT.detected);
       else if (summary.errors > 0) setExit(EXIT.io);
       else setExit(EXIT.ok);
     });
@@ -255,6 +276,24 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
 
 function toJson(outcome: Outcome): object {
   if ('error' in outcome) return outcome;
-  const { keys, window, ...rest } = outcome;
-  return { ...rest, ...(window === null ? {} : { window }), ...(keys.length > 1 ? { keys } : {}) };
+  const { keys, window, tokensToSettle, ...rest } = outcome;
+  return {
+    ...rest,
+    // Infinity: no number of tokens up to a million settles it (always so with δ = 0).
+    tokensToSettle: Number.isFinite(tokensToSettle) ? tokensToSettle : null,
+    ...(window === null ? {} : { window }),
+    ...(keys.length > 1 ? { keys } : {}),
+  };
+}
+
+/** The stable code and message of a failure that ended a run after its JSON output had begun. */
+function describeFailure(error: unknown): { code: string; message: string } {
+  const code = (error as { code?: unknown } | null)?.code;
+  return {
+    code:
+      error instanceof CliError || (typeof code === 'string' && code.startsWith('TM_ERR_'))
+        ? String(code)
+        : 'TM_ERR_INTERNAL',
+    message: error instanceof Error ? error.message : String(error),
+  };
 }
