@@ -4,7 +4,7 @@
  */
 import swagger from '@fastify/swagger';
 import { createWatermarker, type Watermarker, type WatermarkKey } from '@tracemark/core';
-import { createTextDetector, type TextDetector } from '@tracemark/detection';
+import type { TextDetector } from '@tracemark/detection';
 import type { SigningKey } from '@tracemark/provenance';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify';
 import fp from 'fastify-plugin';
@@ -12,6 +12,7 @@ import type { Redis } from 'ioredis';
 import type { Backend } from './backends/types.ts';
 import type { GatewayConfig } from './config.ts';
 import { GatewayError } from './errors.ts';
+import { redactingLoggerOptions } from './log-redaction.ts';
 import authPlugin from './plugins/auth.ts';
 import consolePlugin from './plugins/console.ts';
 import errorsPlugin from './plugins/errors.ts';
@@ -28,6 +29,7 @@ import scanRoutes from './routes/scan.ts';
 import whoamiRoutes from './routes/whoami.ts';
 import { openAiErrorSchema } from './schemas.ts';
 import type { GatewayStorage } from './storage/types.ts';
+import { createWorkPool, type WorkPool } from './work/pool.ts';
 
 export const GATEWAY_VERSION = '0.1.0';
 
@@ -52,8 +54,10 @@ export interface GatewayContext extends GatewayServices {
   readonly watermarker: Watermarker;
   /** The Merkle log over the issuance records, and its signed checkpoints. */
   readonly issuanceLog: IssuanceLog;
-  /** The detector for the gateway's key (cached per option set). */
+  /** The detector for the gateway's key (cached per option set), on the main thread. */
   detector(options: { fpr?: number; window: boolean }): TextDetector;
+  /** Worker threads for tokenizing and scoring client text, with a per-request budget and a bounded queue. */
+  readonly work: WorkPool;
   readonly startedAt: number;
   /** Generations in progress: closing the app aborts them (streams end with an error event). */
   readonly activeGenerations: Set<AbortController>;
@@ -66,58 +70,47 @@ declare module 'fastify' {
   }
 }
 
-/** Log redaction: no header or body field that can hold a secret is ever written. */
-export const REDACTED_PATHS: readonly string[] = [
-  'req.headers.authorization',
-  'req.headers["x-api-key"]',
-  'req.headers.cookie',
-  'headers.authorization',
-  'authorization',
-  'key',
-  'apiKey',
-  'secret',
-  'serverSecret',
-  '*.key',
-  '*.secret',
-  '*.apiKey',
-];
+export { REDACTED_PATHS } from './log-redaction.ts';
 
 export type LoggerSetting = NonNullable<FastifyServerOptions['logger']>;
 
+/** pino at `level`, with every secret redacted (see log-redaction.ts), on stdout or `stream`. */
 export function loggerOptions(level: string, stream?: NodeJS.WritableStream): LoggerSetting {
   return {
     level,
-    redact: { paths: [...REDACTED_PATHS], censor: '[redacted]' },
+    ...redactingLoggerOptions,
     ...(stream === undefined ? {} : { stream }),
-  };
+  } as LoggerSetting;
 }
 
 const servicesPlugin: FastifyPluginAsync<GatewayServices> = async (fastify, services) => {
   const watermarker = createWatermarker(services.watermarkKey, {
     specialTokenIds: services.backend.tokenizer.specialTokenIds,
   });
-  const detectors = new Map<string, TextDetector>();
+  const work = createWorkPool({
+    keys: {
+      watermarkKey: services.watermarkKey,
+      rootWatermarkKey: services.rootWatermarkKey,
+      logSigningKey: services.logSigningKey,
+    },
+    threads: services.config.workerThreads,
+    budgetMs: services.config.workBudgetMs,
+    queueLimit: services.config.workQueueLimit,
+    onThreadError: (error) => fastify.log.error({ err: error }, 'a work thread failed'),
+  });
   const context: GatewayContext = {
     ...services,
     watermarker,
     issuanceLog: createIssuanceLog(services.storage, services.logSigningKey),
     startedAt: Date.now(),
     activeGenerations: new Set(),
-    detector(options) {
-      const cacheKey = `${options.fpr ?? ''}/${options.window}`;
-      let detector = detectors.get(cacheKey);
-      if (detector === undefined) {
-        detector = createTextDetector({
-          keys: [services.watermarkKey],
-          window: options.window,
-          ...(options.fpr === undefined ? {} : { fpr: options.fpr }),
-        });
-        if (detectors.size < 64) detectors.set(cacheKey, detector);
-      }
-      return detector;
-    },
+    detector: (options) => work.context.detector(options),
+    work,
   };
   fastify.decorate('gateway', context);
+  fastify.addHook('onClose', async () => {
+    await work.close();
+  });
   fastify.addHook('preClose', async () => {
     for (const controller of context.activeGenerations) {
       controller.abort(new GatewayError(503, 'TM_ERR_SHUTTING_DOWN', 'the gateway is shutting down'));
@@ -142,12 +135,16 @@ const gateway: FastifyPluginAsync<GatewayServices> = async (fastify: FastifyInst
   fastify.removeContentTypeParser(['text/plain']);
   await fastify.register(fp(servicesPlugin, { name: 'tracemark-services', fastify: '5.x' }), services);
   await fastify.register(errorsPlugin);
-  await fastify.register(metricsPlugin, { backendStats: services.backend.stats });
+  await fastify.register(metricsPlugin, {
+    backendStats: services.backend.stats,
+    workStats: () => fastify.gateway.work.stats(),
+  });
   await fastify.register(authPlugin, {
     storage: services.storage,
     serverSecret: services.serverSecret,
     rateLimitPerMinute: services.config.rateLimitPerMinute,
     authFailuresPerMinute: services.config.authFailuresPerMinute,
+    publicRateLimitPerMinute: services.config.publicRateLimitPerMinute,
     redis: services.redis,
   });
   await fastify.register(swagger, {

@@ -49,6 +49,17 @@ export interface GatewayConfig {
   /** Days to keep the output tokens of issued completions; hashes and counts are kept forever. 0: never store tokens. */
   readonly issuanceTokenRetentionDays: number;
   readonly logLevel: string;
+  /**
+   * Worker threads that tokenize and score client text (detect, verify, scan, long prompts), so that no
+   * request holds the event loop; 0: one fewer than the cores, at least 2.
+   */
+  readonly workerThreads: number;
+  /** Milliseconds of work one request may use in a worker; longer is a 422 TM_ERR_WORK_BUDGET. */
+  readonly workBudgetMs: number;
+  /** Requests waiting for a worker; more, or one that waits longer than the work budget, is a 503. */
+  readonly workQueueLimit: number;
+  /** Requests per minute per client address to the public routes (log, keys, OpenAPI, console). */
+  readonly publicRateLimitPerMinute: number;
   /** The id clients pass as `model` for the embedded backend. */
   readonly embeddedModelId: string;
   readonly trustProxy: boolean;
@@ -98,6 +109,10 @@ export const ENVIRONMENT_VARIABLES: Readonly<Record<string, string>> = {
   TRACEMARK_DAILY_TOKEN_QUOTA: 'dailyTokenQuota',
   TRACEMARK_ISSUANCE_TOKEN_RETENTION_DAYS: 'issuanceTokenRetentionDays',
   TRACEMARK_LOG_LEVEL: 'logLevel',
+  TRACEMARK_WORKER_THREADS: 'workerThreads',
+  TRACEMARK_WORK_BUDGET_MS: 'workBudgetMs',
+  TRACEMARK_WORK_QUEUE_LIMIT: 'workQueueLimit',
+  TRACEMARK_PUBLIC_RATE_LIMIT_PER_MINUTE: 'publicRateLimitPerMinute',
   TRACEMARK_TRUST_PROXY: 'trustProxy',
 };
 
@@ -116,6 +131,10 @@ const INTEGER_RANGES: Readonly<Partial<Record<keyof GatewayConfig, readonly [num
   authFailuresPerMinute: [1, 10_000_000],
   dailyTokenQuota: [1, Number.MAX_SAFE_INTEGER],
   issuanceTokenRetentionDays: [0, 100_000],
+  workerThreads: [0, 64],
+  workBudgetMs: [10, 600_000],
+  workQueueLimit: [0, 100_000],
+  publicRateLimitPerMinute: [1, 10_000_000],
 };
 
 const DEFAULTS: Omit<GatewayConfig, 'dataDir'> = {
@@ -144,6 +163,10 @@ const DEFAULTS: Omit<GatewayConfig, 'dataDir'> = {
   dailyTokenQuota: 1_000_000,
   issuanceTokenRetentionDays: 365,
   logLevel: 'info',
+  workerThreads: 0,
+  workBudgetMs: 10_000,
+  workQueueLimit: 64,
+  publicRateLimitPerMinute: 300,
   embeddedModelId: EMBEDDED_MODEL_ID,
   trustProxy: false,
 };

@@ -21,6 +21,8 @@ export const ERROR_CODES = [
   'TM_ERR_TOO_MANY_CHOICES',
   'TM_ERR_PROMPT_TOO_LONG',
   'TM_ERR_INVALID_TOKENS',
+  'TM_ERR_UNPROCESSABLE_INPUT',
+  'TM_ERR_WORK_BUDGET',
   'TM_ERR_NOT_FOUND',
   'TM_ERR_RATE_LIMITED',
   'TM_ERR_QUOTA_EXCEEDED',
@@ -32,6 +34,7 @@ export const ERROR_CODES = [
   'TM_ERR_UPSTREAM_NO_LOGPROBS',
   'TM_ERR_TIMEOUT',
   'TM_ERR_SHUTTING_DOWN',
+  'TM_ERR_OVERLOADED',
   'TM_ERR_INTERNAL',
 ] as const;
 
@@ -63,6 +66,7 @@ const TYPE_BY_STATUS: Readonly<Record<number, OpenAiErrorType>> = {
   404: 'not_found_error',
   413: 'invalid_request_error',
   415: 'invalid_request_error',
+  422: 'invalid_request_error',
   429: 'rate_limit_error',
 };
 
@@ -130,4 +134,46 @@ export const SERVER_ERROR_MESSAGES: Readonly<Partial<Record<GatewayErrorCode, st
     'the upstream model server returned no logprobs, so its output cannot be watermarked',
   TM_ERR_TIMEOUT: 'the completion took longer than the gateway allows',
   TM_ERR_SHUTTING_DOWN: 'the gateway is shutting down; retry on another instance',
+  TM_ERR_OVERLOADED: 'the gateway is busy with other requests; retry after the time in Retry-After',
 };
+
+const CLIENT_INPUT = Symbol('tracemark.clientInput');
+
+/**
+ * Runs `work` on data a client sent (tokenizing or decoding it): a RangeError or TypeError it throws is
+ * marked as caused by the field `param`, so the error handler answers 400 TM_ERR_UNPROCESSABLE_INPUT instead of
+ * a 500. Errors of other kinds pass unmarked.
+ */
+export function onClientInput<T>(param: string, work: () => T): T {
+  try {
+    return work();
+  } catch (error) {
+    if ((error instanceof RangeError || error instanceof TypeError) && !(CLIENT_INPUT in error)) {
+      Object.defineProperty(error, CLIENT_INPUT, { value: param });
+    }
+    throw error;
+  }
+}
+
+/** The field a marked error came from (see `onClientInput`), or null. */
+export function clientInputParam(error: unknown): string | null {
+  if (!(error instanceof RangeError || error instanceof TypeError)) return null;
+  const param = (error as unknown as Record<symbol, unknown>)[CLIENT_INPUT];
+  return typeof param === 'string' ? param : null;
+}
+
+/** The reason the tokenizer or decoder gave, in words a client can act on. */
+export function unprocessableMessage(param: string, error: Error): string {
+  const reason = /call stack/i.test(error.message)
+    ? 'the tokenizer ran out of stack on it (a very long run of one character, such as NUL, does this)'
+    : error.message;
+  return `"${param}" could not be tokenized or decoded: ${reason}`;
+}
+
+/** The 400 for a client's field that the tokenizer or decoder could not process. */
+export function unprocessableInput(param: string, error: Error): GatewayError {
+  return new GatewayError(400, 'TM_ERR_UNPROCESSABLE_INPUT', unprocessableMessage(param, error), {
+    param,
+    cause: error,
+  });
+}

@@ -35,7 +35,7 @@ export const openAiErrorSchema: JsonSchema = {
   },
 };
 
-export const ERROR_STATUSES = [400, 401, 403, 404, 413, 415, 429, 500, 502, 503, 504] as const;
+export const ERROR_STATUSES = [400, 401, 403, 404, 413, 415, 422, 429, 500, 502, 503, 504] as const;
 
 /** Every error status a route can answer with, all in the OpenAI error shape. */
 export function errorResponses(): Record<number, { $ref: string }> {

@@ -1,9 +1,10 @@
 /**
  * Authentication, scopes and per-key request rates. A route opts in with `config: { scope }`; public routes
- * (health, metrics, OpenAPI) have none. Failed authentications are rate limited per client address.
+ * (health, metrics, OpenAPI, the log, the console) have none, and those marked `config: { publicRateLimit }` are
+ * limited per client address. Failed authentications are rate limited per client address.
  */
 import rateLimit from '@fastify/rate-limit';
-import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Redis } from 'ioredis';
 import { type ApiKeyRecord, apiKeyIdOf, keyState, type Scope, verifyApiKey } from '../api-keys.ts';
@@ -17,6 +18,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The scope a route requires; absent: the route is public. */
     scope?: Scope;
+    /** A public route limited per client address (`publicRateLimitPerMinute`): the log, keys, OpenAPI, console. */
+    publicRateLimit?: boolean;
   }
 }
 
@@ -25,6 +28,8 @@ export interface AuthPluginOptions {
   readonly serverSecret: Uint8Array;
   readonly rateLimitPerMinute: number;
   readonly authFailuresPerMinute: number;
+  /** Requests per minute per client address to the public routes that opt in (`config.publicRateLimit`). */
+  readonly publicRateLimitPerMinute: number;
   readonly redis: Redis | null;
 }
 
@@ -55,6 +60,11 @@ const authPlugin: FastifyPluginAsync<AuthPluginOptions> = async (fastify: Fastif
     keyGenerator: (request) => `authfail:${request.ip}`,
     max: options.authFailuresPerMinute,
   });
+  const publicLimiter = fastify.createRateLimit({
+    timeWindow: 60_000,
+    keyGenerator: (request) => `public:${request.ip}`,
+    max: options.publicRateLimitPerMinute,
+  });
 
   const limit = async (
     limiter: typeof keyLimiter,
@@ -78,7 +88,9 @@ const authPlugin: FastifyPluginAsync<AuthPluginOptions> = async (fastify: Fastif
         'TM_ERR_RATE_LIMITED',
         reason === 'auth_failures'
           ? 'too many failed authentication attempts from this address; retry later'
-          : `rate limit of ${result.max} requests per minute exceeded for this API key`,
+          : reason === 'public_rate_limit'
+            ? `rate limit of ${result.max} requests per minute to the public endpoints exceeded for this address`
+            : `rate limit of ${result.max} requests per minute exceeded for this API key`,
         { retryAfterSeconds: result.ttlInSeconds },
       );
     }
@@ -91,10 +103,25 @@ const authPlugin: FastifyPluginAsync<AuthPluginOptions> = async (fastify: Fastif
     throw error;
   };
 
+  const rateHeaders = (
+    reply: FastifyReply,
+    rate: { max: number; remaining: number; ttlInSeconds: number } | null,
+  ) => {
+    if (rate === null) return;
+    reply.header('x-ratelimit-limit', String(rate.max));
+    reply.header('x-ratelimit-remaining', String(rate.remaining));
+    reply.header('x-ratelimit-reset', String(rate.ttlInSeconds));
+  };
+
   fastify.decorateRequest('apiKey', null);
   fastify.addHook('onRequest', async (request, reply) => {
     const scope = request.routeOptions.config?.scope;
-    if (scope === undefined) return;
+    if (scope === undefined) {
+      if (request.routeOptions.config?.publicRateLimit === true) {
+        rateHeaders(reply, await limit(publicLimiter, request, 'public_rate_limit'));
+      }
+      return;
+    }
     const presented = presentedKey(request);
     if (presented === null) {
       return fail(
@@ -131,12 +158,7 @@ const authPlugin: FastifyPluginAsync<AuthPluginOptions> = async (fastify: Fastif
       fastify.metrics.rejected.inc({ reason: 'TM_ERR_SCOPE' });
       throw new GatewayError(403, 'TM_ERR_SCOPE', `this API key lacks the "${scope}" scope`);
     }
-    const rate = await limit(keyLimiter, request, 'rate_limit');
-    if (rate !== null) {
-      reply.header('x-ratelimit-limit', String(rate.max));
-      reply.header('x-ratelimit-remaining', String(rate.remaining));
-      reply.header('x-ratelimit-reset', String(rate.ttlInSeconds));
-    }
+    rateHeaders(reply, await limit(keyLimiter, request, 'rate_limit'));
   });
 };
 

@@ -126,17 +126,20 @@ const consolePlugin: FastifyPluginAsync<ConsolePluginOptions> = async (fastify: 
     return reply.type(asset.type).send(asset.body);
   };
 
+  // Limited per client address, as the other public routes are.
+  const publicRoute = { publicRateLimit: true };
   const page = {
     hide: true,
     response: {
       200: { type: 'string', description: 'The file.' },
       304: { type: 'null', description: 'Not modified.' },
       404: { $ref: 'OpenAiError#' },
+      429: { $ref: 'OpenAiError#' },
       503: { type: 'string', description: 'HTML: the console is not built.' },
     },
   };
 
-  fastify.get('/', { schema: page }, async (request, reply) => {
+  fastify.get('/', { schema: page, config: publicRoute }, async (request, reply) => {
     const built = await current();
     if (built === null) {
       return reply
@@ -155,8 +158,8 @@ const consolePlugin: FastifyPluginAsync<ConsolePluginOptions> = async (fastify: 
     if (asset === undefined) throw new GatewayError(404, 'TM_ERR_NOT_FOUND', `no console file ${path}`);
     return send(request, reply, asset);
   };
-  fastify.get('/assets/*', { schema: page }, file);
-  fastify.get('/favicon.svg', { schema: page }, file);
+  fastify.get('/assets/*', { schema: page, config: publicRoute }, file);
+  fastify.get('/favicon.svg', { schema: page, config: publicRoute }, file);
 };
 
 /** Registers `/`, `/assets/*` and `/favicon.svg`. */

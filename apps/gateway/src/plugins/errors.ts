@@ -1,7 +1,13 @@
 /** Every error leaves in the OpenAI shape with a stable code; a 5xx never carries internals. */
 import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify';
 import fp from 'fastify-plugin';
-import { GatewayError, type GatewayErrorCode, SERVER_ERROR_MESSAGES } from '../errors.ts';
+import {
+  clientInputParam,
+  GatewayError,
+  type GatewayErrorCode,
+  SERVER_ERROR_MESSAGES,
+  unprocessableInput,
+} from '../errors.ts';
 
 /** Validation errors on these fields get their own code. */
 const FIELD_CODES: Readonly<Record<string, GatewayErrorCode>> = {
@@ -27,6 +33,9 @@ export function sendError(reply: FastifyReply, error: GatewayError): FastifyRepl
 /** Maps anything thrown to the GatewayError the client sees. */
 export function toGatewayError(error: FastifyError | Error): GatewayError {
   if (error instanceof GatewayError) return error;
+  // A RangeError or TypeError from tokenizing or decoding a client's field is the client's problem (400).
+  const clientParam = clientInputParam(error);
+  if (clientParam !== null) return unprocessableInput(clientParam, error);
   const fastifyError = error as FastifyError;
   if (fastifyError.validation !== undefined) {
     const first = fastifyError.validation[0];
@@ -86,6 +95,9 @@ export function toGatewayError(error: FastifyError | Error): GatewayError {
 const errorsPlugin: FastifyPluginAsync = async (fastify: FastifyInstance) => {
   fastify.setErrorHandler((error: FastifyError, request, reply) => {
     const mapped = toGatewayError(error);
+    if (mapped.code === 'TM_ERR_WORK_BUDGET' || mapped.code === 'TM_ERR_OVERLOADED') {
+      fastify.metrics.rejected.inc({ reason: mapped.code });
+    }
     if (mapped.statusCode >= 500) {
       request.log.error({ err: error, code: mapped.code }, 'request failed');
     } else {

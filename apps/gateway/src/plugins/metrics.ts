@@ -28,6 +28,8 @@ declare module 'fastify' {
 
 export interface MetricsPluginOptions {
   readonly backendStats: BackendStats;
+  /** The work pool's threads in use and requests waiting for one. */
+  readonly workStats?: () => { readonly running: number; readonly queued: number };
 }
 
 const metricsPlugin: FastifyPluginAsync<MetricsPluginOptions> = async (fastify: FastifyInstance, options) => {
@@ -59,6 +61,26 @@ const metricsPlugin: FastifyPluginAsync<MetricsPluginOptions> = async (fastify: 
     'upstream draft tokens rejected and resampled',
     () => stats.draftsRejected,
   );
+
+  const workStats = options.workStats;
+  if (workStats !== undefined) {
+    new Gauge({
+      name: 'tracemark_work_threads_busy',
+      help: 'work threads tokenizing or scoring a request',
+      registers: [registry],
+      collect() {
+        this.set(workStats().running);
+      },
+    });
+    new Gauge({
+      name: 'tracemark_work_queued',
+      help: 'requests waiting for a work thread',
+      registers: [registry],
+      collect() {
+        this.set(workStats().queued);
+      },
+    });
+  }
 
   const metrics: GatewayMetrics = {
     registry,
@@ -115,7 +137,7 @@ const metricsPlugin: FastifyPluginAsync<MetricsPluginOptions> = async (fastify: 
     }),
     rejected: new Counter({
       name: 'tracemark_rejected_requests_total',
-      help: 'requests refused by authentication, rate limits and quotas',
+      help: 'requests refused by authentication, rate limits, quotas and the work pool',
       labelNames: ['reason'],
       registers: [registry],
     }),

@@ -5,7 +5,6 @@
  */
 import { createHash } from 'node:crypto';
 import {
-  DEFAULT_FPR,
   deriveSubkey,
   type KeyDetection,
   log10BinomialSf,
@@ -13,7 +12,7 @@ import {
   type WatermarkKey,
   zScore,
 } from '@tracemark/core';
-import { createTextDetector, type DocumentResult, type TextDetector } from '@tracemark/detection';
+import { type DocumentResult, InputError, type TextDetector } from '@tracemark/detection';
 import {
   type DsseEnvelope,
   type EvidencePredicate,
@@ -28,14 +27,14 @@ import {
   NEAR_DUPLICATE_SCHEME,
   NEAR_DUPLICATE_THRESHOLD,
   STANDARD_LIMITATIONS,
-  signEvidence,
   toHex,
 } from '@tracemark/provenance';
 import { normalizeText, type Tokenizer } from '@tracemark/tokenizers';
 import type { ApiKeyRecord } from '../api-keys.ts';
 import type { GatewayContext } from '../app.ts';
-import { GatewayError } from '../errors.ts';
+import { GatewayError, onClientInput } from '../errors.ts';
 import type { IssuanceRecord } from '../storage/types.ts';
+import type { KeyRef } from '../work/tasks.ts';
 import { calibrationFor } from './calibration.ts';
 import { leafHashOf, leafRecordOf } from './leaf.ts';
 
@@ -182,50 +181,161 @@ function formatP(log10P: number): string {
   return `${(10 ** (log10P - exponent)).toFixed(1)}e${exponent}`;
 }
 
+/** The detectors of one verification: the keys tested, plain and windowed (same keys, same α). */
+export interface VerifyDetectors {
+  readonly keys: readonly WatermarkKey[];
+  readonly plain: TextDetector;
+  readonly windowed: TextDetector;
+}
+
+/**
+ * The CPU-heavy half of a verification, everything computed from the text alone: tokens, detection under
+ * every key, per-token localization, segments and the MinHash signature. It runs in a worker thread for
+ * long texts (src/work/), so it returns data only.
+ */
+export interface VerifyAnalysis {
+  readonly document: DocumentResult;
+  readonly numTokens: number;
+  /** The decoding of `tokens` input; null for text input (the text is the content). */
+  readonly decoded: string | null;
+  readonly sha256: string;
+  readonly normalizedSha256: string;
+  readonly reported: {
+    readonly keyId: string;
+    readonly scheme: string;
+    readonly contextWidth: number;
+    readonly gamma: number;
+  };
+  readonly tokens: EvidenceTokens;
+  readonly segments: readonly EvidenceSegment[];
+  /** MinHash signature of the content's canonical tokens (what issuance records store). */
+  readonly minhash: Uint32Array;
+}
+
+export function analyzeVerification(detectors: VerifyDetectors, input: VerifyInput): VerifyAnalysis {
+  const { plain, windowed } = detectors;
+  const tokenizer = plain.tokenizer;
+  const fromTokens = input.tokens !== undefined;
+  const ids = fromTokens
+    ? Uint32Array.from(input.tokens!)
+    : onClientInput('text', () => tokenizer.encodeFast(input.text!));
+  const detectInput = {
+    source: 'request',
+    ...(input.prompt === undefined ? {} : { prompt: input.prompt as string | number[] }),
+  };
+  // Validates token ids (InputError → 400) before anything else is computed from them.
+  const document = onClientInput('prompt', () => plain.detectTokens(ids, detectInput));
+  if (fromTokens) {
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (!tokenizer.isOrdinaryToken(id) && !tokenizer.specialTokenIds.has(id)) {
+        throw new InputError(
+          'TM_ERR_INVALID_TOKENS',
+          `tokens[${i}] is ${id}, an id that ${tokenizer.id} leaves unused`,
+        );
+      }
+    }
+  }
+  const decoded = fromTokens ? onClientInput('tokens', () => tokenizer.decode(ids)) : null;
+  const content = decoded ?? input.text!;
+  const normalized = normalizeText(content);
+  const explained = onClientInput('prompt', () => windowed.explain(ids, detectInput));
+  const reported: KeyDetection =
+    explained.results.find((result) => result.keyId === document.keyId) ?? explained.results[0]!;
+  const gamma = reported.gamma;
+  const allStatuses = (reported.status ?? []).map((status) => STATUS_LETTERS[status]).join('');
+  const statuses = allStatuses.slice(0, MAX_REPORTED_TOKENS);
+  const ends = onClientInput('tokens', () =>
+    tokenEnds(tokenizer, ids.subarray(0, statuses.length), normalized),
+  );
+  const segments: EvidenceSegment[] = [];
+  const window = reported.window;
+  if (window !== null && window.length > 0) {
+    segments.push({
+      kind: 'window',
+      startToken: window.startToken,
+      endToken: window.endToken + 1,
+      numScored: window.length,
+      numGreen: window.numGreen,
+      z: zScore(window.numGreen, window.length, gamma),
+      log10P: window.log10P,
+      log10PCorrected: window.log10PCorrected,
+    });
+  }
+  segments.push(...fixedSegments(allStatuses, gamma));
+  const canonical = fromTokens ? onClientInput('tokens', () => tokenizer.encodeFast(content)) : ids;
+  return {
+    document,
+    numTokens: ids.length,
+    decoded,
+    sha256: sha256(content),
+    normalizedSha256: sha256(normalized),
+    reported: {
+      keyId: reported.keyId,
+      scheme: reported.scheme,
+      contextWidth: reported.contextWidth,
+      gamma,
+    },
+    tokens: {
+      keyId: reported.keyId,
+      numTokens: ids.length,
+      statuses,
+      ends,
+      truncated: statuses.length < ids.length,
+    },
+    segments,
+    minhash: minhashSignature(canonical),
+  };
+}
+
+/** A key a verification tests, with how a worker finds it again without its secret. */
+export interface TestedKey {
+  readonly key: WatermarkKey;
+  readonly ref: KeyRef;
+}
+
 export interface Verifier {
   verify(input: VerifyInput, requester: ApiKeyRecord): Promise<Verification>;
   /** The watermark keys a verification tests: every registered epoch of the gateway's key. */
   keys(): Promise<WatermarkKey[]>;
 }
 
-export function createVerifier(context: GatewayContext, softwareVersion: string): Verifier {
-  const { storage, issuanceLog, rootWatermarkKey } = context;
-  const detectors = new Map<string, { plain: TextDetector; windowed: TextDetector }>();
+/** Where the CPU-heavy parts run (inline or on a work thread): the analysis, and signing the report. */
+export interface VerifyWork {
+  analyze(input: VerifyInput, keys: readonly KeyRef[]): Promise<VerifyAnalysis>;
+  /** `signEvidence` with the log's signing key; `text` is the exact text the predicate is about. */
+  sign(predicate: EvidencePredicate, text: string): Promise<DsseEnvelope>;
+}
 
-  const keys = async (): Promise<WatermarkKey[]> => {
-    const seen = new Map<string, WatermarkKey>();
+export function createVerifier(context: GatewayContext, softwareVersion: string, work: VerifyWork): Verifier {
+  const { storage, issuanceLog, rootWatermarkKey } = context;
+
+  const testedKeys = async (): Promise<TestedKey[]> => {
+    const seen = new Map<string, TestedKey>();
     for (const epoch of await storage.listWatermarkEpochs()) {
-      const key =
+      const tested: TestedKey =
         epoch.keyEpoch === null
-          ? rootWatermarkKey
-          : deriveSubkey(rootWatermarkKey, `epoch/${epoch.keyEpoch}`);
+          ? { key: rootWatermarkKey, ref: { kind: 'root' } }
+          : {
+              key: deriveSubkey(rootWatermarkKey, `epoch/${epoch.keyEpoch}`),
+              ref: { kind: 'subkey', label: `epoch/${epoch.keyEpoch}` },
+            };
       // Epochs of another key file (the database was shared with one) cannot be tested here.
-      if (key.keyId === epoch.watermarkKeyId) seen.set(key.keyId, key);
+      if (tested.key.keyId === epoch.watermarkKeyId) seen.set(tested.key.keyId, tested);
     }
-    if (!seen.has(context.watermarkKey.keyId)) seen.set(context.watermarkKey.keyId, context.watermarkKey);
+    if (!seen.has(context.watermarkKey.keyId)) {
+      seen.set(context.watermarkKey.keyId, { key: context.watermarkKey, ref: { kind: 'current' } });
+    }
     return [...seen.values()];
   };
 
-  const detectorsFor = (list: readonly WatermarkKey[], fpr: number) => {
-    const cacheKey = `${fpr}/${list.map((key) => key.keyId).join(',')}`;
-    let pair = detectors.get(cacheKey);
-    if (pair === undefined) {
-      pair = {
-        plain: createTextDetector({ keys: list, fpr }),
-        windowed: createTextDetector({ keys: list, fpr, window: true }),
-      };
-      if (detectors.size < 32) detectors.set(cacheKey, pair);
-    }
-    return pair;
-  };
-
   const findMatch = async (
-    content: string,
-    ids: ArrayLike<number>,
+    contentSha256: string,
+    normalizedSha256: string,
+    signature: Uint32Array,
   ): Promise<{ record: IssuanceRecord; match: 'exact' | 'near-duplicate'; similarity: number } | null> => {
-    const exact = await storage.findIssuanceByOutputHash(sha256(content), sha256(normalizeText(content)));
+    const exact = await storage.findIssuanceByOutputHash(contentSha256, normalizedSha256);
     if (exact !== null) return { record: exact, match: 'exact', similarity: 1 };
-    const signature = minhashSignature(ids);
     let best: { seq: number; similarity: number } | null = null;
     for (const candidate of await storage.findNearDuplicateCandidates(
       lshBuckets(signature),
@@ -280,51 +390,16 @@ export function createVerifier(context: GatewayContext, softwareVersion: string)
   };
 
   const verify = async (input: VerifyInput, requester: ApiKeyRecord): Promise<Verification> => {
-    const list = await keys();
-    const fpr = input.fpr ?? DEFAULT_FPR;
-    const { plain, windowed } = detectorsFor(list, fpr);
-    const tokenizer = plain.tokenizer;
+    const tested = await testedKeys();
+    const list = tested.map((entry) => entry.key);
+    const analysis = await work.analyze(
+      input,
+      tested.map((entry) => entry.ref),
+    );
+    const { document, reported } = analysis;
     const fromTokens = input.tokens !== undefined;
-    const ids = fromTokens ? Uint32Array.from(input.tokens!) : tokenizer.encodeFast(input.text!);
-    const detectInput = {
-      source: 'request',
-      ...(input.prompt === undefined ? {} : { prompt: input.prompt as string | number[] }),
-    };
-    // Validates token ids (InputError → 400) before anything else is computed from them.
-    const document = plain.detectTokens(ids, detectInput);
-    const content = fromTokens ? tokenizer.decode(ids) : input.text!;
-    const normalized = normalizeText(content);
-    const explained = windowed.explain(ids, detectInput);
-    const reported: KeyDetection =
-      explained.results.find((result) => result.keyId === document.keyId) ?? explained.results[0]!;
-    const gamma = reported.gamma;
-    const allStatuses = (reported.status ?? []).map((status) => STATUS_LETTERS[status]).join('');
-    const statuses = allStatuses.slice(0, MAX_REPORTED_TOKENS);
-    const ends = tokenEnds(tokenizer, ids.subarray(0, statuses.length), normalized);
-    const tokens: EvidenceTokens = {
-      keyId: reported.keyId,
-      numTokens: ids.length,
-      statuses,
-      ends,
-      truncated: statuses.length < ids.length,
-    };
-    const segments: EvidenceSegment[] = [];
-    const window = reported.window;
-    if (window !== null && window.length > 0) {
-      segments.push({
-        kind: 'window',
-        startToken: window.startToken,
-        endToken: window.endToken + 1,
-        numScored: window.length,
-        numGreen: window.numGreen,
-        z: zScore(window.numGreen, window.length, gamma),
-        log10P: window.log10P,
-        log10PCorrected: window.log10PCorrected,
-      });
-    }
-    segments.push(...fixedSegments(allStatuses, gamma));
-
-    const found = await findMatch(content, fromTokens ? tokenizer.encodeFast(content) : ids);
+    const content = analysis.decoded ?? input.text!;
+    const found = await findMatch(analysis.sha256, analysis.normalizedSha256, analysis.minhash);
     const disclose =
       found !== null && (requester.scopes.includes('admin') || requester.account === found.record.account);
     const issuance = found === null ? null : await issuanceMatchOf(found, disclose);
@@ -352,20 +427,22 @@ export function createVerifier(context: GatewayContext, softwareVersion: string)
 
     const predicate: EvidencePredicate = {
       text: {
-        sha256: sha256(content),
+        sha256: analysis.sha256,
         normalization: NORMALIZATION,
         input: fromTokens ? 'tokens' : 'text',
-        normalizedSha256: sha256(normalized),
+        normalizedSha256: analysis.normalizedSha256,
         content,
-        ...(fromTokens && ids.length <= MAX_REPORTED_TOKENS ? { tokenIds: Array.from(ids) } : {}),
+        ...(fromTokens && analysis.numTokens <= MAX_REPORTED_TOKENS
+          ? { tokenIds: Array.from(input.tokens!) }
+          : {}),
       },
-      tokenizer: { name: tokenizer.id },
+      tokenizer: { name: document.tokenizer },
       algorithm: {
         name: `tracemark-v1/${scheme}`,
         parameters: {
           contextWidth: reported.contextWidth,
           gamma: list[0]!.scheme.gamma,
-          gammaEffective: gamma,
+          gammaEffective: reported.gamma,
           delta: list[0]!.scheme.delta,
           dedup: true,
           localizationMinWindow: MIN_WINDOW,
@@ -398,13 +475,13 @@ export function createVerifier(context: GatewayContext, softwareVersion: string)
         document.fpr,
         document.numScored,
       ),
-      segments,
+      segments: [...analysis.segments],
       issuance,
       limitations,
       verifiedAt: new Date().toISOString(),
-      tokens,
+      tokens: analysis.tokens,
     };
-    const envelope = signEvidence(predicate, context.logSigningKey, { text: content });
+    const envelope = await work.sign(predicate, content);
     const summary = summarize(predicate, list.length);
     return {
       document,
@@ -425,7 +502,7 @@ export function createVerifier(context: GatewayContext, softwareVersion: string)
     };
   };
 
-  return { verify, keys };
+  return { verify, keys: async () => (await testedKeys()).map((entry) => entry.key) };
 }
 
 const entries = (count: number) => `${count} ${count === 1 ? 'entry' : 'entries'}`;

@@ -11,7 +11,7 @@ import { minhashSignature } from '@tracemark/provenance';
 import { normalizeText } from '@tracemark/tokenizers';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { ChatMessage, ChoiceRequest, GeneratedStep } from '../backends/types.ts';
-import { badRequest, GatewayError, SERVER_ERROR_MESSAGES } from '../errors.ts';
+import { badRequest, GatewayError, onClientInput, SERVER_ERROR_MESSAGES } from '../errors.ts';
 import { type ChoiceOutcome, runChoice } from '../generation/run-choice.ts';
 import { formatChatPrompt, messageText, type RequestMessage } from '../prompt.ts';
 import { secondsUntilReset } from '../quota.ts';
@@ -119,7 +119,15 @@ const completionsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =
   const tokenizer = backend.tokenizer;
   const active = fastify.gateway.activeGenerations;
 
-  const prepare = (endpoint: Endpoint, body: Body, request: FastifyRequest): PreparedCompletion => {
+  // Long prompts are tokenized on a work thread, within the per-request work budget (src/work/pool.ts).
+  const encodePrompt = (text: string, param: string) =>
+    fastify.gateway.work.run({ kind: 'encode', text, param });
+
+  const prepare = async (
+    endpoint: Endpoint,
+    body: Body,
+    request: FastifyRequest,
+  ): Promise<PreparedCompletion> => {
     const model = body.model as string;
     if (!backend.models().some((info) => info.id === model)) {
       throw new GatewayError(
@@ -167,14 +175,14 @@ const completionsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =
         content: messageText(message, index),
       }));
       const text = formatChatPrompt(messages);
-      prompts = [{ text, tokens: tokenizer.encodeFast(text), messages }];
+      prompts = [{ text, tokens: await encodePrompt(text, 'messages'), messages }];
     } else {
       if (body.logprobs != null) topLogprobs = body.logprobs as number;
       if (body.echo === true) throw unsupported('echo', 'echo is not supported');
       if (isPresent(body.suffix)) throw unsupported('suffix', 'suffix (insertion) is not supported');
       if (((body.best_of as number | null | undefined) ?? 1) > 1)
         throw unsupported('best_of', 'best_of is not supported; use n');
-      prompts = legacyPrompts(body.prompt);
+      prompts = await legacyPrompts(body.prompt);
     }
     const choices = prompts.length * n;
     if (choices > config.maxChoices) {
@@ -219,10 +227,10 @@ const completionsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =
     };
   };
 
-  const legacyPrompts = (prompt: unknown): PreparedPrompt[] => {
-    const one = (value: unknown, index: number): PreparedPrompt => {
+  const legacyPrompts = async (prompt: unknown): Promise<PreparedPrompt[]> => {
+    const one = async (value: unknown, index: number): Promise<PreparedPrompt> => {
       if (typeof value === 'string')
-        return { text: value, tokens: tokenizer.encodeFast(value), messages: null };
+        return { text: value, tokens: await encodePrompt(value, 'prompt'), messages: null };
       const ids = value as number[];
       ids.forEach((id, position) => {
         if (!tokenizer.isOrdinaryToken(id)) {
@@ -233,12 +241,16 @@ const completionsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =
           );
         }
       });
-      return { text: tokenizer.decode(ids), tokens: Uint32Array.from(ids), messages: null };
+      return {
+        text: onClientInput('prompt', () => tokenizer.decode(ids)),
+        tokens: Uint32Array.from(ids),
+        messages: null,
+      };
     };
-    if (typeof prompt === 'string') return [one(prompt, -1)];
+    if (typeof prompt === 'string') return [await one(prompt, -1)];
     const list = prompt as unknown[];
-    if (typeof list[0] === 'number') return [one(list, -1)];
-    return list.map((item, index) => one(item, index));
+    if (typeof list[0] === 'number') return [await one(list, -1)];
+    return Promise.all(list.map((item, index) => one(item, index)));
   };
 
   /** Deadline, client disconnect and shutdown all abort the same signal, each with its own reason. */
@@ -434,7 +446,7 @@ const completionsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =
 
   const handle = async (endpoint: Endpoint, request: FastifyRequest, reply: FastifyReply) => {
     const body = request.body as Body;
-    const prepared = prepare(endpoint, body, request);
+    const prepared = await prepare(endpoint, body, request);
     const settle = await reserveQuota(request, prepared);
     const completionId = `${endpoint === 'chat.completions' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`;
     const created = Math.floor(Date.now() / 1000);

@@ -1,7 +1,6 @@
 /** POST /v1/detect: the same detection path as `tracemark detect --json`, under the gateway's watermark key. */
-import { InputError } from '@tracemark/detection';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { assertTextOrTokens, badRequest } from '../errors.ts';
+import { assertTextOrTokens } from '../errors.ts';
 import { detectRequestSchema, detectResponseSchema, errorResponses } from '../schemas.ts';
 
 interface DetectBody {
@@ -30,31 +29,20 @@ const detectRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
     async (request) => {
       const body = request.body as DetectBody;
       assertTextOrTokens(body);
-      const detector = fastify.gateway.detector({
+      // Tokenizing and scoring run on a work thread unless the input is small (src/work/pool.ts).
+      const result = await fastify.gateway.work.run({
+        kind: 'detect',
+        ...(body.text === undefined ? {} : { text: body.text }),
+        ...(body.tokens === undefined ? {} : { tokens: body.tokens }),
+        ...(body.prompt === undefined ? {} : { prompt: body.prompt }),
         ...(body.fpr === undefined ? {} : { fpr: body.fpr }),
         window: body.window === true,
       });
-      const input = { source: 'request', ...(body.prompt === undefined ? {} : { prompt: body.prompt }) };
-      try {
-        const result =
-          body.text !== undefined
-            ? detector.detectText(body.text, input)
-            : detector.detectTokens(body.tokens!, input);
-        fastify.metrics.detections.inc({ verdict: result.verdict });
-        return {
-          ...result,
-          tokensToSettle: Number.isFinite(result.tokensToSettle) ? result.tokensToSettle : null,
-        };
-      } catch (error) {
-        if (error instanceof InputError) {
-          throw badRequest(
-            error.code === 'TM_ERR_INVALID_TOKENS' ? 'TM_ERR_INVALID_TOKENS' : 'TM_ERR_INVALID_REQUEST',
-            error.message,
-            body.text !== undefined ? 'text' : 'tokens',
-          );
-        }
-        throw error;
-      }
+      fastify.metrics.detections.inc({ verdict: result.verdict });
+      return {
+        ...result,
+        tokensToSettle: Number.isFinite(result.tokensToSettle) ? result.tokensToSettle : null,
+      };
     },
   );
 };

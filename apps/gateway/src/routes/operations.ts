@@ -50,6 +50,7 @@ const operationsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =>
   fastify.get(
     '/openapi.json',
     {
+      config: { publicRateLimit: true },
       schema: {
         summary: 'This API as an OpenAPI 3 document',
         tags: ['operations'],

@@ -3,7 +3,6 @@
  * checkpoint and consistency proofs are public (sizes and hashes only); inclusion proofs need scope verify;
  * the public keys that check all of it are at /.well-known/tracemark/keys.json.
  */
-import { InputError } from '@tracemark/detection';
 import { EVIDENCE_PREDICATE_TYPE, toHex } from '@tracemark/provenance';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { GATEWAY_VERSION } from '../app.ts';
@@ -20,26 +19,67 @@ import {
   verifyRequestSchema,
   verifyResponseSchema,
 } from '../schemas.ts';
+import type { StoredCheckpoint } from '../storage/types.ts';
 
 const logSchema = { tags: ['provenance'] };
+/** Consistency proofs kept in memory (each a few hundred bytes). */
+const CONSISTENCY_CACHE_SIZE = 1024;
 
 const provenanceRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
   const { storage, issuanceLog, logSigningKey } = fastify.gateway;
-  const verifier = createVerifier(fastify.gateway, GATEWAY_VERSION);
+  const { work } = fastify.gateway;
+  // The analysis (tokens, detection, localization) and the report's signature run on a work thread unless
+  // the text is small.
+  const verifier = createVerifier(fastify.gateway, GATEWAY_VERSION, {
+    analyze: (input, keys) => work.run({ kind: 'verify', input, keys }),
+    sign: (predicate, text) => work.run({ kind: 'sign', predicate, text }),
+  });
 
-  /** A tree size from the query: the whole log by default, else at most its size. */
-  const treeSizeOf = async (value: string | undefined, param: string): Promise<number> => {
-    const size = await issuanceLog.size();
-    if (value === undefined) return size;
+  /**
+   * The signed checkpoint a proof is served against: the latest (signed now if the log has grown since the
+   * last one), or, when the client names a size, a checkpoint of that size signed before. A client never
+   * makes the gateway sign or store a checkpoint of a size of its choosing.
+   */
+  const signedTreeOf = async (value: string | undefined, param: string): Promise<StoredCheckpoint> => {
+    const latest = await issuanceLog.checkpoint();
+    if (value === undefined) return latest;
     const requested = Number(value);
-    if (requested > size) {
+    if (requested > latest.treeSize) {
       throw badRequest(
         'TM_ERR_INVALID_REQUEST',
-        `${param} ${requested} is larger than the log (${size} entries)`,
+        `${param} ${requested} is larger than the log (${latest.treeSize} entries)`,
         param,
       );
     }
-    return requested;
+    const signed = requested === latest.treeSize ? latest : await issuanceLog.signedCheckpoint(requested);
+    if (signed === null) {
+      throw badRequest(
+        'TM_ERR_INVALID_REQUEST',
+        `no checkpoint of ${requested} entries was signed; name the size of a signed checkpoint (GET /v1/log/checkpoint), or leave ${param} out for the latest`,
+        param,
+      );
+    }
+    return signed;
+  };
+
+  /** Consistency proofs by "from/to": the log only grows, so a proof between two sizes never changes. */
+  const consistencyCache = new Map<string, { fromRootHash: string; proof: string[] }>();
+  const consistencyBetween = async (from: number, to: number) => {
+    const cacheKey = `${from}/${to}`;
+    let entry = consistencyCache.get(cacheKey);
+    if (entry === undefined) {
+      entry = {
+        fromRootHash: await issuanceLog.rootHash(from),
+        proof: (await issuanceLog.consistencyProof(from, to)).map(toHex),
+      };
+      if (consistencyCache.size >= CONSISTENCY_CACHE_SIZE) {
+        consistencyCache.delete(consistencyCache.keys().next().value!);
+      }
+    } else {
+      consistencyCache.delete(cacheKey);
+    }
+    consistencyCache.set(cacheKey, entry);
+    return entry;
   };
 
   fastify.post(
@@ -59,46 +99,42 @@ const provenanceRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =>
     async (request) => {
       const body = request.body as VerifyInput;
       assertTextOrTokens(body);
-      try {
-        const result = await verifier.verify(body, request.apiKey!);
-        fastify.metrics.detections.inc({ verdict: result.document.verdict });
-        const d = result.document;
-        return {
-          object: 'tracemark.verification',
-          verdict: d.verdict,
-          summary: result.summary,
-          detection: {
-            keyId: d.keyId,
-            numTokens: d.numTokens,
-            numScored: d.numScored,
-            numGreen: d.numGreen,
-            z: d.z,
-            log10P: d.log10P,
-            log10PAdjusted: d.log10PAdjusted,
-            keysTested: d.keysTested,
-            fpr: d.fpr,
-          },
-          issuance: result.issuance,
-          report: result.envelope,
-          keyId: logSigningKey.keyId,
-          verifierKey: logSigningKey.verifierKey,
-        };
-      } catch (error) {
-        if (error instanceof InputError) {
-          throw badRequest(
-            error.code === 'TM_ERR_INVALID_TOKENS' ? 'TM_ERR_INVALID_TOKENS' : 'TM_ERR_INVALID_REQUEST',
-            error.message,
-            body.text !== undefined ? 'text' : 'tokens',
-          );
-        }
-        throw error;
-      }
+      const input: VerifyInput = {
+        ...(body.text === undefined ? {} : { text: body.text }),
+        ...(body.tokens === undefined ? {} : { tokens: body.tokens }),
+        ...(body.prompt === undefined ? {} : { prompt: body.prompt }),
+        ...(body.fpr === undefined ? {} : { fpr: body.fpr }),
+      };
+      const result = await verifier.verify(input, request.apiKey!);
+      fastify.metrics.detections.inc({ verdict: result.document.verdict });
+      const d = result.document;
+      return {
+        object: 'tracemark.verification',
+        verdict: d.verdict,
+        summary: result.summary,
+        detection: {
+          keyId: d.keyId,
+          numTokens: d.numTokens,
+          numScored: d.numScored,
+          numGreen: d.numGreen,
+          z: d.z,
+          log10P: d.log10P,
+          log10PAdjusted: d.log10PAdjusted,
+          keysTested: d.keysTested,
+          fpr: d.fpr,
+        },
+        issuance: result.issuance,
+        report: result.envelope,
+        keyId: logSigningKey.keyId,
+        verifierKey: logSigningKey.verifierKey,
+      };
     },
   );
 
   fastify.get(
     '/v1/log/checkpoint',
     {
+      config: { publicRateLimit: true },
       schema: {
         ...logSchema,
         summary: "The issuance log's latest signed checkpoint (C2SP tlog-checkpoint)",
@@ -147,7 +183,8 @@ const provenanceRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =>
           { param: query.recordId !== undefined ? 'recordId' : 'leafIndex' },
         );
       }
-      const treeSize = await treeSizeOf(query.treeSize, 'treeSize');
+      const checkpoint = await signedTreeOf(query.treeSize, 'treeSize');
+      const treeSize = checkpoint.treeSize;
       if (record.seq >= treeSize) {
         throw badRequest(
           'TM_ERR_INVALID_REQUEST',
@@ -155,7 +192,6 @@ const provenanceRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =>
           'treeSize',
         );
       }
-      const checkpoint = await issuanceLog.checkpoint(treeSize);
       return {
         recordId: record.id,
         leafIndex: record.seq,
@@ -171,28 +207,28 @@ const provenanceRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =>
   fastify.get(
     '/v1/log/consistency',
     {
+      config: { publicRateLimit: true },
       schema: {
         ...logSchema,
-        summary: 'Consistency proof between two sizes of the issuance log (the later one signed)',
+        summary: 'Consistency proof from any earlier size to a signed checkpoint of the issuance log',
+        description:
+          '"to" is the size of a signed checkpoint (default: the latest); "from" any size up to it, whose root hash is returned unsigned (compare it with the checkpoint you hold).',
         querystring: consistencyQuerySchema,
         response: { 200: consistencyResponseSchema, ...errorResponses() },
       },
     },
     async (request) => {
       const query = request.query as { from: string; to?: string };
-      const to = await treeSizeOf(query.to, 'to');
+      const checkpoint = await signedTreeOf(query.to, 'to');
+      const to = checkpoint.treeSize;
       const from = Number(query.from);
       if (from > to)
         throw badRequest('TM_ERR_INVALID_REQUEST', `from (${from}) is larger than to (${to})`, 'from');
-      const [old, checkpoint, proof] = [
-        await issuanceLog.checkpoint(from),
-        await issuanceLog.checkpoint(to),
-        await issuanceLog.consistencyProof(from, to),
-      ];
+      const { fromRootHash, proof } = await consistencyBetween(from, to);
       return {
         fromSize: from,
-        fromRootHash: old.rootHash,
-        consistencyProof: proof.map(toHex),
+        fromRootHash,
+        consistencyProof: proof,
         treeSize: to,
         rootHash: checkpoint.rootHash,
         checkpoint: checkpoint.note,
@@ -203,6 +239,7 @@ const provenanceRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =>
   fastify.get(
     '/.well-known/tracemark/keys.json',
     {
+      config: { publicRateLimit: true },
       schema: {
         ...logSchema,
         summary: 'The public keys that verify checkpoints and evidence reports',

@@ -3,16 +3,7 @@
  * (@tracemark/extraction, the library behind `tracemark scan`) under the gateway's watermark key, with every
  * fake key's p-value so that a client can plot the calibration. Larger corpora belong to `tracemark scan`.
  */
-import { setImmediate as nextTurn } from 'node:timers/promises';
-import {
-  DEFAULT_FAKE_KEY_SEED,
-  DEFAULT_FAKE_KEYS,
-  type FakeKeyCounts,
-  fakeKeyPValues,
-  runFakeKeyJob,
-  type ScanDocument,
-  scanCorpus,
-} from '@tracemark/extraction';
+import { DEFAULT_FAKE_KEY_SEED, DEFAULT_FAKE_KEYS } from '@tracemark/extraction';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { GatewayError } from '../errors.ts';
 import { errorResponses, type JsonSchema } from '../schemas.ts';
@@ -23,8 +14,13 @@ export const SCAN_MAX_DOCUMENTS = 2000;
 export const SCAN_MAX_TEXT_BYTES: number = 2 * 1024 * 1024;
 /** The request body may exceed the text by its JSON escapes and field names. */
 export const SCAN_BODY_LIMIT_BYTES: number = 4 * 1024 * 1024;
-/** Scans running at once; more wait for none and get a 429 (a scan holds a core for up to a few seconds). */
-export const SCAN_MAX_CONCURRENT = 2;
+/**
+ * Scans running at once: all work threads but one, so detection and prompts always find a thread; more
+ * wait for none and get a 429 (a scan holds a thread for up to a few seconds).
+ */
+export function scanMaxConcurrent(workThreads: number): number {
+  return Math.max(1, workThreads - 1);
+}
 
 const number = { type: 'number' };
 const integer = { type: 'integer' };
@@ -223,6 +219,8 @@ interface ScanBody {
 }
 
 const scanRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
+  const { work } = fastify.gateway;
+  const maxConcurrent = scanMaxConcurrent(work.threads);
   let running = 0;
   fastify.post(
     '/v1/scan',
@@ -253,7 +251,7 @@ const scanRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
           { param: 'documents' },
         );
       }
-      if (running >= SCAN_MAX_CONCURRENT) {
+      if (running >= maxConcurrent) {
         throw new GatewayError(
           429,
           'TM_ERR_RATE_LIMITED',
@@ -265,49 +263,18 @@ const scanRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
       }
       running++;
       try {
-        const key = fastify.gateway.watermarkKey;
-        const tokenizer = fastify.gateway.detector({ window: false }).tokenizer;
-        // Tokenizing and scoring run on the event loop: yield between documents and fake-key batches.
-        async function* documents(): AsyncGenerator<ScanDocument> {
-          let index = 0;
-          for (const document of body.documents) {
-            yield {
-              tokens: tokenizer.encodeFast(document.text),
-              ...(document.prompt === undefined ? {} : { prompt: tokenizer.encodeFast(document.prompt) }),
-              source: document.source ?? `document ${index + 1}`,
-            };
-            if (++index % 100 === 0) await nextTurn();
-          }
-        }
-        const fakeKeyResults: FakeKeyCounts[] = [];
-        const seed = body.fakeKeySeed ?? DEFAULT_FAKE_KEY_SEED;
-        const report = await scanCorpus({
-          documents: documents(),
-          keys: [key],
-          specialTokenIds: tokenizer.specialTokenIds,
-          fakeKeys: body.fakeKeys ?? DEFAULT_FAKE_KEYS,
-          fakeKeySeed: seed,
+        // Tokenizing and scoring run on a work thread, within the per-request work budget.
+        const { fakeKeyLog10P, fakeKeyRandomizedP, ...report } = await work.run({
+          kind: 'scan',
+          documents: body.documents,
+          ...(body.fakeKeys === undefined ? {} : { fakeKeys: body.fakeKeys }),
+          ...(body.fakeKeySeed === undefined ? {} : { fakeKeySeed: body.fakeKeySeed }),
           ...(body.alpha === undefined ? {} : { alpha: body.alpha }),
-          runFakeKeyJobs: async (jobs) => {
-            const results: FakeKeyCounts[] = [];
-            for (const job of jobs) {
-              results.push(runFakeKeyJob(job));
-              await nextTurn();
-            }
-            fakeKeyResults.push(...results);
-            return results;
-          },
         });
-        // One key, so every fake-key job belongs to its calibration.
-        const fake = fakeKeyPValues(fakeKeyResults, key.scheme.gammaEffective, seed);
         return {
           object: 'tracemark.scan',
           ...report,
-          keys: report.keys.map((scan) => ({
-            ...scan,
-            fakeKeyLog10P: fake.log10P,
-            fakeKeyRandomizedP: fake.randomized,
-          })),
+          keys: report.keys.map((scan) => ({ ...scan, fakeKeyLog10P, fakeKeyRandomizedP })),
         };
       } finally {
         running--;
