@@ -139,6 +139,30 @@ const tracemarkSchema = {
     watermark_key_id: string,
     key_epoch: nullable(string),
     issuance_ids: { type: 'array', items: string },
+    watermark_strength: {
+      type: 'array',
+      description:
+        'Per choice, the mark’s expected strength from the distributions its tokens were sampled from: expected green fraction, the z and log10 p a detector would report for it (an upper estimate: repeats are scored once), and the spike-entropy sum. A choice whose expected_log10_p is above log10(α) is provable only through the issuance log.',
+      items: {
+        type: 'object',
+        required: [
+          'index',
+          'tokens',
+          'expected_green_fraction',
+          'expected_z',
+          'expected_log10_p',
+          'spike_entropy_sum',
+        ],
+        properties: {
+          index: integer,
+          tokens: integer,
+          expected_green_fraction: number,
+          expected_z: number,
+          expected_log10_p: number,
+          spike_entropy_sum: number,
+        },
+      },
+    },
   },
 };
 

@@ -6,7 +6,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
-import { createRandom } from '@tracemark/core';
+import { createRandom, log10BinomialSf, type Watermarker, zScore } from '@tracemark/core';
 import { minhashSignature } from '@tracemark/provenance';
 import { normalizeText } from '@tracemark/tokenizers';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
@@ -80,6 +80,39 @@ interface PreparedCompletion {
 interface ChoiceResult extends ChoiceOutcome {
   readonly index: number;
   readonly prompt: PreparedPrompt;
+}
+
+/**
+ * The mark's expected strength in one choice, from the distributions its tokens were sampled from:
+ * E[green] = Σ P(green) (core `stepStrength`), the z and log10 p that a detector would report for
+ * that many greens among all the choice's tokens (an upper estimate: repeated (seed, token) pairs and a
+ * prompt's pairs are scored once or not at all), and the spike-entropy sum of KGW (Definition 4.1).
+ */
+export interface WatermarkStrength {
+  readonly index: number;
+  readonly tokens: number;
+  readonly expected_green_fraction: number;
+  readonly expected_z: number;
+  readonly expected_log10_p: number;
+  readonly spike_entropy_sum: number;
+}
+
+export function watermarkStrength(
+  result: Pick<ChoiceResult, 'index' | 'tokens' | 'strength'>,
+  watermarker: Watermarker,
+): WatermarkStrength {
+  const tokens = result.tokens.length;
+  const gamma = watermarker.scheme.gammaEffective;
+  const expectedGreen = result.strength.expectedGreen;
+  const rounded = Math.min(tokens, Math.round(expectedGreen));
+  return {
+    index: result.index,
+    tokens,
+    expected_green_fraction: tokens === 0 ? 0 : expectedGreen / tokens,
+    expected_z: tokens === 0 ? 0 : zScore(expectedGreen, tokens, gamma),
+    expected_log10_p: tokens === 0 ? 0 : log10BinomialSf(rounded, tokens, gamma),
+    spike_entropy_sum: result.strength.spikeEntropySum,
+  };
 }
 
 const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
@@ -438,10 +471,11 @@ const completionsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =
     };
   };
 
-  const tracemarkInfo = (ids: readonly string[]) => ({
+  const tracemarkInfo = (ids: readonly string[], results: readonly ChoiceResult[]) => ({
     watermark_key_id: watermarker.keyId,
     key_epoch: keyEpoch,
     issuance_ids: ids,
+    watermark_strength: results.map((result) => watermarkStrength(result, watermarker)),
   });
 
   const handle = async (endpoint: Endpoint, request: FastifyRequest, reply: FastifyReply) => {
@@ -505,7 +539,7 @@ const completionsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =
               finish_reason: result.finishReason,
             })),
             usage,
-            tracemark: tracemarkInfo(ids),
+            tracemark: tracemarkInfo(ids, results),
           });
         }
         return reply.send({
@@ -518,7 +552,7 @@ const completionsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =
             finish_reason: result.finishReason,
           })),
           usage,
-          tracemark: tracemarkInfo(ids),
+          tracemark: tracemarkInfo(ids, results),
         });
       }
       return await stream(
@@ -710,18 +744,18 @@ const completionsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =
                   object: 'chat.completion.chunk',
                   choices: [],
                   usage,
-                  tracemark: tracemarkInfo(ids ?? []),
+                  tracemark: tracemarkInfo(ids ?? [], results),
                 }
               : {
                   ...common,
                   object: 'text_completion',
                   choices: [],
                   usage,
-                  tracemark: tracemarkInfo(ids ?? []),
+                  tracemark: tracemarkInfo(ids ?? [], results),
                 },
           );
         } else {
-          await write(`: tracemark ${JSON.stringify(tracemarkInfo(ids ?? []))}\n\n`);
+          await write(`: tracemark ${JSON.stringify(tracemarkInfo(ids ?? [], results))}\n\n`);
         }
         await write('data: [DONE]\n\n');
       }
