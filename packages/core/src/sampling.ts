@@ -380,27 +380,49 @@ export function stepStrength(
   const boost = Math.exp(delta);
   const modulus = ((1 - gamma) * (boost - 1)) / (1 + (boost - 1) * gamma);
   const banned = options.bannedTokens;
-  if (temperature === 0) {
-    const greedy = truncatedDistribution(values, tokenAt, context, 1, 1, 1, watermarker, banned);
-    return { greenProbability: greedy.green[0]!, spikeEntropy: 1 / (1 + modulus) };
+  const topK = options.topK ?? 0;
+  const topP = options.topP ?? 1;
+  const test = watermarker.candidateTester(context);
+  const allowed = (i: number): boolean =>
+    values[i]! > Number.NEGATIVE_INFINITY && !(banned?.has(tokenAt(i)) ?? false);
+  // One pass over the candidates (no sort): membership, the biased maximum, and the unbiased maximum.
+  const green = new Uint8Array(values.length);
+  let max = Number.NEGATIVE_INFINITY;
+  let biasedMax = Number.NEGATIVE_INFINITY;
+  let greedyGreen = 0;
+  for (let i = 0; i < values.length; i++) {
+    if (!allowed(i)) continue;
+    green[i] = delta !== 0 && test(tokenAt(i)) === 1 ? 1 : 0;
+    const biased = values[i]! + delta * green[i]!;
+    if (values[i]! > max) max = values[i]!;
+    if (biased > biasedMax) {
+      biasedMax = biased;
+      greedyGreen = green[i]!;
+    }
   }
-  const q = truncatedDistribution(
-    values,
-    tokenAt,
-    context,
-    temperature,
-    options.topK ?? 0,
-    options.topP ?? 1,
-    watermarker,
-    banned,
-  );
-  let greenProbability = 0;
-  for (let j = 0; j < q.indices.length; j++) if (q.green[j] === 1) greenProbability += q.probabilities[j]!;
-  const p = truncatedDistribution(values, tokenAt, context, temperature, 0, 1, null, banned);
+  if (max === Number.NEGATIVE_INFINITY) throw new RangeError('logits: no candidate has a finite logit');
+  if (temperature === 0) return { greenProbability: greedyGreen, spikeEntropy: 1 / (1 + modulus) };
+  let unbiasedTotal = 0;
+  let biasedTotal = 0;
+  let greenTotal = 0;
+  for (let i = 0; i < values.length; i++) {
+    if (!allowed(i)) continue;
+    unbiasedTotal += Math.exp((values[i]! - max) / temperature);
+    const weight = Math.exp((values[i]! + delta * green[i]! - biasedMax) / temperature);
+    biasedTotal += weight;
+    if (green[i] === 1) greenTotal += weight;
+  }
   let spikeEntropy = 0;
-  for (let j = 0; j < p.indices.length; j++) {
-    const probability = p.probabilities[j]!;
+  for (let i = 0; i < values.length; i++) {
+    if (!allowed(i)) continue;
+    const probability = Math.exp((values[i]! - max) / temperature) / unbiasedTotal;
     spikeEntropy += probability / (1 + modulus * probability);
+  }
+  let greenProbability = greenTotal / biasedTotal;
+  if (topK > 0 || topP < 1) {
+    const q = truncatedDistribution(values, tokenAt, context, temperature, topK, topP, watermarker, banned);
+    greenProbability = 0;
+    for (let j = 0; j < q.indices.length; j++) if (q.green[j] === 1) greenProbability += q.probabilities[j]!;
   }
   return { greenProbability: Math.min(1, greenProbability), spikeEntropy };
 }

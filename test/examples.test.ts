@@ -1,0 +1,208 @@
+/**
+ * The examples of examples/src run as a user runs them (a child process on the workspace sources) and
+ * print what the READMEs say; the README blocks marked `<!-- example: PATH -->` are that file verbatim,
+ * and those marked `<!-- excerpt: PATH -->` are cut from it (chunks separated by `// …` lines).
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cacheDir, repositoryRoot } from './helpers.ts';
+
+const examplesDirectory = join(repositoryRoot, 'examples');
+
+interface Run {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** `node --conditions=source --import tsx src/NAME.ts ARGS`, as the package's scripts run it. */
+function runExample(name: string, args: readonly string[] = []): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['--conditions=source', '--import', 'tsx', `src/${name}.ts`, ...args],
+      {
+        cwd: examplesDirectory,
+        env: { ...process.env, TRACEMARK_CACHE_DIR: cacheDir },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** The verdict and log10 p printed on the line that starts with `label`. */
+function line(stdout: string, label: string): { verdict: string; log10P: number } {
+  const found = stdout.split('\n').find((text) => text.startsWith(label));
+  expect(found, `no line starting with ${JSON.stringify(label)} in:\n${stdout}`).toBeDefined();
+  const match = /: (\w+)[,( ].*log10 p = (-?[\d.]+)/.exec(found!);
+  expect(match, found).not.toBeNull();
+  return { verdict: match![1]!, log10P: Number(match![2]) };
+}
+
+const modelTimeout = 180_000;
+
+describe('examples', () => {
+  it('every example has a script of the same name in examples/package.json', () => {
+    const scripts = JSON.parse(readFileSync(join(examplesDirectory, 'package.json'), 'utf8')).scripts;
+    const files = readdirSync(join(examplesDirectory, 'src')).filter((file) => file.endsWith('.ts'));
+    expect(files.length).toBeGreaterThanOrEqual(4);
+    for (const file of files) {
+      const name = file.replace(/\.ts$/, '');
+      expect(scripts[name]).toBe(`node --conditions=source --import tsx src/${file}`);
+    }
+  });
+
+  it('watermark-any-logits: the watermarked output is detected, the control is not', async () => {
+    const run = await runExample('watermark-any-logits');
+    expect(run.code, run.stderr).toBe(0);
+    const marked = line(run.stdout, 'with watermark:');
+    expect(marked.verdict).toBe('watermarked');
+    expect(marked.log10P).toBeLessThan(-10);
+    const control = line(run.stdout, 'control (none):');
+    expect(control.verdict).not.toBe('watermarked');
+    expect(control.log10P).toBeGreaterThan(-4);
+  });
+
+  it(
+    'generation-loop: the decoded text of the watermarked loop is detected, the control is not',
+    async () => {
+      const run = await runExample('generation-loop');
+      expect(run.code, run.stderr).toBe(0);
+      const marked = line(run.stdout, 'with watermark:');
+      expect(marked.verdict).toBe('watermarked');
+      expect(marked.log10P).toBeLessThan(-10);
+      const control = line(run.stdout, 'control (none):');
+      expect(control.verdict).not.toBe('watermarked');
+      expect(control.log10P).toBeGreaterThan(-4);
+    },
+    modelTimeout,
+  );
+
+  it(
+    'detect-text: the demo files are detected and a corrupt key file is an InputError',
+    async () => {
+      const run = await runExample('detect-text');
+      expect(run.code, run.stderr).toBe(0);
+      const marked = run.stdout.split('\n').find((text) => text.includes('watermarked.txt: '));
+      expect(marked, run.stdout).toMatch(/watermarked\.txt: watermarked \(/);
+      expect(Number(/log10 p = (-?[\d.]+)/.exec(marked!)![1])).toBeLessThan(-10);
+      expect(run.stdout).toMatch(/human\.txt: (not_watermarked|insufficient) \(/);
+      expect(run.stdout).toMatch(/^error TM_ERR_KEY_FILE: .*broken-key\.json: key file: /m);
+    },
+    modelTimeout,
+  );
+
+  it('detect-text with --key: a missing key file exits 3 with TM_ERR_IO', async () => {
+    const run = await runExample('detect-text', ['--key', 'no-such-key.json', 'no-such-text.txt']);
+    expect(run.code).toBe(3);
+    expect(run.stdout).toMatch(/^error TM_ERR_IO: no-such-key\.json: cannot read key file/m);
+  });
+
+  it(
+    'radioactivity-scan: the corpus with our outputs is radioactive, the human one is not',
+    async () => {
+      const run = await runExample('radioactivity-scan');
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stdout).toMatch(/^copied: radioactive: /m);
+      expect(run.stdout).toMatch(/^human: (not_radioactive|insufficient): /m);
+      expect(run.stdout).toMatch(/fake-key rank 1 of 101/);
+    },
+    modelTimeout,
+  );
+
+  it('tokenize: invisible characters do not change the ids; bad ids are a RangeError', async () => {
+    const run = await runExample('tokenize');
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain('same ids as the clean text: true');
+    expect(run.stdout).toMatch(/^RangeError: tokens\[2\] /m);
+  });
+
+  it('provenance-log: the checkpoint and the inclusion proof verify; an edited record does not', async () => {
+    const run = await runExample('provenance-log');
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain('record rec-2 included: true');
+    expect(run.stdout).toContain('edited record included: false');
+    expect(run.stdout).toContain('another key: TM_ERR_UNKNOWN_KEY');
+  });
+});
+
+/** Markdown files that may carry example or excerpt blocks. */
+function markdownFiles(): string[] {
+  const packageReadmes = readdirSync(join(repositoryRoot, 'packages'))
+    .map((name) => join('packages', name, 'README.md'))
+    .filter((path) => existsSync(join(repositoryRoot, path)));
+  const examples = readdirSync(examplesDirectory)
+    .filter((name) => name.endsWith('.md'))
+    .map((name) => join('examples', name));
+  return [...packageReadmes, ...examples, 'README.md'];
+}
+
+interface Block {
+  readonly kind: 'example' | 'excerpt';
+  readonly path: string;
+  readonly code: string;
+}
+
+function blocks(markdown: string): Block[] {
+  const found: Block[] = [];
+  const pattern = /<!-- (example|excerpt): (\S+) -->\n```ts\n([\s\S]*?)```/g;
+  for (const match of markdown.matchAll(pattern)) {
+    found.push({ kind: match[1] as Block['kind'], path: match[2]!, code: match[3]! });
+  }
+  return found;
+}
+
+/** Each chunk (between `// …` lines) is a run of consecutive lines of the file, indentation aside. */
+function isExcerpt(code: string, file: string): boolean {
+  const fileLines = file.split('\n').map((text) => text.trim());
+  const chunks = code
+    .replace(/\n$/, '')
+    .split(/^\s*\/\/ …\s*$/m)
+    .map((chunk) =>
+      chunk
+        .replace(/^\n|\n$/g, '')
+        .split('\n')
+        .map((text) => text.trim()),
+    )
+    .filter((chunk) => chunk.some((text) => text !== ''));
+  let from = 0;
+  for (const chunk of chunks) {
+    let at = -1;
+    for (let i = from; i + chunk.length <= fileLines.length && at < 0; i++) {
+      if (chunk.every((text, j) => fileLines[i + j] === text)) at = i;
+    }
+    if (at < 0) return false;
+    from = at + chunk.length;
+  }
+  return chunks.length > 0;
+}
+
+describe('README code blocks are the examples', () => {
+  const files = markdownFiles();
+  const marked = files.flatMap((path) =>
+    blocks(readFileSync(join(repositoryRoot, path), 'utf8')).map((block) => [path, block] as const),
+  );
+
+  it('the package READMEs of core and detection show their examples', () => {
+    const shown = marked.map(([path, block]) => `${path} ${block.path}`);
+    expect(shown).toContain('packages/core/README.md examples/src/watermark-any-logits.ts');
+    expect(shown).toContain('packages/detection/README.md examples/src/detect-text.ts');
+  });
+
+  it.each(marked.map(([path, block]) => [`${path}: ${block.kind} ${block.path}`, block] as const))(
+    '%s',
+    (_name, block) => {
+      const file = readFileSync(join(repositoryRoot, block.path), 'utf8');
+      if (block.kind === 'example') expect(block.code).toBe(file);
+      else expect(isExcerpt(block.code, file), `not cut from ${block.path}:\n${block.code}`).toBe(true);
+    },
+  );
+});
