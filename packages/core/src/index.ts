@@ -18,6 +18,37 @@ export {
   windowScan,
 } from './detect.ts';
 export {
+  log10GammaSf,
+  log10WeightedGammaSf,
+  logGamma,
+  logGammaSf,
+  logWeightedGammaSf,
+} from './foreign/gamma-tail.ts';
+export { philox4x32, philox4x32Into } from './foreign/philox.ts';
+export {
+  createVllmDetector,
+  deriveVllmKey,
+  type ResolvedVllmKey,
+  sbwHashInt,
+  sbwSeed,
+  sbwWord,
+  VLLM_PRFS,
+  VLLM_SCHEMES,
+  type VllmDedup,
+  type VllmDetection,
+  type VllmDetectOptions,
+  type VllmDetector,
+  type VllmKey,
+  type VllmPrf,
+  type VllmSbwScheme,
+  type VllmScheme,
+  type VllmTokenScore,
+  vllmHmacWord,
+  vllmPhiloxWord,
+  vllmRedGreenCount,
+  vllmUniform,
+} from './foreign/vllm.ts';
+export {
   type GeneratedToken,
   type GenerateOptions,
   generateAll,

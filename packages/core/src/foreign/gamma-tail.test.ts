@@ -1,0 +1,108 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import {
+  log10GammaSf,
+  log10WeightedGammaSf,
+  logGamma,
+  logGammaSf,
+  logWeightedGammaSf,
+} from './gamma-tail.ts';
+
+const path = new URL('../../test/vectors/foreign/vllm.json', import.meta.url);
+const vectors = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : null;
+
+/**
+ * Relative error of log10 p, with an absolute floor near p = 1: there ln p is a sum of terms close
+ * to 1 and only its absolute error (about 1e−15, i.e. the relative error of p) is meaningful.
+ */
+function closeness(actual: number, expected: number): number {
+  return Math.abs(actual - expected) / Math.max(Math.abs(expected), 1e-3);
+}
+
+describe('Gamma(a, 1) upper tail against mpmath (test/vectors/foreign/vllm.json gammaTail)', () => {
+  it('relative error of log10 Q(a, x) ≤ 1e-11, down to log10 Q ≈ −4e5', () => {
+    let deep = 0;
+    for (const c of vectors.gammaTail) {
+      const actual = log10GammaSf(c.a, c.x);
+      expect(closeness(actual, c.log10Sf), JSON.stringify({ ...c, actual })).toBeLessThan(1e-11);
+      if (c.log10Sf < -308) deep++;
+    }
+    expect(deep).toBeGreaterThanOrEqual(8);
+  });
+});
+
+describe('weighted sum of two Gamma(n, 1) against mpmath (dualTail, partial fractions)', () => {
+  it('relative error of log10 P[(1 − α)X + αY > s] ≤ 1e-10 (tens of thousands of mixture terms at α = 0.01)', () => {
+    let deep = 0;
+    for (const c of vectors.dualTail) {
+      const actual = log10WeightedGammaSf(c.n, 1 - c.alpha, c.alpha, c.s);
+      expect(closeness(actual, c.log10Sf), JSON.stringify({ ...c, actual })).toBeLessThan(1e-10);
+      if (c.log10Sf < -308) deep++;
+    }
+    expect(deep).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('identities', () => {
+  it('ln Γ at integers and half-integers', () => {
+    let factorial = 1;
+    for (let n = 1; n <= 30; n++) {
+      expect(Math.abs(logGamma(n) - Math.log(factorial))).toBeLessThan(
+        1e-13 * Math.max(1, Math.log(factorial)),
+      );
+      factorial *= n;
+    }
+    expect(logGamma(0.5)).toBeCloseTo(0.5 * Math.log(Math.PI), 14);
+  });
+
+  it('Q(1, x) = e^−x and Q(2, x) = (1 + x) e^−x, far into the tail', () => {
+    for (const x of [1e-9, 0.3, 1, 7, 100, 1e4, 1e7]) {
+      expect(closeness(logGammaSf(1, x), -x)).toBeLessThan(1e-14);
+      expect(closeness(logGammaSf(2, x), Math.log1p(x) - x)).toBeLessThan(1e-14);
+    }
+  });
+
+  it('the mixture reduces to Q(2n, 2s) at α = ½, to Q(n, s) at α ∈ {0, 1}, and to the closed form at n = 1', () => {
+    for (const [n, s] of [
+      [1, 3],
+      [10, 25],
+      [500, 2000],
+    ] as const) {
+      expect(logWeightedGammaSf(n, 0.5, 0.5, s)).toBe(logGammaSf(2 * n, 2 * s));
+      expect(logWeightedGammaSf(n, 1, 0, s)).toBe(logGammaSf(n, s));
+      expect(logWeightedGammaSf(n, 0, 1, s)).toBe(logGammaSf(n, s));
+    }
+    // n = 1: P[aE + bF > s] = (a e^{−s/a} − b e^{−s/b}) / (a − b)
+    for (const [a, s] of [
+      [0.9, 0.5],
+      [0.7, 4],
+      [0.55, 30],
+    ] as const) {
+      const b = 1 - a;
+      const closed = Math.log((a * Math.exp(-s / a) - b * Math.exp(-s / b)) / (a - b));
+      expect(closeness(logWeightedGammaSf(1, a, b, s), closed)).toBeLessThan(1e-12);
+    }
+  });
+
+  it('is monotone in s and symmetric in the weights', () => {
+    let previous = 0;
+    for (let s = 1; s < 400; s *= 1.7) {
+      const value = logWeightedGammaSf(40, 0.8, 0.2, s);
+      expect(value).toBeLessThanOrEqual(previous);
+      expect(logWeightedGammaSf(40, 0.2, 0.8, s)).toBe(value);
+      previous = value;
+    }
+  });
+
+  it('rejects invalid arguments with RangeError naming the parameter', () => {
+    expect(() => logGammaSf(0, 1)).toThrow(/a:/);
+    expect(() => logGammaSf(1, -1)).toThrow(/x:/);
+    expect(() => logGammaSf(Number.NaN, 1)).toThrow(RangeError);
+    expect(() => logWeightedGammaSf(0, 0.5, 0.5, 1)).toThrow(/n:/);
+    expect(() => logWeightedGammaSf(2.5, 0.5, 0.5, 1)).toThrow(/n:/);
+    expect(() => logWeightedGammaSf(2, 0, 0, 1)).toThrow(RangeError);
+    expect(() => logWeightedGammaSf(2, 0.5, 0.5, -1)).toThrow(/s:/);
+    expect(logGammaSf(3, 0)).toBe(0);
+    expect(logGammaSf(3, Number.POSITIVE_INFINITY)).toBe(Number.NEGATIVE_INFINITY);
+  });
+});

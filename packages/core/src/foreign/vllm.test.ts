@@ -1,0 +1,284 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { philox4x32 } from './philox.ts';
+import {
+  createVllmDetector,
+  deriveVllmKey,
+  sbwHashInt,
+  sbwSeed,
+  sbwWord,
+  type VllmKey,
+  vllmHmacWord,
+  vllmPhiloxWord,
+  vllmRedGreenCount,
+  vllmUniform,
+} from './vllm.ts';
+
+/** Vectors from vLLM's own code, run on CPU by packages/core/reference/foreign/vllm_vectors.py. */
+const path = new URL('../../test/vectors/foreign/vllm.json', import.meta.url);
+const vectors = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : null;
+
+// biome-ignore lint/suspicious/noExplicitAny: JSON vectors
+type Json = any;
+
+function closeness(actual: number, expected: number): number {
+  return Math.abs(actual - expected) / Math.max(Math.abs(expected), 1e-6);
+}
+
+function keyOf(c: Json, detectionKey: string): VllmKey {
+  const key: VllmKey = { scheme: c.scheme, engineKey: BigInt(detectionKey), contextWidth: c.contextWidth };
+  if (c.scheme !== 'sbw') key.prf = c.prf;
+  if (c.scheme === 'dual_key_gumbel') key.alpha = c.alpha;
+  if (c.scheme === 'red_green' || c.scheme === 'sbw') key.gamma = c.gamma;
+  if (c.scheme === 'sbw') key.sbwScheme = c.sbwScheme;
+  return key;
+}
+
+describe('vLLM vectors are present', () => {
+  it('vllm.json exists and covers every scheme and PRF', () => {
+    expect(vectors).not.toBeNull();
+    const combos = new Set(vectors.cases.map((c: Json) => `${c.scheme}/${c.prf}`));
+    for (const combo of [
+      'gumbel/philox',
+      'gumbel/hmac-sha256-v1',
+      'dual_key_gumbel/philox',
+      'dual_key_gumbel/hmac-sha256-v1',
+      'red_green/philox',
+      'red_green/hmac-sha256-v1',
+      'sbw/sbw-philox',
+    ]) {
+      expect(combos.has(combo), combo).toBe(true);
+    }
+  });
+});
+
+describe('PRFs, bit for bit', () => {
+  it('Philox4x32-10 matches the Random123 known answers (as run through vLLM)', () => {
+    for (const c of vectors.prf.philoxKnownAnswers) {
+      expect(Array.from(philox4x32(c.counter, c.key))).toEqual(c.words);
+    }
+  });
+
+  it('philox PRF words and float32 uniforms, streams included', () => {
+    let count = 0;
+    for (const c of vectors.prf.philox) {
+      c.tokens.forEach((token: number, i: number) => {
+        const word = vllmPhiloxWord(BigInt(c.key), c.context, token, BigInt(c.stream));
+        expect(word, JSON.stringify({ ...c, token })).toBe(c.words[i]);
+        if (c.uniforms) expect(vllmUniform(word)).toBe(c.uniforms[i]);
+        count++;
+      });
+    }
+    expect(count).toBeGreaterThan(500);
+  });
+
+  it('hmac-sha256-v1 PRF words and uniforms, keys up to 2^256 − 1', () => {
+    for (const c of vectors.prf.hmac) {
+      c.tokens.forEach((token: number, i: number) => {
+        const word = vllmHmacWord(BigInt(c.key), c.context, token);
+        expect(word).toBe(c.words[i]);
+        expect(vllmUniform(word)).toBe(c.uniforms[i]);
+      });
+    }
+  });
+
+  it('dual-key derivation', () => {
+    for (const c of vectors.prf.keyDerivation) {
+      expect(deriveVllmKey(BigInt(c.key), 'key_a')).toBe(BigInt(c.keyA));
+      expect(deriveVllmKey(BigInt(c.key), 'key_b')).toBe(BigInt(c.keyB));
+    }
+  });
+
+  it('sbw integer hash and Philox words', () => {
+    for (const c of vectors.prf.sbwHash) expect(sbwHashInt(c.x)).toBe(c.hash);
+    for (const c of vectors.prf.sbwWords) {
+      c.tokens.forEach((token: number, i: number) => {
+        expect(sbwWord(BigInt(c.seed), token)).toBe(c.words[i]);
+      });
+    }
+  });
+
+  it('red_green green counts over all 2^24 uniforms (vLLM compares in float32)', () => {
+    for (const [gamma, count] of Object.entries(vectors.redGreenGreenCounts)) {
+      expect(vllmRedGreenCount(Number(gamma)), gamma).toBe(count);
+    }
+  });
+});
+
+describe('per-token scores and detections reproduce vLLM', () => {
+  for (const c of vectors?.cases ?? []) {
+    it(`${c.name} (${c.shipped})`, () => {
+      for (const d of c.detections) {
+        const detector = createVllmDetector(keyOf(c, d.detectionKey));
+        const detection = detector.detect(c.tokens, { dedup: d.dedup ? 'context' : 'none' });
+        const label = `${c.name} key=${d.detectionKey} dedup=${d.dedup}`;
+        expect(detection.numScored, label).toBe(d.numScored);
+        expect(Array.from(detection.positions), label).toEqual(d.positions);
+        if (d.numScored === 0) continue;
+
+        const all = d.scores ? detector.scoreTokens(c.tokens) : [];
+        (d.scores ? d.positions : []).forEach((position: number, i: number) => {
+          const t = all[position]!;
+          if (c.scheme === 'dual_key_gumbel') {
+            expect(t.words).toEqual([d.wordsA[i], d.wordsB[i]]);
+            expect(t.uniforms).toEqual([d.uniformsA[i], d.uniformsB[i]]);
+          } else {
+            expect(t.words[0], `${label} #${i}`).toBe(d.words[i]);
+            if (c.scheme === 'sbw') expect(t.seed).toBe(BigInt(d.seeds[i]));
+            else expect(t.uniforms[0]).toBe(d.uniforms[i]);
+          }
+          expect(Math.abs(t.score - d.scores[i])).toBeLessThanOrEqual(
+            1e-12 * Math.max(1, Math.abs(d.scores[i])),
+          );
+        });
+
+        expect(Math.abs(detection.score - d.score)).toBeLessThanOrEqual(
+          1e-12 * Math.max(1, Math.abs(d.score)),
+        );
+        // vLLM's own p-value, where its double is finite and above 1e-300: to 1e-9 relative
+        if (d.pValue > 1e-300) {
+          const ratio = 10 ** (detection.peerLog10PValue - Math.log10(d.pValue));
+          expect(Math.abs(ratio - 1), `${label} peer p`).toBeLessThan(1e-9);
+        } else {
+          expect(d.pValue, label).toBe(0);
+          expect(d.exactLog10).toBeLessThan(-300);
+        }
+        // mpmath, everywhere, including where vLLM underflows to 0
+        expect(
+          closeness(detection.peerLog10PValue, d.peerFormulaLog10),
+          `${label} peer formula`,
+        ).toBeLessThan(1e-9);
+        expect(closeness(detection.log10PValue, d.exactLog10), `${label} exact`).toBeLessThan(1e-9);
+      }
+    });
+  }
+});
+
+describe('findings the vectors pin down', () => {
+  it('every scheme has a case where vLLM underflows to p = 0 and our log10 p is finite', () => {
+    const underflows = vectors.cases.filter((c: Json) => c.detections.some((d: Json) => d.pValue === 0));
+    expect(new Set(underflows.map((c: Json) => c.scheme))).toEqual(
+      new Set(['gumbel', 'dual_key_gumbel', 'red_green', 'sbw']),
+    );
+    for (const c of underflows) {
+      const d = c.detections[0];
+      const detection = createVllmDetector(keyOf(c, d.detectionKey)).detect(c.tokens);
+      expect(Number.isFinite(detection.log10PValue)).toBe(true);
+      expect(detection.log10PValue).toBeLessThan(-308);
+    }
+  });
+
+  it("sbw lefthash: vLLM's generator seeds with key·Σ context, its detector with key·Σ h(context)", () => {
+    for (const c of vectors.cases.filter((x: Json) => x.scheme === 'sbw')) {
+      for (const d of c.detections) {
+        if (!d.generatorGreens) continue;
+        const generator = createVllmDetector({ ...keyOf(c, d.detectionKey), sbwLefthashSeeds: 'generator' });
+        const all = generator.scoreTokens(c.tokens);
+        const greens = d.positions.map((position: number) => all[position]!.score);
+        expect(greens).toEqual(d.generatorGreens);
+        if (c.sbwScheme === 'lefthash') expect(greens).not.toEqual(d.scores);
+        else expect(greens).toEqual(d.scores);
+      }
+    }
+  });
+
+  it('the dual-key moment match is anti-conservative: vLLM reports p far smaller than the exact tail', () => {
+    const c = vectors.cases.find((x: Json) => x.name === 'dual-philox-long-underflow');
+    const d = c.detections[0];
+    expect(d.exactLog10 - d.peerFormulaLog10).toBeGreaterThan(40);
+  });
+});
+
+describe('deduplication', () => {
+  it('strict ⊆ context ⊆ none, and strict drops repeated sbw (seed, token) pairs', () => {
+    const tokens = [5, 6, 7, 5, 6, 8, 6, 5, 7, 9, 7, 6, 5, 8, 9, 5];
+    for (const scheme of ['selfhash', 'lefthash'] as const) {
+      const detector = createVllmDetector({
+        scheme: 'sbw',
+        engineKey: 42n,
+        contextWidth: 3,
+        sbwScheme: scheme,
+      });
+      const none = detector.detect(tokens, { dedup: 'none' }).positions;
+      const context = detector.detect(tokens, { dedup: 'context' }).positions;
+      const strict = detector.detect(tokens, { dedup: 'strict' }).positions;
+      expect(none.length).toBe(tokens.length);
+      expect(context.every((p) => none.includes(p))).toBe(true);
+      expect(strict.every((p) => context.includes(p))).toBe(true);
+      const all = detector.scoreTokens(tokens);
+      const pairs = strict.map((p) => `${all[p]!.seed}:${all[p]!.token}`);
+      expect(new Set(pairs).size).toBe(pairs.length);
+    }
+    // lefthash seeds depend on the multiset of the context: permuted windows collide
+    const lefthash = createVllmDetector({
+      scheme: 'sbw',
+      engineKey: 42n,
+      contextWidth: 2,
+      sbwScheme: 'lefthash',
+    });
+    const permuted = [1, 2, 9, 2, 1, 9];
+    expect(lefthash.detect(permuted, { dedup: 'context' }).numScored).toBe(6);
+    expect(lefthash.detect(permuted, { dedup: 'strict' }).numScored).toBe(5);
+  });
+
+  it('a context seen before is skipped whatever token follows it (vLLM)', () => {
+    const detector = createVllmDetector({ scheme: 'gumbel', engineKey: 42n, contextWidth: 1 });
+    expect(detector.detect([1, 2, 1, 3]).numScored).toBe(3);
+    expect(detector.detect([1, 1, 1, 1, 1]).numScored).toBe(2);
+    expect(detector.detect([1, 1, 1, 1, 1], { dedup: 'none' }).numScored).toBe(5);
+    expect(detector.detect([]).numScored).toBe(0);
+    expect(detector.detect([]).log10PValue).toBe(0);
+  });
+});
+
+describe('invalid input (vLLM raises for each; we throw RangeError naming the parameter)', () => {
+  const calls: Record<string, () => unknown> = {
+    'philox key 2^64': () => vllmPhiloxWord(2n ** 64n, [1], 1),
+    'philox key -1': () => createVllmDetector({ scheme: 'gumbel', engineKey: -1n }),
+    'hmac key 2^256': () => vllmHmacWord(2n ** 256n, [1], 1),
+    'context width 0': () => createVllmDetector({ scheme: 'gumbel', engineKey: 1n, contextWidth: 0 }),
+    'dual alpha 1.5': () => createVllmDetector({ scheme: 'dual_key_gumbel', engineKey: 1n, alpha: 1.5 }),
+    'red_green gamma 0': () => createVllmDetector({ scheme: 'red_green', engineKey: 1n, gamma: 0 }),
+    'sbw gamma 1': () => createVllmDetector({ scheme: 'sbw', engineKey: 1n, gamma: 1 }),
+    'sbw key 2^63 (detect)': () => createVllmDetector({ scheme: 'sbw', engineKey: 2n ** 63n }),
+    'sbw key 2^64-1 (detect)': () => createVllmDetector({ scheme: 'sbw', engineKey: 2n ** 64n - 1n }),
+    'derive_watermark_key 2^64': () => deriveVllmKey(2n ** 64n, 'key_a'),
+    'philox stream 2^64': () => vllmPhiloxWord(1n, [1], 1, 2n ** 64n),
+  };
+
+  it('covers every invalid vector', () => {
+    for (const c of vectors.invalid) {
+      expect(c.peerRaises, c.what).not.toBeNull();
+      const call = calls[c.what];
+      expect(call, c.what).toBeDefined();
+      expect(call!, c.what).toThrow(RangeError);
+    }
+  });
+
+  it('rejects bad token ids, contexts and options', () => {
+    const detector = createVllmDetector({ scheme: 'gumbel', engineKey: 1n, prf: 'hmac-sha256-v1' });
+    expect(() => detector.detect([1, -1])).toThrow(/tokenIds\[1\]/);
+    expect(() => detector.detect([1.5])).toThrow(RangeError);
+    expect(() => detector.detect([2 ** 31])).toThrow(RangeError);
+    expect(() => detector.scoreToken([1, 2, 3], 4)).toThrow(/context/);
+    expect(() => detector.scoreToken([-1, -1, -1, 2], -1)).toThrow(/token/);
+    expect(() => detector.detect([1], { dedup: 'window' as never })).toThrow(/dedup/);
+    expect(() => createVllmDetector({ scheme: 'kgw' as never, engineKey: 1n })).toThrow(/scheme/);
+    expect(() => createVllmDetector({ scheme: 'gumbel', prf: 'sha1' as never, engineKey: 1n })).toThrow(
+      /prf/,
+    );
+    expect(() => createVllmDetector({ scheme: 'gumbel', engineKey: 1 as never })).toThrow(TypeError);
+    expect(() => sbwSeed(2n ** 63n, 'selfhash', [1], 2)).toThrow(/key/);
+  });
+
+  it('scoreToken agrees with scoreTokens and the detector object is frozen', () => {
+    const detector = createVllmDetector({ scheme: 'dual_key_gumbel', engineKey: 7n, contextWidth: 2 });
+    const tokens = [10, 11, 12, 13];
+    const all = detector.scoreTokens(tokens);
+    expect(detector.scoreToken([11, 12], 13).score).toBe(all[3]!.score);
+    expect(detector.scoreToken([-1, -1], 10).words).toEqual(all[0]!.words);
+    expect(Object.isFrozen(detector)).toBe(true);
+    expect(Object.isFrozen(detector.key)).toBe(true);
+    expect(detector.key.keyA).toBe(deriveVllmKey(7n, 'key_a'));
+  });
+});
