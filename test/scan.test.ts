@@ -139,7 +139,16 @@ describe('tracemark scan, real processes', () => {
     expect(report.verdict).not.toBe('radioactive');
     expect(report.numPromptTokens).toBeGreaterThan(1000);
     expect(report.keys[0].tape.numExcludedByPrompt).toBeGreaterThan(100);
-    const ignoringPrompts = await tracemark(['scan', '--key', keyPath, path, '--field', 'output', '--json']);
+    const ignoringPrompts = await tracemark([
+      'scan',
+      '--key',
+      keyPath,
+      path,
+      '--field',
+      'output',
+      '--no-prompt-field',
+      '--json',
+    ]);
     expect(JSON.parse(ignoringPrompts.stdout).verdict).toBe('radioactive');
   });
 

@@ -13,6 +13,7 @@ import {
 import { describe, expect, it } from 'vitest';
 import { run } from './cli.ts';
 import type { CliIo } from './io.ts';
+import { benjaminiHochberg } from './multiple-testing.ts';
 
 function capture(input = ''): { io: CliIo; out: () => string; err: () => string } {
   let stdout = '';
@@ -234,5 +235,303 @@ describe('several keys: the document verdict and the reported key (spec §5.4)',
     const best = Math.min(...result.keys.map((k: { log10PAdjusted: number }) => k.log10PAdjusted));
     expect(result.log10PAdjusted).toBe(best);
     expect(result.tokensToSettle).toBe(0);
+  });
+});
+
+/** A captured terminal with some of its properties changed (a TTY, the environment). */
+function terminal(
+  overrides: Partial<Pick<CliIo, 'stdoutIsTTY' | 'stderrIsTTY' | 'stdinIsTTY' | 'env'>>,
+  input = '',
+): { io: CliIo; out: () => string; err: () => string } {
+  const captured = capture(input);
+  return { ...captured, io: { ...captured.io, ...overrides } };
+}
+
+describe('papercuts a new user met', () => {
+  const papercutKey = fixedKey('papercut.json', 31, 2);
+
+  describe('probe output is read by detect and scan without flags', () => {
+    const records = [HUMAN, HUMAN.toUpperCase(), HUMAN.split(' ').reverse().join(' ')].map((text, index) => ({
+      index,
+      promptSha256: '0'.repeat(64),
+      prompt: text,
+      output: text,
+      model: 'suspect',
+      finishReason: 'stop',
+      createdAt: '2026-01-01T00:00:00.000Z',
+    }));
+    const probeFile = join(directory, 'probe-out.jsonl');
+    writeFileSync(probeFile, `${records.map((record) => JSON.stringify(record)).join('\n')}\n`);
+
+    it('detect reads "output" and excludes the "prompt" (each output repeats its prompt)', async () => {
+      const detected = capture();
+      expect(await run(['detect', '--key', papercutKey, '--json', probeFile], detected.io)).toBe(0);
+      const report = JSON.parse(detected.out());
+      expect(report.summary).toMatchObject({ documents: 3, errors: 0 });
+      for (const result of report.results) {
+        expect(result.numTokens).toBeGreaterThan(40);
+        // Only the pair that joins the prompt to the output is new.
+        expect(result.numScored).toBeLessThanOrEqual(1);
+      }
+      // --no-prompt-field scores the whole output.
+      const unprompted = capture();
+      expect(
+        await run(['detect', '--key', papercutKey, '--no-prompt-field', '--json', probeFile], unprompted.io),
+      ).toBe(0);
+      for (const result of JSON.parse(unprompted.out()).results) expect(result.numScored).toBeGreaterThan(40);
+    });
+
+    it('"text" wins over "output" when a record has both; an explicit --field still rules', async () => {
+      const path = join(directory, 'both-fields.jsonl');
+      writeFileSync(path, `${JSON.stringify({ text: HUMAN, output: 'short' })}\n`);
+      const both = capture();
+      expect(await run(['detect', '--key', papercutKey, '--json', path], both.io)).toBe(0);
+      expect(JSON.parse(both.out()).results[0].numTokens).toBeGreaterThan(40);
+      const explicit = capture();
+      expect(
+        await run(['detect', '--key', papercutKey, '--field', 'output', '--json', path], explicit.io),
+      ).toBe(0);
+      expect(JSON.parse(explicit.out()).results[0].numTokens).toBeLessThan(3);
+    });
+
+    it('scan reads "output" and uses "prompt" as the prompt', async () => {
+      const scanned = capture();
+      expect(
+        await run(
+          ['scan', '--key', papercutKey, '--fake-keys', '0', '--quiet', '--json', probeFile],
+          scanned.io,
+        ),
+        scanned.err(),
+      ).toBe(0);
+      const report = JSON.parse(scanned.out());
+      expect(report.summary).toMatchObject({ documents: 3, errors: 0 });
+      expect(report.numPromptTokens).toBeGreaterThan(120);
+      const unprompted = capture();
+      expect(
+        await run(
+          ['scan', '--key', papercutKey, '--fake-keys', '0', '--no-prompt-field', '--json', probeFile],
+          unprompted.io,
+        ),
+      ).toBe(0);
+      expect(JSON.parse(unprompted.out()).numPromptTokens).toBe(0);
+    });
+
+    it('--help states the rule', async () => {
+      for (const command of ['detect', 'scan']) {
+        const help = capture();
+        expect(await run([command, '--help'], help.io)).toBe(0);
+        expect(help.out()).toMatch(/"text", else "output"/);
+        expect(help.out()).toMatch(/--no-prompt-field/);
+      }
+    });
+  });
+
+  describe('NO_COLOR and FORCE_COLOR', () => {
+    it('on a terminal one document is shown with coloured tokens, but not with NO_COLOR', async () => {
+      const coloured = terminal({ stdoutIsTTY: true }, HUMAN);
+      expect(await run(['detect', '--key', papercutKey, '-'], coloured.io)).toBe(0);
+      expect(coloured.out()).toContain('\u001b[');
+      const plain = terminal({ stdoutIsTTY: true, env: { NO_COLOR: '1' } }, HUMAN);
+      expect(await run(['detect', '--key', papercutKey, '-'], plain.io)).toBe(0);
+      expect(plain.out()).not.toContain('\u001b[');
+      expect(plain.out()).toMatch(/^-: (insufficient evidence|not watermarked)/);
+    });
+
+    it('an empty NO_COLOR is ignored; FORCE_COLOR colours a pipe and FORCE_COLOR=0 a terminal not', async () => {
+      const empty = terminal({ stdoutIsTTY: true, env: { NO_COLOR: '' } }, HUMAN);
+      expect(await run(['detect', '--key', papercutKey, '-'], empty.io)).toBe(0);
+      expect(empty.out()).toContain('\u001b[');
+      const forced = terminal({ env: { FORCE_COLOR: '1' } }, HUMAN);
+      expect(await run(['detect', '--key', papercutKey, '-'], forced.io)).toBe(0);
+      expect(forced.out()).toContain('\u001b[');
+      const off = terminal({ stdoutIsTTY: true, env: { FORCE_COLOR: '0' } }, HUMAN);
+      expect(await run(['detect', '--key', papercutKey, '-'], off.io)).toBe(0);
+      expect(off.out()).not.toContain('\u001b[');
+    });
+  });
+
+  const usage: [string, string[], RegExp][] = [
+    ['a mistyped required flag', ['detect', '--kye', 'k.json', 'file.txt'], /unknown option '--kye'.*--key/s],
+    ['a mistyped required flag of scan', ['scan', '--kyy', 'k.json'], /unknown option '--kyy'.*--key/s],
+    [
+      'a mistyped flag of keys create',
+      ['keys', 'create', '--scope', 'verify'],
+      /unknown option '--scope'.*--scopes/s,
+    ],
+    ['generate without --key', ['generate', '--prompt', 'x'], /--key.*--no-watermark/],
+    [
+      'generate with an unknown --tokenizer',
+      ['generate', '--no-watermark', '--prompt', 'x', '--tokenizer', 'bert'],
+      /--tokenizer/,
+    ],
+  ];
+  it.each(usage)('%s: a usage error, exit 2', async (_name, argv, message) => {
+    const result = capture();
+    expect(await run(argv, result.io)).toBe(2);
+    expect(result.err()).toMatch(message);
+    expect(result.err()).not.toMatch(/required option/);
+  });
+
+  it('a missing required flag is still reported, after unknown options', async () => {
+    const result = capture();
+    expect(await run(['detect', 'file.txt'], result.io)).toBe(2);
+    expect(result.err()).toMatch(/required option '--key <file>' not specified/);
+  });
+
+  it('generate --no-watermark with a key of another tokenizer than --tokenizer is refused', async () => {
+    const result = capture();
+    expect(
+      await run(
+        ['generate', '--no-watermark', '--key', papercutKey, '--tokenizer', 'o200k_base', '--prompt', 'x'],
+        result.io,
+      ),
+    ).toBe(2);
+    expect(result.err()).toMatch(/cl100k_base.*o200k_base|o200k_base.*cl100k_base/);
+  });
+
+  it('keys list prints a header row (not in --json)', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'tracemark-keys-'));
+    const created = capture();
+    expect(
+      await run(['keys', 'create', '--scopes', 'verify', '--name', 'ci', '--data-dir', dataDir], created.io),
+    ).toBe(0);
+    const human = capture();
+    expect(await run(['keys', 'list', '--data-dir', dataDir], human.io)).toBe(0);
+    const lines = human.out().trimEnd().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^ID\s+STATE\s+SCOPES\s+ACCOUNT\s+EXPIRES\s+NAME$/);
+    expect(lines[1]).toMatch(/\s+active\s+verify\s+default\s+never\s+ci$/);
+    // The columns line up: each heading starts where its value does.
+    expect(lines[1]!.indexOf(' active') + 1).toBe(lines[0]!.indexOf('STATE'));
+    const json = capture();
+    expect(await run(['keys', 'list', '--data-dir', dataDir, '--json'], json.io)).toBe(0);
+    expect(JSON.parse(json.out()).keys).toHaveLength(1);
+  });
+
+  describe('stdin on a terminal', () => {
+    it('detect with no path and stdin a terminal fails fast with a usage error', async () => {
+      const result = terminal({ stdinIsTTY: true }, HUMAN);
+      expect(await run(['detect', '--key', papercutKey], result.io)).toBe(2);
+      expect(result.err()).toMatch(/no input: give a file or directory, or pipe text/);
+      const json = terminal({ stdinIsTTY: true }, HUMAN);
+      expect(await run(['detect', '--key', papercutKey, '--json'], json.io)).toBe(2);
+      expect(JSON.parse(json.out()).error.code).toBe('TM_ERR_USAGE');
+      const scan = terminal({ stdinIsTTY: true }, HUMAN);
+      expect(await run(['scan', '--key', papercutKey], scan.io)).toBe(2);
+      expect(scan.err()).toMatch(/no input/);
+    });
+
+    it('- still reads the terminal, with a one-line hint on stderr (not with --quiet)', async () => {
+      const result = terminal({ stdinIsTTY: true }, HUMAN);
+      expect(await run(['detect', '--key', papercutKey, '-'], result.io)).toBe(0);
+      expect(result.err()).toMatch(/^reading from the terminal.*Ctrl-D.*\n$/);
+      expect(result.out()).toMatch(/^-: /);
+      const quiet = terminal({ stdinIsTTY: true }, HUMAN);
+      expect(await run(['detect', '--key', papercutKey, '--quiet', '-'], quiet.io)).toBe(0);
+      expect(quiet.err()).toBe('');
+      const piped = capture(HUMAN);
+      expect(await run(['detect', '--key', papercutKey, '-'], piped.io)).toBe(0);
+      expect(piped.err()).toBe('');
+    });
+  });
+
+  describe('many documents: expected false positives and --correct bh', () => {
+    // Ten documents: one strongly watermarked (39 green tokens), one just past α = 1e-4 on its own (7 of
+    // 7 green, p = 0.25^7 ≈ 6.1e-5) and eight of random tokens. Benjamini–Hochberg at α keeps the first
+    // (p ≤ α·1/10) and drops the second (p > α·2/10 = 2e-5).
+    const lines = [
+      { ids: greenIds(papercutKey, 40, 11) },
+      { ids: greenIds(papercutKey, 8, 12) },
+      ...Array.from({ length: 8 }, (_, i) => {
+        const random = createRandom(100 + i);
+        return { ids: Array.from({ length: 60 }, () => random.nextUint32() % 100_000) };
+      }),
+    ];
+    const path = join(directory, 'many.jsonl');
+    writeFileSync(path, `${lines.map((line) => JSON.stringify(line)).join('\n')}\n`);
+    const argv = ['detect', '--key', papercutKey, '--field', 'ids', path];
+
+    it('the human summary states N·α', async () => {
+      const result = capture();
+      expect(await run(argv, result.io)).toBe(0);
+      expect(result.out()).toMatch(/^10 documents: 2 watermarked, /m);
+      expect(result.out()).toMatch(
+        /of 10 documents, about 0\.001 would be flagged by chance at α = 0\.0001 \(--correct bh controls the false discovery rate instead\)/,
+      );
+    });
+
+    it('--json: summary.expectedFalsePositives; --correct bh adds log10PCorrected and verdictCorrected', async () => {
+      const plain = capture();
+      expect(await run([...argv, '--json'], plain.io)).toBe(0);
+      const uncorrected = JSON.parse(plain.out());
+      expect(uncorrected.summary.expectedFalsePositives).toBeCloseTo(10 * 1e-4, 15);
+      expect(uncorrected.summary.correction).toBe('none');
+      expect(uncorrected.results[0]).not.toHaveProperty('verdictCorrected');
+      expect(uncorrected.results.slice(0, 2).map((r: { verdict: string }) => r.verdict)).toEqual([
+        'watermarked',
+        'watermarked',
+      ]);
+      expect(uncorrected.results[1].log10PAdjusted).toBeCloseTo(7 * Math.log10(0.25), 10);
+
+      const bh = capture();
+      expect(await run([...argv, '--correct', 'bh', '--json'], bh.io)).toBe(0);
+      const corrected = JSON.parse(bh.out());
+      // The existing fields are unchanged.
+      expect(
+        corrected.results.map(
+          ({ log10PCorrected, verdictCorrected, ...rest }: object & Record<string, unknown>) => rest,
+        ),
+      ).toEqual(uncorrected.results);
+      expect(corrected.results.map((r: { verdictCorrected: string }) => r.verdictCorrected)).toEqual([
+        'watermarked',
+        'insufficient',
+        ...uncorrected.results.slice(2).map((r: { verdict: string }) => r.verdict),
+      ]);
+      const expected = benjaminiHochberg(
+        uncorrected.results.map((r: { log10PAdjusted: number }) => r.log10PAdjusted),
+        1e-4,
+      );
+      expect(corrected.results.map((r: { log10PCorrected: number }) => r.log10PCorrected)).toEqual(
+        expected.map((e) => e.log10PAdjusted),
+      );
+      expect(corrected.summary).toMatchObject({
+        documents: 10,
+        watermarked: 2,
+        correction: 'bh',
+        watermarkedCorrected: 1,
+        expectedFalsePositives: uncorrected.summary.expectedFalsePositives,
+      });
+    });
+
+    it('--correct bh changes the human verdicts, and --fail-on-detect follows them', async () => {
+      const result = capture();
+      expect(await run([...argv, '--correct', 'bh', '--fail-on-detect'], result.io)).toBe(1);
+      const out = result.out();
+      expect(out).toMatch(
+        new RegExp(`^${path}:1: WATERMARKED, log10 p = -23\\.48, BH-adjusted -22\\.48`, 'm'),
+      );
+      expect(out).toMatch(
+        new RegExp(
+          `^${path}:2: insufficient evidence, log10 p = -4\\.21, BH-adjusted -3\\.52, .*; watermarked at α = 0\\.0001 alone, not after`,
+          'm',
+        ),
+      );
+      expect(out).toMatch(/^10 documents: 1 watermarked after Benjamini–Hochberg \(2 at α alone\)/m);
+      const onlyOne = capture();
+      const weak = join(directory, 'weak.jsonl');
+      writeFileSync(weak, `${JSON.stringify(lines[1])}\n${JSON.stringify(lines[2])}\n`);
+      expect(
+        await run(
+          ['detect', '--key', papercutKey, '--field', 'ids', '--correct', 'bh', '--fail-on-detect', weak],
+          onlyOne.io,
+        ),
+      ).toBe(0);
+    });
+
+    it('--correct takes none or bh', async () => {
+      const result = capture();
+      expect(await run([...argv, '--correct', 'holm'], result.io)).toBe(2);
+      expect(result.err()).toMatch(/--correct must be none or bh/);
+    });
   });
 });

@@ -1,8 +1,9 @@
 /**
  * The `tracemark` command line. `run(argv)` returns the exit code; only bin.ts sets it on the process.
- * Exit codes: 0 ok; 1 a watermark found with --fail-on-detect; 2 usage; 3 I/O or input errors.
+ * Exit codes: 0 ok; 1 a watermark found with --fail-on-detect; 2 usage; 3 I/O or input errors. A stdout
+ * closed by its reader (`| head`) ends the process at once with 0 (bin.ts).
  */
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, type Option } from 'commander';
 import { registerDetect } from './commands/detect.ts';
 import { registerEvidence } from './commands/evidence.ts';
 import { registerGenerate } from './commands/generate.ts';
@@ -12,7 +13,7 @@ import { registerProbe } from './commands/probe.ts';
 import { registerScan } from './commands/scan.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerVerify } from './commands/verify.ts';
-import { CliError, type CliIo, EXIT, processIo } from './io.ts';
+import { CliError, type CliIo, COLOUR_HELP, EXIT, processIo } from './io.ts';
 
 export const VERSION = '0.1.0';
 
@@ -30,7 +31,11 @@ export async function run(argv: readonly string[], io: CliIo = processIo()): Pro
       writeOut: (text) => io.stdout.write(text),
       writeErr: (text) => (json ? undefined : io.stderr.write(text)),
     })
-    .showSuggestionAfterError();
+    .showSuggestionAfterError()
+    .addHelpText(
+      'after',
+      `\nExit codes: 0 ok (also when stdout is closed early, as by head); 1 a watermark found with\n--fail-on-detect; 2 usage; 3 I/O or input errors. ${COLOUR_HELP}`,
+    );
   registerKeygen(program, io, setExit);
   registerGenerate(program, io, setExit);
   registerDetect(program, io, setExit);
@@ -40,6 +45,7 @@ export async function run(argv: readonly string[], io: CliIo = processIo()): Pro
   registerProbe(program, io, setExit);
   registerVerify(program, io, setExit);
   registerEvidence(program, io, setExit);
+  checkRequiredOptionsAfterUnknownOnes(program);
   try {
     await program.parseAsync(argv as string[], { from: 'user' });
     return exitCode;
@@ -68,4 +74,30 @@ export async function run(argv: readonly string[], io: CliIo = processIo()): Pro
     else io.stderr.write(`error: ${message}\n`);
     return EXIT.io;
   }
+}
+
+/**
+ * Commander reports a missing required option before an unknown one, so `detect --kye k.json` said that
+ * --key was missing. Required options are checked just before the action instead, once commander has
+ * refused unknown options (with its suggestion) and bad arguments.
+ */
+function checkRequiredOptionsAfterUnknownOnes(program: Command): void {
+  const required = new Map<Command, Option[]>();
+  const collectRequired = (command: Command): void => {
+    const options = command.options.filter((option) => option.mandatory);
+    for (const option of options) option.makeOptionMandatory(false);
+    if (options.length > 0) required.set(command, options);
+    command.commands.forEach(collectRequired);
+  };
+  collectRequired(program);
+  program.hook('preAction', (_program, command) => {
+    for (const option of required.get(command) ?? []) {
+      if (command.getOptionValue(option.attributeName()) === undefined) {
+        command.error(`error: required option '${option.flags}' not specified`, {
+          code: 'commander.missingMandatoryOptionValue',
+          exitCode: EXIT.usage,
+        });
+      }
+    }
+  });
 }

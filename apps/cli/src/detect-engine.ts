@@ -11,8 +11,9 @@ export interface EngineOptions {
   readonly keyFiles: readonly string[];
   readonly fpr?: number;
   readonly window: boolean;
-  readonly field: string;
-  readonly promptField?: string;
+  /** JSONL fields (inputs.ts `parseJsonlLine`): absent for the default rule; promptField false for none. */
+  readonly field?: string;
+  readonly promptField?: string | false;
 }
 
 export interface ErrorResult {

@@ -6,8 +6,49 @@ import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { CliError, type CliIo, EXIT } from './io.ts';
 
 export type InputFormat = 'text' | 'jsonl';
+
+/** Read when --field is not given, the first a record has: `text`, else `output` (what `tracemark probe` writes). */
+export const DEFAULT_TEXT_FIELDS: readonly string[] = Object.freeze(['text', 'output']);
+/** The prompt when --prompt-field is not given, if a record has it as a string or token ids (as probe writes). */
+export const DEFAULT_PROMPT_FIELD = 'prompt';
+
+export const FIELD_HELP =
+  'JSONL field holding the text or the token ids (default: "text", else "output", as `tracemark probe` writes)';
+export const NO_PROMPT_FIELD_HELP = 'do not use a "prompt" field of the records as the prompt';
+
+/** The rule in full, for the end of the help (commander wraps option descriptions). */
+export const JSONL_HELP = `
+JSONL records: the text comes from --field if given, else "text", else "output"; the prompt from
+--prompt-field if given, else "prompt" when a record has it (a string or token ids), and from none
+with --no-prompt-field. So the output of \`tracemark probe\` is read without flags.`;
+
+/**
+ * Reading stdin that is a terminal waits for the user to type: with no paths that is refused as a
+ * usage error, and `-`, which asks for it, gets a one-line hint on stderr.
+ */
+export function checkTerminalStdin(
+  paths: readonly string[],
+  io: CliIo,
+  command: string,
+  quiet: boolean,
+): void {
+  if (io.stdinIsTTY !== true) return;
+  if (paths.length === 0) {
+    throw new CliError(
+      'TM_ERR_USAGE',
+      `no input: give a file or directory, or pipe text in (\`cat FILE | tracemark ${command} --key KEY\`); - reads what you type`,
+      EXIT.usage,
+    );
+  }
+  if (paths.includes('-') && !quiet) {
+    io.stderr.write(
+      'reading from the terminal: type or paste the text, then press Ctrl-D on a line of its own\n',
+    );
+  }
+}
 
 export interface DocumentError {
   readonly code: string;
@@ -20,6 +61,9 @@ export interface InputDocument {
   readonly text?: string;
   readonly tokens?: number[];
   readonly prompt?: string | number[];
+  /** The JSONL fields the text and the prompt were read from. */
+  readonly field?: string;
+  readonly promptField?: string;
   readonly error?: DocumentError;
   /** Bytes of input this document covers (for throughput and progress). */
   readonly bytes: number;
@@ -202,12 +246,16 @@ async function* readJsonl(stream: Readable, source: string): AsyncGenerator<Line
   if (texts.length > 0) yield { lines: true, source, firstLine, texts, bytes };
 }
 
-/** Parses one JSONL line into a document, or an error document naming file and line. */
+/**
+ * Parses one JSONL line into a document, or an error document naming file and line. `field` undefined:
+ * the first of DEFAULT_TEXT_FIELDS the record has. `promptField` undefined: DEFAULT_PROMPT_FIELD when the
+ * record has it as a string or token ids; false: no prompt.
+ */
 export function parseJsonlLine(
   raw: string,
   where: string,
-  field: string,
-  promptField: string | undefined,
+  field: string | undefined,
+  promptField: string | false | undefined,
 ): InputDocument | null {
   const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
   if (line.trim() === '') return null;
@@ -248,12 +296,25 @@ export function parseJsonlLine(
       message: `${where}: field "${name}" must be a string or an array of token ids`,
     };
   };
-  const body = content(field);
+  const textField =
+    field ?? DEFAULT_TEXT_FIELDS.find((name) => record[name] !== undefined) ?? DEFAULT_TEXT_FIELDS[0]!;
+  const body = content(textField);
   if ('code' in body) return { source: where, bytes, error: body };
-  if (promptField !== undefined && record[promptField] !== undefined) {
-    const prompt = content(promptField);
-    if ('code' in prompt) return { source: where, bytes, error: prompt };
-    return { source: where, bytes, ...body, prompt: 'text' in prompt ? prompt.text : prompt.tokens };
+  if (promptField === false) return { source: where, bytes, ...body, field: textField };
+  const promptName = promptField ?? DEFAULT_PROMPT_FIELD;
+  if (record[promptName] === undefined) return { source: where, bytes, ...body, field: textField };
+  const prompt = content(promptName);
+  if ('code' in prompt) {
+    // Only a prompt field asked for by name must be well-formed; another "prompt" is not ours to judge.
+    if (promptField === undefined) return { source: where, bytes, ...body, field: textField };
+    return { source: where, bytes, error: prompt };
   }
-  return { source: where, bytes, ...body };
+  return {
+    source: where,
+    bytes,
+    ...body,
+    prompt: 'text' in prompt ? prompt.text : prompt.tokens,
+    field: textField,
+    promptField: promptName,
+  };
 }

@@ -7,6 +7,8 @@ export interface CliIo {
   readonly stdin: Readable;
   readonly stdoutIsTTY: boolean;
   readonly stderrIsTTY: boolean;
+  /** stdin is a terminal, where reading it waits for the user to type (absent: it is not). */
+  readonly stdinIsTTY?: boolean;
   readonly env: NodeJS.ProcessEnv;
 }
 
@@ -17,6 +19,7 @@ export function processIo(): CliIo {
     stdin: process.stdin,
     stdoutIsTTY: process.stdout.isTTY === true,
     stderrIsTTY: process.stderr.isTTY === true,
+    stdinIsTTY: process.stdin.isTTY === true,
     env: process.env,
   };
 }
@@ -40,3 +43,18 @@ export class CliError extends Error {
     super(message);
   }
 }
+
+/**
+ * Whether stdout gets colour: never with a non-empty NO_COLOR (https://no-color.org); with a non-empty
+ * FORCE_COLOR, unless it is 0 or false (https://force-color.org, as Node reads it); else on a terminal.
+ */
+export function stdoutHasColour(io: CliIo): boolean {
+  if ((io.env.NO_COLOR ?? '') !== '') return false;
+  const force = io.env.FORCE_COLOR ?? '';
+  if (force !== '') return force !== '0' && force !== 'false';
+  return io.stdoutIsTTY;
+}
+
+/** What the help of commands that print colour says about it. */
+export const COLOUR_HELP =
+  'Colour: on a terminal; never with NO_COLOR set, always with FORCE_COLOR (FORCE_COLOR=0: never).';

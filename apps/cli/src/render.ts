@@ -14,16 +14,33 @@ export function formatLog10(value: number): string {
   return value > -100 ? value.toFixed(2) : value.toFixed(0);
 }
 
-export function verdictLine(result: DocumentResult): string {
+/** A document's verdict after correcting across the documents of a run (`detect --correct bh`). */
+export interface CorrectedVerdict {
+  readonly verdict: DocumentResult['verdict'];
+  /** The Benjamini–Hochberg adjusted p-value, log10. */
+  readonly log10PCorrected: number;
+  /** Documents corrected across. */
+  readonly documents: number;
+}
+
+/** A count that may be fractional (an expected number), to two significant digits. */
+export function formatCount(value: number): string {
+  return value >= 100 ? value.toFixed(0) : String(Number(value.toPrecision(2)));
+}
+
+export function verdictLine(result: DocumentResult, corrected?: CorrectedVerdict): string {
+  const verdict = corrected?.verdict ?? result.verdict;
   const parts = [
-    `${result.source}: ${VERDICT_TEXT[result.verdict] ?? result.verdict}`,
-    `log10 p = ${formatLog10(result.log10PAdjusted)}`,
+    `${result.source}: ${VERDICT_TEXT[verdict] ?? verdict}`,
+    `log10 p = ${formatLog10(result.log10PAdjusted)}${corrected === undefined ? '' : `, BH-adjusted ${formatLog10(corrected.log10PCorrected)}`}`,
     `z = ${result.z.toFixed(2)}`,
     `${result.numGreen}/${result.numScored} green (${(100 * result.greenFraction).toFixed(1)}%) of ${result.numTokens} tokens`,
     `key ${result.keyId}`,
   ];
   let line = parts.join(', ');
-  if (result.verdict === 'insufficient') {
+  if (verdict !== result.verdict) {
+    line += `; watermarked at α = ${result.fpr} alone, not after the Benjamini–Hochberg correction across ${corrected!.documents} documents`;
+  } else if (result.verdict === 'insufficient') {
     line += Number.isFinite(result.tokensToSettle)
       ? `; about ${result.tokensToSettle} more scored tokens would settle it`
       : '; no amount of text up to a million more scored tokens is sure to settle it (a key with δ = 0 never rules a watermark out)';

@@ -8,8 +8,6 @@ import { parseJsonlLine } from './inputs.ts';
 
 export interface ScanEngineOptions {
   readonly tokenizer: TokenizerId;
-  readonly field: string;
-  readonly promptField?: string;
 }
 
 /** A tokenized document, or an error naming its file and line. */
@@ -32,9 +30,9 @@ export type ScanJob =
       readonly source: string;
       readonly firstLine: number;
       readonly texts: string[];
-      /** Field names for this batch (the issued file has its own). */
-      readonly field: string;
-      readonly promptField?: string;
+      /** Field names for this batch (the issued file has its own); absent for the default rule (inputs.ts). */
+      readonly field?: string;
+      readonly promptField?: string | false;
     }
   | { readonly kind: 'tokenize'; readonly text: string }
   | { readonly kind: 'fake'; readonly job: FakeKeyJob };
@@ -84,9 +82,9 @@ export function createScanEngine(options: ScanEngineOptions): ScanEngine {
         return;
       }
       try {
-        const tokens = toIds(parsed.text ?? parsed.tokens ?? '', `${where}: "${job.field}"`);
+        const tokens = toIds(parsed.text ?? parsed.tokens ?? '', `${where}: "${parsed.field}"`);
         const prompt =
-          parsed.prompt === undefined ? undefined : toIds(parsed.prompt, `${where}: "${job.promptField}"`);
+          parsed.prompt === undefined ? undefined : toIds(parsed.prompt, `${where}: "${parsed.promptField}"`);
         documents.push({
           source: where,
           tokens,

@@ -11,6 +11,9 @@
  *    "inputs":[{"path","bytes","sha256"}, …],        // every file read, in the order read
  *    "field","promptField","supervision"}             // how it was read, and the issued outputs used
  *
+ * `field` and `promptField` are the --field and --prompt-field given; without them, the rules read
+ * instead: DEFAULT_FIELD_RULE and DEFAULT_PROMPT_FIELD_RULE; promptField null with --no-prompt-field.
+ *
  * and its SHA-256 is the subject digest. The description is carried as `predicate.text.content`
  * (normalization `none`), so the report can be checked on its own: the content hashes to the subject,
  * and each input's SHA-256 can be compared with the files. Directories are expanded to their files in
@@ -46,6 +49,11 @@ import type { Attribution } from './scan-attribution.ts';
 const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 
 export const CORPUS_FORMAT = 'tracemark-corpus';
+
+/** The corpus description's `field` when --field was not given (inputs.ts DEFAULT_TEXT_FIELDS). */
+export const DEFAULT_FIELD_RULE = 'text, else output';
+/** Its `promptField` when --prompt-field was not given (inputs.ts DEFAULT_PROMPT_FIELD). */
+export const DEFAULT_PROMPT_FIELD_RULE = 'prompt, when a record has it';
 
 export interface CorpusInput {
   readonly path: string;
@@ -89,7 +97,7 @@ async function filesOf(path: string): Promise<string[]> {
 /** The corpus description (files hashed in the order given, directories in sorted order). */
 export async function describeCorpus(
   paths: readonly string[],
-  read: { readonly field: string; readonly promptField?: string },
+  read: { readonly field: string; readonly promptField: string | null },
   supervision: CorpusDescription['supervision'],
 ): Promise<CorpusDescription> {
   if (paths.length === 0 || paths.includes('-')) {
@@ -115,7 +123,7 @@ export async function describeCorpus(
     version: 1,
     inputs,
     field: read.field,
-    promptField: read.promptField ?? null,
+    promptField: read.promptField,
     supervision,
   };
 }

@@ -1,21 +1,30 @@
 import { readFile, stat } from 'node:fs/promises';
-import { parseKeyFile } from '@tracemark/core';
+import { DEFAULT_FPR, parseKeyFile } from '@tracemark/core';
 import type { DocumentResult, DocumentSession } from '@tracemark/detection';
 import type { Command } from 'commander';
 import type { ErrorResult, Job, JobResult, Outcome } from '../detect-engine.ts';
-import { type InputFormat, readInputs } from '../inputs.ts';
-import { CliError, type CliIo, EXIT } from '../io.ts';
+import {
+  checkTerminalStdin,
+  FIELD_HELP,
+  type InputFormat,
+  JSONL_HELP,
+  NO_PROMPT_FIELD_HELP,
+  readInputs,
+} from '../inputs.ts';
+import { CliError, type CliIo, COLOUR_HELP, EXIT, stdoutHasColour } from '../io.ts';
+import { benjaminiHochberg } from '../multiple-testing.ts';
 import { collect, parseNumber, parseOpenUnit } from '../options.ts';
 import { createRunner, defaultWorkerCount } from '../pool.ts';
 import { createProgress } from '../progress.ts';
-import { colouredTokens, verdictLine } from '../render.ts';
+import { type CorrectedVerdict, colouredTokens, formatCount, verdictLine } from '../render.ts';
 
 interface DetectCommandOptions {
   key: string[];
   format?: InputFormat;
-  field: string;
-  promptField?: string;
+  field?: string;
+  promptField?: string | false;
   fpr?: number;
+  correct: string;
   window?: boolean;
   failOnDetect?: boolean;
   json?: boolean;
@@ -30,16 +39,29 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
   program
     .command('detect')
     .description('detect the watermark in files, directories, JSONL or stdin')
-    .argument('[paths...]', 'files or directories; - or nothing reads stdin')
+    .argument('[paths...]', 'files or directories; - reads stdin (nothing: stdin, when piped)')
     .requiredOption(
       '--key <file>',
       'key file (repeat for several keys or epochs; corrected by Holm)',
       collect,
     )
     .option('--format <format>', 'text or jsonl (default: by file extension, .jsonl/.ndjson are JSONL)')
-    .option('--field <name>', 'JSONL field holding the text or the token ids', 'text')
-    .option('--prompt-field <name>', 'JSONL field holding the prompt, whose windows are excluded')
-    .option('--fpr <alpha>', 'target false-positive rate', parseOpenUnit('--fpr'))
+    .option('--field <name>', FIELD_HELP)
+    .option(
+      '--prompt-field <name>',
+      'JSONL field holding the prompt, whose windows are excluded (default: "prompt" when a record has it)',
+    )
+    .option('--no-prompt-field', NO_PROMPT_FIELD_HELP)
+    .option(
+      '--fpr <alpha>',
+      'target false-positive rate α of each document (default 1e-4)',
+      parseOpenUnit('--fpr'),
+    )
+    .option(
+      '--correct <method>',
+      'across documents: none, or bh (Benjamini–Hochberg: the false discovery rate is kept at α; results are printed after the last document)',
+      'none',
+    )
     .option('--window', 'search for a watermarked passage inside longer text (corrected for the search)')
     .option('--fail-on-detect', 'exit with code 1 when a watermark is found')
     .option(
@@ -48,11 +70,16 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
       parseNumber('--workers', 0, 64, true),
     )
     .option('--json', 'print {"results":[…],"summary":{…}}')
-    .option('--quiet', 'no progress on stderr')
+    .option('--quiet', 'no progress or hints on stderr')
+    .addHelpText('after', `${JSONL_HELP}\n${DETECT_HELP}\n${COLOUR_HELP}`)
     .action(async (paths: string[], options: DetectCommandOptions) => {
       if (options.format !== undefined && options.format !== 'text' && options.format !== 'jsonl') {
         throw new CliError('TM_ERR_USAGE', '--format must be text or jsonl', EXIT.usage);
       }
+      if (options.correct !== 'none' && options.correct !== 'bh') {
+        throw new CliError('TM_ERR_USAGE', '--correct must be none or bh', EXIT.usage);
+      }
+      checkTerminalStdin(paths, io, 'detect', options.quiet === true);
       const keyFiles = await Promise.all(
         options.key.map(async (path) => {
           const text = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
@@ -87,7 +114,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
           {
             keyFiles,
             window: options.window === true,
-            field: options.field,
+            ...(options.field === undefined ? {} : { field: options.field }),
             ...(options.fpr === undefined ? {} : { fpr: options.fpr }),
             ...(options.promptField === undefined ? {} : { promptField: options.promptField }),
           },
@@ -113,9 +140,20 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
       };
       const started = performance.now();
       const results: DocumentResult[] = [];
+      const correcting = options.correct === 'bh';
+      // With --correct bh no verdict is final before the last document: the outcomes wait here.
+      const held: Outcome[] = [];
       let firstJson = true;
       if (options.json) io.stdout.write('{"results":[');
 
+      const print = (outcome: Outcome, corrected?: CorrectedVerdict): void => {
+        if (options.json) {
+          io.stdout.write(`${firstJson ? '' : ','}\n${JSON.stringify(toJson(outcome, corrected))}`);
+          firstJson = false;
+        } else if (!('error' in outcome)) {
+          io.stdout.write(`${progress.clear()}${verdictLine(outcome, corrected)}\n`);
+        }
+      };
       const emit = (outcome: Outcome): void => {
         summary.documents++;
         if ('error' in outcome) {
@@ -126,13 +164,10 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
           if (outcome.verdict === 'watermarked') summary.watermarked++;
           else if (outcome.verdict === 'not_watermarked') summary.notWatermarked++;
           else summary.insufficient++;
-          if (!options.json) io.stdout.write(`${progress.clear()}${verdictLine(outcome)}\n`);
           if (results.length < 2) results.push(outcome);
         }
-        if (options.json) {
-          io.stdout.write(`${firstJson ? '' : ','}\n${JSON.stringify(toJson(outcome))}`);
-          firstJson = false;
-        }
+        if (correcting) held.push(outcome);
+        else print(outcome);
       };
 
       type Entry =
@@ -236,12 +271,16 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
         }
         while (queue.length > 0) await drainOne();
       } catch (error) {
-        if (!options.json) throw error;
         failure = error;
       } finally {
         await runner.close();
       }
       progress.done();
+      const alpha = results[0]?.fpr ?? options.fpr ?? DEFAULT_FPR;
+      const scoredDocuments = summary.documents - summary.errors;
+      const corrected = correcting ? correctAcrossDocuments(held, alpha) : null;
+      if (corrected !== null) for (const outcome of held) print(outcome, corrected.verdicts.get(outcome));
+      if (failure !== null && !options.json) throw failure;
 
       const seconds = (performance.now() - started) / 1000;
       const summaryJson = {
@@ -249,12 +288,20 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
         seconds: Number(seconds.toFixed(3)),
         megabytesPerSecond: Number((summary.bytes / 1e6 / Math.max(seconds, 1e-9)).toFixed(2)),
         workers: runner.workers,
+        expectedFalsePositives: scoredDocuments * alpha,
+        correction: options.correct,
+        ...(corrected === null ? {} : { watermarkedCorrected: corrected.watermarked }),
       };
       if (options.json) {
         const error = failure === null ? '' : `,"error":${JSON.stringify(describeFailure(failure))}`;
         io.stdout.write(`\n],"summary":${JSON.stringify(summaryJson)}${error}}\n`);
       } else {
-        if (summary.documents === 1 && results.length === 1 && lastSingleText !== null && io.stdoutIsTTY) {
+        if (
+          summary.documents === 1 &&
+          results.length === 1 &&
+          lastSingleText !== null &&
+          stdoutHasColour(io)
+        ) {
           const detector = runner.engine.detector;
           const ids = detector.tokenizer.encodeFast(lastSingleText);
           io.stdout.write(
@@ -262,19 +309,28 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
           );
         }
         if (summary.documents > 1) {
+          const counts =
+            corrected === null
+              ? `${summary.watermarked} watermarked, ${summary.notWatermarked} not watermarked, ${summary.insufficient} insufficient`
+              : `${corrected.watermarked} watermarked after Benjamini–Hochberg (${summary.watermarked} at α alone), ${corrected.notWatermarked} not watermarked, ${corrected.insufficient} insufficient`;
+          io.stdout.write(`${summary.documents} documents: ${counts}, ${summary.errors} errors\n`);
+          const byChance = `of ${scoredDocuments} documents, about ${formatCount(scoredDocuments * alpha)} would be flagged by chance at α = ${alpha}`;
           io.stdout.write(
-            `${summary.documents} documents: ${summary.watermarked} watermarked, ${summary.notWatermarked} not watermarked, ${summary.insufficient} insufficient, ${summary.errors} errors\n`,
+            corrected === null
+              ? `${byChance} (--correct bh controls the false discovery rate instead)\n`
+              : `${byChance}; Benjamini–Hochberg keeps the expected share of false discoveries among the documents flagged at most α\n`,
           );
         }
       }
+      const watermarked = corrected === null ? summary.watermarked : corrected.watermarked;
       if (failure !== null) setExit(failure instanceof CliError ? failure.exitCode : EXIT.io);
-      else if (options.failOnDetect && summary.watermarked > 0) setExit(EXIT.detected);
+      else if (options.failOnDetect && watermarked > 0) setExit(EXIT.detected);
       else if (summary.errors > 0) setExit(EXIT.io);
       else setExit(EXIT.ok);
     });
 }
 
-function toJson(outcome: Outcome): object {
+function toJson(outcome: Outcome, corrected?: CorrectedVerdict): object {
   if ('error' in outcome) return outcome;
   const { keys, window, tokensToSettle, ...rest } = outcome;
   return {
@@ -283,7 +339,53 @@ function toJson(outcome: Outcome): object {
     tokensToSettle: Number.isFinite(tokensToSettle) ? tokensToSettle : null,
     ...(window === null ? {} : { window }),
     ...(keys.length > 1 ? { keys } : {}),
+    ...(corrected === undefined
+      ? {}
+      : { log10PCorrected: corrected.log10PCorrected, verdictCorrected: corrected.verdict }),
   };
+}
+
+const DETECT_HELP = `
+Several documents: the summary says how many would be flagged by chance, N·α of N documents
+(JSON: summary.expectedFalsePositives). With --correct bh each JSON result also carries
+log10PCorrected (its Benjamini–Hochberg adjusted p-value, log10) and verdictCorrected (watermarked
+only if Benjamini–Hochberg rejects at α; a document watermarked at α alone becomes insufficient), and
+the summary correction "bh" and watermarkedCorrected; every other field is as without it, and
+--fail-on-detect follows the corrected verdicts.
+Exit codes: 0 done (also when stdout is closed early, as by head); 1 a watermark found with
+--fail-on-detect; 2 usage; 3 I/O or input errors.`;
+
+/** Benjamini–Hochberg across the documents' p-values (errors take no part), and the verdicts it gives. */
+function correctAcrossDocuments(
+  outcomes: readonly Outcome[],
+  alpha: number,
+): {
+  verdicts: Map<Outcome, CorrectedVerdict>;
+  watermarked: number;
+  notWatermarked: number;
+  insufficient: number;
+} {
+  const documents = outcomes.filter((outcome): outcome is DocumentResult => !('error' in outcome));
+  const tests = benjaminiHochberg(
+    documents.map((document) => document.log10PAdjusted),
+    alpha,
+  );
+  const verdicts = new Map<Outcome, CorrectedVerdict>();
+  const counts = { watermarked: 0, notWatermarked: 0, insufficient: 0 };
+  documents.forEach((document, i) => {
+    const test = tests[i]!;
+    // Benjamini–Hochberg rejects only p-values ≤ α, so it can only take a watermarked verdict away.
+    const verdict = test.rejected
+      ? 'watermarked'
+      : document.verdict === 'watermarked'
+        ? 'insufficient'
+        : document.verdict;
+    if (verdict === 'watermarked') counts.watermarked++;
+    else if (verdict === 'not_watermarked') counts.notWatermarked++;
+    else counts.insufficient++;
+    verdicts.set(document, { verdict, log10PCorrected: test.log10PAdjusted, documents: documents.length });
+  });
+  return { verdicts, ...counts };
 }
 
 /** The stable code and message of a failure that ended a run after its JSON output had begun. */

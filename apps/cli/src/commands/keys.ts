@@ -63,6 +63,33 @@ async function withStorage<T>(
   }
 }
 
+/** A key's columns: id, state, scopes, account, expiry, name. */
+function keyColumns(info: ApiKeyInfo): string[] {
+  return [
+    info.id,
+    keyState({ ...info, hash: '' }),
+    info.scopes.join(','),
+    info.account,
+    info.expiresAt === null ? 'never' : info.expiresAt,
+    info.name,
+  ];
+}
+
+const KEY_HEADINGS = ['ID', 'STATE', 'SCOPES', 'ACCOUNT', 'EXPIRES', 'NAME'];
+
+/** Rows aligned in columns two spaces apart, without trailing spaces. */
+function table(rows: readonly string[][]): string {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  return rows
+    .map((row) =>
+      row
+        .map((cell, column) => cell.padEnd(widths[column]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
 function describeKey(info: ApiKeyInfo): string {
   const state = keyState({ ...info, hash: '' });
   const expiry = info.expiresAt === null ? 'never expires' : `expires ${info.expiresAt}`;
@@ -141,7 +168,7 @@ export function registerKeys(program: Command, io: CliIo, setExit: (code: number
 
   keys
     .command('list')
-    .description('list API keys (ids, scopes, state; never the keys)')
+    .description('list API keys, one a row under a header (ids, scopes, state; never the keys)')
     .option(...dataDirOption)
     .option('--json', 'print JSON')
     .action(async (options: CommonOptions) => {
@@ -153,7 +180,7 @@ export function registerKeys(program: Command, io: CliIo, setExit: (code: number
       } else if (list.length === 0) {
         io.stderr.write('no API keys yet\n');
       } else {
-        io.stdout.write(`${list.map(describeKey).join('\n')}\n`);
+        io.stdout.write(`${table([KEY_HEADINGS, ...list.map(keyColumns)])}\n`);
       }
       setExit(EXIT.ok);
     });

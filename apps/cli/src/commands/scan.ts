@@ -13,14 +13,28 @@ import {
 } from '@tracemark/extraction';
 import { getTokenizer, isTokenizerId, type TokenizerId } from '@tracemark/tokenizers';
 import type { Command } from 'commander';
-import { type InputFormat, readInputs } from '../inputs.ts';
+import {
+  checkTerminalStdin,
+  FIELD_HELP,
+  type InputFormat,
+  JSONL_HELP,
+  NO_PROMPT_FIELD_HELP,
+  readInputs,
+} from '../inputs.ts';
 import { CliError, type CliIo, EXIT } from '../io.ts';
 import { collect, parseNumber, parseOpenUnit } from '../options.ts';
 import { defaultWorkerCount } from '../pool.ts';
 import { createProgress } from '../progress.ts';
 import { type Attribution, attributeAccounts } from '../scan-attribution.ts';
 import type { ScanJobResult, TokenizedDocument } from '../scan-engine.ts';
-import { describeCorpus, readSigningKey, scanPredicate, signedScanReport } from '../scan-evidence.ts';
+import {
+  DEFAULT_FIELD_RULE,
+  DEFAULT_PROMPT_FIELD_RULE,
+  describeCorpus,
+  readSigningKey,
+  scanPredicate,
+  signedScanReport,
+} from '../scan-evidence.ts';
 import { byAccount, type IssuedOutput, readIssuedLog } from '../scan-issued.ts';
 import { createScanPool, type ScanPool } from '../scan-pool.ts';
 import { renderAttribution, renderScanReport } from '../scan-render.ts';
@@ -28,8 +42,8 @@ import { renderAttribution, renderScanReport } from '../scan-render.ts';
 interface ScanCommandOptions {
   key: string[];
   format?: InputFormat;
-  field: string;
-  promptField?: string;
+  field?: string;
+  promptField?: string | false;
   fakeKeys: number;
   fakeKeySeed?: string;
   issuedFile?: string;
@@ -66,18 +80,19 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
     .description(
       "test a suspect corpus (or a suspect model's sampled outputs) for the watermark's radioactivity: evidence of extraction",
     )
-    .argument('[paths...]', 'files or directories; - or nothing reads stdin')
+    .argument('[paths...]', 'files or directories; - reads stdin (nothing: stdin, when piped)')
     .requiredOption(
       '--key <file>',
       'key file (repeat for several keys or epochs; corrected by Holm)',
       collect,
     )
     .option('--format <format>', 'text or jsonl (default: by file extension, .jsonl/.ndjson are JSONL)')
-    .option('--field <name>', 'JSONL field holding the text or the token ids', 'text')
+    .option('--field <name>', FIELD_HELP)
     .option(
       '--prompt-field <name>',
-      'JSONL field holding the prompt; pairs that occur in any prompt are not scored',
+      'JSONL field holding the prompt; pairs that occur in any prompt are not scored (default: "prompt" when a record has it)',
     )
+    .option('--no-prompt-field', NO_PROMPT_FIELD_HELP)
     .option(
       '--fake-keys <n>',
       `fake keys for calibration (at least 20 for a verdict)`,
@@ -138,11 +153,13 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
     )
     .option('--fail-on-radioactive', 'exit with code 1 when the verdict is radioactive')
     .option('--json', 'print the report as JSON')
-    .option('--quiet', 'no progress on stderr')
+    .option('--quiet', 'no progress or hints on stderr')
+    .addHelpText('after', JSONL_HELP)
     .action(async (paths: string[], options: ScanCommandOptions) => {
       if (options.format !== undefined && options.format !== 'text' && options.format !== 'jsonl') {
         throw new CliError('TM_ERR_USAGE', '--format must be text or jsonl', EXIT.usage);
       }
+      checkTerminalStdin(paths, io, 'scan', options.quiet === true);
       if (options.issued !== undefined && options.issuedFile !== undefined) {
         throw new CliError('TM_ERR_USAGE', '--issued and --issued-file cannot be combined', EXIT.usage);
       }
@@ -163,14 +180,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       const tokenizer = getTokenizer(tokenizerId);
       const bytes = await inputBytes(paths);
       const workers = options.workers ?? (bytes >= WORKER_THRESHOLD_BYTES ? defaultWorkerCount() : 0);
-      const pool = createScanPool(
-        {
-          tokenizer: tokenizerId,
-          field: options.field,
-          ...(options.promptField === undefined ? {} : { promptField: options.promptField }),
-        },
-        workers,
-      );
+      const pool = createScanPool({ tokenizer: tokenizerId }, workers);
       const progress = createProgress(io, options.quiet === true);
       const summary: Summary = { documents: 0, errors: 0, bytes: 0 };
       const errors: { source: string; code: string; message: string }[] = [];
@@ -266,8 +276,9 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
         const description = await describeCorpus(
           paths,
           {
-            field: options.field,
-            ...(options.promptField === undefined ? {} : { promptField: options.promptField }),
+            field: options.field ?? DEFAULT_FIELD_RULE,
+            promptField:
+              options.promptField === false ? null : (options.promptField ?? DEFAULT_PROMPT_FIELD_RULE),
           },
           issuedLog === null
             ? options.issuedFile === undefined
@@ -388,6 +399,7 @@ async function readIssued(pool: ScanPool, path: string, field: string, io: CliIo
         firstLine: unit.firstLine,
         texts: unit.texts,
         field,
+        promptField: false,
       });
       if (result.kind !== 'documents') fail('unexpected result');
       for (const document of (result as Extract<ScanJobResult, { kind: 'documents' }>).documents) {
@@ -463,7 +475,7 @@ async function* readDocuments(
             source: unit.source,
             firstLine: unit.firstLine,
             texts: unit.texts,
-            field: options.field,
+            ...(options.field === undefined ? {} : { field: options.field }),
             ...(options.promptField === undefined ? {} : { promptField: options.promptField }),
           }),
         });

@@ -3,6 +3,7 @@
  * it in the issuance log. Logs (JSON, secrets redacted) go to stdout; the banner, and on first start the
  * development API key (shown once) and a ready-to-paste curl command, go to stderr.
  */
+import { createServer } from 'node:net';
 import { InputError } from '@tracemark/detection';
 import {
   ConfigError,
@@ -51,8 +52,15 @@ export async function startGateway(
     logLevel: options.logLevel,
   };
   let running: RunningGateway;
+  let config: ReturnType<typeof resolveConfig>;
   try {
-    const config = resolveConfig(flags, io.env);
+    config = resolveConfig(flags, io.env);
+  } catch (error) {
+    throw toCliError(error, null);
+  }
+  // The model takes seconds to load (minutes the first time): a port in use is reported before.
+  await checkCanListen(config.host, config.port);
+  try {
     io.stderr.write(
       config.upstreamUrl === null
         ? 'loading the embedded model (trained on first use)…\n'
@@ -65,7 +73,7 @@ export async function startGateway(
       } as NodeJS.WritableStream),
     });
   } catch (error) {
-    throw toCliError(error);
+    throw toCliError(error, config);
   }
   const { firstStart } = running;
   const context = running.app.gateway;
@@ -94,15 +102,42 @@ export async function startGateway(
   return running;
 }
 
-function toCliError(error: unknown): unknown {
+function toCliError(error: unknown, listening: { host: string; port: number } | null): unknown {
   if (error instanceof ConfigError) return new CliError('TM_ERR_CONFIG', error.message, EXIT.usage);
   if (error instanceof GatewayError) return new CliError(error.code, error.message, EXIT.io);
   if (error instanceof InputError) return new CliError(error.code, error.message, EXIT.io);
+  return (listening === null ? null : listenError(error, listening.host, listening.port)) ?? error;
+}
+
+/** Why the gateway cannot listen on host:port, in words, or null for an error of another kind. */
+function listenError(error: unknown, host: string, port: number): CliError | null {
   const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
-    return new CliError('TM_ERR_IO', `cannot listen: ${(error as Error).message}`, EXIT.io);
+  const message =
+    code === 'EADDRINUSE'
+      ? `port ${port} on ${host} is in use (another tracemark serve?); stop it or choose another with --port`
+      : code === 'EACCES'
+        ? `port ${port} on ${host} needs privileges this user lacks (ports below 1024 usually do); choose another with --port`
+        : code === 'EADDRNOTAVAIL'
+          ? `${host} is not an address of this machine; choose another with --host`
+          : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+            ? `cannot resolve the host ${host}; give an address with --host`
+            : null;
+  return message === null ? null : new CliError('TM_ERR_IO', message, EXIT.io);
+}
+
+/** Binds host:port for a moment and lets it go, so that a port in use is reported before anything else. */
+async function checkCanListen(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  const probe = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen({ host, port, exclusive: true }, resolve);
+    });
+  } catch (error) {
+    throw listenError(error, host, port) ?? error;
   }
-  return error;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
 }
 
 export function registerServe(program: Command, io: CliIo, setExit: (code: number) => void): void {
@@ -127,7 +162,7 @@ export function registerServe(program: Command, io: CliIo, setExit: (code: numbe
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (TRACEMARK_LOG_LEVEL)')
     .addHelpText(
       'after',
-      '\nAlso read from the environment: DATABASE_URL (PostgreSQL instead of SQLite), REDIS_URL (shared rate\nlimits and quotas) and the TRACEMARK_* settings listed in apps/gateway/README.md.',
+      '\nAlso read from the environment: DATABASE_URL (PostgreSQL instead of SQLite), REDIS_URL (shared rate\nlimits and quotas) and the TRACEMARK_* settings listed in apps/gateway/README.md.\nExit codes: 0 closed; 2 usage or configuration; 3 cannot listen (a port in use is reported before the\nmodel loads), storage or model errors.',
     )
     .action(async (options: ServeOptions) => {
       await runServe(options, io);

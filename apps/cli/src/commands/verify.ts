@@ -4,7 +4,10 @@
  * and saves the signed evidence report. Exit codes: 0 done; 1 a watermark was found and --fail-on-detect was
  * given; 2 usage (no API key, bad URL); 3 I/O, network or server errors.
  */
+import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
+import type { IssuanceRecord } from '@tracemark/provenance';
+import { normalizeText } from '@tracemark/tokenizers';
 import type { Command } from 'commander';
 import { REPORT_FORMAT, type ReportFile, readBytes, verifyReport } from '../evidence-report.ts';
 import { CliError, type CliIo, EXIT } from '../io.ts';
@@ -51,6 +54,25 @@ const WATERMARK_WORDS = {
   insufficient: 'inconclusive (too little text to decide)',
 } as const;
 
+const sha256 = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
+
+/**
+ * The gateway matches exactly on the SHA-256 of the text as sent and normalized, so a copy that only
+ * gained trailing whitespace (the newline an editor adds) comes back as a near-duplicate. Where the
+ * record is disclosed (and has checked out against the log), its hashes show whether the text without
+ * its trailing whitespace is the issued output itself.
+ */
+function issuedApartFromTrailingWhitespace(text: string, record: IssuanceRecord | undefined): boolean {
+  if (record === undefined) return false;
+  const trimmed = text.replace(/\s+$/u, '');
+  if (trimmed === text) return false;
+  return (
+    sha256(trimmed) === record.outputSha256 ||
+    (record.normalizedOutputSha256 !== null &&
+      sha256(normalizeText(trimmed)) === record.normalizedOutputSha256)
+  );
+}
+
 function serverUrl(value: string | undefined): URL {
   if (value === undefined || value === '') {
     throw new CliError(
@@ -88,7 +110,7 @@ export function registerVerify(program: Command, io: CliIo, setExit: (code: numb
     .option('--json', 'print the server’s answer as JSON')
     .addHelpText(
       'after',
-      '\nThe API key (scope verify) is read from TRACEMARK_API_KEY.\nExit codes: 0 done, 1 watermark found with --fail-on-detect, 2 usage, 3 I/O, network or server error.',
+      '\nThe API key (scope verify) is read from TRACEMARK_API_KEY.\nA copy that differs from an issued output only by trailing whitespace is reported as an exact match\nwith a note (JSON: exactIgnoringTrailingWhitespace) when the record is disclosed to the key; the\nsigned report, made by the gateway, still says near-duplicate.\nExit codes: 0 done, 1 watermark found with --fail-on-detect, 2 usage, 3 I/O, network or server error.',
     )
     .action(async (file: string, options: VerifyCommandOptions) => {
       const server = serverUrl(options.server ?? io.env.TRACEMARK_SERVER);
@@ -162,6 +184,9 @@ export function registerVerify(program: Command, io: CliIo, setExit: (code: numb
       if (failed !== undefined) {
         throw new CliError('TM_ERR_REPORT', `the gateway's report does not verify: ${check.reason}`, EXIT.io);
       }
+      const trailingWhitespaceOnly =
+        result.issuance?.match === 'near-duplicate' &&
+        issuedApartFromTrailingWhitespace(text, check.statement?.predicate.issuance?.record);
       if (options.out !== undefined) {
         await writeFile(options.out, `${JSON.stringify(report, null, 2)}\n`).catch(
           (error: NodeJS.ErrnoException) => {
@@ -175,7 +200,11 @@ export function registerVerify(program: Command, io: CliIo, setExit: (code: numb
       }
       if (options.json) {
         io.stdout.write(
-          `${JSON.stringify({ ...result, ...(options.out === undefined ? {} : { savedTo: options.out }) })}\n`,
+          `${JSON.stringify({
+            ...result,
+            ...(trailingWhitespaceOnly ? { exactIgnoringTrailingWhitespace: true } : {}),
+            ...(options.out === undefined ? {} : { savedTo: options.out }),
+          })}\n`,
         );
       } else {
         const d = result.detection;
@@ -186,7 +215,9 @@ export function registerVerify(program: Command, io: CliIo, setExit: (code: numb
               ? 'not issued by this service (no match)'
               : issuance.match === 'exact'
                 ? `ISSUED by this service (exact match, record ${issuance.recordId})`
-                : `ISSUED by this service, then edited (near-duplicate of record ${issuance.recordId}, similarity ${issuance.similarity.toFixed(2)})`
+                : trailingWhitespaceOnly
+                  ? `ISSUED by this service (exact match apart from trailing whitespace, record ${issuance.recordId})`
+                  : `ISSUED by this service, then edited (near-duplicate of record ${issuance.recordId}, similarity ${issuance.similarity.toFixed(2)})`
           }`,
           '',
           result.summary,
@@ -194,7 +225,9 @@ export function registerVerify(program: Command, io: CliIo, setExit: (code: numb
           `  watermark  ${d.numGreen}/${d.numScored} green of ${d.numTokens} tokens, z = ${d.z.toFixed(2)}, log10 p = ${formatLog10(d.log10P)}, corrected ${formatLog10(d.log10PAdjusted)} (${d.keysTested} key${d.keysTested === 1 ? '' : 's'}, α = ${d.fpr})`,
           issuance === null
             ? '  issuance   no issued output matches'
-            : `  issuance   ${issuance.match} match, record ${issuance.recordId}, log entry ${issuance.leafIndex} of ${issuance.treeSize}${issuance.disclosed ? '' : ' (record not disclosed to this key)'}`,
+            : trailingWhitespaceOnly
+              ? `  issuance   exact match apart from trailing whitespace (the signed report says near-duplicate, similarity ${issuance.similarity.toFixed(2)}), record ${issuance.recordId}, log entry ${issuance.leafIndex} of ${issuance.treeSize}`
+              : `  issuance   ${issuance.match} match, record ${issuance.recordId}, log entry ${issuance.leafIndex} of ${issuance.treeSize}${issuance.disclosed ? '' : ' (record not disclosed to this key)'}`,
           options.out === undefined
             ? '  report     not saved (give --out REPORT)'
             : `  report     saved to ${options.out}, signed by ${result.keyId}; check it offline with \`tracemark evidence verify ${options.out}\``,
