@@ -19,7 +19,7 @@ export interface EncodingFacts {
   readonly ordinaryTokenCount: number;
   /** Special token text → id. */
   readonly specialTokens: Readonly<Record<string, number>>;
-  /** The encoding's name in gpt-tokenizer, whose ids were proven identical on the project's corpora. */
+  /** The encoding's name in gpt-tokenizer, a second reference implementation for the tests and the bench. */
   readonly fastEncodingName: string;
 }
 

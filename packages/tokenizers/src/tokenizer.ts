@@ -1,7 +1,10 @@
 import { createRequire } from 'node:module';
-import { Tiktoken, type TiktokenBPE } from 'js-tiktoken/lite';
+import type { TiktokenBPE } from 'js-tiktoken/lite';
+import { type BytePairEncoder, createBytePairEncoder } from './byte-pair-encoder.js';
+import { type ByteTable, buildByteTable } from './byte-table.js';
 import { ENCODING_FACTS, isTokenizerId, type TokenizerId, unknownTokenizerError } from './encodings.js';
 import { normalizeText } from './normalize.js';
+import { TokenTable } from './token-table.js';
 
 /** A byte-pair tokenizer together with the text normalization that is part of its id's definition. */
 export interface Tokenizer {
@@ -16,11 +19,15 @@ export interface Tokenizer {
   isOrdinaryToken(id: number): boolean;
   /** {@link normalizeText}. */
   normalize(text: string): string;
-  /** Normalizes, then encodes. Special-token text is encoded as ordinary text, never as a special token. */
+  /**
+   * Normalizes, then encodes. Special-token text is encoded as ordinary text, never as a special token.
+   * The ids are tiktoken's (the tests prove them identical to js-tiktoken's on the project's corpora, random
+   * strings and adversarial runs); time is O(n log n) for any text, with no recursion.
+   */
   encode(text: string): Uint32Array;
   /**
-   * The same ids as {@link Tokenizer.encode}, from a faster implementation (gpt-tokenizer); the tests prove
-   * the two identical on the project's corpora and on random strings. Use it for bulk detection.
+   * {@link Tokenizer.encode} itself: it is also the fastest encoder this package has. Kept so that the bulk
+   * detection paths that call it need not change.
    */
   encodeFast(text: string): Uint32Array;
   /** The text of a token sequence; invalid UTF-8 (a split character) decodes to U+FFFD. */
@@ -29,13 +36,7 @@ export interface Tokenizer {
   decodeTokens(ids: ArrayLike<number>): string[];
 }
 
-interface FastEncoder {
-  encode(text: string, options: { disallowedSpecial: Set<string> }): number[];
-}
-
 const require = createRequire(import.meta.url);
-const NO_SPECIAL_TOKENS: string[] = [];
-const ALLOW_SPECIAL_TEXT: { disallowedSpecial: Set<string> } = { disallowedSpecial: new Set() };
 const tokenizers = new Map<TokenizerId, Tokenizer>();
 
 /** The tokenizer for `id`; rank files load on first use and are shared by every caller. */
@@ -77,52 +78,6 @@ function loadRanks(id: TokenizerId): TiktokenBPE {
   return 'default' in loaded ? loaded.default : loaded;
 }
 
-/** Every token's bytes, concatenated, with offsets: decoding needs no per-token allocation. */
-interface ByteTable {
-  readonly bytes: Uint8Array;
-  readonly offsets: Uint32Array;
-}
-
-function buildByteTable(
-  ranks: TiktokenBPE,
-  vocabSize: number,
-  specialTokens: Record<string, number>,
-): ByteTable {
-  const pieces: Uint8Array[] = new Array(vocabSize);
-  let total = 0;
-  for (const line of ranks.bpe_ranks.split('\n')) {
-    if (line === '') continue;
-    const fields = line.split(' ');
-    const offset = Number.parseInt(fields[1]!, 10);
-    for (let i = 2; i < fields.length; i++) {
-      const binary = atob(fields[i]!);
-      const piece = new Uint8Array(binary.length);
-      for (let j = 0; j < binary.length; j++) piece[j] = binary.charCodeAt(j);
-      pieces[offset + i - 2] = piece;
-      total += piece.length;
-    }
-  }
-  const encoder = new TextEncoder();
-  for (const [text, id] of Object.entries(specialTokens)) {
-    const piece = encoder.encode(text);
-    pieces[id] = piece;
-    total += piece.length;
-  }
-  const bytes = new Uint8Array(total);
-  const offsets = new Uint32Array(vocabSize + 1);
-  let position = 0;
-  for (let id = 0; id < vocabSize; id++) {
-    offsets[id] = position;
-    const piece = pieces[id];
-    if (piece !== undefined) {
-      bytes.set(piece, position);
-      position += piece.length;
-    }
-  }
-  offsets[vocabSize] = position;
-  return { bytes, offsets };
-}
-
 function createTokenizer(id: TokenizerId): Tokenizer {
   const facts = ENCODING_FACTS[id];
   const specialIds = Object.values(facts.specialTokens);
@@ -131,8 +86,7 @@ function createTokenizer(id: TokenizerId): Tokenizer {
   const { ordinaryTokenCount } = facts;
 
   let ranks: TiktokenBPE | undefined;
-  let encoder: Tiktoken | undefined;
-  let fastEncoder: FastEncoder | undefined;
+  let encoder: BytePairEncoder | undefined;
   let byteTable: ByteTable | undefined;
   const textDecoder = new TextDecoder('utf-8');
 
@@ -158,12 +112,15 @@ function createTokenizer(id: TokenizerId): Tokenizer {
     isOrdinaryToken: (token) => Number.isInteger(token) && token >= 0 && token < ordinaryTokenCount,
     normalize: normalizeText,
     encode(text) {
-      encoder ??= new Tiktoken(getRanks());
-      return Uint32Array.from(encoder.encode(normalizeText(text), NO_SPECIAL_TOKENS, NO_SPECIAL_TOKENS));
+      const normalized = normalizeText(text);
+      encoder ??= createBytePairEncoder({
+        pattern: getRanks().pat_str,
+        table: new TokenTable(getByteTable(), ordinaryTokenCount),
+      });
+      return encoder.encode(normalized);
     },
     encodeFast(text) {
-      fastEncoder ??= require(`gpt-tokenizer/cjs/encoding/${facts.fastEncodingName}`) as FastEncoder;
-      return Uint32Array.from(fastEncoder.encode(normalizeText(text), ALLOW_SPECIAL_TEXT));
+      return tokenizer.encode(text);
     },
     decode(ids) {
       checkDecodable(ids);

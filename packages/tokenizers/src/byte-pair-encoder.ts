@@ -1,0 +1,138 @@
+import { mergeOnArrays, mergeWithHeap } from './byte-pair-merge.js';
+import { NO_TOKEN, type TokenTable } from './token-table.js';
+
+/** tiktoken's encoding of ordinary text, in O(n log n) time for any input. */
+export interface BytePairEncoder {
+  /**
+   * The ids tiktoken gives `text` with no special tokens allowed or disallowed: special-token text is
+   * encoded as ordinary text. No normalization.
+   */
+  encode(text: string): Uint32Array;
+  /** The token table, shared with the tests. */
+  readonly table: TokenTable;
+}
+
+export interface BytePairEncoderOptions {
+  /** The rank file's `pat_str`: pre-tokenization uses it with the flags `gu`, exactly as tiktoken does. */
+  readonly pattern: string;
+  /** The ordinary tokens. */
+  readonly table: TokenTable;
+  /**
+   * Pieces of at most this many bytes merge on arrays in O(length²), longer ones with a heap in
+   * O(length · log length); the default suits ordinary text. 0 sends every piece to the heap (tests).
+   */
+  readonly arrayMergeLimit?: number;
+}
+
+export const DEFAULT_ARRAY_MERGE_LIMIT = 64;
+/** Scratch buffers longer than this are not kept between calls. */
+const KEPT_BUFFER_LENGTH = 1 << 16;
+
+/**
+ * Writes the UTF-8 encoding of `text` into `bytes` (which holds at least 3 × text.length) and returns its
+ * length. A lone surrogate becomes U+FFFD, as TextEncoder does.
+ */
+export function encodeUtf8Into(text: string, bytes: Uint8Array): number {
+  let length = 0;
+  const units = text.length;
+  for (let i = 0; i < units; i++) {
+    let code = text.charCodeAt(i);
+    if (code < 0x80) {
+      bytes[length++] = code;
+      continue;
+    }
+    if (code < 0x800) {
+      bytes[length++] = 0xc0 | (code >> 6);
+      bytes[length++] = 0x80 | (code & 0x3f);
+      continue;
+    }
+    if (code >= 0xd800 && code <= 0xdfff) {
+      const low = i + 1 < units ? text.charCodeAt(i + 1) : 0;
+      if (code <= 0xdbff && low >= 0xdc00 && low <= 0xdfff) {
+        i++;
+        code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
+        bytes[length++] = 0xf0 | (code >> 18);
+        bytes[length++] = 0x80 | ((code >> 12) & 0x3f);
+        bytes[length++] = 0x80 | ((code >> 6) & 0x3f);
+        bytes[length++] = 0x80 | (code & 0x3f);
+        continue;
+      }
+      code = 0xfffd;
+    }
+    bytes[length++] = 0xe0 | (code >> 12);
+    bytes[length++] = 0x80 | ((code >> 6) & 0x3f);
+    bytes[length++] = 0x80 | (code & 0x3f);
+  }
+  return length;
+}
+
+/**
+ * tiktoken's encoding of one pre-tokenized piece given as bytes: the whole piece if it is a token, otherwise
+ * the byte-pair merge. Writes to `out` from `outPosition` (room for `length` ids) and returns the end.
+ */
+export function encodePieceBytes(
+  bytes: Uint8Array,
+  length: number,
+  table: TokenTable,
+  out: Uint32Array,
+  outPosition: number,
+  arrayMergeLimit: number = DEFAULT_ARRAY_MERGE_LIMIT,
+): number {
+  if (length === 0) return outPosition;
+  // Most pieces of ordinary text are one token.
+  const whole = length === 1 ? table.byteIds[bytes[0]!]! : table.idOf(bytes, 0, length);
+  if (whole !== NO_TOKEN) {
+    out[outPosition] = whole;
+    return outPosition + 1;
+  }
+  return length <= arrayMergeLimit
+    ? mergeOnArrays(bytes, length, table, out, outPosition)
+    : mergeWithHeap(bytes, length, table, out, outPosition);
+}
+
+/**
+ * tiktoken's pre-tokenization: the pieces of `text` that `pattern` (a rank file's `pat_str`) matches, with
+ * the flags `gu` as tiktoken compiles it. Every pattern here matches at every position, so the pieces tile
+ * the text. The patterns run in linear time on any input (the tests time their worst cases).
+ */
+export function createPreTokenizer(pattern: string): (text: string) => string[] {
+  const regex = new RegExp(pattern, 'gu');
+  // One native call finds every piece (faster than exec or matchAll, which build a result per piece).
+  return (text) => text.match(regex) ?? [];
+}
+
+/** An encoder for one rank file. It reuses scratch buffers between calls: safe, since a call never yields. */
+export function createBytePairEncoder(options: BytePairEncoderOptions): BytePairEncoder {
+  const { table } = options;
+  const arrayMergeLimit = options.arrayMergeLimit ?? DEFAULT_ARRAY_MERGE_LIMIT;
+  const preTokenize = createPreTokenizer(options.pattern);
+  let pieceBytes = new Uint8Array(3 * 256);
+  let output = new Uint32Array(1024);
+
+  const encode = (text: string): Uint32Array => {
+    let out = output;
+    let count = 0;
+    const pieces = preTokenize(text);
+    for (let i = 0; i < pieces.length; i++) {
+      const piece = pieces[i]!;
+      // A UTF-16 unit takes at most 3 bytes, and a piece has at most as many tokens as bytes.
+      const byteBound = 3 * piece.length;
+      if (byteBound > pieceBytes.length && byteBound <= KEPT_BUFFER_LENGTH)
+        pieceBytes = new Uint8Array(byteBound);
+      const bytes = byteBound <= pieceBytes.length ? pieceBytes : new Uint8Array(byteBound);
+      const length = encodeUtf8Into(piece, bytes);
+      if (count + length > out.length) out = grow(out, count + length);
+      count = encodePieceBytes(bytes, length, table, out, count, arrayMergeLimit);
+    }
+    if (out.length <= KEPT_BUFFER_LENGTH) output = out;
+    return out.slice(0, count);
+  };
+
+  return Object.freeze({ encode, table });
+}
+
+function grow(buffer: Uint32Array, needed: number): Uint32Array<ArrayBuffer> {
+  const grown = new Uint32Array(Math.max(needed, 2 * buffer.length));
+  grown.set(buffer);
+  return grown;
+}
