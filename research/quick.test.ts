@@ -126,11 +126,11 @@ describe('research experiments, quick variants', () => {
     const summary = await runQuick<SamplingSummary>('sampling');
     const cell = (temperature: number, topP: number, order: string) =>
       summary.cells.find((c) => c.temperature === temperature && c.topP === topP && c.order === order)!;
-    expect(cell(1, 0.1, 'watermark-first').detected).toBe(1);
+    expect(cell(1, 0.1, 'widened').detected).toBe(1);
     expect(cell(1, 0.1, 'truncate-first').detected).toBe(0);
-    expect(cell(0.1, 0.1, 'watermark-first').detected).toBe(1);
+    expect(cell(0.1, 0.1, 'widened').detected).toBe(1);
     for (const c of summary.cells) {
-      if (c.order === 'watermark-first') expect(c.expectedGreenFraction).toBeGreaterThan(0.25);
+      if (c.order === 'widened') expect(c.expectedGreenFraction).toBeGreaterThan(0.25);
       expect(c.perplexityRatio).toBeGreaterThan(0);
     }
   });

@@ -8,8 +8,8 @@ import { Worker } from 'node:worker_threads';
 import { createRandom, type SchemeName, sampleToken, stepStrength } from '@tracemark/core';
 import { loadDefaultModel, type NgramModel } from '@tracemark/lm';
 import { tokenizer } from './corpus.ts';
+import { sampleTokenBiasFirst, sampleTokenTruncatingFirst } from './sampling-orders.ts';
 import { watermarkerFor } from './schemes.ts';
-import { sampleTokenTruncatingFirst } from './truncate-first.ts';
 
 /** As in the CLI's `generate`: the model proposes its 512 most probable next tokens. */
 export const MAX_CANDIDATES = 512;
@@ -32,11 +32,11 @@ export interface GenerationJob {
   /** Modulus z of the spike entropy to record (see schemes.ts). */
   readonly spikeModulus: number;
   /**
-   * The sampling order: "watermark-first" is the core sampler (top-k/top-p of the watermarked
-   * distribution, spec §7); "truncate-first" is the order used before it (top-p of the unbiased
-   * distribution, then the bias), kept for the `sampling` experiment's before/after comparison.
+   * The sampling order: "widened" is the core sampler (top-k/top-p of the unbiased distribution widened
+   * to the bias's reach, spec §7); "truncate-first" (the order before) and "bias-first" (top-p of the
+   * watermarked distribution) are research/src/sampling-orders.ts, for the `sampling` experiment.
    */
-  readonly order?: 'watermark-first' | 'truncate-first';
+  readonly order?: 'widened' | 'truncate-first' | 'bias-first';
   /** Record core's stepStrength (expected green fraction) for every step. */
   readonly measureStrength?: boolean;
 }
@@ -65,7 +65,12 @@ export function generateOne(model: NgramModel, job: GenerationJob): GenerationRe
   let spikeTotal = 0;
   let entropyTotal = 0;
   const options = { watermarker, temperature: job.temperature, topP: job.topP };
-  const sample = job.order === 'truncate-first' ? sampleTokenTruncatingFirst : sampleToken;
+  const sample =
+    job.order === 'truncate-first'
+      ? sampleTokenTruncatingFirst
+      : job.order === 'bias-first'
+        ? sampleTokenBiasFirst
+        : sampleToken;
   let expectedGreen = 0;
   for (let step = 0; step < job.maxTokens; step++) {
     const view = context.subarray(0, length);

@@ -80,25 +80,27 @@ describe('exact sampling from the watermarked distribution', () => {
     expect(sampleToken(logits, context, createRandom(1), { temperature: 0, watermarker }).token).toBe(best);
   });
 
+  /** Top-k / top-p of the unbiased distribution, widened to ℓ ≥ max − δ, then q over the kept set. */
   function truncatedTarget(temperature: number, topK: number, topP: number): number[] {
-    const biased = watermarkLogits(watermarker, context, logits);
-    const order = Array.from(biased.keys()).sort((a, b) => biased[b]! - biased[a]! || a - b);
-    const full = exactDistribution(biased, temperature);
-    const kept = topK > 0 ? order.slice(0, topK) : order.slice();
+    const order = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]! || a - b);
+    const unbiased = exactDistribution(logits, temperature);
+    let keep = topK > 0 ? topK : order.length;
+    const mass = order.slice(0, keep).reduce((sum, x) => sum + unbiased[x]!, 0);
     let running = 0;
-    let keep = kept.length;
-    const mass = kept.reduce((sum, x) => sum + full[x]!, 0);
-    for (let j = 0; j < kept.length; j++) {
-      running += full[kept[j]!]!;
+    for (let j = 0; j < keep; j++) {
+      running += unbiased[order[j]!]!;
       if (topP < 1 && running >= topP * mass) {
         keep = j + 1;
         break;
       }
     }
-    const target = new Array<number>(logits.length).fill(0);
-    const keptMass = kept.slice(0, keep).reduce((sum, x) => sum + full[x]!, 0);
-    for (const x of kept.slice(0, keep)) target[x] = full[x]! / keptMass;
-    return target;
+    const reach = logits[order[0]!]! - watermarker.scheme.delta;
+    while (keep < order.length && logits[order[keep]!]! >= reach) keep++;
+    const kept = new Set(order.slice(0, keep));
+    const biased = watermarkLogits(watermarker, context, logits);
+    const weights = Array.from(biased, (v, x) => (kept.has(x) ? Math.exp(v / temperature) : 0));
+    const total = weights.reduce((a, b) => a + b, 0);
+    return weights.map((w) => w / total);
   }
 
   for (const [temperature, topK, topP] of [
@@ -126,16 +128,20 @@ describe('exact sampling from the watermarked distribution', () => {
     });
   }
 
-  it('a tiny top-p keeps the argmax of the biased logits, so the mark survives it', () => {
+  it('a tiny top-p keeps every candidate the bias could lift to the top, so the mark survives it', () => {
     const biased = watermarkLogits(watermarker, context, logits);
     const best = biased.indexOf(Math.max(...biased));
+    const reach = Math.max(...logits) - watermarker.scheme.delta;
     const random = createRandom(8);
     for (let i = 0; i < 200; i++) {
-      expect(sampleToken(logits, context, random, { topP: 1e-9, watermarker }).token).toBe(best);
+      const { token } = sampleToken(logits, context, random, { topP: 1e-9, watermarker });
+      expect(logits[token]!).toBeGreaterThanOrEqual(reach);
       expect(sampleToken(logits, context, random, { temperature: 1e-9, topP: 0.3, watermarker }).token).toBe(
         best,
       );
     }
+    // Without a watermark a tiny top-p is greedy, as usual.
+    expect(sampleToken(logits, context, random, { topP: 1e-9, watermarker: null }).token).toBe(0);
     expect(stepStrength(logits, context, { temperature: 0, watermarker }).greenProbability).toBe(
       watermarker.candidateTester(context)(best) === 1 ? 1 : 0,
     );

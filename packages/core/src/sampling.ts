@@ -107,8 +107,9 @@ const REJECTION_LIMIT = 64;
 
 /**
  * Samples one token exactly from the watermarked distribution q(x) ∝ exp(ℓ'_x / T), ℓ'_x = ℓ_x + δ·green(x),
- * truncated by top-k / top-p of q itself (spec §7). Without truncation it tests green membership lazily;
- * with it, once per candidate. Temperature 0 is greedy on ℓ' and ignores truncation.
+ * over the candidates kept by top-k / top-p of the unbiased distribution, widened to every candidate
+ * within δ of the best logit (those the bias could lift to the top; spec §7), testing green membership
+ * lazily. Temperature 0 is greedy on ℓ'.
  */
 export function sampleToken(
   logits: Logits,
@@ -141,13 +142,14 @@ export function sampleToken(
   if (maxLogit === Number.NEGATIVE_INFINITY) throw new RangeError('logits: no candidate has a finite logit');
 
   const watermarker = options.watermarker ?? null;
-  // Truncation applies to the watermarked distribution (spec §7), so it can never cut the mark away;
-  // greedy ignores it (the argmax is always kept).
-  if (temperature > 0 && (topK > 0 || topP < 1)) {
-    return sampleTruncated(values, tokenAt, context, random, temperature, topK, topP, watermarker, banned);
-  }
-  // Candidate indices over finite, allowed logits (all of them when nothing is banned).
-  const kept: Int32Array | null = banned === undefined ? null : allowedCandidates(values, tokenAt, banned);
+  // Top-k / top-p keep candidates of the unbiased distribution, widened to every candidate the bias could
+  // lift to the top (spec §7), so truncation never leaves the mark nothing to move.
+  const kept: Int32Array | null =
+    (topK > 0 || topP < 1) && temperature > 0
+      ? keptCandidates(values, tokenAt, temperature, topK, topP, banned, reachOf(watermarker, maxLogit))
+      : banned === undefined
+        ? null
+        : keptCandidates(values, tokenAt, temperature, 0, 1, banned, Number.POSITIVE_INFINITY);
   const count = kept === null ? values.length : kept.length;
   const indexAt = (j: number): number => (kept === null ? j : kept[j]!);
 
@@ -229,122 +231,50 @@ export function sampleToken(
   return { token: tokenAt(best), membershipTests: tests };
 }
 
-function allowedCandidates(
-  values: Float32Array,
-  tokenAt: (i: number) => number,
-  banned: ReadonlySet<number>,
-): Int32Array {
-  const candidates: number[] = [];
-  for (let i = 0; i < values.length; i++) {
-    if (values[i]! > Number.NEGATIVE_INFINITY && !banned.has(tokenAt(i))) candidates.push(i);
-  }
-  return Int32Array.from(candidates);
+/** The lowest logit the bias δ could lift to the top: max − δ (+∞ without a watermark). */
+function reachOf(watermarker: Watermarker | null, maxLogit: number): number {
+  if (watermarker === null || watermarker.scheme.delta === 0) return Number.POSITIVE_INFINITY;
+  return maxLogit - watermarker.scheme.delta;
 }
 
 /**
- * The distribution a step samples from, over candidate indices: the watermarked logits
- * ℓ'_x = ℓ_x + δ·green(x) at temperature T, truncated to the top-k / top-p of that distribution
- * (top-p: the smallest prefix, in descending ℓ' order with the lower index first on ties, whose mass
- * reaches p), renormalized. Tests every allowed candidate's membership once.
+ * Candidate indices kept by top-k / top-p of the unbiased distribution at temperature T (the smallest
+ * prefix, in descending logit order with the earlier candidate first on ties, whose mass reaches p),
+ * widened to every candidate whose logit is at least `reach`; finite, allowed logits only.
  */
-export interface TruncatedDistribution {
-  /** Kept candidate indices, most likely first. */
-  readonly indices: Int32Array;
-  /** Their probabilities (sum 1). */
-  readonly probabilities: Float64Array;
-  /** Their green bits. */
-  readonly green: Uint8Array;
-  readonly membershipTests: number;
-}
-
-function truncatedDistribution(
+function keptCandidates(
   values: Float32Array,
   tokenAt: (i: number) => number,
-  context: ArrayLike<number>,
   temperature: number,
   topK: number,
   topP: number,
-  watermarker: Watermarker | null,
   banned: ReadonlySet<number> | undefined,
-): TruncatedDistribution {
-  const test = watermarker === null ? null : watermarker.candidateTester(context);
-  const delta = watermarker === null ? 0 : watermarker.scheme.delta;
+  reach: number,
+): Int32Array {
   const candidates: number[] = [];
   for (let i = 0; i < values.length; i++) {
     if (values[i]! > Number.NEGATIVE_INFINITY && !(banned?.has(tokenAt(i)) ?? false)) candidates.push(i);
   }
-  const greenByIndex = new Uint8Array(values.length);
-  const biased = new Float64Array(values.length);
-  for (const i of candidates) {
-    const green = test !== null && delta !== 0 && test(tokenAt(i)) === 1 ? 1 : 0;
-    greenByIndex[i] = green;
-    biased[i] = values[i]! + delta * green;
-  }
-  candidates.sort((a, b) => biased[b]! - biased[a]! || a - b);
+  if (topK === 0 && topP >= 1) return Int32Array.from(candidates);
+  candidates.sort((a, b) => values[b]! - values[a]! || a - b);
   let keep = topK > 0 ? Math.min(topK, candidates.length) : candidates.length;
-  const max = biased[candidates[0]!]!;
-  const weights = new Float64Array(keep);
-  let total = 0;
-  for (let j = 0; j < keep; j++)
-    total += weights[j] = Math.exp((biased[candidates[j]!]! - max) / temperature);
-  if (topP < 1) {
+  if (topP < 1 && temperature > 0) {
+    const max = values[candidates[0]!]!;
+    let total = 0;
+    const weights = new Float64Array(keep);
+    for (let j = 0; j < keep; j++)
+      total += weights[j] = Math.exp((values[candidates[j]!]! - max) / temperature);
     let running = 0;
     for (let j = 0; j < keep; j++) {
       running += weights[j]!;
       if (running >= topP * total) {
         keep = j + 1;
-        total = running;
         break;
       }
     }
   }
-  const indices = Int32Array.from(candidates.slice(0, keep));
-  const probabilities = new Float64Array(keep);
-  const green = new Uint8Array(keep);
-  for (let j = 0; j < keep; j++) {
-    probabilities[j] = weights[j]! / total;
-    green[j] = greenByIndex[indices[j]!]!;
-  }
-  return {
-    indices,
-    probabilities,
-    green,
-    membershipTests: test === null || delta === 0 ? 0 : candidates.length,
-  };
-}
-
-function sampleTruncated(
-  values: Float32Array,
-  tokenAt: (i: number) => number,
-  context: ArrayLike<number>,
-  random: RandomSource,
-  temperature: number,
-  topK: number,
-  topP: number,
-  watermarker: Watermarker | null,
-  banned: ReadonlySet<number> | undefined,
-): SampleResult {
-  const distribution = truncatedDistribution(
-    values,
-    tokenAt,
-    context,
-    temperature,
-    topK,
-    topP,
-    watermarker,
-    banned,
-  );
-  const { indices, probabilities } = distribution;
-  let target = random.nextFloat();
-  let chosen = indices.length - 1;
-  for (let j = 0; j < indices.length; j++) {
-    target -= probabilities[j]!;
-    if (target < 0) {
-      chosen = j;
-      break;
-    }
-  }
-  return { token: tokenAt(indices[chosen]!), membershipTests: distribution.membershipTests };
+  while (keep < candidates.length && values[candidates[keep]!]! >= reach) keep++;
+  return Int32Array.from(candidates.slice(0, keep));
 }
 
 /** What one sampling step contributes to the mark, for reporting how provable a generation is. */
@@ -420,9 +350,15 @@ export function stepStrength(
   }
   let greenProbability = greenTotal / biasedTotal;
   if (topK > 0 || topP < 1) {
-    const q = truncatedDistribution(values, tokenAt, context, temperature, topK, topP, watermarker, banned);
-    greenProbability = 0;
-    for (let j = 0; j < q.indices.length; j++) if (q.green[j] === 1) greenProbability += q.probabilities[j]!;
+    const kept = keptCandidates(values, tokenAt, temperature, topK, topP, banned, reachOf(watermarker, max));
+    let keptTotal = 0;
+    let keptGreen = 0;
+    for (const i of kept) {
+      const weight = Math.exp((values[i]! + delta * green[i]! - biasedMax) / temperature);
+      keptTotal += weight;
+      if (green[i] === 1) keptGreen += weight;
+    }
+    greenProbability = keptGreen / keptTotal;
   }
   return { greenProbability: Math.min(1, greenProbability), spikeEntropy };
 }

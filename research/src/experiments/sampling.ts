@@ -28,7 +28,7 @@ const PROMPT_TOKENS = 32;
 /** The detector's default α: `watermarked` means p ≤ 1e-4. */
 const ALPHA = 1e-4;
 
-export type SamplingOrder = 'truncate-first' | 'watermark-first';
+export type SamplingOrder = 'truncate-first' | 'bias-first' | 'widened';
 
 export interface SamplingCell {
   readonly temperature: number;
@@ -40,7 +40,7 @@ export interface SamplingCell {
   readonly medianLog10P: number;
   readonly meanScored: number;
   readonly observedGreenFraction: number;
-  /** Σ over steps of P(green) / tokens, as the gateway reports it (watermark-first only). */
+  /** Σ over steps of P(green) / tokens, as the gateway reports it (widened, the core sampler, only). */
   readonly expectedGreenFraction: number | null;
   /** Oracle perplexity of the watermarked text over that of unwatermarked text of the same setting. */
   readonly perplexityRatio: number;
@@ -90,7 +90,7 @@ export async function runSampling(context: ExperimentContext): Promise<SamplingS
   const completionTokens = context.quick ? 60 : 200;
   const { temperatures, topPs } = grid(context.quick);
   const pairs = await promptPairs(PROMPT_TOKENS, completionTokens);
-  const variants: (SamplingOrder | null)[] = [null, 'truncate-first', 'watermark-first'];
+  const variants: (SamplingOrder | null)[] = [null, 'truncate-first', 'bias-first', 'widened'];
   const settings = temperatures.flatMap((temperature) => topPs.map((topP) => ({ temperature, topP })));
   const jobs: GenerationJob[] = settings.flatMap(({ temperature, topP }) =>
     variants.flatMap((order) =>
@@ -103,8 +103,8 @@ export async function runSampling(context: ExperimentContext): Promise<SamplingS
         topP,
         seed: seedFor(`sampling/sample/${i}`),
         spikeModulus: spikeModulus(CODE_DEFAULT.gamma, CODE_DEFAULT.delta),
-        order: order ?? 'watermark-first',
-        measureStrength: order === 'watermark-first',
+        order: order ?? 'widened',
+        measureStrength: order === 'widened',
       })),
     ),
   );
@@ -125,7 +125,7 @@ export async function runSampling(context: ExperimentContext): Promise<SamplingS
     const plainNll = mean(plain.map((g, i) => completionNll(oracle.model, pairs[i]!.prompt, g.tokens)));
     plainPerplexity[settingLabel(temperature, topP)] = Math.exp(plainNll);
     offset += samples;
-    for (const order of ['truncate-first', 'watermark-first'] as const) {
+    for (const order of ['truncate-first', 'bias-first', 'widened'] as const) {
       const marked = generations.slice(offset, offset + samples);
       offset += samples;
       const detections = marked.map(
@@ -145,7 +145,7 @@ export async function runSampling(context: ExperimentContext): Promise<SamplingS
         meanScored: scored / samples,
         observedGreenFraction: scored === 0 ? 0 : green / scored,
         expectedGreenFraction:
-          order === 'watermark-first'
+          order === 'widened'
             ? mean(marked.map((g) => g.expectedGreen / Math.max(1, g.tokens.length)))
             : null,
         perplexityRatio: Math.exp(nll - plainNll),
@@ -200,37 +200,40 @@ function writeSamplingReport(report: ReturnType<typeof reportHeader>, summary: S
     .heading(2, 'Setup')
     .bullets([
       `Default scheme (LeftHash(1), γ = 0.25, δ = 2), the embedded 4-gram model's 512 most probable candidates, ${samples} generations of ${summary.completionTokens} tokens per setting after ${PROMPT_TOKENS}-token human prompts (test split). Detection with the prompt excluded and dedup on; "detected" is the share with p ≤ 1e-4 (the default verdict threshold).`,
-      '**Before** (truncate-first): top-p chose the kept candidates from the unbiased distribution at temperature T, then the bias was applied within them. **After** (watermark-first, the core sampler now): the bias δ is added to the logits, then temperature, then top-k/top-p of the watermarked distribution; temperature 0 is greedy on the biased logits and ignores top-p.',
+      "**Before** (truncate-first): top-p chose the kept candidates from the unbiased distribution at temperature T, then the bias was applied within them. **After** (widened, the core sampler now): the same top-p set widened to every candidate whose logit is within δ of the best (those the bias could lift to the top), then the bias. **Bias-first** (the order of Hugging Face's logits processors, measured as the other fix): the bias δ is added to the logits, then temperature, then top-p of the watermarked distribution. Temperature 0 is greedy on the biased logits in all three.",
       `Quality: oracle perplexity (${summary.oracle}) of the watermarked text over that of unwatermarked text of the same setting, prompts and seeds (1.00 = no cost); distinct-2 of the watermarked text.`,
       'Expected green fraction: the mean over generations of Σ_steps P(green) / tokens, computed by core `stepStrength` from the distribution each step sampled from, which the gateway reports per completion; observed: green / scored over all generations of the setting (repeated (seed, token) pairs are scored once, so the two differ where the text repeats).',
     ]);
   for (const [order, title] of [
     ['truncate-first', 'Before: share detected at p ≤ 1e-4'],
-    ['watermark-first', 'After: share detected at p ≤ 1e-4'],
+    ['widened', 'After (widened): share detected at p ≤ 1e-4'],
+    ['bias-first', 'Bias-first: share detected at p ≤ 1e-4'],
   ] as const) {
     const { header, rows } = matrix(summary, order, (c) => fixed(c.detected, 2));
     report.heading(2, title).table(header, rows);
   }
   for (const [order, title] of [
     ['truncate-first', 'Before: median log10 p'],
-    ['watermark-first', 'After: median log10 p'],
+    ['widened', 'After (widened): median log10 p'],
+    ['bias-first', 'Bias-first: median log10 p'],
   ] as const) {
     const { header, rows } = matrix(summary, order, (c) => fixed(c.medianLog10P, 1));
     report.heading(2, title).table(header, rows);
   }
   for (const [order, title] of [
     ['truncate-first', 'Before: oracle perplexity / unwatermarked'],
-    ['watermark-first', 'After: oracle perplexity / unwatermarked'],
+    ['widened', 'After (widened): oracle perplexity / unwatermarked'],
+    ['bias-first', 'Bias-first: oracle perplexity / unwatermarked'],
   ] as const) {
     const { header, rows } = matrix(summary, order, (c) => fixed(c.perplexityRatio, 2));
     report.heading(2, title).table(header, rows);
   }
   const { header, rows } = matrix(
     summary,
-    'watermark-first',
+    'widened',
     (c) => `${fixed(c.expectedGreenFraction ?? Number.NaN, 2)} / ${fixed(c.observedGreenFraction, 2)}`,
   );
   report.heading(2, 'After: expected / observed green fraction').table(header, rows);
-  const { header: h2, rows: r2 } = matrix(summary, 'watermark-first', (c) => fixed(c.meanScored, 0));
+  const { header: h2, rows: r2 } = matrix(summary, 'widened', (c) => fixed(c.meanScored, 0));
   report.heading(2, 'After: mean scored tokens (of the completion)').table(h2, r2);
 }

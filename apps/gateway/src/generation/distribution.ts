@@ -5,8 +5,9 @@
  * the residual max(0, q − p) normalized. The result is distributed exactly as q whenever x was drawn from p.
  *
  * Here p is the distribution the upstream samples from (temperature T, top-k = the candidates it reports),
- * and q is what core's sampler would sample (spec §7): q(x) ∝ exp((ℓ_x + δ·green(x)) / T), truncated by
- * top-p of q itself. So the output follows q exactly within the upstream's top-k truncation.
+ * and q is what core's sampler would sample (spec §7): top-p of p, widened to every candidate within δ of
+ * the best logit, chooses the kept candidates, then q(x) ∝ exp((ℓ_x + δ·green(x)) / T) over them. So the
+ * output follows q exactly within the upstream's top-k truncation.
  */
 import type { RandomSource, SparseLogits, Watermarker } from '@tracemark/core';
 
@@ -71,26 +72,30 @@ export function draftDistributions(
 ): DraftDistributions {
   const { temperature, topP } = options;
   const p = softmax(candidates.logits, temperature, null);
-  const bias = greenBias(candidates, context, options.watermarker);
-  const q = softmax(candidates.logits, temperature, bias);
   const count = candidates.ids.length;
-  if (topP < 1 && temperature > 0) {
-    // The smallest set of most likely candidates under q whose mass reaches topP, as core's sampler keeps.
+  const bias = greenBias(candidates, context, options.watermarker);
+  const masked = Float64Array.from(bias);
+  if (topP < 1 && temperature > 0 && count > 0) {
+    // As core's sampler keeps (spec §7): the smallest set of most likely candidates under p whose mass
+    // reaches topP, widened to every candidate within δ of the best logit (the bias's reach).
     const order = Array.from({ length: count }, (_, i) => i).sort(
-      (a, b) => candidates.logits[b]! + bias[b]! - (candidates.logits[a]! + bias[a]!) || a - b,
+      (a, b) => candidates.logits[b]! - candidates.logits[a]! || a - b,
     );
+    const delta = options.watermarker === null ? 0 : options.watermarker.scheme.delta;
+    const reach = delta === 0 ? Number.POSITIVE_INFINITY : candidates.logits[order[0]!]! - delta;
     let running = 0;
-    let cut = count;
+    let keep = count;
     for (let j = 0; j < count; j++) {
-      running += q[order[j]!]!;
+      running += p[order[j]!]!;
       if (running >= topP) {
-        cut = j + 1;
+        keep = j + 1;
         break;
       }
     }
-    for (let j = cut; j < count; j++) q[order[j]!] = 0;
-    for (let i = 0; i < count; i++) q[i]! /= running;
+    while (keep < count && candidates.logits[order[keep]!]! >= reach) keep++;
+    for (let j = keep; j < count; j++) masked[order[j]!] = Number.NEGATIVE_INFINITY;
   }
+  const q = softmax(candidates.logits, temperature, masked);
   return { ids: candidates.ids, p, q };
 }
 
