@@ -2,8 +2,14 @@
  * The detection work of `tracemark detect`, the same in a worker thread and in the main thread:
  * it parses JSONL lines, tokenizes, and scores with the shared detection path.
  */
-import { parseKeyFile } from '@tracemark/core';
-import { createTextDetector, type DocumentResult, InputError, type TextDetector } from '@tracemark/detection';
+import type { VllmDedup } from '@tracemark/core';
+import {
+  type AnyDocumentResult,
+  type AnyKeyTextDetector,
+  createTextDetector,
+  InputError,
+  parseAnyKeyFile,
+} from '@tracemark/detection';
 import { type InputDocument, parseJsonlLine } from './inputs.ts';
 
 export interface EngineOptions {
@@ -11,6 +17,8 @@ export interface EngineOptions {
   readonly keyFiles: readonly string[];
   readonly fpr?: number;
   readonly window: boolean;
+  /** vLLM keys: which repeated inputs are scored once (default `strict`; `context` is vLLM's rule). */
+  readonly vllmDedup?: VllmDedup;
   /** JSONL fields (inputs.ts `parseJsonlLine`): absent for the default rule; promptField false for none. */
   readonly field?: string;
   readonly promptField?: string | false;
@@ -21,7 +29,7 @@ export interface ErrorResult {
   readonly error: { readonly code: string; readonly message: string };
 }
 
-export type Outcome = DocumentResult | ErrorResult;
+export type Outcome = AnyDocumentResult | ErrorResult;
 
 export type Job =
   | { readonly kind: 'lines'; readonly source: string; readonly firstLine: number; readonly texts: string[] }
@@ -33,16 +41,18 @@ export type JobResult =
   | { readonly kind: 'tokens'; readonly tokens: Uint32Array };
 
 export interface Engine {
-  readonly detector: TextDetector;
+  readonly detector: AnyKeyTextDetector;
   run(job: Job): JobResult;
 }
 
 export function createEngine(options: EngineOptions): Engine {
   const detector = createTextDetector({
-    keys: options.keyFiles.map((text) => parseKeyFile(text)),
+    keys: options.keyFiles.map((text) => parseAnyKeyFile(text)),
     window: options.window,
     ...(options.fpr === undefined ? {} : { fpr: options.fpr }),
+    ...(options.vllmDedup === undefined ? {} : { vllmDedup: options.vllmDedup }),
   });
+  const tokenizer = detector.tokenizer;
   const detectDocument = (document: InputDocument): Outcome => {
     if (document.error !== undefined) return { source: document.source, error: document.error };
     try {
@@ -64,7 +74,11 @@ export function createEngine(options: EngineOptions): Engine {
     }
   };
   const run = (job: Job): JobResult => {
-    if (job.kind === 'tokenize') return { kind: 'tokens', tokens: detector.tokenizer.encodeFast(job.text) };
+    if (job.kind === 'tokenize') {
+      // detect sends text here only when the keys' tokenizer is one tracemark ships
+      if (tokenizer === null) throw new InputError('TM_ERR_TOKENIZER_UNAVAILABLE', 'no tokenizer for text');
+      return { kind: 'tokens', tokens: tokenizer.encodeFast(job.text) };
+    }
     if (job.kind === 'documents') return { kind: 'outcomes', outcomes: job.documents.map(detectDocument) };
     const outcomes: Outcome[] = [];
     job.texts.forEach((text, i) => {

@@ -1,6 +1,6 @@
 /** Human-readable output: verdict lines and, on a terminal, the text with green and red tokens. */
 import type { Detection, TokenStatusName } from '@tracemark/core';
-import type { DocumentResult } from '@tracemark/detection';
+import type { AnyDocumentResult, DocumentResult } from '@tracemark/detection';
 
 const VERDICT_TEXT: Record<string, string> = {
   watermarked: 'WATERMARKED',
@@ -28,14 +28,28 @@ export function formatCount(value: number): string {
   return value >= 100 ? value.toFixed(0) : String(Number(value.toPrecision(2)));
 }
 
-export function verdictLine(result: DocumentResult, corrected?: CorrectedVerdict): string {
+/** What was counted: green tokens, or for a Gumbel-scheme vLLM key its score over the scored tokens. */
+function evidence(result: AnyDocumentResult): string {
+  const of = `of ${result.numTokens} tokens`;
+  if (result.numGreen === null || result.greenFraction === null) {
+    return `score ${(result.score ?? 0).toFixed(2)} over ${result.numScored} scored tokens (about ${result.numScored} by chance) ${of}`;
+  }
+  return `${result.numGreen}/${result.numScored} green (${(100 * result.greenFraction).toFixed(1)}%) ${of}`;
+}
+
+/** Whether a Gumbel-scheme vLLM key is among the keys (its numGreen is null): it never says not_watermarked. */
+function keysTestedHaveNoAlternative(result: AnyDocumentResult): boolean {
+  return result.numGreen === null || result.keys.some((key) => key.numGreen === null);
+}
+
+export function verdictLine(result: AnyDocumentResult, corrected?: CorrectedVerdict): string {
   const verdict = corrected?.verdict ?? result.verdict;
   const parts = [
     `${result.source}: ${VERDICT_TEXT[verdict] ?? verdict}`,
     `log10 p = ${formatLog10(result.log10PAdjusted)}${corrected === undefined ? '' : `, BH-adjusted ${formatLog10(corrected.log10PCorrected)}`}`,
     `z = ${result.z.toFixed(2)}`,
-    `${result.numGreen}/${result.numScored} green (${(100 * result.greenFraction).toFixed(1)}%) of ${result.numTokens} tokens`,
-    `key ${result.keyId}`,
+    evidence(result),
+    `key ${result.keyId}${result.scheme === undefined ? '' : ` (${result.scheme}; vLLM's own formula: log10 p = ${formatLog10(result.peerLog10P ?? 0)})`}`,
   ];
   let line = parts.join(', ');
   if (verdict !== result.verdict) {
@@ -43,7 +57,9 @@ export function verdictLine(result: DocumentResult, corrected?: CorrectedVerdict
   } else if (result.verdict === 'insufficient') {
     line += Number.isFinite(result.tokensToSettle)
       ? `; about ${result.tokensToSettle} more scored tokens would settle it`
-      : '; no amount of text up to a million more scored tokens is sure to settle it (a key with δ = 0 never rules a watermark out)';
+      : keysTestedHaveNoAlternative(result)
+        ? '; no amount of text up to a million more scored tokens is sure to settle it (a key with δ = 0, or a Gumbel-scheme vLLM key, never rules a watermark out)'
+        : '; no amount of text up to a million more scored tokens is sure to settle it (a key with δ = 0 never rules a watermark out)';
   }
   if (result.window !== null && result.window.length > 0) {
     line += `; best passage tokens ${result.window.startToken}–${result.window.endToken} (log10 p = ${formatLog10(result.window.log10P)} before correcting for ${result.window.windowsSearched} windows)`;

@@ -5,17 +5,25 @@
 import {
   createDetection,
   createWatermarker,
+  DEFAULT_FPR,
   type Detection,
   type DetectOptions,
+  decideVerdict,
   detect,
+  holmAdjustLog10,
   type KeyDetection,
+  resolveVerdictOptions,
   type Verdict,
+  type VllmDedup,
   type Watermarker,
   type WatermarkKey,
   type WindowResult,
 } from '@tracemark/core';
 import { assertTokenIds, getTokenizer, isTokenizerId, type Tokenizer } from '@tracemark/tokenizers';
 import { InputError } from './errors.ts';
+import { type AnyWatermarkKey, isVllmKey } from './key-files.ts';
+import { createVllmKeyScorer, type VllmKeyScore, type VllmKeyScorer } from './vllm-detection.ts';
+import { tokenizerUnavailableMessage, type VllmSchemeName, type VllmWatermarkKey } from './vllm-keys.ts';
 
 export interface DetectorOptions {
   readonly keys: readonly WatermarkKey[];
@@ -88,8 +96,81 @@ export interface DocumentSession {
   finish(): DocumentResult;
 }
 
-/** Builds the detector for a set of keys, which must share one tokenizer. */
-export function createTextDetector(options: DetectorOptions): TextDetector {
+/** Options for keys of either kind (tracemark's and vLLM engines'). */
+export interface AnyKeyDetectorOptions extends Omit<DetectorOptions, 'keys'> {
+  readonly keys: readonly AnyWatermarkKey[];
+  /**
+   * vLLM keys: which repeated inputs are scored once. Default `strict`: vLLM's `context` rule, and for
+   * sbw also each (seed, token) pair once, without which sbw p-values are not valid on natural text
+   * (foreign-vllm §10); for the other schemes the two are the same.
+   */
+  readonly vllmDedup?: VllmDedup;
+}
+
+/** A vLLM key's result among the keys of a document. */
+export interface VllmKeyResult {
+  readonly keyId: string;
+  readonly verdict: Verdict;
+  readonly numScored: number;
+  /** Green count for vllm:red_green and vllm:sbw; null for the Gumbel schemes. */
+  readonly numGreen: number | null;
+  readonly greenFraction: number | null;
+  readonly z: number;
+  readonly log10P: number;
+  readonly log10PAdjusted: number;
+  readonly scheme: VllmSchemeName;
+  /** vLLM's score S (spec §6). */
+  readonly score: number;
+  /** vLLM's own p-value formula, log10; the verdict uses the exact `log10P`. */
+  readonly peerLog10P: number;
+  readonly dedup: VllmDedup;
+}
+
+/**
+ * The result for keys of either kind: {@link DocumentResult}, with `numGreen` and `greenFraction`
+ * null when a Gumbel-scheme vLLM key is reported, and the vLLM fields when a vLLM key is.
+ */
+export interface AnyDocumentResult extends Omit<DocumentResult, 'numGreen' | 'greenFraction' | 'keys'> {
+  readonly numGreen: number | null;
+  readonly greenFraction: number | null;
+  readonly keys: readonly (KeyResult | VllmKeyResult)[];
+  readonly scheme?: VllmSchemeName;
+  readonly score?: number;
+  readonly peerLog10P?: number;
+  readonly dedup?: VllmDedup;
+}
+
+export interface AnyDocumentSession {
+  pushText(text: string): void;
+  pushTokens(ids: ArrayLike<number>): void;
+  finish(): AnyDocumentResult;
+}
+
+/** A detector for keys of either kind. */
+export interface AnyKeyTextDetector {
+  /** Null when the keys are bound to a tokenizer tracemark does not ship: then only token ids are read. */
+  readonly tokenizer: Tokenizer | null;
+  /** The tracemark keys' watermarkers. */
+  readonly watermarkers: readonly Watermarker[];
+  detectText(text: string, input?: DetectInput): AnyDocumentResult;
+  detectTokens(ids: ArrayLike<number>, input?: DetectInput): AnyDocumentResult;
+  /** Per-token detail under the tracemark keys; null when there are none. */
+  explain(ids: ArrayLike<number>, input?: DetectInput): Detection | null;
+  session(input?: DetectInput): AnyDocumentSession;
+}
+
+/**
+ * Builds the detector for a set of keys, which must share one tokenizer. Tracemark keys alone give a
+ * {@link TextDetector}; with vLLM keys among them, an {@link AnyKeyTextDetector} (Holm across all).
+ */
+export function createTextDetector(options: DetectorOptions): TextDetector;
+export function createTextDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector;
+export function createTextDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector {
+  if (options.keys.some(isVllmKey)) return createMixedDetector(options);
+  return createTracemarkDetector(options as DetectorOptions);
+}
+
+function createTracemarkDetector(options: DetectorOptions): TextDetector {
   if (options.keys.length === 0) throw new InputError('TM_ERR_USAGE', 'at least one key is required');
   const tokenizerIds = new Set(options.keys.map((key) => key.tokenizer));
   if (options.tokenizer !== undefined) tokenizerIds.add(options.tokenizer);
@@ -199,4 +280,318 @@ function toDocumentResult(detection: Detection, source: string, tokenizer: strin
       log10PAdjusted: r.log10PAdjusted,
     })),
   };
+}
+
+/** A key of a mixed detector: a tracemark key (its index among the watermarkers) or a vLLM key. */
+type KeyEntry =
+  | { readonly kind: 'tracemark'; readonly index: number }
+  | { readonly kind: 'vllm'; readonly scorer: VllmKeyScorer };
+
+const ANY_TOKEN_ID = { vocabSize: 2 ** 31 };
+
+/** Keys with at least one vLLM key among them (docs/spec/foreign-vllm.md §10). */
+function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector {
+  const keys = options.keys;
+  const tokenizerIds = new Set(keys.map((key) => key.tokenizer));
+  if (options.tokenizer !== undefined) tokenizerIds.add(options.tokenizer);
+  if (tokenizerIds.size > 1) {
+    throw new InputError(
+      'TM_ERR_TOKENIZER_MISMATCH',
+      `keys and input are bound to different tokenizers (${[...tokenizerIds].join(', ')}); detect with one tokenizer at a time`,
+    );
+  }
+  const tokenizerId = [...tokenizerIds][0]!;
+  const tracemarkKeys = keys.filter((key): key is WatermarkKey => !isVllmKey(key));
+  const vllmKeys = keys.filter(isVllmKey);
+  const tokenizer = isTokenizerId(tokenizerId) ? getTokenizer(tokenizerId) : null;
+  if (tokenizer === null && tracemarkKeys.length > 0) {
+    throw new InputError(
+      'TM_ERR_TOKENIZER_MISMATCH',
+      `key is bound to an unknown tokenizer "${tokenizerId}"`,
+    );
+  }
+  if (options.window) {
+    throw new InputError(
+      'TM_ERR_USAGE',
+      `windowed search does not support vLLM keys yet (key ${vllmKeys[0]!.keyId})`,
+    );
+  }
+  const fpr = options.fpr ?? DEFAULT_FPR;
+  if (typeof fpr !== 'number' || !(fpr > 0 && fpr < 1)) {
+    throw new InputError(
+      'TM_ERR_USAGE',
+      `fpr: expected a number strictly between 0 and 1, got ${String(fpr)}`,
+    );
+  }
+  const vllmDedup = options.vllmDedup ?? 'strict';
+  if (vllmDedup !== 'none' && vllmDedup !== 'context' && vllmDedup !== 'strict') {
+    throw new InputError('TM_ERR_USAGE', 'vllmDedup: expected none, context or strict');
+  }
+  const vocabSizes = new Set(vllmKeys.flatMap((key) => (key.vocabSize === null ? [] : [key.vocabSize])));
+  if (vocabSizes.size > 1) {
+    throw new InputError(
+      'TM_ERR_TOKENIZER_MISMATCH',
+      `keys bound to "${tokenizerId}" give different vocabulary sizes (${[...vocabSizes].join(', ')})`,
+    );
+  }
+  const vocabulary = tokenizer ?? (vocabSizes.size === 1 ? { vocabSize: [...vocabSizes][0]! } : ANY_TOKEN_ID);
+  const watermarkers = tracemarkKeys.map((key) =>
+    createWatermarker(key, { specialTokenIds: tokenizer!.specialTokenIds }),
+  );
+  let tracemarkIndex = 0;
+  const entries = keys.map(
+    (key): KeyEntry =>
+      isVllmKey(key)
+        ? { kind: 'vllm', scorer: createVllmKeyScorer(key, fpr) }
+        : { kind: 'tracemark', index: tracemarkIndex++ },
+  );
+
+  // vLLM's context is the output tokens only (its config), so a prompt serves the tracemark keys alone.
+  const tracemarkOptions = (input: DetectInput | undefined, includeStatus: boolean): DetectOptions => {
+    const prompt = input?.prompt;
+    return {
+      includeStatus,
+      fpr,
+      ...(options.dedup === undefined ? {} : { dedup: options.dedup }),
+      ...(prompt === undefined || tokenizer === null
+        ? {}
+        : { prompt: typeof prompt === 'string' ? tokenizer.encodeFast(prompt) : prompt }),
+    };
+  };
+  const checkIds = (ids: ArrayLike<number>, name: string) => {
+    try {
+      assertTokenIds(ids, vocabulary, name);
+    } catch (error) {
+      throw new InputError('TM_ERR_INVALID_TOKENS', (error as Error).message);
+    }
+  };
+  const checkPrompt = (input: DetectInput | undefined) => {
+    if (watermarkers.length > 0 && input?.prompt !== undefined && typeof input.prompt !== 'string') {
+      checkIds(input.prompt, 'prompt');
+    }
+  };
+  const encode = (text: string): Uint32Array => {
+    if (tokenizer === null) {
+      throw new InputError('TM_ERR_TOKENIZER_UNAVAILABLE', tokenizerUnavailableMessage(vllmKeys[0]!));
+    }
+    return tokenizer.encodeFast(text);
+  };
+  const combine = (tracemark: Detection | null, ids: ArrayLike<number>, input?: DetectInput) =>
+    combineResults({
+      entries,
+      watermarkers,
+      tracemark,
+      ids,
+      dedup: vllmDedup,
+      fpr,
+      source: input?.source ?? '-',
+      tokenizer: tokenizerId,
+    });
+  const detectTokens = (ids: ArrayLike<number>, input?: DetectInput): AnyDocumentResult => {
+    checkIds(ids, 'tokens');
+    checkPrompt(input);
+    const tracemark =
+      watermarkers.length === 0 ? null : detect(ids, watermarkers, tracemarkOptions(input, false));
+    return combine(tracemark, ids, input);
+  };
+  const explain = (ids: ArrayLike<number>, input?: DetectInput): Detection | null => {
+    if (watermarkers.length === 0) return null;
+    checkIds(ids, 'tokens');
+    checkPrompt(input);
+    return detect(ids, watermarkers, tracemarkOptions(input, true));
+  };
+  const session = (input?: DetectInput): AnyDocumentSession => {
+    checkPrompt(input);
+    const tracemark =
+      watermarkers.length === 0 ? null : createDetection(watermarkers, tracemarkOptions(input, false));
+    const chunks: Uint32Array[] = [];
+    let length = 0;
+    const push = (ids: ArrayLike<number>): void => {
+      const copy = Uint32Array.from(ids);
+      chunks.push(copy);
+      length += copy.length;
+      tracemark?.push(copy);
+    };
+    return {
+      pushText: (text) => push(encode(text)),
+      pushTokens: (ids) => {
+        checkIds(ids, 'tokens');
+        push(ids);
+      },
+      finish: () => {
+        const all = new Uint32Array(length);
+        let at = 0;
+        for (const chunk of chunks) {
+          all.set(chunk, at);
+          at += chunk.length;
+        }
+        return combine(tracemark?.finish() ?? null, all, input);
+      },
+    };
+  };
+  return Object.freeze({
+    tokenizer,
+    watermarkers,
+    detectTokens,
+    explain,
+    session,
+    detectText: (text: string, input?: DetectInput) => detectTokens(encode(text), input),
+  });
+}
+
+/** One key's numbers before the document verdict, whichever kind of key. */
+interface PartialKeyResult {
+  readonly keyId: string;
+  readonly numTokens: number;
+  readonly numScored: number;
+  readonly numGreen: number | null;
+  readonly greenFraction: number | null;
+  readonly z: number;
+  readonly log10P: number;
+  /** The null green probability the verdict rule uses (unused when no alternative is defined). */
+  readonly gamma: number;
+  readonly verdictOptions: ReturnType<typeof resolveVerdictOptions>;
+  readonly vllm: { readonly scorer: VllmKeyScorer; readonly score: VllmKeyScore } | null;
+}
+
+interface DecidedKeyResult extends PartialKeyResult {
+  readonly log10PAdjusted: number;
+  readonly verdict: Verdict;
+  readonly tokensToSettle: number;
+}
+
+/** The strongest evidence: smallest adjusted p-value, then smallest raw p-value, then the key given first. */
+function strongestOf(candidates: readonly DecidedKeyResult[]): DecidedKeyResult {
+  let best = candidates[0]!;
+  for (const result of candidates) {
+    if (
+      result.log10PAdjusted < best.log10PAdjusted ||
+      (result.log10PAdjusted === best.log10PAdjusted && result.log10P < best.log10P)
+    ) {
+      best = result;
+    }
+  }
+  return best;
+}
+
+/**
+ * Holm across every key, tracemark's and vLLM's, then each key's verdict (spec §5.2, foreign-vllm
+ * §10) and the document's (spec §5.4), as the core does for tracemark keys alone.
+ */
+function combineResults(args: {
+  readonly entries: readonly KeyEntry[];
+  readonly watermarkers: readonly Watermarker[];
+  readonly tracemark: Detection | null;
+  readonly ids: ArrayLike<number>;
+  readonly dedup: VllmDedup;
+  readonly fpr: number;
+  readonly source: string;
+  readonly tokenizer: string;
+}): AnyDocumentResult {
+  const { entries, watermarkers, tracemark, ids, dedup, fpr } = args;
+  const partial = entries.map((entry): PartialKeyResult => {
+    if (entry.kind === 'tracemark') {
+      const result = tracemark!.results[entry.index]!;
+      return {
+        keyId: result.keyId,
+        numTokens: result.numTokens,
+        numScored: result.numScored,
+        numGreen: result.numGreen,
+        greenFraction: result.greenFraction,
+        z: result.z,
+        log10P: result.log10P,
+        gamma: result.gamma,
+        verdictOptions: resolveVerdictOptions(watermarkers[entry.index]!, { fpr }),
+        vllm: null,
+      };
+    }
+    const score = entry.scorer.score(ids, dedup);
+    return {
+      keyId: entry.scorer.key.keyId,
+      numTokens: score.numTokens,
+      numScored: score.numScored,
+      numGreen: score.numGreen,
+      greenFraction: score.greenFraction,
+      z: score.z,
+      log10P: score.log10P,
+      gamma: entry.scorer.nullGreenProbability ?? 0.5,
+      verdictOptions: entry.scorer.verdictOptions,
+      vllm: { scorer: entry.scorer, score },
+    };
+  });
+  const adjusted = holmAdjustLog10(partial.map((p) => p.log10P));
+  const settle = { keysTested: partial.length };
+  const results = partial.map((p, i): DecidedKeyResult => {
+    const decided = decideVerdict(
+      p.numScored,
+      p.numGreen ?? 0,
+      adjusted[i]!,
+      p.gamma,
+      p.verdictOptions,
+      settle,
+    );
+    return { ...p, log10PAdjusted: adjusted[i]!, ...decided };
+  });
+
+  const watermarked = results.filter((r) => r.verdict === 'watermarked');
+  const insufficient = results.filter((r) => r.verdict === 'insufficient');
+  let verdict: Verdict;
+  let reported: DecidedKeyResult;
+  let tokensToSettle = 0;
+  if (watermarked.length > 0) {
+    verdict = 'watermarked';
+    reported = strongestOf(watermarked);
+  } else if (insufficient.length === 0) {
+    verdict = 'not_watermarked';
+    reported = strongestOf(results);
+  } else {
+    verdict = 'insufficient';
+    reported = strongestOf(insufficient);
+    tokensToSettle = Math.max(...insufficient.map((r) => r.tokensToSettle));
+  }
+  return {
+    source: args.source,
+    verdict,
+    numTokens: reported.numTokens,
+    numScored: reported.numScored,
+    numGreen: reported.numGreen,
+    greenFraction: reported.greenFraction,
+    z: reported.z,
+    log10P: reported.log10P,
+    log10PAdjusted: reported.log10PAdjusted,
+    keyId: reported.keyId,
+    ...(reported.vllm === null ? {} : vllmFields(reported.vllm.scorer, reported.vllm.score, dedup)),
+    tokenizer: args.tokenizer,
+    keysTested: results.length,
+    fpr,
+    tokensToSettle,
+    window: null,
+    keys: results.map((r): KeyResult | VllmKeyResult => {
+      const common = {
+        keyId: r.keyId,
+        verdict: r.verdict,
+        numScored: r.numScored,
+        numGreen: r.numGreen,
+        greenFraction: r.greenFraction,
+        z: r.z,
+        log10P: r.log10P,
+        log10PAdjusted: r.log10PAdjusted,
+      };
+      if (r.vllm === null) return { ...common, numGreen: r.numGreen!, greenFraction: r.greenFraction! };
+      return { ...common, ...vllmFields(r.vllm.scorer, r.vllm.score, dedup) };
+    }),
+  };
+}
+
+function vllmFields(
+  scorer: VllmKeyScorer,
+  score: VllmKeyScore,
+  dedup: VllmDedup,
+): { scheme: VllmSchemeName; score: number; peerLog10P: number; dedup: VllmDedup } {
+  return { scheme: scorer.schemeName, score: score.score, peerLog10P: score.peerLog10P, dedup };
+}
+
+/** The vLLM keys among `keys` whose tokenizer tracemark does not ship (they read token ids only). */
+export function keysWithoutTokenizer(keys: readonly AnyWatermarkKey[]): VllmWatermarkKey[] {
+  return keys.filter((key): key is VllmWatermarkKey => isVllmKey(key) && !isTokenizerId(key.tokenizer));
 }

@@ -6,6 +6,10 @@ export type ErrorCode =
   | 'TM_ERR_KEY_FILE'
   | 'TM_ERR_KEY_EXISTS'
   | 'TM_ERR_TOKENIZER_MISMATCH'
+  /** Text given to a key whose tokenizer tracemark does not ship (token ids still work). */
+  | 'TM_ERR_TOKENIZER_UNAVAILABLE'
+  /** A kind of key (a vLLM key) given to something that does not support it yet. */
+  | 'TM_ERR_UNSUPPORTED_KEY'
   | 'TM_ERR_INVALID_JSON'
   | 'TM_ERR_MISSING_FIELD'
   | 'TM_ERR_BINARY_INPUT'

@@ -1,12 +1,50 @@
 export {
+  type AnyDocumentResult,
+  type AnyDocumentSession,
+  type AnyKeyDetectorOptions,
+  type AnyKeyTextDetector,
   createTextDetector,
   type DetectInput,
   type DetectorOptions,
   type DocumentResult,
   type DocumentSession,
   type KeyResult,
+  keysWithoutTokenizer,
   reportedKey,
   type TextDetector,
+  type VllmKeyResult,
 } from './detector.ts';
 export { type ErrorCode, InputError } from './errors.ts';
-export { readKeyFile, writeKeyFile } from './key-files.ts';
+export {
+  type AnyWatermarkKey,
+  isVllmKey,
+  parseAnyKeyFile,
+  type ReadKeyFileOptions,
+  readKeyFile,
+  unsupportedVllmKeyError,
+  writeKeyFile,
+} from './key-files.ts';
+export {
+  createVllmKeyScorer,
+  type VllmKeyScore,
+  type VllmKeyScorer,
+  vllmAlternative,
+} from './vllm-detection.ts';
+export {
+  createVllmWatermarkKey,
+  parseVllmKeyFile,
+  serializeVllmKeyFile,
+  tokenizerUnavailableMessage,
+  VLLM_KEY_FILE_FORMAT,
+  VLLM_KEY_ID_PREFIX,
+  VLLM_SCHEME_NAMES,
+  VllmKeyError,
+  VllmKeyFileError,
+  type VllmKeyOptions,
+  type VllmKeyParameter,
+  type VllmLefthashSeeds,
+  type VllmSchemeName,
+  type VllmWatermarkKey,
+  vllmDetectorParams,
+  vllmKeyIdOf,
+} from './vllm-keys.ts';

@@ -1,11 +1,74 @@
-/** Reading and writing key files (spec §2.5) on disk. */
+/** Reading and writing key files (spec §2.5; vLLM keys: docs/spec/foreign-vllm.md §9) on disk. */
 import { constants } from 'node:fs';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { KeyFileError, parseKeyFile, serializeKeyFile, type WatermarkKey } from '@tracemark/core';
 import { InputError } from './errors.ts';
+import {
+  parseVllmKeyFile,
+  serializeVllmKeyFile,
+  VLLM_KEY_FILE_FORMAT,
+  VllmKeyFileError,
+  type VllmWatermarkKey,
+} from './vllm-keys.ts';
 
-/** Reads and validates a key file; errors name the file, never the secret. */
-export async function readKeyFile(path: string): Promise<WatermarkKey> {
+/**
+ * A key a key file holds: tracemark's own (no `kind`; `kind: 'tracemark'` is allowed) or a vLLM
+ * engine's (`kind: 'vllm'`). Narrow with `key.kind === 'vllm'` or {@link isVllmKey}.
+ */
+export type AnyWatermarkKey = (WatermarkKey & { readonly kind?: 'tracemark' }) | VllmWatermarkKey;
+
+export function isVllmKey(key: AnyWatermarkKey): key is VllmWatermarkKey {
+  return key.kind === 'vllm';
+}
+
+/** What a caller of {@link readKeyFile} accepts: `any` for both kinds of key. */
+export interface ReadKeyFileOptions {
+  readonly accept: 'any';
+}
+
+/**
+ * Parses key file text of either kind. Throws InputError `TM_ERR_KEY_FILE` naming `source` and the
+ * field, never the secret.
+ */
+export function parseAnyKeyFile(text: string, source = 'key file'): AnyWatermarkKey {
+  let format: unknown;
+  let record: Record<string, unknown> | null = null;
+  try {
+    const data: unknown = JSON.parse(text);
+    if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
+      record = data as Record<string, unknown>;
+      format = record.format;
+    }
+  } catch {
+    // tracemark's parser words the error
+  }
+  try {
+    if (record !== null && format === VLLM_KEY_FILE_FORMAT) return parseVllmKeyFile(record);
+    return parseKeyFile(text);
+  } catch (error) {
+    if (error instanceof KeyFileError || error instanceof VllmKeyFileError) {
+      throw new InputError('TM_ERR_KEY_FILE', `${source}: ${error.message}`);
+    }
+    throw error;
+  }
+}
+
+/** The error for a vLLM key given where only tracemark keys work. */
+export function unsupportedVllmKeyError(source: string, key: VllmWatermarkKey): InputError {
+  return new InputError(
+    'TM_ERR_UNSUPPORTED_KEY',
+    `${source}: this command does not support vLLM keys yet (key ${key.keyId}, vllm:${key.scheme})`,
+  );
+}
+
+/**
+ * Reads and validates a key file; errors name the file, never the secret. Without options only a
+ * tracemark key is accepted: a vLLM key file gives InputError `TM_ERR_UNSUPPORTED_KEY` ("this command
+ * does not support vLLM keys yet"). With `{ accept: 'any' }` either kind is returned.
+ */
+export function readKeyFile(path: string): Promise<WatermarkKey>;
+export function readKeyFile(path: string, options: ReadKeyFileOptions): Promise<AnyWatermarkKey>;
+export async function readKeyFile(path: string, options?: ReadKeyFileOptions): Promise<AnyWatermarkKey> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -13,19 +76,18 @@ export async function readKeyFile(path: string): Promise<WatermarkKey> {
     const code = (error as NodeJS.ErrnoException).code;
     throw new InputError('TM_ERR_IO', `${path}: cannot read key file (${code ?? 'error'})`);
   }
-  try {
-    return parseKeyFile(text);
-  } catch (error) {
-    if (error instanceof KeyFileError) throw new InputError('TM_ERR_KEY_FILE', `${path}: ${error.message}`);
-    throw error;
-  }
+  const key = parseAnyKeyFile(text, path);
+  if (options?.accept !== 'any' && isVllmKey(key)) throw unsupportedVllmKeyError(path, key);
+  return key;
 }
 
 /**
- * Writes a key file with mode 0600. Refuses to replace an existing file unless `overwrite` is set,
- * so a key that protects issued text is never lost by accident; the write is atomic either way.
+ * Writes a key file of either kind with mode 0600. Refuses to replace an existing file unless
+ * `overwrite` is set, so a key that protects issued text is never lost by accident; the write is
+ * atomic either way.
  */
-export async function writeKeyFile(path: string, key: WatermarkKey, overwrite = false): Promise<void> {
+export async function writeKeyFile(path: string, key: AnyWatermarkKey, overwrite = false): Promise<void> {
+  const text = isVllmKey(key) ? serializeVllmKeyFile(key) : serializeKeyFile(key);
   const temporary = `${path}.${process.pid}.tmp`;
   const handle = await open(
     temporary,
@@ -35,7 +97,7 @@ export async function writeKeyFile(path: string, key: WatermarkKey, overwrite = 
     throw new InputError('TM_ERR_IO', `${path}: cannot write key file (${error.code ?? 'error'})`);
   });
   try {
-    await handle.writeFile(serializeKeyFile(key));
+    await handle.writeFile(text);
     await handle.sync();
   } finally {
     await handle.close();

@@ -1,6 +1,15 @@
 import { readFile, stat } from 'node:fs/promises';
-import { DEFAULT_FPR, parseKeyFile } from '@tracemark/core';
-import type { DocumentResult, DocumentSession } from '@tracemark/detection';
+import { DEFAULT_FPR, type VllmDedup } from '@tracemark/core';
+import {
+  type AnyDocumentResult,
+  type AnyDocumentSession,
+  type AnyWatermarkKey,
+  InputError,
+  isVllmKey,
+  keysWithoutTokenizer,
+  parseAnyKeyFile,
+  tokenizerUnavailableMessage,
+} from '@tracemark/detection';
 import type { Command } from 'commander';
 import type { ErrorResult, Job, JobResult, Outcome } from '../detect-engine.ts';
 import {
@@ -26,6 +35,7 @@ interface DetectCommandOptions {
   fpr?: number;
   correct: string;
   window?: boolean;
+  dedup?: string;
   failOnDetect?: boolean;
   json?: boolean;
   quiet?: boolean;
@@ -63,6 +73,10 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
       'none',
     )
     .option('--window', 'search for a watermarked passage inside longer text (corrected for the search)')
+    .option(
+      '--dedup <rule>',
+      "vLLM keys: which repeated inputs are scored once: strict (default), context (vLLM's detector), or none",
+    )
     .option('--fail-on-detect', 'exit with code 1 when a watermark is found')
     .option(
       '--workers <n>',
@@ -79,8 +93,16 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
       if (options.correct !== 'none' && options.correct !== 'bh') {
         throw new CliError('TM_ERR_USAGE', '--correct must be none or bh', EXIT.usage);
       }
+      if (
+        options.dedup !== undefined &&
+        options.dedup !== 'none' &&
+        options.dedup !== 'context' &&
+        options.dedup !== 'strict'
+      ) {
+        throw new CliError('TM_ERR_USAGE', '--dedup must be none, context or strict', EXIT.usage);
+      }
       checkTerminalStdin(paths, io, 'detect', options.quiet === true);
-      const keyFiles = await Promise.all(
+      const loaded = await Promise.all(
         options.key.map(async (path) => {
           const text = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
             throw new CliError(
@@ -90,13 +112,35 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
             );
           });
           try {
-            parseKeyFile(text);
+            return { text, key: parseAnyKeyFile(text, path) };
           } catch (error) {
-            throw new CliError('TM_ERR_KEY_FILE', `${path}: ${(error as Error).message}`, EXIT.io);
+            if (error instanceof InputError) throw new CliError(error.code, error.message, EXIT.io);
+            throw error;
           }
-          return text;
         }),
       );
+      const keyFiles = loaded.map((file) => file.text);
+      const keys: AnyWatermarkKey[] = loaded.map((file) => file.key);
+      const vllmKey = keys.find(isVllmKey);
+      if (options.window && vllmKey !== undefined) {
+        throw new CliError(
+          'TM_ERR_USAGE',
+          `--window does not support vLLM keys yet (key ${vllmKey.keyId})`,
+          EXIT.usage,
+        );
+      }
+      if (
+        options.dedup !== undefined &&
+        options.dedup !== 'strict' &&
+        options.quiet !== true &&
+        keys.some((key) => isVllmKey(key) && key.scheme === 'sbw')
+      ) {
+        io.stderr.write(
+          `note: --dedup ${options.dedup} scores repeated sbw seeds again, as vLLM's detector does: its p-values are not valid on natural text (docs/spec/foreign-vllm.md §10)\n`,
+        );
+      }
+      // A key bound to a tokenizer tracemark does not ship reads token ids only: text documents fail.
+      const textlessKey = keysWithoutTokenizer(keys)[0];
       let inputBytes = 0;
       for (const path of paths) {
         if (path === '-') inputBytes += WORKER_THRESHOLD_BYTES;
@@ -117,6 +161,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
             ...(options.field === undefined ? {} : { field: options.field }),
             ...(options.fpr === undefined ? {} : { fpr: options.fpr }),
             ...(options.promptField === undefined ? {} : { promptField: options.promptField }),
+            ...(options.dedup === undefined ? {} : { vllmDedup: options.dedup as VllmDedup }),
           },
           workers,
         );
@@ -125,7 +170,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
         throw new CliError(
           code,
           (error as Error).message,
-          code === 'TM_ERR_TOKENIZER_MISMATCH' ? EXIT.usage : EXIT.io,
+          code === 'TM_ERR_TOKENIZER_MISMATCH' || code === 'TM_ERR_USAGE' ? EXIT.usage : EXIT.io,
         );
       }
       const progress = createProgress(io, options.quiet === true);
@@ -139,7 +184,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
         bytes: 0,
       };
       const started = performance.now();
-      const results: DocumentResult[] = [];
+      const results: AnyDocumentResult[] = [];
       const correcting = options.correct === 'bh';
       // With --correct bh no verdict is final before the last document: the outcomes wait here.
       const held: Outcome[] = [];
@@ -195,7 +240,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
         return promise;
       };
       const maxInFlight = Math.max(2, runner.workers * 3);
-      let session: DocumentSession | null = null;
+      let session: AnyDocumentSession | null = null;
       let lastSingleText: string | null = null;
       const drainOne = async (): Promise<void> => {
         const entry = queue.shift()!;
@@ -246,6 +291,28 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
                 bytes: unit.bytes,
                 error: unit.error,
               });
+            } else if (textlessKey !== undefined) {
+              // Later pieces of the same document only count their bytes: its error is already out.
+              queue.push(
+                unit.first
+                  ? {
+                      kind: 'piece',
+                      promise: Promise.resolve({ kind: 'tokens', tokens: new Uint32Array(0) }),
+                      source: unit.source,
+                      first: true,
+                      last: true,
+                      bytes: unit.bytes,
+                      error: {
+                        code: 'TM_ERR_TOKENIZER_UNAVAILABLE',
+                        message: `${unit.source}: ${tokenizerUnavailableMessage(textlessKey)}`,
+                      },
+                    }
+                  : {
+                      kind: 'outcomes',
+                      bytes: unit.bytes,
+                      promise: Promise.resolve({ kind: 'outcomes', outcomes: [] }),
+                    },
+              );
             } else {
               if (unit.first && unit.last) lastSingleText = unit.text;
               queue.push({
@@ -296,17 +363,23 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
         const error = failure === null ? '' : `,"error":${JSON.stringify(describeFailure(failure))}`;
         io.stdout.write(`\n],"summary":${JSON.stringify(summaryJson)}${error}}\n`);
       } else {
+        const detector = runner.engine.detector;
+        // Colours show the green and red tokens of a tracemark key; a vLLM key has no such display yet.
         if (
           summary.documents === 1 &&
           results.length === 1 &&
+          results[0]!.scheme === undefined &&
           lastSingleText !== null &&
+          detector.tokenizer !== null &&
           stdoutHasColour(io)
         ) {
-          const detector = runner.engine.detector;
           const ids = detector.tokenizer.encodeFast(lastSingleText);
-          io.stdout.write(
-            colouredTokens(detector.tokenizer.decodeTokens(ids), detector.explain(ids), results[0]!.keyId),
-          );
+          const explained = detector.explain(ids);
+          if (explained !== null) {
+            io.stdout.write(
+              colouredTokens(detector.tokenizer.decodeTokens(ids), explained, results[0]!.keyId),
+            );
+          }
         }
         if (summary.documents > 1) {
           const counts =
@@ -352,6 +425,12 @@ log10PCorrected (its Benjamini–Hochberg adjusted p-value, log10) and verdictCo
 only if Benjamini–Hochberg rejects at α; a document watermarked at α alone becomes insufficient), and
 the summary correction "bh" and watermarkedCorrected; every other field is as without it, and
 --fail-on-detect follows the corrected verdicts.
+vLLM keys (keygen --scheme vllm:…) are scored as vLLM's own detector scores them, with exact
+p-values; --dedup context reproduces vLLM's detector, the default strict also scores each sbw
+(seed, token) pair once (the same for the other schemes). Their JSON results also carry scheme,
+score, peerLog10P (vLLM's own formula) and dedup; numGreen is null for the Gumbel schemes, which are
+only ever watermarked or insufficient. A key bound to a tokenizer tracemark does not ship reads token
+ids (a JSONL field of ids), not text.
 Exit codes: 0 done (also when stdout is closed early, as by head); 1 a watermark found with
 --fail-on-detect; 2 usage; 3 I/O or input errors.`;
 
@@ -365,7 +444,7 @@ function correctAcrossDocuments(
   notWatermarked: number;
   insufficient: number;
 } {
-  const documents = outcomes.filter((outcome): outcome is DocumentResult => !('error' in outcome));
+  const documents = outcomes.filter((outcome): outcome is AnyDocumentResult => !('error' in outcome));
   const tests = benjaminiHochberg(
     documents.map((document) => document.log10PAdjusted),
     alpha,

@@ -135,7 +135,10 @@ const LN10 = Math.LN10;
 function assertKey(value: bigint, limit: bigint, name: string): void {
   if (typeof value !== 'bigint') throw new TypeError(`${name}: expected a bigint, got ${typeof value}`);
   if (value < 0n || value >= limit) {
-    throw new RangeError(`${name}: expected 0 ≤ key < 2^${limit.toString(2).length - 1}, got ${value}`);
+    // The value is a secret: the message names the bound it breaks, never the key.
+    throw new RangeError(
+      `${name}: expected 0 ≤ key < 2^${limit.toString(2).length - 1}, got ${value < 0n ? 'a negative value' : 'a larger value'}`,
+    );
   }
 }
 

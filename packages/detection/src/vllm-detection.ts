@@ -1,0 +1,100 @@
+/**
+ * Scoring one vLLM key on a token sequence, with the numbers `tracemark detect` reports and the
+ * verdict rule of docs/spec/foreign-vllm.md §10.
+ */
+import {
+  createVllmDetector,
+  DEFAULT_MISS_RATE,
+  type ResolvedVerdictOptions,
+  type VllmDedup,
+  type VllmDetector,
+  zScore,
+} from '@tracemark/core';
+import { InputError } from './errors.ts';
+import { type VllmSchemeName, type VllmWatermarkKey, vllmDetectorParams } from './vllm-keys.ts';
+
+export interface VllmKeyScore {
+  readonly numTokens: number;
+  readonly numScored: number;
+  /** vLLM's score S: Σ −ln(1 − u) (gumbel), the weighted sum (dual key), the green count (red_green, sbw). */
+  readonly score: number;
+  /** The green count for red_green and sbw; null for the Gumbel schemes, which have no green tokens. */
+  readonly numGreen: number | null;
+  readonly greenFraction: number | null;
+  /** (S − n·mean) / (sd·√n) under the null; for comparison only. */
+  readonly z: number;
+  /** Exact log10 p-value (spec §6). */
+  readonly log10P: number;
+  /** vLLM's own p-value formula, in log10. */
+  readonly peerLog10P: number;
+}
+
+export interface VllmKeyScorer {
+  readonly key: VllmWatermarkKey;
+  readonly schemeName: VllmSchemeName;
+  /** Probability that a token is green under the null (red_green, sbw); null for the Gumbel schemes. */
+  readonly nullGreenProbability: number | null;
+  /** α, β and the alternative g₁ (null for Gumbel schemes and δ = 0: never `not_watermarked`). */
+  readonly verdictOptions: ResolvedVerdictOptions;
+  score(ids: ArrayLike<number>, dedup: VllmDedup): VllmKeyScore;
+}
+
+/**
+ * g₁ of spec §10: for red_green and sbw halfway between the null green probability γ₀ and the
+ * green fraction that δ gives at high entropy, γ₀e^δ / (1 + γ₀(e^δ − 1)), as tracemark's own keys;
+ * null for δ = 0 and for the Gumbel schemes, whose score under the mark depends on the model's
+ * entropy, which no key parameter bounds.
+ */
+export function vllmAlternative(nullGreenProbability: number | null, delta: number | null): number | null {
+  if (nullGreenProbability === null || delta === null) return null;
+  const e = Math.exp(delta);
+  const biased = (nullGreenProbability * e) / (1 + nullGreenProbability * (e - 1));
+  const alternative = nullGreenProbability + (biased - nullGreenProbability) / 2;
+  return alternative > nullGreenProbability && alternative < 1 ? alternative : null;
+}
+
+/** Builds the scorer of a vLLM key at target false-positive rate `fpr`. */
+export function createVllmKeyScorer(key: VllmWatermarkKey, fpr: number): VllmKeyScorer {
+  let detector: VllmDetector;
+  try {
+    detector = createVllmDetector(vllmDetectorParams(key));
+  } catch {
+    // The core's message can hold the engine key; the key was validated when it was made.
+    throw new InputError('TM_ERR_KEY_FILE', `key ${key.keyId}: parameters vLLM does not accept`);
+  }
+  const nullGreenProbability = detector.key.nullGreenProbability;
+  const variance = key.alpha === null ? 1 : (1 - key.alpha) ** 2 + key.alpha ** 2;
+  const verdictOptions: ResolvedVerdictOptions = {
+    fpr,
+    missRate: DEFAULT_MISS_RATE,
+    alternative: vllmAlternative(nullGreenProbability, key.delta),
+  };
+  const score = (ids: ArrayLike<number>, dedup: VllmDedup): VllmKeyScore => {
+    const detection = detector.detect(ids, { dedup });
+    const n = detection.numScored;
+    const binary = nullGreenProbability !== null;
+    const numGreen = binary ? Math.round(detection.score) : null;
+    return {
+      numTokens: ids.length,
+      numScored: n,
+      score: detection.score,
+      numGreen,
+      greenFraction: numGreen === null ? null : n === 0 ? 0 : numGreen / n,
+      z:
+        n === 0
+          ? 0
+          : binary
+            ? zScore(numGreen!, n, nullGreenProbability)
+            : (detection.score - n) / Math.sqrt(n * variance),
+      log10P: detection.log10PValue,
+      peerLog10P: detection.peerLog10PValue,
+    };
+  };
+  return Object.freeze({
+    key,
+    schemeName: `vllm:${key.scheme}` as VllmSchemeName,
+    nullGreenProbability,
+    verdictOptions,
+    score,
+  });
+}
