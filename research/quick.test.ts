@@ -126,9 +126,11 @@ describe('research experiments, quick variants', () => {
     const summary = await runQuick<SamplingSummary>('sampling');
     const cell = (temperature: number, topP: number, order: string) =>
       summary.cells.find((c) => c.temperature === temperature && c.topP === topP && c.order === order)!;
-    expect(cell(1, 0.1, 'widened').detected).toBe(1);
+    // Three generations of 60 tokens per cell: the old order never finds these, the new one mostly does.
     expect(cell(1, 0.1, 'truncate-first').detected).toBe(0);
-    expect(cell(0.1, 0.1, 'widened').detected).toBe(1);
+    expect(cell(1, 0.1, 'widened').detected).toBeGreaterThanOrEqual(2 / 3);
+    expect(cell(0.1, 0.1, 'truncate-first').detected).toBe(0);
+    expect(cell(0.1, 0.1, 'widened').detected).toBeGreaterThanOrEqual(2 / 3);
     for (const c of summary.cells) {
       if (c.order === 'widened') expect(c.expectedGreenFraction).toBeGreaterThan(0.25);
       expect(c.perplexityRatio).toBeGreaterThan(0);

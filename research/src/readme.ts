@@ -12,6 +12,7 @@ import type { PerformanceSummary } from './experiments/performance.ts';
 import { type PowerSummary, PUBLISHED_AUC, PUBLISHED_TPR_1E3 } from './experiments/power.ts';
 import type { QualitySummary } from './experiments/quality.ts';
 import type { RobustnessSummary } from './experiments/robustness.ts';
+import type { SamplingSummary } from './experiments/sampling.ts';
 import { fixed, integer } from './report.ts';
 import { CODE_DEFAULT, configLabel, sameConfig } from './schemes.ts';
 
@@ -32,6 +33,7 @@ export async function numbersTable(outDir: string): Promise<string> {
   const power = await read<PowerSummary>(outDir, 'power');
   const robustness = await read<RobustnessSummary>(outDir, 'robustness');
   const quality = await read<QualitySummary>(outDir, 'quality');
+  const sampling = await read<SamplingSummary>(outDir, 'sampling');
   const performance = await read<PerformanceSummary>(outDir, 'performance');
   const defaults = await read<DefaultsSummary>(outDir, 'defaults');
   const rows: string[][] = [];
@@ -161,6 +163,18 @@ export async function numbersTable(outDir: string): Promise<string> {
       link('quality'),
     ]);
   } else rows.push(['quality', '', notRun, link('quality')]);
+
+  if (sampling !== null) {
+    const cells = (order: string) => sampling.cells.filter((c) => c.order === order);
+    const worst = cells('widened').reduce((a, b) => (b.detected < a.detected ? b : a));
+    const lost = cells('truncate-first').filter((c) => c.detected < 0.5).length;
+    rows.push([
+      'every sampling setting carries the mark: share detected at p ≤ 1e-4 over temperature × top-p',
+      'not in §2',
+      `worst of ${cells('widened').length} settings ${fixed(worst.detected, 2)} (T ${worst.temperature}, top-p ${worst.topP}); before the change ${lost} settings below 0.5`,
+      link('sampling'),
+    ]);
+  } else rows.push(['sampling settings', '', notRun, link('sampling')]);
 
   if (performance !== null) {
     const steps = performance.rows.filter((r) => r.measure.startsWith('generation step,'));

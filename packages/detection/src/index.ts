@@ -47,4 +47,5 @@ export {
   type VllmWatermarkKey,
   vllmDetectorParams,
   vllmKeyIdOf,
+  vllmKeyParameters,
 } from './vllm-keys.ts';

@@ -283,14 +283,7 @@ export function serializeVllmKeyFile(key: VllmWatermarkKey, createdAt: Date = ne
     scheme: key.scheme,
     prf: key.prf,
     engineKey: key.engineKey.toString(10),
-    contextWidth: key.contextWidth,
-    ...(key.alpha === null ? {} : { alpha: key.alpha }),
-    ...(key.gamma === null ? {} : { gamma: key.gamma }),
-    ...(key.delta === null ? {} : { delta: key.delta }),
-    ...(key.sbwScheme === null ? {} : { sbwScheme: key.sbwScheme }),
-    ...(key.sbwLefthashSeeds === null ? {} : { sbwLefthashSeeds: key.sbwLefthashSeeds }),
-    tokenizer: key.tokenizer,
-    ...(key.vocabSize === null ? {} : { vocabSize: key.vocabSize }),
+    ...vllmKeyParameters(key),
     createdAt: createdAt.toISOString(),
   };
   return `${JSON.stringify(file, null, 2)}\n`;
@@ -386,4 +379,18 @@ export function tokenizerUnavailableMessage(key: {
   readonly tokenizer: string;
 }): string {
   return `key ${key.keyId} is bound to tokenizer ${JSON.stringify(key.tokenizer)}; give token ids (JSONL field of ids) or a key bound to one of ${TOKENIZER_IDS.join(', ')}`;
+}
+
+/** The public parameters of a vLLM key (everything but the engine key), as key files and summaries show them. */
+export function vllmKeyParameters(key: VllmWatermarkKey): Record<string, string | number> {
+  return {
+    contextWidth: key.contextWidth,
+    ...(key.alpha === null ? {} : { alpha: key.alpha }),
+    ...(key.gamma === null ? {} : { gamma: key.gamma }),
+    ...(key.delta === null ? {} : { delta: key.delta }),
+    ...(key.sbwScheme === null ? {} : { sbwScheme: key.sbwScheme }),
+    ...(key.sbwLefthashSeeds === null ? {} : { sbwLefthashSeeds: key.sbwLefthashSeeds }),
+    tokenizer: key.tokenizer,
+    ...(key.vocabSize === null ? {} : { vocabSize: key.vocabSize }),
+  };
 }

@@ -17,6 +17,7 @@ import {
   type VllmKeyParameter,
   type VllmLefthashSeeds,
   type VllmWatermarkKey,
+  vllmKeyParameters,
   writeKeyFile,
 } from '@tracemark/detection';
 import { DEFAULT_TOKENIZER_ID, isTokenizerId, TOKENIZER_IDS } from '@tracemark/tokenizers';
@@ -283,14 +284,7 @@ function printVllmSummary(key: VllmWatermarkKey, options: KeygenOptions, io: Cli
     file: options.out,
     scheme: `vllm:${key.scheme}`,
     prf: key.prf,
-    contextWidth: key.contextWidth,
-    ...(key.alpha === null ? {} : { alpha: key.alpha }),
-    ...(key.gamma === null ? {} : { gamma: key.gamma }),
-    ...(key.delta === null ? {} : { delta: key.delta }),
-    ...(key.sbwScheme === null ? {} : { sbwScheme: key.sbwScheme }),
-    ...(key.sbwLefthashSeeds === null ? {} : { sbwLefthashSeeds: key.sbwLefthashSeeds }),
-    tokenizer: key.tokenizer,
-    ...(key.vocabSize === null ? {} : { vocabSize: key.vocabSize }),
+    ...vllmKeyParameters(key),
     readsText: isTokenizerId(key.tokenizer),
   };
   if (options.json) {

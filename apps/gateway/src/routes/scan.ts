@@ -7,6 +7,7 @@ import { DEFAULT_FAKE_KEY_SEED, DEFAULT_FAKE_KEYS } from '@tracemark/extraction'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { GatewayError } from '../errors.ts';
 import { errorResponses, type JsonSchema } from '../schemas.ts';
+import type { ScanTask } from '../work/tasks.ts';
 
 /** At most this many documents per request. */
 export const SCAN_MAX_DOCUMENTS = 2000;
@@ -207,16 +208,7 @@ export const scanResponseSchema: JsonSchema = {
   },
 };
 
-interface ScanBody {
-  readonly documents: readonly {
-    readonly text: string;
-    readonly prompt?: string;
-    readonly source?: string;
-  }[];
-  readonly fakeKeys?: number;
-  readonly fakeKeySeed?: string;
-  readonly alpha?: number;
-}
+type ScanBody = Omit<ScanTask, 'kind'>;
 
 const scanRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
   const { work } = fastify.gateway;
