@@ -3,14 +3,22 @@
  * leave one candidate and no mark, so /v1/detect called the service's own output `not_watermarked`.
  * Through the real HTTP server; each completion also states its expected strength.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Json, startTestGateway, type TestGateway } from './test-support/harness.ts';
+import { type Json, startTestGateway, type TestGateway, temporaryDirectory } from './test-support/harness.ts';
 
 const MODEL = 'tracemark-ngram';
 let gateway: TestGateway;
 
 beforeAll(async () => {
-  gateway = await startTestGateway();
+  // A fixed key, so that the (seeded) completions and their verdicts are the same on every run.
+  const keyFile = join(temporaryDirectory(), 'key.json');
+  writeFileSync(keyFile, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(23) })), {
+    mode: 0o600,
+  });
+  gateway = await startTestGateway({ config: { keyFile } });
 });
 afterAll(async () => {
   await gateway?.close();
