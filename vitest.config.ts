@@ -34,10 +34,6 @@ export const sourceResolution: { ssr: { resolve: { conditions: string[] } }; plu
 export default defineConfig({
   ...sourceResolution,
   test: {
-    // Node 20's require(esm) can abort the process (v8 IsGraphAsync on a module that failed to
-    // instantiate) when piscina first tries require() on the gateway's .mjs work-thread entry; without
-    // it, require() throws ERR_REQUIRE_ESM at once and piscina imports the entry instead.
-    execArgv: ['--no-experimental-require-module'],
     include: [
       'packages/*/src/**/*.test.ts',
       'packages/*/test/**/*.test.ts',

@@ -73,11 +73,11 @@ export function defaultWorkerThreads(): number {
   return Math.min(8, Math.max(2, availableParallelism() - 1));
 }
 
-/** From TypeScript sources the worker needs tsx (worker-source.mjs); built, it is plain worker.js. */
+/** From TypeScript sources the worker needs tsx (worker-source.cjs, which imports worker-source.mjs); built, it is plain worker.js. */
 function workerEntry(): { filename: string; execArgv: string[] } {
   const fromSource = import.meta.url.endsWith('.ts');
   return fromSource
-    ? { filename: new URL('./worker-source.mjs', import.meta.url).href, execArgv: ['--conditions=source'] }
+    ? { filename: new URL('./worker-source.cjs', import.meta.url).href, execArgv: ['--conditions=source'] }
     : { filename: new URL('./worker.js', import.meta.url).href, execArgv: [] };
 }
 
