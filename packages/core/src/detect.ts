@@ -324,7 +324,13 @@ export interface DetectionSession {
 }
 
 /** The strongest evidence: smallest adjusted p-value, then smallest raw p-value, then the key given first. */
-function strongest(candidates: readonly KeyDetection[]): KeyDetection {
+/**
+ * The strongest evidence among key results (spec §5.4): the smallest Holm-adjusted p, then the smallest
+ * raw p, then the key given first.
+ */
+export function strongest<T extends { readonly log10PAdjusted: number; readonly log10P: number }>(
+  candidates: readonly T[],
+): T {
   let best = candidates[0]!;
   for (const result of candidates) {
     if (

@@ -11,6 +11,7 @@ export {
   type KeyDetection,
   type ResolvedVerdictOptions,
   resolveVerdictOptions,
+  strongest,
   type Verdict,
   type VerdictOptions,
   type WindowOptions,

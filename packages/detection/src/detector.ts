@@ -13,6 +13,7 @@ import {
   holmAdjustLog10,
   type KeyDetection,
   resolveVerdictOptions,
+  strongest,
   type Verdict,
   type VllmDedup,
   type Watermarker,
@@ -461,18 +462,6 @@ interface DecidedKeyResult extends PartialKeyResult {
 }
 
 /** The strongest evidence: smallest adjusted p-value, then smallest raw p-value, then the key given first. */
-function strongestOf(candidates: readonly DecidedKeyResult[]): DecidedKeyResult {
-  let best = candidates[0]!;
-  for (const result of candidates) {
-    if (
-      result.log10PAdjusted < best.log10PAdjusted ||
-      (result.log10PAdjusted === best.log10PAdjusted && result.log10P < best.log10P)
-    ) {
-      best = result;
-    }
-  }
-  return best;
-}
 
 /**
  * Holm across every key, tracemark's and vLLM's, then each key's verdict (spec §5.2, foreign-vllm
@@ -540,13 +529,13 @@ function combineResults(args: {
   let tokensToSettle = 0;
   if (watermarked.length > 0) {
     verdict = 'watermarked';
-    reported = strongestOf(watermarked);
+    reported = strongest(watermarked);
   } else if (insufficient.length === 0) {
     verdict = 'not_watermarked';
-    reported = strongestOf(results);
+    reported = strongest(results);
   } else {
     verdict = 'insufficient';
-    reported = strongestOf(insufficient);
+    reported = strongest(insufficient);
     tokensToSettle = Math.max(...insufficient.map((r) => r.tokensToSettle));
   }
   return {
