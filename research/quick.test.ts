@@ -10,6 +10,7 @@ import { loadDefaultModel } from '@tracemark/lm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { promptPairs, tokenizer } from './src/corpus.ts';
 import type { DefaultsSummary } from './src/experiments/defaults.ts';
+import type { ForeignSummary } from './src/experiments/foreign.ts';
 import type { FprSummary } from './src/experiments/fpr.ts';
 import type { PerformanceSummary } from './src/experiments/performance.ts';
 import type { PowerSummary } from './src/experiments/power.ts';
@@ -145,6 +146,21 @@ describe('research experiments, quick variants', () => {
     }
     expect(summary.rows.some((row) => row.measure.startsWith('radioactivity scan'))).toBe(true);
     expect(summary.pending).toHaveLength(1);
+  });
+
+  it('foreign: every engine scheme is detected, and human text stays within the bound with dedup', async () => {
+    const summary = await runQuick<ForeignSummary>('foreign');
+    expect(summary.dedupPasses).toBe(true);
+    expect(summary.schemes.map((s) => s.id)).toContain('vllm:gumbel');
+    for (const scheme of summary.schemes) {
+      const longest = scheme.power[scheme.power.length - 1]!;
+      expect(longest.tpr).toBeGreaterThanOrEqual(0.5);
+      expect(longest.medianLog10P).toBeLessThan(-3);
+      for (const row of scheme.humanFpr) expect(row.trials).toBe(summary.humanPassages);
+    }
+    // vLLM's lefthash detector seeds with hashed ids, its generator with raw ids: it misses its own mark.
+    const lefthash = summary.schemes.find((s) => s.id === 'vllm:sbw-lefthash')!;
+    expect(lefthash.power[lefthash.power.length - 1]!.engineTpr).toBe(0);
   });
 
   it('defaults: ranks the candidates from the other summaries', async () => {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts the services the test suites use, from Debian's packages. Idempotent: safe to run
 # again on a machine where everything is already installed and running. Also installs strace, with which
-# test/durability.test.ts checks the order of fsync and socket writes.
+# test/durability.test.ts checks the order of fsync and socket writes, and Python with torch (CPU), numpy,
+# mpmath and setuptools for python/ and the reference scripts.
 #
 # After it: PostgreSQL on 127.0.0.1:5432 with role tracemark / password tracemark owning the database
 # tracemark_test, and Redis on 127.0.0.1:6379. Those are the defaults the gateway's tests use
@@ -18,6 +19,13 @@ command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v strace >/dev/null 2>&1 || need+=(strace)
+# Python: the reference implementations, the peers' vector generators and the python/ package's tests
+# (a small torch model is built in the tests; nothing is downloaded).
+/usr/bin/python3 -c 'import torch' >/dev/null 2>&1 || need+=(python3-torch)
+/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need+=(python3-numpy)
+/usr/bin/python3 -c 'import mpmath' >/dev/null 2>&1 || need+=(python3-mpmath)
+/usr/bin/python3 -c 'import setuptools' >/dev/null 2>&1 || need+=(python3-setuptools)
+/usr/bin/python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   as_root apt-get update -qq >/dev/null 2>&1

@@ -1,5 +1,6 @@
 /** The experiment registry: name → runner, and running several in order. */
 import { runDefaults } from './experiments/defaults.ts';
+import { runForeign } from './experiments/foreign.ts';
 import { runFpr } from './experiments/fpr.ts';
 import { runPerformance } from './experiments/performance.ts';
 import { runPower } from './experiments/power.ts';
@@ -17,6 +18,7 @@ export const RUNNERS: Readonly<Record<ExperimentName, (context: ExperimentContex
     quality: runQuality,
     sampling: runSampling,
     performance: runPerformance,
+    foreign: runForeign,
     defaults: runDefaults,
   });
 

@@ -10,6 +10,7 @@ export type ExperimentName =
   | 'quality'
   | 'sampling'
   | 'performance'
+  | 'foreign'
   | 'defaults';
 
 export const EXPERIMENT_NAMES: readonly ExperimentName[] = Object.freeze([
@@ -19,6 +20,7 @@ export const EXPERIMENT_NAMES: readonly ExperimentName[] = Object.freeze([
   'quality',
   'sampling',
   'performance',
+  'foreign',
   'defaults',
 ]);
 

@@ -2,11 +2,11 @@
  * The detection work of `tracemark detect`, the same in a worker thread and in the main thread:
  * it parses JSONL lines, tokenizes, and scores with the shared detection path.
  */
-import type { VllmDedup } from '@tracemark/core';
 import {
   type AnyDocumentResult,
   type AnyKeyTextDetector,
   createTextDetector,
+  type ForeignDedup,
   InputError,
   parseAnyKeyFile,
 } from '@tracemark/detection';
@@ -17,8 +17,8 @@ export interface EngineOptions {
   readonly keyFiles: readonly string[];
   readonly fpr?: number;
   readonly window: boolean;
-  /** vLLM keys: which repeated inputs are scored once (default `strict`; `context` is vLLM's rule). */
-  readonly vllmDedup?: VllmDedup;
+  /** Engines' keys: which repeated inputs are scored once (default `strict`; `context` is the engine's rule). */
+  readonly foreignDedup?: ForeignDedup;
   /** JSONL fields (inputs.ts `parseJsonlLine`): absent for the default rule; promptField false for none. */
   readonly field?: string;
   readonly promptField?: string | false;
@@ -50,7 +50,7 @@ export function createEngine(options: EngineOptions): Engine {
     keys: options.keyFiles.map((text) => parseAnyKeyFile(text)),
     window: options.window,
     ...(options.fpr === undefined ? {} : { fpr: options.fpr }),
-    ...(options.vllmDedup === undefined ? {} : { vllmDedup: options.vllmDedup }),
+    ...(options.foreignDedup === undefined ? {} : { foreignDedup: options.foreignDedup }),
   });
   const tokenizer = detector.tokenizer;
   const detectDocument = (document: InputDocument): Outcome => {

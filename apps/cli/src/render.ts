@@ -28,7 +28,7 @@ export function formatCount(value: number): string {
   return value >= 100 ? value.toFixed(0) : String(Number(value.toPrecision(2)));
 }
 
-/** What was counted: green tokens, or for a Gumbel-scheme vLLM key its score over the scored tokens. */
+/** What was counted: green tokens, or for an engine's key without green lists its score over the scored tokens. */
 function evidence(result: AnyDocumentResult): string {
   const of = `of ${result.numTokens} tokens`;
   if (result.numGreen === null || result.greenFraction === null) {
@@ -37,7 +37,7 @@ function evidence(result: AnyDocumentResult): string {
   return `${result.numGreen}/${result.numScored} green (${(100 * result.greenFraction).toFixed(1)}%) ${of}`;
 }
 
-/** Whether a Gumbel-scheme vLLM key is among the keys (its numGreen is null): it never says not_watermarked. */
+/** Whether a key without green lists is among the keys (its numGreen is null): it never says not_watermarked. */
 function keysTestedHaveNoAlternative(result: AnyDocumentResult): boolean {
   return result.numGreen === null || result.keys.some((key) => key.numGreen === null);
 }
@@ -49,7 +49,7 @@ export function verdictLine(result: AnyDocumentResult, corrected?: CorrectedVerd
     `log10 p = ${formatLog10(result.log10PAdjusted)}${corrected === undefined ? '' : `, BH-adjusted ${formatLog10(corrected.log10PCorrected)}`}`,
     `z = ${result.z.toFixed(2)}`,
     evidence(result),
-    `key ${result.keyId}${result.scheme === undefined ? '' : ` (${result.scheme}; vLLM's own formula: log10 p = ${formatLog10(result.peerLog10P ?? 0)})`}`,
+    `key ${result.keyId}${result.scheme === undefined ? '' : ` (${result.scheme}${result.peerLog10P === null || result.peerLog10P === undefined ? '' : `; the engine's own formula: log10 p = ${formatLog10(result.peerLog10P)}`})`}`,
   ];
   let line = parts.join(', ');
   if (verdict !== result.verdict) {
@@ -58,7 +58,7 @@ export function verdictLine(result: AnyDocumentResult, corrected?: CorrectedVerd
     line += Number.isFinite(result.tokensToSettle)
       ? `; about ${result.tokensToSettle} more scored tokens would settle it`
       : keysTestedHaveNoAlternative(result)
-        ? '; no amount of text up to a million more scored tokens is sure to settle it (a key with δ = 0, or a Gumbel-scheme vLLM key, never rules a watermark out)'
+        ? "; no amount of text up to a million more scored tokens is sure to settle it (a key with δ = 0, or an engine's key without green lists, never rules a watermark out)"
         : '; no amount of text up to a million more scored tokens is sure to settle it (a key with δ = 0 never rules a watermark out)';
   }
   if (result.window !== null && result.window.length > 0) {
@@ -70,6 +70,8 @@ export function verdictLine(result: AnyDocumentResult, corrected?: CorrectedVerd
 const COLORS: Record<TokenStatusName, string> = {
   green: '\u001b[30;42m',
   red: '\u001b[30;41m',
+  // A Gumbel key's scored token has no green or red: it is shown as counted, not coloured by its score.
+  scored: '\u001b[4m',
   skipped_context: '\u001b[2m',
   skipped_special: '\u001b[2m',
   skipped_duplicate: '\u001b[2m',

@@ -3,12 +3,19 @@
  * token ids, and batches of fake keys. The same engine runs in the main thread without workers.
  */
 import { type FakeKeyCounts, type FakeKeyJob, runFakeKeyJob } from '@tracemark/extraction';
-import { assertTokenIds, getTokenizer, type TokenizerId } from '@tracemark/tokenizers';
+import { assertTokenIds, getTokenizer, isTokenizerId } from '@tracemark/tokenizers';
 import { parseJsonlLine } from './inputs.ts';
 
 export interface ScanEngineOptions {
-  readonly tokenizer: TokenizerId;
+  /** The keys' tokenizer id; an engine's key may name one tracemark does not ship (token ids only). */
+  readonly tokenizer: string;
+  /** Token ids must be below this when the tokenizer is not shipped (2^31 when the keys do not say). */
+  readonly vocabSize?: number;
+  /** The error message for text when the tokenizer is not shipped (names the key, never its secret). */
+  readonly textUnavailable?: string;
 }
+
+const TEXT_UNAVAILABLE = 'TM_ERR_TOKENIZER_UNAVAILABLE';
 
 /** A tokenized document, or an error naming its file and line. */
 export type TokenizedDocument =
@@ -40,7 +47,9 @@ export type ScanJob =
 export type ScanJobResult =
   | { readonly kind: 'documents'; readonly documents: TokenizedDocument[] }
   | { readonly kind: 'tokens'; readonly tokens: Uint32Array }
-  | { readonly kind: 'fake'; readonly counts: FakeKeyCounts };
+  | { readonly kind: 'fake'; readonly counts: FakeKeyCounts }
+  /** A text the engine cannot tokenize (a key bound to a tokenizer tracemark does not ship). */
+  | { readonly kind: 'error'; readonly error: { readonly code: string; readonly message: string } };
 
 export interface ScanEngine {
   run(job: ScanJob): ScanJobResult;
@@ -62,15 +71,29 @@ export function transferables(result: ScanJobResult): ArrayBuffer[] {
   return [];
 }
 
+class TextUnavailableError extends Error {
+  readonly code = TEXT_UNAVAILABLE;
+}
+
 export function createScanEngine(options: ScanEngineOptions): ScanEngine {
-  const tokenizer = getTokenizer(options.tokenizer);
+  const tokenizer = isTokenizerId(options.tokenizer) ? getTokenizer(options.tokenizer) : null;
+  const vocabulary = tokenizer ?? { vocabSize: options.vocabSize ?? 2 ** 31 };
+  const unavailable =
+    options.textUnavailable ?? `tokenizer "${options.tokenizer}" is not shipped; give token ids`;
   const toIds = (content: string | number[], name: string): Uint32Array => {
-    if (typeof content === 'string') return tokenizer.encodeFast(content);
-    assertTokenIds(content, tokenizer, name);
+    if (typeof content === 'string') {
+      if (tokenizer === null) throw new TextUnavailableError(`${name}: ${unavailable}`);
+      return tokenizer.encodeFast(content);
+    }
+    assertTokenIds(content, vocabulary, name);
     return Uint32Array.from(content);
   };
   const run = (job: ScanJob): ScanJobResult => {
-    if (job.kind === 'tokenize') return { kind: 'tokens', tokens: tokenizer.encodeFast(job.text) };
+    if (job.kind === 'tokenize') {
+      if (tokenizer === null)
+        return { kind: 'error', error: { code: TEXT_UNAVAILABLE, message: unavailable } };
+      return { kind: 'tokens', tokens: tokenizer.encodeFast(job.text) };
+    }
     if (job.kind === 'fake') return { kind: 'fake', counts: runFakeKeyJob(job.job) };
     const documents: TokenizedDocument[] = [];
     job.texts.forEach((text, i) => {
@@ -94,7 +117,10 @@ export function createScanEngine(options: ScanEngineOptions): ScanEngine {
       } catch (error) {
         documents.push({
           source: where,
-          error: { code: 'TM_ERR_INVALID_TOKENS', message: (error as Error).message },
+          error: {
+            code: error instanceof TextUnavailableError ? error.code : 'TM_ERR_INVALID_TOKENS',
+            message: (error as Error).message,
+          },
           bytes: parsed.bytes,
         });
       }

@@ -1,5 +1,11 @@
 /** Human-readable output of `tracemark scan`. */
-import type { KeyScan, ScanReport } from '@tracemark/extraction';
+import {
+  type AnyScanReport,
+  type ForeignKeyScan,
+  isForeignKeyScan,
+  type KeyScan,
+  type ScanReport,
+} from '@tracemark/extraction';
 import { formatLog10 } from './render.ts';
 import type { Attribution } from './scan-attribution.ts';
 
@@ -53,14 +59,49 @@ function keyLines(scan: KeyScan, report: ScanReport): string[] {
   return lines;
 }
 
-export function renderScanReport(report: ScanReport): string {
+/** An engine key's corpus-wide test: its scheme, distinct units, exact p-value, strongest documents. */
+function foreignKeyLines(scan: ForeignKeyScan, report: AnyScanReport): string[] {
+  const parameters = Object.entries(scan.parameters)
+    .filter(([name]) => name !== 'scheme' && name !== 'tokenizer')
+    .map(([name, value]) => `${name}=${value}`)
+    .join(', ');
+  const lines = [
+    `key ${scan.keyId} (${scan.label} ${scan.scheme}${parameters === '' ? '' : `, ${parameters}`}): ${VERDICT_TEXT[scan.verdict]}`,
+    `  scored      ${count(scan.numScored)} distinct units of ${count(scan.numUnits)} scored positions` +
+      ` (${count(scan.numRepeated)} repeated across the corpus, ${count(scan.numExcludedByPrompt)} excluded as they occur in prompts)`,
+    scan.numGreen === null
+      ? `  score       ${scan.score.toFixed(3)} (mean ${scan.numScored === 0 ? '–' : (scan.score / scan.numScored).toFixed(4)} a unit)`
+      : `  green       ${count(scan.numGreen)} (${percent(scan.greenFraction ?? 0)}); z = ${(scan.z ?? 0).toFixed(2)}`,
+    `  log10 p     ${formatLog10(scan.log10P)} exact (Holm-adjusted ${formatLog10(scan.log10PAdjusted)}; α = ${report.alpha})`,
+    `  null        ${scan.nullDistribution}; no fake keys`,
+  ];
+  if (scan.doseUpperBound !== null) {
+    lines.push(`  dose        doses above ${percent(scan.doseUpperBound, 1)} are ruled out`);
+  }
+  if (scan.topDocuments.length > 0 && scan.topDocuments[0]!.log10PCorrected <= SHOWN) {
+    lines.push('  documents with the strongest evidence (log10 p, corrected for the documents searched):');
+    for (const d of scan.topDocuments) {
+      lines.push(
+        `    ${d.source}: ${count(d.numScored)} units, log10 p = ${formatLog10(d.log10P)} (${formatLog10(d.log10PCorrected)})`,
+      );
+    }
+  }
+  lines.push(`  reason      ${scan.reason}`);
+  return lines;
+}
+
+export function renderScanReport(report: AnyScanReport): string {
   const lines = [
     `${count(report.numDocuments)} documents, ${count(report.numTokens)} tokens (${count(report.numPromptTokens)} prompt tokens)` +
       (report.issued === null
         ? ''
         : `; supervised by ${count(report.issued.numOutputs)} issued outputs (${count(report.issued.numTokens)} tokens)`),
   ];
-  for (const scan of report.keys) lines.push(...keyLines(scan, report));
+  for (const scan of report.keys) {
+    lines.push(
+      ...(isForeignKeyScan(scan) ? foreignKeyLines(scan, report) : keyLines(scan, report as ScanReport)),
+    );
+  }
   lines.push(`verdict: ${VERDICT_TEXT[report.verdict]} (${report.verdict}): ${report.reason}`);
   return `${lines.join('\n')}\n`;
 }

@@ -1,4 +1,8 @@
-/** The gateway for the load test, in its own process: prints {"url","key","pid"} once listening, exits on SIGTERM. */
+/**
+ * The gateway for the load test, in its own process: prints {"url","key","pid"} once listening, exits on
+ * SIGTERM. SQLite under a temporary directory, or PostgreSQL (a fresh schema, dropped at exit) when
+ * LOADTEST_DATABASE_URL is set.
+ */
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,9 +10,12 @@ import { buildApp, loggerOptions } from '../src/app.ts';
 import { prepareGateway } from '../src/bootstrap.ts';
 import { resolveConfig } from '../src/config.ts';
 import { temporaryDirectory } from '../src/test-support/harness.ts';
+import { freshPostgresSchema } from '../src/test-support/services.ts';
 
 process.env.TRACEMARK_CACHE_DIR ||= join(tmpdir(), 'tracemark-test-cache');
 const dataDir = temporaryDirectory('tracemark-loadtest-');
+const databaseUrl = process.env.LOADTEST_DATABASE_URL;
+const schema = databaseUrl === undefined ? null : await freshPostgresSchema(databaseUrl);
 const config = resolveConfig(
   {
     dataDir,
@@ -16,6 +23,7 @@ const config = resolveConfig(
     rateLimitPerMinute: 10_000_000,
     dailyTokenQuota: Number.MAX_SAFE_INTEGER,
     logLevel: 'warn',
+    ...(schema === null ? {} : { databaseUrl: schema.url }),
   },
   {},
 );
@@ -29,6 +37,7 @@ process.stdout.write(
 process.once('SIGTERM', async () => {
   await app.close();
   await prepared.close();
+  await schema?.drop();
   rmSync(dataDir, { recursive: true, force: true });
   process.exit(0);
 });

@@ -29,8 +29,21 @@ export interface GatewayConfig {
   readonly upstreamTopLogprobs: number;
   /** Draft tokens requested per upstream round trip; 0 samples every token locally (one round trip each). */
   readonly upstreamDraftTokens: number;
-  /** One upstream round trip longer than this is a 504. */
+  /** One upstream round trip longer than this is a 504 (engine-native: the wait for each chunk). */
   readonly upstreamTimeoutMs: number;
+  /**
+   * Engine-native mode: the key file of the mark the upstream engine embeds itself (a tracemark key its
+   * processor uses, or a vLLM, transformers, SynthID or SGLang key). The gateway then streams the engine's
+   * completions through, records them, and detects, verifies and scans under this key. null: the gateway
+   * samples and marks every token itself.
+   */
+  readonly upstreamWatermarkFile: string | null;
+  /** Engine-native: the most completion tokens the start-up check samples to confirm the mark. */
+  readonly upstreamMarkCheckTokens: number;
+  /** Engine-native: the fraction of live completions detected in the background (0 turns it off). */
+  readonly upstreamMarkSampleRate: number;
+  /** Engine-native: completion tokens pooled by the live check (a sliding window of recent completions). */
+  readonly upstreamMarkWindowTokens: number;
   readonly databaseUrl: string | null;
   readonly redisUrl: string | null;
   readonly bodyLimitBytes: number;
@@ -96,6 +109,10 @@ export const ENVIRONMENT_VARIABLES: Readonly<Record<string, string>> = {
   TRACEMARK_UPSTREAM_TOP_LOGPROBS: 'upstreamTopLogprobs',
   TRACEMARK_UPSTREAM_DRAFT_TOKENS: 'upstreamDraftTokens',
   TRACEMARK_UPSTREAM_TIMEOUT_MS: 'upstreamTimeoutMs',
+  TRACEMARK_UPSTREAM_WATERMARK: 'upstreamWatermarkFile',
+  TRACEMARK_UPSTREAM_MARK_CHECK_TOKENS: 'upstreamMarkCheckTokens',
+  TRACEMARK_UPSTREAM_MARK_SAMPLE_RATE: 'upstreamMarkSampleRate',
+  TRACEMARK_UPSTREAM_MARK_WINDOW_TOKENS: 'upstreamMarkWindowTokens',
   DATABASE_URL: 'databaseUrl',
   REDIS_URL: 'redisUrl',
   TRACEMARK_BODY_LIMIT_BYTES: 'bodyLimitBytes',
@@ -121,6 +138,8 @@ const INTEGER_RANGES: Readonly<Partial<Record<keyof GatewayConfig, readonly [num
   upstreamTopLogprobs: [1, 20],
   upstreamDraftTokens: [0, 64],
   upstreamTimeoutMs: [1, 3_600_000],
+  upstreamMarkCheckTokens: [64, 1_000_000],
+  upstreamMarkWindowTokens: [64, 10_000_000],
   bodyLimitBytes: [1024, 64 * 1024 * 1024],
   completionTimeoutMs: [1, 3_600_000],
   maxTokensLimit: [1, 1_000_000],
@@ -150,6 +169,10 @@ const DEFAULTS: Omit<GatewayConfig, 'dataDir'> = {
   upstreamTopLogprobs: 20,
   upstreamDraftTokens: 8,
   upstreamTimeoutMs: 30_000,
+  upstreamWatermarkFile: null,
+  upstreamMarkCheckTokens: 4096,
+  upstreamMarkSampleRate: 0.1,
+  upstreamMarkWindowTokens: 8192,
   databaseUrl: null,
   redisUrl: null,
   bodyLimitBytes: 1024 * 1024,
@@ -202,6 +225,26 @@ export function resolveConfig(
   if (!['auto', 'chat', 'completions'].includes(merged.upstreamApi as string)) {
     throw new ConfigError(`${describe('upstreamApi')} must be auto, chat or completions`);
   }
+  const rate = merged.upstreamMarkSampleRate;
+  if (typeof rate !== 'number' || !(rate >= 0 && rate <= 1)) {
+    throw new ConfigError(`${describe('upstreamMarkSampleRate')} must be a number from 0 to 1, got ${String(rate)}`);
+  }
+  if (merged.upstreamWatermarkFile !== null) {
+    // The engine marks with the key file's key as it is: no epochs, and no second key to sample with.
+    if (merged.upstreamUrl === null) {
+      throw new ConfigError(`${describe('upstreamWatermarkFile')} needs ${describe('upstreamUrl')}: the engine that embeds the mark`);
+    }
+    if (merged.keyFile !== null) {
+      throw new ConfigError(
+        `${describe('keyFile')} and ${describe('upstreamWatermarkFile')} cannot be combined: with an engine that marks its own output, the engine's key is the serving key`,
+      );
+    }
+    if (merged.keyEpoch !== null) {
+      throw new ConfigError(
+        `${describe('keyEpoch')} does not apply with ${describe('upstreamWatermarkFile')}: the engine marks with the key file's key, not an epoch sub-key`,
+      );
+    }
+  }
   if (!LOG_LEVELS.has(merged.logLevel as string)) {
     throw new ConfigError(`${describe('logLevel')} must be one of ${[...LOG_LEVELS].join(', ')}`);
   }
@@ -220,12 +263,21 @@ export function resolveConfig(
   }
   merged.dataDir = resolve(merged.dataDir as string);
   if (merged.keyFile !== null) merged.keyFile = resolve(merged.keyFile as string);
+  if (merged.upstreamWatermarkFile !== null)
+    merged.upstreamWatermarkFile = resolve(merged.upstreamWatermarkFile as string);
   return Object.freeze(merged) as unknown as GatewayConfig;
 }
 
+/** `tracemark serve` flags whose names are not the field's. */
+const FLAG_NAMES: Readonly<Partial<Record<keyof GatewayConfig, string>>> = {
+  keyFile: '--key',
+  upstreamUrl: '--upstream',
+  upstreamWatermarkFile: '--upstream-watermark',
+};
+
 function describe(field: keyof GatewayConfig): string {
   const variable = Object.entries(ENVIRONMENT_VARIABLES).find(([, name]) => name === field)?.[0];
-  const flag = `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  const flag = FLAG_NAMES[field] ?? `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
   return variable === undefined ? flag : `${flag} (${variable})`;
 }
 
@@ -235,7 +287,7 @@ function parseValue(field: keyof GatewayConfig, value: string, variable: string)
       throw new ConfigError(`${variable} must be true or false`);
     return value === 'true' || value === '1';
   }
-  if (field in INTEGER_RANGES) {
+  if (field in INTEGER_RANGES || field === 'upstreamMarkSampleRate') {
     const parsed = Number(value);
     if (value.trim() === '' || !Number.isFinite(parsed))
       throw new ConfigError(`${variable} must be a number, got "${value}"`);

@@ -480,3 +480,163 @@ def detect(secret: bytes, scheme: str, h: int, gamma: float, tokens: list, promp
         "gammaEff": gamma_eff(tau),
         "tau": tau,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Gumbel-max schemes (docs/spec/watermark-gumbel.md)
+# ---------------------------------------------------------------------------------------------
+
+GUMBEL = "gumbel"
+DUAL_GUMBEL = "dual_gumbel"
+TWO52 = 1 << 52
+
+
+def gumbel_prf_keys(secret: bytes) -> dict:
+    """watermark-gumbel 3.1: K_gumbel (key A) and K_gumbel_b (key B), HKDF under the salt of 2.3."""
+    _check_secret(secret)
+    salt = b"tracemark/v1/prf"
+    return {
+        "a": hkdf_sha256(secret, salt, b"gumbel", 16),
+        "b": hkdf_sha256(secret, salt, b"gumbel-b", 16),
+    }
+
+
+def gumbel_word(k: bytes, seed: int, token: int) -> int:
+    """watermark-gumbel 3.1: x = SipHash(K, LE64(seed) || LE32(token))."""
+    return siphash24(k, le64(seed) + le32(token))
+
+
+def gumbel_uniform_of_word(x: int) -> float:
+    """u = floor(x / 2^12) / 2^52: exact in a double (52 significant bits at most)."""
+    return (x >> 12) / TWO52
+
+
+def gumbel_uniform(k: bytes, seed: int, token: int) -> float:
+    return gumbel_uniform_of_word(gumbel_word(k, seed, token))
+
+
+def gumbel_score(u: float) -> float:
+    """s = -ln(1 - u)."""
+    return _nz(-math.log1p(-u))
+
+
+def gumbel_token_score(keys: dict, scheme: str, alpha: float, seed: int, token: int) -> float:
+    """watermark-gumbel 5.1: s_A, or (1 - alpha) s_A + alpha s_B for dual_gumbel."""
+    sa = gumbel_score(gumbel_uniform(keys["a"], seed, token))
+    if scheme == GUMBEL:
+        return sa
+    sb = gumbel_score(gumbel_uniform(keys["b"], seed, token))
+    return (1 - alpha) * sa + alpha * sb
+
+
+def kept_candidates(logits: list, temperature: float, top_k: int, top_p: float, banned=()) -> list:
+    """watermark-gumbel 4.1 (spec 7 without the widening): candidate indices with a finite, allowed
+    logit; with top-k / top-p, sorted by logit descending (smaller index first on ties), the first k,
+    then the shortest prefix whose weight exp((l - max)/T) reaches top_p of the kept total."""
+    banned = set(banned)
+    cand = [i for i, v in enumerate(logits) if v != -math.inf and i not in banned]
+    if top_k == 0 and top_p >= 1:
+        return cand
+    cand.sort(key=lambda i: (-logits[i], i))
+    keep = min(top_k, len(cand)) if top_k > 0 else len(cand)
+    if top_p < 1 and temperature > 0:
+        mx = logits[cand[0]]
+        weights = [math.exp((logits[cand[j]] - mx) / temperature) for j in range(keep)]
+        total = 0.0
+        for w in weights:
+            total += w
+        running = 0.0
+        for j in range(keep):
+            running += weights[j]
+            if running >= top_p * total:
+                keep = j + 1
+                break
+    return cand[:keep]
+
+
+def gumbel_keys_of(tokens: list, logits: list, temperature: float, uniform_of) -> list:
+    """The key (l - max)/T - ln(-ln u) of every candidate (no skipping: the definition)."""
+    mx = max(logits)
+    out = []
+    for t, v in zip(tokens, logits):
+        u = uniform_of(t)
+        noise = -math.inf if u == 0 else -math.log(-math.log(u))
+        out.append((v - mx) / temperature + noise)
+    return out
+
+
+def gumbel_choice(tokens: list, logits: list, temperature: float, uniform_of) -> int:
+    """watermark-gumbel 4.2: index of the largest key, the smaller token id on equal keys."""
+    keys = gumbel_keys_of(tokens, logits, temperature, uniform_of)
+    return max(range(len(tokens)), key=lambda j: (keys[j], -tokens[j]))
+
+
+def gumbel_context_seed(k_context: bytes, h: int, context: list, special=()):
+    """The LeftHash seed of the position after `context`, or None when it is not eligible."""
+    if len(context) < h:
+        return None
+    win = context[len(context) - h :]
+    if any(t in set(special) for t in win):
+        return None
+    return lefthash_seed(k_context, win)
+
+
+def gumbel_sample(secret: bytes, scheme: str, h: int, context: list, logits: list, temperature: float,
+                  top_k: int = 0, top_p: float = 1.0, key: int = 0, special=(), banned=()):
+    """watermark-gumbel 4: the marked token after `context` from dense logits (index = token id),
+    or None when the step is not marked (T = 0 or no eligible window)."""
+    if temperature == 0:
+        return None
+    seed = gumbel_context_seed(prf_keys(secret)["context"], h, context, special)
+    if seed is None:
+        return None
+    kept = kept_candidates(logits, temperature, top_k, top_p, banned)
+    k = gumbel_prf_keys(secret)["b" if key == 1 else "a"]
+    tokens = kept
+    vals = [logits[i] for i in kept]
+    return tokens[gumbel_choice(tokens, vals, temperature, lambda t: gumbel_uniform(k, seed, t))]
+
+
+def gumbel_detect(secret: bytes, scheme: str, h: int, alpha: float, tokens: list, prompt=None,
+                  special=(), dedup=True) -> dict:
+    """watermark-gumbel 5: spec 6's statuses on the LeftHash window, with a score per scored token
+    (status "scored"). The p-value is computed by the caller (it needs mpmath)."""
+    keys = prf_keys(secret)
+    gkeys = gumbel_prf_keys(secret)
+    prompt = list(prompt) if prompt else []
+    E = set(special)
+    c = prompt + list(tokens)
+    m = len(prompt)
+
+    def dedup_key(i):
+        if i < h:
+            return "context", None
+        win = c[i - h : i]
+        if c[i] in E or any(t in E for t in win):
+            return "special", None
+        return "ok", (lefthash_seed(keys["context"], win), c[i])
+
+    tape = {}
+    for i in range(m):
+        kind, dk = dedup_key(i)
+        if kind == "ok":
+            tape.setdefault(dk, "prompt")
+    statuses, scores = [], []
+    for j in range(len(tokens)):
+        i = m + j
+        kind, dk = dedup_key(i)
+        if kind == "context":
+            statuses.append("skipped_context")
+        elif kind == "special":
+            statuses.append("skipped_special")
+        elif dk in tape and (dedup or tape[dk] == "prompt"):
+            statuses.append("skipped_prompt" if tape[dk] == "prompt" else "skipped_duplicate")
+        else:
+            tape.setdefault(dk, "completion")
+            scores.append(gumbel_token_score(gkeys, scheme, alpha, dk[0], dk[1]))
+            statuses.append("scored")
+    total = 0.0
+    for s in scores:
+        total += s
+    return {"numTokens": len(tokens), "numScored": len(scores), "status": statuses, "scores": scores,
+            "score": total}

@@ -1,4 +1,9 @@
-/** Detection (spec §5): statistics, verdicts, windowed search and several keys. */
+/**
+ * Detection (spec §5): statistics, verdicts, windowed search and several keys. Gumbel keys
+ * (watermark-gumbel §5) share it: their p-value is the exact tail of the summed scores, and they
+ * are `watermarked` or `insufficient`, never `not_watermarked`.
+ */
+import { gumbelLog10PValue, gumbelWindowScan, gumbelZScore } from './gumbel.ts';
 import { biasedGreenFraction } from './scheme.ts';
 import {
   type ScoreCounts,
@@ -52,7 +57,10 @@ export interface WindowResult {
   /** Offset of the best window in the scored tape, and its length in scored tokens. */
   readonly tapeStart: number;
   readonly length: number;
+  /** Green count of the best window; 0 for a Gumbel key. */
   readonly numGreen: number;
+  /** Gumbel keys: the best window's score sum. */
+  readonly score?: number;
   /** The best window's own p-value, before correction. */
   readonly log10P: number;
   readonly windowsSearched: number;
@@ -64,10 +72,15 @@ export interface KeyDetection extends ScoreCounts {
   readonly keyId: string;
   readonly scheme: string;
   readonly contextWidth: number;
+  /** γ_eff; NaN for a Gumbel key (no green list). */
   readonly gamma: number;
+  /** k / T; NaN for a Gumbel key. */
   readonly greenFraction: number;
+  /** For comparison only; for a Gumbel key (S − n·m)/(s·√n) with the null per-token mean and deviation. */
   readonly z: number;
-  /** log10 of the exact binomial tail for the whole text. */
+  /** Gumbel keys: S, the sum of the scored tokens' scores (watermark-gumbel §5). */
+  readonly score?: number;
+  /** log10 of the exact tail for the whole text: binomial, or for a Gumbel key Gamma (dual: weighted). */
   readonly log10P: number;
   /** The p-value the verdict uses: windowed if asked, then Holm-adjusted across keys. */
   readonly log10PAdjusted: number;
@@ -122,6 +135,16 @@ export function resolveVerdictOptions(
     throw new RangeError(`missRate: expected a number strictly between 0 and 1, got ${String(missRate)}`);
   }
   const given = options.alternativeGreenFraction;
+  if (watermarker.family === 'gumbel') {
+    // What a marked text scores depends on the model's entropy, which no key parameter bounds
+    // (watermark-gumbel §5.3): there is no alternative to rule out.
+    if (given !== undefined) {
+      throw new RangeError(
+        `alternativeGreenFraction: key ${watermarker.keyId} uses the ${watermarker.scheme.name} scheme, which has no green fraction`,
+      );
+    }
+    return { fpr, missRate, alternative: null };
+  }
   if (given !== undefined) {
     if (typeof given !== 'number' || !(given > gamma && given < 1)) {
       throw new RangeError(
@@ -413,11 +436,36 @@ export function createDetection(
   const finish = (): Detection => {
     const partial = states.map((state) => {
       const counts = state.scorer.counts();
-      const gamma = state.watermarker.scheme.gammaEffective;
-      const log10P = log10BinomialSf(counts.numGreen, counts.numScored, gamma);
+      const scheme = state.watermarker.scheme;
+      const gumbel = state.watermarker.family === 'gumbel';
+      const gamma = scheme.gammaEffective;
+      const score = gumbel ? state.scorer.totalScore() : null;
+      const log10P =
+        score !== null
+          ? gumbelLog10PValue(scheme, counts.numScored, score)
+          : log10BinomialSf(counts.numGreen, counts.numScored, gamma);
       let window: WindowResult | null = null;
       let decisive = log10P;
-      if (windowOptions !== null) {
+      if (windowOptions !== null && gumbel) {
+        const scan = gumbelWindowScan(
+          state.scorer.scoredScores(),
+          scheme,
+          windowOptions.minWindow ?? DEFAULT_MIN_WINDOW,
+        );
+        const positions = state.scorer.scoredPositions();
+        window = {
+          startToken: scan.length > 0 ? positions[scan.start]! : 0,
+          endToken: scan.length > 0 ? positions[scan.start + scan.length - 1]! : 0,
+          tapeStart: scan.start,
+          length: scan.length,
+          numGreen: 0,
+          score: scan.score,
+          log10P: scan.log10P,
+          windowsSearched: scan.windowsSearched,
+          log10PCorrected: scan.log10PCorrected,
+        };
+        decisive = scan.log10PCorrected;
+      } else if (windowOptions !== null) {
         const scan = windowScan(state.scorer.scoredBits(), gamma, windowOptions.minWindow);
         const positions = state.scorer.scoredPositions();
         window = {
@@ -432,7 +480,7 @@ export function createDetection(
         };
         decisive = scan.log10PCorrected;
       }
-      return { ...state, counts, log10P, window, decisive };
+      return { ...state, counts, score, log10P, window, decisive };
     });
     const adjusted = holmAdjustLog10(partial.map((p) => p.decisive));
     const settle: SettleOptions = {
@@ -443,6 +491,28 @@ export function createDetection(
       const { numTokens, numScored, numGreen } = p.counts;
       const gamma = p.watermarker.scheme.gammaEffective;
       const decided = decideVerdict(numScored, numGreen, adjusted[i]!, gamma, p.verdictOptions, settle);
+      if (p.score !== null) {
+        return {
+          keyId: p.watermarker.keyId,
+          scheme: p.watermarker.scheme.name,
+          contextWidth: p.watermarker.scheme.contextWidth,
+          gamma,
+          numTokens,
+          numScored,
+          numGreen: 0,
+          greenFraction: Number.NaN,
+          z: gumbelZScore(p.watermarker.scheme, numScored, p.score),
+          score: p.score,
+          log10P: p.log10P,
+          log10PAdjusted: adjusted[i]!,
+          verdict: decided.verdict,
+          tokensToSettle: decided.tokensToSettle,
+          window: p.window,
+          status: includeStatus
+            ? p.status.flatMap((chunk) => Array.from(chunk, (code) => TOKEN_STATUS_NAMES[code]!))
+            : null,
+        };
+      }
       return {
         keyId: p.watermarker.keyId,
         scheme: p.watermarker.scheme.name,

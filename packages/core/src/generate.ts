@@ -26,6 +26,15 @@ export interface GenerateOptions {
   readonly bannedTokens?: ReadonlySet<number>;
   /** Aborts generation between tokens. */
   readonly signal?: AbortSignal;
+  /**
+   * Gumbel keys: a step whose context seed already occurred (in the prompt's windows or earlier in
+   * this generation) is sampled without the mark (`skip`, the default), because a keyed choice
+   * repeats whenever its context and distribution do; `mark` marks every step (watermark-gumbel §6).
+   * Green-list keys ignore it.
+   */
+  readonly repeatedContexts?: 'skip' | 'mark';
+  /** `dual_gumbel`: the key of every step, 0 (A) or 1 (B), instead of the α-weighted draw. */
+  readonly gumbelKey?: 0 | 1;
 }
 
 export interface GeneratedToken {
@@ -48,15 +57,40 @@ export async function* generateTokens(
     ...(options.topK === undefined ? {} : { topK: options.topK }),
     ...(options.topP === undefined ? {} : { topP: options.topP }),
     ...(options.bannedTokens === undefined ? {} : { bannedTokens: options.bannedTokens }),
+    ...(options.gumbelKey === undefined ? {} : { gumbelKey: options.gumbelKey }),
   };
+  const repeated = options.repeatedContexts ?? 'skip';
+  if (repeated !== 'skip' && repeated !== 'mark') {
+    throw new RangeError(`repeatedContexts: expected skip or mark, got ${String(repeated)}`);
+  }
+  const watermarker = options.watermarker;
+  const skipRepeated = watermarker !== null && watermarker.family === 'gumbel' && repeated === 'skip';
+  const unmarkedOptions: SampleOptions = { ...sampleOptions, watermarker: null };
+  const seenSeeds = new Set<string>();
+  const seed = new Uint32Array(2);
+  const seedOf = (view: Uint32Array): string | null =>
+    watermarker?.contextSeed(view, seed) ? `${seed[0]}:${seed[1]}` : null;
   let context = new Uint32Array(Math.max(16, options.prompt.length + maxTokens));
   for (let i = 0; i < options.prompt.length; i++) context[i] = options.prompt[i]!;
   let length = options.prompt.length;
+  if (skipRepeated) {
+    // The contexts of the prompt's own positions count as seen.
+    for (let end = 1; end < length; end++) {
+      const held = seedOf(context.subarray(0, end));
+      if (held !== null) seenSeeds.add(held);
+    }
+  }
   for (let index = 0; index < maxTokens; index++) {
     if (options.signal?.aborted) return;
     const view = context.subarray(0, length);
     const logits = await source.nextLogits(view);
-    const { token } = sampleToken(logits, view, random, sampleOptions);
+    let stepOptions = sampleOptions;
+    if (skipRepeated) {
+      const held = seedOf(view);
+      if (held !== null && seenSeeds.has(held)) stepOptions = unmarkedOptions;
+      else if (held !== null) seenSeeds.add(held);
+    }
+    const { token } = sampleToken(logits, view, random, stepOptions);
     if (length === context.length) {
       const grown = new Uint32Array(context.length * 2);
       grown.set(context);

@@ -2,7 +2,7 @@
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, hexToBytes, randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
-import { createScheme, type Scheme, type SchemeParams } from './scheme.ts';
+import { createScheme, isGumbelScheme, type Scheme, type SchemeName, type SchemeParams } from './scheme.ts';
 
 export const SECRET_LENGTH = 32;
 export const KEY_ID_PREFIX = 'tmk1_';
@@ -58,6 +58,24 @@ export function derivePrfKeys(secret: Uint8Array): PrfKeys {
   return Object.freeze({ context: derive('context'), green: derive('green'), rank: derive('rank') });
 }
 
+export interface GumbelPrfKeys {
+  /** K_gumbel: the uniforms of `gumbel`, and key A of `dual_gumbel`. */
+  readonly a: Uint8Array;
+  /** K_gumbel_b: key B of `dual_gumbel`. */
+  readonly b: Uint8Array;
+}
+
+/**
+ * The SipHash keys of the Gumbel uniforms (watermark-gumbel §3.1): HKDF info `gumbel` and `gumbel-b`
+ * under the salt of spec §2.3, independent of K_context, K_green and K_rank.
+ */
+export function deriveGumbelPrfKeys(secret: Uint8Array): GumbelPrfKeys {
+  assertSecret(secret);
+  const salt = utf8ToBytes('tracemark/v1/prf');
+  const derive = (info: string) => hkdf(sha256, secret, salt, utf8ToBytes(info), 16);
+  return Object.freeze({ a: derive('gumbel'), b: derive('gumbel-b') });
+}
+
 export interface CreateKeyOptions {
   readonly secret?: Uint8Array;
   readonly scheme?: SchemeParams | Scheme;
@@ -94,9 +112,26 @@ export interface KeyFile {
   readonly version: 1;
   readonly keyId: string;
   readonly secret: string;
-  readonly scheme: { name: string; contextWidth: number; gamma: number; delta: number };
+  /** Green-list schemes carry γ and δ; `gumbel` neither; `dual_gumbel` α. */
+  readonly scheme: KeyFileScheme;
   readonly tokenizer: string;
   readonly createdAt: string;
+}
+
+export interface KeyFileScheme {
+  readonly name: SchemeName;
+  readonly contextWidth: number;
+  readonly gamma?: number;
+  readonly delta?: number;
+  readonly alpha?: number;
+}
+
+function keyFileScheme(scheme: Scheme): KeyFileScheme {
+  if (scheme.name === 'gumbel') return { name: scheme.name, contextWidth: scheme.contextWidth };
+  if (scheme.name === 'dual_gumbel') {
+    return { name: scheme.name, contextWidth: scheme.contextWidth, alpha: scheme.alpha };
+  }
+  return { name: scheme.name, contextWidth: scheme.contextWidth, gamma: scheme.gamma, delta: scheme.delta };
 }
 
 /** Serializes a key as the JSON key file of spec §2.5. The result holds the secret: write it 0600. */
@@ -106,12 +141,7 @@ export function serializeKeyFile(key: WatermarkKey, createdAt: Date = new Date()
     version: 1,
     keyId: key.keyId,
     secret: bytesToHex(key.secret),
-    scheme: {
-      name: key.scheme.name,
-      contextWidth: key.scheme.contextWidth,
-      gamma: key.scheme.gamma,
-      delta: key.scheme.delta,
-    },
+    scheme: keyFileScheme(key.scheme),
     tokenizer: key.tokenizer,
     createdAt: createdAt.toISOString(),
   };
@@ -121,6 +151,12 @@ export function serializeKeyFile(key: WatermarkKey, createdAt: Date = new Date()
 /** Thrown for a key file that cannot be used; the message names the field and never the secret. */
 export class KeyFileError extends Error {
   override readonly name = 'KeyFileError';
+}
+
+function pick(record: object, fields: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const field of fields) if (field in record) out[field] = (record as Record<string, unknown>)[field];
+  return out;
 }
 
 /** Parses and validates a key file. */
@@ -145,9 +181,13 @@ export function parseKeyFile(text: string): WatermarkKey {
   if (scheme === null || typeof scheme !== 'object') throw new KeyFileError('key file: "scheme" is missing');
   let key: WatermarkKey;
   try {
+    const params = scheme as SchemeParams;
     key = createWatermarkKey({
       secret: hexToBytes(record.secret),
-      scheme: scheme as SchemeParams,
+      // Green-list files are read as before (only these four fields); a Gumbel file is validated whole.
+      scheme: isGumbelScheme({ name: params.name ?? 'lefthash' })
+        ? params
+        : (pick(params, ['name', 'contextWidth', 'gamma', 'delta']) as SchemeParams),
       tokenizer: typeof record.tokenizer === 'string' ? record.tokenizer : '',
     });
   } catch (error) {

@@ -2,6 +2,7 @@
  * Watermarked generation (spec §7): the logits processor and an exact sampler that evaluates green
  * membership lazily.
  */
+import { gumbelChoice } from './gumbel.ts';
 import type { RandomSource } from './random.ts';
 import type { Watermarker } from './watermarker.ts';
 
@@ -94,12 +95,19 @@ export interface SampleOptions {
   readonly watermarker?: Watermarker | null;
   /** Token ids never to sample (e.g. special tokens). */
   readonly bannedTokens?: ReadonlySet<number>;
+  /**
+   * `dual_gumbel`: the key that chooses this token, 0 (A) or 1 (B). By default the sampler's own
+   * generator picks B with probability α; speculative decoding sets it (drafts A, recovery B).
+   */
+  readonly gumbelKey?: 0 | 1;
 }
 
 export interface SampleResult {
   readonly token: number;
-  /** Membership tests spent on this step (lazy evaluation). */
+  /** Membership tests spent on this step (lazy evaluation); for a Gumbel key, uniforms evaluated. */
   readonly membershipTests: number;
+  /** Gumbel keys: the key that chose the token (0 = A, 1 = B); null when the step was not marked. */
+  readonly gumbelKey?: 0 | 1 | null;
 }
 
 /** Largest e^{δ/T} for which rejection sampling is used; above it, Gumbel-max. */
@@ -142,6 +150,20 @@ export function sampleToken(
   if (maxLogit === Number.NEGATIVE_INFINITY) throw new RangeError('logits: no candidate has a finite logit');
 
   const watermarker = options.watermarker ?? null;
+  if (watermarker !== null && watermarker.family === 'gumbel') {
+    return sampleGumbel(
+      values,
+      tokenAt,
+      maxLogit,
+      context,
+      random,
+      watermarker,
+      temperature,
+      topK,
+      topP,
+      options,
+    );
+  }
   // Top-k / top-p keep candidates of the unbiased distribution, widened to every candidate the bias could
   // lift to the top (spec §7), so truncation never leaves the mark nothing to move.
   const kept: Int32Array | null =
@@ -231,6 +253,71 @@ export function sampleToken(
   return { token: tokenAt(best), membershipTests: tests };
 }
 
+/**
+ * A Gumbel key's step (watermark-gumbel §4): temperature, then top-k / top-p of the model's
+ * distribution (no widening: nothing is biased), then the keyed choice argmax u_x^(1/p_x) over the
+ * kept candidates. Greedy (T = 0) and positions that are not eligible are sampled without the mark.
+ */
+function sampleGumbel(
+  values: Float32Array,
+  tokenAt: (i: number) => number,
+  maxLogit: number,
+  context: ArrayLike<number>,
+  random: RandomSource,
+  watermarker: Watermarker,
+  temperature: number,
+  topK: number,
+  topP: number,
+  options: SampleOptions,
+): SampleResult {
+  const banned = options.bannedTokens;
+  if (temperature === 0) {
+    let best = -1;
+    for (let i = 0; i < values.length; i++) {
+      if (values[i] === maxLogit && !(banned?.has(tokenAt(i)) ?? false)) {
+        best = i;
+        break;
+      }
+    }
+    return { token: tokenAt(best), membershipTests: 0, gumbelKey: null };
+  }
+  const kept = keptCandidates(values, tokenAt, temperature, topK, topP, banned, Number.POSITIVE_INFINITY);
+  const seed = new Uint32Array(2);
+  if (!watermarker.contextSeed(context, seed)) {
+    // No window: an ordinary draw from the kept distribution, by the sampler's own generator.
+    let total = 0;
+    const cumulative = new Float64Array(kept.length);
+    for (let j = 0; j < kept.length; j++) {
+      total += Math.exp((values[kept[j]!]! - maxLogit) / temperature);
+      cumulative[j] = total;
+    }
+    const target = random.nextFloat() * total;
+    let j = 0;
+    while (j < kept.length - 1 && !(cumulative[j]! > target)) j++;
+    return { token: tokenAt(kept[j]!), membershipTests: 0, gumbelKey: null };
+  }
+  let key: 0 | 1 = 0;
+  if (watermarker.scheme.name === 'dual_gumbel') {
+    const given = options.gumbelKey;
+    if (given !== undefined && given !== 0 && given !== 1) {
+      throw new RangeError(`gumbelKey: expected 0 or 1, got ${String(given)}`);
+    }
+    key = given ?? (random.nextFloat() < watermarker.scheme.alpha ? 1 : 0);
+  }
+  const ids = new Uint32Array(kept.length);
+  const logits = new Float64Array(kept.length);
+  for (let j = 0; j < kept.length; j++) {
+    ids[j] = tokenAt(kept[j]!);
+    logits[j] = values[kept[j]!]!;
+  }
+  const high = seed[0]!;
+  const low = seed[1]!;
+  const choice = gumbelChoice(ids, logits, temperature, (token) =>
+    watermarker.uniform(high, low, token, key),
+  );
+  return { token: ids[choice.index]!, membershipTests: choice.uniformsEvaluated, gumbelKey: key };
+}
+
 /** The lowest logit the bias δ could lift to the top: max − δ (+∞ without a watermark). */
 function reachOf(watermarker: Watermarker | null, maxLogit: number): number {
   if (watermarker === null || watermarker.scheme.delta === 0) return Number.POSITIVE_INFINITY;
@@ -302,6 +389,11 @@ export function stepStrength(
   assertLogits(logits);
   const watermarker = options.watermarker;
   if (watermarker === null) return { greenProbability: 0, spikeEntropy: 0 };
+  if (watermarker.family === 'gumbel') {
+    throw new TypeError(
+      `stepStrength: key ${watermarker.keyId} uses the ${watermarker.scheme.name} scheme, which has no green list`,
+    );
+  }
   const temperature = options.temperature ?? 1;
   const values = isSparse(logits) ? logits.logits : logits;
   const ids = isSparse(logits) ? logits.ids : null;

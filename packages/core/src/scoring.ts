@@ -1,4 +1,8 @@
-/** What is scored (spec §6): eligibility, the dedup tape, prompt exclusion, per-token status. */
+/**
+ * What is scored (spec §6): eligibility, the dedup tape, prompt exclusion, per-token status. Gumbel
+ * keys are scored on the same tape (dedup on (seed, token)), with a score per position instead of a
+ * green bit (watermark-gumbel §5).
+ */
 import { BATCH_POSITIONS } from './prf-batch.ts';
 import { DedupTape, TAPE_PROMPT, TAPE_SCORED } from './tape.ts';
 import type { Watermarker } from './watermarker.ts';
@@ -11,6 +15,8 @@ export const TokenStatus: {
   readonly skippedPrompt: 3;
   readonly red: 4;
   readonly green: 5;
+  /** Gumbel keys: scored (a score, not a green bit). */
+  readonly scored: 6;
 } = Object.freeze({
   skippedContext: 0,
   skippedSpecial: 1,
@@ -18,6 +24,7 @@ export const TokenStatus: {
   skippedPrompt: 3,
   red: 4,
   green: 5,
+  scored: 6,
 } as const);
 
 export type TokenStatusName =
@@ -26,7 +33,8 @@ export type TokenStatusName =
   | 'skipped_duplicate'
   | 'skipped_prompt'
   | 'red'
-  | 'green';
+  | 'green'
+  | 'scored';
 
 export const TOKEN_STATUS_NAMES: readonly TokenStatusName[] = Object.freeze([
   'skipped_context',
@@ -35,6 +43,7 @@ export const TOKEN_STATUS_NAMES: readonly TokenStatusName[] = Object.freeze([
   'skipped_prompt',
   'red',
   'green',
+  'scored',
 ] as const);
 
 export interface ScorerOptions {
@@ -89,12 +98,18 @@ export class Scorer {
   /** Green bits of the scored positions, in order, and their token indices. */
   private bits: Uint8Array = new Uint8Array(256);
   private positions: Uint32Array = new Uint32Array(256);
+  /** Gumbel keys: the scores of the scored positions, in order, and their sum. */
+  private scores: Float64Array = new Float64Array(0);
+  private total = 0;
+  private readonly gumbel: boolean;
 
   constructor(watermarker: Watermarker, options: ScorerOptions = {}) {
     this.watermarker = watermarker;
     this.dedup = options.dedup ?? true;
     this.tape = options.tape ?? new DedupTape(options.expectedTokens);
     this.width = watermarker.scheme.contextWidth;
+    this.gumbel = watermarker.family === 'gumbel';
+    if (this.gumbel) this.scores = new Float64Array(256);
   }
 
   /** Adds prompt tokens: their (seed, token) pairs are excluded, and they give context. */
@@ -164,7 +179,14 @@ export class Scorer {
           if (status === null) continue;
           if (held === TAPE_PROMPT) code = TokenStatus.skippedPrompt;
           else if (held === TAPE_SCORED && this.dedup) code = TokenStatus.skippedDuplicate;
-          else {
+          else if (this.gumbel) {
+            const score = watermarker.tokenScore(seedHigh, seedLow, token);
+            code = TokenStatus.scored;
+            this.scores[this.scored] = score;
+            this.positions[this.scored] = firstIndex + i;
+            this.scored++;
+            this.total += score;
+          } else {
             const isGreen =
               batch !== null
                 ? batch.greens[i - blockStart] === 1
@@ -189,6 +211,16 @@ export class Scorer {
   /** Green bits of the scored positions in order (the scored tape). */
   scoredBits(): Uint8Array {
     return this.bits.slice(0, this.scored);
+  }
+
+  /** Gumbel keys: the score of each scored position, in order (empty for green-list keys). */
+  scoredScores(): Float64Array {
+    return this.scores.slice(0, this.gumbel ? this.scored : 0);
+  }
+
+  /** Gumbel keys: S, the sum of the scored positions' scores, added in order (0 for green-list keys). */
+  totalScore(): number {
+    return this.total;
   }
 
   /** Token index of each scored position. */
@@ -233,6 +265,11 @@ export class Scorer {
     positions.set(this.positions);
     this.bits = bits;
     this.positions = positions;
+    if (this.gumbel) {
+      const scores = new Float64Array(capacity);
+      scores.set(this.scores);
+      this.scores = scores;
+    }
   }
 }
 

@@ -1,7 +1,8 @@
-/** Seeds (spec §4) and green membership (spec §3) for one key. */
-import { derivePrfKeys, type WatermarkKey } from './keys.ts';
+/** Seeds (spec §4), green membership (spec §3) and Gumbel uniforms (watermark-gumbel §3) for one key. */
+import { gumbelScore, gumbelUniform } from './gumbel.ts';
+import { deriveGumbelPrfKeys, derivePrfKeys, type WatermarkKey } from './keys.ts';
 import { type BatchResult, computeBatch } from './prf-batch.ts';
-import type { Scheme } from './scheme.ts';
+import type { Scheme, SchemeFamily } from './scheme.ts';
 import { createSipHasher, type SipHasher } from './siphash.ts';
 
 const MAX_TOKEN_ID = 0xffffffff;
@@ -21,6 +22,8 @@ export interface Watermarker {
   readonly keyId: string;
   readonly key: WatermarkKey;
   readonly scheme: Scheme;
+  /** `scheme.family`: `green-list` (LeftHash, SelfHash) or `gumbel`. */
+  readonly family: SchemeFamily;
   readonly specialTokenIds: ReadonlySet<number>;
   /** True when `token` is a special token. */
   isSpecial(token: number): boolean;
@@ -29,17 +32,34 @@ export interface Watermarker {
    * Returns false when the position is not eligible (no full window, or a special token).
    */
   seedAt(tokens: ArrayLike<number>, index: number, out: Uint32Array): boolean;
-  /** green(s, t) of spec §3.2. */
+  /** green(s, t) of spec §3.2. Throws TypeError for a Gumbel key (it has no green list). */
   isGreen(seedHigh: number, seedLow: number, token: number): boolean;
   /**
    * Green test for a candidate next token after `context` (generation). Returns a function that
    * answers 1 (green), 0 (red) or -1 (no bias: the position would not be eligible).
+   * Throws TypeError for a Gumbel key: it is sampled by {@link sampleToken}'s keyed choice, not biased.
    */
   candidateTester(context: ArrayLike<number>): (candidate: number) => number;
   /**
+   * The seed of the position after `context` into `out` (high, low), when it does not depend on the
+   * candidate (LeftHash and the Gumbel schemes). False when that position is not eligible (short
+   * context, a special token in the window) and always for SelfHash.
+   */
+  contextSeed(context: ArrayLike<number>, out: Uint32Array): boolean;
+  /**
+   * Gumbel schemes: the uniform u of (seed, token) under key A (`key` 0, the only key of `gumbel`) or
+   * key B (1, `dual_gumbel`), watermark-gumbel §3.1. Throws TypeError for a green-list key.
+   */
+  uniform(seedHigh: number, seedLow: number, token: number, key?: 0 | 1): number;
+  /**
+   * Gumbel schemes: the token's score, −ln(1 − u_A), or (1 − α)·(−ln(1 − u_A)) + α·(−ln(1 − u_B))
+   * for `dual_gumbel` (watermark-gumbel §5). Throws TypeError for a green-list key.
+   */
+  tokenScore(seedHigh: number, seedLow: number, token: number): number;
+  /**
    * Seeds and green bits of positions [from, to) of `tokens` in one call (at most BATCH_POSITIONS),
    * ignoring special tokens; null when no accelerated path is available. Views are valid until the
-   * next call of any watermarker.
+   * next call of any watermarker. For a Gumbel key only the seeds are meaningful.
    */
   batch(tokens: Uint32Array, from: number, to: number): BatchResult | null;
 }
@@ -64,10 +84,45 @@ export function createWatermarker(key: WatermarkKey, options: WatermarkerOptions
   for (const id of special) minSpecial = Math.min(minSpecial, id);
   const isSpecial = (token: number): boolean => token >= minSpecial && special.has(token);
 
-  const isGreen = (seedHigh: number, seedLow: number, token: number): boolean => {
-    // LE64(seed) || LE32(token): one full block, then the token and the length 12.
-    return greenHasher.twoBlocks(seedHigh, seedLow, 0, token, 12) >>> 0 < threshold;
+  const gumbel = scheme.family === 'gumbel';
+  const notGreenList = (what: string) => (): never => {
+    throw new TypeError(
+      `${what}: key ${key.keyId} uses the ${scheme.name} scheme, which has no green list (sample with sampleToken, score with detect)`,
+    );
   };
+  const notGumbel = (what: string) => (): never => {
+    throw new TypeError(
+      `${what}: key ${key.keyId} uses the green-list scheme ${scheme.name}, which has no uniforms`,
+    );
+  };
+
+  const isGreen = gumbel
+    ? notGreenList('isGreen')
+    : (seedHigh: number, seedLow: number, token: number): boolean =>
+        // LE64(seed) || LE32(token): one full block, then the token and the length 12.
+        greenHasher.twoBlocks(seedHigh, seedLow, 0, token, 12) >>> 0 < threshold;
+
+  let uniform: Watermarker['uniform'] = notGumbel('uniform');
+  let tokenScore: Watermarker['tokenScore'] = notGumbel('tokenScore');
+  if (gumbel) {
+    const gumbelKeys = deriveGumbelPrfKeys(key.secret);
+    const hasherA = createSipHasher(gumbelKeys.a);
+    const hasherB = createSipHasher(gumbelKeys.b);
+    // LE64(seed) || LE32(token), as the green test, under K_gumbel or K_gumbel_b.
+    const uniformOf = (hasher: SipHasher, seedHigh: number, seedLow: number, token: number): number => {
+      const high = hasher.twoBlocks(seedHigh, seedLow, 0, token, 12);
+      return gumbelUniform(high, hasher.out[1]!);
+    };
+    uniform = (seedHigh, seedLow, token, which = 0) =>
+      uniformOf(which === 1 ? hasherB : hasherA, seedHigh, seedLow, token);
+    const alpha = scheme.alpha;
+    tokenScore =
+      scheme.name === 'dual_gumbel'
+        ? (seedHigh, seedLow, token) =>
+            (1 - alpha) * gumbelScore(uniformOf(hasherA, seedHigh, seedLow, token)) +
+            alpha * gumbelScore(uniformOf(hasherB, seedHigh, seedLow, token))
+        : (seedHigh, seedLow, token) => gumbelScore(uniformOf(hasherA, seedHigh, seedLow, token));
+  }
 
   const rankCache = new RankCache(rankHasher);
   const leftSeeds = width === 1 ? new LeftSeedCache(contextHasher) : null;
@@ -95,26 +150,33 @@ export function createWatermarker(key: WatermarkKey, options: WatermarkerOptions
 
   let seedAt: Watermarker['seedAt'];
   let candidateTester: Watermarker['candidateTester'];
+  let contextSeed: Watermarker['contextSeed'] = () => false;
   const scratch = new Uint32Array(2);
 
-  if (scheme.name === 'lefthash') {
+  if (scheme.name === 'lefthash' || gumbel) {
+    // The Gumbel schemes seed with the LeftHash window of spec §4.1 (the h preceding tokens).
     seedAt = (tokens, index, out) => {
       if (index < width || isSpecial(tokens[index]!)) return false;
       for (let j = index - width; j < index; j++) if (isSpecial(tokens[j]!)) return false;
       leftSeed(tokens, index, out);
       return true;
     };
-    candidateTester = (context) => {
+    contextSeed = (context, out) => {
       const end = context.length;
-      let eligible = end >= width;
-      for (let j = end - width; eligible && j < end; j++) if (isSpecial(context[j]!)) eligible = false;
-      if (!eligible) return () => -1;
-      const seed = new Uint32Array(2);
-      leftSeed(context, end, seed);
-      const high = seed[0]!;
-      const low = seed[1]!;
-      return (candidate) => (isSpecial(candidate) ? -1 : isGreen(high, low, candidate) ? 1 : 0);
+      if (end < width) return false;
+      for (let j = end - width; j < end; j++) if (isSpecial(context[j]!)) return false;
+      leftSeed(context, end, out);
+      return true;
     };
+    candidateTester = gumbel
+      ? notGreenList('candidateTester')
+      : (context) => {
+          const seed = new Uint32Array(2);
+          if (!contextSeed(context, seed)) return () => -1;
+          const high = seed[0]!;
+          const low = seed[1]!;
+          return (candidate) => (isSpecial(candidate) ? -1 : isGreen(high, low, candidate) ? 1 : 0);
+        };
   } else {
     seedAt = (tokens, index, out) => {
       if (index < width - 1) return false;
@@ -150,11 +212,15 @@ export function createWatermarker(key: WatermarkKey, options: WatermarkerOptions
   keyBlock.set(prf.green, 16);
   keyBlock.set(prf.rank, 32);
   const accelerate = options.accelerate ?? true;
+  // The Gumbel schemes share LeftHash's seeds: the batch gives seeds (its green bits mean nothing there).
+  const batchScheme = scheme.name === 'selfhash' ? 'selfhash' : 'lefthash';
+  const batchThreshold = gumbel ? 1 : threshold;
   const batch = (tokens: Uint32Array, from: number, to: number): BatchResult | null =>
-    accelerate ? computeBatch(keyBlock, scheme.name, width, threshold, tokens, from, to) : null;
+    accelerate ? computeBatch(keyBlock, batchScheme, width, batchThreshold, tokens, from, to) : null;
 
   return Object.freeze({
     keyId: key.keyId,
+    family: scheme.family,
     batch,
     key,
     scheme,
@@ -163,6 +229,9 @@ export function createWatermarker(key: WatermarkKey, options: WatermarkerOptions
     seedAt,
     isGreen,
     candidateTester,
+    contextSeed,
+    uniform,
+    tokenScore,
   });
 }
 

@@ -22,9 +22,10 @@ import {
 } from '@tracemark/core';
 import { assertTokenIds, getTokenizer, isTokenizerId, type Tokenizer } from '@tracemark/tokenizers';
 import { InputError } from './errors.ts';
-import { type AnyWatermarkKey, isVllmKey } from './key-files.ts';
-import { createVllmKeyScorer, type VllmKeyScore, type VllmKeyScorer } from './vllm-detection.ts';
-import { tokenizerUnavailableMessage, type VllmSchemeName, type VllmWatermarkKey } from './vllm-keys.ts';
+import type { ForeignDedup, ForeignKeyScore, ForeignKeyScorer } from './foreign.ts';
+import { type ForeignWatermarkKey, foreignKeyType, foreignLabel, isForeignKey } from './foreign-registry.ts';
+import type { AnyWatermarkKey } from './key-files.ts';
+import { tokenizerUnavailableMessage } from './vllm-keys.ts';
 
 export interface DetectorOptions {
   readonly keys: readonly WatermarkKey[];
@@ -97,48 +98,54 @@ export interface DocumentSession {
   finish(): DocumentResult;
 }
 
-/** Options for keys of either kind (tracemark's and vLLM engines'). */
+/** Options for keys of every kind (tracemark's and serving engines'). */
 export interface AnyKeyDetectorOptions extends Omit<DetectorOptions, 'keys'> {
   readonly keys: readonly AnyWatermarkKey[];
   /**
-   * vLLM keys: which repeated inputs are scored once. Default `strict`: vLLM's `context` rule, and for
-   * sbw also each (seed, token) pair once, without which sbw p-values are not valid on natural text
-   * (foreign-vllm §10); for the other schemes the two are the same.
+   * Engines' keys: which repeated inputs are scored once. Default `strict`: the engine's `context`
+   * rule, and each (context, token) pair once, without which some schemes' p-values are not valid on
+   * natural text (foreign-vllm §10); for schemes where the context alone decides the two are the same.
    */
+  readonly foreignDedup?: ForeignDedup;
+  /** @deprecated the same as {@link foreignDedup}. */
   readonly vllmDedup?: VllmDedup;
 }
 
-/** A vLLM key's result among the keys of a document. */
-export interface VllmKeyResult {
+/** An engine's key's result among the keys of a document. */
+export interface ForeignKeyResult {
   readonly keyId: string;
   readonly verdict: Verdict;
   readonly numScored: number;
-  /** Green count for vllm:red_green and vllm:sbw; null for the Gumbel schemes. */
+  /** Green count for schemes with green lists (vllm:red_green, vllm:sbw, transformers:kgw); null otherwise. */
   readonly numGreen: number | null;
   readonly greenFraction: number | null;
   readonly z: number;
   readonly log10P: number;
   readonly log10PAdjusted: number;
-  readonly scheme: VllmSchemeName;
-  /** vLLM's score S (spec §6). */
+  /** `${kind}:${scheme}`, e.g. `vllm:gumbel`. */
+  readonly scheme: string;
+  /** The scheme's score (vLLM's S, a green count, a g-value sum). */
   readonly score: number;
-  /** vLLM's own p-value formula, log10; the verdict uses the exact `log10P`. */
-  readonly peerLog10P: number;
-  readonly dedup: VllmDedup;
+  /** The engine's own p-value formula, log10 (null where it has none); the verdict uses the exact `log10P`. */
+  readonly peerLog10P: number | null;
+  readonly dedup: ForeignDedup;
 }
 
+/** @deprecated the same as {@link ForeignKeyResult}. */
+export type VllmKeyResult = ForeignKeyResult;
+
 /**
- * The result for keys of either kind: {@link DocumentResult}, with `numGreen` and `greenFraction`
- * null when a Gumbel-scheme vLLM key is reported, and the vLLM fields when a vLLM key is.
+ * The result for keys of every kind: {@link DocumentResult}, with `numGreen` and `greenFraction`
+ * null when an engine's key without green lists is reported, and its fields when an engine's key is.
  */
 export interface AnyDocumentResult extends Omit<DocumentResult, 'numGreen' | 'greenFraction' | 'keys'> {
   readonly numGreen: number | null;
   readonly greenFraction: number | null;
-  readonly keys: readonly (KeyResult | VllmKeyResult)[];
-  readonly scheme?: VllmSchemeName;
+  readonly keys: readonly (KeyResult | ForeignKeyResult)[];
+  readonly scheme?: string;
   readonly score?: number;
-  readonly peerLog10P?: number;
-  readonly dedup?: VllmDedup;
+  readonly peerLog10P?: number | null;
+  readonly dedup?: ForeignDedup;
 }
 
 export interface AnyDocumentSession {
@@ -147,7 +154,7 @@ export interface AnyDocumentSession {
   finish(): AnyDocumentResult;
 }
 
-/** A detector for keys of either kind. */
+/** A detector for keys of every kind. */
 export interface AnyKeyTextDetector {
   /** Null when the keys are bound to a tokenizer tracemark does not ship: then only token ids are read. */
   readonly tokenizer: Tokenizer | null;
@@ -162,12 +169,12 @@ export interface AnyKeyTextDetector {
 
 /**
  * Builds the detector for a set of keys, which must share one tokenizer. Tracemark keys alone give a
- * {@link TextDetector}; with vLLM keys among them, an {@link AnyKeyTextDetector} (Holm across all).
+ * {@link TextDetector}; with engines' keys among them, an {@link AnyKeyTextDetector} (Holm across all).
  */
 export function createTextDetector(options: DetectorOptions): TextDetector;
 export function createTextDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector;
 export function createTextDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector {
-  if (options.keys.some(isVllmKey)) return createMixedDetector(options);
+  if (options.keys.some(isForeignKey)) return createMixedDetector(options);
   return createTracemarkDetector(options as DetectorOptions);
 }
 
@@ -283,14 +290,14 @@ function toDocumentResult(detection: Detection, source: string, tokenizer: strin
   };
 }
 
-/** A key of a mixed detector: a tracemark key (its index among the watermarkers) or a vLLM key. */
+/** A key of a mixed detector: a tracemark key (its index among the watermarkers) or an engine's key. */
 type KeyEntry =
   | { readonly kind: 'tracemark'; readonly index: number }
-  | { readonly kind: 'vllm'; readonly scorer: VllmKeyScorer };
+  | { readonly kind: 'foreign'; readonly scorer: ForeignKeyScorer };
 
 const ANY_TOKEN_ID = { vocabSize: 2 ** 31 };
 
-/** Keys with at least one vLLM key among them (docs/spec/foreign-vllm.md §10). */
+/** Keys with at least one engine's key among them (docs/spec/foreign-vllm.md §10 and its siblings). */
 function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector {
   const keys = options.keys;
   const tokenizerIds = new Set(keys.map((key) => key.tokenizer));
@@ -302,8 +309,8 @@ function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector
     );
   }
   const tokenizerId = [...tokenizerIds][0]!;
-  const tracemarkKeys = keys.filter((key): key is WatermarkKey => !isVllmKey(key));
-  const vllmKeys = keys.filter(isVllmKey);
+  const tracemarkKeys = keys.filter((key): key is WatermarkKey => !isForeignKey(key));
+  const foreignKeys = keys.filter(isForeignKey);
   const tokenizer = isTokenizerId(tokenizerId) ? getTokenizer(tokenizerId) : null;
   if (tokenizer === null && tracemarkKeys.length > 0) {
     throw new InputError(
@@ -314,7 +321,7 @@ function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector
   if (options.window) {
     throw new InputError(
       'TM_ERR_USAGE',
-      `windowed search does not support vLLM keys yet (key ${vllmKeys[0]!.keyId})`,
+      `windowed search does not support ${foreignLabel(foreignKeys[0]!)} keys yet (key ${foreignKeys[0]!.keyId})`,
     );
   }
   const fpr = options.fpr ?? DEFAULT_FPR;
@@ -324,11 +331,11 @@ function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector
       `fpr: expected a number strictly between 0 and 1, got ${String(fpr)}`,
     );
   }
-  const vllmDedup = options.vllmDedup ?? 'strict';
-  if (vllmDedup !== 'none' && vllmDedup !== 'context' && vllmDedup !== 'strict') {
-    throw new InputError('TM_ERR_USAGE', 'vllmDedup: expected none, context or strict');
+  const foreignDedup = options.foreignDedup ?? options.vllmDedup ?? 'strict';
+  if (foreignDedup !== 'none' && foreignDedup !== 'context' && foreignDedup !== 'strict') {
+    throw new InputError('TM_ERR_USAGE', 'foreignDedup: expected none, context or strict');
   }
-  const vocabSizes = new Set(vllmKeys.flatMap((key) => (key.vocabSize === null ? [] : [key.vocabSize])));
+  const vocabSizes = new Set(foreignKeys.flatMap((key) => (key.vocabSize === null ? [] : [key.vocabSize])));
   if (vocabSizes.size > 1) {
     throw new InputError(
       'TM_ERR_TOKENIZER_MISMATCH',
@@ -342,12 +349,12 @@ function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector
   let tracemarkIndex = 0;
   const entries = keys.map(
     (key): KeyEntry =>
-      isVllmKey(key)
-        ? { kind: 'vllm', scorer: createVllmKeyScorer(key, fpr) }
+      isForeignKey(key)
+        ? { kind: 'foreign', scorer: foreignKeyType(key).createScorer(key, fpr) }
         : { kind: 'tracemark', index: tracemarkIndex++ },
   );
 
-  // vLLM's context is the output tokens only (its config), so a prompt serves the tracemark keys alone.
+  // Engines' contexts are the output tokens only (their configs), so a prompt serves the tracemark keys alone.
   const tracemarkOptions = (input: DetectInput | undefined, includeStatus: boolean): DetectOptions => {
     const prompt = input?.prompt;
     return {
@@ -373,7 +380,7 @@ function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector
   };
   const encode = (text: string): Uint32Array => {
     if (tokenizer === null) {
-      throw new InputError('TM_ERR_TOKENIZER_UNAVAILABLE', tokenizerUnavailableMessage(vllmKeys[0]!));
+      throw new InputError('TM_ERR_TOKENIZER_UNAVAILABLE', tokenizerUnavailableMessage(foreignKeys[0]!));
     }
     return tokenizer.encodeFast(text);
   };
@@ -383,7 +390,7 @@ function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector
       watermarkers,
       tracemark,
       ids,
-      dedup: vllmDedup,
+      dedup: foreignDedup,
       fpr,
       source: input?.source ?? '-',
       tokenizer: tokenizerId,
@@ -452,7 +459,7 @@ interface PartialKeyResult {
   /** The null green probability the verdict rule uses (unused when no alternative is defined). */
   readonly gamma: number;
   readonly verdictOptions: ReturnType<typeof resolveVerdictOptions>;
-  readonly vllm: { readonly scorer: VllmKeyScorer; readonly score: VllmKeyScore } | null;
+  readonly foreign: { readonly scorer: ForeignKeyScorer; readonly score: ForeignKeyScore } | null;
 }
 
 interface DecidedKeyResult extends PartialKeyResult {
@@ -464,7 +471,7 @@ interface DecidedKeyResult extends PartialKeyResult {
 /** The strongest evidence: smallest adjusted p-value, then smallest raw p-value, then the key given first. */
 
 /**
- * Holm across every key, tracemark's and vLLM's, then each key's verdict (spec §5.2, foreign-vllm
+ * Holm across every key, tracemark's and the engines', then each key's verdict (spec §5.2, foreign-vllm
  * §10) and the document's (spec §5.4), as the core does for tracemark keys alone.
  */
 function combineResults(args: {
@@ -472,7 +479,7 @@ function combineResults(args: {
   readonly watermarkers: readonly Watermarker[];
   readonly tracemark: Detection | null;
   readonly ids: ArrayLike<number>;
-  readonly dedup: VllmDedup;
+  readonly dedup: ForeignDedup;
   readonly fpr: number;
   readonly source: string;
   readonly tokenizer: string;
@@ -491,7 +498,7 @@ function combineResults(args: {
         log10P: result.log10P,
         gamma: result.gamma,
         verdictOptions: resolveVerdictOptions(watermarkers[entry.index]!, { fpr }),
-        vllm: null,
+        foreign: null,
       };
     }
     const score = entry.scorer.score(ids, dedup);
@@ -505,7 +512,7 @@ function combineResults(args: {
       log10P: score.log10P,
       gamma: entry.scorer.nullGreenProbability ?? 0.5,
       verdictOptions: entry.scorer.verdictOptions,
-      vllm: { scorer: entry.scorer, score },
+      foreign: { scorer: entry.scorer, score },
     };
   });
   const adjusted = holmAdjustLog10(partial.map((p) => p.log10P));
@@ -549,13 +556,15 @@ function combineResults(args: {
     log10P: reported.log10P,
     log10PAdjusted: reported.log10PAdjusted,
     keyId: reported.keyId,
-    ...(reported.vllm === null ? {} : vllmFields(reported.vllm.scorer, reported.vllm.score, dedup)),
+    ...(reported.foreign === null
+      ? {}
+      : foreignFields(reported.foreign.scorer, reported.foreign.score, dedup)),
     tokenizer: args.tokenizer,
     keysTested: results.length,
     fpr,
     tokensToSettle,
     window: null,
-    keys: results.map((r): KeyResult | VllmKeyResult => {
+    keys: results.map((r): KeyResult | ForeignKeyResult => {
       const common = {
         keyId: r.keyId,
         verdict: r.verdict,
@@ -566,21 +575,21 @@ function combineResults(args: {
         log10P: r.log10P,
         log10PAdjusted: r.log10PAdjusted,
       };
-      if (r.vllm === null) return { ...common, numGreen: r.numGreen!, greenFraction: r.greenFraction! };
-      return { ...common, ...vllmFields(r.vllm.scorer, r.vllm.score, dedup) };
+      if (r.foreign === null) return { ...common, numGreen: r.numGreen!, greenFraction: r.greenFraction! };
+      return { ...common, ...foreignFields(r.foreign.scorer, r.foreign.score, dedup) };
     }),
   };
 }
 
-function vllmFields(
-  scorer: VllmKeyScorer,
-  score: VllmKeyScore,
-  dedup: VllmDedup,
-): { scheme: VllmSchemeName; score: number; peerLog10P: number; dedup: VllmDedup } {
+function foreignFields(
+  scorer: ForeignKeyScorer,
+  score: ForeignKeyScore,
+  dedup: ForeignDedup,
+): { scheme: string; score: number; peerLog10P: number | null; dedup: ForeignDedup } {
   return { scheme: scorer.schemeName, score: score.score, peerLog10P: score.peerLog10P, dedup };
 }
 
-/** The vLLM keys among `keys` whose tokenizer tracemark does not ship (they read token ids only). */
-export function keysWithoutTokenizer(keys: readonly AnyWatermarkKey[]): VllmWatermarkKey[] {
-  return keys.filter((key): key is VllmWatermarkKey => isVllmKey(key) && !isTokenizerId(key.tokenizer));
+/** The engines' keys among `keys` whose tokenizer tracemark does not ship (they read token ids only). */
+export function keysWithoutTokenizer(keys: readonly AnyWatermarkKey[]): ForeignWatermarkKey[] {
+  return keys.filter((key): key is ForeignWatermarkKey => isForeignKey(key) && !isTokenizerId(key.tokenizer));
 }

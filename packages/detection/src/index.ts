@@ -8,6 +8,7 @@ export {
   type DetectorOptions,
   type DocumentResult,
   type DocumentSession,
+  type ForeignKeyResult,
   type KeyResult,
   keysWithoutTokenizer,
   reportedKey,
@@ -16,20 +17,85 @@ export {
 } from './detector.ts';
 export { type ErrorCode, InputError } from './errors.ts';
 export {
+  type ForeignDedup,
+  type ForeignKeyBase,
+  ForeignKeyError,
+  ForeignKeyFileError,
+  type ForeignKeygenFlag,
+  type ForeignKeyScore,
+  type ForeignKeyScorer,
+  type ForeignKeyType,
+  type ForeignUnits,
+} from './foreign.ts';
+export {
+  FOREIGN_KEY_TYPES,
+  type ForeignWatermarkKey,
+  foreignKeyType,
+  foreignKeyTypeForFormat,
+  foreignKeyTypeForScheme,
+  foreignLabel,
+  foreignSchemeName,
+  foreignSchemeNames,
+  isForeignKey,
+} from './foreign-registry.ts';
+export {
   type AnyWatermarkKey,
   isVllmKey,
   parseAnyKeyFile,
   type ReadKeyFileOptions,
   readKeyFile,
+  unsupportedForeignKeyError,
   unsupportedVllmKeyError,
   writeKeyFile,
 } from './key-files.ts';
+export {
+  createSglangKeyScorer,
+  createSglangWatermarkKey,
+  parseSglangKeyFile,
+  parseSglangSecret,
+  SGLANG_KEY_FILE_FORMAT,
+  SGLANG_KEY_ID_PREFIX,
+  SGLANG_SCHEME_NAMES,
+  type SglangKeyOptions,
+  type SglangSchemeName,
+  type SglangWatermarkKey,
+  serializeSglangKeyFile,
+  sglangKeyType,
+} from './sglang-keys.ts';
+export {
+  createSynthidKeyScorer,
+  createSynthidWatermarkKey,
+  parseSynthidKeyFile,
+  SYNTHID_KEY_FILE_FORMAT,
+  SYNTHID_KEY_ID_PREFIX,
+  SYNTHID_SCHEME_NAME,
+  type SynthidKeyOptions,
+  type SynthidWatermarkKey,
+  serializeSynthidKeyFile,
+  synthidDetectorParams,
+  synthidKeyIdOf,
+  synthidKeyParameters,
+  synthidKeyType,
+} from './synthid-keys.ts';
+export {
+  createTransformersKeyScorer,
+  createTransformersWatermarkKey,
+  TRANSFORMERS_KEY_FILE_FORMAT,
+  TRANSFORMERS_KEY_ID_PREFIX,
+  TRANSFORMERS_SCHEME_NAME,
+  type TransformersKeyOptions,
+  type TransformersWatermarkKey,
+  transformersDetectorParams,
+  transformersKeyIdOf,
+  transformersKeyType,
+} from './transformers-keys.ts';
 export {
   createVllmKeyScorer,
   type VllmKeyScore,
   type VllmKeyScorer,
   vllmAlternative,
 } from './vllm-detection.ts';
+export { parseIntegerSecret, vllmKeyType } from './vllm-key-type.ts';
 export {
   createVllmWatermarkKey,
   parseVllmKeyFile,

@@ -5,12 +5,16 @@
 import {
   createVllmDetector,
   DEFAULT_MISS_RATE,
+  log10BinomialSf,
+  log10GammaSf,
+  log10WeightedGammaSf,
   type ResolvedVerdictOptions,
   type VllmDedup,
   type VllmDetector,
   zScore,
 } from '@tracemark/core';
 import { InputError } from './errors.ts';
+import type { ForeignUnits } from './foreign.ts';
 import { type VllmSchemeName, type VllmWatermarkKey, vllmDetectorParams } from './vllm-keys.ts';
 
 export interface VllmKeyScore {
@@ -37,6 +41,17 @@ export interface VllmKeyScorer {
   /** α, β and the alternative g₁ (null for Gumbel schemes and δ = 0: never `not_watermarked`). */
   readonly verdictOptions: ResolvedVerdictOptions;
   score(ids: ArrayLike<number>, dedup: VllmDedup): VllmKeyScore;
+  /**
+   * The scored units of a token sequence for corpus-wide tests, after its `strict` deduplication (the
+   * positions `score(ids, 'strict')` scores, in order): keyed by the PRF input that decides the score,
+   * the (context, token) pair for gumbel, dual_key_gumbel and red_green, the (seed, token) pair for sbw.
+   */
+  units(ids: ArrayLike<number>): ForeignUnits;
+  /**
+   * Exact log10 P(S ≥ `score`) under the null for `count` distinct units (spec §6): Gamma(n, 1) for
+   * gumbel, the weighted-Gamma tail for dual_key_gumbel, Bin(n, γ₀) for red_green and sbw.
+   */
+  tail(score: number, count: number): number;
 }
 
 /**
@@ -90,11 +105,56 @@ export function createVllmKeyScorer(key: VllmWatermarkKey, fpr: number): VllmKey
       peerLog10P: detection.peerLog10PValue,
     };
   };
+  const units = (ids: ArrayLike<number>): ForeignUnits => {
+    let scored: ReturnType<VllmDetector['scoreTokens']>;
+    try {
+      scored = detector.scoreTokens(ids);
+    } catch (error) {
+      // The core names the position and the id; it never sees the key here.
+      if (error instanceof RangeError || error instanceof TypeError) {
+        throw new InputError('TM_ERR_INVALID_TOKENS', error.message);
+      }
+      throw error;
+    }
+    // The `strict` rule of detect (spec §3): a context seen before is skipped; for sbw also a (seed, token) pair.
+    const seenContexts = new Set<string>();
+    const seenSeeds = new Set<string>();
+    const keys: string[] = [];
+    const values: number[] = [];
+    for (const position of scored) {
+      const context = position.context.join(',');
+      if (seenContexts.has(context)) continue;
+      seenContexts.add(context);
+      let unit: string;
+      if (position.seed === null) unit = `${context}|${position.token}`;
+      else {
+        unit = `${position.seed}:${position.token}`;
+        if (seenSeeds.has(unit)) continue;
+        seenSeeds.add(unit);
+      }
+      keys.push(unit);
+      values.push(position.score);
+    }
+    return { keys, values: Float64Array.from(values) };
+  };
+  const tail = (total: number, count: number): number => {
+    if (!Number.isInteger(count) || count < 0) {
+      throw new RangeError(`count: expected a non-negative integer, got ${String(count)}`);
+    }
+    if (count === 0 || !(total > 0)) return 0;
+    if (nullGreenProbability !== null) {
+      return Math.min(0, log10BinomialSf(Math.round(total), count, nullGreenProbability));
+    }
+    if (key.alpha === null) return Math.min(0, log10GammaSf(count, total));
+    return Math.min(0, log10WeightedGammaSf(count, 1 - key.alpha, key.alpha, total));
+  };
   return Object.freeze({
     key,
     schemeName: `vllm:${key.scheme}` as VllmSchemeName,
     nullGreenProbability,
     verdictOptions,
     score,
+    units,
+    tail,
   });
 }

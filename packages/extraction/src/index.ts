@@ -24,6 +24,18 @@ export {
   fakeKeyUniform,
   fakeTrialSecret,
 } from './fake-keys.ts';
+export {
+  type AnyScanOptions,
+  type AnyScanReport,
+  type CorpusScorer,
+  ForeignCorpusTest,
+  type ForeignDocumentReport,
+  type ForeignKeyScan,
+  type ForeignScanKey,
+  isForeignKeyScan,
+  isForeignScanKey,
+  scanCorpusAnyKeys,
+} from './foreign-scan.ts';
 export { type GreenFraction, measureGreenFraction } from './green-fraction.ts';
 export {
   filterWindowWidth,

@@ -1,10 +1,13 @@
 import { readFile, stat } from 'node:fs/promises';
-import { DEFAULT_FPR, type VllmDedup } from '@tracemark/core';
+import { DEFAULT_FPR } from '@tracemark/core';
 import {
   type AnyDocumentResult,
   type AnyDocumentSession,
   type AnyWatermarkKey,
+  type ForeignDedup,
+  foreignLabel,
   InputError,
+  isForeignKey,
   isVllmKey,
   keysWithoutTokenizer,
   parseAnyKeyFile,
@@ -75,7 +78,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
     .option('--window', 'search for a watermarked passage inside longer text (corrected for the search)')
     .option(
       '--dedup <rule>',
-      "vLLM keys: which repeated inputs are scored once: strict (default), context (vLLM's detector), or none",
+      "engines' keys (vLLM, transformers, SynthID, SGLang): which repeated inputs are scored once: strict (default), context (the engine's own detector), or none",
     )
     .option('--fail-on-detect', 'exit with code 1 when a watermark is found')
     .option(
@@ -121,11 +124,11 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
       );
       const keyFiles = loaded.map((file) => file.text);
       const keys: AnyWatermarkKey[] = loaded.map((file) => file.key);
-      const vllmKey = keys.find(isVllmKey);
-      if (options.window && vllmKey !== undefined) {
+      const foreignKey = keys.find(isForeignKey);
+      if (options.window && foreignKey !== undefined) {
         throw new CliError(
           'TM_ERR_USAGE',
-          `--window does not support vLLM keys yet (key ${vllmKey.keyId})`,
+          `--window does not support ${foreignLabel(foreignKey)} keys yet (key ${foreignKey.keyId})`,
           EXIT.usage,
         );
       }
@@ -161,7 +164,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
             ...(options.field === undefined ? {} : { field: options.field }),
             ...(options.fpr === undefined ? {} : { fpr: options.fpr }),
             ...(options.promptField === undefined ? {} : { promptField: options.promptField }),
-            ...(options.dedup === undefined ? {} : { vllmDedup: options.dedup as VllmDedup }),
+            ...(options.dedup === undefined ? {} : { foreignDedup: options.dedup as ForeignDedup }),
           },
           workers,
         );
@@ -425,11 +428,11 @@ log10PCorrected (its Benjamini–Hochberg adjusted p-value, log10) and verdictCo
 only if Benjamini–Hochberg rejects at α; a document watermarked at α alone becomes insufficient), and
 the summary correction "bh" and watermarkedCorrected; every other field is as without it, and
 --fail-on-detect follows the corrected verdicts.
-vLLM keys (keygen --scheme vllm:…) are scored as vLLM's own detector scores them, with exact
-p-values; --dedup context reproduces vLLM's detector, the default strict also scores each sbw
-(seed, token) pair once (the same for the other schemes). Their JSON results also carry scheme,
-score, peerLog10P (vLLM's own formula) and dedup; numGreen is null for the Gumbel schemes, which are
-only ever watermarked or insufficient. A key bound to a tokenizer tracemark does not ship reads token
+Engines' keys (keygen --scheme vllm:…, transformers:kgw, synthid:…, sglang:…) are scored as the
+engine's own detector scores them, with exact p-values; --dedup context reproduces the engine's
+detector, the default strict also scores each (context, token) pair once. Their JSON results also
+carry scheme, score, peerLog10P (the engine's own formula, null where it has none) and dedup;
+numGreen is null for schemes without green lists, which are only ever watermarked or insufficient. A key bound to a tokenizer tracemark does not ship reads token
 ids (a JSONL field of ids), not text.
 Exit codes: 0 done (also when stdout is closed early, as by head); 1 a watermark found with
 --fail-on-detect; 2 usage; 3 I/O or input errors.`;

@@ -3,21 +3,21 @@ import {
   type CreateKeyOptions,
   createWatermarkKey,
   DEFAULT_SCHEME_PARAMS,
-  type VllmPrf,
-  type VllmSbwScheme,
-  type VllmScheme,
+  SCHEME_NAMES,
+  type SchemeName,
 } from '@tracemark/core';
 import {
   type AnyWatermarkKey,
-  createVllmWatermarkKey,
+  FOREIGN_KEY_TYPES,
+  ForeignKeyError,
+  type ForeignWatermarkKey,
+  foreignKeyType,
+  foreignKeyTypeForScheme,
+  foreignSchemeName,
+  foreignSchemeNames,
   InputError,
-  VLLM_SCHEME_NAMES,
-  VllmKeyError,
-  type VllmKeyOptions,
-  type VllmKeyParameter,
-  type VllmLefthashSeeds,
-  type VllmWatermarkKey,
-  vllmKeyParameters,
+  isForeignKey,
+  isVllmKey,
   writeKeyFile,
 } from '@tracemark/detection';
 import { DEFAULT_TOKENIZER_ID, isTokenizerId, TOKENIZER_IDS } from '@tracemark/tokenizers';
@@ -32,39 +32,57 @@ interface KeygenOptions {
   scheme: string;
   contextWidth?: number;
   tokenizer?: string;
-  prf?: string;
   engineKey?: string;
   engineKeyFile?: string;
   engineKeyEnv?: string;
-  alpha?: number;
-  sbwScheme?: string;
-  sbwLefthashSeeds?: string;
   vocabSize?: number;
   force?: boolean;
   json?: boolean;
+  /** Engines' flags (their long names in camelCase), as the families declare them. */
+  [flag: string]: unknown;
 }
 
-/** The flag that sets each vLLM key parameter, for errors. */
-const VLLM_FLAGS: Readonly<Record<VllmKeyParameter, string>> = Object.freeze({
-  scheme: '--scheme',
-  engineKey: '--engine-key', // or the file or variable it came from
-  prf: '--prf',
-  contextWidth: '--context-width',
-  alpha: '--alpha',
-  gamma: '--gamma',
-  delta: '--delta',
-  sbwScheme: '--sbw-scheme',
-  sbwLefthashSeeds: '--sbw-lefthash-seeds',
-  tokenizer: '--tokenizer',
-  vocabSize: '--vocab-size',
-});
+/** Flags every family may read besides its own: tracemark's scheme parameters and the tokenizer's. */
+const SHARED_FLAGS: readonly string[] = Object.freeze([
+  'gamma',
+  'delta',
+  'context-width',
+  'tokenizer',
+  'vocab-size',
+]);
+
+/** Flags the families declare (long name without dashes) with the families that read them. */
+function foreignFlags(): Map<string, { flag: string; descriptions: string[]; labels: string[] }> {
+  const flags = new Map<string, { flag: string; descriptions: string[]; labels: string[] }>();
+  for (const type of FOREIGN_KEY_TYPES) {
+    for (const { flag, description } of type.keygenFlags) {
+      const name = longName(flag);
+      if (SHARED_FLAGS.includes(name)) continue;
+      const entry = flags.get(name) ?? { flag, descriptions: [], labels: [] };
+      if (!entry.descriptions.includes(description)) entry.descriptions.push(description);
+      if (!entry.labels.includes(type.label)) entry.labels.push(type.label);
+      flags.set(name, entry);
+    }
+  }
+  return flags;
+}
+
+/** `--ngram-len <n>` → `ngram-len`. */
+function longName(flag: string): string {
+  return flag.replace(/^--/, '').split(/[ =]/)[0]!;
+}
+
+/** `ngram-len` → `ngramLen`, commander's name for the option. */
+function camel(name: string): string {
+  return name.replace(/-([a-z])/g, (_match, letter: string) => letter.toUpperCase());
+}
 
 const TRACEMARK_MAX_CONTEXT_WIDTH = 16;
 const TRACEMARK_MAX_DELTA = 32;
 
 const usage = (message: string): CliError => new CliError('TM_ERR_USAGE', message, EXIT.usage);
 
-/** vLLM accepts any δ ≥ 0; tracemark's own keys are held to 0–32 in the action. */
+/** Engines accept any δ ≥ 0; tracemark's own keys are held to 0–32 in the action. */
 function parseNonNegative(name: string): (value: string) => number {
   return (value) => {
     const parsed = Number(value);
@@ -76,60 +94,51 @@ function parseNonNegative(name: string): (value: string) => number {
 }
 
 export function registerKeygen(program: Command, io: CliIo, setExit: (code: number) => void): void {
-  program
+  const command = program
     .command('keygen')
     .description('create a watermark key file (mode 0600); prints the key id, never the secret')
     .requiredOption('--out <file>', 'where to write the key file')
     .option(
       '--scheme <name>',
-      `lefthash or selfhash (tracemark's own; default ${DEFAULT_SCHEME_PARAMS.name}), or a vLLM engine's: ${VLLM_SCHEME_NAMES.join(', ')}`,
+      `${SCHEME_NAMES.join(' or ')} (tracemark's own; default ${DEFAULT_SCHEME_PARAMS.name}), or a serving engine's: ${foreignSchemeNames().join(', ')}`,
       DEFAULT_SCHEME_PARAMS.name,
     )
     .option(
       '--gamma <g>',
-      `green fraction γ (default ${DEFAULT_SCHEME_PARAMS.gamma}; vllm:red_green 0.25, vllm:sbw 0.5)`,
+      `green fraction γ (default ${DEFAULT_SCHEME_PARAMS.gamma}; engines' keys: the engine's default)`,
       parseOpenUnit('--gamma'),
     )
     .option(
       '--delta <d>',
-      `logit bias δ (default ${DEFAULT_SCHEME_PARAMS.delta}; vllm:red_green and vllm:sbw: the engine's, default 2)`,
+      `logit bias δ (default ${DEFAULT_SCHEME_PARAMS.delta}; engines' keys: the engine's, default 2)`,
       parseNonNegative('--delta'),
     )
     .option(
       '--context-width <h>',
-      `tokens that seed the green list (default ${DEFAULT_SCHEME_PARAMS.contextWidth}; vLLM keys 4, vllm:sbw lefthash 1)`,
+      `tokens that seed the green list (default ${DEFAULT_SCHEME_PARAMS.contextWidth}; engines' keys: the engine's default)`,
       parseNumber('--context-width', 1, 4096, true),
     )
     .option(
       '--tokenizer <id>',
-      `tokenizer the key is bound to (${TOKENIZER_IDS.join(', ')}; default ${DEFAULT_TOKENIZER_ID}); a vLLM key may name the served model's (then only token ids are read)`,
+      `tokenizer the key is bound to (${TOKENIZER_IDS.join(', ')}; default ${DEFAULT_TOKENIZER_ID}); an engine's key may name the served model's (then only token ids are read)`,
     )
-    .option('--prf <name>', 'vLLM keys: philox (default) or hmac-sha256-v1 (vllm:gumbel only)')
-    .option('--engine-key <int>', "vLLM keys: the engine's watermark key (decimal or 0x hex)")
-    .option('--engine-key-file <path>', 'vLLM keys: read the engine key from this file')
-    .option('--engine-key-env <var>', 'vLLM keys: read the engine key from this environment variable')
-    .option(
-      '--alpha <a>',
-      'vllm:dual_key_gumbel: the weight of key B (default 0.1)',
-      parseNumber('--alpha', 0, 1),
-    )
-    .option('--sbw-scheme <name>', 'vllm:sbw: selfhash (default) or lefthash')
-    .option(
-      '--sbw-lefthash-seeds <which>',
-      "vllm:sbw lefthash: detector (vLLM's detector, default) or generator (what vLLM's generator embeds)",
-    )
+    .option('--engine-key <secret>', "engines' keys: the engine's watermark key")
+    .option('--engine-key-file <path>', "engines' keys: read the engine's key from this file")
+    .option('--engine-key-env <var>', "engines' keys: read the engine's key from this environment variable")
     .option(
       '--vocab-size <n>',
-      "vLLM keys bound to a tokenizer tracemark does not ship: the model's vocabulary size, to refuse ids outside it",
+      "engines' keys bound to a tokenizer tracemark does not ship: the model's vocabulary size, to refuse ids outside it",
       parseNumber('--vocab-size', 1, 2 ** 31, true),
-    )
+    );
+  for (const { flag, descriptions } of foreignFlags().values()) {
+    command.option(flag, descriptions.join('; '));
+  }
+  command
     .option('--force', 'replace an existing file')
     .option('--json', 'print JSON')
     .action(async (options: KeygenOptions) => {
-      const vllmScheme = (VLLM_SCHEME_NAMES as readonly string[]).includes(options.scheme)
-        ? (options.scheme.slice('vllm:'.length) as VllmScheme)
-        : null;
-      const key = vllmScheme === null ? tracemarkKey(options) : await vllmKey(vllmScheme, options, io.env);
+      const family = foreignKeyTypeForScheme(options.scheme);
+      const key = family === null ? tracemarkKey(options) : await foreignKey(options, io.env);
       try {
         await writeKeyFile(options.out, key, options.force === true);
       } catch (error) {
@@ -142,7 +151,7 @@ export function registerKeygen(program: Command, io: CliIo, setExit: (code: numb
         }
         throw error;
       }
-      if (key.kind === 'vllm') printVllmSummary(key, options, io);
+      if (isForeignKey(key)) printForeignSummary(key, options, io);
       else {
         const summary = {
           keyId: key.keyId,
@@ -168,21 +177,23 @@ export function registerKeygen(program: Command, io: CliIo, setExit: (code: numb
 }
 
 function tracemarkKey(options: KeygenOptions): AnyWatermarkKey {
-  if (options.scheme !== 'lefthash' && options.scheme !== 'selfhash') {
-    throw usage(`--scheme must be lefthash, selfhash or one of ${VLLM_SCHEME_NAMES.join(', ')}`);
+  if (!(SCHEME_NAMES as readonly string[]).includes(options.scheme)) {
+    throw usage(`--scheme must be ${SCHEME_NAMES.join(', ')} or one of ${foreignSchemeNames().join(', ')}`);
   }
-  const vllmOnly: [keyof KeygenOptions, string][] = [
-    ['prf', '--prf'],
-    ['engineKey', '--engine-key'],
-    ['engineKeyFile', '--engine-key-file'],
-    ['engineKeyEnv', '--engine-key-env'],
-    ['alpha', '--alpha'],
-    ['sbwScheme', '--sbw-scheme'],
-    ['sbwLefthashSeeds', '--sbw-lefthash-seeds'],
-    ['vocabSize', '--vocab-size'],
+  const allEngines = FOREIGN_KEY_TYPES.map((type) => type.label);
+  const engineOnly: [string, readonly string[]][] = [
+    ['engine-key', allEngines],
+    ['engine-key-file', allEngines],
+    ['engine-key-env', allEngines],
+    ['vocab-size', allEngines],
+    ...[...foreignFlags()].map(([name, { labels }]): [string, readonly string[]] => [name, labels]),
   ];
-  for (const [name, flag] of vllmOnly) {
-    if (options[name] !== undefined) throw usage(`${flag} applies only to vLLM keys (--scheme vllm:…)`);
+  for (const [name, labels] of engineOnly) {
+    if (options[camel(name)] !== undefined) {
+      throw usage(
+        `--${name} applies only to ${labels.join(', ')} keys (--scheme ${foreignSchemeNames()[0]}, …)`,
+      );
+    }
   }
   const tokenizer = options.tokenizer ?? DEFAULT_TOKENIZER_ID;
   if (!isTokenizerId(tokenizer)) throw usage(`--tokenizer must be one of ${TOKENIZER_IDS.join(', ')}`);
@@ -193,7 +204,7 @@ function tracemarkKey(options: KeygenOptions): AnyWatermarkKey {
     throw usage(`--delta must be a number from 0 to ${TRACEMARK_MAX_DELTA}`);
   }
   const scheme: CreateKeyOptions['scheme'] = {
-    name: options.scheme,
+    name: options.scheme as SchemeName,
     gamma: options.gamma ?? DEFAULT_SCHEME_PARAMS.gamma,
     delta: options.delta ?? DEFAULT_SCHEME_PARAMS.delta,
     contextWidth: options.contextWidth ?? DEFAULT_SCHEME_PARAMS.contextWidth,
@@ -202,89 +213,75 @@ function tracemarkKey(options: KeygenOptions): AnyWatermarkKey {
 }
 
 /**
- * The engine key from exactly one of --engine-key, --engine-key-file, --engine-key-env. Errors name
- * the flag (and the file or variable), never the value.
+ * The engine's key from at most one of --engine-key, --engine-key-file, --engine-key-env, as text (null
+ * when none is given: the family says whether it needs one). Errors name the flag (and the file or
+ * variable), never the value.
  */
 async function readEngineKey(
   options: KeygenOptions,
   env: NodeJS.ProcessEnv,
-): Promise<{ engineKey: bigint; where: string }> {
+): Promise<{ secret: string | null; where: string }> {
   const given = [
     options.engineKey === undefined ? null : '--engine-key',
     options.engineKeyFile === undefined ? null : '--engine-key-file',
     options.engineKeyEnv === undefined ? null : '--engine-key-env',
   ].filter((flag) => flag !== null);
-  if (given.length !== 1) {
-    throw usage(
-      given.length === 0
-        ? 'a vLLM key needs the engine key: give one of --engine-key, --engine-key-file, --engine-key-env'
-        : `give the engine key once, not with ${given.join(' and ')}`,
-    );
-  }
-  let text: string;
-  let where: string;
-  if (options.engineKey !== undefined) {
-    text = options.engineKey;
-    where = '--engine-key';
-  } else if (options.engineKeyFile !== undefined) {
+  if (given.length > 1) throw usage(`give the engine key once, not with ${given.join(' and ')}`);
+  if (options.engineKey !== undefined) return { secret: options.engineKey, where: '--engine-key' };
+  if (options.engineKeyFile !== undefined) {
     const path = options.engineKeyFile;
-    where = `--engine-key-file ${path}`;
-    text = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    const where = `--engine-key-file ${path}`;
+    const secret = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
       throw new CliError('TM_ERR_IO', `${where}: cannot read (${error.code ?? 'error'})`, EXIT.io);
     });
-  } else {
-    const name = options.engineKeyEnv!;
-    where = `--engine-key-env ${name}`;
+    return { secret, where };
+  }
+  if (options.engineKeyEnv !== undefined) {
+    const name = options.engineKeyEnv;
+    const where = `--engine-key-env ${name}`;
     const value = env[name];
     if (value === undefined || value === '') throw usage(`${where}: the variable is not set`);
-    text = value;
+    return { secret: value, where };
   }
-  const trimmed = text.trim();
-  if (/^[0-9]{1,100}$/.test(trimmed) || /^0x[0-9a-fA-F]{1,80}$/.test(trimmed)) {
-    return { engineKey: BigInt(trimmed), where };
-  }
-  throw usage(`${where}: the engine key must be a non-negative integer, in decimal or 0x hex`);
+  return { secret: null, where: '--engine-key' };
 }
 
-async function vllmKey(
-  scheme: VllmScheme,
-  options: KeygenOptions,
-  env: NodeJS.ProcessEnv,
-): Promise<VllmWatermarkKey> {
-  const { engineKey, where } = await readEngineKey(options, env);
-  const params: VllmKeyOptions = {
-    scheme,
-    engineKey,
-    ...(options.prf === undefined ? {} : { prf: options.prf as VllmPrf }),
-    ...(options.contextWidth === undefined ? {} : { contextWidth: options.contextWidth }),
-    ...(options.alpha === undefined ? {} : { alpha: options.alpha }),
-    ...(options.gamma === undefined ? {} : { gamma: options.gamma }),
-    ...(options.delta === undefined ? {} : { delta: options.delta }),
-    ...(options.sbwScheme === undefined ? {} : { sbwScheme: options.sbwScheme as VllmSbwScheme }),
-    ...(options.sbwLefthashSeeds === undefined
-      ? {}
-      : { sbwLefthashSeeds: options.sbwLefthashSeeds as VllmLefthashSeeds }),
-    ...(options.tokenizer === undefined ? {} : { tokenizer: options.tokenizer }),
-    ...(options.vocabSize === undefined ? {} : { vocabSize: options.vocabSize }),
-  };
+/** An engine's key from the flags its family reads; errors name the flag, never the secret. */
+async function foreignKey(options: KeygenOptions, env: NodeJS.ProcessEnv): Promise<ForeignWatermarkKey> {
+  const family = foreignKeyTypeForScheme(options.scheme)!;
+  const { secret, where } = await readEngineKey(options, env);
+  const flags: Record<string, string> = {};
+  for (const name of [...SHARED_FLAGS, ...foreignFlags().keys()]) {
+    const value = options[camel(name)];
+    if (value !== undefined) flags[name] = String(value);
+  }
   try {
-    return createVllmWatermarkKey(params);
+    return family.fromKeygen(options.scheme, flags, secret);
   } catch (error) {
-    if (error instanceof VllmKeyError) {
-      const flag = error.parameter === 'engineKey' ? where : VLLM_FLAGS[error.parameter];
-      throw usage(`${flag}: ${error.detail}${flag === '--scheme' ? '' : ` (--scheme vllm:${scheme})`}`);
+    if (error instanceof ForeignKeyError) {
+      if (error.parameter === 'secret') {
+        throw usage(
+          secret === null
+            ? `a ${family.label} key needs the engine's key (${family.secretDescription}): give one of --engine-key, --engine-key-file, --engine-key-env`
+            : `${where}: ${error.detail}`,
+        );
+      }
+      const flag = `--${error.parameter}`;
+      throw usage(`${flag}: ${error.detail}${flag === '--scheme' ? '' : ` (--scheme ${options.scheme})`}`);
     }
     throw error;
   }
 }
 
-function printVllmSummary(key: VllmWatermarkKey, options: KeygenOptions, io: CliIo): void {
+function printForeignSummary(key: ForeignWatermarkKey, options: KeygenOptions, io: CliIo): void {
+  const family = foreignKeyType(key);
+  const parameters = family.parameters(key);
+  const schemeName = foreignSchemeName(key);
   const summary = {
     keyId: key.keyId,
     file: options.out,
-    scheme: `vllm:${key.scheme}`,
-    prf: key.prf,
-    ...vllmKeyParameters(key),
+    scheme: schemeName,
+    ...parameters,
     readsText: isTokenizerId(key.tokenizer),
   };
   if (options.json) {
@@ -292,15 +289,11 @@ function printVllmSummary(key: VllmWatermarkKey, options: KeygenOptions, io: Cli
     return;
   }
   io.stdout.write(`${key.keyId}\n`);
-  const parameters = [
-    `vllm:${key.scheme}`,
-    key.prf,
-    `h=${key.contextWidth}`,
-    ...(key.alpha === null ? [] : [`α=${key.alpha}`]),
-    ...(key.gamma === null ? [] : [`γ=${key.gamma}`]),
-    ...(key.delta === null ? [] : [`δ=${key.delta}`]),
-    ...(key.sbwScheme === null ? [] : [key.sbwScheme]),
-    ...(key.sbwLefthashSeeds === null ? [] : [`${key.sbwLefthashSeeds} seeds`]),
+  const shown = [
+    schemeName,
+    ...Object.entries(parameters)
+      .filter(([name]) => name !== 'tokenizer')
+      .map(([name, value]) => `${name}=${value}`),
     key.tokenizer,
   ];
   const notes: string[] = [];
@@ -313,6 +306,16 @@ function printVllmSummary(key: VllmWatermarkKey, options: KeygenOptions, io: Cli
       `bound to ${key.tokenizer}, the default: pass --tokenizer with the served model's tokenizer if it differs`,
     );
   }
+  notes.push(...familyNotes(key));
+  io.stderr.write(
+    `wrote ${options.out} (${shown.join(', ')}); it holds the engine's key: keep it secret\n${notes.map((note) => `note: ${note}\n`).join('')}`,
+  );
+}
+
+/** What a family's keys need said at creation. */
+function familyNotes(key: ForeignWatermarkKey): string[] {
+  if (!isVllmKey(key)) return [];
+  const notes: string[] = [];
   if (key.scheme === 'sbw' && key.engineKey === 0n) {
     notes.push(
       "with engine key 0 every sbw seed is 0: vLLM's green list then ignores the context, and detect scores each token once",
@@ -323,7 +326,5 @@ function printVllmSummary(key: VllmWatermarkKey, options: KeygenOptions, io: Cli
       "vLLM's sbw lefthash generator and detector seed differently (docs/spec/foreign-vllm.md §6.4); --sbw-lefthash-seeds generator reads what the engine embeds",
     );
   }
-  io.stderr.write(
-    `wrote ${options.out} (${parameters.join(', ')}); it holds the engine key: keep it secret\n${notes.map((note) => `note: ${note}\n`).join('')}`,
-  );
+  return notes;
 }

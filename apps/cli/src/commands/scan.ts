@@ -1,17 +1,28 @@
 import { stat, writeFile } from 'node:fs/promises';
 import type { WatermarkKey } from '@tracemark/core';
-import { InputError, readKeyFile } from '@tracemark/detection';
 import {
+  type AnyWatermarkKey,
+  type ForeignWatermarkKey,
+  foreignKeyType,
+  foreignLabel,
+  InputError,
+  isForeignKey,
+  readKeyFile,
+  tokenizerUnavailableMessage,
+} from '@tracemark/detection';
+import {
+  type AnyScanReport,
   DEFAULT_FAKE_KEYS,
   DEFAULT_MINIMUM_DOSE,
   DEFAULT_SCAN_ALPHA,
+  type ForeignScanKey,
   IssuedWindowSet,
   measureGreenFraction,
   type ScanDocument,
   type ScanReport,
-  scanCorpus,
+  scanCorpusAnyKeys,
 } from '@tracemark/extraction';
-import { getTokenizer, isTokenizerId, type TokenizerId } from '@tracemark/tokenizers';
+import { getTokenizer, isTokenizerId } from '@tracemark/tokenizers';
 import type { Command } from 'commander';
 import {
   checkTerminalStdin,
@@ -83,7 +94,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
     .argument('[paths...]', 'files or directories; - reads stdin (nothing: stdin, when piped)')
     .requiredOption(
       '--key <file>',
-      'key file (repeat for several keys or epochs; corrected by Holm)',
+      "key file: tracemark's or a serving engine's (vLLM); repeat for several keys or epochs, corrected by Holm",
       collect,
     )
     .option('--format <format>', 'text or jsonl (default: by file extension, .jsonl/.ndjson are JSONL)')
@@ -155,7 +166,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
     .option('--json', 'print the report as JSON')
     .option('--quiet', 'no progress or hints on stderr')
     .addHelpText('after', JSONL_HELP)
-    .action(async (paths: string[], options: ScanCommandOptions) => {
+    .action(async (paths: string[], options: ScanCommandOptions, command: Command) => {
       if (options.format !== undefined && options.format !== 'text' && options.format !== 'jsonl') {
         throw new CliError('TM_ERR_USAGE', '--format must be text or jsonl', EXIT.usage);
       }
@@ -166,7 +177,16 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       if ((options.attribute || options.account !== undefined) && options.issued === undefined) {
         throw new CliError('TM_ERR_USAGE', '--attribute and --account need --issued', EXIT.usage);
       }
-      // The signing key is read first: a scan that cannot be signed is not run.
+      const allKeys = await readKeys(options.key);
+      const foreignKeys = allKeys.filter(isForeignKey);
+      const keys = allKeys.filter((key): key is WatermarkKey => !isForeignKey(key));
+      if (foreignKeys.length > 0) {
+        checkForeignOptions(foreignKeys[0]!, keys.length, options, (name) =>
+          command.getOptionValueSource(name),
+        );
+      }
+      // Keys before the signing key, so that options engines' keys do not take are refused first;
+      // the signing key before the corpus: a scan that cannot be signed is not run.
       const signer = options.evidence === undefined ? null : await readSigningKey(options);
       if (options.evidence !== undefined && (paths.length === 0 || paths.includes('-'))) {
         throw new CliError(
@@ -175,12 +195,23 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
           EXIT.usage,
         );
       }
-      const keys = await readKeys(options.key);
-      const tokenizerId = keys[0]!.tokenizer as TokenizerId;
-      const tokenizer = getTokenizer(tokenizerId);
+      const scanKeys = allKeys.map((key): WatermarkKey | ForeignScanKey =>
+        isForeignKey(key) ? foreignScanKey(key, options.alpha) : (key as WatermarkKey),
+      );
+      const tokenizerId = allKeys[0]!.tokenizer;
+      const tokenizer = isTokenizerId(tokenizerId) ? getTokenizer(tokenizerId) : null;
+      const specialTokenIds = tokenizer?.specialTokenIds ?? [];
       const bytes = await inputBytes(paths);
       const workers = options.workers ?? (bytes >= WORKER_THRESHOLD_BYTES ? defaultWorkerCount() : 0);
-      const pool = createScanPool({ tokenizer: tokenizerId }, workers);
+      const vocabSize = foreignKeys.find((key) => key.vocabSize !== null)?.vocabSize ?? undefined;
+      const pool = createScanPool(
+        {
+          tokenizer: tokenizerId,
+          ...(tokenizer === null && vocabSize !== undefined ? { vocabSize } : {}),
+          ...(tokenizer === null ? { textUnavailable: tokenizerUnavailableMessage(foreignKeys[0]!) } : {}),
+        },
+        workers,
+      );
       const progress = createProgress(io, options.quiet === true);
       const summary: Summary = { documents: 0, errors: 0, bytes: 0 };
       const errors: { source: string; code: string; message: string }[] = [];
@@ -190,7 +221,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
         if (!options.json) io.stderr.write(`${progress.clear()}error: ${error.message}\n`);
       };
       const started = performance.now();
-      let report: ScanReport;
+      let report: AnyScanReport;
       let issuedLog: { source: string; numOutputs: number; pruned: number; account: string | null } | null =
         null;
       let attribution: Attribution | null = null;
@@ -222,7 +253,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
               : logOutputs.map((output) => output.tokens);
           issuedWindows = await IssuedWindowSet.fromOutputs(outputs, {
             schemes: keys.map((key) => key.scheme),
-            specialTokenIds: tokenizer.specialTokenIds,
+            specialTokenIds,
           });
           issuedGreenFractions = new Map();
           for (const key of keys) {
@@ -231,7 +262,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
             const measured = await measureGreenFraction(
               marked === undefined || marked.length === 0 ? outputs : marked.map((output) => output.tokens),
               key,
-              tokenizer.specialTokenIds,
+              specialTokenIds,
             );
             if (measured.numScored > 0) issuedGreenFractions.set(key.keyId, measured.greenFraction);
           }
@@ -240,10 +271,10 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
         const documents = readDocuments(pool, paths, options, io, summary, onError, () =>
           progress.update(summary, started),
         );
-        report = await scanCorpus({
+        report = await scanCorpusAnyKeys({
           documents: kept === null ? documents : keep(documents, kept),
-          keys,
-          specialTokenIds: tokenizer.specialTokenIds,
+          keys: scanKeys,
+          specialTokenIds,
           fakeKeys: options.fakeKeys,
           // English text runs about 4.7 bytes a token; the guess only sizes tables.
           expectedTokens: bytes / 4,
@@ -262,7 +293,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
           attribution = await attributeAccounts({
             documents: kept,
             keys,
-            specialTokenIds: tokenizer.specialTokenIds,
+            specialTokenIds,
             accounts: byAccount(logOutputs),
             alpha: options.alpha,
           });
@@ -286,7 +317,11 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
               : { source: options.issuedFile, account: null, numOutputs: report.issued?.numOutputs ?? 0 }
             : { source: issuedLog.source, account: issuedLog.account, numOutputs: issuedLog.numOutputs },
         );
-        const text = signedScanReport(scanPredicate(report, keys, description, attribution), signer);
+        // checkForeignOptions refused --evidence with engines' keys: every key here is tracemark's.
+        const text = signedScanReport(
+          scanPredicate(report as ScanReport, keys, description, attribution),
+          signer,
+        );
         try {
           await writeFile(options.evidence, text, { mode: 0o644 });
         } catch (error) {
@@ -337,11 +372,22 @@ async function* keep(
   }
 }
 
-async function readKeys(paths: readonly string[]): Promise<WatermarkKey[]> {
-  const keys: WatermarkKey[] = [];
+async function readKeys(paths: readonly string[]): Promise<AnyWatermarkKey[]> {
+  const keys: AnyWatermarkKey[] = [];
   for (const path of paths) {
     try {
-      keys.push(await readKeyFile(path));
+      const key = await readKeyFile(path, { accept: 'any' });
+      if (isForeignKey(key)) {
+        const scorer = foreignKeyType(key).createScorer(key, DEFAULT_SCAN_ALPHA);
+        if (typeof scorer.units !== 'function' || typeof scorer.tail !== 'function') {
+          throw new CliError(
+            'TM_ERR_UNSUPPORTED_KEY',
+            `${path}: scan does not support ${foreignLabel(key)} keys yet (key ${key.keyId}, ${scorer.schemeName})`,
+            EXIT.io,
+          );
+        }
+      }
+      keys.push(key);
     } catch (error) {
       if (error instanceof InputError) throw new CliError(error.code, error.message, EXIT.io);
       throw error;
@@ -356,14 +402,69 @@ async function readKeys(paths: readonly string[]): Promise<WatermarkKey[]> {
     );
   }
   const tokenizer = keys[0]!.tokenizer;
-  if (!isTokenizerId(tokenizer)) {
+  if (!isTokenizerId(tokenizer) && !keys.every(isForeignKey)) {
     throw new CliError(
       'TM_ERR_KEY_FILE',
       `${paths[0]}: key is bound to an unknown tokenizer "${tokenizer}"`,
       EXIT.io,
     );
   }
+  const vocabSizes = new Set(
+    keys.flatMap((key) => (isForeignKey(key) && key.vocabSize !== null ? [key.vocabSize] : [])),
+  );
+  if (vocabSizes.size > 1) {
+    throw new CliError(
+      'TM_ERR_TOKENIZER_MISMATCH',
+      `keys bound to "${tokenizer}" give different vocabulary sizes (${[...vocabSizes].join(', ')})`,
+      EXIT.usage,
+    );
+  }
   return keys;
+}
+
+/** An engine's key as the scan takes it: its family's scorer at the scan's α, its public parameters. */
+function foreignScanKey(key: ForeignWatermarkKey, alpha: number): ForeignScanKey {
+  const family = foreignKeyType(key);
+  const scorer = family.createScorer(key, alpha);
+  // readKeys checked that the family gives units and tail.
+  return {
+    scorer: scorer as ForeignScanKey['scorer'],
+    label: family.label,
+    parameters: family.parameters(key),
+  };
+}
+
+/** Options that do not apply to engines' keys are usage errors, naming the option and the key. */
+function checkForeignOptions(
+  key: ForeignWatermarkKey,
+  numTracemarkKeys: number,
+  options: ScanCommandOptions,
+  source: (name: string) => string | undefined,
+): void {
+  const fail = (option: string, why: string): never => {
+    throw new CliError(
+      'TM_ERR_USAGE',
+      `${option} ${why} (key ${key.keyId}, ${foreignLabel(key)}); scan engines' keys without it`,
+      EXIT.usage,
+    );
+  };
+  if (options.issued !== undefined || options.issuedFile !== undefined) {
+    fail(
+      options.issued !== undefined ? '--issued' : '--issued-file',
+      "selects the windows tracemark's gateway issued; it does not apply to engines' keys",
+    );
+  }
+  if (options.evidence !== undefined) fail('--evidence', "does not support engines' keys yet");
+  if (numTracemarkKeys === 0) {
+    for (const [name, option] of [
+      ['fakeKeys', '--fake-keys'],
+      ['fakeKeySeed', '--fake-key-seed'],
+    ] as const) {
+      if (source(name) === 'cli') {
+        fail(option, "calibrates tracemark keys; engines' keys have an exact null and take no fake keys");
+      }
+    }
+  }
 }
 
 async function inputBytes(paths: readonly string[]): Promise<number> {
@@ -522,6 +623,16 @@ async function* readDocuments(
         summary.documents++;
         yield { source: entry.source, tokens: concat(pieces) };
         pieces = [];
+      }
+    } else if (entry.kind === 'piece' && result.kind === 'error') {
+      // A text the keys' tokenizer cannot read: one error for the document, at its last piece.
+      pieces = [];
+      if (entry.last) {
+        summary.documents++;
+        onError(entry.source, {
+          code: result.error.code,
+          message: `${entry.source}: ${result.error.message}`,
+        });
       }
     }
     onProgress();

@@ -79,6 +79,7 @@ const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').diges
 const STATUS_LETTERS: Readonly<Record<TokenStatusName, string>> = {
   green: 'G',
   red: 'R',
+  scored: 'N',
   skipped_context: 'C',
   skipped_special: 'S',
   skipped_prompt: 'P',

@@ -1,6 +1,8 @@
 /**
  * PostgreSQL storage (pg): parameterized queries only; appends serialize on an advisory lock and commit
- * synchronously, so an issuance record is durable once appended. Refuses a server running with fsync = off.
+ * synchronously, so an issuance record is durable once appended. Appends are group-committed: those that
+ * arrive while one is in flight share the next transaction and its COMMIT. Refuses a server running with
+ * fsync = off.
  */
 import {
   compactRange,
@@ -13,6 +15,7 @@ import {
 import pg from 'pg';
 import type { ApiKeyRecord } from '../api-keys.ts';
 import { leafHashOf } from '../provenance/leaf.ts';
+import { createGroupCommit, DEFAULT_MAX_BATCH_RECORDS } from './group-commit.ts';
 import { MIGRATIONS } from './migrations.ts';
 import {
   API_KEY_COLUMNS,
@@ -48,6 +51,9 @@ const LOCK_ISSUANCE_DURABLY =
 
 const placeholders = (count: number, offset = 0) =>
   Array.from({ length: count }, (_, i) => `$${i + 1 + offset}`).join(', ');
+
+/** Rows per INSERT of issuance records: 19 parameters each, well under the protocol's 65,535. */
+const ISSUANCE_ROWS_PER_INSERT = 1000;
 
 export interface PostgresStorageOptions extends StorageOpenOptions {
   readonly connectionString: string;
@@ -156,6 +162,54 @@ export async function openPostgresStorage(options: PostgresStorageOptions): Prom
     throw error;
   }
   let closed = false;
+  /** One transaction for a group of records: multi-row INSERTs, so its round trips do not grow with it. */
+  const commit = (records: readonly IssuanceInput[]): Promise<IssuanceRecord[]> => {
+    if (closed) return Promise.reject(new Error('storage is closed'));
+    return locked(async (client) => {
+      const next = await client.query('SELECT COALESCE(MAX(seq), -1) + 1 AS next FROM issuance_log');
+      const first = Number((next.rows[0] as Row).next);
+      const stored = records.map(
+        ({ minhash, ...record }, i): IssuanceRecord => ({ ...record, seq: first + i }),
+      );
+      for (let from = 0; from < stored.length; from += ISSUANCE_ROWS_PER_INSERT) {
+        const rows = stored.slice(from, from + ISSUANCE_ROWS_PER_INSERT);
+        await client.query(
+          `INSERT INTO issuance_log (${ISSUANCE_COLUMNS.join(', ')}) VALUES ${rows
+            .map((_, i) => `(${placeholders(ISSUANCE_COLUMNS.length, i * ISSUANCE_COLUMNS.length)})`)
+            .join(', ')}`,
+          rows.flatMap((record) => issuanceValues(record.seq, record)),
+        );
+      }
+      const minhashSeqs: number[] = [];
+      const signatures: Buffer[] = [];
+      const bands: number[] = [];
+      const buckets: number[] = [];
+      const bucketSeqs: number[] = [];
+      records.forEach(({ minhash }, i) => {
+        if (minhash === null) return;
+        minhashSeqs.push(first + i);
+        signatures.push(Buffer.from(signatureToBytes(minhash)));
+        lshBuckets(minhash).forEach((bucket, band) => {
+          bands.push(band);
+          buckets.push(bucket);
+          bucketSeqs.push(first + i);
+        });
+      });
+      if (minhashSeqs.length > 0) {
+        await client.query(
+          'INSERT INTO issuance_minhash (seq, signature) SELECT * FROM unnest($1::bigint[], $2::bytea[])',
+          [minhashSeqs, signatures],
+        );
+        await client.query(
+          'INSERT INTO issuance_lsh (band, bucket, seq) SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[]) ON CONFLICT DO NOTHING',
+          [bands, buckets, bucketSeqs],
+        );
+      }
+      await appendLeaves(client, first, stored);
+      return stored;
+    });
+  };
+  const group = createGroupCommit(commit, options.maxBatchRecords ?? DEFAULT_MAX_BATCH_RECORDS);
 
   return {
     kind: 'postgres',
@@ -185,43 +239,7 @@ export async function openPostgresStorage(options: PostgresStorageOptions): Prom
       );
       return (result.rowCount ?? 0) > 0;
     },
-    async appendIssuance(records) {
-      return locked(async (client) => {
-        const next = await client.query('SELECT COALESCE(MAX(seq), -1) + 1 AS next FROM issuance_log');
-        const first = Number((next.rows[0] as Row).next);
-        let seq = first;
-        const stored: IssuanceRecord[] = [];
-        const bands: number[] = [];
-        const buckets: number[] = [];
-        const bucketSeqs: number[] = [];
-        for (const { minhash, ...record } of records) {
-          await client.query(
-            `INSERT INTO issuance_log (${ISSUANCE_COLUMNS.join(', ')}) VALUES (${placeholders(ISSUANCE_COLUMNS.length)})`,
-            issuanceValues(seq, record),
-          );
-          if (minhash !== null) {
-            await client.query('INSERT INTO issuance_minhash (seq, signature) VALUES ($1, $2)', [
-              seq,
-              Buffer.from(signatureToBytes(minhash)),
-            ]);
-            lshBuckets(minhash).forEach((bucket, band) => {
-              bands.push(band);
-              buckets.push(bucket);
-              bucketSeqs.push(seq);
-            });
-          }
-          stored.push({ ...record, seq: seq++ });
-        }
-        if (bands.length > 0) {
-          await client.query(
-            'INSERT INTO issuance_lsh (band, bucket, seq) SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[]) ON CONFLICT DO NOTHING',
-            [bands, buckets, bucketSeqs],
-          );
-        }
-        await appendLeaves(client, first, stored);
-        return stored;
-      });
-    },
+    appendIssuance: (records) => group.append(records),
     async getIssuanceBySeq(seq) {
       const rows = await query('SELECT * FROM issuance_log WHERE seq = $1', [seq]);
       return rows.length === 0 ? null : issuanceFromRow(rows[0]!);
@@ -354,6 +372,8 @@ export async function openPostgresStorage(options: PostgresStorageOptions): Prom
     },
     async close() {
       if (closed) return;
+      // Appends already queued still commit; later ones fail.
+      await group.idle();
       closed = true;
       await pool.end();
     },

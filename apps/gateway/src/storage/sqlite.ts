@@ -1,16 +1,15 @@
-/** SQLite storage (better-sqlite3, WAL, synchronous=FULL: an issuance record is durable once appended). */
+/**
+ * SQLite storage (better-sqlite3, WAL, synchronous=FULL: an issuance record is durable once appended).
+ * Appends are group-committed on a writer thread with a connection of its own (sqlite-writer.ts), so the
+ * event loop keeps running while a commit waits for its fsync and the records that arrive meanwhile share the
+ * next commit's fsync. Everything else runs on the calling thread's connection.
+ */
 import { chmodSync, existsSync } from 'node:fs';
-import {
-  compactRange,
-  lshBuckets,
-  type NodeRef,
-  planAppend,
-  signatureFromBytes,
-  signatureToBytes,
-} from '@tracemark/provenance';
+import { Worker } from 'node:worker_threads';
+import { type NodeRef, signatureFromBytes } from '@tracemark/provenance';
 import Database from 'better-sqlite3';
 import type { ApiKeyRecord } from '../api-keys.ts';
-import { leafHashOf } from '../provenance/leaf.ts';
+import { createGroupCommit, DEFAULT_MAX_BATCH_RECORDS } from './group-commit.ts';
 import { MIGRATIONS } from './migrations.ts';
 import {
   API_KEY_COLUMNS,
@@ -18,11 +17,11 @@ import {
   apiKeyValues,
   bytesOf,
   checkpointFromRow,
-  ISSUANCE_COLUMNS,
   issuanceFromRow,
-  issuanceValues,
   type Row,
 } from './rows.ts';
+import { prepareSqliteAppend } from './sqlite-append.ts';
+import type { SqliteWriterReply, SqliteWriterRequest, SqliteWriterStart } from './sqlite-writer.ts';
 import type {
   GatewayStorage,
   IssuanceInput,
@@ -35,17 +34,109 @@ import type {
 
 const placeholders = (count: number) => Array.from({ length: count }, () => '?').join(', ');
 
+/**
+ * Set on every connection that writes, the writer thread's included: WAL, and a commit returns only once the
+ * WAL is fsynced (test/durability.test.ts turns the second off in a copy of the build and must see it fail).
+ */
+const WRITING_CONNECTION_PRAGMAS = [
+  'journal_mode = WAL',
+  'synchronous = FULL',
+  'busy_timeout = 5000',
+  'foreign_keys = ON',
+];
+
+interface SqliteWriter {
+  /** Appends on the writer thread; resolves with the first record's seq once the commit returned. */
+  append(records: readonly IssuanceInput[]): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** From TypeScript sources the thread needs tsx (sqlite-writer-source.mjs); built, it is plain sqlite-writer.js. */
+function writerEntry(): { url: URL; execArgv?: string[] } {
+  return import.meta.url.endsWith('.ts')
+    ? { url: new URL('./sqlite-writer-source.mjs', import.meta.url), execArgv: ['--conditions=source'] }
+    : { url: new URL('./sqlite-writer.js', import.meta.url) };
+}
+
+/**
+ * The writer thread, started now (so the first append does not wait for it) and again after it died. It holds
+ * the process open only while an append is in flight.
+ */
+function startSqliteWriter(path: string): SqliteWriter {
+  const pending = new Map<number, { resolve: (seq: number) => void; reject: (error: Error) => void }>();
+  let nextId = 0;
+  let worker: Worker | null = null;
+  const failAll = (error: Error) => {
+    for (const waiter of pending.values()) waiter.reject(error);
+    pending.clear();
+  };
+  const spawn = (): Worker => {
+    const entry = writerEntry();
+    const start: SqliteWriterStart = { path, pragmas: WRITING_CONNECTION_PRAGMAS };
+    const thread = new Worker(entry.url, {
+      workerData: start,
+      ...(entry.execArgv === undefined ? {} : { execArgv: entry.execArgv }),
+    });
+    thread.unref();
+    thread.on('message', (reply: SqliteWriterReply) => {
+      const waiter = pending.get(reply.id);
+      if (waiter === undefined) return;
+      pending.delete(reply.id);
+      if (pending.size === 0) thread.unref();
+      if ('error' in reply) {
+        waiter.reject(
+          Object.assign(
+            new Error(reply.error.message),
+            reply.error.code === null ? {} : { code: reply.error.code },
+          ),
+        );
+      } else waiter.resolve(reply.firstSeq);
+    });
+    thread.on('error', (error) => {
+      if (worker === thread) worker = null;
+      failAll(error);
+    });
+    thread.on('exit', (code) => {
+      if (worker === thread) worker = null;
+      failAll(new Error(`the SQLite writer thread exited (code ${code})`));
+    });
+    return thread;
+  };
+  worker = spawn();
+  return {
+    append(records) {
+      worker ??= spawn();
+      const thread = worker;
+      const id = nextId++;
+      return new Promise<number>((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        thread.ref();
+        const request: SqliteWriterRequest = { type: 'append', id, records };
+        thread.postMessage(request);
+      });
+    },
+    async close() {
+      const thread = worker;
+      worker = null;
+      if (thread === null) return;
+      const exited = new Promise<void>((resolve) => thread.once('exit', () => resolve()));
+      thread.ref();
+      const request: SqliteWriterRequest = { type: 'close' };
+      thread.postMessage(request);
+      await exited;
+    },
+  };
+}
+
 export function openSqliteStorage(path: string, options: StorageOpenOptions = {}): GatewayStorage {
   const readonly = options.readonly === true;
   const fresh = path !== ':memory:' && !existsSync(path);
   const db = new Database(path, readonly ? { readonly: true, fileMustExist: true } : {});
   if (fresh && !readonly) chmodSync(path, 0o600);
-  if (!readonly) {
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-  }
-  db.pragma('busy_timeout = 5000');
-  db.pragma('foreign_keys = ON');
+  if (readonly) {
+    db.pragma('busy_timeout = 5000');
+    db.pragma('foreign_keys = ON');
+  } else for (const pragma of WRITING_CONNECTION_PRAGMAS) db.pragma(pragma);
   if (readonly) checkMigrated(db, path);
   else migrate(db);
 
@@ -56,10 +147,6 @@ export function openSqliteStorage(path: string, options: StorageOpenOptions = {}
   const selectKeys = db.prepare('SELECT * FROM api_keys ORDER BY created_at, id');
   const countKeys = db.prepare('SELECT COUNT(*) AS n FROM api_keys');
   const revokeKey = db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL');
-  const nextSeq = db.prepare('SELECT COALESCE(MAX(seq), -1) + 1 AS next FROM issuance_log');
-  const insertIssuance = db.prepare(
-    `INSERT INTO issuance_log (${ISSUANCE_COLUMNS.join(', ')}) VALUES (${placeholders(ISSUANCE_COLUMNS.length)})`,
-  );
   const selectIssuance = db.prepare('SELECT * FROM issuance_log WHERE id = ?');
   const listAll = db.prepare('SELECT * FROM issuance_log WHERE seq > ? ORDER BY seq LIMIT ?');
   const listByKey = db.prepare(
@@ -87,9 +174,6 @@ export function openSqliteStorage(path: string, options: StorageOpenOptions = {}
   );
   const logSize = db.prepare('SELECT COALESCE(MAX(idx), -1) + 1 AS n FROM log_nodes WHERE level = 0');
   const selectNode = db.prepare('SELECT hash FROM log_nodes WHERE level = ? AND idx = ?');
-  const insertNode = db.prepare('INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)');
-  const insertMinhash = db.prepare('INSERT INTO issuance_minhash (seq, signature) VALUES (?, ?)');
-  const insertLsh = db.prepare('INSERT OR IGNORE INTO issuance_lsh (band, bucket, seq) VALUES (?, ?, ?)');
   const selectBucket = db.prepare('SELECT seq FROM issuance_lsh WHERE band = ? AND bucket = ?');
   const selectMinhash = db.prepare('SELECT signature FROM issuance_minhash WHERE seq = ?');
   const insertCheckpoint = db.prepare(
@@ -109,42 +193,18 @@ export function openSqliteStorage(path: string, options: StorageOpenOptions = {}
     if (row === undefined) throw new Error(`the Merkle log has no node (${ref.level}, ${ref.index})`);
     return bytesOf(row.hash);
   };
-  /** Leaves and completed subtrees for records [seq, …), inside the caller's transaction. */
-  const appendLeaves = (seq: number, records: readonly Omit<IssuanceInput, 'minhash'>[]): void => {
-    const size = Number((logSize.get() as Row).n);
-    if (size !== seq) throw new Error(`the Merkle log has ${size} leaves but the next record is ${seq}`);
-    const range = compactRange(seq).map((ref) => ({ ...ref, hash: readNode(ref) }));
-    const plan = planAppend(seq, range, records.map(leafHashOf));
-    plan.batch.leafHashes.forEach((hash, i) => {
-      insertNode.run(0, seq + i, Buffer.from(hash));
-    });
-    for (const node of plan.batch.nodes) insertNode.run(node.level, node.index, Buffer.from(node.hash));
-  };
-  const append = db.transaction((records: readonly IssuanceInput[]): IssuanceRecord[] => {
-    const first = Number((nextSeq.get() as Row).next);
-    let seq = first;
-    const stored = records.map(({ minhash, ...record }) => {
-      insertIssuance.run(...issuanceValues(seq, record));
-      if (minhash !== null) {
-        insertMinhash.run(seq, Buffer.from(signatureToBytes(minhash)));
-        lshBuckets(minhash).forEach((bucket, band) => {
-          insertLsh.run(band, bucket, seq);
-        });
-      }
-      return { ...record, seq: seq++ };
-    });
-    appendLeaves(first, stored);
-    return stored;
-  });
-  // Records written before the Merkle log existed (migration 2) become its first leaves.
-  if (!readonly) {
-    db.transaction(() => {
-      const size = Number((logSize.get() as Row).n);
-      const missing = db.prepare('SELECT * FROM issuance_log WHERE seq >= ? ORDER BY seq').all(size) as Row[];
-      if (missing.length > 0) appendLeaves(size, missing.map(issuanceFromRow));
-    }).immediate();
-  }
   let closed = false;
+  const appender = readonly ? null : prepareSqliteAppend(db);
+  appender?.backfillLeaves();
+  // An in-memory database exists on this connection only: it appends here, without a writer thread.
+  const writer = readonly || path === ':memory:' ? null : startSqliteWriter(path);
+  const commit = async (records: readonly IssuanceInput[]): Promise<IssuanceRecord[]> => {
+    if (closed) throw new Error('storage is closed');
+    if (appender === null) throw new Error('storage is opened read-only');
+    const first = writer === null ? appender.append(records) : await writer.append(records);
+    return records.map(({ minhash, ...record }, i) => ({ ...record, seq: first + i }));
+  };
+  const group = createGroupCommit(commit, options.maxBatchRecords ?? DEFAULT_MAX_BATCH_RECORDS);
 
   return {
     kind: 'sqlite',
@@ -168,9 +228,7 @@ export function openSqliteStorage(path: string, options: StorageOpenOptions = {}
     async revokeApiKey(id, at) {
       return revokeKey.run(at, id).changes > 0;
     },
-    async appendIssuance(records) {
-      return append.immediate(records);
-    },
+    appendIssuance: (records) => group.append(records),
     async getIssuanceBySeq(seq) {
       const row = selectIssuanceBySeq.get(seq) as Row | undefined;
       return row === undefined ? null : issuanceFromRow(row);
@@ -271,7 +329,10 @@ export function openSqliteStorage(path: string, options: StorageOpenOptions = {}
     },
     async close() {
       if (closed) return;
+      // Appends already queued still commit; later ones fail.
+      await group.idle();
       closed = true;
+      await writer?.close();
       db.close();
     },
   };

@@ -99,6 +99,11 @@ export interface StorageOpenOptions {
    * fails when the database does not exist or is not migrated; every write method fails.
    */
   readonly readonly?: boolean;
+  /**
+   * Most records in one group commit (appends that arrive while a commit is in flight share the next one);
+   * default 64. A single append with more records is committed alone, never split.
+   */
+  readonly maxBatchRecords?: number;
 }
 
 export interface GatewayStorage {
@@ -114,7 +119,9 @@ export interface GatewayStorage {
   /**
    * Appends records in one transaction and returns them with their seq. In the same transaction: each
    * record's Merkle leaf (the leaf index is its seq) and the subtree nodes it completes, and its
-   * near-duplicate index entries. All or nothing.
+   * near-duplicate index entries. All or nothing. Resolves once the transaction is durable. Concurrent calls
+   * are group-committed: those that arrive while a commit is in flight share the next transaction (in call
+   * order, each call's records contiguous), and if it fails every one of them rejects with its error.
    */
   appendIssuance(records: readonly IssuanceInput[]): Promise<IssuanceRecord[]>;
   getIssuanceBySeq(seq: number): Promise<IssuanceRecord | null>;

@@ -1,0 +1,273 @@
+/**
+ * A completion's lifecycle, stage by stage: request → prepared completion → quota → backend session →
+ * issuance record → response (JSON, or SSE chunks). A non-streamed completion whose record cannot be
+ * written is withheld (500 TM_ERR_ISSUANCE_LOG); a stream is recorded before its last event, and if that
+ * fails the stream ends with an error event instead of `data: [DONE]`.
+ */
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { GatewayError, SERVER_ERROR_MESSAGES } from '../errors.ts';
+import type { Endpoint } from '../storage/types.ts';
+import { type IssuanceContext, issuanceRecords, recordIssuance } from './issuance.ts';
+import { completionLifetime } from './lifetime.ts';
+import { reserveQuota } from './quota.ts';
+import { createRequestStage } from './request.ts';
+import type { CompletionSession } from './session.ts';
+import { createShaper, type ShapingContext, usageOf } from './shaping.ts';
+import { createEventStream } from './sse.ts';
+import {
+  type Body,
+  type ChoiceResult,
+  type ChoiceTask,
+  choiceTasks,
+  type PreparedCompletion,
+} from './types.ts';
+
+export interface CompletionStages {
+  readonly session: CompletionSession;
+  readonly issuance: IssuanceContext;
+  readonly shaping: ShapingContext;
+}
+
+export type CompletionHandler = (
+  endpoint: Endpoint,
+  request: FastifyRequest,
+  reply: FastifyReply,
+) => Promise<FastifyReply>;
+
+export function createCompletionHandler(
+  fastify: FastifyInstance,
+  stages: CompletionStages,
+): CompletionHandler {
+  const { config } = fastify.gateway;
+  const active = fastify.gateway.activeGenerations;
+  const prepare = createRequestStage(fastify);
+  const shaper = createShaper(stages.shaping);
+  const { session } = stages;
+  const record = (
+    request: FastifyRequest,
+    prepared: PreparedCompletion,
+    completionId: string,
+    results: readonly ChoiceResult[],
+  ) =>
+    recordIssuance(
+      fastify,
+      request,
+      issuanceRecords(stages.issuance, request, prepared, completionId, results),
+    );
+  const countUsage = (prepared: PreparedCompletion, results: readonly ChoiceResult[]) => {
+    const usage = usageOf(prepared, results);
+    fastify.metrics.promptTokens.inc({ endpoint: prepared.endpoint }, usage.prompt_tokens);
+    fastify.metrics.completionTokens.inc({ endpoint: prepared.endpoint }, usage.completion_tokens);
+    return usage;
+  };
+
+  const handle = async (
+    endpoint: Endpoint,
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): Promise<FastifyReply> => {
+    const prepared = await prepare(endpoint, request.body as Body, request);
+    const settle = await reserveQuota(fastify, request, prepared);
+    const completionId = `${endpoint === 'chat.completions' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`;
+    const created = Math.floor(Date.now() / 1000);
+    const life = completionLifetime(active, config.completionTimeoutMs, reply);
+    const tasks = choiceTasks(prepared);
+    const onToken = () => fastify.metrics.generatedTokens.inc();
+    let used = 0;
+    let handedOff = false;
+    const cleanup = async () => {
+      life.done();
+      await settle(used);
+    };
+    try {
+      if (!prepared.stream) {
+        const results: ChoiceResult[] = [];
+        for (const task of tasks) {
+          const outcome = await session.run(prepared, task, life.signal, { onToken });
+          used += outcome.tokens.length;
+          results.push({ ...outcome, index: task.index, prompt: task.prompt });
+          if (life.signal.aborted) break;
+        }
+        if (life.signal.aborted) {
+          const reason = life.signal.reason;
+          fastify.metrics.completions.inc({ endpoint, stream: 'false', outcome: 'cancelled' });
+          if (reason instanceof GatewayError) throw reason;
+          return reply; // The client went away: nothing was returned, so nothing is recorded.
+        }
+        const ids = await record(request, prepared, completionId, results);
+        countUsage(prepared, results);
+        fastify.metrics.completions.inc({ endpoint, stream: 'false', outcome: 'ok' });
+        return reply.send(shaper.body(prepared, completionId, created, results, ids));
+      }
+      return await stream(request, reply, prepared, tasks, completionId, created, life.signal, onToken, {
+        addUsed: (n) => {
+          used += n;
+        },
+        handOff: () => {
+          handedOff = true;
+        },
+        cleanup,
+      });
+    } finally {
+      if (!handedOff) await cleanup();
+    }
+  };
+
+  const stream = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    prepared: PreparedCompletion,
+    tasks: readonly ChoiceTask[],
+    completionId: string,
+    created: number,
+    signal: AbortSignal,
+    onToken: () => void,
+    hooks: { addUsed: (tokens: number) => void; handOff: () => void; cleanup: () => Promise<void> },
+  ): Promise<FastifyReply> => {
+    const { endpoint } = prepared;
+    const events = createEventStream();
+    const common = shaper.common(prepared, completionId, created);
+    const usageField = prepared.includeUsage ? { usage: null } : {};
+    const object = endpoint === 'chat.completions' ? 'chat.completion.chunk' : 'text_completion';
+    const chunk = (choice: Record<string, unknown>) =>
+      events.event({ ...common, object, choices: [choice], ...usageField });
+
+    fastify.metrics.activeStreams.inc();
+    const results: ChoiceResult[] = [];
+    const produce = async (): Promise<void> => {
+      for (const task of tasks) {
+        let sentRole = false;
+        let textOffset = 0;
+        const roleChunk = () =>
+          chunk({
+            index: task.index,
+            delta: { role: 'assistant', content: '' },
+            logprobs: null,
+            finish_reason: null,
+          });
+        const outcome = await session.run(prepared, task, signal, {
+          onToken,
+          onDelta: async (delta, steps) => {
+            if (endpoint === 'chat.completions') {
+              if (!sentRole) {
+                sentRole = true;
+                await roleChunk();
+              }
+              await chunk({
+                index: task.index,
+                delta: { content: delta },
+                logprobs: prepared.topLogprobs === null ? null : shaper.chatLogprobs(steps),
+                finish_reason: null,
+              });
+            } else {
+              await chunk({
+                index: task.index,
+                text: delta,
+                logprobs: prepared.topLogprobs === null ? null : shaper.legacyLogprobs(steps, textOffset),
+                finish_reason: null,
+              });
+              textOffset += delta.length;
+            }
+          },
+        });
+        hooks.addUsed(outcome.tokens.length);
+        results.push({ ...outcome, index: task.index, prompt: task.prompt });
+        if (outcome.finishReason === 'cancelled') return;
+        if (endpoint === 'chat.completions') {
+          if (!sentRole) await roleChunk();
+          await chunk({ index: task.index, delta: {}, logprobs: null, finish_reason: outcome.finishReason });
+        } else {
+          await chunk({ index: task.index, text: '', logprobs: null, finish_reason: outcome.finishReason });
+        }
+      }
+    };
+
+    const errorEvent = (error: GatewayError) =>
+      events.event({
+        error: {
+          message:
+            error.statusCode >= 500 ? (SERVER_ERROR_MESSAGES[error.code] ?? 'internal error') : error.message,
+          type: error.type,
+          param: error.param,
+          code: error.code,
+        },
+      });
+
+    const finish = async (failure: unknown): Promise<void> => {
+      // What was streamed was issued: record it, even when the stream was cut short.
+      const issued = results.filter(
+        (result) => result.tokens.length > 0 || result.finishReason !== 'cancelled',
+      );
+      let ids: string[] | null = null;
+      let recordError: GatewayError | null = null;
+      try {
+        ids = await record(request, prepared, completionId, issued);
+      } catch (error) {
+        recordError = error as GatewayError;
+      }
+      const cancelledReason = signal.aborted ? signal.reason : null;
+      const problem =
+        recordError ??
+        (failure !== null
+          ? failure instanceof GatewayError
+            ? failure
+            : new GatewayError(500, 'TM_ERR_INTERNAL', 'internal error', { cause: failure })
+          : cancelledReason instanceof GatewayError
+            ? cancelledReason
+            : null);
+      const usage = countUsage(prepared, results);
+      if (problem !== null) {
+        if (failure !== null && !(failure instanceof GatewayError && failure.statusCode < 500)) {
+          request.log.error({ err: failure }, 'stream failed');
+        }
+        fastify.metrics.completions.inc({ endpoint, stream: 'true', outcome: problem.code });
+        await errorEvent(problem);
+      } else if (signal.aborted) {
+        fastify.metrics.completions.inc({ endpoint, stream: 'true', outcome: 'cancelled' });
+      } else {
+        fastify.metrics.completions.inc({ endpoint, stream: 'true', outcome: 'ok' });
+        const tracemark = shaper.tracemarkInfo(ids ?? [], results);
+        if (prepared.includeUsage) {
+          await events.event({ ...common, object, choices: [], usage, tracemark });
+        } else {
+          await events.write(`: tracemark ${JSON.stringify(tracemark)}\n\n`);
+        }
+        await events.write('data: [DONE]\n\n');
+      }
+      events.end();
+    };
+
+    let failure: unknown = null;
+    const production = produce().catch((error: unknown) => {
+      failure = error;
+    });
+    // Nothing is sent until the first token (or an error): an upstream that is down is a plain 502.
+    await Promise.race([events.started, production]);
+    if (!events.hasStarted() && failure !== null) {
+      fastify.metrics.activeStreams.dec();
+      throw failure;
+    }
+    hooks.handOff();
+    reply
+      .code(200)
+      .header('content-type', 'text/event-stream; charset=utf-8')
+      .header('cache-control', 'no-cache')
+      .header('x-accel-buffering', 'no');
+    const sent = reply.send(events.output);
+    events.piped();
+    void production
+      .then(() => finish(failure))
+      .catch((error: unknown) => {
+        request.log.error({ err: error }, 'stream finalization failed');
+        events.output.destroy();
+      })
+      .finally(() => {
+        fastify.metrics.activeStreams.dec();
+        return hooks.cleanup();
+      });
+    return sent;
+  };
+
+  return handle;
+}

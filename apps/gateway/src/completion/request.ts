@@ -1,0 +1,223 @@
+/**
+ * Request → prepared completion: the fields a client may send, the ones that would weaken the mark
+ * (refused, never silently dropped), limits, and the prompts tokenized on a work thread.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { badRequest, GatewayError, onClientInput } from '../errors.ts';
+import { formatChatPrompt, messageText, type RequestMessage } from '../prompt.ts';
+import type { Endpoint } from '../storage/types.ts';
+import type { Body, PreparedCompletion, PreparedPrompt } from './types.ts';
+
+/** The sampler defaults of `tracemark generate`, so the same prompt reads the same from either. */
+export const DEFAULT_TEMPERATURE = 0.8;
+export const DEFAULT_TOP_P = 0.95;
+
+/**
+ * Fields that would disable or counter the watermark on some engine (OpenAI, vLLM, SGLang, TGI,
+ * llama.cpp, transformers), or hand out soft labels: refused, never silently dropped, so a client
+ * knows its request was not honoured.
+ */
+export const WATERMARK_WEAKENING_FIELDS: readonly string[] = [
+  'logit_bias',
+  'watermark',
+  'watermarking',
+  'watermark_config',
+  'no_watermark',
+  'disable_watermark',
+  'logits_processors',
+  'logits_processor',
+  'vllm_xargs',
+  'extra_body',
+  'extra_args',
+  'custom_logit_processor',
+  'sampling_params',
+  'allowed_token_ids',
+  'bad_words',
+  'guided_json',
+  'guided_regex',
+  'guided_choice',
+  'guided_grammar',
+  'guided_decoding_backend',
+  'guided_whitespace_pattern',
+  'structured_outputs',
+  'grammar',
+  'json_schema',
+  'regex',
+  'ebnf',
+  'n_probs',
+  'top_n_tokens',
+  'prompt_logprobs',
+  'return_tokens_as_token_ids',
+];
+
+export function isPresent(value: unknown): boolean {
+  if (value === undefined || value === null) return false;
+  if (typeof value === 'object' && !Array.isArray(value) && Object.keys(value as object).length === 0)
+    return false;
+  return true;
+}
+
+export function checkWeakeningFields(body: unknown): void {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return;
+  for (const field of WATERMARK_WEAKENING_FIELDS) {
+    const value = (body as Body)[field];
+    if (field === 'watermark' ? value === false || value === 'false' : isPresent(value) && value !== false) {
+      throw badRequest(
+        'TM_ERR_WATERMARK_OPT_OUT',
+        `"${field}" is not accepted: this gateway watermarks every completion and refuses fields that would weaken or bypass the watermark`,
+        field,
+      );
+    }
+  }
+}
+
+function unsupported(param: string, message: string): GatewayError {
+  return badRequest('TM_ERR_UNSUPPORTED_PARAMETER', message, param);
+}
+
+/** Non-negative safe integer for the sampler's generator (OpenAI seeds are any 64-bit integer). */
+function normalizeSeed(seed: number): number {
+  return Math.abs(Math.trunc(seed)) % Number.MAX_SAFE_INTEGER;
+}
+
+/** Builds the stage that turns a request's body into a prepared completion. */
+export type RequestStage = (
+  endpoint: Endpoint,
+  body: Body,
+  request: FastifyRequest,
+) => Promise<PreparedCompletion>;
+
+export function createRequestStage(fastify: FastifyInstance): RequestStage {
+  const { config, backend } = fastify.gateway;
+  const tokenizer = backend.tokenizer;
+
+  // Long prompts are tokenized on a work thread, within the per-request work budget (src/work/pool.ts).
+  const encodePrompt = (text: string, param: string) =>
+    fastify.gateway.work.run({ kind: 'encode', text, param });
+
+  const legacyPrompts = async (prompt: unknown): Promise<PreparedPrompt[]> => {
+    const one = async (value: unknown, index: number): Promise<PreparedPrompt> => {
+      if (typeof value === 'string')
+        return { text: value, tokens: await encodePrompt(value, 'prompt'), messages: null };
+      const ids = value as number[];
+      ids.forEach((id, position) => {
+        if (!tokenizer.isOrdinaryToken(id)) {
+          throw badRequest(
+            'TM_ERR_INVALID_TOKENS',
+            `prompt${index < 0 ? '' : `[${index}]`}[${position}] is ${id}, not an ordinary token id of ${tokenizer.id} (0 … ${tokenizer.ordinaryTokenCount - 1})`,
+            'prompt',
+          );
+        }
+      });
+      return {
+        text: onClientInput('prompt', () => tokenizer.decode(ids)),
+        tokens: Uint32Array.from(ids),
+        messages: null,
+      };
+    };
+    if (typeof prompt === 'string') return [await one(prompt, -1)];
+    const list = prompt as unknown[];
+    if (typeof list[0] === 'number') return [await one(list, -1)];
+    return Promise.all(list.map((item, index) => one(item, index)));
+  };
+
+  return async (endpoint: Endpoint, body: Body, request: FastifyRequest): Promise<PreparedCompletion> => {
+    const model = body.model as string;
+    if (!backend.models().some((info) => info.id === model)) {
+      throw new GatewayError(
+        404,
+        'TM_ERR_UNKNOWN_MODEL',
+        `the model "${model}" does not exist here; GET /v1/models lists ${backend
+          .models()
+          .map((info) => `"${info.id}"`)
+          .join(', ')}`,
+        { param: 'model' },
+      );
+    }
+    const requested = (body.max_completion_tokens ?? body.max_tokens ?? null) as number | null;
+    const maxTokens = requested ?? config.defaultMaxTokens;
+    if (maxTokens > config.maxTokensLimit) {
+      throw badRequest(
+        'TM_ERR_MAX_TOKENS',
+        `max_tokens is ${maxTokens}; this gateway allows at most ${config.maxTokensLimit}`,
+        body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens',
+      );
+    }
+    const n = (body.n as number | null | undefined) ?? 1;
+    if ((body.frequency_penalty ?? 0) !== 0)
+      throw unsupported('frequency_penalty', 'frequency_penalty is not supported; omit it or send 0');
+    if ((body.presence_penalty ?? 0) !== 0)
+      throw unsupported('presence_penalty', 'presence_penalty is not supported; omit it or send 0');
+    for (const field of ['tools', 'functions']) {
+      if (
+        isPresent(body[field]) &&
+        !(Array.isArray(body[field]) && (body[field] as unknown[]).length === 0)
+      ) {
+        throw unsupported(field, `${field} (tool calling) is not supported by this gateway`);
+      }
+    }
+    const format = body.response_format as { type?: string } | null | undefined;
+    if (format != null && format.type !== 'text') {
+      throw unsupported('response_format', 'only response_format {"type":"text"} is supported');
+    }
+    let topLogprobs: number | null = null;
+    let prompts: PreparedPrompt[];
+    if (endpoint === 'chat.completions') {
+      if (body.logprobs === true) topLogprobs = (body.top_logprobs as number | null | undefined) ?? 0;
+      const messages = (body.messages as RequestMessage[]).map((message, index) => ({
+        role: message.role,
+        content: messageText(message, index),
+      }));
+      const text = formatChatPrompt(messages);
+      prompts = [{ text, tokens: await encodePrompt(text, 'messages'), messages }];
+    } else {
+      if (body.logprobs != null) topLogprobs = body.logprobs as number;
+      if (body.echo === true) throw unsupported('echo', 'echo is not supported');
+      if (isPresent(body.suffix)) throw unsupported('suffix', 'suffix (insertion) is not supported');
+      if (((body.best_of as number | null | undefined) ?? 1) > 1)
+        throw unsupported('best_of', 'best_of is not supported; use n');
+      prompts = await legacyPrompts(body.prompt);
+    }
+    const choices = prompts.length * n;
+    if (choices > config.maxChoices) {
+      throw badRequest(
+        'TM_ERR_TOO_MANY_CHOICES',
+        `${choices} choices requested; this gateway allows at most ${config.maxChoices} per request`,
+        'n',
+      );
+    }
+    for (const prompt of prompts) {
+      if (prompt.tokens.length > config.maxPromptTokens) {
+        throw badRequest(
+          'TM_ERR_PROMPT_TOO_LONG',
+          `the prompt has ${prompt.tokens.length} tokens; this gateway allows at most ${config.maxPromptTokens}`,
+          endpoint === 'chat.completions' ? 'messages' : 'prompt',
+        );
+      }
+    }
+    if (topLogprobs !== null && !request.apiKey!.scopes.includes('logprobs')) {
+      throw new GatewayError(
+        403,
+        'TM_ERR_LOGPROBS_FORBIDDEN',
+        'logprobs are only returned to API keys with the "logprobs" scope',
+        { param: 'logprobs' },
+      );
+    }
+    const stop = body.stop as string | string[] | null | undefined;
+    const options = body.stream_options as { include_usage?: boolean | null } | null | undefined;
+    return {
+      endpoint,
+      model,
+      prompts,
+      n,
+      maxTokens,
+      temperature: (body.temperature as number | null | undefined) ?? DEFAULT_TEMPERATURE,
+      topP: (body.top_p as number | null | undefined) ?? DEFAULT_TOP_P,
+      seed: typeof body.seed === 'number' ? normalizeSeed(body.seed) : null,
+      stops: stop == null ? [] : typeof stop === 'string' ? [stop] : stop,
+      stream: body.stream === true,
+      includeUsage: options?.include_usage === true,
+      topLogprobs,
+    };
+  };
+}

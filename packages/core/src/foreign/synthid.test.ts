@@ -1,0 +1,284 @@
+import { readFileSync } from 'node:fs';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { bytesToHex } from '@noble/hashes/utils.js';
+import { describe, expect, it } from 'vitest';
+import { createRandom } from '../random.ts';
+import {
+  createSynthidDetector,
+  createSynthidGenerator,
+  logChernoffBernoulliTail,
+  type SynthidDedup,
+  type SynthidParams,
+  synthidAccumulateHash,
+  synthidGValues,
+  synthidSample,
+  synthidSamplingTable,
+  synthidTournamentDistribution,
+  synthidWeights,
+} from './synthid.ts';
+
+interface VectorDedup {
+  dedup: SynthidDedup;
+  positions: number[];
+  numScored: number;
+  score: number;
+  meanScore?: number;
+  weightedMeanScore?: number;
+  weightedScore?: number;
+  numGValues?: number;
+  binomialLog10?: number;
+  weightedChernoffLog10?: number;
+}
+interface VectorCase {
+  name: string;
+  keys: string[];
+  ngramLen: number;
+  samplingTableSize: number;
+  samplingTableSeed: string;
+  contextHistorySize: number;
+  skipFirstNgramCalls: boolean;
+  vocabSize: number;
+  generation: {
+    kind: string;
+    recordedSteps?: { logits: number[]; processed: number[]; token: number }[];
+  };
+  table: { ones: number; sha256: string };
+  tokens: number[];
+  detections: {
+    peerMasks: { contextRepetition: number[]; eos: number[]; combined: number[] };
+    gValues: string[];
+    eosTokenId: number | null;
+    effectiveDepth: number;
+    dedups: VectorDedup[];
+  }[];
+}
+
+const vectors = JSON.parse(
+  readFileSync(new URL('../../test/vectors/foreign/synthid.json', import.meta.url), 'utf8'),
+) as {
+  hashes: { hash: string; data: string[]; result: string }[];
+  tables: { size: number; seed: string; ones: number; first64: string; sha256: string }[];
+  cases: VectorCase[];
+};
+
+function paramsOf(c: VectorCase, eosTokenId: number | null = null): SynthidParams {
+  return {
+    keys: c.keys.map(BigInt),
+    ngramLen: c.ngramLen,
+    samplingTableSize: c.samplingTableSize,
+    samplingTableSeed: BigInt(c.samplingTableSeed),
+    contextHistorySize: c.contextHistorySize,
+    skipFirstNgramCalls: c.skipFirstNgramCalls,
+    vocabSize: c.vocabSize,
+    eosTokenId,
+  };
+}
+
+function expectLog10Close(actual: number, expected: number, label: string): void {
+  expect(Math.abs(actual - expected), label).toBeLessThanOrEqual(1e-9 * Math.max(1, Math.abs(expected)));
+}
+
+describe('SynthID hashing and table (transformers, run)', () => {
+  it("accumulate_hash equals the peer's int64 LCG with wraparound", () => {
+    for (const v of vectors.hashes) {
+      expect(synthidAccumulateHash(BigInt(v.hash), v.data.map(BigInt))).toBe(BigInt(v.result));
+    }
+  });
+
+  it("the sampling table equals torch's CPU randint for every size and seed", () => {
+    for (const v of vectors.tables) {
+      const table = synthidSamplingTable(v.size, BigInt(v.seed));
+      expect(Array.from(table.slice(0, 64)).join(''), `${v.size}/${v.seed}`).toBe(v.first64);
+      expect(table.reduce((a, b) => a + b, 0)).toBe(v.ones);
+      expect(bytesToHex(sha256(table))).toBe(v.sha256);
+    }
+  });
+});
+
+describe('SynthID g-values, masks and scores (vectors)', () => {
+  for (const c of vectors.cases) {
+    for (const d of c.detections) {
+      it(`${c.name}: g-values, masks, mean scores and exact tests`, () => {
+        const detector = createSynthidDetector(paramsOf(c, d.eosTokenId));
+        const scores = detector.scoreTokens(c.tokens);
+        expect(scores.map((s) => s.gValues.join(''))).toEqual(d.gValues);
+        expect(scores.map((s) => (s.repeatedContext ? 0 : 1))).toEqual(d.peerMasks.contextRepetition);
+        expect(scores.map((s) => (s.afterEos ? 0 : 1))).toEqual(d.peerMasks.eos);
+        expect(detector.nullProbability).toBe(c.table.ones / c.samplingTableSize);
+        for (const v of d.dedups) {
+          const detection = detector.detect(c.tokens, { dedup: v.dedup });
+          expect(detection.positions, v.dedup).toEqual(v.positions);
+          expect(detection.score).toBe(v.score);
+          expect(detection.effectiveDepth).toBe(d.effectiveDepth);
+          if (v.numScored === 0) continue;
+          expect(detection.meanScore).toBeCloseTo(v.meanScore!, 12);
+          expect(detection.weightedMeanScore).toBeCloseTo(v.weightedMeanScore!, 12);
+          expect(detection.weightedScore).toBeCloseTo(v.weightedScore!, 9);
+          expect(detection.numGValues).toBe(v.numGValues);
+          expectLog10Close(detection.binomialLog10PValue, v.binomialLog10!, `${v.dedup} binomial`);
+          expect(
+            Math.abs(detection.weightedLog10PValue - v.weightedChernoffLog10!),
+            `${v.dedup} chernoff`,
+          ).toBeLessThanOrEqual(1e-8 * Math.max(1, Math.abs(v.weightedChernoffLog10!)));
+          expect(detection.log10PValue).toBe(detection.binomialLog10PValue);
+          expect(detection.peerLog10PValue).toBeNull();
+        }
+        // transformers' combined mask is the `context` rule with the EOS mask
+        const context = detector.detect(c.tokens, { dedup: 'context' });
+        const combined = d.peerMasks.combined.flatMap((m, i) => (m ? [i + c.ngramLen - 1] : []));
+        expect(context.positions).toEqual(combined);
+      });
+    }
+  }
+
+  it('p-values far below 1e-308 stay finite (1500 marked tokens, 30 layers)', () => {
+    const c = vectors.cases.find((x) => x.name === 'd30-n5-long')!;
+    const detection = createSynthidDetector(paramsOf(c)).detect(c.tokens);
+    expect(detection.log10PValue).toBeLessThan(-1000);
+    expect(Number.isFinite(detection.log10PValue)).toBe(true);
+  });
+});
+
+describe("SynthID tournament sampling (the processor's distribution, run)", () => {
+  const withSteps = vectors.cases.filter((c) => (c.generation.recordedSteps?.length ?? 0) > 0);
+
+  it('has recorded steps to compare', () => {
+    expect(withSteps.length).toBeGreaterThanOrEqual(3);
+  });
+
+  for (const c of withSteps) {
+    it(`${c.name}: each step's distribution equals softmax of the processor's output`, () => {
+      const generator = createSynthidGenerator(paramsOf(c));
+      for (const step of c.generation.recordedSteps!) {
+        const logits = step.logits;
+        const max = Math.max(...logits);
+        const probs = Float64Array.from(logits, (x) => Math.exp(x - max));
+        const { distribution } = generator.step(probs);
+        const processed = step.processed;
+        const top = Math.max(...processed);
+        const peer = processed.map((x) => Math.exp(x - top));
+        const peerTotal = peer.reduce((a, b) => a + b, 0);
+        // the peer computes in float32
+        distribution.forEach((p, v) => {
+          expect(Math.abs(p - peer[v]! / peerTotal), `${c.name} token ${v}`).toBeLessThan(2e-6);
+        });
+        generator.accept(step.token);
+      }
+    });
+  }
+
+  it('the tournament keeps a distribution and favours g = 1 at layer 1', () => {
+    const params: SynthidParams = { keys: [654, 400, 836], ngramLen: 3 };
+    const probs = Float64Array.from({ length: 500 }, (_, i) => 1 / (i + 1));
+    const q = synthidTournamentDistribution(params, [17, 4], probs);
+    expect(q.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 12);
+    const g = synthidGValues(
+      params,
+      [17, 4],
+      Array.from({ length: 500 }, (_, i) => i),
+    );
+    const total = probs.reduce((a, b) => a + b, 0);
+    let before = 0;
+    let after = 0;
+    for (let v = 0; v < 500; v++) {
+      before += g[v * 3]! * (probs[v]! / total);
+      after += g[v * 3]! * q[v]!;
+    }
+    // layer 1 alone turns mass m into m(2 − m); later layers move it little
+    expect(after).toBeGreaterThan(before);
+  });
+
+  it('sampling many tokens reproduces the tournament distribution (chi-square)', () => {
+    const params: SynthidParams = { keys: [1, 2, 3, 4], ngramLen: 2 };
+    const probs = Float64Array.from([0.4, 0.3, 0.2, 0.1]);
+    const expected = synthidTournamentDistribution(params, [3], probs);
+    const rng = createRandom(7);
+    const counts = [0, 0, 0, 0];
+    const draws = 20000;
+    for (let i = 0; i < draws; i++) counts[synthidSample(params, [3], probs, rng)]!++;
+    let chi2 = 0;
+    expected.forEach((p, v) => {
+      if (p > 0) chi2 += (counts[v]! - draws * p) ** 2 / (draws * p);
+    });
+    expect(chi2).toBeLessThan(16.3); // χ²(3) at 0.999
+  });
+});
+
+describe('SynthID statistics', () => {
+  it('the Chernoff bound lies above the exact binomial tail with equal weights, and close to it', async () => {
+    const { logBinomialSf } = await import('../statistics.ts');
+    for (const [k, n, q] of [
+      [70, 100, 0.5],
+      [900, 1000, 0.49],
+      [30, 40, 0.3],
+    ] as const) {
+      const bound = logChernoffBernoulliTail([1], [n], q, k);
+      const exact = logBinomialSf(k, n, q);
+      expect(bound).toBeGreaterThanOrEqual(exact);
+      expect(bound - exact).toBeLessThan(Math.log(10 * Math.sqrt(n)));
+    }
+  });
+
+  it('weights are linspace(10, 1, depth) scaled to sum depth', () => {
+    const w = synthidWeights(30);
+    expect(w.reduce((a, b) => a + b, 0)).toBeCloseTo(30, 12);
+    expect(w[0]! / w[29]!).toBeCloseTo(10, 12);
+    expect(synthidWeights(1)).toEqual([1]);
+  });
+
+  it('unmarked text under 20 random keys: the binomial p-values are not small', () => {
+    const rng = createRandom(11);
+    const tokens = Array.from({ length: 400 }, () => rng.nextUint32() % 50000);
+    let small = 0;
+    for (let trial = 0; trial < 20; trial++) {
+      const keys = Array.from({ length: 30 }, () => rng.nextUint32() % 1000);
+      const detection = createSynthidDetector({ keys, ngramLen: 5 }).detect(tokens, { dedup: 'strict' });
+      if (detection.log10PValue < -2) small++;
+    }
+    expect(small).toBeLessThanOrEqual(2);
+  });
+});
+
+describe('SynthID invalid input', () => {
+  const SECRET = 987654321987n;
+  const params: SynthidParams = { keys: [SECRET, 5], ngramLen: 3, vocabSize: 100 };
+
+  const cases: [string, () => unknown][] = [
+    ['id = vocabSize', () => createSynthidDetector(params).detect([1, 2, 100])],
+    ['negative id', () => createSynthidDetector(params).detect([1, -1, 3])],
+    ['fractional id', () => createSynthidDetector(params).detect([1, 2.5, 3])],
+    [
+      'id ≥ 2^31 without vocab',
+      () => createSynthidDetector({ keys: [SECRET], ngramLen: 2 }).detect([2 ** 31]),
+    ],
+    ['context too short', () => synthidGValues(params, [1], [2])],
+    ['candidate outside vocab', () => synthidGValues(params, [1, 2], [100])],
+    [
+      'probs beyond vocab',
+      () => synthidTournamentDistribution(params, [1, 2], new Float64Array(101).fill(1)),
+    ],
+    ['negative probability', () => synthidTournamentDistribution(params, [1, 2], Float64Array.from([1, -1]))],
+    ['ngramLen 1', () => createSynthidDetector({ keys: [SECRET], ngramLen: 1 })],
+    ['no keys', () => createSynthidDetector({ keys: [], ngramLen: 3 })],
+    ['key ≥ 2^63', () => createSynthidDetector({ keys: [SECRET << 63n], ngramLen: 3 })],
+    [
+      'table size 2^24 + 1',
+      () => createSynthidDetector({ keys: [SECRET], ngramLen: 3, samplingTableSize: 2 ** 24 + 1 }),
+    ],
+    ['bad dedup', () => createSynthidDetector(params).detect([1, 2, 3], { dedup: 'all' as 'none' })],
+  ];
+  for (const [name, run] of cases) {
+    it(`${name}: RangeError or TypeError without the key`, () => {
+      let error: unknown;
+      try {
+        run();
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error instanceof RangeError || error instanceof TypeError, name).toBe(true);
+      const message = (error as Error).message;
+      expect(message).not.toContain(SECRET.toString());
+      expect(message).not.toContain((SECRET << 63n).toString());
+    });
+  }
+});

@@ -1,0 +1,512 @@
+/**
+ * Radioactivity scans with engines' keys (vLLM now; the other families of @tracemark/detection's
+ * foreign-key registry as they gain `units` and `tail`), alone or mixed with tracemark keys.
+ *
+ * The corpus-wide test of one engine key. Each document's scored units (the scorer's `units`: after
+ * the document's own deduplication, one per scored position, keyed by the PRF input that decides
+ * the score) are pooled over the corpus; a unit is counted once, where it first occurs, and units
+ * that also occur in a prompt are dropped (copying a prompt is not evidence of training), as the
+ * tracemark scan's tape does with (window, token) pairs. The score S is the sum of the distinct
+ * units' values and the p-value the scorer's exact tail `tail(S, n)`. Contexts are what the engine
+ * defines: for vLLM the output tokens only (docs/spec/foreign-vllm.md §3, §10.1), so prompts take no
+ * part in any context.
+ *
+ * The null is exact, and no fake keys are run for engines' keys. Under the null (a corpus made without
+ * the engine key) distinct PRF inputs give independent values with exactly the scheme's per-unit
+ * distribution (Exp(1) truncated to the 2^24-point uniform for gumbel, which makes Gamma(n, 1) very
+ * slightly conservative; the weighted sum for dual_key_gumbel; Bernoulli(γ₀) for red_green and sbw),
+ * so the sum's tail is the p-value, with no estimate to calibrate. This is the same argument as the
+ * tracemark scan's binomial test; its fake keys are an empirical check of it on the corpus. For
+ * engines' keys that check would multiply the scan's time by the number of fake keys (the scorers
+ * evaluate one PRF input per unit), so the report states the null instead (`nullDistribution`,
+ * `calibration: null`).
+ *
+ * Several keys: Holm's procedure over every key, tracemark's and the engines', at the scan's α. A
+ * tracemark key's verdict is decided again at its adjusted p-value with the tracemark scan's rule.
+ */
+import {
+  bonferroniLog10,
+  holmAdjustLog10,
+  log10BinomialCdf,
+  type WatermarkKey,
+  zScore,
+} from '@tracemark/core';
+import { DEFAULT_FAKE_KEY_SEED } from './fake-keys.ts';
+import {
+  DEFAULT_CALIBRATION_THRESHOLD,
+  DEFAULT_MINIMUM_DOSE,
+  DEFAULT_SCAN_ALPHA,
+  DEFAULT_SCAN_MISS_RATE,
+  type KeyScan,
+  NO_EVIDENCE_LEVEL,
+  type ScanDocument,
+  type ScanOptions,
+  type ScanReport,
+  type ScanVerdict,
+  scanCorpus,
+} from './scan.ts';
+
+/**
+ * What a corpus-wide test needs of an engine's key: structurally, @tracemark/detection's
+ * `ForeignKeyScorer` with its optional `units` and `tail` present.
+ */
+export interface CorpusScorer {
+  readonly key: { readonly keyId: string; readonly kind: string; readonly tokenizer: string };
+  /** `${kind}:${scheme}` (`vllm:gumbel`). */
+  readonly schemeName: string;
+  /** Null for schemes without green lists (the score is not a green count). */
+  readonly nullGreenProbability: number | null;
+  /** `alternative`: the green share the `not_radioactive` test rules out at dose 1 is 2·(g₁ − γ₀) above γ₀; null: none. */
+  readonly verdictOptions: { readonly alternative: number | null };
+  units(ids: ArrayLike<number>): { readonly keys: readonly string[]; readonly values: Float64Array };
+  tail(score: number, count: number): number;
+}
+
+/** An engine's key in a scan: its scorer, and how reports name it. */
+export interface ForeignScanKey {
+  readonly scorer: CorpusScorer;
+  /** How people name the engine (`vLLM`). */
+  readonly label: string;
+  /** The key's public parameters (never the secret), as reports show them. */
+  readonly parameters: Readonly<Record<string, string | number | boolean>>;
+}
+
+export interface ForeignDocumentReport {
+  readonly document: number;
+  readonly source: string;
+  /** Units first seen in this document (and in no prompt). */
+  readonly numScored: number;
+  readonly score: number;
+  readonly log10P: number;
+  /** Bonferroni over the documents with scored units. */
+  readonly log10PCorrected: number;
+}
+
+/** One engine key's corpus-wide test. */
+export interface ForeignKeyScan {
+  readonly keyId: string;
+  /** The engine family (`vllm`). */
+  readonly family: string;
+  readonly label: string;
+  /** `vllm:gumbel`, … */
+  readonly scheme: string;
+  readonly parameters: Readonly<Record<string, string | number | boolean>>;
+  /** The null distribution of the score, in words (exact; no fake keys, see the module comment). */
+  readonly nullDistribution: string;
+  /** Units over all documents, before the corpus-wide deduplication. */
+  readonly numUnits: number;
+  /** Units seen earlier in the corpus, not counted again. */
+  readonly numRepeated: number;
+  /** Units that occur in a prompt, not counted. */
+  readonly numExcludedByPrompt: number;
+  /** Distinct units scored. */
+  readonly numScored: number;
+  /** The sum of the distinct units' values (a Gumbel sum, a green count…). */
+  readonly score: number;
+  readonly numGreen: number | null;
+  readonly greenFraction: number | null;
+  /** The binomial z for green-list schemes; null otherwise. */
+  readonly z: number | null;
+  /** Exact log10 P[S ≥ score] under the null for `numScored` units. */
+  readonly log10P: number;
+  readonly log10PAdjusted: number;
+  readonly calibration: null;
+  /** Green-list schemes with a logit bias: doses at or above this are ruled out at miss rate β; null otherwise. */
+  readonly doseUpperBound: number | null;
+  readonly verdict: ScanVerdict;
+  readonly reason: string;
+  readonly topDocuments: readonly ForeignDocumentReport[];
+}
+
+/** A scan report whose keys may be tracemark's ({@link KeyScan}) or engines' ({@link ForeignKeyScan}). */
+export interface AnyScanReport extends Omit<ScanReport, 'keys'> {
+  readonly keys: readonly (KeyScan | ForeignKeyScan)[];
+}
+
+export function isForeignKeyScan(scan: KeyScan | ForeignKeyScan): scan is ForeignKeyScan {
+  return 'family' in scan;
+}
+
+export function isForeignScanKey(key: WatermarkKey | ForeignScanKey): key is ForeignScanKey {
+  return typeof (key as ForeignScanKey).scorer === 'object' && (key as ForeignScanKey).scorer !== null;
+}
+
+/** The null distribution of a scheme's score, for reports. */
+function nullDistribution(scorer: CorpusScorer): string {
+  if (scorer.nullGreenProbability !== null) {
+    return `exact: the green count of n distinct units is Bin(n, ${scorer.nullGreenProbability}) (one PRF input each)`;
+  }
+  return `exact: the score of n distinct units is a sum of n independent per-unit PRF scores (${scorer.schemeName}: Gamma-type tail, the scorer's exact formula)`;
+}
+
+/**
+ * Pools one engine key's units over a corpus. `add` each document (and its prompt) in order, then
+ * `finish` for the totals; memory grows with the number of distinct units.
+ */
+export class ForeignCorpusTest {
+  readonly scorer: CorpusScorer;
+  private readonly index = new Map<string, number>();
+  private readonly values: number[] = [];
+  private readonly documentOf: number[] = [];
+  private readonly promptUnits = new Set<string>();
+  private numUnits = 0;
+
+  constructor(scorer: CorpusScorer) {
+    if (typeof scorer?.units !== 'function' || typeof scorer.tail !== 'function') {
+      throw new TypeError('scorer: this key family cannot be scanned yet (its scorer has no units and tail)');
+    }
+    this.scorer = scorer;
+  }
+
+  /** Adds document number `document` (its completion's ids, and its prompt's, which only exclude units). */
+  add(document: number, tokens: ArrayLike<number>, prompt?: ArrayLike<number>): void {
+    const units = this.scorer.units(tokens);
+    this.numUnits += units.keys.length;
+    units.keys.forEach((unit, i) => {
+      if (this.index.has(unit)) return;
+      this.index.set(unit, this.values.length);
+      this.values.push(units.values[i]!);
+      this.documentOf.push(document);
+    });
+    if (prompt !== undefined && prompt.length > 0) {
+      for (const unit of this.scorer.units(prompt).keys) this.promptUnits.add(unit);
+    }
+  }
+
+  /** The totals over the distinct units seen in no prompt, and each document's share. */
+  finish(numDocuments: number): {
+    numUnits: number;
+    numRepeated: number;
+    numExcludedByPrompt: number;
+    numScored: number;
+    score: number;
+    perDocument: { numScored: Uint32Array; score: Float64Array };
+  } {
+    let numScored = 0;
+    let score = 0;
+    let excluded = 0;
+    const perDocument = { numScored: new Uint32Array(numDocuments), score: new Float64Array(numDocuments) };
+    for (const [unit, at] of this.index) {
+      if (this.promptUnits.has(unit)) {
+        excluded++;
+        continue;
+      }
+      const value = this.values[at]!;
+      const document = this.documentOf[at]!;
+      numScored++;
+      score += value;
+      perDocument.numScored[document]!++;
+      perDocument.score[document]! += value;
+    }
+    return {
+      numUnits: this.numUnits,
+      numRepeated: this.numUnits - this.index.size,
+      numExcludedByPrompt: excluded,
+      numScored,
+      score,
+      perDocument,
+    };
+  }
+}
+
+/** The one-sided upper bound on the green fraction at miss rate β (Clopper–Pearson), by bisection. */
+function greenUpperBound(numGreen: number, numScored: number, log10Beta: number): number {
+  if (numScored === 0 || numGreen >= numScored) return 1;
+  let lo = 0;
+  let hi = 1;
+  for (let i = 0; i < 80; i++) {
+    const mid = (lo + hi) / 2;
+    if (log10BinomialCdf(numGreen, numScored, mid) <= log10Beta) hi = mid;
+    else lo = mid;
+  }
+  return hi;
+}
+
+const percent = (x: number): string => `${Number((100 * x).toPrecision(3))}%`;
+
+interface ScanRule {
+  readonly alpha: number;
+  readonly missRate: number;
+  readonly minimumDose: number;
+  readonly calibrationThreshold: number;
+}
+
+/** An engine key's verdict at its Holm-adjusted p-value. */
+function foreignVerdict(
+  scorer: CorpusScorer,
+  numScored: number,
+  log10PAdjusted: number,
+  doseUpperBound: number | null,
+  rule: ScanRule,
+): { verdict: ScanVerdict; reason: string } {
+  const p = `p = 10^${log10PAdjusted.toFixed(2)}`;
+  if (numScored === 0) return { verdict: 'insufficient', reason: 'no unit could be scored' };
+  if (log10PAdjusted <= Math.log10(rule.alpha)) {
+    return {
+      verdict: 'radioactive',
+      reason: `${p} (Holm-adjusted) ≤ α = ${rule.alpha} for ${scorer.schemeName} over ${numScored} distinct units; the null distribution is exact, so no fake keys are needed`,
+    };
+  }
+  if (log10PAdjusted <= Math.log10(NO_EVIDENCE_LEVEL)) {
+    return {
+      verdict: 'insufficient',
+      reason: `some evidence (${p}, Holm-adjusted) that does not reach α = ${rule.alpha}; more scored tokens are needed`,
+    };
+  }
+  if (doseUpperBound === null) {
+    return {
+      verdict: 'insufficient',
+      reason: `no evidence (${p}); ${scorer.schemeName} gives no not_radioactive verdict: ${scorer.nullGreenProbability === null ? "under the mark its score depends on the model's entropy, which no key parameter bounds" : 'the key has no logit bias (δ = 0) to bound a dose with'}`,
+    };
+  }
+  if (doseUpperBound <= rule.minimumDose) {
+    return {
+      verdict: 'not_radioactive',
+      reason: `no evidence (${p}), and the data rule out a dose of ${percent(rule.minimumDose)} or more (they rule out doses above ${percent(doseUpperBound)} at miss rate ${rule.missRate}); a dose is the share of the scanned text that carries the engine's full bias`,
+    };
+  }
+  return {
+    verdict: 'insufficient',
+    reason: `not significant, and too few scored units to rule out a dose of ${percent(rule.minimumDose)} (only doses above ${percent(doseUpperBound)} are ruled out)`,
+  };
+}
+
+/** A tracemark key's verdict at a new Holm-adjusted p-value, by the tracemark scan's rule (scan.ts). */
+function tracemarkVerdict(
+  scan: KeyScan,
+  log10PAdjusted: number,
+  rule: ScanRule,
+): { verdict: ScanVerdict; reason: string } {
+  const c = scan.calibration;
+  const p = `p = 10^${log10PAdjusted.toFixed(2)}`;
+  if (scan.numScored === 0 || c.uniform !== true) return { verdict: scan.verdict, reason: scan.reason };
+  if (log10PAdjusted <= Math.log10(rule.alpha)) {
+    return c.rank === 1
+      ? {
+          verdict: 'radioactive',
+          reason: `${p} (Holm-adjusted) ≤ α = ${rule.alpha}, and the key beats all ${c.fakeKeys} fake keys`,
+        }
+      : {
+          verdict: 'insufficient',
+          reason: `p ≤ α, but ${c.rank - 1} fake key(s) score as strongly as the true key; verdict withheld`,
+        };
+  }
+  if (log10PAdjusted <= Math.log10(NO_EVIDENCE_LEVEL)) {
+    return {
+      verdict: 'insufficient',
+      reason: `some evidence (${p}, Holm-adjusted) that does not reach α = ${rule.alpha}; more scored tokens are needed`,
+    };
+  }
+  if (scan.doseUpperBound <= rule.minimumDose) {
+    return {
+      verdict: 'not_radioactive',
+      reason: `no evidence (${p}), and the data rule out a dose of ${percent(rule.minimumDose)} or more (they rule out doses above ${percent(scan.doseUpperBound)} at miss rate ${rule.missRate}); a dose is the share of the scanned text that carries our watermark's full bias, so samples of a model trained on a smaller share of our outputs can pass (a smaller minimum dose, with more scored tokens, rules out less)`,
+    };
+  }
+  return {
+    verdict: 'insufficient',
+    reason: `not significant, and too few scored tokens to rule out a dose of ${percent(rule.minimumDose)} (only doses above ${percent(scan.doseUpperBound)} are ruled out)`,
+  };
+}
+
+export interface AnyScanOptions extends Omit<ScanOptions, 'keys'> {
+  /** Tracemark keys and engines' keys, in the order reports list them; one tokenizer. */
+  readonly keys: readonly (WatermarkKey | ForeignScanKey)[];
+}
+
+/**
+ * Scans a corpus under tracemark keys, engines' keys, or both. Tracemark keys alone take
+ * {@link scanCorpus} unchanged. Engines' keys do not take the supervised filter (`issuedWindows`),
+ * which selects tracemark windows.
+ */
+export async function scanCorpusAnyKeys(options: AnyScanOptions): Promise<AnyScanReport> {
+  const keys = options.keys;
+  if (!Array.isArray(keys) || keys.length === 0) throw new RangeError('keys: expected at least one key');
+  const foreign = keys.filter(isForeignScanKey);
+  const tracemark = keys.filter((key): key is WatermarkKey => !isForeignScanKey(key));
+  if (foreign.length === 0) return scanCorpus({ ...options, keys: tracemark });
+  const tokenizers = new Set(
+    keys.map((key) => (isForeignScanKey(key) ? key.scorer.key.tokenizer : key.tokenizer)),
+  );
+  if (tokenizers.size > 1) {
+    throw new RangeError(
+      `keys: bound to different tokenizers (${[...tokenizers].join(', ')}); scan one tokenizer at a time`,
+    );
+  }
+  if (options.issuedWindows !== undefined) {
+    throw new RangeError(
+      `issuedWindows: the supervised filter selects tracemark windows; it does not apply to ${foreign[0]!.label} keys`,
+    );
+  }
+  const rule: ScanRule = {
+    alpha: checkUnit('alpha', options.alpha ?? DEFAULT_SCAN_ALPHA),
+    missRate: checkUnit('missRate', options.missRate ?? DEFAULT_SCAN_MISS_RATE),
+    minimumDose: checkUnit('minimumDose', options.minimumDose ?? DEFAULT_MINIMUM_DOSE, false),
+    calibrationThreshold: checkUnit(
+      'calibrationThreshold',
+      options.calibrationThreshold ?? DEFAULT_CALIBRATION_THRESHOLD,
+    ),
+  };
+  const topDocumentCount = options.topDocuments ?? 5;
+  if (!Number.isInteger(topDocumentCount) || topDocumentCount < 0 || topDocumentCount > 1000) {
+    throw new RangeError(`topDocuments: expected an integer from 0 to 1000, got ${String(topDocumentCount)}`);
+  }
+  const tests = foreign.map((key) => new ForeignCorpusTest(key.scorer));
+
+  // The documents pass through the engines' tests on their way to the tracemark scan (if any).
+  const sources: string[] = [];
+  let numTokens = 0;
+  let numPromptTokens = 0;
+  async function* feed(): AsyncGenerator<ScanDocument> {
+    for await (const document of options.documents) {
+      if (document === null || typeof document !== 'object')
+        throw new TypeError('documents: expected objects');
+      const index = sources.length;
+      sources.push(String(document.source));
+      numTokens += document.tokens.length;
+      numPromptTokens += document.prompt?.length ?? 0;
+      for (const test of tests) test.add(index, document.tokens, document.prompt);
+      yield document;
+    }
+  }
+  let tracemarkReport: ScanReport | null = null;
+  if (tracemark.length > 0) {
+    tracemarkReport = await scanCorpus({ ...options, keys: tracemark, documents: feed() });
+  } else {
+    for await (const _ of feed());
+  }
+
+  const log10Beta = Math.log10(rule.missRate);
+  const foreignPartial = tests.map((test, i) => {
+    const scorer = test.scorer;
+    const totals = test.finish(sources.length);
+    const log10P = scorer.tail(totals.score, totals.numScored);
+    const gamma = scorer.nullGreenProbability;
+    const numGreen = gamma === null ? null : Math.round(totals.score);
+    const alternative = scorer.verdictOptions.alternative;
+    const doseUpperBound =
+      gamma === null || alternative === null
+        ? null
+        : Math.max(
+            0,
+            (greenUpperBound(numGreen!, totals.numScored, log10Beta) - gamma) / (2 * (alternative - gamma)),
+          );
+    const documents: ForeignDocumentReport[] = [];
+    for (let document = 0; document < sources.length; document++) {
+      const n = totals.perDocument.numScored[document]!;
+      if (n === 0) continue;
+      const score = totals.perDocument.score[document]!;
+      documents.push({
+        document,
+        source: sources[document]!,
+        numScored: n,
+        score,
+        log10P: scorer.tail(score, n),
+        log10PCorrected: 0,
+      });
+    }
+    documents.sort((a, b) => a.log10P - b.log10P || a.document - b.document);
+    return { key: foreign[i]!, totals, log10P, numGreen, doseUpperBound, documents };
+  });
+
+  // Holm over every key, in the order given.
+  const order = keys.map((key) =>
+    isForeignScanKey(key)
+      ? { kind: 'foreign' as const, at: foreign.indexOf(key) }
+      : { kind: 'tracemark' as const, at: tracemark.indexOf(key) },
+  );
+  const log10Ps = order.map((entry) =>
+    entry.kind === 'foreign' ? foreignPartial[entry.at]!.log10P : tracemarkReport!.keys[entry.at]!.log10P,
+  );
+  const adjusted = holmAdjustLog10(log10Ps);
+  const scans = order.map((entry, i): KeyScan | ForeignKeyScan => {
+    const log10PAdjusted = adjusted[i]!;
+    if (entry.kind === 'tracemark') {
+      const scan = tracemarkReport!.keys[entry.at]!;
+      return { ...scan, log10PAdjusted, ...tracemarkVerdict(scan, log10PAdjusted, rule) };
+    }
+    const p = foreignPartial[entry.at]!;
+    const scorer = p.key.scorer;
+    const { totals } = p;
+    const gamma = scorer.nullGreenProbability;
+    return {
+      keyId: scorer.key.keyId,
+      family: scorer.key.kind,
+      label: p.key.label,
+      scheme: scorer.schemeName,
+      parameters: p.key.parameters,
+      nullDistribution: nullDistribution(scorer),
+      numUnits: totals.numUnits,
+      numRepeated: totals.numRepeated,
+      numExcludedByPrompt: totals.numExcludedByPrompt,
+      numScored: totals.numScored,
+      score: totals.score,
+      numGreen: p.numGreen,
+      greenFraction: p.numGreen === null || totals.numScored === 0 ? null : p.numGreen / totals.numScored,
+      z: gamma === null ? null : zScore(p.numGreen!, totals.numScored, gamma),
+      log10P: p.log10P,
+      log10PAdjusted,
+      calibration: null,
+      doseUpperBound: p.doseUpperBound,
+      ...foreignVerdict(scorer, totals.numScored, log10PAdjusted, p.doseUpperBound, rule),
+      topDocuments: p.documents.slice(0, topDocumentCount).map((d) => ({
+        ...d,
+        log10PCorrected: bonferroniLog10(d.log10P, p.documents.length),
+      })),
+    };
+  });
+
+  // The corpus verdict, as scanCorpus decides it.
+  let matched: KeyScan | ForeignKeyScan | null = null;
+  for (const scan of scans) {
+    if (scan.verdict !== 'radioactive') continue;
+    if (
+      matched === null ||
+      scan.log10PAdjusted < matched.log10PAdjusted ||
+      (scan.log10PAdjusted === matched.log10PAdjusted && scan.log10P < matched.log10P)
+    ) {
+      matched = scan;
+    }
+  }
+  let verdict: ScanVerdict;
+  let reason: string;
+  if (matched !== null) {
+    verdict = 'radioactive';
+    reason = `key ${matched.keyId}: ${matched.reason}`;
+  } else if (scans.every((scan) => scan.verdict === 'not_radioactive')) {
+    verdict = 'not_radioactive';
+    reason = scans.length === 1 ? scans[0]!.reason : `every key: ${scans.map((s) => s.reason).join('; ')}`;
+  } else {
+    verdict = 'insufficient';
+    const first = scans.find((scan) => scan.verdict === 'insufficient')!;
+    reason = scans.length === 1 ? first.reason : `key ${first.keyId}: ${first.reason}`;
+  }
+  return {
+    verdict,
+    reason,
+    matchedKeyId: matched?.keyId ?? null,
+    alpha: rule.alpha,
+    missRate: rule.missRate,
+    minimumDose: rule.minimumDose,
+    calibrationThreshold: rule.calibrationThreshold,
+    supervised: false,
+    issued: null,
+    numDocuments: sources.length,
+    numTokens,
+    numPromptTokens,
+    fakeKeys: tracemarkReport?.fakeKeys ?? {
+      count: 0,
+      seed: options.fakeKeySeed ?? DEFAULT_FAKE_KEY_SEED,
+    },
+    keys: scans,
+  };
+}
+
+function checkUnit(name: string, value: number, open = true): number {
+  if (typeof value !== 'number' || !(open ? value > 0 && value < 1 : value > 0 && value <= 1)) {
+    throw new RangeError(
+      `${name}: expected a number ${open ? 'strictly between 0 and 1' : 'in (0, 1]'}, got ${String(value)}`,
+    );
+  }
+  return value;
+}
