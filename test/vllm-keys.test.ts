@@ -482,13 +482,15 @@ describe('bad input: a clear error, or an honest verdict, never a false watermar
     expect(result.scheme).toBe('vllm:red_green');
   });
 
-  it('usage errors: --window, --dedup, mixed tokenizers', async () => {
+  it('--window with a vLLM key; usage errors: --dedup, mixed tokenizers', async () => {
     const c = vectorCase('sbw-selfhash-k42-w4');
     const { path } = await keygen(keygenArgs(c));
     const input = idsFile(c.tokens);
-    const windowed = await cli(['detect', '--key', path, '--window', '--field', 'ids', input]);
-    expect(windowed.code).toBe(2);
-    expect(windowed.stderr).toMatch(/--window does not support vLLM keys yet/);
+    const windowed = await cli(['detect', '--key', path, '--window', '--field', 'ids', '--json', input]);
+    expect(windowed.code).toBe(0);
+    const result = JSON.parse(windowed.stdout).results[0];
+    expect(result.window.windowsSearched).toBeGreaterThanOrEqual(1);
+    expect(result.log10PAdjusted).toBe(result.window.log10PCorrected);
     expect((await cli(['detect', '--key', path, '--dedup', 'some', input])).code).toBe(2);
     const vllmRule = await cli(['detect', '--key', path, '--dedup', 'context', '--field', 'ids', input]);
     expect(vllmRule.code).toBe(0);

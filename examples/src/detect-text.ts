@@ -21,9 +21,12 @@ async function detectFiles(keyPaths: readonly string[], textPaths: readonly stri
     const detector = createTextDetector({ keys, window: true });
     for (const path of textPaths) {
       const result = detector.detectText(await readFile(path, 'utf8'), { source: path });
-      const { verdict, numScored, greenFraction, log10PAdjusted, keyId } = result;
+      const { verdict, numScored, greenFraction, score, log10PAdjusted, keyId } = result;
+      // A Gumbel key has no green tokens (greenFraction null): its evidence is the score.
+      const evidence =
+        greenFraction === null ? `score ${score?.toFixed(1)}` : `green ${greenFraction.toFixed(2)}`;
       console.log(
-        `${result.source}: ${verdict} (${numScored} scored, green ${greenFraction.toFixed(2)}, ` +
+        `${result.source}: ${verdict} (${numScored} scored, ${evidence}, ` +
           `log10 p = ${log10PAdjusted.toFixed(1)}, key ${keyId})`,
       );
     }

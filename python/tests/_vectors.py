@@ -21,5 +21,18 @@ def vectors(name: str) -> list[dict]:
         return json.load(handle)["cases"]
 
 
+def vector_file(name: str) -> dict:
+    """A whole vectors file. TRACEMARK_GUMBEL_VECTORS may name gumbel.json elsewhere (a fresh
+    output of generate_gumbel_vectors.py, say); without it the committed file is the contract."""
+    path = os.environ.get("TRACEMARK_GUMBEL_VECTORS") if name == "gumbel" else None
+    location = Path(path) if path else VECTORS / f"{name}.json"
+    if not location.exists():
+        raise AssertionError(
+            f"{location} is missing: run python3 packages/core/reference/generate_{name}_vectors.py"
+        )
+    with open(location, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
 def relative_error(actual: float, expected: float) -> float:
     return abs(actual - expected) / max(abs(expected), 1e-6)

@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 from enum import Enum, auto
 from typing import Any
 
-import _vectors  # noqa: F401  (puts the source tree on the path)
+import struct
 
-from tracemark import Scheme, WatermarkKey, Watermarker, detect, kept_candidates
+from _vectors import vector_file
+
+from tracemark import Scheme, WatermarkKey, Watermarker, detect, gumbel_token, kept_candidates
+from tracemark._siphash import siphash24
 
 try:
     import torch
@@ -218,6 +221,169 @@ class VllmProcessor(unittest.TestCase):
             os.environ.pop(KEY_FILE_ENVIRONMENT, None)
             if old is not None:
                 os.environ[KEY_FILE_ENVIRONMENT] = old
+
+
+# -- Gumbel keys ------------------------------------------------------------------------------------
+
+
+def finite_ids(row: Any) -> list[int]:
+    return torch.nonzero(torch.isfinite(row)).flatten().tolist()
+
+
+def engine_draw(row: Any, temperature: float, generator: Any) -> int:
+    """What an engine's sampler does after the processors: temperature, then a draw (or argmax)."""
+    if temperature == 0:
+        return int(torch.argmax(row))
+    return int(torch.multinomial(torch.softmax(row / temperature, -1), 1, generator=generator))
+
+
+@unittest.skipIf(torch is None, SKIP_REASON)
+class GumbelProcessors(unittest.TestCase):
+    def test_rows_reproduce_the_vectors(self) -> None:
+        from tracemark.torch_processors import gumbel_row
+
+        cases = vector_file("gumbel")["sampling"]
+        for i, c in enumerate(cases):
+            w = Watermarker(
+                WatermarkKey.create(bytes.fromhex(c["secret"]), Scheme(c["scheme"], c["contextWidth"])),
+                special_token_ids=c["special"],
+            )
+            row = torch.tensor([-math.inf if v is None else v for v in c["logits"]], dtype=torch.float32)
+            out = gumbel_row(w, c["context"], row, c["temperature"], c["topK"], c["topP"], c["key"])
+            self.assertTrue(torch.equal(row, torch.tensor([-math.inf if v is None else v for v in c["logits"]], dtype=torch.float32)))
+            if c["token"] is None:
+                # Unmarked: the kept candidates, unchanged, for the engine's own draw.
+                self.assertEqual(sorted(finite_ids(out)), sorted(c["kept"]), i)
+                self.assertTrue(torch.equal(out[c["kept"]], row[c["kept"]]))
+            else:
+                self.assertEqual(finite_ids(out), [c["token"]], i)
+                self.assertEqual(float(out[c["token"]]), float(row[c["token"]]))
+
+    def test_vectorized_choice_equals_the_scalar_reference(self) -> None:
+        from tracemark.torch_processors import gumbel_row
+
+        rng = random.Random(8)
+        for name, width in (("gumbel", 4), ("dual_gumbel", 2)):
+            w = Watermarker(WatermarkKey.create(bytes(rng.getrandbits(8) for _ in range(32)), Scheme(name, width)), special_token_ids=[5])
+            for temperature, top_k, top_p, spread in ((1.0, 0, 1.0, 3.0), (0.3, 0, 1.0, 8.0), (0.7, 0, 0.95, 3.0), (1.5, 200, 1.0, 1.0), (2.0, 0, 1.0, 0.01)):
+                generator = torch.Generator().manual_seed(rng.randrange(1 << 30))
+                row = torch.randn(3000, generator=generator) * spread
+                row[7] = row[8] = row.max() + 1  # a tie for the top logit
+                row[100] = -math.inf
+                context = [rng.randrange(3000) for _ in range(width)]
+                for key in (0, 1) if name == "dual_gumbel" else (0,):
+                    out = gumbel_row(w, context, row, temperature, top_k, top_p, key)
+                    expected = gumbel_token(w, context, row.tolist(), temperature, top_k, top_p, key)
+                    self.assertEqual(finite_ids(out), [expected], (name, temperature, top_k, top_p, key))
+        self.assertEqual(finite_ids(gumbel_row(w, [1, 5], row, 1.0)), finite_ids(row))  # special token: unmarked
+        self.assertTrue(torch.equal(gumbel_row(w, context, row, 0.0), row))  # greedy: unmarked
+
+    def test_processor_generates_the_vector_generations(self) -> None:
+        from tracemark.torch_processors import TracemarkLogitsProcessor
+
+        for c in vector_file("gumbel")["generation"]:
+            scheme = Scheme(c["scheme"], c["contextWidth"], alpha=c["alpha"] or None)
+            key = WatermarkKey.create(bytes.fromhex(c["secret"]), scheme)
+            processor = TracemarkLogitsProcessor(
+                key, temperature=c["temperature"], top_k=c["topK"], top_p=c["topP"], repeated_contexts="mark", gumbel_key=c["key"], special_token_ids=[]
+            )
+            model_key = bytes.fromhex(c["modelKey"])
+            ids = list(c["prompt"])
+            generator = torch.Generator().manual_seed(0)
+            for _ in range(len(c["tokens"])):
+                prev = struct.pack("<I", ids[-1])
+                logits = torch.tensor(
+                    [6.0 * (siphash24(model_key, prev + struct.pack("<I", x)) >> 40) / 2**24 for x in range(c["vocabulary"])],
+                    dtype=torch.float32,
+                )
+                out = processor(torch.tensor([ids]), logits[None])
+                ids.append(engine_draw(out[0], c["temperature"], generator))
+            self.assertEqual(ids[len(c["prompt"]) :], c["tokens"])
+
+    def test_generation_is_keyed_detected_and_skips_repeated_contexts(self) -> None:
+        from _tiny_model import TinyLanguageModel, generate
+
+        from tracemark.torch_processors import TracemarkLogitsProcessor
+
+        key = WatermarkKey.create(bytes(range(32)), Scheme("gumbel"))
+        # A 5,000-token vocabulary: without truncation every candidate within 36·T nats of the best
+        # needs its uniform, which is most of this flat random model's vocabulary.
+        model = TinyLanguageModel(5000, seed=1)
+        prompts = torch.tensor([[996, 1917, 11, 358, 1097], [791, 4062, 1498, 374, 264]])
+        marking = TracemarkLogitsProcessor(key, temperature=0.9, top_p=0.95, repeated_contexts="mark")
+        one = generate(model, prompts, 40, [marking], 0.9, seed=2)
+        two = generate(model, prompts, 40, [marking], 0.9, seed=3)
+        self.assertTrue(torch.equal(one, two), "the engine's randomness is bypassed: the output is a keyed function")
+        plain = generate(model, prompts, 40, [], 0.9, seed=2)
+        for b in range(2):
+            found = detect(one[b].tolist(), key, prompt=prompts[b].tolist())
+            self.assertEqual(found.verdict, "watermarked", found.to_json())
+            clean = detect(plain[b].tolist(), key, prompt=prompts[b].tolist())
+            self.assertEqual(clean.verdict, "insufficient", clean.to_json())
+        # A repeated window: unmarked by default (the engine draws), marked with "mark".
+        skipping = TracemarkLogitsProcessor(key, temperature=0.9)
+        scores = torch.randn(1, 500, generator=torch.Generator().manual_seed(4))
+        repeated = torch.tensor([[1, 2, 3, 4, 9, 1, 2, 3, 4]])
+        self.assertEqual(finite_ids(skipping(repeated, scores)[0]), list(range(500)))
+        self.assertEqual(len(finite_ids(marking(repeated, scores)[0])), 1)
+        self.assertEqual(len(finite_ids(skipping(torch.tensor([[1, 2, 3, 4, 9, 1, 2, 3, 5]]), scores)[0])), 1)
+        with self.assertRaises(ValueError):
+            TracemarkLogitsProcessor(key, repeated_contexts="sometimes")
+        with self.assertRaises(ValueError):
+            TracemarkLogitsProcessor(key, gumbel_key=1)  # a gumbel key has no key B
+
+    def test_vllm_persistent_batch(self) -> None:
+        from _tiny_model import TinyLanguageModel
+
+        from tracemark.torch_processors import _window_repeats, gumbel_row
+        from tracemark.vllm_processor import vllm_logits_processor
+
+        key = WatermarkKey.create(bytes([4]) * 32, Scheme("dual_gumbel", 2, alpha=0.3))
+        w = Watermarker(key)
+        cls = vllm_logits_processor(key)
+        processor = cls(None, torch.device("cpu"), False)
+        with self.assertRaises(ValueError):
+            cls.validate_params(SamplingParams(extra_args={"tracemark_gumbel_key": 2}))
+        model = TinyLanguageModel(12, seed=5, scale=2.0)  # few tokens, flat: repeated windows happen
+        generator = torch.Generator().manual_seed(6)
+        requests: dict[str, dict[str, Any]] = {}
+
+        def new(name: str, prompt: list[int], params: SamplingParams) -> tuple[Any, list[int], list[int]]:
+            requests[name] = {"prompt": prompt, "output": [], "params": params}
+            return (params, prompt, requests[name]["output"])
+
+        a = new("a", [7, 8, 9], SamplingParams(temperature=1.0, extra_args={"tracemark_gumbel_key": 1}))
+        b = new("b", [5], SamplingParams(temperature=0.0))
+        schedule: dict[int, Any] = {
+            0: lambda: (BatchUpdate(2, [], [(0, *a), (1, *b)], []), ["a", "b"]),
+            6: lambda: (
+                BatchUpdate(2, [1], [(1, *new("c", [1, 2], SamplingParams(0.8, 0.9, 0, {"tracemark_gumbel_key": 0, "tracemark_repeated_contexts": "mark"})))], [(0, 1, MoveDirectionality.SWAP)]),
+                ["c", "a"],
+            ),
+        }
+        slots: list[str] = []
+        skipped = 0
+        for step in range(60):
+            update = None
+            if step in schedule:
+                update, slots = schedule[step]()
+            processor.update_state(update)
+            batch = torch.stack([model(torch.tensor([(requests[n]["prompt"] + requests[n]["output"])[-6:]]))[0][0] for n in slots])
+            before = batch.clone()
+            out = processor.apply(batch)
+            for row, name in enumerate(slots):
+                r = requests[name]
+                p = r["params"]
+                extra = p.extra_args or {}
+                context = r["prompt"] + r["output"]
+                mark = extra.get("tracemark_repeated_contexts") == "mark" or not _window_repeats(context, 2)
+                skipped += p.temperature > 0 and not mark
+                expected = gumbel_row(w, context[-2:], before[row], p.temperature, 0, p.top_p, extra.get("tracemark_gumbel_key", 0), mark)
+                self.assertTrue(torch.equal(out[row], expected), (step, name))
+                r["output"].append(engine_draw(out[row], p.temperature, generator))
+        self.assertGreater(skipped, 0)  # the repeated-context rule was exercised
+        found = detect(requests["c"]["output"], key, prompt=requests["c"]["prompt"])
+        self.assertLess(found.results[0].log10_p, -3, found.to_json())
 
 
 if __name__ == "__main__":

@@ -68,6 +68,8 @@ def close(a: float, b: float) -> bool:
 class RoundTrip(unittest.TestCase):
     identical = 0
     compared = 0
+    models: dict[int, object] = {}  # one tiny model per seed, shared by the tests of this process
+    words: dict[str, list[int]] = {}  # the " word" tokens of each tokenizer, asked of node once
 
     def setUp(self) -> None:
         reason = missing()
@@ -79,16 +81,42 @@ class RoundTrip(unittest.TestCase):
     def assert_same(self, cli: dict, python: dict, what: str) -> None:
         for field in ("verdict", "numTokens", "numScored", "numGreen", "tokensToSettle", "keyId", "keysTested", "fpr"):
             self.assertEqual(cli[field], python[field], f"{what}: {field}")
-        for field in ("log10P", "log10PAdjusted", "z", "greenFraction"):
+        if "score" in python:  # a Gumbel key: no green count; the scheme and S instead
+            self.assertIsNone(cli["greenFraction"], what)
+            self.assertEqual(cli.get("scheme"), python["scheme"], f"{what}: scheme")
+            self.assertIn("score", cli, f"{what}: the CLI prints no score for a Gumbel key")
+        floats = ("log10P", "log10PAdjusted", "z", "score") if "score" in python else ("log10P", "log10PAdjusted", "z", "greenFraction")
+        for field in floats:
             self.assertTrue(close(cli[field], python[field]), f"{what}: {field} {cli[field]!r} vs {python[field]!r}")
             RoundTrip.compared += 1
             RoundTrip.identical += cli[field] == python[field]
+        if "keys" in cli:  # several keys: each key's own numbers and its Holm-adjusted p-value
+            self.assertEqual(len(cli["keys"]), len(python["keys"]), what)
+            for mine, theirs in zip(python["keys"], cli["keys"]):
+                for field, value in theirs.items():
+                    if isinstance(value, float):
+                        self.assertTrue(close(value, mine[field]), f"{what}: keys.{field} {value!r} vs {mine[field]!r}")
+                        RoundTrip.compared += 1
+                        RoundTrip.identical += value == mine[field]
+                    else:
+                        self.assertEqual(value, mine[field], f"{what}: keys.{field}")
         if "window" in cli:
             for field, value in cli["window"].items():
                 other = python["window"][field]
                 self.assertTrue(value == other or close(value, other), f"{what}: window.{field}")
 
-    def round_trip(self, keygen_args: list[str], temperature: float, top_k: int, top_p: float, seed: int) -> None:
+    def round_trip(
+        self,
+        keygen_args: list[str],
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        seed: int,
+        model_seed: int | None = None,
+        other_keygen_args: list[str] | None = None,
+    ) -> None:
+        """Generates with the key of `keygen_args`; detects with it (and, given `other_keygen_args`,
+        with a second key too: Holm over both, each key's numbers compared)."""
         from _tiny_model import TinyLanguageModel, allow_only, generate
 
         from tracemark.torch_processors import TracemarkLogitsProcessor
@@ -97,11 +125,23 @@ class RoundTrip(unittest.TestCase):
             key_path = os.path.join(directory, "key.json")
             node([str(CLI), "keygen", "--out", key_path, "--json", *keygen_args])
             key = load_key_file(key_path)
-            words = tokenizer({"tokenizer": key.tokenizer, "words": True})["words"]
+            keys, key_flags = [key], ["--key", key_path]
+            if other_keygen_args is not None:
+                other_path = os.path.join(directory, "other.json")
+                node([str(CLI), "keygen", "--out", other_path, "--json", *other_keygen_args])
+                keys.append(load_key_file(other_path))
+                key_flags += ["--key", other_path]
+            words = RoundTrip.words.get(key.tokenizer) or RoundTrip.words.setdefault(
+                key.tokenizer, tokenizer({"tokenizer": key.tokenizer, "words": True})["words"]
+            )
             rng = random.Random(seed)
             prompts = torch.tensor([rng.sample(words, 6) for _ in range(2)])
-            model = TinyLanguageModel(VOCAB, seed=seed)
+            model_seed = seed if model_seed is None else model_seed
+            model = RoundTrip.models.get(model_seed) or RoundTrip.models.setdefault(
+                model_seed, TinyLanguageModel(VOCAB, seed=model_seed)
+            )
             processor = TracemarkLogitsProcessor(key, temperature=temperature, top_k=top_k, top_p=top_p)
+            # The constraint runs before the watermark: a Gumbel processor must be the last one.
             completions = generate(model, prompts, 80, [allow_only(words, VOCAB), processor], temperature, seed)
 
             # Token ids: the JSONL the CLI reads, with the prompt.
@@ -109,39 +149,51 @@ class RoundTrip(unittest.TestCase):
             with open(ids_path, "w") as handle:
                 for b in range(2):
                     handle.write(json.dumps({"text": completions[b].tolist(), "prompt": prompts[b].tolist()}) + "\n")
-            for flags in ([], ["--window"]):
-                out = json.loads(node([str(CLI), "detect", "--key", key_path, "--json", "--quiet", *flags, ids_path]))
-                for b, cli in enumerate(out["results"]):
-                    python = detect(completions[b].tolist(), key, prompt=prompts[b].tolist(), window=bool(flags))
-                    self.assertEqual(python.verdict, "watermarked", python.to_json())
-                    self.assert_same(cli, python.to_json(), f"ids row {b} {flags}")
 
             # Text: decoded by the tokenizer, detected by the CLI; Python scores encode(text).
-            texts = tokenizer({"tokenizer": key.tokenizer, "decode": completions.tolist()})["decode"]
+            coded = tokenizer({"tokenizer": key.tokenizer, "decode": completions.tolist(), "reencode": True})
+            texts, encoded = coded["decode"], coded["encode"]
             paths = []
             for b, text in enumerate(texts):
                 paths.append(os.path.join(directory, f"text{b}.txt"))
                 with open(paths[-1], "w", encoding="utf-8") as handle:
                     handle.write(text)
-            encoded = tokenizer({"tokenizer": key.tokenizer, "encode": texts})["encode"]
-            out = json.loads(node([str(CLI), "detect", "--key", key_path, "--json", "--quiet", *paths]))
-            by_source = {r["source"]: r for r in out["results"]}
-            for b in range(2):
-                python = detect(encoded[b], key)
-                self.assertEqual(python.verdict, "watermarked", python.to_json())
-                self.assert_same(by_source[paths[b]], python.to_json(), f"text row {b}")
-                changed = sum(x != y for x, y in zip(encoded[b], completions[b].tolist())) + abs(len(encoded[b]) - 80)
-                print(
-                    f"\n  round trip {key.scheme.name} h={key.scheme.context_width}: ids T={python.results[0].num_scored} "
-                    f"log10P(text)={python.results[0].log10_p:.3f}; ids changed by decode+encode: {changed}/80",
-                    file=sys.stderr,
-                )
+
+            # One CLI run for the ids and the texts, one more for the windowed search on the ids.
+            for flags in ([], ["--window"]):
+                inputs = [ids_path] if flags else [ids_path, *paths]
+                out = json.loads(node([str(CLI), "detect", *key_flags, "--json", "--quiet", *flags, *inputs]))
+                by_source = {r["source"]: r for r in out["results"]}
+                for b in range(2):
+                    python = detect(completions[b].tolist(), keys, prompt=prompts[b].tolist(), window=bool(flags))
+                    self.assertEqual(python.verdict, "watermarked", python.to_json())
+                    self.assert_same(by_source[f"{ids_path}:{b + 1}"], python.to_json(), f"ids row {b} {flags}")
+                if flags:
+                    continue
+                for b in range(2):
+                    python = detect(encoded[b], keys)
+                    self.assertEqual(python.verdict, "watermarked", python.to_json())
+                    self.assert_same(by_source[paths[b]], python.to_json(), f"text row {b}")
+                    changed = sum(x != y for x, y in zip(encoded[b], completions[b].tolist())) + abs(len(encoded[b]) - 80)
+                    print(
+                        f"\n  round trip {key.scheme.name} h={key.scheme.context_width}: text T={python.results[0].num_scored} "
+                        f"log10P(text)={python.results[0].log10_p:.3f}; ids changed by decode+encode: {changed}/80",
+                        file=sys.stderr,
+                    )
 
     def test_lefthash_default_key(self) -> None:
         self.round_trip([], temperature=0.9, top_k=0, top_p=0.9, seed=11)
 
     def test_selfhash_key(self) -> None:
         self.round_trip(["--scheme", "selfhash", "--context-width", "2", "--gamma", "0.5", "--delta", "2.5"], 0.7, 40, 0.95, 12)
+
+    def test_gumbel_key(self) -> None:
+        # The lefthash test's model (built once per process); no truncation, so no 100k-logit sort per step.
+        # With a dual_gumbel key beside it in the same CLI runs: its exact dual tail, and Holm over both.
+        self.round_trip(
+            ["--scheme", "gumbel", "--context-width", "4"], 1.0, 0, 1.0, 13, model_seed=11,
+            other_keygen_args=["--scheme", "dual_gumbel", "--context-width", "2", "--alpha", "0.3"],
+        )
 
     @classmethod
     def tearDownClass(cls) -> None:

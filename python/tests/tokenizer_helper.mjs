@@ -1,7 +1,8 @@
 // Decodes and encodes token ids with @tracemark/tokenizers (the built package), for the Python
 // round trip. Reads one JSON request on stdin, writes one JSON answer on stdout:
-//   {"tokenizer": "cl100k_base", "words": true, "decode": [[ids], …], "encode": ["text", …]}
+//   {"tokenizer": "cl100k_base", "words": true, "decode": [[ids], …], "encode": ["text", …], "reencode": true}
 // → {"words": [ids of tokens that are a space and 3–12 lowercase ASCII letters], "decode": [...], "encode": [...]}
+// With "reencode", "encode" holds the encoding of each decoded text (one process instead of two).
 import { readFileSync } from 'node:fs';
 
 const { getTokenizer } = await import(
@@ -16,5 +17,6 @@ if (request.words) {
   answer.words = ids.filter((id) => /^ [a-z]{3,12}$/.test(pieces[id]));
 }
 if (request.decode) answer.decode = request.decode.map((ids) => tokenizer.decode(ids));
-if (request.encode) answer.encode = request.encode.map((text) => Array.from(tokenizer.encode(text)));
+const texts = request.reencode ? answer.decode : request.encode;
+if (texts) answer.encode = texts.map((text) => Array.from(tokenizer.encode(text)));
 process.stdout.write(JSON.stringify(answer));

@@ -5,11 +5,11 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { createRandom, type SchemeName, sampleToken, stepStrength } from '@tracemark/core';
+import { createRandom, sampleToken, stepStrength } from '@tracemark/core';
 import { loadDefaultModel, type NgramModel } from '@tracemark/lm';
 import { tokenizer } from './corpus.ts';
 import { sampleTokenBiasFirst, sampleTokenTruncatingFirst } from './sampling-orders.ts';
-import { watermarkerFor } from './schemes.ts';
+import { type AnyWatermarkConfig, watermarkerFor } from './schemes.ts';
 
 /** As in the CLI's `generate`: the model proposes its 512 most probable next tokens. */
 export const MAX_CANDIDATES = 512;
@@ -17,12 +17,8 @@ export const MAX_CANDIDATES = 512;
 export interface GenerationJob {
   /** Watermark key secret; null generates without a watermark. */
   readonly secret: Uint8Array | null;
-  readonly scheme: {
-    readonly name: SchemeName;
-    readonly contextWidth: number;
-    readonly gamma: number;
-    readonly delta: number;
-  };
+  /** Green-list or Gumbel; a Gumbel job skips or marks repeated contexts as its config says. */
+  readonly scheme: AnyWatermarkConfig;
   readonly prompt: Uint32Array;
   readonly maxTokens: number;
   readonly temperature: number;
@@ -53,7 +49,8 @@ export interface GenerationResult {
 
 /**
  * One generation, step for step what `generateTokens` of @tracemark/core does with the CLI's source
- * (the same sampler calls on the same random stream), plus the entropy of each step's kept distribution:
+ * (the same sampler calls on the same random stream; for a Gumbel key the same unmarked steps at
+ * repeated context seeds, watermark-gumbel §6), plus the entropy of each step's kept distribution:
  * temperature and top-p applied to the model's candidates, renormalized.
  */
 export function generateOne(model: NgramModel, job: GenerationJob): GenerationResult {
@@ -65,6 +62,23 @@ export function generateOne(model: NgramModel, job: GenerationJob): GenerationRe
   let spikeTotal = 0;
   let entropyTotal = 0;
   const options = { watermarker, temperature: job.temperature, topP: job.topP };
+  const unmarked = { ...options, watermarker: null };
+  // Gumbel keys: a step whose context seed already occurred (prompt windows included) is unmarked.
+  const skipRepeated =
+    watermarker !== null &&
+    watermarker.family === 'gumbel' &&
+    !('gamma' in job.scheme) &&
+    job.scheme.repeatedContexts !== 'mark';
+  const seen = new Set<string>();
+  const seed = new Uint32Array(2);
+  const seedOf = (view: Uint32Array): string | null =>
+    watermarker?.contextSeed(view, seed) ? `${seed[0]}:${seed[1]}` : null;
+  if (skipRepeated) {
+    for (let end = 1; end < length; end++) {
+      const held = seedOf(context.subarray(0, end));
+      if (held !== null) seen.add(held);
+    }
+  }
   const sample =
     job.order === 'truncate-first'
       ? sampleTokenTruncatingFirst
@@ -79,7 +93,13 @@ export function generateOne(model: NgramModel, job: GenerationJob): GenerationRe
     spikeTotal += entropies.spike;
     entropyTotal += entropies.shannonBits;
     if (job.measureStrength === true) expectedGreen += stepStrength(logits, view, options).greenProbability;
-    context[length++] = sample(logits, view, random, options).token;
+    let stepOptions = options;
+    if (skipRepeated) {
+      const held = seedOf(view);
+      if (held !== null && seen.has(held)) stepOptions = unmarked;
+      else if (held !== null) seen.add(held);
+    }
+    context[length++] = sample(logits, view, random, stepOptions).token;
   }
   return {
     tokens: context.slice(job.prompt.length, length),

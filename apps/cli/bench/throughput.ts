@@ -1,84 +1,256 @@
 /**
- * Detection throughput (MB/s of text) against the tokenizer alone (tracemark's byte-pair encoder,
- * in-process), on the same JSONL corpus: one core (`detect --workers 0`) and all cores (one worker per
- * core). One run per invocation; run it several times and take medians (the README gives three).
- * Run: pnpm --filter @tracemark/cli bench [-- --megabytes N]
+ * Throughput of `tracemark detect` and `tracemark scan` as whole processes (start-up, reading, JSON,
+ * tokenization, scoring and output included) on a JSONL corpus of human text, against the tokenizer
+ * alone in this process: tracemark's byte-pair encoder and gpt-tokenizer, both single-threaded, the
+ * time of their encode loop only. The runs are interleaved (round r runs every case once, in turn) and
+ * each case reports its median with the spread (min–max) over the rounds, with the load averages seen,
+ * since a shared machine's noise reaches every case alike that way.
+ *
+ * Run: pnpm --filter @tracemark/cli bench [-- --megabytes 16 --rounds 5 --workers 0,1,2
+ *      --schemes lefthash,selfhash,gumbel --short --cli path/to/other/bin.js]
+ *   --megabytes  corpus size (default 16); --short also cuts the same text into ~120-character documents
+ *   --workers    detect's worker counts (default 0,1,2); --no-scan skips scan (100 fake keys)
+ *   --schemes    key schemes (keygen --scheme, context width 1; default lefthash)
+ *   --cli        a second build to run beside this one (e.g. the last commit's), reported as "other"
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import { join } from 'node:path';
-import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
+import { parseArgs } from 'node:util';
 import { loadHumanCorpus } from '@tracemark/lm';
-import { getTokenizer } from '@tracemark/tokenizers';
+import { ENCODING_FACTS, getTokenizer } from '@tracemark/tokenizers';
 
-const megabytesArg = process.argv.indexOf('--megabytes');
-const targetMegabytes = megabytesArg > 0 ? Number(process.argv[megabytesArg + 1]) : 48;
-const directory = mkdtempSync(join(os.tmpdir(), 'tracemark-bench-'));
-const corpusPath = join(directory, `corpus-${targetMegabytes}mb.jsonl`);
-const keyPath = join(directory, 'key.json');
-writeFileSync(keyPath, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(1) })), {
-  mode: 0o600,
+const { values } = parseArgs({
+  options: {
+    megabytes: { type: 'string', default: '16' },
+    rounds: { type: 'string', default: '5' },
+    workers: { type: 'string', default: '0,1,2' },
+    schemes: { type: 'string', default: 'lefthash' },
+    short: { type: 'boolean', default: false },
+    'no-scan': { type: 'boolean', default: false },
+    cli: { type: 'string' },
+  },
 });
+const megabytes = Number(values.megabytes);
+const rounds = Number(values.rounds);
+const workerCounts = values.workers.split(',').map(Number);
+const schemes = values.schemes.split(',');
+const cli = new URL('../dist/bin.js', import.meta.url).pathname;
+const clis: [string, string][] = [['', cli]];
+if (values.cli !== undefined) clis.push(['other ', values.cli]);
+if (!existsSync(cli)) throw new Error(`${cli} is missing: build first (pnpm build)`);
+
+const directory = mkdtempSync(join(os.tmpdir(), 'tracemark-bench-'));
+process.on('exit', () => rmSync(directory, { recursive: true, force: true }));
+
+interface Corpus {
+  readonly name: string;
+  readonly path: string;
+  readonly texts: string[];
+  readonly textBytes: number;
+  readonly fileBytes: number;
+}
 
 const documents = await loadHumanCorpus({ split: 'all' });
-const lines: string[] = [];
-let bytes = 0;
-for (let round = 0; bytes < targetMegabytes * 1e6; round++) {
-  for (const document of documents) {
-    const line = JSON.stringify({ id: `${round}-${document.id}`, text: document.text });
-    lines.push(line);
-    bytes += Buffer.byteLength(line) + 1;
-    if (bytes >= targetMegabytes * 1e6) break;
+function writeCorpus(name: string, pieceLength: number | null): Corpus {
+  const lines: string[] = [];
+  const texts: string[] = [];
+  let fileBytes = 0;
+  let textBytes = 0;
+  for (let round = 0; fileBytes < megabytes * 1e6; round++) {
+    for (const document of documents) {
+      const length = pieceLength ?? document.text.length;
+      for (let start = 0; start < document.text.length && fileBytes < megabytes * 1e6; start += length) {
+        const text = document.text.slice(start, start + length);
+        const line = JSON.stringify({ id: `${round}-${document.id}-${start}`, text });
+        lines.push(line);
+        texts.push(text);
+        fileBytes += Buffer.byteLength(line) + 1;
+        textBytes += Buffer.byteLength(text);
+      }
+      if (fileBytes >= megabytes * 1e6) break;
+    }
   }
+  const path = join(directory, `${name}.jsonl`);
+  writeFileSync(path, `${lines.join('\n')}\n`);
+  return { name, path, texts, textBytes, fileBytes };
 }
-writeFileSync(corpusPath, `${lines.join('\n')}\n`);
-const fileBytes = statSync(corpusPath).size;
-const textBytes = lines.reduce((sum, line) => sum + Buffer.byteLength(JSON.parse(line).text), 0);
+const corpora = [writeCorpus('documents', null)];
+if (values.short) corpora.push(writeCorpus('short', 120));
 
-const tokenizer = getTokenizer('cl100k_base');
-const texts = lines.map((line) => JSON.parse(line).text as string);
-function tokenizeSeconds(encode: (text: string) => Uint32Array): [number, number] {
-  encode('warm up');
-  const begin = performance.now();
-  let count = 0;
-  for (const text of texts) count += encode(text).length;
-  return [(performance.now() - begin) / 1000, count];
-}
-const [tokenizerSeconds, tokens] = tokenizeSeconds((text) => tokenizer.encode(text));
+const keys = schemes.map((scheme) => {
+  const path = join(directory, `${scheme}.json`);
+  const made = spawnSync(process.execPath, [cli, 'keygen', '--out', path, '--scheme', scheme, '--json'], {
+    encoding: 'utf8',
+  });
+  if (made.status !== 0) throw new Error(`keygen --scheme ${scheme} failed: ${made.stderr}`);
+  return { scheme, path };
+});
 
-const cli = new URL('../dist/bin.js', import.meta.url).pathname;
-function detectSeconds(workers: number): number {
+// The tokenizers alone, in this process, on the texts detect reads (ours normalizes, as detect does).
+const require = createRequire(import.meta.resolve('@tracemark/tokenizers'));
+const gptTokenizer = require(`gpt-tokenizer/cjs/encoding/${ENCODING_FACTS.cl100k_base.fastEncodingName}`) as {
+  encode(text: string, options: { disallowedSpecial: Set<string> }): number[];
+};
+const allowSpecialText = { disallowedSpecial: new Set<string>() };
+const ours = getTokenizer('cl100k_base');
+ours.encode('warm up');
+gptTokenizer.encode('warm up', allowSpecialText);
+function encodeSeconds(corpus: Corpus, encode: (text: string) => ArrayLike<number>): number {
   const begin = performance.now();
-  const result = spawnSync(
-    process.execPath,
-    [cli, 'detect', '--key', keyPath, corpusPath, '--json', '--quiet', '--workers', String(workers)],
-    {
-      maxBuffer: 1 << 30,
-      encoding: 'utf8',
-    },
-  );
-  if (result.status !== 0) throw new Error(`detect failed: ${result.stderr}`);
+  for (const text of corpus.texts) encode(text);
   return (performance.now() - begin) / 1000;
 }
-const oneCore = detectSeconds(0);
-const cores = os.availableParallelism();
-const allCores = detectSeconds(cores);
 
-const rate = (seconds: number) => textBytes / 1e6 / seconds;
+/** CPU seconds of this process's waited-for children (Linux /proc), or NaN elsewhere. */
+function childCpuSeconds(): number {
+  try {
+    const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[13]) + Number(fields[14])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+interface Sample {
+  readonly seconds: number;
+  readonly cpuSeconds: number;
+}
+function runProcess(binary: string, args: string[]): Sample {
+  const cpuBefore = childCpuSeconds();
+  const begin = performance.now();
+  const result = spawnSync(process.execPath, [binary, ...args], { maxBuffer: 1 << 30, encoding: 'utf8' });
+  const seconds = (performance.now() - begin) / 1000;
+  if (result.status !== 0) throw new Error(`${args.slice(0, 1).join(' ')} failed: ${result.stderr}`);
+  return { seconds, cpuSeconds: childCpuSeconds() - cpuBefore };
+}
+
+interface Case {
+  readonly name: string;
+  readonly corpus: Corpus;
+  readonly run: () => Sample;
+  readonly samples: Sample[];
+}
+const cases: Case[] = [];
+for (const corpus of corpora) {
+  cases.push({
+    name: 'tokenizer alone: tracemark encode (in-process, one thread)',
+    corpus,
+    run: () => ({ seconds: encodeSeconds(corpus, (text) => ours.encode(text)), cpuSeconds: Number.NaN }),
+    samples: [],
+  });
+  cases.push({
+    name: 'tokenizer alone: gpt-tokenizer encode (in-process, one thread)',
+    corpus,
+    run: () => ({
+      seconds: encodeSeconds(corpus, (text) => gptTokenizer.encode(text, allowSpecialText)),
+      cpuSeconds: Number.NaN,
+    }),
+    samples: [],
+  });
+  for (const [label, binary] of clis) {
+    for (const key of keys) {
+      for (const workers of workerCounts) {
+        cases.push({
+          name: `${label}detect ${key.scheme} --workers ${workers}`,
+          corpus,
+          run: () =>
+            runProcess(binary, [
+              'detect',
+              '--key',
+              key.path,
+              corpus.path,
+              '--json',
+              '--quiet',
+              '--workers',
+              String(workers),
+            ]),
+          samples: [],
+        });
+      }
+      if (!values['no-scan']) {
+        for (const workers of workerCounts) {
+          cases.push({
+            name: `${label}scan ${key.scheme} (100 fake keys) --workers ${workers}`,
+            corpus,
+            run: () =>
+              runProcess(binary, [
+                'scan',
+                '--key',
+                key.path,
+                corpus.path,
+                '--json',
+                '--quiet',
+                '--workers',
+                String(workers),
+              ]),
+            samples: [],
+          });
+        }
+      }
+    }
+  }
+}
+
+const loads: number[] = [];
+for (let round = 0; round < rounds; round++) {
+  for (const entry of cases) {
+    loads.push(os.loadavg()[0]!);
+    entry.samples.push(entry.run());
+  }
+  process.stderr.write(`round ${round + 1} of ${rounds} done\n`);
+}
+
+function median(numbers: readonly number[]): number {
+  const sorted = [...numbers].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+const seconds = (entry: Case) => entry.samples.map((sample) => sample.seconds);
+
 console.log(
-  `# detect throughput\n\nNode ${process.version}, ${os.cpus()[0]?.model ?? 'CPU'}, ${cores} cores.`,
+  `# detect and scan throughput\n\nNode ${process.version}, ${os.cpus()[0]?.model ?? 'CPU'}, ${os.availableParallelism()} cores; ` +
+    `${rounds} interleaved rounds; 1-minute load average during the runs: median ${median(loads).toFixed(1)}, ` +
+    `min ${Math.min(...loads).toFixed(1)}, max ${Math.max(...loads).toFixed(1)}.`,
 );
-console.log(
-  `Corpus: ${(fileBytes / 1e6).toFixed(1)} MB JSONL, ${(textBytes / 1e6).toFixed(1)} MB of text, ${lines.length} documents, ${tokens} tokens.\n`,
-);
-console.log('| run | seconds | MB/s of text | throughput vs the tokenizer alone |');
-console.log('| --- | --- | --- | --- |');
-const row = (name: string, seconds: number) =>
+for (const corpus of corpora) {
+  const mine = cases.filter((entry) => entry.corpus === corpus);
+  const oursSeconds = median(seconds(mine[0]!));
+  const gptSeconds = median(seconds(mine[1]!));
   console.log(
-    `| ${name} | ${seconds.toFixed(2)} | ${rate(seconds).toFixed(2)} | ${(tokenizerSeconds / seconds).toFixed(2)} |`,
+    `\nCorpus "${corpus.name}": ${(corpus.fileBytes / 1e6).toFixed(1)} MB JSONL, ${(corpus.textBytes / 1e6).toFixed(1)} MB of text, ` +
+      `${corpus.texts.length} documents. Throughput is MB of text per second of wall time; "× ours" and ` +
+      `"× gpt-tokenizer" divide it by that tokenizer's single-thread throughput (median).\n`,
   );
-row('tokenizer alone (tracemark encode, in-process, one core)', tokenizerSeconds);
-row('tracemark detect --workers 0 (one core, whole process)', oneCore);
-row(`tracemark detect --workers ${cores} (all cores, whole process)`, allCores);
-rmSync(directory, { recursive: true, force: true });
+  console.log('| run | median s | min–max s | CPU s (median) | MB/s | × ours | × gpt-tokenizer |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- |');
+  for (const entry of mine) {
+    const wall = median(seconds(entry));
+    const cpu = median(entry.samples.map((sample) => sample.cpuSeconds));
+    console.log(
+      `| ${entry.name} | ${wall.toFixed(2)} | ${Math.min(...seconds(entry)).toFixed(2)}–${Math.max(...seconds(entry)).toFixed(2)} | ` +
+        `${Number.isNaN(cpu) ? '–' : cpu.toFixed(2)} | ${(corpus.textBytes / 1e6 / wall).toFixed(2)} | ` +
+        `${(oursSeconds / wall).toFixed(2)} | ${(gptSeconds / wall).toFixed(2)} |`,
+    );
+  }
+  for (const [label] of clis) {
+    for (const key of keys) {
+      for (const workers of workerCounts) {
+        const detect = mine.find(
+          (entry) => entry.name === `${label}detect ${key.scheme} --workers ${workers}`,
+        );
+        const scan = mine.find(
+          (entry) =>
+            entry.name.startsWith(`${label}scan ${key.scheme} `) &&
+            entry.name.endsWith(`--workers ${workers}`),
+        );
+        if (detect === undefined || scan === undefined) continue;
+        console.log(
+          `\n${label}scan ÷ detect throughput, ${key.scheme}, --workers ${workers}: ${(median(seconds(detect)) / median(seconds(scan))).toFixed(2)}`,
+        );
+      }
+    }
+  }
+}

@@ -11,6 +11,7 @@ import {
   parseAnyKeyFile,
 } from '@tracemark/detection';
 import { type InputDocument, parseJsonlLine } from './inputs.ts';
+import type { CorrectedVerdict } from './render.ts';
 
 export interface EngineOptions {
   /** Key files' text (secrets stay in memory, passed to workers by structured clone). */
@@ -32,13 +33,73 @@ export interface ErrorResult {
 export type Outcome = AnyDocumentResult | ErrorResult;
 
 export type Job =
-  | { readonly kind: 'lines'; readonly source: string; readonly firstLine: number; readonly texts: string[] }
+  | {
+      readonly kind: 'lines';
+      readonly source: string;
+      readonly firstLine: number;
+      readonly texts: string[];
+      /** Print the outcomes as `detect --json` does, here (in the worker), and send the text. */
+      readonly render?: 'json';
+    }
   | { readonly kind: 'documents'; readonly documents: InputDocument[] }
   | { readonly kind: 'tokenize'; readonly text: string };
 
 export type JobResult =
   | { readonly kind: 'outcomes'; readonly outcomes: Outcome[] }
+  | { readonly kind: 'rendered'; readonly rendered: RenderedOutcomes }
   | { readonly kind: 'tokens'; readonly tokens: Uint32Array };
+
+/**
+ * A batch's outcomes as `detect --json` prints them, with what the summary needs: one string crosses
+ * from a worker instead of an object per document (cloned, then printed, on the main thread).
+ */
+export interface RenderedOutcomes {
+  /** The JSON of each outcome, joined by ",\n" as detect separates results; '' when there are none. */
+  readonly json: string;
+  readonly documents: number;
+  readonly errors: number;
+  readonly watermarked: number;
+  readonly notWatermarked: number;
+  readonly insufficient: number;
+  readonly numTokens: number;
+  /** The first two scored results, in order (detect reads α from the first of the run). */
+  readonly first: AnyDocumentResult[];
+}
+
+/** A result as `detect --json` prints it; `corrected` adds the Benjamini–Hochberg fields. */
+export function outcomeJson(outcome: Outcome, corrected?: CorrectedVerdict): object {
+  if ('error' in outcome) return outcome;
+  const { keys, window, tokensToSettle, ...rest } = outcome;
+  return {
+    ...rest,
+    // Infinity: no number of tokens up to a million settles it (always so with δ = 0).
+    tokensToSettle: Number.isFinite(tokensToSettle) ? tokensToSettle : null,
+    ...(window === null ? {} : { window }),
+    ...(keys.length > 1 ? { keys } : {}),
+    ...(corrected === undefined
+      ? {}
+      : { log10PCorrected: corrected.log10PCorrected, verdictCorrected: corrected.verdict }),
+  };
+}
+
+function renderJson(outcomes: readonly Outcome[]): RenderedOutcomes {
+  const json: string[] = [];
+  const first: AnyDocumentResult[] = [];
+  const counts = { errors: 0, watermarked: 0, notWatermarked: 0, insufficient: 0, numTokens: 0 };
+  for (const outcome of outcomes) {
+    json.push(JSON.stringify(outcomeJson(outcome)));
+    if ('error' in outcome) {
+      counts.errors++;
+      continue;
+    }
+    counts.numTokens += outcome.numTokens;
+    if (outcome.verdict === 'watermarked') counts.watermarked++;
+    else if (outcome.verdict === 'not_watermarked') counts.notWatermarked++;
+    else counts.insufficient++;
+    if (first.length < 2) first.push(outcome);
+  }
+  return { json: json.join(',\n'), documents: outcomes.length, ...counts, first };
+}
 
 export interface Engine {
   readonly detector: AnyKeyTextDetector;
@@ -90,7 +151,9 @@ export function createEngine(options: EngineOptions): Engine {
       );
       if (document !== null) outcomes.push(detectDocument(document));
     });
-    return { kind: 'outcomes', outcomes };
+    return job.render === 'json'
+      ? { kind: 'rendered', rendered: renderJson(outcomes) }
+      : { kind: 'outcomes', outcomes };
   };
   return { detector, run };
 }

@@ -112,10 +112,11 @@ export function tokenPieces(
   return { pieces, statuses: tokens.statuses, rest: codePoints.slice(start).join('') };
 }
 
-const STATUS_CLASS: Readonly<Record<string, string>> = { G: 'g', R: 'r' };
+const STATUS_CLASS: Readonly<Record<string, string>> = { G: 'g', R: 'r', N: 'n' };
 const STATUS_TITLE: Readonly<Record<string, string>> = {
   G: 'green (scored)',
   R: 'red (scored)',
+  N: 'scored (a scheme without green lists: its evidence is the score)',
   C: 'not scored: no preceding context',
   S: 'not scored: special token',
   P: 'not scored: repeats the prompt',
@@ -330,6 +331,7 @@ code { font: 12px/1.4 'DejaVu Sans Mono', Menlo, Consolas, monospace; word-break
 .text { white-space: pre-wrap; word-wrap: break-word; border: 1px solid #ccc; padding: 12px; font: 14px/1.9 Georgia, serif; }
 .g { background: #b9e8c1; border-bottom: 2px solid #1d6b2f; box-shadow: inset -1px 0 0 #fff; }
 .r { background: #f6c9c9; border-bottom: 2px dotted #a31515; box-shadow: inset -1px 0 0 #fff; }
+.n { border-bottom: 2px solid #555; }
 .s { color: #777; }
 .legend { font-size: 13px; margin-bottom: 6px; }
 .legend span { padding: 0 4px; }

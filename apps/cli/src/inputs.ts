@@ -104,6 +104,31 @@ export async function expandPaths(
   return out;
 }
 
+/** How much input there is, for sizing a worker pool; Infinity where it cannot be known ahead (stdin, directories). */
+export interface InputSize {
+  readonly bytes: number;
+  /** Jobs the input makes at least: JSONL line batches and text pieces, one per file at the least. */
+  readonly jobs: number;
+}
+
+/** The size of the inputs, by `stat` alone (nothing is read). Files that cannot be read count 0. */
+export async function measureInputs(
+  paths: readonly string[],
+  format: InputFormat | undefined,
+): Promise<InputSize> {
+  let bytes = 0;
+  let jobs = 0;
+  for (const path of paths.length === 0 ? ['-'] : paths) {
+    const info = path === '-' ? null : await stat(path).catch(() => undefined);
+    if (info === undefined) continue;
+    if (info === null || info.isDirectory()) return { bytes: Infinity, jobs: Infinity };
+    bytes += info.size;
+    const unit = formatOf(path, format) === 'jsonl' ? BATCH_BYTES : PIECE_BYTES;
+    jobs += Math.max(1, Math.ceil(info.size / unit));
+  }
+  return { bytes, jobs };
+}
+
 function formatOf(path: string, format: InputFormat | undefined): InputFormat {
   if (format !== undefined) return format;
   return /\.(jsonl|ndjson)$/i.test(path) ? 'jsonl' : 'text';
@@ -211,7 +236,7 @@ export interface LineBatch {
   readonly bytes: number;
 }
 
-const BATCH_LINES = 256;
+const BATCH_LINES = 1024;
 const BATCH_BYTES = 512 * 1024;
 
 async function* readJsonl(stream: Readable, source: string): AsyncGenerator<LineBatch> {

@@ -1,6 +1,7 @@
 /** A small worker pool; without workers, jobs run in the calling thread through the same engine. */
 import { availableParallelism } from 'node:os';
 import { createEngine, type Engine, type EngineOptions, type Job, type JobResult } from './detect-engine.ts';
+import type { InputSize } from './inputs.ts';
 import { compiledWorker, startWorkerThreads } from './worker-threads.ts';
 
 export interface JobRunner {
@@ -12,6 +13,23 @@ export interface JobRunner {
 
 export function defaultWorkerCount(): number {
   return Math.max(1, Math.min(availableParallelism(), 8));
+}
+
+/**
+ * Bytes of input that repay a worker: each loads the modules, builds the tokenizer and derives the keys
+ * (a few hundred ms of CPU) before its first document.
+ */
+export const BYTES_PER_WORKER: number = 4 * 1024 * 1024;
+
+/**
+ * The workers `detect` starts when --workers is not given: none below {@link BYTES_PER_WORKER} of input
+ * or on one core (a worker there only adds its start-up and the copying), else one per started
+ * BYTES_PER_WORKER, no more than the jobs there are to share (line batches, text pieces) nor than
+ * `cores`. Unknown sizes (stdin, directories) are Infinity.
+ */
+export function workersFor(input: InputSize, cores: number = defaultWorkerCount()): number {
+  if (cores < 2 || input.bytes < BYTES_PER_WORKER) return 0;
+  return Math.max(0, Math.min(cores, Math.ceil(input.bytes / BYTES_PER_WORKER), input.jobs));
 }
 
 export function createRunner(options: EngineOptions, workers: number): JobRunner {

@@ -358,7 +358,7 @@ function TokenText({
   const span = (piece: { text: string; status: string }, i: number) => (
     <span
       key={i}
-      class={`t ${piece.status === 'G' ? 'g' : piece.status === 'R' ? 'r' : 's'}`}
+      class={`t ${piece.status === 'G' ? 'g' : piece.status === 'R' ? 'r' : piece.status === 'N' ? 'n' : 's'}`}
       title={STATUS_WORDS[piece.status]}
     >
       {piece.text}

@@ -3,8 +3,13 @@
  * plugins (errors, metrics, auth with rate limits, OpenAPI); routes are encapsulated plugins.
  */
 import swagger from '@fastify/swagger';
-import { createWatermarker, type Watermarker, type WatermarkKey } from '@tracemark/core';
-import type { TextDetector } from '@tracemark/detection';
+import { createWatermarker, type Watermarker } from '@tracemark/core';
+import {
+  type AnyKeyTextDetector,
+  type AnyWatermarkKey,
+  isForeignKey,
+  type TextDetector,
+} from '@tracemark/detection';
 import type { SigningKey } from '@tracemark/provenance';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify';
 import fp from 'fastify-plugin';
@@ -29,33 +34,63 @@ import scanRoutes from './routes/scan.ts';
 import whoamiRoutes from './routes/whoami.ts';
 import { openAiErrorSchema } from './schemas.ts';
 import type { GatewayStorage } from './storage/types.ts';
+import type { EngineUpstream } from './upstream-mark/engine-upstream.ts';
+import { createLiveMarkCheck, type LiveMarkCheck } from './upstream-mark/live-check.ts';
+import { MARK_CHECK_FPR, type MarkCheckResult } from './upstream-mark/self-check.ts';
 import { createWorkPool, type WorkPool } from './work/pool.ts';
 
 export const GATEWAY_VERSION = '0.1.0';
+
+/**
+ * Engine-native mode (`--upstream-watermark`): the upstream engine marks its own output and the gateway
+ * streams it through; null when the gateway samples and marks every token itself.
+ */
+export interface EngineNativeServices {
+  readonly upstream: EngineUpstream;
+  /** The serving key is an engine's (vLLM, transformers, SynthID, SGLang), not a tracemark key. */
+  readonly engineKey: boolean;
+  /** The start-up check that found the mark in the engine's completions. */
+  readonly startupCheck: MarkCheckResult;
+}
 
 /** What the app is built from; bootstrap.ts prepares it from the configuration. */
 export interface GatewayServices {
   readonly config: GatewayConfig;
   readonly storage: GatewayStorage;
   readonly backend: Backend;
-  /** The key that marks output: the configured key, or its epoch sub-key. */
-  readonly watermarkKey: WatermarkKey;
+  /**
+   * The key whose mark served output carries: the configured tracemark key or its epoch sub-key, or in
+   * engine-native mode the key of `--upstream-watermark` (a tracemark key or an engine's; no epochs).
+   */
+  readonly watermarkKey: AnyWatermarkKey;
   readonly keyEpoch: string | null;
-  /** The key file's key, from which every epoch sub-key derives (verification tests each registered epoch). */
-  readonly rootWatermarkKey: WatermarkKey;
+  /**
+   * The key file's key, from which every epoch sub-key of a tracemark key derives (verification tests each
+   * registered epoch); an engine's key has no sub-keys and is its own root.
+   */
+  readonly rootWatermarkKey: AnyWatermarkKey;
   /** Signs the issuance log's checkpoints and the evidence reports (Ed25519; its name is the log's origin). */
   readonly logSigningKey: SigningKey;
   readonly serverSecret: Uint8Array;
   /** Shared rate limits and quotas; null keeps them in memory. */
   readonly redis: Redis | null;
+  /** Engine-native mode; absent or null: the gateway's own sampler marks. */
+  readonly engineNative?: EngineNativeServices | null;
 }
 
 export interface GatewayContext extends GatewayServices {
-  readonly watermarker: Watermarker;
+  /** The watermarker of a tracemark serving key; null for an engine's key. */
+  readonly watermarker: Watermarker | null;
+  readonly engineNative: EngineNativeServices | null;
+  /** Engine-native mode: the live check of the engine's mark over recent completions; else null. */
+  readonly upstreamMarkCheck: LiveMarkCheck | null;
   /** The Merkle log over the issuance records, and its signed checkpoints. */
   readonly issuanceLog: IssuanceLog;
-  /** The detector for the gateway's key (cached per option set), on the main thread. */
-  detector(options: { fpr?: number; window: boolean }): TextDetector;
+  /**
+   * The detector for the serving key (cached per option set), on the main thread: an engine's key gives an
+   * AnyKeyTextDetector, which has no windowed search.
+   */
+  detector(options: { fpr?: number; window: boolean }): TextDetector | AnyKeyTextDetector;
   /** Worker threads for tokenizing and scoring client text, with a per-request budget and a bounded queue. */
   readonly work: WorkPool;
   readonly startedAt: number;
@@ -84,9 +119,10 @@ export function loggerOptions(level: string, stream?: NodeJS.WritableStream): Lo
 }
 
 const servicesPlugin: FastifyPluginAsync<GatewayServices> = async (fastify, services) => {
-  const watermarker = createWatermarker(services.watermarkKey, {
-    specialTokenIds: services.backend.tokenizer.specialTokenIds,
-  });
+  const key = services.watermarkKey;
+  const watermarker = isForeignKey(key)
+    ? null
+    : createWatermarker(key, { specialTokenIds: services.backend.tokenizer.specialTokenIds });
   const work = createWorkPool({
     keys: {
       watermarkKey: services.watermarkKey,
@@ -98,9 +134,12 @@ const servicesPlugin: FastifyPluginAsync<GatewayServices> = async (fastify, serv
     queueLimit: services.config.workQueueLimit,
     onThreadError: (error) => fastify.log.error({ err: error }, 'a work thread failed'),
   });
+  const engine = services.engineNative ?? null;
   const context: GatewayContext = {
     ...services,
     watermarker,
+    engineNative: engine,
+    upstreamMarkCheck: engine === null ? null : liveMarkCheck(fastify, services, engine, work),
     issuanceLog: createIssuanceLog(services.storage, services.logSigningKey),
     startedAt: Date.now(),
     activeGenerations: new Set(),
@@ -109,6 +148,7 @@ const servicesPlugin: FastifyPluginAsync<GatewayServices> = async (fastify, serv
   };
   fastify.decorate('gateway', context);
   fastify.addHook('onClose', async () => {
+    await context.upstreamMarkCheck?.idle();
     await work.close();
   });
   fastify.addHook('preClose', async () => {
@@ -128,6 +168,53 @@ const servicesPlugin: FastifyPluginAsync<GatewayServices> = async (fastify, serv
     services.redis === null ? createMemoryQuotaStore(seed) : createRedisQuotaStore(services.redis, seed),
   );
 };
+
+/** The live check of engine-native mode: detection on the work pool, a gauge and a log line when the mark goes. */
+function liveMarkCheck(
+  fastify: FastifyInstance,
+  services: GatewayServices,
+  engine: EngineNativeServices,
+  work: WorkPool,
+): LiveMarkCheck {
+  const { config } = services;
+  const facts = {
+    keyId: services.watermarkKey.keyId,
+    upstream: engine.upstream.origin,
+    model: engine.upstream.model,
+  };
+  // Metrics are registered after this plugin; the callbacks run only once completions are served.
+  const gauges = () => fastify.metrics.upstreamMark;
+  return createLiveMarkCheck({
+    sampleRate: config.upstreamMarkSampleRate,
+    windowTokens: config.upstreamMarkWindowTokens,
+    startupScored: engine.startupCheck.numScored,
+    detect: (ids) => work.run({ kind: 'detect', tokens: ids, fpr: MARK_CHECK_FPR, window: false }),
+    onResult: (state, result) => {
+      gauges().checks.inc({ verdict: result.verdict });
+      gauges().log10P.set(state.log10P ?? 0);
+      gauges().scoredTokens.set(state.numScored);
+      gauges().missing.set(state.missing ? 1 : 0);
+    },
+    onAlert: (state) =>
+      fastify.log.error(
+        {
+          ...facts,
+          verdict: state.verdict,
+          numTokens: state.numTokens,
+          numScored: state.numScored,
+          log10P: state.log10P,
+          minScored: state.minScored,
+        },
+        "upstream mark missing: the engine's recent completions no longer carry the serving key's mark (is it running without its watermark, or with another key?)",
+      ),
+    onRecover: (state) =>
+      fastify.log.info(
+        { ...facts, verdict: state.verdict, numScored: state.numScored, log10P: state.log10P },
+        "upstream mark back: the engine's recent completions carry the serving key's mark again",
+      ),
+    onError: (error) => fastify.log.warn({ err: error }, 'the live check of the upstream mark failed'),
+  });
+}
 
 const gateway: FastifyPluginAsync<GatewayServices> = async (fastify: FastifyInstance, services) => {
   fastify.addSchema(openAiErrorSchema);

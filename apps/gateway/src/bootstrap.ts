@@ -5,10 +5,18 @@
  * on a fresh store a development API key, saved 0600 under the data directory and shown once.
  */
 import { join } from 'node:path';
-import { deriveSubkey } from '@tracemark/core';
+import { deriveSubkey, type WatermarkKey } from '@tracemark/core';
+import {
+  type AnyWatermarkKey,
+  createTextDetector,
+  foreignSchemeName,
+  InputError,
+  isForeignKey,
+  readKeyFile,
+} from '@tracemark/detection';
 import { getTokenizer, isTokenizerId } from '@tracemark/tokenizers';
 import { Redis } from 'ioredis';
-import type { GatewayServices } from './app.ts';
+import type { EngineNativeServices, GatewayServices } from './app.ts';
 import { createEmbeddedBackend } from './backends/embedded.ts';
 import type { Backend } from './backends/types.ts';
 import { createUpstreamBackend } from './backends/upstream.ts';
@@ -24,6 +32,8 @@ import {
 import { createApiKey } from './key-management.ts';
 import { openStorage } from './storage/index.ts';
 import type { GatewayStorage } from './storage/types.ts';
+import { createEngineUpstream } from './upstream-mark/engine-upstream.ts';
+import { checkUpstreamMark, MARK_CHECK_FPR } from './upstream-mark/self-check.ts';
 
 export interface FirstStart {
   /** Shown once to the operator: the development API key (also saved 0600 under the data directory). */
@@ -60,13 +70,38 @@ export async function connectRedis(url: string): Promise<Redis> {
   return redis;
 }
 
+/** The key of `--upstream-watermark`, of any scheme tracemark reads; errors name the file, never the secret. */
+async function readUpstreamWatermarkKey(path: string): Promise<AnyWatermarkKey> {
+  try {
+    return await readKeyFile(path, { accept: 'any' });
+  } catch (error) {
+    if (error instanceof InputError) throw new ConfigError(`--upstream-watermark: ${error.message}`);
+    throw error;
+  }
+}
+
+/** A key's scheme as reports name it (`tracemark:lefthash`, `vllm:gumbel`). */
+export function schemeNameOf(key: AnyWatermarkKey): string {
+  return isForeignKey(key) ? foreignSchemeName(key) : `tracemark:${(key as WatermarkKey).scheme.name}`;
+}
+
 /** Opens what the configuration names. Partially opened resources are closed on failure. */
 export async function prepareGateway(config: GatewayConfig): Promise<PreparedGateway> {
   await ensureDataDir(config.dataDir);
   const { secret: serverSecret } = await loadOrCreateServerSecret(config.dataDir);
-  const loaded = await loadOrCreateWatermarkKey(config.dataDir, config.keyFile);
-  const watermarkKey =
-    config.keyEpoch === null ? loaded.key : deriveSubkey(loaded.key, `epoch/${config.keyEpoch}`);
+  const engineNative = config.upstreamWatermarkFile !== null;
+  // Engine-native: the engine's key is the serving key (config.ts refuses --key and --key-epoch with it).
+  const loaded: { key: AnyWatermarkKey; path: string; created: boolean } = engineNative
+    ? {
+        key: await readUpstreamWatermarkKey(config.upstreamWatermarkFile!),
+        path: config.upstreamWatermarkFile!,
+        created: false,
+      }
+    : await loadOrCreateWatermarkKey(config.dataDir, config.keyFile);
+  const watermarkKey: AnyWatermarkKey =
+    config.keyEpoch === null
+      ? loaded.key
+      : deriveSubkey(loaded.key as WatermarkKey, `epoch/${config.keyEpoch}`);
   const logKey = await loadOrCreateLogSigningKey(config.dataDir, config.logOrigin);
   if (config.logOrigin !== null && logKey.key.name !== config.logOrigin) {
     throw new ConfigError(
@@ -74,7 +109,11 @@ export async function prepareGateway(config: GatewayConfig): Promise<PreparedGat
     );
   }
   if (!isTokenizerId(watermarkKey.tokenizer)) {
-    throw new ConfigError(`the watermark key is bound to an unknown tokenizer "${watermarkKey.tokenizer}"`);
+    throw new ConfigError(
+      engineNative
+        ? `--upstream-watermark: the key ${watermarkKey.keyId} is bound to tokenizer "${watermarkKey.tokenizer}", which tracemark does not ship; engine-native mode tokenizes the engine's text to record and detect it`
+        : `the watermark key is bound to an unknown tokenizer "${watermarkKey.tokenizer}"`,
+    );
   }
   const opened: { close(): Promise<void> | void }[] = [];
   try {
@@ -95,27 +134,53 @@ export async function prepareGateway(config: GatewayConfig): Promise<PreparedGat
       );
     }
     await storage.addLogKey(logKey.key.verifierKey, now);
-    await storage.registerWatermarkEpoch(watermarkKey.keyId, config.keyEpoch, now);
     const redis = config.redisUrl === null ? null : await connectRedis(config.redisUrl);
     if (redis !== null) opened.push({ close: () => void redis.disconnect() });
     const tokenizer = getTokenizer(watermarkKey.tokenizer);
+    let engine: EngineNativeServices | null = null;
+    if (engineNative) {
+      const mark = { keyId: watermarkKey.keyId, scheme: schemeNameOf(watermarkKey) };
+      const upstream = await createEngineUpstream({
+        url: config.upstreamUrl!,
+        apiKey: config.upstreamApiKey,
+        model: config.upstreamModel,
+        api: config.upstreamApi,
+        timeoutMs: config.upstreamTimeoutMs,
+        tokenizer,
+        mark,
+      });
+      opened.push(upstream);
+      // Before listening: the engine's completions must carry this key's mark.
+      const detector = createTextDetector({ keys: [watermarkKey], fpr: MARK_CHECK_FPR });
+      const startupCheck = await checkUpstreamMark({
+        upstream,
+        detect: (ids) => detector.detectTokens(ids),
+        maxTokens: config.upstreamMarkCheckTokens,
+        mark,
+      });
+      engine = { upstream, engineKey: isForeignKey(watermarkKey), startupCheck };
+    }
     const backend: Backend =
-      config.upstreamUrl === null
-        ? await createEmbeddedBackend({
-            tokenizerId: watermarkKey.tokenizer,
-            modelId: config.embeddedModelId,
-          })
-        : await createUpstreamBackend({
-            url: config.upstreamUrl,
-            apiKey: config.upstreamApiKey,
-            model: config.upstreamModel,
-            api: config.upstreamApi,
-            topLogprobs: config.upstreamTopLogprobs,
-            draftTokens: config.upstreamDraftTokens,
-            timeoutMs: config.upstreamTimeoutMs,
-            tokenizer,
-          });
-    opened.push(backend);
+      engine !== null
+        ? engine.upstream
+        : config.upstreamUrl === null
+          ? await createEmbeddedBackend({
+              tokenizerId: watermarkKey.tokenizer,
+              modelId: config.embeddedModelId,
+            })
+          : await createUpstreamBackend({
+              url: config.upstreamUrl,
+              apiKey: config.upstreamApiKey,
+              model: config.upstreamModel,
+              api: config.upstreamApi,
+              topLogprobs: config.upstreamTopLogprobs,
+              draftTokens: config.upstreamDraftTokens,
+              timeoutMs: config.upstreamTimeoutMs,
+              tokenizer,
+            });
+    if (engine === null) opened.push(backend);
+    // Registered once the backend is up (in engine-native mode: once the engine's mark was found).
+    await storage.registerWatermarkEpoch(watermarkKey.keyId, config.keyEpoch, now);
 
     let devApiKey: string | null = null;
     let devApiKeyFile: string | null = null;
@@ -146,6 +211,7 @@ export async function prepareGateway(config: GatewayConfig): Promise<PreparedGat
       logSigningKey: logKey.key,
       serverSecret,
       redis,
+      engineNative: engine,
     };
     return {
       services,

@@ -227,12 +227,16 @@ export function resolveConfig(
   }
   const rate = merged.upstreamMarkSampleRate;
   if (typeof rate !== 'number' || !(rate >= 0 && rate <= 1)) {
-    throw new ConfigError(`${describe('upstreamMarkSampleRate')} must be a number from 0 to 1, got ${String(rate)}`);
+    throw new ConfigError(
+      `${describe('upstreamMarkSampleRate')} must be a number from 0 to 1, got ${String(rate)}`,
+    );
   }
   if (merged.upstreamWatermarkFile !== null) {
     // The engine marks with the key file's key as it is: no epochs, and no second key to sample with.
     if (merged.upstreamUrl === null) {
-      throw new ConfigError(`${describe('upstreamWatermarkFile')} needs ${describe('upstreamUrl')}: the engine that embeds the mark`);
+      throw new ConfigError(
+        `${describe('upstreamWatermarkFile')} needs ${describe('upstreamUrl')}: the engine that embeds the mark`,
+      );
     }
     if (merged.keyFile !== null) {
       throw new ConfigError(

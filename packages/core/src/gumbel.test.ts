@@ -201,6 +201,12 @@ describe('keys and refusals', () => {
     expect(() =>
       parseKeyFile(gumbelFile.replace('"contextWidth": 4', '"contextWidth": 4, "gamma": 0.25')),
     ).toThrow(KeyFileError);
+    // Refused whatever the value: δ = 0 and α = 0 are what the scheme object reports, not what a file may hold.
+    for (const extra of ['"delta": 0', '"alpha": 0', '"gamma": null']) {
+      expect(() =>
+        parseKeyFile(gumbelFile.replace('"contextWidth": 4', `"contextWidth": 4, ${extra}`)),
+      ).toThrow(/does not apply to the gumbel scheme/);
+    }
     expect(() => createScheme({ name: 'dual_gumbel', alpha: 1 })).toThrow(/scheme\.alpha/);
     expect(() => createScheme({ name: 'lefthash', alpha: 0.1 })).toThrow(/scheme\.alpha/);
   });

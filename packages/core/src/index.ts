@@ -124,6 +124,14 @@ export {
   vllmUniform,
 } from './foreign/vllm.ts';
 export {
+  createVllmSampler,
+  type VllmCandidates,
+  type VllmSample,
+  type VllmSampleOptions,
+  type VllmSampler,
+  type VllmSamplingKey,
+} from './foreign/vllm-sampling.ts';
+export {
   type GeneratedToken,
   type GenerateOptions,
   generateAll,
@@ -131,16 +139,29 @@ export {
   type LogitsSource,
 } from './generate.ts';
 export {
+  GUMBEL_NOISE_MAX,
+  gumbelChoice,
+  gumbelLog10PValue,
+  gumbelLogPValue,
+  gumbelScore,
+  gumbelUniform,
+  gumbelWindowScan,
+  gumbelZScore,
+} from './gumbel.ts';
+export {
   type CreateKeyOptions,
   createWatermarkKey,
   DEFAULT_TOKENIZER,
+  deriveGumbelPrfKeys,
   derivePrfKeys,
   deriveSubkey,
   deriveSubkeySecret,
+  type GumbelPrfKeys,
   generateSecret,
   KEY_ID_PREFIX,
   type KeyFile,
   KeyFileError,
+  type KeyFileScheme,
   keyIdOf,
   type PrfKeys,
   parseKeyFile,
@@ -163,9 +184,17 @@ export {
 export {
   biasedGreenFraction,
   createScheme,
+  DEFAULT_DUAL_GUMBEL_ALPHA,
+  DEFAULT_GUMBEL_CONTEXT_WIDTH,
   DEFAULT_SCHEME_PARAMS,
+  GREEN_LIST_SCHEME_NAMES,
+  type GreenListSchemeName,
+  GUMBEL_SCHEME_NAMES,
+  type GumbelSchemeName,
+  isGumbelScheme,
   SCHEME_NAMES,
   type Scheme,
+  type SchemeFamily,
   type SchemeName,
   type SchemeParams,
 } from './scheme.ts';

@@ -179,9 +179,18 @@ export function parseKeyFile(text: string): WatermarkKey {
   }
   const scheme = record.scheme;
   if (scheme === null || typeof scheme !== 'object') throw new KeyFileError('key file: "scheme" is missing');
+  const params = scheme as SchemeParams;
+  if (isGumbelScheme({ name: params.name ?? 'lefthash' })) {
+    // watermark-gumbel §1: a Gumbel scheme object holds no γ or δ, and `gumbel` no α, whatever their value.
+    const refused = params.name === 'gumbel' ? ['gamma', 'delta', 'alpha'] : ['gamma', 'delta'];
+    for (const field of refused) {
+      if (Object.hasOwn(params, field)) {
+        throw new KeyFileError(`key file: "scheme.${field}" does not apply to the ${params.name} scheme`);
+      }
+    }
+  }
   let key: WatermarkKey;
   try {
-    const params = scheme as SchemeParams;
     key = createWatermarkKey({
       secret: hexToBytes(record.secret),
       // Green-list files are read as before (only these four fields); a Gumbel file is validated whole.

@@ -21,6 +21,9 @@ const halves = (text: string): [number, number] => [
   Number.parseInt(text.slice(8), 16),
 ];
 const LN10 = Math.LN10;
+/** Scores go through the platform's log1p, which may differ from the generator's in the last bit. */
+const expectClose = (got: number, want: number, relative = 1e-15) =>
+  expect(Math.abs(got - want)).toBeLessThanOrEqual(relative * Math.abs(want));
 
 function watermarkerFor(
   secret: string,
@@ -67,13 +70,13 @@ describe('gumbel.json: keys and uniforms', () => {
           hasher.out[0]!.toString(16).padStart(8, '0') + hasher.out[1]!.toString(16).padStart(8, '0'),
         ).toBe(word);
         expect(gumbelUniform(hasher.out[0]!, hasher.out[1]!)).toBe(uniform);
-        expect(gumbelScore(uniform)).toBe(score);
+        expectClose(gumbelScore(uniform), score);
       }
       const dual = watermarkerFor(c.secret, 'dual_gumbel', 1, 0.1);
       expect(dual.uniform(seedHigh, seedLow, c.token, 0)).toBe(c.uniformA);
       expect(dual.uniform(seedHigh, seedLow, c.token, 1)).toBe(c.uniformB);
       const single = watermarkerFor(c.secret, 'gumbel', 1, 0);
-      expect(single.tokenScore(seedHigh, seedLow, c.token)).toBe(c.scoreA);
+      expectClose(single.tokenScore(seedHigh, seedLow, c.token), c.scoreA);
     },
   );
 });
@@ -161,7 +164,7 @@ describe('gumbel.json: detection', () => {
     }).results[0]!;
     expect(result.status).toEqual(c.status);
     expect(result.numScored).toBe(c.numScored);
-    expect(result.score).toBe(c.score);
+    expectClose(result.score!, c.score, 1e-13);
     const relative = (a: number, b: number) => Math.abs(a - b) / Math.max(1e-300, Math.abs(b));
     if (c.log10P === 0) expect(Math.abs(result.log10P)).toBeLessThan(1e-15);
     else expect(relative(result.log10P, c.log10P)).toBeLessThan(1e-9);
@@ -169,7 +172,11 @@ describe('gumbel.json: detection', () => {
     const scorer = new Scorer(watermarker, { dedup: c.dedup, tape: new DedupTape() });
     if (c.prompt !== null) scorer.addPrompt(c.prompt);
     for (let at = 0; at < c.tokens.length; at += 7) scorer.push(c.tokens.slice(at, at + 7));
-    expect(Array.from(scorer.scoredScores())).toEqual(c.scores);
+    const scores = scorer.scoredScores();
+    expect(scores.length).toBe(c.scores.length);
+    c.scores.forEach((want: number, i: number) => {
+      expectClose(scores[i]!, want);
+    });
   });
 });
 

@@ -6,6 +6,7 @@ import {
   createDetection,
   createWatermarker,
   DEFAULT_FPR,
+  DEFAULT_MIN_WINDOW,
   type Detection,
   type DetectOptions,
   decideVerdict,
@@ -24,6 +25,7 @@ import { assertTokenIds, getTokenizer, isTokenizerId, type Tokenizer } from '@tr
 import { InputError } from './errors.ts';
 import type { ForeignDedup, ForeignKeyScore, ForeignKeyScorer } from './foreign.ts';
 import { type ForeignWatermarkKey, foreignKeyType, foreignLabel, isForeignKey } from './foreign-registry.ts';
+import { foreignWindowScan } from './foreign-windows.ts';
 import type { AnyWatermarkKey } from './key-files.ts';
 import { tokenizerUnavailableMessage } from './vllm-keys.ts';
 
@@ -42,8 +44,13 @@ export interface KeyResult {
   readonly keyId: string;
   readonly verdict: Verdict;
   readonly numScored: number;
-  readonly numGreen: number;
-  readonly greenFraction: number;
+  /** null for a Gumbel key, which has no green tokens. */
+  readonly numGreen: number | null;
+  /** null for a Gumbel key. */
+  readonly greenFraction: number | null;
+  /** Gumbel keys: the scheme (`gumbel`, `dual_gumbel`) and S, the sum of the scored tokens' scores. */
+  readonly scheme?: string;
+  readonly score?: number;
   readonly z: number;
   readonly log10P: number;
   readonly log10PAdjusted: number;
@@ -54,8 +61,12 @@ export interface DocumentResult {
   readonly verdict: Verdict;
   readonly numTokens: number;
   readonly numScored: number;
-  readonly numGreen: number;
-  readonly greenFraction: number;
+  /** null when the reported key is a Gumbel key; `score` is given instead. */
+  readonly numGreen: number | null;
+  readonly greenFraction: number | null;
+  /** Gumbel keys: the scheme and S, the sum of the scored tokens' scores (watermark-gumbel §5.1). */
+  readonly scheme?: string;
+  readonly score?: number;
   readonly z: number;
   /** Exact log10 p of the whole text under the reported key. */
   readonly log10P: number;
@@ -259,6 +270,15 @@ export function reportedKey(detection: Detection): KeyDetection {
   return detection.results.find((r) => r.keyId === detection.reportedKeyId) ?? detection.results[0]!;
 }
 
+/** A Gumbel key has no green tokens: its count and share are null, and its score is given instead. */
+function greenCount(key: KeyDetection): number | null {
+  return key.score === undefined ? key.numGreen : null;
+}
+
+function greenShare(key: KeyDetection): number | null {
+  return key.score === undefined ? key.greenFraction : null;
+}
+
 function toDocumentResult(detection: Detection, source: string, tokenizer: string): DocumentResult {
   const key = reportedKey(detection);
   return {
@@ -266,8 +286,9 @@ function toDocumentResult(detection: Detection, source: string, tokenizer: strin
     verdict: detection.verdict,
     numTokens: key.numTokens,
     numScored: key.numScored,
-    numGreen: key.numGreen,
-    greenFraction: key.greenFraction,
+    numGreen: greenCount(key),
+    greenFraction: greenShare(key),
+    ...(key.score === undefined ? {} : { scheme: key.scheme, score: key.score }),
     z: key.z,
     log10P: key.log10P,
     log10PAdjusted: key.log10PAdjusted,
@@ -281,8 +302,9 @@ function toDocumentResult(detection: Detection, source: string, tokenizer: strin
       keyId: r.keyId,
       verdict: r.verdict,
       numScored: r.numScored,
-      numGreen: r.numGreen,
-      greenFraction: r.greenFraction,
+      numGreen: greenCount(r),
+      greenFraction: greenShare(r),
+      ...(r.score === undefined ? {} : { scheme: r.scheme, score: r.score }),
       z: r.z,
       log10P: r.log10P,
       log10PAdjusted: r.log10PAdjusted,
@@ -318,12 +340,6 @@ function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector
       `key is bound to an unknown tokenizer "${tokenizerId}"`,
     );
   }
-  if (options.window) {
-    throw new InputError(
-      'TM_ERR_USAGE',
-      `windowed search does not support ${foreignLabel(foreignKeys[0]!)} keys yet (key ${foreignKeys[0]!.keyId})`,
-    );
-  }
   const fpr = options.fpr ?? DEFAULT_FPR;
   if (typeof fpr !== 'number' || !(fpr > 0 && fpr < 1)) {
     throw new InputError(
@@ -353,6 +369,20 @@ function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector
         ? { kind: 'foreign', scorer: foreignKeyType(key).createScorer(key, fpr) }
         : { kind: 'tracemark', index: tracemarkIndex++ },
   );
+  const windowed = options.window === true;
+  if (windowed) {
+    const unscannable = entries.find(
+      (entry) =>
+        entry.kind === 'foreign' && (entry.scorer.units === undefined || entry.scorer.tail === undefined),
+    );
+    if (unscannable !== undefined && unscannable.kind === 'foreign') {
+      const key = unscannable.scorer.key;
+      throw new InputError(
+        'TM_ERR_USAGE',
+        `windowed search does not support ${foreignLabel(key)} keys yet (key ${key.keyId})`,
+      );
+    }
+  }
 
   // Engines' contexts are the output tokens only (their configs), so a prompt serves the tracemark keys alone.
   const tracemarkOptions = (input: DetectInput | undefined, includeStatus: boolean): DetectOptions => {
@@ -360,6 +390,7 @@ function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector
     return {
       includeStatus,
       fpr,
+      ...(windowed ? { window: true } : {}),
       ...(options.dedup === undefined ? {} : { dedup: options.dedup }),
       ...(prompt === undefined || tokenizer === null
         ? {}
@@ -392,6 +423,7 @@ function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector
       ids,
       dedup: foreignDedup,
       fpr,
+      windowed,
       source: input?.source ?? '-',
       tokenizer: tokenizerId,
     });
@@ -459,6 +491,12 @@ interface PartialKeyResult {
   /** The null green probability the verdict rule uses (unused when no alternative is defined). */
   readonly gamma: number;
   readonly verdictOptions: ReturnType<typeof resolveVerdictOptions>;
+  /** The windowed search's best window, when windowed detection is asked. */
+  readonly window: WindowResult | null;
+  /** The p-value the verdict corrects: the window search's when windowed, else `log10P`. */
+  readonly decisive: number;
+  /** A tracemark Gumbel key's scheme and score. */
+  readonly gumbel: { readonly scheme: string; readonly score: number } | null;
   readonly foreign: { readonly scorer: ForeignKeyScorer; readonly score: ForeignKeyScore } | null;
 }
 
@@ -481,10 +519,11 @@ function combineResults(args: {
   readonly ids: ArrayLike<number>;
   readonly dedup: ForeignDedup;
   readonly fpr: number;
+  readonly windowed: boolean;
   readonly source: string;
   readonly tokenizer: string;
 }): AnyDocumentResult {
-  const { entries, watermarkers, tracemark, ids, dedup, fpr } = args;
+  const { entries, watermarkers, tracemark, ids, dedup, fpr, windowed } = args;
   const partial = entries.map((entry): PartialKeyResult => {
     if (entry.kind === 'tracemark') {
       const result = tracemark!.results[entry.index]!;
@@ -492,16 +531,27 @@ function combineResults(args: {
         keyId: result.keyId,
         numTokens: result.numTokens,
         numScored: result.numScored,
-        numGreen: result.numGreen,
-        greenFraction: result.greenFraction,
+        // A Gumbel key has no green tokens: null here, its score below.
+        numGreen: result.score === undefined ? result.numGreen : null,
+        greenFraction: result.score === undefined ? result.greenFraction : null,
         z: result.z,
         log10P: result.log10P,
         gamma: result.gamma,
         verdictOptions: resolveVerdictOptions(watermarkers[entry.index]!, { fpr }),
+        window: result.window,
+        decisive: result.window?.log10PCorrected ?? result.log10P,
+        gumbel: result.score === undefined ? null : { scheme: result.scheme, score: result.score },
         foreign: null,
       };
     }
     const score = entry.scorer.score(ids, dedup);
+    const window = windowed
+      ? foreignWindowScan(
+          entry.scorer.units!(ids),
+          entry.scorer.tail!,
+          entry.scorer.nullGreenProbability !== null,
+        )
+      : null;
     return {
       keyId: entry.scorer.key.keyId,
       numTokens: score.numTokens,
@@ -512,11 +562,17 @@ function combineResults(args: {
       log10P: score.log10P,
       gamma: entry.scorer.nullGreenProbability ?? 0.5,
       verdictOptions: entry.scorer.verdictOptions,
+      window,
+      decisive: window?.log10PCorrected ?? score.log10P,
+      gumbel: null,
       foreign: { scorer: entry.scorer, score },
     };
   });
-  const adjusted = holmAdjustLog10(partial.map((p) => p.log10P));
-  const settle = { keysTested: partial.length };
+  const adjusted = holmAdjustLog10(partial.map((p) => p.decisive));
+  const settle = {
+    keysTested: partial.length,
+    ...(windowed ? { minWindow: DEFAULT_MIN_WINDOW } : {}),
+  };
   const results = partial.map((p, i): DecidedKeyResult => {
     const decided = decideVerdict(
       p.numScored,
@@ -557,13 +613,13 @@ function combineResults(args: {
     log10PAdjusted: reported.log10PAdjusted,
     keyId: reported.keyId,
     ...(reported.foreign === null
-      ? {}
+      ? (reported.gumbel ?? {})
       : foreignFields(reported.foreign.scorer, reported.foreign.score, dedup)),
     tokenizer: args.tokenizer,
     keysTested: results.length,
     fpr,
     tokensToSettle,
-    window: null,
+    window: reported.window,
     keys: results.map((r): KeyResult | ForeignKeyResult => {
       const common = {
         keyId: r.keyId,
@@ -575,7 +631,14 @@ function combineResults(args: {
         log10P: r.log10P,
         log10PAdjusted: r.log10PAdjusted,
       };
-      if (r.foreign === null) return { ...common, numGreen: r.numGreen!, greenFraction: r.greenFraction! };
+      if (r.foreign === null) {
+        return {
+          ...common,
+          numGreen: r.numGreen,
+          greenFraction: r.greenFraction,
+          ...(r.gumbel ?? {}),
+        };
+      }
       return { ...common, ...foreignFields(r.foreign.scorer, r.foreign.score, dedup) };
     }),
   };

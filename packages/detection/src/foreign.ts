@@ -54,6 +54,8 @@ export interface ForeignKeyScore {
 export interface ForeignUnits {
   readonly keys: readonly string[];
   readonly values: Float64Array;
+  /** Index in the token ids of each unit's token, ascending (windowed detection reports passages with it). */
+  readonly positions: Uint32Array;
 }
 
 /** Scores one foreign key; built once per key and target false-positive rate. */

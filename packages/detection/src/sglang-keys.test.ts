@@ -197,3 +197,103 @@ describe('sglangKeyType: scoring SGLang generations', () => {
     expect(error.message).not.toContain(BigInt(`0x${SECRET}`).toString(10));
   });
 });
+
+/** A corpus as `tracemark scan` pools it: each unit once, where it first occurs; a unit's value never changes. */
+function pooled(
+  scorer: ReturnType<typeof sglangKeyType.createScorer>,
+  documents: readonly (readonly number[])[],
+): { count: number; total: number; repeats: number; log10P: number } {
+  const values = new Map<string, number>();
+  let repeats = 0;
+  for (const ids of documents) {
+    const units = scorer.units!(ids);
+    expect(new Set(units.keys).size).toBe(units.keys.length);
+    units.keys.forEach((unit, i) => {
+      const earlier = values.get(unit);
+      if (earlier === undefined) values.set(unit, units.values[i]!);
+      else {
+        repeats++;
+        expect(units.values[i], `unit ${unit}`).toBe(earlier);
+      }
+    });
+  }
+  let total = 0;
+  for (const value of values.values()) total += value;
+  return { count: values.size, total, repeats, log10P: scorer.tail!(total, values.size) };
+}
+
+function keyOfCase(c: Json) {
+  return createSglangWatermarkKey({
+    scheme: c.keyB === undefined ? 'gumbel' : 'dual_key_gumbel',
+    engineKey: BigInt(c.key),
+    ...(c.keyB === undefined ? {} : { keyB: BigInt(c.keyB), mixingProbability: c.mixingProbability ?? 0.5 }),
+    contextWindow: c.window,
+    maxContexts: c.maxContexts ?? 4096,
+  });
+}
+
+describe('sglangKeyType: units and tail for corpus scans', () => {
+  it('a one-document corpus gives the strict per-document numbers; repeated documents change nothing', () => {
+    const cases = (vectors.cases as Json[]).filter((row: Json) => row.window <= 64);
+    expect(cases.some((c: Json) => c.keyB !== undefined)).toBe(true);
+    expect(cases.some((c: Json) => c.maxContexts !== undefined)).toBe(true);
+    for (const c of cases) {
+      const scorer = sglangKeyType.createScorer(keyOfCase(c), 1e-3);
+      const strict = scorer.score(c.completion, 'strict');
+      const one = pooled(scorer, [c.completion]);
+      expect(one.count, c.name).toBe(strict.numScored);
+      expect(relative(one.total, strict.score), c.name).toBeLessThan(1e-12);
+      expect(relative(one.log10P, strict.log10P), c.name).toBeLessThan(1e-9);
+      const positions = Array.from(scorer.units!(c.completion).positions);
+      expect(positions.every((p, i) => i === 0 || p > positions[i - 1]!)).toBe(true);
+      expect(positions[0]).toBe(c.window);
+      const again = pooled(scorer, [c.completion, c.completion.slice(0, 30), c.completion]);
+      expect(again.repeats).toBeGreaterThan(0);
+      expect([again.count, again.total, again.log10P]).toEqual([one.count, one.total, one.log10P]);
+    }
+  });
+
+  it('a unit is (context hash, token): the same context with another token is another unit', () => {
+    const key = createSglangWatermarkKey({
+      scheme: 'gumbel',
+      engineKey: 0x0123456789abcdefn,
+      contextWindow: 2,
+    });
+    const scorer = sglangKeyType.createScorer(key, 1e-3);
+    const documents = [
+      [5, 6, 7, 8],
+      [5, 6, 9, 8],
+      [5, 6, 7, 8, 9],
+    ];
+    const corpus = pooled(scorer, documents);
+    // Units: (5 6 → 7), (6 7 → 8); (5 6 → 9), (6 9 → 8); (7 8 → 9) new in the third.
+    expect(corpus.count).toBe(5);
+    expect(corpus.repeats).toBe(2);
+  });
+
+  it('tail is the exact Gamma(count, 1) tail in log space, finite far below 1e-308', () => {
+    const key = createSglangWatermarkKey({ scheme: 'gumbel', engineKey: 0x0123456789abcdefn });
+    const scorer = sglangKeyType.createScorer(key, 1e-3);
+    // mpmath, 50 digits: log10 P[Gamma(500, 1) ≥ 900]
+    expect(relative(scorer.tail!(900, 500), -47.73569281369244)).toBeLessThan(1e-9);
+    // Gamma(1, 1) is Exp(1): P[X ≥ x] = e^−x
+    expect(relative(scorer.tail!(2000, 1), -2000 / Math.LN10)).toBeLessThan(1e-12);
+    expect(scorer.tail!(0, 5)).toBe(0);
+    expect(scorer.tail!(3, 0)).toBe(0);
+    expect(() => scorer.tail!(1, 0.5)).toThrow(RangeError);
+  });
+
+  it('units of ids outside the vocabulary: an input error that does not hold the key', () => {
+    const key = createSglangWatermarkKey({
+      scheme: 'gumbel',
+      engineKey: 0x0123456789abcdefn,
+      tokenizer: 'Qwen/Qwen3-8B',
+      vocabSize: 1000,
+    });
+    const error = thrown(() => sglangKeyType.createScorer(key, 1e-3).units!([1, 2, 3, 4, 1000]));
+    expect(error).toBeInstanceOf(InputError);
+    expect((error as InputError).code).toBe('TM_ERR_INVALID_TOKENS');
+    expect(error.message).toContain('[4]');
+    expect(error.message).not.toContain(SECRET);
+  });
+});

@@ -8,6 +8,7 @@ import {
   createSglangDetector,
   DEFAULT_MISS_RATE,
   formatSglangKey,
+  log10GammaSf,
   parseSglangKey,
   type ResolvedVerdictOptions,
   SGLANG_MAX_CONTEXT_WINDOW,
@@ -25,6 +26,7 @@ import {
   type ForeignKeyScore,
   type ForeignKeyScorer,
   type ForeignKeyType,
+  type ForeignUnits,
 } from './foreign.ts';
 
 export const SGLANG_KEY_ID_PREFIX = 'sglang1_';
@@ -424,10 +426,9 @@ export function createSglangKeyScorer(
     throw new InputError('TM_ERR_KEY_FILE', `key ${key.keyId}: parameters SGLang does not accept`);
   }
   const verdictOptions: ResolvedVerdictOptions = { fpr, missRate: DEFAULT_MISS_RATE, alternative: null };
-  const score = (ids: ArrayLike<number>, dedup: ForeignDedup): ForeignKeyScore => {
-    let detection: ReturnType<typeof detector.detect>;
+  const detect = (ids: ArrayLike<number>, dedup: ForeignDedup, tokens: boolean) => {
     try {
-      detection = detector.detect(ids, { dedup });
+      return detector.detect(ids, { dedup, tokens });
     } catch (error) {
       // The core names the bad id and never the key.
       if (error instanceof RangeError || error instanceof TypeError) {
@@ -435,6 +436,9 @@ export function createSglangKeyScorer(
       }
       throw error;
     }
+  };
+  const score = (ids: ArrayLike<number>, dedup: ForeignDedup): ForeignKeyScore => {
+    const detection = detect(ids, dedup, false);
     const n = detection.numScored;
     return {
       numTokens: ids.length,
@@ -447,12 +451,32 @@ export function createSglangKeyScorer(
       peerLog10P: detection.peerLog10PValue,
     };
   };
+  const units = (ids: ArrayLike<number>): ForeignUnits => {
+    // `strict` is SGLang's generator rule: a repeated 32-bit context hash is skipped (spec §6).
+    const scored = detect(ids, 'strict', true).tokens!;
+    return {
+      // (context hash, token) decides the PRF input: the hash picks the key and is hashed with the token.
+      keys: scored.map((token) => `${token.contextHash}:${token.token}`),
+      values: Float64Array.from(scored, (token) => token.score),
+      positions: Uint32Array.from(scored, (token) => token.position),
+    };
+  };
+  const tail = (total: number, count: number): number => {
+    if (!Number.isInteger(count) || count < 0) {
+      throw new RangeError(`count: expected a non-negative integer, got ${String(count)}`);
+    }
+    if (count === 0 || !(total > 0)) return 0;
+    // Distinct (context hash, token) pairs under the null: independent Exp(1) scores (spec §10).
+    return Math.min(0, log10GammaSf(count, total));
+  };
   return Object.freeze({
     key,
     schemeName: `sglang:${key.scheme}`,
     nullGreenProbability: null,
     verdictOptions,
     score,
+    units,
+    tail,
   });
 }
 

@@ -1,5 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { createRandom, createSynthidGenerator } from '@tracemark/core';
+import {
+  createRandom,
+  createSynthidDetector,
+  createSynthidGenerator,
+  synthidSamplingTable,
+} from '@tracemark/core';
 import { describe, expect, it } from 'vitest';
 import { InputError } from './errors.ts';
 import { ForeignKeyError, ForeignKeyFileError } from './foreign.ts';
@@ -286,5 +291,159 @@ describe('synthidKeyType: keygen and key files', () => {
     const key = createSynthidWatermarkKey({ keys: SECRET, ngramLen: 5 });
     expectNoSecret(JSON.stringify(synthidKeyType.parameters(key)));
     expectNoSecret(key.keyId);
+  });
+});
+
+/** A corpus as `tracemark scan` pools it: each unit once, where it first occurs; a unit's value never changes. */
+function pooled(
+  scorer: ReturnType<typeof synthidKeyType.createScorer>,
+  documents: readonly (readonly number[])[],
+): { count: number; total: number; repeats: number; log10P: number } {
+  const values = new Map<string, number>();
+  let repeats = 0;
+  for (const ids of documents) {
+    const units = scorer.units!(ids);
+    expect(new Set(units.keys).size).toBe(units.keys.length);
+    units.keys.forEach((unit, i) => {
+      const earlier = values.get(unit);
+      if (earlier === undefined) values.set(unit, units.values[i]!);
+      else {
+        repeats++;
+        expect(units.values[i], `unit ${unit}`).toBe(earlier);
+      }
+    });
+  }
+  let total = 0;
+  for (const value of values.values()) total += value;
+  return { count: values.size, total, repeats, log10P: scorer.tail!(total, values.size) };
+}
+
+describe('synthidKeyType: units and tail for corpus scans', () => {
+  it('a one-document corpus gives the strict per-document numbers; repeated documents change nothing', () => {
+    for (const c of vectors.cases) {
+      const d = c.detections[0]!;
+      const key = keyOf(c, d.eosTokenId);
+      const scorer = synthidKeyType.createScorer(key, 1e-4);
+      const strict = scorer.score(c.tokens, 'strict');
+      const detection = createSynthidDetector(synthidDetectorParams(key)).detect(c.tokens, {
+        dedup: 'strict',
+      });
+      expect(Array.from(scorer.units!(c.tokens).positions), c.name).toEqual(detection.positions);
+      const one = pooled(scorer, [c.tokens]);
+      expect(one.count, c.name).toBe(strict.numScored);
+      expect(one.total, c.name).toBe(strict.score);
+      expect(one.log10P, c.name).toBe(strict.log10P);
+      const again = pooled(scorer, [c.tokens, c.tokens.slice(0, 60), c.tokens]);
+      expect(again.repeats).toBeGreaterThan(0);
+      expect([again.count, again.total, again.log10P]).toEqual([one.count, one.total, one.log10P]);
+    }
+  });
+
+  it('a unit is the table seed: repeated seeds carry one value, duplicate layers count once', () => {
+    // Keys 3 and 3 + 2^16 read the same entries of the default table: an effective depth of 3.
+    const key = createSynthidWatermarkKey({
+      keys: [...SECRET, SECRET[2]! + 65536n],
+      ngramLen: 3,
+      tokenizer: 'test/model',
+      vocabSize: 12,
+    });
+    const scorer = synthidKeyType.createScorer(key, 1e-4);
+    const rng = createRandom(17);
+    const documents = Array.from({ length: 40 }, () =>
+      Array.from({ length: 60 }, () => Math.floor(rng.nextFloat() * 12)),
+    );
+    const corpus = pooled(scorer, documents);
+    expect(corpus.repeats).toBeGreaterThan(500);
+    expect(corpus.count).toBeGreaterThan(pooled(scorer, documents.slice(0, 1)).count);
+    // The values are counts over 3 effective layers, never 4.
+    const values = documents.flatMap((ids) => Array.from(scorer.units!(ids).values));
+    expect(Math.max(...values)).toBe(3);
+    expect(corpus.log10P).toBeGreaterThan(-3);
+    expect(scorer.tail!(3 * corpus.count, corpus.count)).toBeCloseTo(
+      3 * corpus.count * Math.log10(scorer.nullGreenProbability!),
+      8,
+    );
+  });
+
+  it('tail is the exact Bin(count × effective depth, q) tail in log space, finite far below 1e-308', () => {
+    const key = createSynthidWatermarkKey({
+      keys: Array.from({ length: 30 }, (_, l) => 1_000_003n * BigInt(l + 1)),
+      ngramLen: 5,
+      tokenizer: 'test/model',
+      vocabSize: 1000,
+    });
+    const scorer = synthidKeyType.createScorer(key, 1e-4);
+    // The default table holds 32,743 ones; mpmath, 60 digits: log10 P[Bin(9000, q) ≥ 5000]
+    expect(scorer.nullGreenProbability).toBe(32743 / 65536);
+    expect(scorer.tail!(5000, 300)).toBeCloseTo(-25.88935763749647, 9);
+    expect(scorer.tail!(3000 * 30, 3000)).toBeCloseTo(90000 * Math.log10(32743 / 65536), 6);
+    expect(scorer.tail!(0, 10)).toBe(0);
+    expect(() => scorer.tail!(1, -1)).toThrow(RangeError);
+  });
+
+  it('units of ids outside the vocabulary: InputError TM_ERR_INVALID_TOKENS without the keys', () => {
+    const key = createSynthidWatermarkKey({
+      keys: SECRET,
+      ngramLen: 3,
+      tokenizer: 'test/model',
+      vocabSize: 100,
+    });
+    try {
+      synthidKeyType.createScorer(key, 1e-4).units!([1, 2, 100]);
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(InputError);
+      expect((error as InputError).code).toBe('TM_ERR_INVALID_TOKENS');
+      expect((error as Error).message).toContain('[2]');
+      expectNoSecret((error as Error).message);
+    }
+  });
+});
+
+describe('synthidKeyType: the binomial null of a corpus scan', () => {
+  it('matches the exact tail when the keys are what is random (the text fixed), to 0.05 in log10', () => {
+    // Under the null the text does not depend on the keys. With random keys, layer l's g-values over
+    // the scored seeds V are A(k_l) = Σ_{x∈V} T[((x + k_l)·M + 1) mod S], independent across layers:
+    // the score's exact law is the 30-fold convolution of A's law over all S shifts.
+    const S = 65536;
+    const table = synthidSamplingTable(S, 0);
+    const multiplier = Number(6364136223846793005n % BigInt(S));
+    const rng = createRandom(41);
+    const tokens = Array.from({ length: 700 }, () => rng.nextUint32() % 50_000);
+    const key = createSynthidWatermarkKey({
+      keys: Array.from({ length: 30 }, (_, l) => 7_777_777_777n * BigInt(l + 1)),
+      ngramLen: 5,
+    });
+    const scorer = synthidKeyType.createScorer(key, 1e-4);
+    const seeds = scorer.units!(tokens).keys.map(Number);
+    const n = seeds.length;
+    expect(n).toBeGreaterThan(650);
+    const shifted = new Uint8Array(S);
+    for (let x = 0; x < S; x++) shifted[x] = table[(Math.imul(x, multiplier) + 1) & (S - 1)]!;
+    const counts = new Map<number, number>();
+    for (let shift = 0; shift < S; shift++) {
+      let a = 0;
+      for (const seed of seeds) a += shifted[(seed + shift) & (S - 1)]!;
+      counts.set(a, (counts.get(a) ?? 0) + 1);
+    }
+    const low = Math.min(...counts.keys());
+    const law = new Float64Array(Math.max(...counts.keys()) - low + 1);
+    for (const [a, c] of counts) law[a - low] = c / S;
+    let total = Float64Array.from([1]);
+    for (let layer = 0; layer < 30; layer++) {
+      const next = new Float64Array(total.length + law.length - 1);
+      for (let i = 0; i < total.length; i++) {
+        for (let j = 0; j < law.length; j++) next[i + j]! += total[i]! * law[j]!;
+      }
+      total = next;
+    }
+    const q = scorer.nullGreenProbability!;
+    for (const level of [-2, -4, -6]) {
+      let score = Math.ceil(30 * n * q);
+      while (scorer.tail!(score, n) > level) score++;
+      let exact = 0;
+      for (let i = total.length - 1; i + 30 * low >= score; i--) exact += total[i]!;
+      expect(Math.abs(Math.log10(exact) - scorer.tail!(score, n)), `at 1e${level}`).toBeLessThan(0.05);
+    }
   });
 });

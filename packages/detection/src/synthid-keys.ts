@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import {
   createSynthidDetector,
   DEFAULT_MISS_RATE,
+  log10BinomialSf,
   type ResolvedVerdictOptions,
   type SynthidDetector,
   type SynthidParams,
@@ -20,6 +21,7 @@ import {
   type ForeignKeyScore,
   type ForeignKeyScorer,
   type ForeignKeyType,
+  type ForeignUnits,
 } from './foreign.ts';
 
 export const SYNTHID_KEY_ID_PREFIX: string = 'synthid1_';
@@ -401,15 +403,18 @@ export function createSynthidKeyScorer(
   const q = detector.nullProbability;
   // The score under the mark depends on the model's entropy, which no key parameter bounds (spec §10).
   const verdictOptions: ResolvedVerdictOptions = { fpr, missRate: DEFAULT_MISS_RATE, alternative: null };
+  const invalidTokens = (error: unknown): never => {
+    if (error instanceof RangeError || error instanceof TypeError) {
+      throw new InputError('TM_ERR_INVALID_TOKENS', `key ${key.keyId}: ${error.message}`);
+    }
+    throw error;
+  };
   const score = (ids: ArrayLike<number>, dedup: ForeignDedup): ForeignKeyScore => {
     let detection: ReturnType<SynthidDetector['detect']>;
     try {
       detection = detector.detect(ids, { dedup });
     } catch (error) {
-      if (error instanceof RangeError || error instanceof TypeError) {
-        throw new InputError('TM_ERR_INVALID_TOKENS', `key ${key.keyId}: ${error.message}`);
-      }
-      throw error;
+      return invalidTokens(error);
     }
     const m = detection.numGValues;
     return {
@@ -423,12 +428,53 @@ export function createSynthidKeyScorer(
       peerLog10P: null,
     };
   };
+  const layers = detector.effectiveLayers;
+  const effectiveDepth = layers.length;
+  const units = (ids: ArrayLike<number>): ForeignUnits => {
+    let positions: ReturnType<SynthidDetector['scoreTokens']>;
+    try {
+      positions = detector.scoreTokens(ids);
+    } catch (error) {
+      return invalidTokens(error);
+    }
+    // `strict` (spec §6.2): before the EOS, a context not seen earlier and a table seed not scored before.
+    const seenContexts = new Set<string>();
+    const seenSeeds = new Set<bigint>();
+    const keys: string[] = [];
+    const values: number[] = [];
+    const indices: number[] = [];
+    for (const position of positions) {
+      if (position.afterEos) continue;
+      const context = position.context.join(',');
+      const seen = seenContexts.has(context);
+      seenContexts.add(context);
+      if (seen || seenSeeds.has(position.seed)) continue;
+      seenSeeds.add(position.seed);
+      // The seed decides every layer's g-value: it is the unit across a corpus.
+      keys.push(position.seed.toString(10));
+      let value = 0;
+      for (const layer of layers) value += position.gValues[layer]!;
+      values.push(value);
+      indices.push(position.position);
+    }
+    return { keys, values: Float64Array.from(values), positions: Uint32Array.from(indices) };
+  };
+  const tail = (total: number, count: number): number => {
+    if (!Number.isInteger(count) || count < 0) {
+      throw new RangeError(`count: expected a non-negative integer, got ${String(count)}`);
+    }
+    if (count === 0 || !(total > 0)) return 0;
+    // count distinct seeds × effectiveDepth layers, each g-value Bernoulli(q) under the null (spec §11.2).
+    return Math.min(0, log10BinomialSf(Math.round(total), count * effectiveDepth, q));
+  };
   return Object.freeze({
     key,
     schemeName: SYNTHID_SCHEME_NAME,
     nullGreenProbability: q,
     verdictOptions,
     score,
+    units,
+    tail,
   });
 }
 

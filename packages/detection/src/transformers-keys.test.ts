@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { createTransformersKgwDetector } from '@tracemark/core';
 import { describe, expect, it } from 'vitest';
 import { InputError } from './errors.ts';
 import { ForeignKeyError, ForeignKeyFileError } from './foreign.ts';
@@ -6,6 +7,7 @@ import {
   createTransformersWatermarkKey,
   TRANSFORMERS_KEY_FILE_FORMAT,
   type TransformersWatermarkKey,
+  transformersDetectorParams,
   transformersKeyType,
 } from './transformers-keys.ts';
 
@@ -205,5 +207,103 @@ describe('transformers keys: keygen and key files', () => {
         .vocabSize,
     ).toBe(50304);
     expect(() => transformersKeyType.fromKeygen('vllm:gumbel', {}, '777')).toThrow(ForeignKeyError);
+  });
+});
+
+/** A corpus as `tracemark scan` pools it: each unit once, where it first occurs; a unit's value never changes. */
+function pooled(
+  scorer: ReturnType<typeof transformersKeyType.createScorer>,
+  documents: readonly (readonly number[])[],
+): { count: number; total: number; repeats: number; log10P: number } {
+  const values = new Map<string, number>();
+  let repeats = 0;
+  for (const ids of documents) {
+    const units = scorer.units!(ids);
+    expect(new Set(units.keys).size).toBe(units.keys.length);
+    units.keys.forEach((unit, i) => {
+      const earlier = values.get(unit);
+      if (earlier === undefined) values.set(unit, units.values[i]!);
+      else {
+        repeats++;
+        expect(units.values[i], `unit ${unit}`).toBe(earlier);
+      }
+    });
+  }
+  let total = 0;
+  for (const value of values.values()) total += value;
+  return { count: values.size, total, repeats, log10P: scorer.tail!(total, values.size) };
+}
+
+describe('transformers keys: units and tail for corpus scans', () => {
+  const random = (seed: number, length: number, vocabSize: number): number[] => {
+    let state = seed;
+    return Array.from({ length }, () => {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      return state % vocabSize;
+    });
+  };
+
+  it('a one-document corpus gives the strict per-document numbers; repeated documents change nothing', () => {
+    const chosen = vectors.cases.filter((c) => c.tokens.length <= 300).slice(0, 6);
+    expect(chosen.map((c) => c.scheme)).toContain('selfhash');
+    for (const c of chosen) {
+      const scorer = transformersKeyType.createScorer(keyOf(c), 1e-4);
+      const strict = scorer.score(c.tokens, 'strict');
+      const units = scorer.units!(c.tokens);
+      const core = createTransformersKgwDetector(transformersDetectorParams(keyOf(c)));
+      expect(Array.from(units.positions)).toEqual(core.detect(c.tokens, { dedup: 'strict' }).positions);
+      const one = pooled(scorer, [c.tokens]);
+      expect(one.count).toBe(strict.numScored);
+      expect(one.total).toBe(strict.numGreen);
+      expect(one.log10P).toBe(strict.log10P);
+      const again = pooled(scorer, [c.tokens, c.tokens.slice(0, 40), c.tokens]);
+      expect(again.repeats).toBeGreaterThan(0);
+      expect([again.count, again.total, again.log10P]).toEqual([one.count, one.total, one.log10P]);
+    }
+  });
+
+  it('a unit is what decides its green bit: over a small vocabulary, repeated units carry one value', () => {
+    for (const seedingScheme of ['lefthash', 'selfhash'] as const) {
+      const key = createTransformersWatermarkKey({
+        hashKey: SECRET,
+        seedingScheme,
+        contextWidth: 3,
+        vocabSize: 60,
+        tokenizer: 'hf:tiny',
+      });
+      const scorer = transformersKeyType.createScorer(key, 1e-4);
+      const documents = Array.from({ length: 30 }, (_, d) => random(d + 1, 80, 60));
+      const corpus = pooled(scorer, documents);
+      expect(corpus.repeats).toBeGreaterThan(100);
+      // Distinct units keep their own values: the pooled count is not the first document's again.
+      expect(corpus.count).toBeGreaterThan(pooled(scorer, documents.slice(0, 1)).count);
+      expect(corpus.log10P).toBeGreaterThan(-3);
+    }
+  });
+
+  it('tail is the exact binomial tail at γ₀ = g/V in log space, finite far below 1e-308', () => {
+    const key = createTransformersWatermarkKey({ hashKey: SECRET, vocabSize: 1000, tokenizer: 'hf:m' });
+    const scorer = transformersKeyType.createScorer(key, 1e-4);
+    // mpmath, 60 digits: log10 P[Bin(2000, 0.25) ≥ 900]
+    expect(scorer.tail!(900, 2000)).toBeCloseTo(-83.096768051045, 9);
+    // every unit green: P = γ₀^n exactly
+    expect(scorer.tail!(5000, 5000)).toBeCloseTo(5000 * Math.log10(0.25), 8);
+    expect(scorer.tail!(0, 100)).toBe(0);
+    expect(scorer.tail!(0, 0)).toBe(0);
+    expect(() => scorer.tail!(3, 1.5)).toThrow(RangeError);
+  });
+
+  it('units of ids outside the vocabulary are an input error that does not show the key', () => {
+    const key = createTransformersWatermarkKey({ hashKey: SECRET, vocabSize: 1000, tokenizer: 'hf:m' });
+    const scorer = transformersKeyType.createScorer(key, 1e-4);
+    try {
+      scorer.units!([1, 2, 1000]);
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(InputError);
+      expect((error as InputError).code).toBe('TM_ERR_INVALID_TOKENS');
+      expect((error as Error).message).toContain('[2]');
+      expect((error as Error).message).not.toContain(SECRET_TEXT);
+    }
   });
 });

@@ -7,8 +7,10 @@ import { createHash } from 'node:crypto';
 import {
   createTransformersKgwDetector,
   DEFAULT_MISS_RATE,
+  log10BinomialSf,
   type ResolvedVerdictOptions,
   resolveTransformersKgwParams,
+  type TransformersKgwDetection,
   type TransformersKgwDetector,
   type TransformersKgwParams,
   type TransformersSeedingScheme,
@@ -25,6 +27,7 @@ import {
   type ForeignKeyScore,
   type ForeignKeyScorer,
   type ForeignKeyType,
+  type ForeignUnits,
 } from './foreign.ts';
 import { vllmAlternative } from './vllm-detection.ts';
 
@@ -343,10 +346,9 @@ export function createTransformersKeyScorer(
     missRate: DEFAULT_MISS_RATE,
     alternative: vllmAlternative(nullGreenProbability, key.delta),
   };
-  const score = (ids: ArrayLike<number>, dedup: ForeignDedup): ForeignKeyScore => {
-    let detection: ReturnType<TransformersKgwDetector['detect']>;
+  const detect = (ids: ArrayLike<number>, dedup: ForeignDedup): TransformersKgwDetection => {
     try {
-      detection = detector.detect(ids, { dedup });
+      return detector.detect(ids, { dedup });
     } catch (error) {
       // The core names the id and the vocabulary; its messages never hold the hash key.
       if (error instanceof RangeError || error instanceof TypeError) {
@@ -354,6 +356,9 @@ export function createTransformersKeyScorer(
       }
       throw error;
     }
+  };
+  const score = (ids: ArrayLike<number>, dedup: ForeignDedup): ForeignKeyScore => {
+    const detection = detect(ids, dedup);
     const n = detection.numScored;
     return {
       numTokens: ids.length,
@@ -366,12 +371,40 @@ export function createTransformersKeyScorer(
       peerLog10P: n === 0 ? 0 : detection.peerLog10PValue,
     };
   };
+  // The ids the generator seed of the token at `position` comes from (spec §3, §6).
+  const selfhash = key.seedingScheme === 'selfhash';
+  const seedWindow = (ids: ArrayLike<number>, position: number): number[] => {
+    const from = selfhash ? position + 1 - key.contextWidth : position - key.contextWidth;
+    return Array.prototype.slice.call(ids, from, selfhash ? position + 1 : position) as number[];
+  };
+  const units = (ids: ArrayLike<number>): ForeignUnits => {
+    // `strict` scores each (32-bit generator seed, token) pair once: the green bit depends on nothing else.
+    const detection = detect(ids, 'strict');
+    const keys = detection.positions.map(
+      (position) => `${detector.generatorSeed(seedWindow(ids, position))}:${ids[position]}`,
+    );
+    return {
+      keys,
+      values: Float64Array.from(detection.greenFlags),
+      positions: Uint32Array.from(detection.positions),
+    };
+  };
+  const tail = (total: number, count: number): number => {
+    if (!Number.isInteger(count) || count < 0) {
+      throw new RangeError(`count: expected a non-negative integer, got ${String(count)}`);
+    }
+    if (count === 0 || !(total > 0)) return 0;
+    // Distinct (seed, token) pairs: Bernoulli(g/V) bits under the null, negatively correlated at one seed (spec §11).
+    return Math.min(0, log10BinomialSf(Math.round(total), count, nullGreenProbability));
+  };
   return Object.freeze({
     key,
     schemeName: TRANSFORMERS_SCHEME_NAME,
     nullGreenProbability,
     verdictOptions,
     score,
+    units,
+    tail,
   });
 }
 

@@ -297,10 +297,29 @@ describe('bad input: never a false watermarked', () => {
     ).toThrow(expect.objectContaining({ code: 'TM_ERR_TOKENIZER_MISMATCH' }));
   });
 
-  it('windowed search is refused for vLLM keys, as a usage error', () => {
-    expect(() => createTextDetector({ keys: [keyOf(marked[0]!)], window: true })).toThrow(
-      expect.objectContaining({ code: 'TM_ERR_USAGE' }),
+  it('windowed search finds a marked passage inside unmarked ids, corrected for the windows searched', () => {
+    const gumbel = marked.find((c) => c.scheme === 'gumbel' && c.tokens.length >= 64)!;
+    const random = createRandom(7);
+    const filler = (n: number) => Array.from({ length: n }, () => Math.floor(random.nextFloat() * 100_000));
+    const passage = gumbel.tokens.slice(0, 64);
+    const ids = [...filler(600), ...passage, ...filler(600)];
+    const key = keyOf(gumbel);
+    const whole = createTextDetector({ keys: [key] }).detectTokens(ids);
+    const windowed = createTextDetector({ keys: [key], window: true }).detectTokens(ids);
+    const window = windowed.window!;
+    expect(window.windowsSearched).toBeGreaterThan(1);
+    // The best window lies on the passage (context windows reach w − 1 tokens into it).
+    expect(window.startToken).toBeGreaterThanOrEqual(600 - 16);
+    expect(window.endToken).toBeLessThan(664 + 16);
+    expect(window.log10PCorrected).toBeCloseTo(
+      Math.min(0, window.log10P + Math.log10(window.windowsSearched)),
+      9,
     );
+    expect(windowed.log10PAdjusted).toBe(window.log10PCorrected);
+    expect(window.log10PCorrected).toBeLessThan(whole.log10P);
+    // The whole tape is one of the windows: without a better window the corrected p is W × the whole p.
+    const plain = createTextDetector({ keys: [key], window: true }).detectTokens(filler(300));
+    expect(plain.verdict).not.toBe('watermarked');
   });
 });
 

@@ -121,6 +121,7 @@ export function createVllmKeyScorer(key: VllmWatermarkKey, fpr: number): VllmKey
     const seenSeeds = new Set<string>();
     const keys: string[] = [];
     const values: number[] = [];
+    const positions: number[] = [];
     for (const position of scored) {
       const context = position.context.join(',');
       if (seenContexts.has(context)) continue;
@@ -134,8 +135,9 @@ export function createVllmKeyScorer(key: VllmWatermarkKey, fpr: number): VllmKey
       }
       keys.push(unit);
       values.push(position.score);
+      positions.push(position.position);
     }
-    return { keys, values: Float64Array.from(values) };
+    return { keys, values: Float64Array.from(values), positions: Uint32Array.from(positions) };
   };
   const tail = (total: number, count: number): number => {
     if (!Number.isInteger(count) || count < 0) {

@@ -9,6 +9,7 @@ import {
   createWatermarkKey,
   DedupTape,
   derivePrfKeys,
+  isGumbelScheme,
   type SchemeName,
   type WatermarkKey,
 } from '@tracemark/core';
@@ -39,6 +40,7 @@ const TAPE_SCORED = 2;
  * unless a prompt pair or an earlier candidate has the same one.
  */
 export function evaluateKey(tape: EvaluationTape, key: WatermarkKey, accelerate = true): KeyEvaluation {
+  refuseGumbel(key.scheme, `key ${key.keyId}`);
   if (key.scheme.name !== tape.scheme || key.scheme.contextWidth !== tape.contextWidth) {
     throw new RangeError(`key ${key.keyId}: its scheme does not match the tape's`);
   }
@@ -47,6 +49,18 @@ export function evaluateKey(tape: EvaluationTape, key: WatermarkKey, accelerate 
       ? evaluateLeftHash(tape, key, accelerate)
       : evaluateSelfHash(tape, key, accelerate);
   return fast ?? evaluateBySeed(tape, key);
+}
+
+/**
+ * Green counts need a green list: a Gumbel key (γ and threshold NaN) would count nothing green and
+ * give a silent p = 1. Its scan is scanCorpusAnyKeys (gumbel-scan.ts).
+ */
+function refuseGumbel(scheme: { readonly name: SchemeName }, what: string): void {
+  if (isGumbelScheme(scheme)) {
+    throw new TypeError(
+      `${what}: the ${scheme.name} scheme has no green list to count; scan Gumbel keys with scanCorpusAnyKeys (exact Gamma tail of their scores)`,
+    );
+  }
 }
 
 /** A SelfHash key's trials: its distinct (anchor, token) pairs, with their seeds and green PRF outputs. */
@@ -339,6 +353,7 @@ export function fakeKeyTrials(
   seed: string,
   accelerate = true,
 ): Uint32Array {
+  refuseGumbel(scheme, 'fake keys');
   const key = createWatermarkKey({ secret: fakeTrialSecret(seed), scheme: createScheme(scheme), tokenizer });
   if (tape.scheme === 'lefthash' && tape.grouped !== null) {
     const grouped = tape.grouped;
@@ -437,5 +452,6 @@ export function runFakeKeyJob(job: FakeKeyJob): FakeKeyCounts {
 }
 /** Exposed for tests: the reference path for any scheme. */
 export function evaluateKeyBySeed(tape: EvaluationTape, key: WatermarkKey): KeyEvaluation {
+  refuseGumbel(key.scheme, `key ${key.keyId}`);
   return evaluateBySeed(tape, key);
 }

@@ -23,6 +23,11 @@
  *
  * Several keys: Holm's procedure over every key, tracemark's and the engines', at the scan's α. A
  * tracemark key's verdict is decided again at its adjusted p-value with the tracemark scan's rule.
+ *
+ * tracemark's own Gumbel-max keys (`gumbel`, `dual_gumbel`) have no green list either: they take this
+ * corpus-wide test too, with the scorer of gumbel-scan.ts (units keyed by (context seed, token), the
+ * exact Gamma / weighted-Gamma tail), and their reports are {@link ForeignKeyScan}s with family
+ * `tracemark`.
  */
 import {
   bonferroniLog10,
@@ -32,6 +37,7 @@ import {
   zScore,
 } from '@tracemark/core';
 import { DEFAULT_FAKE_KEY_SEED } from './fake-keys.ts';
+import { gumbelScanKey, isGumbelKey } from './gumbel-scan.ts';
 import {
   DEFAULT_CALIBRATION_THRESHOLD,
   DEFAULT_MINIMUM_DOSE,
@@ -60,6 +66,20 @@ export interface CorpusScorer {
   readonly verdictOptions: { readonly alternative: number | null };
   units(ids: ArrayLike<number>): { readonly keys: readonly string[]; readonly values: Float64Array };
   tail(score: number, count: number): number;
+  /**
+   * Optional: the units of a completion that continues its prompt (tracemark's keys: the prompt's
+   * last tokens seed the completion's first positions, spec §6), and the prompt positions' own unit
+   * keys, which are excluded. Without it, `units` reads the completion and the prompt apart.
+   */
+  unitsInContext?(
+    ids: ArrayLike<number>,
+    prompt: ArrayLike<number>,
+  ): {
+    readonly completion: { readonly keys: readonly string[]; readonly values: Float64Array };
+    readonly prompt: readonly string[];
+  };
+  /** Optional: the null distribution of the score in words, for reports (default: a generic sentence). */
+  readonly nullDistribution?: string;
 }
 
 /** An engine's key in a scan: its scorer, and how reports name it. */
@@ -133,6 +153,7 @@ export function isForeignScanKey(key: WatermarkKey | ForeignScanKey): key is For
 
 /** The null distribution of a scheme's score, for reports. */
 function nullDistribution(scorer: CorpusScorer): string {
+  if (typeof scorer.nullDistribution === 'string') return scorer.nullDistribution;
   if (scorer.nullGreenProbability !== null) {
     return `exact: the green count of n distinct units is Bin(n, ${scorer.nullGreenProbability}) (one PRF input each)`;
   }
@@ -160,7 +181,12 @@ export class ForeignCorpusTest {
 
   /** Adds document number `document` (its completion's ids, and its prompt's, which only exclude units). */
   add(document: number, tokens: ArrayLike<number>, prompt?: ArrayLike<number>): void {
-    const units = this.scorer.units(tokens);
+    const hasPrompt = prompt !== undefined && prompt.length > 0;
+    const inContext =
+      hasPrompt && typeof this.scorer.unitsInContext === 'function'
+        ? this.scorer.unitsInContext(tokens, prompt)
+        : null;
+    const units = inContext?.completion ?? this.scorer.units(tokens);
     this.numUnits += units.keys.length;
     units.keys.forEach((unit, i) => {
       if (this.index.has(unit)) return;
@@ -168,8 +194,8 @@ export class ForeignCorpusTest {
       this.values.push(units.values[i]!);
       this.documentOf.push(document);
     });
-    if (prompt !== undefined && prompt.length > 0) {
-      for (const unit of this.scorer.units(prompt).keys) this.promptUnits.add(unit);
+    if (hasPrompt) {
+      for (const unit of inContext?.prompt ?? this.scorer.units(prompt).keys) this.promptUnits.add(unit);
     }
   }
 
@@ -315,16 +341,29 @@ export interface AnyScanOptions extends Omit<ScanOptions, 'keys'> {
 }
 
 /**
- * Scans a corpus under tracemark keys, engines' keys, or both. Tracemark keys alone take
- * {@link scanCorpus} unchanged. Engines' keys do not take the supervised filter (`issuedWindows`),
- * which selects tracemark windows.
+ * Scans a corpus under tracemark keys, engines' keys, or both. Tracemark green-list keys alone take
+ * {@link scanCorpus} unchanged; tracemark Gumbel keys take the corpus-wide test with their exact tail
+ * (gumbel-scan.ts). Engines' keys and Gumbel keys do not take the supervised filter
+ * (`issuedWindows`), which selects green-list windows.
  */
 export async function scanCorpusAnyKeys(options: AnyScanOptions): Promise<AnyScanReport> {
-  const keys = options.keys;
-  if (!Array.isArray(keys) || keys.length === 0) throw new RangeError('keys: expected at least one key');
+  const given = options.keys;
+  if (!Array.isArray(given) || given.length === 0) throw new RangeError('keys: expected at least one key');
+  const gumbelKeys = given.filter((key): key is WatermarkKey => !isForeignScanKey(key) && isGumbelKey(key));
+  if (gumbelKeys.length > 0 && options.issuedWindows !== undefined) {
+    throw new RangeError(
+      `issuedWindows: the supervised filter selects green-list windows; it does not apply to key ${gumbelKeys[0]!.keyId} (${gumbelKeys[0]!.scheme.name}); scan Gumbel keys without it`,
+    );
+  }
+  // The special tokens are read by every scorer and by scanCorpus: an iterable may be read once only.
+  const specialTokenIds = [...options.specialTokenIds];
+  // Gumbel keys become corpus-wide tests with their exact tail; the same object stays in its place.
+  const keys = given.map((key) =>
+    !isForeignScanKey(key) && isGumbelKey(key) ? gumbelScanKey(key, specialTokenIds) : key,
+  );
   const foreign = keys.filter(isForeignScanKey);
   const tracemark = keys.filter((key): key is WatermarkKey => !isForeignScanKey(key));
-  if (foreign.length === 0) return scanCorpus({ ...options, keys: tracemark });
+  if (foreign.length === 0) return scanCorpus({ ...options, keys: tracemark, specialTokenIds });
   const tokenizers = new Set(
     keys.map((key) => (isForeignScanKey(key) ? key.scorer.key.tokenizer : key.tokenizer)),
   );
@@ -371,7 +410,7 @@ export async function scanCorpusAnyKeys(options: AnyScanOptions): Promise<AnySca
   }
   let tracemarkReport: ScanReport | null = null;
   if (tracemark.length > 0) {
-    tracemarkReport = await scanCorpus({ ...options, keys: tracemark, documents: feed() });
+    tracemarkReport = await scanCorpus({ ...options, keys: tracemark, specialTokenIds, documents: feed() });
   } else {
     for await (const _ of feed());
   }

@@ -2,7 +2,7 @@
  * The green fraction of our own issued outputs under a key, for the dose estimate
  * ρ ≈ (ĝ − γ)/(ĝ_issued − γ): one dedup tape across all outputs, as for the suspect corpus.
  */
-import { createWatermarker, DedupTape, Scorer, type WatermarkKey } from '@tracemark/core';
+import { createWatermarker, DedupTape, isGumbelScheme, Scorer, type WatermarkKey } from '@tracemark/core';
 
 export interface GreenFraction {
   readonly numScored: number;
@@ -16,6 +16,11 @@ export async function measureGreenFraction(
   key: WatermarkKey,
   specialTokenIds: Iterable<number>,
 ): Promise<GreenFraction> {
+  if (isGumbelScheme(key.scheme)) {
+    throw new TypeError(
+      `key ${key.keyId}: the ${key.scheme.name} scheme has no green list, so issued outputs have no green fraction (its scans take no dose estimate)`,
+    );
+  }
   const watermarker = createWatermarker(key, { specialTokenIds });
   const tape = new DedupTape();
   let numScored = 0;

@@ -38,6 +38,12 @@ export {
 } from './foreign-scan.ts';
 export { type GreenFraction, measureGreenFraction } from './green-fraction.ts';
 export {
+  createGumbelCorpusScorer,
+  gumbelScanKey,
+  isGumbelKey,
+  TRACEMARK_KEY_KIND,
+} from './gumbel-scan.ts';
+export {
   filterWindowWidth,
   IssuedWindowSet,
   type IssuedWindowSetBuilder,
@@ -68,6 +74,7 @@ export {
   MIN_FAKE_KEYS_FOR_VERDICT,
   NO_EVIDENCE_LEVEL,
   type PassageReport,
+  refuseGumbelKey,
   runFakeKeyJobsHere,
   type ScanDocument,
   type ScanOptions,

@@ -5,6 +5,7 @@
 import {
   biasedGreenFraction,
   holmAdjustLog10,
+  isGumbelScheme,
   log10BinomialCdf,
   log10BinomialSf,
   type WatermarkKey,
@@ -279,6 +280,19 @@ function greenUpperBound(numGreen: number, numScored: number, log10Beta: number)
   return hi;
 }
 
+/**
+ * Throws a TypeError for a tracemark Gumbel key (`gumbel`, `dual_gumbel`): it has no green list and
+ * its γ and threshold are NaN, so a green count would be a silent p = 1. Its scan is
+ * `scanCorpusAnyKeys`, which tests its scores with their exact Gamma tail (gumbel-scan.ts).
+ */
+export function refuseGumbelKey(key: WatermarkKey, where: string): void {
+  if (key !== null && typeof key === 'object' && isGumbelScheme(key.scheme)) {
+    throw new TypeError(
+      `${where}: key ${key.keyId} uses the ${key.scheme.name} scheme, which has no green list; scan it with scanCorpusAnyKeys (exact Gamma tail of its scores)`,
+    );
+  }
+}
+
 interface Layout {
   readonly id: string;
   readonly tape: EvidenceTape;
@@ -288,6 +302,7 @@ interface Layout {
 export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
   const keys = options.keys;
   if (!Array.isArray(keys) || keys.length === 0) throw new RangeError('keys: expected at least one key');
+  for (const key of keys) refuseGumbelKey(key, 'scanCorpus');
   const tokenizers = new Set(keys.map((key) => key.tokenizer));
   if (tokenizers.size > 1) {
     throw new RangeError(

@@ -52,7 +52,7 @@ export interface EvidenceText {
 
 /**
  * Per-token localization under one key: `statuses` has one letter per token, `G` green, `R` red (both
- * scored), `C` no context window, `S` special token, `P` the prompt's window, `D` a repeated
+ * scored), `N` scored under a scheme without green lists (Gumbel), `C` no context window, `S` special token, `P` the prompt's window, `D` a repeated
  * (seed, token) pair; `ends[i]` is where token i ends, in Unicode code points of the normalized text
  * (of `content` for token input). A token that ends inside a character ends with it, so a later token
  * can be empty.
@@ -303,14 +303,14 @@ function textProblem(text: Record<string, unknown>): Problem {
   );
 }
 
-const STATUS_LETTERS = /^[GRCSPD]*$/;
+const STATUS_LETTERS = /^[GRNCSPD]*$/;
 
 function tokensProblem(tokens: unknown): Problem {
   if (tokens === undefined) return undefined;
   if (!isRecord(tokens)) return 'predicate.tokens must be an object';
   const { statuses, ends } = tokens;
   if (typeof statuses !== 'string' || !STATUS_LETTERS.test(statuses)) {
-    return 'predicate.tokens.statuses must be a string of the letters G, R, C, S, P, D';
+    return 'predicate.tokens.statuses must be a string of the letters G, R, N, C, S, P, D';
   }
   if (!Array.isArray(ends) || ends.length !== statuses.length) {
     return 'predicate.tokens.ends must be an array with one entry per status';
@@ -425,7 +425,7 @@ export function evidenceConsistencyProblem(predicate: EvidencePredicate): Proble
       return 'tokens.truncated disagrees with the number of statuses';
     }
     const green = countLetters(tokens.statuses, 'G');
-    const scored = green + countLetters(tokens.statuses, 'R');
+    const scored = green + countLetters(tokens.statuses, 'R') + countLetters(tokens.statuses, 'N');
     if (!tokens.truncated && tokens.keyId === predicate.detection.keyId) {
       if (green !== d.numGreen || scored !== d.numScored) {
         return `tokens: ${green} green of ${scored} scored, but detection says ${d.numGreen} of ${d.numScored}`;

@@ -29,13 +29,18 @@ export const DEFAULT_ARRAY_MERGE_LIMIT = 64;
 const KEPT_BUFFER_LENGTH = 1 << 16;
 
 /**
- * Writes the UTF-8 encoding of `text` into `bytes` (which holds at least 3 × text.length) and returns its
- * length. A lone surrogate becomes U+FFFD, as TextEncoder does.
+ * Writes the UTF-8 encoding of `text.slice(start, end)` into `bytes` (which holds at least 3 × its length)
+ * and returns its length. A lone surrogate becomes U+FFFD, as TextEncoder does.
  */
-export function encodeUtf8Into(text: string, bytes: Uint8Array): number {
+export function encodeUtf8Into(
+  text: string,
+  bytes: Uint8Array,
+  start = 0,
+  end: number = text.length,
+): number {
   let length = 0;
-  const units = text.length;
-  for (let i = 0; i < units; i++) {
+  const units = end;
+  for (let i = start; i < units; i++) {
     let code = text.charCodeAt(i);
     if (code < 0x80) {
       bytes[length++] = code;
@@ -97,7 +102,6 @@ export function encodePieceBytes(
  */
 export function createPreTokenizer(pattern: string): (text: string) => string[] {
   const regex = new RegExp(pattern, 'gu');
-  // One native call finds every piece (faster than exec or matchAll, which build a result per piece).
   return (text) => text.match(regex) ?? [];
 }
 
@@ -105,22 +109,45 @@ export function createPreTokenizer(pattern: string): (text: string) => string[] 
 export function createBytePairEncoder(options: BytePairEncoderOptions): BytePairEncoder {
   const { table } = options;
   const arrayMergeLimit = options.arrayMergeLimit ?? DEFAULT_ARRAY_MERGE_LIMIT;
-  const preTokenize = createPreTokenizer(options.pattern);
+  // The pieces of createPreTokenizer, found as ranges: a sticky regex's `test` only moves `lastIndex`,
+  // where `match` builds a string per piece (most of the encoder's garbage).
+  const sticky = new RegExp(options.pattern, 'yu');
+  const search = new RegExp(options.pattern, 'gu');
   let pieceBytes = new Uint8Array(3 * 256);
   let output = new Uint32Array(1024);
 
   const encode = (text: string): Uint32Array => {
     let out = output;
     let count = 0;
-    const pieces = preTokenize(text);
-    for (let i = 0; i < pieces.length; i++) {
-      const piece = pieces[i]!;
+    const units = text.length;
+    let position = 0;
+    sticky.lastIndex = 0;
+    while (position < units) {
+      let start = position;
+      let end: number;
+      if (sticky.test(text)) end = sticky.lastIndex;
+      else {
+        // No piece starts here (no pattern here allows that): skip to the next one, as match does.
+        search.lastIndex = position;
+        const found = search.exec(text);
+        if (found === null) break;
+        start = found.index;
+        end = start + found[0].length;
+      }
+      if (end === start) {
+        // No pattern here matches the empty string; were one to, match would step on one code point.
+        position = start + ((text.codePointAt(start) ?? 0) > 0xffff ? 2 : 1);
+        sticky.lastIndex = position;
+        continue;
+      }
+      position = end;
+      sticky.lastIndex = end;
       // A UTF-16 unit takes at most 3 bytes, and a piece has at most as many tokens as bytes.
-      const byteBound = 3 * piece.length;
+      const byteBound = 3 * (end - start);
       if (byteBound > pieceBytes.length && byteBound <= KEPT_BUFFER_LENGTH)
         pieceBytes = new Uint8Array(byteBound);
       const bytes = byteBound <= pieceBytes.length ? pieceBytes : new Uint8Array(byteBound);
-      const length = encodeUtf8Into(piece, bytes);
+      const length = encodeUtf8Into(text, bytes, start, end);
       if (count + length > out.length) out = grow(out, count + length);
       count = encodePieceBytes(bytes, length, table, out, count, arrayMergeLimit);
     }

@@ -28,6 +28,21 @@ describe('normalizeText', () => {
     }
   });
 
+  it('leaves text below U+0300 as it is, which its shortcut assumes: every character and pair is NFC', () => {
+    const changed: string[] = [];
+    for (let a = 0; a < 0x300; a++) {
+      const first = String.fromCharCode(a);
+      if (first.normalize('NFC') !== first) changed.push(first);
+      for (let b = 0; b < 0x300; b++) {
+        const pair = first + String.fromCharCode(b);
+        if (pair.normalize('NFC') !== pair) changed.push(pair);
+      }
+    }
+    expect(changed).toEqual([]);
+    expect(normalizeText('na\u00efve \u00bd \u02bc')).toBe('na\u00efve \u00bd \u02bc');
+    expect(normalizeText('na\u00efve e\u0301')).toBe('na\u00efve \u00e9');
+  });
+
   it('rejects non-strings with a TypeError naming the parameter', () => {
     expect(() => normalizeText(42 as unknown as string)).toThrow(/text must be a string/);
   });

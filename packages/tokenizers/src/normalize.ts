@@ -3,7 +3,13 @@
  * word joiner, zero-width no-break space (BOM), variation selectors 1-16 and variation selectors 17-256.
  */
 const REMOVED_CHARACTERS = /[\u200B\u200C\u2060\uFEFF]|\u200D|[\uFE00-\uFE0F]|[\u{E0100}-\u{E01EF}]/gu;
-const NON_ASCII = /[\u0080-\u{10FFFF}]/u;
+/** The same characters, to test for before replacing (no new string when there are none). */
+const ANY_REMOVED_CHARACTER = new RegExp(REMOVED_CHARACTERS.source, 'u');
+/**
+ * Below U+0300 every character is NFC, with canonical combining class 0, and no two compose (the tests go
+ * through every pair), and none is removed: such text is already normalized.
+ */
+const BEYOND_STABLE = /[\u0300-\uFFFF]/; // astral characters are surrogate pairs, in range
 
 /**
  * The text normalization that is part of every tokenizer id's definition: removal of U+200B, U+200C,
@@ -12,7 +18,7 @@ const NON_ASCII = /[\u0080-\u{10FFFF}]/u;
  */
 export function normalizeText(text: string): string {
   if (typeof text !== 'string') throw new TypeError(`text must be a string, got ${typeof text}`);
-  // ASCII is already NFC and holds none of the removed characters.
-  if (!NON_ASCII.test(text)) return text;
-  return text.replace(REMOVED_CHARACTERS, '').normalize('NFC');
+  if (!BEYOND_STABLE.test(text)) return text;
+  const kept = ANY_REMOVED_CHARACTER.test(text) ? text.replace(REMOVED_CHARACTERS, '') : text;
+  return kept.normalize('NFC');
 }

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .gumbel import gumbel_log10_p_value, gumbel_window_scan, gumbel_z_score
 from .keys import WatermarkKey
 from .statistics import (
     bonferroni_log10,
@@ -32,6 +33,7 @@ SKIPPED_DUPLICATE = "skipped_duplicate"
 SKIPPED_PROMPT = "skipped_prompt"
 RED = "red"
 GREEN = "green"
+SCORED = "scored"  # a Gumbel key's scored position: a score, not a green bit (watermark-gumbel §5.1)
 
 
 def _round_half_up(x: float) -> int:
@@ -41,7 +43,8 @@ def _round_half_up(x: float) -> int:
 
 @dataclass(frozen=True)
 class Score:
-    """Section 6 for one key: counts, per-token statuses, and the scored tape."""
+    """Section 6 for one key: counts, per-token statuses, and the scored tape. For a Gumbel key
+    `bits` is empty and `scores` holds each scored position's score, `total` their sum in order."""
 
     num_tokens: int
     num_scored: int
@@ -49,6 +52,8 @@ class Score:
     status: list[str]
     bits: list[int]
     positions: list[int]
+    scores: list[float] = field(default_factory=list)
+    total: float = 0.0
 
 
 def score(
@@ -57,7 +62,8 @@ def score(
     prompt: Sequence[int] | None = None,
     dedup: bool = True,
 ) -> Score:
-    """Eligibility, the dedup tape keyed on (seed, token), prompt exclusion and statuses (spec §6)."""
+    """Eligibility, the dedup tape keyed on (seed, token), prompt exclusion and statuses (spec §6);
+    Gumbel keys score each scored position with −ln(1 − u) (watermark-gumbel §5.1)."""
     tokens = [_check_token(int(t) if not isinstance(t, bool) else t, f"tokens[{i}]") for i, t in enumerate(tokens)]
     prompt_list = (
         [_check_token(int(t) if not isinstance(t, bool) else t, f"prompt[{i}]") for i, t in enumerate(prompt)]
@@ -72,6 +78,10 @@ def score(
     status: list[str] = []
     bits: list[int] = []
     positions: list[int] = []
+    scores: list[float] = []
+    total = 0.0
+    gumbel = watermarker.is_gumbel
+    selfhash = watermarker.scheme.name == "selfhash"
     # Seeds of LeftHash windows repeat often (h = 1: one per distinct previous token).
     left_cache: dict[tuple[int, ...], int] = {}
 
@@ -80,7 +90,7 @@ def score(
             return SKIPPED_CONTEXT, None
         if any(context[j] in special for j in range(i - reach, i + 1)):
             return SKIPPED_SPECIAL, None
-        if watermarker.scheme.name == "lefthash":
+        if not selfhash:
             window = tuple(context[i - reach : i])
             seed = left_cache.get(window)
             if seed is None:
@@ -108,10 +118,19 @@ def score(
             status.append(SKIPPED_DUPLICATE)
             continue
         tape.setdefault(key, "scored")
+        if gumbel:
+            value = watermarker.token_score(key[0], key[1])
+            status.append(SCORED)
+            scores.append(value)
+            positions.append(j)
+            total += value
+            continue
         green = watermarker.is_green(key[0], key[1])
         status.append(GREEN if green else RED)
         bits.append(1 if green else 0)
         positions.append(j)
+    if gumbel:
+        return Score(len(tokens), len(scores), 0, status, bits, positions, scores, total)
     return Score(len(tokens), len(bits), sum(bits), status, bits, positions)
 
 
@@ -141,6 +160,15 @@ def resolve_verdict_options(
     if isinstance(miss_rate, bool) or not isinstance(miss_rate, (int, float)) or not 0 < miss_rate < 1:
         raise ValueError(f"miss_rate: expected a number strictly between 0 and 1, got {miss_rate!r}")
     given = alternative_green_fraction
+    if watermarker.is_gumbel:
+        # What a marked text scores depends on the model's entropy, which no key parameter bounds
+        # (watermark-gumbel §5.3): there is no alternative to rule out.
+        if given is not None:
+            raise ValueError(
+                f"alternative_green_fraction: key {watermarker.key_id} uses the {watermarker.scheme.name} "
+                "scheme, which has no green fraction"
+            )
+        return VerdictOptions(fpr, miss_rate, None)
     if given is not None:
         if isinstance(given, bool) or not isinstance(given, (int, float)) or not gamma < given < 1:
             raise ValueError(
@@ -326,21 +354,25 @@ class WindowResult:
     tape_start: int
     length: int
     num_green: int
+    """Green count of the best window; 0 for a Gumbel key."""
     log10_p: float
     windows_searched: int
     log10_p_corrected: float
+    score: float | None = None
+    """Gumbel keys: the best window's score sum."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "startToken": self.start_token,
             "endToken": self.end_token,
             "tapeStart": self.tape_start,
             "length": self.length,
             "numGreen": self.num_green,
-            "log10P": self.log10_p,
-            "windowsSearched": self.windows_searched,
-            "log10PCorrected": self.log10_p_corrected,
         }
+        if self.score is not None:
+            out["score"] = self.score
+        out.update(log10P=self.log10_p, windowsSearched=self.windows_searched, log10PCorrected=self.log10_p_corrected)
+        return out
 
 
 @dataclass(frozen=True)
@@ -352,10 +384,13 @@ class KeyDetection:
     num_tokens: int
     num_scored: int
     num_green: int
+    """0 for a Gumbel key."""
     green_fraction: float
+    """k / T; NaN for a Gumbel key (null in JSON)."""
     z: float
+    """For comparison only; for a Gumbel key (S − n)/(s·√n) with the null per-token deviation s."""
     log10_p: float
-    """log10 of the exact binomial tail for the whole text."""
+    """log10 of the exact tail for the whole text: binomial, or Gamma (dual: weighted) for a Gumbel key."""
     log10_p_adjusted: float
     """The p-value the verdict uses: windowed if asked, then Holm-adjusted across keys."""
     verdict: str
@@ -363,6 +398,10 @@ class KeyDetection:
     """0 unless insufficient; math.inf for none (null in JSON)."""
     window: WindowResult | None = None
     status: list[str] | None = field(default=None, repr=False)
+    score: float | None = None
+    """Gumbel keys: S, the sum of the scored positions' scores (watermark-gumbel §5.1)."""
+    alpha: float = 0.0
+    """`dual_gumbel`: the weight α of key B; 0 otherwise."""
 
 
 @dataclass(frozen=True)
@@ -380,14 +419,20 @@ class Detection:
         return next(r for r in self.results if r.key_id == self.reported_key_id)
 
     def to_json(self) -> dict[str, Any]:
-        """The fields `tracemark detect --json` prints for a document (its reported key's numbers)."""
+        """The fields `tracemark detect --json` prints for a document (its reported key's numbers);
+        for a Gumbel key numGreen and greenFraction are null and scheme and score are given."""
         r = self.reported
         out: dict[str, Any] = {
             "verdict": self.verdict,
             "numTokens": r.num_tokens,
             "numScored": r.num_scored,
-            "numGreen": r.num_green,
-            "greenFraction": r.green_fraction,
+            # A Gumbel key has no green tokens: null, with its scheme and score S instead.
+            "numGreen": None if r.score is not None else r.num_green,
+            "greenFraction": None if math.isnan(r.green_fraction) else r.green_fraction,
+        }
+        if r.score is not None:
+            out.update(scheme=r.scheme, score=r.score)
+        out.update({
             "z": r.z,
             "log10P": r.log10_p,
             "log10PAdjusted": r.log10_p_adjusted,
@@ -395,10 +440,27 @@ class Detection:
             "keysTested": self.keys_tested,
             "fpr": self.fpr,
             "tokensToSettle": None if math.isinf(self.tokens_to_settle) else self.tokens_to_settle,
-        }
+        })
         if r.window is not None:
             out["window"] = r.window.to_json()
+        if len(self.results) > 1:
+            out["keys"] = [_key_json(k) for k in self.results]
         return out
+
+
+def _key_json(r: KeyDetection) -> dict[str, Any]:
+    """One key's entry of the CLI's `keys` list (printed when several keys are tested)."""
+    out: dict[str, Any] = {
+        "keyId": r.key_id,
+        "verdict": r.verdict,
+        "numScored": r.num_scored,
+        "numGreen": None if r.score is not None else r.num_green,
+        "greenFraction": None if math.isnan(r.green_fraction) else r.green_fraction,
+    }
+    if r.score is not None:
+        out.update(scheme=r.scheme, score=r.score)
+    out.update(z=r.z, log10P=r.log10_p, log10PAdjusted=r.log10_p_adjusted)
+    return out
 
 
 def _strongest(candidates: list[KeyDetection]) -> KeyDetection:
@@ -460,23 +522,41 @@ def detect(
         options = resolve_verdict_options(w, fpr, miss_rate, alternative_green_fraction)
         scored = score(w, token_ids, prompt, dedup)
         gamma = w.scheme.gamma_effective
-        log10_p = log10_binomial_sf(scored.num_green, scored.num_scored, gamma)
+        if w.is_gumbel:
+            log10_p = gumbel_log10_p_value(w.scheme, scored.num_scored, scored.total)
+        else:
+            log10_p = log10_binomial_sf(scored.num_green, scored.num_scored, gamma)
         decisive = log10_p
         found = None
         if min_window is not None:
-            scan = window_scan(scored.bits, gamma, min_window)
             positions = scored.positions
-            found = WindowResult(
-                positions[scan.start] if scan.length > 0 else 0,
-                positions[scan.start + scan.length - 1] if scan.length > 0 else 0,
-                scan.start,
-                scan.length,
-                scan.num_green,
-                scan.log10_p,
-                scan.windows_searched,
-                scan.log10_p_corrected,
-            )
-            decisive = scan.log10_p_corrected
+            if w.is_gumbel:
+                gumbel_scan = gumbel_window_scan(scored.scores, w.scheme, min_window)
+                start, length = gumbel_scan.start, gumbel_scan.length
+                found = WindowResult(
+                    positions[start] if length > 0 else 0,
+                    positions[start + length - 1] if length > 0 else 0,
+                    start,
+                    length,
+                    0,
+                    gumbel_scan.log10_p,
+                    gumbel_scan.windows_searched,
+                    gumbel_scan.log10_p_corrected,
+                    gumbel_scan.score,
+                )
+            else:
+                scan = window_scan(scored.bits, gamma, min_window)
+                found = WindowResult(
+                    positions[scan.start] if scan.length > 0 else 0,
+                    positions[scan.start + scan.length - 1] if scan.length > 0 else 0,
+                    scan.start,
+                    scan.length,
+                    scan.num_green,
+                    scan.log10_p,
+                    scan.windows_searched,
+                    scan.log10_p_corrected,
+                )
+            decisive = found.log10_p_corrected
         partial.append((w, options, scored, log10_p, found, decisive))
     adjusted = holm_adjust_log10([p[5] for p in partial])
     results = []
@@ -495,14 +575,16 @@ def detect(
                 num_tokens=scored.num_tokens,
                 num_scored=T,
                 num_green=k,
-                green_fraction=0.0 if T == 0 else k / T,
-                z=z_score(k, T, gamma),
+                green_fraction=math.nan if w.is_gumbel else 0.0 if T == 0 else k / T,
+                z=gumbel_z_score(w.scheme, T, scored.total) if w.is_gumbel else z_score(k, T, gamma),
                 log10_p=log10_p,
                 log10_p_adjusted=adj,
                 verdict=verdict,
                 tokens_to_settle=settle,
                 window=found,
                 status=scored.status if include_status else None,
+                score=scored.total if w.is_gumbel else None,
+                alpha=w.scheme.alpha,
             )
         )
     watermarked = [r for r in results if r.verdict == "watermarked"]

@@ -20,7 +20,11 @@ from ._siphash import hkdf_sha256
 SECRET_LENGTH = 32
 KEY_ID_PREFIX = "tmk1_"
 DEFAULT_TOKENIZER = "cl100k_base"
-SCHEME_NAMES = ("lefthash", "selfhash")
+GREEN_LIST_SCHEME_NAMES = ("lefthash", "selfhash")
+GUMBEL_SCHEME_NAMES = ("gumbel", "dual_gumbel")
+SCHEME_NAMES = GREEN_LIST_SCHEME_NAMES + GUMBEL_SCHEME_NAMES
+DEFAULT_GUMBEL_CONTEXT_WIDTH = 4  # a keyed choice repeats with its context (watermark-gumbel §1)
+DEFAULT_DUAL_GUMBEL_ALPHA = 0.1
 TWO32 = 1 << 32
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -72,44 +76,116 @@ def derive_prf_keys(secret: bytes) -> PrfKeys:
 
 
 @dataclass(frozen=True)
+class GumbelPrfKeys:
+    """The SipHash keys of the Gumbel uniforms (watermark-gumbel §3.1): K_gumbel (key A) and
+    K_gumbel_b (key B of `dual_gumbel`)."""
+
+    a: bytes = field(repr=False)
+    b: bytes = field(repr=False)
+
+
+def derive_gumbel_prf_keys(secret: bytes) -> GumbelPrfKeys:
+    """HKDF info "gumbel" and "gumbel-b" under the salt of spec §2.3: independent of the others."""
+    secret = _check_secret(secret)
+    salt = b"tracemark/v1/prf"
+    return GumbelPrfKeys(a=hkdf_sha256(secret, salt, b"gumbel", 16), b=hkdf_sha256(secret, salt, b"gumbel-b", 16))
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+@dataclass(frozen=True)
 class Scheme:
-    """Scheme parameters (spec §2.4) and the green threshold (spec §3.1)."""
+    """Scheme parameters (spec §2.4, watermark-gumbel §1) and the green threshold (spec §3.1).
+
+    Two families: green lists (`lefthash`, `selfhash`: γ, δ) and the distortion-free Gumbel-max
+    schemes (`gumbel`, `dual_gumbel`: no γ, no δ; α for `dual_gumbel`). Parameters left as None take
+    the family's defaults: h = 1, γ = 0.25, δ = 2 for green lists; h = 4 for Gumbel, where γ is NaN,
+    δ 0 and α 0.1 (`dual_gumbel`) or 0 (every other scheme), as in `@tracemark/core`.
+    """
 
     name: str = "lefthash"
-    context_width: int = 1
-    gamma: float = 0.25
-    delta: float = 2.0
+    context_width: int | None = None
+    gamma: float | None = None
+    delta: float | None = None
+    alpha: float | None = None
 
     def __post_init__(self) -> None:
         if self.name not in SCHEME_NAMES:
             raise ValueError(f"scheme.name: expected one of {', '.join(SCHEME_NAMES)}, got {self.name!r}")
+        gumbel = self.name in GUMBEL_SCHEME_NAMES
         width = self.context_width
+        if width is None:
+            width = DEFAULT_GUMBEL_CONTEXT_WIDTH if gumbel else 1
         if isinstance(width, float) and width.is_integer():
             width = int(width)
-            object.__setattr__(self, "context_width", width)
         if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= 16:
             raise ValueError(f"scheme.contextWidth: expected an integer from 1 to 16, got {width!r}")
-        gamma = self.gamma
-        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma < 1:
+        object.__setattr__(self, "context_width", width)
+        if gumbel:
+            self._gumbel_parameters()
+            return
+        if self.alpha is not None and self.alpha != 0:
+            raise ValueError(f"scheme.alpha: only dual_gumbel has a key weight, got {self.alpha!r}")
+        object.__setattr__(self, "alpha", 0.0)
+        gamma = 0.25 if self.gamma is None else self.gamma
+        if not _is_number(gamma) or not 0 < gamma < 1:
             raise ValueError(f"scheme.gamma: expected a number strictly between 0 and 1, got {gamma!r}")
+        object.__setattr__(self, "gamma", gamma)
         if not 1 <= self.threshold <= TWO32 - 1:
             raise ValueError(f"scheme.gamma: {gamma} gives an empty or full green list at 32-bit resolution")
-        delta = self.delta
-        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 <= delta <= 32:
+        delta = 2.0 if self.delta is None else self.delta
+        if not _is_number(delta) or not 0 <= delta <= 32:
             raise ValueError(f"scheme.delta: expected a number from 0 to 32, got {delta!r}")
+        object.__setattr__(self, "delta", delta)
+
+    def _gumbel_parameters(self) -> None:
+        # A scheme passed back in carries the family's placeholders (γ NaN, δ 0); anything else is a mistake.
+        if self.gamma is not None and not (_is_number(self.gamma) and math.isnan(self.gamma)):
+            raise ValueError(f"scheme.gamma: {self.name} has no green list; omit gamma")
+        if self.delta is not None and self.delta != 0:
+            raise ValueError(f"scheme.delta: {self.name} adds no bias; omit delta")
+        object.__setattr__(self, "gamma", math.nan)
+        object.__setattr__(self, "delta", 0.0)
+        if self.name == "dual_gumbel":
+            alpha = DEFAULT_DUAL_GUMBEL_ALPHA if self.alpha is None else self.alpha
+            if not _is_number(alpha) or not 0 < alpha < 1:
+                raise ValueError(f"scheme.alpha: expected a number strictly between 0 and 1, got {alpha!r}")
+            object.__setattr__(self, "alpha", float(alpha))
+        elif self.alpha is not None and self.alpha != 0:
+            raise ValueError(f"scheme.alpha: only dual_gumbel has a key weight, got {self.alpha!r}")
+        else:
+            object.__setattr__(self, "alpha", 0.0)
+
+    @property
+    def family(self) -> str:
+        """`green-list` or `gumbel`."""
+        return "gumbel" if self.name in GUMBEL_SCHEME_NAMES else "green-list"
+
+    @property
+    def is_gumbel(self) -> bool:
+        return self.name in GUMBEL_SCHEME_NAMES
 
     @property
     def threshold(self) -> int:
-        """τ = floor(γ·2^32); γ·2^32 is exact for a double, so the floor has one answer."""
+        """τ = floor(γ·2^32); γ·2^32 is exact for a double, so the floor has one answer.
+        Gumbel schemes have no green list: a TypeError."""
+        if self.is_gumbel:
+            raise TypeError(f"scheme: {self.name} has no green list, so no green threshold")
         return math.floor(Fraction(self.gamma) * TWO32)
 
     @property
     def gamma_effective(self) -> float:
-        """γ_eff = τ / 2^32, the exact null green probability every statistic uses."""
+        """γ_eff = τ / 2^32, the exact null green probability every statistic uses (NaN for Gumbel)."""
+        if self.is_gumbel:
+            return math.nan
         return self.threshold / TWO32
 
     def biased_green_fraction(self) -> float:
         """γ_δ = γe^δ / (1 + γ(e^δ − 1)): the green fraction δ produces at high entropy."""
+        if self.is_gumbel:
+            raise TypeError(f"scheme: {self.name} has no green list, so no biased green fraction")
         g = self.gamma_effective
         e = math.exp(self.delta)
         return (g * e) / (1 + g * (e - 1))
@@ -141,6 +217,9 @@ class WatermarkKey:
     def prf_keys(self) -> PrfKeys:
         return derive_prf_keys(self.secret)
 
+    def gumbel_prf_keys(self) -> GumbelPrfKeys:
+        return derive_gumbel_prf_keys(self.secret)
+
 
 def parse_key_file(text: str) -> WatermarkKey:
     """Parses and validates the JSON key file of spec §2.5 (what `tracemark keygen` writes)."""
@@ -167,20 +246,45 @@ def parse_key_file(text: str) -> WatermarkKey:
     tokenizer = data.get("tokenizer")
     try:
         key = WatermarkKey.create(
-            bytes.fromhex(secret_hex),
-            Scheme(
-                name=scheme.get("name", "lefthash"),
-                context_width=scheme.get("contextWidth", 1),
-                gamma=scheme.get("gamma", 0.25),
-                delta=scheme.get("delta", 2.0),
-            ),
-            tokenizer if isinstance(tokenizer, str) else "",
+            bytes.fromhex(secret_hex), _scheme_of_file(scheme), tokenizer if isinstance(tokenizer, str) else ""
         )
     except (TypeError, ValueError) as error:
         raise KeyFileError(f"key file: {error}") from None
     if data.get("keyId") != key.key_id:
         raise KeyFileError('key file: "keyId" does not match the secret (the file is corrupt or was edited)')
     return key
+
+
+def _scheme_of_file(scheme: dict[str, Any]) -> Scheme:
+    """A green-list scheme is read from its four fields, as before; a Gumbel scheme object must not
+    carry γ or δ (watermark-gumbel §1), and only `dual_gumbel` carries α."""
+    name = scheme.get("name", "lefthash")
+    for field_name in ("contextWidth", "gamma", "delta", "alpha"):
+        if field_name in scheme and scheme[field_name] is None:
+            raise ValueError(f"scheme.{field_name}: null is not a value")
+    if name not in GUMBEL_SCHEME_NAMES:
+        return Scheme(
+            name=name,
+            context_width=scheme.get("contextWidth", 1),
+            gamma=scheme.get("gamma", 0.25),
+            delta=scheme.get("delta", 2.0),
+        )
+    for field_name in ("gamma", "delta"):
+        if field_name in scheme:
+            raise ValueError(f"scheme.{field_name}: a {name} key has no {field_name}; remove it")
+    if name == "gumbel" and "alpha" in scheme:
+        raise ValueError("scheme.alpha: only dual_gumbel has a key weight; remove it")
+    alpha = scheme.get("alpha", DEFAULT_DUAL_GUMBEL_ALPHA) if name == "dual_gumbel" else None
+    return Scheme(name=name, context_width=scheme.get("contextWidth", DEFAULT_GUMBEL_CONTEXT_WIDTH), alpha=alpha)
+
+
+def scheme_record(scheme: Scheme) -> dict[str, Any]:
+    """The key file's `scheme` object: γ and δ for green lists, neither for `gumbel`, α for `dual_gumbel`."""
+    if scheme.name == "gumbel":
+        return {"name": scheme.name, "contextWidth": scheme.context_width}
+    if scheme.name == "dual_gumbel":
+        return {"name": scheme.name, "contextWidth": scheme.context_width, "alpha": scheme.alpha}
+    return {"name": scheme.name, "contextWidth": scheme.context_width, "gamma": scheme.gamma, "delta": scheme.delta}
 
 
 def load_key_file(path: str) -> WatermarkKey:
@@ -205,12 +309,7 @@ def serialize_key_file(key: WatermarkKey, created_at: datetime | None = None) ->
         "version": 1,
         "keyId": key.key_id,
         "secret": key.secret.hex(),
-        "scheme": {
-            "name": key.scheme.name,
-            "contextWidth": key.scheme.context_width,
-            "gamma": key.scheme.gamma,
-            "delta": key.scheme.delta,
-        },
+        "scheme": scheme_record(key.scheme),
         "tokenizer": key.tokenizer,
         "createdAt": stamp,
     }

@@ -1,4 +1,5 @@
-"""The kept candidates of tracemark's sampling order (spec §7; docs/decisions/2026-12-04-sampling-order.md).
+"""The kept candidates of tracemark's sampling order (spec §7; docs/decisions/2026-12-04-sampling-order.md),
+and the keyed choice of the Gumbel schemes (watermark-gumbel §4).
 
 Top-k and top-p choose candidates from the model's *unbiased* distribution at temperature T, and the
 kept set is widened to every candidate whose logit is within δ of the best (those the bias could lift
@@ -11,6 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .gumbel import gumbel_choice
+
+if TYPE_CHECKING:
+    from .watermarker import Watermarker
 
 
 def _check_truncation(temperature: float, top_k: int, top_p: float) -> None:
@@ -62,3 +69,30 @@ def kept_candidates(
     while keep < len(candidates) and logits[candidates[keep]] >= reach:
         keep += 1
     return candidates[:keep]
+
+
+def gumbel_token(
+    watermarker: Watermarker,
+    context: Sequence[int],
+    logits: Sequence[float],
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    gumbel_key: int = 0,
+) -> int | None:
+    """The marked token of a Gumbel key after `context` (watermark-gumbel §4), from dense logits
+    (index = token id, float32 values), or None when the step is not marked (T = 0, or no eligible
+    window: the engine then samples the kept candidates itself). The candidates are those of
+    `kept_candidates` without widening; the token is argmax u^(1/p) over them. Pure Python: the
+    reference the logits processors are tested against."""
+    _check_truncation(temperature, top_k, top_p)
+    if temperature == 0:
+        return None
+    seed = watermarker.context_seed(context)
+    if seed is None:
+        return None
+    kept = kept_candidates(logits, temperature, top_k, top_p)
+    index, _ = gumbel_choice(
+        kept, [logits[x] for x in kept], temperature, lambda t: watermarker.uniform(seed, t, gumbel_key)
+    )
+    return kept[index]

@@ -1,13 +1,16 @@
 """Seeds (spec §4) and green membership (spec §3) for one key, one token at a time or, with numpy,
-for a whole vocabulary at once (the green list a logits processor needs each step)."""
+for a whole vocabulary at once (the green list a logits processor needs each step); for the Gumbel
+schemes (docs/spec/watermark-gumbel.md) the keyed uniforms and token scores instead."""
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._siphash import siphash24, siphash24_words, siphash24_words_np, split_key
+from .gumbel import uniform_of_word
 from .keys import WatermarkKey
 from .tokenizers import special_token_ids as tokenizer_special_ids
 
@@ -44,13 +47,24 @@ class Watermarker:
         self._context = split_key(prf.context)
         self._green = split_key(prf.green)
         self._rank = split_key(prf.rank)
-        self._threshold = key.scheme.threshold
+        self.is_gumbel = key.scheme.is_gumbel
+        self._threshold = -1 if self.is_gumbel else key.scheme.threshold
+        if self.is_gumbel:
+            gumbel = key.gumbel_prf_keys()
+            self._gumbel = (split_key(gumbel.a), split_key(gumbel.b))
         self._ranks: dict[int, int] = {}
         self._rank_array: Any = None
 
     def __repr__(self) -> str:
         s = self.scheme
+        if self.is_gumbel:
+            alpha = f", alpha={s.alpha}" if s.name == "dual_gumbel" else ""
+            return f"Watermarker({self.key_id}, {s.name}, h={s.context_width}{alpha})"
         return f"Watermarker({self.key_id}, {s.name}, h={s.context_width}, gamma={s.gamma}, delta={s.delta})"
+
+    def _green_list_only(self, what: str) -> None:
+        if self.is_gumbel:
+            raise TypeError(f"{what}: key {self.key_id} uses the {self.scheme.name} scheme, which has no green list")
 
     # -- scalar ------------------------------------------------------------------------------
 
@@ -85,12 +99,62 @@ class Watermarker:
         return siphash24_words(*self._green, [seed], token | (12 << 56)) >> 32
 
     def is_green(self, seed: int, token: int) -> bool:
+        self._green_list_only("is_green")
         return self.green_value(seed, token) < self._threshold
 
-    def window_reach(self) -> int:
-        """Tokens before a position that its window spans: h (LeftHash) or h - 1 (SelfHash)."""
+    # -- Gumbel schemes (watermark-gumbel §3, §5) ----------------------------------------------
+
+    def _gumbel_keys(self, key: int) -> tuple[int, int]:
+        if not self.is_gumbel:
+            raise TypeError(f"uniform: key {self.key_id} uses the {self.scheme.name} scheme, not a Gumbel scheme")
+        if key not in (0, 1) or isinstance(key, bool) or (key == 1 and self.scheme.name != "dual_gumbel"):
+            allowed = "0 or 1" if self.scheme.name == "dual_gumbel" else "0"
+            raise ValueError(f"gumbel_key: expected {allowed}, got {key!r}")
+        return self._gumbel[key]
+
+    def gumbel_word(self, seed: int, token: int, key: int = 0) -> int:
+        """3.1: x = SipHash(K, LE64(s) || LE32(t)), K = K_gumbel (key 0, A) or K_gumbel_b (key 1, B)."""
+        return siphash24_words(*self._gumbel_keys(key), [seed], token | (12 << 56))
+
+    def uniform(self, seed: int, token: int, key: int = 0) -> float:
+        """3.1: u = floor(x / 2^12) / 2^52, exact in a double."""
+        return uniform_of_word(self.gumbel_word(seed, token, key))
+
+    def token_score(self, seed: int, token: int) -> float:
+        """5.1: −ln(1 − u_A), or (1 − α)·(−ln(1 − u_A)) + α·(−ln(1 − u_B)) for `dual_gumbel`."""
+        score_a = -math.log1p(-self.uniform(seed, token, 0))
+        if self.scheme.name != "dual_gumbel":
+            return score_a
+        alpha = self.scheme.alpha
+        return (1 - alpha) * score_a + alpha * -math.log1p(-self.uniform(seed, token, 1))
+
+    def uniforms_of(self, seed: int, candidates: Any, key: int = 0) -> Any:
+        """`uniform` of every candidate id of a numpy integer array (needs numpy)."""
+        if _np is None:
+            raise RuntimeError("uniforms_of needs numpy; use uniform one token at a time")
+        np = _np
+        x = np.asarray(candidates).astype(np.uint64)
+        words = siphash24_words_np(np, *self._gumbel_keys(key), [np.uint64(seed)], x | np.uint64(12 << 56))
+        return (words >> np.uint64(12)).astype(np.float64) * 2.0**-52  # exact: < 2^52 times a power of 2
+
+    def context_seed(self, context: Sequence[int]) -> int | None:
+        """The seed of the position after `context` when it is eligible (a full LeftHash window
+        without special tokens), else None. Gumbel schemes only (their seed does not depend on the
+        candidate)."""
+        if not self.is_gumbel:
+            raise TypeError(f"context_seed: key {self.key_id} uses the {self.scheme.name} scheme; see candidate_green")
         h = self.scheme.context_width
-        return h if self.scheme.name == "lefthash" else h - 1
+        if len(context) < h:
+            return None
+        window = [int(t) for t in context[len(context) - h :]]
+        if any(t in self.special_token_ids for t in window):
+            return None
+        return self.lefthash_seed(window)
+
+    def window_reach(self) -> int:
+        """Tokens before a position that its window spans: h (LeftHash, Gumbel) or h - 1 (SelfHash)."""
+        h = self.scheme.context_width
+        return h - 1 if self.scheme.name == "selfhash" else h
 
     def seed_at(self, tokens: Sequence[int], index: int) -> int | None:
         """The seed of position `index` of `tokens`, or None when its window does not exist.
@@ -98,13 +162,14 @@ class Watermarker:
         reach = self.window_reach()
         if index < reach:
             return None
-        if self.scheme.name == "lefthash":
+        if self.scheme.name != "selfhash":
             return self.lefthash_seed(tokens[index - reach : index])
         return self.selfhash_seed(self.anchor(tokens[index - reach : index + 1]), tokens[index])
 
     def candidate_green(self, context: Sequence[int], candidate: int) -> int:
         """Green test of a candidate next token after `context`: 1 green, 0 red, -1 no bias (the
         position would not be eligible: no full window, or a special token in it)."""
+        self._green_list_only("candidate_green")
         reach = self.window_reach()
         if len(context) < reach or candidate in self.special_token_ids:
             return -1
@@ -118,6 +183,7 @@ class Watermarker:
     def green_list(self, context: Sequence[int], vocab_size: int) -> Any:
         """Which of the candidates 0 … vocab_size − 1 take the bias after `context`: green, and on
         an eligible position (spec §7). A numpy bool array when numpy is installed, else a list."""
+        self._green_list_only("green_list")
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or not 0 <= vocab_size <= 1 << 32:
             raise ValueError(f"vocab_size: expected an integer from 0 to 2^32, got {vocab_size!r}")
         if _np is None:
@@ -126,6 +192,7 @@ class Watermarker:
 
     def green_of(self, context: Sequence[int], candidates: Any) -> Any:
         """`green_list` for the given candidate ids only (a numpy integer array; needs numpy)."""
+        self._green_list_only("green_of")
         if _np is None:
             raise RuntimeError("green_of needs numpy; use candidate_green one token at a time")
         return self._green_of(context, _np.asarray(candidates).astype(_np.uint64), vocabulary=False)

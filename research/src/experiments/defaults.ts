@@ -18,7 +18,16 @@ import {
   writeResult,
   writeSummary,
 } from '../report.ts';
-import { CODE_DEFAULT, configLabel, sameConfig, schemeLabel, type WatermarkConfig } from '../schemes.ts';
+import {
+  CODE_DEFAULT,
+  configLabel,
+  type GumbelConfig,
+  gumbelLabel,
+  sameConfig,
+  sameGumbelConfig,
+  schemeLabel,
+  type WatermarkConfig,
+} from '../schemes.ts';
 import { mean } from '../statistics.ts';
 import type { ExtractionSummary } from './extraction.ts';
 import type { FprSummary } from './fpr.ts';
@@ -71,6 +80,33 @@ export interface DefaultsSummary {
   /** The share ρ of watermarked training text whose scans rank radioactivity (null: not measured). */
   readonly radioactivityRho: number | null;
   readonly pending: readonly string[];
+  /** The Gumbel-max schemes against the green-list default and the best green-list candidate. */
+  readonly gumbel?: GumbelDefaults;
+}
+
+/** One row of the comparison across families: the same criteria, plus the quality cost. */
+export interface FamilyCandidate {
+  readonly family: 'green-list' | 'gumbel';
+  readonly label: string;
+  readonly tprAt1e6Tokens50: number;
+  readonly tprAt1e6Tokens100: number;
+  readonly aucTokens25: number;
+  readonly substitutionAuc: number;
+  readonly insertionDeletionAuc: number;
+  readonly copyPasteAuc: number;
+  readonly fprCalibrated: boolean | null;
+  /** Oracle perplexity relative to unwatermarked generations (experiment 4). */
+  readonly perplexityRatio: number;
+  /** Experiment 4's paired test: every interval contains 0 (null: not measured). */
+  readonly qualityWithinNoise: boolean | null;
+  readonly meanRank: number;
+}
+
+export interface GumbelDefaults {
+  /** Where the Gumbel power numbers came from: power.json, or the subset run power-gumbel.json. */
+  readonly powerSource: string;
+  readonly candidates: readonly FamilyCandidate[];
+  readonly bestByRank: string;
 }
 
 /** The share ρ at which radioactivity is compared (the goal of issue 6), else the lowest measured ρ > 0. */
@@ -112,6 +148,113 @@ function ranks(values: readonly number[]): number[] {
   }
   return result;
 }
+
+/**
+ * The comparison across families, or null when the summaries predate the Gumbel schemes. Power comes
+ * from power.json, or from the subset run power-gumbel.json when power.json has no Gumbel rows.
+ */
+async function gumbelDefaults(
+  outDir: string,
+  power: PowerSummary,
+  robustness: RobustnessSummary,
+  quality: QualitySummary,
+  fpr: FprSummary,
+  best: Candidate,
+): Promise<GumbelDefaults | null> {
+  const subset = await readOptionalSummary<PowerSummary>(outDir, 'power-gumbel');
+  const gumbelPower =
+    (power.gumbel ?? []).length > 0
+      ? power
+      : subset !== null && (subset.gumbel ?? []).length > 0
+        ? subset
+        : null;
+  const gumbelRobustness = robustness.gumbel ?? [];
+  if (gumbelPower === null || gumbelRobustness.length === 0 || quality.gumbel === undefined) return null;
+  const at = (lengths: readonly PowerAtLengthLike[], length: number, pick: 'tprAt1e6' | 'auc') =>
+    lengths.find((l) => l.length === length)?.[pick] ?? Number.NaN;
+  const plain = quality.rows.find((row) => row.label === 'no watermark')!;
+  const fprOf = (label: string) => {
+    const variants = fpr.variants.filter((v) => v.config === label && v.dedup && v.detector !== 'z-test');
+    return variants.length === 0 ? null : variants.every((v) => v.levels.every((level) => level.pass));
+  };
+  const rows: Omit<FamilyCandidate, 'meanRank'>[] = [];
+  for (const config of [CODE_DEFAULT, best.config]) {
+    if (rows.some((row) => row.label === configLabel(config))) continue;
+    const measured = power.results.filter((r) => sameConfig(r.config, config));
+    const robust = robustness.results.find((r) => sameConfig(r.config, config));
+    const qualityRow = quality.rows.find((row) => row.config !== null && sameConfig(row.config, config));
+    const comparison = quality.gumbel.comparisons.find((c) => c.label.startsWith(`${configLabel(config)} (`));
+    rows.push({
+      family: 'green-list',
+      label: configLabel(config),
+      tprAt1e6Tokens50: mean(measured.map((r) => at(r.lengths, 50, 'tprAt1e6'))),
+      tprAt1e6Tokens100: mean(measured.map((r) => at(r.lengths, 100, 'tprAt1e6'))),
+      aucTokens25: mean(measured.map((r) => at(r.lengths, 25, 'auc'))),
+      substitutionAuc: robust === undefined ? Number.NaN : editAuc(robust.edits, ['substitution']),
+      insertionDeletionAuc:
+        robust === undefined ? Number.NaN : editAuc(robust.edits, ['insertion', 'deletion']),
+      copyPasteAuc: robust === undefined ? Number.NaN : copyPasteAuc(robust.copyPaste),
+      fprCalibrated: fprOf(configLabel(config)),
+      perplexityRatio:
+        qualityRow === undefined ? Number.NaN : qualityRow.oraclePerplexity / plain.oraclePerplexity,
+      qualityWithinNoise: comparison?.withinNoise ?? null,
+    });
+  }
+  for (const robust of gumbelRobustness) {
+    const config: GumbelConfig = robust.config;
+    const measured = (gumbelPower.gumbel ?? []).filter((r) => sameGumbelConfig(r.config, config));
+    const qualityRow = quality.gumbel.rows.find(
+      (row) => row.config !== null && sameGumbelConfig(row.config, config),
+    );
+    const comparison = quality.gumbel.comparisons.find((c) => c.label === gumbelLabel(config));
+    rows.push({
+      family: 'gumbel',
+      label: gumbelLabel(config),
+      tprAt1e6Tokens50: mean(measured.map((r) => at(r.lengths, 50, 'tprAt1e6'))),
+      tprAt1e6Tokens100: mean(measured.map((r) => at(r.lengths, 100, 'tprAt1e6'))),
+      aucTokens25: mean(measured.map((r) => at(r.lengths, 25, 'auc'))),
+      substitutionAuc: editAuc(robust.edits, ['substitution']),
+      insertionDeletionAuc: editAuc(robust.edits, ['insertion', 'deletion']),
+      copyPasteAuc: copyPasteAuc(robust.copyPaste),
+      fprCalibrated: fprOf(gumbelLabel(config)),
+      perplexityRatio:
+        qualityRow === undefined ? Number.NaN : qualityRow.oraclePerplexity / plain.oraclePerplexity,
+      qualityWithinNoise: comparison?.withinNoise ?? null,
+    });
+  }
+  const criteria = [
+    rows.map((r) => r.tprAt1e6Tokens50),
+    rows.map((r) => r.tprAt1e6Tokens100),
+    rows.map((r) => r.aucTokens25),
+    rows.map((r) => r.substitutionAuc),
+    rows.map((r) => r.insertionDeletionAuc),
+    rows.map((r) => r.copyPasteAuc),
+    // A lower perplexity (less cost) ranks higher.
+    rows.map((r) => -r.perplexityRatio),
+  ].map(ranks);
+  const candidates = rows.map((row, i) => ({
+    ...row,
+    meanRank: mean(criteria.map((ranked) => ranked[i]!).filter(Number.isFinite)),
+  }));
+  const winner = candidates.reduce((a, b) => (b.meanRank < a.meanRank ? b : a));
+  return {
+    powerSource: gumbelPower === power ? 'power.json' : 'power-gumbel.json (subset run)',
+    candidates,
+    bestByRank: winner.label,
+  };
+}
+
+interface PowerAtLengthLike {
+  readonly length: number;
+  readonly tprAt1e6: number;
+  readonly auc: number;
+}
+
+const editAuc = (edits: readonly { kind: string; auc: number }[], kinds: readonly string[]): number =>
+  mean(edits.filter((e) => kinds.includes(e.kind)).map((e) => e.auc));
+
+const copyPasteAuc = (copyPaste: readonly { fraction: number; windowedAuc: number }[]): number =>
+  mean(copyPaste.filter((c) => c.fraction === 0.1).map((c) => c.windowedAuc));
 
 export async function runDefaults(context: ExperimentContext): Promise<DefaultsSummary> {
   const started = performance.now();
@@ -203,6 +346,8 @@ export async function runDefaults(context: ExperimentContext): Promise<DefaultsS
       };
     });
 
+  const gumbel = await gumbelDefaults(context.outDir, power, robustness, quality, fpr, best);
+
   const summary: DefaultsSummary = {
     experiment: 'defaults',
     quick: context.quick,
@@ -213,6 +358,7 @@ export async function runDefaults(context: ExperimentContext): Promise<DefaultsS
     codeDefault: configLabel(CODE_DEFAULT),
     radioactivityRho,
     pending: radioactivityRho === null ? PENDING_DEFAULTS_INPUTS : [],
+    ...(gumbel === null ? {} : { gumbel }),
   };
   const report = reportHeader(
     context,
@@ -289,6 +435,44 @@ export async function runDefaults(context: ExperimentContext): Promise<DefaultsS
       fixed(d.distinct2, 3),
     ]),
   );
+  if (gumbel !== null) {
+    report.heading(2, 'Across families: green-list against Gumbel-max');
+    report.paragraph(
+      `The criteria above, at the temperatures and rates of experiments 2 and 3, for the code default, the best green-list candidate and the Gumbel-max schemes (docs/spec/watermark-gumbel.md; power from ${gumbel.powerSource}), plus the quality cost: oracle perplexity against unwatermarked generations (experiment 4), ranked lower-is-better, and whether experiment 4's paired test finds any difference (perplexity, distinct-1/2/3). Radioactivity is not ranked here (the extraction grid measured green-list keys; see the Gumbel subset in extraction-gumbel.md when run). Best mean rank: **${gumbel.bestByRank}**; the decision is docs/decisions/2026-12-04-defaults-gumbel.md.`,
+    );
+    report.table(
+      [
+        'candidate',
+        'TPR@1e-6, 50 tok.',
+        'TPR@1e-6, 100 tok.',
+        'AUC, 25 tok.',
+        'AUC, substitution',
+        'AUC, ins./del.',
+        'AUC, copy-paste 10%',
+        'FPR calibrated',
+        'perplexity vs none',
+        'quality within noise',
+        'mean rank',
+      ],
+      [...gumbel.candidates]
+        .sort((a, b) => a.meanRank - b.meanRank)
+        .map((c) => [
+          c.label,
+          fixed(c.tprAt1e6Tokens50, 3),
+          fixed(c.tprAt1e6Tokens100, 3),
+          fixed(c.aucTokens25, 3),
+          fixed(c.substitutionAuc, 3),
+          fixed(c.insertionDeletionAuc, 3),
+          fixed(c.copyPasteAuc, 3),
+          c.fprCalibrated === null ? '—' : c.fprCalibrated ? 'yes' : 'NO',
+          Number.isFinite(c.perplexityRatio)
+            ? `${c.perplexityRatio >= 1 ? '+' : ''}${fixed((c.perplexityRatio - 1) * 100, 1)}%`
+            : '—',
+          c.qualityWithinNoise === null ? '—' : c.qualityWithinNoise ? 'yes' : 'no',
+          fixed(c.meanRank, 2),
+        ]),
+    );
+  }
   if (summary.pending.length > 0) {
     report.heading(2, 'Pending');
     report.bullets(summary.pending);

@@ -661,8 +661,17 @@ const meetsGoal = (cell: ExtractionCell): boolean =>
 const percent = (rho: number) => `${Number((100 * rho).toFixed(2))}%`;
 const log10 = (value: number) => (value <= -1000 ? value.toFixed(0) : value.toFixed(1));
 
+/**
+ * `TRACEMARK_RESEARCH_SUBSET=gumbel pnpm research extraction [--quick]`: the Gumbel-max subset
+ * ({@link runGumbelExtraction}) instead of the grid.
+ */
+export const EXTRACTION_SUBSET_VARIABLE = 'TRACEMARK_RESEARCH_SUBSET';
+
 /** `pnpm research extraction [--quick]`: the grid, research/results/extraction.md, .json and the plot. */
-export async function runExtraction(context: ExtractionContext): Promise<ExtractionSummary> {
+export async function runExtraction(
+  context: ExtractionContext,
+): Promise<ExtractionSummary | GumbelExtractionSummary> {
+  if (process.env[EXTRACTION_SUBSET_VARIABLE] === 'gumbel') return runGumbelExtraction(context);
   const startedAt = performance.now();
   const loadAtStart = loadAverage();
   const config = context.quick ? QUICK_CONFIG : FULL_CONFIG;
@@ -880,4 +889,265 @@ export async function renderExtraction(
     'The embedded teacher’s outputs carry far more entropy than a chat model’s; compare with the published figure (p = 2.6e-24 from 248k scored tokens at ρ = 5%) through that difference.',
   ]);
   await writeResult(context.outDir, 'extraction.md', report.toString());
+}
+
+/**
+ * The Gumbel-max subset of the extraction experiment: the same attack (a gateway marking with a
+ * `gumbel` key, h = 4; an attacker's harvest; a student n-gram model trained on a share ρ of the
+ * answers; `tracemark probe`; `tracemark scan`) at fewer shares. The scan is unsupervised only: the
+ * supervised filter selects green-list windows and refuses Gumbel keys, and the null is exact (the
+ * Gamma tail of the distinct (seed, token) pairs' scores), so no fake keys run.
+ */
+export interface GumbelExtractionConfig {
+  readonly scheme: { readonly name: 'gumbel'; readonly contextWidth: number };
+  readonly rhos: readonly number[];
+  readonly trainTokens: number;
+  readonly harvestRequests: number;
+  readonly harvestMaxTokens: number;
+  readonly probePrompts: number;
+  readonly probeMaxTokens: number;
+  readonly studentOrder: number;
+}
+
+export const GUMBEL_EXTRACTION_CONFIG: GumbelExtractionConfig = {
+  scheme: { name: 'gumbel', contextWidth: 4 },
+  rhos: [0, 0.05, 0.1],
+  trainTokens: 1_000_000,
+  harvestRequests: FULL_CONFIG.harvestRequests,
+  harvestMaxTokens: FULL_CONFIG.harvestMaxTokens,
+  probePrompts: FULL_CONFIG.probePrompts,
+  probeMaxTokens: FULL_CONFIG.probeMaxTokens,
+  studentOrder: FULL_CONFIG.studentOrder,
+};
+
+export const GUMBEL_EXTRACTION_QUICK_CONFIG: GumbelExtractionConfig = {
+  scheme: { name: 'gumbel', contextWidth: 4 },
+  rhos: [0, 1],
+  trainTokens: 40_000,
+  harvestRequests: 220,
+  harvestMaxTokens: 200,
+  probePrompts: 100,
+  probeMaxTokens: 150,
+  studentOrder: 4,
+};
+
+export interface GumbelExtractionCell {
+  readonly rho: number;
+  readonly trainTokens: number;
+  readonly answerTokens: number;
+  readonly humanTokens: number;
+  readonly probePrompts: number;
+  readonly sampledTokens: number;
+  /** Distinct (seed, token) pairs scored, their score sum S, exact log10 p (Holm over the one key). */
+  readonly numScored: number;
+  readonly score: number;
+  readonly log10P: number;
+  readonly verdict: string;
+  readonly seconds: number;
+}
+
+export interface GumbelExtractionSummary {
+  readonly experiment: 'extraction-gumbel';
+  readonly quick: boolean;
+  readonly config: GumbelExtractionConfig;
+  readonly harvest: { readonly requests: number; readonly tokens: number; readonly seconds: number };
+  readonly cells: readonly GumbelExtractionCell[];
+  readonly run: { readonly seconds: number; readonly loadAtStart: number; readonly loadAtEnd: number };
+}
+
+export async function runGumbelExtraction(context: ExtractionContext): Promise<GumbelExtractionSummary> {
+  const startedAt = performance.now();
+  const loadAtStart = loadAverage();
+  const config = context.quick ? GUMBEL_EXTRACTION_QUICK_CONFIG : GUMBEL_EXTRACTION_CONFIG;
+  const log = context.log;
+  const h = config.scheme.contextWidth;
+  const tag = `gumbel-h${h}`;
+  const work = mkdtempSync(join(tmpdir(), 'tracemark-extraction-gumbel-'));
+  const cells: GumbelExtractionCell[] = [];
+  let harvest: Harvest;
+  try {
+    const human = shuffle(
+      (await loadHumanCorpus({ split: 'train' })).map((document) => tokenizer.encodeFast(document.text)),
+      'human-order',
+    );
+    const dataDir = join(work, `gateway-${tag}`);
+    const keyFile = join(work, `key-${tag}.json`);
+    const key = createWatermarkKey({
+      secret: createHash('sha256').update(`tracemark/research/extraction/key/${tag}`).digest(),
+      scheme: config.scheme,
+    });
+    writeFileSync(keyFile, serializeKeyFile(key));
+    const gateway = await startServer(
+      resolveConfig({ port: 0, host: '127.0.0.1', dataDir, keyFile }, { ...process.env }),
+      { logger: false, handleSignals: false },
+    );
+    try {
+      const requests = Math.ceil(config.harvestRequests * Math.max(...config.rhos));
+      harvest = await harvestAnswers(
+        gateway.url,
+        gateway.firstStart.devApiKey!,
+        { ...QUICK_CONFIG, harvestMaxTokens: config.harvestMaxTokens },
+        requests,
+        tag,
+        log,
+      );
+    } finally {
+      await gateway.close();
+    }
+    for (const rho of config.rhos) {
+      const cellStarted = performance.now();
+      const answerBudget = Math.round(rho * config.trainTokens);
+      if (answerBudget > 1.01 * harvest.tokens) {
+        throw new Error(
+          `ρ = ${rho} of ${config.trainTokens} tokens needs more than the ${harvest.tokens} harvested`,
+        );
+      }
+      const documents: Uint32Array[] = [];
+      let answerTokens = 0;
+      for (const answer of harvest.answers) {
+        if (answerTokens >= answerBudget) break;
+        const take = answer.subarray(0, Math.min(answer.length, answerBudget - answerTokens));
+        documents.push(take);
+        answerTokens += take.length;
+      }
+      let humanTokens = 0;
+      for (const document of human) {
+        if (humanTokens >= config.trainTokens - answerTokens) break;
+        const take = document.subarray(
+          0,
+          Math.min(document.length, config.trainTokens - answerTokens - humanTokens),
+        );
+        documents.push(take);
+        humanTokens += take.length;
+      }
+      const student = await trainNgramModel({
+        documents: shuffle(documents, `mix/${tag}/rho${rho}`),
+        vocabSize: tokenizer.vocabSize,
+        tokenizerId: 'cl100k_base',
+        order: config.studentOrder,
+      });
+      const label = `${tag}/rho${rho}/seed0`;
+      const endpoint = await serveStudent(student, label);
+      const name = label.replaceAll('/', '-');
+      const promptsFile = join(work, `probe-${name}.txt`);
+      const outputs = join(work, `probe-${name}.jsonl`);
+      writeFileSync(promptsFile, `${prompts(config.probePrompts, `probe/${label}`).join('\n')}\n`);
+      let probe: CliResult;
+      try {
+        probe = await cli([
+          'probe',
+          '--endpoint',
+          endpoint.url,
+          '--model',
+          'student',
+          '--prompts',
+          promptsFile,
+          '--out',
+          outputs,
+          '--max-tokens',
+          String(config.probeMaxTokens),
+          '--concurrency',
+          '2',
+          '--rate',
+          '0',
+          '--quiet',
+        ]);
+      } finally {
+        await endpoint.close();
+      }
+      if (probe.code !== 0) throw new Error(`probe failed (${probe.code}): ${probe.err}`);
+      const sampledTokens = readFileSync(outputs, 'utf8')
+        .split('\n')
+        .filter((line) => line !== '')
+        .reduce(
+          (sum, line) => sum + tokenizer.encodeFast((JSON.parse(line) as { output: string }).output).length,
+          0,
+        );
+      const scan = await cli([
+        'scan',
+        '--key',
+        keyFile,
+        '--field',
+        'output',
+        '--prompt-field',
+        'prompt',
+        '--workers',
+        '0',
+        '--json',
+        outputs,
+      ]);
+      if (scan.out === '') throw new Error(`scan failed: ${scan.err}`);
+      const report = JSON.parse(scan.out) as {
+        verdict: string;
+        keys: { numScored: number; score: number; log10PAdjusted: number }[];
+      };
+      const scanned = report.keys[0]!;
+      const cell: GumbelExtractionCell = {
+        rho,
+        trainTokens: config.trainTokens,
+        answerTokens,
+        humanTokens,
+        probePrompts: config.probePrompts,
+        sampledTokens,
+        numScored: scanned.numScored,
+        score: scanned.score,
+        log10P: scanned.log10PAdjusted,
+        verdict: report.verdict,
+        seconds: (performance.now() - cellStarted) / 1000,
+      };
+      cells.push(cell);
+      log(
+        `extraction: ${tag} ρ=${rho}: log10 p ${cell.log10P.toFixed(1)} (${cell.numScored} scored, S/n ${(cell.score / Math.max(1, cell.numScored)).toFixed(4)}, ${cell.verdict}); ${cell.seconds.toFixed(1)} s`,
+      );
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  const summary: GumbelExtractionSummary = {
+    experiment: 'extraction-gumbel',
+    quick: context.quick,
+    config,
+    harvest: { requests: harvest.answers.length, tokens: harvest.tokens, seconds: harvest.seconds },
+    cells,
+    run: { seconds: (performance.now() - startedAt) / 1000, loadAtStart, loadAtEnd: loadAverage() },
+  };
+  const report = reportHeader(
+    {
+      name: 'extraction' as never,
+      quick: context.quick,
+      outDir: context.outDir,
+      workers: context.workers,
+      log,
+    },
+    'Extraction, Gumbel-max subset: radioactivity of a gumbel key',
+    `key SHA-256("tracemark/research/extraction/key/${tag}"); attacker prompts "attacker/${tag}", probe prompts "probe/${tag}/rho<ρ>/seed0"; the rest as extraction.md`,
+    startedAt,
+    loadAtStart,
+    { seconds: summary.run.seconds, loadAtEnd: summary.run.loadAtEnd },
+  );
+  report.bullets([
+    `This subset's command: \`${EXTRACTION_SUBSET_VARIABLE}=gumbel pnpm research extraction${context.quick ? ' --quick' : ''}\` (without the variable the command runs the full grid, [extraction.md](extraction.md)).`,
+    `Setting: a gateway marking with a \`gumbel\` key, h = ${h} (the Gumbel default; generation skips repeated context seeds); the attacker harvests ${integer(harvest.answers.length)} answers (${integer(harvest.tokens)} tokens, up to ${config.harvestMaxTokens} each); per ρ ∈ {${config.rhos.map(percent).join(', ')}} a student n-gram model of order ${config.studentOrder} on ${integer(config.trainTokens)} tokens (a share ρ of them answers, the rest human text of the train split), served without a watermark and probed with ${config.probePrompts} fresh prompts of up to ${config.probeMaxTokens} tokens; \`tracemark scan\` unsupervised (the supervised filter and fake keys are green-list features; the Gumbel null is exact).`,
+    "Compare with the grid's LeftHash(4) and LeftHash(1) cells at the same ρ, training size and probe size in extraction.md (unsupervised column).",
+  ]);
+  report.table(
+    ['ρ', 'answer tokens', 'sampled tokens', 'distinct pairs scored', 'S/n', 'log10 p', 'verdict', 'seconds'],
+    cells.map((cell) => [
+      percent(cell.rho),
+      integer(cell.answerTokens),
+      integer(cell.sampledTokens),
+      integer(cell.numScored),
+      (cell.score / Math.max(1, cell.numScored)).toFixed(4),
+      log10(cell.log10P),
+      cell.verdict,
+      cell.seconds.toFixed(0),
+    ]),
+  );
+  await writeResult(context.outDir, 'extraction-gumbel.md', report.toString());
+  await writeResult(
+    context.outDir,
+    'extraction-gumbel.json',
+    `${JSON.stringify(rounded(summary), null, 2)}\n`,
+  );
+  return summary;
 }

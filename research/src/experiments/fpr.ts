@@ -21,11 +21,14 @@ import {
   writeSummary,
 } from '../report.ts';
 import {
+  type AnyWatermarkConfig,
+  anyConfigLabel,
   CODE_DEFAULT,
-  configLabel,
+  GUMBEL_DEFAULT,
+  GUMBEL_VARIANTS,
+  isGumbelConfig,
   SCHEME_VARIANTS,
   sameConfig,
-  type WatermarkConfig,
   watermarkerFor,
 } from '../schemes.ts';
 import { binomialQuantile, clopperPearson } from '../statistics.ts';
@@ -61,9 +64,12 @@ export interface FprSummary {
   readonly experiment: 'fpr';
   readonly quick: boolean;
   readonly variants: readonly FprVariant[];
-  /** Every level of every plain and windowed variant with dedup passes. */
+  /** Every level of every plain and windowed variant with dedup passes (Gumbel variants included). */
   readonly dedupPasses: boolean;
+  /** The fewest trials of a green-list variant with dedup. */
   readonly minTrialsWithDedup: number;
+  /** The fewest trials of a Gumbel variant with dedup (null: none run). */
+  readonly gumbelMinTrialsWithDedup?: number | null;
   /** One key over the whole corpus: how far a single key's FPR strays (not part of the calibration check). */
   readonly fixedKeys: readonly FixedKeyRow[];
 }
@@ -104,7 +110,7 @@ function fixedKeyDispersion(passages: readonly Uint32Array[], keys: number): Fix
 }
 
 interface Plan {
-  readonly config: WatermarkConfig;
+  readonly config: AnyWatermarkConfig;
   readonly length: number;
   /** Each passage is scored this many times, each time under a different key. */
   readonly repeats: number;
@@ -122,6 +128,7 @@ function plans(quick: boolean): Plan[] {
       { config: CODE_DEFAULT, length: 50, repeats: 2 },
       { config: CODE_DEFAULT, length: 200, repeats: 2 },
       { config: { name: 'selfhash', contextWidth: 4, gamma: 0.25, delta: 2 }, length: 200, repeats: 1 },
+      { config: GUMBEL_DEFAULT, length: 200, repeats: 1 },
     ];
   }
   // Repeats per length so that each variant has over 100,000 (passage, key) trials.
@@ -135,6 +142,12 @@ function plans(quick: boolean): Plan[] {
     if (!sameConfig(config, CODE_DEFAULT)) list.push({ config, length: 200, repeats: 8 });
   }
   list.push({ config: { ...CODE_DEFAULT, gamma: 0.5 }, length: 200, repeats: 8 });
+  // The Gumbel-max schemes, fewer trials (their windowed tails cost about 1.3 ms per 200-token
+  // passage here): the default at every length, the other variants at 200 tokens.
+  list.push({ config: GUMBEL_DEFAULT, length: 50, repeats: 1 });
+  for (const config of GUMBEL_VARIANTS)
+    list.push({ config, length: 200, repeats: config === GUMBEL_DEFAULT ? 4 : 1 });
+  list.push({ config: GUMBEL_DEFAULT, length: 1000, repeats: 2 });
   return list;
 }
 
@@ -191,7 +204,7 @@ export async function runFpr(context: ExperimentContext): Promise<FprSummary> {
       }
     }
     context.log(
-      `fpr: ${configLabel(plan.config)}, ${plan.length} tokens: ${integer(trials)} trials, ${integer(Math.ceil(trials / perKey))} keys`,
+      `fpr: ${anyConfigLabel(plan.config)}, ${plan.length} tokens: ${integer(trials)} trials, ${integer(Math.ceil(trials / perKey))} keys`,
     );
     collected.push({ plan, passages: passages.length, keys: Math.ceil(trials / perKey), values });
   }
@@ -206,7 +219,7 @@ export async function runFpr(context: ExperimentContext): Promise<FprSummary> {
       for (const detector of ['plain', 'windowed', 'z-test'] as const) {
         const log10P = values.get(variantKey(dedup, detector))!;
         variants.push({
-          config: configLabel(plan.config),
+          config: anyConfigLabel(plan.config),
           length: plan.length,
           keys,
           passages,
@@ -219,16 +232,25 @@ export async function runFpr(context: ExperimentContext): Promise<FprSummary> {
     }
   }
   const exactWithDedup = variants.filter((v) => v.dedup && v.detector !== 'z-test');
+  const gumbelLabels = new Set(
+    collected.filter((c) => isGumbelConfig(c.plan.config)).map((c) => anyConfigLabel(c.plan.config)),
+  );
+  const gumbelWithDedup = exactWithDedup.filter((v) => gumbelLabels.has(v.config));
+  const greenListWithDedup = exactWithDedup.filter((v) => !gumbelLabels.has(v.config));
   const summary: FprSummary = {
     experiment: 'fpr',
     quick: context.quick,
     variants,
     dedupPasses: exactWithDedup.every((v) => v.levels.every((level) => level.pass)),
-    minTrialsWithDedup: Math.min(...exactWithDedup.map((v) => v.trials)),
+    minTrialsWithDedup: Math.min(...greenListWithDedup.map((v) => v.trials)),
+    gumbelMinTrialsWithDedup:
+      gumbelWithDedup.length === 0 ? null : Math.min(...gumbelWithDedup.map((v) => v.trials)),
     fixedKeys,
   };
 
-  const main = collected.find((c) => sameConfig(c.plan.config, CODE_DEFAULT) && c.plan.length === 200)!;
+  const main = collected.find(
+    (c) => !isGumbelConfig(c.plan.config) && sameConfig(c.plan.config, CODE_DEFAULT) && c.plan.length === 200,
+  )!;
   const charts = await fprCharts(context, main, variants);
   const report = reportHeader(
     context,
@@ -251,7 +273,7 @@ function writeFprReport(
 ): void {
   const trials = summary.minTrialsWithDedup;
   report.paragraph(
-    `**Result: ${summary.dedupPasses ? 'every' : 'NOT every'} level passes with dedup** (plain and windowed, every scheme and length; at least ${integer(trials)} (passage, key) trials per variant). A level passes when the number of false positives is at most max(1.5·α·n, the 97.5% quantile of Bin(n, α)): the empirical FPR is within 1.5× of nominal or inside the binomial confidence bound.`,
+    `**Result: ${summary.dedupPasses ? 'every' : 'NOT every'} level passes with dedup** (plain and windowed, every scheme and length; at least ${integer(trials)} (passage, key) trials per green-list variant${summary.gumbelMinTrialsWithDedup == null ? '' : `, ${integer(summary.gumbelMinTrialsWithDedup)} per Gumbel-max variant`}). A level passes when the number of false positives is at most max(1.5·α·n, the 97.5% quantile of Bin(n, α)): the empirical FPR is within 1.5× of nominal or inside the binomial confidence bound.`,
   );
   report
     .heading(2, 'Setup')
@@ -260,6 +282,7 @@ function writeFprReport(
       'A trial is a (passage, key) pair; each key scores only a few passages, because trials that share a key are correlated (see "One key, many passages" below); no prompt.',
       '`plain`: the exact binomial p-value of the whole passage (spec §5.1). `windowed`: the Bonferroni-corrected best window (spec §5.3, shortest window 16). `z-test`: the one-sided normal tail of the z-score of the plain count, which published detectors report; shown for comparison, never used by tracemark.',
       '`dedup`: each (seed, token) pair scored once (spec §6, the default); `no dedup`: every eligible position scored.',
+      "Gumbel-max keys (`gumbel(h)`, `dual_gumbel(h) α=0.1`, docs/spec/watermark-gumbel.md): `plain` is the exact Gamma tail Q(n, S) of the score sum (the weighted-Gamma tail for dual_gumbel), `windowed` the same windows with each window's exact tail, `z-test` the normal tail of (S − n)/√n (dual: over its standard deviation).",
       'Interval: exact (Clopper-Pearson) 95% interval of the empirical FPR. Check: ✓ when the count is at most max(1.5·α·n, 97.5% quantile of Bin(n, α)).',
     ]);
   const groups = new Map<string, FprVariant[]>();
@@ -335,7 +358,7 @@ async function fprCharts(
   variants: FprVariant[],
 ): Promise<string[]> {
   const label = (dedup: boolean, detector: FprDetector) => `${detector}, ${dedup ? 'dedup' : 'no dedup'}`;
-  const mainConfig = configLabel(main.plan.config);
+  const mainConfig = anyConfigLabel(main.plan.config);
   const calibration = variants
     .filter((v) => v.config === mainConfig && v.length === main.plan.length)
     .flatMap((v) =>

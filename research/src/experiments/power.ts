@@ -4,7 +4,7 @@
  * is the negatives. TPR at nominal FPR 1e-3 and 1e-6 (the p-values are exact, experiment 1), ROC-AUC,
  * and the spike entropy of the generations, over γ, δ, scheme, h and temperature.
  */
-import { detect, log10BinomialSf, Scorer, type Watermarker } from '@tracemark/core';
+import { detect, gumbelLog10PValue, log10BinomialSf, Scorer, type Watermarker } from '@tracemark/core';
 import { type PromptPair, promptPairs } from '../corpus.ts';
 import { loadAverage } from '../environment.ts';
 import { type GenerationJob, generateMany } from '../generation.ts';
@@ -18,12 +18,16 @@ import {
   reportHeader,
   rounded,
   writeResult,
-  writeSummary,
 } from '../report.ts';
 import {
+  type AnyWatermarkConfig,
   CODE_DEFAULT,
   configLabel,
+  GUMBEL_VARIANTS,
+  type GumbelConfig,
   greenFractionBound,
+  gumbelLabel,
+  isGumbelConfig,
   SCHEME_VARIANTS,
   sameConfig,
   schemeLabel,
@@ -78,12 +82,45 @@ export interface PowerSummary {
   readonly topP: number;
   readonly maxCandidates: number;
   readonly results: readonly PowerConfigResult[];
+  /** The Gumbel-max configurations (absent in summaries before them). */
+  readonly gumbel?: readonly PowerGumbelResult[];
+  /** `gumbel` when only the Gumbel configurations and the code default ran (see {@link POWER_SUBSET_VARIABLE}). */
+  readonly subset?: 'gumbel';
 }
 
-interface Plan {
-  readonly config: WatermarkConfig;
+/** A Gumbel-max configuration's power: no green fraction; the mean score per scored token instead. */
+export interface PowerGumbelResult {
+  readonly config: GumbelConfig;
+  readonly label: string;
   readonly temperature: number;
   readonly samples: number;
+  readonly negatives: number;
+  readonly meanEntropyBits: number;
+  /** S/n of the positives at full length: 1 under the null, larger under the mark. */
+  readonly meanScore: number;
+  readonly medianTokensToP002: number;
+  readonly lengths: readonly PowerAtLength[];
+}
+
+/**
+ * `TRACEMARK_RESEARCH_SUBSET=gumbel pnpm research power`: the Gumbel configurations and the code
+ * default only (100 generations each), written to power-gumbel.md and .json; the full grid takes
+ * about a quarter of an hour on 2 idle cores.
+ */
+export const POWER_SUBSET_VARIABLE = 'TRACEMARK_RESEARCH_SUBSET';
+
+interface Plan {
+  readonly config: AnyWatermarkConfig;
+  readonly temperature: number;
+  readonly samples: number;
+}
+
+/** The Gumbel plans: every variant at both temperatures, 100 generations (quick: the default at T 1). */
+function gumbelPlans(quick: boolean): Plan[] {
+  if (quick) return [{ config: GUMBEL_VARIANTS[0]!, temperature: 1, samples: 6 }];
+  return [0.7, 1].flatMap((temperature) =>
+    GUMBEL_VARIANTS.map((config) => ({ config, temperature, samples: 100 })),
+  );
 }
 
 function plans(quick: boolean): { plans: Plan[]; lengths: number[]; negatives: number } {
@@ -119,7 +156,15 @@ function plans(quick: boolean): { plans: Plan[]; lengths: number[]; negatives: n
 export async function runPower(context: ExperimentContext): Promise<PowerSummary> {
   const started = performance.now();
   const loadAtStart = loadAverage();
-  const { plans: list, lengths, negatives: negativeLimit } = plans(context.quick);
+  const subset = !context.quick && process.env[POWER_SUBSET_VARIABLE] === 'gumbel';
+  const planned = plans(context.quick);
+  const { lengths, negatives: negativeLimit } = planned;
+  const greenListPlans = subset
+    ? planned.plans
+        .filter((plan) => !isGumbelConfig(plan.config) && sameConfig(plan.config, CODE_DEFAULT))
+        .map((plan) => ({ ...plan, samples: 100 }))
+    : planned.plans;
+  const list: Plan[] = [...greenListPlans, ...gumbelPlans(context.quick)];
   const maxLength = lengths[lengths.length - 1]!;
   const pairs = await promptPairs(PROMPT_TOKENS, maxLength);
   const negatives = pairs.slice(0, negativeLimit);
@@ -134,7 +179,7 @@ export async function runPower(context: ExperimentContext): Promise<PowerSummary
         temperature: plan.temperature,
         topP: TOP_P,
         seed: seedFor(`power/sample/${i}`),
-        spikeModulus: spikeModulus(plan.config.gamma, plan.config.delta),
+        spikeModulus: isGumbelConfig(plan.config) ? 0 : spikeModulus(plan.config.gamma, plan.config.delta),
       });
     }
   }
@@ -150,11 +195,14 @@ export async function runPower(context: ExperimentContext): Promise<PowerSummary
   });
 
   const results: PowerConfigResult[] = [];
+  const gumbel: PowerGumbelResult[] = [];
   let offset = 0;
   for (const plan of list) {
     const batch = generations.slice(offset, offset + plan.samples);
     offset += plan.samples;
-    results.push(evaluate(plan, batch, pairs, negatives, lengths));
+    if (isGumbelConfig(plan.config)) {
+      gumbel.push(evaluateGumbel({ ...plan, config: plan.config }, batch, pairs, negatives, lengths));
+    } else results.push(evaluate({ ...plan, config: plan.config }, batch, pairs, negatives, lengths));
   }
   const summary: PowerSummary = {
     experiment: 'power',
@@ -162,6 +210,8 @@ export async function runPower(context: ExperimentContext): Promise<PowerSummary
     topP: TOP_P,
     maxCandidates: 512,
     results,
+    gumbel,
+    ...(subset ? { subset: 'gumbel' as const } : {}),
   };
   const charts = await powerCharts(context, summary);
   const report = reportHeader(
@@ -171,14 +221,93 @@ export async function runPower(context: ExperimentContext): Promise<PowerSummary
     started,
     loadAtStart,
   );
+  if (subset) {
+    report.bullets([
+      `Subset run: \`${POWER_SUBSET_VARIABLE}=gumbel pnpm research power\`: the Gumbel configurations and the code default only, 100 generations each; the green-list grid is [power.md](power.md).`,
+    ]);
+  }
   writePowerReport(report, summary, lengths, negatives.length, charts);
-  await writeResult(context.outDir, 'power.md', report.toString());
-  await writeSummary(context.outDir, 'power', rounded(summary));
+  const name = subset ? 'power-gumbel' : 'power';
+  await writeResult(context.outDir, `${name}.md`, report.toString());
+  await writeResult(context.outDir, `${name}.json`, `${JSON.stringify(rounded(summary), null, 2)}\n`);
   return summary;
 }
 
+/** A Gumbel configuration: the same measures on the exact Gamma tail of the scores (watermark-gumbel §5). */
+function evaluateGumbel(
+  plan: Plan & { readonly config: GumbelConfig },
+  batch: readonly { tokens: Uint32Array; meanEntropyBits: number }[],
+  pairs: readonly PromptPair[],
+  negatives: readonly PromptPair[],
+  lengths: readonly number[],
+): PowerGumbelResult {
+  const watermarkers = batch.map((_, i) => watermarkerFor(secretFor(`power/key/${i}`), plan.config));
+  const positiveScores = lengths.map(() => [] as number[]);
+  const scored = lengths.map(() => [] as number[]);
+  const tokensToP002: number[] = [];
+  let scoreTotal = 0;
+  let scoredTotal = 0;
+  batch.forEach((generation, i) => {
+    const prompt = pairs[i % pairs.length]!.prompt;
+    lengths.forEach((length, l) => {
+      const result = detect(generation.tokens.subarray(0, length), watermarkers[i]!, {
+        prompt,
+        includeStatus: false,
+      }).results[0]!;
+      positiveScores[l]!.push(-result.log10P);
+      scored[l]!.push(result.numScored);
+      if (l === lengths.length - 1) {
+        scoreTotal += result.score ?? 0;
+        scoredTotal += result.numScored;
+      }
+    });
+    const scorer = new Scorer(watermarkers[i]!);
+    scorer.addPrompt(prompt);
+    let reached = Number.POSITIVE_INFINITY;
+    for (let t = 0; t < generation.tokens.length; t++) {
+      scorer.push(generation.tokens.subarray(t, t + 1));
+      const { numScored } = scorer.counts();
+      if (
+        gumbelLog10PValue(watermarkers[i]!.scheme, numScored, Math.max(0, scorer.totalScore())) <=
+        Math.log10(0.02)
+      ) {
+        reached = t + 1;
+        break;
+      }
+    }
+    tokensToP002.push(reached);
+  });
+  const negativeScores = lengths.map((length) =>
+    negatives.map((pair, j) => {
+      const result = detect(pair.continuation.subarray(0, length), watermarkers[j % watermarkers.length]!, {
+        prompt: pair.prompt,
+        includeStatus: false,
+      }).results[0]!;
+      return -result.log10P;
+    }),
+  );
+  return {
+    config: plan.config,
+    label: `${gumbelLabel(plan.config)} T=${plan.temperature}`,
+    temperature: plan.temperature,
+    samples: batch.length,
+    negatives: negatives.length,
+    meanEntropyBits: mean(batch.map((g) => g.meanEntropyBits)),
+    meanScore: scoredTotal === 0 ? 0 : scoreTotal / scoredTotal,
+    medianTokensToP002: median(tokensToP002),
+    lengths: lengths.map((length, l) => ({
+      length,
+      tprAt1e3: positiveScores[l]!.filter((v) => v >= 3).length / batch.length,
+      tprAt1e6: positiveScores[l]!.filter((v) => v >= 6).length / batch.length,
+      auc: rocAuc(positiveScores[l]!, negativeScores[l]!),
+      meanScored: mean(scored[l]!),
+      negativeRateAt1e3: negativeScores[l]!.filter((v) => v >= 3).length / negatives.length,
+    })),
+  };
+}
+
 function evaluate(
-  plan: Plan,
+  plan: Plan & { readonly config: WatermarkConfig },
   batch: readonly { tokens: Uint32Array; meanSpikeEntropy: number; meanEntropyBits: number }[],
   pairs: readonly PromptPair[],
   negatives: readonly PromptPair[],
@@ -338,9 +467,69 @@ function writePowerReport(
   byLength('TPR at FPR 1e-3', (at) => fixed(at.tprAt1e3, 2));
   byLength('TPR at FPR 1e-6', (at) => fixed(at.tprAt1e6, 2));
   byLength('ROC-AUC', (at) => fixed(at.auc, 4));
+  writeGumbelPower(report, summary, lengths);
   report.heading(2, 'Plots');
   for (const file of charts.slice(1).filter((name) => name.endsWith('.png'))) {
     report.image(file.replace('.png', ''), file);
+  }
+}
+
+/** The Gumbel rows, beside the code default at the same temperatures. */
+function writeGumbelPower(report: Markdown, summary: PowerSummary, lengths: readonly number[]): void {
+  const gumbel = summary.gumbel ?? [];
+  if (gumbel.length === 0) return;
+  report.heading(2, 'Gumbel-max schemes');
+  report.paragraph(
+    'The distortion-free schemes of docs/spec/watermark-gumbel.md, generated with the same prompts, keys and sampler seeds (repeated context seeds sampled without the mark, the default), detected with the exact Gamma tail of their scores (weighted-Gamma for dual_gumbel), dedup on, prompt given. There is no γ or δ: what the mark shows per token is the mean score S/n (1 under the null), which grows with the entropy the model leaves. The code default LeftHash(1) γ=0.25 δ=2 is listed first at each temperature.',
+  );
+  const defaults = summary.results.filter((r) => sameConfig(r.config, CODE_DEFAULT));
+  const rows = [...new Set(gumbel.map((r) => r.temperature))].flatMap((temperature) => [
+    ...defaults
+      .filter((r) => r.temperature === temperature)
+      .map((r) => ({
+        label: `${configLabel(r.config)} (default)`,
+        temperature,
+        samples: r.samples,
+        entropy: r.meanEntropyBits,
+        strength: `green ${fixed(r.greenFraction, 3)}`,
+        tokens: r.medianTokensToP002,
+        lengths: r.lengths,
+      })),
+    ...gumbel
+      .filter((r) => r.temperature === temperature)
+      .map((r) => ({
+        label: gumbelLabel(r.config),
+        temperature,
+        samples: r.samples,
+        entropy: r.meanEntropyBits,
+        strength: `S/n ${fixed(r.meanScore, 3)}`,
+        tokens: r.medianTokensToP002,
+        lengths: r.lengths,
+      })),
+  ]);
+  const tokens = (value: number) =>
+    Number.isFinite(value) ? String(value) : `> ${lengths[lengths.length - 1]}`;
+  report.table(
+    ['configuration', 'T', 'samples', 'entropy (bits)', 'strength', 'tokens to p ≤ 0.02'],
+    rows.map((r) => [
+      r.label,
+      String(r.temperature),
+      String(r.samples),
+      fixed(r.entropy, 2),
+      r.strength,
+      tokens(r.tokens),
+    ]),
+  );
+  for (const [title, pick] of [
+    ['TPR at FPR 1e-3', (at: PowerAtLength) => fixed(at.tprAt1e3, 2)],
+    ['TPR at FPR 1e-6', (at: PowerAtLength) => fixed(at.tprAt1e6, 2)],
+    ['ROC-AUC', (at: PowerAtLength) => fixed(at.auc, 4)],
+  ] as const) {
+    report.heading(3, `Gumbel-max: ${title}`);
+    report.table(
+      ['configuration', 'T', ...lengths.map((length) => `${length} tokens`)],
+      rows.map((r) => [r.label, String(r.temperature), ...r.lengths.map(pick)]),
+    );
   }
 }
 

@@ -1,6 +1,9 @@
 /**
  * Experiment 4, quality: does the watermark make the text worse? Watermarked and plain generations from
  * the same prompts and sampler seeds, scored by a larger oracle n-gram model, with distinct-n and length.
+ * The Gumbel-max schemes claim to be distortion-free: their rows are compared with the unwatermarked
+ * control by paired differences (same prompts) with 95% intervals, beside a second unwatermarked control
+ * (other sampler seeds) whose difference from the first is the noise of the measurement itself.
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -21,7 +24,16 @@ import {
   writeResult,
   writeSummary,
 } from '../report.ts';
-import { schemeLabel, spikeModulus, type WatermarkConfig } from '../schemes.ts';
+import {
+  CODE_DEFAULT,
+  GUMBEL_DEFAULT,
+  GUMBEL_VARIANTS,
+  type GumbelConfig,
+  gumbelLabel,
+  schemeLabel,
+  spikeModulus,
+  type WatermarkConfig,
+} from '../schemes.ts';
 import { mean, meanWithInterval } from '../statistics.ts';
 
 export const QUALITY_TEMPERATURE = 0.8;
@@ -54,6 +66,41 @@ export interface QualitySummary {
   readonly oracle: string;
   readonly completionTokens: number;
   readonly rows: readonly QualityRow[];
+  /** The Gumbel-max schemes against the unwatermarked control (absent in summaries before them). */
+  readonly gumbel?: GumbelQuality;
+}
+
+/** One text set against the unwatermarked control, prompt by prompt (text i of both has prompt i). */
+export interface PairedComparison {
+  readonly label: string;
+  readonly samples: number;
+  /** Mean over prompts of (oracle NLL per token of this text − that of the control), with its 95% half-width. */
+  readonly nllDifference: number;
+  readonly nllDifferenceHalfWidth: number;
+  /** exp of the above: oracle perplexity relative to the control, with its 95% interval. */
+  readonly perplexityRatio: number;
+  readonly perplexityRatioLow: number;
+  readonly perplexityRatioHigh: number;
+  /** Mean paired differences of distinct-n, with their 95% half-widths. */
+  readonly distinct1Difference: number;
+  readonly distinct1HalfWidth: number;
+  readonly distinct2Difference: number;
+  readonly distinct2HalfWidth: number;
+  readonly distinct3Difference: number;
+  readonly distinct3HalfWidth: number;
+  /** Every interval (perplexity and distinct-1, -2, -3) contains 0: no difference the data can show. */
+  readonly withinNoise: boolean;
+}
+
+export interface GumbelQualityRow extends Omit<QualityRow, 'config'> {
+  readonly config: GumbelConfig | null;
+}
+
+export interface GumbelQuality {
+  /** The second unwatermarked control (sampler seeds "quality/sample-b/<i>") and the Gumbel rows. */
+  readonly rows: readonly GumbelQualityRow[];
+  /** Against the unwatermarked control: the second control (the noise), the green-list default, each Gumbel row. */
+  readonly comparisons: readonly PairedComparison[];
 }
 
 function configs(quick: boolean): WatermarkConfig[] {
@@ -121,6 +168,40 @@ function completionNll(model: NgramModel, prompt: Uint32Array, completion: Uint3
   return total / completion.length;
 }
 
+/** The Gumbel rows: the variants every experiment measures, and the default with repeated contexts marked. */
+function gumbelConfigs(quick: boolean): GumbelConfig[] {
+  return quick ? [GUMBEL_DEFAULT] : [...GUMBEL_VARIANTS, { ...GUMBEL_DEFAULT, repeatedContexts: 'mark' }];
+}
+
+function pairedComparison(
+  label: string,
+  texts: readonly { nll: number; distinct: readonly number[] }[],
+  control: readonly { nll: number; distinct: readonly number[] }[],
+): PairedComparison {
+  const nll = meanWithInterval(texts.map((t, i) => t.nll - control[i]!.nll));
+  const distinctN = [0, 1, 2].map((n) =>
+    meanWithInterval(texts.map((t, i) => t.distinct[n]! - control[i]!.distinct[n]!)),
+  );
+  const contains0 = (interval: { mean: number; halfWidth: number }) =>
+    Math.abs(interval.mean) <= interval.halfWidth;
+  return {
+    label,
+    samples: texts.length,
+    nllDifference: nll.mean,
+    nllDifferenceHalfWidth: nll.halfWidth,
+    perplexityRatio: Math.exp(nll.mean),
+    perplexityRatioLow: Math.exp(nll.mean - nll.halfWidth),
+    perplexityRatioHigh: Math.exp(nll.mean + nll.halfWidth),
+    distinct1Difference: distinctN[0]!.mean,
+    distinct1HalfWidth: distinctN[0]!.halfWidth,
+    distinct2Difference: distinctN[1]!.mean,
+    distinct2HalfWidth: distinctN[1]!.halfWidth,
+    distinct3Difference: distinctN[2]!.mean,
+    distinct3HalfWidth: distinctN[2]!.halfWidth,
+    withinNoise: contains0(nll) && distinctN.every(contains0),
+  };
+}
+
 function distinct(tokens: Uint32Array, n: number): number {
   const seen = new Set<string>();
   const count = tokens.length - n + 1;
@@ -148,8 +229,26 @@ export async function runQuality(context: ExperimentContext): Promise<QualitySum
       spikeModulus: config === null ? 0 : spikeModulus(config.gamma, config.delta),
     })),
   );
-  context.log(`quality: ${integer(jobs.length)} generations of ${completionTokens} tokens`);
-  const generations = await generateMany(jobs, context.workers);
+  // The Gumbel rows, then a second unwatermarked control from other sampler seeds (the noise floor).
+  const gumbelList = gumbelConfigs(context.quick);
+  const gumbelJobs: GenerationJob[] = [...gumbelList, null].flatMap((config) =>
+    Array.from({ length: samples }, (_, i) => ({
+      secret: config === null ? null : secretFor(`quality/key/${i}`),
+      scheme: config ?? { name: 'lefthash', contextWidth: 1, gamma: 0.25, delta: 0 },
+      prompt: pairs[i % pairs.length]!.prompt,
+      maxTokens: completionTokens,
+      temperature: QUALITY_TEMPERATURE,
+      topP: QUALITY_TOP_P,
+      seed: seedFor(config === null ? `quality/sample-b/${i}` : `quality/sample/${i}`),
+      spikeModulus: 0,
+    })),
+  );
+  context.log(
+    `quality: ${integer(jobs.length + gumbelJobs.length)} generations of ${completionTokens} tokens`,
+  );
+  const allGenerations = await generateMany([...jobs, ...gumbelJobs], context.workers);
+  const generations = allGenerations.slice(0, jobs.length);
+  const gumbelGenerations = allGenerations.slice(jobs.length);
   const oracle = await loadOracle(context.quick);
   const generator = await loadDefaultModel({ tokenizerId: tokenizer().id });
 
@@ -192,12 +291,51 @@ export async function runQuality(context: ExperimentContext): Promise<QualitySum
       pairs.slice(0, samples).map((pair) => ({ prompt: pair.prompt, tokens: pair.continuation })),
     ),
   );
+  const textsOf = (batch: readonly { tokens: Uint32Array }[]) =>
+    batch.map((g, i) => ({ prompt: pairs[i % pairs.length]!.prompt, tokens: g.tokens }));
+  const perText = (texts: readonly { prompt: Uint32Array; tokens: Uint32Array }[]) =>
+    texts.map((t) => ({
+      nll: completionNll(oracle.model, t.prompt, t.tokens),
+      distinct: [1, 2, 3].map((n) => distinct(t.tokens, n)),
+    }));
+  const controlTexts = textsOf(generations.slice(0, samples));
+  const control = perText(controlTexts);
+  const gumbelRows: GumbelQualityRow[] = [];
+  const comparisons: PairedComparison[] = [];
+  const secondControl = textsOf(gumbelGenerations.slice(gumbelList.length * samples));
+  gumbelRows.push({
+    ...measure(null, 'no watermark, second control (other sampler seeds)', secondControl),
+    config: null,
+  });
+  comparisons.push(
+    pairedComparison('no watermark, second control (the noise)', perText(secondControl), control),
+  );
+  const defaultIndex = list.findIndex(
+    (config) =>
+      config !== null &&
+      config.name === CODE_DEFAULT.name &&
+      config.contextWidth === CODE_DEFAULT.contextWidth &&
+      config.gamma === CODE_DEFAULT.gamma &&
+      config.delta === CODE_DEFAULT.delta,
+  );
+  if (defaultIndex > 0) {
+    const texts = textsOf(generations.slice(defaultIndex * samples, (defaultIndex + 1) * samples));
+    comparisons.push(
+      pairedComparison(`${rows[defaultIndex]!.label} (green-list default)`, perText(texts), control),
+    );
+  }
+  gumbelList.forEach((config, c) => {
+    const texts = textsOf(gumbelGenerations.slice(c * samples, (c + 1) * samples));
+    gumbelRows.push({ ...measure(null, gumbelLabel(config), texts), config });
+    comparisons.push(pairedComparison(gumbelLabel(config), perText(texts), control));
+  });
   const summary: QualitySummary = {
     experiment: 'quality',
     quick: context.quick,
     oracle: oracle.description,
     completionTokens,
     rows,
+    gumbel: { rows: gumbelRows, comparisons },
   };
   const charts = await qualityCharts(context, summary);
   const report = reportHeader(
@@ -251,9 +389,63 @@ function writeQualityReport(
       fixed(row.meanWords, 1),
     ]),
   );
+  if (summary.gumbel !== undefined) writeGumbelQuality(report, summary, summary.gumbel);
   report.heading(2, 'Plot');
   for (const file of charts.filter((name) => name.endsWith('.png')))
     report.image(file.replace('.png', ''), file);
+}
+
+const signed = (value: number, digits: number) =>
+  `${value >= 0 ? '+' : '−'}${Math.abs(value).toFixed(digits)}`;
+const withHalfWidth = (value: number, halfWidth: number, digits: number) =>
+  `${signed(value, digits)} ± ${halfWidth.toFixed(digits)}`;
+
+function writeGumbelQuality(report: Markdown, summary: QualitySummary, gumbel: GumbelQuality): void {
+  report.heading(2, 'Gumbel-max: distortion-free within noise?');
+  report.paragraph(
+    'The Gumbel-max schemes (docs/spec/watermark-gumbel.md) pick each marked token with exactly the model\'s probability, so their text should match unwatermarked text in every statistic. Same prompts, keys and sampler settings as above; `skip` repeats (the default) samples a step whose context seed already occurred without the mark. The test is paired: text i of a row and text i of the unwatermarked control share prompt i, and the differences are averaged over prompts with a 95% interval (mean ± 1.96·s/√n). The second control is the unwatermarked generator again with other sampler seeds: its difference from the first control is the noise of the measurement itself, the size a difference must exceed to mean anything. "within noise" means every interval (perplexity, distinct-1, -2, -3) contains 0.',
+  );
+  report.table(
+    [
+      'text',
+      'oracle perplexity',
+      '95% interval',
+      'generator perplexity',
+      'distinct-1',
+      'distinct-2',
+      'distinct-3',
+    ],
+    [...summary.rows.filter((row) => row.label === 'no watermark'), ...gumbel.rows].map((row) => [
+      row.label,
+      fixed(row.oraclePerplexity, 1),
+      `${fixed(row.oraclePerplexityLow, 1)} – ${fixed(row.oraclePerplexityHigh, 1)}`,
+      fixed(row.generatorPerplexity, 1),
+      fixed(row.distinct1, 3),
+      fixed(row.distinct2, 3),
+      fixed(row.distinct3, 3),
+    ]),
+  );
+  report.paragraph('Paired against the unwatermarked control (this row − control, mean ± 95% half-width):');
+  report.table(
+    [
+      'text',
+      'oracle perplexity ratio (95% interval)',
+      'Δ NLL per token (nats)',
+      'Δ distinct-1',
+      'Δ distinct-2',
+      'Δ distinct-3',
+      'within noise',
+    ],
+    gumbel.comparisons.map((c) => [
+      c.label,
+      `${fixed(c.perplexityRatio, 3)} (${fixed(c.perplexityRatioLow, 3)} – ${fixed(c.perplexityRatioHigh, 3)})`,
+      withHalfWidth(c.nllDifference, c.nllDifferenceHalfWidth, 4),
+      withHalfWidth(c.distinct1Difference, c.distinct1HalfWidth, 4),
+      withHalfWidth(c.distinct2Difference, c.distinct2HalfWidth, 4),
+      withHalfWidth(c.distinct3Difference, c.distinct3HalfWidth, 4),
+      c.withinNoise ? 'yes' : 'NO',
+    ]),
+  );
 }
 
 async function qualityCharts(context: ExperimentContext, summary: QualitySummary): Promise<string[]> {

@@ -21,7 +21,12 @@ import {
   writeSummary,
 } from '../report.ts';
 import {
-  configLabel,
+  type AnyWatermarkConfig,
+  anyConfigLabel,
+  GUMBEL_DEFAULT,
+  GUMBEL_VARIANTS,
+  type GumbelConfig,
+  isGumbelConfig,
   SCHEME_VARIANTS,
   schemeLabel,
   spikeModulus,
@@ -76,10 +81,16 @@ export interface RobustnessSummary {
   readonly temperature: number;
   readonly passageTokens: number;
   readonly results: readonly RobustnessConfigResult[];
+  /** The Gumbel-max configurations, measured the same way (absent in summaries before them). */
+  readonly gumbel?: readonly RobustnessGumbelResult[];
+}
+
+export interface RobustnessGumbelResult extends Omit<RobustnessConfigResult, 'config'> {
+  readonly config: GumbelConfig;
 }
 
 interface Settings {
-  readonly configs: WatermarkConfig[];
+  readonly configs: AnyWatermarkConfig[];
   readonly samples: number;
   readonly negatives: number;
   readonly passageTokens: number;
@@ -95,6 +106,7 @@ function settings(quick: boolean): Settings {
       configs: [
         { name: 'lefthash', contextWidth: 1, gamma: 0.25, delta: 2 },
         { name: 'selfhash', contextWidth: 4, gamma: 0.5, delta: 2 },
+        GUMBEL_DEFAULT,
       ],
       samples: 6,
       negatives: 12,
@@ -105,9 +117,10 @@ function settings(quick: boolean): Settings {
     };
   }
   return {
-    configs: [0.25, 0.5].flatMap((gamma) =>
-      SCHEME_VARIANTS.map((variant) => ({ ...variant, gamma, delta: 2 })),
-    ),
+    configs: [
+      ...[0.25, 0.5].flatMap((gamma) => SCHEME_VARIANTS.map((variant) => ({ ...variant, gamma, delta: 2 }))),
+      ...GUMBEL_VARIANTS,
+    ],
     samples: 100,
     negatives: 200,
     passageTokens: 200,
@@ -193,7 +206,7 @@ export async function runRobustness(context: ExperimentContext): Promise<Robustn
       temperature: ROBUSTNESS_TEMPERATURE,
       topP: ROBUSTNESS_TOP_P,
       seed: seedFor(`robustness/sample/${i}`),
-      spikeModulus: spikeModulus(config.gamma, config.delta),
+      spikeModulus: isGumbelConfig(config) ? 0 : spikeModulus(config.gamma, config.delta),
     })),
   );
   context.log(`robustness: ${integer(jobs.length)} generations of ${maxSpan} tokens`);
@@ -228,6 +241,7 @@ export async function runRobustness(context: ExperimentContext): Promise<Robustn
   );
 
   const results: RobustnessConfigResult[] = [];
+  const gumbel: RobustnessGumbelResult[] = [];
   s.configs.forEach((config, c) => {
     const batch = generations.slice(c * s.samples, (c + 1) * s.samples);
     const watermarkers = batch.map((_, i) => watermarkerFor(secretFor(`robustness/key/${i}`), config));
@@ -310,15 +324,16 @@ export async function runRobustness(context: ExperimentContext): Promise<Robustn
         });
       }
     }
-    context.log(`robustness: ${configLabel(config)} done`);
-    results.push({
-      config,
-      label: configLabel(config),
+    context.log(`robustness: ${anyConfigLabel(config)} done`);
+    const result = {
+      label: anyConfigLabel(config),
       samples: batch.length,
       negatives: negatives.length,
       edits: editResults,
       copyPaste,
-    });
+    };
+    if (isGumbelConfig(config)) gumbel.push({ config, ...result });
+    else results.push({ config, ...result });
   });
 
   const summary: RobustnessSummary = {
@@ -327,6 +342,7 @@ export async function runRobustness(context: ExperimentContext): Promise<Robustn
     temperature: ROBUSTNESS_TEMPERATURE,
     passageTokens: s.passageTokens,
     results,
+    gumbel,
   };
   const charts = await robustnessCharts(context, summary);
   const report = reportHeader(
@@ -415,9 +431,61 @@ function writeRobustnessReport(
     ],
     rows,
   );
+  writeGumbelRobustness(report, summary, editColumns);
   report.heading(2, 'Plots');
   for (const file of charts.filter((name) => name.endsWith('.png')))
     report.image(file.replace('.png', ''), file);
+}
+
+/** The Gumbel rows beside the code default (LeftHash(1) γ=0.25, the first green-list row). */
+function writeGumbelRobustness(
+  report: Markdown,
+  summary: RobustnessSummary,
+  editColumns: readonly string[],
+): void {
+  const gumbel = summary.gumbel ?? [];
+  if (gumbel.length === 0) return;
+  const reference = summary.results.filter(
+    (r) => r.config.name === 'lefthash' && r.config.contextWidth === 1 && r.config.gamma === 0.25,
+  );
+  const rows = [...reference.map((r) => ({ ...r, label: `${r.label} (default)` })), ...gumbel];
+  report.heading(2, 'Gumbel-max schemes');
+  report.paragraph(
+    "The same generations, edits, negatives and documents for the distortion-free schemes (docs/spec/watermark-gumbel.md; generation skips repeated context seeds, the default), detected with the exact Gamma tail of their scores; the windowed search scans the score tape with each window's exact tail (watermark-gumbel §5.4). The green-list default is the first row.",
+  );
+  report.heading(3, 'Random edits: ROC-AUC');
+  report.table(
+    ['configuration', ...editColumns],
+    rows.map((r) => [r.label, ...r.edits.map((e) => fixed(e.auc, 3))]),
+  );
+  report.heading(3, 'Random edits: TPR at FPR 1e-3');
+  report.table(
+    ['configuration', ...editColumns],
+    rows.map((r) => [r.label, ...r.edits.map((e) => fixed(e.tprAt1e3, 2))]),
+  );
+  report.heading(3, 'Copy-paste into human text');
+  report.table(
+    [
+      'configuration',
+      'document tokens',
+      'watermarked',
+      'AUC plain',
+      'AUC windowed',
+      'TPR@1e-3 plain',
+      'TPR@1e-3 windowed',
+    ],
+    rows.flatMap((r) =>
+      r.copyPaste.map((c) => [
+        r.label,
+        String(c.documentTokens),
+        `${c.fraction * 100}% (${c.spanTokens} tokens)`,
+        fixed(c.plainAuc, 3),
+        fixed(c.windowedAuc, 3),
+        fixed(c.plainTprAt1e3, 2),
+        fixed(c.windowedTprAt1e3, 2),
+      ]),
+    ),
+  );
 }
 
 const shortLabel = (r: RobustnessConfigResult) => `${schemeLabel(r.config)} γ=${r.config.gamma}`;

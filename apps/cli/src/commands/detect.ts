@@ -1,32 +1,38 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { DEFAULT_FPR } from '@tracemark/core';
 import {
   type AnyDocumentResult,
   type AnyDocumentSession,
   type AnyWatermarkKey,
   type ForeignDedup,
-  foreignLabel,
   InputError,
-  isForeignKey,
   isVllmKey,
   keysWithoutTokenizer,
   parseAnyKeyFile,
   tokenizerUnavailableMessage,
 } from '@tracemark/detection';
 import type { Command } from 'commander';
-import type { ErrorResult, Job, JobResult, Outcome } from '../detect-engine.ts';
+import {
+  type ErrorResult,
+  type Job,
+  type JobResult,
+  type Outcome,
+  outcomeJson,
+  type RenderedOutcomes,
+} from '../detect-engine.ts';
 import {
   checkTerminalStdin,
   FIELD_HELP,
   type InputFormat,
   JSONL_HELP,
+  measureInputs,
   NO_PROMPT_FIELD_HELP,
   readInputs,
 } from '../inputs.ts';
 import { CliError, type CliIo, COLOUR_HELP, EXIT, stdoutHasColour } from '../io.ts';
 import { benjaminiHochberg } from '../multiple-testing.ts';
 import { collect, parseNumber, parseOpenUnit } from '../options.ts';
-import { createRunner, defaultWorkerCount } from '../pool.ts';
+import { createRunner, workersFor } from '../pool.ts';
 import { createProgress } from '../progress.ts';
 import { type CorrectedVerdict, colouredTokens, formatCount, verdictLine } from '../render.ts';
 
@@ -44,9 +50,6 @@ interface DetectCommandOptions {
   quiet?: boolean;
   workers?: number;
 }
-
-/** Inputs smaller than this run in the main thread: starting workers would cost more than it saves. */
-const WORKER_THRESHOLD_BYTES = 4 * 1024 * 1024;
 
 export function registerDetect(program: Command, io: CliIo, setExit: (code: number) => void): void {
   program
@@ -83,7 +86,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
     .option('--fail-on-detect', 'exit with code 1 when a watermark is found')
     .option(
       '--workers <n>',
-      'worker threads (default: all cores for inputs over 4 MB)',
+      'worker threads (default: one per 4 MB of input, up to the cores; none on one core)',
       parseNumber('--workers', 0, 64, true),
     )
     .option('--json', 'print {"results":[…],"summary":{…}}')
@@ -124,14 +127,6 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
       );
       const keyFiles = loaded.map((file) => file.text);
       const keys: AnyWatermarkKey[] = loaded.map((file) => file.key);
-      const foreignKey = keys.find(isForeignKey);
-      if (options.window && foreignKey !== undefined) {
-        throw new CliError(
-          'TM_ERR_USAGE',
-          `--window does not support ${foreignLabel(foreignKey)} keys yet (key ${foreignKey.keyId})`,
-          EXIT.usage,
-        );
-      }
       if (
         options.dedup !== undefined &&
         options.dedup !== 'strict' &&
@@ -144,17 +139,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
       }
       // A key bound to a tokenizer tracemark does not ship reads token ids only: text documents fail.
       const textlessKey = keysWithoutTokenizer(keys)[0];
-      let inputBytes = 0;
-      for (const path of paths) {
-        if (path === '-') inputBytes += WORKER_THRESHOLD_BYTES;
-        else
-          inputBytes += await stat(path).then(
-            (s) => (s.isDirectory() ? WORKER_THRESHOLD_BYTES : s.size),
-            () => 0,
-          );
-      }
-      if (paths.length === 0) inputBytes += WORKER_THRESHOLD_BYTES;
-      const workers = options.workers ?? (inputBytes >= WORKER_THRESHOLD_BYTES ? defaultWorkerCount() : 0);
+      const workers = options.workers ?? workersFor(await measureInputs(paths, options.format));
       let runner: ReturnType<typeof createRunner>;
       try {
         runner = createRunner(
@@ -192,21 +177,25 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
       // With --correct bh no verdict is final before the last document: the outcomes wait here.
       const held: Outcome[] = [];
       let firstJson = true;
-      if (options.json) io.stdout.write('{"results":[');
+      const stdout = createOutputBuffer(io);
+      if (options.json) stdout.write('{"results":[');
 
       const print = (outcome: Outcome, corrected?: CorrectedVerdict): void => {
         if (options.json) {
-          io.stdout.write(`${firstJson ? '' : ','}\n${JSON.stringify(toJson(outcome, corrected))}`);
+          stdout.write(`${firstJson ? '' : ','}\n${JSON.stringify(outcomeJson(outcome, corrected))}`);
           firstJson = false;
         } else if (!('error' in outcome)) {
-          io.stdout.write(`${progress.clear()}${verdictLine(outcome, corrected)}\n`);
+          stdout.write(`${progress.clear()}${verdictLine(outcome, corrected)}\n`);
         }
       };
       const emit = (outcome: Outcome): void => {
         summary.documents++;
         if ('error' in outcome) {
           summary.errors++;
-          if (!options.json) io.stderr.write(`${progress.clear()}error: ${outcome.error.message}\n`);
+          if (!options.json) {
+            stdout.flush();
+            io.stderr.write(`${progress.clear()}error: ${outcome.error.message}\n`);
+          }
         } else {
           summary.numTokens += outcome.numTokens;
           if (outcome.verdict === 'watermarked') summary.watermarked++;
@@ -216,6 +205,20 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
         }
         if (correcting) held.push(outcome);
         else print(outcome);
+      };
+      // --json without --correct: workers print the results, and send their JSON with the counts.
+      const render = options.json === true && !correcting;
+      const emitRendered = (rendered: RenderedOutcomes): void => {
+        summary.documents += rendered.documents;
+        summary.errors += rendered.errors;
+        summary.watermarked += rendered.watermarked;
+        summary.notWatermarked += rendered.notWatermarked;
+        summary.insufficient += rendered.insufficient;
+        summary.numTokens += rendered.numTokens;
+        for (const outcome of rendered.first) if (results.length < 2) results.push(outcome);
+        if (rendered.documents === 0) return;
+        stdout.write(`${firstJson ? '' : ','}\n${rendered.json}`);
+        firstJson = false;
       };
 
       type Entry =
@@ -251,6 +254,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
         summary.bytes += entry.bytes;
         if (entry.kind === 'outcomes') {
           if (result.kind === 'outcomes') result.outcomes.forEach(emit);
+          else if (result.kind === 'rendered') emitRendered(result.rendered);
         } else if (entry.error !== undefined) {
           emit({ source: entry.source, error: entry.error });
         } else if (result.kind === 'tokens') {
@@ -261,6 +265,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
             session = null;
           }
         }
+        stdout.flush();
         progress.update(summary, started);
       };
 
@@ -281,6 +286,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
                 source: unit.source,
                 firstLine: unit.firstLine,
                 texts: unit.texts,
+                ...(render ? { render: 'json' as const } : {}),
               }),
             });
           } else if ('piece' in unit) {
@@ -350,6 +356,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
       const scoredDocuments = summary.documents - summary.errors;
       const corrected = correcting ? correctAcrossDocuments(held, alpha) : null;
       if (corrected !== null) for (const outcome of held) print(outcome, corrected.verdicts.get(outcome));
+      stdout.flush();
       if (failure !== null && !options.json) throw failure;
 
       const seconds = (performance.now() - started) / 1000;
@@ -404,21 +411,6 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
       else if (summary.errors > 0) setExit(EXIT.io);
       else setExit(EXIT.ok);
     });
-}
-
-function toJson(outcome: Outcome, corrected?: CorrectedVerdict): object {
-  if ('error' in outcome) return outcome;
-  const { keys, window, tokensToSettle, ...rest } = outcome;
-  return {
-    ...rest,
-    // Infinity: no number of tokens up to a million settles it (always so with δ = 0).
-    tokensToSettle: Number.isFinite(tokensToSettle) ? tokensToSettle : null,
-    ...(window === null ? {} : { window }),
-    ...(keys.length > 1 ? { keys } : {}),
-    ...(corrected === undefined
-      ? {}
-      : { log10PCorrected: corrected.log10PCorrected, verdictCorrected: corrected.verdict }),
-  };
 }
 
 const DETECT_HELP = `
@@ -479,5 +471,31 @@ function describeFailure(error: unknown): { code: string; message: string } {
         ? String(code)
         : 'TM_ERR_INTERNAL',
     message: error instanceof Error ? error.message : String(error),
+  };
+}
+
+/** Characters of stdout held before a write: one write per batch of documents, not one per document. */
+const OUTPUT_BLOCK_CHARACTERS = 1 << 16;
+
+/**
+ * stdout collected into blocks (each write to a pipe or file is a system call), flushed by the caller at
+ * the end of each batch and before anything goes to stderr. A terminal gets each line at once: the
+ * progress line on stderr must be erased just before it.
+ */
+function createOutputBuffer(io: CliIo): { write(text: string): void; flush(): void } {
+  if (io.stdoutIsTTY) return { write: (text) => io.stdout.write(text), flush: () => undefined };
+  let held = '';
+  const flush = (): void => {
+    if (held === '') return;
+    const text = held;
+    held = '';
+    io.stdout.write(text);
+  };
+  return {
+    write: (text) => {
+      held += text;
+      if (held.length >= OUTPUT_BLOCK_CHARACTERS) flush();
+    },
+    flush,
   };
 }

@@ -2,7 +2,10 @@ import { readFile } from 'node:fs/promises';
 import {
   type CreateKeyOptions,
   createWatermarkKey,
+  DEFAULT_DUAL_GUMBEL_ALPHA,
+  DEFAULT_GUMBEL_CONTEXT_WIDTH,
   DEFAULT_SCHEME_PARAMS,
+  isGumbelScheme,
   SCHEME_NAMES,
   type SchemeName,
 } from '@tracemark/core';
@@ -105,17 +108,17 @@ export function registerKeygen(program: Command, io: CliIo, setExit: (code: numb
     )
     .option(
       '--gamma <g>',
-      `green fraction γ (default ${DEFAULT_SCHEME_PARAMS.gamma}; engines' keys: the engine's default)`,
+      `green fraction γ (default ${DEFAULT_SCHEME_PARAMS.gamma}; not for gumbel and dual_gumbel; engines' keys: the engine's default)`,
       parseOpenUnit('--gamma'),
     )
     .option(
       '--delta <d>',
-      `logit bias δ (default ${DEFAULT_SCHEME_PARAMS.delta}; engines' keys: the engine's, default 2)`,
+      `logit bias δ (default ${DEFAULT_SCHEME_PARAMS.delta}; not for gumbel and dual_gumbel; engines' keys: the engine's, default 2)`,
       parseNonNegative('--delta'),
     )
     .option(
       '--context-width <h>',
-      `tokens that seed the green list (default ${DEFAULT_SCHEME_PARAMS.contextWidth}; engines' keys: the engine's default)`,
+      `tokens that seed a position (default ${DEFAULT_SCHEME_PARAMS.contextWidth}; gumbel and dual_gumbel ${DEFAULT_GUMBEL_CONTEXT_WIDTH}; engines' keys: the engine's default)`,
       parseNumber('--context-width', 1, 4096, true),
     )
     .option(
@@ -130,8 +133,11 @@ export function registerKeygen(program: Command, io: CliIo, setExit: (code: numb
       "engines' keys bound to a tokenizer tracemark does not ship: the model's vocabulary size, to refuse ids outside it",
       parseNumber('--vocab-size', 1, 2 ** 31, true),
     );
-  for (const { flag, descriptions } of foreignFlags().values()) {
-    command.option(flag, descriptions.join('; '));
+  for (const [name, { flag, descriptions }] of foreignFlags()) {
+    // --alpha is also tracemark's dual_gumbel weight of key B.
+    const own =
+      name === 'alpha' ? [`dual_gumbel: the weight of key B (default ${DEFAULT_DUAL_GUMBEL_ALPHA})`] : [];
+    command.option(flag, [...own, ...descriptions].join('; '));
   }
   command
     .option('--force', 'replace an existing file')
@@ -153,23 +159,30 @@ export function registerKeygen(program: Command, io: CliIo, setExit: (code: numb
       }
       if (isForeignKey(key)) printForeignSummary(key, options, io);
       else {
+        const gumbel = isGumbelScheme(key.scheme);
         const summary = {
           keyId: key.keyId,
           file: options.out,
           scheme: {
             name: key.scheme.name,
             contextWidth: key.scheme.contextWidth,
-            gamma: key.scheme.gamma,
-            delta: key.scheme.delta,
+            ...(gumbel
+              ? key.scheme.name === 'dual_gumbel'
+                ? { alpha: key.scheme.alpha }
+                : {}
+              : { gamma: key.scheme.gamma, delta: key.scheme.delta }),
           },
           tokenizer: key.tokenizer,
         };
         if (options.json) io.stdout.write(`${JSON.stringify(summary)}\n`);
         else io.stdout.write(`${key.keyId}\n`);
+        const parameters = gumbel
+          ? `h=${key.scheme.contextWidth}${key.scheme.name === 'dual_gumbel' ? `, α=${key.scheme.alpha}` : ''}`
+          : `h=${key.scheme.contextWidth}, γ=${key.scheme.gamma}, δ=${key.scheme.delta}`;
         io.stderr.write(
           options.json
             ? ''
-            : `wrote ${options.out} (${key.scheme.name}, h=${key.scheme.contextWidth}, γ=${key.scheme.gamma}, δ=${key.scheme.delta}, ${key.tokenizer}); keep it secret\n`,
+            : `wrote ${options.out} (${key.scheme.name}, ${parameters}, ${key.tokenizer}); keep it secret\n`,
         );
       }
       setExit(EXIT.ok);
@@ -180,19 +193,31 @@ function tracemarkKey(options: KeygenOptions): AnyWatermarkKey {
   if (!(SCHEME_NAMES as readonly string[]).includes(options.scheme)) {
     throw usage(`--scheme must be ${SCHEME_NAMES.join(', ')} or one of ${foreignSchemeNames().join(', ')}`);
   }
+  const name = options.scheme as SchemeName;
+  const gumbel = isGumbelScheme({ name });
   const allEngines = FOREIGN_KEY_TYPES.map((type) => type.label);
   const engineOnly: [string, readonly string[]][] = [
     ['engine-key', allEngines],
     ['engine-key-file', allEngines],
     ['engine-key-env', allEngines],
     ['vocab-size', allEngines],
-    ...[...foreignFlags()].map(([name, { labels }]): [string, readonly string[]] => [name, labels]),
+    ...[...foreignFlags()]
+      // --alpha is also dual_gumbel's weight of key B.
+      .filter(([flag]) => !(flag === 'alpha' && name === 'dual_gumbel'))
+      .map(([flag, { labels }]): [string, readonly string[]] => [flag, labels]),
   ];
-  for (const [name, labels] of engineOnly) {
-    if (options[camel(name)] !== undefined) {
+  for (const [flag, labels] of engineOnly) {
+    if (options[camel(flag)] !== undefined) {
       throw usage(
-        `--${name} applies only to ${labels.join(', ')} keys (--scheme ${foreignSchemeNames()[0]}, …)`,
+        `--${flag} applies only to ${labels.join(', ')} keys (--scheme ${foreignSchemeNames()[0]}, …)`,
       );
+    }
+  }
+  if (gumbel) {
+    for (const flag of ['gamma', 'delta'] as const) {
+      if (options[flag] !== undefined) {
+        throw usage(`--${flag} does not apply to ${name} keys: the Gumbel schemes bias nothing`);
+      }
     }
   }
   const tokenizer = options.tokenizer ?? DEFAULT_TOKENIZER_ID;
@@ -203,12 +228,26 @@ function tracemarkKey(options: KeygenOptions): AnyWatermarkKey {
   if (options.delta !== undefined && options.delta > TRACEMARK_MAX_DELTA) {
     throw usage(`--delta must be a number from 0 to ${TRACEMARK_MAX_DELTA}`);
   }
-  const scheme: CreateKeyOptions['scheme'] = {
-    name: options.scheme as SchemeName,
-    gamma: options.gamma ?? DEFAULT_SCHEME_PARAMS.gamma,
-    delta: options.delta ?? DEFAULT_SCHEME_PARAMS.delta,
-    contextWidth: options.contextWidth ?? DEFAULT_SCHEME_PARAMS.contextWidth,
-  };
+  let scheme: CreateKeyOptions['scheme'];
+  if (gumbel) {
+    let alpha: number | undefined;
+    if (options.alpha !== undefined) {
+      alpha = Number(options.alpha);
+      if (!(alpha > 0 && alpha < 1)) throw usage('--alpha must be a number strictly between 0 and 1');
+    }
+    scheme = {
+      name,
+      contextWidth: options.contextWidth ?? DEFAULT_GUMBEL_CONTEXT_WIDTH,
+      ...(name === 'dual_gumbel' ? { alpha: alpha ?? DEFAULT_DUAL_GUMBEL_ALPHA } : {}),
+    };
+  } else {
+    scheme = {
+      name,
+      gamma: options.gamma ?? DEFAULT_SCHEME_PARAMS.gamma,
+      delta: options.delta ?? DEFAULT_SCHEME_PARAMS.delta,
+      contextWidth: options.contextWidth ?? DEFAULT_SCHEME_PARAMS.contextWidth,
+    };
+  }
   return createWatermarkKey({ scheme, tokenizer });
 }
 

@@ -17,6 +17,7 @@ import {
   DEFAULT_SCAN_ALPHA,
   type ForeignScanKey,
   IssuedWindowSet,
+  isGumbelKey,
   measureGreenFraction,
   type ScanDocument,
   type ScanReport,
@@ -94,7 +95,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
     .argument('[paths...]', 'files or directories; - reads stdin (nothing: stdin, when piped)')
     .requiredOption(
       '--key <file>',
-      "key file: tracemark's or a serving engine's (vLLM); repeat for several keys or epochs, corrected by Holm",
+      "key file: tracemark's (green-list or Gumbel) or a serving engine's (vLLM); repeat for several keys or epochs, corrected by Holm",
       collect,
     )
     .option('--format <format>', 'text or jsonl (default: by file extension, .jsonl/.ndjson are JSONL)')
@@ -180,11 +181,12 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       const allKeys = await readKeys(options.key);
       const foreignKeys = allKeys.filter(isForeignKey);
       const keys = allKeys.filter((key): key is WatermarkKey => !isForeignKey(key));
-      if (foreignKeys.length > 0) {
-        checkForeignOptions(foreignKeys[0]!, keys.length, options, (name) =>
-          command.getOptionValueSource(name),
-        );
-      }
+      // Green-list keys are the only ones with green counts, issued windows and fake keys.
+      const numGreenListKeys = keys.filter((key) => !isGumbelKey(key)).length;
+      const source = (name: string) => command.getOptionValueSource(name);
+      if (foreignKeys.length > 0) checkForeignOptions(foreignKeys[0]!, numGreenListKeys, options, source);
+      const gumbelKey = keys.find(isGumbelKey);
+      if (gumbelKey !== undefined) checkGumbelOptions(gumbelKey, numGreenListKeys, options, source);
       // Keys before the signing key, so that options engines' keys do not take are refused first;
       // the signing key before the corpus: a scan that cannot be signed is not run.
       const signer = options.evidence === undefined ? null : await readSigningKey(options);
@@ -317,7 +319,8 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
               : { source: options.issuedFile, account: null, numOutputs: report.issued?.numOutputs ?? 0 }
             : { source: issuedLog.source, account: issuedLog.account, numOutputs: issuedLog.numOutputs },
         );
-        // checkForeignOptions refused --evidence with engines' keys: every key here is tracemark's.
+        // checkForeignOptions and checkGumbelOptions refused --evidence with engines' and Gumbel keys:
+        // every key here is a tracemark green-list key.
         const text = signedScanReport(
           scanPredicate(report as ScanReport, keys, description, attribution),
           signer,
@@ -434,10 +437,46 @@ function foreignScanKey(key: ForeignWatermarkKey, alpha: number): ForeignScanKey
   };
 }
 
+/**
+ * Options that do not apply to tracemark's Gumbel keys (no green list: no issued windows, no dose,
+ * no fake keys; no evidence report yet) are usage errors, naming the option and the key.
+ */
+function checkGumbelOptions(
+  key: WatermarkKey,
+  numGreenListKeys: number,
+  options: ScanCommandOptions,
+  source: (name: string) => string | undefined,
+): void {
+  const fail = (option: string, why: string): never => {
+    throw new CliError(
+      'TM_ERR_USAGE',
+      `${option} ${why} (key ${key.keyId}, ${key.scheme.name}); scan Gumbel keys without it`,
+      EXIT.usage,
+    );
+  };
+  if (options.issued !== undefined || options.issuedFile !== undefined) {
+    fail(
+      options.issued !== undefined ? '--issued' : '--issued-file',
+      'selects green-list windows (the supervised filter) and a dose from green fractions; it does not apply to Gumbel keys',
+    );
+  }
+  if (options.evidence !== undefined) fail('--evidence', 'does not support Gumbel keys yet');
+  if (numGreenListKeys === 0) {
+    for (const [name, option] of [
+      ['fakeKeys', '--fake-keys'],
+      ['fakeKeySeed', '--fake-key-seed'],
+    ] as const) {
+      if (source(name) === 'cli') {
+        fail(option, 'calibrates green-list keys; Gumbel keys have an exact null and take no fake keys');
+      }
+    }
+  }
+}
+
 /** Options that do not apply to engines' keys are usage errors, naming the option and the key. */
 function checkForeignOptions(
   key: ForeignWatermarkKey,
-  numTracemarkKeys: number,
+  numGreenListKeys: number,
   options: ScanCommandOptions,
   source: (name: string) => string | undefined,
 ): void {
@@ -455,7 +494,7 @@ function checkForeignOptions(
     );
   }
   if (options.evidence !== undefined) fail('--evidence', "does not support engines' keys yet");
-  if (numTracemarkKeys === 0) {
+  if (numGreenListKeys === 0) {
     for (const [name, option] of [
       ['fakeKeys', '--fake-keys'],
       ['fakeKeySeed', '--fake-key-seed'],

@@ -26,6 +26,7 @@ export interface ServeOptions {
   readonly dataDir?: string;
   readonly key?: string;
   readonly upstream?: string;
+  readonly upstreamWatermark?: string;
   readonly logLevel?: string;
 }
 
@@ -49,6 +50,7 @@ export async function startGateway(
     dataDir: options.dataDir,
     keyFile: options.key,
     upstreamUrl: options.upstream,
+    upstreamWatermarkFile: options.upstreamWatermark,
     logLevel: options.logLevel,
   };
   let running: RunningGateway;
@@ -64,7 +66,9 @@ export async function startGateway(
     io.stderr.write(
       config.upstreamUrl === null
         ? 'loading the embedded model (trained on first use)…\n'
-        : 'probing the upstream model server…\n',
+        : config.upstreamWatermarkFile !== null
+          ? "checking that the upstream engine's completions carry the mark of --upstream-watermark…\n"
+          : 'probing the upstream model server…\n',
     );
     running = await startServer(config, {
       handleSignals,
@@ -81,8 +85,15 @@ export async function startGateway(
   const lines = [
     `tracemark gateway listening on ${running.url}`,
     `  backend ${context.backend.kind} (model ${model}), storage ${context.storage.kind}, rate limits ${context.redis === null ? 'in memory' : 'in Redis'}`,
-    `  watermark key ${context.watermarker.keyId}${context.keyEpoch === null ? '' : ` (epoch ${context.keyEpoch})`}${firstStart.watermarkKeyCreated ? `, created at ${firstStart.watermarkKeyFile}` : ''}`,
+    `  watermark key ${context.watermarkKey.keyId}${context.keyEpoch === null ? '' : ` (epoch ${context.keyEpoch})`}${firstStart.watermarkKeyCreated ? `, created at ${firstStart.watermarkKeyFile}` : ''}`,
   ];
+  const engine = context.engineNative;
+  if (engine !== null) {
+    const check = engine.startupCheck;
+    lines.push(
+      `  engine-native: the upstream marks its own output; start-up check found the mark in ${check.completions} completions (${check.numScored} tokens scored, log10 p = ${check.log10P.toFixed(1)}); ${config.upstreamMarkSampleRate * 100}% of completions are re-checked live`,
+    );
+  }
   if (firstStart.devApiKey !== null) {
     lines.push(
       '',
@@ -159,10 +170,14 @@ export function registerServe(program: Command, io: CliIo, setExit: (code: numbe
       '--upstream <url>',
       'OpenAI-compatible server with logprobs, e.g. http://127.0.0.1:8000/v1 (TRACEMARK_UPSTREAM_URL)',
     )
+    .option(
+      '--upstream-watermark <file>',
+      "engine-native mode: the upstream engine marks its own output with this key (a tracemark key its processor uses, or a vLLM, transformers, SynthID or SGLang key from `tracemark keygen`); the gateway streams the engine's completions through, records them, and refuses to start unless they carry the mark (TRACEMARK_UPSTREAM_WATERMARK)",
+    )
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (TRACEMARK_LOG_LEVEL)')
     .addHelpText(
       'after',
-      '\nAlso read from the environment: DATABASE_URL (PostgreSQL instead of SQLite), REDIS_URL (shared rate\nlimits and quotas) and the TRACEMARK_* settings listed in apps/gateway/README.md.\nExit codes: 0 closed; 2 usage or configuration; 3 cannot listen (a port in use is reported before the\nmodel loads), storage or model errors.',
+      '\nAlso read from the environment: DATABASE_URL (PostgreSQL instead of SQLite), REDIS_URL (shared rate\nlimits and quotas) and the TRACEMARK_* settings listed in apps/gateway/README.md.\nExit codes: 0 closed; 2 usage or configuration (also: the upstream engine’s completions do not carry\nthe mark of --upstream-watermark); 3 cannot listen (a port in use is reported before the\nmodel loads), storage or model errors.',
     )
     .action(async (options: ServeOptions) => {
       await runServe(options, io);

@@ -6,6 +6,8 @@ import { reportedLogprobs } from '../generation/distribution.ts';
 import type { Backend, ChoiceRequest, GeneratedStep, ModelInfo } from './types.ts';
 import { createYielder } from './types.ts';
 
+const NO_GREEN_STRENGTH = Object.freeze({ greenProbability: 0, spikeEntropy: 0 });
+
 /** Candidates the model proposes per step, as the CLI's generate uses. */
 export const EMBEDDED_MAX_CANDIDATES = 512;
 
@@ -28,16 +30,34 @@ export async function createEmbeddedBackend(options: {
   async function* generate(request: ChoiceRequest): AsyncGenerator<GeneratedStep, void, undefined> {
     const context: number[] = Array.from(request.promptTokens);
     const yieldNow = createYielder();
-    const sampleOptions = {
-      watermarker: request.watermarker,
-      temperature: request.temperature,
-      topP: request.topP,
+    const watermarker = request.watermarker;
+    const gumbel = watermarker.family === 'gumbel';
+    const sampleOptions = { watermarker, temperature: request.temperature, topP: request.topP };
+    const unmarked = { ...sampleOptions, watermarker: null };
+    // A Gumbel key marks a context once: a repeated context is sampled without the mark, so the text
+    // does not loop on its own keyed choices (watermark-gumbel §6, as `generateTokens` does).
+    const seen = new Set<string>();
+    const seed = new Uint32Array(2);
+    const firstTime = (): boolean => {
+      if (!watermarker.contextSeed(context, seed)) return true;
+      const held = `${seed[0]}:${seed[1]}`;
+      if (seen.has(held)) return false;
+      seen.add(held);
+      return true;
     };
+    if (gumbel) {
+      const prompt = context.slice();
+      for (let end = 1; end < prompt.length; end++) {
+        if (watermarker.contextSeed(prompt.slice(0, end), seed)) seen.add(`${seed[0]}:${seed[1]}`);
+      }
+    }
     for (let index = 0; index < request.maxTokens; index++) {
       if (request.signal.aborted) return;
       const candidates = model.candidates(context, EMBEDDED_MAX_CANDIDATES);
-      const strength = stepStrength(candidates, context, sampleOptions);
-      const { token } = sampleToken(candidates, context, request.random, sampleOptions);
+      // The green mass is a green-list measure; a Gumbel step reports none (its expected score is entropy's).
+      const strength = gumbel ? NO_GREEN_STRENGTH : stepStrength(candidates, context, sampleOptions);
+      const options = gumbel && !firstTime() ? unmarked : sampleOptions;
+      const { token } = sampleToken(candidates, context, request.random, options);
       let step: GeneratedStep = { token, strength, logprob: null, top: null };
       if (request.topLogprobs !== null) {
         const reported = reportedLogprobs(

@@ -331,6 +331,15 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
   const drafting = options.draftTokens > 0;
 
   async function* generate(request: ChoiceRequest): AsyncGenerator<GeneratedStep, void, undefined> {
+    if (request.watermarker.family === 'gumbel') {
+      // Never serve unmarked text: token driving applies green-list keys only (the serve command refuses
+      // a Gumbel key with --upstream before it listens; this guards every other way in).
+      throw new GatewayError(
+        500,
+        'TM_ERR_INTERNAL',
+        `token driving does not support the ${request.watermarker.scheme.name} scheme (key ${request.watermarker.keyId})`,
+      );
+    }
     const shape: Shape =
       request.messages !== null
         ? supported.has('chat')

@@ -139,6 +139,7 @@ export function createCompletionHandler(
       for (const task of tasks) {
         let sentRole = false;
         let textOffset = 0;
+        let sentText = '';
         const roleChunk = () =>
           chunk({
             index: task.index,
@@ -146,9 +147,10 @@ export function createCompletionHandler(
             logprobs: null,
             finish_reason: null,
           });
-        const outcome = await session.run(prepared, task, signal, {
+        const run = session.run(prepared, task, signal, {
           onToken,
           onDelta: async (delta, steps) => {
+            sentText += delta;
             if (endpoint === 'chat.completions') {
               if (!sentRole) {
                 sentRole = true;
@@ -171,6 +173,26 @@ export function createCompletionHandler(
             }
           },
         });
+        let outcome: Awaited<typeof run>;
+        try {
+          outcome = await run;
+        } catch (error) {
+          // What reached the client was issued, even if the backend failed before the choice ended.
+          if (sentText !== '') {
+            const tokens = Array.from(stages.issuance.tokenizer.encodeFast(sentText));
+            hooks.addUsed(tokens.length);
+            results.push({
+              text: sentText,
+              tokens,
+              steps: [],
+              finishReason: 'cancelled',
+              strength: { expectedGreen: 0, spikeEntropySum: 0 },
+              index: task.index,
+              prompt: task.prompt,
+            });
+          }
+          throw error;
+        }
         hooks.addUsed(outcome.tokens.length);
         results.push({ ...outcome, index: task.index, prompt: task.prompt });
         if (outcome.finishReason === 'cancelled') return;

@@ -14,14 +14,21 @@ export const DEFAULT_TOP_P = 0.95;
 
 /**
  * Fields that would disable or counter the watermark on some engine (OpenAI, vLLM, SGLang, TGI,
- * llama.cpp, transformers), or hand out soft labels: refused, never silently dropped, so a client
- * knows its request was not honoured.
+ * llama.cpp, transformers), substitute a key, or hand out soft labels: refused, never silently dropped, so
+ * a client knows its request was not honoured. In engine-native mode they matter twice: the engine marks,
+ * and these are the fields its OpenAI-compatible server reads to turn its mark off (SGLang's `watermark`
+ * object with `enabled: false` or its own `key`; `top_k: 1`, which SGLang samples without the mark;
+ * `use_beam_search`, which bypasses vLLM's sampler; logits processors and structured outputs, which
+ * replace or constrain the distribution the mark is drawn from). The upstream body is built from an
+ * allow-list as well (upstream-mark/engine-upstream.ts).
  */
 export const WATERMARK_WEAKENING_FIELDS: readonly string[] = [
   'logit_bias',
   'watermark',
   'watermarking',
   'watermark_config',
+  'watermark_key',
+  'watermark_key_b',
   'no_watermark',
   'disable_watermark',
   'logits_processors',
@@ -30,6 +37,7 @@ export const WATERMARK_WEAKENING_FIELDS: readonly string[] = [
   'extra_body',
   'extra_args',
   'custom_logit_processor',
+  'custom_params',
   'sampling_params',
   'allowed_token_ids',
   'bad_words',
@@ -40,15 +48,27 @@ export const WATERMARK_WEAKENING_FIELDS: readonly string[] = [
   'guided_decoding_backend',
   'guided_whitespace_pattern',
   'structured_outputs',
+  'structural_tag',
   'grammar',
   'json_schema',
   'regex',
   'ebnf',
+  'use_beam_search',
+  'top_k',
+  'min_p',
   'n_probs',
   'top_n_tokens',
   'prompt_logprobs',
   'return_tokens_as_token_ids',
 ];
+
+/** Values of a weakening field that change nothing (default: absent, null, false or an empty object). */
+const HARMLESS_VALUES: Readonly<Record<string, (value: unknown) => boolean>> = {
+  // `watermark: true` asks for what every completion gets; an object may carry `enabled: false` or a key.
+  watermark: (value) => value === true || !isPresent(value),
+  top_k: (value) => !isPresent(value) || value === 0 || value === -1,
+  min_p: (value) => !isPresent(value) || value === 0,
+};
 
 export function isPresent(value: unknown): boolean {
   if (value === undefined || value === null) return false;
@@ -61,7 +81,8 @@ export function checkWeakeningFields(body: unknown): void {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return;
   for (const field of WATERMARK_WEAKENING_FIELDS) {
     const value = (body as Body)[field];
-    if (field === 'watermark' ? value === false || value === 'false' : isPresent(value) && value !== false) {
+    const harmless = HARMLESS_VALUES[field] ?? ((v: unknown) => !isPresent(v) || v === false);
+    if (!harmless(value)) {
       throw badRequest(
         'TM_ERR_WATERMARK_OPT_OUT',
         `"${field}" is not accepted: this gateway watermarks every completion and refuses fields that would weaken or bypass the watermark`,
@@ -194,6 +215,22 @@ export function createRequestStage(fastify: FastifyInstance): RequestStage {
           endpoint === 'chat.completions' ? 'messages' : 'prompt',
         );
       }
+    }
+    const engine = fastify.gateway.engineNative;
+    if (engine !== null && topLogprobs !== null) {
+      // An engine's logprobs are those of its distribution before the mark (SGLang documents it): they
+      // would hand out what the mark hides.
+      throw unsupported(
+        'logprobs',
+        'logprobs are not returned in engine-native mode: the engine reports its distribution before its watermark',
+      );
+    }
+    if (engine?.engineKey && body.temperature === 0) {
+      throw badRequest(
+        'TM_ERR_WATERMARK_OPT_OUT',
+        '"temperature": 0 is not accepted: the serving engine samples greedy requests without its watermark (vLLM, SGLang); send a temperature above 0',
+        'temperature',
+      );
     }
     if (topLogprobs !== null && !request.apiKey!.scopes.includes('logprobs')) {
       throw new GatewayError(

@@ -138,7 +138,8 @@ export function createShaper(context: ShapingContext): Shaper {
     watermark_key_id: context.watermarkKeyId,
     key_epoch: context.keyEpoch,
     issuance_ids: ids,
-    ...(watermarker === null
+    // The expected green mass is a green-list measure: none for an engine's mark or a Gumbel key.
+    ...(watermarker === null || watermarker.family === 'gumbel'
       ? {}
       : { watermark_strength: results.map((result) => watermarkStrength(result, watermarker)) }),
   });

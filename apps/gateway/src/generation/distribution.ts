@@ -1,13 +1,18 @@
 /**
  * The watermarked next-token distribution over a candidate set, and speculative acceptance of an upstream's
- * own sample as a draft (Leviathan et al. 2023, https://arxiv.org/abs/2211.17192; Chen et al. 2023,
+ * own samples as drafts (Leviathan et al. 2023, https://arxiv.org/abs/2211.17192; Chen et al. 2023,
  * https://arxiv.org/abs/2302.01318): accept the draft x with probability min(1, q(x)/p(x)), else draw from
  * the residual max(0, q − p) normalized. The result is distributed exactly as q whenever x was drawn from p.
+ * With several independent drafts from p at one position, the rejection repeats against each residual in
+ * turn (recursive rejection sampling, as SpecInfer's multi-step speculative sampling, Miao et al. 2024,
+ * https://arxiv.org/abs/2305.09781): every step is an exact speculative step toward the previous residual,
+ * so the result is still distributed exactly as q, and it is a draft far more often.
  *
- * Here p is the distribution the upstream samples from (temperature T, top-k = the candidates it reports),
- * and q is what core's sampler would sample (spec §7): top-p of p, widened to every candidate within δ of
- * the best logit, chooses the kept candidates, then q(x) ∝ exp((ℓ_x + δ·green(x)) / T) over them. So the
- * output follows q exactly within the upstream's top-k truncation.
+ * Here p is the distribution the upstream samples from (temperature T, top-k = the candidates it reports,
+ * plus any of them whose token has no id here), and q is what core's sampler would sample (spec §7): top-p
+ * of p, widened to every candidate within δ of the best logit, chooses the kept candidates, then
+ * q(x) ∝ exp((ℓ_x + δ·green(x)) / T) over them. So the output follows q exactly within the upstream's top-k
+ * truncation.
  */
 import type { RandomSource, SparseLogits, Watermarker } from '@tracemark/core';
 
@@ -17,7 +22,10 @@ export interface TargetOptions {
   readonly topP: number;
 }
 
-/** p and q over the same candidates (indices into `candidates.ids`). */
+/**
+ * p and q over the same candidates (indices into `candidates.ids`). p is a sub-distribution when some of the
+ * upstream's top-k have no id here: its missing mass is the chance that the upstream drew one of those.
+ */
 export interface DraftDistributions {
   readonly ids: Uint32Array;
   readonly p: Float64Array;
@@ -64,20 +72,29 @@ export function greenBias(
   return bias;
 }
 
-/** p (what the upstream samples from) and q (the watermarked target) over the candidates. */
+/**
+ * p (what the upstream samples from) and q (the watermarked target) over the candidates. `unmappedLogits`:
+ * the logprobs of the upstream's other top-k entries, tokens that have no id here (q gives them nothing).
+ */
 export function draftDistributions(
   candidates: SparseLogits,
   context: ArrayLike<number>,
   options: TargetOptions,
+  unmappedLogits: ArrayLike<number> = [],
 ): DraftDistributions {
   const { temperature, topP } = options;
-  const p = softmax(candidates.logits, temperature, null);
   const count = candidates.ids.length;
+  const within = softmax(candidates.logits, temperature, null);
+  let p = within;
+  if (unmappedLogits.length > 0) {
+    const all = softmax([...candidates.logits, ...Array.from(unmappedLogits)], temperature, null);
+    p = all.slice(0, count);
+  }
   const bias = greenBias(candidates, context, options.watermarker);
   const masked = Float64Array.from(bias);
   if (topP < 1 && temperature > 0 && count > 0) {
-    // As core's sampler keeps (spec §7): the smallest set of most likely candidates under p whose mass
-    // reaches topP, widened to every candidate within δ of the best logit (the bias's reach).
+    // As core's sampler keeps (spec §7): the smallest set of most likely candidates whose mass reaches
+    // topP, widened to every candidate within δ of the best logit (the bias's reach).
     const order = Array.from({ length: count }, (_, i) => i).sort(
       (a, b) => candidates.logits[b]! - candidates.logits[a]! || a - b,
     );
@@ -86,7 +103,7 @@ export function draftDistributions(
     let running = 0;
     let keep = count;
     for (let j = 0; j < count; j++) {
-      running += p[order[j]!]!;
+      running += within[order[j]!]!;
       if (running >= topP) {
         keep = j + 1;
         break;
@@ -104,6 +121,12 @@ export interface DraftOutcome {
   readonly accepted: boolean;
 }
 
+export interface DraftsOutcome {
+  readonly token: number;
+  /** Index into `drafts` of the accepted draft; −1 when every draft was rejected and the token resampled. */
+  readonly draftIndex: number;
+}
+
 function drawIndex(weights: Float64Array, random: RandomSource): number {
   let total = 0;
   for (let i = 0; i < weights.length; i++) total += weights[i]!;
@@ -118,24 +141,47 @@ function drawIndex(weights: Float64Array, random: RandomSource): number {
   return last;
 }
 
+/**
+ * Recursive rejection over drafts drawn independently from p at one position: draft k is accepted with
+ * probability min(1, r_k(x)/p(x)) where r_0 = q and r_(k+1) = max(0, r_k − p) normalized; when every draft
+ * is rejected the token is drawn from the last residual. Exactly q-distributed when the drafts are
+ * independent draws from p (null: a draw of a token without an id here, which q never takes).
+ */
+export function acceptAmongDrafts(
+  distributions: DraftDistributions,
+  drafts: readonly (number | null)[],
+  random: RandomSource,
+): DraftsOutcome {
+  const { ids, p, q } = distributions;
+  let residual = q;
+  for (let k = 0; k < drafts.length; k++) {
+    const draft = drafts[k]!;
+    const index = draft === null ? -1 : ids.indexOf(draft);
+    if (index >= 0 && p[index]! > 0) {
+      const ratio = residual[index]! / p[index]!;
+      if (ratio >= 1 || random.nextFloat() < ratio) return { token: draft!, draftIndex: k };
+    }
+    const next = new Float64Array(q.length);
+    let mass = 0;
+    for (let i = 0; i < q.length; i++) mass += next[i] = Math.max(0, residual[i]! - p[i]!);
+    // No residual left means residual = p on the candidates: only a draw p could not make (the upstream
+    // sampled outside what it reported) is rejected then; keep the residual as it is.
+    if (mass > 0) {
+      for (let i = 0; i < next.length; i++) next[i]! /= mass;
+      residual = next;
+    }
+  }
+  return { token: ids[drawIndex(residual, random)]!, draftIndex: -1 };
+}
+
 /** Accepts `draft` with probability min(1, q/p), else samples the residual max(0, q − p). */
 export function acceptDraft(
   distributions: DraftDistributions,
   draft: number | null,
   random: RandomSource,
 ): DraftOutcome {
-  const { ids, p, q } = distributions;
-  const index = draft === null ? -1 : ids.indexOf(draft);
-  if (index >= 0 && p[index]! > 0) {
-    const ratio = q[index]! / p[index]!;
-    if (ratio >= 1 || random.nextFloat() < ratio) return { token: draft!, accepted: true };
-  }
-  const residual = new Float64Array(q.length);
-  let mass = 0;
-  for (let i = 0; i < q.length; i++) mass += residual[i] = Math.max(0, q[i]! - p[i]!);
-  // A draft outside the candidates (p truncated) with q = p leaves no residual: fall back to q itself.
-  const chosen = drawIndex(mass > 0 ? residual : q, random);
-  return { token: ids[chosen]!, accepted: false };
+  const outcome = acceptAmongDrafts(distributions, [draft], random);
+  return { token: outcome.token, accepted: outcome.draftIndex === 0 };
 }
 
 /** Samples from q directly (no draft): the path without drafting, one upstream round trip per token. */

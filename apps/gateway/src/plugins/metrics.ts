@@ -18,6 +18,17 @@ export interface GatewayMetrics {
   readonly issuanceFailures: Counter;
   readonly rejected: Counter<'reason'>;
   readonly detections: Counter<'verdict'>;
+  /** Engine-native mode: the live check of the engine's mark over a sliding window of completions. */
+  readonly upstreamMark: UpstreamMarkMetrics;
+}
+
+export interface UpstreamMarkMetrics {
+  /** log10 p of the window's pooled detection under the serving key (the start-up check's until the first). */
+  readonly log10P: Gauge;
+  readonly scoredTokens: Gauge;
+  /** 1 while the window holds enough scored tokens and its verdict is not `watermarked`, else 0. */
+  readonly missing: Gauge;
+  readonly checks: Counter<'verdict'>;
 }
 
 declare module 'fastify' {
@@ -147,6 +158,29 @@ const metricsPlugin: FastifyPluginAsync<MetricsPluginOptions> = async (fastify: 
       labelNames: ['verdict'],
       registers: [registry],
     }),
+    upstreamMark: {
+      log10P: new Gauge({
+        name: 'tracemark_upstream_mark_log10_p',
+        help: "engine-native: log10 p of the serving key's mark in the live check's window of completions",
+        registers: [registry],
+      }),
+      scoredTokens: new Gauge({
+        name: 'tracemark_upstream_mark_scored_tokens',
+        help: "engine-native: tokens scored in the live check's window",
+        registers: [registry],
+      }),
+      missing: new Gauge({
+        name: 'tracemark_upstream_mark_missing',
+        help: "engine-native: 1 when the live check's window has enough tokens and is no longer watermarked",
+        registers: [registry],
+      }),
+      checks: new Counter({
+        name: 'tracemark_upstream_mark_checks_total',
+        help: "engine-native: live checks of the engine's mark by verdict",
+        labelNames: ['verdict'],
+        registers: [registry],
+      }),
+    },
   };
   fastify.decorate('metrics', metrics);
 

@@ -12,7 +12,18 @@ import {
   type WatermarkKey,
   zScore,
 } from '@tracemark/core';
-import { type DocumentResult, InputError, type TextDetector } from '@tracemark/detection';
+import {
+  type AnyDocumentResult,
+  type AnyKeyTextDetector,
+  type AnyWatermarkKey,
+  type DocumentResult,
+  foreignKeyType,
+  foreignLabel,
+  foreignSchemeName,
+  InputError,
+  isForeignKey,
+  type TextDetector,
+} from '@tracemark/detection';
 import {
   type DsseEnvelope,
   type EvidencePredicate,
@@ -66,10 +77,13 @@ export interface IssuanceSummary {
 }
 
 export interface Verification {
-  readonly document: DocumentResult;
+  /** `numGreen` is null when an engine's key without green lists is reported. */
+  readonly document: AnyDocumentResult;
   readonly predicate: EvidencePredicate;
   readonly envelope: DsseEnvelope;
   readonly issuance: IssuanceSummary | null;
+  /** False when an engine's key was tested: the whole text only, no windowed search. */
+  readonly windowSearched: boolean;
   /** What the report says, in one paragraph of plain words. */
   readonly summary: string;
 }
@@ -182,11 +196,15 @@ function formatP(log10P: number): string {
   return `${(10 ** (log10P - exponent)).toFixed(1)}e${exponent}`;
 }
 
-/** The detectors of one verification: the keys tested, plain and windowed (same keys, same α). */
+/**
+ * The detectors of one verification: the keys tested, plain and windowed (same keys, same α). Windowed
+ * search is tracemark's: with an engine's key among the keys, `windowed` is null and the whole text is
+ * tested only (the report says so).
+ */
 export interface VerifyDetectors {
-  readonly keys: readonly WatermarkKey[];
-  readonly plain: TextDetector;
-  readonly windowed: TextDetector;
+  readonly keys: readonly AnyWatermarkKey[];
+  readonly plain: TextDetector | AnyKeyTextDetector;
+  readonly windowed: TextDetector | null;
 }
 
 /**
@@ -195,7 +213,9 @@ export interface VerifyDetectors {
  * long texts (src/work/), so it returns data only.
  */
 export interface VerifyAnalysis {
-  readonly document: DocumentResult;
+  readonly document: AnyDocumentResult;
+  /** False when an engine's key was tested: no windowed search, no per-token statuses. */
+  readonly windowSearched: boolean;
   readonly numTokens: number;
   /** The decoding of `tokens` input; null for text input (the text is the content). */
   readonly decoded: string | null;
@@ -204,8 +224,9 @@ export interface VerifyAnalysis {
   readonly reported: {
     readonly keyId: string;
     readonly scheme: string;
-    readonly contextWidth: number;
-    readonly gamma: number;
+    /** Null for an engine's key (its parameters are in the report's algorithm). */
+    readonly contextWidth: number | null;
+    readonly gamma: number | null;
   };
   readonly tokens: EvidenceTokens;
   readonly segments: readonly EvidenceSegment[];
@@ -216,6 +237,7 @@ export interface VerifyAnalysis {
 export function analyzeVerification(detectors: VerifyDetectors, input: VerifyInput): VerifyAnalysis {
   const { plain, windowed } = detectors;
   const tokenizer = plain.tokenizer;
+  if (tokenizer === null) throw new Error('verification needs a tokenizer tracemark ships');
   const fromTokens = input.tokens !== undefined;
   const ids = fromTokens
     ? Uint32Array.from(input.tokens!)
@@ -225,7 +247,7 @@ export function analyzeVerification(detectors: VerifyDetectors, input: VerifyInp
     ...(input.prompt === undefined ? {} : { prompt: input.prompt as string | number[] }),
   };
   // Validates token ids (InputError → 400) before anything else is computed from them.
-  const document = onClientInput('prompt', () => plain.detectTokens(ids, detectInput));
+  const document: AnyDocumentResult = onClientInput('prompt', () => plain.detectTokens(ids, detectInput));
   if (fromTokens) {
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
@@ -240,6 +262,36 @@ export function analyzeVerification(detectors: VerifyDetectors, input: VerifyInp
   const decoded = fromTokens ? onClientInput('tokens', () => tokenizer.decode(ids)) : null;
   const content = decoded ?? input.text!;
   const normalized = normalizeText(content);
+  const canonical = fromTokens ? onClientInput('tokens', () => tokenizer.encodeFast(content)) : ids;
+  const common = {
+    document,
+    numTokens: ids.length,
+    decoded,
+    sha256: sha256(content),
+    normalizedSha256: sha256(normalized),
+    minhash: minhashSignature(canonical),
+  };
+  if (windowed === null) {
+    // An engine's key: the whole text's statistic only (no statuses, no segments).
+    return {
+      ...common,
+      windowSearched: false,
+      reported: {
+        keyId: document.keyId,
+        scheme: document.scheme ?? 'unknown',
+        contextWidth: null,
+        gamma: null,
+      },
+      tokens: {
+        keyId: document.keyId,
+        numTokens: ids.length,
+        statuses: '',
+        ends: [],
+        truncated: ids.length > 0,
+      },
+      segments: [],
+    };
+  }
   const explained = onClientInput('prompt', () => windowed.explain(ids, detectInput));
   const reported: KeyDetection =
     explained.results.find((result) => result.keyId === document.keyId) ?? explained.results[0]!;
@@ -251,6 +303,9 @@ export function analyzeVerification(detectors: VerifyDetectors, input: VerifyInp
   );
   const segments: EvidenceSegment[] = [];
   const window = reported.window;
+  // A Gumbel key has no green tokens: its window is described by its score (z of a sum of unit
+  // exponentials), and fixed segments, which count green letters, do not apply.
+  const gumbel = reported.score !== undefined;
   if (window !== null && window.length > 0) {
     segments.push({
       kind: 'window',
@@ -258,24 +313,22 @@ export function analyzeVerification(detectors: VerifyDetectors, input: VerifyInp
       endToken: window.endToken + 1,
       numScored: window.length,
       numGreen: window.numGreen,
-      z: zScore(window.numGreen, window.length, gamma),
+      z: gumbel
+        ? ((window.score ?? 0) - window.length) / Math.sqrt(window.length)
+        : zScore(window.numGreen, window.length, gamma),
       log10P: window.log10P,
       log10PCorrected: window.log10PCorrected,
     });
   }
-  segments.push(...fixedSegments(allStatuses, gamma));
-  const canonical = fromTokens ? onClientInput('tokens', () => tokenizer.encodeFast(content)) : ids;
+  if (!gumbel) segments.push(...fixedSegments(allStatuses, gamma));
   return {
-    document,
-    numTokens: ids.length,
-    decoded,
-    sha256: sha256(content),
-    normalizedSha256: sha256(normalized),
+    ...common,
+    windowSearched: true,
     reported: {
       keyId: reported.keyId,
       scheme: reported.scheme,
       contextWidth: reported.contextWidth,
-      gamma,
+      gamma: gumbel ? null : gamma,
     },
     tokens: {
       keyId: reported.keyId,
@@ -285,20 +338,19 @@ export function analyzeVerification(detectors: VerifyDetectors, input: VerifyInp
       truncated: statuses.length < ids.length,
     },
     segments,
-    minhash: minhashSignature(canonical),
   };
 }
 
 /** A key a verification tests, with how a worker finds it again without its secret. */
 export interface TestedKey {
-  readonly key: WatermarkKey;
+  readonly key: AnyWatermarkKey;
   readonly ref: KeyRef;
 }
 
 export interface Verifier {
   verify(input: VerifyInput, requester: ApiKeyRecord): Promise<Verification>;
   /** The watermark keys a verification tests: every registered epoch of the gateway's key. */
-  keys(): Promise<WatermarkKey[]>;
+  keys(): Promise<AnyWatermarkKey[]>;
 }
 
 /** Where the CPU-heavy parts run (inline or on a work thread): the analysis, and signing the report. */
@@ -314,11 +366,13 @@ export function createVerifier(context: GatewayContext, softwareVersion: string,
   const testedKeys = async (): Promise<TestedKey[]> => {
     const seen = new Map<string, TestedKey>();
     for (const epoch of await storage.listWatermarkEpochs()) {
+      // An engine's key has no epochs: only its own registration is tested.
+      if (epoch.keyEpoch !== null && isForeignKey(rootWatermarkKey)) continue;
       const tested: TestedKey =
         epoch.keyEpoch === null
           ? { key: rootWatermarkKey, ref: { kind: 'root' } }
           : {
-              key: deriveSubkey(rootWatermarkKey, `epoch/${epoch.keyEpoch}`),
+              key: deriveSubkey(rootWatermarkKey as WatermarkKey, `epoch/${epoch.keyEpoch}`),
               ref: { kind: 'subkey', label: `epoch/${epoch.keyEpoch}` },
             };
       // Epochs of another key file (the database was shared with one) cannot be tested here.
@@ -406,7 +460,19 @@ export function createVerifier(context: GatewayContext, softwareVersion: string,
     const issuance = found === null ? null : await issuanceMatchOf(found, disclose);
 
     const scheme = reported.scheme;
+    const reportedKey = list.find((key) => key.keyId === document.keyId) ?? list[0]!;
+    const engineKey = isForeignKey(reportedKey) ? reportedKey : null;
     const limitations = [...STANDARD_LIMITATIONS];
+    if (!analysis.windowSearched) {
+      limitations.push(
+        `Windowed search (finding a marked passage inside a longer text) is not supported for ${engineKey === null ? "engines'" : foreignLabel(engineKey)} keys: the whole text was tested as one, so a short marked passage in a long unmarked text may go undetected, and no per-token localization is given.`,
+      );
+    }
+    if (document.numGreen === null) {
+      limitations.push(
+        `${scheme} has no green lists: the detection's numGreen is 0 by the report's format; the evidence is the scheme's score (algorithm.parameters.score) and its exact p-value, and the token statuses mark scored tokens (N) without green or red.`,
+      );
+    }
     if (issuance?.match === 'near-duplicate') {
       limitations.push(
         `The link to the issuance record rests on an estimated similarity of ${found!.similarity.toFixed(3)} (at least ${NEAR_DUPLICATE_THRESHOLD} required): the text shares much of its wording with an issued output, which does not show that every part of it was issued.`,
@@ -439,14 +505,34 @@ export function createVerifier(context: GatewayContext, softwareVersion: string,
       },
       tokenizer: { name: document.tokenizer },
       algorithm: {
-        name: `tracemark-v1/${scheme}`,
+        name: engineKey === null ? `tracemark-v1/${scheme}` : foreignSchemeName(engineKey),
         parameters: {
-          contextWidth: reported.contextWidth,
-          gamma: list[0]!.scheme.gamma,
-          gammaEffective: reported.gamma,
-          delta: list[0]!.scheme.delta,
-          dedup: true,
-          localizationMinWindow: MIN_WINDOW,
+          ...(engineKey === null && reported.gamma === null
+            ? {
+                // A Gumbel key (docs/spec/watermark-gumbel.md): no γ or δ; the evidence is the score.
+                contextWidth: reported.contextWidth!,
+                ...((reportedKey as WatermarkKey).scheme.name === 'dual_gumbel'
+                  ? { alpha: (reportedKey as WatermarkKey).scheme.alpha }
+                  : {}),
+                dedup: true,
+                localizationMinWindow: MIN_WINDOW,
+                score: document.score ?? 0,
+              }
+            : engineKey === null
+              ? {
+                  contextWidth: reported.contextWidth!,
+                  gamma: (reportedKey as WatermarkKey).scheme.gamma,
+                  gammaEffective: reported.gamma!,
+                  delta: (reportedKey as WatermarkKey).scheme.delta,
+                  dedup: true,
+                  localizationMinWindow: MIN_WINDOW,
+                }
+              : {
+                  ...foreignKeyType(engineKey).parameters(engineKey),
+                  dedup: document.dedup ?? 'strict',
+                  windowedSearch: false,
+                  score: document.score ?? 0,
+                }),
           ...(input.prompt === undefined
             ? {}
             : {
@@ -462,7 +548,7 @@ export function createVerifier(context: GatewayContext, softwareVersion: string,
       detection: {
         keyId: document.keyId,
         numScored: document.numScored,
-        numGreen: document.numGreen,
+        numGreen: document.numGreen ?? 0,
         z: document.z,
         log10P: document.log10P,
         log10PCorrected: document.log10PAdjusted,
@@ -472,7 +558,14 @@ export function createVerifier(context: GatewayContext, softwareVersion: string,
         verdict: VERDICTS[document.verdict],
       },
       calibration: calibrationFor(
-        { name: scheme, contextWidth: reported.contextWidth, gamma: list[0]!.scheme.gamma },
+        {
+          name: scheme,
+          contextWidth: reported.contextWidth ?? 0,
+          gamma:
+            engineKey === null && reported.gamma !== null
+              ? (reportedKey as WatermarkKey).scheme.gamma
+              : Number.NaN,
+        },
         document.fpr,
         document.numScored,
       ),
@@ -483,12 +576,16 @@ export function createVerifier(context: GatewayContext, softwareVersion: string,
       tokens: analysis.tokens,
     };
     const envelope = await work.sign(predicate, content);
-    const summary = summarize(predicate, list.length);
+    const summary = summarize(predicate, list.length, {
+      greenLists: document.numGreen !== null,
+      windowSearched: analysis.windowSearched,
+    });
     return {
       document,
       predicate,
       envelope,
       summary,
+      windowSearched: analysis.windowSearched,
       issuance:
         issuance === null
           ? null
@@ -509,7 +606,11 @@ export function createVerifier(context: GatewayContext, softwareVersion: string,
 const entries = (count: number) => `${count} ${count === 1 ? 'entry' : 'entries'}`;
 
 /** The verdict in plain words: the issuance match first, then the watermark. */
-export function summarize(predicate: EvidencePredicate, keysTested: number): string {
+export function summarize(
+  predicate: EvidencePredicate,
+  keysTested: number,
+  options: { readonly greenLists?: boolean; readonly windowSearched?: boolean } = {},
+): string {
   const d = predicate.detection;
   const issuance = predicate.issuance;
   const issued =
@@ -520,11 +621,24 @@ export function summarize(predicate: EvidencePredicate, keysTested: number): str
         : `This text is a near-duplicate of an output issued by this service: issuance record ${issuance.recordId}, entry ${issuance.leafIndex} of the signed issuance log (${entries(issuance.treeSize)}), similarity ${issuance.similarity?.toFixed(2)}.`;
   const keys =
     keysTested === 1 ? 'the watermark key' : `${keysTested} watermark keys (corrected for testing several)`;
-  const mark =
+  const greenLists = options.greenLists !== false;
+  const score = `${d.numScored} scored tokens give ${predicate.algorithm.name}'s score ${Number(predicate.algorithm.parameters.score ?? 0).toFixed(2)}`;
+  const scoreMark =
     d.verdict === 'detected'
+      ? `The watermark is present: ${score}; the chance of this much evidence without the watermark is ${formatP(d.log10PCorrected)} (threshold ${d.alpha}, 1 in ${Math.round(1 / d.alpha).toLocaleString('en-US')}), under ${keys}.`
+      : d.verdict === 'not-detected'
+        ? `The watermark is not present: ${score}, which rules out this service's watermark at its usual strength (tested under ${keys}).`
+        : `The test is inconclusive: ${score}; the chance of this much evidence without the watermark is ${formatP(d.log10PCorrected)}, which does not reach the threshold ${d.alpha} (tested under ${keys}).`;
+  const windowNote =
+    options.windowSearched === false
+      ? " Windowed search is not supported for engines' keys: the whole text was tested as one."
+      : '';
+  const mark = !greenLists
+    ? scoreMark
+    : d.verdict === 'detected'
       ? `The watermark is present: ${d.numGreen} of ${d.numScored} scored tokens are green, where about ${Math.round(d.numScored * Number(predicate.algorithm.parameters.gammaEffective))} would be by chance; the chance of this much evidence without the watermark is ${formatP(d.log10PCorrected)} (threshold ${d.alpha}, 1 in ${Math.round(1 / d.alpha).toLocaleString('en-US')}), under ${keys}.`
       : d.verdict === 'not-detected'
         ? `The watermark is not present: ${d.numGreen} of ${d.numScored} scored tokens are green, which rules out this service's watermark at its usual strength (tested under ${keys}).`
         : `The test is inconclusive: ${d.numScored} scored tokens (${d.numGreen} green) are too few to decide either way (tested under ${keys}).`;
-  return `${issued} ${mark}`;
+  return `${issued} ${mark}${windowNote}`;
 }

@@ -3,6 +3,8 @@
  * endpoints; the completion's stages live in ../completion/ (handle.ts names them in order).
  */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { EngineNativeServices } from '../app.ts';
+import { engineNativeSession } from '../completion/engine-native.ts';
 import { type CompletionStages, createCompletionHandler } from '../completion/handle.ts';
 import { checkWeakeningFields } from '../completion/request.ts';
 import { samplingSession } from '../completion/session.ts';
@@ -18,6 +20,7 @@ import {
 /** The stages of the gateway's own sampler: it marks every token it samples with its key. */
 function samplingStages(fastify: FastifyInstance): CompletionStages {
   const { config, backend, watermarker, keyEpoch } = fastify.gateway;
+  if (watermarker === null) throw new Error('the gateway samples only with a tracemark key');
   return {
     session: samplingSession(backend, watermarker),
     issuance: {
@@ -31,8 +34,42 @@ function samplingStages(fastify: FastifyInstance): CompletionStages {
   };
 }
 
+/**
+ * The stages of engine-native mode: the engine samples and marks, the gateway streams its chunks through,
+ * records each choice, and tests a sample of them in the background (upstream-mark/live-check.ts).
+ */
+function engineNativeStages(fastify: FastifyInstance, engine: EngineNativeServices): CompletionStages {
+  const { config, watermarkKey } = fastify.gateway;
+  const tokenizer = engine.upstream.tokenizer;
+  const gauges = fastify.metrics.upstreamMark;
+  const startup = engine.startupCheck;
+  gauges.log10P.set(startup.log10P);
+  gauges.scoredTokens.set(startup.numScored);
+  gauges.missing.set(0);
+  const live = fastify.gateway.upstreamMarkCheck!;
+  return {
+    session: engineNativeSession({
+      upstream: engine.upstream,
+      tokenizer,
+      onIssued: (tokens) => live.observe(tokens),
+    }),
+    issuance: {
+      tokenizer,
+      watermarkKeyId: watermarkKey.keyId,
+      keyEpoch: null,
+      backendKind: 'engine-native',
+      retainTokens: config.issuanceTokenRetentionDays !== 0,
+    },
+    shaping: { tokenizer, watermarkKeyId: watermarkKey.keyId, keyEpoch: null, watermarker: null },
+  };
+}
+
 const completionsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
-  const handle = createCompletionHandler(fastify, samplingStages(fastify));
+  const engine = fastify.gateway.engineNative;
+  const handle = createCompletionHandler(
+    fastify,
+    engine === null ? samplingStages(fastify) : engineNativeStages(fastify, engine),
+  );
 
   const responses = (schema: object) => ({
     200: {

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { errorResponses, healthResponseSchema } from '../schemas.ts';
 
 const operationsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
-  const { storage, backend, watermarker, startedAt } = fastify.gateway;
+  const { storage, backend, watermarkKey, startedAt } = fastify.gateway;
 
   fastify.get(
     '/healthz',
@@ -26,7 +26,7 @@ const operationsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =>
         storageOk,
         backend: backend.kind,
         model: String(description.model ?? ''),
-        watermarkKeyId: watermarker.keyId,
+        watermarkKeyId: watermarkKey.keyId,
         uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       });
     },

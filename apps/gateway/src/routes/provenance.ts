@@ -15,6 +15,7 @@ import {
   errorResponses,
   inclusionQuerySchema,
   inclusionResponseSchema,
+  type JsonSchema,
   publicKeysResponseSchema,
   verifyRequestSchema,
   verifyResponseSchema,
@@ -22,6 +23,35 @@ import {
 import type { StoredCheckpoint } from '../storage/types.ts';
 
 const logSchema = { tags: ['provenance'] };
+
+/**
+ * verifyResponseSchema with what an engine's key adds: `numGreen` null for schemes without green lists,
+ * the scheme and its score, and whether a windowed search ran (never for engines' keys).
+ */
+const verifyProperties = verifyResponseSchema.properties as Record<string, Record<string, unknown>>;
+const detectionSchema = verifyProperties.detection!;
+export const anyKeyVerifyResponseSchema: JsonSchema = {
+  ...verifyResponseSchema,
+  properties: {
+    ...verifyProperties,
+    detection: {
+      ...detectionSchema,
+      properties: {
+        ...(detectionSchema.properties as Record<string, unknown>),
+        numGreen: { type: ['integer', 'null'], description: 'null for schemes without green lists' },
+        scheme: {
+          type: 'string',
+          description: "the reported key's scheme (tracemark:lefthash, vllm:gumbel, …)",
+        },
+        score: { type: 'number', description: "engines' keys: the scheme's test statistic" },
+        windowSearched: {
+          type: 'boolean',
+          description: "false for engines' keys: windowed search is not supported, the whole text was tested",
+        },
+      },
+    },
+  },
+};
 /** Consistency proofs kept in memory (each a few hundred bytes). */
 const CONSISTENCY_CACHE_SIZE = 1024;
 
@@ -90,10 +120,10 @@ const provenanceRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =>
         ...logSchema,
         summary: 'Verify a text: issuance match, watermark detection and a signed evidence report',
         description:
-          'Send exactly one of "text" or "tokens". The text is matched against issued outputs (exactly, then as a near-duplicate), tested for the watermark under every key epoch of this gateway (Holm-corrected; the numbers of `tracemark detect --json`), and the result is signed as a DSSE envelope carrying an in-toto Statement (predicate https://tracemark.dev/evidence/v1).',
+          'Send exactly one of "text" or "tokens". The text is matched against issued outputs (exactly, then as a near-duplicate), tested for the watermark under every key epoch of this gateway (Holm-corrected; the numbers of `tracemark detect --json`; an engine\'s key in engine-native mode is tested on the whole text, without windowed search, and the summary says so), and the result is signed as a DSSE envelope carrying an in-toto Statement (predicate https://tracemark.dev/evidence/v1).',
         security: [{ bearerAuth: [] }],
         body: verifyRequestSchema,
-        response: { 200: verifyResponseSchema, ...errorResponses() },
+        response: { 200: anyKeyVerifyResponseSchema, ...errorResponses() },
       },
     },
     async (request) => {
@@ -122,6 +152,9 @@ const provenanceRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =>
           log10PAdjusted: d.log10PAdjusted,
           keysTested: d.keysTested,
           fpr: d.fpr,
+          scheme: result.predicate.algorithm.name,
+          ...(d.score === undefined ? {} : { score: d.score }),
+          windowSearched: result.windowSearched,
         },
         issuance: result.issuance,
         report: result.envelope,

@@ -3,7 +3,7 @@
  * (@tracemark/extraction, the library behind `tracemark scan`) under the gateway's watermark key, with every
  * fake key's p-value so that a client can plot the calibration. Larger corpora belong to `tracemark scan`.
  */
-import { DEFAULT_FAKE_KEY_SEED, DEFAULT_FAKE_KEYS } from '@tracemark/extraction';
+import { DEFAULT_FAKE_KEY_SEED, DEFAULT_FAKE_KEYS, isForeignKeyScan } from '@tracemark/extraction';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { GatewayError } from '../errors.ts';
 import { errorResponses, type JsonSchema } from '../schemas.ts';
@@ -178,6 +178,61 @@ const keyScanSchema = {
   },
 };
 
+/** An engine's key's corpus-wide test (`ForeignKeyScan` of @tracemark/extraction): an exact null, no fake keys. */
+const foreignKeyScanSchema = {
+  type: 'object',
+  required: [
+    'keyId',
+    'family',
+    'label',
+    'scheme',
+    'parameters',
+    'nullDistribution',
+    'numScored',
+    'score',
+    'log10P',
+    'log10PAdjusted',
+    'verdict',
+    'reason',
+  ],
+  properties: {
+    keyId: string,
+    family: string,
+    label: string,
+    scheme: string,
+    parameters: { type: 'object', additionalProperties: { type: ['string', 'number', 'boolean'] } },
+    nullDistribution: string,
+    numUnits: integer,
+    numRepeated: integer,
+    numExcludedByPrompt: integer,
+    numScored: integer,
+    score: number,
+    numGreen: { type: ['integer', 'null'] },
+    greenFraction: { type: ['number', 'null'] },
+    z: { type: ['number', 'null'] },
+    log10P: number,
+    log10PAdjusted: number,
+    calibration: { type: 'null' },
+    doseUpperBound: { type: ['number', 'null'] },
+    verdict: { type: 'string', enum: ['radioactive', 'not_radioactive', 'insufficient'] },
+    reason: string,
+    topDocuments: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          document: integer,
+          source: string,
+          numScored: integer,
+          score: number,
+          log10P: number,
+          log10PCorrected: number,
+        },
+      },
+    },
+  },
+};
+
 export const scanResponseSchema: JsonSchema = {
   type: 'object',
   required: [
@@ -204,7 +259,12 @@ export const scanResponseSchema: JsonSchema = {
     numTokens: integer,
     numPromptTokens: integer,
     fakeKeys: { type: 'object', required: ['count', 'seed'], properties: { count: integer, seed: string } },
-    keys: { type: 'array', items: keyScanSchema },
+    keys: {
+      type: 'array',
+      description:
+        "One entry per key: tracemark's (with fake-key calibration) or, in engine-native mode, the engine's.",
+      items: { anyOf: [keyScanSchema, foreignKeyScanSchema] },
+    },
   },
 };
 
@@ -266,7 +326,9 @@ const scanRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
         return {
           object: 'tracemark.scan',
           ...report,
-          keys: report.keys.map((scan) => ({ ...scan, fakeKeyLog10P, fakeKeyRandomizedP })),
+          keys: report.keys.map((scan) =>
+            isForeignKeyScan(scan) ? scan : { ...scan, fakeKeyLog10P, fakeKeyRandomizedP },
+          ),
         };
       } finally {
         running--;

@@ -3,7 +3,8 @@ import type { NodeRef } from '@tracemark/provenance';
 import type { ApiKeyRecord } from '../api-keys.ts';
 
 export type Endpoint = 'chat.completions' | 'completions';
-export type BackendKind = 'embedded' | 'upstream';
+/** Who produced the output: the embedded model, an upstream driven token by token, or an engine that marks natively. */
+export type BackendKind = 'embedded' | 'upstream' | 'engine-native';
 
 /** One issued output (one choice of one completion), as it is recorded before it is returned. */
 export interface IssuanceInput {

@@ -12,16 +12,31 @@ import {
   type SchemeParams,
   type WatermarkKey,
 } from '@tracemark/core';
-import { createTextDetector, type DocumentResult, InputError, type TextDetector } from '@tracemark/detection';
 import {
+  type AnyDocumentResult,
+  type AnyKeyTextDetector,
+  type AnyWatermarkKey,
+  createTextDetector,
+  type ForeignWatermarkKey,
+  foreignKeyType,
+  foreignLabel,
+  InputError,
+  isForeignKey,
+  parseAnyKeyFile,
+  type TextDetector,
+} from '@tracemark/detection';
+import {
+  type AnyScanReport,
   DEFAULT_FAKE_KEY_SEED,
   DEFAULT_FAKE_KEYS,
+  DEFAULT_SCAN_ALPHA,
   type FakeKeyCounts,
+  type ForeignScanKey,
   fakeKeyPValues,
   runFakeKeyJob,
   type ScanDocument,
-  type ScanReport,
   scanCorpus,
+  scanCorpusAnyKeys,
 } from '@tracemark/extraction';
 import {
   type DsseEnvelope,
@@ -34,30 +49,45 @@ import type { Tokenizer } from '@tracemark/tokenizers';
 import { clientInputParam, type GatewayErrorCode, onClientInput, unprocessableMessage } from '../errors.ts';
 import { analyzeVerification, type VerifyAnalysis, type VerifyInput } from '../provenance/verify.ts';
 
-/** A watermark key as it crosses to a worker: the secret travels once, in `workerData`, never in a task. */
-export interface KeyMaterial {
-  readonly keyId: string;
-  readonly secret: Uint8Array;
-  readonly scheme: { readonly name: SchemeName; contextWidth: number; gamma: number; delta: number };
-  readonly tokenizer: string;
-}
+/**
+ * A watermark key as it crosses to a worker: the secret travels once, in `workerData`, never in a task. An
+ * engine's key travels as its key file's text (UTF-8, in `secret`, which the worker wipes after reading).
+ */
+export type KeyMaterial =
+  | {
+      readonly kind: 'tracemark';
+      readonly keyId: string;
+      readonly secret: Uint8Array;
+      readonly scheme: { readonly name: SchemeName; contextWidth: number; gamma: number; delta: number };
+      readonly tokenizer: string;
+    }
+  | { readonly kind: 'engine'; readonly keyId: string; readonly secret: Uint8Array };
 
-export function keyMaterialOf(key: WatermarkKey): KeyMaterial {
-  const { name, contextWidth, gamma, delta } = key.scheme;
+export function keyMaterialOf(key: AnyWatermarkKey): KeyMaterial {
+  if (isForeignKey(key)) {
+    const text = foreignKeyType(key).serialize(key);
+    return { kind: 'engine', keyId: key.keyId, secret: new TextEncoder().encode(text) };
+  }
+  const tracemarkKey = key as WatermarkKey;
+  const { name, contextWidth, gamma, delta } = tracemarkKey.scheme;
   return {
-    keyId: key.keyId,
-    secret: Uint8Array.from(key.secret),
+    kind: 'tracemark',
+    keyId: tracemarkKey.keyId,
+    secret: Uint8Array.from(tracemarkKey.secret),
     scheme: { name, contextWidth, gamma, delta },
-    tokenizer: key.tokenizer,
+    tokenizer: tracemarkKey.tokenizer,
   };
 }
 
-export function keyFromMaterial(material: KeyMaterial): WatermarkKey {
-  const key = createWatermarkKey({
-    secret: material.secret,
-    scheme: material.scheme as SchemeParams,
-    tokenizer: material.tokenizer,
-  });
+export function keyFromMaterial(material: KeyMaterial): AnyWatermarkKey {
+  const key =
+    material.kind === 'engine'
+      ? parseAnyKeyFile(new TextDecoder().decode(material.secret), 'key material')
+      : createWatermarkKey({
+          secret: material.secret,
+          scheme: material.scheme as SchemeParams,
+          tokenizer: material.tokenizer,
+        });
   if (key.keyId !== material.keyId) throw new Error(`key material of ${material.keyId} rebuilt another key`);
   return key;
 }
@@ -80,12 +110,12 @@ export function signingKeyFromMaterial(material: SigningKeyMaterial): SigningKey
 }
 
 /**
- * The keys the work uses: the serving key, the key file's key from which epoch sub-keys derive, and the
- * key that signs evidence reports.
+ * The keys the work uses: the serving key, the key file's key from which epoch sub-keys derive (an
+ * engine's key has none: it is its own root), and the key that signs evidence reports.
  */
 export interface WorkKeys {
-  readonly watermarkKey: WatermarkKey;
-  readonly rootWatermarkKey: WatermarkKey;
+  readonly watermarkKey: AnyWatermarkKey;
+  readonly rootWatermarkKey: AnyWatermarkKey;
   readonly logSigningKey: SigningKey;
 }
 
@@ -123,7 +153,7 @@ export type WorkTask =
   | { readonly kind: 'sign'; readonly predicate: EvidencePredicate; readonly text: string }
   | ScanTask;
 
-export interface ScanResult extends ScanReport {
+export interface ScanResult extends AnyScanReport {
   readonly fakeKeyLog10P: readonly number[];
   readonly fakeKeyRandomizedP: readonly number[];
 }
@@ -131,7 +161,7 @@ export interface ScanResult extends ScanReport {
 /** What each task kind answers. */
 export interface WorkValues {
   readonly encode: Uint32Array;
-  readonly detect: DocumentResult;
+  readonly detect: AnyDocumentResult;
   readonly verify: VerifyAnalysis;
   readonly sign: DsseEnvelope;
   readonly scan: ScanResult;
@@ -172,17 +202,43 @@ export function workSize(task: WorkTask): number {
 export interface WorkContext {
   readonly keys: WorkKeys;
   readonly tokenizer: Tokenizer;
-  /** The detector for the serving key (cached per option set). */
-  detector(options: { fpr?: number; window: boolean }): TextDetector;
+  /**
+   * The detector for the serving key (cached per option set). An engine's key gives an AnyKeyTextDetector,
+   * which refuses `window` (InputError TM_ERR_USAGE).
+   */
+  detector(options: { fpr?: number; window: boolean }): TextDetector | AnyKeyTextDetector;
   run(task: WorkTask): Promise<WorkOutcome>;
 }
 
+/** The detectors of a verification; `windowed` is null when an engine's key is among the keys. */
+interface VerifyPair {
+  readonly plain: TextDetector | AnyKeyTextDetector;
+  readonly windowed: TextDetector | null;
+}
+
+/** An engine's key in a scan; its family must pool units over a corpus (`units` and `tail`). */
+function foreignScanKey(key: ForeignWatermarkKey, alpha: number): ForeignScanKey {
+  const family = foreignKeyType(key);
+  const scorer = family.createScorer(key, alpha);
+  if (typeof scorer.units !== 'function' || typeof scorer.tail !== 'function') {
+    throw new InputError(
+      'TM_ERR_UNSUPPORTED_KEY',
+      `scans do not support ${foreignLabel(key)} keys yet (key ${key.keyId})`,
+    );
+  }
+  return {
+    scorer: scorer as ForeignScanKey['scorer'],
+    label: family.label,
+    parameters: family.parameters(key),
+  };
+}
+
 export function createWorkContext(keys: WorkKeys): WorkContext {
-  const detectors = new Map<string, TextDetector>();
-  const verifyDetectors = new Map<string, { plain: TextDetector; windowed: TextDetector }>();
+  const detectors = new Map<string, TextDetector | AnyKeyTextDetector>();
+  const verifyDetectors = new Map<string, VerifyPair>();
   const subkeys = new Map<string, WatermarkKey>();
 
-  const detector = (options: { fpr?: number; window: boolean }): TextDetector => {
+  const detector = (options: { fpr?: number; window: boolean }): TextDetector | AnyKeyTextDetector => {
     const cacheKey = `${options.fpr ?? ''}/${options.window}`;
     let found = detectors.get(cacheKey);
     if (found === undefined) {
@@ -196,12 +252,14 @@ export function createWorkContext(keys: WorkKeys): WorkContext {
     return found;
   };
 
-  const keyOf = (ref: KeyRef): WatermarkKey => {
+  const keyOf = (ref: KeyRef): AnyWatermarkKey => {
     if (ref.kind === 'current') return keys.watermarkKey;
     if (ref.kind === 'root') return keys.rootWatermarkKey;
+    const root = keys.rootWatermarkKey;
+    if (isForeignKey(root)) throw new Error(`an engine's key (${root.keyId}) has no sub-keys`);
     let key = subkeys.get(ref.label);
     if (key === undefined) {
-      key = deriveSubkey(keys.rootWatermarkKey, ref.label);
+      key = deriveSubkey(root as WatermarkKey, ref.label);
       if (subkeys.size < 256) subkeys.set(ref.label, key);
     }
     return key;
@@ -212,16 +270,26 @@ export function createWorkContext(keys: WorkKeys): WorkContext {
     const cacheKey = `${fpr}/${list.map((key) => key.keyId).join(',')}`;
     let pair = verifyDetectors.get(cacheKey);
     if (pair === undefined) {
+      // Windowed search is tracemark's (spec §5.3): engines' keys are tested on the whole text only.
+      const tracemarkOnly = !list.some(isForeignKey);
       pair = {
         plain: createTextDetector({ keys: list, fpr }),
-        windowed: createTextDetector({ keys: list, fpr, window: true }),
+        windowed: tracemarkOnly
+          ? createTextDetector({ keys: list as WatermarkKey[], fpr, window: true })
+          : null,
       };
       if (verifyDetectors.size < 32) verifyDetectors.set(cacheKey, pair);
     }
     return { list, ...pair };
   };
 
-  const tokenizer = detector({ window: false }).tokenizer;
+  const servingTokenizer = detector({ window: false }).tokenizer;
+  if (servingTokenizer === null) {
+    throw new Error(
+      `the serving key ${keys.watermarkKey.keyId} is bound to a tokenizer tracemark does not ship`,
+    );
+  }
+  const tokenizer: Tokenizer = servingTokenizer;
 
   const scan = async (task: ScanTask): Promise<ScanResult> => {
     const documents: ScanDocument[] = task.documents.map((document, index) => ({
@@ -233,11 +301,24 @@ export function createWorkContext(keys: WorkKeys): WorkContext {
           }),
       source: document.source ?? `document ${index + 1}`,
     }));
-    const fakeKeyResults: FakeKeyCounts[] = [];
     const seed = task.fakeKeySeed ?? DEFAULT_FAKE_KEY_SEED;
+    const servingKey = keys.watermarkKey;
+    if (isForeignKey(servingKey)) {
+      // An engine's key: the exact null of its score, no fake keys (@tracemark/extraction foreign-scan.ts).
+      const report = await scanCorpusAnyKeys({
+        documents,
+        keys: [foreignScanKey(servingKey, task.alpha ?? DEFAULT_SCAN_ALPHA)],
+        specialTokenIds: tokenizer.specialTokenIds,
+        fakeKeySeed: seed,
+        ...(task.alpha === undefined ? {} : { alpha: task.alpha }),
+      });
+      return { ...report, fakeKeyLog10P: [], fakeKeyRandomizedP: [] };
+    }
+    const fakeKeyResults: FakeKeyCounts[] = [];
+    const tracemarkKey = servingKey as WatermarkKey;
     const report = await scanCorpus({
       documents,
-      keys: [keys.watermarkKey],
+      keys: [tracemarkKey],
       specialTokenIds: tokenizer.specialTokenIds,
       fakeKeys: task.fakeKeys ?? DEFAULT_FAKE_KEYS,
       fakeKeySeed: seed,
@@ -249,7 +330,7 @@ export function createWorkContext(keys: WorkKeys): WorkContext {
       },
     });
     // One key, so every fake-key job belongs to its calibration.
-    const fake = fakeKeyPValues(fakeKeyResults, keys.watermarkKey.scheme.gammaEffective, seed);
+    const fake = fakeKeyPValues(fakeKeyResults, tracemarkKey.scheme.gammaEffective, seed);
     return { ...report, fakeKeyLog10P: fake.log10P, fakeKeyRandomizedP: fake.randomized };
   };
 
@@ -267,7 +348,7 @@ export function createWorkContext(keys: WorkKeys): WorkContext {
           ...(task.prompt === undefined ? {} : { prompt: task.prompt as string | number[] }),
         };
         if (task.text !== undefined) {
-          const ids = onClientInput('text', () => found.tokenizer.encodeFast(task.text!));
+          const ids = onClientInput('text', () => tokenizer.encodeFast(task.text!));
           return onClientInput('prompt', () => found.detectTokens(ids, input));
         }
         return onClientInput('prompt', () => found.detectTokens(task.tokens!, input));

@@ -239,6 +239,32 @@ describe('SynthID statistics', () => {
   });
 });
 
+describe('SynthID effective layers', () => {
+  it('lists the first layer of each group of keys that read the same entries; the score sums them', () => {
+    const S = 65536n;
+    // Layers 2 and 4 repeat layers 0 and 1 modulo the table size; layer 3 is new.
+    const keys = [123456789n, -5n, 123456789n + 7n * S, 42n, -5n - S];
+    const detector = createSynthidDetector({ keys, ngramLen: 3, vocabSize: 500 });
+    expect(detector.effectiveLayers).toEqual([0, 1, 3]);
+    expect(Object.isFrozen(detector.effectiveLayers)).toBe(true);
+    const rng = createRandom(5);
+    const tokens = Array.from({ length: 300 }, () => rng.nextUint32() % 500);
+    const detection = detector.detect(tokens, { dedup: 'none' });
+    expect(detection.effectiveDepth).toBe(3);
+    let score = 0;
+    for (const position of detector.scoreTokens(tokens)) {
+      for (const layer of detector.effectiveLayers) score += position.gValues[layer]!;
+      // Grouped layers carry the same bits.
+      expect(position.gValues[2]).toBe(position.gValues[0]);
+      expect(position.gValues[4]).toBe(position.gValues[1]);
+    }
+    expect(detection.score).toBe(score);
+    // A table size that is not a power of two groups only equal keys.
+    const odd = createSynthidDetector({ keys, ngramLen: 3, samplingTableSize: 1000 });
+    expect(odd.effectiveLayers).toEqual([0, 1, 2, 3, 4]);
+  });
+});
+
 describe('SynthID invalid input', () => {
   const SECRET = 987654321987n;
   const params: SynthidParams = { keys: [SECRET, 5], ngramLen: 3, vocabSize: 100 };

@@ -582,6 +582,11 @@ export interface SynthidDetector {
   readonly nullProbability: number;
   /** Layer weights of the weighted mean (sum depth). */
   readonly weights: readonly number[];
+  /**
+   * The layers the tests count, in key order: the first of each group of keys that select the same
+   * table entries (spec §6.4). A position's binomial score is the sum of its g-values at these layers.
+   */
+  readonly effectiveLayers: readonly number[];
   /** Every scorable position (ngramLen − 1 onwards) with its g-values and transformers' masks. */
   scoreTokens(tokenIds: ArrayLike<number>): SynthidPositionScore[];
   detect(tokenIds: ArrayLike<number>, options?: SynthidDetectOptions): SynthidDetection;
@@ -717,6 +722,7 @@ export function createSynthidDetector(params: SynthidParams): SynthidDetector {
     params: prepared.params,
     nullProbability,
     weights,
+    effectiveLayers: Object.freeze([...firstLayerOf]),
     scoreTokens(tokenIds: ArrayLike<number>): SynthidPositionScore[] {
       return scoreAll(toTokenArray(tokenIds, prepared.tokenLimit)).map((s) =>
         Object.freeze({ ...s, context: Object.freeze(s.context), gValues: Object.freeze(s.gValues) }),

@@ -1,0 +1,132 @@
+/**
+ * Radioactivity scans with tracemark's Gumbel-max keys (`gumbel`, `dual_gumbel`,
+ * docs/spec/watermark-gumbel.md). These keys have no green list, so the green-count scan of scan.ts
+ * cannot score them; they take the corpus-wide test of foreign-scan.ts instead, with this scorer.
+ *
+ * Units. A unit is a scored position's (context seed, token) pair, the spec's dedup key (§2, §5.1):
+ * the seed is the LeftHash seed of the h preceding tokens under the key's K_context, the value the
+ * token's score −ln(1 − u_A), or (1 − α)(−ln(1 − u_A)) + α(−ln(1 − u_B)) for `dual_gumbel`. A
+ * completion continues its prompt, as in `detect` (spec §6): the prompt's last tokens seed the
+ * completion's first positions, and the prompt positions' own pairs are excluded corpus-wide (a pair
+ * copied from a prompt is not evidence of training). The corpus test counts each distinct pair once,
+ * where it first occurs, so S is the sum of n independent per-unit scores under the null.
+ *
+ * Tail. Under the null (a corpus made without the key) distinct (seed, token) pairs have independent
+ * uniforms (random-oracle model), each score is Exp(1) (rounded down, which only lowers it,
+ * watermark-gumbel §3.1), and P[S ≥ s] is the Gamma(n, 1) tail Q(n, s), or the exact weighted-Gamma
+ * tail for `dual_gumbel` (core `gumbelLog10PValue`, finite far below 1e−308). The null is exact, so
+ * the scan runs no fake keys for these keys (as for engines' keys): the report says so
+ * (`calibration: null`, `nullDistribution`). A windowed passage search and the supervised filter
+ * (issued windows) are green-list features: scans with Gumbel keys refuse the filter and report
+ * documents, not passages.
+ */
+import {
+  createWatermarker,
+  gumbelLog10PValue,
+  isGumbelScheme,
+  type Watermarker,
+  type WatermarkKey,
+} from '@tracemark/core';
+import type { CorpusScorer, ForeignScanKey } from './foreign-scan.ts';
+
+/** The `kind` a tracemark Gumbel key's corpus scorer reports (reports name the family by it). */
+export const TRACEMARK_KEY_KIND = 'tracemark';
+
+/** True for a tracemark key of the Gumbel family (`gumbel`, `dual_gumbel`). */
+export function isGumbelKey(key: WatermarkKey): boolean {
+  return isGumbelScheme(key.scheme);
+}
+
+interface Units {
+  readonly keys: readonly string[];
+  readonly values: Float64Array;
+}
+
+/** The units of positions [from, to) of `sequence` (all eligible positions, in order). */
+function unitsOf(watermarker: Watermarker, sequence: ArrayLike<number>, from: number, to: number): Units {
+  const keys: string[] = [];
+  const values: number[] = [];
+  const seed = new Uint32Array(2);
+  for (let i = from; i < to; i++) {
+    if (!watermarker.seedAt(sequence, i, seed)) continue;
+    const token = sequence[i]!;
+    const high = seed[0]!;
+    const low = seed[1]!;
+    // (seed, token): the spec's dedup key; equal pairs are the same trial under this key.
+    keys.push(`${high.toString(36)}.${low.toString(36)}.${token.toString(36)}`);
+    values.push(watermarker.tokenScore(high, low, token));
+  }
+  return { keys, values: Float64Array.from(values) };
+}
+
+function checkIds(ids: ArrayLike<number>, name: string): void {
+  if (ids === null || typeof ids !== 'object' || typeof ids.length !== 'number') {
+    throw new TypeError(`${name}: expected an array of token ids`);
+  }
+  if (ids instanceof Uint32Array) return;
+  for (let i = 0; i < ids.length; i++) {
+    const t = ids[i];
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 0xffffffff) {
+      throw new RangeError(`${name}[${i}]: ${String(t)} is not a token id`);
+    }
+  }
+}
+
+/**
+ * The corpus scorer of a tracemark Gumbel key: units keyed by (context seed, token), valued by the
+ * token's score, and the exact tail. `specialTokenIds` are the tokenizer's (never scored, they break
+ * windows, spec §6). Throws TypeError for a green-list key.
+ */
+export function createGumbelCorpusScorer(key: WatermarkKey, specialTokenIds: Iterable<number>): CorpusScorer {
+  if (!isGumbelKey(key)) {
+    throw new TypeError(
+      `key ${key.keyId}: ${key.scheme.name} is a green-list scheme; its scan is scanCorpus (green counts, fake keys)`,
+    );
+  }
+  const watermarker = createWatermarker(key, { specialTokenIds });
+  const scheme = key.scheme;
+  const nullDistribution =
+    scheme.name === 'dual_gumbel'
+      ? `exact: the score of n distinct (seed, token) pairs is (1 − α)X + αY with X, Y ~ Gamma(n, 1) independent, α = ${scheme.alpha} (each unit (1 − α)E_A + αE_B, E ~ Exp(1)); its tail is a negative-binomial mixture of Gamma tails (watermark-gumbel §5.2)`
+      : 'exact: the score of n distinct (seed, token) pairs is Gamma(n, 1) (each unit −ln(1 − u) ~ Exp(1)), p = Q(n, S) (watermark-gumbel §5.2)';
+  return Object.freeze({
+    key: Object.freeze({ keyId: key.keyId, kind: TRACEMARK_KEY_KIND, tokenizer: key.tokenizer }),
+    schemeName: scheme.name,
+    nullGreenProbability: null,
+    // Under the mark the score depends on the model's entropy, which no key parameter bounds.
+    verdictOptions: Object.freeze({ alternative: null }),
+    nullDistribution,
+    units(ids: ArrayLike<number>): Units {
+      checkIds(ids, 'tokens');
+      return unitsOf(watermarker, ids, 0, ids.length);
+    },
+    unitsInContext(ids: ArrayLike<number>, prompt: ArrayLike<number>) {
+      checkIds(ids, 'tokens');
+      checkIds(prompt, 'prompt');
+      const sequence = new Uint32Array(prompt.length + ids.length);
+      for (let i = 0; i < prompt.length; i++) sequence[i] = prompt[i]!;
+      for (let i = 0; i < ids.length; i++) sequence[prompt.length + i] = ids[i]!;
+      return {
+        completion: unitsOf(watermarker, sequence, prompt.length, sequence.length),
+        prompt: unitsOf(watermarker, sequence, 0, prompt.length).keys,
+      };
+    },
+    tail(score: number, count: number): number {
+      return gumbelLog10PValue(scheme, count, Math.max(0, score));
+    },
+  });
+}
+
+/** A tracemark Gumbel key as the corpus-wide test takes it (scanCorpusAnyKeys routes them here). */
+export function gumbelScanKey(key: WatermarkKey, specialTokenIds: Iterable<number>): ForeignScanKey {
+  const scheme = key.scheme;
+  return {
+    scorer: createGumbelCorpusScorer(key, specialTokenIds),
+    label: 'tracemark',
+    parameters: {
+      scheme: scheme.name,
+      contextWidth: scheme.contextWidth,
+      ...(scheme.name === 'dual_gumbel' ? { alpha: scheme.alpha } : {}),
+    },
+  };
+}
