@@ -137,7 +137,7 @@ describe('an engine that marks with a tracemark key', () => {
     expect(verified.json.detection.windowSearched).toBe(true);
     const record = await gateway.call('GET', `/v1/admin/issuance/${verified.json.issuance.recordId}`);
     expect(record.json).toMatchObject({
-      backend: 'upstream',
+      backend: 'engine-native',
       model: 'engine-model',
       watermarkKeyId: tracemarkKey.keyId,
       numTokens: tokenizer.encode(text).length,
@@ -385,9 +385,12 @@ describe('an engine that marks with its own scheme (vLLM gumbel)', () => {
       numGreen: null,
     });
     expect(detected.json.score).toBeGreaterThan(0);
+    // Windowed search under an engine's key: the same windows over its scored units, Bonferroni-corrected.
     const windowed = await gateway.call('POST', '/v1/detect', { text, window: true });
-    expect(windowed.status).toBe(400);
-    expect(windowed.json.error).toMatchObject({ code: 'TM_ERR_UNSUPPORTED_PARAMETER', param: 'window' });
+    expect(windowed.status, windowed.text).toBe(200);
+    expect(windowed.json.verdict).toBe('watermarked');
+    expect(windowed.json.window.windowsSearched).toBeGreaterThanOrEqual(1);
+    expect(windowed.json.log10PAdjusted).toBe(windowed.json.window.log10PCorrected);
 
     const verified = await gateway.call('POST', '/v1/verify', { text });
     expect(verified.status, verified.text).toBe(200);

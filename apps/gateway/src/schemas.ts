@@ -100,6 +100,62 @@ export const chatRequestSchema: JsonSchema = {
   },
 };
 
+/** POST /v1/responses (the OpenAI Responses API): text input and output, streamed or not. */
+export const responsesRequestSchema: JsonSchema = {
+  type: 'object',
+  required: ['model', 'input'],
+  properties: {
+    model: samplingProperties.model,
+    input: {
+      anyOf: [
+        { type: 'string' },
+        {
+          type: 'array',
+          minItems: 1,
+          maxItems: 2048,
+          items: {
+            type: 'object',
+            required: ['role'],
+            properties: {
+              type: string,
+              role: { type: 'string', enum: ['system', 'developer', 'user', 'assistant'] },
+              content: { anyOf: [string, { type: 'array', maxItems: 256, items: textPart }] },
+            },
+          },
+        },
+      ],
+    },
+    instructions: nullable({ type: 'string' }),
+    max_output_tokens: nullable({ type: 'integer', minimum: 1 }),
+    temperature: samplingProperties.temperature,
+    top_p: samplingProperties.top_p,
+    stream: samplingProperties.stream,
+    user: samplingProperties.user,
+    store: nullable(boolean),
+    metadata: nullable({ type: 'object' }),
+    previous_response_id: nullable(string),
+    tools: nullable({ type: 'array' }),
+    text: nullable({ type: 'object' }),
+  },
+};
+
+/** The non-streamed Responses API body (the fields this gateway fills). */
+export const responsesResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['id', 'object', 'created_at', 'status', 'model', 'output', 'usage'],
+  properties: {
+    id: string,
+    object: { type: 'string', enum: ['response'] },
+    created_at: integer,
+    status: string,
+    model: string,
+    output: { type: 'array', items: { type: 'object', additionalProperties: true } },
+    output_text: string,
+    usage: { type: 'object', additionalProperties: true },
+    tracemark: { type: 'object', additionalProperties: true },
+  },
+};
+
 export const completionRequestSchema: JsonSchema = {
   type: 'object',
   required: ['model', 'prompt'],
@@ -316,7 +372,7 @@ const windowSchema = nullable({
     tapeStart: integer,
     length: integer,
     numGreen: integer,
-    score: { ...number, description: 'Keys without green lists: the best window\'s score sum' },
+    score: { ...number, description: "Keys without green lists: the best window's score sum" },
     log10P: number,
     windowsSearched: integer,
     log10PCorrected: number,
@@ -332,7 +388,10 @@ const keyResultProperties = {
   z: number,
   log10P: number,
   log10PAdjusted: number,
-  scheme: { ...string, description: 'Keys other than green-list tracemark keys: the scheme (gumbel, vllm:gumbel, …)' },
+  scheme: {
+    ...string,
+    description: 'Keys other than green-list tracemark keys: the scheme (gumbel, vllm:gumbel, …)',
+  },
   score: { ...number, description: 'Keys without green lists: the score S of their scheme' },
   peerLog10P: { ...nullable(number), description: "Engines' keys: the engine's own p-value formula, log10" },
   dedup: { type: 'string', enum: ['none', 'context', 'strict'] },

@@ -69,7 +69,10 @@ export function createCompletionHandler(
   ): Promise<FastifyReply> => {
     const prepared = await prepare(endpoint, request.body as Body, request);
     const settle = await reserveQuota(fastify, request, prepared);
-    const completionId = `${endpoint === 'chat.completions' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`;
+    const completionId =
+      endpoint === 'responses'
+        ? `resp_${randomBytes(12).toString('hex')}`
+        : `${endpoint === 'chat.completions' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`;
     const created = Math.floor(Date.now() / 1000);
     const life = completionLifetime(active, config.completionTimeoutMs, reply);
     const tasks = choiceTasks(prepared);
@@ -132,6 +135,45 @@ export function createCompletionHandler(
     const object = endpoint === 'chat.completions' ? 'chat.completion.chunk' : 'text_completion';
     const chunk = (choice: Record<string, unknown>) =>
       events.event({ ...common, object, choices: [choice], ...usageField });
+    // The Responses API streams typed events (`event: NAME`), numbered, and no `[DONE]`.
+    const responses = endpoint === 'responses';
+    let sequence = 0;
+    const typed = (type: string, payload: Record<string, unknown>) =>
+      events.write(
+        `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: sequence++, ...payload })}\n\n`,
+      );
+    const itemId = `msg_${completionId.slice(5)}`;
+    const part = { item_id: itemId, output_index: 0, content_index: 0 };
+    const openResponse = async () => {
+      await typed('response.created', {
+        response: shaper.responseBody(prepared, completionId, created, [], [], 'in_progress'),
+      });
+      await typed('response.output_item.added', {
+        output_index: 0,
+        item: { type: 'message', id: itemId, status: 'in_progress', role: 'assistant', content: [] },
+      });
+      await typed('response.content_part.added', {
+        ...part,
+        part: { type: 'output_text', text: '', annotations: [] },
+      });
+    };
+    const closeResponse = async (text: string) => {
+      await typed('response.output_text.done', { ...part, text });
+      await typed('response.content_part.done', {
+        ...part,
+        part: { type: 'output_text', text, annotations: [] },
+      });
+      await typed('response.output_item.done', {
+        output_index: 0,
+        item: {
+          type: 'message',
+          id: itemId,
+          status: 'completed',
+          role: 'assistant',
+          content: [{ type: 'output_text', text, annotations: [] }],
+        },
+      });
+    };
 
     fastify.metrics.activeStreams.inc();
     const results: ChoiceResult[] = [];
@@ -150,6 +192,15 @@ export function createCompletionHandler(
         const run = session.run(prepared, task, signal, {
           onToken,
           onDelta: async (delta, steps) => {
+            if (responses) {
+              if (!sentRole) {
+                sentRole = true;
+                await openResponse();
+              }
+              sentText += delta;
+              if (delta !== '') await typed('response.output_text.delta', { ...part, delta });
+              return;
+            }
             sentText += delta;
             if (endpoint === 'chat.completions') {
               if (!sentRole) {
@@ -196,7 +247,10 @@ export function createCompletionHandler(
         hooks.addUsed(outcome.tokens.length);
         results.push({ ...outcome, index: task.index, prompt: task.prompt });
         if (outcome.finishReason === 'cancelled') return;
-        if (endpoint === 'chat.completions') {
+        if (responses) {
+          if (!sentRole) await openResponse();
+          await closeResponse(outcome.text);
+        } else if (endpoint === 'chat.completions') {
           if (!sentRole) await roleChunk();
           await chunk({ index: task.index, delta: {}, logprobs: null, finish_reason: outcome.finishReason });
         } else {
@@ -206,7 +260,9 @@ export function createCompletionHandler(
     };
 
     const errorEvent = (error: GatewayError) =>
-      events.event({
+      (responses
+        ? (value: Record<string, unknown>) => typed('error', value.error as Record<string, unknown>)
+        : events.event)({
         error: {
           message:
             error.statusCode >= 500 ? (SERVER_ERROR_MESSAGES[error.code] ?? 'internal error') : error.message,
@@ -250,6 +306,14 @@ export function createCompletionHandler(
       } else {
         fastify.metrics.completions.inc({ endpoint, stream: 'true', outcome: 'ok' });
         const tracemark = shaper.tracemarkInfo(ids ?? [], results);
+        if (responses) {
+          const body = shaper.responseBody(prepared, completionId, created, results, ids ?? []);
+          await typed(body.status === 'incomplete' ? 'response.incomplete' : 'response.completed', {
+            response: body,
+          });
+          events.end();
+          return;
+        }
         if (prepared.includeUsage) {
           await events.event({ ...common, object, choices: [], usage, tracemark });
         } else {

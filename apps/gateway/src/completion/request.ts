@@ -92,6 +92,47 @@ export function checkWeakeningFields(body: unknown): void {
   }
 }
 
+/** The Responses API's `instructions` and `input` as chat messages (text parts only). */
+function responsesMessages(body: Body): { role: string; content: string }[] {
+  const messages: { role: string; content: string }[] = [];
+  if (typeof body.instructions === 'string' && body.instructions !== '') {
+    messages.push({ role: 'system', content: body.instructions });
+  }
+  const input = body.input as string | { type?: string; role: string; content: unknown }[];
+  if (typeof input === 'string') {
+    messages.push({ role: 'user', content: input });
+    return messages;
+  }
+  input.forEach((item, index) => {
+    if (item.type !== undefined && item.type !== 'message') {
+      throw unsupported(
+        `input[${index}]`,
+        `input[${index}]: only message items are supported, got "${item.type}"`,
+      );
+    }
+    const content = item.content;
+    if (typeof content === 'string') {
+      messages.push({ role: item.role, content });
+      return;
+    }
+    const parts = (content ?? []) as { type: string; text?: string }[];
+    const text = parts
+      .map((part, partIndex) => {
+        const isText = part.type === 'input_text' || part.type === 'output_text' || part.type === 'text';
+        if (!isText || typeof part.text !== 'string') {
+          throw unsupported(
+            `input[${index}].content`,
+            `input[${index}].content[${partIndex}]: only text parts are supported, got "${part.type}"`,
+          );
+        }
+        return part.text;
+      })
+      .join('');
+    messages.push({ role: item.role, content: text });
+  });
+  return messages;
+}
+
 function unsupported(param: string, message: string): GatewayError {
   return badRequest('TM_ERR_UNSUPPORTED_PARAMETER', message, param);
 }
@@ -155,7 +196,9 @@ export function createRequestStage(fastify: FastifyInstance): RequestStage {
         { param: 'model' },
       );
     }
-    const requested = (body.max_completion_tokens ?? body.max_tokens ?? null) as number | null;
+    const requested = (body.max_output_tokens ?? body.max_completion_tokens ?? body.max_tokens ?? null) as
+      | number
+      | null;
     const maxTokens = requested ?? config.defaultMaxTokens;
     if (maxTokens > config.maxTokensLimit) {
       throw badRequest(
@@ -183,7 +226,21 @@ export function createRequestStage(fastify: FastifyInstance): RequestStage {
     }
     let topLogprobs: number | null = null;
     let prompts: PreparedPrompt[];
-    if (endpoint === 'chat.completions') {
+    if (endpoint === 'responses') {
+      if (isPresent(body.previous_response_id)) {
+        throw unsupported(
+          'previous_response_id',
+          'previous_response_id is not supported: this gateway stores no conversation state; send the whole input',
+        );
+      }
+      const textFormat = (body.text as { format?: { type?: string } } | null | undefined)?.format;
+      if (textFormat != null && textFormat.type !== 'text') {
+        throw unsupported('text', 'only text.format {"type":"text"} is supported');
+      }
+      const messages = responsesMessages(body);
+      const text = formatChatPrompt(messages);
+      prompts = [{ text, tokens: await encodePrompt(text, 'input'), messages }];
+    } else if (endpoint === 'chat.completions') {
       if (body.logprobs === true) topLogprobs = (body.top_logprobs as number | null | undefined) ?? 0;
       const messages = (body.messages as RequestMessage[]).map((message, index) => ({
         role: message.role,
@@ -212,7 +269,7 @@ export function createRequestStage(fastify: FastifyInstance): RequestStage {
         throw badRequest(
           'TM_ERR_PROMPT_TOO_LONG',
           `the prompt has ${prompt.tokens.length} tokens; this gateway allows at most ${config.maxPromptTokens}`,
-          endpoint === 'chat.completions' ? 'messages' : 'prompt',
+          endpoint === 'chat.completions' ? 'messages' : endpoint === 'responses' ? 'input' : 'prompt',
         );
       }
     }

@@ -77,6 +77,15 @@ export interface Shaper {
   tracemarkInfo(ids: readonly string[], results: readonly ChoiceResult[]): JsonObject;
   /** The fields every body and chunk of a completion shares. */
   common(prepared: PreparedCompletion, completionId: string, created: number): JsonObject;
+  /** The Responses API body (`in_progress` for the stream's first event). */
+  responseBody(
+    prepared: PreparedCompletion,
+    completionId: string,
+    created: number,
+    results: readonly ChoiceResult[],
+    ids: readonly string[],
+    status?: 'completed' | 'incomplete' | 'in_progress',
+  ): JsonObject;
   /** The whole (non-streamed) response body. */
   body(
     prepared: PreparedCompletion,
@@ -159,6 +168,7 @@ export function createShaper(context: ShapingContext): Shaper {
     ids: readonly string[],
   ) => {
     const usage = usageOf(prepared, results);
+    if (prepared.endpoint === 'responses') return responseBody(prepared, completionId, created, results, ids);
     if (prepared.endpoint === 'chat.completions') {
       return {
         ...common(prepared, completionId, created),
@@ -187,5 +197,46 @@ export function createShaper(context: ShapingContext): Shaper {
     };
   };
 
-  return { chatLogprobs, legacyLogprobs, tracemarkInfo, common, body };
+  /** The Responses API body: one assistant message with one output_text part; `status` follows the finish. */
+  const responseBody = (
+    prepared: PreparedCompletion,
+    completionId: string,
+    created: number,
+    results: readonly ChoiceResult[],
+    ids: readonly string[],
+    status: 'completed' | 'incomplete' | 'in_progress' = 'completed',
+  ): JsonObject => {
+    const usage = usageOf(prepared, results);
+    const result = results[0];
+    const finished = result === undefined ? status : result.finishReason === 'length' ? 'incomplete' : status;
+    return {
+      id: completionId,
+      object: 'response',
+      created_at: created,
+      status: finished,
+      ...(finished === 'incomplete' ? { incomplete_details: { reason: 'max_output_tokens' } } : {}),
+      model: prepared.model,
+      output:
+        result === undefined
+          ? []
+          : [
+              {
+                type: 'message',
+                id: `msg_${completionId.slice(5)}`,
+                status: finished,
+                role: 'assistant',
+                content: [{ type: 'output_text', text: result.text, annotations: [] }],
+              },
+            ],
+      output_text: result?.text ?? '',
+      usage: {
+        input_tokens: usage.prompt_tokens,
+        output_tokens: usage.completion_tokens,
+        total_tokens: usage.total_tokens,
+      },
+      tracemark: tracemarkInfo(ids, results),
+    };
+  };
+
+  return { chatLogprobs, legacyLogprobs, tracemarkInfo, common, body, responseBody };
 }

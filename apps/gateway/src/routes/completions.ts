@@ -15,6 +15,8 @@ import {
   completionResponseSchema,
   errorResponses,
   eventStreamResponse,
+  responsesRequestSchema,
+  responsesResponseSchema,
 } from '../schemas.ts';
 
 /** The stages of the gateway's own sampler: it marks every token it samples with its key. */
@@ -112,6 +114,24 @@ const completionsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =
       },
     },
     (request, reply) => handle('completions', request, reply),
+  );
+
+  fastify.post(
+    '/v1/responses',
+    {
+      config: { scope: 'generate' },
+      preValidation: async (request) => checkWeakeningFields(request.body),
+      schema: {
+        summary: 'Create a watermarked response (the OpenAI Responses API: text input and output)',
+        description:
+          'Text input (a string, or message items with text parts) and one text output; with "stream": true the typed events response.created … response.output_text.delta … response.completed. No tools, no stored state (previous_response_id is refused).',
+        tags: ['completions'],
+        security: [{ bearerAuth: [] }],
+        body: responsesRequestSchema,
+        response: responses(responsesResponseSchema),
+      },
+    },
+    (request, reply) => handle('responses', request, reply),
   );
 };
 

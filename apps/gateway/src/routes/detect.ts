@@ -3,9 +3,8 @@
  * its own tracemark key, or in engine-native mode the engine's key (vLLM, transformers, SynthID, SGLang),
  * for which the result carries the scheme's score and `numGreen` is null where the scheme has no green lists.
  */
-import { foreignLabel, isForeignKey } from '@tracemark/detection';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { assertTextOrTokens, badRequest } from '../errors.ts';
+import { assertTextOrTokens } from '../errors.ts';
 import { detectRequestSchema, detectResponseSchema, errorResponses } from '../schemas.ts';
 
 interface DetectBody {
@@ -34,14 +33,6 @@ const detectRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
     async (request) => {
       const body = request.body as DetectBody;
       assertTextOrTokens(body);
-      const key = fastify.gateway.watermarkKey;
-      if (body.window === true && isForeignKey(key)) {
-        throw badRequest(
-          'TM_ERR_UNSUPPORTED_PARAMETER',
-          `"window" (windowed search) is not supported for ${foreignLabel(key)} keys: this gateway's serving key is ${key.keyId}; detect the whole text without it`,
-          'window',
-        );
-      }
       // Tokenizing and scoring run on a work thread unless the input is small (src/work/pool.ts).
       const result = await fastify.gateway.work.run({
         kind: 'detect',

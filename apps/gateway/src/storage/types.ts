@@ -2,7 +2,7 @@
 import type { NodeRef } from '@tracemark/provenance';
 import type { ApiKeyRecord } from '../api-keys.ts';
 
-export type Endpoint = 'chat.completions' | 'completions';
+export type Endpoint = 'chat.completions' | 'completions' | 'responses';
 /** Who produced the output: the embedded model, an upstream driven token by token, or an engine that marks natively. */
 export type BackendKind = 'embedded' | 'upstream' | 'engine-native';
 
