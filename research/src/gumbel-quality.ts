@@ -7,7 +7,10 @@
  * node --conditions=source --import tsx research/src/gumbel-quality.ts [--samples N] [--tokens N] [--quick] [--json FILE]
  *
  * Sequential, in-process (no worker pool): about a second per 200-token generation on one core.
- * See docs/decisions/2026-12-04-gumbel-scheme.md.
+ * See docs/decisions/2026-12-04-gumbel-scheme.md. The committed measurement at 100 prompts, with a
+ * paired test against the unwatermarked control and a second control for the noise, is the quality
+ * experiment (`pnpm research quality`, research/results/quality.md); this script stays as the quick
+ * side-by-side of repeated-context handling (`mark` at h = 1) and detection rates.
  */
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';

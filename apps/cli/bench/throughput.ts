@@ -123,7 +123,11 @@ function runProcess(binary: string, args: string[]): Sample {
   const begin = performance.now();
   const result = spawnSync(process.execPath, [binary, ...args], { maxBuffer: 1 << 30, encoding: 'utf8' });
   const seconds = (performance.now() - begin) / 1000;
-  if (result.status !== 0) throw new Error(`${args.slice(0, 1).join(' ')} failed: ${result.stderr}`);
+  if (result.status !== 0) {
+    // A build that lacks a scheme (an older one, say) fails its cases; the others still run.
+    const said = `${result.stderr}${result.stdout}`.trim().split('\n').at(-1)?.slice(0, 200) ?? '';
+    throw new Error(`exit ${result.status}: ${said}`);
+  }
   return { seconds, cpuSeconds: childCpuSeconds() - cpuBefore };
 }
 
@@ -132,6 +136,7 @@ interface Case {
   readonly corpus: Corpus;
   readonly run: () => Sample;
   readonly samples: Sample[];
+  failure?: string;
 }
 const cases: Case[] = [];
 for (const corpus of corpora) {
@@ -197,8 +202,13 @@ for (const corpus of corpora) {
 const loads: number[] = [];
 for (let round = 0; round < rounds; round++) {
   for (const entry of cases) {
+    if (entry.failure !== undefined) continue;
     loads.push(os.loadavg()[0]!);
-    entry.samples.push(entry.run());
+    try {
+      entry.samples.push(entry.run());
+    } catch (error) {
+      entry.failure = (error as Error).message;
+    }
   }
   process.stderr.write(`round ${round + 1} of ${rounds} done\n`);
 }
@@ -227,6 +237,10 @@ for (const corpus of corpora) {
   console.log('| run | median s | min–max s | CPU s (median) | MB/s | × ours | × gpt-tokenizer |');
   console.log('| --- | --- | --- | --- | --- | --- | --- |');
   for (const entry of mine) {
+    if (entry.failure !== undefined) {
+      console.log(`| ${entry.name} | failed: ${entry.failure.replaceAll('|', '\\|')} | | | | | |`);
+      continue;
+    }
     const wall = median(seconds(entry));
     const cpu = median(entry.samples.map((sample) => sample.cpuSeconds));
     console.log(
@@ -247,6 +261,7 @@ for (const corpus of corpora) {
             entry.name.endsWith(`--workers ${workers}`),
         );
         if (detect === undefined || scan === undefined) continue;
+        if (detect.failure !== undefined || scan.failure !== undefined) continue;
         console.log(
           `\n${label}scan ÷ detect throughput, ${key.scheme}, --workers ${workers}: ${(median(seconds(detect)) / median(seconds(scan))).toFixed(2)}`,
         );

@@ -27,12 +27,16 @@ export interface VerifyResponse {
     readonly keyId: string;
     readonly numTokens: number;
     readonly numScored: number;
-    readonly numGreen: number;
+    /** null for a key without green lists (Gumbel schemes, engines' keys such as vllm:gumbel). */
+    readonly numGreen: number | null;
     readonly z: number;
     readonly log10P: number;
     readonly log10PAdjusted: number;
     readonly keysTested: number;
     readonly fpr: number;
+    /** Keys without green lists: the scheme and its score S. */
+    readonly scheme?: string;
+    readonly score?: number;
   };
   readonly issuance: {
     readonly match: 'exact' | 'near-duplicate';
@@ -62,12 +66,17 @@ export interface ScanKey {
   readonly keyId: string;
   readonly gamma: number;
   readonly numScored: number;
-  readonly numGreen: number;
-  readonly greenFraction: number;
+  /** null for a key without green lists (its `score` is given instead). */
+  readonly numGreen: number | null;
+  readonly greenFraction: number | null;
+  /** Keys without green lists: the scheme and the corpus-wide score. */
+  readonly scheme?: string;
+  readonly score?: number;
   readonly effect: number;
   readonly z: number;
   readonly log10P: number;
   readonly log10PAdjusted: number;
+  /** null when the null distribution is exact (engines' keys): no fake keys are run. */
   readonly calibration: {
     readonly fakeKeys: number;
     readonly seed: string;
@@ -76,7 +85,7 @@ export interface ScanKey {
     readonly ksStatistic: number;
     readonly ksPValue: number;
     readonly uniform: boolean | null;
-  };
+  } | null;
   readonly doseUpperBound: number;
   readonly verdict: ScanVerdict;
   readonly reason: string;
@@ -84,7 +93,7 @@ export interface ScanKey {
     readonly document: number;
     readonly source: string;
     readonly numScored: number;
-    readonly numGreen: number;
+    readonly numGreen: number | null;
     readonly log10P: number;
     readonly log10PCorrected: number;
   }[];

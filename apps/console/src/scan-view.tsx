@@ -261,19 +261,30 @@ function ScanResult({
               <dt>Threshold</dt>
               <dd>{result.alpha}</dd>
             </div>
-            <div>
-              <dt>Green / scored tokens</dt>
-              <dd>
-                {formatCount(key.numGreen)} / {formatCount(key.numScored)} ({formatPercent(key.greenFraction)}
-                ; chance: {formatPercent(key.gamma)})
-              </dd>
-            </div>
-            <div>
-              <dt>Our key among {key.calibration.fakeKeys} fake keys</dt>
-              <dd>
-                rank {key.calibration.rank} of {key.calibration.fakeKeys + 1}
-              </dd>
-            </div>
+            {key.numGreen === null || key.greenFraction === null ? (
+              <div>
+                <dt>Score / scored units</dt>
+                <dd>
+                  {(key.score ?? 0).toFixed(1)} / {formatCount(key.numScored)} ({key.scheme})
+                </dd>
+              </div>
+            ) : (
+              <div>
+                <dt>Green / scored tokens</dt>
+                <dd>
+                  {formatCount(key.numGreen)} / {formatCount(key.numScored)} (
+                  {formatPercent(key.greenFraction)}; chance: {formatPercent(key.gamma)})
+                </dd>
+              </div>
+            )}
+            {key.calibration === null ? null : (
+              <div>
+                <dt>Our key among {key.calibration.fakeKeys} fake keys</dt>
+                <dd>
+                  rank {key.calibration.rank} of {key.calibration.fakeKeys + 1}
+                </dd>
+              </div>
+            )}
           </dl>
           <p class="caption">
             {formatCount(result.numDocuments)} documents, {formatCount(result.numTokens)} tokens
@@ -283,16 +294,25 @@ function ScanResult({
             .
           </p>
           <h3>Calibration</h3>
-          <CalibrationPlot fakePValues={key.fakeKeyRandomizedP} trueLog10P={key.log10P} />
-          <p class="caption">
-            The same test run with {key.calibration.fakeKeys} keys that nobody ever used (derived from the
-            public label <code>{key.calibration.seed}</code>) shows what chance alone produces on this corpus:
-            their dots should lie along the diagonal.{' '}
-            {key.calibration.uniform === false
-              ? `They do not (KS p = ${formatPower(Math.log10(key.calibration.ksPValue))}): the test is not calibrated on this corpus, so no verdict is given.`
-              : `They do (Kolmogorov–Smirnov p = ${formatPower(Math.log10(Math.max(key.calibration.ksPValue, 1e-300)))}).`}{' '}
-            The red line is our key: far above the dots means far more evidence than chance gives.
-          </p>
+          {key.calibration === null ? (
+            <p class="caption">
+              No fake keys: under this key every distinct scored unit is an independent draw under the null,
+              so the p-value is exact.
+            </p>
+          ) : (
+            <>
+              <CalibrationPlot fakePValues={key.fakeKeyRandomizedP} trueLog10P={key.log10P} />
+              <p class="caption">
+                The same test run with {key.calibration!.fakeKeys} keys that nobody ever used (derived from
+                the public label <code>{key.calibration!.seed}</code>) shows what chance alone produces on
+                this corpus: their dots should lie along the diagonal.{' '}
+                {key.calibration!.uniform === false
+                  ? `They do not (KS p = ${formatPower(Math.log10(key.calibration!.ksPValue))}): the test is not calibrated on this corpus, so no verdict is given.`
+                  : `They do (Kolmogorov–Smirnov p = ${formatPower(Math.log10(Math.max(key.calibration!.ksPValue, 1e-300)))}).`}{' '}
+                The red line is our key: far above the dots means far more evidence than chance gives.
+              </p>
+            </>
+          )}
           {key.topDocuments.length === 0 || key.numScored === 0 ? null : (
             <>
               <h3>Documents with the most evidence</h3>
@@ -310,7 +330,8 @@ function ScanResult({
                       <tr key={document.document}>
                         <td>{document.source}</td>
                         <td>
-                          {formatCount(document.numGreen)} / {formatCount(document.numScored)}
+                          {document.numGreen === null ? '—' : formatCount(document.numGreen)} /{' '}
+                          {formatCount(document.numScored)}
                         </td>
                         <td>{formatPower(document.log10PCorrected)}</td>
                       </tr>

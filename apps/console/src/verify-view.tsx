@@ -168,21 +168,26 @@ interface Headline {
   readonly sentence: string;
 }
 
-function headlineOf(response: VerifyResponse, gamma: number): Headline {
+export function headlineOf(response: VerifyResponse, gamma: number): Headline {
   const d = response.detection;
   const expected = Math.round(d.numScored * gamma);
+  // A key without green lists (a Gumbel scheme, an engine's key such as vllm:gumbel) has a score instead.
+  const evidence =
+    d.numGreen === null
+      ? `its ${formatCount(d.numScored)} scored tokens give the ${d.scheme ?? 'scheme'}'s score ${(d.score ?? 0).toFixed(1)}, where about ${formatCount(d.numScored)} would be expected by chance`
+      : `${formatCount(d.numGreen)} of its ${formatCount(d.numScored)} scored tokens are green, where about ${formatCount(expected)} would be by chance`;
   switch (response.verdict) {
     case 'watermarked':
       return {
         title: 'Watermarked',
         tone: 'detected',
-        sentence: `This text carries this service’s watermark: ${formatCount(d.numGreen)} of its ${formatCount(d.numScored)} scored tokens are green, where about ${formatCount(expected)} would be by chance.`,
+        sentence: `This text carries this service’s watermark: ${evidence}.`,
       };
     case 'not_watermarked':
       return {
         title: 'Not watermarked',
         tone: 'clear',
-        sentence: `The watermark was not found: ${formatCount(d.numGreen)} of ${formatCount(d.numScored)} scored tokens are green, about what text without the watermark shows. This does not prove that a person wrote the text.`,
+        sentence: `The watermark was not found: ${formatCount(d.numGreen ?? 0)} of ${formatCount(d.numScored)} scored tokens are green, about what text without the watermark shows. This does not prove that a person wrote the text.`,
       };
     default:
       return {
@@ -248,12 +253,21 @@ function VerifyResult({
           <dt>Threshold</dt>
           <dd>{d.fpr}</dd>
         </div>
-        <div>
-          <dt>Green / scored tokens</dt>
-          <dd>
-            {formatCount(d.numGreen)} / {formatCount(d.numScored)}
-          </dd>
-        </div>
+        {d.numGreen === null ? (
+          <div>
+            <dt>Score / scored tokens</dt>
+            <dd>
+              {(d.score ?? 0).toFixed(1)} / {formatCount(d.numScored)}
+            </dd>
+          </div>
+        ) : (
+          <div>
+            <dt>Green / scored tokens</dt>
+            <dd>
+              {formatCount(d.numGreen)} / {formatCount(d.numScored)}
+            </dd>
+          </div>
+        )}
         <div>
           <dt>Watermark keys tested</dt>
           <dd>{d.keysTested}</dd>
@@ -297,8 +311,12 @@ function ReportBody({
       <h3>The text</h3>
       <TokenText predicate={predicate} passage={passage} />
       <h3>Evidence along the text</h3>
-      {statuses === '' ? (
-        <p class="caption">The report has no per-token data to plot.</p>
+      {statuses === '' || !/[GR]/.test(statuses) ? (
+        <p class="caption">
+          {statuses === ''
+            ? 'The report has no per-token data to plot.'
+            : 'This watermark has no green tokens to plot: its evidence is the score of the whole text (or of its best passage).'}
+        </p>
       ) : (
         <>
           <EvidencePlot

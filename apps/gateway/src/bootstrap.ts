@@ -175,6 +175,7 @@ export async function prepareGateway(config: GatewayConfig): Promise<PreparedGat
               api: config.upstreamApi,
               topLogprobs: config.upstreamTopLogprobs,
               draftTokens: config.upstreamDraftTokens,
+              draftChoices: config.upstreamDraftChoices,
               timeoutMs: config.upstreamTimeoutMs,
               tokenizer,
             });

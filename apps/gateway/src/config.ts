@@ -25,10 +25,12 @@ export interface GatewayConfig {
   /** Upstream model to drive; null: the first one the upstream lists. */
   readonly upstreamModel: string | null;
   readonly upstreamApi: UpstreamApi;
-  /** Top logprobs requested from the upstream per token (chat ≤ 20; legacy completions ≤ 5 on OpenAI). */
+  /** The most top logprobs asked of the upstream per token; start-up probes down from it (20, 10, 5, 3, 2) to what the upstream accepts. */
   readonly upstreamTopLogprobs: number;
   /** Draft tokens requested per upstream round trip; 0 samples every token locally (one round trip each). */
   readonly upstreamDraftTokens: number;
+  /** Independent samples asked per upstream call for drafting (`n`), when the upstream honours it. */
+  readonly upstreamDraftChoices: number;
   /** One upstream round trip longer than this is a 504 (engine-native: the wait for each chunk). */
   readonly upstreamTimeoutMs: number;
   /**
@@ -108,6 +110,7 @@ export const ENVIRONMENT_VARIABLES: Readonly<Record<string, string>> = {
   TRACEMARK_UPSTREAM_API: 'upstreamApi',
   TRACEMARK_UPSTREAM_TOP_LOGPROBS: 'upstreamTopLogprobs',
   TRACEMARK_UPSTREAM_DRAFT_TOKENS: 'upstreamDraftTokens',
+  TRACEMARK_UPSTREAM_DRAFT_CHOICES: 'upstreamDraftChoices',
   TRACEMARK_UPSTREAM_TIMEOUT_MS: 'upstreamTimeoutMs',
   TRACEMARK_UPSTREAM_WATERMARK: 'upstreamWatermarkFile',
   TRACEMARK_UPSTREAM_MARK_CHECK_TOKENS: 'upstreamMarkCheckTokens',
@@ -137,6 +140,7 @@ const INTEGER_RANGES: Readonly<Partial<Record<keyof GatewayConfig, readonly [num
   port: [0, 65535],
   upstreamTopLogprobs: [1, 20],
   upstreamDraftTokens: [0, 64],
+  upstreamDraftChoices: [1, 256],
   upstreamTimeoutMs: [1, 3_600_000],
   upstreamMarkCheckTokens: [64, 1_000_000],
   upstreamMarkWindowTokens: [64, 10_000_000],
@@ -168,6 +172,7 @@ const DEFAULTS: Omit<GatewayConfig, 'dataDir'> = {
   upstreamApi: 'auto',
   upstreamTopLogprobs: 20,
   upstreamDraftTokens: 8,
+  upstreamDraftChoices: 16,
   upstreamTimeoutMs: 30_000,
   upstreamWatermarkFile: null,
   upstreamMarkCheckTokens: 4096,

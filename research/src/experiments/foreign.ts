@@ -1532,7 +1532,7 @@ function failingContext(summary: ForeignSummary): string {
     s.humanFpr.some((row) => row.dedup === 'context' && row.levels.some((level) => !level.pass)),
   );
   return failing.length === 0
-    ? 'stays within the bound too'
+    ? 'stay within the bound too'
     : `exceeds it for ${failing.map((s) => `\`${s.id}\``).join(', ')}: their seeds recur across contexts, so one (seed, token) pair is scored again (spec foreign-vllm §10.1)`;
 }
 

@@ -1,34 +1,47 @@
 /**
  * The upstream backend: any OpenAI-compatible server that returns top-k logprobs (vLLM, llama.cpp server,
- * Ollama). The gateway drives generation itself: each round trip asks the upstream for up to D tokens of its
- * own sample with the top-k log-probabilities at each position, applies the watermark to those candidates,
- * and keeps the upstream's tokens as drafts for as long as speculative acceptance accepts them (see
- * generation/distribution.ts). With D = 1 (drafting off) every token costs one round trip.
+ * Ollama). The gateway drives generation itself: each round trip asks the upstream for n independent samples
+ * of up to D tokens with the top-k log-probabilities at each position, applies the watermark to those
+ * candidates, and walks the tree the samples form: at each position the samples that share the text so far
+ * are independent drafts, accepted or resampled exactly by recursive rejection (generation/distribution.ts),
+ * and the walk goes on along the samples that drew the accepted token. With D = 1 (drafting off) every token
+ * costs one round trip and the upstream's own draw is not used at all.
  *
- * Request extensions sent to the upstream: `top_k` (so p is exactly the top-k softmax at temperature T), and
- * for chat continuation `continue_final_message` / `add_generation_prompt` (vLLM's names). The upstream's
- * token strings are mapped to the gateway tokenizer's ids; the two must share a tokenizer for the mark to be
- * exact (the probe checks that the strings map).
+ * Start-up probes decide what is exact, and the backend refuses to start when nothing is: the largest
+ * `top_logprobs` / `logprobs` each shape accepts (p is the softmax over exactly those, so `top_k` is sent
+ * equal to it); whether `top_k` is honoured (otherwise drafts are not used: the upstream's draws would come
+ * from a distribution the gateway cannot see); whether `n` gives independent samples; and whether chat
+ * continuation (`continue_final_message` / `add_generation_prompt`, vLLM's names) really continues the
+ * assistant message rather than starting a new answer. Legacy completions take the context as token ids, so
+ * the upstream sees exactly the tokens the watermark was computed on; chat requests use the chat shape (the
+ * upstream's own template) only where continuation was seen to work. The upstream's token strings are mapped
+ * to the gateway tokenizer's ids; the two must share a tokenizer for the mark to be exact.
  */
 import { type SparseLogits, stepStrength } from '@tracemark/core';
 import type { Tokenizer } from '@tracemark/tokenizers';
 import type { UpstreamApi } from '../config.ts';
 import { GatewayError } from '../errors.ts';
 import {
-  acceptDraft,
+  acceptAmongDrafts,
   draftDistributions,
   reportedLogprobs,
   sampleTarget,
 } from '../generation/distribution.ts';
 import type { Backend, ChatMessage, ChoiceRequest, GeneratedStep, ModelInfo } from './types.ts';
 
+/** Independent samples asked per round trip (`n`) when the upstream draws them independently. */
+export const DEFAULT_DRAFT_CHOICES = 16;
+
 export interface UpstreamOptions {
   readonly url: string;
   readonly apiKey: string | null;
   readonly model: string | null;
   readonly api: UpstreamApi;
+  /** The most top logprobs to ask for; the start-up probe lowers it to what the upstream accepts. */
   readonly topLogprobs: number;
   readonly draftTokens: number;
+  /** Samples per round trip (the `n` parameter; default {@link DEFAULT_DRAFT_CHOICES}); 1: one sample. */
+  readonly draftChoices?: number;
   readonly timeoutMs: number;
   readonly tokenizer: Tokenizer;
 }
@@ -38,12 +51,21 @@ type Shape = 'chat' | 'completions';
 export interface UpstreamPosition {
   /** The upstream's own sampled token, mapped to an id; null when it does not map. */
   readonly draft: number | null;
+  /** Whether the sampled token is one of the reported top-k (false: it sampled outside what it reports). */
+  readonly drawnInTop: boolean;
+  /** The logprob the upstream reports for its sampled token. */
+  readonly drawnLogprob: number;
+  /** The reported top-k entries whose token has an id here. */
   readonly candidates: SparseLogits;
+  /** The logprobs of the reported top-k entries whose token has no id here. */
+  readonly unmappedLogprobs: readonly number[];
 }
 
 export interface UpstreamSample {
   readonly positions: readonly UpstreamPosition[];
   readonly finishReason: string | null;
+  /** The sampled tokens' text, as the upstream wrote them. */
+  readonly pieces: readonly string[];
 }
 
 /** Token text → id for every ordinary token whose text is whole UTF-8 (built once per tokenizer). */
@@ -78,61 +100,130 @@ function mapToken(table: Map<string, number>, token: unknown, bytes: unknown): n
   return typeof token === 'string' ? (table.get(token) ?? null) : null;
 }
 
+/** How an entry is recognised when it has no id: its bytes, else its text. */
+function entryKey(token: unknown, bytes: unknown): string {
+  return Array.isArray(bytes) ? `b:${bytes.join(',')}` : `t:${String(token)}`;
+}
+
 function isRecord(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
-function toCandidates(entries: Iterable<[number | null, number]>): SparseLogits {
-  const seen = new Map<number, number>();
-  for (const [id, logprob] of entries) {
-    if (id === null || typeof logprob !== 'number' || !Number.isFinite(logprob) || seen.has(id)) continue;
-    seen.set(id, logprob);
-  }
-  return { ids: Uint32Array.from(seen.keys()), logits: Float32Array.from(seen.values()) };
+interface Entry {
+  readonly id: number | null;
+  readonly key: string;
+  readonly logprob: number;
 }
 
-/** Parses `choices[0].logprobs` of a chat or legacy completion into positions. */
-export function parseUpstreamSample(shape: Shape, body: unknown, table: Map<string, number>): UpstreamSample {
-  const choice = isRecord(body) && Array.isArray(body.choices) ? body.choices[0] : undefined;
-  if (!isRecord(choice)) throw invalid('no choices');
+/** The `top` most likely reported entries (a server may add its sampled token to the list) as a position. */
+function toPosition(drawn: Entry, reported: readonly Entry[], top: number): UpstreamPosition {
+  const seen = new Set<string>();
+  const entries = reported
+    .filter((entry) => Number.isFinite(entry.logprob))
+    .sort((a, b) => b.logprob - a.logprob)
+    .filter((entry) => {
+      const key = entry.id === null ? entry.key : `#${entry.id}`;
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    })
+    .slice(0, top);
+  const mapped = entries.filter((entry) => entry.id !== null);
+  const drawnInTop = entries.some((entry) =>
+    drawn.id === null ? entry.id === null && entry.key === drawn.key : entry.id === drawn.id,
+  );
+  return {
+    draft: drawn.id,
+    drawnInTop,
+    drawnLogprob: drawn.logprob,
+    candidates: {
+      ids: Uint32Array.from(mapped, (entry) => entry.id!),
+      logits: Float32Array.from(mapped, (entry) => entry.logprob),
+    },
+    unmappedLogprobs: entries.filter((entry) => entry.id === null).map((entry) => entry.logprob),
+  };
+}
+
+function parseChoice(
+  shape: Shape,
+  choice: Record<string, unknown>,
+  table: Map<string, number>,
+  top: number,
+): UpstreamSample {
   const finishReason = typeof choice.finish_reason === 'string' ? choice.finish_reason : null;
   const logprobs = choice.logprobs;
   const positions: UpstreamPosition[] = [];
+  const pieces: string[] = [];
   if (shape === 'chat') {
     const content = isRecord(logprobs) ? logprobs.content : undefined;
-    if (!Array.isArray(content)) return { positions, finishReason };
+    if (!Array.isArray(content)) return { positions, finishReason, pieces };
     for (const entry of content) {
       if (!isRecord(entry)) throw invalid('malformed logprobs');
-      const draft = mapToken(table, entry.token, entry.bytes);
       const tops = Array.isArray(entry.top_logprobs) ? entry.top_logprobs.filter(isRecord) : [];
-      const candidates = toCandidates([
-        ...tops.map((top): [number | null, number] => [
-          mapToken(table, top.token, top.bytes),
-          top.logprob as number,
-        ]),
-        [draft, entry.logprob as number],
-      ]);
-      positions.push({ draft, candidates });
+      const drawn: Entry = {
+        id: mapToken(table, entry.token, entry.bytes),
+        key: entryKey(entry.token, entry.bytes),
+        logprob: Number(entry.logprob),
+      };
+      const reported = tops.map(
+        (t): Entry => ({
+          id: mapToken(table, t.token, t.bytes),
+          key: entryKey(t.token, t.bytes),
+          logprob: Number(t.logprob),
+        }),
+      );
+      positions.push(toPosition(drawn, reported, top));
+      pieces.push(String(entry.token));
     }
   } else {
-    if (!isRecord(logprobs) || !Array.isArray(logprobs.tokens)) return { positions, finishReason };
+    if (!isRecord(logprobs) || !Array.isArray(logprobs.tokens)) return { positions, finishReason, pieces };
     const tokens = logprobs.tokens;
     const tokenLogprobs = Array.isArray(logprobs.token_logprobs) ? logprobs.token_logprobs : [];
     const topLogprobs = Array.isArray(logprobs.top_logprobs) ? logprobs.top_logprobs : [];
     for (let i = 0; i < tokens.length; i++) {
-      const draft = mapToken(table, tokens[i], undefined);
       const tops = isRecord(topLogprobs[i]) ? Object.entries(topLogprobs[i] as Record<string, unknown>) : [];
-      const candidates = toCandidates([
-        ...tops.map(([token, logprob]): [number | null, number] => [
-          mapToken(table, token, undefined),
-          logprob as number,
-        ]),
-        [draft, tokenLogprobs[i] as number],
-      ]);
-      positions.push({ draft, candidates });
+      const drawn: Entry = {
+        id: mapToken(table, tokens[i], undefined),
+        key: entryKey(tokens[i], undefined),
+        logprob: Number(tokenLogprobs[i]),
+      };
+      const reported = tops.map(
+        ([token, logprob]): Entry => ({
+          id: mapToken(table, token, undefined),
+          key: entryKey(token, undefined),
+          logprob: Number(logprob),
+        }),
+      );
+      positions.push(toPosition(drawn, reported, top));
+      pieces.push(String(tokens[i]));
     }
   }
-  return { positions, finishReason };
+  return { positions, finishReason, pieces };
+}
+
+/** Parses every choice of a chat or legacy completion (in `index` order) into positions. */
+export function parseUpstreamChoices(
+  shape: Shape,
+  body: unknown,
+  table: Map<string, number>,
+  top: number = Number.POSITIVE_INFINITY,
+): UpstreamSample[] {
+  const choices = isRecord(body) && Array.isArray(body.choices) ? body.choices : [];
+  if (choices.length === 0 || !choices.every(isRecord)) throw invalid('no choices');
+  const ordered = (choices as Record<string, unknown>[])
+    .map((choice, at) => ({ choice, index: typeof choice.index === 'number' ? choice.index : at }))
+    .sort((a, b) => a.index - b.index);
+  return ordered.map(({ choice }) => parseChoice(shape, choice, table, top));
+}
+
+/** Parses `choices[0].logprobs` of a chat or legacy completion into positions. */
+export function parseUpstreamSample(
+  shape: Shape,
+  body: unknown,
+  table: Map<string, number>,
+  top: number = Number.POSITIVE_INFINITY,
+): UpstreamSample {
+  return parseUpstreamChoices(shape, body, table, top)[0]!;
 }
 
 function invalid(reason: string): GatewayError {
@@ -234,6 +325,10 @@ export interface SampleParameters {
   readonly maxTokens: number;
   readonly temperature: number;
   readonly topLogprobs: number;
+  /** `top_k` to send when the temperature is above 0 (default: `topLogprobs`, so p is their softmax). */
+  readonly topK?: number;
+  /** Independent samples (`n`); default 1. */
+  readonly choices?: number;
   readonly seed: number;
 }
 
@@ -243,8 +338,8 @@ export function sampleBody(shape: Shape, parameters: SampleParameters): Record<s
     max_tokens: parameters.maxTokens,
     temperature: parameters.temperature,
     top_p: 1,
-    ...(parameters.temperature > 0 ? { top_k: parameters.topLogprobs } : {}),
-    n: 1,
+    ...(parameters.temperature > 0 ? { top_k: parameters.topK ?? parameters.topLogprobs } : {}),
+    n: parameters.choices ?? 1,
     stream: false,
     seed: parameters.seed,
   };
@@ -270,6 +365,158 @@ export function sampleBody(shape: Shape, parameters: SampleParameters): Record<s
   };
 }
 
+/** What the start-up probes found about one shape. */
+export interface ShapeProbe {
+  /** Top logprobs used: the most the upstream accepted and returned (p is their softmax). */
+  readonly topLogprobs: number;
+  /** `top_k` is honoured, so the upstream's draws come from p and can serve as drafts. */
+  readonly topKHonoured: boolean;
+  /** `n` > 1 gives that many samples that are not all the same. */
+  readonly independentChoices: boolean;
+  /** Chat only: a partial assistant message is continued, not answered anew. */
+  readonly continuation: boolean;
+}
+
+const PROBE_QUESTION = 'Write one long sentence about the weather in a small harbour town.';
+const PROBE_TOP_LOGPROBS = [20, 10, 5, 3, 2];
+
+function path(shape: Shape): string {
+  return shape === 'chat' ? '/chat/completions' : '/completions';
+}
+
+/** An HTTP refusal (4xx/5xx answer) or an unusable body: a probe's "no", not a reason to stop probing. */
+function isRefusal(error: unknown): error is GatewayError {
+  return error instanceof GatewayError && error.code === 'TM_ERR_UPSTREAM_INVALID';
+}
+
+async function probeShape(
+  client: UpstreamClient,
+  shape: Shape,
+  model: string,
+  tokenizer: Tokenizer,
+  table: Map<string, number>,
+  maxTopLogprobs: number,
+  problems: string[],
+): Promise<ShapeProbe | null> {
+  const promptTokens = tokenizer.encode(`${PROBE_QUESTION}\n\n`);
+  const messages = [{ role: 'user', content: PROBE_QUESTION }];
+  const ask = (parameters: Partial<SampleParameters>) =>
+    client.request(
+      path(shape),
+      sampleBody(shape, {
+        model,
+        promptTokens,
+        messages: shape === 'chat' ? messages : null,
+        continuation: '',
+        prefixText: '',
+        maxTokens: 8,
+        temperature: 1,
+        topLogprobs: 1,
+        seed: 1,
+        ...parameters,
+      }),
+    );
+  // The largest top-k the upstream accepts; some refuse more than 5 (legacy completions) or 20.
+  let topLogprobs = 0;
+  const refusals: string[] = [];
+  const tries = [...new Set([maxTopLogprobs, ...PROBE_TOP_LOGPROBS])].filter((k) => k <= maxTopLogprobs);
+  for (const want of tries) {
+    let samples: UpstreamSample[];
+    try {
+      samples = parseUpstreamChoices(shape, await ask({ topLogprobs: want, maxTokens: 2 }), table, want);
+    } catch (error) {
+      if (!isRefusal(error)) throw error;
+      refusals.push(`top_logprobs ${want}: ${error.message}`);
+      continue;
+    }
+    const reported = Math.max(
+      0,
+      ...samples[0]!.positions.map((p) => p.candidates.ids.length + p.unmappedLogprobs.length),
+    );
+    const mappedEnough = samples[0]!.positions.some((p) => p.candidates.ids.length >= 2);
+    if (reported >= 2 && mappedEnough) topLogprobs = Math.min(want, reported);
+    else refusals.push(`top_logprobs ${want}: no top logprobs in the answer`);
+    break;
+  }
+  if (topLogprobs === 0) {
+    problems.push(`${shape}: ${refusals.join('; ')}`);
+    return null;
+  }
+  // top_k = 1 at temperature 1: an upstream that honours it always draws the most likely token.
+  let topKHonoured = true;
+  try {
+    const [sample] = parseUpstreamChoices(
+      shape,
+      await ask({ topLogprobs, topK: 1, maxTokens: 8, seed: 2 }),
+      table,
+      topLogprobs,
+    );
+    for (const position of sample!.positions) {
+      const best = Math.max(...position.candidates.logits, ...position.unmappedLogprobs);
+      if (!position.drawnInTop || position.drawnLogprob < best - 1e-4) topKHonoured = false;
+    }
+  } catch (error) {
+    if (!isRefusal(error)) throw error;
+    topKHonoured = false;
+  }
+  let independentChoices = false;
+  try {
+    const samples = parseUpstreamChoices(
+      shape,
+      await ask({ topLogprobs, choices: 4, maxTokens: 6, seed: 3 }),
+      table,
+      topLogprobs,
+    );
+    const texts = new Set(samples.map((sample) => sample.pieces.join('')));
+    independentChoices = samples.length === 4 && texts.size > 1;
+  } catch (error) {
+    if (!isRefusal(error)) throw error;
+  }
+  const continuation = shape === 'chat' && (await continues(client, model, table, topLogprobs));
+  return { topLogprobs, topKHonoured, independentChoices, continuation };
+}
+
+/**
+ * Whether chat continuation works: a greedy answer is cut in half and sent back as a partial assistant
+ * message; an upstream that continues it writes the other half, one that ignores the request answers anew.
+ */
+async function continues(
+  client: UpstreamClient,
+  model: string,
+  table: Map<string, number>,
+  topLogprobs: number,
+): Promise<boolean> {
+  const messages = [{ role: 'user', content: PROBE_QUESTION }];
+  const greedy = (continuation: string, maxTokens: number) =>
+    client
+      .request(
+        '/chat/completions',
+        sampleBody('chat', {
+          model,
+          promptTokens: [],
+          messages,
+          continuation,
+          prefixText: '',
+          maxTokens,
+          temperature: 0,
+          topLogprobs,
+          seed: 4,
+        }),
+      )
+      .then((body) => parseUpstreamChoices('chat', body, table, topLogprobs)[0]!.pieces);
+  try {
+    const fresh = await greedy('', 12);
+    if (fresh.length < 4) return false;
+    const half = Math.floor(fresh.length / 2);
+    const expected = fresh.slice(half).join('');
+    const continued = (await greedy(fresh.slice(0, half).join(''), fresh.length - half)).join('');
+    return continued.length > 0 && (expected.startsWith(continued) || continued.startsWith(expected));
+  } catch (error) {
+    if (!isRefusal(error)) throw error;
+    return false;
+  }
+}
+
 export async function createUpstreamBackend(options: UpstreamOptions): Promise<Backend> {
   const client = new UpstreamClient(options.url, options.apiKey, options.timeoutMs);
   const table = tokenTable(options.tokenizer);
@@ -290,45 +537,35 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
       `the upstream at ${client.origin} does not serve model "${options.model}"`,
     );
   }
-  const probeTokens = tokenizer.encode('The weather today is');
-  const shapes: Shape[] = options.api === 'auto' ? ['chat', 'completions'] : [options.api];
-  const supported = new Set<Shape>();
+  const shapes: Shape[] = options.api === 'auto' ? ['completions', 'chat'] : [options.api];
+  const probes = new Map<Shape, ShapeProbe>();
   const problems: string[] = [];
   for (const shape of shapes) {
-    try {
-      const body = await client.request(
-        shape === 'chat' ? '/chat/completions' : '/completions',
-        sampleBody(shape, {
-          model,
-          promptTokens: probeTokens,
-          messages: shape === 'chat' ? [{ role: 'user', content: 'The weather today is' }] : null,
-          continuation: '',
-          prefixText: '',
-          maxTokens: 1,
-          temperature: 1,
-          topLogprobs: options.topLogprobs,
-          seed: 1,
-        }),
+    const probe = await probeShape(client, shape, model, tokenizer, table, options.topLogprobs, problems);
+    if (probe === null) continue;
+    // Chat without continuation can give one token and no more: not a way to generate.
+    if (shape === 'chat' && !probe.continuation) {
+      problems.push(
+        'chat: the upstream does not continue a partial assistant message (continue_final_message is ignored), so token-by-token chat would garble the text',
       );
-      const sample = parseUpstreamSample(shape, body, table);
-      const first = sample.positions[0];
-      if (first !== undefined && first.candidates.ids.length >= 2) supported.add(shape);
-      else problems.push(`${shape}: no top logprobs`);
-    } catch (error) {
-      if (error instanceof GatewayError && error.code !== 'TM_ERR_UPSTREAM_INVALID') throw error;
-      problems.push(`${shape}: ${(error as Error).message}`);
+      continue;
     }
+    probes.set(shape, probe);
   }
-  if (supported.size === 0) {
+  if (probes.size === 0) {
     throw new GatewayError(
       502,
       'TM_ERR_UPSTREAM_NO_LOGPROBS',
-      `the upstream at ${client.origin} (model "${model}") returns no usable top-k logprobs (${problems.join('; ')}), so its output cannot be watermarked; refusing to serve it`,
+      `the upstream at ${client.origin} (model "${model}") offers no exact way to drive generation (${problems.join('; ')}), so its output cannot be watermarked; refusing to serve it`,
     );
   }
   const info: ModelInfo = { id: model, ownedBy: 'upstream', created: Math.floor(Date.now() / 1000) };
   const stats = { roundTrips: 0, draftsAccepted: 0, draftsRejected: 0 };
-  const drafting = options.draftTokens > 0;
+  const requestedChoices = Math.max(1, Math.floor(options.draftChoices ?? DEFAULT_DRAFT_CHOICES));
+  // Cleared for good if the upstream is ever seen drawing outside the top-k it reports.
+  const draftsExact = new Map<Shape, boolean>(
+    [...probes].map(([shape, probe]) => [shape, probe.topKHonoured]),
+  );
 
   async function* generate(request: ChoiceRequest): AsyncGenerator<GeneratedStep, void, undefined> {
     if (request.watermarker.family === 'gumbel') {
@@ -340,24 +577,30 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
         `token driving does not support the ${request.watermarker.scheme.name} scheme (key ${request.watermarker.keyId})`,
       );
     }
+    // Chat goes through the upstream's own template where continuation works; legacy completions take the
+    // exact token ids (for a chat request: the prompt as the gateway formatted it).
     const shape: Shape =
       request.messages !== null
-        ? supported.has('chat')
+        ? probes.has('chat')
           ? 'chat'
           : 'completions'
-        : supported.has('completions')
+        : probes.has('completions')
           ? 'completions'
           : 'chat';
+    const probe = probes.get(shape)!;
+    const top = probe.topLogprobs;
     const prefixText =
       request.messages === null && shape === 'chat' ? tokenizer.decode(request.promptTokens) : '';
     const messages = request.messages !== null && shape === 'completions' ? null : request.messages;
     const generated: number[] = [];
+    const context: number[] = Array.from(request.promptTokens);
     while (generated.length < request.maxTokens) {
       if (request.signal.aborted) return;
+      const drafting = options.draftTokens > 0 && draftsExact.get(shape) === true;
       const want = drafting ? Math.min(options.draftTokens, request.maxTokens - generated.length) : 1;
-      const context = [...request.promptTokens, ...generated];
+      const choices = drafting && request.temperature > 0 && probe.independentChoices ? requestedChoices : 1;
       const body = await client.request(
-        shape === 'chat' ? '/chat/completions' : '/completions',
+        path(shape),
         sampleBody(shape, {
           model,
           promptTokens: context,
@@ -366,35 +609,64 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
           prefixText,
           maxTokens: want,
           temperature: request.temperature,
-          topLogprobs: options.topLogprobs,
+          topLogprobs: top,
+          choices,
           seed: request.random.nextUint32(),
         }),
         request.signal,
       );
       stats.roundTrips++;
-      const sample = parseUpstreamSample(shape, body, table);
-      if (sample.positions.length === 0) {
-        if (sample.finishReason === 'stop') return;
+      const samples = parseUpstreamChoices(shape, body, table, top);
+      if (samples[0]!.positions.length === 0) {
+        if (samples[0]!.finishReason === 'stop') return;
         throw new GatewayError(
           502,
           'TM_ERR_UPSTREAM_NO_LOGPROBS',
           'the upstream model server stopped returning logprobs',
         );
       }
-      let allAccepted = true;
-      for (const position of sample.positions) {
+      // The samples still on the walk: those whose tokens so far are the ones emitted (in `index` order).
+      let live = samples.map((_, index) => index);
+      for (let depth = 0; ; depth++) {
+        const lead = samples[live[0]!]!;
+        // The first sample on the walk ended here: the model's end of text is kept as drawn (it is outside
+        // the watermark: it has no id in the gateway's tokenizer).
+        if (lead.positions.length <= depth) {
+          if (drafting && lead.finishReason === 'stop' && depth < want) return;
+          break;
+        }
+        const position = lead.positions[depth]!;
         if (position.candidates.ids.length === 0) throw invalid('a position has no mappable candidates');
-        const distributions = draftDistributions(position.candidates, context, request);
+        const distributions = draftDistributions(
+          position.candidates,
+          context,
+          request,
+          position.unmappedLogprobs,
+        );
         let token: number;
         let accepted = false;
-        if (drafting) {
-          const outcome = acceptDraft(distributions, position.draft, request.random);
-          token = outcome.token;
-          accepted = outcome.accepted;
+        if (!drafting) {
+          token = sampleTarget(distributions, request.random);
+        } else {
+          const group = live.filter((index) => samples[index]!.positions.length > depth);
+          const drafts = group.map((index) => samples[index]!.positions[depth]!);
+          if (drafts.some((draft) => !draft.drawnInTop)) {
+            // Drawn outside the reported top-k: p is not what the upstream samples from, so its draws are
+            // no drafts. q alone is still exact; drafting stops for good on this shape.
+            draftsExact.set(shape, false);
+            token = sampleTarget(distributions, request.random);
+          } else {
+            const outcome = acceptAmongDrafts(
+              distributions,
+              drafts.map((draft) => draft.draft),
+              request.random,
+            );
+            token = outcome.token;
+            accepted = outcome.draftIndex >= 0;
+            if (accepted) live = group.filter((index) => samples[index]!.positions[depth]!.draft === token);
+          }
           if (accepted) stats.draftsAccepted++;
           else stats.draftsRejected++;
-        } else {
-          token = sampleTarget(distributions, request.random);
         }
         const strength = stepStrength(position.candidates, context, request);
         let step: GeneratedStep = { token, strength, logprob: null, top: null };
@@ -412,14 +684,18 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
         context.push(token);
         yield step;
         if (request.signal.aborted) return;
-        if (!accepted || generated.length >= request.maxTokens) {
-          allAccepted = accepted;
-          break;
-        }
+        if (!accepted || generated.length >= request.maxTokens) break;
       }
-      if (drafting && allAccepted && sample.finishReason === 'stop' && sample.positions.length < want) return;
     }
   }
+
+  const describeShapes = () =>
+    [...probes]
+      .map(
+        ([shape, probe]) =>
+          `${shape}(top ${probe.topLogprobs}${draftsExact.get(shape) ? '' : ', no drafts'}${probe.independentChoices ? '' : ', n=1'})`,
+      )
+      .join(',');
 
   return {
     kind: 'upstream',
@@ -431,9 +707,11 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
       backend: 'upstream',
       upstream: client.origin,
       model,
-      api: [...supported].join(','),
+      api: [...probes.keys()].join(','),
+      paths: describeShapes(),
       draftTokens: options.draftTokens,
-      topLogprobs: options.topLogprobs,
+      draftChoices: requestedChoices,
+      topLogprobs: Math.max(...[...probes.values()].map((probe) => probe.topLogprobs)),
       tokenizer: tokenizer.id,
     }),
     close: async () => undefined,

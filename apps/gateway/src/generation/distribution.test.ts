@@ -1,7 +1,13 @@
 import { createRandom, createWatermarker, createWatermarkKey, stepStrength } from '@tracemark/core';
 import { getTokenizer } from '@tracemark/tokenizers';
 import { describe, expect, it } from 'vitest';
-import { acceptDraft, draftDistributions, reportedLogprobs, sampleTarget } from './distribution.ts';
+import {
+  acceptAmongDrafts,
+  acceptDraft,
+  draftDistributions,
+  reportedLogprobs,
+  sampleTarget,
+} from './distribution.ts';
 import { TextAssembler } from './text-assembler.ts';
 
 const watermarker = createWatermarker(createWatermarkKey({ secret: new Uint8Array(32).fill(7) }));
@@ -50,6 +56,68 @@ describe('speculative acceptance of an upstream draft', () => {
     expect(chiSquare).toBeLessThan(31.3);
     expect(cells).toBeGreaterThan(1);
   });
+
+  it.each([
+    [0.7, 1, 4, 0],
+    [0.7, 0.9, 8, 0],
+    [1, 1, 3, 2],
+  ])(
+    'several independent drafts (T = %s, top-p = %s, %s drafts, %s top-k entries without an id) still give q exactly',
+    (temperature, topP, count, unmappedCount) => {
+      // Unmapped entries: the upstream can draw them (p has their mass) but q never takes them.
+      const unmapped = Array.from({ length: unmappedCount }, (_, i) => -0.5 - 0.4 * i);
+      const distributions = draftDistributions(
+        candidates,
+        context,
+        { watermarker, temperature, topP },
+        unmapped,
+      );
+      const full = draftDistributions(
+        {
+          ids: Uint32Array.from([...candidates.ids, 1, 2].slice(0, 12 + unmappedCount)),
+          logits: Float32Array.from([...candidates.logits, ...unmapped]),
+        },
+        context,
+        { watermarker: null, temperature, topP: 1 },
+      ).p;
+      expect(distributions.p.reduce((a, b) => a + b, 0)).toBeCloseTo(
+        1 - full.slice(12).reduce((a, b) => a + b, 0),
+        6,
+      );
+      const random = createRandom(99);
+      const counts = new Float64Array(candidates.ids.length);
+      let accepted = 0;
+      const trials = 100_000;
+      for (let t = 0; t < trials; t++) {
+        const drafts = Array.from({ length: count }, () => {
+          const index = drawFrom(full, random);
+          return index < 12 ? candidates.ids[index]! : null;
+        });
+        const outcome = acceptAmongDrafts(distributions, drafts, random);
+        if (outcome.draftIndex >= 0) {
+          expect(outcome.token).toBe(drafts[outcome.draftIndex]);
+          accepted++;
+        }
+        counts[candidates.ids.indexOf(outcome.token)]!++;
+      }
+      let chiSquare = 0;
+      for (let i = 0; i < counts.length; i++) {
+        const expected = distributions.q[i]! * trials;
+        if (expected === 0) {
+          expect(counts[i]).toBe(0);
+          continue;
+        }
+        chiSquare += (counts[i]! - expected) ** 2 / expected;
+      }
+      expect(chiSquare).toBeLessThan(31.3);
+      // More drafts, more acceptance: above what one draft gets (the overlap of p and q).
+      const overlap = Array.from(distributions.q, (q, i) => Math.min(q, distributions.p[i]!)).reduce(
+        (a, b) => a + b,
+        0,
+      );
+      expect(accepted / trials).toBeGreaterThan(overlap + 0.05);
+    },
+  );
 
   it('q boosts green candidates by e^(δ/T) relative to p, and drops what top-p drops', () => {
     const { p, q } = draftDistributions(candidates, context, { watermarker, temperature: 1, topP: 1 });

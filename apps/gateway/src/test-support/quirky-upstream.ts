@@ -1,0 +1,106 @@
+/**
+ * A real HTTP proxy in front of an OpenAI-compatible server (model-server.ts) that gives it the habits of
+ * other servers: `n` served as independent samples (seed + i, as vLLM seeds a request's children), limits on
+ * `top_logprobs` / `logprobs` answered with HTTP 400 (OpenAI: 20 and 5), chat continuation ignored, `top_k`
+ * ignored, no legacy completions.
+ */
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface QuirkyUpstreamOptions {
+  /** The server behind, `http://host:port/v1`. */
+  readonly target: string;
+  /** false: `n` is ignored (one choice comes back). Default true. */
+  readonly choices?: boolean;
+  /** The most chat `top_logprobs` accepted; more is a 400. */
+  readonly maxTopLogprobs?: number;
+  /** The most legacy `logprobs` accepted; more is a 400. */
+  readonly maxLegacyLogprobs?: number;
+  /** true: `continue_final_message` / `add_generation_prompt` are dropped (the last message is answered). */
+  readonly ignoreContinuation?: boolean;
+  /** true: `top_k` is dropped (the server behind then samples from far more tokens than it reports). */
+  readonly ignoreTopK?: boolean;
+  /** false: `/v1/completions` answers 404. */
+  readonly legacy?: boolean;
+}
+
+export interface QuirkyUpstream {
+  readonly url: string;
+  /** Requests received per path (before `n` is fanned out). */
+  readonly counts: { chat: number; completions: number };
+  close(): Promise<void>;
+}
+
+async function readBody(request: IncomingMessage): Promise<string> {
+  let text = '';
+  for await (const chunk of request) text += chunk;
+  return text;
+}
+
+export async function startQuirkyUpstream(options: QuirkyUpstreamOptions): Promise<QuirkyUpstream> {
+  const target = options.target.replace(/\/+$/, '');
+  const counts = { chat: 0, completions: 0 };
+  const server = createServer((request, response) => {
+    const send = (status: number, body: unknown) => {
+      response.writeHead(status, { 'content-type': 'application/json' });
+      response.end(JSON.stringify(body));
+    };
+    const forward = async () => {
+      const url = request.url ?? '';
+      if (request.method === 'GET') {
+        const answer = await fetch(`${target}${url.replace(/^\/v1/, '')}`);
+        return send(answer.status, await answer.json());
+      }
+      const isChat = url === '/v1/chat/completions';
+      if (!isChat && !(url === '/v1/completions' && options.legacy !== false)) {
+        return send(404, { error: { message: 'not found' } });
+      }
+      if (isChat) counts.chat++;
+      else counts.completions++;
+      const body = JSON.parse(await readBody(request)) as Record<string, unknown>;
+      const asked = Number(isChat ? (body.top_logprobs ?? 0) : (body.logprobs ?? 0));
+      const limit = isChat ? options.maxTopLogprobs : options.maxLegacyLogprobs;
+      if (limit !== undefined && asked > limit) {
+        return send(400, {
+          error: { message: `${isChat ? 'top_logprobs' : 'logprobs'} must be at most ${limit}` },
+        });
+      }
+      if (options.ignoreContinuation) {
+        delete body.continue_final_message;
+        delete body.add_generation_prompt;
+      }
+      if (options.ignoreTopK) delete body.top_k;
+      const n = options.choices === false ? 1 : Math.max(1, Number(body.n ?? 1));
+      const seed = typeof body.seed === 'number' ? body.seed : 0;
+      const answers = await Promise.all(
+        Array.from({ length: n }, async (_, index) => {
+          const answer = await fetch(`${target}${url.replace(/^\/v1/, '')}`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ ...body, n: 1, seed: (seed + index) >>> 0 }),
+          });
+          return { status: answer.status, json: (await answer.json()) as Record<string, unknown> };
+        }),
+      );
+      const failed = answers.find((answer) => answer.status !== 200);
+      if (failed !== undefined) return send(failed.status, failed.json);
+      const choices = answers.map((answer, index) => ({
+        ...((answer.json.choices as Record<string, unknown>[])[0] ?? {}),
+        index,
+      }));
+      return send(200, { ...answers[0]!.json, choices });
+    };
+    forward().catch((error: unknown) => send(500, { error: { message: String(error) } }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/v1`,
+    counts,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
