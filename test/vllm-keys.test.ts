@@ -513,10 +513,8 @@ describe('bad input: a clear error, or an honest verdict, never a false watermar
 
   it('commands that take tracemark keys only say so for a vLLM key', async () => {
     const { path } = await keygen(['--scheme', 'vllm:gumbel', '--engine-key', SECRET]);
-    for (const argv of [
-      ['generate', '--key', path, '--prompt', 'x', '--max-tokens', '4'],
-      ['scan', '--key', path, '-'],
-    ]) {
+    // generate samples with tracemark's own schemes; detect and scan read engines' keys.
+    for (const argv of [['generate', '--key', path, '--prompt', 'x', '--max-tokens', '4']]) {
       const outcome = await cli(argv, 'some text');
       expect(outcome.code, argv[0]).toBe(3);
       expect(outcome.stderr, argv[0]).toMatch(/this command does not support vLLM keys yet/);

@@ -14,6 +14,7 @@ import {
 } from './scoring.ts';
 import { bonferroniLog10, holmAdjustLog10, log10BinomialCdf, log10BinomialSf, zScore } from './statistics.ts';
 import type { Watermarker } from './watermarker.ts';
+import { forEachWindow } from './windows.ts';
 
 export type Verdict = 'watermarked' | 'not_watermarked' | 'insufficient';
 
@@ -306,36 +307,15 @@ export function windowScan(
   log10P: number;
   log10PCorrected: number;
 } {
-  if (!Number.isInteger(minWindow) || minWindow < 1) {
-    throw new RangeError(`minWindow: expected a positive integer, got ${String(minWindow)}`);
-  }
   const T = bits.length;
   const prefix = new Uint32Array(T + 1);
   for (let i = 0; i < T; i++) prefix[i + 1] = prefix[i]! + bits[i]!;
-  let windows = 0;
   let best = { start: 0, length: T, numGreen: prefix[T]!, log10P: Number.POSITIVE_INFINITY };
-  const consider = (start: number, length: number): void => {
-    windows++;
+  const windows = forEachWindow(T, minWindow, (start, length) => {
     const k = prefix[start + length]! - prefix[start]!;
     const log10P = log10BinomialSf(k, length, gamma);
     if (log10P < best.log10P) best = { start, length, numGreen: k, log10P };
-  };
-  let previous = 0;
-  for (let j = 0; ; j++) {
-    const length = Math.round(minWindow * 2 ** (j / 2));
-    if (length >= T) break;
-    if (length === previous) continue;
-    previous = length;
-    const stride = Math.max(1, Math.floor(length / 4));
-    let start = 0;
-    let last = -1;
-    for (; start + length <= T; start += stride) {
-      consider(start, length);
-      last = start;
-    }
-    if (last !== T - length) consider(T - length, length);
-  }
-  consider(0, T);
+  });
   return { windowsSearched: windows, ...best, log10PCorrected: bonferroniLog10(best.log10P, windows) };
 }
 

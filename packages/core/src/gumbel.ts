@@ -17,6 +17,7 @@
 import { logGammaSf, logWeightedGammaSf } from './foreign/gamma-tail.ts';
 import type { Scheme } from './scheme.ts';
 import { bonferroniLog10 } from './statistics.ts';
+import { forEachWindow } from './windows.ts';
 
 const TWO_POW_MINUS_32 = 2 ** -32;
 const TWO_POW_MINUS_52 = 2 ** -52;
@@ -162,35 +163,14 @@ export function gumbelWindowScan(
   log10PCorrected: number;
 } {
   assertGumbel(scheme);
-  if (!Number.isInteger(minWindow) || minWindow < 1) {
-    throw new RangeError(`minWindow: expected a positive integer, got ${String(minWindow)}`);
-  }
   const T = scores.length;
   const prefix = new Float64Array(T + 1);
   for (let i = 0; i < T; i++) prefix[i + 1] = prefix[i]! + scores[i]!;
-  let windows = 0;
   let best = { start: 0, length: T, score: prefix[T]!, log10P: Number.POSITIVE_INFINITY };
-  const consider = (start: number, length: number): void => {
-    windows++;
+  const windows = forEachWindow(T, minWindow, (start, length) => {
     const score = Math.max(0, prefix[start + length]! - prefix[start]!);
     const log10P = gumbelLog10PValue(scheme, length, score);
     if (log10P < best.log10P) best = { start, length, score, log10P };
-  };
-  let previous = 0;
-  for (let j = 0; ; j++) {
-    const length = Math.round(minWindow * 2 ** (j / 2));
-    if (length >= T) break;
-    if (length === previous) continue;
-    previous = length;
-    const stride = Math.max(1, Math.floor(length / 4));
-    let start = 0;
-    let last = -1;
-    for (; start + length <= T; start += stride) {
-      consider(start, length);
-      last = start;
-    }
-    if (last !== T - length) consider(T - length, length);
-  }
-  consider(0, T);
+  });
   return { windowsSearched: windows, ...best, log10PCorrected: bonferroniLog10(best.log10P, windows) };
 }

@@ -223,3 +223,4 @@ export {
   zScore,
 } from './statistics.ts';
 export { createWatermarker, type Watermarker, type WatermarkerOptions } from './watermarker.ts';
+export { forEachWindow } from './windows.ts';

@@ -3,7 +3,7 @@
  * tape of a document's scored units (a family's `strict` deduplication), each window's sum tested
  * with the family's exact tail, the best corrected by Bonferroni over the windows searched.
  */
-import { bonferroniLog10, DEFAULT_MIN_WINDOW, type WindowResult } from '@tracemark/core';
+import { bonferroniLog10, DEFAULT_MIN_WINDOW, forEachWindow, type WindowResult } from '@tracemark/core';
 import type { ForeignUnits } from './foreign.ts';
 
 /** Log10 P(S ≥ score) for `count` units under the null. */
@@ -19,36 +19,16 @@ export function foreignWindowScan(
   integerScores: boolean,
   minWindow: number = DEFAULT_MIN_WINDOW,
 ): WindowResult {
-  if (!Number.isInteger(minWindow) || minWindow < 1) {
-    throw new RangeError(`minWindow: expected a positive integer, got ${String(minWindow)}`);
-  }
   const values = units.values;
   const T = values.length;
   const prefix = new Float64Array(T + 1);
   for (let i = 0; i < T; i++) prefix[i + 1] = prefix[i]! + values[i]!;
-  let windows = 0;
   let best = { start: 0, length: T, score: prefix[T]!, log10P: Number.POSITIVE_INFINITY };
-  const consider = (start: number, length: number): void => {
-    windows++;
+  const windows = forEachWindow(T, minWindow, (start, length) => {
     const score = Math.max(0, prefix[start + length]! - prefix[start]!);
     const log10P = length === 0 ? 0 : tail(integerScores ? Math.round(score) : score, length);
     if (log10P < best.log10P) best = { start, length, score, log10P };
-  };
-  let previous = 0;
-  for (let j = 0; ; j++) {
-    const length = Math.round(minWindow * 2 ** (j / 2));
-    if (length >= T) break;
-    if (length === previous) continue;
-    previous = length;
-    const stride = Math.max(1, Math.floor(length / 4));
-    let last = -1;
-    for (let start = 0; start + length <= T; start += stride) {
-      consider(start, length);
-      last = start;
-    }
-    if (last !== T - length) consider(T - length, length);
-  }
-  consider(0, T);
+  });
   const positions = units.positions;
   return {
     startToken: best.length === 0 ? 0 : positions[best.start]!,
