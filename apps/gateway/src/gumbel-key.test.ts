@@ -67,4 +67,25 @@ describe('a Gumbel serving key', () => {
     expect(verified.json.detection.score).toBeGreaterThan(verified.json.detection.numScored);
     expect(verified.json.summary).not.toMatch(/NaN/);
   });
+
+  it('/v1/scan finds a corpus of its outputs radioactive, with the exact null and no fake keys', async () => {
+    const documents: { text: string }[] = [];
+    for (const [i, content] of [
+      'The river in spring.',
+      'A letter from the mayor.',
+      'Notes on the harvest.',
+    ].entries()) {
+      const completion = await gateway.call('POST', '/v1/chat/completions', {
+        model: MODEL,
+        messages: [{ role: 'user', content }],
+        max_tokens: 60,
+        seed: 30 + i,
+      });
+      documents.push({ text: completion.json.choices[0].message.content });
+    }
+    const response = await gateway.call('POST', '/v1/scan', { documents });
+    expect(response.status, response.text).toBe(200);
+    expect(response.json.verdict).toBe('radioactive');
+    expect(response.json.keys[0].calibration).toBeNull();
+  });
 });

@@ -229,8 +229,9 @@ async function gumbelDefaults(
     rows.map((r) => r.substitutionAuc),
     rows.map((r) => r.insertionDeletionAuc),
     rows.map((r) => r.copyPasteAuc),
-    // A lower perplexity (less cost) ranks higher.
-    rows.map((r) => -r.perplexityRatio),
+    // The quality cost: a lower perplexity ranks higher, but a row whose paired test finds no
+    // difference costs nothing, and a perplexity below the control's is no benefit (it ties at 1).
+    rows.map((r) => -(r.qualityWithinNoise === true ? 1 : Math.max(1, r.perplexityRatio))),
   ].map(ranks);
   const candidates = rows.map((row, i) => ({
     ...row,
@@ -438,7 +439,7 @@ export async function runDefaults(context: ExperimentContext): Promise<DefaultsS
   if (gumbel !== null) {
     report.heading(2, 'Across families: green-list against Gumbel-max');
     report.paragraph(
-      `The criteria above, at the temperatures and rates of experiments 2 and 3, for the code default, the best green-list candidate and the Gumbel-max schemes (docs/spec/watermark-gumbel.md; power from ${gumbel.powerSource}), plus the quality cost: oracle perplexity against unwatermarked generations (experiment 4), ranked lower-is-better, and whether experiment 4's paired test finds any difference (perplexity, distinct-1/2/3). Radioactivity is not ranked here (the extraction grid measured green-list keys; see the Gumbel subset in extraction-gumbel.md when run). Best mean rank: **${gumbel.bestByRank}**; the decision is docs/decisions/2026-12-04-defaults-gumbel.md.`,
+      `The criteria above, at the temperatures and rates of experiments 2 and 3, for the code default, the best green-list candidate and the Gumbel-max schemes (docs/spec/watermark-gumbel.md; power from ${gumbel.powerSource}), plus the quality cost: oracle perplexity against unwatermarked generations (experiment 4), and whether experiment 4's paired test finds any difference (perplexity, distinct-1/2/3); the quality criterion ranks the cost max(1, ratio), and 1 when the paired test finds no difference (noise is no cost and no benefit). Radioactivity is not ranked here: the extraction grid measured green-list keys, and its Gumbel subset (extraction-gumbel.md) gumbel(4) only. Best mean rank: **${gumbel.bestByRank}**; the decision is docs/decisions/2026-12-04-defaults-gumbel.md.`,
     );
     report.table(
       [

@@ -128,7 +128,7 @@ function plans(quick: boolean): Plan[] {
       { config: CODE_DEFAULT, length: 50, repeats: 2 },
       { config: CODE_DEFAULT, length: 200, repeats: 2 },
       { config: { name: 'selfhash', contextWidth: 4, gamma: 0.25, delta: 2 }, length: 200, repeats: 1 },
-      { config: GUMBEL_DEFAULT, length: 200, repeats: 1 },
+      { config: GUMBEL_DEFAULT, length: 50, repeats: 1 },
     ];
   }
   // Repeats per length so that each variant has over 100,000 (passage, key) trials.

@@ -33,6 +33,7 @@ import {
   type FakeKeyCounts,
   type ForeignScanKey,
   fakeKeyPValues,
+  isGumbelKey,
   runFakeKeyJob,
   type ScanDocument,
   scanCorpus,
@@ -303,6 +304,17 @@ export function createWorkContext(keys: WorkKeys): WorkContext {
     }));
     const seed = task.fakeKeySeed ?? DEFAULT_FAKE_KEY_SEED;
     const servingKey = keys.watermarkKey;
+    if (!isForeignKey(servingKey) && isGumbelKey(servingKey)) {
+      // A Gumbel key: the exact Gamma tail of its corpus-wide score, no fake keys (@tracemark/extraction gumbel-scan.ts).
+      const report = await scanCorpusAnyKeys({
+        documents,
+        keys: [servingKey],
+        specialTokenIds: tokenizer.specialTokenIds,
+        fakeKeySeed: seed,
+        ...(task.alpha === undefined ? {} : { alpha: task.alpha }),
+      });
+      return { ...report, fakeKeyLog10P: [], fakeKeyRandomizedP: [] };
+    }
     if (isForeignKey(servingKey)) {
       // An engine's key: the exact null of its score, no fake keys (@tracemark/extraction foreign-scan.ts).
       const report = await scanCorpusAnyKeys({
