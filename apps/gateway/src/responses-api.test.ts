@@ -32,7 +32,10 @@ describe('the Responses API', () => {
     const tracemark = (response as unknown as { tracemark: { issuance_ids: string[] } }).tracemark;
     expect(tracemark.issuance_ids).toHaveLength(1);
     const log = await gateway.call('GET', '/v1/admin/issuance');
-    expect(log.json.data.at(-1)).toMatchObject({ endpoint: 'responses', numTokens: response.usage?.output_tokens });
+    expect(log.json.data.at(-1)).toMatchObject({
+      endpoint: 'responses',
+      numTokens: response.usage?.output_tokens,
+    });
     const detected = await gateway.call('POST', '/v1/detect', { text: response.output_text });
     expect(detected.json.verdict).toBe('watermarked');
   });
@@ -50,7 +53,8 @@ describe('the Responses API', () => {
     for await (const event of stream) {
       types.push(event.type);
       if (event.type === 'response.output_text.delta') text += event.delta;
-      if (event.type === 'response.completed' || event.type === 'response.incomplete') completed = event.response;
+      if (event.type === 'response.completed' || event.type === 'response.incomplete')
+        completed = event.response;
     }
     expect(types[0]).toBe('response.created');
     expect(types).toContain('response.output_text.done');
