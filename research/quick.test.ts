@@ -161,7 +161,7 @@ describe('research experiments, quick variants', () => {
     // vLLM's lefthash detector seeds with hashed ids, its generator with raw ids: it misses its own mark.
     const lefthash = summary.schemes.find((s) => s.id === 'vllm:sbw-lefthash')!;
     expect(lefthash.power[lefthash.power.length - 1]!.engineTpr).toBe(0);
-  });
+  }, 300_000);
 
   it('defaults: ranks the candidates from the other summaries', async () => {
     const summary = await runQuick<DefaultsSummary>('defaults');

@@ -628,6 +628,7 @@ describe('operations', () => {
         'post /v1/chat/completions',
         'post /v1/completions',
         'post /v1/detect',
+        'post /v1/responses',
         'post /v1/scan',
         'post /v1/verify',
       ].sort(),

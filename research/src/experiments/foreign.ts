@@ -1533,7 +1533,7 @@ function failingContext(summary: ForeignSummary): string {
   );
   return failing.length === 0
     ? 'stay within the bound too'
-    : `exceeds it for ${failing.map((s) => `\`${s.id}\``).join(', ')}: their seeds recur across contexts, so one (seed, token) pair is scored again (spec foreign-vllm §10.1)`;
+    : `exceed it for ${failing.map((s) => `\`${s.id}\``).join(', ')}: their seeds recur across contexts, so one (seed, token) pair is scored again (spec foreign-vllm §10.1)`;
 }
 
 function maxLengthOf(plan: Plan): number {
