@@ -63,7 +63,7 @@ describe('tests run against workspace sources, not dist', () => {
     const core = await import('@tracemark/core');
     const detection = await import('@tracemark/detection');
     expect(throwingFile(() => core.windowScan(new Uint8Array(0), 0.5, 0))).toBe(
-      join(repositoryRoot, 'packages/core/src/detect.ts'),
+      join(repositoryRoot, 'packages/core/src/windows.ts'),
     );
     expect(throwingFile(() => detection.createTextDetector({ keys: [] }))).toBe(
       join(repositoryRoot, 'packages/detection/src/detector.ts'),
