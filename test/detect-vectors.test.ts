@@ -7,12 +7,10 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { run } from '@tracemark/cli';
 import { createWatermarkKey, DEFAULT_FPR, serializeKeyFile } from '@tracemark/core';
 import { getTokenizer } from '@tracemark/tokenizers';
 import { describe, expect, it } from 'vitest';
-import { repositoryRoot, temporaryDirectory } from './helpers.ts';
+import { repositoryRoot, runCli, temporaryDirectory } from './helpers.ts';
 
 interface DetectVector {
   readonly name: string;
@@ -47,19 +45,7 @@ const applicable = vectors.filter((c) => {
   );
 });
 
-async function cli(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await run(argv, {
-    stdout: { write: (text: string) => (stdout += text) },
-    stderr: { write: (text: string) => (stderr += text) },
-    stdin: Readable.from([]),
-    stdoutIsTTY: false,
-    stderrIsTTY: false,
-    env: {},
-  });
-  return { code, stdout, stderr };
-}
+const cli = (argv: string[]) => runCli(argv);
 
 function expectLog10P(actual: number, expected: number, label: string): void {
   if (expected === 0) expect(actual, label).toBe(0);

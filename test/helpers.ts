@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 
 export const repositoryRoot: string = new URL('..', import.meta.url).pathname;
 export const cliPath: string = join(repositoryRoot, 'apps/cli/dist/bin.js');
@@ -38,4 +39,25 @@ export function tracemark(
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
     child.stdin.end(options.input ?? '');
   });
+}
+
+/** Runs `tracemark ARGS` in this process (no spawn): stdin is `input`, nothing is a terminal. */
+export async function runCli(
+  argv: readonly string[],
+  input = '',
+  env: NodeJS.ProcessEnv = {},
+): Promise<SpawnResult> {
+  // Loaded on first use: most test files spawn the built CLI and need none of it.
+  const { run } = await import('@tracemark/cli');
+  let stdout = '';
+  let stderr = '';
+  const code = await run([...argv], {
+    stdout: { write: (text: string) => (stdout += text) },
+    stderr: { write: (text: string) => (stderr += text) },
+    stdin: Readable.from([Buffer.from(input)]),
+    stdoutIsTTY: false,
+    stderrIsTTY: false,
+    env,
+  });
+  return { code, stdout, stderr };
 }

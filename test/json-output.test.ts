@@ -6,11 +6,9 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { run } from '@tracemark/cli';
 import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
 import { describe, expect, it, vi } from 'vitest';
-import { temporaryDirectory } from './helpers.ts';
+import { runCli, temporaryDirectory } from './helpers.ts';
 
 const FAILURE_MARKER = 'tracemark-test-simulated-internal-failure';
 
@@ -39,19 +37,7 @@ interface Outcome {
   readonly stderr: string;
 }
 
-async function cli(argv: string[], input = '', env: NodeJS.ProcessEnv = {}): Promise<Outcome> {
-  let stdout = '';
-  let stderr = '';
-  const code = await run(argv, {
-    stdout: { write: (text: string) => (stdout += text) },
-    stderr: { write: (text: string) => (stderr += text) },
-    stdin: Readable.from([Buffer.from(input)]),
-    stdoutIsTTY: false,
-    stderrIsTTY: false,
-    env,
-  });
-  return { code, stdout, stderr };
-}
+const cli = runCli;
 
 /** Parses stdout as exactly one JSON value (JSON.parse rejects trailing text). */
 // biome-ignore lint/suspicious/noExplicitAny: the tests read whatever the CLI printed.

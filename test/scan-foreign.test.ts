@@ -6,8 +6,6 @@
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { run } from '@tracemark/cli';
 import {
   createRandom,
   createVllmDetector,
@@ -20,21 +18,9 @@ import {
 import { createVllmKeyScorer, createVllmWatermarkKey, serializeVllmKeyFile } from '@tracemark/detection';
 import { loadHumanCorpus } from '@tracemark/lm';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { temporaryDirectory } from './helpers.ts';
+import { runCli, temporaryDirectory } from './helpers.ts';
 
-async function cli(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await run(argv, {
-    stdout: { write: (text: string) => (stdout += text) },
-    stderr: { write: (text: string) => (stderr += text) },
-    stdin: Readable.from([Buffer.from('')]),
-    stdoutIsTTY: false,
-    stderrIsTTY: false,
-    env: {},
-  });
-  return { code, stdout, stderr };
-}
+const cli = (argv: string[]) => runCli(argv);
 
 const directory = temporaryDirectory('tracemark-scan-foreign-');
 let written = 0;

@@ -7,8 +7,6 @@
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { run } from '@tracemark/cli';
 import {
   createRandom,
   createWatermarker,
@@ -24,21 +22,9 @@ import {
 } from '@tracemark/core';
 import { loadHumanCorpus } from '@tracemark/lm';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { temporaryDirectory } from './helpers.ts';
+import { runCli, temporaryDirectory } from './helpers.ts';
 
-async function cli(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await run(argv, {
-    stdout: { write: (text: string) => (stdout += text) },
-    stderr: { write: (text: string) => (stderr += text) },
-    stdin: Readable.from([Buffer.from('')]),
-    stdoutIsTTY: false,
-    stderrIsTTY: false,
-    env: {},
-  });
-  return { code, stdout, stderr };
-}
+const cli = (argv: string[]) => runCli(argv);
 
 const directory = temporaryDirectory('tracemark-scan-gumbel-');
 let written = 0;

@@ -6,8 +6,6 @@
  */
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { run } from '@tracemark/cli';
 import {
   createRandom,
   createWatermarker,
@@ -20,7 +18,7 @@ import { createTextDetector, createVllmWatermarkKey, type VllmKeyOptions } from 
 import { loadHumanCorpus } from '@tracemark/lm';
 import { getTokenizer } from '@tracemark/tokenizers';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { temporaryDirectory, tracemark } from './helpers.ts';
+import { runCli, temporaryDirectory, tracemark } from './helpers.ts';
 
 interface VectorCase {
   name: string;
@@ -40,25 +38,7 @@ const vectors = JSON.parse(
 ) as { cases: VectorCase[] };
 const vectorCase = (name: string): VectorCase => vectors.cases.find((c) => c.name === name)!;
 
-interface Outcome {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-async function cli(argv: string[], input = '', env: NodeJS.ProcessEnv = {}): Promise<Outcome> {
-  let stdout = '';
-  let stderr = '';
-  const code = await run(argv, {
-    stdout: { write: (text: string) => (stdout += text) },
-    stderr: { write: (text: string) => (stderr += text) },
-    stdin: Readable.from([Buffer.from(input)]),
-    stdoutIsTTY: false,
-    stderrIsTTY: false,
-    env,
-  });
-  return { code, stdout, stderr };
-}
+const cli = runCli;
 
 const directory = temporaryDirectory('tracemark-vllm-keys-');
 let written = 0;
