@@ -12,7 +12,7 @@
  *
  * Settings (environment): ENGINE_BENCH_STREAMS (50), ENGINE_BENCH_TOKENS (64), ENGINE_BENCH_TOKEN_MS
  * (20: the engine's time per token), ENGINE_BENCH_ROUNDS (5), ENGINE_BENCH_SAMPLE_RATE (0.1: the live
- * check's share). Everything targets 127.0.0.1 and stops by itself.
+ * check's share), ENGINE_BENCH_PROFILE (a folder: the gateway process writes a CPU profile there). Everything targets 127.0.0.1 and stops by itself.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { arch, cpus, tmpdir } from 'node:os';
@@ -69,15 +69,25 @@ if (role === 'engine') {
   const app = await buildApp(prepared.services, { logger: loggerOptions('warn') });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const { port } = app.server.address() as { port: number };
+  process.once('SIGINT', () => process.exit(0)); // an exit that writes the CPU profile
   process.stdout.write(
     `${JSON.stringify({ url: `http://127.0.0.1:${port}`, key: prepared.firstStart.devApiKey })}\n`,
   );
 } else {
   const here = import.meta.filename;
   const start = (args: string[]): { child: ChildProcess; ready: Promise<Record<string, string>> } => {
-    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', here, ...args], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    // ENGINE_BENCH_PROFILE=DIR writes a CPU profile of the gateway process there.
+    const profile =
+      args[0] === 'gateway' && process.env.ENGINE_BENCH_PROFILE
+        ? ['--cpu-prof', `--cpu-prof-dir=${process.env.ENGINE_BENCH_PROFILE}`]
+        : [];
+    const child = spawn(
+      process.execPath,
+      [...profile, '--conditions=source', '--import', 'tsx', here, ...args],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     const ready = new Promise<Record<string, string>>((resolve, reject) => {
       let buffer = '';
       child.stdout!.on('data', (chunk: Buffer) => {
@@ -220,7 +230,7 @@ if (role === 'engine') {
     `  chunks: ${sameChunks} of ${compared} streams had exactly the direct stream's text chunks`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
-  gatewayProcess.child.kill();
+  gatewayProcess.child.kill('SIGINT');
   engine.child.kill();
   if (sameChunks !== compared) process.exitCode = 1;
 }

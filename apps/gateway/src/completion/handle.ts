@@ -23,6 +23,10 @@ import {
   type PreparedCompletion,
 } from './types.ts';
 
+/** Stands for a chunk's text in the precomputed chunk halves (textChunkWriter); never in a real text. */
+const DELTA_PLACEHOLDER = '\u0000tracemark:delta\u0000';
+const QUOTED_PLACEHOLDER = JSON.stringify(DELTA_PLACEHOLDER);
+
 export interface CompletionStages {
   readonly session: CompletionSession;
   readonly issuance: IssuanceContext;
@@ -135,6 +139,22 @@ export function createCompletionHandler(
     const object = endpoint === 'chat.completions' ? 'chat.completion.chunk' : 'text_completion';
     const chunk = (choice: Record<string, unknown>) =>
       events.event({ ...common, object, choices: [choice], ...usageField });
+    /**
+     * The text chunk of one choice as two fixed halves around the text's JSON: the bytes
+     * `chunk({…, delta: {content: text}})` writes, without building and serializing the whole chunk for
+     * every token.
+     */
+    const textChunkWriter = (index: number): ((text: string) => Promise<void>) => {
+      const choice =
+        endpoint === 'chat.completions'
+          ? { index, delta: { content: DELTA_PLACEHOLDER }, logprobs: null, finish_reason: null }
+          : { index, text: DELTA_PLACEHOLDER, logprobs: null, finish_reason: null };
+      const whole = `data: ${JSON.stringify({ ...common, object, choices: [choice], ...usageField })}\n\n`;
+      const at = whole.lastIndexOf(QUOTED_PLACEHOLDER);
+      const head = whole.slice(0, at);
+      const tail = whole.slice(at + QUOTED_PLACEHOLDER.length);
+      return (text) => events.write(head + JSON.stringify(text) + tail);
+    };
     // The Responses API streams typed events (`event: NAME`), numbered, and no `[DONE]`.
     const responses = endpoint === 'responses';
     let sequence = 0;
@@ -182,6 +202,7 @@ export function createCompletionHandler(
         let sentRole = false;
         let textOffset = 0;
         let sentText = '';
+        const textChunk = prepared.topLogprobs === null ? textChunkWriter(task.index) : null;
         const roleChunk = () =>
           chunk({
             index: task.index,
@@ -207,12 +228,16 @@ export function createCompletionHandler(
                 sentRole = true;
                 await roleChunk();
               }
+              if (textChunk !== null) return textChunk(delta);
               await chunk({
                 index: task.index,
                 delta: { content: delta },
                 logprobs: prepared.topLogprobs === null ? null : shaper.chatLogprobs(steps),
                 finish_reason: null,
               });
+            } else if (textChunk !== null) {
+              textOffset += delta.length;
+              await textChunk(delta);
             } else {
               await chunk({
                 index: task.index,
