@@ -7,8 +7,10 @@ import {
   createWatermarker,
   createWatermarkKey,
   type RandomSource,
+  sampleToken,
   type Watermarker,
 } from '@tracemark/core';
+import { createTextDetector } from '@tracemark/detection';
 import { loadDefaultModel, type NgramModel } from '@tracemark/lm';
 import { getTokenizer } from '@tracemark/tokenizers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -287,4 +289,46 @@ describe('the walk over several samples is exact (toy model, chi-square)', () =>
     },
     120_000,
   );
+});
+
+describe('a Gumbel key (distortion-free): token driving computes the keyed choice from the reported top-k', () => {
+  const gumbelKey = createWatermarkKey({
+    secret: new Uint8Array(32).fill(12),
+    scheme: { name: 'gumbel', contextWidth: 4 },
+  });
+  const gumbelMarker = createWatermarker(gumbelKey);
+
+  it('every token is the keyed choice among its context’s top 20, the samples serve as continuations, and the text is marked', async () => {
+    // The proxy serves `n` (the model server itself draws one sample per request).
+    const backend = await backendFor(await quirky({}), { api: 'completions', draftChoices: 16 });
+    const prompt = 'The harbour master said on Tuesday that';
+    const promptTokens = tokenizer.encode(prompt);
+    const before = backend.stats.roundTrips;
+    const tokens = await generateTokens(backend, {
+      prompt,
+      maxTokens: 120,
+      temperature: 0.7,
+      random: createRandom(5),
+      marker: gumbelMarker,
+    });
+    const trips = backend.stats.roundTrips - before;
+    expect(tokens.length).toBeGreaterThan(60);
+    // The choice replayed from the model itself: the same token wherever the reported logprobs (rounded
+    // to JSON numbers) leave the argmax where it is, which is everywhere but near-ties.
+    const context = Array.from(promptTokens);
+    let same = 0;
+    for (const token of tokens) {
+      const replay = sampleToken(model.candidates(context, 20), context, createRandom(1), {
+        temperature: 0.7,
+        watermarker: gumbelMarker,
+      });
+      if (replay.token === token) same++;
+      context.push(token);
+    }
+    expect(same / tokens.length).toBeGreaterThanOrEqual(0.98);
+    // Several tokens per round trip: the upstream's samples made the keyed choice often enough.
+    expect(trips / tokens.length).toBeLessThan(0.5);
+    const detector = createTextDetector({ keys: [gumbelKey] });
+    expect(detector.detectText(tokenizer.decode(tokens)).verdict).toBe('watermarked');
+  }, 120_000);
 });

@@ -33,7 +33,7 @@ afterAll(async () => {
   await server?.close();
 });
 
-async function measure(draftChoices: number, draftTokens: number) {
+async function measure(draftChoices: number, draftTokens: number, marker = watermarker, label = 'lefthash') {
   const backend = await createUpstreamBackend({
     url: proxy.url,
     apiKey: null,
@@ -58,7 +58,7 @@ async function measure(draftChoices: number, draftTokens: number) {
       temperature: 0.7,
       topP: 1,
       random: createRandom(100 + index),
-      watermarker,
+      watermarker: marker,
       signal: new AbortController().signal,
       topLogprobs: null,
     })) {
@@ -69,7 +69,7 @@ async function measure(draftChoices: number, draftTokens: number) {
   }
   const tripsPerToken = (backend.stats.roundTrips - before) / tokens;
   console.info(
-    `round trips per token at T = 0.7: ${tripsPerToken.toFixed(3)} with n = ${draftChoices} samples of D = ${draftTokens} tokens (${tokens} tokens)`,
+    `round trips per token at T = 0.7 (${label}): ${tripsPerToken.toFixed(3)} with n = ${draftChoices} samples of D = ${draftTokens} tokens (${tokens} tokens)`,
   );
   return { tripsPerToken, texts };
 }
@@ -84,5 +84,17 @@ describe('upstream round trips per token (temperature 0.7, embedded model upstre
     for (const choices of (process.env.TRACEMARK_MEASURE_CHOICES ?? '').split(',').filter(Boolean)) {
       await measure(Number(choices), 16);
     }
+  }, 600_000);
+
+  it('a Gumbel key: the keyed choice is computed from the top-k, the samples continue it; the text is marked', async () => {
+    const gumbelKey = createWatermarkKey({
+      secret: new Uint8Array(32).fill(6),
+      scheme: { name: 'gumbel', contextWidth: 4 },
+    });
+    const single = await measure(1, 8, createWatermarker(gumbelKey), 'gumbel');
+    const several = await measure(DEFAULT_DRAFT_CHOICES, 8, createWatermarker(gumbelKey), 'gumbel');
+    expect(several.tripsPerToken).toBeLessThan(single.tripsPerToken * 0.8);
+    const detector = createTextDetector({ keys: [gumbelKey] });
+    for (const text of several.texts) expect(detector.detectText(text).verdict).toBe('watermarked');
   }, 600_000);
 });

@@ -17,7 +17,7 @@
  * upstream's own template) only where continuation was seen to work. The upstream's token strings are mapped
  * to the gateway tokenizer's ids; the two must share a tokenizer for the mark to be exact.
  */
-import { type SparseLogits, stepStrength } from '@tracemark/core';
+import { type SparseLogits, sampleToken, stepStrength } from '@tracemark/core';
 import type { Tokenizer } from '@tracemark/tokenizers';
 import type { UpstreamApi } from '../config.ts';
 import { GatewayError } from '../errors.ts';
@@ -517,6 +517,9 @@ async function continues(
   }
 }
 
+/** A Gumbel key's step has no green list to report a strength for. */
+const NO_GREEN_STRENGTH = Object.freeze({ greenProbability: 0, spikeEntropy: 0 });
+
 export async function createUpstreamBackend(options: UpstreamOptions): Promise<Backend> {
   const client = new UpstreamClient(options.url, options.apiKey, options.timeoutMs);
   const table = tokenTable(options.tokenizer);
@@ -568,15 +571,10 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
   );
 
   async function* generate(request: ChoiceRequest): AsyncGenerator<GeneratedStep, void, undefined> {
-    if (request.watermarker.family === 'gumbel') {
-      // Never serve unmarked text: token driving applies green-list keys only (the serve command refuses
-      // a Gumbel key with --upstream before it listens; this guards every other way in).
-      throw new GatewayError(
-        500,
-        'TM_ERR_INTERNAL',
-        `token driving does not support the ${request.watermarker.scheme.name} scheme (key ${request.watermarker.keyId})`,
-      );
-    }
+    // A Gumbel key's choice is a function of the position's distribution and the key (no draw to couple
+    // with a draft): the gateway computes it from the reported top-k, and the upstream's samples serve
+    // only as the continuations of that choice, when one of them made it.
+    const gumbel = request.watermarker.family === 'gumbel';
     // Chat goes through the upstream's own template where continuation works; legacy completions take the
     // exact token ids (for a chat request: the prompt as the gateway formatted it).
     const shape: Shape =
@@ -637,16 +635,29 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
         }
         const position = lead.positions[depth]!;
         if (position.candidates.ids.length === 0) throw invalid('a position has no mappable candidates');
-        const distributions = draftDistributions(
-          position.candidates,
-          context,
-          request,
-          position.unmappedLogprobs,
-        );
+        const distributions = gumbel
+          ? null
+          : draftDistributions(position.candidates, context, request, position.unmappedLogprobs);
         let token: number;
         let accepted = false;
-        if (!drafting) {
-          token = sampleTarget(distributions, request.random);
+        if (gumbel) {
+          token = sampleToken(position.candidates, context, request.random, {
+            temperature: request.temperature,
+            topP: request.topP,
+            watermarker: request.watermarker,
+          }).token;
+          if (drafting) {
+            const onward = live.filter(
+              (index) =>
+                samples[index]!.positions.length > depth && samples[index]!.positions[depth]!.draft === token,
+            );
+            accepted = onward.length > 0;
+            if (accepted) live = onward;
+            if (accepted) stats.draftsAccepted++;
+            else stats.draftsRejected++;
+          }
+        } else if (!drafting) {
+          token = sampleTarget(distributions!, request.random);
         } else {
           const group = live.filter((index) => samples[index]!.positions.length > depth);
           const drafts = group.map((index) => samples[index]!.positions[depth]!);
@@ -654,10 +665,10 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
             // Drawn outside the reported top-k: p is not what the upstream samples from, so its draws are
             // no drafts. q alone is still exact; drafting stops for good on this shape.
             draftsExact.set(shape, false);
-            token = sampleTarget(distributions, request.random);
+            token = sampleTarget(distributions!, request.random);
           } else {
             const outcome = acceptAmongDrafts(
-              distributions,
+              distributions!,
               drafts.map((draft) => draft.draft),
               request.random,
             );
@@ -668,7 +679,7 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
           if (accepted) stats.draftsAccepted++;
           else stats.draftsRejected++;
         }
-        const strength = stepStrength(position.candidates, context, request);
+        const strength = gumbel ? NO_GREEN_STRENGTH : stepStrength(position.candidates, context, request);
         let step: GeneratedStep = { token, strength, logprob: null, top: null };
         if (request.topLogprobs !== null) {
           const reported = reportedLogprobs(
