@@ -41,6 +41,7 @@ export default defineConfig({
       'apps/*/test/**/*.test.ts',
       'test/**/*.test.ts',
       'research/**/*.test.ts',
+      'examples/**/*.test.ts',
     ],
     exclude: ['**/node_modules/**', '**/dist/**', '**/*.slow.test.ts'],
     testTimeout: 60_000,

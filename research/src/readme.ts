@@ -66,22 +66,30 @@ export async function numbersTable(outDir: string): Promise<string> {
       defaults
         .map(
           (r) =>
-            `${fixed(r.lengths.find((l) => l.length === length)?.[pick] ?? Number.NaN, pick === 'auc' ? 3 : 2)} (T ${r.temperature})`,
+            `${fixed(r.lengths.find((l) => l.length === length)?.[pick] ?? Number.NaN, pick === 'tprAt1e6' ? 2 : 3)} (T ${r.temperature})`,
         )
         .join(', ');
+    // The power of a watermark grows with the entropy it can use: every comparison names both sides'.
+    const entropy = `spike entropy ${defaults.map((r) => `${fixed(r.meanSpikeEntropy, 3)} (T ${r.temperature})`).join(', ')}`;
+    const publishedEntropy = 'OPT-class, spike entropy not reported';
+    const sampleCounts = [...new Set(defaults.map((r) => r.samples))];
+    const draws =
+      sampleCounts.length === 1
+        ? `${integer(sampleCounts[0]!)} generations per temperature`
+        : defaults.map((r) => `${integer(r.samples)} generations (T ${r.temperature})`).join(', ');
     for (const length of [25, 50, 100, 200]) {
       rows.push([
         `TPR at FPR 1e-3, ${length} tokens, γ = 0.25, δ = 2`,
-        fixed(PUBLISHED_TPR_1E3[length]!, 2),
-        at(length, 'tprAt1e3'),
+        `${fixed(PUBLISHED_TPR_1E3[length]!, 2)} (${publishedEntropy})`,
+        `${at(length, 'tprAt1e3')}; ${entropy}; ${draws}, ${integer(defaults[0]?.negatives ?? 0)} human negatives`,
         link('power'),
       ]);
     }
     for (const length of [50, 100]) {
       rows.push([
         `ROC-AUC, ${length} tokens, clean`,
-        fixed(PUBLISHED_AUC[length]!, 3),
-        at(length, 'auc'),
+        `${fixed(PUBLISHED_AUC[length]!, 3)} (${publishedEntropy})`,
+        `${at(length, 'auc')}; ${entropy}`,
         link('power'),
       ]);
     }
@@ -178,24 +186,30 @@ export async function numbersTable(outDir: string): Promise<string> {
 
   if (performance !== null) {
     const steps = performance.rows.filter((r) => r.measure.startsWith('generation step,'));
+    const samplingSteps = performance.rows.filter((r) => r.measure.startsWith('sampling step,'));
     const detection = performance.rows.find((r) => r.measure.startsWith('text detection ('));
+    const tokenizerAlone = performance.rows.find((r) => r.measure.startsWith('tokenizer alone'));
+    const percent = (ratio: number) => `${ratio >= 1 ? '+' : ''}${fixed((ratio - 1) * 100, 1)}%`;
+    const sampler = samplingSteps
+      .map((r) => `${r.measure.replace('sampling step, ', '')} ${percent(r.ratio)}`)
+      .join(', ');
+    // A watermark only adds work to a step: a ratio below 1 is the measurement's error, not a saving.
+    const impossible = steps.filter((r) => r.ratio < 1);
     rows.push([
       'generation overhead of the watermark',
       'SynthID +0.57% latency, KGW +0.28%, vLLM native −0.64% throughput',
-      steps
-        .map(
-          (r) =>
-            `${r.measure.replace('generation step, ', '')}: ${r.ratio >= 1 ? '+' : ''}${fixed((r.ratio - 1) * 100, 1)}% per step`,
-        )
-        .join(', ') +
-        " (embedded n-gram model; a real model's step is far slower, so the share would be smaller)",
+      `sampler alone (512 candidates): ${sampler} of a plain sampling step (medians of ${performance.rounds} interleaved rounds, one run). A whole generation step with the embedded model: ${
+        impossible.length > 0
+          ? `not resolved: this run measured ${steps.map((r) => `${r.measure.replace('generation step, ', '')} ${percent(r.ratio)}`).join(', ')}, which cannot be right (the watermark adds work to an identical step); re-measure as the median of several runs with their range`
+          : steps.map((r) => `${r.measure.replace('generation step, ', '')} ${percent(r.ratio)}`).join(', ')
+      }`,
       link('performance'),
     ]);
     if (detection !== undefined) {
       rows.push([
         'text detection vs tokenization alone',
         '—',
-        `${fixed(detection.ratio, 2)}× the tokenizer's time (${detection.value})`,
+        `${fixed(detection.ratio, 2)}× the time of the encoder detection itself uses (tracemark's \`encodeFast\`${tokenizerAlone === undefined ? '' : `, ${tokenizerAlone.value}`}): ${detection.value}; median of ${performance.rounds} interleaved rounds, one run`,
         link('performance'),
       ]);
     }
@@ -211,8 +225,8 @@ export async function numbersTable(outDir: string): Promise<string> {
     rows.push([
       'gateway overhead vs the embedded backend called directly',
       '—',
-      '1.55× per request (+10 ms, mostly the fsync of each issuance record): `pnpm --filter @tracemark/gateway loadtest`',
-      '[apps/gateway/README.md](../apps/gateway/README.md)',
+      '1.52× mean latency for 200 sequential requests (+10 ms, mostly the fsync of each issuance record), median of 5 interleaved runs, range not recorded: `cd apps/gateway && LOADTEST_SECONDS=0 pnpm loadtest`',
+      '[README.md](../README.md#measured)',
     ]);
   } else rows.push(['performance', '', notRun, link('performance')]);
 
@@ -226,10 +240,30 @@ export async function numbersTable(outDir: string): Promise<string> {
     const falseAlarms = nulls.filter(
       (cell) => cell.supervised.verdict === 'radioactive' || cell.unsupervised.verdict === 'radioactive',
     ).length;
+    // Every student at the goal's share, smallest first: the misses are part of the result.
+    const goalCells = extraction.cells
+      .filter(isGoalCell)
+      .toSorted((a, b) => a.trainTokens - b.trainTokens || a.probePrompts - b.probePrompts);
+    const meets = (cell: (typeof goalCells)[number]) =>
+      Math.min(cell.supervised.log10P, cell.unsupervised.log10P) <= -10 &&
+      Math.max(cell.supervised.numScored, cell.unsupervised.numScored) <= 200_000;
+    const firstMet = goalCells.findIndex(meets);
+    const goalStory =
+      firstMet < 0
+        ? 'the goal (≤ −10 from ≤ 200k scored tokens) was not met'
+        : firstMet === 0
+          ? 'the goal (≤ −10 from ≤ 200k scored tokens) was met by the smallest student'
+          : `the goal (≤ −10 from ≤ 200k scored tokens) was missed by the ${integer(goalCells[0]!.trainTokens)}-token student and met only once the training total was raised`;
+    const everyGoalCell = goalCells
+      .map(
+        (cell) =>
+          `${integer(cell.trainTokens)} training tokens, ${integer(cell.probePrompts)} prompts: ${fixed(cell.supervised.log10P, 1)} (${cell.supervised.verdict}, ${integer(cell.supervised.numScored)} scored)`,
+      )
+      .join('; ');
     rows.push([
       'radioactivity (5% of training data watermarked)',
       '10k prompts → 248k scored tokens → p = 2.6e-24',
-      `n-gram student (${integer(extraction.config.trainTokens)} training tokens, LeftHash(${GOAL_WIDTH})) through the real gateway: log10 p ${fixed(best.supervised.log10P, 1)} supervised from ${integer(best.supervised.numScored)} scored tokens, ${fixed(best.unsupervised.log10P, 1)} unsupervised from ${integer(best.unsupervised.numScored)}; ρ = 0: ${falseAlarms} radioactive verdicts in ${nulls.length} probes × 2 scans`,
+      `n-gram student (${integer(extraction.config.trainTokens)} training tokens, LeftHash(${GOAL_WIDTH})) through the real gateway: log10 p ${fixed(best.supervised.log10P, 1)} supervised from ${integer(best.supervised.numScored)} scored tokens, ${fixed(best.unsupervised.log10P, 1)} unsupervised from ${integer(best.unsupervised.numScored)} (${integer(best.probePrompts)} probe prompts). Every student at ρ = 5%, supervised: ${everyGoalCell}; ${goalStory}. ρ = 0: ${falseAlarms} radioactive verdicts in ${nulls.length} probes × 2 scans. One run, one student per cell`,
       link('extraction'),
     ]);
   } else

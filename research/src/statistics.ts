@@ -1,5 +1,9 @@
-/** Summary statistics for the experiments: ROC-AUC, exact binomial intervals, means with intervals. */
+/**
+ * Summary statistics for the experiments: ROC-AUC, exact binomial intervals, and means, medians and
+ * standard deviations from simple-statistics (a chosen dependency), here only given NaN for no values.
+ */
 import { logBinomialCdf, logBinomialSf } from '@tracemark/core';
+import * as ss from 'simple-statistics';
 
 /**
  * ROC-AUC of a score (higher means "watermarked") as the Mann-Whitney statistic: the probability that
@@ -65,32 +69,20 @@ export function binomialQuantile(n: number, p: number, q: number): number {
   return lo;
 }
 
-export function mean(values: ArrayLike<number>): number {
-  if (values.length === 0) return Number.NaN;
-  let total = 0;
-  for (let i = 0; i < values.length; i++) total += values[i]!;
-  return total / values.length;
+/** Arithmetic mean (simple-statistics' compensated sum); NaN for no values, where simple-statistics throws. */
+export function mean(values: readonly number[]): number {
+  return values.length === 0 ? Number.NaN : ss.mean(values);
 }
 
-export function quantile(values: ArrayLike<number>, q: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = Float64Array.from(values).sort();
-  const position = (sorted.length - 1) * q;
-  const below = Math.floor(position);
-  const above = Math.min(sorted.length - 1, below + 1);
-  return sorted[below]! + (sorted[above]! - sorted[below]!) * (position - below);
+/** Median (the mean of the two middle values for an even count); NaN for no values. */
+export function median(values: readonly number[]): number {
+  return values.length === 0 ? Number.NaN : ss.median(values);
 }
 
-export function median(values: ArrayLike<number>): number {
-  return quantile(values, 0.5);
-}
-
-/** Mean with a normal-approximation 95% interval (half-width 1.96 standard errors). */
-export function meanWithInterval(values: ArrayLike<number>): { mean: number; halfWidth: number } {
+/** Mean with a normal-approximation 95% interval (half-width 1.96 sample standard errors). */
+export function meanWithInterval(values: readonly number[]): { mean: number; halfWidth: number } {
   const m = mean(values);
   if (values.length < 2) return { mean: m, halfWidth: Number.NaN };
-  let squares = 0;
-  for (let i = 0; i < values.length; i++) squares += (values[i]! - m) ** 2;
-  const sd = Math.sqrt(squares / (values.length - 1));
+  const sd = ss.sampleStandardDeviation(values);
   return { mean: m, halfWidth: (1.959963984540054 * sd) / Math.sqrt(values.length) };
 }

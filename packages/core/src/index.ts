@@ -9,6 +9,7 @@ export {
   decideVerdict,
   detect,
   type KeyDetection,
+  MAX_TOKENS_TO_SETTLE,
   type ResolvedVerdictOptions,
   resolveVerdictOptions,
   strongest,

@@ -1,15 +1,20 @@
 /**
  * The examples of examples/src run as a user runs them (a child process on the workspace sources) and
  * print what the READMEs say; the README blocks marked `<!-- example: PATH -->` are that file verbatim,
- * and those marked `<!-- excerpt: PATH -->` are cut from it (chunks separated by `// …` lines).
+ * and those marked `<!-- excerpt: PATH -->` are cut from it (chunks separated by `// …` lines), so no
+ * snippet in a README can drift from code that runs.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { cacheDir, repositoryRoot } from './helpers.ts';
 
-const examplesDirectory = join(repositoryRoot, 'examples');
+const examplesDirectory = fileURLToPath(new URL('.', import.meta.url));
+const repositoryRoot = join(examplesDirectory, '..');
+/** The model cache the end-to-end tests share (test/helpers.ts), so the embedded model trains once. */
+const cacheDir = process.env.TRACEMARK_CACHE_DIR ?? join(tmpdir(), 'tracemark-test-cache');
 
 interface Run {
   readonly code: number;
@@ -125,6 +130,21 @@ describe('examples', () => {
     expect(run.stdout).toMatch(/^RangeError: tokens\[2\] /m);
   });
 
+  it(
+    'cli-in-process: run(argv) returns the exit codes, --json output parses, the marked text is detected',
+    async () => {
+      const run = await runExample('cli-in-process');
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stdout).toMatch(/^keygen: exit 0, key id tmk1_[0-9a-f]+$/m);
+      expect(run.stdout).toMatch(/^marked\.txt: watermarked \(log10 p = -\d/m);
+      expect(Number(/^marked\.txt: .*log10 p = (-?[\d.]+)/m.exec(run.stdout)![1])).toBeLessThan(-10);
+      expect(run.stdout).toMatch(/^plain\.txt: (not_watermarked|insufficient) /m);
+      expect(run.stdout).toContain('detect --fail-on-detect: exit 1');
+      expect(run.stdout).toContain('detect without --key: exit 2, TM_ERR_USAGE');
+    },
+    modelTimeout,
+  );
+
   it('provenance-log: the checkpoint and the inclusion proof verify; an edited record does not', async () => {
     const run = await runExample('provenance-log');
     expect(run.code, run.stderr).toBe(0);
@@ -134,16 +154,31 @@ describe('examples', () => {
   });
 });
 
-/** Markdown files that may carry example or excerpt blocks. */
+/** Markdown files that may carry example or excerpt blocks: every README of a package or an app. */
 function markdownFiles(): string[] {
-  const packageReadmes = readdirSync(join(repositoryRoot, 'packages'))
-    .map((name) => join('packages', name, 'README.md'))
-    .filter((path) => existsSync(join(repositoryRoot, path)));
+  const readmes = ['packages', 'apps'].flatMap((parent) =>
+    readdirSync(join(repositoryRoot, parent))
+      .map((name) => join(parent, name, 'README.md'))
+      .filter((path) => existsSync(join(repositoryRoot, path))),
+  );
   const examples = readdirSync(examplesDirectory)
     .filter((name) => name.endsWith('.md'))
     .map((name) => join('examples', name));
-  return [...packageReadmes, ...examples, 'README.md'];
+  return [...readmes, ...examples, 'README.md', 'CONTRIBUTING.md'].filter((path) =>
+    existsSync(join(repositoryRoot, path)),
+  );
 }
+
+/** The library packages and the CLI: each README shows one whole runnable example. */
+const documented: Readonly<Record<string, string>> = {
+  'packages/core/README.md': 'examples/src/watermark-any-logits.ts',
+  'packages/detection/README.md': 'examples/src/detect-text.ts',
+  'packages/extraction/README.md': 'examples/src/radioactivity-scan.ts',
+  'packages/lm/README.md': 'examples/src/generation-loop.ts',
+  'packages/provenance/README.md': 'examples/src/provenance-log.ts',
+  'packages/tokenizers/README.md': 'examples/src/tokenize.ts',
+  'apps/cli/README.md': 'examples/src/cli-in-process.ts',
+};
 
 interface Block {
   readonly kind: 'example' | 'excerpt';
@@ -191,10 +226,29 @@ describe('README code blocks are the examples', () => {
     blocks(readFileSync(join(repositoryRoot, path), 'utf8')).map((block) => [path, block] as const),
   );
 
-  it('the package READMEs of core and detection show their examples', () => {
-    const shown = marked.map(([path, block]) => `${path} ${block.path}`);
-    expect(shown).toContain('packages/core/README.md examples/src/watermark-any-logits.ts');
-    expect(shown).toContain('packages/detection/README.md examples/src/detect-text.ts');
+  it('each library package README and the CLI README shows its whole example', () => {
+    const shown = marked
+      .filter(([, block]) => block.kind === 'example')
+      .map(([path, block]) => `${path} ${block.path}`);
+    for (const [readme, example] of Object.entries(documented))
+      expect(shown).toContain(`${readme} ${example}`);
+  });
+
+  it('every example file is shown in some README', () => {
+    const used = new Set(marked.map(([, block]) => block.path));
+    for (const file of readdirSync(join(examplesDirectory, 'src')).filter((name) => name.endsWith('.ts'))) {
+      expect(used, `examples/src/${file} is in no README`).toContain(`examples/src/${file}`);
+    }
+  });
+
+  it('the root README has a "Use the library" section with excerpts of the examples', () => {
+    const readme = readFileSync(join(repositoryRoot, 'README.md'), 'utf8');
+    const section = readme.slice(
+      readme.indexOf('## Use the library'),
+      readme.indexOf('\n## ', readme.indexOf('## Use the library') + 1),
+    );
+    expect(section.length).toBeGreaterThan(100);
+    expect(blocks(section).length).toBeGreaterThanOrEqual(4);
   });
 
   it.each(marked.map(([path, block]) => [`${path}: ${block.kind} ${block.path}`, block] as const))(
