@@ -1,27 +1,22 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+/**
+ * Evidence report files as the CLI reads them, and `tracemark evidence render`, in process. The page itself
+ * is `renderEvidenceHtml` of @tracemark/client/evidence (tested there); here: that the command writes it,
+ * with the template that fits the report, from a report made by `tracemark scan --evidence`.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import {
   type EvidencePredicate,
+  formatSignerKey,
   generateSigningKey,
-  MemoryLogStore,
-  MerkleLog,
   STANDARD_LIMITATIONS,
   sha256Hex,
-  signCheckpoint,
   signEvidence,
-  toHex,
 } from '@tracemark/provenance';
-import { normalizeText } from '@tracemark/tokenizers';
-import { describe, expect, it } from 'vitest';
-import {
-  escapeHtml,
-  evidenceCurve,
-  plainVerdict,
-  powerOfTen,
-  renderEvidenceHtml,
-  tokenPieces,
-} from './evidence-html.ts';
+import { afterAll, describe, expect, it } from 'vitest';
+import { run } from './cli.ts';
 import {
   parseReport,
   REPORT_FORMAT,
@@ -29,22 +24,36 @@ import {
   readPublicKeys,
   verifyReport,
 } from './evidence-report.ts';
+import type { CliIo } from './io.ts';
 
 const signer = generateSigningKey('test.tracemark/log', new Uint8Array(32).fill(9));
-const TEXT = 'Café <script>alert(1)</script> 🧑‍🔬 done';
+const directory = mkdtempSync(join(tmpdir(), 'tracemark-evidence-'));
+afterAll(() => rmSync(directory, { recursive: true, force: true }));
 
-async function predicate(overrides: Partial<EvidencePredicate> = {}): Promise<EvidencePredicate> {
-  const log = new MerkleLog(new MemoryLogStore());
-  await log.appendLeaves([new Uint8Array([1]), new Uint8Array([2]), new Uint8Array([3])]);
-  const leaf = toHex(await log.leafHash(1));
+function capture(): { io: CliIo; out: () => string; err: () => string } {
+  let stdout = '';
+  let stderr = '';
+  return {
+    io: {
+      stdout: { write: (text: string) => (stdout += text) },
+      stderr: { write: (text: string) => (stderr += text) },
+      stdin: Readable.from([]),
+      stdoutIsTTY: false,
+      stderrIsTTY: false,
+      env: {},
+    },
+    out: () => stdout,
+    err: () => stderr,
+  };
+}
+
+const TEXT = 'Hello there, a short text.';
+
+function textPredicate(): EvidencePredicate {
   return {
     text: { sha256: sha256Hex(TEXT), normalization: 'NFC', content: TEXT },
     tokenizer: { name: 'cl100k_base' },
-    algorithm: {
-      name: 'tracemark-v1/lefthash',
-      parameters: { gamma: 0.25, gammaEffective: 0.25 },
-      keyIds: ['tmk1_a'],
-    },
+    algorithm: { name: 'tracemark-v1/lefthash', parameters: { gamma: 0.25 }, keyIds: ['tmk1_a'] },
     software: { name: '@tracemark/gateway', version: '0.1.0' },
     detection: {
       keyId: 'tmk1_a',
@@ -59,68 +68,53 @@ async function predicate(overrides: Partial<EvidencePredicate> = {}): Promise<Ev
       verdict: 'inconclusive',
     },
     calibration: { reference: 'research/results/fpr.md' },
-    segments: [{ kind: 'fixed', startToken: 0, endToken: 5, numScored: 3, numGreen: 2, z: 2, log10P: -1 }],
-    issuance: {
-      match: 'exact',
-      recordId: 'iss_1',
-      leafIndex: 1,
-      treeSize: 3,
-      leafHash: leaf,
-      inclusionProof: (await log.inclusionProof(1, 3)).map(toHex),
-      checkpoint: signCheckpoint({ origin: signer.name, size: 3, rootHash: await log.root(3) }, signer),
-    },
+    segments: [],
+    issuance: null,
     limitations: [...STANDARD_LIMITATIONS],
     verifiedAt: '2026-11-22T00:00:00.000Z',
-    tokens: {
-      keyId: 'tmk1_a',
-      numTokens: 6,
-      statuses: 'CGRGSC',
-      ends: [5, 14, 22, 31, 31, 40],
-      truncated: false,
-    },
-    ...overrides,
   };
 }
 
-async function reportOf(p: EvidencePredicate): Promise<ReportFile> {
+function reportOf(predicate: EvidencePredicate): ReportFile {
   return {
     format: REPORT_FORMAT,
     version: 1,
     keyId: signer.keyId,
     verifierKey: signer.verifierKey,
-    envelope: signEvidence(p, signer),
+    envelope: signEvidence(predicate, signer),
   };
 }
 
 describe('evidence report files', () => {
-  it('accept exactly the report fields, or a bare DSSE envelope', async () => {
-    const report = await reportOf(await predicate());
+  it('accept exactly the report fields, or a bare DSSE envelope; errors name the file', () => {
+    const report = reportOf(textPredicate());
     expect(parseReport(JSON.stringify(report))).toEqual(report);
     expect(parseReport(JSON.stringify(report.envelope)).envelope).toEqual(report.envelope);
-    expect(() => parseReport(JSON.stringify({ ...report, server: 'x' }))).toThrow(/exactly the fields/);
+    expect(() => parseReport(JSON.stringify({ ...report, server: 'x' }), 'r.json')).toThrow(
+      /^r\.json: a report has exactly the fields/,
+    );
     expect(() => parseReport(JSON.stringify({ ...report, version: 2 }))).toThrow(/version 2/);
     expect(() => parseReport('{')).toThrow(/not valid JSON/);
   });
 
   it('read public keys from a key string or keys.json, and refuse anything else', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tracemark-keys-'));
-    writeFileSync(join(dir, 'key.txt'), `# the log\n${signer.verifierKey}\n`);
+    writeFileSync(join(directory, 'key.txt'), `# the log\n${signer.verifierKey}\n`);
     writeFileSync(
-      join(dir, 'keys.json'),
+      join(directory, 'keys.json'),
       JSON.stringify({ logOrigin: signer.name, keys: [{ verifierKey: signer.verifierKey }] }),
     );
-    writeFileSync(join(dir, 'bad.txt'), 'not a key');
-    expect(await readPublicKeys(join(dir, 'key.txt'))).toEqual({ keys: [signer.verifierKey] });
-    expect(await readPublicKeys(join(dir, 'keys.json'))).toEqual({
+    writeFileSync(join(directory, 'bad.txt'), 'not a key');
+    expect(await readPublicKeys(join(directory, 'key.txt'))).toEqual({ keys: [signer.verifierKey] });
+    expect(await readPublicKeys(join(directory, 'keys.json'))).toEqual({
       keys: [signer.verifierKey],
       origin: signer.name,
     });
-    await expect(readPublicKeys(join(dir, 'bad.txt'))).rejects.toThrow(/not a verifier key/);
-    await expect(readPublicKeys(join(dir, 'missing.txt'))).rejects.toThrow(/cannot read/);
+    await expect(readPublicKeys(join(directory, 'bad.txt'))).rejects.toThrow(/not a verifier key/);
+    await expect(readPublicKeys(join(directory, 'missing.txt'))).rejects.toThrow(/cannot read/);
   });
 
-  it('verify: pinned 0, unpinned 4, another pinned key or a keyId that did not sign 1', async () => {
-    const report = await reportOf(await predicate());
+  it('verify: pinned 0, unpinned 4, another pinned key or a keyId that did not sign 1', () => {
+    const report = reportOf(textPredicate());
     expect(verifyReport(report, { publicKeys: { keys: [signer.verifierKey] } }).exitCode).toBe(0);
     expect(verifyReport(report, {}).exitCode).toBe(4);
     const other = generateSigningKey('other.example/log');
@@ -130,63 +124,83 @@ describe('evidence report files', () => {
     const renamed = verifyReport({ ...report, keyId: other.keyId, verifierKey: other.verifierKey }, {});
     expect(renamed.exitCode).toBe(1);
     expect(renamed.reason).toMatch(/did not sign its envelope/);
+    const bare = parseReport(JSON.stringify(report.envelope));
+    expect(() => verifyReport(bare, {})).toThrow(/names no signing key: pass --public-key FILE/);
   });
 });
 
-describe('the HTML page', () => {
-  it('cuts the normalized text into the tokens the statuses describe', async () => {
-    const cut = tokenPieces(await predicate())!;
-    expect(cut.pieces.join('') + cut.rest).toBe(normalizeText(TEXT));
-    expect(cut.pieces[0]).toBe('Café ');
+describe('tracemark evidence render', () => {
+  it('writes the single-text page for a report about one text', async () => {
+    const reportPath = join(directory, 'text-report.json');
+    writeFileSync(reportPath, JSON.stringify(reportOf(textPredicate())));
+    const page = join(directory, 'text.html');
+    const rendered = capture();
+    expect(await run(['evidence', 'render', reportPath, '--html', page], rendered.io)).toBe(0);
+    expect(rendered.err()).toMatch(/the report is intact; signer not pinned/);
+    const html = readFileSync(page, 'utf8');
+    expect(html).toContain('<h1>Watermark and provenance report</h1>');
+    expect(html).toContain('Did this service produce this text');
   });
 
-  it('plots −log10 p after each token, and formats small probabilities', () => {
-    const curve = evidenceCurve('CGGRG', 0.25);
-    expect(curve.map((p) => p.token)).toEqual([1, 2, 3, 4, 5]);
-    expect(curve[0]!.value).toBe(0);
-    expect(curve[2]!.value).toBeCloseTo(-Math.log10(0.0625), 10);
-    expect(evidenceCurve('G'.repeat(5000), 0.25, 100)).toHaveLength(100);
-    expect(powerOfTen(-47.92)).toBe('1.2 × 10<sup>-48</sup>');
-    expect(powerOfTen(-1)).toBe('0.10');
-    expect(escapeHtml(`<a href="x">'&`)).toBe('&#60;a href=&#34;x&#34;&#62;&#39;&#38;');
-  });
+  it('writes the scan page for a report of `tracemark scan --evidence`', async () => {
+    const keyFile = join(directory, 'key.json');
+    expect(await run(['keygen', '--out', keyFile], capture().io)).toBe(0);
+    const signingKey = join(directory, 'log-signing-key');
+    writeFileSync(signingKey, `${formatSignerKey(signer)}\n`);
+    const corpus = join(directory, 'corpus.jsonl');
+    writeFileSync(
+      corpus,
+      [
+        'The harbour was quiet in the early morning, and the fishing boats had not yet returned.',
+        'A committee of residents asked the council to repair the old bridge before the winter storms.',
+        'She kept her grandmother’s recipes in a tin box, written in pencil on the backs of envelopes.',
+      ]
+        .map((text, i) => JSON.stringify({ id: i, text }))
+        .join('\n'),
+    );
+    const reportPath = join(directory, 'scan-report.json');
+    const scanned = capture();
+    const code = await run(
+      [
+        'scan',
+        '--key',
+        keyFile,
+        '--fake-keys',
+        '20',
+        '--evidence',
+        reportPath,
+        '--signing-key',
+        signingKey,
+        '--quiet',
+        corpus,
+      ],
+      scanned.io,
+    );
+    expect(code, scanned.err()).toBe(0);
+    const report = JSON.parse(readFileSync(reportPath, 'utf8')) as ReportFile;
+    const verification = verifyReport(report, { publicKeys: { keys: [signer.verifierKey] } });
+    expect(verification.exitCode, verification.reason ?? '').toBe(0);
+    const predicate = verification.statement!.predicate;
 
-  it('states the verdict in plain words for each outcome', async () => {
-    const base = await predicate();
-    const detected = { ...base.detection, verdict: 'detected' as const, log10P: -20, log10PCorrected: -20 };
-    expect(plainVerdict({ ...base, detection: detected }, 'acme').title).toBe(
-      'Issued by this service, and watermarked',
+    const page = join(directory, 'scan.html');
+    const keys = join(directory, 'signer.txt');
+    writeFileSync(keys, `${signer.verifierKey}\n`);
+    const rendered = capture();
+    expect(
+      await run(['evidence', 'render', reportPath, '--html', page, '--public-key', keys], rendered.io),
+    ).toBe(0);
+    expect(rendered.err()).toMatch(/the report verifies/);
+    const html = readFileSync(page, 'utf8');
+    expect(html).toContain('<h1>Radioactivity scan report</h1>');
+    expect(html).not.toContain('Did this service produce this text');
+    expect(html).toContain('The corpus tested (3 documents read from 1 file');
+    expect(html).toContain(`<code>${corpus}</code>`);
+    const d = predicate.detection;
+    expect(html).toContain(
+      `<td>${d.numGreen.toLocaleString('en-US')} / ${d.numScored.toLocaleString('en-US')}</td>`,
     );
-    expect(plainVerdict({ ...base, issuance: null, detection: detected }, 'acme').title).toBe(
-      'Watermarked, but not found in the issuance log',
-    );
-    const none = { ...base.detection, verdict: 'not-detected' as const, log10P: 0, log10PCorrected: 0 };
-    const page = plainVerdict({ ...base, issuance: null, detection: none }, 'acme');
-    expect(page.title).toBe('No watermark, no issuance record');
-    expect(page.words).toMatch(/does not prove that a person wrote the text/);
-  });
-
-  it('is self-contained, escapes the text, and shows a failed check prominently', async () => {
-    const report = await reportOf(await predicate());
-    const html = renderEvidenceHtml(
-      report,
-      verifyReport(report, { publicKeys: { keys: [signer.verifierKey] } }),
-    );
-    expect(html).not.toMatch(/<script|<link|<img|src=|url\(/i);
-    expect(html).toContain('&#60;script');
-    expect(html).toContain('script&#62;');
-    expect(html).toContain('<svg');
-    expect(html).not.toContain('did NOT verify');
-    const altered = {
-      ...report,
-      envelope: { ...report.envelope, payload: `A${report.envelope.payload.slice(1)}` },
-    };
-    const failed = renderEvidenceHtml(
-      altered,
-      verifyReport(altered, { publicKeys: { keys: [signer.verifierKey] } }),
-    );
-    expect(failed).toMatch(
-      /class="alert">This report did NOT verify: signature of the report: TM_ERR_BAD_SIGNATURE/,
-    );
+    expect(html).toContain(`<code>${predicate.algorithm.keyIds[0]}</code>`);
+    expect(html).toContain('20 fake keys that nobody ever used rank the true key');
+    expect(html).toMatch(/<h2>(Not radioactive|Inconclusive)/);
   });
 });

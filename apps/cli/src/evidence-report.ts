@@ -1,36 +1,28 @@
 /**
- * Evidence report files and their offline verification, shared by `tracemark verify` (which saves them) and
- * `tracemark evidence verify|render` (which check them without any network).
- *
- * A report file is JSON: `{"format":"tracemark-evidence","version":1,"keyId","verifierKey","envelope"}`,
- * where `envelope` is the DSSE envelope exactly as the gateway signed it and `verifierKey` is the key the
- * server named when the report was fetched. That key proves the report intact, not who signed it: only a key
- * obtained independently (`--public-key`, from /.well-known/tracemark/keys.json) pins the signer, and then the
- * key the report names must be that key. Everything else in the file is signed. A bare DSSE envelope is
- * accepted too.
+ * Evidence report files on disk, for `tracemark verify` (which saves them) and `tracemark evidence
+ * verify|render` (which check them without any network). The format and its offline check are those of
+ * `@tracemark/client/evidence` (shared with the console); this module reads files and turns their failures
+ * into the CLI's errors and exit codes.
  */
 import { readFile } from 'node:fs/promises';
 import {
-  type DsseEnvelope,
-  type EvidenceCheck,
-  type EvidenceStatement,
-  ProvenanceError,
-  parseVerifierKey,
-  verifyEvidence,
-} from '@tracemark/provenance';
-import { normalizeText } from '@tracemark/tokenizers';
+  checkTitle,
+  EvidenceReportError,
+  type EvidenceReportFile,
+  type EvidenceReportVerification,
+  parseEvidenceReport,
+  REPORT_FORMAT,
+  type ReportCheck,
+  type TrustedKeys,
+  verifyEvidenceReport,
+} from '@tracemark/client/evidence';
+import { ProvenanceError, parseVerifierKey } from '@tracemark/provenance';
 import { CliError, EXIT } from './io.ts';
 
-export const REPORT_FORMAT = 'tracemark-evidence';
+export { checkTitle, REPORT_FORMAT, type ReportCheck };
 
-export interface ReportFile {
-  readonly format: typeof REPORT_FORMAT;
-  readonly version: 1;
-  /** DSSE key id of the signer, and its verifier key as the server named it. */
-  readonly keyId?: string;
-  readonly verifierKey?: string;
-  readonly envelope: DsseEnvelope;
-}
+/** A report file: `{"format":"tracemark-evidence","version":1,"keyId","verifierKey","envelope"}`. */
+export type ReportFile = EvidenceReportFile;
 
 /** Exit codes of `tracemark evidence verify`. */
 export const EVIDENCE_EXIT: {
@@ -65,52 +57,18 @@ export async function readReport(path: string): Promise<ReportFile> {
 
 /** A report from its JSON text; throws a CliError (exit 3) naming what is wrong. */
 export function parseReport(text: string, path = 'report'): ReportFile {
-  let value: unknown;
   try {
-    value = JSON.parse(text);
-  } catch {
-    throw new CliError('TM_ERR_REPORT', `${path}: not a report (not valid JSON)`, EXIT.io);
-  }
-  if (isRecord(value) && typeof value.payloadType === 'string') {
-    return { format: REPORT_FORMAT, version: 1, envelope: value as unknown as DsseEnvelope };
-  }
-  if (!isRecord(value) || value.format !== REPORT_FORMAT || !isRecord(value.envelope)) {
-    throw new CliError(
-      'TM_ERR_REPORT',
-      `${path}: not a report (expected {"format":"${REPORT_FORMAT}",…} or a DSSE envelope)`,
-      EXIT.io,
-    );
-  }
-  if (value.version !== 1) {
-    throw new CliError(
-      'TM_ERR_REPORT',
-      `${path}: report version ${String(value.version)} is not supported`,
-      EXIT.io,
-    );
-  }
-  // Every field is required and nothing else is allowed, so no byte of the file goes unchecked.
-  const fields = Object.keys(value).sort().join(',');
-  if (fields !== 'envelope,format,keyId,verifierKey,version') {
-    throw new CliError(
-      'TM_ERR_REPORT',
-      `${path}: a report has exactly the fields envelope, format, keyId, verifierKey and version (found ${fields})`,
-      EXIT.io,
-    );
-  }
-  for (const field of ['keyId', 'verifierKey'] as const) {
-    if (typeof value[field] !== 'string') {
-      throw new CliError('TM_ERR_REPORT', `${path}: ${field} must be a string`, EXIT.io);
+    return parseEvidenceReport(text);
+  } catch (error) {
+    if (error instanceof EvidenceReportError) {
+      throw new CliError(error.code, `${path}: ${error.message}`, EXIT.io);
     }
+    throw error;
   }
-  return value as unknown as ReportFile;
 }
 
-export interface PublicKeys {
-  /** Verifier key strings. */
-  readonly keys: readonly string[];
-  /** The log's origin, when the file named it (keys.json). */
-  readonly origin?: string;
-}
+/** Verifier keys given with --public-key. */
+export type PublicKeys = TrustedKeys;
 
 /**
  * A public key file: a verifier key string (`<name>+<hash>+<base64>`, one per line), or the JSON of
@@ -149,125 +107,41 @@ export async function readPublicKeys(path: string): Promise<PublicKeys> {
   return { keys, ...(origin === undefined ? {} : { origin }) };
 }
 
-export interface ReportCheck {
-  /** `signer-key`, then the checks of `verifyEvidence` in their order. */
-  readonly name: string;
-  readonly ok: boolean;
-  readonly skipped: boolean;
-  readonly detail: string;
-}
-
-export interface ReportVerification {
-  /** Every check holds (skipped ones included) and the signer's key was pinned. */
-  readonly ok: boolean;
-  readonly pinned: boolean;
+/** The shared verification, with the exit code of `tracemark evidence verify`. */
+export interface ReportVerification extends EvidenceReportVerification {
   readonly exitCode: number;
-  readonly checks: readonly ReportCheck[];
-  /** The first failure, in plain words; null when everything holds. */
-  readonly reason: string | null;
-  readonly statement: EvidenceStatement | null;
-  /** The signer's key id as checked. */
-  readonly signer: string | null;
-}
-
-const CHECK_TITLES: Readonly<Record<EvidenceCheck['name'], string>> = {
-  envelope: 'signature of the report',
-  statement: 'report format',
-  consistency: 'numbers consistent',
-  'text-digest': 'text matches the report',
-  'checkpoint-signature': 'issuance log checkpoint signature',
-  'issuance-inclusion': 'inclusion proof leads to the checkpoint',
-  'issuance-record': 'issuance record matches its log entry',
-  'issuance-text': 'issued output is this text',
-};
-
-export function checkTitle(name: string): string {
-  return name === 'signer-key' ? "signer's key" : (CHECK_TITLES[name as EvidenceCheck['name']] ?? name);
 }
 
 /**
- * Checks a report offline: the signature under the pinned key (or, unpinned, the key the report names), the
- * text (given, or carried in the report) against the signed digest and normalized digest, the checkpoint's
- * signature and origin, the inclusion proof against the checkpoint root, and a disclosed record.
+ * Checks a report offline (`verifyEvidenceReport` of @tracemark/client/evidence): the signature under the
+ * pinned key (or, unpinned, the key the report names), the text (given, or carried in the report), the
+ * checkpoint's signature and origin, the inclusion proof, and a disclosed record.
  */
 export function verifyReport(
   report: ReportFile,
   options: { readonly text?: Uint8Array; readonly publicKeys?: PublicKeys },
 ): ReportVerification {
-  const pinned = options.publicKeys !== undefined;
-  const keys = options.publicKeys?.keys ?? (report.verifierKey === undefined ? [] : [report.verifierKey]);
-  if (keys.length === 0) {
-    throw new CliError(
-      'TM_ERR_USAGE',
-      'the report names no signing key: pass --public-key FILE (the service’s /.well-known/tracemark/keys.json)',
-      EXIT.usage,
-    );
-  }
-  let signerNames: string[];
+  let verification: EvidenceReportVerification;
   try {
-    signerNames = keys.map((key) => parseVerifierKey(key).name);
+    verification = verifyEvidenceReport(report, {
+      ...(options.text === undefined ? {} : { text: options.text }),
+      ...(options.publicKeys === undefined ? {} : { trustedKeys: options.publicKeys }),
+    });
   } catch (error) {
-    throw new CliError(
-      'TM_ERR_REPORT',
-      `the report's verifier key is malformed (${(error as Error).message})`,
-      EXIT.io,
-    );
+    if (!(error instanceof EvidenceReportError)) throw error;
+    throw error.code === 'TM_ERR_NO_SIGNING_KEY'
+      ? new CliError(
+          'TM_ERR_USAGE',
+          'the report names no signing key: pass --public-key FILE (the service’s /.well-known/tracemark/keys.json)',
+          EXIT.usage,
+        )
+      : new CliError('TM_ERR_REPORT', error.message, EXIT.io);
   }
-  const origin = options.publicKeys?.origin ?? signerNames[0]!;
-  const result = verifyEvidence({
-    envelope: report.envelope,
-    ...(options.text === undefined ? {} : { text: options.text }),
-    publicKeys: keys,
-    checkpointVerifierKey: keys,
-    checkpointOrigin: origin,
-    normalize: normalizeText,
-  });
-  const signer = keys.map((key) => key.split('+').slice(0, 2).join('+'));
-  const named = report.verifierKey?.split('+').slice(0, 2).join('+');
-  const mismatch =
-    report.keyId !== undefined && named !== undefined && report.keyId !== named
-      ? `the report's keyId ${report.keyId} is not the id of its verifierKey (${named})`
-      : report.keyId !== undefined && !report.envelope.signatures?.some((s) => s.keyid === report.keyId)
-        ? `the report's keyId ${report.keyId} did not sign its envelope`
-        : pinned && report.verifierKey !== undefined && !keys.includes(report.verifierKey)
-          ? `the report names the signing key ${named}, not the pinned key (${signer.join(', ')})`
-          : undefined;
-  const checks: ReportCheck[] = [
-    {
-      name: 'signer-key',
-      ok: pinned && mismatch === undefined,
-      skipped: false,
-      detail:
-        mismatch ??
-        (pinned
-          ? `pinned with --public-key: ${signer.join(', ')}`
-          : `not pinned: the key named in the report itself (${signer.join(', ')}) was used, which shows the report is intact but not who signed it; pass --public-key with the service's published key`),
-    },
-    ...result.checks.map((check) => ({
-      name: check.name,
-      ok: check.ok,
-      skipped: check.skipped === true,
-      detail: check.reason ?? 'holds',
-    })),
-  ];
-  const failure =
-    mismatch !== undefined
-      ? { name: 'signer-key', reason: mismatch }
-      : result.checks.find((check) => !check.ok);
   const exitCode =
-    failure !== undefined ? EVIDENCE_EXIT.failed : pinned ? EVIDENCE_EXIT.ok : EVIDENCE_EXIT.notPinned;
-  return {
-    ok: exitCode === EVIDENCE_EXIT.ok,
-    pinned,
-    exitCode,
-    checks,
-    reason:
-      failure !== undefined
-        ? `${checkTitle(failure.name)}: ${failure.reason ?? 'failed'}`
-        : pinned
-          ? null
-          : checks[0]!.detail,
-    statement: result.statement ?? null,
-    signer: signer[0] ?? null,
-  };
+    verification.status === 'failed'
+      ? EVIDENCE_EXIT.failed
+      : verification.status === 'verified'
+        ? EVIDENCE_EXIT.ok
+        : EVIDENCE_EXIT.notPinned;
+  return { ...verification, exitCode };
 }

@@ -24,12 +24,21 @@
  * insufficient → inconclusive), `algorithm.keyIds` every key tested (ids only), `calibration.reference`
  * the fake-key calibration in words, `segments` nothing (passages span documents), `issuance` null,
  * and `scan` the rest of the scan: verdict and reason, per-key numbers, fake-key rank and uniformity
- * test, dose, the issued outputs used, and the attribution when asked for.
+ * test, dose, the issued outputs used, and the attribution when asked for. The shapes of the description and
+ * of `scan` are those `@tracemark/client/evidence` reads (`CorpusDescription`, `ScanEvidence`), so that
+ * `tracemark evidence render` and the console draw a scan with its own template.
  */
 import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import {
+  CORPUS_FORMAT,
+  type CorpusDescription,
+  type CorpusInput,
+  SCAN_EVIDENCE_KIND,
+  type ScanEvidence,
+} from '@tracemark/client/evidence';
 import type { WatermarkKey } from '@tracemark/core';
 import type { ScanReport } from '@tracemark/extraction';
 import {
@@ -48,31 +57,12 @@ import type { Attribution } from './scan-attribution.ts';
 
 const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 
-export const CORPUS_FORMAT = 'tracemark-corpus';
+export { CORPUS_FORMAT, type CorpusDescription, type CorpusInput };
 
 /** The corpus description's `field` when --field was not given (inputs.ts DEFAULT_TEXT_FIELDS). */
 export const DEFAULT_FIELD_RULE = 'text, else output';
 /** Its `promptField` when --prompt-field was not given (inputs.ts DEFAULT_PROMPT_FIELD). */
 export const DEFAULT_PROMPT_FIELD_RULE = 'prompt, when a record has it';
-
-export interface CorpusInput {
-  readonly path: string;
-  readonly bytes: number;
-  readonly sha256: string;
-}
-
-export interface CorpusDescription {
-  readonly format: typeof CORPUS_FORMAT;
-  readonly version: 1;
-  readonly inputs: readonly CorpusInput[];
-  readonly field: string;
-  readonly promptField: string | null;
-  readonly supervision: {
-    readonly source: string;
-    readonly account: string | null;
-    readonly numOutputs: number;
-  } | null;
-}
 
 export const SCAN_LIMITATIONS: readonly string[] = Object.freeze([
   'The test is of the corpus as described: its files, read in this order, with these fields.',
@@ -153,40 +143,39 @@ export function scanPredicate(
   const threshold = Math.log10(report.alpha);
   if (verdict === 'not-detected' && strongest.log10PAdjusted <= threshold) verdict = 'inconclusive';
   if (verdict === 'detected' && strongest.log10PAdjusted > threshold) verdict = 'inconclusive';
-  const scan = JSON.parse(
-    JSON.stringify({
-      kind: 'radioactivity-scan',
-      verdict: report.verdict,
-      reason: report.reason,
-      supervised: report.supervised,
-      issued: report.issued,
-      numDocuments: report.numDocuments,
-      numTokens: report.numTokens,
-      numPromptTokens: report.numPromptTokens,
-      minimumDose: report.minimumDose,
-      missRate: report.missRate,
-      fakeKeys: report.fakeKeys,
-      keys: report.keys.map((k) => ({
-        keyId: k.keyId,
-        scheme: k.scheme,
-        contextWidth: k.contextWidth,
-        gamma: k.gamma,
-        numScored: k.numScored,
-        numGreen: k.numGreen,
-        effect: k.effect,
-        effectInterval: k.effectInterval,
-        z: k.z,
-        log10P: k.log10P,
-        log10PAdjusted: k.log10PAdjusted,
-        calibration: k.calibration,
-        dose: k.dose,
-        doseUpperBound: k.doseUpperBound,
-        verdict: k.verdict,
-        reason: k.reason,
-      })),
-      attribution,
-    }),
-  ) as JsonValue;
+  const summary: ScanEvidence = {
+    kind: SCAN_EVIDENCE_KIND,
+    verdict: report.verdict,
+    reason: report.reason,
+    supervised: report.supervised,
+    issued: report.issued,
+    numDocuments: report.numDocuments,
+    numTokens: report.numTokens,
+    numPromptTokens: report.numPromptTokens,
+    minimumDose: report.minimumDose,
+    missRate: report.missRate,
+    fakeKeys: report.fakeKeys,
+    keys: report.keys.map((k) => ({
+      keyId: k.keyId,
+      scheme: k.scheme,
+      contextWidth: k.contextWidth,
+      gamma: k.gamma,
+      numScored: k.numScored,
+      numGreen: k.numGreen,
+      effect: k.effect,
+      effectInterval: k.effectInterval,
+      z: k.z,
+      log10P: k.log10P,
+      log10PAdjusted: k.log10PAdjusted,
+      calibration: k.calibration,
+      dose: k.dose,
+      doseUpperBound: k.doseUpperBound,
+      verdict: k.verdict,
+      reason: k.reason,
+    })),
+    attribution,
+  };
+  const scan = JSON.parse(JSON.stringify(summary)) as JsonValue;
   return {
     text: { sha256: sha256Hex(content), normalization: 'none', content },
     tokenizer: { name: key.tokenizer },

@@ -4,7 +4,7 @@
  */
 import type { Ref } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { type Explained, explainError, type ScanResponse } from './api.ts';
+import { type Explained, explainError, isEngineKeyScan, type ScanResponse } from './api.ts';
 import { formatCount, formatPercent, formatPower, oneIn } from './format.ts';
 import { MAX_DOCUMENTS, MAX_TEXT_BYTES, type ParsedCorpus, parseJsonl } from './jsonl.ts';
 import { CalibrationPlot } from './plots.tsx';
@@ -236,6 +236,14 @@ function ScanResult({
 }) {
   const headline = SCAN_HEADLINES[result.verdict];
   const key = result.keys[0];
+  // An engine's key (engine-native mode) has an exact null and a score; tracemark's, green counts and fake keys.
+  const calibrated = key === undefined || isEngineKeyScan(key) ? null : key;
+  const documents =
+    key === undefined
+      ? []
+      : isEngineKeyScan(key)
+        ? key.topDocuments.map((document) => ({ ...document, numGreen: null }))
+        : key.topDocuments;
   return (
     <section class="result" aria-labelledby="scan-verdict-heading" data-verdict={result.verdict}>
       <div class={`verdict ${headline.tone}`}>
@@ -261,27 +269,28 @@ function ScanResult({
               <dt>Threshold</dt>
               <dd>{result.alpha}</dd>
             </div>
-            {key.numGreen === null || key.greenFraction === null ? (
+            {calibrated === null ? (
               <div>
                 <dt>Score / scored units</dt>
                 <dd>
-                  {(key.score ?? 0).toFixed(1)} / {formatCount(key.numScored)} ({key.scheme})
+                  {isEngineKeyScan(key) ? key.score.toFixed(1) : '—'} / {formatCount(key.numScored)} (
+                  {key.scheme})
                 </dd>
               </div>
             ) : (
               <div>
                 <dt>Green / scored tokens</dt>
                 <dd>
-                  {formatCount(key.numGreen)} / {formatCount(key.numScored)} (
-                  {formatPercent(key.greenFraction)}; chance: {formatPercent(key.gamma)})
+                  {formatCount(calibrated.numGreen)} / {formatCount(calibrated.numScored)} (
+                  {formatPercent(calibrated.greenFraction)}; chance: {formatPercent(calibrated.gamma)})
                 </dd>
               </div>
             )}
-            {key.calibration === null ? null : (
+            {calibrated === null ? null : (
               <div>
-                <dt>Our key among {key.calibration.fakeKeys} fake keys</dt>
+                <dt>Our key among {calibrated.calibration.fakeKeys} fake keys</dt>
                 <dd>
-                  rank {key.calibration.rank} of {key.calibration.fakeKeys + 1}
+                  rank {calibrated.calibration.rank} of {calibrated.calibration.fakeKeys + 1}
                 </dd>
               </div>
             )}
@@ -294,26 +303,26 @@ function ScanResult({
             .
           </p>
           <h3>Calibration</h3>
-          {key.calibration === null ? (
+          {calibrated === null ? (
             <p class="caption">
               No fake keys: under this key every distinct scored unit is an independent draw under the null,
               so the p-value is exact.
             </p>
           ) : (
             <>
-              <CalibrationPlot fakePValues={key.fakeKeyRandomizedP} trueLog10P={key.log10P} />
+              <CalibrationPlot fakePValues={calibrated.fakeKeyRandomizedP} trueLog10P={calibrated.log10P} />
               <p class="caption">
-                The same test run with {key.calibration!.fakeKeys} keys that nobody ever used (derived from
-                the public label <code>{key.calibration!.seed}</code>) shows what chance alone produces on
-                this corpus: their dots should lie along the diagonal.{' '}
-                {key.calibration!.uniform === false
-                  ? `They do not (KS p = ${formatPower(Math.log10(key.calibration!.ksPValue))}): the test is not calibrated on this corpus, so no verdict is given.`
-                  : `They do (Kolmogorov–Smirnov p = ${formatPower(Math.log10(Math.max(key.calibration!.ksPValue, 1e-300)))}).`}{' '}
+                The same test run with {calibrated.calibration.fakeKeys} keys that nobody ever used (derived
+                from the public label <code>{calibrated.calibration.seed}</code>) shows what chance alone
+                produces on this corpus: their dots should lie along the diagonal.{' '}
+                {calibrated.calibration.uniform === false
+                  ? `They do not (KS p = ${formatPower(Math.log10(calibrated.calibration.ksPValue))}): the test is not calibrated on this corpus, so no verdict is given.`
+                  : `They do (Kolmogorov–Smirnov p = ${formatPower(Math.log10(Math.max(calibrated.calibration.ksPValue, 1e-300)))}).`}{' '}
                 The red line is our key: far above the dots means far more evidence than chance gives.
               </p>
             </>
           )}
-          {key.topDocuments.length === 0 || key.numScored === 0 ? null : (
+          {documents.length === 0 || key.numScored === 0 ? null : (
             <>
               <h3>Documents with the most evidence</h3>
               <div class="table-scroll">
@@ -326,7 +335,7 @@ function ScanResult({
                     </tr>
                   </thead>
                   <tbody>
-                    {key.topDocuments.map((document) => (
+                    {documents.map((document) => (
                       <tr key={document.document}>
                         <td>{document.source}</td>
                         <td>

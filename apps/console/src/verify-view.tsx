@@ -1,7 +1,7 @@
 /**
  * Verify: a text in (pasted, dropped or chosen), the verdict out in plain words, with the text's green and red
  * tokens, the detected passage, a plot of the evidence, the issuance match, the proof status, and the signed
- * report to download or print.
+ * report to download (the JSON file, or the page `tracemark evidence render` writes) or print.
  */
 import type { EvidencePredicate } from '@tracemark/provenance';
 import type { Ref } from 'preact';
@@ -15,6 +15,7 @@ import {
   evidenceCurve,
   gammaOf,
   reportFile,
+  reportPage,
   STATUS_WORDS,
   tokenPieces,
 } from './evidence.ts';
@@ -219,12 +220,14 @@ function VerifyResult({
   const headline = headlineOf(response, gamma);
   const d = response.detection;
   const chance = oneIn(d.log10PAdjusted);
-  const saveReport = () =>
-    download(
-      `tracemark-evidence-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}.json`,
-      'application/json',
-      reportFile(response),
-    );
+  const fileName = (extension: string) =>
+    `tracemark-evidence-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}.${extension}`;
+  const saveReport = () => download(fileName('json'), 'application/json', reportFile(response));
+  // The page is drawn on demand: the report as `tracemark evidence render` writes it.
+  const savePage =
+    checked.verification === null
+      ? null
+      : () => download(fileName('html'), 'text/html', reportPage(response, checked) ?? '');
   return (
     <section class="result" aria-labelledby="verdict-heading" data-verdict={response.verdict}>
       <h2 class="print-only">Watermark and provenance report</h2>
@@ -282,6 +285,11 @@ function VerifyResult({
         <button type="button" onClick={saveReport}>
           Download signed evidence (JSON)
         </button>
+        {savePage === null ? null : (
+          <button type="button" class="secondary" onClick={savePage}>
+            Download report page (HTML)
+          </button>
+        )}
         <button type="button" class="secondary" onClick={() => window.print()}>
           Print report
         </button>

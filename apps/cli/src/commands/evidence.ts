@@ -1,15 +1,16 @@
 /**
  * `tracemark evidence verify REPORT [--text FILE] [--public-key FILE]`: checks a signed evidence report
  * offline (signature, text, checkpoint signature, inclusion proof). `tracemark evidence render REPORT --html
- * OUT`: the report as a self-contained page to read and print.
+ * OUT`: the report as a self-contained page to read and print (`renderEvidenceHtml` of @tracemark/client,
+ * which the console uses too; a radioactivity scan's report gets the scan template).
  *
  * Exit codes of `verify`: 0 every check holds and the signer's key was pinned with --public-key; 1 a check
  * failed (the reason is printed); 2 usage; 3 I/O (a file cannot be read, the report is not a report);
  * 4 every check holds but no key was pinned (the report's own key was used).
  */
 import { writeFile } from 'node:fs/promises';
+import { renderEvidenceHtml } from '@tracemark/client/evidence';
 import type { Command } from 'commander';
-import { renderEvidenceHtml } from '../evidence-html.ts';
 import {
   checkTitle,
   EVIDENCE_EXIT,
@@ -86,7 +87,7 @@ export function registerEvidence(program: Command, io: CliIo, setExit: (code: nu
           verification.exitCode === EVIDENCE_EXIT.ok
             ? `${report}: VERIFIED — every check holds, signed by ${verification.signer}`
             : verification.exitCode === EVIDENCE_EXIT.notPinned
-              ? `${report}: intact, but the signer is NOT PINNED — ${verification.reason}`
+              ? `${report}: intact, but the signer is NOT PINNED — ${verification.reason} (pass --public-key keys.json)`
               : `${report}: FAILED — ${verification.reason}`;
         io.stdout.write(`${head}\n${describeChecks(verification)}\n`);
       }

@@ -1,15 +1,23 @@
 /**
  * `tracemark verify FILE --server URL --out REPORT`: asks a tracemark gateway (POST /v1/verify, API key from
- * TRACEMARK_API_KEY) whether it issued the text and whether it carries the watermark, prints the verdict,
- * and saves the signed evidence report. Exit codes: 0 done; 1 a watermark was found and --fail-on-detect was
- * given; 2 usage (no API key, bad URL); 3 I/O, network or server errors.
+ * TRACEMARK_API_KEY, through @tracemark/client) whether it issued the text and whether it carries the
+ * watermark, prints the verdict, and saves the signed evidence report. Exit codes: 0 done; 1 a watermark
+ * was found and --fail-on-detect was given; 2 usage (no API key, bad URL); 3 I/O, network or server errors.
  */
 import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
+import {
+  CLIENT_ERROR_CODES,
+  createClient,
+  isTracemarkApiError,
+  type TracemarkApiError,
+  type VerifyResponse,
+} from '@tracemark/client';
+import { evidenceReportFile, serializeEvidenceReport } from '@tracemark/client/evidence';
 import type { IssuanceRecord } from '@tracemark/provenance';
 import { normalizeText } from '@tracemark/tokenizers';
 import type { Command } from 'commander';
-import { REPORT_FORMAT, type ReportFile, readBytes, verifyReport } from '../evidence-report.ts';
+import { readBytes, verifyReport } from '../evidence-report.ts';
 import { CliError, type CliIo, EXIT } from '../io.ts';
 import { formatLog10 } from '../render.ts';
 
@@ -19,33 +27,6 @@ interface VerifyCommandOptions {
   json?: boolean;
   failOnDetect?: boolean;
   timeout: string;
-}
-
-interface VerifyResponse {
-  readonly verdict: 'watermarked' | 'not_watermarked' | 'insufficient';
-  readonly summary: string;
-  readonly detection: {
-    readonly keyId: string;
-    readonly numTokens: number;
-    readonly numScored: number;
-    readonly numGreen: number;
-    readonly z: number;
-    readonly log10P: number;
-    readonly log10PAdjusted: number;
-    readonly keysTested: number;
-    readonly fpr: number;
-  };
-  readonly issuance: {
-    readonly match: 'exact' | 'near-duplicate';
-    readonly recordId: string;
-    readonly similarity: number;
-    readonly leafIndex: number;
-    readonly treeSize: number;
-    readonly disclosed: boolean;
-  } | null;
-  readonly report: ReportFile['envelope'];
-  readonly keyId: string;
-  readonly verifierKey: string;
 }
 
 const WATERMARK_WORDS = {
@@ -93,6 +74,39 @@ function serverUrl(value: string | undefined): URL {
   return url;
 }
 
+/** A failed call in the CLI's terms: network and server errors exit 3, with the gateway's code and reason. */
+function cliErrorOf(error: TracemarkApiError, server: URL, timeoutSeconds: number): CliError {
+  switch (error.code) {
+    case CLIENT_ERROR_CODES.network:
+    case CLIENT_ERROR_CODES.aborted:
+      return new CliError('TM_ERR_NETWORK', error.message, EXIT.io);
+    case CLIENT_ERROR_CODES.timeout:
+      return new CliError(
+        'TM_ERR_NETWORK',
+        `cannot reach ${server.origin} (no answer within ${timeoutSeconds} s)`,
+        EXIT.io,
+      );
+    case CLIENT_ERROR_CODES.badResponse:
+      return new CliError(
+        'TM_ERR_SERVER',
+        `${server.origin} answered ${error.status} with something other than JSON`,
+        EXIT.io,
+      );
+    case CLIENT_ERROR_CODES.http:
+      return new CliError(
+        'TM_ERR_SERVER',
+        `the gateway refused (${error.status}): ${error.message}`,
+        EXIT.io,
+      );
+    default:
+      return new CliError(
+        error.code,
+        `the gateway refused (${error.status} ${error.code}): ${error.message}`,
+        EXIT.io,
+      );
+  }
+}
+
 export function registerVerify(program: Command, io: CliIo, setExit: (code: number) => void): void {
   program
     .command('verify')
@@ -138,46 +152,21 @@ export function registerVerify(program: Command, io: CliIo, setExit: (code: numb
         throw new CliError('TM_ERR_INPUT', `${file}: not valid UTF-8 text`, EXIT.io);
       }
 
-      const endpoint = new URL('v1/verify', server.href.endsWith('/') ? server.href : `${server.href}/`);
-      let response: Response;
+      let client: ReturnType<typeof createClient>;
       try {
-        response = await fetch(endpoint, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${apiKey.trim()}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ text }),
-          signal: AbortSignal.timeout(timeoutSeconds * 1000),
-        });
+        client = createClient({ baseUrl: server, apiKey, timeoutMs: timeoutSeconds * 1000 });
       } catch (error) {
-        const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
-        throw new CliError('TM_ERR_NETWORK', `cannot reach ${endpoint.origin} (${cause})`, EXIT.io);
+        // A malformed key or a URL with credentials; the message never repeats the key.
+        throw new CliError('TM_ERR_USAGE', (error as Error).message, EXIT.usage);
       }
-      const body = await response.text();
-      let answer: unknown;
+      let result: VerifyResponse;
       try {
-        answer = JSON.parse(body);
-      } catch {
-        throw new CliError(
-          'TM_ERR_SERVER',
-          `${endpoint.origin} answered ${response.status} with something other than JSON`,
-          EXIT.io,
-        );
+        result = await client.verify(text);
+      } catch (error) {
+        if (isTracemarkApiError(error)) throw cliErrorOf(error, server, timeoutSeconds);
+        throw error;
       }
-      if (!response.ok) {
-        const error = (answer as { error?: { code?: string; message?: string } }).error;
-        throw new CliError(
-          error?.code ?? 'TM_ERR_SERVER',
-          `the gateway refused (${response.status}${error?.code === undefined ? '' : ` ${error.code}`}): ${error?.message ?? 'no message'}`,
-          EXIT.io,
-        );
-      }
-      const result = answer as VerifyResponse;
-      const report: ReportFile = {
-        format: REPORT_FORMAT,
-        version: 1,
-        keyId: result.keyId,
-        verifierKey: result.verifierKey,
-        envelope: result.report,
-      };
+      const report = evidenceReportFile(result);
       // The server's own answer must hold up before it is saved as evidence.
       const check = verifyReport(report, { text: bytes });
       const failed = check.checks.find((entry) => !entry.ok && entry.name !== 'signer-key');
@@ -188,7 +177,7 @@ export function registerVerify(program: Command, io: CliIo, setExit: (code: numb
         result.issuance?.match === 'near-duplicate' &&
         issuedApartFromTrailingWhitespace(text, check.statement?.predicate.issuance?.record);
       if (options.out !== undefined) {
-        await writeFile(options.out, `${JSON.stringify(report, null, 2)}\n`).catch(
+        await writeFile(options.out, serializeEvidenceReport(report)).catch(
           (error: NodeJS.ErrnoException) => {
             throw new CliError(
               'TM_ERR_IO',
@@ -222,7 +211,7 @@ export function registerVerify(program: Command, io: CliIo, setExit: (code: numb
           '',
           result.summary,
           '',
-          `  watermark  ${d.numGreen}/${d.numScored} green of ${d.numTokens} tokens, z = ${d.z.toFixed(2)}, log10 p = ${formatLog10(d.log10P)}, corrected ${formatLog10(d.log10PAdjusted)} (${d.keysTested} key${d.keysTested === 1 ? '' : 's'}, α = ${d.fpr})`,
+          `  watermark  ${d.numGreen === null ? `score ${(d.score ?? 0).toFixed(1)} (${d.scheme ?? 'scheme'}) over ${d.numScored} scored` : `${d.numGreen}/${d.numScored} green`} of ${d.numTokens} tokens, z = ${d.z.toFixed(2)}, log10 p = ${formatLog10(d.log10P)}, corrected ${formatLog10(d.log10PAdjusted)} (${d.keysTested} key${d.keysTested === 1 ? '' : 's'}, α = ${d.fpr})`,
           issuance === null
             ? '  issuance   no issued output matches'
             : trailingWhitespaceOnly

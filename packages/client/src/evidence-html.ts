@@ -1,14 +1,27 @@
 /**
- * A signed evidence report as one self-contained HTML page (no scripts, fonts, images or links to fetch) that
- * a reader without technical background can read and print: the verdict in plain words, the proof status,
- * the text with its green and red tokens, a plot of the evidence accumulating along the text, the numbers,
- * and the limitations.
+ * A signed evidence report as one self-contained HTML page (no scripts, fonts, images or links to fetch)
+ * that a reader without technical background can read and print. Two templates: a report about one text
+ * (the verdict in plain words, the proof status, the text with its green and red tokens, a plot of the
+ * evidence accumulating along it, the issuance record, the numbers, the limitations), and a radioactivity
+ * scan of a corpus (what was tested, its counts and p-values per key, the fake-key calibration, the
+ * attribution to accounts, the limitations). Pure string building: it runs in a browser as in Node.
  */
-import { log10BinomialSf } from '@tracemark/core';
-import { type EvidencePredicate, fromBase64, parseCheckpoint } from '@tracemark/provenance';
-import { normalizeText } from '@tracemark/tokenizers';
-import { checkTitle, EVIDENCE_EXIT, type ReportFile, type ReportVerification } from './evidence-report.ts';
-import { formatLog10 } from './render.ts';
+import { type EvidencePredicate, parseCheckpoint, toHex } from '@tracemark/provenance';
+import { claimedPredicate, evidenceCurve, gammaOf, STATUS_WORDS, tokenPieces } from './evidence-predicate.ts';
+import { checkTitle, type EvidenceReportFile, type EvidenceReportVerification } from './evidence-report.ts';
+import {
+  type CorpusDescription,
+  corpusDescriptionOf,
+  type ScanEvidence,
+  scanEvidenceOf,
+} from './scan-evidence.ts';
+
+/** log10 of a p-value for the numbers table: "-47.92", "-1234", "0". */
+export function formatLog10(value: number): string {
+  if (value === 0) return '0';
+  if (value > -0.01) return value.toFixed(4);
+  return value > -100 ? value.toFixed(2) : value.toFixed(0);
+}
 
 /** α in words: "0.0001 (1 in 10,000)". */
 export function formatAlpha(alpha: number): string {
@@ -28,22 +41,8 @@ export function powerOfTen(log10Value: number): string {
   return `${mantissa.toFixed(1)} × 10<sup>${exponent}</sup>`;
 }
 
-/** The predicate as signed, or, when the signature failed, as the payload claims (shown as unverified). */
-export function predicateOf(report: ReportFile, verification: ReportVerification): EvidencePredicate | null {
-  if (verification.statement !== null) return verification.statement.predicate;
-  try {
-    const statement = JSON.parse(
-      new TextDecoder().decode(fromBase64(report.envelope.payload, 'payload', { urlSafe: true })),
-    );
-    return typeof statement?.predicate === 'object' && statement.predicate !== null
-      ? (statement.predicate as EvidencePredicate)
-      : null;
-  } catch {
-    return null;
-  }
-}
-
-interface Headline {
+/** A verdict for the page's head: a title, a tone, and words (HTML, escaped). */
+export interface Headline {
   readonly title: string;
   readonly tone: 'strong' | 'neutral' | 'none';
   readonly words: string;
@@ -88,40 +87,7 @@ export function plainVerdict(predicate: EvidencePredicate, service: string): Hea
   };
 }
 
-function gammaOf(predicate: EvidencePredicate): number {
-  const parameters = predicate.algorithm.parameters;
-  const value = parameters.gammaEffective ?? parameters.gamma;
-  return typeof value === 'number' && value > 0 && value < 1 ? value : 0.25;
-}
-
-/** The normalized text cut into tokens by `ends` (code points); tokens past the statuses follow as plain text. */
-export function tokenPieces(
-  predicate: EvidencePredicate,
-): { pieces: string[]; statuses: string; rest: string } | null {
-  const content = predicate.text.content;
-  const tokens = predicate.tokens;
-  if (content === undefined || tokens === undefined) return null;
-  const codePoints = Array.from(normalizeText(content));
-  const pieces: string[] = [];
-  let start = 0;
-  for (const end of tokens.ends) {
-    const clamped = Math.min(Math.max(end, start), codePoints.length);
-    pieces.push(codePoints.slice(start, clamped).join(''));
-    start = clamped;
-  }
-  return { pieces, statuses: tokens.statuses, rest: codePoints.slice(start).join('') };
-}
-
 const STATUS_CLASS: Readonly<Record<string, string>> = { G: 'g', R: 'r', N: 'n' };
-const STATUS_TITLE: Readonly<Record<string, string>> = {
-  G: 'green (scored)',
-  R: 'red (scored)',
-  N: 'scored (a scheme without green lists: its evidence is the score)',
-  C: 'not scored: no preceding context',
-  S: 'not scored: special token',
-  P: 'not scored: repeats the prompt',
-  D: 'not scored: repeats an earlier word pair',
-};
 
 function textSection(predicate: EvidencePredicate): string {
   const cut = tokenPieces(predicate);
@@ -129,46 +95,24 @@ function textSection(predicate: EvidencePredicate): string {
     return '<p class="muted">The report does not include the text, so it cannot be shown here.</p>';
   }
   const spans = cut.pieces
-    .map((piece, i) => {
-      const letter = cut.statuses[i] ?? 'C';
-      const cls = STATUS_CLASS[letter] ?? 's';
-      return `<span class="${cls}" title="${STATUS_TITLE[letter] ?? ''}">${escapeHtml(piece)}</span>`;
+    .map((piece) => {
+      const cls = STATUS_CLASS[piece.status] ?? 's';
+      return `<span class="${cls}" title="${escapeHtml(STATUS_WORDS[piece.status] ?? '')}">${escapeHtml(piece.text)}</span>`;
     })
     .join('');
   const tail = cut.rest === '' ? '' : `<span class="s">${escapeHtml(cut.rest)}</span>`;
   const truncated = predicate.tokens?.truncated
-    ? `<p class="muted">Token colours are shown for the first ${cut.statuses.length} of ${predicate.tokens.numTokens} tokens.</p>`
+    ? `<p class="muted">Token colours are shown for the first ${cut.pieces.length} of ${predicate.tokens.numTokens} tokens.</p>`
     : '';
   return `<div class="legend"><span class="g">green</span> counts toward the watermark · <span class="r">red</span> does not · <span class="s">grey</span> not scored</div>
 <div class="text">${spans}${tail}</div>${truncated}`;
-}
-
-/** −log10 p of the text's first tokens, at every scored token (downsampled to at most `maxPoints`). */
-export function evidenceCurve(
-  statuses: string,
-  gamma: number,
-  maxPoints = 600,
-): { token: number; value: number }[] {
-  const points: { token: number; value: number }[] = [];
-  let scored = 0;
-  let green = 0;
-  const step = Math.max(1, Math.ceil(statuses.length / maxPoints));
-  for (let i = 0; i < statuses.length; i++) {
-    const letter = statuses[i];
-    if (letter === 'G') green++;
-    if (letter === 'G' || letter === 'R') scored++;
-    if ((i + 1) % step === 0 || i === statuses.length - 1) {
-      points.push({ token: i + 1, value: scored === 0 ? 0 : -log10BinomialSf(green, scored, gamma) });
-    }
-  }
-  return points;
 }
 
 function plotSection(predicate: EvidencePredicate): string {
   const tokens = predicate.tokens;
   if (tokens === undefined || tokens.statuses.length === 0)
     return '<p class="muted">No per-token data to plot.</p>';
-  const points = evidenceCurve(tokens.statuses, gammaOf(predicate));
+  const points = evidenceCurve(tokens.statuses, gammaOf(predicate), 600);
   const threshold = -Math.log10(predicate.detection.alpha);
   const width = 760;
   const height = 280;
@@ -218,12 +162,11 @@ function niceTicks(max: number, count: number): number[] {
   return ticks;
 }
 
-function proofSection(verification: ReportVerification): string {
+function proofSection(verification: EvidenceReportVerification): string {
   const rows = verification.checks
     .map((check) => {
       // An unpinned signer is a warning: the report is intact, but who signed it is not established.
-      const unpinned =
-        check.name === 'signer-key' && !check.ok && verification.exitCode === EVIDENCE_EXIT.notPinned;
+      const unpinned = check.name === 'signer-key' && !check.ok && verification.status === 'not-pinned';
       const mark = check.skipped ? '–' : check.ok ? '✓' : unpinned ? '!' : '✗';
       const cls = check.skipped ? 'skip' : check.ok ? 'ok' : unpinned ? 'warn' : 'bad';
       return `<tr class="${cls}"><td class="mark">${mark}</td><td>${escapeHtml(checkTitle(check.name))}</td><td>${escapeHtml(check.detail)}</td></tr>`;
@@ -277,7 +220,7 @@ function issuanceSection(predicate: EvidencePredicate): string {
   let checkpoint = '';
   try {
     const parsed = parseCheckpoint(issuance.checkpoint);
-    checkpoint = `log <code>${escapeHtml(parsed.origin)}</code>, ${parsed.size} ${parsed.size === 1 ? 'entry' : 'entries'}, root <code>${escapeHtml(Buffer.from(parsed.rootHash).toString('hex'))}</code>`;
+    checkpoint = `log <code>${escapeHtml(parsed.origin)}</code>, ${parsed.size} ${parsed.size === 1 ? 'entry' : 'entries'}, root <code>${escapeHtml(toHex(parsed.rootHash))}</code>`;
   } catch {
     checkpoint = 'the checkpoint cannot be read';
   }
@@ -305,6 +248,152 @@ ${
       ].join('\n')
 }
 </tbody></table>`;
+}
+
+/** Percent with up to three significant digits: "0.5%", "12.3%". */
+function percent(fraction: number): string {
+  return `${Number((100 * fraction).toPrecision(3))}%`;
+}
+
+function signed(value: number, digits = 3): string {
+  const text = value.toFixed(digits);
+  return value > 0 ? `+${text}` : text;
+}
+
+const SCAN_TITLES: Readonly<Record<ScanEvidence['verdict'], string>> = {
+  radioactive: 'Radioactive: the corpus carries the watermark',
+  not_radioactive: 'Not radioactive: no trace of the watermark',
+  insufficient: 'Inconclusive',
+};
+
+/** A scan's verdict in plain words: what was tested, what it showed, and how sure one can be. */
+export function plainScanVerdict(
+  predicate: EvidencePredicate,
+  scan: ScanEvidence,
+  corpus: CorpusDescription | null,
+): Headline {
+  const d = predicate.detection;
+  const key = scan.keys.find((k) => k.keyId === d.keyId) ?? scan.keys[0];
+  const files =
+    corpus === null ? '' : ` read from ${corpus.inputs.length} file${corpus.inputs.length === 1 ? '' : 's'}`;
+  const what = `The corpus tested (${scan.numDocuments.toLocaleString('en-US')} documents${files}, ${scan.numTokens.toLocaleString('en-US')} tokens${scan.numPromptTokens > 0 ? `; ${scan.numPromptTokens.toLocaleString('en-US')} prompt tokens were not scored` : ''}) was scored with ${d.numTests === 1 ? 'one watermark key' : `${d.numTests} watermark keys`}${scan.supervised ? `, restricted to the word windows of ${(scan.issued?.numOutputs ?? 0).toLocaleString('en-US')} outputs this service issued` : ''}.`;
+  const keys = d.numTests === 1 ? 'the one watermark key tested' : `the ${d.numTests} watermark keys tested`;
+  const counts =
+    key === undefined
+      ? ''
+      : ` Of its ${key.numScored.toLocaleString('en-US')} distinct scored tokens, ${key.numGreen.toLocaleString('en-US')} are “green” (${percent(key.numScored === 0 ? 0 : key.numGreen / key.numScored)}), where ${percent(key.gamma)} would be by chance.`;
+  const chance = ` The probability of this much evidence in a corpus without the watermark is ${powerOfTen(d.log10PCorrected)}, taking into account ${keys} (threshold ${formatAlpha(d.alpha)}).`;
+  const calibration =
+    key === undefined || key.calibration.fakeKeys === 0
+      ? ''
+      : ` Scored the same way, ${key.calibration.fakeKeys} fake keys that nobody ever used rank the true key ${key.calibration.rank} of ${key.calibration.fakeKeys + 1}.`;
+  const meaning =
+    scan.verdict === 'radioactive'
+      ? ' Radioactive means that the corpus contains text generated with this watermark, or was produced by a model trained on such text.'
+      : scan.verdict === 'not_radioactive'
+        ? ` No trace of the watermark was found${key === undefined ? '' : `: a dose of watermarked training text of ${percent(key.doseUpperBound)} or more is ruled out`}. This does not prove that none was used.`
+        : ' The test cannot decide either way.';
+  return {
+    title: SCAN_TITLES[scan.verdict] ?? 'Inconclusive',
+    tone: scan.verdict === 'radioactive' ? 'strong' : scan.verdict === 'not_radioactive' ? 'none' : 'neutral',
+    words: `${escapeHtml(what + counts)}${chance}${escapeHtml(calibration + meaning)}`,
+  };
+}
+
+function corpusSection(predicate: EvidencePredicate, corpus: CorpusDescription | null): string {
+  const subject = row(
+    'Corpus description (SHA-256, the report’s subject)',
+    `<code>${escapeHtml(predicate.text.sha256)}</code>`,
+  );
+  if (corpus === null) {
+    return `<table class="details"><tbody>${subject}</tbody></table><p class="muted">The report does not carry a readable corpus description.</p>`;
+  }
+  const files = corpus.inputs
+    .map(
+      (input) =>
+        `<tr><td><code>${escapeHtml(input.path)}</code></td><td>${input.bytes.toLocaleString('en-US')}</td><td><code>${escapeHtml(input.sha256)}</code></td></tr>`,
+    )
+    .join('\n');
+  const supervision = corpus.supervision;
+  return `<table class="files"><thead><tr><th>file, in the order read</th><th>bytes</th><th>SHA-256</th></tr></thead><tbody>${files}</tbody></table>
+<table class="details"><tbody>
+${subject}
+${row('Text read from', escapeHtml(corpus.field))}
+${row('Prompts read from', corpus.promptField === null ? 'not read' : escapeHtml(corpus.promptField))}
+${row(
+  'Issued outputs used',
+  supervision === null
+    ? 'none: every scored window counts'
+    : `${supervision.numOutputs.toLocaleString('en-US')} outputs from ${escapeHtml(supervision.source)}${supervision.account === null ? '' : `, account ${escapeHtml(supervision.account)}`}`,
+)}
+</tbody></table>`;
+}
+
+function scanKeysSection(scan: ScanEvidence): string {
+  const rows = scan.keys
+    .map((key) => {
+      const c = key.calibration;
+      const [low, high] = key.effectInterval;
+      return `<tr><td><code>${escapeHtml(key.keyId)}</code><br><span class="muted">${escapeHtml(key.scheme)}, context ${key.contextWidth}, γ = ${key.gamma}</span></td><td>${key.numGreen.toLocaleString('en-US')} / ${key.numScored.toLocaleString('en-US')}</td><td>${signed(key.effect)}${low === undefined || high === undefined ? '' : ` [${signed(low)}, ${signed(high)}]`}</td><td>${key.z.toFixed(2)}</td><td>${powerOfTen(key.log10P)}</td><td>${powerOfTen(key.log10PAdjusted)}</td><td>${c.fakeKeys === 0 ? '–' : `${c.rank} of ${c.fakeKeys + 1}; KS p = ${c.ksPValue.toPrecision(3)}`}</td><td>${key.dose === null ? `below ${percent(key.doseUpperBound)}` : `${percent(key.dose.estimate)}${key.dose.interval.length === 2 ? ` [${percent(key.dose.interval[0]!)}, ${percent(key.dose.interval[1]!)}]` : ''}`}</td><td>${escapeHtml(key.verdict.replace('_', ' '))}</td></tr>`;
+    })
+    .join('\n');
+  return `<table class="segments"><thead><tr><th>key</th><th>green / scored</th><th>effect (green fraction − γ) [95%]</th><th>z</th><th>p-value</th><th>p corrected (Holm)</th><th>rank among fake keys</th><th>dose</th><th>verdict</th></tr></thead><tbody>${rows}</tbody></table>
+<p class="caption">Each distinct (context, token) pair of the corpus is scored once, in document order. The p-values are exact binomial tails; the correction accounts for every key tested. The dose is the share of watermarked text in the training data that the effect corresponds to (an upper bound when nothing was found).</p>`;
+}
+
+function attributionSection(scan: ScanEvidence): string {
+  const attribution = scan.attribution;
+  if (attribution === null) return '';
+  const rows = attribution.accounts
+    .map(
+      (account) =>
+        `<tr${account.attributed ? ' class="ok"' : ''}><td>${escapeHtml(account.account)}</td><td>${account.numOutputs.toLocaleString('en-US')}</td><td>${account.numExclusiveWindows.toLocaleString('en-US')}</td><td>${account.numGreen.toLocaleString('en-US')} / ${account.numScored.toLocaleString('en-US')}</td><td>${powerOfTen(account.log10PAdjusted)}</td><td>${account.attributed ? 'attributed' : 'not attributed'}</td></tr>`,
+    )
+    .join('\n');
+  return `<h2>Attribution to accounts</h2>
+<p>${attribution.attributedTo.length === 0 ? `None of the ${attribution.accountsTested} accounts tested is named` : `Named: ${attribution.attributedTo.map(escapeHtml).join(', ')}`} (corrected across the accounts tested, threshold ${formatAlpha(attribution.alpha)}), from the word windows issued to each account alone.</p>
+<table class="segments"><thead><tr><th>account</th><th>outputs issued</th><th>windows of its own</th><th>green / scored</th><th>p corrected</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
+}
+
+function scanDetailsSection(predicate: EvidencePredicate, scan: ScanEvidence): string {
+  const parameters = Object.entries(predicate.algorithm.parameters)
+    .map(([name, value]) => `${escapeHtml(name)} = ${escapeHtml(JSON.stringify(value))}`)
+    .join(', ');
+  return `<table class="details"><tbody>
+${row('Watermark keys tested (public ids)', predicate.algorithm.keyIds.map((id) => `<code>${escapeHtml(id)}</code>`).join(', '))}
+${row('Watermark scheme', `${escapeHtml(predicate.algorithm.name)} (${parameters})`)}
+${row('Tokenizer', escapeHtml(predicate.tokenizer.name + (predicate.tokenizer.version === undefined ? '' : ` ${predicate.tokenizer.version}`)))}
+${row('Threshold α', formatAlpha(predicate.detection.alpha))}
+${row('Fake keys (calibration)', `${scan.fakeKeys.count}, derived from the public label <code>${escapeHtml(scan.fakeKeys.seed)}</code>`)}
+${row('Calibration', escapeHtml(predicate.calibration.reference))}
+${row('Smallest dose the test is sized for', `${percent(scan.minimumDose)} (miss rate ${percent(scan.missRate)})`)}
+${row('Why this verdict', escapeHtml(scan.reason))}
+${row('Software', escapeHtml(`${predicate.software.name} ${predicate.software.version}`))}
+${row('Scanned at', escapeHtml(predicate.verifiedAt))}
+</tbody></table>`;
+}
+
+function scanBody(
+  predicate: EvidencePredicate,
+  scan: ScanEvidence,
+  banner: string,
+  verification: EvidenceReportVerification,
+): string {
+  const corpus = corpusDescriptionOf(predicate);
+  const headline = plainScanVerdict(predicate, scan, corpus);
+  return `${banner}
+<section class="verdict ${headline.tone}"><h2>${escapeHtml(headline.title)}</h2><p>${headline.words}</p></section>
+${proofSectionWithHeading(verification)}
+<h2>The corpus tested</h2>
+${corpusSection(predicate, corpus)}
+<h2>Keys tested</h2>
+${scanKeysSection(scan)}
+${attributionSection(scan)}
+<h2>Scan details</h2>
+${scanDetailsSection(predicate, scan)}
+<h2>Limitations</h2>
+<ul class="limits">${predicate.limitations.map((line) => `<li>${escapeHtml(line)}</li>`).join('')}</ul>
+<footer>Signed evidence report (DSSE envelope, in-toto Statement, Ed25519), signed by <code>${escapeHtml(verification.signer ?? 'unknown')}</code>. The report carries the corpus description it is about; compare each file's SHA-256 with the files you hold. Anyone can check the report offline: <code>tracemark evidence verify REPORT --public-key keys.json</code>. This page is a rendering of the report; the report file is the evidence.</footer>`;
 }
 
 const STYLE = `
@@ -353,10 +442,16 @@ footer { margin-top: 32px; font-size: 12px; color: #555; border-top: 1px solid #
 }
 `;
 
-/** The whole page. */
-export function renderEvidenceHtml(report: ReportFile, verification: ReportVerification): string {
-  const predicate = predicateOf(report, verification);
-  const signatureOk = verification.checks.find((check) => check.name === 'envelope')?.ok === true;
+/**
+ * The whole page: the scan template for a radioactivity scan report, else the template for one text. A
+ * report that failed a check is still drawn (from what its payload claims), under a banner saying so.
+ */
+export function renderEvidenceHtml(
+  report: EvidenceReportFile,
+  verification: EvidenceReportVerification,
+): string {
+  const predicate = verification.predicate ?? claimedPredicate(report.envelope);
+  const signatureOk = verification.signatureOk;
   const failed = verification.checks.filter((check) => !check.ok && check.name !== 'signer-key');
   const service = verification.signer?.split('+')[0] ?? 'the service';
   const banner =
@@ -368,7 +463,12 @@ export function renderEvidenceHtml(report: ReportFile, verification: ReportVerif
   if (predicate === null) {
     return page(
       `${banner}<p>The report's contents cannot be read.</p>${proofSectionWithHeading(verification)}`,
+      TEXT_PAGE,
     );
+  }
+  const scan = scanEvidenceOf(predicate);
+  if (scan !== null) {
+    return page(scanBody(predicate, scan, banner, verification), SCAN_PAGE);
   }
   const headline = plainVerdict(predicate, service);
   const body = `${banner}
@@ -386,18 +486,28 @@ ${detailsSection(predicate)}
 <h2>Limitations</h2>
 <ul class="limits">${predicate.limitations.map((line) => `<li>${escapeHtml(line)}</li>`).join('')}</ul>
 <footer>Signed evidence report (DSSE envelope, in-toto Statement, Ed25519), signed by <code>${escapeHtml(verification.signer ?? 'unknown')}</code>. Anyone can check it offline: <code>tracemark evidence verify REPORT --text TEXT --public-key keys.json</code>. This page is a rendering of the report; the report file is the evidence.</footer>`;
-  return page(body);
+  return page(body, TEXT_PAGE);
 }
 
-function proofSectionWithHeading(verification: ReportVerification): string {
+function proofSectionWithHeading(verification: EvidenceReportVerification): string {
   return `<h2>Proof status</h2>${proofSection(verification)}`;
 }
 
-function page(body: string): string {
+const TEXT_PAGE = {
+  title: 'Watermark and provenance report',
+  question: 'Did this service produce this text, and how sure can one be?',
+} as const;
+const SCAN_PAGE = {
+  title: 'Radioactivity scan report',
+  question:
+    'Does this corpus (a data set, or text sampled from a model) carry this service’s watermark, and how sure can one be?',
+} as const;
+
+function page(body: string, kind: { readonly title: string; readonly question: string }): string {
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Watermark and provenance report</title><style>${STYLE}</style></head>
-<body><h1>Watermark and provenance report</h1><p class="sub">Did this service produce this text, and how sure can one be?</p>
+<title>${escapeHtml(kind.title)}</title><style>${STYLE}</style></head>
+<body><h1>${escapeHtml(kind.title)}</h1><p class="sub">${escapeHtml(kind.question)}</p>
 ${body}
 </body></html>
 `;
