@@ -1,0 +1,95 @@
+export {
+  applyPolicy,
+  auditOutput,
+  ibanValid,
+  luhnValid,
+  maskSecret,
+  OUTPUT_RULES,
+  type OutputCategory,
+  type OutputFinding,
+  type OutputRule,
+  type Policy,
+  type PolicyDecision,
+} from './audit-output.ts';
+export { fmix32, hashPair, hashString } from './hashing.ts';
+export {
+  calibrateMmd,
+  type FeatureWindow,
+  MMD_SCHEME,
+  type MmdCalibration,
+  type MmdOptions,
+  mmdSquared,
+  mmdStatistic,
+} from './mmd.ts';
+export {
+  type AccountDetail,
+  type AccountReport,
+  CampaignMonitor,
+  type ClusterReport,
+  createCampaignMonitor,
+  type DetectorOptions,
+  type InputDistribution,
+  type LinkingOptions,
+  MONITOR_STATE_VERSION,
+  type MonitorEvent,
+  type MonitorOptions,
+  type MonitorReason,
+  type MonitorReport,
+  type MonitorState,
+  type MonitorWindow,
+  type SeriesBucket,
+} from './monitor.ts';
+export { clientSubnet } from './network.ts';
+export {
+  cosineSimilarity,
+  ENUMERATION_PATTERN,
+  estimatedJaccard,
+  fingerprintPrompt,
+  hashedFeatures,
+  LSH_BANDS,
+  LSH_ROWS,
+  lshBandKeys,
+  MAX_FEATURES_PER_PROMPT,
+  MAX_PROMPT_CHARS,
+  MINHASH_SIZE,
+  minHashSignature,
+  type PromptFingerprint,
+  promptSkeleton,
+  REASONING_PATTERN,
+  SKELETON_TOKENS,
+  sharesLshBand,
+  skeletonHash,
+  wordHashes,
+} from './prompt-features.ts';
+export {
+  INPUT_RULES,
+  type InputCategory,
+  type InputFinding,
+  type InputRule,
+  type Severity,
+  screenInput,
+} from './screen-input.ts';
+export {
+  normalQuantile,
+  type ShapiroWilkResult,
+  shapiroWilk,
+  shapiroWilkCoefficients,
+} from './shapiro-wilk.ts';
+export {
+  mergeTraffic,
+  promptWindows,
+  type SimulationOptions,
+  simulateTraffic,
+  type TrafficProfile,
+} from './simulate.ts';
+export {
+  combineScore,
+  type DetectorCode,
+  type DetectorResult,
+  type DetectorSettings,
+  type PromptEntry,
+  runDetectors,
+  type TrafficBucket,
+  type WindowFeatures,
+  windowFeatures,
+} from './traffic.ts';
