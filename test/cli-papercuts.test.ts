@@ -7,7 +7,9 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cacheDir, cliPath, temporaryDirectory, tracemark } from './helpers.ts';
+import { cacheDir, cliPath, removeTemporaryDirectories, temporaryDirectory, tracemark } from './helpers.ts';
+
+afterAll(removeTemporaryDirectories);
 
 interface Ended {
   readonly code: number | null;

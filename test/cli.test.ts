@@ -1,8 +1,10 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadHumanCorpus } from '@tracemark/lm';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { temporaryDirectory, tracemark } from './helpers.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { removeTemporaryDirectories, temporaryDirectory, tracemark } from './helpers.ts';
+
+afterAll(removeTemporaryDirectories);
 
 const directory = temporaryDirectory();
 const keyPath = join(directory, 'key.json');

@@ -9,10 +9,12 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromHex, verifyCheckpoint, verifyConsistency, verifyInclusion } from '@tracemark/provenance';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { TEST_DATABASE_URL } from '../apps/gateway/src/test-support/harness.ts';
 import { freshPostgresSchema, postgresReachable } from '../apps/gateway/src/test-support/services.ts';
-import { cacheDir, cliPath, temporaryDirectory } from './helpers.ts';
+import { cacheDir, cliPath, removeTemporaryDirectories, temporaryDirectory } from './helpers.ts';
+
+afterAll(removeTemporaryDirectories);
 
 const havePostgres = await postgresReachable(TEST_DATABASE_URL);
 if (!havePostgres && process.env.CI) {

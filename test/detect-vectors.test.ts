@@ -9,8 +9,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createWatermarkKey, DEFAULT_FPR, serializeKeyFile } from '@tracemark/core';
 import { getTokenizer } from '@tracemark/tokenizers';
-import { describe, expect, it } from 'vitest';
-import { repositoryRoot, runCli, temporaryDirectory } from './helpers.ts';
+import { afterAll, describe, expect, it } from 'vitest';
+import { removeTemporaryDirectories, repositoryRoot, runCli, temporaryDirectory } from './helpers.ts';
+
+afterAll(removeTemporaryDirectories);
 
 interface DetectVector {
   readonly name: string;

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_DATABASE_URL } from '../apps/gateway/src/test-support/harness.ts';
 import { freshPostgresSchema, postgresReachable } from '../apps/gateway/src/test-support/services.ts';
-import { temporaryDirectory } from './helpers.ts';
+import { removeTemporaryDirectories, temporaryDirectory } from './helpers.ts';
 import {
   type CompletionFinding,
   checkDurability,
@@ -34,6 +34,8 @@ import {
   straceProblem,
   tracePostgres,
 } from './traced-gateway.ts';
+
+afterAll(removeTemporaryDirectories);
 
 const straceMissing = await straceProblem();
 if (straceMissing !== null && process.env.CI) {

@@ -8,11 +8,13 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
 import { Command, CommanderError } from 'commander';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { registerKeys } from '../apps/cli/src/commands/keys.ts';
 import { registerServe, runServe } from '../apps/cli/src/commands/serve.ts';
 import { CliError, type CliIo } from '../apps/cli/src/io.ts';
-import { cacheDir, temporaryDirectory } from './helpers.ts';
+import { cacheDir, removeTemporaryDirectories, temporaryDirectory } from './helpers.ts';
+
+afterAll(removeTemporaryDirectories);
 
 process.env.TRACEMARK_CACHE_DIR = cacheDir;
 

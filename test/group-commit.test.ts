@@ -10,12 +10,14 @@ import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { TEST_DATABASE_URL } from '../apps/gateway/src/test-support/harness.ts';
 import { freshPostgresSchema, postgresReachable } from '../apps/gateway/src/test-support/services.ts';
-import { repositoryRoot, temporaryDirectory } from './helpers.ts';
+import { removeTemporaryDirectories, repositoryRoot, temporaryDirectory } from './helpers.ts';
 import { parseStrace, type Syscall, type SyscallTrace, tcpConnection } from './syscall-trace.ts';
 import { straceProblem } from './traced-gateway.ts';
+
+afterAll(removeTemporaryDirectories);
 
 const straceMissing = await straceProblem();
 if (straceMissing !== null && process.env.CI) {

@@ -1,6 +1,6 @@
 /** Shared helpers for end-to-end tests: spawn the built CLI, temp dirs, a shared model cache. */
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,8 +10,21 @@ export const cliPath: string = join(repositoryRoot, 'apps/cli/dist/bin.js');
 /** One model cache for every test process, so the embedded model is trained once. */
 export const cacheDir: string = process.env.TRACEMARK_CACHE_DIR ?? join(tmpdir(), 'tracemark-test-cache');
 
+const temporaryDirectories: string[] = [];
+
+/**
+ * A new folder under the system's temporary folder. A test file that makes any calls
+ * `afterAll(removeTemporaryDirectories)`: vitest ends its workers without an 'exit' event.
+ */
 export function temporaryDirectory(prefix = 'tracemark-e2e-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const directory = mkdtempSync(join(tmpdir(), prefix));
+  temporaryDirectories.push(directory);
+  return directory;
+}
+
+/** Removes, with their contents, the folders temporaryDirectory made in this test file. */
+export function removeTemporaryDirectories(): void {
+  for (const directory of temporaryDirectories.splice(0)) rmSync(directory, { recursive: true, force: true });
 }
 
 export interface SpawnResult {

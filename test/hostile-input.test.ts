@@ -6,7 +6,9 @@ import { writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { temporaryDirectory, tracemark } from './helpers.ts';
+import { removeTemporaryDirectories, temporaryDirectory, tracemark } from './helpers.ts';
+
+afterAll(removeTemporaryDirectories);
 
 const MIB = 1024 * 1024;
 

@@ -7,8 +7,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
-import { describe, expect, it, vi } from 'vitest';
-import { runCli, temporaryDirectory } from './helpers.ts';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { removeTemporaryDirectories, runCli, temporaryDirectory } from './helpers.ts';
+
+afterAll(removeTemporaryDirectories);
 
 const FAILURE_MARKER = 'tracemark-test-simulated-internal-failure';
 

@@ -19,7 +19,16 @@ import {
 import { loadDefaultModel, logitsSource, type NgramModel } from '@tracemark/lm';
 import { getTokenizer } from '@tracemark/tokenizers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cacheDir, cliPath, repositoryRoot, temporaryDirectory, tracemark } from './helpers.ts';
+import {
+  cacheDir,
+  cliPath,
+  removeTemporaryDirectories,
+  repositoryRoot,
+  temporaryDirectory,
+  tracemark,
+} from './helpers.ts';
+
+afterAll(removeTemporaryDirectories);
 
 const directory = temporaryDirectory('tracemark-probe-');
 const tokenizer = getTokenizer('cl100k_base');

@@ -24,7 +24,9 @@ import {
   readPublicKeys,
   verifyReport,
 } from '../apps/cli/src/evidence-report.ts';
-import { cacheDir, cliPath, temporaryDirectory, tracemark } from './helpers.ts';
+import { cacheDir, cliPath, removeTemporaryDirectories, temporaryDirectory, tracemark } from './helpers.ts';
+
+afterAll(removeTemporaryDirectories);
 
 interface Served {
   readonly url: string;

@@ -8,9 +8,12 @@
  */
 import { createRandom } from '@tracemark/core';
 import { loadHumanCorpus } from '@tracemark/lm';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAMILIES, type Family, type FamilyFiles, prepareFamilies, runAll } from './families.ts';
 import type { SpawnResult } from './helpers.ts';
+import { removeTemporaryDirectories } from './helpers.ts';
+
+afterAll(removeTemporaryDirectories);
 
 interface Outcomes {
   readonly files: FamilyFiles;

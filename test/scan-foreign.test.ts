@@ -17,8 +17,10 @@ import {
 } from '@tracemark/core';
 import { createVllmKeyScorer, createVllmWatermarkKey, serializeVllmKeyFile } from '@tracemark/detection';
 import { loadHumanCorpus } from '@tracemark/lm';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { runCli, temporaryDirectory } from './helpers.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { removeTemporaryDirectories, runCli, temporaryDirectory } from './helpers.ts';
+
+afterAll(removeTemporaryDirectories);
 
 const cli = (argv: string[]) => runCli(argv);
 

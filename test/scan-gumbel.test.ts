@@ -21,8 +21,10 @@ import {
   type WatermarkKey,
 } from '@tracemark/core';
 import { loadHumanCorpus } from '@tracemark/lm';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { runCli, temporaryDirectory } from './helpers.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { removeTemporaryDirectories, runCli, temporaryDirectory } from './helpers.ts';
+
+afterAll(removeTemporaryDirectories);
 
 const cli = (argv: string[]) => runCli(argv);
 

@@ -17,7 +17,9 @@ import { registerScan } from '../apps/cli/src/commands/scan.ts';
 import { CliError, type CliIo } from '../apps/cli/src/io.ts';
 import { TEST_DATABASE_URL } from '../apps/gateway/src/test-support/harness.ts';
 import { freshPostgresSchema, postgresReachable } from '../apps/gateway/src/test-support/services.ts';
-import { cacheDir, temporaryDirectory } from './helpers.ts';
+import { cacheDir, removeTemporaryDirectories, temporaryDirectory } from './helpers.ts';
+
+afterAll(removeTemporaryDirectories);
 
 process.env.TRACEMARK_CACHE_DIR = cacheDir;
 

@@ -14,8 +14,10 @@ import {
 } from '@tracemark/core';
 import { loadDefaultModel, loadHumanCorpus, logitsSource } from '@tracemark/lm';
 import { getTokenizer } from '@tracemark/tokenizers';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { cacheDir, temporaryDirectory, tracemark } from './helpers.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cacheDir, removeTemporaryDirectories, temporaryDirectory, tracemark } from './helpers.ts';
+
+afterAll(removeTemporaryDirectories);
 
 const directory = temporaryDirectory('tracemark-scan-');
 const tokenizer = getTokenizer('cl100k_base');

@@ -17,8 +17,10 @@ import {
 import { createTextDetector, createVllmWatermarkKey, type VllmKeyOptions } from '@tracemark/detection';
 import { loadHumanCorpus } from '@tracemark/lm';
 import { getTokenizer } from '@tracemark/tokenizers';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { runCli, temporaryDirectory, tracemark } from './helpers.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { removeTemporaryDirectories, runCli, temporaryDirectory, tracemark } from './helpers.ts';
+
+afterAll(removeTemporaryDirectories);
 
 interface VectorCase {
   name: string;

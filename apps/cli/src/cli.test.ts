@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,9 +10,12 @@ import {
   parseKeyFile,
   serializeKeyFile,
 } from '@tracemark/core';
-import { describe, expect, it } from 'vitest';
-import { run } from './cli.ts';
-import type { CliIo } from './io.ts';
+import { DEFAULT_PORT, SCOPES } from '@tracemark/gateway';
+import { afterAll, describe, expect, it } from 'vitest';
+import { commandsToLoad, run } from './cli.ts';
+import { API_KEY_SCOPES } from './commands/keys.ts';
+import { GATEWAY_DEFAULT_PORT, loadGateway } from './commands/serve.ts';
+import { CliError, type CliIo } from './io.ts';
 import { benjaminiHochberg } from './multiple-testing.ts';
 
 function capture(input = ''): { io: CliIo; out: () => string; err: () => string } {
@@ -33,6 +36,7 @@ function capture(input = ''): { io: CliIo; out: () => string; err: () => string 
 }
 
 const directory = mkdtempSync(join(tmpdir(), 'tracemark-cli-'));
+afterAll(() => rmSync(directory, { recursive: true, force: true }));
 const key = join(directory, 'key.json');
 
 describe('argv → exit code and output (in-process)', () => {
@@ -390,7 +394,7 @@ describe('papercuts a new user met', () => {
   });
 
   it('keys list prints a header row (not in --json)', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'tracemark-keys-'));
+    const dataDir = join(directory, 'keys-data');
     const created = capture();
     expect(
       await run(['keys', 'create', '--scopes', 'verify', '--name', 'ci', '--data-dir', dataDir], created.io),
@@ -533,5 +537,69 @@ describe('papercuts a new user met', () => {
       expect(await run([...argv, '--correct', 'holm'], result.io)).toBe(2);
       expect(result.err()).toMatch(/--correct must be none or bh/);
     });
+  });
+});
+
+describe('commands load lazily: the gateway is an optional package', () => {
+  const ALL = [
+    'keygen',
+    'generate',
+    'detect',
+    'serve',
+    'keys',
+    'scan',
+    'probe',
+    'monitor',
+    'verify',
+    'evidence',
+  ];
+  it.each([
+    [['--version'], []],
+    [['-V'], []],
+    [['detect', '--key', 'k.json', 'a.txt'], ['detect']],
+    [['help', 'scan'], ['scan']],
+    [['keys', 'list', '--json'], ['keys']],
+    [[], ALL],
+    [['--help'], ALL],
+    [['detcet'], ALL],
+  ])('%j loads %j', (argv, names) => {
+    expect(commandsToLoad(argv)).toEqual(names);
+  });
+
+  it('a mistyped command still gets a suggestion; help lists every command', async () => {
+    const mistyped = capture();
+    expect(await run(['detcet'], mistyped.io)).toBe(2);
+    expect(mistyped.err()).toMatch(/Did you mean detect\?/);
+    const help = capture();
+    expect(await run(['--help'], help.io)).toBe(0);
+    for (const name of ALL) expect(help.out()).toMatch(new RegExp(`^  ${name} `, 'm'));
+  });
+
+  it('--version prints the version of the package.json, and loads no command', async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+    const result = capture();
+    expect(await run(['--version'], result.io)).toBe(0);
+    expect(result.out()).toBe(`${version}\n`);
+  });
+
+  it("the help's copies of the gateway's default port and scopes agree with the gateway", () => {
+    expect(GATEWAY_DEFAULT_PORT).toBe(DEFAULT_PORT);
+    expect(API_KEY_SCOPES).toEqual(SCOPES);
+  });
+
+  it('without the gateway installed, the error names the package (exit 3)', async () => {
+    // A real failed import of a package that is not installed, in place of the gateway.
+    const missing = () => import('@tracemark/not-installed' as string) as never;
+    const error = await loadGateway('tracemark serve', missing).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(CliError);
+    expect((error as CliError).exitCode).toBe(3);
+    expect((error as CliError).code).toBe('TM_ERR_GATEWAY_MISSING');
+    expect((error as CliError).message).toMatch(
+      /^tracemark serve needs the package @tracemark\/gateway, which is installed without its dependency @tracemark\/not-installed/,
+    );
+    // Another failure passes through unchanged.
+    const other = new Error('disk on fire');
+    await expect(loadGateway('tracemark serve', () => Promise.reject(other))).rejects.toBe(other);
+    expect((await loadGateway('tracemark serve')).DEFAULT_PORT).toBe(DEFAULT_PORT);
   });
 });

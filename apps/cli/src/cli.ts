@@ -3,19 +3,47 @@
  * Exit codes: 0 ok; 1 a watermark found with --fail-on-detect; 2 usage; 3 I/O or input errors. A stdout
  * closed by its reader (`| head`) ends the process at once with 0 (bin.ts).
  */
+import { createRequire } from 'node:module';
 import { Command, CommanderError, type Option } from 'commander';
-import { registerDetect } from './commands/detect.ts';
-import { registerEvidence } from './commands/evidence.ts';
-import { registerGenerate } from './commands/generate.ts';
-import { registerKeygen } from './commands/keygen.ts';
-import { registerKeys } from './commands/keys.ts';
-import { registerProbe } from './commands/probe.ts';
-import { registerScan } from './commands/scan.ts';
-import { registerServe } from './commands/serve.ts';
-import { registerVerify } from './commands/verify.ts';
 import { CliError, type CliIo, COLOUR_HELP, EXIT, processIo } from './io.ts';
 
-export const VERSION = '0.1.0';
+/** How a command adds itself to the program. */
+type Register = (program: Command, io: CliIo, setExit: (code: number) => void) => void;
+
+/**
+ * Each command's module, loaded only when that command runs (or for the list of commands in the help):
+ * `tracemark --version` loads none, and `detect` never loads the gateway, an optional package with native
+ * dependencies that only serve, keys and scan --issued need. In the order the help lists them.
+ */
+const COMMANDS: Readonly<Record<string, () => Promise<Register>>> = {
+  keygen: async () => (await import('./commands/keygen.ts')).registerKeygen,
+  generate: async () => (await import('./commands/generate.ts')).registerGenerate,
+  detect: async () => (await import('./commands/detect.ts')).registerDetect,
+  serve: async () => (await import('./commands/serve.ts')).registerServe,
+  keys: async () => (await import('./commands/keys.ts')).registerKeys,
+  scan: async () => (await import('./commands/scan.ts')).registerScan,
+  probe: async () => (await import('./commands/probe.ts')).registerProbe,
+  monitor: async () => (await import('./commands/monitor.ts')).registerMonitor,
+  verify: async () => (await import('./commands/verify.ts')).registerVerify,
+  evidence: async () => (await import('./commands/evidence.ts')).registerEvidence,
+};
+
+/**
+ * The commands argv needs registered: the one it names (`help detect` names detect), none for a bare
+ * --version, and all of them otherwise (the help lists them; a mistyped name gets a suggestion).
+ */
+export function commandsToLoad(argv: readonly string[]): string[] {
+  const words = argv.filter((arg) => !arg.startsWith('-'));
+  const named = words[0] === 'help' ? words[1] : words[0];
+  if (named !== undefined && Object.hasOwn(COMMANDS, named)) return [named];
+  if (named === undefined && argv.length > 0 && argv.every((arg) => arg === '--version' || arg === '-V'))
+    return [];
+  return Object.keys(COMMANDS);
+}
+
+/** The package's version, read from its package.json (src/ and dist/ sit beside it), so a release bumps one place. */
+export const VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string })
+  .version;
 
 export async function run(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   let exitCode: number = EXIT.ok;
@@ -36,17 +64,10 @@ export async function run(argv: readonly string[], io: CliIo = processIo()): Pro
       'after',
       `\nExit codes: 0 ok (also when stdout is closed early, as by head); 1 a watermark found with\n--fail-on-detect; 2 usage; 3 I/O or input errors. ${COLOUR_HELP}`,
     );
-  registerKeygen(program, io, setExit);
-  registerGenerate(program, io, setExit);
-  registerDetect(program, io, setExit);
-  registerServe(program, io, setExit);
-  registerKeys(program, io, setExit);
-  registerScan(program, io, setExit);
-  registerProbe(program, io, setExit);
-  registerVerify(program, io, setExit);
-  registerEvidence(program, io, setExit);
-  checkRequiredOptionsAfterUnknownOnes(program);
   try {
+    const registers = await Promise.all(commandsToLoad(argv).map((name) => COMMANDS[name]!()));
+    for (const register of registers) register(program, io, setExit);
+    checkRequiredOptionsAfterUnknownOnes(program);
     await program.parseAsync(argv as string[], { from: 'user' });
     return exitCode;
   } catch (error) {

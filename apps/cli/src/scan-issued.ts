@@ -7,12 +7,8 @@
  */
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  type GatewayStorage,
-  openPostgresStorage,
-  openSqliteStorage,
-  SQLITE_FILE_NAME,
-} from '@tracemark/gateway';
+import type { GatewayStorage } from '@tracemark/gateway';
+import { loadGateway } from './commands/serve.ts';
 import { CliError, EXIT } from './io.ts';
 
 /** One issued output. */
@@ -62,6 +58,10 @@ export function describeTarget(target: string): string {
 
 /** Opens the log's storage read-only (a SQLite file or directory, or a postgres:// URL). */
 export async function openIssuedStorage(target: string): Promise<GatewayStorage> {
+  // The gateway package reads its own databases; the http(s) form needs none of it.
+  const { openPostgresStorage, openSqliteStorage, SQLITE_FILE_NAME } = await loadGateway(
+    'tracemark scan --issued with a database',
+  );
   try {
     if (isPostgresUrl(target)) return await openPostgresStorage({ connectionString: target, readonly: true });
     const info = await stat(target).catch(() => null);

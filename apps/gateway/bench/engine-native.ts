@@ -42,7 +42,7 @@ if (role === 'engine') {
   });
   process.stdout.write(`${JSON.stringify({ url: server.url })}\n`);
 } else if (role === 'gateway') {
-  const { mkdtempSync } = await import('node:fs');
+  const { mkdtempSync, rmSync } = await import('node:fs');
   const { createWatermarkKey } = await import('@tracemark/core');
   const { writeKeyFile } = await import('@tracemark/detection');
   const { buildApp, loggerOptions } = await import('../src/app.ts');
@@ -69,7 +69,12 @@ if (role === 'engine') {
   const app = await buildApp(prepared.services, { logger: loggerOptions('warn') });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const { port } = app.server.address() as { port: number };
-  process.once('SIGINT', () => process.exit(0)); // an exit that writes the CPU profile
+  process.once('SIGINT', async () => {
+    await app.close();
+    await prepared.close();
+    rmSync(dataDir, { recursive: true, force: true });
+    process.exit(0); // an exit that writes the CPU profile
+  });
   process.stdout.write(
     `${JSON.stringify({ url: `http://127.0.0.1:${port}`, key: prepared.firstStart.devApiKey })}\n`,
   );

@@ -14,7 +14,8 @@
  *
  * Settings (environment): LOADTEST_SECONDS (60; 0 skips the load phase), LOADTEST_CONNECTIONS (50),
  * LOADTEST_TOKENS (32), LOADTEST_SEQUENTIAL (200), LOADTEST_PER_STREAM (4), LOADTEST_RUNS (5),
- * LOADTEST_DATABASE_URL (PostgreSQL instead of SQLite: a fresh schema, dropped at the end). Everything targets
+ * LOADTEST_DATABASE_URL (PostgreSQL instead of SQLite: a fresh schema, dropped at the end), LOADTEST_PROFILE (a
+ * folder: the gateway process writes a CPU profile there). Everything targets
  * 127.0.0.1 and stops by itself.
  */
 import { spawn } from 'node:child_process';
@@ -36,7 +37,14 @@ process.env.TRACEMARK_CACHE_DIR ||= join(tmpdir(), 'tracemark-test-cache');
 // The gateway runs in its own process, so the load generator does not share its event loop.
 const server = spawn(
   process.execPath,
-  ['--conditions=source', '--import', 'tsx', join(import.meta.dirname, 'loadtest-server.ts')],
+  [
+    // LOADTEST_PROFILE=DIR: the gateway process writes a CPU profile there when it exits.
+    ...(process.env.LOADTEST_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.LOADTEST_PROFILE}`] : []),
+    '--conditions=source',
+    '--import',
+    'tsx',
+    join(import.meta.dirname, 'loadtest-server.ts'),
+  ],
   {
     stdio: ['ignore', 'pipe', 'inherit'],
   },

@@ -10,7 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import consolePlugin, { CONSOLE_CSP, DEFAULT_CONSOLE_DIST } from './plugins/console.ts';
 import errorsPlugin from './plugins/errors.ts';
 import { openAiErrorSchema } from './schemas.ts';
-import { startTestGateway, temporaryDirectory } from './test-support/harness.ts';
+import { removeTemporaryDirectories, startTestGateway, temporaryDirectory } from './test-support/harness.ts';
+
+afterAll(removeTemporaryDirectories);
 
 const directory = temporaryDirectory('tracemark-console-');
 const dist = join(directory, 'dist');

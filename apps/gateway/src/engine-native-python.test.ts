@@ -7,8 +7,7 @@
  * /usr/bin/python3 (or $TRACEMARK_PYTHON) lacks torch or numpy.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -21,10 +20,13 @@ import { ConfigError, resolveConfig } from './config.ts';
 import {
   type Json,
   readEvents,
+  removeTemporaryDirectories,
   startTestGateway,
   type TestGateway,
   temporaryDirectory,
 } from './test-support/harness.ts';
+
+afterAll(removeTemporaryDirectories);
 
 const PYTHON = process.env.TRACEMARK_PYTHON ?? '/usr/bin/python3';
 const SERVER = fileURLToPath(new URL('../../../python/tests/engine_server.py', import.meta.url));
@@ -44,7 +46,7 @@ describe.skipIf(reason !== null)(
   `a Python engine running tracemark's processor${reason === null ? '' : ` (skipped: ${reason})`}`,
   () => {
     const tokenizer = getTokenizer('cl100k_base');
-    const directory = mkdtempSync(join(tmpdir(), 'tracemark-python-engine-'));
+    const directory = temporaryDirectory('tracemark-python-engine-');
     const keyFile = join(directory, 'key.json');
     const vocabFile = join(directory, 'vocab.json');
     const key = createWatermarkKey({ secret: new Uint8Array(32).fill(5) });

@@ -5,8 +5,6 @@
  * verifies and scans under the engine's key, refuses to start when the mark is missing, and raises the
  * live alert when the mark goes away.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createWatermarkKey, type WatermarkKey } from '@tracemark/core';
 import { createVllmWatermarkKey, writeKeyFile } from '@tracemark/detection';
@@ -20,13 +18,16 @@ import { type EngineServer, startEngineServer } from './test-support/engine-serv
 import {
   type Json,
   readEvents,
+  removeTemporaryDirectories,
   startTestGateway,
   type TestGateway,
   temporaryDirectory,
 } from './test-support/harness.ts';
 
+afterAll(removeTemporaryDirectories);
+
 const tokenizer = getTokenizer('cl100k_base');
-const keyDirectory = mkdtempSync(join(tmpdir(), 'tracemark-engine-keys-'));
+const keyDirectory = temporaryDirectory('tracemark-engine-keys-');
 const tracemarkKey: WatermarkKey = createWatermarkKey({ secret: new Uint8Array(32).fill(7) });
 const tracemarkKeyFile = join(keyDirectory, 'tracemark-key.json');
 const vllmEngineKey = 0x1234_5678_9abcn;

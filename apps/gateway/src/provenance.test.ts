@@ -22,12 +22,15 @@ import { prepareGateway } from './bootstrap.ts';
 import { resolveConfig } from './config.ts';
 import {
   type Json,
+  removeTemporaryDirectories,
   startTestGateway,
   TEST_DATABASE_URL,
   type TestGateway,
   temporaryDirectory,
 } from './test-support/harness.ts';
 import { freshPostgresSchema, postgresReachable } from './test-support/services.ts';
+
+afterAll(removeTemporaryDirectories);
 
 const havePostgres = await postgresReachable(TEST_DATABASE_URL);
 if (!havePostgres && process.env.CI) {

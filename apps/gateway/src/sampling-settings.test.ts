@@ -7,7 +7,15 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Json, startTestGateway, type TestGateway, temporaryDirectory } from './test-support/harness.ts';
+import {
+  type Json,
+  removeTemporaryDirectories,
+  startTestGateway,
+  type TestGateway,
+  temporaryDirectory,
+} from './test-support/harness.ts';
+
+afterAll(removeTemporaryDirectories);
 
 const MODEL = 'tracemark-ngram';
 let gateway: TestGateway;

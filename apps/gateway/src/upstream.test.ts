@@ -11,11 +11,14 @@ import { resolveConfig } from './config.ts';
 import { GatewayError } from './errors.ts';
 import {
   readEvents,
+  removeTemporaryDirectories,
   startTestGateway,
   type TestGateway,
   temporaryDirectory,
 } from './test-support/harness.ts';
 import { type ModelServer, startModelServer } from './test-support/model-server.ts';
+
+afterAll(removeTemporaryDirectories);
 
 const tokenizer = getTokenizer('cl100k_base');
 let model: NgramModel;

@@ -1,8 +1,8 @@
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createVllmDetector, createWatermarkKey, serializeKeyFile } from '@tracemark/core';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { InputError } from './errors.ts';
 import { parseAnyKeyFile, readKeyFile, writeKeyFile } from './key-files.ts';
 import {
@@ -199,6 +199,7 @@ describe('createVllmWatermarkKey: what vLLM accepts', () => {
 
 describe('vLLM key files', () => {
   const directory = mkdtempSync(join(tmpdir(), 'tracemark-vllm-keys-'));
+  afterAll(() => rmSync(directory, { recursive: true, force: true }));
   const keyOf = (options: Partial<VllmKeyOptions> = {}) =>
     createVllmWatermarkKey({ scheme: 'dual_key_gumbel', engineKey: SECRET, alpha: 0.3, ...options });
 

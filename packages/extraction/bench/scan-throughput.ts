@@ -7,7 +7,7 @@
  * (R > 1 repeats the corpus R times: a corpus full of duplicates).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
@@ -24,8 +24,9 @@ const contextWidth = argument('--context-width', 1);
 const schemeAt = process.argv.indexOf('--scheme');
 const scheme = schemeAt > 0 ? (process.argv[schemeAt + 1] as 'lefthash' | 'selfhash') : 'lefthash';
 
-const directory = join(os.tmpdir(), 'tracemark-scan-bench');
-mkdirSync(directory, { recursive: true });
+// A folder of its own (two runs at once must not share files), removed when the bench ends.
+const directory = mkdtempSync(join(os.tmpdir(), 'tracemark-scan-bench-'));
+process.on('exit', () => rmSync(directory, { recursive: true, force: true }));
 const keyPath = join(directory, `key-${scheme}-${contextWidth}.json`);
 const key = createWatermarkKey({
   secret: new Uint8Array(32).fill(1),

@@ -3,23 +3,16 @@
  * file under the data directory, or DATABASE_URL). A new key is printed once; only its HMAC is stored.
  */
 import { InputError } from '@tracemark/detection';
-import {
-  type ApiKeyInfo,
-  createApiKey,
-  defaultDataDir,
-  ensureDataDir,
-  type GatewayStorage,
-  keyState,
-  listApiKeys,
-  loadOrCreateServerSecret,
-  openStorage,
-  parseScopes,
-  revokeApiKey,
-  SCOPES,
-} from '@tracemark/gateway';
+import type { ApiKeyInfo, GatewayStorage } from '@tracemark/gateway';
 import type { Command } from 'commander';
 import { CliError, type CliIo, EXIT } from '../io.ts';
 import { parseNumber } from '../options.ts';
+import { loadGateway } from './serve.ts';
+
+/** The gateway's API key scopes (its SCOPES; cli.test.ts checks they agree), for the help. */
+export const API_KEY_SCOPES: readonly string[] = ['generate', 'verify', 'logprobs', 'admin'];
+
+type Gateway = typeof import('@tracemark/gateway');
 
 interface CommonOptions {
   dataDir?: string;
@@ -37,11 +30,13 @@ interface CreateOptions extends CommonOptions {
 }
 
 async function withStorage<T>(
+  gateway: Gateway,
   options: CommonOptions,
   io: CliIo,
   work: (storage: GatewayStorage, serverSecret: Uint8Array) => Promise<T>,
 ): Promise<T> {
-  const dataDir = options.dataDir ?? defaultDataDir(io.env);
+  const { ensureDataDir, loadOrCreateServerSecret, openStorage } = gateway;
+  const dataDir = options.dataDir ?? gateway.defaultDataDir(io.env);
   let storage: GatewayStorage;
   let serverSecret: Uint8Array;
   try {
@@ -64,7 +59,7 @@ async function withStorage<T>(
 }
 
 /** A key's columns: id, state, scopes, account, expiry, name. */
-function keyColumns(info: ApiKeyInfo): string[] {
+function keyColumns({ keyState }: Gateway, info: ApiKeyInfo): string[] {
   return [
     info.id,
     keyState({ ...info, hash: '' }),
@@ -90,7 +85,7 @@ function table(rows: readonly string[][]): string {
     .join('\n');
 }
 
-function describeKey(info: ApiKeyInfo): string {
+function describeKey({ keyState }: Gateway, info: ApiKeyInfo): string {
   const state = keyState({ ...info, hash: '' });
   const expiry = info.expiresAt === null ? 'never expires' : `expires ${info.expiresAt}`;
   return `${info.id}  ${state.padEnd(7)}  ${info.scopes.join(',').padEnd(24)}  ${info.account}  ${expiry}${info.name === '' ? '' : `  ${info.name}`}`;
@@ -106,7 +101,7 @@ export function registerKeys(program: Command, io: CliIo, setExit: (code: number
   keys
     .command('create')
     .description('create an API key and print it once (only its HMAC is stored)')
-    .requiredOption('--scopes <list>', `comma-separated: ${SCOPES.join(', ')}`)
+    .requiredOption('--scopes <list>', `comma-separated: ${API_KEY_SCOPES.join(', ')}`)
     .option('--name <text>', 'a label for the key')
     .option('--account <name>', 'owner recorded with every completion (default "default")')
     .option(
@@ -128,9 +123,10 @@ export function registerKeys(program: Command, io: CliIo, setExit: (code: number
     .option(...dataDirOption)
     .option('--json', 'print {"id","key"}')
     .action(async (options: CreateOptions) => {
-      let scopes: ReturnType<typeof parseScopes>;
+      const gateway = await loadGateway('tracemark keys create');
+      let scopes: ReturnType<Gateway['parseScopes']>;
       try {
-        scopes = parseScopes(options.scopes);
+        scopes = gateway.parseScopes(options.scopes);
       } catch (error) {
         throw new CliError('TM_ERR_USAGE', `--${(error as Error).message}`, EXIT.usage);
       }
@@ -141,9 +137,9 @@ export function registerKeys(program: Command, io: CliIo, setExit: (code: number
         options.expiresInDays !== undefined
           ? new Date(Date.now() + options.expiresInDays * 86_400_000).toISOString()
           : (options.expiresAt ?? null);
-      const created = await withStorage(options, io, async (storage, serverSecret) => {
+      const created = await withStorage(gateway, options, io, async (storage, serverSecret) => {
         try {
-          return await createApiKey(storage, serverSecret, {
+          return await gateway.createApiKey(storage, serverSecret, {
             scopes,
             expiresAt,
             ...(options.name === undefined ? {} : { name: options.name }),
@@ -161,7 +157,9 @@ export function registerKeys(program: Command, io: CliIo, setExit: (code: number
         io.stdout.write(`${JSON.stringify({ id: created.info.id, key: created.key })}\n`);
       } else {
         io.stdout.write(`${created.key}\n`);
-        io.stderr.write(`created ${describeKey(created.info)}\nthe key is shown only now; store it safely\n`);
+        io.stderr.write(
+          `created ${describeKey(gateway, created.info)}\nthe key is shown only now; store it safely\n`,
+        );
       }
       setExit(EXIT.ok);
     });
@@ -172,7 +170,9 @@ export function registerKeys(program: Command, io: CliIo, setExit: (code: number
     .option(...dataDirOption)
     .option('--json', 'print JSON')
     .action(async (options: CommonOptions) => {
-      const list = await withStorage(options, io, (storage) => listApiKeys(storage));
+      const gateway = await loadGateway('tracemark keys list');
+      const { keyState } = gateway;
+      const list = await withStorage(gateway, options, io, (storage) => gateway.listApiKeys(storage));
       if (options.json) {
         io.stdout.write(
           `${JSON.stringify({ keys: list.map((info) => ({ ...info, state: keyState({ ...info, hash: '' }) })) })}\n`,
@@ -180,7 +180,7 @@ export function registerKeys(program: Command, io: CliIo, setExit: (code: number
       } else if (list.length === 0) {
         io.stderr.write('no API keys yet\n');
       } else {
-        io.stdout.write(`${table([KEY_HEADINGS, ...list.map(keyColumns)])}\n`);
+        io.stdout.write(`${table([KEY_HEADINGS, ...list.map((info) => keyColumns(gateway, info))])}\n`);
       }
       setExit(EXIT.ok);
     });
@@ -191,7 +191,8 @@ export function registerKeys(program: Command, io: CliIo, setExit: (code: number
     .option(...dataDirOption)
     .option('--json', 'print JSON')
     .action(async (id: string, options: CommonOptions) => {
-      const info = await withStorage(options, io, (storage) => revokeApiKey(storage, id));
+      const gateway = await loadGateway('tracemark keys revoke');
+      const info = await withStorage(gateway, options, io, (storage) => gateway.revokeApiKey(storage, id));
       if (info === null) throw new CliError('TM_ERR_NOT_FOUND', `no API key ${id}`, EXIT.usage);
       if (options.json) io.stdout.write(`${JSON.stringify({ id: info.id, revokedAt: info.revokedAt })}\n`);
       else io.stdout.write(`revoked ${info.id}\n`);

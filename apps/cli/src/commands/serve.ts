@@ -5,20 +5,43 @@
  */
 import { createServer } from 'node:net';
 import { InputError } from '@tracemark/detection';
-import {
-  ConfigError,
-  curlExample,
-  DEFAULT_PORT,
-  type GatewayConfigInput,
-  GatewayError,
-  loggerOptions,
-  type RunningGateway,
-  resolveConfig,
-  startServer,
-} from '@tracemark/gateway';
+import type { GatewayConfigInput, RunningGateway } from '@tracemark/gateway';
 import type { Command } from 'commander';
 import { CliError, type CliIo, EXIT } from '../io.ts';
 import { parseNumber } from '../options.ts';
+
+/** The gateway's default port (its DEFAULT_PORT; cli.test.ts checks they agree), for the help. */
+export const GATEWAY_DEFAULT_PORT = 8787;
+
+type Gateway = typeof import('@tracemark/gateway');
+const GATEWAY_PACKAGE = '@tracemark/gateway';
+
+/**
+ * The gateway package, loaded by the commands that need it (serve, keys, scan --issued on a database):
+ * the CLI does not depend on it, since it brings native modules (better-sqlite3) and database clients.
+ * When it is not installed, the error names the package to install. `importGateway` is for tests.
+ */
+export async function loadGateway(
+  command: string,
+  importGateway: () => Promise<Gateway> = () => import('@tracemark/gateway'),
+): Promise<Gateway> {
+  try {
+    return await importGateway();
+  } catch (error) {
+    const missing =
+      (error as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND'
+        ? /Cannot find package '([^']+)'/.exec((error as Error).message)?.[1]
+        : undefined;
+    if (missing === undefined) throw error;
+    throw new CliError(
+      'TM_ERR_GATEWAY_MISSING',
+      missing === GATEWAY_PACKAGE
+        ? `${command} needs the package ${GATEWAY_PACKAGE}, which is not installed: install it beside the CLI (npm install --global ${GATEWAY_PACKAGE}, or npm install ${GATEWAY_PACKAGE} in a project)`
+        : `${command} needs the package ${GATEWAY_PACKAGE}, which is installed without its dependency ${missing}: reinstall it (npm install --global ${GATEWAY_PACKAGE})`,
+      EXIT.io,
+    );
+  }
+}
 
 export interface ServeOptions {
   readonly port?: number;
@@ -53,12 +76,13 @@ export async function startGateway(
     upstreamWatermarkFile: options.upstreamWatermark,
     logLevel: options.logLevel,
   };
+  const gateway = await loadGateway('tracemark serve');
   let running: RunningGateway;
-  let config: ReturnType<typeof resolveConfig>;
+  let config: ReturnType<Gateway['resolveConfig']>;
   try {
-    config = resolveConfig(flags, io.env);
+    config = gateway.resolveConfig(flags, io.env);
   } catch (error) {
-    throw toCliError(error, null);
+    throw toCliError(gateway, error, null);
   }
   // The model takes seconds to load (minutes the first time): a port in use is reported before.
   await checkCanListen(config.host, config.port);
@@ -70,14 +94,14 @@ export async function startGateway(
           ? "checking that the upstream engine's completions carry the mark of --upstream-watermark…\n"
           : 'probing the upstream model server…\n',
     );
-    running = await startServer(config, {
+    running = await gateway.startServer(config, {
       handleSignals,
-      logger: loggerOptions(config.logLevel, {
+      logger: gateway.loggerOptions(config.logLevel, {
         write: (line: string) => io.stdout.write(line),
       } as NodeJS.WritableStream),
     });
   } catch (error) {
-    throw toCliError(error, config);
+    throw toCliError(gateway, error, config);
   }
   const { firstStart } = running;
   const context = running.app.gateway;
@@ -104,7 +128,7 @@ export async function startGateway(
       '',
       'Try it:',
       '',
-      `  ${curlExample(running.url, firstStart.devApiKey, model)}`,
+      `  ${gateway.curlExample(running.url, firstStart.devApiKey, model)}`,
       '',
       'Create more keys with `tracemark keys create --scopes generate,verify`.',
     );
@@ -113,9 +137,13 @@ export async function startGateway(
   return running;
 }
 
-function toCliError(error: unknown, listening: { host: string; port: number } | null): unknown {
-  if (error instanceof ConfigError) return new CliError('TM_ERR_CONFIG', error.message, EXIT.usage);
-  if (error instanceof GatewayError) return new CliError(error.code, error.message, EXIT.io);
+function toCliError(
+  gateway: Gateway,
+  error: unknown,
+  listening: { host: string; port: number } | null,
+): unknown {
+  if (error instanceof gateway.ConfigError) return new CliError('TM_ERR_CONFIG', error.message, EXIT.usage);
+  if (error instanceof gateway.GatewayError) return new CliError(error.code, error.message, EXIT.io);
   if (error instanceof InputError) return new CliError(error.code, error.message, EXIT.io);
   return (listening === null ? null : listenError(error, listening.host, listening.port)) ?? error;
 }
@@ -157,7 +185,7 @@ export function registerServe(program: Command, io: CliIo, setExit: (code: numbe
     .description('run the gateway: an OpenAI-compatible API that watermarks and records every completion')
     .option(
       '--port <n>',
-      `port (TRACEMARK_PORT; default ${DEFAULT_PORT}, 0 picks one)`,
+      `port (TRACEMARK_PORT; default ${GATEWAY_DEFAULT_PORT}, 0 picks one)`,
       parseNumber('--port', 0, 65535, true),
     )
     .option('--host <host>', 'address to listen on (TRACEMARK_HOST; default 127.0.0.1)')
@@ -177,7 +205,7 @@ export function registerServe(program: Command, io: CliIo, setExit: (code: numbe
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (TRACEMARK_LOG_LEVEL)')
     .addHelpText(
       'after',
-      '\nAlso read from the environment: DATABASE_URL (PostgreSQL instead of SQLite), REDIS_URL (shared rate\nlimits and quotas) and the TRACEMARK_* settings listed in apps/gateway/README.md.\nExit codes: 0 closed; 2 usage or configuration (also: the upstream engine’s completions do not carry\nthe mark of --upstream-watermark); 3 cannot listen (a port in use is reported before the\nmodel loads), storage or model errors.',
+      '\nNeeds the package @tracemark/gateway, installed beside the CLI (it brings native modules).\nAlso read from the environment: DATABASE_URL (PostgreSQL instead of SQLite), REDIS_URL (shared rate\nlimits and quotas) and the TRACEMARK_* settings listed in apps/gateway/README.md.\nExit codes: 0 closed; 2 usage or configuration (also: the upstream engine’s completions do not carry\nthe mark of --upstream-watermark); 3 cannot listen (a port in use is reported before the\nmodel loads), storage or model errors.',
     )
     .action(async (options: ServeOptions) => {
       await runServe(options, io);

@@ -18,8 +18,18 @@ export const TEST_DATABASE_URL: string =
   process.env.TRACEMARK_TEST_DATABASE_URL ?? 'postgres://tracemark:tracemark@127.0.0.1:5432/tracemark_test';
 export const TEST_REDIS_URL: string = process.env.TRACEMARK_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
+const temporaryDirectories: string[] = [];
+
+/** A new temporary folder; a test file that makes any calls `afterAll(removeTemporaryDirectories)`. */
 export function temporaryDirectory(prefix = 'tracemark-gateway-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const directory = mkdtempSync(join(tmpdir(), prefix));
+  temporaryDirectories.push(directory);
+  return directory;
+}
+
+/** Removes, with their contents, the folders temporaryDirectory made in this test file. */
+export function removeTemporaryDirectories(): void {
+  for (const directory of temporaryDirectories.splice(0)) rmSync(directory, { recursive: true, force: true });
 }
 
 /** Collects log lines in memory. */
