@@ -4,13 +4,16 @@
  * alone in this process: tracemark's byte-pair encoder and gpt-tokenizer, both single-threaded, the
  * time of their encode loop only. The runs are interleaved (round r runs every case once, in turn) and
  * each case reports its median with the spread (min–max) over the rounds, with the load averages seen,
- * since a shared machine's noise reaches every case alike that way.
+ * since a shared machine's noise reaches every case alike that way. Tokens per second are the corpus's
+ * cl100k tokens over the wall time, set against the lm-watermarking reference detector's 3,347
+ * tokens/s (the issue's measurement); bench/phases.ts splits one process's time into its phases.
  *
  * Run: pnpm --filter @tracemark/cli bench [-- --megabytes 16 --rounds 5 --workers 0,1,2
  *      --schemes lefthash,selfhash,gumbel --short --cli path/to/other/bin.js]
  *   --megabytes  corpus size (default 16); --short also cuts the same text into ~120-character documents
  *   --workers    detect's worker counts (default 0,1,2); --no-scan skips scan (100 fake keys)
- *   --schemes    key schemes (keygen --scheme, context width 1; default lefthash)
+ *   --schemes    key schemes (keygen --scheme; default lefthash); engines' schemes (vllm:gumbel,
+ *                synthid:tournament, …) get a fixed engine key (and SynthID an n-gram length of 5)
  *   --cli        a second build to run beside this one (e.g. the last commit's), reported as "other"
  */
 import { spawnSync } from 'node:child_process';
@@ -83,10 +86,14 @@ const corpora = [writeCorpus('documents', null)];
 if (values.short) corpora.push(writeCorpus('short', 120));
 
 const keys = schemes.map((scheme) => {
-  const path = join(directory, `${scheme}.json`);
-  const made = spawnSync(process.execPath, [cli, 'keygen', '--out', path, '--scheme', scheme, '--json'], {
-    encoding: 'utf8',
-  });
+  const path = join(directory, `${scheme.replace(':', '-')}.json`);
+  const engineKey = scheme.includes(':') ? ['--engine-key', '12345'] : [];
+  const ngram = scheme.startsWith('synthid:') ? ['--ngram-len', '5'] : [];
+  const made = spawnSync(
+    process.execPath,
+    [cli, 'keygen', '--out', path, '--scheme', scheme, ...engineKey, ...ngram, '--json'],
+    { encoding: 'utf8' },
+  );
   if (made.status !== 0) throw new Error(`keygen --scheme ${scheme} failed: ${made.stderr}`);
   return { scheme, path };
 });
@@ -99,6 +106,11 @@ const gptTokenizer = require(`gpt-tokenizer/cjs/encoding/${ENCODING_FACTS.cl100k
 const allowSpecialText = { disallowedSpecial: new Set<string>() };
 const ours = getTokenizer('cl100k_base');
 ours.encode('warm up');
+/** The lm-watermarking reference detector's throughput (issue 19): detect must stay 100× ahead of it. */
+const REFERENCE_TOKENS_PER_SECOND = 3347;
+const corpusTokens = new Map(
+  corpora.map((corpus) => [corpus, corpus.texts.reduce((sum, text) => sum + ours.encode(text).length, 0)]),
+);
 gptTokenizer.encode('warm up', allowSpecialText);
 function encodeSeconds(corpus: Corpus, encode: (text: string) => ArrayLike<number>): number {
   const begin = performance.now();
@@ -233,22 +245,27 @@ for (const corpus of corpora) {
   const gptSeconds = median(seconds(mine[1]!));
   console.log(
     `\nCorpus "${corpus.name}": ${(corpus.fileBytes / 1e6).toFixed(1)} MB JSONL, ${(corpus.textBytes / 1e6).toFixed(1)} MB of text, ` +
-      `${corpus.texts.length} documents. Throughput is MB of text per second of wall time; "× ours" and ` +
-      `"× gpt-tokenizer" divide it by that tokenizer's single-thread throughput (median).\n`,
+      `${corpus.texts.length} documents, ${corpusTokens.get(corpus)} tokens. Throughput is MB of text per second of ` +
+      `wall time; "× ours" and "× gpt-tokenizer" divide it by that tokenizer's single-thread throughput (median); ` +
+      `"× reference" divides tokens/s by the reference detector's ${REFERENCE_TOKENS_PER_SECOND}.\n`,
   );
-  console.log('| run | median s | min–max s | CPU s (median) | MB/s | × ours | × gpt-tokenizer |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- |');
+  console.log(
+    '| run | median s | min–max s | CPU s (median) | MB/s | tokens/s | × ours | × gpt-tokenizer | × reference |',
+  );
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const entry of mine) {
     if (entry.failure !== undefined) {
-      console.log(`| ${entry.name} | failed: ${entry.failure.replaceAll('|', '\\|')} | | | | | |`);
+      console.log(`| ${entry.name} | failed: ${entry.failure.replaceAll('|', '\\|')} | | | | | | | |`);
       continue;
     }
     const wall = median(seconds(entry));
     const cpu = median(entry.samples.map((sample) => sample.cpuSeconds));
+    const tokensPerSecond = corpusTokens.get(corpus)! / wall;
     console.log(
       `| ${entry.name} | ${wall.toFixed(2)} | ${Math.min(...seconds(entry)).toFixed(2)}–${Math.max(...seconds(entry)).toFixed(2)} | ` +
         `${Number.isNaN(cpu) ? '–' : cpu.toFixed(2)} | ${(corpus.textBytes / 1e6 / wall).toFixed(2)} | ` +
-        `${(oursSeconds / wall).toFixed(2)} | ${(gptSeconds / wall).toFixed(2)} |`,
+        `${Math.round(tokensPerSecond)} | ${(oursSeconds / wall).toFixed(2)} | ${(gptSeconds / wall).toFixed(2)} | ` +
+        `${Math.round(tokensPerSecond / REFERENCE_TOKENS_PER_SECOND)} |`,
     );
   }
   for (const [label] of clis) {

@@ -69,17 +69,23 @@ export interface RenderedOutcomes {
 /** A result as `detect --json` prints it; `corrected` adds the Benjamini–Hochberg fields. */
 export function outcomeJson(outcome: Outcome, corrected?: CorrectedVerdict): object {
   if ('error' in outcome) return outcome;
-  const { keys, window, tokensToSettle, ...rest } = outcome;
-  return {
-    ...rest,
-    // Infinity: no number of tokens up to a million settles it (always so with δ = 0).
-    tokensToSettle: Number.isFinite(tokensToSettle) ? tokensToSettle : null,
-    ...(window === null ? {} : { window }),
-    ...(keys.length > 1 ? { keys } : {}),
-    ...(corrected === undefined
-      ? {}
-      : { log10PCorrected: corrected.log10PCorrected, verdictCorrected: corrected.verdict }),
-  };
+  // The fields in the result's order, less three that follow them (a loop, not a rest pattern and
+  // spreads: on short documents those took a tenth of a worker's time).
+  const json: Record<string, unknown> = {};
+  for (const name in outcome) {
+    if (name !== 'keys' && name !== 'window' && name !== 'tokensToSettle') {
+      json[name] = outcome[name as keyof AnyDocumentResult];
+    }
+  }
+  // Infinity: no number of tokens up to a million settles it (always so with δ = 0).
+  json.tokensToSettle = Number.isFinite(outcome.tokensToSettle) ? outcome.tokensToSettle : null;
+  if (outcome.window !== null) json.window = outcome.window;
+  if (outcome.keys.length > 1) json.keys = outcome.keys;
+  if (corrected !== undefined) {
+    json.log10PCorrected = corrected.log10PCorrected;
+    json.verdictCorrected = corrected.verdict;
+  }
+  return json;
 }
 
 function renderJson(outcomes: readonly Outcome[]): RenderedOutcomes {

@@ -382,6 +382,59 @@ function documentVerdict(
   };
 }
 
+/** One key's part of a detection: its watermarker, verdict options, scorer and statuses. */
+interface KeyState {
+  readonly watermarker: Watermarker;
+  readonly verdictOptions: ResolvedVerdictOptions;
+  readonly scorer: Scorer;
+  readonly status: Uint8Array[];
+}
+
+/** The options every detection checks first, in the order it checks them. */
+interface PreparedOptions {
+  readonly list: readonly Watermarker[];
+  readonly windowOptions: WindowOptions | null;
+  readonly includeStatus: boolean;
+}
+
+function prepare(
+  watermarkers: Watermarker | readonly Watermarker[],
+  options: DetectOptions,
+): PreparedOptions {
+  const list = Array.isArray(watermarkers) ? watermarkers : [watermarkers as Watermarker];
+  if (list.length === 0) throw new RangeError('watermarkers: expected at least one key');
+  const windowOptions = options.window === true ? {} : options.window || null;
+  if (windowOptions?.minWindow !== undefined) windowScan(new Uint8Array(0), 0.5, windowOptions.minWindow);
+  return { list, windowOptions, includeStatus: options.includeStatus ?? true };
+}
+
+/** The last verdict options resolved for each watermarker, reused while the options asked are the same. */
+const resolvedVerdictOptions = new WeakMap<
+  Watermarker,
+  { fpr: unknown; missRate: unknown; given: unknown; resolved: ResolvedVerdictOptions }
+>();
+
+/** {@link resolveVerdictOptions}, remembered per watermarker (every document of a run asks the same). */
+function verdictOptionsOf(watermarker: Watermarker, options: VerdictOptions): ResolvedVerdictOptions {
+  const held = resolvedVerdictOptions.get(watermarker);
+  if (
+    held !== undefined &&
+    held.fpr === options.fpr &&
+    held.missRate === options.missRate &&
+    held.given === options.alternativeGreenFraction
+  ) {
+    return held.resolved;
+  }
+  const resolved = resolveVerdictOptions(watermarker, options);
+  resolvedVerdictOptions.set(watermarker, {
+    fpr: options.fpr,
+    missRate: options.missRate,
+    given: options.alternativeGreenFraction,
+    resolved,
+  });
+  return resolved;
+}
+
 /**
  * Streaming detection under one or more keys: give the prompt in the options, push the
  * completion in chunks of any size, then `finish()`. Equal to {@link detect} on the concatenation.
@@ -390,113 +443,93 @@ export function createDetection(
   watermarkers: Watermarker | readonly Watermarker[],
   options: DetectOptions = {},
 ): DetectionSession {
-  const list = Array.isArray(watermarkers) ? watermarkers : [watermarkers as Watermarker];
-  if (list.length === 0) throw new RangeError('watermarkers: expected at least one key');
+  const prepared = prepare(watermarkers, options);
   const scorerOptions: ScorerOptions = {
     ...(options.dedup === undefined ? {} : { dedup: options.dedup }),
     ...(options.expectedTokens === undefined
       ? {}
       : { expectedTokens: options.expectedTokens + (options.prompt?.length ?? 0) }),
   };
-  const windowOptions = options.window === true ? {} : options.window || null;
-  if (windowOptions?.minWindow !== undefined) windowScan(new Uint8Array(0), 0.5, windowOptions.minWindow);
-  const includeStatus = options.includeStatus ?? true;
-  const states = list.map((watermarker) => {
-    const verdictOptions = resolveVerdictOptions(watermarker, options);
+  const states = prepared.list.map((watermarker): KeyState => {
+    const verdictOptions = verdictOptionsOf(watermarker, options);
     const scorer = new Scorer(watermarker, scorerOptions);
     if (options.prompt !== undefined) scorer.addPrompt(options.prompt);
-    return { watermarker, verdictOptions, scorer, status: [] as Uint8Array[] };
+    return { watermarker, verdictOptions, scorer, status: [] };
   });
-  const push = (tokens: ArrayLike<number>): void => {
-    for (const state of states) {
-      const chunk = state.scorer.push(tokens);
-      if (includeStatus) state.status.push(chunk.status);
-    }
-  };
-  const finish = (): Detection => {
-    const partial = states.map((state) => {
-      const counts = state.scorer.counts();
-      const scheme = state.watermarker.scheme;
-      const gumbel = state.watermarker.family === 'gumbel';
-      const gamma = scheme.gammaEffective;
-      const score = gumbel ? state.scorer.totalScore() : null;
-      const log10P =
-        score !== null
-          ? gumbelLog10PValue(scheme, counts.numScored, score)
-          : log10BinomialSf(counts.numGreen, counts.numScored, gamma);
-      let window: WindowResult | null = null;
-      let decisive = log10P;
-      if (windowOptions !== null && gumbel) {
-        const scan = gumbelWindowScan(
-          state.scorer.scoredScores(),
-          scheme,
-          windowOptions.minWindow ?? DEFAULT_MIN_WINDOW,
-        );
-        const positions = state.scorer.scoredPositions();
-        window = {
-          startToken: scan.length > 0 ? positions[scan.start]! : 0,
-          endToken: scan.length > 0 ? positions[scan.start + scan.length - 1]! : 0,
-          tapeStart: scan.start,
-          length: scan.length,
-          numGreen: 0,
-          score: scan.score,
-          log10P: scan.log10P,
-          windowsSearched: scan.windowsSearched,
-          log10PCorrected: scan.log10PCorrected,
-        };
-        decisive = scan.log10PCorrected;
-      } else if (windowOptions !== null) {
-        const scan = windowScan(state.scorer.scoredBits(), gamma, windowOptions.minWindow);
-        const positions = state.scorer.scoredPositions();
-        window = {
-          startToken: scan.length > 0 ? positions[scan.start]! : 0,
-          endToken: scan.length > 0 ? positions[scan.start + scan.length - 1]! : 0,
-          tapeStart: scan.start,
-          length: scan.length,
-          numGreen: scan.numGreen,
-          log10P: scan.log10P,
-          windowsSearched: scan.windowsSearched,
-          log10PCorrected: scan.log10PCorrected,
-        };
-        decisive = scan.log10PCorrected;
-      }
-      return { ...state, counts, score, log10P, window, decisive };
-    });
-    const adjusted = holmAdjustLog10(partial.map((p) => p.decisive));
-    const settle: SettleOptions = {
-      keysTested: list.length,
-      ...(windowOptions === null ? {} : { minWindow: windowOptions.minWindow ?? DEFAULT_MIN_WINDOW }),
-    };
-    const results = partial.map((p, i): KeyDetection => {
-      const { numTokens, numScored, numGreen } = p.counts;
-      const gamma = p.watermarker.scheme.gammaEffective;
-      const decided = decideVerdict(numScored, numGreen, adjusted[i]!, gamma, p.verdictOptions, settle);
-      if (p.score !== null) {
-        return {
-          keyId: p.watermarker.keyId,
-          scheme: p.watermarker.scheme.name,
-          contextWidth: p.watermarker.scheme.contextWidth,
-          gamma,
-          numTokens,
-          numScored,
-          numGreen: 0,
-          greenFraction: Number.NaN,
-          z: gumbelZScore(p.watermarker.scheme, numScored, p.score),
-          score: p.score,
-          log10P: p.log10P,
-          log10PAdjusted: adjusted[i]!,
-          verdict: decided.verdict,
-          tokensToSettle: decided.tokensToSettle,
-          window: p.window,
-          status: includeStatus
-            ? p.status.flatMap((chunk) => Array.from(chunk, (code) => TOKEN_STATUS_NAMES[code]!))
-            : null,
-        };
-      }
-      return {
-        keyId: p.watermarker.keyId,
-        scheme: p.watermarker.scheme.name,
-        contextWidth: p.watermarker.scheme.contextWidth,
+  const push = (tokens: ArrayLike<number>): void => pushAll(states, tokens, prepared.includeStatus);
+  const finish = (): Detection => finishDetection(states, prepared);
+  return { push, finish };
+}
+
+function pushAll(states: readonly KeyState[], tokens: ArrayLike<number>, includeStatus: boolean): void {
+  for (const state of states) {
+    if (includeStatus) state.status.push(state.scorer.push(tokens).status);
+    else state.scorer.pushWithoutStatus(tokens);
+  }
+}
+
+/** Statuses as names, chunk after chunk. */
+function statusNames(chunks: readonly Uint8Array[]): TokenStatusName[] {
+  return chunks.flatMap((chunk) => Array.from(chunk, (code) => TOKEN_STATUS_NAMES[code]!));
+}
+
+/** A key's numbers before Holm's correction. */
+interface PartialKey {
+  readonly state: KeyState;
+  readonly counts: ScoreCounts;
+  readonly score: number | null;
+  readonly log10P: number;
+  readonly window: WindowResult | null;
+  readonly decisive: number;
+}
+
+function finishDetection(states: readonly KeyState[], prepared: PreparedOptions): Detection {
+  const { list, windowOptions, includeStatus } = prepared;
+  const partial: PartialKey[] = [];
+  const decisive: number[] = [];
+  for (const state of states) {
+    const key = finishKey(state, windowOptions);
+    partial.push(key);
+    decisive.push(key.decisive);
+  }
+  const adjusted = holmAdjustLog10(decisive);
+  const settle: SettleOptions =
+    windowOptions === null
+      ? { keysTested: list.length }
+      : { keysTested: list.length, minWindow: windowOptions.minWindow ?? DEFAULT_MIN_WINDOW };
+  const results: KeyDetection[] = [];
+  for (let i = 0; i < partial.length; i++) {
+    const p = partial[i]!;
+    const { watermarker, verdictOptions } = p.state;
+    const { numTokens, numScored, numGreen } = p.counts;
+    const gamma = watermarker.scheme.gammaEffective;
+    const decided = decideVerdict(numScored, numGreen, adjusted[i]!, gamma, verdictOptions, settle);
+    const status = includeStatus ? statusNames(p.state.status) : null;
+    // The key order is the JSON's: keep the two literals as they are.
+    if (p.score !== null) {
+      results.push({
+        keyId: watermarker.keyId,
+        scheme: watermarker.scheme.name,
+        contextWidth: watermarker.scheme.contextWidth,
+        gamma,
+        numTokens,
+        numScored,
+        numGreen: 0,
+        greenFraction: Number.NaN,
+        z: gumbelZScore(watermarker.scheme, numScored, p.score),
+        score: p.score,
+        log10P: p.log10P,
+        log10PAdjusted: adjusted[i]!,
+        verdict: decided.verdict,
+        tokensToSettle: decided.tokensToSettle,
+        window: p.window,
+        status,
+      });
+    } else {
+      results.push({
+        keyId: watermarker.keyId,
+        scheme: watermarker.scheme.name,
+        contextWidth: watermarker.scheme.contextWidth,
         gamma,
         numTokens,
         numScored,
@@ -508,19 +541,100 @@ export function createDetection(
         verdict: decided.verdict,
         tokensToSettle: decided.tokensToSettle,
         window: p.window,
-        status: includeStatus
-          ? p.status.flatMap((chunk) => Array.from(chunk, (code) => TOKEN_STATUS_NAMES[code]!))
-          : null,
-      };
-    });
-    return {
-      ...documentVerdict(results),
-      fpr: partial[0]!.verdictOptions.fpr,
-      keysTested: list.length,
-      results,
-    };
+        status,
+      });
+    }
+  }
+  const verdict = documentVerdict(results);
+  return {
+    verdict: verdict.verdict,
+    matchedKeyId: verdict.matchedKeyId,
+    reportedKeyId: verdict.reportedKeyId,
+    tokensToSettle: verdict.tokensToSettle,
+    fpr: states[0]!.verdictOptions.fpr,
+    keysTested: list.length,
+    results,
   };
-  return { push, finish };
+}
+
+/** One key's p-value over everything pushed, and its window search when asked. */
+function finishKey(state: KeyState, windowOptions: WindowOptions | null): PartialKey {
+  const counts = state.scorer.counts();
+  const scheme = state.watermarker.scheme;
+  const gumbel = state.watermarker.family === 'gumbel';
+  const gamma = scheme.gammaEffective;
+  const score = gumbel ? state.scorer.totalScore() : null;
+  const log10P =
+    score !== null
+      ? gumbelLog10PValue(scheme, counts.numScored, score)
+      : log10BinomialSf(counts.numGreen, counts.numScored, gamma);
+  let window: WindowResult | null = null;
+  let decisive = log10P;
+  if (windowOptions !== null && gumbel) {
+    const scan = gumbelWindowScan(
+      state.scorer.scoredScores(),
+      scheme,
+      windowOptions.minWindow ?? DEFAULT_MIN_WINDOW,
+    );
+    const positions = state.scorer.scoredPositions();
+    window = {
+      startToken: scan.length > 0 ? positions[scan.start]! : 0,
+      endToken: scan.length > 0 ? positions[scan.start + scan.length - 1]! : 0,
+      tapeStart: scan.start,
+      length: scan.length,
+      numGreen: 0,
+      score: scan.score,
+      log10P: scan.log10P,
+      windowsSearched: scan.windowsSearched,
+      log10PCorrected: scan.log10PCorrected,
+    };
+    decisive = scan.log10PCorrected;
+  } else if (windowOptions !== null) {
+    const scan = windowScan(state.scorer.scoredBits(), gamma, windowOptions.minWindow);
+    const positions = state.scorer.scoredPositions();
+    window = {
+      startToken: scan.length > 0 ? positions[scan.start]! : 0,
+      endToken: scan.length > 0 ? positions[scan.start + scan.length - 1]! : 0,
+      tapeStart: scan.start,
+      length: scan.length,
+      numGreen: scan.numGreen,
+      log10P: scan.log10P,
+      windowsSearched: scan.windowsSearched,
+      log10PCorrected: scan.log10PCorrected,
+    };
+    decisive = scan.log10PCorrected;
+  }
+  return { state, counts, score, log10P, window, decisive };
+}
+
+/**
+ * Scorers kept between calls of {@link detect}, one per watermarker and dedup rule: a call scores a
+ * whole text before it returns, so the next call can reset and reuse them instead of allocating a
+ * tape and buffers per document. `busy` guards against a call made while another is running.
+ */
+const keptScorers = [new WeakMap<Watermarker, Scorer>(), new WeakMap<Watermarker, Scorer>()] as const;
+let keptScorersBusy = false;
+
+/** Texts longer than this get scorers of their own, so that no large tape stays held between calls. */
+const KEPT_SCORER_TOKENS = 1 << 15;
+
+function keptScorer(watermarker: Watermarker, dedup: boolean, expectedTokens: number): Scorer {
+  if (expectedTokens > KEPT_SCORER_TOKENS) return new Scorer(watermarker, { dedup, expectedTokens });
+  const kept = keptScorers[dedup ? 1 : 0];
+  const scorer = kept.get(watermarker);
+  if (scorer !== undefined) {
+    scorer.reset(expectedTokens);
+    return scorer;
+  }
+  const made = new Scorer(watermarker, { dedup, expectedTokens });
+  kept.set(watermarker, made);
+  return made;
+}
+
+/** Whether a watermarker occurs twice in the list (then each needs its own scorer). */
+function hasRepeats(list: readonly Watermarker[]): boolean {
+  for (let i = 1; i < list.length; i++) if (list.indexOf(list[i]!) < i) return true;
+  return false;
 }
 
 /**
@@ -532,7 +646,26 @@ export function detect(
   watermarkers: Watermarker | readonly Watermarker[],
   options: DetectOptions = {},
 ): Detection {
-  const session = createDetection(watermarkers, { ...options, expectedTokens: tokens.length });
-  session.push(tokens);
-  return session.finish();
+  const length = tokens.length;
+  const prepared = prepare(watermarkers, options);
+  if (keptScorersBusy || hasRepeats(prepared.list)) {
+    const session = createDetection(watermarkers, { ...options, expectedTokens: length });
+    session.push(tokens);
+    return session.finish();
+  }
+  keptScorersBusy = true;
+  try {
+    const dedup = options.dedup ?? true;
+    const expectedTokens = length + (options.prompt?.length ?? 0);
+    const states = prepared.list.map((watermarker): KeyState => {
+      const verdictOptions = verdictOptionsOf(watermarker, options);
+      const scorer = keptScorer(watermarker, dedup, expectedTokens);
+      if (options.prompt !== undefined) scorer.addPrompt(options.prompt);
+      return { watermarker, verdictOptions, scorer, status: [] };
+    });
+    pushAll(states, tokens, prepared.includeStatus);
+    return finishDetection(states, prepared);
+  } finally {
+    keptScorersBusy = false;
+  }
 }

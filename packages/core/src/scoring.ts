@@ -79,6 +79,11 @@ function assertTokenIds(tokens: ArrayLike<number>, name: string): void {
   }
 }
 
+const EMPTY_HISTORY = new Uint32Array(0);
+/** Scored positions a fresh scorer has room for, and the most that {@link Scorer.reset} keeps. */
+const INITIAL_SCORED = 256;
+const KEPT_SCORED = 1 << 16;
+
 /**
  * Streaming scorer for one key: feed the prompt, then the completion in any number of chunks; the
  * result equals scoring the whole completion at once.
@@ -87,17 +92,19 @@ export class Scorer {
   readonly watermarker: Watermarker;
   private readonly dedup: boolean;
   private readonly tape: DedupTape;
+  /** Whether the tape is this scorer's own (not shared through options.tape), so that reset may clear it. */
+  private readonly ownTape: boolean;
   private readonly width: number;
   /** The last `width` tokens seen, the context of the next chunk. */
-  private history: Uint32Array = new Uint32Array(0);
+  private history: Uint32Array = EMPTY_HISTORY;
   private started = false;
   private tokens = 0;
   private scored = 0;
   private green = 0;
   private readonly seed = new Uint32Array(2);
   /** Green bits of the scored positions, in order, and their token indices. */
-  private bits: Uint8Array = new Uint8Array(256);
-  private positions: Uint32Array = new Uint32Array(256);
+  private bits: Uint8Array = new Uint8Array(INITIAL_SCORED);
+  private positions: Uint32Array = new Uint32Array(INITIAL_SCORED);
   /** Gumbel keys: the scores of the scored positions, in order, and their sum. */
   private scores: Float64Array = new Float64Array(0);
   private total = 0;
@@ -106,10 +113,11 @@ export class Scorer {
   constructor(watermarker: Watermarker, options: ScorerOptions = {}) {
     this.watermarker = watermarker;
     this.dedup = options.dedup ?? true;
+    this.ownTape = options.tape === undefined;
     this.tape = options.tape ?? new DedupTape(options.expectedTokens);
     this.width = watermarker.scheme.contextWidth;
     this.gumbel = watermarker.family === 'gumbel';
-    if (this.gumbel) this.scores = new Float64Array(256);
+    if (this.gumbel) this.scores = new Float64Array(INITIAL_SCORED);
   }
 
   /** Adds prompt tokens: their (seed, token) pairs are excluded, and they give context. */
@@ -117,22 +125,17 @@ export class Scorer {
     assertTokenIds(prompt, 'prompt');
     if (this.started) throw new Error('addPrompt: the prompt must be given before the completion');
     const context = this.withHistory(prompt);
-    this.scan(context, context.length - prompt.length, null);
+    this.scan(context, context.length - prompt.length, true, null);
     this.keepHistory(context);
   }
 
   /** Scores a chunk of the completion. */
   push(tokens: ArrayLike<number>): ChunkScore {
     assertTokenIds(tokens, 'tokens');
-    this.started = true;
-    const context = this.withHistory(tokens);
     const status = new Uint8Array(tokens.length);
     const before = this.scored;
     const greenBefore = this.green;
-    this.reserve(tokens.length);
-    this.scan(context, context.length - tokens.length, status);
-    this.keepHistory(context);
-    this.tokens += tokens.length;
+    this.scoreChunk(tokens, status);
     return {
       numTokens: tokens.length,
       numScored: this.scored - before,
@@ -141,12 +144,50 @@ export class Scorer {
     };
   }
 
+  /** Scores a chunk of the completion as {@link push} does, without the per-token status (bulk detection). */
+  pushWithoutStatus(tokens: ArrayLike<number>): void {
+    assertTokenIds(tokens, 'tokens');
+    this.scoreChunk(tokens, null);
+  }
+
   /**
-   * Walks positions [offset, length) of `context`. With `status` null (the prompt), puts each
-   * eligible pair on the tape as a prompt pair; otherwise scores the completion. Seeds and green
-   * bits come from the accelerated batch path when available, else from the scalar path.
+   * Starts over as a new scorer of the same key and options: no prompt, nothing scored, an empty tape
+   * sized for about `expectedTokens` tokens. The buffers are kept, which spares allocating a scorer per
+   * document. A scorer that shares a tape (options.tape) cannot reset: the other scorers use the tape.
    */
-  private scan(context: Uint32Array, offset: number, status: Uint8Array | null): void {
+  reset(expectedTokens?: number): void {
+    if (!this.ownTape) throw new Error('reset: this scorer shares its tape (options.tape)');
+    this.tape.clear(expectedTokens);
+    this.history = EMPTY_HISTORY;
+    this.started = false;
+    this.tokens = 0;
+    this.scored = 0;
+    this.green = 0;
+    this.total = 0;
+    if (this.bits.length > KEPT_SCORED) {
+      this.bits = new Uint8Array(INITIAL_SCORED);
+      this.positions = new Uint32Array(INITIAL_SCORED);
+      if (this.gumbel) this.scores = new Float64Array(INITIAL_SCORED);
+    }
+  }
+
+  /** Scores checked token ids. */
+  private scoreChunk(tokens: ArrayLike<number>, status: Uint8Array | null): void {
+    this.started = true;
+    const context = this.withHistory(tokens);
+    this.reserve(tokens.length);
+    this.scan(context, context.length - tokens.length, false, status);
+    this.keepHistory(context);
+    this.tokens += tokens.length;
+  }
+
+  /**
+   * Walks positions [offset, length) of `context`. For the prompt, puts each eligible pair on the tape
+   * as a prompt pair; otherwise scores the completion, writing each token's status to `status` when
+   * given. Seeds and green bits come from the accelerated batch path when available, else from the
+   * scalar path.
+   */
+  private scan(context: Uint32Array, offset: number, prompt: boolean, status: Uint8Array | null): void {
     const watermarker = this.watermarker;
     const tape = this.tape;
     const seed = this.seed;
@@ -175,8 +216,8 @@ export class Scorer {
             seedHigh = seed[0]!;
             seedLow = seed[1]!;
           }
-          const held = tape.insert(seedHigh, seedLow, token, status === null ? TAPE_PROMPT : TAPE_SCORED);
-          if (status === null) continue;
+          const held = tape.insert(seedHigh, seedLow, token, prompt ? TAPE_PROMPT : TAPE_SCORED);
+          if (prompt) continue;
           if (held === TAPE_PROMPT) code = TokenStatus.skippedPrompt;
           else if (held === TAPE_SCORED && this.dedup) code = TokenStatus.skippedDuplicate;
           else if (this.gumbel) {
@@ -230,18 +271,22 @@ export class Scorer {
 
   /** specials[i] = number of special tokens in context[0, i); null when the chunk has none. */
   private specialPrefix(context: Uint32Array): Uint32Array | null {
-    if (this.watermarker.specialTokenIds.size === 0) return null;
-    let any = false;
+    const watermarker = this.watermarker;
+    if (watermarker.specialTokenIds.size === 0) return null;
+    // Most text holds no special token: find the first before allocating anything.
+    let first = 0;
+    while (first < context.length && !watermarker.isSpecial(context[first]!)) first++;
+    if (first === context.length) return null;
     const prefix = new Uint32Array(context.length + 1);
-    for (let i = 0; i < context.length; i++) {
-      const special = this.watermarker.isSpecial(context[i]!);
-      any ||= special;
-      prefix[i + 1] = prefix[i]! + (special ? 1 : 0);
+    for (let i = first; i < context.length; i++) {
+      prefix[i + 1] = prefix[i]! + (watermarker.isSpecial(context[i]!) ? 1 : 0);
     }
-    return any ? prefix : null;
+    return prefix;
   }
 
   private withHistory(tokens: ArrayLike<number>): Uint32Array {
+    // The first chunk of a completion with no prompt is its own context: scanning only reads it.
+    if (this.history.length === 0 && tokens instanceof Uint32Array) return tokens;
     const context = new Uint32Array(this.history.length + tokens.length);
     context.set(this.history);
     if (tokens instanceof Uint32Array || Array.isArray(tokens))

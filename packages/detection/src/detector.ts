@@ -234,11 +234,21 @@ function createTracemarkDetector(options: DetectorOptions): TextDetector {
     if (input?.prompt !== undefined && typeof input.prompt !== 'string') checkIds(input.prompt, 'prompt');
     return detect(ids, watermarkers, detectOptions(input, true));
   };
+  // Without a prompt every document is scored with the same options: build them once.
+  const promptlessOptions = detectOptions(undefined, false);
+  /** Scores ids known to be valid token ids (checked, or the tokenizer's own). */
+  const scoreIds = (ids: ArrayLike<number>, input?: DetectInput): DocumentResult => {
+    if (input?.prompt !== undefined && typeof input.prompt !== 'string') checkIds(input.prompt, 'prompt');
+    const detection = detect(
+      ids,
+      watermarkers,
+      input?.prompt === undefined ? promptlessOptions : detectOptions(input, false),
+    );
+    return toDocumentResult(detection, input?.source ?? '-', tokenizerId);
+  };
   const detectTokens = (ids: ArrayLike<number>, input?: DetectInput): DocumentResult => {
     checkIds(ids, 'tokens');
-    if (input?.prompt !== undefined && typeof input.prompt !== 'string') checkIds(input.prompt, 'prompt');
-    const detection = detect(ids, watermarkers, detectOptions(input, false));
-    return toDocumentResult(detection, input?.source ?? '-', tokenizerId);
+    return scoreIds(ids, input);
   };
   const session = (input?: DetectInput): DocumentSession => {
     if (input?.prompt !== undefined && typeof input.prompt !== 'string') checkIds(input.prompt, 'prompt');
@@ -258,7 +268,7 @@ function createTracemarkDetector(options: DetectorOptions): TextDetector {
     detectTokens,
     explain,
     session,
-    detectText: (text: string, input?: DetectInput) => detectTokens(tokenizer.encodeFast(text), input),
+    detectText: (text: string, input?: DetectInput) => scoreIds(tokenizer.encodeFast(text), input),
   });
 }
 
@@ -314,7 +324,11 @@ function toDocumentResult(detection: Detection, source: string, tokenizer: strin
 
 /** A key of a mixed detector: a tracemark key (its index among the watermarkers) or an engine's key. */
 type KeyEntry =
-  | { readonly kind: 'tracemark'; readonly index: number }
+  | {
+      readonly kind: 'tracemark';
+      readonly index: number;
+      readonly verdictOptions: ReturnType<typeof resolveVerdictOptions>;
+    }
   | { readonly kind: 'foreign'; readonly scorer: ForeignKeyScorer };
 
 const ANY_TOKEN_ID = { vocabSize: 2 ** 31 };
@@ -363,12 +377,11 @@ function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector
     createWatermarker(key, { specialTokenIds: tokenizer!.specialTokenIds }),
   );
   let tracemarkIndex = 0;
-  const entries = keys.map(
-    (key): KeyEntry =>
-      isForeignKey(key)
-        ? { kind: 'foreign', scorer: foreignKeyType(key).createScorer(key, fpr) }
-        : { kind: 'tracemark', index: tracemarkIndex++ },
-  );
+  const entries = keys.map((key): KeyEntry => {
+    if (isForeignKey(key)) return { kind: 'foreign', scorer: foreignKeyType(key).createScorer(key, fpr) };
+    const index = tracemarkIndex++;
+    return { kind: 'tracemark', index, verdictOptions: resolveVerdictOptions(watermarkers[index]!, { fpr }) };
+  });
   const windowed = options.window === true;
   if (windowed) {
     const unscannable = entries.find(
@@ -418,7 +431,6 @@ function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector
   const combine = (tracemark: Detection | null, ids: ArrayLike<number>, input?: DetectInput) =>
     combineResults({
       entries,
-      watermarkers,
       tracemark,
       ids,
       dedup: foreignDedup,
@@ -427,12 +439,23 @@ function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector
       source: input?.source ?? '-',
       tokenizer: tokenizerId,
     });
-  const detectTokens = (ids: ArrayLike<number>, input?: DetectInput): AnyDocumentResult => {
-    checkIds(ids, 'tokens');
+  const promptlessOptions = tracemarkOptions(undefined, false);
+  /** Scores ids known to be valid token ids (checked, or the tokenizer's own). */
+  const scoreIds = (ids: ArrayLike<number>, input?: DetectInput): AnyDocumentResult => {
     checkPrompt(input);
     const tracemark =
-      watermarkers.length === 0 ? null : detect(ids, watermarkers, tracemarkOptions(input, false));
+      watermarkers.length === 0
+        ? null
+        : detect(
+            ids,
+            watermarkers,
+            input?.prompt === undefined ? promptlessOptions : tracemarkOptions(input, false),
+          );
     return combine(tracemark, ids, input);
+  };
+  const detectTokens = (ids: ArrayLike<number>, input?: DetectInput): AnyDocumentResult => {
+    checkIds(ids, 'tokens');
+    return scoreIds(ids, input);
   };
   const explain = (ids: ArrayLike<number>, input?: DetectInput): Detection | null => {
     if (watermarkers.length === 0) return null;
@@ -475,7 +498,7 @@ function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector
     detectTokens,
     explain,
     session,
-    detectText: (text: string, input?: DetectInput) => detectTokens(encode(text), input),
+    detectText: (text: string, input?: DetectInput) => scoreIds(encode(text), input),
   });
 }
 
@@ -514,7 +537,6 @@ interface DecidedKeyResult extends PartialKeyResult {
  */
 function combineResults(args: {
   readonly entries: readonly KeyEntry[];
-  readonly watermarkers: readonly Watermarker[];
   readonly tracemark: Detection | null;
   readonly ids: ArrayLike<number>;
   readonly dedup: ForeignDedup;
@@ -523,7 +545,7 @@ function combineResults(args: {
   readonly source: string;
   readonly tokenizer: string;
 }): AnyDocumentResult {
-  const { entries, watermarkers, tracemark, ids, dedup, fpr, windowed } = args;
+  const { entries, tracemark, ids, dedup, fpr, windowed } = args;
   const partial = entries.map((entry): PartialKeyResult => {
     if (entry.kind === 'tracemark') {
       const result = tracemark!.results[entry.index]!;
@@ -537,7 +559,7 @@ function combineResults(args: {
         z: result.z,
         log10P: result.log10P,
         gamma: result.gamma,
-        verdictOptions: resolveVerdictOptions(watermarkers[entry.index]!, { fpr }),
+        verdictOptions: entry.verdictOptions,
         window: result.window,
         decisive: result.window?.log10PCorrected ?? result.log10P,
         gumbel: result.score === undefined ? null : { scheme: result.scheme, score: result.score },

@@ -14,10 +14,28 @@ function hashBytes(bytes: Uint8Array, start: number, end: number): number {
   return hash ^ (hash >>> 16);
 }
 
+/** Bytes of a token held in its slot (two words); longer tokens compare the rest in the byte table. */
+const INLINE_BYTES = 8;
+/** A slot's second word: the id in the low 21 bits, the length above (0 for a length of 1024 or more). */
+const ID_BITS = 21;
+const ID_MASK = (1 << ID_BITS) - 1;
+const MAX_SLOT_LENGTH = 1023;
+
+/** The first `INLINE_BYTES` bytes of `source[start … end)` as two little-endian words, zero-padded. */
+function inlineWord(source: Uint8Array, start: number, end: number): number {
+  let word = 0;
+  const stop = Math.min(end, start + 4);
+  for (let i = stop - 1; i >= start; i--) word = (word << 8) | source[i]!;
+  return word;
+}
+
 /**
  * The ordinary tokens `0 … ordinaryTokenCount − 1` of a byte table (special tokens excluded), found by their
  * bytes in an open-addressing hash table. Hashing a piece's UTF-8 bytes is faster in V8 than looking the
- * piece's text up in a Map or an object (a fresh string must be hashed and compared there too).
+ * piece's text up in a Map or an object (a fresh string must be hashed and compared there too). Each slot
+ * is four words, its hash, id and length, and the token's first 8 bytes: a lookup of a token of up to 8
+ * bytes (most of them) reads one cache line, where separate arrays of ids, hashes, offsets and bytes cost
+ * a cache miss each (they were most of the encoder's time).
  */
 export class TokenTable {
   /** Id of the token for each single byte; every byte is a token in tiktoken's encodings. */
@@ -30,8 +48,8 @@ export class TokenTable {
   readonly longestProbe: number;
   private readonly bytes: Uint8Array;
   private readonly offsets: Uint32Array;
-  private readonly slotIds: Int32Array;
-  private readonly slotHashes: Int32Array;
+  /** Four words a slot: hash, id | length << 21 (−1 when empty), first bytes (two words). */
+  private readonly slots: Int32Array;
   private readonly mask: number;
 
   constructor(table: ByteTable, ordinaryTokenCount: number) {
@@ -58,8 +76,8 @@ export class TokenTable {
     let capacity = 1024;
     while (capacity < tokenCount * 2) capacity *= 2;
     const mask = capacity - 1;
-    const slotIds = new Int32Array(capacity).fill(NO_TOKEN);
-    const slotHashes = new Int32Array(capacity);
+    const slots = new Int32Array(4 * capacity);
+    for (let at = 1; at < slots.length; at += 4) slots[at] = NO_TOKEN;
     const byteIds = new Int32Array(256).fill(NO_TOKEN);
     const pairIds = new Int32Array(1 << 16).fill(NO_TOKEN);
 
@@ -69,11 +87,14 @@ export class TokenTable {
       if (start === end) continue;
       const hash = hashBytes(bytes, start, end);
       let slot = hash & mask;
-      while (slotIds[slot] !== NO_TOKEN) slot = (slot + 1) & mask;
-      slotIds[slot] = id;
-      slotHashes[slot] = hash;
-      if (end - start === 1) byteIds[bytes[start]!] = id;
-      if (end - start === 2) pairIds[(bytes[start]! << 8) | bytes[start + 1]!] = id;
+      while (slots[4 * slot + 1] !== NO_TOKEN) slot = (slot + 1) & mask;
+      const length = end - start;
+      slots[4 * slot] = hash;
+      slots[4 * slot + 1] = id | ((length <= MAX_SLOT_LENGTH ? length : 0) << ID_BITS);
+      slots[4 * slot + 2] = inlineWord(bytes, start, end);
+      slots[4 * slot + 3] = inlineWord(bytes, start + 4, end);
+      if (length === 1) byteIds[bytes[start]!] = id;
+      if (length === 2) pairIds[(bytes[start]! << 8) | bytes[start + 1]!] = id;
     }
     for (let byte = 0; byte < 256; byte++) {
       if (byteIds[byte] === NO_TOKEN) throw new Error(`the rank file has no token for the byte ${byte}`);
@@ -83,9 +104,9 @@ export class TokenTable {
     let longestRun = 0;
     let run = 0;
     let firstEmpty = 0;
-    while (slotIds[firstEmpty] !== NO_TOKEN) firstEmpty++;
+    while (slots[4 * firstEmpty + 1] !== NO_TOKEN) firstEmpty++;
     for (let k = 1; k <= capacity; k++) {
-      if (slotIds[(firstEmpty + k) & mask] === NO_TOKEN) run = 0;
+      if (slots[4 * ((firstEmpty + k) & mask) + 1] === NO_TOKEN) run = 0;
       else if (++run > longestRun) longestRun = run;
     }
 
@@ -95,8 +116,7 @@ export class TokenTable {
     this.longestProbe = longestRun + 1;
     this.bytes = bytes;
     this.offsets = offsets;
-    this.slotIds = slotIds;
-    this.slotHashes = slotHashes;
+    this.slots = slots;
     this.mask = mask;
   }
 
@@ -104,22 +124,36 @@ export class TokenTable {
   idOf(source: Uint8Array, start: number, end: number): number {
     const length = end - start;
     if (length > this.longestToken) return NO_TOKEN;
-    const { bytes, offsets, slotIds, slotHashes, mask } = this;
+    const { slots, mask } = this;
     const hash = hashBytes(source, start, end);
+    const head = inlineWord(source, start, end);
+    const tail = inlineWord(source, start + 4, end);
+    const lengthField = (length <= MAX_SLOT_LENGTH ? length : 0) << ID_BITS;
     for (let slot = hash & mask; ; slot = (slot + 1) & mask) {
-      const id = slotIds[slot]!;
-      if (id === NO_TOKEN) return NO_TOKEN;
-      if (slotHashes[slot] !== hash) continue;
-      const tokenStart = offsets[id]!;
-      if (offsets[id + 1]! - tokenStart !== length) continue;
-      let equal = true;
-      for (let i = 0; i < length; i++) {
-        if (bytes[tokenStart + i] !== source[start + i]) {
-          equal = false;
-          break;
-        }
+      const at = slot << 2;
+      const held = slots[at + 1]!;
+      if (held === NO_TOKEN) return NO_TOKEN;
+      if (
+        slots[at] !== hash ||
+        (held & ~ID_MASK) !== lengthField ||
+        slots[at + 2] !== head ||
+        slots[at + 3] !== tail
+      ) {
+        continue;
       }
-      if (equal) return id;
+      const id = held & ID_MASK;
+      if (length <= INLINE_BYTES || this.restEquals(id, source, start, length)) return id;
     }
+  }
+
+  /** Whether the token's bytes after the first 8 equal `source`'s, for a token of `length` bytes. */
+  private restEquals(id: number, source: Uint8Array, start: number, length: number): boolean {
+    const { bytes, offsets } = this;
+    const tokenStart = offsets[id]!;
+    if (offsets[id + 1]! - tokenStart !== length) return false;
+    for (let i = INLINE_BYTES; i < length; i++) {
+      if (bytes[tokenStart + i] !== source[start + i]) return false;
+    }
+    return true;
   }
 }
