@@ -2,11 +2,13 @@
 import { runDefaults } from './experiments/defaults.ts';
 import { runForeign } from './experiments/foreign.ts';
 import { runFpr } from './experiments/fpr.ts';
+import { runMonitoring } from './experiments/monitoring.ts';
 import { runPerformance } from './experiments/performance.ts';
 import { runPower } from './experiments/power.ts';
 import { runQuality } from './experiments/quality.ts';
 import { runRobustness } from './experiments/robustness.ts';
 import { runSampling } from './experiments/sampling.ts';
+import { runStealing } from './experiments/stealing.ts';
 import { updateReadme } from './readme.ts';
 import { EXPERIMENT_NAMES, type ExperimentContext, type ExperimentName } from './report.ts';
 
@@ -19,6 +21,8 @@ export const RUNNERS: Readonly<Record<ExperimentName, (context: ExperimentContex
     sampling: runSampling,
     performance: runPerformance,
     foreign: runForeign,
+    stealing: runStealing,
+    monitoring: runMonitoring,
     defaults: runDefaults,
   });
 

@@ -11,6 +11,8 @@ export type ExperimentName =
   | 'sampling'
   | 'performance'
   | 'foreign'
+  | 'stealing'
+  | 'monitoring'
   | 'defaults';
 
 export const EXPERIMENT_NAMES: readonly ExperimentName[] = Object.freeze([
@@ -21,6 +23,8 @@ export const EXPERIMENT_NAMES: readonly ExperimentName[] = Object.freeze([
   'sampling',
   'performance',
   'foreign',
+  'stealing',
+  'monitoring',
   'defaults',
 ]);
 

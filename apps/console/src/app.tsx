@@ -1,12 +1,15 @@
 /** The console: sign in, then Verify or Scan. The API key lives only in the session object, in memory. */
 import { useEffect, useState } from 'preact/hooks';
 import type { Explained } from './api.ts';
+import { RiskView } from './risk-view.tsx';
 import { ScanView } from './scan-view.tsx';
 import type { Session } from './session.ts';
 import { SignIn } from './sign-in.tsx';
 import { VerifyView } from './verify-view.tsx';
 
-type View = 'verify' | 'scan';
+type View = 'verify' | 'scan' | 'risk';
+
+const TITLES: Readonly<Record<View, string>> = { verify: 'Verify', scan: 'Scan', risk: 'Extraction risk' };
 
 export function App() {
   const [session, setSession] = useState<Session | null>(null);
@@ -14,10 +17,7 @@ export function App() {
   const [view, setView] = useState<View>('verify');
 
   useEffect(() => {
-    document.title =
-      session === null
-        ? 'Sign in · tracemark console'
-        : `${view === 'verify' ? 'Verify' : 'Scan'} · tracemark console`;
+    document.title = session === null ? 'Sign in · tracemark console' : `${TITLES[view]} · tracemark console`;
   }, [session, view]);
 
   const signOut = (reason: Explained | null) => {
@@ -55,6 +55,16 @@ export function App() {
               Signed in: <strong>{session.identity.name || session.identity.id}</strong>
               {session.identity.account === '' ? '' : ` (${session.identity.account})`}
             </span>
+            {session.identity.scopes.includes('admin') ? (
+              <button
+                type="button"
+                class="link"
+                aria-current={view === 'risk' ? 'page' : undefined}
+                onClick={() => setView('risk')}
+              >
+                Extraction risk
+              </button>
+            ) : null}
             <button type="button" class="link" onClick={() => signOut(null)}>
               Sign out
             </button>
@@ -76,6 +86,8 @@ export function App() {
               setSession(next);
             }}
           />
+        ) : view === 'risk' ? (
+          <RiskView />
         ) : view === 'verify' ? (
           <VerifyView session={session} onRefused={signOut} />
         ) : (

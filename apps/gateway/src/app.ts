@@ -10,6 +10,7 @@ import {
   isForeignKey,
   type TextDetector,
 } from '@tracemark/detection';
+import type { MonitorOptions } from '@tracemark/monitoring';
 import type { SigningKey } from '@tracemark/provenance';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify';
 import fp from 'fastify-plugin';
@@ -18,6 +19,7 @@ import type { Backend } from './backends/types.ts';
 import type { GatewayConfig } from './config.ts';
 import { GatewayError } from './errors.ts';
 import { redactingLoggerOptions } from './log-redaction.ts';
+import { createMonitoringService, type MonitoringService } from './monitoring/service.ts';
 import authPlugin from './plugins/auth.ts';
 import consolePlugin from './plugins/console.ts';
 import errorsPlugin from './plugins/errors.ts';
@@ -30,6 +32,7 @@ import detectRoutes from './routes/detect.ts';
 import modelsRoutes from './routes/models.ts';
 import operationsRoutes from './routes/operations.ts';
 import provenanceRoutes from './routes/provenance.ts';
+import riskRoutes from './routes/risk.ts';
 import scanRoutes from './routes/scan.ts';
 import whoamiRoutes from './routes/whoami.ts';
 import { openAiErrorSchema } from './schemas.ts';
@@ -76,6 +79,8 @@ export interface GatewayServices {
   readonly redis: Redis | null;
   /** Engine-native mode; absent or null: the gateway's own sampler marks. */
   readonly engineNative?: EngineNativeServices | null;
+  /** The campaign monitor's options (windows, detectors, linking); default the package's. */
+  readonly monitorOptions?: MonitorOptions;
 }
 
 export interface GatewayContext extends GatewayServices {
@@ -96,6 +101,8 @@ export interface GatewayContext extends GatewayServices {
   readonly startedAt: number;
   /** Generations in progress: closing the app aborts them (streams end with an error event). */
   readonly activeGenerations: Set<AbortController>;
+  /** Extraction monitoring: input screening, output audit, the campaign monitor, policy actions. */
+  readonly monitoring: MonitoringService;
 }
 
 declare module 'fastify' {
@@ -145,9 +152,18 @@ const servicesPlugin: FastifyPluginAsync<GatewayServices> = async (fastify, serv
     activeGenerations: new Set(),
     detector: (options) => work.context.detector(options),
     work,
+    // Metrics are registered after this plugin; the service reads them only once started.
+    monitoring: createMonitoringService({
+      config: services.config,
+      storage: services.storage,
+      log: fastify.log,
+      metrics: () => fastify.metrics.monitoring,
+      ...(services.monitorOptions === undefined ? {} : { monitorOptions: services.monitorOptions }),
+    }),
   };
   fastify.decorate('gateway', context);
   fastify.addHook('onClose', async () => {
+    await context.monitoring.close();
     await context.upstreamMarkCheck?.idle();
     await work.close();
   });
@@ -226,7 +242,12 @@ const gateway: FastifyPluginAsync<GatewayServices> = async (fastify: FastifyInst
     backendStats: services.backend.stats,
     workStats: () => fastify.gateway.work.stats(),
   });
+  const { monitoring } = fastify.gateway;
+  // The scoring window is replayed from storage before the first request, so a restart keeps the picture.
+  await monitoring.start();
   await fastify.register(authPlugin, {
+    rateLimitKey: (key) => monitoring.rateLimitKey(key),
+    rateLimitMax: (key, base) => monitoring.rateLimitMax(key, base),
     storage: services.storage,
     serverSecret: services.serverSecret,
     rateLimitPerMinute: services.config.rateLimitPerMinute,
@@ -256,6 +277,7 @@ const gateway: FastifyPluginAsync<GatewayServices> = async (fastify: FastifyInst
   await fastify.register(detectRoutes);
   await fastify.register(provenanceRoutes);
   await fastify.register(adminRoutes);
+  await fastify.register(riskRoutes);
   await fastify.register(scanRoutes);
   await fastify.register(whoamiRoutes);
   await fastify.register(consolePlugin);

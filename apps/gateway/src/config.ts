@@ -4,6 +4,9 @@ import { join, resolve } from 'node:path';
 
 export type UpstreamApi = 'auto' | 'chat' | 'completions';
 
+/** What a finding of the input screening or the output audit does: record it, redact its span, or refuse. */
+export type ContentPolicy = 'flag' | 'redact' | 'refuse';
+
 export interface GatewayConfig {
   readonly port: number;
   readonly host: string;
@@ -78,6 +81,19 @@ export interface GatewayConfig {
   /** The id clients pass as `model` for the embedded backend. */
   readonly embeddedModelId: string;
   readonly trustProxy: boolean;
+  /**
+   * Extraction monitoring (@tracemark/monitoring): per-account features of every completion, account clusters,
+   * GET /v1/admin/risk and the policy actions. Off: no screening, no audit, no monitor events.
+   */
+  readonly monitor: boolean;
+  /** Prompt-injection screening of inputs: flag (record), redact (replace the span) or refuse (400). */
+  readonly inputPolicy: ContentPolicy;
+  /** Audit of outputs for secrets and personal data (non-streamed; streams are flagged only). */
+  readonly outputPolicy: ContentPolicy;
+  /** Accounts the monitor links into one cluster share one rate limit and one daily quota. */
+  readonly clusterLimits: boolean;
+  /** Requests per minute of an account under the `throttle` action (lower than its own limit). */
+  readonly throttledRateLimitPerMinute: number;
 }
 
 export type GatewayConfigInput = { -readonly [K in keyof GatewayConfig]?: GatewayConfig[K] | undefined };
@@ -134,6 +150,11 @@ export const ENVIRONMENT_VARIABLES: Readonly<Record<string, string>> = {
   TRACEMARK_WORK_QUEUE_LIMIT: 'workQueueLimit',
   TRACEMARK_PUBLIC_RATE_LIMIT_PER_MINUTE: 'publicRateLimitPerMinute',
   TRACEMARK_TRUST_PROXY: 'trustProxy',
+  TRACEMARK_MONITOR: 'monitor',
+  TRACEMARK_INPUT_POLICY: 'inputPolicy',
+  TRACEMARK_OUTPUT_POLICY: 'outputPolicy',
+  TRACEMARK_CLUSTER_LIMITS: 'clusterLimits',
+  TRACEMARK_THROTTLED_RATE_LIMIT_PER_MINUTE: 'throttledRateLimitPerMinute',
 };
 
 const INTEGER_RANGES: Readonly<Partial<Record<keyof GatewayConfig, readonly [number, number]>>> = {
@@ -158,6 +179,7 @@ const INTEGER_RANGES: Readonly<Partial<Record<keyof GatewayConfig, readonly [num
   workBudgetMs: [10, 600_000],
   workQueueLimit: [0, 100_000],
   publicRateLimitPerMinute: [1, 10_000_000],
+  throttledRateLimitPerMinute: [1, 10_000_000],
 };
 
 const DEFAULTS: Omit<GatewayConfig, 'dataDir'> = {
@@ -197,7 +219,15 @@ const DEFAULTS: Omit<GatewayConfig, 'dataDir'> = {
   publicRateLimitPerMinute: 300,
   embeddedModelId: EMBEDDED_MODEL_ID,
   trustProxy: false,
+  monitor: true,
+  inputPolicy: 'flag',
+  outputPolicy: 'flag',
+  clusterLimits: true,
+  throttledRateLimitPerMinute: 10,
 };
+
+const CONTENT_POLICIES: readonly ContentPolicy[] = ['flag', 'redact', 'refuse'];
+const BOOLEAN_FIELDS: ReadonlySet<keyof GatewayConfig> = new Set(['trustProxy', 'monitor', 'clusterLimits']);
 
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
@@ -254,6 +284,13 @@ export function resolveConfig(
       );
     }
   }
+  for (const field of ['inputPolicy', 'outputPolicy'] as const) {
+    if (!CONTENT_POLICIES.includes(merged[field] as ContentPolicy)) {
+      throw new ConfigError(
+        `${describe(field)} must be flag, redact or refuse, got ${String(merged[field])}`,
+      );
+    }
+  }
   if (!LOG_LEVELS.has(merged.logLevel as string)) {
     throw new ConfigError(`${describe('logLevel')} must be one of ${[...LOG_LEVELS].join(', ')}`);
   }
@@ -291,7 +328,7 @@ function describe(field: keyof GatewayConfig): string {
 }
 
 function parseValue(field: keyof GatewayConfig, value: string, variable: string): unknown {
-  if (field === 'trustProxy') {
+  if (BOOLEAN_FIELDS.has(field)) {
     if (!['true', 'false', '1', '0'].includes(value))
       throw new ConfigError(`${variable} must be true or false`);
     return value === 'true' || value === '1';

@@ -36,6 +36,9 @@ export const ERROR_CODES = [
   'TM_ERR_SHUTTING_DOWN',
   'TM_ERR_OVERLOADED',
   'TM_ERR_INTERNAL',
+  'TM_ERR_INPUT_POLICY',
+  'TM_ERR_OUTPUT_POLICY',
+  'TM_ERR_ACCOUNT_SUSPENDED',
 ] as const;
 
 export type GatewayErrorCode = (typeof ERROR_CODES)[number];

@@ -205,8 +205,16 @@ describe('cancellation', () => {
     const after = await generated();
     expect(after).toBe(settled);
     expect(after).toBeLessThan(50_000);
-    const metrics = (await gateway.call('GET', '/metrics', undefined, null)).text;
-    expect(metric(metrics, 'tracemark_active_streams')).toBe(0);
+    // The stream ends once what was sent is recorded (a write that waits for the disk): poll for it.
+    let streams = -1;
+    for (let i = 0; i < 100 && streams !== 0; i++) {
+      streams = metric(
+        (await gateway.call('GET', '/metrics', undefined, null)).text,
+        'tracemark_active_streams',
+      );
+      if (streams !== 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(streams).toBe(0);
     const log = await gateway.call('GET', '/v1/admin/issuance');
     const record = log.json.data.at(-1);
     expect(record.finishReason).toBe('cancelled');

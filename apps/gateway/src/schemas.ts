@@ -714,3 +714,230 @@ export const publicKeysResponseSchema: JsonSchema = {
     predicateType: string,
   },
 };
+
+// Extraction monitoring (GET /v1/admin/risk …). Times are milliseconds since the epoch, as the monitor keeps them.
+
+const nullableNumber = nullable(number);
+
+const riskReasonSchema = {
+  type: 'object',
+  description:
+    'Why a principal scored as it did, with the alert context of OWASP AISVS C11.5: principal, window, volume, input-distribution statistics, first and last seen.',
+  required: [
+    'code',
+    'message',
+    'principal',
+    'window',
+    'volume',
+    'inputDistribution',
+    'firstSeen',
+    'lastSeen',
+  ],
+  properties: {
+    code: string,
+    message: string,
+    value: number,
+    threshold: number,
+    strength: number,
+    principal: string,
+    window: {
+      type: 'object',
+      required: ['name', 'from', 'to'],
+      properties: { name: string, from: number, to: number },
+    },
+    volume: {
+      type: 'object',
+      required: ['requests', 'promptTokens', 'completionTokens'],
+      properties: { requests: integer, promptTokens: integer, completionTokens: integer },
+    },
+    inputDistribution: {
+      type: 'object',
+      properties: {
+        sampledPrompts: integer,
+        distinctFeatures: integer,
+        featureCoverage: nullableNumber,
+        featureEntropyBits: nullableNumber,
+        promptDiversity: nullableNumber,
+        templateReuse: nullableNumber,
+        topSkeletonShare: nullableNumber,
+        nearDuplicateShare: nullableNumber,
+        reasoningShare: nullableNumber,
+        enumerationShare: nullableNumber,
+        outputPromptRatio: nullableNumber,
+        interArrivalCv: nullableNumber,
+        pradaW: nullableNumber,
+        mmd: nullableNumber,
+      },
+    },
+    firstSeen: number,
+    lastSeen: number,
+    links: { type: 'object', additionalProperties: integer, description: 'Cluster reasons: links by kind' },
+    cluster: string,
+  },
+};
+
+const accountStatusSchema = {
+  type: 'string',
+  enum: ['active', 'throttled', 'review', 'suspended'],
+  description:
+    'After the policy actions: throttled (lower rate limit), review (served, outputs redacted at least), suspended (403)',
+};
+
+const riskAccountSchema = {
+  type: 'object',
+  required: ['account', 'score', 'flagged', 'reasons', 'cluster', 'status'],
+  properties: {
+    account: string,
+    score: number,
+    flagged: boolean,
+    reasons: { type: 'array', items: riskReasonSchema },
+    cluster: nullable(string),
+    status: accountStatusSchema,
+  },
+};
+
+const riskClusterSchema = {
+  type: 'object',
+  required: ['id', 'accounts', 'score', 'flagged', 'reasons'],
+  properties: {
+    id: string,
+    accounts: { type: 'array', items: string },
+    score: number,
+    flagged: boolean,
+    reasons: { type: 'array', items: riskReasonSchema },
+  },
+};
+
+export const riskReportResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['at', 'accounts', 'clusters'],
+  properties: {
+    at: number,
+    accounts: { type: 'array', items: riskAccountSchema },
+    clusters: { type: 'array', items: riskClusterSchema },
+  },
+};
+
+const windowFeaturesSchema = {
+  type: 'object',
+  properties: {
+    window: string,
+    from: number,
+    to: number,
+    requests: integer,
+    requestsPerHour: number,
+    promptTokens: integer,
+    completionTokens: integer,
+    outputPromptRatio: nullableNumber,
+    reasoningShare: nullableNumber,
+    enumerationShare: nullableNumber,
+    sampledPrompts: integer,
+    distinctFeatures: integer,
+    featureCoverage: nullableNumber,
+    featureEntropyBits: nullableNumber,
+    promptDiversity: nullableNumber,
+    templateReuse: nullableNumber,
+    topSkeletonShare: nullableNumber,
+    nearDuplicateShare: nullableNumber,
+    interArrivalCv: nullableNumber,
+    pradaW: nullableNumber,
+    pradaSamples: integer,
+    mmd: nullableNumber,
+  },
+};
+
+const riskActionSchema = {
+  type: 'object',
+  required: ['id', 'at', 'account', 'action', 'reason', 'adminKeyId'],
+  properties: {
+    id: integer,
+    at: string,
+    account: string,
+    action: { type: 'string', enum: ['throttle', 'review', 'suspend', 'clear'] },
+    reason: string,
+    adminKeyId: string,
+  },
+};
+
+export const riskAccountResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['account', 'status', 'score', 'flagged', 'reasons', 'cluster', 'series', 'actions', 'findings'],
+  properties: {
+    account: string,
+    status: accountStatusSchema,
+    score: number,
+    flagged: boolean,
+    reasons: { type: 'array', items: riskReasonSchema },
+    cluster: nullable(string),
+    firstSeen: number,
+    lastSeen: number,
+    totalRequests: integer,
+    keyCreatedAt: nullableNumber,
+    subnet: nullable(string),
+    subnets: { type: 'array', items: string },
+    userAgent: nullable(string),
+    detectors: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          code: string,
+          primary: boolean,
+          value: number,
+          threshold: number,
+          strength: number,
+          message: string,
+        },
+      },
+    },
+    windows: { type: 'array', items: windowFeaturesSchema },
+    series: {
+      type: 'array',
+      description: 'Counters per bucket (5 min by default) of the longest window, oldest first',
+      items: {
+        type: 'object',
+        properties: {
+          start: number,
+          requests: integer,
+          promptTokens: integer,
+          completionTokens: integer,
+          reasoning: integer,
+          enumeration: integer,
+          nearDuplicates: integer,
+        },
+      },
+    },
+    findings: {
+      type: 'array',
+      description:
+        'Input-screening and output-audit findings in the scoring window, by rule (never the text)',
+      items: {
+        type: 'object',
+        properties: {
+          kind: { type: 'string', enum: ['input', 'output'] },
+          rule: string,
+          count: integer,
+          redacted: integer,
+          refused: integer,
+        },
+      },
+    },
+    actions: { type: 'array', items: riskActionSchema },
+  },
+};
+
+export const riskActionRequestSchema: JsonSchema = {
+  type: 'object',
+  required: ['action', 'reason'],
+  additionalProperties: false,
+  properties: {
+    action: { type: 'string', enum: ['throttle', 'review', 'suspend', 'clear'] },
+    reason: { type: 'string', minLength: 1, maxLength: 1000 },
+  },
+};
+
+export const riskActionResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['action', 'status'],
+  properties: { action: riskActionSchema, status: accountStatusSchema },
+};

@@ -34,7 +34,7 @@ export interface MonitorWindow {
 export interface LinkingOptions {
   /** Uses of one skeleton (or one LSH bucket) in an account's window for it to count; default 3. */
   readonly minTemplateUses?: number;
-  /** ... and their share of the account's prompts; default 0.5. */
+  /** ... and their share of the account's prompts; default 0.75 (research `monitoring`: 0.5 linked classmates). */
   readonly minTemplateShare?: number;
   /** Skeletons shorter than this are too generic to link; default 8. */
   readonly minSkeletonTokens?: number;
@@ -57,7 +57,7 @@ export interface DetectorOptions {
   readonly nearDuplicateShare?: number;
   /** Elicitation share threshold; default 0.5. */
   readonly elicitationShare?: number;
-  /** Machine-regular timing threshold on the inter-arrival CV; default 0.35. */
+  /** Machine-regular timing threshold on the inter-arrival CV; default 0.2 (research `monitoring`: 0.35 flagged a support bot). */
   readonly maxInterArrivalCv?: number;
   /** Output amplification threshold (completion/prompt tokens); default 4. */
   readonly outputPromptRatio?: number;
@@ -293,7 +293,7 @@ function resolveOptions(options: MonitorOptions): ResolvedOptions {
       pradaThreshold,
       nearDuplicateShare: unit('options.detectors.nearDuplicateShare', detectors.nearDuplicateShare ?? 0.5),
       elicitationShare: unit('options.detectors.elicitationShare', detectors.elicitationShare ?? 0.5),
-      maxInterArrivalCv: positive('options.detectors.maxInterArrivalCv', detectors.maxInterArrivalCv ?? 0.35),
+      maxInterArrivalCv: positive('options.detectors.maxInterArrivalCv', detectors.maxInterArrivalCv ?? 0.2),
       outputPromptRatio: positive('options.detectors.outputPromptRatio', detectors.outputPromptRatio ?? 4),
       minRequests: positive('options.detectors.minRequests', detectors.minRequests ?? 10, true),
       requestLimit:
@@ -307,7 +307,7 @@ function resolveOptions(options: MonitorOptions): ResolvedOptions {
     },
     linking: {
       minTemplateUses: positive('options.linking.minTemplateUses', linking.minTemplateUses ?? 3, true),
-      minTemplateShare: unit('options.linking.minTemplateShare', linking.minTemplateShare ?? 0.5),
+      minTemplateShare: unit('options.linking.minTemplateShare', linking.minTemplateShare ?? 0.75),
       minSkeletonTokens: positive('options.linking.minSkeletonTokens', linking.minSkeletonTokens ?? 8, true),
       keyCreationWindowMs: positive(
         'options.linking.keyCreationWindowMs',

@@ -51,6 +51,11 @@ export interface ServeOptions {
   readonly upstream?: string;
   readonly upstreamWatermark?: string;
   readonly logLevel?: string;
+  readonly monitor?: boolean;
+  readonly inputPolicy?: string;
+  readonly outputPolicy?: string;
+  readonly clusterLimits?: boolean;
+  readonly throttledRateLimitPerMinute?: number;
 }
 
 /** Starts the gateway and resolves once it has closed (on SIGINT / SIGTERM, or when `stop` aborts). */
@@ -75,6 +80,11 @@ export async function startGateway(
     upstreamUrl: options.upstream,
     upstreamWatermarkFile: options.upstreamWatermark,
     logLevel: options.logLevel,
+    monitor: options.monitor,
+    inputPolicy: options.inputPolicy as GatewayConfigInput['inputPolicy'],
+    outputPolicy: options.outputPolicy as GatewayConfigInput['outputPolicy'],
+    clusterLimits: options.clusterLimits,
+    throttledRateLimitPerMinute: options.throttledRateLimitPerMinute,
   };
   const gateway = await loadGateway('tracemark serve');
   let running: RunningGateway;
@@ -203,6 +213,29 @@ export function registerServe(program: Command, io: CliIo, setExit: (code: numbe
       "engine-native mode: the upstream engine marks its own output with this key (a tracemark key its processor uses, or a vLLM, transformers, SynthID or SGLang key from `tracemark keygen`); the gateway streams the engine's completions through, records them, and refuses to start unless they carry the mark (TRACEMARK_UPSTREAM_WATERMARK)",
     )
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (TRACEMARK_LOG_LEVEL)')
+    .option(
+      '--monitor',
+      'extraction monitoring: per-account features, account clusters, GET /v1/admin/risk, input and output checks (TRACEMARK_MONITOR; default on)',
+    )
+    .option('--no-monitor', 'no monitoring, screening or audit, and no monitor events stored')
+    .option(
+      '--input-policy <policy>',
+      'prompts that look like injections: flag, redact or refuse (TRACEMARK_INPUT_POLICY; default flag)',
+    )
+    .option(
+      '--output-policy <policy>',
+      'secrets and personal data in outputs: flag, redact or refuse; streams are flagged only (TRACEMARK_OUTPUT_POLICY; default flag)',
+    )
+    .option(
+      '--cluster-limits',
+      'accounts the monitor links into one cluster share one rate limit and daily quota (TRACEMARK_CLUSTER_LIMITS; default on)',
+    )
+    .option('--no-cluster-limits', 'every key keeps its own limits, linked or not')
+    .option(
+      '--throttled-rate-limit-per-minute <n>',
+      'requests per minute of an account an admin throttled (TRACEMARK_THROTTLED_RATE_LIMIT_PER_MINUTE; default 10)',
+      parseNumber('--throttled-rate-limit-per-minute', 1, 10_000_000, true),
+    )
     .addHelpText(
       'after',
       '\nNeeds the package @tracemark/gateway, installed beside the CLI (it brings native modules).\nAlso read from the environment: DATABASE_URL (PostgreSQL instead of SQLite), REDIS_URL (shared rate\nlimits and quotas) and the TRACEMARK_* settings listed in apps/gateway/README.md.\nExit codes: 0 closed; 2 usage or configuration (also: the upstream engine’s completions do not carry\nthe mark of --upstream-watermark); 3 cannot listen (a port in use is reported before the\nmodel loads), storage or model errors.',

@@ -45,6 +45,7 @@ export function createCompletionHandler(
 ): CompletionHandler {
   const { config } = fastify.gateway;
   const active = fastify.gateway.activeGenerations;
+  const { monitoring } = fastify.gateway;
   const prepare = createRequestStage(fastify);
   const shaper = createShaper(stages.shaping);
   const { session } = stages;
@@ -102,10 +103,15 @@ export function createCompletionHandler(
           if (reason instanceof GatewayError) throw reason;
           return reply; // The client went away: nothing was returned, so nothing is recorded.
         }
-        const ids = await record(request, prepared, completionId, results);
-        countUsage(prepared, results);
+        // The output audit (TRACEMARK_OUTPUT_POLICY) before the record: what is recorded is what is returned.
+        const issued = monitoring.auditOutputs(request, prepared, results, (text) =>
+          stages.issuance.tokenizer.encodeFast(text),
+        );
+        const ids = await record(request, prepared, completionId, issued);
+        monitoring.observeCompletion(request, prepared, issued, completionId);
+        countUsage(prepared, issued);
         fastify.metrics.completions.inc({ endpoint, stream: 'false', outcome: 'ok' });
-        return reply.send(shaper.body(prepared, completionId, created, results, ids));
+        return reply.send(shaper.body(prepared, completionId, created, issued, ids));
       }
       return await stream(request, reply, prepared, tasks, completionId, created, life.signal, onToken, {
         addUsed: (n) => {
@@ -306,6 +312,8 @@ export function createCompletionHandler(
       let recordError: GatewayError | null = null;
       try {
         ids = await record(request, prepared, completionId, issued);
+        // Streams are audited after the fact, flag only: their text has already been sent.
+        monitoring.observeCompletion(request, prepared, issued, completionId);
       } catch (error) {
         recordError = error as GatewayError;
       }
@@ -367,6 +375,11 @@ export function createCompletionHandler(
       .header('x-accel-buffering', 'no');
     const sent = reply.send(events.output);
     events.piped();
+    // A client that goes away unpipes the body: a write waiting for it to drain would wait for good, so
+    // the body goes too (what was sent is still recorded by `finish`).
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) events.output.destroy();
+    });
     void production
       .then(() => finish(failure))
       .catch((error: unknown) => {

@@ -15,9 +15,11 @@ export async function reserveQuota(
   const key = request.apiKey!;
   const limit = key.dailyTokenQuota ?? fastify.gateway.config.dailyTokenQuota;
   const amount = prepared.maxTokens * prepared.prompts.length * prepared.n;
+  // Accounts the monitor links into a cluster draw on one quota (the cluster's counter starts when it forms).
+  const quotaKey = fastify.gateway.monitoring.quotaKey(key);
   let reservation: Awaited<ReturnType<typeof fastify.quota.reserve>>;
   try {
-    reservation = await fastify.quota.reserve(key.id, amount, limit);
+    reservation = await fastify.quota.reserve(quotaKey, amount, limit);
   } catch (error) {
     throw new GatewayError(503, 'TM_ERR_STORAGE_UNAVAILABLE', 'the quota store is unavailable', {
       retryAfterSeconds: 5,
@@ -38,7 +40,7 @@ export async function reserveQuota(
   return async (used: number) => {
     if (settled) return;
     settled = true;
-    await fastify.quota.adjust(key.id, reservation.day, used - amount).catch((error: unknown) => {
+    await fastify.quota.adjust(quotaKey, reservation.day, used - amount).catch((error: unknown) => {
       request.log.warn({ err: error }, 'could not settle the token quota');
     });
   };

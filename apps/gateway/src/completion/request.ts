@@ -184,6 +184,7 @@ export function createRequestStage(fastify: FastifyInstance): RequestStage {
   };
 
   return async (endpoint: Endpoint, body: Body, request: FastifyRequest): Promise<PreparedCompletion> => {
+    fastify.gateway.monitoring.checkAccount(request.apiKey!);
     const model = body.model as string;
     if (!backend.models().some((info) => info.id === model)) {
       throw new GatewayError(
@@ -272,6 +273,15 @@ export function createRequestStage(fastify: FastifyInstance): RequestStage {
           endpoint === 'chat.completions' ? 'messages' : endpoint === 'responses' ? 'input' : 'prompt',
         );
       }
+    }
+    // Prompt-injection screening (TRACEMARK_INPUT_POLICY), once the limits passed: redacted prompts are encoded again.
+    const screened = await fastify.gateway.monitoring.screenPrompts(request, endpoint, prompts);
+    if (screened !== null) {
+      prompts = await Promise.all(
+        screened.prompts.map(async (prompt, index) =>
+          screened.changed[index] ? { ...prompt, tokens: await encodePrompt(prompt.text, 'prompt') } : prompt,
+        ),
+      );
     }
     const engine = fastify.gateway.engineNative;
     if (engine !== null && topLogprobs !== null) {

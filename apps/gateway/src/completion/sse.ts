@@ -51,6 +51,8 @@ export function createEventStream(): EventStream {
       piped = true;
       output.emit('drain');
     },
-    end: () => output.end(),
+    end: () => {
+      if (!output.destroyed) output.end();
+    },
   };
 }

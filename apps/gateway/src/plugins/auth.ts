@@ -31,6 +31,10 @@ export interface AuthPluginOptions {
   /** Requests per minute per client address to the public routes that opt in (`config.publicRateLimit`). */
   readonly publicRateLimitPerMinute: number;
   readonly redis: Redis | null;
+  /** The per-key limiter's key for an authenticated request; default `key:<api key id>` (linked accounts share one). */
+  readonly rateLimitKey?: (key: ApiKeyRecord) => string;
+  /** The per-key limit given the key's own (or the default); lower for a throttled account. */
+  readonly rateLimitMax?: (key: ApiKeyRecord, base: number) => number;
 }
 
 /** The presented key: `Authorization: Bearer <key>` (what OpenAI clients send) or `x-api-key`. */
@@ -52,8 +56,16 @@ const authPlugin: FastifyPluginAsync<AuthPluginOptions> = async (fastify: Fastif
   });
   const keyLimiter = fastify.createRateLimit({
     timeWindow: 60_000,
-    keyGenerator: (request) => `key:${request.apiKey?.id ?? request.ip}`,
-    max: (request) => request.apiKey?.rateLimitPerMinute ?? options.rateLimitPerMinute,
+    keyGenerator: (request) =>
+      request.apiKey === null
+        ? `key:${request.ip}`
+        : (options.rateLimitKey?.(request.apiKey) ?? `key:${request.apiKey.id}`),
+    max: (request) => {
+      const base = request.apiKey?.rateLimitPerMinute ?? options.rateLimitPerMinute;
+      return request.apiKey === null || options.rateLimitMax === undefined
+        ? base
+        : options.rateLimitMax(request.apiKey, base);
+    },
   });
   const failureLimiter = fastify.createRateLimit({
     timeWindow: 60_000,

@@ -20,6 +20,23 @@ export interface GatewayMetrics {
   readonly detections: Counter<'verdict'>;
   /** Engine-native mode: the live check of the engine's mark over a sliding window of completions. */
   readonly upstreamMark: UpstreamMarkMetrics;
+  /** Extraction monitoring: flagged principals, content-policy findings, the cost of observing. */
+  readonly monitoring: MonitoringMetrics;
+}
+
+export interface MonitoringMetrics {
+  /** Accounts flagged in the last risk report (refreshed periodically and on GET /v1/admin/risk). */
+  readonly flaggedAccounts: Gauge;
+  readonly flaggedClusters: Gauge;
+  /** Accounts the monitor holds state for. */
+  readonly accounts: Gauge;
+  readonly inputFindings: Counter<'rule' | 'policy'>;
+  readonly outputFindings: Counter<'rule' | 'policy'>;
+  /** Seconds to fingerprint and observe one prompt (off the request path). */
+  readonly observeDuration: Histogram;
+  readonly actions: Counter<'action'>;
+  /** Monitor events that could not be stored (the monitor kept them in memory). */
+  readonly persistFailures: Counter;
 }
 
 export interface UpstreamMarkMetrics {
@@ -178,6 +195,52 @@ const metricsPlugin: FastifyPluginAsync<MetricsPluginOptions> = async (fastify: 
         name: 'tracemark_upstream_mark_checks_total',
         help: "engine-native: live checks of the engine's mark by verdict",
         labelNames: ['verdict'],
+        registers: [registry],
+      }),
+    },
+    monitoring: {
+      flaggedAccounts: new Gauge({
+        name: 'tracemark_monitor_flagged_accounts',
+        help: 'accounts flagged by the extraction monitor in its last report',
+        registers: [registry],
+      }),
+      flaggedClusters: new Gauge({
+        name: 'tracemark_monitor_flagged_clusters',
+        help: 'clusters of linked accounts flagged by the extraction monitor in its last report',
+        registers: [registry],
+      }),
+      accounts: new Gauge({
+        name: 'tracemark_monitor_accounts',
+        help: 'accounts the extraction monitor holds state for',
+        registers: [registry],
+      }),
+      inputFindings: new Counter({
+        name: 'tracemark_input_findings_total',
+        help: 'prompt-injection findings of the input screening, by rule and policy action',
+        labelNames: ['rule', 'policy'],
+        registers: [registry],
+      }),
+      outputFindings: new Counter({
+        name: 'tracemark_output_findings_total',
+        help: 'secret and personal-data findings of the output audit, by rule and policy action',
+        labelNames: ['rule', 'policy'],
+        registers: [registry],
+      }),
+      observeDuration: new Histogram({
+        name: 'tracemark_monitor_observe_duration_seconds',
+        help: 'time to fingerprint and observe one prompt, off the request path',
+        buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025],
+        registers: [registry],
+      }),
+      actions: new Counter({
+        name: 'tracemark_risk_actions_total',
+        help: 'policy actions taken on accounts (throttle, review, suspend, clear)',
+        labelNames: ['action'],
+        registers: [registry],
+      }),
+      persistFailures: new Counter({
+        name: 'tracemark_monitor_persist_failures_total',
+        help: 'monitor events that could not be written to storage',
         registers: [registry],
       }),
     },

@@ -187,7 +187,7 @@ function logSuite(
       await old.setup(5);
       const upgraded = await old.open();
       try {
-        expect(await upgraded.migrations()).toEqual([1, 2]);
+        expect(await upgraded.migrations()).toEqual([1, 2, 3]);
         expect(await upgraded.logSize()).toBe(5);
         const records = await upgraded.listIssuance({ limit: 10 });
         expect(records.every((r) => r.normalizedOutputSha256 === null)).toBe(true);

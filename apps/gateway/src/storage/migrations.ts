@@ -74,6 +74,48 @@ const provenanceTables = (bigint: string, blob: string, withoutRowid: string) =>
 )${withoutRowid}`,
 ];
 
+/**
+ * Monitoring (migration 3): one row per observed prompt, with the prompt's fingerprint (hashed features,
+ * MinHash signature, skeleton hash), never its text; and the audit trail of the policy actions on accounts.
+ */
+const monitoringTables = (serial: string, bigint: string, blob: string) => [
+  `CREATE TABLE monitor_events (
+  id ${serial},
+  at TEXT NOT NULL,
+  account TEXT NOT NULL,
+  api_key_id TEXT NOT NULL,
+  completion_id TEXT,
+  endpoint TEXT NOT NULL,
+  subnet TEXT,
+  user_agent TEXT,
+  key_created_at TEXT,
+  prompt_tokens ${bigint} NOT NULL,
+  completion_tokens ${bigint} NOT NULL,
+  features ${blob} NOT NULL,
+  signature ${blob} NOT NULL,
+  skeleton ${bigint} NOT NULL,
+  skeleton_length INTEGER NOT NULL,
+  reasoning INTEGER NOT NULL,
+  enumeration INTEGER NOT NULL,
+  input_action TEXT NOT NULL,
+  input_findings TEXT NOT NULL,
+  output_action TEXT NOT NULL,
+  output_findings TEXT NOT NULL,
+  review INTEGER NOT NULL
+)`,
+  'CREATE INDEX monitor_events_at ON monitor_events (at)',
+  'CREATE INDEX monitor_events_account ON monitor_events (account, at)',
+  `CREATE TABLE risk_actions (
+  id ${serial},
+  at TEXT NOT NULL,
+  account TEXT NOT NULL,
+  action TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  admin_key_id TEXT NOT NULL
+)`,
+  'CREATE INDEX risk_actions_account ON risk_actions (account, id)',
+];
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -96,5 +138,11 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'provenance: Merkle log, checkpoints, log keys, epochs, near-duplicate index',
     sqlite: provenanceTables('INTEGER', 'BLOB', ' WITHOUT ROWID'),
     postgres: provenanceTables('BIGINT', 'BYTEA', ''),
+  },
+  {
+    version: 3,
+    name: 'monitoring: monitor events (prompt fingerprints, never prompts) and risk actions',
+    sqlite: monitoringTables('INTEGER PRIMARY KEY AUTOINCREMENT', 'INTEGER', 'BLOB'),
+    postgres: monitoringTables('BIGSERIAL PRIMARY KEY', 'BIGINT', 'BYTEA'),
   },
 ];

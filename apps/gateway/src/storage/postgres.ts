@@ -26,13 +26,18 @@ import {
   ISSUANCE_COLUMNS,
   issuanceFromRow,
   issuanceValues,
+  MONITOR_EVENT_COLUMNS,
+  monitorEventFromRow,
+  monitorEventValues,
   type Row,
+  riskActionFromRow,
 } from './rows.ts';
 import type {
   GatewayStorage,
   IssuanceInput,
   IssuanceRecord,
   ListIssuanceOptions,
+  ListMonitorEventsOptions,
   StorageOpenOptions,
   WatermarkEpoch,
 } from './types.ts';
@@ -54,6 +59,8 @@ const placeholders = (count: number, offset = 0) =>
 
 /** Rows per INSERT of issuance records: 19 parameters each, well under the protocol's 65,535. */
 const ISSUANCE_ROWS_PER_INSERT = 1000;
+/** Rows per INSERT of monitor events: 21 parameters each. */
+const MONITOR_EVENTS_PER_INSERT = 1000;
 
 export interface PostgresStorageOptions extends StorageOpenOptions {
   readonly connectionString: string;
@@ -364,6 +371,51 @@ export async function openPostgresStorage(options: PostgresStorageOptions): Prom
         [before],
       );
       return result.rowCount ?? 0;
+    },
+    async appendMonitorEvents(events) {
+      if (closed) throw new Error('storage is closed');
+      for (let from = 0; from < events.length; from += MONITOR_EVENTS_PER_INSERT) {
+        const rows = events.slice(from, from + MONITOR_EVENTS_PER_INSERT);
+        const width = MONITOR_EVENT_COLUMNS.length;
+        await query(
+          `INSERT INTO monitor_events (${MONITOR_EVENT_COLUMNS.join(', ')}) VALUES ${rows
+            .map((_, i) => `(${placeholders(width, i * width)})`)
+            .join(', ')}`,
+          rows.flatMap(monitorEventValues),
+        );
+      }
+    },
+    async listMonitorEvents(options: ListMonitorEventsOptions) {
+      const conditions = ['id > $1'];
+      const values: unknown[] = [options.afterId ?? 0];
+      if (options.since !== undefined) {
+        values.push(options.since);
+        conditions.push(`at >= $${values.length}`);
+      }
+      if (options.account !== undefined) {
+        values.push(options.account);
+        conditions.push(`account = $${values.length}`);
+      }
+      values.push(options.limit);
+      const rows = await query(
+        `SELECT * FROM monitor_events WHERE ${conditions.join(' AND ')} ORDER BY id LIMIT $${values.length}`,
+        values,
+      );
+      return rows.map(monitorEventFromRow);
+    },
+    async appendRiskAction(action) {
+      const rows = await query(
+        'INSERT INTO risk_actions (at, account, action, reason, admin_key_id) VALUES ($1, $2, $3, $4, $5) RETURNING *',
+        [action.at, action.account, action.action, action.reason, action.adminKeyId],
+      );
+      return riskActionFromRow(rows[0]!);
+    },
+    async listRiskActions(options = {}) {
+      const rows =
+        options.account === undefined
+          ? await query('SELECT * FROM risk_actions ORDER BY id')
+          : await query('SELECT * FROM risk_actions WHERE account = $1 ORDER BY id', [options.account]);
+      return rows.map(riskActionFromRow);
     },
     async migrations() {
       return (await query('SELECT version FROM schema_migrations ORDER BY version')).map((row) =>

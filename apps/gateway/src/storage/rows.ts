@@ -6,7 +6,13 @@ import {
   type Endpoint,
   type IssuanceInput,
   type IssuanceRecord,
+  type MonitorEventInput,
+  type PolicyAction,
+  type RecordedFinding,
+  type RiskActionKind,
+  type RiskActionRecord,
   type StoredCheckpoint,
+  type StoredMonitorEvent,
   tokensToBytes,
 } from './types.ts';
 
@@ -148,5 +154,107 @@ export function issuanceFromRow(row: Row): IssuanceRecord {
     numTokens: Number(row.num_tokens),
     outputTokens: tokens instanceof Uint8Array ? bytesToTokens(tokens) : null,
     finishReason: String(row.finish_reason),
+  };
+}
+
+export const MONITOR_EVENT_COLUMNS = [
+  'at',
+  'account',
+  'api_key_id',
+  'completion_id',
+  'endpoint',
+  'subnet',
+  'user_agent',
+  'key_created_at',
+  'prompt_tokens',
+  'completion_tokens',
+  'features',
+  'signature',
+  'skeleton',
+  'skeleton_length',
+  'reasoning',
+  'enumeration',
+  'input_action',
+  'input_findings',
+  'output_action',
+  'output_findings',
+  'review',
+] as const;
+
+/** Findings as stored: rule, category and severity only (a finding's text never reaches the database). */
+function findingsJson(findings: readonly RecordedFinding[]): string {
+  return JSON.stringify(
+    findings.map((finding) => ({
+      rule: finding.rule,
+      category: finding.category,
+      severity: finding.severity,
+    })),
+  );
+}
+
+export function monitorEventValues(event: MonitorEventInput): unknown[] {
+  const { fingerprint } = event;
+  return [
+    event.at,
+    event.account,
+    event.apiKeyId,
+    event.completionId,
+    event.endpoint,
+    event.subnet,
+    event.userAgent,
+    event.keyCreatedAt,
+    event.promptTokens,
+    event.completionTokens,
+    Buffer.from(tokensToBytes(fingerprint.features)),
+    Buffer.from(tokensToBytes(fingerprint.signature)),
+    fingerprint.skeleton,
+    fingerprint.skeletonLength,
+    fingerprint.reasoning ? 1 : 0,
+    fingerprint.enumeration ? 1 : 0,
+    event.inputAction,
+    findingsJson(event.inputFindings),
+    event.outputAction,
+    findingsJson(event.outputFindings),
+    event.review ? 1 : 0,
+  ];
+}
+
+export function monitorEventFromRow(row: Row): StoredMonitorEvent {
+  return {
+    id: Number(row.id),
+    at: String(row.at),
+    account: String(row.account),
+    apiKeyId: String(row.api_key_id),
+    completionId: stringOrNull(row.completion_id),
+    endpoint: String(row.endpoint) as Endpoint,
+    subnet: stringOrNull(row.subnet),
+    userAgent: stringOrNull(row.user_agent),
+    keyCreatedAt: stringOrNull(row.key_created_at),
+    promptTokens: Number(row.prompt_tokens),
+    completionTokens: Number(row.completion_tokens),
+    fingerprint: {
+      features: bytesToTokens(bytesOf(row.features)),
+      signature: bytesToTokens(bytesOf(row.signature)),
+      skeleton: Number(row.skeleton),
+      skeletonLength: Number(row.skeleton_length),
+      reasoning: Number(row.reasoning) === 1,
+      enumeration: Number(row.enumeration) === 1,
+    },
+    inputAction: String(row.input_action) as PolicyAction,
+    inputFindings: JSON.parse(String(row.input_findings)) as RecordedFinding[],
+    outputAction: String(row.output_action) as PolicyAction,
+    outputFindings: JSON.parse(String(row.output_findings)) as RecordedFinding[],
+    review: Number(row.review) === 1,
+  };
+}
+
+export function riskActionFromRow(row: Row): RiskActionRecord {
+  return {
+    id: Number(row.id),
+    at: String(row.at),
+    account: String(row.account),
+    action: String(row.action) as RiskActionKind,
+    reason: String(row.reason),
+    adminKeyId: String(row.admin_key_id),
   };
 }

@@ -18,7 +18,11 @@ import {
   bytesOf,
   checkpointFromRow,
   issuanceFromRow,
+  MONITOR_EVENT_COLUMNS,
+  monitorEventFromRow,
+  monitorEventValues,
   type Row,
+  riskActionFromRow,
 } from './rows.ts';
 import { prepareSqliteAppend } from './sqlite-append.ts';
 import type { SqliteWriterReply, SqliteWriterRequest, SqliteWriterStart } from './sqlite-writer.ts';
@@ -27,6 +31,7 @@ import type {
   IssuanceInput,
   IssuanceRecord,
   ListIssuanceOptions,
+  ListMonitorEventsOptions,
   NearDuplicateCandidate,
   StorageOpenOptions,
   WatermarkEpoch,
@@ -187,6 +192,37 @@ export function openSqliteStorage(path: string, options: StorageOpenOptions = {}
     'INSERT OR IGNORE INTO watermark_epochs (watermark_key_id, key_epoch, first_seen_at) VALUES (?, ?, ?)',
   );
   const selectEpochs = db.prepare('SELECT * FROM watermark_epochs ORDER BY first_seen_at, watermark_key_id');
+  // Monitor events (batches, about one a second) go through a connection of their own with synchronous =
+  // NORMAL: in WAL mode its commits do not wait for an fsync on the event loop; a crash may lose the last
+  // batch, which only the risk picture needs (the issuance records keep their own durable commits).
+  const monitorDb =
+    readonly || path === ':memory:'
+      ? db
+      : (() => {
+          const connection = new Database(path);
+          for (const pragma of ['journal_mode = WAL', 'synchronous = NORMAL', 'busy_timeout = 5000'])
+            connection.pragma(pragma);
+          return connection;
+        })();
+  const insertMonitorEvent = readonly
+    ? null
+    : monitorDb.prepare(
+        `INSERT INTO monitor_events (${MONITOR_EVENT_COLUMNS.join(', ')}) VALUES (${placeholders(MONITOR_EVENT_COLUMNS.length)})`,
+      );
+  const insertMonitorEvents =
+    insertMonitorEvent === null
+      ? null
+      : monitorDb.transaction((values: unknown[][]) => {
+          for (const row of values) insertMonitorEvent.run(...row);
+        });
+  const monitorEventQueries = new Map<string, Database.Statement>();
+  const insertRiskAction = readonly
+    ? null
+    : db.prepare(
+        'INSERT INTO risk_actions (at, account, action, reason, admin_key_id) VALUES (?, ?, ?, ?, ?) RETURNING *',
+      );
+  const selectRiskActions = db.prepare('SELECT * FROM risk_actions ORDER BY id');
+  const selectAccountRiskActions = db.prepare('SELECT * FROM risk_actions WHERE account = ? ORDER BY id');
 
   const readNode = (ref: NodeRef): Uint8Array => {
     const row = selectNode.get(ref.level, ref.index) as Row | undefined;
@@ -322,6 +358,46 @@ export function openSqliteStorage(path: string, options: StorageOpenOptions = {}
     async pruneIssuedTokens(before) {
       return prune.run(before).changes;
     },
+    async appendMonitorEvents(events) {
+      if (closed) throw new Error('storage is closed');
+      if (insertMonitorEvents === null) throw new Error('storage is opened read-only');
+      if (events.length > 0) insertMonitorEvents(events.map(monitorEventValues));
+    },
+    async listMonitorEvents(options: ListMonitorEventsOptions) {
+      const conditions = ['id > ?'];
+      const values: unknown[] = [options.afterId ?? 0];
+      if (options.since !== undefined) {
+        conditions.push('at >= ?');
+        values.push(options.since);
+      }
+      if (options.account !== undefined) {
+        conditions.push('account = ?');
+        values.push(options.account);
+      }
+      const text = `SELECT * FROM monitor_events WHERE ${conditions.join(' AND ')} ORDER BY id LIMIT ?`;
+      let statement = monitorEventQueries.get(text);
+      if (statement === undefined) monitorEventQueries.set(text, (statement = db.prepare(text)));
+      return (statement.all(...values, options.limit) as Row[]).map(monitorEventFromRow);
+    },
+    async appendRiskAction(action) {
+      if (insertRiskAction === null) throw new Error('storage is opened read-only');
+      return riskActionFromRow(
+        insertRiskAction.get(
+          action.at,
+          action.account,
+          action.action,
+          action.reason,
+          action.adminKeyId,
+        ) as Row,
+      );
+    },
+    async listRiskActions(options = {}) {
+      const rows =
+        options.account === undefined
+          ? selectRiskActions.all()
+          : selectAccountRiskActions.all(options.account);
+      return (rows as Row[]).map(riskActionFromRow);
+    },
     async migrations() {
       return (db.prepare('SELECT version FROM schema_migrations ORDER BY version').all() as Row[]).map(
         (row) => Number(row.version),
@@ -333,6 +409,7 @@ export function openSqliteStorage(path: string, options: StorageOpenOptions = {}
       await group.idle();
       closed = true;
       await writer?.close();
+      if (monitorDb !== db) monitorDb.close();
       db.close();
     },
   };

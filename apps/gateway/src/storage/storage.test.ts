@@ -70,9 +70,9 @@ function storageSuite(
     });
 
     it('migrates once: reopening applies nothing new', async () => {
-      expect(await storage.migrations()).toEqual([1, 2]);
+      expect(await storage.migrations()).toEqual([1, 2, 3]);
       const again = await reopen();
-      expect(await again.migrations()).toEqual([1, 2]);
+      expect(await again.migrations()).toEqual([1, 2, 3]);
       await again.close();
       await storage.ping();
     });

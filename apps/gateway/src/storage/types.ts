@@ -1,4 +1,5 @@
 /** One storage interface, two implementations (SQLite, PostgreSQL); the same test suite runs on both. */
+import type { PromptFingerprint } from '@tracemark/monitoring';
 import type { NodeRef } from '@tracemark/provenance';
 import type { ApiKeyRecord } from '../api-keys.ts';
 
@@ -93,6 +94,72 @@ export interface IssuanceAccount {
   readonly numTokens: number;
 }
 
+/** A finding of the input screening or the output audit as recorded: the rule, never the matched text. */
+export interface RecordedFinding {
+  readonly rule: string;
+  readonly category: string;
+  readonly severity: 'high' | 'medium' | 'low';
+}
+
+/** What a content policy did to a request: nothing found, recorded, redacted, or refused. */
+export type PolicyAction = 'none' | 'flag' | 'redact' | 'refuse';
+
+/** One observed prompt (of one request), as the monitor saw it: its fingerprint, never its text. */
+export interface MonitorEventInput {
+  /** ISO 8601 UTC. */
+  readonly at: string;
+  readonly account: string;
+  readonly apiKeyId: string;
+  /** The completion it belongs to; null for a request refused before generation. */
+  readonly completionId: string | null;
+  readonly endpoint: Endpoint;
+  /** The client's /24 (IPv4) or /48 (IPv6), never the address. */
+  readonly subnet: string | null;
+  readonly userAgent: string | null;
+  /** When the API key was created (ISO). */
+  readonly keyCreatedAt: string | null;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  readonly fingerprint: PromptFingerprint;
+  readonly inputAction: PolicyAction;
+  readonly inputFindings: readonly RecordedFinding[];
+  readonly outputAction: PolicyAction;
+  readonly outputFindings: readonly RecordedFinding[];
+  /** The account was under the `review` action when it was served. */
+  readonly review: boolean;
+}
+
+export interface StoredMonitorEvent extends MonitorEventInput {
+  /** Increasing in insertion order. */
+  readonly id: number;
+}
+
+export interface ListMonitorEventsOptions {
+  /** Events with id greater than this. */
+  readonly afterId?: number;
+  /** Events at or after this time (ISO). */
+  readonly since?: string;
+  readonly account?: string;
+  readonly limit: number;
+}
+
+export type RiskActionKind = 'throttle' | 'review' | 'suspend' | 'clear';
+
+/** A policy action on an account, as the audit trail records it. */
+export interface RiskActionInput {
+  /** ISO 8601 UTC. */
+  readonly at: string;
+  readonly account: string;
+  readonly action: RiskActionKind;
+  readonly reason: string;
+  /** The admin API key that took it. */
+  readonly adminKeyId: string;
+}
+
+export interface RiskActionRecord extends RiskActionInput {
+  readonly id: number;
+}
+
 /** How to open storage. */
 export interface StorageOpenOptions {
   /**
@@ -155,6 +222,14 @@ export interface GatewayStorage {
   sumTokensSince(apiKeyId: string, since: string): Promise<number>;
   /** Drops the output tokens of records created before `before` (ISO); hashes and counts stay. */
   pruneIssuedTokens(before: string): Promise<number>;
+  /** Appends monitor events in one transaction. */
+  appendMonitorEvents(events: readonly MonitorEventInput[]): Promise<void>;
+  /** Monitor events in id order. */
+  listMonitorEvents(options: ListMonitorEventsOptions): Promise<StoredMonitorEvent[]>;
+  /** Records a policy action (the audit trail is append-only). */
+  appendRiskAction(action: RiskActionInput): Promise<RiskActionRecord>;
+  /** Policy actions in id order (oldest first), of one account or of all. */
+  listRiskActions(options?: { readonly account?: string }): Promise<RiskActionRecord[]>;
   /** Applied migration versions, ascending. */
   migrations(): Promise<number[]>;
   close(): Promise<void>;

@@ -1,0 +1,238 @@
+/**
+ * `tracemark monitor --issued DB_OR_URL [--since T] [--at T] [--json]`: the extraction-risk report the
+ * gateway serves at GET /v1/admin/risk, computed from its stored monitor events (prompt fingerprints, never
+ * prompts) and policy actions: a SQLite file or data directory (read-only) or a postgres:// URL; or read
+ * from a running gateway (http(s):// URL, admin key from --api-key-env). Accounts and clusters by score, with
+ * the reasons; JSON with --json.
+ */
+import type { GatewayStorage } from '@tracemark/gateway';
+import type { Command } from 'commander';
+import { CliError, type CliIo, EXIT } from '../io.ts';
+import { describeTarget, isHttpUrl, openIssuedStorage } from '../scan-issued.ts';
+import { loadGateway } from './serve.ts';
+
+/** One reason, as the report carries it (the fields the table shows; --json prints all of them). */
+interface ReasonRow {
+  readonly code: string;
+  readonly message: string;
+}
+
+export interface RiskReportRows {
+  readonly at: number;
+  readonly accounts: readonly {
+    readonly account: string;
+    readonly score: number;
+    readonly flagged: boolean;
+    readonly cluster: string | null;
+    readonly status: string;
+    readonly reasons: readonly ReasonRow[];
+  }[];
+  readonly clusters: readonly {
+    readonly id: string;
+    readonly accounts: readonly string[];
+    readonly score: number;
+    readonly flagged: boolean;
+    readonly reasons: readonly ReasonRow[];
+  }[];
+}
+
+/** Computes the report from storage (the gateway's riskReportFromStorage). */
+export type LoadRiskReport = (
+  storage: GatewayStorage,
+  options: { readonly since?: string; readonly at?: number },
+) => Promise<RiskReportRows & { readonly events?: number }>;
+
+interface MonitorOptions {
+  issued: string;
+  since?: string;
+  at?: string;
+  apiKeyEnv?: string;
+  json?: boolean;
+}
+
+const UNITS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** An ISO 8601 time, or a duration before `now` (`90m`, `24h`, `7d`); milliseconds. */
+export function parseTime(flag: string, value: string, now: number): number {
+  const relative = /^(\d+(?:\.\d+)?)([smhd])$/.exec(value.trim());
+  if (relative !== null) return now - Number(relative[1]) * UNITS[relative[2]!]!;
+  const parsed = Date.parse(value);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(parsed)) {
+    throw new CliError(
+      'TM_ERR_USAGE',
+      `${flag}: expected an ISO 8601 time (2026-12-01T00:00:00Z) or a duration before now (90m, 24h, 7d), got "${value}"`,
+      EXIT.usage,
+    );
+  }
+  return parsed;
+}
+
+/** The gateway's own function; absent from a gateway package without monitoring. */
+async function gatewayRiskReport(storage: GatewayStorage, options: { since?: string; at?: number }) {
+  const gateway = (await loadGateway('tracemark monitor --issued with a database')) as unknown as {
+    riskReportFromStorage?: LoadRiskReport;
+  };
+  if (gateway.riskReportFromStorage === undefined) {
+    throw new CliError(
+      'TM_ERR_GATEWAY_MISSING',
+      'tracemark monitor needs a version of @tracemark/gateway with extraction monitoring (riskReportFromStorage); update it',
+      EXIT.io,
+    );
+  }
+  return gateway.riskReportFromStorage(storage, options);
+}
+
+async function fromGateway(target: string, options: MonitorOptions, io: CliIo): Promise<RiskReportRows> {
+  const variable = options.apiKeyEnv ?? 'TRACEMARK_API_KEY';
+  const key = io.env[variable];
+  if (key === undefined || key === '') {
+    throw new CliError(
+      'TM_ERR_USAGE',
+      `--issued with a gateway URL needs an admin API key in $${variable} (--api-key-env)`,
+      EXIT.usage,
+    );
+  }
+  if (options.since !== undefined || options.at !== undefined) {
+    throw new CliError(
+      'TM_ERR_USAGE',
+      '--since and --at apply to a database; a gateway reports its live window',
+      EXIT.usage,
+    );
+  }
+  let response: Response;
+  try {
+    response = await fetch(new URL('/v1/admin/risk', target), {
+      headers: { authorization: `Bearer ${key}` },
+    });
+  } catch (error) {
+    throw new CliError(
+      'TM_ERR_ISSUED',
+      `--issued: cannot reach ${describeTarget(target)}: ${(error as Error).message}`,
+      EXIT.io,
+    );
+  }
+  const body = (await response.json().catch(() => null)) as { error?: { message?: string } } | null;
+  if (!response.ok || body === null) {
+    throw new CliError(
+      'TM_ERR_ISSUED',
+      `--issued: ${describeTarget(target)} answered ${response.status}${body?.error?.message === undefined ? '' : `: ${body.error.message}`}`,
+      EXIT.io,
+    );
+  }
+  return body as unknown as RiskReportRows;
+}
+
+function table(rows: readonly string[][]): string {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  return rows
+    .map((row) =>
+      row
+        .map((cell, column) => cell.padEnd(widths[column]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+const reasonCodes = (reasons: readonly ReasonRow[]) =>
+  reasons.length === 0 ? '-' : reasons.map((r) => r.code).join(',');
+
+/** The report as two tables: accounts, then clusters. */
+export function renderRiskReport(report: RiskReportRows): string {
+  const lines: string[] = [`risk at ${new Date(report.at).toISOString()}`];
+  if (report.accounts.length === 0) lines.push('no account active in the window');
+  else {
+    lines.push(
+      table([
+        ['ACCOUNT', 'SCORE', 'FLAGGED', 'STATUS', 'CLUSTER', 'REASONS'],
+        ...report.accounts.map((entry) => [
+          entry.account,
+          entry.score.toFixed(3),
+          entry.flagged ? 'yes' : 'no',
+          entry.status,
+          entry.cluster ?? '-',
+          reasonCodes(entry.reasons),
+        ]),
+      ]),
+    );
+  }
+  if (report.clusters.length > 0) {
+    lines.push(
+      '',
+      table([
+        ['CLUSTER', 'SCORE', 'FLAGGED', 'ACCOUNTS', 'REASONS'],
+        ...report.clusters.map((cluster) => [
+          cluster.id,
+          cluster.score.toFixed(3),
+          cluster.flagged ? 'yes' : 'no',
+          cluster.accounts.join(','),
+          reasonCodes(cluster.reasons),
+        ]),
+      ]),
+    );
+  }
+  const flagged = report.accounts.filter((entry) => entry.flagged);
+  if (flagged.length > 0) {
+    lines.push('', 'flagged accounts:');
+    for (const entry of flagged) {
+      lines.push(`  ${entry.account}`);
+      for (const reason of entry.reasons) lines.push(`    ${reason.code}: ${reason.message}`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export function registerMonitor(
+  program: Command,
+  io: CliIo,
+  setExit: (code: number) => void,
+  loadReport: LoadRiskReport = gatewayRiskReport,
+): void {
+  program
+    .command('monitor')
+    .description(
+      "the extraction-risk report (accounts, clusters of linked accounts, reasons) from the gateway's stored monitor events, as GET /v1/admin/risk gives it",
+    )
+    .requiredOption(
+      '--issued <db-or-url>',
+      "the gateway's SQLite file or data directory (read-only), a postgres:// URL, or an http(s):// gateway (admin key from --api-key-env)",
+    )
+    .option(
+      '--since <time>',
+      "first event replayed: ISO 8601 or a duration before --at (default: the monitor's longest window, 24h)",
+    )
+    .option('--at <time>', 'the time the report is for: ISO 8601 or a duration before now (default: now)')
+    .option(
+      '--api-key-env <var>',
+      'environment variable holding an admin API key (gateway URL form)',
+      'TRACEMARK_API_KEY',
+    )
+    .option('--json', 'print the report as JSON (the shape of GET /v1/admin/risk)')
+    .action(async (options: MonitorOptions) => {
+      let report: RiskReportRows;
+      if (isHttpUrl(options.issued)) report = await fromGateway(options.issued, options, io);
+      else {
+        const now = Date.now();
+        const at = options.at === undefined ? now : parseTime('--at', options.at, now);
+        const since =
+          options.since === undefined
+            ? undefined
+            : new Date(parseTime('--since', options.since, at)).toISOString();
+        const storage = await openIssuedStorage(options.issued);
+        try {
+          const { events: _events, ...rest } = await loadReport(storage, {
+            at,
+            ...(since === undefined ? {} : { since }),
+          });
+          report = rest;
+        } catch (error) {
+          if (error instanceof CliError) throw error;
+          throw new CliError('TM_ERR_ISSUED', `--issued: ${(error as Error).message}`, EXIT.io);
+        } finally {
+          await storage.close();
+        }
+      }
+      io.stdout.write(options.json ? `${JSON.stringify(report)}\n` : renderRiskReport(report));
+      setExit(EXIT.ok);
+    });
+}
