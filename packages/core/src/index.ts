@@ -211,6 +211,16 @@ export {
 } from './scoring.ts';
 export { createSipHasher, type SipHasher, siphashHex } from './siphash.ts';
 export {
+  createNgramCounts,
+  type Learnability,
+  log10HypergeometricSf,
+  type NgramCounts,
+  type SpoofTestGroup,
+  type SpoofTestOptions,
+  type SpoofTestResult,
+  spoofTest,
+} from './spoof-test.ts';
+export {
   bonferroniLog10,
   holmAdjustLog10,
   log10BinomialCdf,
@@ -223,5 +233,16 @@ export {
   wilsonInterval,
   zScore,
 } from './statistics.ts';
+export {
+  ACCOUNT_KEY_LABEL_PREFIX,
+  type AccountKeyOptions,
+  accountCohort,
+  accountKeyLabel,
+  COHORT_KEY_LABEL_PREFIX,
+  COHORT_SALT,
+  deriveAccountKey,
+  MAX_ACCOUNT_ID_BYTES,
+  MAX_COHORTS,
+} from './subkeys.ts';
 export { createWatermarker, type Watermarker, type WatermarkerOptions } from './watermarker.ts';
 export { forEachWindow } from './windows.ts';
