@@ -4,6 +4,7 @@
  * storage (migrated), Redis, the backend (an upstream is probed and refused if it cannot be watermarked), and
  * on a fresh store a development API key, saved 0600 under the data directory and shown once.
  */
+
 import { join } from 'node:path';
 import { deriveSubkey, type WatermarkKey } from '@tracemark/core';
 import {
@@ -16,11 +17,12 @@ import {
 } from '@tracemark/detection';
 import { getTokenizer, isTokenizerId } from '@tracemark/tokenizers';
 import { Redis } from 'ioredis';
-import type { EngineNativeServices, GatewayServices } from './app.ts';
+import { createAccountKeys, parseAccountKeyMode } from './account-keys.ts';
 import { createEmbeddedBackend } from './backends/embedded.ts';
 import type { Backend } from './backends/types.ts';
 import { createUpstreamBackend } from './backends/upstream.ts';
 import { ConfigError, type GatewayConfig } from './config.ts';
+import type { EngineNativeServices, GatewayServices } from './context.ts';
 import {
   DEV_API_KEY_FILE,
   ensureDataDir,
@@ -202,12 +204,21 @@ export async function prepareGateway(config: GatewayConfig): Promise<PreparedGat
       const before = new Date(Date.now() - config.issuanceTokenRetentionDays * 86_400_000).toISOString();
       await storage.pruneIssuedTokens(before);
     }
+    const accountKeys = createAccountKeys({
+      mode: parseAccountKeyMode(config.accountKeys)!,
+      servingKey: watermarkKey as WatermarkKey,
+      keyEpoch: config.keyEpoch,
+      specialTokenIds: backend.tokenizer.specialTokenIds,
+      register: (keyId, keyEpoch) =>
+        storage.registerWatermarkEpoch(keyId, keyEpoch, new Date().toISOString()),
+    });
     const services: GatewayServices = {
       config,
       storage,
       backend,
       watermarkKey,
       keyEpoch: config.keyEpoch,
+      accountKeys,
       rootWatermarkKey: loaded.key,
       logSigningKey: logKey.key,
       serverSecret,

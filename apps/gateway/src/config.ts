@@ -1,6 +1,8 @@
 /** The gateway's configuration: command-line flags over environment variables over defaults. */
+
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { parseAccountKeyMode } from './account-keys.ts';
 
 export type UpstreamApi = 'auto' | 'chat' | 'completions';
 
@@ -16,6 +18,11 @@ export interface GatewayConfig {
   readonly keyFile: string | null;
   /** Epoch label: generation uses the sub-key `epoch/<label>` of the key (spec §2.2); null: the key itself. */
   readonly keyEpoch: string | null;
+  /**
+   * `off` (every account under the serving key), `account` (each account under its own sub-key) or
+   * `cohort:N` (accounts in N keyed cohorts): see account-keys.ts and docs/decisions/2026-12-04-stealing.md.
+   */
+  readonly accountKeys: string;
   /**
    * Origin (C2SP checkpoint identity) of the issuance log, used when its signing key is created on first
    * start; null: `tracemark-gateway/<random hex>`.
@@ -119,6 +126,7 @@ export const ENVIRONMENT_VARIABLES: Readonly<Record<string, string>> = {
   TRACEMARK_DATA_DIR: 'dataDir',
   TRACEMARK_KEY_FILE: 'keyFile',
   TRACEMARK_KEY_EPOCH: 'keyEpoch',
+  TRACEMARK_ACCOUNT_KEYS: 'accountKeys',
   TRACEMARK_LOG_ORIGIN: 'logOrigin',
   TRACEMARK_UPSTREAM_URL: 'upstreamUrl',
   TRACEMARK_UPSTREAM_API_KEY: 'upstreamApiKey',
@@ -187,6 +195,7 @@ const DEFAULTS: Omit<GatewayConfig, 'dataDir'> = {
   host: '127.0.0.1',
   keyFile: null,
   keyEpoch: null,
+  accountKeys: 'off',
   logOrigin: null,
   upstreamUrl: null,
   upstreamApiKey: null,
@@ -283,6 +292,16 @@ export function resolveConfig(
         `${describe('keyEpoch')} does not apply with ${describe('upstreamWatermarkFile')}: the engine marks with the key file's key, not an epoch sub-key`,
       );
     }
+    if (merged.accountKeys !== 'off') {
+      throw new ConfigError(
+        `${describe('accountKeys')} does not apply with ${describe('upstreamWatermarkFile')}: the engine marks every output with its own key`,
+      );
+    }
+  }
+  if (parseAccountKeyMode(String(merged.accountKeys)) === null) {
+    throw new ConfigError(
+      `${describe('accountKeys')} must be off, account or cohort:N (N from 1 to 4294967295), got ${String(merged.accountKeys)}`,
+    );
   }
   for (const field of ['inputPolicy', 'outputPolicy'] as const) {
     if (!CONTENT_POLICIES.includes(merged[field] as ContentPolicy)) {

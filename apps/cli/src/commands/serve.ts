@@ -56,6 +56,7 @@ export interface ServeOptions {
   readonly outputPolicy?: string;
   readonly clusterLimits?: boolean;
   readonly throttledRateLimitPerMinute?: number;
+  readonly accountKeys?: string;
 }
 
 /** Starts the gateway and resolves once it has closed (on SIGINT / SIGTERM, or when `stop` aborts). */
@@ -85,6 +86,7 @@ export async function startGateway(
     outputPolicy: options.outputPolicy as GatewayConfigInput['outputPolicy'],
     clusterLimits: options.clusterLimits,
     throttledRateLimitPerMinute: options.throttledRateLimitPerMinute,
+    accountKeys: options.accountKeys,
   };
   const gateway = await loadGateway('tracemark serve');
   let running: RunningGateway;
@@ -211,6 +213,10 @@ export function registerServe(program: Command, io: CliIo, setExit: (code: numbe
     .option(
       '--upstream-watermark <file>',
       "engine-native mode: the upstream engine marks its own output with this key (a tracemark key its processor uses, or a vLLM, transformers, SynthID or SGLang key from `tracemark keygen`); the gateway streams the engine's completions through, records them, and refuses to start unless they carry the mark (TRACEMARK_UPSTREAM_WATERMARK)",
+    )
+    .option(
+      '--account-keys <mode>',
+      "off, account (each account's output under its own sub-key of the serving key) or cohort:N (TRACEMARK_ACCOUNT_KEYS; default off; see docs/decisions/2026-12-04-stealing.md)",
     )
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (TRACEMARK_LOG_LEVEL)')
     .option(

@@ -49,7 +49,8 @@ export function createCompletionHandler(
   const prepare = createRequestStage(fastify);
   const shaper = createShaper(stages.shaping);
   const { session } = stages;
-  const record = (
+  const { accountKeys } = stages.issuance;
+  const record = async (
     request: FastifyRequest,
     prepared: PreparedCompletion,
     completionId: string,
@@ -58,7 +59,14 @@ export function createCompletionHandler(
     recordIssuance(
       fastify,
       request,
-      issuanceRecords(stages.issuance, request, prepared, completionId, results),
+      issuanceRecords(
+        stages.issuance,
+        request,
+        prepared,
+        completionId,
+        results,
+        accountKeys == null ? null : await accountKeys.forAccount(prepared.account),
+      ),
     );
   const countUsage = (prepared: PreparedCompletion, results: readonly ChoiceResult[]) => {
     const usage = usageOf(prepared, results);

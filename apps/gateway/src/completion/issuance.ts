@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { minhashSignature } from '@tracemark/provenance';
 import { normalizeText, type Tokenizer } from '@tracemark/tokenizers';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { AccountKeys } from '../account-keys.ts';
 import { GatewayError } from '../errors.ts';
 import type { IssuanceInput } from '../storage/types.ts';
 import type { ChoiceResult, PreparedCompletion } from './types.ts';
@@ -16,6 +17,8 @@ export interface IssuanceContext {
   readonly keyEpoch: string | null;
   readonly backendKind: IssuanceInput['backend'];
   readonly retainTokens: boolean;
+  /** Per-account sub-keys: the records name the account's key instead of `watermarkKeyId`. */
+  readonly accountKeys?: AccountKeys | null;
 }
 
 export function issuanceRecords(
@@ -24,6 +27,7 @@ export function issuanceRecords(
   prepared: PreparedCompletion,
   completionId: string,
   results: readonly ChoiceResult[],
+  key: { readonly keyId: string; readonly keyEpoch: string } | null = null,
 ): IssuanceInput[] {
   const createdAt = new Date().toISOString();
   return results.map((result) => ({
@@ -36,8 +40,8 @@ export function issuanceRecords(
     endpoint: prepared.endpoint,
     model: prepared.model,
     backend: context.backendKind,
-    watermarkKeyId: context.watermarkKeyId,
-    keyEpoch: context.keyEpoch,
+    watermarkKeyId: key === null ? context.watermarkKeyId : key.keyId,
+    keyEpoch: key === null ? context.keyEpoch : key.keyEpoch,
     promptSha256: sha256(result.prompt.text),
     outputSha256: sha256(result.text),
     normalizedOutputSha256: sha256(normalizeText(result.text)),

@@ -322,6 +322,7 @@ export function createRequestStage(fastify: FastifyInstance): RequestStage {
       stream: body.stream === true,
       includeUsage: options?.include_usage === true,
       topLogprobs,
+      account: request.apiKey!.account,
     };
   };
 }

@@ -4,6 +4,7 @@
  * completion through (engine-native.ts).
  */
 import { createRandom, type Watermarker } from '@tracemark/core';
+import type { AccountKeys } from '../account-keys.ts';
 import type { Backend, ChoiceRequest, GeneratedStep } from '../backends/types.ts';
 import { type ChoiceOutcome, runChoice } from '../generation/run-choice.ts';
 import type { ChoiceTask, PreparedCompletion } from './types.ts';
@@ -25,11 +26,16 @@ export interface CompletionSession {
 }
 
 /** The gateway samples every token itself, with its watermark (embedded model, or an upstream's logprobs). */
-export function samplingSession(backend: Backend, watermarker: Watermarker): CompletionSession {
+export function samplingSession(
+  backend: Backend,
+  watermarker: Watermarker,
+  accountKeys: AccountKeys | null = null,
+): CompletionSession {
   const choiceRequest = (
     prepared: PreparedCompletion,
     task: ChoiceTask,
     signal: AbortSignal,
+    watermarker: Watermarker,
   ): ChoiceRequest => ({
     model: prepared.model,
     promptTokens: task.prompt.tokens,
@@ -45,10 +51,15 @@ export function samplingSession(backend: Backend, watermarker: Watermarker): Com
     topLogprobs: prepared.topLogprobs,
   });
   return {
-    run: (prepared, task, signal, hooks) =>
+    run: async (prepared, task, signal, hooks) =>
       runChoice({
         backend,
-        request: choiceRequest(prepared, task, signal),
+        request: choiceRequest(
+          prepared,
+          task,
+          signal,
+          accountKeys === null ? watermarker : (await accountKeys.forAccount(prepared.account)).watermarker,
+        ),
         stops: prepared.stops,
         onToken: hooks.onToken,
         ...(hooks.onDelta === undefined ? {} : { onDelta: hooks.onDelta }),

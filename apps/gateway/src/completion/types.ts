@@ -25,6 +25,8 @@ export interface PreparedCompletion {
   readonly stream: boolean;
   readonly includeUsage: boolean;
   readonly topLogprobs: number | null;
+  /** The requesting API key's account (per-account keys mark its output with its own sub-key). */
+  readonly account: string;
 }
 
 /** One choice to generate: its prompt and its index among the response's choices. */

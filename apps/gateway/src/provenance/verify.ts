@@ -3,9 +3,9 @@
  * key epoch (Holm-corrected; the shared detection path of `tracemark detect`), per-token and per-segment
  * localization, and the signed evidence report (DSSE envelope, in-toto Statement v1).
  */
+
 import { createHash } from 'node:crypto';
 import {
-  deriveSubkey,
   type KeyDetection,
   log10BinomialSf,
   type TokenStatusName,
@@ -41,8 +41,9 @@ import {
   toHex,
 } from '@tracemark/provenance';
 import { normalizeText, type Tokenizer } from '@tracemark/tokenizers';
+import { keyForStoredEpoch } from '../account-keys.ts';
 import type { ApiKeyRecord } from '../api-keys.ts';
-import type { GatewayContext } from '../app.ts';
+import type { GatewayContext } from '../context.ts';
 import { GatewayError, onClientInput } from '../errors.ts';
 import type { IssuanceRecord } from '../storage/types.ts';
 import type { KeyRef } from '../work/tasks.ts';
@@ -372,8 +373,8 @@ export function createVerifier(context: GatewayContext, softwareVersion: string,
         epoch.keyEpoch === null
           ? { key: rootWatermarkKey, ref: { kind: 'root' } }
           : {
-              key: deriveSubkey(rootWatermarkKey as WatermarkKey, `epoch/${epoch.keyEpoch}`),
-              ref: { kind: 'subkey', label: `epoch/${epoch.keyEpoch}` },
+              key: keyForStoredEpoch(rootWatermarkKey as WatermarkKey, epoch.keyEpoch),
+              ref: { kind: 'subkey', label: epoch.keyEpoch },
             };
       // Epochs of another key file (the database was shared with one) cannot be tested here.
       if (tested.key.keyId === epoch.watermarkKeyId) seen.set(tested.key.keyId, tested);

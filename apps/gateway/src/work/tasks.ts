@@ -4,10 +4,10 @@
  * worker threads (`worker.ts`), so a number never depends on where it was computed; detection is always
  * `createTextDetector` of @tracemark/detection, the path of `tracemark detect --json`.
  */
+
 import {
   createWatermarkKey,
   DEFAULT_FPR,
-  deriveSubkey,
   type SchemeName,
   type SchemeParams,
   type WatermarkKey,
@@ -47,6 +47,7 @@ import {
   signEvidence,
 } from '@tracemark/provenance';
 import type { Tokenizer } from '@tracemark/tokenizers';
+import { keyForStoredEpoch } from '../account-keys.ts';
 import { clientInputParam, type GatewayErrorCode, onClientInput, unprocessableMessage } from '../errors.ts';
 import { analyzeVerification, type VerifyAnalysis, type VerifyInput } from '../provenance/verify.ts';
 
@@ -124,6 +125,7 @@ export interface WorkKeys {
 export type KeyRef =
   | { readonly kind: 'current' }
   | { readonly kind: 'root' }
+  /** A registered sub-key: its stored `key_epoch` value (account-keys.ts: an epoch, an account's, …). */
   | { readonly kind: 'subkey'; readonly label: string };
 
 export interface DetectTask {
@@ -260,7 +262,7 @@ export function createWorkContext(keys: WorkKeys): WorkContext {
     if (isForeignKey(root)) throw new Error(`an engine's key (${root.keyId}) has no sub-keys`);
     let key = subkeys.get(ref.label);
     if (key === undefined) {
-      key = deriveSubkey(root as WatermarkKey, ref.label);
+      key = keyForStoredEpoch(root as WatermarkKey, ref.label);
       if (subkeys.size < 256) subkeys.set(ref.label, key);
     }
     return key;
