@@ -43,11 +43,10 @@ import {
 import { normalizeText, type Tokenizer } from '@tracemark/tokenizers';
 import { keyForStoredEpoch } from '../account-keys.ts';
 import type { ApiKeyRecord } from '../api-keys.ts';
-import type { GatewayContext } from '../context.ts';
 import { GatewayError, onClientInput } from '../errors.ts';
-import type { IssuanceRecord } from '../storage/types.ts';
-import type { KeyRef } from '../work/tasks.ts';
+import type { GatewayStorage, IssuanceRecord } from '../storage/types.ts';
 import { calibrationFor } from './calibration.ts';
+import type { IssuanceLog } from './issuance-log.ts';
 import { leafHashOf, leafRecordOf } from './leaf.ts';
 
 /** The tokenizer normalization (spec §6, @tracemark/tokenizers `normalizeText`), as reports name it. */
@@ -222,6 +221,8 @@ export interface VerifyAnalysis {
   readonly decoded: string | null;
   readonly sha256: string;
   readonly normalizedSha256: string;
+  /** SHA-256 of the normalized text without whitespace at its end; null when it ends with none. */
+  readonly trimmedSha256: string | null;
   readonly reported: {
     readonly keyId: string;
     readonly scheme: string;
@@ -270,6 +271,7 @@ export function analyzeVerification(detectors: VerifyDetectors, input: VerifyInp
     decoded,
     sha256: sha256(content),
     normalizedSha256: sha256(normalized),
+    trimmedSha256: normalized.trimEnd() === normalized ? null : sha256(normalized.trimEnd()),
     minhash: minhashSignature(canonical),
   };
   if (windowed === null) {
@@ -342,6 +344,16 @@ export function analyzeVerification(detectors: VerifyDetectors, input: VerifyInp
   };
 }
 
+/**
+ * A watermark key named without its secret: the serving key, the root key, or a sub-key of the root. It is
+ * here, not in work/tasks.ts (which runs this module on a work thread), so the two never import each other.
+ */
+export type KeyRef =
+  | { readonly kind: 'current' }
+  | { readonly kind: 'root' }
+  /** A registered sub-key: its stored `key_epoch` value (account-keys.ts: an epoch, an account's, …). */
+  | { readonly kind: 'subkey'; readonly label: string };
+
 /** A key a verification tests, with how a worker finds it again without its secret. */
 export interface TestedKey {
   readonly key: AnyWatermarkKey;
@@ -361,7 +373,22 @@ export interface VerifyWork {
   sign(predicate: EvidencePredicate, text: string): Promise<DsseEnvelope>;
 }
 
-export function createVerifier(context: GatewayContext, softwareVersion: string, work: VerifyWork): Verifier {
+/**
+ * What a verifier reads of the gateway's context (GatewayContext has it). Not GatewayContext itself: that
+ * names the work pool, whose tasks run this module, and the imports would go round in a circle.
+ */
+export interface VerifierContext {
+  readonly storage: GatewayStorage;
+  readonly issuanceLog: IssuanceLog;
+  readonly watermarkKey: AnyWatermarkKey;
+  readonly rootWatermarkKey: AnyWatermarkKey;
+}
+
+export function createVerifier(
+  context: VerifierContext,
+  softwareVersion: string,
+  work: VerifyWork,
+): Verifier {
   const { storage, issuanceLog, rootWatermarkKey } = context;
 
   const testedKeys = async (): Promise<TestedKey[]> => {
@@ -388,10 +415,23 @@ export function createVerifier(context: GatewayContext, softwareVersion: string,
   const findMatch = async (
     contentSha256: string,
     normalizedSha256: string,
+    trimmedSha256: string | null,
     signature: Uint32Array,
-  ): Promise<{ record: IssuanceRecord; match: 'exact' | 'near-duplicate'; similarity: number } | null> => {
+  ): Promise<{
+    record: IssuanceRecord;
+    match: 'exact' | 'near-duplicate';
+    similarity: number;
+    /** Exact once the whitespace the copy added at its end is left out. */
+    trailingWhitespace?: boolean;
+  } | null> => {
     const exact = await storage.findIssuanceByOutputHash(contentSha256, normalizedSha256);
     if (exact !== null) return { record: exact, match: 'exact', similarity: 1 };
+    // A copy that only added whitespace at its end (a newline, most often) is the issued text.
+    if (trimmedSha256 !== null) {
+      const trimmed = await storage.findIssuanceByOutputHash(trimmedSha256, trimmedSha256);
+      if (trimmed !== null)
+        return { record: trimmed, match: 'exact', similarity: 1, trailingWhitespace: true };
+    }
     let best: { seq: number; similarity: number } | null = null;
     for (const candidate of await storage.findNearDuplicateCandidates(
       lshBuckets(signature),
@@ -455,7 +495,12 @@ export function createVerifier(context: GatewayContext, softwareVersion: string,
     const { document, reported } = analysis;
     const fromTokens = input.tokens !== undefined;
     const content = analysis.decoded ?? input.text!;
-    const found = await findMatch(analysis.sha256, analysis.normalizedSha256, analysis.minhash);
+    const found = await findMatch(
+      analysis.sha256,
+      analysis.normalizedSha256,
+      analysis.trimmedSha256,
+      analysis.minhash,
+    );
     const disclose =
       found !== null && (requester.scopes.includes('admin') || requester.account === found.record.account);
     const issuance = found === null ? null : await issuanceMatchOf(found, disclose);
@@ -487,6 +532,11 @@ export function createVerifier(context: GatewayContext, softwareVersion: string,
     if (fromTokens) {
       limitations.push(
         'Detection ran on the token ids submitted; the text is their decoding, and encoding it again may give other ids.',
+      );
+    }
+    if (found?.trailingWhitespace === true) {
+      limitations.push(
+        'The text is the issued output with whitespace added at its end (a line break, for instance); apart from that whitespace it is identical, so the match is reported as exact.',
       );
     }
     limitations.push(

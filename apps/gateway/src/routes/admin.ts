@@ -1,27 +1,87 @@
 /** The admin API (scope `admin`): API keys and the issuance log. */
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { keyState } from '../api-keys.ts';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { keyState, SCOPES } from '../api-keys.ts';
 import { badRequest, GatewayError } from '../errors.ts';
 import { createApiKey, listApiKeys, revokeApiKey } from '../key-management.ts';
-import {
-  createKeyRequestSchema,
-  createKeyResponseSchema,
-  errorResponses,
-  issuanceRecordSchema,
-  keyInfoResponseSchema,
-  listIssuanceResponseSchema,
-  listKeysResponseSchema,
-} from '../schemas.ts';
+import { errorResponses, list, nullable, stringEnum } from '../schemas.ts';
 import type { IssuanceRecord } from '../storage/types.ts';
 
-interface CreateKeyBody {
-  readonly scopes: ('generate' | 'verify' | 'logprobs' | 'admin')[];
-  readonly name?: string;
-  readonly account?: string;
-  readonly expiresAt?: string;
-  readonly rateLimitPerMinute?: number;
-  readonly dailyTokenQuota?: number;
-}
+const createKeyRequestSchema = Type.Object(
+  {
+    scopes: Type.Array(stringEnum(SCOPES), { minItems: 1, uniqueItems: true }),
+    name: Type.Optional(Type.String({ maxLength: 200 })),
+    account: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    expiresAt: Type.Optional(Type.String({ format: 'date-time' })),
+    rateLimitPerMinute: Type.Optional(Type.Integer({ minimum: 1 })),
+    dailyTokenQuota: Type.Optional(Type.Integer({ minimum: 1 })),
+  },
+  { additionalProperties: false },
+);
+
+const apiKeyInfoSchema = Type.Object({
+  id: Type.String(),
+  environment: Type.String(),
+  name: Type.String(),
+  account: Type.String(),
+  scopes: list(Type.String()),
+  createdAt: Type.String(),
+  expiresAt: nullable(Type.String()),
+  revokedAt: nullable(Type.String()),
+  rateLimitPerMinute: Type.Optional(nullable(Type.Integer())),
+  dailyTokenQuota: Type.Optional(nullable(Type.Integer())),
+  state: Type.Optional(stringEnum(['active', 'revoked', 'expired'])),
+});
+
+const createKeyResponseSchema = Type.Object({
+  id: Type.String(),
+  key: Type.String({ description: 'The API key. Shown once: the gateway keeps only its HMAC.' }),
+  info: apiKeyInfoSchema,
+});
+
+const listKeysResponseSchema = Type.Object({
+  object: stringEnum(['list']),
+  data: Type.Array(apiKeyInfoSchema),
+});
+
+const issuanceRecordSchema = Type.Object({
+  seq: Type.Optional(Type.Integer()),
+  id: Type.Optional(Type.String()),
+  completionId: Type.Optional(Type.String()),
+  choiceIndex: Type.Optional(Type.Integer()),
+  createdAt: Type.Optional(Type.String()),
+  apiKeyId: Type.Optional(Type.String()),
+  account: Type.Optional(Type.String()),
+  endpoint: Type.Optional(Type.String()),
+  model: Type.Optional(Type.String()),
+  backend: Type.Optional(Type.String()),
+  watermarkKeyId: Type.Optional(Type.String()),
+  keyEpoch: Type.Optional(nullable(Type.String())),
+  promptSha256: Type.Optional(Type.String()),
+  outputSha256: Type.Optional(Type.String()),
+  numPromptTokens: Type.Optional(Type.Integer()),
+  numTokens: Type.Optional(Type.Integer()),
+  outputTokens: Type.Optional(nullable(Type.Array(Type.Integer()))),
+  finishReason: Type.Optional(Type.String()),
+});
+
+const listIssuanceResponseSchema = Type.Object({
+  object: stringEnum(['list']),
+  data: Type.Array(issuanceRecordSchema),
+  total: Type.Optional(Type.Integer()),
+});
+
+const keyIdParams = Type.Object({ id: Type.String({ pattern: '^ak_[0-9a-f]{16}$' }) });
+
+const issuanceQuery = Type.Object({
+  after: Type.Optional(
+    Type.String({ pattern: '^(-1|\\d{1,15})$', description: 'Records with seq greater than this' }),
+  ),
+  limit: Type.Optional(Type.String({ pattern: '^\\d{1,4}$', description: '1 … 1000, default 100' })),
+  apiKeyId: Type.Optional(Type.String({ maxLength: 64 })),
+});
+
+const issuanceParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 
 const adminSchema = { tags: ['admin'], security: [{ bearerAuth: [] }] };
 
@@ -29,7 +89,7 @@ function issuanceJson(record: IssuanceRecord) {
   return { ...record, outputTokens: record.outputTokens === null ? null : Array.from(record.outputTokens) };
 }
 
-const adminRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
+const adminRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { storage, serverSecret } = fastify.gateway;
 
   fastify.post(
@@ -44,7 +104,7 @@ const adminRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
       },
     },
     async (request, reply) => {
-      const body = request.body as CreateKeyBody;
+      const { body } = request;
       try {
         const created = await createApiKey(storage, serverSecret, {
           scopes: body.scopes,
@@ -80,7 +140,7 @@ const adminRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
       const now = new Date();
       const keys = await listApiKeys(storage);
       return {
-        object: 'list',
+        object: 'list' as const,
         data: keys.map((info) => ({ ...info, state: keyState({ ...info, hash: '' }, now) })),
       };
     },
@@ -93,16 +153,12 @@ const adminRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
       schema: {
         ...adminSchema,
         summary: 'Revoke an API key, effective immediately',
-        params: {
-          type: 'object',
-          required: ['id'],
-          properties: { id: { type: 'string', pattern: '^ak_[0-9a-f]{16}$' } },
-        },
-        response: { 200: keyInfoResponseSchema, ...errorResponses() },
+        params: keyIdParams,
+        response: { 200: apiKeyInfoSchema, ...errorResponses() },
       },
     },
     async (request) => {
-      const { id } = request.params as { id: string };
+      const { id } = request.params;
       const info = await revokeApiKey(storage, id);
       if (info === null) throw new GatewayError(404, 'TM_ERR_NOT_FOUND', `no API key ${id}`, { param: 'id' });
       request.log.info({ keyId: id }, 'API key revoked');
@@ -117,23 +173,12 @@ const adminRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
       schema: {
         ...adminSchema,
         summary: 'Read the issuance log in order',
-        querystring: {
-          type: 'object',
-          properties: {
-            after: {
-              type: 'string',
-              pattern: '^(-1|\\d{1,15})$',
-              description: 'Records with seq greater than this',
-            },
-            limit: { type: 'string', pattern: '^\\d{1,4}$', description: '1 … 1000, default 100' },
-            apiKeyId: { type: 'string', maxLength: 64 },
-          },
-        },
+        querystring: issuanceQuery,
         response: { 200: listIssuanceResponseSchema, ...errorResponses() },
       },
     },
     async (request) => {
-      const query = request.query as { after?: string; limit?: string; apiKeyId?: string };
+      const { query } = request;
       const limit = query.limit === undefined ? 100 : Number(query.limit);
       if (limit < 1 || limit > 1000)
         throw badRequest('TM_ERR_INVALID_REQUEST', 'limit must be from 1 to 1000', 'limit');
@@ -142,7 +187,11 @@ const adminRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
         ...(query.after === undefined ? {} : { afterSeq: Number(query.after) }),
         ...(query.apiKeyId === undefined ? {} : { apiKeyId: query.apiKeyId }),
       });
-      return { object: 'list', data: records.map(issuanceJson), total: await storage.countIssuance() };
+      return {
+        object: 'list' as const,
+        data: records.map(issuanceJson),
+        total: await storage.countIssuance(),
+      };
     },
   );
 
@@ -153,12 +202,12 @@ const adminRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
       schema: {
         ...adminSchema,
         summary: 'One issuance record',
-        params: { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } },
+        params: issuanceParams,
         response: { 200: issuanceRecordSchema, ...errorResponses() },
       },
     },
     async (request) => {
-      const { id } = request.params as { id: string };
+      const { id } = request.params;
       const record = await storage.getIssuance(id);
       if (record === null)
         throw new GatewayError(404, 'TM_ERR_NOT_FOUND', `no issuance record ${id}`, { param: 'id' });

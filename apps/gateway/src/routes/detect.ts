@@ -3,19 +3,73 @@
  * its own tracemark key, or in engine-native mode the engine's key (vLLM, transformers, SynthID, SGLang),
  * for which the result carries the scheme's score and `numGreen` is null where the scheme has no green lists.
  */
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { assertTextOrTokens } from '../errors.ts';
-import { detectRequestSchema, detectResponseSchema, errorResponses } from '../schemas.ts';
+import { errorResponses, list, nullable, stringEnum } from '../schemas.ts';
 
-interface DetectBody {
-  readonly text?: string;
-  readonly tokens?: number[];
-  readonly prompt?: string | number[];
-  readonly fpr?: number;
-  readonly window?: boolean;
-}
+const tokenIds = Type.Array(Type.Integer({ minimum: 0 }));
 
-const detectRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
+const detectRequestSchema = Type.Object({
+  text: Type.Optional(Type.String()),
+  tokens: Type.Optional(tokenIds),
+  prompt: Type.Optional(Type.Union([Type.String(), tokenIds])),
+  fpr: Type.Optional(Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1 })),
+  window: Type.Optional(Type.Boolean()),
+});
+
+const windowSchema = nullable(
+  Type.Object({
+    startToken: Type.Integer(),
+    endToken: Type.Integer(),
+    tapeStart: Type.Integer(),
+    length: Type.Integer(),
+    numGreen: Type.Integer(),
+    score: Type.Optional(
+      Type.Number({ description: "Keys without green lists: the best window's score sum" }),
+    ),
+    log10P: Type.Number(),
+    windowsSearched: Type.Integer(),
+    log10PCorrected: Type.Number(),
+  }),
+);
+
+/** One key's result; the document's result carries the reported key's at its top level. */
+const keyResultProperties = {
+  keyId: Type.String(),
+  verdict: stringEnum(['watermarked', 'not_watermarked', 'insufficient']),
+  numScored: Type.Integer(),
+  numGreen: nullable(Type.Integer(), { description: 'null for a key without green lists (Gumbel schemes)' }),
+  greenFraction: nullable(Type.Number()),
+  z: Type.Number(),
+  log10P: Type.Number(),
+  log10PAdjusted: Type.Number(),
+  scheme: Type.Optional(
+    Type.String({
+      description: 'Keys other than green-list tracemark keys: the scheme (gumbel, vllm:gumbel, …)',
+    }),
+  ),
+  score: Type.Optional(Type.Number({ description: 'Keys without green lists: the score S of their scheme' })),
+  peerLog10P: Type.Optional(
+    nullable(Type.Number(), { description: "Engines' keys: the engine's own p-value formula, log10" }),
+  ),
+  dedup: Type.Optional(stringEnum(['none', 'context', 'strict'])),
+};
+
+/** The `DocumentResult` of @tracemark/detection: the same fields `tracemark detect --json` prints. */
+const detectResponseSchema = Type.Object({
+  source: Type.String(),
+  ...keyResultProperties,
+  numTokens: Type.Integer(),
+  tokenizer: Type.String(),
+  keysTested: Type.Integer(),
+  fpr: Type.Number(),
+  tokensToSettle: nullable(Type.Number(), { description: 'null when no number of tokens would settle it' }),
+  window: windowSchema,
+  keys: list(Type.Partial(Type.Object(keyResultProperties))),
+});
+
+const detectRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post(
     '/v1/detect',
     {
@@ -31,7 +85,7 @@ const detectRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
       },
     },
     async (request) => {
-      const body = request.body as DetectBody;
+      const { body } = request;
       assertTextOrTokens(body);
       // Tokenizing and scoring run on a work thread unless the input is small (src/work/pool.ts).
       const result = await fastify.gateway.work.run({

@@ -1,7 +1,20 @@
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { errorResponses, modelsResponseSchema } from '../schemas.ts';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { errorResponses, stringEnum } from '../schemas.ts';
 
-const modelsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
+const modelsResponseSchema = Type.Object({
+  object: stringEnum(['list']),
+  data: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      object: stringEnum(['model']),
+      created: Type.Integer(),
+      owned_by: Type.String(),
+    }),
+  ),
+});
+
+const modelsRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get(
     '/v1/models',
     {
@@ -14,10 +27,10 @@ const modelsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
       },
     },
     async () => ({
-      object: 'list',
+      object: 'list' as const,
       data: fastify.gateway.backend.models().map((model) => ({
         id: model.id,
-        object: 'model',
+        object: 'model' as const,
         created: model.created,
         owned_by: model.ownedBy,
       })),

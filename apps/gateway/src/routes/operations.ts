@@ -1,8 +1,19 @@
 /** Public operational routes: /healthz, /metrics (Prometheus), /openapi.json. */
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { errorResponses, healthResponseSchema } from '../schemas.ts';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { anyObject, errorResponses, stringEnum } from '../schemas.ts';
 
-const operationsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
+const healthResponseSchema = Type.Object({
+  status: stringEnum(['ok', 'degraded']),
+  storage: Type.Optional(Type.String()),
+  storageOk: Type.Optional(Type.Boolean()),
+  backend: Type.Optional(Type.String()),
+  model: Type.Optional(Type.String()),
+  watermarkKeyId: Type.Optional(Type.String()),
+  uptimeSeconds: Type.Optional(Type.Number()),
+});
+
+const operationsRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { storage, backend, watermarkKey, startedAt } = fastify.gateway;
 
   fastify.get(
@@ -11,7 +22,8 @@ const operationsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =>
       schema: {
         summary: 'Liveness and readiness: 200 when storage answers, 503 when it does not',
         tags: ['operations'],
-        response: { 200: healthResponseSchema, 503: healthResponseSchema, ...errorResponses() },
+        // The errors first: a degraded gateway answers 503 with its health, not an error.
+        response: { ...errorResponses(), 200: healthResponseSchema, 503: healthResponseSchema },
       },
     },
     async (_request, reply) => {
@@ -38,7 +50,7 @@ const operationsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =>
       schema: {
         summary: 'Prometheus metrics (text exposition format)',
         tags: ['operations'],
-        response: { 200: { type: 'string' }, ...errorResponses() },
+        response: { 200: Type.String(), ...errorResponses() },
       },
     },
     async (_request, reply) => {
@@ -54,7 +66,7 @@ const operationsRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =>
       schema: {
         summary: 'This API as an OpenAPI 3 document',
         tags: ['operations'],
-        response: { 200: { type: 'object', additionalProperties: true }, ...errorResponses() },
+        response: { 200: anyObject(true), ...errorResponses() },
       },
     },
     async () => fastify.swagger(),

@@ -3,59 +3,147 @@
  * checkpoint and consistency proofs are public (sizes and hashes only); inclusion proofs need scope verify;
  * the public keys that check all of it are at /.well-known/tracemark/keys.json.
  */
+
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { EVIDENCE_PREDICATE_TYPE, toHex } from '@tracemark/provenance';
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { GATEWAY_VERSION } from '../app.ts';
+import { Type } from 'typebox';
+import { GATEWAY_VERSION } from '../context.ts';
 import { assertTextOrTokens, badRequest, GatewayError } from '../errors.ts';
 import { createVerifier, type VerifyInput } from '../provenance/verify.ts';
-import {
-  checkpointResponseSchema,
-  consistencyQuerySchema,
-  consistencyResponseSchema,
-  errorResponses,
-  inclusionQuerySchema,
-  inclusionResponseSchema,
-  type JsonSchema,
-  publicKeysResponseSchema,
-  verifyRequestSchema,
-  verifyResponseSchema,
-} from '../schemas.ts';
+import { errorResponses, list, nullable, stringEnum } from '../schemas.ts';
 import type { StoredCheckpoint } from '../storage/types.ts';
+
+const tokenIds = Type.Array(Type.Integer({ minimum: 0 }));
+
+const verifyRequestSchema = Type.Object({
+  text: Type.Optional(
+    Type.String({ description: 'The text to verify (exact bytes; the report is about its SHA-256).' }),
+  ),
+  tokens: Type.Optional(
+    Type.Array(Type.Integer({ minimum: 0 }), {
+      description: 'Or: token ids of the key’s tokenizer; the report then carries their decoding.',
+    }),
+  ),
+  prompt: Type.Optional(Type.Union([Type.String(), tokenIds])),
+  fpr: Type.Optional(Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1 })),
+});
+
+/**
+ * The detection numbers of a verification, for a tracemark key or an engine's (vLLM, SynthID, …). A new
+ * field goes here and in the route's answer; the type provider then makes the handler fill it.
+ */
+const verifyDetectionSchema = Type.Object({
+  keyId: Type.String(),
+  numTokens: Type.Integer(),
+  numScored: Type.Integer(),
+  numGreen: nullable(Type.Integer(), { description: 'null for schemes without green lists' }),
+  z: Type.Number(),
+  log10P: Type.Number(),
+  log10PAdjusted: Type.Number(),
+  keysTested: Type.Integer(),
+  fpr: Type.Number(),
+  scheme: Type.Optional(
+    Type.String({ description: "the reported key's scheme (tracemark:lefthash, vllm:gumbel, …)" }),
+  ),
+  score: Type.Optional(Type.Number({ description: "engines' keys: the scheme's test statistic" })),
+  windowSearched: Type.Optional(
+    Type.Boolean({
+      description: "false for engines' keys: windowed search is not supported, the whole text was tested",
+    }),
+  ),
+});
+
+const issuanceMatchSchema = Type.Object({
+  match: stringEnum(['exact', 'near-duplicate']),
+  recordId: Type.String(),
+  similarity: Type.Number(),
+  leafIndex: Type.Integer(),
+  treeSize: Type.Integer(),
+  disclosed: Type.Boolean({ description: 'Whether the report carries the record (same account, or admin).' }),
+});
+
+const dsseEnvelopeSchema = Type.Object(
+  {
+    payloadType: Type.String(),
+    payload: Type.String(),
+    signatures: list(Type.Object({ keyid: Type.String(), sig: Type.String() })),
+  },
+  { description: 'DSSE envelope; the payload is the base64 of an in-toto Statement v1 (canonical JSON).' },
+);
+
+const verifyResponseSchema = Type.Object({
+  object: stringEnum(['tracemark.verification']),
+  verdict: stringEnum(['watermarked', 'not_watermarked', 'insufficient']),
+  summary: Type.String({ description: 'The verdict in plain words.' }),
+  detection: verifyDetectionSchema,
+  issuance: nullable(issuanceMatchSchema),
+  report: dsseEnvelopeSchema,
+  keyId: Type.String({ description: 'DSSE key id of the signature: <name>+<key hash>.' }),
+  verifierKey: Type.String({
+    description: 'The signer’s verifier key string (also at /.well-known/tracemark/keys.json).',
+  }),
+});
+
+const hex = Type.String({ pattern: '^[0-9a-f]{64}$' });
+const treeSizeString = (options: { description?: string } = {}) =>
+  Type.String({ pattern: '^\\d{1,15}$', ...options });
+
+const checkpointProperties = {
+  treeSize: Type.Integer(),
+  rootHash: hex,
+  checkpoint: Type.String({ description: 'C2SP signed checkpoint (signed note text).' }),
+};
+
+const checkpointResponseSchema = Type.Object({ origin: Type.String(), ...checkpointProperties });
+
+const inclusionQuerySchema = Type.Object({
+  leafIndex: Type.Optional(treeSizeString()),
+  recordId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  treeSize: Type.Optional(treeSizeString({ description: 'Default: the whole log.' })),
+});
+
+const inclusionResponseSchema = Type.Object({
+  recordId: Type.String(),
+  leafIndex: Type.Integer(),
+  leafHash: hex,
+  inclusionProof: list(hex, { description: 'Audit path, leaf level first (RFC 9162 §2.1.3).' }),
+  ...checkpointProperties,
+});
+
+const consistencyQuerySchema = Type.Object({
+  from: treeSizeString(),
+  to: Type.Optional(treeSizeString({ description: 'Default: the whole log.' })),
+});
+
+const consistencyResponseSchema = Type.Object({
+  fromSize: Type.Integer(),
+  fromRootHash: hex,
+  consistencyProof: list(hex, { description: 'RFC 9162 §2.1.4.' }),
+  ...checkpointProperties,
+});
+
+const publicKeysResponseSchema = Type.Object({
+  logOrigin: Type.String(),
+  keys: list(
+    Type.Object({
+      keyId: Type.String({ description: 'DSSE key id and signed-note key name + hash.' }),
+      verifierKey: Type.String({ description: 'Signed-note verifier key string: <name>+<hash>+<base64>.' }),
+      algorithm: stringEnum(['ed25519']),
+      uses: list(stringEnum(['checkpoints', 'evidence-reports'])),
+    }),
+  ),
+  watermarkKeyIds: list(Type.String(), {
+    description: 'Public ids of the watermark keys verification tests.',
+  }),
+  predicateType: Type.String(),
+});
 
 const logSchema = { tags: ['provenance'] };
 
-/**
- * verifyResponseSchema with what an engine's key adds: `numGreen` null for schemes without green lists,
- * the scheme and its score, and whether a windowed search ran (never for engines' keys).
- */
-const verifyProperties = verifyResponseSchema.properties as Record<string, Record<string, unknown>>;
-const detectionSchema = verifyProperties.detection!;
-export const anyKeyVerifyResponseSchema: JsonSchema = {
-  ...verifyResponseSchema,
-  properties: {
-    ...verifyProperties,
-    detection: {
-      ...detectionSchema,
-      properties: {
-        ...(detectionSchema.properties as Record<string, unknown>),
-        numGreen: { type: ['integer', 'null'], description: 'null for schemes without green lists' },
-        scheme: {
-          type: 'string',
-          description: "the reported key's scheme (tracemark:lefthash, vllm:gumbel, …)",
-        },
-        score: { type: 'number', description: "engines' keys: the scheme's test statistic" },
-        windowSearched: {
-          type: 'boolean',
-          description: "false for engines' keys: windowed search is not supported, the whole text was tested",
-        },
-      },
-    },
-  },
-};
 /** Consistency proofs kept in memory (each a few hundred bytes). */
 const CONSISTENCY_CACHE_SIZE = 1024;
 
-const provenanceRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
+const provenanceRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { storage, issuanceLog, logSigningKey } = fastify.gateway;
   const { work } = fastify.gateway;
   // The analysis (tokens, detection, localization) and the report's signature run on a work thread unless
@@ -123,11 +211,11 @@ const provenanceRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =>
           'Send exactly one of "text" or "tokens". The text is matched against issued outputs (exactly, then as a near-duplicate), tested for the watermark under every key epoch of this gateway (Holm-corrected; the numbers of `tracemark detect --json`; an engine\'s key in engine-native mode is tested on the whole text, without windowed search, and the summary says so), and the result is signed as a DSSE envelope carrying an in-toto Statement (predicate https://tracemark.dev/evidence/v1).',
         security: [{ bearerAuth: [] }],
         body: verifyRequestSchema,
-        response: { 200: anyKeyVerifyResponseSchema, ...errorResponses() },
+        response: { 200: verifyResponseSchema, ...errorResponses() },
       },
     },
     async (request) => {
-      const body = request.body as VerifyInput;
+      const { body } = request;
       assertTextOrTokens(body);
       const input: VerifyInput = {
         ...(body.text === undefined ? {} : { text: body.text }),
@@ -139,7 +227,7 @@ const provenanceRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =>
       fastify.metrics.detections.inc({ verdict: result.document.verdict });
       const d = result.document;
       return {
-        object: 'tracemark.verification',
+        object: 'tracemark.verification' as const,
         verdict: d.verdict,
         summary: result.summary,
         detection: {
@@ -198,7 +286,7 @@ const provenanceRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =>
       },
     },
     async (request) => {
-      const query = request.query as { leafIndex?: string; recordId?: string; treeSize?: string };
+      const { query } = request;
       if ((query.leafIndex === undefined) === (query.recordId === undefined)) {
         throw badRequest('TM_ERR_INVALID_REQUEST', 'give exactly one of leafIndex or recordId', 'leafIndex');
       }
@@ -251,7 +339,7 @@ const provenanceRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =>
       },
     },
     async (request) => {
-      const query = request.query as { from: string; to?: string };
+      const { query } = request;
       const checkpoint = await signedTreeOf(query.to, 'to');
       const to = checkpoint.treeSize;
       const from = Number(query.from);
@@ -285,8 +373,8 @@ const provenanceRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) =>
         {
           keyId: logSigningKey.keyId,
           verifierKey: logSigningKey.verifierKey,
-          algorithm: 'ed25519',
-          uses: ['checkpoints', 'evidence-reports'],
+          algorithm: 'ed25519' as const,
+          uses: ['checkpoints' as const, 'evidence-reports' as const],
         },
       ],
       watermarkKeyIds: (await verifier.keys()).map((key) => key.keyId),

@@ -3,11 +3,12 @@
  * (@tracemark/extraction, the library behind `tracemark scan`) under the gateway's watermark key, with every
  * fake key's p-value so that a client can plot the calibration. Larger corpora belong to `tracemark scan`.
  */
+
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { DEFAULT_FAKE_KEY_SEED, DEFAULT_FAKE_KEYS, isForeignKeyScan } from '@tracemark/extraction';
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import { Type } from 'typebox';
 import { GatewayError } from '../errors.ts';
-import { errorResponses, type JsonSchema } from '../schemas.ts';
-import type { ScanTask } from '../work/tasks.ts';
+import { errorResponses, list, nullable, recordOf, stringEnum } from '../schemas.ts';
 
 /** At most this many documents per request. */
 export const SCAN_MAX_DOCUMENTS = 2000;
@@ -23,254 +24,167 @@ export function scanMaxConcurrent(workThreads: number): number {
   return Math.max(1, workThreads - 1);
 }
 
-const number = { type: 'number' };
-const integer = { type: 'integer' };
-const string = { type: 'string' };
-
-export const scanRequestSchema: JsonSchema = {
-  type: 'object',
-  required: ['documents'],
-  properties: {
-    documents: {
-      type: 'array',
+const scanRequestSchema = Type.Object({
+  documents: Type.Array(
+    Type.Object({
+      text: Type.String({ description: 'The document (a completion, a web page, a model sample).' }),
+      prompt: Type.Optional(
+        Type.String({
+          description: "The prompt it answered: the prompt's (window, token) pairs are never scored.",
+        }),
+      ),
+      source: Type.Optional(Type.String({ maxLength: 256, description: 'A name for it in the result.' })),
+    }),
+    {
       minItems: 1,
       maxItems: SCAN_MAX_DOCUMENTS,
       description: `The corpus, at most ${SCAN_MAX_DOCUMENTS} documents and 2 MiB of text in all.`,
-      items: {
-        type: 'object',
-        required: ['text'],
-        properties: {
-          text: { type: 'string', description: 'The document (a completion, a web page, a model sample).' },
-          prompt: {
-            type: 'string',
-            description: "The prompt it answered: the prompt's (window, token) pairs are never scored.",
-          },
-          source: { type: 'string', maxLength: 256, description: 'A name for it in the result.' },
-        },
-      },
     },
-    fakeKeys: {
-      type: 'integer',
+  ),
+  fakeKeys: Type.Optional(
+    Type.Integer({
       minimum: 20,
       maximum: 200,
       description: `Fake keys for the calibration (default ${DEFAULT_FAKE_KEYS}).`,
-    },
-    fakeKeySeed: {
-      type: 'string',
+    }),
+  ),
+  fakeKeySeed: Type.Optional(
+    Type.String({
       minLength: 1,
       maxLength: 200,
       description: `Public label the fake keys derive from (default "${DEFAULT_FAKE_KEY_SEED}").`,
-    },
-    alpha: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1, description: 'Default 1e-6.' },
-  },
-};
+    }),
+  ),
+  alpha: Type.Optional(
+    Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1, description: 'Default 1e-6.' }),
+  ),
+});
 
-const location = {
-  type: 'object',
-  required: ['document', 'source', 'token'],
-  properties: { document: integer, source: string, token: integer },
-};
+const location = Type.Object({ document: Type.Integer(), source: Type.String(), token: Type.Integer() });
+const scanVerdict = stringEnum(['radioactive', 'not_radioactive', 'insufficient']);
+const optionalInteger = Type.Optional(Type.Integer());
+const optionalNumber = Type.Optional(Type.Number());
 
-const keyScanSchema = {
-  type: 'object',
-  required: [
-    'keyId',
-    'scheme',
-    'contextWidth',
-    'gamma',
-    'numScored',
-    'numGreen',
-    'greenFraction',
-    'effect',
-    'effectInterval',
-    'z',
-    'log10P',
-    'log10PAdjusted',
-    'calibration',
-    'doseUpperBound',
-    'verdict',
-    'reason',
-    'topDocuments',
-    'passages',
-    'fakeKeyLog10P',
-    'fakeKeyRandomizedP',
-  ],
-  properties: {
-    keyId: string,
-    scheme: string,
-    contextWidth: integer,
-    gamma: number,
-    tape: {
-      type: 'object',
-      properties: {
-        numDocuments: integer,
-        numTokens: integer,
-        numPromptTokens: integer,
-        numEligible: integer,
-        numDistinct: integer,
-        numExcludedByPrompt: integer,
-      },
-    },
-    numScored: integer,
-    numGreen: integer,
-    greenFraction: number,
-    effect: number,
-    effectInterval: { type: 'array', items: number },
-    z: number,
-    log10P: number,
-    log10PAdjusted: number,
-    calibration: {
-      type: 'object',
-      required: ['fakeKeys', 'seed', 'rank', 'empiricalPValue', 'ksStatistic', 'ksPValue', 'uniform'],
-      properties: {
-        fakeKeys: integer,
-        seed: string,
-        rank: integer,
-        empiricalPValue: number,
-        ksStatistic: number,
-        ksPValue: number,
-        uniform: { type: ['boolean', 'null'] },
-        minFakeLog10P: number,
-      },
-    },
-    doseUpperBound: number,
-    verdict: { type: 'string', enum: ['radioactive', 'not_radioactive', 'insufficient'] },
-    reason: string,
-    topDocuments: {
-      type: 'array',
-      items: {
-        type: 'object',
-        properties: {
-          document: integer,
-          source: string,
-          numScored: integer,
-          numGreen: integer,
-          log10P: number,
-          log10PCorrected: number,
-        },
-      },
-    },
-    passages: {
-      type: 'array',
-      items: {
-        type: 'object',
-        properties: {
-          start: location,
-          end: location,
-          numScored: integer,
-          numGreen: integer,
-          log10P: number,
-          log10PCorrected: number,
-        },
-      },
-    },
-    fakeKeyLog10P: {
-      type: 'array',
-      items: number,
-      description: 'Each fake key’s exact log10 p-value, in index order (the rank compares with these).',
-    },
-    fakeKeyRandomizedP: {
-      type: 'array',
-      items: number,
-      description:
-        'Each fake key’s randomized p-value, exactly U(0, 1) under the null (the KS test uses these).',
-    },
-  },
-};
+const keyScanSchema = Type.Object({
+  keyId: Type.String(),
+  scheme: Type.String(),
+  contextWidth: Type.Integer(),
+  gamma: Type.Number(),
+  tape: Type.Optional(
+    Type.Object({
+      numDocuments: optionalInteger,
+      numTokens: optionalInteger,
+      numPromptTokens: optionalInteger,
+      numEligible: optionalInteger,
+      numDistinct: optionalInteger,
+      numExcludedByPrompt: optionalInteger,
+    }),
+  ),
+  numScored: Type.Integer(),
+  numGreen: Type.Integer(),
+  greenFraction: Type.Number(),
+  effect: Type.Number(),
+  effectInterval: list(Type.Number()),
+  z: Type.Number(),
+  log10P: Type.Number(),
+  log10PAdjusted: Type.Number(),
+  calibration: Type.Object({
+    fakeKeys: Type.Integer(),
+    seed: Type.String(),
+    rank: Type.Integer(),
+    empiricalPValue: Type.Number(),
+    ksStatistic: Type.Number(),
+    ksPValue: Type.Number(),
+    uniform: nullable(Type.Boolean()),
+    minFakeLog10P: optionalNumber,
+  }),
+  doseUpperBound: Type.Number(),
+  verdict: scanVerdict,
+  reason: Type.String(),
+  topDocuments: list(
+    Type.Object({
+      document: optionalInteger,
+      source: Type.Optional(Type.String()),
+      numScored: optionalInteger,
+      numGreen: optionalInteger,
+      log10P: optionalNumber,
+      log10PCorrected: optionalNumber,
+    }),
+  ),
+  passages: list(
+    Type.Object({
+      start: Type.Optional(location),
+      end: Type.Optional(location),
+      numScored: optionalInteger,
+      numGreen: optionalInteger,
+      log10P: optionalNumber,
+      log10PCorrected: optionalNumber,
+    }),
+  ),
+  fakeKeyLog10P: list(Type.Number(), {
+    description: 'Each fake key’s exact log10 p-value, in index order (the rank compares with these).',
+  }),
+  fakeKeyRandomizedP: list(Type.Number(), {
+    description:
+      'Each fake key’s randomized p-value, exactly U(0, 1) under the null (the KS test uses these).',
+  }),
+});
 
 /** An engine's key's corpus-wide test (`ForeignKeyScan` of @tracemark/extraction): an exact null, no fake keys. */
-const foreignKeyScanSchema = {
-  type: 'object',
-  required: [
-    'keyId',
-    'family',
-    'label',
-    'scheme',
-    'parameters',
-    'nullDistribution',
-    'numScored',
-    'score',
-    'log10P',
-    'log10PAdjusted',
-    'verdict',
-    'reason',
-  ],
-  properties: {
-    keyId: string,
-    family: string,
-    label: string,
-    scheme: string,
-    parameters: { type: 'object', additionalProperties: { type: ['string', 'number', 'boolean'] } },
-    nullDistribution: string,
-    numUnits: integer,
-    numRepeated: integer,
-    numExcludedByPrompt: integer,
-    numScored: integer,
-    score: number,
-    numGreen: { type: ['integer', 'null'] },
-    greenFraction: { type: ['number', 'null'] },
-    z: { type: ['number', 'null'] },
-    log10P: number,
-    log10PAdjusted: number,
-    calibration: { type: 'null' },
-    doseUpperBound: { type: ['number', 'null'] },
-    verdict: { type: 'string', enum: ['radioactive', 'not_radioactive', 'insufficient'] },
-    reason: string,
-    topDocuments: {
-      type: 'array',
-      items: {
-        type: 'object',
-        properties: {
-          document: integer,
-          source: string,
-          numScored: integer,
-          score: number,
-          log10P: number,
-          log10PCorrected: number,
-        },
-      },
-    },
-  },
-};
+const foreignKeyScanSchema = Type.Object({
+  keyId: Type.String(),
+  family: Type.String(),
+  label: Type.String(),
+  scheme: Type.String(),
+  parameters: recordOf(Type.Unsafe<string | number | boolean>({ type: ['string', 'number', 'boolean'] })),
+  nullDistribution: Type.String(),
+  numUnits: optionalInteger,
+  numRepeated: optionalInteger,
+  numExcludedByPrompt: optionalInteger,
+  numScored: Type.Integer(),
+  score: Type.Number(),
+  numGreen: Type.Optional(nullable(Type.Integer())),
+  greenFraction: Type.Optional(nullable(Type.Number())),
+  z: Type.Optional(nullable(Type.Number())),
+  log10P: Type.Number(),
+  log10PAdjusted: Type.Number(),
+  calibration: Type.Optional(Type.Null()),
+  doseUpperBound: Type.Optional(nullable(Type.Number())),
+  verdict: scanVerdict,
+  reason: Type.String(),
+  topDocuments: Type.Optional(
+    list(
+      Type.Object({
+        document: optionalInteger,
+        source: Type.Optional(Type.String()),
+        numScored: optionalInteger,
+        score: optionalNumber,
+        log10P: optionalNumber,
+        log10PCorrected: optionalNumber,
+      }),
+    ),
+  ),
+});
 
-export const scanResponseSchema: JsonSchema = {
-  type: 'object',
-  required: [
-    'object',
-    'verdict',
-    'reason',
-    'matchedKeyId',
-    'alpha',
-    'numDocuments',
-    'numTokens',
-    'numPromptTokens',
-    'fakeKeys',
-    'keys',
-  ],
-  properties: {
-    object: { type: 'string', enum: ['tracemark.scan'] },
-    verdict: { type: 'string', enum: ['radioactive', 'not_radioactive', 'insufficient'] },
-    reason: string,
-    matchedKeyId: { type: ['string', 'null'] },
-    alpha: number,
-    missRate: number,
-    minimumDose: number,
-    numDocuments: integer,
-    numTokens: integer,
-    numPromptTokens: integer,
-    fakeKeys: { type: 'object', required: ['count', 'seed'], properties: { count: integer, seed: string } },
-    keys: {
-      type: 'array',
-      description:
-        "One entry per key: tracemark's (with fake-key calibration) or, in engine-native mode, the engine's.",
-      items: { anyOf: [keyScanSchema, foreignKeyScanSchema] },
-    },
-  },
-};
+const scanResponseSchema = Type.Object({
+  object: stringEnum(['tracemark.scan']),
+  verdict: scanVerdict,
+  reason: Type.String(),
+  matchedKeyId: nullable(Type.String()),
+  alpha: Type.Number(),
+  missRate: optionalNumber,
+  minimumDose: optionalNumber,
+  numDocuments: Type.Integer(),
+  numTokens: Type.Integer(),
+  numPromptTokens: Type.Integer(),
+  fakeKeys: Type.Object({ count: Type.Integer(), seed: Type.String() }),
+  keys: list(Type.Union([keyScanSchema, foreignKeyScanSchema]), {
+    description:
+      "One entry per key: tracemark's (with fake-key calibration) or, in engine-native mode, the engine's.",
+  }),
+});
 
-type ScanBody = Omit<ScanTask, 'kind'>;
-
-const scanRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
+const scanRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { work } = fastify.gateway;
   const maxConcurrent = scanMaxConcurrent(work.threads);
   let running = 0;
@@ -289,7 +203,7 @@ const scanRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
       },
     },
     async (request) => {
-      const body = request.body as ScanBody;
+      const { body } = request;
       let bytes = 0;
       for (const document of body.documents) {
         bytes += Buffer.byteLength(document.text, 'utf8');
@@ -324,7 +238,7 @@ const scanRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
           ...(body.alpha === undefined ? {} : { alpha: body.alpha }),
         });
         return {
-          object: 'tracemark.scan',
+          object: 'tracemark.scan' as const,
           ...report,
           keys: report.keys.map((scan) =>
             isForeignKeyScan(scan) ? scan : { ...scan, fakeKeyLog10P, fakeKeyRandomizedP },

@@ -2,27 +2,22 @@
  * GET /v1/whoami (scope verify): the presented key's public view. The console signs in with it: one cheap
  * call that says whether the key is valid and can verify, and whose it is.
  */
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { errorResponses, type JsonSchema } from '../schemas.ts';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { SCOPES } from '../api-keys.ts';
+import { errorResponses, list, nullable, stringEnum } from '../schemas.ts';
 
-export const whoamiResponseSchema: JsonSchema = {
-  type: 'object',
-  required: ['object', 'id', 'name', 'account', 'scopes', 'expiresAt', 'watermarkKeyId'],
-  properties: {
-    object: { type: 'string', enum: ['tracemark.api_key'] },
-    id: { type: 'string', description: 'Public key id, ak_…' },
-    name: { type: 'string' },
-    account: { type: 'string' },
-    scopes: { type: 'array', items: { type: 'string', enum: ['generate', 'verify', 'logprobs', 'admin'] } },
-    expiresAt: { type: ['string', 'null'] },
-    watermarkKeyId: {
-      type: 'string',
-      description: 'Public id of the watermark key this gateway marks with.',
-    },
-  },
-};
+const whoamiResponseSchema = Type.Object({
+  object: stringEnum(['tracemark.api_key']),
+  id: Type.String({ description: 'Public key id, ak_…' }),
+  name: Type.String(),
+  account: Type.String(),
+  scopes: list(stringEnum(SCOPES)),
+  expiresAt: nullable(Type.String()),
+  watermarkKeyId: Type.String({ description: 'Public id of the watermark key this gateway marks with.' }),
+});
 
-const whoamiRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
+const whoamiRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get(
     '/v1/whoami',
     {
@@ -37,7 +32,7 @@ const whoamiRoutes: FastifyPluginAsync = async (fastify: FastifyInstance) => {
     async (request) => {
       const key = request.apiKey!;
       return {
-        object: 'tracemark.api_key',
+        object: 'tracemark.api_key' as const,
         id: key.id,
         name: key.name,
         account: key.account,

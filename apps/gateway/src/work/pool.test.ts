@@ -55,7 +55,7 @@ describe('work pool', () => {
     const analysis = await threaded.run({
       kind: 'verify',
       input: { text },
-      keys: [{ kind: 'root' }, { kind: 'subkey', label: 'epoch/2026' }],
+      keys: [{ kind: 'root' }, { kind: 'subkey', label: '2026' }],
     });
     expect(analysis.document.keysTested).toBe(2);
     expect(analysis.document.keys.map((key) => key.keyId)).toEqual([root.keyId, keys.watermarkKey.keyId]);

@@ -49,7 +49,12 @@ import {
 import type { Tokenizer } from '@tracemark/tokenizers';
 import { keyForStoredEpoch } from '../account-keys.ts';
 import { clientInputParam, type GatewayErrorCode, onClientInput, unprocessableMessage } from '../errors.ts';
-import { analyzeVerification, type VerifyAnalysis, type VerifyInput } from '../provenance/verify.ts';
+import {
+  analyzeVerification,
+  type KeyRef,
+  type VerifyAnalysis,
+  type VerifyInput,
+} from '../provenance/verify.ts';
 
 /**
  * A watermark key as it crosses to a worker: the secret travels once, in `workerData`, never in a task. An
@@ -121,12 +126,7 @@ export interface WorkKeys {
   readonly logSigningKey: SigningKey;
 }
 
-/** A watermark key named without its secret: the serving key, the root key, or a sub-key of the root. */
-export type KeyRef =
-  | { readonly kind: 'current' }
-  | { readonly kind: 'root' }
-  /** A registered sub-key: its stored `key_epoch` value (account-keys.ts: an epoch, an account's, …). */
-  | { readonly kind: 'subkey'; readonly label: string };
+export type { KeyRef } from '../provenance/verify.ts';
 
 export interface DetectTask {
   readonly kind: 'detect';
