@@ -24,6 +24,12 @@ export interface MonitorHistory {
   readonly statuses: Map<string, AccountStatus>;
   /** Events replayed. */
   readonly events: number;
+  /**
+   * For a replica that follows the others' events (`settledBefore` given): the highest id of an event
+   * observed before `settledBefore`, and the ids above it that were replayed (see createMonitorEventTail).
+   */
+  readonly settledId: number;
+  readonly unsettledIds: number[];
 }
 
 /** The longest of the monitor's windows (the package's default is 24 h). */
@@ -34,7 +40,12 @@ export function longestWindowMs(options: MonitorOptions): number {
 /** Replays the events stored since `since` (ISO), in the order they were observed. */
 export async function loadMonitorHistory(
   storage: GatewayStorage,
-  options: { readonly since: string; readonly monitorOptions?: MonitorOptions },
+  options: {
+    readonly since: string;
+    readonly monitorOptions?: MonitorOptions;
+    /** Milliseconds: events observed before it are settled (every one of lower id is committed). */
+    readonly settledBefore?: number;
+  },
 ): Promise<MonitorHistory> {
   const monitorOptions = options.monitorOptions ?? {};
   const statuses = new Map<string, AccountStatus>();
@@ -43,10 +54,16 @@ export async function loadMonitorHistory(
   const ledger = new FindingsLedger();
   const events: FingerprintedEvent[] = [];
   let afterId = 0;
+  let settledId = 0;
+  const ids: number[] = [];
   for (;;) {
     const page = await storage.listMonitorEvents({ since: options.since, afterId, limit: PAGE });
     for (const event of page) {
       const at = Date.parse(event.at);
+      if (options.settledBefore !== undefined) {
+        ids.push(event.id);
+        if (at < options.settledBefore) settledId = Math.max(settledId, event.id);
+      }
       events.push({
         account: event.account,
         at,
@@ -63,7 +80,14 @@ export async function loadMonitorHistory(
     if (page.length < PAGE) break;
     afterId = page[page.length - 1]!.id;
   }
-  return { monitor: monitorFromEvents(monitorOptions, events), ledger, statuses, events: events.length };
+  return {
+    monitor: monitorFromEvents(monitorOptions, events),
+    ledger,
+    statuses,
+    events: events.length,
+    settledId,
+    unsettledIds: ids.filter((id) => id > settledId),
+  };
 }
 
 export interface StoredRiskReportOptions {

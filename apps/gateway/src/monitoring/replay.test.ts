@@ -67,6 +67,26 @@ describe('monitorFromEvents', () => {
     compare(options, traffic, 3 * H);
   });
 
+  it('continues from a base monitor: live traffic split at any point gives the state of all of it', () => {
+    const options: MonitorOptions = { recentPrompts: 8, bucketMs: 60_000 };
+    const traffic = mergeTraffic(
+      simulateTraffic('extraction-campaign', { seed: 4, prefix: 'a', accounts: 3, durationMs: 2 * H }),
+      simulateTraffic('support-bot', { seed: 5, prefix: 'b', durationMs: 2 * H }),
+    );
+    const live = new CampaignMonitor(options);
+    for (const event of traffic) live.observe(event);
+    for (const split of [0, 1, Math.floor(traffic.length / 3), traffic.length - 1]) {
+      const base = new CampaignMonitor(options);
+      for (const event of traffic.slice(0, split)) base.observe(event);
+      const before = JSON.stringify(base.toJSON());
+      const continued = monitorFromEvents(options, traffic.slice(split).map(fingerprinted), base);
+      expect(JSON.parse(JSON.stringify(continued.toJSON()))).toEqual(
+        JSON.parse(JSON.stringify(live.toJSON())),
+      );
+      expect(JSON.stringify(base.toJSON())).toBe(before);
+    }
+  });
+
   it('refuses options the package refuses', () => {
     expect(() => monitorFromEvents({ bucketMs: -1 }, [])).toThrow(RangeError);
   });

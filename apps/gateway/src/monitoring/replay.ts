@@ -72,11 +72,14 @@ function compareWithRecent(
 
 /**
  * The monitor that observing these events in order would give (events need not be sorted by time, but
- * replaying in the order they were observed gives the live monitor's state exactly).
+ * replaying in the order they were observed gives the live monitor's state exactly). With `base`, the
+ * events are observed after what `base` holds (another replica's events, read from the shared database);
+ * `base` itself is left as it is.
  */
 export function monitorFromEvents(
   options: MonitorOptions,
   events: Iterable<FingerprintedEvent>,
+  base?: CampaignMonitor,
 ): CampaignMonitor {
   // Validates the options as the package does.
   new CampaignMonitor(options);
@@ -88,6 +91,26 @@ export function monitorFromEvents(
   const accounts = new Map<string, SerialisedAccount>();
   // The fingerprints of each account's recent entries, as typed arrays, for the comparisons.
   const recentPrints = new Map<string, PromptFingerprint[]>();
+  for (const held of base?.toJSON().accounts ?? []) {
+    const state: SerialisedAccount = {
+      ...held,
+      subnets: [...held.subnets],
+      buckets: held.buckets.map((bucket) => [...bucket]),
+      recent: held.recent.map((entry) => ({ ...entry })),
+    };
+    accounts.set(state.account, state);
+    recentPrints.set(
+      state.account,
+      state.recent.map((entry) => ({
+        features: Uint32Array.from(entry.features),
+        signature: Uint32Array.from(entry.signature),
+        skeleton: entry.skeleton,
+        skeletonLength: entry.skeletonLength,
+        reasoning: entry.reasoning,
+        enumeration: entry.enumeration,
+      })),
+    );
+  }
   for (const event of events) {
     let state = accounts.get(event.account);
     if (state === undefined) {

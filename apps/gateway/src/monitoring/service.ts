@@ -4,6 +4,11 @@
  * the request path (a queue drained on setImmediate), stores monitor events (fingerprints, never prompts) in
  * batches, replays them at start-up so a restart keeps the risk picture, and enforces the policy actions
  * (throttle, review, suspend) and the rate limit and quota that linked accounts share.
+ *
+ * Replicas on one PostgreSQL database follow each other: every SYNC_MS each reads the monitor events the
+ * others stored and observes them too (so every replica links the same accounts into the same clusters, and
+ * the limits a cluster shares, kept in Redis, hold across replicas), and takes up the policy actions taken
+ * on any replica. See docs/decisions/2026-12-04-replicas.md.
  */
 import { performance } from 'node:perf_hooks';
 import {
@@ -32,7 +37,9 @@ import type {
   RiskActionRecord,
 } from '../storage/types.ts';
 import { monitoringError } from './errors.ts';
+import { createMonitorEventTail, type MonitorEventTail, SETTLE_MS } from './event-tail.ts';
 import { loadMonitorHistory, longestWindowMs as longestWindowOf } from './history.ts';
+import { monitorFromEvents } from './replay.ts';
 import {
   type AccountStatus,
   composeRiskReport,
@@ -49,6 +56,8 @@ const FLUSH_EVENTS = 500;
 const FLUSH_MS = 1000;
 /** How often clusters (the shared limits' keys), the gauges and the pruning are refreshed. */
 const REFRESH_MS = 15_000;
+/** How often a replica reads the other replicas' events and actions from the shared database. */
+const SYNC_MS = 2000;
 const MAX_USER_AGENT = 256;
 
 export interface RiskAccountDetail {
@@ -68,6 +77,11 @@ export interface MonitoringServiceOptions {
   readonly monitorOptions?: MonitorOptions;
   /** Milliseconds; default Date.now. */
   readonly now?: () => number;
+  /**
+   * Follow the events and actions other gateway processes store in the same database; default: on
+   * PostgreSQL (the database replicas share), off on SQLite (one process's own file).
+   */
+  readonly followReplicas?: boolean;
 }
 
 export interface MonitoringService {
@@ -116,6 +130,8 @@ export interface MonitoringService {
   act(account: string, action: RiskActionKind, reason: string, adminKeyId: string): Promise<RiskActionRecord>;
   /** Writes the queued events. */
   flush(): Promise<void>;
+  /** Observes the events other replicas stored and takes up their actions (done every SYNC_MS). */
+  sync(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -182,6 +198,13 @@ export function createMonitoringService(options: MonitoringServiceOptions): Moni
   let flushing: Promise<void> = Promise.resolve();
   const timers: NodeJS.Timeout[] = [];
   let closed = false;
+  const followReplicas = enabled && (options.followReplicas ?? storage.kind === 'postgres');
+  let tail: MonitorEventTail | null = null;
+  /** This process's own events not yet read back, by signature (a replica observes each event once). */
+  const ownUnread = new Map<string, number>();
+  /** The id of the stored action behind each account's status, so an older one never overrides it. */
+  const statusActionIds = new Map<string, number>();
+  let syncing: Promise<void> | null = null;
 
   const checks = (request: FastifyRequest): RequestChecks => {
     let found = checksOf.get(request);
@@ -228,7 +251,7 @@ export function createMonitoringService(options: MonitoringServiceOptions): Moni
           ...(Number.isFinite(keyCreatedAt) ? { keyCreatedAt } : {}),
         });
         metrics.observeDuration.observe((performance.now() - started) / 1000);
-        unsaved.push({
+        const event: MonitorEventInput = {
           at: new Date(pending.at).toISOString(),
           account,
           apiKeyId: pending.key.id,
@@ -245,7 +268,9 @@ export function createMonitoringService(options: MonitoringServiceOptions): Moni
           outputAction: first ? found.outputAction : 'none',
           outputFindings: first ? found.outputFindings : [],
           review: pending.review,
-        });
+        };
+        unsaved.push(event);
+        if (followReplicas) countSignature(eventSignature(event), 1);
       }
     }
     if (unsaved.length >= FLUSH_EVENTS) void flush();
@@ -267,11 +292,68 @@ export function createMonitoringService(options: MonitoringServiceOptions): Moni
       try {
         await storage.appendMonitorEvents(batch);
       } catch (error) {
+        // Never stored, so never read back.
+        if (followReplicas) for (const event of batch) countSignature(eventSignature(event), -1);
         options.metrics().persistFailures.inc(batch.length);
         log.warn({ err: error, events: batch.length }, 'monitor events could not be stored');
       }
     });
     return flushing;
+  };
+
+  const countSignature = (signature: string, delta: number) => {
+    const count = (ownUnread.get(signature) ?? 0) + delta;
+    if (count > 0) ownUnread.set(signature, count);
+    else ownUnread.delete(signature);
+  };
+
+  const takeUpActions = (actions: readonly RiskActionRecord[]) => {
+    for (const action of actions) {
+      if (action.id <= (statusActionIds.get(action.account) ?? 0)) continue;
+      statusActionIds.set(action.account, action.id);
+      statuses.set(action.account, STATUS_OF_ACTION[action.action]);
+    }
+  };
+
+  const syncOnce = async () => {
+    if (tail === null) return;
+    const events = await tail.read();
+    const foreign = events.filter((event) => {
+      const signature = eventSignature(event);
+      if (!ownUnread.has(signature)) return true;
+      countSignature(signature, -1);
+      return false;
+    });
+    takeUpActions(await storage.listRiskActions());
+    if (foreign.length === 0 || closed) return;
+    // Synchronous from here: no observation lands in the monitor being replaced.
+    monitor = monitorFromEvents(
+      monitorOptions,
+      foreign.map((event) => ({
+        account: event.account,
+        at: Date.parse(event.at),
+        fingerprint: event.fingerprint,
+        promptTokens: event.promptTokens,
+        completionTokens: event.completionTokens,
+        subnet: event.subnet,
+        userAgent: event.userAgent,
+        keyCreatedAt: event.keyCreatedAt === null ? null : Date.parse(event.keyCreatedAt),
+      })),
+      monitor,
+    );
+    for (const event of foreign) {
+      const at = Date.parse(event.at);
+      ledger.record(event.account, at, 'input', event.inputFindings, event.inputAction);
+      ledger.record(event.account, at, 'output', event.outputFindings, event.outputAction);
+    }
+    refresh();
+  };
+
+  const sync = (): Promise<void> => {
+    syncing ??= syncOnce().finally(() => {
+      syncing = null;
+    });
+    return syncing;
   };
 
   const refresh = () => {
@@ -325,13 +407,30 @@ export function createMonitoringService(options: MonitoringServiceOptions): Moni
 
     async start() {
       if (!enabled) return;
+      const startedAt = now();
       const history = await loadMonitorHistory(storage, {
-        since: new Date(now() - longestWindowMs).toISOString(),
+        since: new Date(startedAt - longestWindowMs).toISOString(),
         monitorOptions,
+        settledBefore: startedAt - SETTLE_MS,
       });
       monitor = history.monitor;
       ledger = history.ledger;
       for (const [account, status] of history.statuses) statuses.set(account, status);
+      if (followReplicas) {
+        tail = createMonitorEventTail(storage, {
+          settledId: history.settledId,
+          unsettledIds: history.unsettledIds,
+          now,
+        });
+        takeUpActions(await storage.listRiskActions());
+        timers.push(
+          setInterval(() => {
+            sync().catch((error: unknown) =>
+              log.warn({ err: error }, 'monitor: the other replicas could not be followed'),
+            );
+          }, SYNC_MS).unref(),
+        );
+      }
       if (history.events > 0)
         log.info({ events: history.events }, 'monitor: the scoring window was replayed from storage');
       refresh();
@@ -498,7 +597,7 @@ export function createMonitoringService(options: MonitoringServiceOptions): Moni
         reason,
         adminKeyId,
       });
-      statuses.set(account, STATUS_OF_ACTION[action]);
+      takeUpActions([stored]);
       options.metrics().actions.inc({ action });
       log.warn(
         { account, action, adminKeyId, actionId: stored.id },
@@ -512,12 +611,15 @@ export function createMonitoringService(options: MonitoringServiceOptions): Moni
       await flush();
     },
 
+    sync,
+
     async close() {
       if (closed) return;
       closed = true;
       for (const timer of timers) clearInterval(timer);
       if (queue.length > 0) drain();
       await flush();
+      await syncing?.catch(() => undefined);
     },
   };
 
@@ -550,6 +652,20 @@ export function createMonitoringService(options: MonitoringServiceOptions): Moni
       review: statusOf(key.account) === 'review',
     };
   }
+}
+
+/** What identifies an event once stored: a replica skips its own when it reads the shared table. */
+function eventSignature(event: MonitorEventInput): string {
+  return [
+    event.at,
+    event.apiKeyId,
+    event.completionId ?? '',
+    event.endpoint,
+    event.promptTokens,
+    event.completionTokens,
+    event.fingerprint.skeleton,
+    event.fingerprint.signature.join(','),
+  ].join('|');
 }
 
 function userAgentOf(request: FastifyRequest): string | null {
