@@ -23,6 +23,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Register>>> = {
   keys: async () => (await import('./commands/keys.ts')).registerKeys,
   scan: async () => (await import('./commands/scan.ts')).registerScan,
   probe: async () => (await import('./commands/probe.ts')).registerProbe,
+  'scan-worker': async () => (await import('./commands/scan-worker.ts')).registerScanWorker,
   monitor: async () => (await import('./commands/monitor.ts')).registerMonitor,
   verify: async () => (await import('./commands/verify.ts')).registerVerify,
   evidence: async () => (await import('./commands/evidence.ts')).registerEvidence,

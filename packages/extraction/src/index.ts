@@ -57,8 +57,24 @@ export {
   leftHashGreenValues,
   type WindowGroupedTape,
 } from './kernel.ts';
+export {
+  layoutCounts,
+  mergeKeyScores,
+  mergePartition,
+  type PartitionedScanInput,
+  type PartitionKeyScore,
+  type PartitionScoreOptions,
+  type PartitionTape,
+  partitionedScanReport,
+  type ShardCounts,
+  type ShardFragment,
+  ShardTape,
+  scorePartition,
+  tokenPartition,
+} from './partitioned-tape.ts';
 export { bestWindows, type DocumentEvidence, type TapeWindow, topDocuments } from './passages.ts';
 export {
+  assembleScanReport,
   type Calibration,
   DEFAULT_CALIBRATION_THRESHOLD,
   DEFAULT_FAKE_KEYS,
@@ -70,6 +86,7 @@ export {
   type FakeKeyRunner,
   fakeKeyPValues,
   type KeyScan,
+  type KeyTally,
   type Location,
   MIN_FAKE_KEYS_FOR_VERDICT,
   NO_EVIDENCE_LEVEL,
@@ -79,6 +96,7 @@ export {
   type ScanDocument,
   type ScanOptions,
   type ScanReport,
+  type ScanTally,
   type ScanVerdict,
   scanCorpus,
   splitFakeKeyJobs,

@@ -416,24 +416,110 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
     (calibration.results ??= []).push(result);
   });
 
+  const tallies = keys.map((key, index): KeyTally => {
+    const { origins, counts } = finished.get(`${key.scheme.name}/${key.scheme.contextWidth}`)!;
+    const { numScored, numGreen, status } = evaluations[index]!;
+    // The scored tape of this key, in order: where the signal is.
+    const bits = new Uint8Array(numScored);
+    const document = new Uint32Array(numScored);
+    const position = new Uint32Array(numScored);
+    let at = 0;
+    for (let i = 0; i < status.length; i++) {
+      if (status[i] === 0) continue;
+      bits[at] = status[i] === 2 ? 1 : 0;
+      document[at] = origins.document[i]!;
+      position[at] = origins.position[i]!;
+      at++;
+    }
+    return {
+      counts,
+      numScored,
+      numGreen,
+      bits,
+      document,
+      position,
+      fakeKeys: calibrations.get(calibrationId(key))!.results ?? [],
+    };
+  });
+  return assembleScanReport({
+    keys,
+    tallies,
+    sources,
+    fakeKeyCount,
+    seed,
+    alpha,
+    missRate,
+    minimumDose,
+    calibrationThreshold,
+    topDocuments: topDocumentCount,
+    passages: passageCount,
+    minPassage,
+    issued: issued === undefined ? null : { numOutputs: issued.numOutputs, numTokens: issued.numTokens },
+    ...(options.issuedGreenFractions === undefined
+      ? {}
+      : { issuedGreenFractions: options.issuedGreenFractions }),
+  });
+}
+
+/** One true key's counts and scored tape, however they were computed (one pass, or merged partitions). */
+export interface KeyTally {
+  /** The reading pass's counts of the key's layout. */
+  readonly counts: TapeCounts;
+  readonly numScored: number;
+  readonly numGreen: number;
+  /** The scored candidates in tape order: green (1) or red (0), and where each first occurred. */
+  readonly bits: Uint8Array;
+  readonly document: Uint32Array;
+  readonly position: Uint32Array;
+  /** The counts of the fake keys calibrating this key (by fake key index, in any grouping). */
+  readonly fakeKeys: readonly FakeKeyCounts[];
+}
+
+/** What {@link assembleScanReport} needs: the tallies, in the keys' order, and the validated settings. */
+export interface ScanTally {
+  readonly keys: readonly WatermarkKey[];
+  readonly tallies: readonly KeyTally[];
+  /** Each document's source, by document index. */
+  readonly sources: readonly string[];
+  readonly fakeKeyCount: number;
+  readonly seed: string;
+  readonly alpha: number;
+  readonly missRate: number;
+  readonly minimumDose: number;
+  readonly calibrationThreshold: number;
+  readonly topDocuments: number;
+  readonly passages: number;
+  readonly minPassage: number;
+  readonly issued: { readonly numOutputs: number; readonly numTokens: number } | null;
+  readonly issuedGreenFractions?: ReadonlyMap<string, number>;
+}
+
+/**
+ * The report from the keys' tallies: p-values, calibration, dose, verdicts, top documents and
+ * passages. {@link scanCorpus} calls it, and so does a scan whose tallies were merged from
+ * partitions, so that both give the same report.
+ */
+export function assembleScanReport(input: ScanTally): ScanReport {
+  const { keys, sources, seed, alpha, missRate, minimumDose, calibrationThreshold, minPassage } = input;
+  const topDocumentCount = input.topDocuments;
+  const passageCount = input.passages;
+  const fakeKeyCount = input.fakeKeyCount;
+  const issued = input.issued;
+  const options = { issuedGreenFractions: input.issuedGreenFractions };
   const log10Beta = Math.log10(missRate);
   const partial = keys.map((key, index) => {
-    const { tape, origins, counts } = finished.get(`${key.scheme.name}/${key.scheme.contextWidth}`)!;
-    const evaluation = evaluations[index]!;
+    const tally = input.tallies[index]!;
     const gamma = key.scheme.gammaEffective;
-    const { numScored, numGreen } = evaluation;
+    const { numScored, numGreen } = tally;
     const log10P = log10BinomialSf(numGreen, numScored, gamma);
     // Fake keys: p-values for the rank, randomized p-values for the uniformity test.
-    const calibration = calibrations.get(calibrationId(key))!;
-    const { log10P: fakeLog10P, randomized } = fakeKeyPValues(calibration.results ?? [], gamma, seed);
+    const { log10P: fakeLog10P, randomized } = fakeKeyPValues(tally.fakeKeys, gamma, seed);
     const rank = 1 + fakeLog10P.filter((value) => value <= log10P).length;
     const ks = kolmogorovSmirnovUniform(randomized);
     return {
       key,
-      tape,
-      origins,
-      counts,
-      evaluation,
+      tally,
+      counts: tally.counts,
       gamma,
       numScored,
       numGreen,
@@ -507,19 +593,9 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
       reason = `not significant, and too few scored tokens to rule out a dose of ${percent(minimumDose)} (only doses above ${percent(doseUpperBound)} are ruled out)`;
     }
 
-    // Where the signal is: the scored tape of this key, in order.
-    const status = p.evaluation.status;
-    const bits = new Uint8Array(numScored);
-    const documentOf = new Uint32Array(numScored);
-    const positionOf = new Uint32Array(numScored);
-    let at = 0;
-    for (let i = 0; i < status.length; i++) {
-      if (status[i] === 0) continue;
-      bits[at] = status[i] === 2 ? 1 : 0;
-      documentOf[at] = p.origins.document[i]!;
-      positionOf[at] = p.origins.position[i]!;
-      at++;
-    }
+    const bits = p.tally.bits;
+    const documentOf = p.tally.document;
+    const positionOf = p.tally.position;
     const located = (tapeIndex: number): Location => ({
       document: documentOf[tapeIndex]!,
       source: sources[documentOf[tapeIndex]!]!,
@@ -587,7 +663,7 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
     const first = keyScans.find((scan) => scan.verdict === 'insufficient')!;
     reason = keyScans.length === 1 ? first.reason : `key ${first.keyId}: ${first.reason}`;
   }
-  const anyCounts = [...finished.values()][0]!.counts;
+  const anyCounts = input.tallies[0]!.counts;
   return {
     verdict,
     reason,
@@ -596,8 +672,8 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
     missRate,
     minimumDose,
     calibrationThreshold,
-    supervised: issued !== undefined,
-    issued: issued === undefined ? null : { numOutputs: issued.numOutputs, numTokens: issued.numTokens },
+    supervised: issued !== null,
+    issued,
     numDocuments: sources.length,
     numTokens: anyCounts.numTokens,
     numPromptTokens: anyCounts.numPromptTokens,

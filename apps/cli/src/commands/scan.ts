@@ -25,6 +25,7 @@ import {
 } from '@tracemark/extraction';
 import { getTokenizer, isTokenizerId } from '@tracemark/tokenizers';
 import type { Command } from 'commander';
+import type { DistributedRun } from '../distributed/coordinator.ts';
 import {
   checkTerminalStdin,
   FIELD_HELP,
@@ -73,6 +74,10 @@ interface ScanCommandOptions {
   json?: boolean;
   quiet?: boolean;
   failOnRadioactive?: boolean;
+  distributed?: string;
+  runId?: string;
+  partitions?: number;
+  shardSize?: number;
 }
 
 /** Inputs smaller than this run in the main thread: starting workers would cost more than it saves. */
@@ -163,6 +168,21 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       '--signing-key <file>',
       'with --evidence: the signing key file (as the gateway writes log-signing-key)',
     )
+    .option(
+      '--distributed <redis-url>',
+      'spread the scan over `tracemark scan-worker` processes through this Redis (the same report as one machine)',
+    )
+    .option('--run-id <id>', 'with --distributed: resume this run (its finished jobs are not run again)')
+    .option(
+      '--partitions <n>',
+      'with --distributed: token partitions of the evidence tape (default 16)',
+      parseNumber('--partitions', 1, 65_536, true),
+    )
+    .option(
+      '--shard-size <MB>',
+      'with --distributed: JSONL bytes per map job, in MB (default 16)',
+      parseNumber('--shard-size', 0.001, 4096),
+    )
     .option('--fail-on-radioactive', 'exit with code 1 when the verdict is radioactive')
     .option('--json', 'print the report as JSON')
     .option('--quiet', 'no progress or hints on stderr')
@@ -187,6 +207,18 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       if (foreignKeys.length > 0) checkForeignOptions(foreignKeys[0]!, numGreenListKeys, options, source);
       const gumbelKey = keys.find(isGumbelKey);
       if (gumbelKey !== undefined) checkGumbelOptions(gumbelKey, numGreenListKeys, options, source);
+      if (options.distributed !== undefined) checkDistributedOptions(paths, allKeys, options);
+      else if (
+        options.runId !== undefined ||
+        options.partitions !== undefined ||
+        options.shardSize !== undefined
+      ) {
+        throw new CliError(
+          'TM_ERR_USAGE',
+          '--run-id, --partitions and --shard-size need --distributed',
+          EXIT.usage,
+        );
+      }
       // Keys before the signing key, so that options engines' keys do not take are refused first;
       // the signing key before the corpus: a scan that cannot be signed is not run.
       const signer = options.evidence === undefined ? null : await readSigningKey(options);
@@ -227,10 +259,12 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       let issuedLog: { source: string; numOutputs: number; pruned: number; account: string | null } | null =
         null;
       let attribution: Attribution | null = null;
+      let distributedRun: DistributedRun | null = null;
       try {
         let issuedWindows: IssuedWindowSet | undefined;
         let issuedGreenFractions: Map<string, number> | undefined;
         let logOutputs: IssuedOutput[] | undefined;
+        let issuedOutputs: Uint32Array[] | undefined;
         if (options.issued !== undefined) {
           const apiKey = options.apiKeyEnv === undefined ? undefined : io.env[options.apiKeyEnv];
           if (options.apiKeyEnv !== undefined && (apiKey === undefined || apiKey === '')) {
@@ -253,6 +287,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
             logOutputs === undefined
               ? await readIssued(pool, options.issuedFile!, options.issuedField, io)
               : logOutputs.map((output) => output.tokens);
+          issuedOutputs = outputs;
           issuedWindows = await IssuedWindowSet.fromOutputs(outputs, {
             schemes: keys.map((key) => key.scheme),
             specialTokenIds,
@@ -269,36 +304,63 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
             if (measured.numScored > 0) issuedGreenFractions.set(key.keyId, measured.greenFraction);
           }
         }
-        const kept: ScanDocument[] | null = options.attribute ? [] : null;
-        const documents = readDocuments(pool, paths, options, io, summary, onError, () =>
-          progress.update(summary, started),
-        );
-        report = await scanCorpusAnyKeys({
-          documents: kept === null ? documents : keep(documents, kept),
-          keys: scanKeys,
-          specialTokenIds,
-          fakeKeys: options.fakeKeys,
-          // English text runs about 4.7 bytes a token; the guess only sizes tables.
-          expectedTokens: bytes / 4,
-          alpha: options.alpha,
-          minimumDose: options.minDose,
-          runFakeKeyJobs: (jobs) => {
-            progress.message(`calibrating with ${options.fakeKeys} fake keys…`);
-            return pool.runFakeKeyJobs(jobs);
-          },
-          ...(options.fakeKeySeed === undefined ? {} : { fakeKeySeed: options.fakeKeySeed }),
-          ...(issuedWindows === undefined ? {} : { issuedWindows }),
-          ...(issuedGreenFractions === undefined ? {} : { issuedGreenFractions }),
-        });
-        if (kept !== null && logOutputs !== undefined) {
-          progress.message('attributing to accounts…');
-          attribution = await attributeAccounts({
-            documents: kept,
+        if (options.distributed !== undefined) {
+          const { distributedScan } = await import('../distributed/coordinator.ts');
+          const result = await distributedScan({
+            redisUrl: options.distributed,
+            ...(options.runId === undefined ? {} : { runId: options.runId }),
+            paths,
             keys,
-            specialTokenIds,
-            accounts: byAccount(logOutputs),
+            tokenizer: tokenizerId,
+            ...(options.format === undefined ? {} : { format: options.format }),
+            ...(options.field === undefined ? {} : { field: options.field }),
+            ...(options.promptField === undefined ? {} : { promptField: options.promptField }),
+            fakeKeys: options.fakeKeys,
+            ...(options.fakeKeySeed === undefined ? {} : { fakeKeySeed: options.fakeKeySeed }),
             alpha: options.alpha,
+            minimumDose: options.minDose,
+            ...(issuedOutputs === undefined ? {} : { issuedOutputs }),
+            ...(issuedGreenFractions === undefined ? {} : { issuedGreenFractions }),
+            ...(options.partitions === undefined ? {} : { partitions: options.partitions }),
+            ...(options.shardSize === undefined ? {} : { shardBytes: Math.round(options.shardSize * 1e6) }),
+            onProgress: (text) => progress.message(text),
+            onError,
           });
+          report = result.report;
+          Object.assign(summary, result.summary);
+          distributedRun = result.run;
+        } else {
+          const kept: ScanDocument[] | null = options.attribute ? [] : null;
+          const documents = readDocuments(pool, paths, options, io, summary, onError, () =>
+            progress.update(summary, started),
+          );
+          report = await scanCorpusAnyKeys({
+            documents: kept === null ? documents : keep(documents, kept),
+            keys: scanKeys,
+            specialTokenIds,
+            fakeKeys: options.fakeKeys,
+            // English text runs about 4.7 bytes a token; the guess only sizes tables.
+            expectedTokens: bytes / 4,
+            alpha: options.alpha,
+            minimumDose: options.minDose,
+            runFakeKeyJobs: (jobs) => {
+              progress.message(`calibrating with ${options.fakeKeys} fake keys…`);
+              return pool.runFakeKeyJobs(jobs);
+            },
+            ...(options.fakeKeySeed === undefined ? {} : { fakeKeySeed: options.fakeKeySeed }),
+            ...(issuedWindows === undefined ? {} : { issuedWindows }),
+            ...(issuedGreenFractions === undefined ? {} : { issuedGreenFractions }),
+          });
+          if (kept !== null && logOutputs !== undefined) {
+            progress.message('attributing to accounts…');
+            attribution = await attributeAccounts({
+              documents: kept,
+              keys,
+              specialTokenIds,
+              accounts: byAccount(logOutputs),
+              alpha: options.alpha,
+            });
+          }
         }
       } finally {
         await pool.close();
@@ -343,6 +405,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
           seconds: Number(seconds.toFixed(3)),
           megabytesPerSecond: Number((summary.bytes / 1e6 / Math.max(seconds, 1e-9)).toFixed(2)),
           workers: pool.workers,
+          ...(distributedRun === null ? {} : { distributed: distributedRun }),
         };
         io.stdout.write(
           `${JSON.stringify({ ...report, issuedLog, attribution, summary: summaryJson, errors })}\n`,
@@ -362,6 +425,22 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       else if (summary.errors > 0) setExit(EXIT.io);
       else setExit(EXIT.ok);
     });
+}
+
+/** A distributed scan takes files and tracemark green-list keys; attribution reads the corpus again here. */
+function checkDistributedOptions(
+  paths: readonly string[],
+  keys: readonly AnyWatermarkKey[],
+  options: ScanCommandOptions,
+): void {
+  const fail = (why: string): never => {
+    throw new CliError('TM_ERR_USAGE', `--distributed ${why}`, EXIT.usage);
+  };
+  if (!/^rediss?:\/\//.test(options.distributed!)) fail('expects a redis:// or rediss:// URL');
+  if (paths.length === 0 || paths.includes('-')) fail('needs the corpus as files that every worker can read');
+  const other = keys.find((key) => isForeignKey(key) || isGumbelKey(key as WatermarkKey));
+  if (other !== undefined) fail(`takes tracemark green-list keys (key ${other.keyId} is not one)`);
+  if (options.attribute) fail('cannot be combined with --attribute yet');
 }
 
 /** Passes documents through, keeping them (attribution scans the corpus again per account). */
