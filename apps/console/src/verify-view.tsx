@@ -237,6 +237,14 @@ function VerifyResult({
         </h2>
         <p>{headline.sentence}</p>
         <p>{issuanceSentence(response)}</p>
+        {response.spoofing?.flagged === true ? (
+          <p class="warning" data-testid="spoofing">
+            The marked words of this text sit on word pairs that are common in ordinary text more often than a
+            genuine mark's do (p = {formatPower(response.spoofing.log10P)}): the mark may have been forged by
+            someone who learned it from this service's outputs. Carrying the mark is not proof that this
+            service issued the text.
+          </p>
+        ) : null}
         {checked.signatureOk ? null : (
           <p class="warning">
             The signed report that came with this answer did not verify in this browser, so nothing below can

@@ -44,6 +44,7 @@ export type {
   ScanResponse,
   ScanVerdict,
   ServiceKeys,
+  SpoofingResult,
   TextOrTokens,
   TracemarkKeyScan,
   VerifyRequest,

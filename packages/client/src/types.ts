@@ -39,6 +39,21 @@ export interface IssuanceMatchSummary {
   readonly disclosed: boolean;
 }
 
+/** The spoofing-artefact test of POST /v1/verify (`tracemark-spoof-fisher-v1`). */
+export interface SpoofingResult {
+  readonly test: string;
+  /** What "common" word pairs are measured against. */
+  readonly learnability: string;
+  readonly keyId: string;
+  readonly numScored: number;
+  readonly commonMarkedShare: number | null;
+  readonly rareMarkedShare: number | null;
+  /** log10 of the exact one-sided Fisher p-value. */
+  readonly log10P: number;
+  readonly alpha: number;
+  readonly flagged: boolean;
+}
+
 /** The answer of POST /v1/verify: the verdict, its numbers, the issuance match and the signed report. */
 export interface VerifyResponse {
   readonly object: 'tracemark.verification';
@@ -65,6 +80,13 @@ export interface VerifyResponse {
     readonly windowSearched?: boolean;
   };
   readonly issuance: IssuanceMatchSummary | null;
+  /**
+   * The spoofing-artefact test of a watermarked text that no issued output matches exactly (green-list keys
+   * of context 1 or 2): `flagged` means its mark sits where someone who learned it from this service's
+   * outputs would put it. Reported beside the verdict, never changing it; null where it does not apply.
+   * Absent from gateways older than the test.
+   */
+  readonly spoofing?: SpoofingResult | null;
   /** The signed evidence report: a DSSE envelope carrying an in-toto Statement. */
   readonly report: DsseEnvelope;
   /** DSSE key id of the signature: `<name>+<key hash>`. */

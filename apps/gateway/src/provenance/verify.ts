@@ -48,6 +48,7 @@ import type { GatewayStorage, IssuanceRecord } from '../storage/types.ts';
 import { calibrationFor } from './calibration.ts';
 import type { IssuanceLog } from './issuance-log.ts';
 import { leafHashOf, leafRecordOf } from './leaf.ts';
+import { SPOOF_TEST_NAME, type SpoofingChecker, type SpoofingResult } from './spoofing.ts';
 
 /** The tokenizer normalization (spec §6, @tracemark/tokenizers `normalizeText`), as reports name it. */
 export const NORMALIZATION =
@@ -86,6 +87,8 @@ export interface Verification {
   readonly windowSearched: boolean;
   /** What the report says, in one paragraph of plain words. */
   readonly summary: string;
+  /** The spoofing-artefact test of a watermarked text (spoofing.ts); null where it does not apply. */
+  readonly spoofing: SpoofingResult | null;
 }
 
 const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
@@ -388,6 +391,7 @@ export function createVerifier(
   context: VerifierContext,
   softwareVersion: string,
   work: VerifyWork,
+  spoofingChecker: SpoofingChecker | null = null,
 ): Verifier {
   const { storage, issuanceLog, rootWatermarkKey } = context;
 
@@ -534,6 +538,20 @@ export function createVerifier(
         'Detection ran on the token ids submitted; the text is their decoding, and encoding it again may give other ids.',
       );
     }
+    // "Carries our mark" is not "issued by us": a watermarked text no issued output matches exactly is
+    // tested for the artefacts of a forged mark (reported beside the verdict, never changing it).
+    const spoofing =
+      spoofingChecker === null ||
+      document.verdict !== 'watermarked' ||
+      engineKey !== null ||
+      found?.match === 'exact'
+        ? null
+        : await spoofingChecker.check(reportedKey as WatermarkKey, input);
+    if (spoofing?.flagged === true) {
+      limitations.push(
+        `The marked tokens of this text sit on word pairs common in ordinary text more often than a genuine mark's do (${SPOOF_TEST_NAME}, p = ${formatP(spoofing.log10P)} ≤ ${spoofing.alpha}): the mark may have been forged by someone who learned it from this service's outputs. Carrying the mark is not proof that this service issued the text.`,
+      );
+    }
     if (found?.trailingWhitespace === true) {
       limitations.push(
         'The text is the issued output with whitespace added at its end (a line break, for instance); apart from that whitespace it is identical, so the match is reported as exact.',
@@ -637,6 +655,7 @@ export function createVerifier(
       envelope,
       summary,
       windowSearched: analysis.windowSearched,
+      spoofing,
       issuance:
         issuance === null
           ? null

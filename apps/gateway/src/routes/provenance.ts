@@ -9,6 +9,7 @@ import { EVIDENCE_PREDICATE_TYPE, toHex } from '@tracemark/provenance';
 import { Type } from 'typebox';
 import { GATEWAY_VERSION } from '../context.ts';
 import { assertTextOrTokens, badRequest, GatewayError } from '../errors.ts';
+import { createSpoofingChecker } from '../provenance/spoofing.ts';
 import { createVerifier, type VerifyInput } from '../provenance/verify.ts';
 import { errorResponses, list, nullable, stringEnum } from '../schemas.ts';
 import type { StoredCheckpoint } from '../storage/types.ts';
@@ -77,6 +78,25 @@ const verifyResponseSchema = Type.Object({
   summary: Type.String({ description: 'The verdict in plain words.' }),
   detection: verifyDetectionSchema,
   issuance: nullable(issuanceMatchSchema),
+  spoofing: nullable(
+    Type.Object(
+      {
+        test: Type.String(),
+        learnability: Type.String(),
+        keyId: Type.String(),
+        numScored: Type.Integer(),
+        commonMarkedShare: nullable(Type.Number()),
+        rareMarkedShare: nullable(Type.Number()),
+        log10P: Type.Number(),
+        alpha: Type.Number(),
+        flagged: Type.Boolean(),
+      },
+      {
+        description:
+          'A watermarked text that no issued output matches exactly, under a green-list key of context 1 or 2: does its mark sit where an attacker who learned it would put it? Reported beside the verdict, never changing it; null where it does not apply.',
+      },
+    ),
+  ),
   report: dsseEnvelopeSchema,
   keyId: Type.String({ description: 'DSSE key id of the signature: <name>+<key hash>.' }),
   verifierKey: Type.String({
@@ -148,10 +168,15 @@ const provenanceRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { work } = fastify.gateway;
   // The analysis (tokens, detection, localization) and the report's signature run on a work thread unless
   // the text is small.
-  const verifier = createVerifier(fastify.gateway, GATEWAY_VERSION, {
-    analyze: (input, keys) => work.run({ kind: 'verify', input, keys }),
-    sign: (predicate, text) => work.run({ kind: 'sign', predicate, text }),
-  });
+  const verifier = createVerifier(
+    fastify.gateway,
+    GATEWAY_VERSION,
+    {
+      analyze: (input, keys) => work.run({ kind: 'verify', input, keys }),
+      sign: (predicate, text) => work.run({ kind: 'sign', predicate, text }),
+    },
+    fastify.gateway.engineNative === null ? createSpoofingChecker(fastify.gateway.backend.tokenizer) : null,
+  );
 
   /**
    * The signed checkpoint a proof is served against: the latest (signed now if the log has grown since the
@@ -245,6 +270,7 @@ const provenanceRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
           windowSearched: result.windowSearched,
         },
         issuance: result.issuance,
+        spoofing: result.spoofing,
         report: result.envelope,
         keyId: logSigningKey.keyId,
         verifierKey: logSigningKey.verifierKey,
