@@ -548,6 +548,7 @@ describe('commands load lazily: the gateway is an optional package', () => {
     'serve',
     'keys',
     'scan',
+    'scan-worker',
     'probe',
     'monitor',
     'verify',

@@ -8,7 +8,7 @@
 import type { GatewayStorage } from '@tracemark/gateway';
 import type { Command } from 'commander';
 import { CliError, type CliIo, EXIT } from '../io.ts';
-import { describeTarget, isHttpUrl, openIssuedStorage } from '../scan-issued.ts';
+import { describeTarget, isHttpUrl, openIssuedStorage } from '../scan/issued.ts';
 import { loadGateway } from './serve.ts';
 
 /** One reason, as the report carries it (the fields the table shows; --json prints all of them). */

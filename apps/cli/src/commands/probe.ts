@@ -3,7 +3,7 @@ import { appendFile, open, readFile, truncate } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { CliError, type CliIo, EXIT } from '../io.ts';
 import { parseNumber } from '../options.ts';
-import { createProbeClient, type ProbeApi, ProbeRequestError } from '../scan-probe-client.ts';
+import { createProbeClient, type ProbeApi, ProbeRequestError } from '../scan/probe-client.ts';
 
 interface ProbeCommandOptions {
   endpoint: string;

@@ -38,8 +38,8 @@ import { CliError, type CliIo, EXIT } from '../io.ts';
 import { collect, parseNumber, parseOpenUnit } from '../options.ts';
 import { defaultWorkerCount } from '../pool.ts';
 import { createProgress } from '../progress.ts';
-import { type Attribution, attributeAccounts } from '../scan-attribution.ts';
-import type { ScanJobResult, TokenizedDocument } from '../scan-engine.ts';
+import { type Attribution, attributeAccounts } from '../scan/attribution.ts';
+import type { ScanJobResult, TokenizedDocument } from '../scan/engine.ts';
 import {
   DEFAULT_FIELD_RULE,
   DEFAULT_PROMPT_FIELD_RULE,
@@ -47,10 +47,10 @@ import {
   readSigningKey,
   scanPredicate,
   signedScanReport,
-} from '../scan-evidence.ts';
-import { byAccount, type IssuedOutput, readIssuedLog } from '../scan-issued.ts';
-import { createScanPool, type ScanPool } from '../scan-pool.ts';
-import { renderAttribution, renderScanReport } from '../scan-render.ts';
+} from '../scan/evidence.ts';
+import { byAccount, type IssuedOutput, readIssuedLog } from '../scan/issued.ts';
+import { createScanPool, type ScanPool } from '../scan/pool.ts';
+import { renderAttribution, renderScanReport } from '../scan/render.ts';
 
 interface ScanCommandOptions {
   key: string[];

@@ -20,7 +20,7 @@ import { getTokenizer, isTokenizerId } from '@tracemark/tokenizers';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { readInputs } from '../inputs.ts';
-import { createScanEngine, type ScanEngine } from '../scan-engine.ts';
+import { createScanEngine, type ScanEngine } from '../scan/engine.ts';
 import { packBlob, unpackBlob } from './codec.ts';
 import {
   type MapJobData,

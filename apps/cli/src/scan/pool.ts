@@ -1,7 +1,7 @@
 /** Worker pool of `tracemark scan`; without workers (or from sources), jobs run in this thread. */
 import type { FakeKeyCounts, FakeKeyJob } from '@tracemark/extraction';
-import { createScanEngine, type ScanEngineOptions, type ScanJob, type ScanJobResult } from './scan-engine.ts';
-import { compiledWorker, startWorkerThreads } from './worker-threads.ts';
+import { compiledWorker, startWorkerThreads } from '../worker-threads.ts';
+import { createScanEngine, type ScanEngineOptions, type ScanJob, type ScanJobResult } from './engine.ts';
 
 export interface ScanPool {
   readonly workers: number;
@@ -19,7 +19,7 @@ function shared(array: Uint32Array): Uint32Array {
 }
 
 export function createScanPool(options: ScanEngineOptions, workers: number): ScanPool {
-  const url = compiledWorker('scan-worker.js');
+  const url = compiledWorker('scan/worker.js');
   if (workers <= 0 || url === null) {
     const engine = createScanEngine(options);
     const submit = (job: ScanJob) => Promise.resolve(engine.run(job));

@@ -4,7 +4,7 @@
  */
 import { type FakeKeyCounts, type FakeKeyJob, runFakeKeyJob } from '@tracemark/extraction';
 import { assertTokenIds, getTokenizer, isTokenizerId } from '@tracemark/tokenizers';
-import { parseJsonlLine } from './inputs.ts';
+import { parseJsonlLine } from '../inputs.ts';
 
 export interface ScanEngineOptions {
   /** The keys' tokenizer id; an engine's key may name one tracemark does not ship (token ids only). */

@@ -8,8 +8,8 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { GatewayStorage } from '@tracemark/gateway';
-import { loadGateway } from './commands/serve.ts';
-import { CliError, EXIT } from './io.ts';
+import { loadGateway } from '../commands/serve.ts';
+import { CliError, EXIT } from '../io.ts';
 
 /** One issued output. */
 export interface IssuedOutput {

@@ -51,11 +51,11 @@ import {
   sha256Hex,
   signEvidence,
 } from '@tracemark/provenance';
-import { REPORT_FORMAT, type ReportFile } from './evidence-report.ts';
-import { CliError, EXIT } from './io.ts';
-import type { Attribution } from './scan-attribution.ts';
+import { REPORT_FORMAT, type ReportFile } from '../evidence-report.ts';
+import { CliError, EXIT } from '../io.ts';
+import type { Attribution } from './attribution.ts';
 
-const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+const VERSION = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
 
 export { CORPUS_FORMAT, type CorpusDescription, type CorpusInput };
 

@@ -6,8 +6,8 @@ import {
   type KeyScan,
   type ScanReport,
 } from '@tracemark/extraction';
-import { formatLog10 } from './render.ts';
-import type { Attribution } from './scan-attribution.ts';
+import { formatLog10 } from '../render.ts';
+import type { Attribution } from './attribution.ts';
 
 const VERDICT_TEXT: Record<string, string> = {
   radioactive: 'RADIOACTIVE',
