@@ -23,6 +23,8 @@ const config = resolveConfig(
     rateLimitPerMinute: 10_000_000,
     dailyTokenQuota: Number.MAX_SAFE_INTEGER,
     logLevel: 'warn',
+    // LOADTEST_MONITOR=0: without extraction monitoring (its overhead is the difference).
+    monitor: process.env.LOADTEST_MONITOR !== '0',
     ...(schema === null ? {} : { databaseUrl: schema.url }),
   },
   {},

@@ -10,7 +10,7 @@ import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js';
 import { fmix32, hashPair } from './hashing.ts';
 import { MMD_SCHEME, type MmdCalibration } from './mmd.ts';
 import { clientSubnet } from './network.ts';
-import { fingerprintPrompt, lshBandKeys, MINHASH_SIZE } from './prompt-features.ts';
+import { fingerprintPrompt, lshBandKeys, MINHASH_SIZE, type PromptFingerprint } from './prompt-features.ts';
 import {
   combineScore,
   compareWithReservoir,
@@ -94,7 +94,8 @@ export interface MonitorEvent {
   readonly account: string;
   /** Milliseconds (injected time; never the monitor's clock). */
   readonly at: number;
-  readonly prompt: string;
+  /** The prompt, or its fingerprint (`fingerprintPrompt`) when the caller keeps fingerprints, not prompts. */
+  readonly prompt: string | PromptFingerprint;
   readonly promptTokens: number;
   readonly completionTokens?: number;
   /** Client address (IPv4 or IPv6); only its /24 or /48 is kept. */
@@ -417,6 +418,19 @@ interface SerialisedEntry {
  * buckets; observe() costs O(recentPrompts × sketch size). Clusters are recomputed by
  * refreshClusters(at) (report(at) does it).
  */
+function isFingerprint(value: unknown): value is PromptFingerprint {
+  if (value === null || typeof value !== 'object') return false;
+  const f = value as Partial<PromptFingerprint>;
+  return (
+    f.features instanceof Uint32Array &&
+    f.signature instanceof Uint32Array &&
+    typeof f.skeleton === 'number' &&
+    typeof f.skeletonLength === 'number' &&
+    typeof f.reasoning === 'boolean' &&
+    typeof f.enumeration === 'boolean'
+  );
+}
+
 export class CampaignMonitor {
   readonly options: MonitorOptions;
   private readonly resolved: ResolvedOptions;
@@ -441,7 +455,9 @@ export class CampaignMonitor {
     if (typeof account !== 'string' || account.length === 0)
       throw new TypeError('event.account: expected a non-empty string');
     if (!Number.isFinite(at)) throw new RangeError(`event.at: expected milliseconds, got ${String(at)}`);
-    if (typeof prompt !== 'string') throw new TypeError('event.prompt: expected a string');
+    if (typeof prompt !== 'string' && !isFingerprint(prompt)) {
+      throw new TypeError('event.prompt: expected a string or a prompt fingerprint');
+    }
     for (const [name, value] of [
       ['promptTokens', promptTokens],
       ['completionTokens', completionTokens],
@@ -484,7 +500,7 @@ export class CampaignMonitor {
       }
     }
 
-    const fingerprint = fingerprintPrompt(prompt);
+    const fingerprint = typeof prompt === 'string' ? fingerprintPrompt(prompt) : prompt;
     const { minDistance, nearDuplicate } = compareWithReservoir(
       fingerprint,
       state.recent,

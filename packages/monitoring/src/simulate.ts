@@ -303,7 +303,13 @@ export function simulateTraffic(profile: TrafficProfile, options: SimulationOpti
 export function promptWindows(events: readonly MonitorEvent[], size: number): string[][] {
   const windows: string[][] = [];
   for (let i = 0; i + size <= events.length; i += size)
-    windows.push(events.slice(i, i + size).map((event) => event.prompt));
+    windows.push(
+      events.slice(i, i + size).map((event) => {
+        if (typeof event.prompt !== 'string')
+          throw new TypeError('promptWindows: expected events with prompt texts');
+        return event.prompt;
+      }),
+    );
   return windows;
 }
 

@@ -243,7 +243,7 @@ export function createMonitoringService(options: MonitoringServiceOptions): Moni
         monitor.observe({
           account,
           at: pending.at,
-          prompt: prompt.text,
+          prompt: fingerprint,
           promptTokens: prompt.promptTokens,
           completionTokens: prompt.completionTokens,
           ip: pending.ip,
