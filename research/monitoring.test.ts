@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_CONFIGURATION,
-  MMD_CONFIGURATION,
   EARLIER_CONFIGURATION,
+  MMD_CONFIGURATION,
   QUICK_CONFIG,
   rate,
   runMonitoring,
