@@ -56,3 +56,23 @@ describe('detect engine: a batch printed in the worker', () => {
     });
   });
 });
+
+describe('detect engine: raw line batches', () => {
+  it('decodes bytes to the outcomes the same lines give as strings; errors name the file and line', () => {
+    const engine = createEngine({ keyFiles, window: false });
+    const data = new TextEncoder().encode(`\uFEFF${texts.join('\r\n')}\n`);
+    const fromBytes = engine.run({ kind: 'line-bytes', source: 'in.jsonl', firstLine: 1, data });
+    const fromTexts = engine.run({ kind: 'lines', source: 'in.jsonl', firstLine: 1, texts });
+    if (fromBytes.kind !== 'outcomes' || fromTexts.kind !== 'outcomes')
+      throw new Error('unexpected result kinds');
+    expect(fromBytes.outcomes).toEqual(fromTexts.outcomes);
+    expect(fromBytes.outcomes[1]).toMatchObject({
+      source: 'in.jsonl:3',
+      error: { code: 'TM_ERR_INVALID_JSON', message: 'in.jsonl:3: not valid JSON' },
+    });
+    // a later batch keeps a leading U+FEFF: it is part of the line, which is then not JSON
+    const later = engine.run({ kind: 'line-bytes', source: 'in.jsonl', firstLine: 41, data, render: 'json' });
+    if (later.kind !== 'rendered') throw new Error('unexpected result kind');
+    expect(later.rendered.json.split(',\n')[0]).toContain('"in.jsonl:41: not valid JSON"');
+  });
+});

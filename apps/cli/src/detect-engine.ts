@@ -10,7 +10,7 @@ import {
   InputError,
   parseAnyKeyFile,
 } from '@tracemark/detection';
-import { type InputDocument, parseJsonlLine } from './inputs.ts';
+import { decodeLines, type InputDocument, parseJsonlLine } from './inputs.ts';
 import type { CorrectedVerdict } from './render.ts';
 
 export interface EngineOptions {
@@ -39,6 +39,14 @@ export type Job =
       readonly firstLine: number;
       readonly texts: string[];
       /** Print the outcomes as `detect --json` does, here (in the worker), and send the text. */
+      readonly render?: 'json';
+    }
+  | {
+      /** JSONL lines as read (inputs.ts `RawLineBatch`): decoded here, so a worker gets a buffer moved, not strings copied. */
+      readonly kind: 'line-bytes';
+      readonly source: string;
+      readonly firstLine: number;
+      readonly data: Uint8Array;
       readonly render?: 'json';
     }
   | { readonly kind: 'documents'; readonly documents: InputDocument[] }
@@ -148,7 +156,8 @@ export function createEngine(options: EngineOptions): Engine {
     }
     if (job.kind === 'documents') return { kind: 'outcomes', outcomes: job.documents.map(detectDocument) };
     const outcomes: Outcome[] = [];
-    job.texts.forEach((text, i) => {
+    const texts = job.kind === 'lines' ? job.texts : decodeLines(job.data, job.firstLine);
+    texts.forEach((text, i) => {
       const document = parseJsonlLine(
         text,
         `${job.source}:${job.firstLine + i}`,

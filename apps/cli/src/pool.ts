@@ -52,6 +52,9 @@ export function createRunner(options: EngineOptions, workers: number): JobRunner
       close: () => Promise.resolve(),
     };
   }
-  const threads = startWorkerThreads<Job, JobResult>(url, options, workers);
+  // a batch's bytes move to the worker (inputs.ts gives each its own ArrayBuffer)
+  const threads = startWorkerThreads<Job, JobResult>(url, options, workers, (job) =>
+    job.kind === 'line-bytes' ? [job.data.buffer as ArrayBuffer] : [],
+  );
   return { engine, workers, submit: threads.submit, close: threads.close };
 }

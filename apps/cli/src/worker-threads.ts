@@ -17,10 +17,12 @@ export function compiledWorker(fileName: string): URL | null {
   return existsSync(fileURLToPath(url)) ? url : null;
 }
 
+/** `transfer` names the buffers of a job that move to the worker instead of being copied (then unusable here). */
 export function startWorkerThreads<Job, Result>(
   url: URL,
   workerData: unknown,
   count: number,
+  transfer: (job: Job) => TransferListItem[] = () => [],
 ): WorkerThreads<Job, Result> {
   const threads = Array.from({ length: count }, () => new Worker(url, { workerData }));
   const waiting = new Map<number, { resolve: (result: Result) => void; reject: (error: Error) => void }>();
@@ -47,7 +49,7 @@ export function startWorkerThreads<Job, Result>(
         let target = 0;
         for (let i = 1; i < count; i++) if (load[i]! < load[target]!) target = i;
         load[target]!++;
-        threads[target]!.postMessage({ id, job });
+        threads[target]!.postMessage({ id, job }, transfer(job));
       }),
     close: async () => {
       await Promise.all(threads.map((thread) => thread.terminate()));

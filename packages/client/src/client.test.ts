@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { fromHex, verifyConsistency, verifyInclusion } from '@tracemark/provenance';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // Started the way the gateway's own tests start it (test/ does the same).
@@ -373,11 +374,18 @@ describe('browser safety', () => {
       );
       for (const specifier of imports) {
         expect(specifier, `${name} imports ${specifier}`).toMatch(
-          /^(\.\/[a-z-]+\.ts|@tracemark\/core|@tracemark\/provenance)$/,
+          /^(\.\/[a-z-]+\.ts|@tracemark\/core|@tracemark\/provenance|@tracemark\/tokenizers\/normalize)$/,
         );
       }
       const code = text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
       expect(code, name).not.toMatch(/\b(Buffer|process|require)\s*[.(]/);
     }
+  });
+
+  it('of the tokenizers package it reaches only the normalization, which imports nothing', () => {
+    // the package's root would bundle the vocabularies; its ./normalize subpath is one plain module
+    const normalize = fileURLToPath(import.meta.resolve('@tracemark/tokenizers/normalize'));
+    expect(normalize).toMatch(/tokenizers[/\\](src[/\\]normalize\.ts|dist[/\\]normalize\.js)$/);
+    expect(readFileSync(normalize, 'utf8')).not.toMatch(/^\s*(import|export)\b[^;]*\bfrom\b/m);
   });
 });

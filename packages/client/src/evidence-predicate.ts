@@ -12,7 +12,7 @@ import {
   parseCheckpoint,
   toHex,
 } from '@tracemark/provenance';
-import { normalizeText } from './normalize.ts';
+import { normalizeText } from '@tracemark/tokenizers/normalize';
 
 /** The predicate a DSSE payload claims, without checking anything (null when it cannot be read). */
 export function claimedPredicate(envelope: DsseEnvelope): EvidencePredicate | null {

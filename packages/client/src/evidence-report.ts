@@ -17,8 +17,8 @@ import {
   parseVerifierKey,
   verifyEvidence,
 } from '@tracemark/provenance';
+import { normalizeText } from '@tracemark/tokenizers/normalize';
 import { claimedPredicate } from './evidence-predicate.ts';
-import { normalizeText } from './normalize.ts';
 import type { ServiceKeys, VerifyResponse } from './types.ts';
 
 /** The `format` of a report file. */

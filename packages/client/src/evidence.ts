@@ -5,6 +5,8 @@
  * self-contained HTML page ({@link renderEvidenceHtml}; a radioactivity scan gets its own template).
  * Browser-safe: no Node module is imported.
  */
+
+export { normalizeText } from '@tracemark/tokenizers/normalize';
 export {
   escapeHtml,
   formatAlpha,
@@ -40,7 +42,6 @@ export {
   trustedKeysOf,
   verifyEvidenceReport,
 } from './evidence-report.ts';
-export { normalizeText } from './normalize.ts';
 export {
   CORPUS_FORMAT,
   type CorpusDescription,

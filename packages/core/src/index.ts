@@ -33,6 +33,7 @@ export {
   torchRandperm,
   torchRandpermPrefixInto,
   torchRandpermPrefixReusing,
+  torchRandpermPrefixSetInto,
 } from './foreign/mt19937.ts';
 export { philox4x32, philox4x32Into } from './foreign/philox.ts';
 export {
@@ -91,12 +92,14 @@ export {
   type ResolvedTransformersKgwParams,
   resolveTransformersKgwParams,
   TRANSFORMERS_DEFAULT_HASH_KEY,
+  TRANSFORMERS_GREEN_LIST_CACHE_BYTES,
   TRANSFORMERS_SELFHASH_CANDIDATES,
   TRANSFORMERS_TABLE_SIZE,
   type TransformersDedup,
   type TransformersKgwDetection,
   type TransformersKgwDetectOptions,
   type TransformersKgwDetector,
+  type TransformersKgwDetectorOptions,
   type TransformersKgwParams,
   type TransformersSeedingScheme,
   transformersKgwBias,

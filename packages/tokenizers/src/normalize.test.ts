@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { normalizeText as fromSubpath } from '@tracemark/tokenizers/normalize';
 import { describe, expect, it } from 'vitest';
 import { normalizeText } from './normalize.js';
 
@@ -45,5 +48,12 @@ describe('normalizeText', () => {
 
   it('rejects non-strings with a TypeError naming the parameter', () => {
     expect(() => normalizeText(42 as unknown as string)).toThrow(/text must be a string/);
+  });
+
+  it('is what the browser-safe subpath export gives, a module that imports nothing', () => {
+    expect(fromSubpath).toBe(normalizeText);
+    const path = fileURLToPath(import.meta.resolve('@tracemark/tokenizers/normalize'));
+    expect(path).toMatch(/[/\\](src[/\\]normalize\.ts|dist[/\\]normalize\.js)$/);
+    expect(readFileSync(path, 'utf8')).not.toMatch(/^\s*(import|export)\b[^;]*\bfrom\b/m);
   });
 });

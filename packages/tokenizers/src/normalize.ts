@@ -1,4 +1,10 @@
 /**
+ * The text normalization of every tokenizer id, on its own: the package exports it as
+ * `@tracemark/tokenizers/normalize` for browsers (the client, the console), so this module imports
+ * nothing (the package's root would bring the vocabularies).
+ */
+
+/**
  * Characters removed by {@link normalizeText}: zero-width space, zero-width non-joiner, zero-width joiner,
  * word joiner, zero-width no-break space (BOM), variation selectors 1-16 and variation selectors 17-256.
  */

@@ -22,12 +22,13 @@ import {
 } from '../detect-engine.ts';
 import {
   checkTerminalStdin,
+  decodeLines,
   FIELD_HELP,
   type InputFormat,
   JSONL_HELP,
   measureInputs,
   NO_PROMPT_FIELD_HELP,
-  readInputs,
+  readRawInputs,
 } from '../inputs.ts';
 import { CliError, type CliIo, COLOUR_HELP, EXIT, stdoutHasColour } from '../io.ts';
 import { benjaminiHochberg } from '../multiple-testing.ts';
@@ -273,19 +274,20 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
       // failed in a top-level "error", so that stdout stays one valid JSON value.
       let failure: unknown = null;
       try {
-        for await (const unit of readInputs(paths, {
+        for await (const unit of readRawInputs(paths, {
           stdin: io.stdin,
           ...(options.format === undefined ? {} : { format: options.format }),
         })) {
-          if ('lines' in unit) {
+          if ('rawLines' in unit) {
+            const { source, firstLine } = unit;
+            // Workers decode the bytes moved to them; without workers the lines are decoded here.
             queue.push({
               kind: 'outcomes',
               bytes: unit.bytes,
               promise: submit({
-                kind: 'lines',
-                source: unit.source,
-                firstLine: unit.firstLine,
-                texts: unit.texts,
+                ...(runner.workers > 0
+                  ? { kind: 'line-bytes' as const, source, firstLine, data: unit.data }
+                  : { kind: 'lines' as const, source, firstLine, texts: decodeLines(unit.data, firstLine) }),
                 ...(render ? { render: 'json' as const } : {}),
               }),
             });

@@ -7,6 +7,7 @@ import {
   torchRandperm,
   torchRandpermPrefixInto,
   torchRandpermPrefixReusing,
+  torchRandpermPrefixSetInto,
 } from './mt19937.ts';
 
 interface Vectors {
@@ -79,6 +80,31 @@ describe('torch.randperm on the CPU', () => {
       const expected = torchRandperm(50257, seed).subarray(0, 12564);
       expect(Array.from(reused)).toEqual(Array.from(expected));
       expect(identity.every((value, i) => value === i)).toBe(true);
+    }
+  });
+
+  it('the prefix as a set: the bits of its values (and no others), the identity restored', () => {
+    const generator = createMt19937(0);
+    for (const [n, prefix] of [
+      [50257, 12564],
+      [1000, 1000],
+      [33, 32],
+      [2, 1],
+    ] as const) {
+      const identity = Int32Array.from({ length: n }, (_, i) => i);
+      const draws = new Uint32Array(prefix);
+      for (const seed of [0, 12345, 0xffffffff]) {
+        // stale bits from an earlier list must not survive
+        const bits = new Uint32Array(Math.ceil(n / 32)).fill(0xffffffff);
+        torchRandpermPrefixSetInto(bits, identity, draws, n, seed, prefix, generator);
+        const expected = new Set(torchRandperm(n, seed).subarray(0, prefix));
+        const members: number[] = [];
+        for (let value = 0; value < n; value++)
+          if ((bits[value >>> 5]! >>> (value & 31)) & 1) members.push(value);
+        expect(members.length).toBe(prefix);
+        expect(members.every((value) => expected.has(value))).toBe(true);
+        expect(identity.every((value, i) => value === i)).toBe(true);
+      }
     }
   });
 

@@ -79,14 +79,19 @@ export function createMt19937(seed: number): Mt19937 {
       return y >>> 0;
     },
     fill(out: Uint32Array, count: number): void {
-      for (let k = 0; k < count; k++) {
+      // a block of the state at a time: one bounds check per block, not per output
+      for (let k = 0; k < count; ) {
         if (index >= STATE_SIZE) twist();
-        let y = state[index++]!;
-        y ^= y >>> 11;
-        y ^= (y << 7) & 0x9d2c5680;
-        y ^= (y << 15) & 0xefc60000;
-        y ^= y >>> 18;
-        out[k] = y;
+        const stop = Math.min(count - k, STATE_SIZE - index) + index;
+        for (let at = index; at < stop; at++, k++) {
+          let y = state[at]!;
+          y ^= y >>> 11;
+          y ^= (y << 7) & 0x9d2c5680;
+          y ^= (y << 15) & 0xefc60000;
+          y ^= y >>> 18;
+          out[k] = y;
+        }
+        index = stop;
       }
     },
     reseed(value: number): void {
@@ -168,6 +173,46 @@ export function torchRandpermPrefixReusing(
     identity[touched[i]!] = touched[i]!;
   }
   return out.subarray(0, prefix);
+}
+
+/**
+ * The first `prefix` entries of the permutation {@link torchRandpermPrefixReusing} gives, as a set:
+ * bit v of `bits` (words of 32, low bit first; length ≥ ⌈n/32⌉, cleared here) is set when v is among
+ * them. `identity` as there; `draws` (length ≥ prefix) is scratch. The shuffle runs forward (position
+ * i is final after draw i), so these `prefix` draws are the fewest any reading of the prefix needs.
+ */
+export function torchRandpermPrefixSetInto(
+  bits: Uint32Array,
+  identity: Int32Array,
+  draws: Uint32Array,
+  n: number,
+  seed: number,
+  prefix: number,
+  generator: Mt19937,
+): Uint32Array {
+  const steps = Math.min(prefix, n - 1);
+  bits.fill(0, 0, (n + 31) >>> 5);
+  generator.reseed(seed);
+  generator.fill(draws, steps);
+  for (let i = 0; i < steps; i++) {
+    const j = i + (draws[i]! % (n - i));
+    const value = identity[j]!;
+    identity[j] = identity[i]!;
+    identity[i] = value;
+    bits[value >>> 5] = bits[value >>> 5]! | (1 << (value & 31));
+    // the draw is spent: keep the swapped position, to restore the identity below
+    draws[i] = j;
+  }
+  for (let i = steps; i < prefix; i++) {
+    const value = identity[i]!;
+    bits[value >>> 5] = bits[value >>> 5]! | (1 << (value & 31));
+  }
+  for (let i = 0; i < steps; i++) {
+    const j = draws[i]!;
+    identity[i] = i;
+    identity[j] = j;
+  }
+  return bits;
 }
 
 /** `torch.randperm(n, generator=g)` on the CPU after `g.manual_seed(seed)`, for n < 214 748 364. */

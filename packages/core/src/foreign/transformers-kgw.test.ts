@@ -250,6 +250,56 @@ describe('transformers KGW: detection', () => {
   });
 });
 
+describe('transformers KGW: the green-list cache', () => {
+  // ids from a small alphabet, so contexts repeat and a small cache evicts
+  const randomIds = (count: number, alphabet: number, vocabSize: number, state: { x: number }) =>
+    Array.from({ length: count }, () => {
+      state.x = (Math.imul(state.x, 1103515245) + 12345) >>> 0;
+      return ((state.x >>> 8) % alphabet) * Math.floor(vocabSize / alphabet);
+    });
+
+  it('changes no result: no cache, a one-list cache and the default agree with the ordered green lists', () => {
+    const vocabSize = 5003;
+    const state = { x: 7 };
+    for (const [seedingScheme, contextWidth] of [
+      ['lefthash', 1],
+      ['lefthash', 2],
+      ['selfhash', 1],
+      ['selfhash', 3],
+    ] as const) {
+      const params = { seedingScheme, contextWidth, vocabSize, hashKey: 0xfedcba9876n, gamma: 0.3 };
+      const oneList = Math.ceil(vocabSize / 32) * 4;
+      const detectors = [0, oneList, undefined].map((bytes) =>
+        createTransformersKgwDetector(params, bytes === undefined ? {} : { greenListCacheBytes: bytes }),
+      );
+      const reference = createTransformersKgwDetector(params, { greenListCacheBytes: 0 });
+      for (let round = 0; round < 3; round++) {
+        const ids = randomIds(120, 9, vocabSize, state);
+        const flags = [];
+        // the scored n-grams: contextWidth ids and the token (selfhash: the token is the window's last)
+        const size = seedingScheme === 'selfhash' ? contextWidth : contextWidth + 1;
+        for (let end = size; end <= ids.length; end++) {
+          const window = seedingScheme === 'selfhash' ? ids.slice(0, end) : ids.slice(0, end - 1);
+          flags.push(reference.greenList(window).includes(ids[end - 1]!) ? 1 : 0);
+        }
+        for (const dedup of ['none', 'strict', 'context'] as const) {
+          const [first, ...others] = detectors.map((detector) => detector.detect(ids, { dedup }));
+          for (const other of others) expect(other).toEqual(first);
+          if (dedup === 'none') expect(first!.greenFlags).toEqual(flags);
+        }
+      }
+    }
+  });
+
+  it('refuses a cache size that is not a non-negative number', () => {
+    for (const bad of [-1, Number.NaN, '64' as unknown as number]) {
+      expect(() => createTransformersKgwDetector({ vocabSize: 100 }, { greenListCacheBytes: bad })).toThrow(
+        /greenListCacheBytes/,
+      );
+    }
+  });
+});
+
 describe('transformers KGW: bad input', () => {
   const secret = 987654321987654321n;
 

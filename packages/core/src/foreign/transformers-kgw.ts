@@ -17,6 +17,7 @@ import {
   TORCH_RANDPERM_LARGE_N,
   torchRandpermPrefixInto,
   torchRandpermPrefixReusing,
+  torchRandpermPrefixSetInto,
 } from './mt19937.ts';
 
 export type TransformersSeedingScheme = 'lefthash' | 'selfhash';
@@ -83,6 +84,16 @@ export interface TransformersKgwDetection {
   readonly greenFlags: readonly number[];
 }
 
+/** How a detector works; nothing here changes a result. */
+export interface TransformersKgwDetectorOptions {
+  /**
+   * Bytes the cache of green lists may hold, default {@link TRANSFORMERS_GREEN_LIST_CACHE_BYTES}; 0
+   * keeps none. Each is a bitset of V bits keyed by the 32-bit generator seed, least recently used
+   * first out: lefthash seeds from one token, so a corpus meets the same seeds again and again.
+   */
+  greenListCacheBytes?: number;
+}
+
 export interface TransformersKgwDetector {
   readonly params: ResolvedTransformersKgwParams;
   /**
@@ -106,6 +117,8 @@ export const TRANSFORMERS_DEFAULT_HASH_KEY = 15_485_863n;
 export const TRANSFORMERS_TABLE_SIZE = 1_000_003;
 /** Selfhash generation checks this many top candidates (a constant in transformers). */
 export const TRANSFORMERS_SELFHASH_CANDIDATES = 40;
+/** The default bound on one detector's cache of green lists: 64 MiB, about 5,000 lists at V = 100,277. */
+export const TRANSFORMERS_GREEN_LIST_CACHE_BYTES: number = 64 * 1024 * 1024;
 
 const SEED_MODULUS = (1n << 64n) - 1n;
 const INT64_MIN = -(1n << 63n);
@@ -113,6 +126,8 @@ const INT64_LIMIT = 1n << 63n;
 const UINT64_LIMIT = 1n << 64n;
 const MAX_CONTEXT_WIDTH = 4096;
 const LN10 = Math.LN10;
+// (seed, token) as one exact number for strict dedup while ids stay below 2^21: seed + token·2^32 < 2^53
+const NUMERIC_PAIR_LIMIT = 1 << 21;
 
 function resolveHashKey(value: unknown, scheme: TransformersSeedingScheme): bigint {
   let key: bigint;
@@ -227,8 +242,15 @@ function peerFormulaLog10(z: number): number {
 }
 
 /** Builds a reader (and, for experiments, a sampler bias) for transformers' KGW watermark. */
-export function createTransformersKgwDetector(input: TransformersKgwParams): TransformersKgwDetector {
+export function createTransformersKgwDetector(
+  input: TransformersKgwParams,
+  options: TransformersKgwDetectorOptions = {},
+): TransformersKgwDetector {
   const params = resolveTransformersKgwParams(input);
+  const cacheBytes = options.greenListCacheBytes ?? TRANSFORMERS_GREEN_LIST_CACHE_BYTES;
+  if (typeof cacheBytes !== 'number' || !(cacheBytes >= 0)) {
+    throw new RangeError(`greenListCacheBytes: expected a non-negative number, got ${String(cacheBytes)}`);
+  }
   const { seedingScheme, hashKey, vocabSize, greenlistSize, contextWidth, gamma } = params;
   const selfhash = seedingScheme === 'selfhash';
   // manual_seed(hashing_key) takes a negative key as its two's complement.
@@ -240,28 +262,72 @@ export function createTransformersKgwDetector(input: TransformersKgwParams): Tra
   const greenBuffer = new Int32Array(greenlistSize);
   const touched = new Int32Array(greenlistSize);
 
-  const fullSeedOf = (window: readonly number[]): bigint => {
-    const last = window[window.length - 1]!;
+  /** The seed of the window ids[0 … end): lefthash reads ids[end − 1], selfhash the last `contextWidth`. */
+  const fullSeedAt = (ids: ArrayLike<number>, end: number): bigint => {
+    const last = ids[end - 1]!;
     if (!selfhash) return seedModulo(hashKey * BigInt(last));
     // torch: hash_key * a * b in int64, wrapping, then the minimum over the window.
     const b = BigInt(table![last % TRANSFORMERS_TABLE_SIZE]! + 1);
     let minimum: bigint | null = null;
-    for (let i = Math.max(0, window.length - contextWidth); i < window.length; i++) {
-      const a = BigInt(table![window[i]! % TRANSFORMERS_TABLE_SIZE]! + 1);
+    for (let i = Math.max(0, end - contextWidth); i < end; i++) {
+      const a = BigInt(table![ids[i]! % TRANSFORMERS_TABLE_SIZE]! + 1);
       const product = BigInt.asIntN(64, BigInt.asIntN(64, hashKey * a) * b);
       if (minimum === null || product < minimum) minimum = product;
     }
     return seedModulo(minimum!);
   };
+  const fullSeedOf = (window: readonly number[]): bigint => fullSeedAt(window, window.length);
+
+  // Lefthash, and selfhash one token wide, seed from the last id alone: its 32-bit seed is kept.
+  const seedByLastId = !selfhash || contextWidth === 1 ? new Map<number, number>() : null;
+  const seed32At = (ids: ArrayLike<number>, end: number): number => {
+    if (seedByLastId === null) return Number(fullSeedAt(ids, end) & 0xffffffffn);
+    const last = ids[end - 1]!;
+    let seed32 = seedByLastId.get(last);
+    if (seed32 === undefined) {
+      seed32 = Number(fullSeedAt(ids, end) & 0xffffffffn);
+      seedByLastId.set(last, seed32);
+    }
+    return seed32;
+  };
 
   const greenPrefix = (seed32: number): Int32Array =>
     torchRandpermPrefixReusing(identity, greenBuffer, touched, vocabSize, seed32, greenlistSize, generator);
 
-  const greenOf = (seed32: number, token: number): boolean => {
-    const green = greenPrefix(seed32);
-    for (let i = 0; i < greenlistSize; i++) if (green[i] === token) return true;
-    return false;
+  // Green lists as bitsets by seed. Map order is recency; a hit moves its entry to the back only once
+  // it has fallen into the older half, so most hits cost one lookup and no write.
+  const setWords = (vocabSize + 31) >>> 5;
+  const cacheCapacity = Math.floor(cacheBytes / (setWords * 4));
+  const greenSets = new Map<number, { bits: Uint32Array; used: number }>();
+  let clock = 0;
+  let spareSet: Uint32Array | null = null;
+  const draws = new Uint32Array(greenlistSize);
+  const greenSet = (seed32: number): Uint32Array => {
+    clock++;
+    const entry = greenSets.get(seed32);
+    if (entry !== undefined) {
+      if (clock - entry.used > cacheCapacity / 2) {
+        greenSets.delete(seed32);
+        greenSets.set(seed32, entry);
+        entry.used = clock;
+      }
+      return entry.bits;
+    }
+    let bits = spareSet;
+    if (greenSets.size >= cacheCapacity && greenSets.size > 0) {
+      const oldest = greenSets.keys().next().value!;
+      bits = greenSets.get(oldest)!.bits;
+      greenSets.delete(oldest);
+    }
+    bits ??= new Uint32Array(setWords);
+    torchRandpermPrefixSetInto(bits, identity, draws, vocabSize, seed32, greenlistSize, generator);
+    if (cacheCapacity > 0) greenSets.set(seed32, { bits, used: clock });
+    else spareSet = bits;
+    return bits;
   };
+
+  const greenOf = (seed32: number, token: number): boolean =>
+    ((greenSet(seed32)[token >>> 5]! >>> (token & 31)) & 1) === 1;
 
   const checkedWindow = (inputIds: ArrayLike<number>, name: string): number[] => {
     const ids = toIds(inputIds, vocabSize, name);
@@ -274,14 +340,19 @@ export function createTransformersKgwDetector(input: TransformersKgwParams): Tra
     const positions: number[] = [];
     const greenFlags: number[] = [];
     if (ids.length - contextWidth < 1) return { positions, greenFlags };
-    const seen = new Set<string>();
-    for (let start = 0; start + size <= ids.length; start++) {
-      const end = start + size;
+    const seen = new Set<string | number>();
+    const numericPairs = vocabSize <= NUMERIC_PAIR_LIMIT;
+    for (let end = size; end <= ids.length; end++) {
       const token = ids[end - 1]!;
-      const window = selfhash ? ids.slice(start, end) : ids.slice(start, end - 1);
-      const seed32 = Number(fullSeedOf(window) & 0xffffffffn);
+      // selfhash's window ends with the token, lefthash's just before it
+      const seed32 = seed32At(ids, selfhash ? end : end - 1);
       if (dedup !== 'none') {
-        const key = dedup === 'context' ? ids.slice(start, end).join(',') : `${seed32}:${token}`;
+        const key =
+          dedup === 'context'
+            ? ids.slice(end - size, end).join(',')
+            : numericPairs
+              ? seed32 + token * 0x100000000
+              : `${seed32}:${token}`;
         if (seen.has(key)) continue;
         seen.add(key);
       }

@@ -1,0 +1,99 @@
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { decodeLines, type LineBatch, type RawLineBatch, readInputs, readRawInputs } from './inputs.ts';
+
+const encoder = new TextEncoder();
+
+/** A JSONL file with what decoding can trip on, long enough for several batches. */
+function awkwardFile(): Uint8Array {
+  const parts: Uint8Array[] = [encoder.encode('\uFEFF{"text":"after a byte-order mark"}\n')];
+  for (let line = 2; line <= 2600; line++) {
+    if (line === 1025) parts.push(encoder.encode('\uFEFF{"text":"a mark inside the file is kept"}\n'));
+    // longer than the pieces decodeLines decodes at a time
+    else if (line === 1500) parts.push(encoder.encode(`{"text":"${'é'.repeat(70_000)}"}\n`));
+    else if (line % 97 === 0) parts.push(encoder.encode('\n'));
+    else if (line % 89 === 0)
+      parts.push(Uint8Array.from([0x7b, 0xff, 0xe2, 0x82, 0x0a])); // invalid UTF-8
+    else if (line % 7 === 0) parts.push(encoder.encode(`{"text":"crlf ${line} é 日本 😀"}\r\n`));
+    else parts.push(encoder.encode(`{"text":"line ${line} ${'x'.repeat(line % 300)}"}\n`));
+  }
+  parts.push(encoder.encode('{"text":"no newline at the end"}'));
+  const size = parts.reduce((sum, part) => sum + part.length, 0);
+  const file = new Uint8Array(size);
+  let at = 0;
+  for (const part of parts) {
+    file.set(part, at);
+    at += part.length;
+  }
+  return file;
+}
+
+/** The file as stdin in chunks of `size` bytes: multi-byte characters split across chunks. */
+function chunked(file: Uint8Array, size: number): Readable {
+  const chunks: Buffer[] = [];
+  for (let at = 0; at < file.length; at += size) chunks.push(Buffer.from(file.subarray(at, at + size)));
+  return Readable.from(chunks);
+}
+
+async function collect<T>(units: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const unit of units) out.push(unit);
+  return out;
+}
+
+describe('raw JSONL batches', () => {
+  const file = awkwardFile();
+  // What one streaming decoder over the whole file reads: the mark dropped at the start only.
+  const expected = new TextDecoder().decode(file).split('\n');
+
+  it.each([7, 1000, 65_536])(
+    'cut after newlines, own their buffers, and decode to the lines of the whole file (chunks of %i bytes)',
+    async (chunkSize) => {
+      const batches = (await collect(
+        readRawInputs(['-'], { stdin: chunked(file, chunkSize), format: 'jsonl' }),
+      )) as RawLineBatch[];
+      expect(batches.length).toBeGreaterThan(2);
+      const joined = Buffer.concat(batches.map((batch) => batch.data));
+      expect(joined.equals(Buffer.from(file))).toBe(true);
+      let nextLine = 1;
+      const lines: string[] = [];
+      for (const [i, batch] of batches.entries()) {
+        expect(batch).toMatchObject({ rawLines: true, source: '-', firstLine: nextLine });
+        expect(batch.bytes).toBe(batch.data.length);
+        // the whole ArrayBuffer is the batch's, so transferring it takes nothing else along
+        expect(batch.data.byteOffset).toBe(0);
+        expect(batch.data.buffer.byteLength).toBe(batch.data.length);
+        if (i < batches.length - 1) expect(batch.data.at(-1)).toBe(10);
+        const texts = decodeLines(batch.data, batch.firstLine);
+        lines.push(...texts);
+        nextLine += texts.length;
+      }
+      expect(lines).toEqual(expected);
+      expect(lines[1024]!.startsWith('\uFEFF')).toBe(true);
+      expect(lines[0]!.startsWith('{')).toBe(true);
+    },
+  );
+
+  it('readInputs gives the same lines as strings, numbered alike', async () => {
+    const batches = (await collect(
+      readInputs(['-'], { stdin: chunked(file, 4096), format: 'jsonl' }),
+    )) as LineBatch[];
+    let nextLine = 1;
+    for (const batch of batches) {
+      expect(batch.firstLine).toBe(nextLine);
+      nextLine += batch.texts.length;
+    }
+    expect(batches.flatMap((batch) => batch.texts)).toEqual(expected);
+  });
+
+  it('a file that ends with a newline has no empty last line; an empty file has no batch', async () => {
+    const lines = async (text: string) =>
+      (
+        (await collect(
+          readRawInputs(['-'], { stdin: chunked(encoder.encode(text), 3), format: 'jsonl' }),
+        )) as RawLineBatch[]
+      ).flatMap((batch) => decodeLines(batch.data, batch.firstLine));
+    expect(await lines('{"a":1}\n\n{"b":2}\n')).toEqual(['{"a":1}', '', '{"b":2}']);
+    expect(await lines('')).toEqual([]);
+  });
+});
