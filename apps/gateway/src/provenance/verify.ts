@@ -224,8 +224,6 @@ export interface VerifyAnalysis {
   readonly decoded: string | null;
   readonly sha256: string;
   readonly normalizedSha256: string;
-  /** SHA-256 of the normalized text without whitespace at its end; null when it ends with none. */
-  readonly trimmedSha256: string | null;
   readonly reported: {
     readonly keyId: string;
     readonly scheme: string;
@@ -274,7 +272,6 @@ export function analyzeVerification(detectors: VerifyDetectors, input: VerifyInp
     decoded,
     sha256: sha256(content),
     normalizedSha256: sha256(normalized),
-    trimmedSha256: normalized.trimEnd() === normalized ? null : sha256(normalized.trimEnd()),
     minhash: minhashSignature(canonical),
   };
   if (windowed === null) {
@@ -419,23 +416,14 @@ export function createVerifier(
   const findMatch = async (
     contentSha256: string,
     normalizedSha256: string,
-    trimmedSha256: string | null,
     signature: Uint32Array,
   ): Promise<{
     record: IssuanceRecord;
     match: 'exact' | 'near-duplicate';
     similarity: number;
-    /** Exact once the whitespace the copy added at its end is left out. */
-    trailingWhitespace?: boolean;
   } | null> => {
     const exact = await storage.findIssuanceByOutputHash(contentSha256, normalizedSha256);
     if (exact !== null) return { record: exact, match: 'exact', similarity: 1 };
-    // A copy that only added whitespace at its end (a newline, most often) is the issued text.
-    if (trimmedSha256 !== null) {
-      const trimmed = await storage.findIssuanceByOutputHash(trimmedSha256, trimmedSha256);
-      if (trimmed !== null)
-        return { record: trimmed, match: 'exact', similarity: 1, trailingWhitespace: true };
-    }
     let best: { seq: number; similarity: number } | null = null;
     for (const candidate of await storage.findNearDuplicateCandidates(
       lshBuckets(signature),
@@ -499,12 +487,7 @@ export function createVerifier(
     const { document, reported } = analysis;
     const fromTokens = input.tokens !== undefined;
     const content = analysis.decoded ?? input.text!;
-    const found = await findMatch(
-      analysis.sha256,
-      analysis.normalizedSha256,
-      analysis.trimmedSha256,
-      analysis.minhash,
-    );
+    const found = await findMatch(analysis.sha256, analysis.normalizedSha256, analysis.minhash);
     const disclose =
       found !== null && (requester.scopes.includes('admin') || requester.account === found.record.account);
     const issuance = found === null ? null : await issuanceMatchOf(found, disclose);
@@ -550,11 +533,6 @@ export function createVerifier(
     if (spoofing?.flagged === true) {
       limitations.push(
         `The marked tokens of this text sit on word pairs common in ordinary text more often than a genuine mark's do (${SPOOF_TEST_NAME}, p = ${formatP(spoofing.log10P)} ≤ ${spoofing.alpha}): the mark may have been forged by someone who learned it from this service's outputs. Carrying the mark is not proof that this service issued the text.`,
-      );
-    }
-    if (found?.trailingWhitespace === true) {
-      limitations.push(
-        'The text is the issued output with whitespace added at its end (a line break, for instance); apart from that whitespace it is identical, so the match is reported as exact.',
       );
     }
     limitations.push(
