@@ -8,8 +8,9 @@ import type { WatermarkKey } from '@tracemark/core';
 import { InputError, isForeignKey, readKeyFile } from '@tracemark/detection';
 import { isGumbelKey } from '@tracemark/extraction';
 import type { Command } from 'commander';
+import { loadDistributed } from '../distributed/load.ts';
 import { redactRedisUrl } from '../distributed/protocol.ts';
-import { startScanWorker } from '../distributed/worker.ts';
+import type { startScanWorker } from '../distributed/worker.ts';
 import { CliError, type CliIo, EXIT } from '../io.ts';
 import { collect, parseNumber } from '../options.ts';
 
@@ -69,6 +70,10 @@ export function registerScanWorker(program: Command, io: CliIo, setExit: (code: 
       };
       let worker: Awaited<ReturnType<typeof startScanWorker>>;
       try {
+        const { startScanWorker } = await loadDistributed(
+          'tracemark scan-worker',
+          () => import('../distributed/worker.ts'),
+        );
         worker = await startScanWorker({
           redisUrl,
           keys,

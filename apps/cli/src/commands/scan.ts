@@ -26,6 +26,7 @@ import {
 import { getTokenizer, isTokenizerId } from '@tracemark/tokenizers';
 import type { Command } from 'commander';
 import type { DistributedRun } from '../distributed/coordinator.ts';
+import { loadDistributed } from '../distributed/load.ts';
 import {
   checkTerminalStdin,
   FIELD_HELP,
@@ -305,7 +306,10 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
           }
         }
         if (options.distributed !== undefined) {
-          const { distributedScan } = await import('../distributed/coordinator.ts');
+          const { distributedScan } = await loadDistributed(
+            'tracemark scan --distributed',
+            () => import('../distributed/coordinator.ts'),
+          );
           const result = await distributedScan({
             redisUrl: options.distributed,
             ...(options.runId === undefined ? {} : { runId: options.runId }),
