@@ -37,6 +37,7 @@ export {
   type MonitorReport,
   type MonitorState,
   type MonitorWindow,
+  reasonContext,
   type SeriesBucket,
 } from './monitor.ts';
 export { clientSubnet } from './network.ts';

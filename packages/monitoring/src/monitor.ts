@@ -418,6 +418,43 @@ interface SerialisedEntry {
  * buckets; observe() costs O(recentPrompts × sketch size). Clusters are recomputed by
  * refreshClusters(at) (report(at) does it).
  */
+/** The AISVS C11.5 context of a reason (window, volume, input distribution), from a principal's window features. */
+export function reasonContext(
+  principal: string,
+  features: WindowFeatures,
+  firstSeen: number,
+  lastSeen: number,
+): Omit<MonitorReason, 'code' | 'message'> {
+  const nullable = (value: number | null): number | null => (value === null ? null : roundTo(value));
+  return {
+    principal,
+    window: { name: features.window, from: features.from, to: features.to },
+    volume: {
+      requests: features.requests,
+      promptTokens: features.promptTokens,
+      completionTokens: features.completionTokens,
+    },
+    inputDistribution: {
+      sampledPrompts: features.sampledPrompts,
+      distinctFeatures: features.distinctFeatures,
+      featureCoverage: nullable(features.featureCoverage),
+      featureEntropyBits: nullable(features.featureEntropyBits),
+      promptDiversity: nullable(features.promptDiversity),
+      templateReuse: nullable(features.templateReuse),
+      topSkeletonShare: nullable(features.topSkeletonShare),
+      nearDuplicateShare: nullable(features.nearDuplicateShare),
+      reasoningShare: nullable(features.reasoningShare),
+      enumerationShare: nullable(features.enumerationShare),
+      outputPromptRatio: nullable(features.outputPromptRatio),
+      interArrivalCv: nullable(features.interArrivalCv),
+      pradaW: nullable(features.pradaW),
+      mmd: nullable(features.mmd),
+    },
+    firstSeen,
+    lastSeen,
+  };
+}
+
 function isFingerprint(value: unknown): value is PromptFingerprint {
   if (value === null || typeof value !== 'object') return false;
   const f = value as Partial<PromptFingerprint>;
@@ -703,7 +740,7 @@ export class CampaignMonitor {
     const features = windowFeatures(window.name, window.ms, at, buckets, entries, this.featureSettings());
     const detectors = runDetectors(features, options.detectors, options.mmd);
     const score = combineScore(detectors);
-    const context = this.reasonContext(principal, features, firstSeen, lastSeen);
+    const context = reasonContext(principal, features, firstSeen, lastSeen);
     const reasons = detectors
       .filter((result) => result.strength >= 0.5)
       .sort((a, b) => b.strength - a.strength || (a.code < b.code ? -1 : 1))
@@ -718,42 +755,6 @@ export class CampaignMonitor {
         }),
       );
     return { features, detectors, score, reasons };
-  }
-
-  private reasonContext(
-    principal: string,
-    features: WindowFeatures,
-    firstSeen: number,
-    lastSeen: number,
-  ): Omit<MonitorReason, 'code' | 'message'> {
-    const nullable = (value: number | null): number | null => (value === null ? null : roundTo(value));
-    return {
-      principal,
-      window: { name: features.window, from: features.from, to: features.to },
-      volume: {
-        requests: features.requests,
-        promptTokens: features.promptTokens,
-        completionTokens: features.completionTokens,
-      },
-      inputDistribution: {
-        sampledPrompts: features.sampledPrompts,
-        distinctFeatures: features.distinctFeatures,
-        featureCoverage: nullable(features.featureCoverage),
-        featureEntropyBits: nullable(features.featureEntropyBits),
-        promptDiversity: nullable(features.promptDiversity),
-        templateReuse: nullable(features.templateReuse),
-        topSkeletonShare: nullable(features.topSkeletonShare),
-        nearDuplicateShare: nullable(features.nearDuplicateShare),
-        reasoningShare: nullable(features.reasoningShare),
-        enumerationShare: nullable(features.enumerationShare),
-        outputPromptRatio: nullable(features.outputPromptRatio),
-        interArrivalCv: nullable(features.interArrivalCv),
-        pradaW: nullable(features.pradaW),
-        mmd: nullable(features.mmd),
-      },
-      firstSeen,
-      lastSeen,
-    };
   }
 
   private pooledTraffic(
@@ -833,7 +834,7 @@ export class CampaignMonitor {
         {
           code: 'linked-accounts',
           message: `${cluster.accounts.length} accounts act as one (links: ${linkSummary})`,
-          ...this.reasonContext(cluster.id, assessed.features, firstSeen, lastSeen),
+          ...reasonContext(cluster.id, assessed.features, firstSeen, lastSeen),
           links: { ...cluster.links },
         },
       ];
@@ -863,7 +864,7 @@ export class CampaignMonitor {
           code: 'in-flagged-cluster',
           message: `linked to ${cluster.accounts.length - 1} other accounts in flagged cluster ${cluster.id}`,
           cluster: cluster.id,
-          ...this.reasonContext(state.account, assessed.features, state.firstSeen, state.lastSeen),
+          ...reasonContext(state.account, assessed.features, state.firstSeen, state.lastSeen),
         });
       }
       return {

@@ -4,9 +4,7 @@ import { loadDefaultModel, type NgramModel } from '@tracemark/lm';
 import { getTokenizer, isTokenizerId } from '@tracemark/tokenizers';
 import { reportedLogprobs } from '../generation/distribution.ts';
 import type { Backend, ChoiceRequest, GeneratedStep, ModelInfo } from './types.ts';
-import { createYielder } from './types.ts';
-
-const NO_GREEN_STRENGTH = Object.freeze({ greenProbability: 0, spikeEntropy: 0 });
+import { createYielder, NO_GREEN_STRENGTH } from './types.ts';
 
 /** Candidates the model proposes per step, as the CLI's generate uses. */
 export const EMBEDDED_MAX_CANDIDATES = 512;

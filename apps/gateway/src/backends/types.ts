@@ -69,3 +69,9 @@ export function createYielder(budgetMs = 2): () => Promise<void> {
     last = performance.now();
   };
 }
+
+/** A Gumbel key's step has no green list to report a strength for. */
+export const NO_GREEN_STRENGTH: Readonly<{ greenProbability: number; spikeEntropy: number }> = Object.freeze({
+  greenProbability: 0,
+  spikeEntropy: 0,
+});

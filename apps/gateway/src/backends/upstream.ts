@@ -27,7 +27,14 @@ import {
   reportedLogprobs,
   sampleTarget,
 } from '../generation/distribution.ts';
-import type { Backend, ChatMessage, ChoiceRequest, GeneratedStep, ModelInfo } from './types.ts';
+import {
+  type Backend,
+  type ChatMessage,
+  type ChoiceRequest,
+  type GeneratedStep,
+  type ModelInfo,
+  NO_GREEN_STRENGTH,
+} from './types.ts';
 
 /** Independent samples asked per round trip (`n`) when the upstream draws them independently. */
 export const DEFAULT_DRAFT_CHOICES = 16;
@@ -516,9 +523,6 @@ async function continues(
     return false;
   }
 }
-
-/** A Gumbel key's step has no green list to report a strength for. */
-const NO_GREEN_STRENGTH = Object.freeze({ greenProbability: 0, spikeEntropy: 0 });
 
 export async function createUpstreamBackend(options: UpstreamOptions): Promise<Backend> {
   const client = new UpstreamClient(options.url, options.apiKey, options.timeoutMs);

@@ -3,13 +3,13 @@
  * audit counted in each account's (and cluster's) score, and each account's policy status. Pure: the
  * gateway computes it live, `tracemark monitor` from stored events, and both give the same report.
  */
-import type {
-  AccountReport,
-  CampaignMonitor,
-  ClusterReport,
-  InputDistribution,
-  MonitorReason,
-  WindowFeatures,
+import {
+  type AccountReport,
+  type CampaignMonitor,
+  type ClusterReport,
+  type MonitorReason,
+  reasonContext,
+  type WindowFeatures,
 } from '@tracemark/monitoring';
 import type { PolicyAction, RecordedFinding, RiskActionKind } from '../storage/types.ts';
 
@@ -138,44 +138,6 @@ function strengthOf(weight: number): number {
 }
 
 const round = (value: number) => Math.round(value * 10_000) / 10_000;
-
-/** The AISVS context of a reason (window, volume, input distribution), from a principal's window features. */
-export function reasonContext(
-  principal: string,
-  features: WindowFeatures,
-  firstSeen: number,
-  lastSeen: number,
-): Omit<MonitorReason, 'code' | 'message'> {
-  const nullable = (value: number | null) => (value === null ? null : round(value));
-  const inputDistribution: InputDistribution = {
-    sampledPrompts: features.sampledPrompts,
-    distinctFeatures: features.distinctFeatures,
-    featureCoverage: nullable(features.featureCoverage),
-    featureEntropyBits: nullable(features.featureEntropyBits),
-    promptDiversity: nullable(features.promptDiversity),
-    templateReuse: nullable(features.templateReuse),
-    topSkeletonShare: nullable(features.topSkeletonShare),
-    nearDuplicateShare: nullable(features.nearDuplicateShare),
-    reasoningShare: nullable(features.reasoningShare),
-    enumerationShare: nullable(features.enumerationShare),
-    outputPromptRatio: nullable(features.outputPromptRatio),
-    interArrivalCv: nullable(features.interArrivalCv),
-    pradaW: nullable(features.pradaW),
-    mmd: nullable(features.mmd),
-  };
-  return {
-    principal,
-    window: { name: features.window, from: features.from, to: features.to },
-    volume: {
-      requests: features.requests,
-      promptTokens: features.promptTokens,
-      completionTokens: features.completionTokens,
-    },
-    inputDistribution,
-    firstSeen,
-    lastSeen,
-  };
-}
 
 /** The window the monitor scores: the named one, else the longest. */
 export function scoreWindowOf(monitor: CampaignMonitor, windows: readonly WindowFeatures[]): WindowFeatures {
