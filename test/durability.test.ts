@@ -106,12 +106,14 @@ async function traceCompletions(options: {
           probe,
         );
         expect(response.status, response.body).toBe(200);
-        expect(response.body).toMatch(/"issuance_ids":\["iss_[0-9a-f]+"\]/);
+        const records = /"issuance_ids":\["(iss_[0-9a-f]+)"\]/.exec(response.body);
+        expect(records, response.body).not.toBeNull();
         if (stream) expect(response.body.endsWith('data: [DONE]\n\n')).toBe(true);
         completions.push({
           label: `${stream ? 'streamed' : 'plain'} ${chat ? 'chat' : 'legacy'} completion #${i}`,
           probe,
           stream,
+          records: [records![1]!],
         });
       }
     } finally {

@@ -12,14 +12,17 @@ const WAL = '/data/gateway.sqlite-wal';
 const CLIENT = 'TCP:[127.0.0.1:8787->127.0.0.1:50000]';
 const OTHER_CLIENT = 'TCP:[127.0.0.1:8787->127.0.0.1:50001]';
 const sqlite: DurableStore = { kind: 'sqlite', files: ['/data/gateway.sqlite', WAL] };
-const plain = [{ label: 'plain', probe: 'abc', stream: false }];
+const plain = [{ label: 'plain', probe: 'abc', stream: false, records: ['iss_00ab'] }];
 
 /** A trace of one process (pid 7), one call per line, a microsecond apart. */
 function trace(...calls: string[]): string {
   return calls.map((call, i) => `7 1800000000.${String(i).padStart(6, '0')} ${call}`).join('\n');
 }
 const request = `read(23<${CLIENT}>, "POST /v1/completions HTTP/1.1\\r\\nx-durability-probe: abc\\r\\n\\r\\n", 65536) = 60`;
-const walWrite = `pwrite64(19<${WAL}>, "\\0\\0\\0\\n", 4096, 32) = 4096`;
+const walWrite = `pwrite64(19<${WAL}>, "\\0\\0\\0\\niss_00ab", 4096, 32) = 4096`;
+/** A frame of the same transaction without the id (another page), and one by another connection. */
+const walPage = `pwrite64(19<${WAL}>, "\\0\\0\\0\\r", 4096, 4152) = 4096`;
+const monitorWrite = `pwrite64(21<${WAL}>, "\\0\\0\\0\\t", 4096, 8272) = 4096`;
 const walSync = `fsync(19<${WAL}>) = 0`;
 const response = `writev(23<${CLIENT}>, [{iov_base="HTTP/1.1 200 OK\\r\\n", iov_len=17}], 1) = 17`;
 
@@ -53,7 +56,29 @@ describe('reading strace output', () => {
       sqlite,
     );
     expect(finding).toMatchObject({ ok: true });
-    expect(finding!.detail).toMatch(/^1 writes to gateway.sqlite-wal, fsync/);
+    expect(finding!.detail).toMatch(/^1 writes of the record to gateway.sqlite-wal, fsync/);
+  });
+
+  it("ignores another connection's writes to the same files, but not a later page of the record's transaction", () => {
+    const [alongside] = checkDurability(
+      parseStrace(trace(request, walWrite, walSync, monitorWrite, response)),
+      plain,
+      sqlite,
+    );
+    expect(alongside).toMatchObject({ ok: true });
+    expect(alongside!.detail).toMatch(/and 1 by another connection/);
+    const [unsyncedPage] = checkDurability(
+      parseStrace(trace(request, walWrite, walSync, walPage, response)),
+      plain,
+      sqlite,
+    );
+    expect(unsyncedPage).toMatchObject({ ok: false });
+    const [otherRecord] = checkDurability(
+      parseStrace(trace(request, walWrite, walSync, response)),
+      [{ ...plain[0]!, records: ['iss_ffff'] }],
+      sqlite,
+    );
+    expect(otherRecord!.detail).toMatch(/the record \(iss_ffff\) was not written/);
   });
 
   it('fails a record never synced, synced only after the response, or synced before its last write', () => {
@@ -74,7 +99,7 @@ describe('reading strace output', () => {
       plain,
       sqlite,
     );
-    expect(unrecorded!.detail).toMatch(/nothing was written/);
+    expect(unrecorded!.detail).toMatch(/was not written/);
     const failedSync = `fsync(19<${WAL}>) = -1 EIO (Input/output error)`;
     const [failed] = checkDurability(
       parseStrace(trace(request, walWrite, failedSync, response)),
@@ -96,7 +121,7 @@ describe('reading strace output', () => {
   });
 
   it('a stream must be durable before the bytes that acknowledge it, not before its tokens', () => {
-    const streamed = [{ label: 'stream', probe: 'abc', stream: true }];
+    const streamed = [{ label: 'stream', probe: 'abc', stream: true, records: ['iss_00ab'] }];
     const tokens = `write(23<${CLIENT}>, "data: {\\"choices\\":[{\\"text\\":\\"Hi\\"}]}\\n\\n", 40) = 40`;
     const done = `write(23<${CLIENT}>, "data: [DONE]\\n\\n", 14) = 14`;
     expect(

@@ -109,6 +109,8 @@ export interface TracedCompletion {
   /** Value of the `x-durability-probe` request header. */
   readonly probe: string;
   readonly stream: boolean;
+  /** Its issuance ids, as the response gave them: the SQLite check finds the record's writes by them. */
+  readonly records: readonly string[];
 }
 
 export const PROBE_HEADER = 'x-durability-probe';
@@ -138,7 +140,8 @@ const ms = (from: Syscall, to: Syscall) => `${((to.time - from.time) * 1000).toF
  * For each completion: the window opens when the gateway reads its request (found by the probe header) and
  * closes when the gateway first writes, on that same connection, the response (non-streamed) or the part of
  * the stream that acknowledges the record (the issuance ids or `[DONE]`). Inside it the record must be
- * durable: SQLite: files of the database written, each write followed by fsync/fdatasync of that file;
+ * durable: SQLite: the record's writes to the database's files (those of the connection that wrote its id),
+ * each followed by fsync/fdatasync of that file;
  * PostgreSQL: COMMIT sent and its reply read on the database connection, and (when the server was traced)
  * the server flushed its WAL between receiving that COMMIT and replying.
  */
@@ -152,7 +155,7 @@ export function checkDurability(
     if (typeof window === 'string') return { label: completion.label, ok: false, detail: window };
     const problem =
       store.kind === 'sqlite'
-        ? sqliteDurable(trace, window, store.files)
+        ? sqliteDurable(trace, window, store.files, completion.records)
         : postgresDurable(trace, window, store.port, store.server);
     return { label: completion.label, ok: problem.ok, detail: problem.detail };
   });
@@ -186,10 +189,20 @@ function completionWindow(trace: SyscallTrace, completion: TracedCompletion): Wi
 const inside = (call: Syscall, window: Window) =>
   call.enter > window.request.exit && call.exit < window.response.enter;
 
+/** The descriptor number a call was made on (`19</path>` → 19), or null. */
+const descriptorNumber = (call: Syscall) => /^(\d+)</.exec(call.args)?.[1] ?? null;
+
+/**
+ * The record is durable in SQLite once its connection's writes to a file of the database (the WAL frames of
+ * its transaction, found by the descriptor whose writes carry one of its issuance ids) are followed by an
+ * fsync/fdatasync of that file. Writes by other connections to the same files (the monitor's batches, with
+ * synchronous = NORMAL by design) are not the record's and are only counted.
+ */
 function sqliteDurable(
   trace: SyscallTrace,
   window: Window,
   files: readonly string[],
+  records: readonly string[],
 ): { ok: boolean; detail: string } {
   const steps: string[] = [];
   let written = 0;
@@ -197,9 +210,18 @@ function sqliteDurable(
     const writes = trace.filter(
       (call) => FILE_WRITES.has(call.name) && call.target === file && inside(call, window),
     );
-    if (writes.length === 0) continue;
-    written += writes.length;
-    const last = writes.at(-1)!;
+    const descriptors = new Set(
+      writes
+        .filter((call) => records.some((id) => call.args.includes(id)))
+        .map(descriptorNumber)
+        .filter((fd) => fd !== null),
+    );
+    if (descriptors.size === 0) continue;
+    const recordWrites = writes.filter((call) => descriptors.has(descriptorNumber(call) ?? ''));
+    const others = writes.length - recordWrites.length;
+    const alongside = others === 0 ? '' : ` (and ${others} by another connection)`;
+    written += recordWrites.length;
+    const last = recordWrites.at(-1)!;
     const sync = trace.find(
       (call) =>
         SYNCS.has(call.name) &&
@@ -211,17 +233,17 @@ function sqliteDurable(
     if (sync === undefined) {
       return {
         ok: false,
-        detail: `${writes.length} writes to ${fileName(file)}, then ${window.what} ${ms(last, window.response)} later with no fsync/fdatasync of it in between`,
+        detail: `${recordWrites.length} writes of the record to ${fileName(file)}${alongside}, then ${window.what} ${ms(last, window.response)} later with no fsync/fdatasync of it in between`,
       };
     }
     steps.push(
-      `${writes.length} writes to ${fileName(file)}, ${sync.name} ${ms(last, sync)} after the last, ${window.what} ${ms(sync, window.response)} after that`,
+      `${recordWrites.length} writes of the record to ${fileName(file)}${alongside}, ${sync.name} ${ms(last, sync)} after the last, ${window.what} ${ms(sync, window.response)} after that`,
     );
   }
   if (written === 0)
     return {
       ok: false,
-      detail: `nothing was written to ${files.map(fileName).join(' or ')} before ${window.what}`,
+      detail: `the record (${records.join(', ')}) was not written to ${files.map(fileName).join(' or ')} before ${window.what}`,
     };
   return { ok: true, detail: steps.join('; ') };
 }

@@ -49,7 +49,7 @@ const TRACED_CALLS = [
   'fdatasync',
 ].join(',');
 /** -ttt: epoch timestamps (the two traces are compared by time); -yy: paths and socket addresses of fds. */
-const STRACE_OPTIONS = ['-f', '-ttt', '-yy', '-s', '1024', '-e', `trace=${TRACED_CALLS}`];
+const STRACE_OPTIONS = ['-f', '-ttt', '-yy', '-s', '8192', '-e', `trace=${TRACED_CALLS}`];
 
 interface Exited {
   readonly code: number | null;
