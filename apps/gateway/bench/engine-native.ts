@@ -3,16 +3,21 @@
  *
  * An engine-like server (src/test-support/engine-server.ts: the n-gram model, tracemark's mark in its
  * sampler, one SSE chunk per token with a pause per token as an engine's decoding takes) runs in one
- * process, the gateway in engine-native mode in another, and this process is the client. Each round
- * opens C concurrent streams straight to the engine and C through the gateway (the order alternates
- * between rounds), the same requests (same seeds, so the same text). Per stream: the time to the first
- * text chunk (TTFT), the time to `data: [DONE]`, and the text chunks received. Each line reports the
- * median over the rounds of the per-round medians (p95 of the end-to-end times as well), and whether
- * every stream through the gateway had exactly the chunks of its direct twin.
+ * process, the gateway in engine-native mode in another, and this process is the client. Two loads, each
+ * sent straight to the engine and through the gateway (the order alternates between rounds), with the same
+ * requests (same seeds, so the same text):
+ * - steady: C streams kept in flight, as a serving load is: C clients, started evenly over one stream's
+ *   length, each opening its next stream when the last one ends (ENGINE_BENCH_STEADY_STREAMS per client);
+ * - burst: C streams opened at the same instant (the worst case for time to first token: the gateway
+ *   takes the C requests one after another, on a core it shares with the engine and the client).
+ * Per stream: the time to the first text chunk (TTFT), the time to `data: [DONE]`, and the text chunks
+ * received. Each line reports the median over the rounds of the per-round medians (p95 of the end-to-end
+ * times as well), and whether every stream through the gateway had exactly the chunks of its direct twin.
  *
  * Settings (environment): ENGINE_BENCH_STREAMS (50), ENGINE_BENCH_TOKENS (64), ENGINE_BENCH_TOKEN_MS
- * (20: the engine's time per token), ENGINE_BENCH_ROUNDS (5), ENGINE_BENCH_SAMPLE_RATE (0.1: the live
- * check's share), ENGINE_BENCH_PROFILE (a folder: the gateway process writes a CPU profile there). Everything targets 127.0.0.1 and stops by itself.
+ * (20: the engine's time per token), ENGINE_BENCH_ROUNDS (5), ENGINE_BENCH_STEADY_STREAMS (4),
+ * ENGINE_BENCH_SAMPLE_RATE (0.1: the live check's share), ENGINE_BENCH_PROFILE (a folder: the gateway
+ * process writes a CPU profile there). Everything targets 127.0.0.1 and stops by itself.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { arch, cpus, tmpdir } from 'node:os';
@@ -23,6 +28,7 @@ const streams = Number(process.env.ENGINE_BENCH_STREAMS ?? 50);
 const tokens = Number(process.env.ENGINE_BENCH_TOKENS ?? 64);
 const tokenMs = Number(process.env.ENGINE_BENCH_TOKEN_MS ?? 20);
 const rounds = Number(process.env.ENGINE_BENCH_ROUNDS ?? 5);
+const steadyPerClient = Number(process.env.ENGINE_BENCH_STEADY_STREAMS ?? 4);
 const sampleRate = Number(process.env.ENGINE_BENCH_SAMPLE_RATE ?? 0.1);
 process.env.TRACEMARK_CACHE_DIR ||= join(tmpdir(), 'tracemark-test-cache');
 
@@ -167,22 +173,44 @@ if (role === 'engine') {
     const sorted = [...values].sort((a, b) => a - b);
     return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
   };
+  const open = (direct: boolean, seed: number) =>
+    direct
+      ? stream(`${engineUrl}/chat/completions`, {}, seed)
+      : stream(`${gateway.url}/v1/chat/completions`, { authorization: `Bearer ${gateway.key}` }, seed);
   const burst = (direct: boolean, round: number) =>
-    Promise.all(
-      Array.from({ length: streams }, (_, i) =>
-        direct
-          ? stream(`${engineUrl}/chat/completions`, {}, round * 1000 + i + 1)
-          : stream(
-              `${gateway.url}/v1/chat/completions`,
-              { authorization: `Bearer ${gateway.key}` },
-              round * 1000 + i + 1,
-            ),
-      ),
+    Promise.all(Array.from({ length: streams }, (_, i) => open(direct, round * 1000 + i + 1)));
+  /** C clients started evenly over `spreadMs`, each opening its next stream when the last one ends. */
+  const steady = async (direct: boolean, round: number, spreadMs: number) => {
+    const results: StreamResult[] = [];
+    await Promise.all(
+      Array.from({ length: streams }, async (_, client) => {
+        await new Promise((resolve) => setTimeout(resolve, (client * spreadMs) / streams));
+        for (let j = 0; j < steadyPerClient; j++) {
+          const index = client * steadyPerClient + j;
+          results[index] = await open(direct, 500_000 + round * 10_000 + index);
+        }
+      }),
     );
+    return results;
+  };
 
   await burst(true, 99);
   await burst(false, 99); // warm-up: connections, JIT, the work pool
-  const perRound: Record<string, number[]> = {
+  const spreadMs = median((await burst(true, 98)).map((r) => r.totalMs));
+
+  interface Measures {
+    readonly directTtft: number[];
+    readonly gatewayTtft: number[];
+    readonly ttftAdded: number[];
+    readonly directTotal: number[];
+    readonly gatewayTotal: number[];
+    readonly ratio: number[];
+    readonly directP95: number[];
+    readonly gatewayP95: number[];
+    sameChunks: number;
+    compared: number;
+  }
+  const measures = (): Measures => ({
     directTtft: [],
     gatewayTtft: [],
     ttftAdded: [],
@@ -191,51 +219,57 @@ if (role === 'engine') {
     ratio: [],
     directP95: [],
     gatewayP95: [],
+    sameChunks: 0,
+    compared: 0,
+  });
+  const add = (into: Measures, direct: StreamResult[], through: StreamResult[]) => {
+    into.directTtft.push(median(direct.map((r) => r.ttftMs)));
+    into.gatewayTtft.push(median(through.map((r) => r.ttftMs)));
+    into.ttftAdded.push(median(through.map((r, i) => r.ttftMs - direct[i]!.ttftMs)));
+    into.directTotal.push(median(direct.map((r) => r.totalMs)));
+    into.gatewayTotal.push(median(through.map((r) => r.totalMs)));
+    into.ratio.push(median(through.map((r, i) => r.totalMs / direct[i]!.totalMs)));
+    into.directP95.push(quantile(direct.map((r) => r.totalMs), 0.95));
+    into.gatewayP95.push(quantile(through.map((r) => r.totalMs), 0.95));
+    through.forEach((r, i) => {
+      into.compared++;
+      if (JSON.stringify(r.chunks) === JSON.stringify(direct[i]!.chunks)) into.sameChunks++;
+    });
   };
-  let sameChunks = 0;
-  let compared = 0;
+  const steadyMeasures = measures();
+  const burstMeasures = measures();
   for (let round = 0; round < rounds; round++) {
     const first = round % 2 === 0;
-    const a = await burst(first, round);
-    const b = await burst(!first, round);
-    const direct = first ? a : b;
-    const through = first ? b : a;
-    perRound.directTtft!.push(median(direct.map((r) => r.ttftMs)));
-    perRound.gatewayTtft!.push(median(through.map((r) => r.ttftMs)));
-    perRound.ttftAdded!.push(median(through.map((r, i) => r.ttftMs - direct[i]!.ttftMs)));
-    perRound.directTotal!.push(median(direct.map((r) => r.totalMs)));
-    perRound.gatewayTotal!.push(median(through.map((r) => r.totalMs)));
-    perRound.ratio!.push(median(through.map((r, i) => r.totalMs / direct[i]!.totalMs)));
-    perRound.directP95!.push(
-      quantile(
-        direct.map((r) => r.totalMs),
-        0.95,
-      ),
-    );
-    perRound.gatewayP95!.push(
-      quantile(
-        through.map((r) => r.totalMs),
-        0.95,
-      ),
-    );
-    through.forEach((r, i) => {
-      compared++;
-      if (JSON.stringify(r.chunks) === JSON.stringify(direct[i]!.chunks)) sameChunks++;
-    });
+    for (const [into, load] of [
+      [steadyMeasures, (direct: boolean) => steady(direct, round, spreadMs)],
+      [burstMeasures, (direct: boolean) => burst(direct, round)],
+    ] as const) {
+      const a = await load(first);
+      const b = await load(!first);
+      add(into, first ? a : b, first ? b : a);
+    }
   }
   const ms = (values: number[]) =>
     `${median(values).toFixed(1)} ms (rounds ${Math.min(...values).toFixed(1)}–${Math.max(...values).toFixed(1)})`;
+  const report = (title: string, m: Measures) => [
+    title,
+    `  TTFT median      direct ${ms(m.directTtft)}, through the gateway ${ms(m.gatewayTtft)}; added per stream ${ms(m.ttftAdded)}`,
+    `  end-to-end median direct ${ms(m.directTotal)}, through the gateway ${ms(m.gatewayTotal)}`,
+    `  end-to-end p95   direct ${ms(m.directP95)}, through the gateway ${ms(m.gatewayP95)}`,
+    `  latency ratio (gateway / direct, per stream, median): ${median(m.ratio).toFixed(3)} (rounds ${Math.min(...m.ratio).toFixed(3)}–${Math.max(...m.ratio).toFixed(3)})`,
+    `  chunks: ${m.sameChunks} of ${m.compared} streams had exactly the direct stream's text chunks`,
+  ];
   const lines = [
     `engine-native overhead: ${streams} concurrent streams × ${tokens} tokens, engine ${tokenMs} ms/token, ${rounds} rounds, live check ${sampleRate * 100}%`,
     `  machine: ${cpus().length} × ${cpus()[0]?.model ?? arch()}, Node ${process.version}`,
-    `  TTFT median      direct ${ms(perRound.directTtft!)}, through the gateway ${ms(perRound.gatewayTtft!)}; added per stream ${ms(perRound.ttftAdded!)}`,
-    `  end-to-end median direct ${ms(perRound.directTotal!)}, through the gateway ${ms(perRound.gatewayTotal!)}`,
-    `  end-to-end p95   direct ${ms(perRound.directP95!)}, through the gateway ${ms(perRound.gatewayP95!)}`,
-    `  latency ratio (gateway / direct, per stream, median): ${median(perRound.ratio!).toFixed(3)} (rounds ${Math.min(...perRound.ratio!).toFixed(3)}–${Math.max(...perRound.ratio!).toFixed(3)})`,
-    `  chunks: ${sameChunks} of ${compared} streams had exactly the direct stream's text chunks`,
+    ...report(
+      `steady: ${streams} streams in flight (${streams} clients started over ${spreadMs.toFixed(0)} ms, ${steadyPerClient} streams each, back to back)`,
+      steadyMeasures,
+    ),
+    ...report(`burst: ${streams} streams opened at the same instant`, burstMeasures),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   gatewayProcess.child.kill('SIGINT');
   engine.child.kill();
-  if (sameChunks !== compared) process.exitCode = 1;
+  for (const m of [steadyMeasures, burstMeasures]) if (m.sameChunks !== m.compared) process.exitCode = 1;
 }
