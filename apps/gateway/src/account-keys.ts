@@ -14,6 +14,7 @@
  * (an epoch label has no `/`: config.ts), so stored values stay readable by earlier versions' epochs.
  */
 import {
+  type AccountKeyMode,
   accountKeyLabel,
   createWatermarker,
   deriveSubkey,
@@ -21,24 +22,7 @@ import {
   type WatermarkKey,
 } from '@tracemark/core';
 
-export type AccountKeyMode =
-  | { readonly kind: 'off' }
-  | { readonly kind: 'account' }
-  | { readonly kind: 'cohort'; readonly cohorts: number };
-
-/** `off`, `account` or `cohort:N` (N from 1 to 2^32 − 1); null when the value is none of these. */
-export function parseAccountKeyMode(value: string): AccountKeyMode | null {
-  if (value === 'off') return { kind: 'off' };
-  if (value === 'account') return { kind: 'account' };
-  const match = /^cohort:([1-9][0-9]{0,9})$/.exec(value);
-  if (match === null) return null;
-  const cohorts = Number(match[1]);
-  return cohorts <= 0xffffffff ? { kind: 'cohort', cohorts } : null;
-}
-
-export function describeAccountKeyMode(mode: AccountKeyMode): string {
-  return mode.kind === 'cohort' ? `cohort:${mode.cohorts}` : mode.kind;
-}
+export { type AccountKeyMode, describeAccountKeyMode, parseAccountKeyMode } from '@tracemark/core';
 
 const ACCOUNT_OR_COHORT = /^(?:account|cohort)\//;
 

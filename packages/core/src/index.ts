@@ -238,14 +238,17 @@ export {
 } from './statistics.ts';
 export {
   ACCOUNT_KEY_LABEL_PREFIX,
+  type AccountKeyMode,
   type AccountKeyOptions,
   accountCohort,
   accountKeyLabel,
   COHORT_KEY_LABEL_PREFIX,
   COHORT_SALT,
   deriveAccountKey,
+  describeAccountKeyMode,
   MAX_ACCOUNT_ID_BYTES,
   MAX_COHORTS,
+  parseAccountKeyMode,
 } from './subkeys.ts';
 export { createWatermarker, type Watermarker, type WatermarkerOptions } from './watermarker.ts';
 export { forEachWindow } from './windows.ts';

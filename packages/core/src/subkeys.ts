@@ -33,6 +33,26 @@ export interface AccountKeyOptions {
   readonly cohorts?: number;
 }
 
+/** How a service keys its accounts: one key for all (`off`), one per account, or one per keyed cohort. */
+export type AccountKeyMode =
+  | { readonly kind: 'off' }
+  | { readonly kind: 'account' }
+  | { readonly kind: 'cohort'; readonly cohorts: number };
+
+/** `off`, `account` or `cohort:N` (N from 1 to 2^32 − 1); null when the value is none of these. */
+export function parseAccountKeyMode(value: string): AccountKeyMode | null {
+  if (value === 'off') return { kind: 'off' };
+  if (value === 'account') return { kind: 'account' };
+  const match = /^cohort:([1-9][0-9]{0,9})$/.exec(value);
+  if (match === null) return null;
+  const cohorts = Number(match[1]);
+  return cohorts <= MAX_COHORTS ? { kind: 'cohort', cohorts } : null;
+}
+
+export function describeAccountKeyMode(mode: AccountKeyMode): string {
+  return mode.kind === 'cohort' ? `cohort:${mode.cohorts}` : mode.kind;
+}
+
 /** With the u flag, a surrogate pair is one code point: only lone halves match. */
 const LONE_SURROGATE = /\p{Cs}/u;
 

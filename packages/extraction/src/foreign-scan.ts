@@ -377,6 +377,11 @@ export async function scanCorpusAnyKeys(options: AnyScanOptions): Promise<AnySca
       `issuedWindows: the supervised filter selects tracemark windows; it does not apply to ${foreign[0]!.label} keys`,
     );
   }
+  if (options.pooledKeyIds !== undefined) {
+    throw new RangeError(
+      `pooledKeyIds: a pool is scanned with tracemark green-list keys alone, not beside ${foreign[0]!.label} keys`,
+    );
+  }
   const rule: ScanRule = {
     alpha: checkUnit('alpha', options.alpha ?? DEFAULT_SCAN_ALPHA),
     missRate: checkUnit('missRate', options.missRate ?? DEFAULT_SCAN_MISS_RATE),
@@ -538,6 +543,7 @@ export async function scanCorpusAnyKeys(options: AnyScanOptions): Promise<AnySca
       seed: options.fakeKeySeed ?? DEFAULT_FAKE_KEY_SEED,
     },
     keys: scans,
+    pool: null,
   };
 }
 

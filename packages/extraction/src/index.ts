@@ -91,6 +91,7 @@ export {
   MIN_FAKE_KEYS_FOR_VERDICT,
   NO_EVIDENCE_LEVEL,
   type PassageReport,
+  type PoolScan,
   refuseGumbelKey,
   runFakeKeyJobsHere,
   type ScanDocument,

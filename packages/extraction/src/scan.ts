@@ -88,6 +88,11 @@ export interface ScanOptions {
   readonly expectedTokens?: number;
   /** Use the WebAssembly kernel (default true); false runs the scalar reference path. */
   readonly accelerate?: boolean;
+  /**
+   * Ids of keys (two or more, among `keys`, with one γ) to test also as one pool: the accounts' sub-keys
+   * of per-account keys (core `deriveAccountKey`). See {@link PoolScan}.
+   */
+  readonly pooledKeyIds?: readonly string[];
 }
 
 export interface Calibration {
@@ -173,6 +178,32 @@ export interface KeyScan {
   readonly windowsSearched: number;
 }
 
+/**
+ * One test over a pool of keys: the accounts' sub-keys, when each account's outputs carry a key of its
+ * own. A model trained on many accounts' outputs carries each sub-key's mark diluted by the number of
+ * accounts, too weakly for any one key's test, but the excess greens add up over the keys. Statistic: the
+ * green counts summed over the pool's keys, K = Σ k_j of T = Σ T_j scored pairs. Null: under each key,
+ * a text independent of that key has each deduplicated pair green with probability γ independently
+ * (spec §6), and the keys are independent PRF instances, so K ~ Bin(T, γ) exactly: log10 P[Bin(T, γ) ≥ K].
+ * The pool is one more test in the Holm family (the keys and the pool). Calibration: the pool's p-value
+ * is ranked among the fake keys' (single keys of the pool's layout, p-values on the same scale), and the
+ * fake keys' uniformity must hold for every layout in the pool.
+ */
+export interface PoolScan
+  extends Pick<
+    KeyScan,
+    'gamma' | 'numScored' | 'numGreen' | 'greenFraction' | 'effect' | 'effectInterval' | 'z' | 'reason'
+  > {
+  readonly keyIds: readonly string[];
+  /** Exact log10 P[Bin(T, γ) ≥ K] over the pooled counts. */
+  readonly log10P: number;
+  /** Holm-adjusted across the keys and the pool. */
+  readonly log10PAdjusted: number;
+  readonly calibration: Pick<Calibration, 'fakeKeys' | 'rank' | 'empiricalPValue' | 'uniform' | 'ksPValue'>;
+  /** `not_radioactive` here only says there is no evidence: no dose is ruled out for a pool. */
+  readonly verdict: ScanVerdict;
+}
+
 export interface ScanReport {
   readonly verdict: ScanVerdict;
   readonly reason: string;
@@ -189,6 +220,8 @@ export interface ScanReport {
   readonly numPromptTokens: number;
   readonly fakeKeys: { readonly count: number; readonly seed: string };
   readonly keys: readonly KeyScan[];
+  /** The pooled test of `pooledKeyIds`; null without a pool. */
+  readonly pool: PoolScan | null;
 }
 
 function checkUnit(name: string, value: number, open = true): number {
@@ -458,6 +491,7 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
     ...(options.issuedGreenFractions === undefined
       ? {}
       : { issuedGreenFractions: options.issuedGreenFractions }),
+    ...(options.pooledKeyIds === undefined ? {} : { pooledKeyIds: options.pooledKeyIds }),
   });
 }
 
@@ -492,6 +526,91 @@ export interface ScanTally {
   readonly minPassage: number;
   readonly issued: { readonly numOutputs: number; readonly numTokens: number } | null;
   readonly issuedGreenFractions?: ReadonlyMap<string, number>;
+  /** Keys also tested as one pool ({@link PoolScan}). */
+  readonly pooledKeyIds?: readonly string[];
+}
+
+/**
+ * The verdict of one test (a key, or the pool) where the counts decide it: nothing scored, calibration
+ * missing or failed, significant (radioactive when it beats every fake key), or some evidence short of α.
+ * Null when there is no evidence: what follows depends on the test (a key rules doses out).
+ */
+function calibratedEvidence(t: {
+  readonly numScored: number;
+  readonly uniform: boolean | null;
+  readonly fakeKeys: number;
+  readonly ksPValue: number;
+  readonly calibrationThreshold: number;
+  readonly log10PAdjusted: number;
+  readonly alpha: number;
+  readonly rank: number;
+  /** How the reasons name the test: when it beats the fake keys, and when fake keys match it. */
+  readonly subject: readonly [string, string];
+}): { verdict: ScanVerdict; reason: string } | null {
+  const p = `p = 10^${t.log10PAdjusted.toFixed(2)}`;
+  if (t.numScored === 0) return { verdict: 'insufficient', reason: 'no position could be scored' };
+  if (t.uniform === null) {
+    return {
+      verdict: 'insufficient',
+      reason: `calibration needs at least ${MIN_FAKE_KEYS_FOR_VERDICT} fake keys (got ${t.fakeKeys})`,
+    };
+  }
+  if (!t.uniform) {
+    return {
+      verdict: 'insufficient',
+      reason: `the fake keys' p-values are not uniform (KS p = ${t.ksPValue.toPrecision(3)} < ${t.calibrationThreshold}): the test is not calibrated on this corpus, or it carries a watermark under a fake key; verdict withheld`,
+    };
+  }
+  if (t.log10PAdjusted <= Math.log10(t.alpha)) {
+    return t.rank === 1
+      ? {
+          verdict: 'radioactive',
+          reason: `${p} (Holm-adjusted) ≤ α = ${t.alpha}, and ${t.subject[0]} beats all ${t.fakeKeys} fake keys`,
+        }
+      : {
+          verdict: 'insufficient',
+          reason: `p ≤ α, but ${t.rank - 1} fake key(s) score as strongly as ${t.subject[1]}; verdict withheld`,
+        };
+  }
+  if (t.log10PAdjusted <= Math.log10(NO_EVIDENCE_LEVEL)) {
+    return {
+      verdict: 'insufficient',
+      reason: `some evidence (${p}, Holm-adjusted) that does not reach α = ${t.alpha}; more scored tokens are needed`,
+    };
+  }
+  return null;
+}
+
+/** The green counts of a test and what follows from them: fraction, effect with its interval, z. */
+function greenSummary(numGreen: number, numScored: number, gamma: number) {
+  const greenFraction = numScored === 0 ? 0 : numGreen / numScored;
+  const [low, high] = wilsonInterval(numGreen, numScored);
+  return {
+    numScored,
+    numGreen,
+    greenFraction,
+    effect: greenFraction - gamma,
+    effectInterval: [low - gamma, high - gamma] as const,
+    z: zScore(numGreen, numScored, gamma),
+  };
+}
+
+/** The pool's members, in the keys' order, after checking that they can be pooled. */
+function poolMembers(keys: readonly WatermarkKey[], ids: readonly string[] | undefined): number[] | null {
+  if (ids === undefined) return null;
+  const wanted = new Set(ids);
+  if (wanted.size < 2 || wanted.size !== ids.length) {
+    throw new RangeError('pooledKeyIds: expected two or more distinct key ids');
+  }
+  const members = keys.flatMap((key, index) => (wanted.has(key.keyId) ? [index] : []));
+  if (members.length !== wanted.size) {
+    throw new RangeError('pooledKeyIds: every pooled key must be one of the keys scanned');
+  }
+  const gammas = new Set(members.map((index) => keys[index]!.scheme.gammaEffective));
+  if (gammas.size > 1) {
+    throw new RangeError('pooledKeyIds: the pooled keys must share one γ (their green counts are summed)');
+  }
+  return members;
 }
 
 /**
@@ -529,13 +648,31 @@ export function assembleScanReport(input: ScanTally): ScanReport {
       ks,
     };
   });
-  const adjusted = holmAdjustLog10(partial.map((p) => p.log10P));
+  const members = poolMembers(keys, input.pooledKeyIds);
+  const pooled =
+    members === null
+      ? null
+      : (() => {
+          const gamma = partial[members[0]!]!.gamma;
+          let numScored = 0;
+          let numGreen = 0;
+          for (const index of members) {
+            numScored += partial[index]!.numScored;
+            numGreen += partial[index]!.numGreen;
+          }
+          return { gamma, numScored, numGreen, log10P: log10BinomialSf(numGreen, numScored, gamma) };
+        })();
+  const adjusted = holmAdjustLog10([
+    ...partial.map((p) => p.log10P),
+    ...(pooled === null ? [] : [pooled.log10P]),
+  ]);
 
   const keyScans = partial.map((p, index): KeyScan => {
     const { key, gamma, numScored, numGreen, log10P, fakeLog10P, rank, ks } = p;
     const log10PAdjusted = adjusted[index]!;
-    const greenFraction = numScored === 0 ? 0 : numGreen / numScored;
-    const [low, high] = wilsonInterval(numGreen, numScored);
+    const green = greenSummary(numGreen, numScored, gamma);
+    const { greenFraction } = green;
+    const [low, high] = green.effectInterval.map((e) => e + gamma) as [number, number];
     const issuedGreen = options.issuedGreenFractions?.get(key.keyId);
     const issuedExcess = issuedGreen === undefined ? Number.NaN : issuedGreen - gamma;
     const fullDoseEffect = issuedExcess > 0 ? issuedExcess : biasedGreenFraction(key.scheme) - gamma;
@@ -563,34 +700,25 @@ export function assembleScanReport(input: ScanTally): ScanReport {
       minFakeLog10P: fakeLog10P.reduce((min, value) => Math.min(min, value), 0),
     };
     const percent = (x: number) => `${Number((100 * x).toPrecision(3))}%`;
-    let verdict: ScanVerdict;
-    let reason: string;
-    if (numScored === 0) {
-      verdict = 'insufficient';
-      reason = 'no position could be scored';
-    } else if (uniform === null) {
-      verdict = 'insufficient';
-      reason = `calibration needs at least ${MIN_FAKE_KEYS_FOR_VERDICT} fake keys (got ${fakeLog10P.length})`;
-    } else if (!uniform) {
-      verdict = 'insufficient';
-      reason = `the fake keys' p-values are not uniform (KS p = ${ks.pValue.toPrecision(3)} < ${calibrationThreshold}): the test is not calibrated on this corpus, or it carries a watermark under a fake key; verdict withheld`;
-    } else if (log10PAdjusted <= Math.log10(alpha)) {
-      if (rank === 1) {
-        verdict = 'radioactive';
-        reason = `p = 10^${log10PAdjusted.toFixed(2)} (Holm-adjusted) ≤ α = ${alpha}, and the key beats all ${fakeLog10P.length} fake keys`;
+    const evidence = calibratedEvidence({
+      numScored,
+      uniform,
+      fakeKeys: fakeLog10P.length,
+      ksPValue: ks.pValue,
+      calibrationThreshold,
+      log10PAdjusted,
+      alpha,
+      rank,
+      subject: ['the key', 'the true key'],
+    });
+    let { verdict, reason } = evidence ?? { verdict: 'insufficient' as ScanVerdict, reason: '' };
+    if (evidence === null) {
+      if (doseUpperBound <= minimumDose) {
+        verdict = 'not_radioactive';
+        reason = `no evidence (p = 10^${log10PAdjusted.toFixed(2)}), and the data rule out a dose of ${percent(minimumDose)} or more (they rule out doses above ${percent(doseUpperBound)} at miss rate ${missRate}); a dose is the share of the scanned text that carries our watermark's full bias, so samples of a model trained on a smaller share of our outputs can pass (a smaller minimum dose, with more scored tokens, rules out less)`;
       } else {
-        verdict = 'insufficient';
-        reason = `p ≤ α, but ${rank - 1} fake key(s) score as strongly as the true key; verdict withheld`;
+        reason = `not significant, and too few scored tokens to rule out a dose of ${percent(minimumDose)} (only doses above ${percent(doseUpperBound)} are ruled out)`;
       }
-    } else if (log10PAdjusted <= Math.log10(NO_EVIDENCE_LEVEL)) {
-      verdict = 'insufficient';
-      reason = `some evidence (p = 10^${log10PAdjusted.toFixed(2)}, Holm-adjusted) that does not reach α = ${alpha}; more scored tokens are needed`;
-    } else if (doseUpperBound <= minimumDose) {
-      verdict = 'not_radioactive';
-      reason = `no evidence (p = 10^${log10PAdjusted.toFixed(2)}), and the data rule out a dose of ${percent(minimumDose)} or more (they rule out doses above ${percent(doseUpperBound)} at miss rate ${missRate}); a dose is the share of the scanned text that carries our watermark's full bias, so samples of a model trained on a smaller share of our outputs can pass (a smaller minimum dose, with more scored tokens, rules out less)`;
-    } else {
-      verdict = 'insufficient';
-      reason = `not significant, and too few scored tokens to rule out a dose of ${percent(minimumDose)} (only doses above ${percent(doseUpperBound)} are ruled out)`;
     }
 
     const bits = p.tally.bits;
@@ -608,12 +736,7 @@ export function assembleScanReport(input: ScanTally): ScanReport {
       contextWidth: key.scheme.contextWidth,
       gamma,
       tape: p.counts,
-      numScored,
-      numGreen,
-      greenFraction,
-      effect: greenFraction - gamma,
-      effectInterval: [low - gamma, high - gamma],
-      z: zScore(numGreen, numScored, gamma),
+      ...green,
       log10P,
       log10PAdjusted,
       calibration,
@@ -638,6 +761,55 @@ export function assembleScanReport(input: ScanTally): ScanReport {
     };
   });
 
+  let pool: PoolScan | null = null;
+  if (pooled !== null && members !== null) {
+    const { gamma, numScored, numGreen, log10P } = pooled;
+    const log10PAdjusted = adjusted[partial.length]!;
+    // One fake-key set per layout: the pool ranks against the fake keys of its members' layouts.
+    const fakeSets = new Map<string, (typeof partial)[number]>();
+    for (const index of members) {
+      const p = partial[index]!;
+      fakeSets.set(`${p.key.scheme.name}/${p.key.scheme.contextWidth}/${p.key.scheme.threshold}`, p);
+    }
+    const fakeLog10P = [...fakeSets.values()].flatMap((p) => p.fakeLog10P);
+    const rank = 1 + fakeLog10P.filter((value) => value <= log10P).length;
+    const uniform = [...fakeSets.values()].every((p) => p.fakeLog10P.length >= MIN_FAKE_KEYS_FOR_VERDICT)
+      ? [...fakeSets.values()].every((p) => p.ks.pValue >= calibrationThreshold)
+      : null;
+    const ksPValue = Math.min(...[...fakeSets.values()].map((p) => p.ks.pValue));
+    const evidence = calibratedEvidence({
+      numScored,
+      uniform,
+      fakeKeys: fakeLog10P.length,
+      ksPValue,
+      calibrationThreshold,
+      log10PAdjusted,
+      alpha,
+      rank,
+      subject: ['the pool', 'the pool'],
+    });
+    const { verdict, reason } = evidence ?? {
+      verdict: 'not_radioactive' as ScanVerdict,
+      reason: `no evidence (p = 10^${log10PAdjusted.toFixed(2)}, Holm-adjusted)`,
+    };
+    pool = {
+      keyIds: members.map((index) => keys[index]!.keyId),
+      gamma,
+      ...greenSummary(numGreen, numScored, gamma),
+      log10P,
+      log10PAdjusted,
+      calibration: {
+        fakeKeys: fakeLog10P.length,
+        rank,
+        empiricalPValue: rank / (fakeLog10P.length + 1),
+        uniform,
+        ksPValue,
+      },
+      verdict,
+      reason: `${members.length} pooled keys: ${reason}`,
+    };
+  }
+
   let matched: KeyScan | null = null;
   for (const scan of keyScans) {
     if (scan.verdict !== 'radioactive') continue;
@@ -651,17 +823,31 @@ export function assembleScanReport(input: ScanTally): ScanReport {
   }
   let verdict: ScanVerdict;
   let reason: string;
-  if (matched !== null) {
+  const poolFirst =
+    pool?.verdict === 'radioactive' && (matched === null || pool.log10PAdjusted < matched.log10PAdjusted);
+  if (poolFirst) {
+    verdict = 'radioactive';
+    reason = pool!.reason;
+    matched = null;
+  } else if (matched !== null) {
     verdict = 'radioactive';
     reason = `key ${matched.keyId}: ${matched.reason}`;
-  } else if (keyScans.every((scan) => scan.verdict === 'not_radioactive')) {
+  } else if (
+    keyScans.every((scan) => scan.verdict === 'not_radioactive') &&
+    (pool === null || pool.verdict === 'not_radioactive')
+  ) {
     verdict = 'not_radioactive';
     reason =
       keyScans.length === 1 ? keyScans[0]!.reason : `every key: ${keyScans.map((s) => s.reason).join('; ')}`;
   } else {
     verdict = 'insufficient';
-    const first = keyScans.find((scan) => scan.verdict === 'insufficient')!;
-    reason = keyScans.length === 1 ? first.reason : `key ${first.keyId}: ${first.reason}`;
+    const first = keyScans.find((scan) => scan.verdict === 'insufficient');
+    reason =
+      first === undefined
+        ? pool!.reason
+        : keyScans.length === 1
+          ? first.reason
+          : `key ${first.keyId}: ${first.reason}`;
   }
   const anyCounts = input.tallies[0]!.counts;
   return {
@@ -679,5 +865,6 @@ export function assembleScanReport(input: ScanTally): ScanReport {
     numPromptTokens: anyCounts.numPromptTokens,
     fakeKeys: { count: fakeKeyCount, seed },
     keys: keyScans,
+    pool,
   };
 }

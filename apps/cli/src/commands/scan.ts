@@ -1,5 +1,5 @@
 import { stat, writeFile } from 'node:fs/promises';
-import type { WatermarkKey } from '@tracemark/core';
+import { describeAccountKeyMode, type WatermarkKey } from '@tracemark/core';
 import {
   type AnyWatermarkKey,
   type ForeignWatermarkKey,
@@ -39,6 +39,7 @@ import { CliError, type CliIo, EXIT } from '../io.ts';
 import { collect, parseNumber, parseOpenUnit } from '../options.ts';
 import { defaultWorkerCount } from '../pool.ts';
 import { createProgress } from '../progress.ts';
+import { type AccountScanKeys, accountScanKeys, parseScanAccountKeyMode } from '../scan/account-keys.ts';
 import { type Attribution, attributeAccounts } from '../scan/attribution.ts';
 import type { ScanJobResult, TokenizedDocument } from '../scan/engine.ts';
 import {
@@ -64,6 +65,7 @@ interface ScanCommandOptions {
   issuedField: string;
   issued?: string;
   account?: string;
+  accountKeys?: string;
   apiKeyEnv?: string;
   attribute?: boolean;
   evidence?: string;
@@ -136,6 +138,10 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
     )
     .option('--account <id>', 'with --issued: only the outputs issued to this account')
     .option(
+      '--account-keys <mode>',
+      "with --issued: the gateway served per-account sub-keys of --key (account, or cohort:N as it was served with); scan every account's sub-key and all of them pooled as one test (Holm across the key, the sub-keys and the pool)",
+    )
+    .option(
       '--api-key-env <var>',
       'environment variable holding an admin API key (--issued with a gateway URL)',
     )
@@ -199,12 +205,22 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       if ((options.attribute || options.account !== undefined) && options.issued === undefined) {
         throw new CliError('TM_ERR_USAGE', '--attribute and --account need --issued', EXIT.usage);
       }
+      const accountKeyMode =
+        options.accountKeys === undefined ? null : parseScanAccountKeyMode(options.accountKeys);
+      if (accountKeyMode !== null) checkAccountKeyOptions(options);
       const allKeys = await readKeys(options.key);
       const foreignKeys = allKeys.filter(isForeignKey);
       const keys = allKeys.filter((key): key is WatermarkKey => !isForeignKey(key));
       // Green-list keys are the only ones with green counts, issued windows and fake keys.
       const numGreenListKeys = keys.filter((key) => !isGumbelKey(key)).length;
       const source = (name: string) => command.getOptionValueSource(name);
+      if (accountKeyMode !== null && (foreignKeys.length > 0 || keys.length !== 1 || isGumbelKey(keys[0]!))) {
+        throw new CliError(
+          'TM_ERR_USAGE',
+          '--account-keys needs one --key: the tracemark green-list key the gateway served with (its sub-keys are derived from it)',
+          EXIT.usage,
+        );
+      }
       if (foreignKeys.length > 0) checkForeignOptions(foreignKeys[0]!, numGreenListKeys, options, source);
       const gumbelKey = keys.find(isGumbelKey);
       if (gumbelKey !== undefined) checkGumbelOptions(gumbelKey, numGreenListKeys, options, source);
@@ -260,6 +276,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       let issuedLog: { source: string; numOutputs: number; pruned: number; account: string | null } | null =
         null;
       let attribution: Attribution | null = null;
+      let accountKeys: AccountScanKeys | null = null;
       let distributedRun: DistributedRun | null = null;
       try {
         let issuedWindows: IssuedWindowSet | undefined;
@@ -276,6 +293,11 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
             ...(apiKey === undefined ? {} : { apiKey }),
           });
           logOutputs = log.outputs;
+          if (accountKeyMode !== null) {
+            accountKeys = accountScanKeys(keys[0]!, accountKeyMode, log.outputs);
+            keys.push(...accountKeys.subKeys);
+            scanKeys.push(...accountKeys.subKeys);
+          }
           issuedLog = {
             source: log.source,
             numOutputs: log.outputs.length,
@@ -354,6 +376,9 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
             ...(options.fakeKeySeed === undefined ? {} : { fakeKeySeed: options.fakeKeySeed }),
             ...(issuedWindows === undefined ? {} : { issuedWindows }),
             ...(issuedGreenFractions === undefined ? {} : { issuedGreenFractions }),
+            ...(accountKeys === null || accountKeys.subKeys.length < 2
+              ? {}
+              : { pooledKeyIds: accountKeys.subKeys.map((key) => key.keyId) }),
           });
           if (kept !== null && logOutputs !== undefined) {
             progress.message('attributing to accounts…');
@@ -412,13 +437,17 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
           ...(distributedRun === null ? {} : { distributed: distributedRun }),
         };
         io.stdout.write(
-          `${JSON.stringify({ ...report, issuedLog, attribution, summary: summaryJson, errors })}\n`,
+          `${JSON.stringify({ ...report, issuedLog, accountKeys: accountKeysJson(accountKeys), attribution, summary: summaryJson, errors })}\n`,
         );
       } else {
         io.stdout.write(renderScanReport(report));
         if (issuedLog !== null)
           io.stdout.write(
             `issued outputs from ${issuedLog.source}${issuedLog.account === null ? '' : ` (account ${issuedLog.account})`}: ${issuedLog.numOutputs}${issuedLog.pruned > 0 ? ` (${issuedLog.pruned} pruned records skipped)` : ''}\n`,
+          );
+        if (accountKeys !== null)
+          io.stdout.write(
+            `account keys (${describeAccountKeyMode(accountKeys.mode)}): ${accountKeys.subKeys.length} sub-keys for the log's ${accountKeys.accounts} accounts, ${accountKeys.seenInLog} of them marked outputs in it\n`,
           );
         if (attribution !== null) io.stdout.write(renderAttribution(attribution));
         io.stdout.write(evidenceNote);
@@ -429,6 +458,37 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       else if (summary.errors > 0) setExit(EXIT.io);
       else setExit(EXIT.ok);
     });
+}
+
+/** --account-keys reads the accounts from --issued; the combinations it does not support are refused. */
+function checkAccountKeyOptions(options: ScanCommandOptions): void {
+  const refuse = (message: string) => {
+    throw new CliError('TM_ERR_USAGE', message, EXIT.usage);
+  };
+  if (options.issued === undefined)
+    refuse('--account-keys needs --issued (the accounts, and the keys that marked their outputs)');
+  if (options.account !== undefined)
+    refuse(
+      "--account-keys scans every account of the log; without it, --key with the account's own key file scans one",
+    );
+  if (options.attribute)
+    refuse('--account-keys and --attribute cannot be combined: the sub-key that matches names the account');
+  if (options.distributed !== undefined) refuse('--account-keys cannot be combined with --distributed');
+  if (options.evidence !== undefined)
+    refuse(
+      '--account-keys cannot be combined with --evidence: the signed report does not carry the pooled test',
+    );
+}
+
+function accountKeysJson(accountKeys: AccountScanKeys | null) {
+  return accountKeys === null
+    ? null
+    : {
+        mode: describeAccountKeyMode(accountKeys.mode),
+        accounts: accountKeys.accounts,
+        subKeys: accountKeys.subKeys.length,
+        seenInLog: accountKeys.seenInLog,
+      };
 }
 
 /** A distributed scan takes files and tracemark green-list keys; attribution reads the corpus again here. */

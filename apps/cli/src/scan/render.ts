@@ -4,6 +4,7 @@ import {
   type ForeignKeyScan,
   isForeignKeyScan,
   type KeyScan,
+  type PoolScan,
   type ScanReport,
 } from '@tracemark/extraction';
 import { formatLog10 } from '../render.ts';
@@ -90,6 +91,28 @@ function foreignKeyLines(scan: ForeignKeyScan, report: AnyScanReport): string[] 
   return lines;
 }
 
+/** The pooled test of the accounts' sub-keys, then one line per member. */
+function poolLines(pool: PoolScan, members: readonly KeyScan[], report: AnyScanReport): string[] {
+  const c = pool.calibration;
+  const lines = [
+    `pool of ${pool.keyIds.length} sub-keys (γ=${pool.gamma}, green counts summed over the keys): ${VERDICT_TEXT[pool.verdict]}`,
+    `  scored      ${count(pool.numScored)} (seed, token) pairs over the keys`,
+    `  green       ${count(pool.numGreen)} (${percent(pool.greenFraction)}); effect ${points(pool.effect)} points, 95% CI [${points(pool.effectInterval[0])}, ${points(pool.effectInterval[1])}]`,
+    `  log10 p     ${formatLog10(pool.log10P)} exact, Bin(${count(pool.numScored)}, ${pool.gamma}) (Holm-adjusted ${formatLog10(pool.log10PAdjusted)}; α = ${report.alpha}); z = ${pool.z.toFixed(2)}`,
+    c.fakeKeys > 0
+      ? `  calibration rank ${c.rank} among ${c.fakeKeys} fake keys (empirical p = ${c.empiricalPValue.toPrecision(3)}); fake p-values ${c.uniform === false ? 'NOT uniform' : 'uniform'} (KS p = ${c.ksPValue.toPrecision(3)})`
+      : '  calibration none (no fake keys)',
+    `  reason      ${pool.reason}`,
+    '  the sub-keys one by one (log10 p, Holm-adjusted):',
+  ];
+  for (const scan of members) {
+    lines.push(
+      `    ${scan.keyId}: ${count(scan.numGreen)}/${count(scan.numScored)} green, log10 p = ${formatLog10(scan.log10P)} (${formatLog10(scan.log10PAdjusted)}), ${VERDICT_TEXT[scan.verdict]}`,
+    );
+  }
+  return lines;
+}
+
 export function renderScanReport(report: AnyScanReport): string {
   const lines = [
     `${count(report.numDocuments)} documents, ${count(report.numTokens)} tokens (${count(report.numPromptTokens)} prompt tokens)` +
@@ -97,10 +120,18 @@ export function renderScanReport(report: AnyScanReport): string {
         ? ''
         : `; supervised by ${count(report.issued.numOutputs)} issued outputs (${count(report.issued.numTokens)} tokens)`),
   ];
+  const pooled = new Set(report.pool?.keyIds ?? []);
   for (const scan of report.keys) {
+    if (pooled.has(scan.keyId)) continue;
     lines.push(
       ...(isForeignKeyScan(scan) ? foreignKeyLines(scan, report) : keyLines(scan, report as ScanReport)),
     );
+  }
+  if (report.pool !== null) {
+    const members = report.keys.filter(
+      (scan): scan is KeyScan => !isForeignKeyScan(scan) && pooled.has(scan.keyId),
+    );
+    lines.push(...poolLines(report.pool, members, report));
   }
   lines.push(`verdict: ${VERDICT_TEXT[report.verdict]} (${report.verdict}): ${report.reason}`);
   return `${lines.join('\n')}\n`;
