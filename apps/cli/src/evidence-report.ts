@@ -17,7 +17,7 @@ import {
   verifyEvidenceReport,
 } from '@tracemark/client/evidence';
 import { ProvenanceError, parseVerifierKey } from '@tracemark/provenance';
-import { CliError, EXIT } from './io.ts';
+import { CliError, EXIT, readTextFile } from './io.ts';
 
 export { checkTitle, REPORT_FORMAT, type ReportCheck };
 
@@ -33,12 +33,6 @@ export const EVIDENCE_EXIT: {
   readonly notPinned: 4;
 } = Object.freeze({ ok: 0, failed: 1, usage: 2, io: 3, notPinned: 4 } as const);
 
-async function readText(path: string, what: string): Promise<string> {
-  return readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
-    throw new CliError('TM_ERR_IO', `${path}: cannot read the ${what} (${error.code ?? 'error'})`, EXIT.io);
-  });
-}
-
 export async function readBytes(path: string, what: string): Promise<Uint8Array> {
   const buffer = await readFile(path).catch((error: NodeJS.ErrnoException) => {
     throw new CliError('TM_ERR_IO', `${path}: cannot read the ${what} (${error.code ?? 'error'})`, EXIT.io);
@@ -52,7 +46,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 /** Reads a report file (or a bare DSSE envelope). Only its shape is checked here, not its signature. */
 export async function readReport(path: string): Promise<ReportFile> {
-  return parseReport(await readText(path, 'report'), path);
+  return parseReport(await readTextFile(path, 'report'), path);
 }
 
 /** A report from its JSON text; throws a CliError (exit 3) naming what is wrong. */
@@ -75,7 +69,7 @@ export type PublicKeys = TrustedKeys;
  * GET /.well-known/tracemark/keys.json.
  */
 export async function readPublicKeys(path: string): Promise<PublicKeys> {
-  const text = (await readText(path, 'public key')).trim();
+  const text = (await readTextFile(path, 'public key')).trim();
   let keys: string[];
   let origin: string | undefined;
   if (text.startsWith('{')) {

@@ -1,4 +1,5 @@
 /** The terminal a command talks to; tests pass their own. */
+import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 
 export interface CliIo {
@@ -58,3 +59,10 @@ export function stdoutHasColour(io: CliIo): boolean {
 /** What the help of commands that print colour says about it. */
 export const COLOUR_HELP =
   'Colour: on a terminal; never with NO_COLOR set, always with FORCE_COLOR (FORCE_COLOR=0: never).';
+
+/** A file's text; a TM_ERR_IO error naming the file and `what` it should have been when it cannot be read. */
+export async function readTextFile(path: string, what: string): Promise<string> {
+  return readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    throw new CliError('TM_ERR_IO', `${path}: cannot read the ${what} (${error.code ?? 'error'})`, EXIT.io);
+  });
+}

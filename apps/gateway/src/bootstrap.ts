@@ -18,6 +18,7 @@ import {
 import { getTokenizer, isTokenizerId } from '@tracemark/tokenizers';
 import { Redis } from 'ioredis';
 import { createAccountKeys, parseAccountKeyMode } from './account-keys.ts';
+import { readMmdCalibration } from './monitoring/mmd-file.ts';
 import { createEmbeddedBackend } from './backends/embedded.ts';
 import type { Backend } from './backends/types.ts';
 import { createUpstreamBackend } from './backends/upstream.ts';
@@ -89,6 +90,8 @@ export function schemeNameOf(key: AnyWatermarkKey): string {
 
 /** Opens what the configuration names. Partially opened resources are closed on failure. */
 export async function prepareGateway(config: GatewayConfig): Promise<PreparedGateway> {
+  // Read first: a calibration that cannot be used stops the start before anything is opened.
+  const mmd = config.monitorMmdFile === null ? null : await readMmdCalibration(config.monitorMmdFile);
   await ensureDataDir(config.dataDir);
   const { secret: serverSecret } = await loadOrCreateServerSecret(config.dataDir);
   const engineNative = config.upstreamWatermarkFile !== null;
@@ -224,6 +227,7 @@ export async function prepareGateway(config: GatewayConfig): Promise<PreparedGat
       serverSecret,
       redis,
       engineNative: engine,
+      ...(mmd === null ? {} : { monitorOptions: { mmd } }),
     };
     return {
       services,

@@ -99,6 +99,11 @@ export interface GatewayConfig {
   readonly outputPolicy: ContentPolicy;
   /** Accounts the monitor links into one cluster share one rate limit and one daily quota. */
   readonly clusterLimits: boolean;
+  /**
+   * The monitor's MMD test of each account's recent prompts against the provider's own benign traffic: a
+   * calibration file from `tracemark monitor --issued … --calibrate-mmd FILE`. null: the test is off.
+   */
+  readonly monitorMmdFile: string | null;
   /** Requests per minute of an account under the `throttle` action (lower than its own limit). */
   readonly throttledRateLimitPerMinute: number;
 }
@@ -162,6 +167,7 @@ export const ENVIRONMENT_VARIABLES: Readonly<Record<string, string>> = {
   TRACEMARK_INPUT_POLICY: 'inputPolicy',
   TRACEMARK_OUTPUT_POLICY: 'outputPolicy',
   TRACEMARK_CLUSTER_LIMITS: 'clusterLimits',
+  TRACEMARK_MONITOR_MMD: 'monitorMmdFile',
   TRACEMARK_THROTTLED_RATE_LIMIT_PER_MINUTE: 'throttledRateLimitPerMinute',
 };
 
@@ -232,6 +238,7 @@ const DEFAULTS: Omit<GatewayConfig, 'dataDir'> = {
   inputPolicy: 'flag',
   outputPolicy: 'flag',
   clusterLimits: true,
+  monitorMmdFile: null,
   throttledRateLimitPerMinute: 10,
 };
 
@@ -261,57 +268,57 @@ export function resolveConfig(
     const value = merged[field];
     if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
       throw new ConfigError(
-        `${describe(field)} must be an integer from ${min} to ${max}, got ${String(value)}`,
+        `${describeConfigField(field)} must be an integer from ${min} to ${max}, got ${String(value)}`,
       );
     }
   }
   if (merged.defaultMaxTokens! > merged.maxTokensLimit!) merged.defaultMaxTokens = merged.maxTokensLimit;
   if (!['auto', 'chat', 'completions'].includes(merged.upstreamApi as string)) {
-    throw new ConfigError(`${describe('upstreamApi')} must be auto, chat or completions`);
+    throw new ConfigError(`${describeConfigField('upstreamApi')} must be auto, chat or completions`);
   }
   const rate = merged.upstreamMarkSampleRate;
   if (typeof rate !== 'number' || !(rate >= 0 && rate <= 1)) {
     throw new ConfigError(
-      `${describe('upstreamMarkSampleRate')} must be a number from 0 to 1, got ${String(rate)}`,
+      `${describeConfigField('upstreamMarkSampleRate')} must be a number from 0 to 1, got ${String(rate)}`,
     );
   }
   if (merged.upstreamWatermarkFile !== null) {
     // The engine marks with the key file's key as it is: no epochs, and no second key to sample with.
     if (merged.upstreamUrl === null) {
       throw new ConfigError(
-        `${describe('upstreamWatermarkFile')} needs ${describe('upstreamUrl')}: the engine that embeds the mark`,
+        `${describeConfigField('upstreamWatermarkFile')} needs ${describeConfigField('upstreamUrl')}: the engine that embeds the mark`,
       );
     }
     if (merged.keyFile !== null) {
       throw new ConfigError(
-        `${describe('keyFile')} and ${describe('upstreamWatermarkFile')} cannot be combined: with an engine that marks its own output, the engine's key is the serving key`,
+        `${describeConfigField('keyFile')} and ${describeConfigField('upstreamWatermarkFile')} cannot be combined: with an engine that marks its own output, the engine's key is the serving key`,
       );
     }
     if (merged.keyEpoch !== null) {
       throw new ConfigError(
-        `${describe('keyEpoch')} does not apply with ${describe('upstreamWatermarkFile')}: the engine marks with the key file's key, not an epoch sub-key`,
+        `${describeConfigField('keyEpoch')} does not apply with ${describeConfigField('upstreamWatermarkFile')}: the engine marks with the key file's key, not an epoch sub-key`,
       );
     }
     if (merged.accountKeys !== 'off') {
       throw new ConfigError(
-        `${describe('accountKeys')} does not apply with ${describe('upstreamWatermarkFile')}: the engine marks every output with its own key`,
+        `${describeConfigField('accountKeys')} does not apply with ${describeConfigField('upstreamWatermarkFile')}: the engine marks every output with its own key`,
       );
     }
   }
   if (parseAccountKeyMode(String(merged.accountKeys)) === null) {
     throw new ConfigError(
-      `${describe('accountKeys')} must be off, account or cohort:N (N from 1 to 4294967295), got ${String(merged.accountKeys)}`,
+      `${describeConfigField('accountKeys')} must be off, account or cohort:N (N from 1 to 4294967295), got ${String(merged.accountKeys)}`,
     );
   }
   for (const field of ['inputPolicy', 'outputPolicy'] as const) {
     if (!CONTENT_POLICIES.includes(merged[field] as ContentPolicy)) {
       throw new ConfigError(
-        `${describe(field)} must be flag, redact or refuse, got ${String(merged[field])}`,
+        `${describeConfigField(field)} must be flag, redact or refuse, got ${String(merged[field])}`,
       );
     }
   }
   if (!LOG_LEVELS.has(merged.logLevel as string)) {
-    throw new ConfigError(`${describe('logLevel')} must be one of ${[...LOG_LEVELS].join(', ')}`);
+    throw new ConfigError(`${describeConfigField('logLevel')} must be one of ${[...LOG_LEVELS].join(', ')}`);
   }
   if (merged.upstreamUrl !== null)
     merged.upstreamUrl = checkUrl('upstreamUrl', merged.upstreamUrl as string, ['http:', 'https:']);
@@ -319,14 +326,15 @@ export function resolveConfig(
   if (merged.databaseUrl !== null)
     checkUrl('databaseUrl', merged.databaseUrl as string, ['postgres:', 'postgresql:']);
   if (merged.keyEpoch !== null && !/^[\w.:-]{1,64}$/.test(merged.keyEpoch as string)) {
-    throw new ConfigError(`${describe('keyEpoch')} must be 1–64 letters, digits or . _ : -`);
+    throw new ConfigError(`${describeConfigField('keyEpoch')} must be 1–64 letters, digits or . _ : -`);
   }
   if (merged.logOrigin !== null && !/^[\x21-\x2a\x2c-\x7e]{1,200}$/.test(merged.logOrigin as string)) {
     throw new ConfigError(
-      `${describe('logOrigin')} must be 1–200 printable ASCII characters, without spaces or '+'`,
+      `${describeConfigField('logOrigin')} must be 1–200 printable ASCII characters, without spaces or '+'`,
     );
   }
   merged.dataDir = resolve(merged.dataDir as string);
+  if (merged.monitorMmdFile !== null) merged.monitorMmdFile = resolve(merged.monitorMmdFile as string);
   if (merged.keyFile !== null) merged.keyFile = resolve(merged.keyFile as string);
   if (merged.upstreamWatermarkFile !== null)
     merged.upstreamWatermarkFile = resolve(merged.upstreamWatermarkFile as string);
@@ -338,9 +346,10 @@ const FLAG_NAMES: Readonly<Partial<Record<keyof GatewayConfig, string>>> = {
   keyFile: '--key',
   upstreamUrl: '--upstream',
   upstreamWatermarkFile: '--upstream-watermark',
+  monitorMmdFile: '--monitor-mmd',
 };
 
-function describe(field: keyof GatewayConfig): string {
+export function describeConfigField(field: keyof GatewayConfig): string {
   const variable = Object.entries(ENVIRONMENT_VARIABLES).find(([, name]) => name === field)?.[0];
   const flag = FLAG_NAMES[field] ?? `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
   return variable === undefined ? flag : `${flag} (${variable})`;
@@ -366,10 +375,10 @@ function checkUrl(field: keyof GatewayConfig, value: string, protocols: readonly
   try {
     url = new URL(value);
   } catch {
-    throw new ConfigError(`${describe(field)} is not a valid URL`);
+    throw new ConfigError(`${describeConfigField(field)} is not a valid URL`);
   }
   if (!protocols.includes(url.protocol)) {
-    throw new ConfigError(`${describe(field)} must use ${protocols.join(' or ')}`);
+    throw new ConfigError(`${describeConfigField(field)} must use ${protocols.join(' or ')}`);
   }
   return field === 'upstreamUrl' ? value.replace(/\/+$/, '') : value;
 }

@@ -46,7 +46,12 @@ export {
   listApiKeys,
   revokeApiKey,
 } from './key-management.ts';
-export { riskReportFromStorage } from './monitoring/history.ts';
+export {
+  mmdCalibrationFromStorage,
+  riskReportFromStorage,
+  type StoredMmdCalibration,
+  type StoredMmdCalibrationOptions,
+} from './monitoring/history.ts';
 export { CHAT_SEPARATOR, formatChatPrompt } from './prompt.ts';
 export { curlExample, type RunningGateway, type StartOptions, startServer } from './server.ts';
 export {

@@ -18,8 +18,10 @@ export {
   MMD_SCHEME,
   type MmdCalibration,
   type MmdOptions,
+  type MmdPrompt,
   mmdSquared,
   mmdStatistic,
+  parseMmdCalibration,
 } from './mmd.ts';
 export {
   type AccountDetail,

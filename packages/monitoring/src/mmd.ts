@@ -120,11 +120,16 @@ export function mmdStatistic(window: FeatureWindow, calibration: MmdCalibration)
   return nearestStatistic(window, prepare(calibration));
 }
 
-function toFeatureWindow(prompts: readonly string[], windowSize: number, index: number): FeatureWindow {
+/** A prompt's text, or its sorted hashed features as the monitor stores them (its fingerprint's `features`). */
+export type MmdPrompt = string | Uint32Array;
+
+function toFeatureWindow(prompts: readonly MmdPrompt[], windowSize: number, index: number): FeatureWindow {
   if (!Array.isArray(prompts) || prompts.length < windowSize) {
     throw new RangeError(`benignWindows[${index}]: expected at least ${windowSize} prompts`);
   }
-  return prompts.slice(prompts.length - windowSize).map((prompt) => hashedFeatures(prompt));
+  return prompts
+    .slice(prompts.length - windowSize)
+    .map((prompt) => (typeof prompt === 'string' ? hashedFeatures(prompt) : prompt));
 }
 
 /**
@@ -136,7 +141,7 @@ function toFeatureWindow(prompts: readonly string[], windowSize: number, index: 
  * window understates the false-flag rate.
  */
 export function calibrateMmd(
-  benignWindows: readonly (readonly string[])[],
+  benignWindows: readonly (readonly MmdPrompt[])[],
   targetFalseFlagRate: number,
   options: MmdOptions = {},
 ): MmdCalibration {
@@ -207,4 +212,66 @@ export function calibrateMmd(
   };
   prepared.set(result, preparedReference);
   return result;
+}
+
+const isFiniteNumber = (value: unknown): value is number =>
+  typeof value === 'number' && Number.isFinite(value);
+
+/**
+ * A calibration read back from JSON (a file `calibrateMmd`'s result was written to), checked field by
+ * field; a RangeError names the first field that is missing or out of range.
+ */
+export function parseMmdCalibration(value: unknown): MmdCalibration {
+  const fail = (field: string, expected: string): never => {
+    throw new RangeError(`MMD calibration: ${field}: expected ${expected}`);
+  };
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) fail('(top level)', 'an object');
+  const c = value as Record<string, unknown>;
+  if (c.scheme !== MMD_SCHEME) fail('scheme', `"${MMD_SCHEME}"`);
+  const windowSize = c.windowSize;
+  if (!Number.isSafeInteger(windowSize) || (windowSize as number) < 4 || (windowSize as number) > 1024)
+    fail('windowSize', 'an integer in [4, 1024]');
+  if (!isFiniteNumber(c.bandwidth) || c.bandwidth <= 0) fail('bandwidth', 'a positive number');
+  const windows = c.referenceWindows;
+  if (!Array.isArray(windows) || windows.length === 0) fail('referenceWindows', 'a non-empty array');
+  (windows as unknown[]).forEach((window, w) => {
+    if (!Array.isArray(window) || window.length < 2)
+      fail(`referenceWindows[${w}]`, 'an array of at least 2 prompts');
+    (window as unknown[]).forEach((features, i) => {
+      const ok =
+        Array.isArray(features) &&
+        features.every(
+          (x, j) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff && (j === 0 || x > features[j - 1]),
+        );
+      if (!ok) fail(`referenceWindows[${w}][${i}]`, 'sorted distinct 32-bit feature hashes');
+    });
+  });
+  const selfTerms = c.referenceSelfTerms;
+  if (
+    !Array.isArray(selfTerms) ||
+    selfTerms.length !== (windows as unknown[]).length ||
+    !selfTerms.every(isFiniteNumber)
+  )
+    fail('referenceSelfTerms', 'one finite number per reference window');
+  for (const field of ['threshold', 'calibrationMedian'] as const)
+    if (!isFiniteNumber(c[field])) fail(field, 'a finite number');
+  for (const field of ['targetFalseFlagRate', 'achievedFalseFlagRate'] as const) {
+    const rate = c[field];
+    if (!isFiniteNumber(rate) || rate < 0 || rate > 1) fail(field, 'a number in [0, 1]');
+  }
+  for (const field of ['calibrationWindows', 'heldOutWindows'] as const)
+    if (!Number.isSafeInteger(c[field]) || (c[field] as number) < 1) fail(field, 'a positive integer');
+  return {
+    scheme: MMD_SCHEME,
+    windowSize: windowSize as number,
+    bandwidth: c.bandwidth as number,
+    referenceWindows: windows as number[][][],
+    referenceSelfTerms: selfTerms as number[],
+    threshold: c.threshold as number,
+    calibrationMedian: c.calibrationMedian as number,
+    targetFalseFlagRate: c.targetFalseFlagRate as number,
+    achievedFalseFlagRate: c.achievedFalseFlagRate as number,
+    calibrationWindows: c.calibrationWindows as number,
+    heldOutWindows: c.heldOutWindows as number,
+  };
 }

@@ -1,13 +1,21 @@
 /**
- * `tracemark monitor --issued DB_OR_URL [--since T] [--at T] [--json]`: the extraction-risk report the
+ * `tracemark monitor --issued DB_OR_URL [--since T] [--at T] [--mmd FILE] [--json]`: the extraction-risk report the
  * gateway serves at GET /v1/admin/risk, computed from its stored monitor events (prompt fingerprints, never
  * prompts) and policy actions: a SQLite file or data directory (read-only) or a postgres:// URL; or read
  * from a running gateway (http(s):// URL, admin key from --api-key-env). Accounts and clusters by score, with
- * the reasons; JSON with --json.
+ * the reasons; JSON with --json. `--calibrate-mmd FILE` instead calibrates the monitor's MMD test on the
+ * stored traffic (for `serve --monitor-mmd`).
  */
-import type { GatewayStorage } from '@tracemark/gateway';
+import { writeFile } from 'node:fs/promises';
+import type { GatewayStorage, StoredMmdCalibration, StoredMmdCalibrationOptions } from '@tracemark/gateway';
+import {
+  type MmdCalibration,
+  type MonitorOptions as PackageMonitorOptions,
+  parseMmdCalibration,
+} from '@tracemark/monitoring';
 import type { Command } from 'commander';
-import { CliError, type CliIo, EXIT } from '../io.ts';
+import { CliError, type CliIo, EXIT, readTextFile } from '../io.ts';
+import { parseNumber, parseOpenUnit } from '../options.ts';
 import { describeTarget, isHttpUrl, openIssuedStorage } from '../scan/issued.ts';
 import { loadGateway } from './serve.ts';
 
@@ -39,7 +47,11 @@ export interface RiskReportRows {
 /** Computes the report from storage (the gateway's riskReportFromStorage). */
 export type LoadRiskReport = (
   storage: GatewayStorage,
-  options: { readonly since?: string; readonly at?: number },
+  options: {
+    readonly since?: string;
+    readonly at?: number;
+    readonly monitorOptions?: PackageMonitorOptions;
+  },
 ) => Promise<RiskReportRows & { readonly events?: number }>;
 
 interface MonitorOptions {
@@ -48,7 +60,14 @@ interface MonitorOptions {
   at?: string;
   apiKeyEnv?: string;
   json?: boolean;
+  mmd?: string;
+  calibrateMmd?: string;
+  target: number;
+  window: number;
 }
+
+/** Default history a calibration reads: it needs hundreds of windows of 32 prompts. */
+const CALIBRATION_SINCE = '30d';
 
 const UNITS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -68,7 +87,10 @@ export function parseTime(flag: string, value: string, now: number): number {
 }
 
 /** The gateway's own function; absent from a gateway package without monitoring. */
-async function gatewayRiskReport(storage: GatewayStorage, options: { since?: string; at?: number }) {
+async function gatewayRiskReport(
+  storage: GatewayStorage,
+  options: { since?: string; at?: number; monitorOptions?: PackageMonitorOptions },
+) {
   const gateway = (await loadGateway('tracemark monitor --issued with a database')) as unknown as {
     riskReportFromStorage?: LoadRiskReport;
   };
@@ -80,6 +102,38 @@ async function gatewayRiskReport(storage: GatewayStorage, options: { since?: str
     );
   }
   return gateway.riskReportFromStorage(storage, options);
+}
+
+/** The gateway's calibration from storage; absent from a gateway package without it. */
+async function gatewayMmdCalibration(
+  storage: GatewayStorage,
+  options: StoredMmdCalibrationOptions,
+): Promise<StoredMmdCalibration> {
+  const gateway = (await loadGateway('tracemark monitor --calibrate-mmd')) as unknown as {
+    mmdCalibrationFromStorage?: (
+      storage: GatewayStorage,
+      options: StoredMmdCalibrationOptions,
+    ) => Promise<StoredMmdCalibration>;
+  };
+  if (gateway.mmdCalibrationFromStorage === undefined) {
+    throw new CliError(
+      'TM_ERR_GATEWAY_MISSING',
+      'tracemark monitor --calibrate-mmd needs a version of @tracemark/gateway with mmdCalibrationFromStorage; update it',
+      EXIT.io,
+    );
+  }
+  return gateway.mmdCalibrationFromStorage(storage, options);
+}
+
+/** A calibration file (as --calibrate-mmd writes it), checked. */
+async function readCalibration(path: string): Promise<MmdCalibration> {
+  const text = await readTextFile(path, 'MMD calibration');
+  try {
+    return parseMmdCalibration(JSON.parse(text));
+  } catch (error) {
+    const detail = error instanceof SyntaxError ? 'not JSON' : (error as Error).message;
+    throw new CliError('TM_ERR_USAGE', `--mmd ${path}: ${detail}`, EXIT.usage);
+  }
 }
 
 async function fromGateway(target: string, options: MonitorOptions, io: CliIo): Promise<RiskReportRows> {
@@ -208,21 +262,59 @@ export function registerMonitor(
       'TRACEMARK_API_KEY',
     )
     .option('--json', 'print the report as JSON (the shape of GET /v1/admin/risk)')
+    .option(
+      '--mmd <file>',
+      "test each account's recent prompts against this MMD calibration, as a gateway started with --monitor-mmd does",
+    )
+    .option(
+      '--calibrate-mmd <out>',
+      `instead of the report: calibrate the MMD test on the stored traffic (since --since, default ${CALIBRATION_SINCE}; accounts the report flags or holds under an action are left out) and write it for serve --monitor-mmd`,
+    )
+    .option(
+      '--target <rate>',
+      'with --calibrate-mmd: the false-flag rate per window the threshold is set for',
+      parseOpenUnit('--target'),
+      0.005,
+    )
+    .option(
+      '--window <n>',
+      'with --calibrate-mmd: prompts per window',
+      parseNumber('--window', 4, 1024, true),
+      32,
+    )
     .action(async (options: MonitorOptions) => {
       let report: RiskReportRows;
+      if (isHttpUrl(options.issued) && (options.mmd !== undefined || options.calibrateMmd !== undefined)) {
+        throw new CliError(
+          'TM_ERR_USAGE',
+          '--mmd and --calibrate-mmd read a database; a running gateway tests with its own --monitor-mmd',
+          EXIT.usage,
+        );
+      }
+      if (options.mmd !== undefined && options.calibrateMmd !== undefined) {
+        throw new CliError('TM_ERR_USAGE', '--mmd and --calibrate-mmd cannot be combined', EXIT.usage);
+      }
       if (isHttpUrl(options.issued)) report = await fromGateway(options.issued, options, io);
       else {
         const now = Date.now();
         const at = options.at === undefined ? now : parseTime('--at', options.at, now);
+        const sinceText =
+          options.since ?? (options.calibrateMmd === undefined ? undefined : CALIBRATION_SINCE);
         const since =
-          options.since === undefined
-            ? undefined
-            : new Date(parseTime('--since', options.since, at)).toISOString();
+          sinceText === undefined ? undefined : new Date(parseTime('--since', sinceText, at)).toISOString();
+        const monitorOptions =
+          options.mmd === undefined ? undefined : { mmd: await readCalibration(options.mmd) };
         const storage = await openIssuedStorage(options.issued);
         try {
+          if (options.calibrateMmd !== undefined) {
+            await calibrate(storage, options.calibrateMmd, { since: since!, at, options }, io);
+            setExit(EXIT.ok);
+            return;
+          }
           const { events: _events, ...rest } = await loadReport(storage, {
             at,
             ...(since === undefined ? {} : { since }),
+            ...(monitorOptions === undefined ? {} : { monitorOptions }),
           });
           report = rest;
         } catch (error) {
@@ -235,4 +327,66 @@ export function registerMonitor(
       io.stdout.write(options.json ? `${JSON.stringify(report)}\n` : renderRiskReport(report));
       setExit(EXIT.ok);
     });
+}
+
+/** --calibrate-mmd: the calibration from stored traffic, written where serve --monitor-mmd reads it. */
+async function calibrate(
+  storage: GatewayStorage,
+  out: string,
+  range: { readonly since: string; readonly at: number; readonly options: MonitorOptions },
+  io: CliIo,
+): Promise<void> {
+  let result: StoredMmdCalibration;
+  try {
+    result = await gatewayMmdCalibration(storage, {
+      since: range.since,
+      at: range.at,
+      targetFalseFlagRate: range.options.target,
+      windowSize: range.options.window,
+    });
+  } catch (error) {
+    if (error instanceof CliError) throw error;
+    if (error instanceof RangeError) {
+      throw new CliError(
+        'TM_ERR_USAGE',
+        `--calibrate-mmd: the stored traffic since ${range.since} is too little: ${error.message}; widen --since, or raise --target`,
+        EXIT.usage,
+      );
+    }
+    throw new CliError('TM_ERR_ISSUED', `--issued: ${(error as Error).message}`, EXIT.io);
+  }
+  try {
+    await writeFile(out, `${JSON.stringify(result.calibration)}\n`, { mode: 0o644 });
+  } catch (error) {
+    throw new CliError(
+      'TM_ERR_IO',
+      `--calibrate-mmd ${out}: cannot write it (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      EXIT.io,
+    );
+  }
+  const c = result.calibration;
+  const summary = {
+    file: out,
+    since: range.since,
+    windows: result.windows,
+    windowSize: c.windowSize,
+    accountsUsed: result.accountsUsed,
+    accountsLeftOut: result.accountsLeftOut,
+    referenceWindows: c.referenceWindows.length,
+    calibrationWindows: c.calibrationWindows,
+    heldOutWindows: c.heldOutWindows,
+    threshold: c.threshold,
+    targetFalseFlagRate: c.targetFalseFlagRate,
+    achievedFalseFlagRate: c.achievedFalseFlagRate,
+  };
+  io.stdout.write(
+    range.options.json
+      ? `${JSON.stringify(summary)}\n`
+      : [
+          `MMD calibration written to ${out}: ${result.windows} windows of ${c.windowSize} prompts from ${result.accountsUsed} accounts since ${range.since} (${result.accountsLeftOut} flagged or acted-on accounts left out)`,
+          `  ${c.referenceWindows.length} reference, ${c.calibrationWindows} calibration and ${c.heldOutWindows} held-out windows; threshold ${c.threshold.toPrecision(4)} for a false-flag rate of ${c.targetFalseFlagRate} per window (held out: ${c.achievedFalseFlagRate.toPrecision(3)})`,
+          `  start the gateway with --monitor-mmd ${out} (TRACEMARK_MONITOR_MMD), and report from history with tracemark monitor --mmd ${out}`,
+          '',
+        ].join('\n'),
+  );
 }

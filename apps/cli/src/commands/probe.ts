@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { appendFile, open, readFile, truncate } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { CliError, type CliIo, EXIT } from '../io.ts';
+import { CliError, type CliIo, EXIT, readTextFile } from '../io.ts';
 import { parseNumber } from '../options.ts';
 import { createProbeClient, type ProbeApi, ProbeRequestError } from '../scan/probe-client.ts';
 
@@ -60,16 +60,7 @@ function sha256(text: string): string {
  * text (one prompt a non-empty line).
  */
 async function readPrompts(path: string, field: string): Promise<string[]> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    throw new CliError(
-      'TM_ERR_IO',
-      `${path}: cannot read prompts (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
-      EXIT.io,
-    );
-  }
+  const text = await readTextFile(path, 'prompts');
   const lines = text.split('\n').map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line));
   if (!/\.(jsonl|ndjson)$/i.test(path)) return lines.filter((line) => line.trim() !== '');
   const prompts: string[] = [];

@@ -57,6 +57,7 @@ export interface ServeOptions {
   readonly clusterLimits?: boolean;
   readonly throttledRateLimitPerMinute?: number;
   readonly accountKeys?: string;
+  readonly monitorMmd?: string;
 }
 
 /** Starts the gateway and resolves once it has closed (on SIGINT / SIGTERM, or when `stop` aborts). */
@@ -87,6 +88,7 @@ export async function startGateway(
     clusterLimits: options.clusterLimits,
     throttledRateLimitPerMinute: options.throttledRateLimitPerMinute,
     accountKeys: options.accountKeys,
+    monitorMmdFile: options.monitorMmd,
   };
   const gateway = await loadGateway('tracemark serve');
   let running: RunningGateway;
@@ -224,6 +226,10 @@ export function registerServe(program: Command, io: CliIo, setExit: (code: numbe
       'extraction monitoring: per-account features, account clusters, GET /v1/admin/risk, input and output checks (TRACEMARK_MONITOR; default on)',
     )
     .option('--no-monitor', 'no monitoring, screening or audit, and no monitor events stored')
+    .option(
+      '--monitor-mmd <file>',
+      "test each account's recent prompts against your own benign traffic: a calibration from `tracemark monitor --issued … --calibrate-mmd FILE` (TRACEMARK_MONITOR_MMD; default off)",
+    )
     .option(
       '--input-policy <policy>',
       'prompts that look like injections: flag, redact or refuse (TRACEMARK_INPUT_POLICY; default flag)',

@@ -3,8 +3,13 @@
  * their findings into a ledger, the policy actions into account statuses. The gateway loads it at start-up;
  * `tracemark monitor --issued` computes the same report from it.
  */
-import type { CampaignMonitor, MonitorOptions } from '@tracemark/monitoring';
-import type { GatewayStorage } from '../storage/types.ts';
+import {
+  type CampaignMonitor,
+  calibrateMmd,
+  type MmdCalibration,
+  type MonitorOptions,
+} from '@tracemark/monitoring';
+import type { GatewayStorage, StoredMonitorEvent } from '../storage/types.ts';
 import { type FingerprintedEvent, monitorFromEvents } from './replay.ts';
 import {
   type AccountStatus,
@@ -37,6 +42,35 @@ export function longestWindowMs(options: MonitorOptions): number {
   return Math.max(...(options.windows?.map((window) => window.ms) ?? [DAY_MS]));
 }
 
+/** A stored event as the monitor replays it (times in milliseconds). */
+export function fingerprintedEvent(event: StoredMonitorEvent): FingerprintedEvent {
+  return {
+    account: event.account,
+    at: Date.parse(event.at),
+    fingerprint: event.fingerprint,
+    promptTokens: event.promptTokens,
+    completionTokens: event.completionTokens,
+    subnet: event.subnet,
+    userAgent: event.userAgent,
+    keyCreatedAt: event.keyCreatedAt === null ? null : Date.parse(event.keyCreatedAt),
+  };
+}
+
+/** Calls `visit` with every monitor event stored since `since` (ISO), in the order they were observed. */
+async function forEachMonitorEvent(
+  storage: GatewayStorage,
+  since: string,
+  visit: (event: StoredMonitorEvent) => void,
+): Promise<void> {
+  let afterId = 0;
+  for (;;) {
+    const page = await storage.listMonitorEvents({ since, afterId, limit: PAGE });
+    for (const event of page) visit(event);
+    if (page.length < PAGE) return;
+    afterId = page[page.length - 1]!.id;
+  }
+}
+
 /** Replays the events stored since `since` (ISO), in the order they were observed. */
 export async function loadMonitorHistory(
   storage: GatewayStorage,
@@ -53,33 +87,18 @@ export async function loadMonitorHistory(
     statuses.set(action.account, STATUS_OF_ACTION[action.action]);
   const ledger = new FindingsLedger();
   const events: FingerprintedEvent[] = [];
-  let afterId = 0;
   let settledId = 0;
   const ids: number[] = [];
-  for (;;) {
-    const page = await storage.listMonitorEvents({ since: options.since, afterId, limit: PAGE });
-    for (const event of page) {
-      const at = Date.parse(event.at);
-      if (options.settledBefore !== undefined) {
-        ids.push(event.id);
-        if (at < options.settledBefore) settledId = Math.max(settledId, event.id);
-      }
-      events.push({
-        account: event.account,
-        at,
-        fingerprint: event.fingerprint,
-        promptTokens: event.promptTokens,
-        completionTokens: event.completionTokens,
-        subnet: event.subnet,
-        userAgent: event.userAgent,
-        keyCreatedAt: event.keyCreatedAt === null ? null : Date.parse(event.keyCreatedAt),
-      });
-      ledger.record(event.account, at, 'input', event.inputFindings, event.inputAction);
-      ledger.record(event.account, at, 'output', event.outputFindings, event.outputAction);
+  await forEachMonitorEvent(storage, options.since, (event) => {
+    const at = Date.parse(event.at);
+    if (options.settledBefore !== undefined) {
+      ids.push(event.id);
+      if (at < options.settledBefore) settledId = Math.max(settledId, event.id);
     }
-    if (page.length < PAGE) break;
-    afterId = page[page.length - 1]!.id;
-  }
+    events.push(fingerprintedEvent(event));
+    ledger.record(event.account, at, 'input', event.inputFindings, event.inputAction);
+    ledger.record(event.account, at, 'output', event.outputFindings, event.outputAction);
+  });
   return {
     monitor: monitorFromEvents(monitorOptions, events),
     ledger,
@@ -114,4 +133,63 @@ export async function riskReportFromStorage(
     (account) => history.statuses.get(account) ?? 'active',
   );
   return { ...report, events: history.events };
+}
+
+export interface StoredMmdCalibrationOptions {
+  /** ISO time of the first event used. */
+  readonly since: string;
+  /** Milliseconds: the report that decides which accounts are left out is for this time; default now. */
+  readonly at?: number;
+  /** Target false-flag rate per window (the conformal level). */
+  readonly targetFalseFlagRate: number;
+  /** Prompts per window (default 32). */
+  readonly windowSize?: number;
+  readonly monitorOptions?: MonitorOptions;
+}
+
+export interface StoredMmdCalibration {
+  readonly calibration: MmdCalibration;
+  /** Accounts whose windows were used, and those left out (flagged, or under a policy action). */
+  readonly accountsUsed: number;
+  readonly accountsLeftOut: number;
+  readonly windows: number;
+}
+
+/**
+ * The MMD test calibrated on the provider's own stored traffic: each account's prompts (their stored
+ * features, in order) cut into consecutive windows of `windowSize`, from every account the risk report at
+ * `at` neither flags nor holds under a policy action; the split into reference, calibration and held-out
+ * windows is calibrateMmd's. The traffic is taken as benign: an undetected campaign in it teaches the test
+ * that campaign (the report stated, accounts left out, is the check on that).
+ */
+export async function mmdCalibrationFromStorage(
+  storage: GatewayStorage,
+  options: StoredMmdCalibrationOptions,
+): Promise<StoredMmdCalibration> {
+  const windowSize = options.windowSize ?? 32;
+  const report = await riskReportFromStorage(storage, {
+    since: options.since,
+    ...(options.at === undefined ? {} : { at: options.at }),
+    ...(options.monitorOptions === undefined ? {} : { monitorOptions: options.monitorOptions }),
+  });
+  const leftOut = new Set(
+    report.accounts.filter((a) => a.flagged || a.status !== 'active').map((a) => a.account),
+  );
+  const prompts = new Map<string, Uint32Array[]>();
+  await forEachMonitorEvent(storage, options.since, (event) => {
+    if (leftOut.has(event.account)) return;
+    let list = prompts.get(event.account);
+    if (list === undefined) prompts.set(event.account, (list = []));
+    list.push(event.fingerprint.features);
+  });
+  const windows: Uint32Array[][] = [];
+  let accountsUsed = 0;
+  for (const list of prompts.values()) {
+    if (list.length < windowSize) continue;
+    accountsUsed++;
+    for (let start = 0; start + windowSize <= list.length; start += windowSize)
+      windows.push(list.slice(start, start + windowSize));
+  }
+  const calibration = calibrateMmd(windows, options.targetFalseFlagRate, { windowSize });
+  return { calibration, accountsUsed, accountsLeftOut: leftOut.size, windows: windows.length };
 }

@@ -38,7 +38,7 @@ import type {
 } from '../storage/types.ts';
 import { monitoringError } from './errors.ts';
 import { createMonitorEventTail, type MonitorEventTail, SETTLE_MS } from './event-tail.ts';
-import { loadMonitorHistory, longestWindowMs as longestWindowOf } from './history.ts';
+import { fingerprintedEvent, loadMonitorHistory, longestWindowMs as longestWindowOf } from './history.ts';
 import { monitorFromEvents } from './replay.ts';
 import {
   type AccountStatus,
@@ -327,20 +327,7 @@ export function createMonitoringService(options: MonitoringServiceOptions): Moni
     takeUpActions(await storage.listRiskActions());
     if (foreign.length === 0 || closed) return;
     // Synchronous from here: no observation lands in the monitor being replaced.
-    monitor = monitorFromEvents(
-      monitorOptions,
-      foreign.map((event) => ({
-        account: event.account,
-        at: Date.parse(event.at),
-        fingerprint: event.fingerprint,
-        promptTokens: event.promptTokens,
-        completionTokens: event.completionTokens,
-        subnet: event.subnet,
-        userAgent: event.userAgent,
-        keyCreatedAt: event.keyCreatedAt === null ? null : Date.parse(event.keyCreatedAt),
-      })),
-      monitor,
-    );
+    monitor = monitorFromEvents(monitorOptions, foreign.map(fingerprintedEvent), monitor);
     for (const event of foreign) {
       const at = Date.parse(event.at);
       ledger.record(event.account, at, 'input', event.inputFindings, event.inputAction);
