@@ -494,6 +494,8 @@ function scrubText(
 
 interface ScanResult {
   readonly numScored: number;
+  /** Green-list keys: the green count (0 for a Gumbel key). */
+  readonly numGreen: number;
   readonly log10P: number;
 }
 
@@ -522,7 +524,7 @@ function scanCorpus(
       : scheme.family === 'gumbel'
         ? gumbelLog10PValue(scheme, scored, score)
         : log10BinomialSf(green, scored, scheme.threshold / 2 ** 32);
-  return { numScored: scored, log10P };
+  return { numScored: scored, numGreen: scheme.family === 'gumbel' ? 0 : green, log10P };
 }
 
 /** Holm over keys: the smallest adjusted log10 p and the key that gives it. */
@@ -617,6 +619,11 @@ export interface AccountRow {
   readonly studentKeysTested: number;
   /** Sub-keys whose own (Holm-adjusted) student p-value is ≤ 1e-4. */
   readonly accountsNamed: number;
+  /**
+   * The sub-keys pooled (extraction `pooledKeyIds`: green counts summed, exact Bin(T, γ)), Holm-adjusted
+   * over the keys and the pool; null with one shared key.
+   */
+  readonly studentPooledLog10P: number | null;
 }
 
 export interface StealingSummary {
@@ -992,6 +999,19 @@ export async function runStealing(context: ExperimentContext): Promise<StealingS
       );
       const scans = watermarkers.map((w) => scanCorpus(w, samples));
       const best = holmBest(scans);
+      const subScans = scans.slice(1);
+      const pooledLog10P =
+        setting.keys === 'shared' || subScans.length < 2
+          ? null
+          : log10BinomialSf(
+              subScans.reduce((sum, scan) => sum + scan.numGreen, 0),
+              subScans.reduce((sum, scan) => sum + scan.numScored, 0),
+              watermarkers[1]!.scheme.threshold / 2 ** 32,
+            );
+      const studentPooledLog10P =
+        pooledLog10P === null
+          ? null
+          : holmAdjustLog10([...scans.map((scan) => scan.log10P), pooledLog10P]).at(-1)!;
       const named = scans.filter(
         (s, i) =>
           (setting.keys === 'shared' || i > 0) && s.log10P + Math.log10(scans.length) <= Math.log10(FPR),
@@ -1006,6 +1026,7 @@ export async function runStealing(context: ExperimentContext): Promise<StealingS
         studentLog10P: best.log10P,
         studentKeysTested: scans.length,
         accountsNamed: named,
+        studentPooledLog10P,
       });
       log(
         `stealing: ${setting.keys} keys, ${setting.accounts} accounts: spoof ${spoofSuccess.toFixed(2)}, scrub TPR ${scrubTpr.toFixed(2)}, student log10 p ${best.log10P.toFixed(1)} (${named} named)`,
@@ -1187,7 +1208,7 @@ export function renderStealing(
   );
   markdown.heading(2, 'Per-account keys (LeftHash(1))');
   markdown.paragraph(
-    `The same total harvest (${integer(config.accountHarvestTokens)} tokens) from one shared key or from ${config.accounts.join(' and ')} accounts under their own sub-keys (core \`deriveAccountKey\`), generated in-process with the gateway's sampler. Detection tests the service key and every sub-key (Holm). Student: ${integer(config.studentAnswerTokens)} harvested tokens in ${integer(config.studentTokens)}.`,
+    `The same total harvest (${integer(config.accountHarvestTokens)} tokens) from one shared key or from ${config.accounts.join(' and ')} accounts under their own sub-keys (core \`deriveAccountKey\`), generated in-process with the gateway's sampler. Detection tests the service key and every sub-key (Holm); the pooled column tests the sub-keys as one (their green counts summed over the keys, exact Bin(T, γ); \`tracemark scan --account-keys\`), one more test in the Holm family. Student: ${integer(config.studentAnswerTokens)} harvested tokens in ${integer(config.studentTokens)}.`,
   );
   markdown.table(
     [
@@ -1198,6 +1219,7 @@ export function renderStealing(
       'student log10 p (Holm)',
       'keys tested',
       'sub-keys significant',
+      'student log10 p, sub-keys pooled (Holm with the pool)',
     ],
     summary.accounts.map((row) => [
       row.keys,
@@ -1207,6 +1229,7 @@ export function renderStealing(
       fixed(row.studentLog10P, 1),
       row.studentKeysTested,
       row.keys === 'shared' ? '—' : row.accountsNamed,
+      row.studentPooledLog10P === null ? '—' : fixed(row.studentPooledLog10P, 1),
     ]),
   );
   const a = summary.attribution;
