@@ -1,7 +1,6 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import {
   createRandom,
   createWatermarker,
@@ -12,28 +11,12 @@ import {
 } from '@tracemark/core';
 import { DEFAULT_PORT, SCOPES } from '@tracemark/gateway';
 import { afterAll, describe, expect, it } from 'vitest';
+import { capture } from './capture.test-helper.ts';
 import { commandsToLoad, run } from './cli.ts';
 import { API_KEY_SCOPES } from './commands/keys.ts';
 import { GATEWAY_DEFAULT_PORT, loadGateway } from './commands/serve.ts';
 import { CliError, type CliIo } from './io.ts';
 import { benjaminiHochberg } from './multiple-testing.ts';
-
-function capture(input = ''): { io: CliIo; out: () => string; err: () => string } {
-  let stdout = '';
-  let stderr = '';
-  return {
-    io: {
-      stdout: { write: (text: string) => (stdout += text) },
-      stderr: { write: (text: string) => (stderr += text) },
-      stdin: Readable.from([Buffer.from(input)]),
-      stdoutIsTTY: false,
-      stderrIsTTY: false,
-      env: {},
-    },
-    out: () => stdout,
-    err: () => stderr,
-  };
-}
 
 const directory = mkdtempSync(join(tmpdir(), 'tracemark-cli-'));
 afterAll(() => rmSync(directory, { recursive: true, force: true }));

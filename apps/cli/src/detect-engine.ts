@@ -1,14 +1,20 @@
 /**
  * The detection work of `tracemark detect`, the same in a worker thread and in the main thread:
- * it parses JSONL lines, tokenizes, and scores with the shared detection path.
+ * it parses JSONL lines, tokenizes, and scores with the shared detection path. A watermarked document
+ * that the spoofing-artefact test applies to leaves here with its tokens; the main thread runs the test
+ * (`Engine.spoofTested`), so that the Brown bigram table is built once per process, not once per worker.
  */
 import {
   type AnyDocumentResult,
   type AnyKeyTextDetector,
+  type AnyWatermarkKey,
   createTextDetector,
   type ForeignDedup,
   InputError,
   parseAnyKeyFile,
+  type SpoofingChecker,
+  type SpoofingResult,
+  spoofTestApplies,
 } from '@tracemark/detection';
 import { decodeLines, type InputDocument, parseJsonlLine } from './inputs.ts';
 import type { CorrectedVerdict } from './render.ts';
@@ -23,6 +29,8 @@ export interface EngineOptions {
   /** JSONL fields (inputs.ts `parseJsonlLine`): absent for the default rule; promptField false for none. */
   readonly field?: string;
   readonly promptField?: string | false;
+  /** Mark watermarked documents for the spoofing-artefact test (default false). */
+  readonly spoofTest?: boolean;
 }
 
 export interface ErrorResult {
@@ -30,7 +38,22 @@ export interface ErrorResult {
   readonly error: { readonly code: string; readonly message: string };
 }
 
-export type Outcome = AnyDocumentResult | ErrorResult;
+/** A watermarked document's input to the spoofing test, sent to the main thread (`Engine.spoofTested`). */
+export interface PendingSpoofTest {
+  readonly keyId: string;
+  readonly tokens: Uint32Array;
+  readonly prompt?: string | readonly number[];
+}
+
+/** A scored document as detect prints it. */
+export type DocumentOutcome = AnyDocumentResult & {
+  /** The spoofing-artefact test (@tracemark/detection `createSpoofingChecker`); absent or null: not tested. */
+  readonly spoofing?: SpoofingResult | null;
+  /** Set by `run` where the test applies and not yet run; never printed. */
+  readonly spoofTest?: PendingSpoofTest;
+};
+
+export type Outcome = DocumentOutcome | ErrorResult;
 
 export type Job =
   | {
@@ -81,7 +104,13 @@ export function outcomeJson(outcome: Outcome, corrected?: CorrectedVerdict): obj
   // spreads: on short documents those took a tenth of a worker's time).
   const json: Record<string, unknown> = {};
   for (const name in outcome) {
-    if (name !== 'keys' && name !== 'window' && name !== 'tokensToSettle') {
+    if (
+      name !== 'keys' &&
+      name !== 'window' &&
+      name !== 'tokensToSettle' &&
+      name !== 'spoofing' &&
+      name !== 'spoofTest'
+    ) {
       json[name] = outcome[name as keyof AnyDocumentResult];
     }
   }
@@ -89,6 +118,7 @@ export function outcomeJson(outcome: Outcome, corrected?: CorrectedVerdict): obj
   json.tokensToSettle = Number.isFinite(outcome.tokensToSettle) ? outcome.tokensToSettle : null;
   if (outcome.window !== null) json.window = outcome.window;
   if (outcome.keys.length > 1) json.keys = outcome.keys;
+  json.spoofing = outcome.spoofing ?? null;
   if (corrected !== undefined) {
     json.log10PCorrected = corrected.log10PCorrected;
     json.verdictCorrected = corrected.verdict;
@@ -117,17 +147,44 @@ function renderJson(outcomes: readonly Outcome[]): RenderedOutcomes {
 
 export interface Engine {
   readonly detector: AnyKeyTextDetector;
+  /**
+   * A job's outcomes. With `spoofTest`, a watermarked document the test applies to carries its tokens
+   * (`spoofTest`), and a batch holding one comes back as outcomes even when asked to render JSON.
+   */
   run(job: Job): JobResult;
+  /** Marks a document scored elsewhere (a text read in pieces), as `run` marks its own; `tokens` null: too long. */
+  markForSpoofTest(result: AnyDocumentResult, tokens: Uint32Array | null): DocumentOutcome;
+  /** The outcome with its pending spoofing test run by `checker`; any other outcome as it is, at once. */
+  spoofTested(outcome: Outcome, checker: SpoofingChecker): Outcome | Promise<Outcome>;
 }
 
 export function createEngine(options: EngineOptions): Engine {
+  const keys = options.keyFiles.map((text) => parseAnyKeyFile(text));
+  const keysById = new Map<string, AnyWatermarkKey>();
+  for (const key of keys) if (!keysById.has(key.keyId)) keysById.set(key.keyId, key);
   const detector = createTextDetector({
-    keys: options.keyFiles.map((text) => parseAnyKeyFile(text)),
+    keys,
     window: options.window,
     ...(options.fpr === undefined ? {} : { fpr: options.fpr }),
     ...(options.foreignDedup === undefined ? {} : { foreignDedup: options.foreignDedup }),
   });
   const tokenizer = detector.tokenizer;
+  const spoofTesting = options.spoofTest === true;
+  /** The key of a watermarked document when the test applies to it. */
+  const spoofTestKey = (result: AnyDocumentResult): AnyWatermarkKey | null => {
+    if (!spoofTesting || result.verdict !== 'watermarked') return null;
+    const key = keysById.get(result.keyId);
+    return key !== undefined && spoofTestApplies(key) ? key : null;
+  };
+  const marked = (
+    result: AnyDocumentResult,
+    key: AnyWatermarkKey,
+    tokens: Uint32Array | null,
+    prompt?: string | readonly number[],
+  ): DocumentOutcome =>
+    tokens === null || !spoofTestApplies(key, tokens.length)
+      ? result
+      : { ...result, spoofTest: { keyId: key.keyId, tokens, ...(prompt === undefined ? {} : { prompt }) } };
   const detectDocument = (document: InputDocument): Outcome => {
     if (document.error !== undefined) return { source: document.source, error: document.error };
     try {
@@ -135,9 +192,18 @@ export function createEngine(options: EngineOptions): Engine {
         source: document.source,
         ...(document.prompt === undefined ? {} : { prompt: document.prompt }),
       };
-      return document.tokens !== undefined
-        ? detector.detectTokens(document.tokens, input)
-        : detector.detectText(document.text ?? '', input);
+      const result =
+        document.tokens !== undefined
+          ? detector.detectTokens(document.tokens, input)
+          : detector.detectText(document.text ?? '', input);
+      const key = spoofTestKey(result);
+      if (key === null) return result;
+      // The tokens the gateway's test reads: the ids given, or the text encoded as detection encodes it.
+      const tokens =
+        document.tokens !== undefined
+          ? Uint32Array.from(document.tokens)
+          : tokenizer!.encodeFast(document.text ?? '');
+      return marked(result, key, tokens, document.prompt);
     } catch (error) {
       if (error instanceof InputError) {
         return {
@@ -166,9 +232,22 @@ export function createEngine(options: EngineOptions): Engine {
       );
       if (document !== null) outcomes.push(detectDocument(document));
     });
-    return job.render === 'json'
+    return job.render === 'json' && !outcomes.some((outcome) => 'spoofTest' in outcome)
       ? { kind: 'rendered', rendered: renderJson(outcomes) }
       : { kind: 'outcomes', outcomes };
   };
-  return { detector, run };
+  const markForSpoofTest = (result: AnyDocumentResult, tokens: Uint32Array | null): DocumentOutcome => {
+    const key = spoofTestKey(result);
+    return key === null ? result : marked(result, key, tokens);
+  };
+  const spoofTested = (outcome: Outcome, checker: SpoofingChecker): Outcome | Promise<Outcome> => {
+    if (!('spoofTest' in outcome) || outcome.spoofTest === undefined) return outcome;
+    const { spoofTest: pending, ...result } = outcome;
+    const input = {
+      tokens: pending.tokens,
+      ...(pending.prompt === undefined ? {} : { prompt: pending.prompt }),
+    };
+    return checker.check(keysById.get(pending.keyId)!, input).then((spoofing) => ({ ...result, spoofing }));
+  };
+  return { detector, run, markForSpoofTest, spoofTested };
 }

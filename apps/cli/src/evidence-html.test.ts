@@ -6,7 +6,6 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import {
   type EvidencePredicate,
   formatSignerKey,
@@ -16,6 +15,7 @@ import {
   signEvidence,
 } from '@tracemark/provenance';
 import { afterAll, describe, expect, it } from 'vitest';
+import { capture } from './capture.test-helper.ts';
 import { run } from './cli.ts';
 import {
   parseReport,
@@ -24,28 +24,10 @@ import {
   readPublicKeys,
   verifyReport,
 } from './evidence-report.ts';
-import type { CliIo } from './io.ts';
 
 const signer = generateSigningKey('test.tracemark/log', new Uint8Array(32).fill(9));
 const directory = mkdtempSync(join(tmpdir(), 'tracemark-evidence-'));
 afterAll(() => rmSync(directory, { recursive: true, force: true }));
-
-function capture(): { io: CliIo; out: () => string; err: () => string } {
-  let stdout = '';
-  let stderr = '';
-  return {
-    io: {
-      stdout: { write: (text: string) => (stdout += text) },
-      stderr: { write: (text: string) => (stderr += text) },
-      stdin: Readable.from([]),
-      stdoutIsTTY: false,
-      stderrIsTTY: false,
-      env: {},
-    },
-    out: () => stdout,
-    err: () => stderr,
-  };
-}
 
 const TEXT = 'Hello there, a short text.';
 

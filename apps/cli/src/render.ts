@@ -1,6 +1,6 @@
 /** Human-readable output: verdict lines and, on a terminal, the text with green and red tokens. */
 import type { Detection, TokenStatusName } from '@tracemark/core';
-import type { AnyDocumentResult, DocumentResult } from '@tracemark/detection';
+import type { AnyDocumentResult, DocumentResult, SpoofingResult } from '@tracemark/detection';
 
 const VERDICT_TEXT: Record<string, string> = {
   watermarked: 'WATERMARKED',
@@ -65,6 +65,21 @@ export function verdictLine(result: AnyDocumentResult, corrected?: CorrectedVerd
     line += `; best passage tokens ${result.window.startToken}–${result.window.endToken} (log10 p = ${formatLog10(result.window.log10P)} before correcting for ${result.window.windowsSearched} windows)`;
   }
   return line;
+}
+
+/** The spoofing-artefact test of a watermarked document, one line after its verdict line. */
+export function spoofingLine(source: string, spoofing: SpoofingResult): string {
+  const share = (value: number | null) => (value === null ? 'none' : `${(100 * value).toFixed(1)}%`);
+  const line = [
+    `${source}: spoofing test ${spoofing.flagged ? 'FLAGGED' : 'passed'}`,
+    `log10 p = ${formatLog10(spoofing.log10P)} (flagged at p ≤ ${spoofing.alpha})`,
+    `marked ${share(spoofing.commonMarkedShare)} of tokens on common word pairs, ${share(spoofing.rareMarkedShare)} on rare`,
+    `${spoofing.numScored} scored`,
+    `key ${spoofing.keyId}`,
+  ].join(', ');
+  return spoofing.flagged
+    ? `${line}; the mark sits where someone who learned it from marked text would put it: it may be forged (the verdict stands)`
+    : line;
 }
 
 const COLORS: Record<TokenStatusName, string> = {

@@ -63,6 +63,17 @@ export {
   sglangKeyType,
 } from './sglang-keys.ts';
 export {
+  createSpoofingChecker,
+  SPOOF_TEST_ALPHA,
+  SPOOF_TEST_MAX_TOKENS,
+  SPOOF_TEST_NAME,
+  type SpoofingChecker,
+  type SpoofingCheckerOptions,
+  type SpoofingInput,
+  type SpoofingResult,
+  spoofTestApplies,
+} from './spoofing.ts';
+export {
   createSynthidKeyScorer,
   createSynthidWatermarkKey,
   parseSynthidKeyFile,

@@ -27,6 +27,7 @@ export {
   NgramModel,
   type NgramTables,
 } from './ngram-model.js';
+export { BROWN_BIGRAMS_LEARNABILITY, brownBigramCounts } from './reference-bigrams.js';
 export { type LoadTextCorpusOptions, loadTextCorpus } from './text-corpus.js';
 export {
   type Discount,

@@ -4,13 +4,18 @@ import {
   type AnyDocumentResult,
   type AnyDocumentSession,
   type AnyWatermarkKey,
+  createSpoofingChecker,
   type ForeignDedup,
   InputError,
   isVllmKey,
   keysWithoutTokenizer,
   parseAnyKeyFile,
+  SPOOF_TEST_ALPHA,
+  SPOOF_TEST_MAX_TOKENS,
+  type SpoofingChecker,
   tokenizerUnavailableMessage,
 } from '@tracemark/detection';
+import { BROWN_BIGRAMS_LEARNABILITY, brownBigramCounts } from '@tracemark/lm';
 import type { Command } from 'commander';
 import {
   type ErrorResult,
@@ -35,7 +40,7 @@ import { benjaminiHochberg } from '../multiple-testing.ts';
 import { collect, parseNumber, parseOpenUnit } from '../options.ts';
 import { createRunner, workersFor } from '../pool.ts';
 import { createProgress } from '../progress.ts';
-import { type CorrectedVerdict, colouredTokens, formatCount, verdictLine } from '../render.ts';
+import { type CorrectedVerdict, colouredTokens, formatCount, spoofingLine, verdictLine } from '../render.ts';
 
 interface DetectCommandOptions {
   key: string[];
@@ -50,6 +55,7 @@ interface DetectCommandOptions {
   json?: boolean;
   quiet?: boolean;
   workers?: number;
+  spoofTest: boolean;
 }
 
 export function registerDetect(program: Command, io: CliIo, setExit: (code: number) => void): void {
@@ -85,6 +91,10 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
       "engines' keys (vLLM, transformers, SynthID, SGLang): which repeated inputs are scored once: strict (default), context (the engine's own detector), or none",
     )
     .option('--fail-on-detect', 'exit with code 1 when a watermark is found')
+    .option(
+      '--no-spoof-test',
+      'skip the spoofing-artefact test of watermarked documents (its table of word pairs takes about 1.5 s to build, once, at the first such document)',
+    )
     .option(
       '--workers <n>',
       'worker threads (default: one per 4 MB of input, up to the cores; none on one core)',
@@ -151,6 +161,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
             ...(options.fpr === undefined ? {} : { fpr: options.fpr }),
             ...(options.promptField === undefined ? {} : { promptField: options.promptField }),
             ...(options.dedup === undefined ? {} : { foreignDedup: options.dedup as ForeignDedup }),
+            spoofTest: options.spoofTest,
           },
           workers,
         );
@@ -162,6 +173,18 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
           code === 'TM_ERR_TOKENIZER_MISMATCH' || code === 'TM_ERR_USAGE' ? EXIT.usage : EXIT.io,
         );
       }
+      const { engine } = runner;
+      // Built here, on the main thread: workers send their watermarked documents' tokens (detect-engine.ts).
+      const tokenizer = engine.detector.tokenizer;
+      const spoofingChecker: SpoofingChecker | null =
+        options.spoofTest && tokenizer !== null
+          ? createSpoofingChecker(tokenizer, {
+              bigrams: () => brownBigramCounts(tokenizer),
+              learnability: BROWN_BIGRAMS_LEARNABILITY,
+            })
+          : null;
+      const spoofTested = (outcome: Outcome): Outcome | Promise<Outcome> =>
+        spoofingChecker === null ? outcome : engine.spoofTested(outcome, spoofingChecker);
       const progress = createProgress(io, options.quiet === true);
       const summary = {
         documents: 0,
@@ -187,6 +210,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
           firstJson = false;
         } else if (!('error' in outcome)) {
           stdout.write(`${progress.clear()}${verdictLine(outcome, corrected)}\n`);
+          if (outcome.spoofing) stdout.write(`${spoofingLine(outcome.source, outcome.spoofing)}\n`);
         }
       };
       const emit = (outcome: Outcome): void => {
@@ -248,22 +272,43 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
       };
       const maxInFlight = Math.max(2, runner.workers * 3);
       let session: AnyDocumentSession | null = null;
+      // The document's tokens so far, for the spoofing test, while they are few enough for it.
+      let sessionTokens: Uint32Array[] | null = null;
+      let sessionLength = 0;
       let lastSingleText: string | null = null;
       const drainOne = async (): Promise<void> => {
         const entry = queue.shift()!;
         const result = await entry.promise;
         summary.bytes += entry.bytes;
         if (entry.kind === 'outcomes') {
-          if (result.kind === 'outcomes') result.outcomes.forEach(emit);
-          else if (result.kind === 'rendered') emitRendered(result.rendered);
+          if (result.kind === 'outcomes') {
+            for (const outcome of result.outcomes) {
+              const tested = spoofTested(outcome);
+              emit(tested instanceof Promise ? await tested : tested);
+            }
+          } else if (result.kind === 'rendered') emitRendered(result.rendered);
         } else if (entry.error !== undefined) {
           emit({ source: entry.source, error: entry.error });
         } else if (result.kind === 'tokens') {
-          if (entry.first) session = runner.engine.detector.session({ source: entry.source });
+          if (entry.first) {
+            session = engine.detector.session({ source: entry.source });
+            sessionTokens = [];
+            sessionLength = 0;
+          }
           session!.pushTokens(result.tokens);
+          sessionLength += result.tokens.length;
+          if (sessionLength > SPOOF_TEST_MAX_TOKENS) sessionTokens = null;
+          else sessionTokens?.push(result.tokens);
           if (entry.last) {
-            emit(session!.finish());
+            const tokens =
+              sessionTokens === null
+                ? null
+                : sessionTokens.length === 1
+                  ? sessionTokens[0]!
+                  : concatTokens(sessionTokens, sessionLength);
+            emit(await spoofTested(engine.markForSpoofTest(session!.finish(), tokens)));
             session = null;
+            sessionTokens = null;
           }
         }
         stdout.flush();
@@ -375,7 +420,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
         const error = failure === null ? '' : `,"error":${JSON.stringify(describeFailure(failure))}`;
         io.stdout.write(`\n],"summary":${JSON.stringify(summaryJson)}${error}}\n`);
       } else {
-        const detector = runner.engine.detector;
+        const detector = engine.detector;
         // Colours show the green and red tokens of a tracemark key; a vLLM key has no such display yet.
         if (
           summary.documents === 1 &&
@@ -428,6 +473,12 @@ detector, the default strict also scores each (context, token) pair once. Their 
 carry scheme, score, peerLog10P (the engine's own formula, null where it has none) and dedup;
 numGreen is null for schemes without green lists, which are only ever watermarked or insufficient. A key bound to a tokenizer tracemark does not ship reads token
 ids (a JSONL field of ids), not text.
+Spoofing: each document watermarked under a green-list key of context width 1 or 2, of at most
+${SPOOF_TEST_MAX_TOKENS.toLocaleString('en-US')} tokens, is also tested for the artefact of a forged mark, as the gateway's /v1/verify
+tests it: are its marked tokens on word pairs common in the Brown corpus more often than on rare ones
+(an exact Fisher test, flagged at p ≤ ${SPOOF_TEST_ALPHA})? One more line follows its verdict ("spoofing test
+passed" or "FLAGGED"); JSON results carry spoofing (null where not tested). It never changes the
+verdict, the exit code or --fail-on-detect; --no-spoof-test skips it.
 Exit codes: 0 done (also when stdout is closed early, as by head); 1 a watermark found with
 --fail-on-detect; 2 usage; 3 I/O or input errors.`;
 
@@ -474,6 +525,17 @@ function describeFailure(error: unknown): { code: string; message: string } {
         : 'TM_ERR_INTERNAL',
     message: error instanceof Error ? error.message : String(error),
   };
+}
+
+/** The pieces' tokens as one array. */
+function concatTokens(pieces: readonly Uint32Array[], length: number): Uint32Array {
+  const tokens = new Uint32Array(length);
+  let offset = 0;
+  for (const piece of pieces) {
+    tokens.set(piece, offset);
+    offset += piece.length;
+  }
+  return tokens;
 }
 
 /** Characters of stdout held before a write: one write per batch of documents, not one per document. */
