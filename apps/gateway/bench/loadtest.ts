@@ -72,6 +72,23 @@ const issuedRecords = async (): Promise<number> => {
   const text = await (await fetch(`${ready.url}/metrics`)).text();
   return Number(/^tracemark_issuance_records_total (\S+)$/m.exec(text)?.[1] ?? 0);
 };
+/** The monitor's main-thread seconds by stage, the process's CPU seconds and the records, from /metrics. */
+const monitorCost = async () => {
+  const text = await (await fetch(`${ready.url}/metrics`)).text();
+  const value = (pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? 0);
+  const stages = Object.fromEntries(
+    ['screen', 'audit', 'observe'].map((stage) => [
+      stage,
+      value(new RegExp(`^tracemark_monitor_work_seconds_sum\\{stage="${stage}"\\} (\\S+)$`, 'm')),
+    ]),
+  ) as Record<'screen' | 'audit' | 'observe', number>;
+  return {
+    stages,
+    cpu: value(/^tracemark_process_cpu_seconds_total (\S+)$/m),
+    records: value(/^tracemark_issuance_records_total (\S+)$/m),
+  };
+};
+const costAtStart = await monitorCost();
 const messages = [{ role: 'user', content: 'Tell me about the weather in the mountains.' }];
 const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(0);
 const mean = (values: readonly number[]) => values.reduce((a, b) => a + b, 0) / values.length;
@@ -244,6 +261,18 @@ if (seconds > 0) {
   failed ||= result.errors > 0 || result.non2xx > 0 || result.timeouts > 0;
 }
 console.log(`issuance records ${await issuedRecords()}`);
+{
+  // Extraction monitoring's own work over the whole run (LOADTEST_MONITOR=0: none).
+  const end = await monitorCost();
+  const completions = Math.max(1, end.records - costAtStart.records);
+  const spent = (stage: 'screen' | 'audit' | 'observe') => end.stages[stage] - costAtStart.stages[stage];
+  const total = spent('screen') + spent('audit') + spent('observe');
+  const cpu = end.cpu - costAtStart.cpu;
+  const perCompletion = (seconds: number) => `${((seconds / completions) * 1000).toFixed(3)} ms`;
+  console.log(
+    `monitoring work over the run: ${perCompletion(total)} of main-thread time per completion (screening ${perCompletion(spent('screen'))} and audit ${perCompletion(spent('audit'))} on the request path, observing ${perCompletion(spent('observe'))} off it), ${((100 * total) / Math.max(cpu, 1e-9)).toFixed(2)}% of the gateway process's CPU time (${cpu.toFixed(1)} s for ${completions} completions)`,
+  );
+}
 
 server.kill('SIGTERM');
 if (failed) process.exitCode = 1;

@@ -66,8 +66,14 @@ interface MonitorOptions {
   window: number;
 }
 
-/** Default history a calibration reads: it needs hundreds of windows of 32 prompts. */
+/** Default history a calibration reads: it needs hundreds of windows. */
 const CALIBRATION_SINCE = '30d';
+/**
+ * The calibration research experiment `monitoring` evaluates as `calibrated-mmd-64`: windows of 64 prompts
+ * (the most the monitor keeps per account) at 0.25% per window; it needs about 830 windows.
+ */
+const DEFAULT_CALIBRATION_WINDOW = 64;
+const DEFAULT_CALIBRATION_TARGET = 0.0025;
 
 const UNITS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -274,13 +280,13 @@ export function registerMonitor(
       '--target <rate>',
       'with --calibrate-mmd: the false-flag rate per window the threshold is set for',
       parseOpenUnit('--target'),
-      0.005,
+      DEFAULT_CALIBRATION_TARGET,
     )
     .option(
       '--window <n>',
       'with --calibrate-mmd: prompts per window',
       parseNumber('--window', 4, 1024, true),
-      32,
+      DEFAULT_CALIBRATION_WINDOW,
     )
     .action(async (options: MonitorOptions) => {
       let report: RiskReportRows;

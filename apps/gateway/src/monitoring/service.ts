@@ -221,6 +221,7 @@ export function createMonitoringService(options: MonitoringServiceOptions): Moni
   const drain = () => {
     draining = false;
     const metrics = options.metrics();
+    const drainStarted = performance.now();
     for (const pending of queue.splice(0)) {
       const { checks: found } = pending;
       if (pending.streamedTexts !== null) {
@@ -273,7 +274,93 @@ export function createMonitoringService(options: MonitoringServiceOptions): Moni
         if (followReplicas) countSignature(eventSignature(event), 1);
       }
     }
+    metrics.workDuration.observe({ stage: 'observe' }, (performance.now() - drainStarted) / 1000);
     if (unsaved.length >= FLUSH_EVENTS) void flush();
+  };
+
+  const screen: MonitoringService['screenPrompts'] = async (request, endpoint, prompts) => {
+    const policy: ContentPolicy = config.inputPolicy;
+    const found = checks(request);
+    const metrics = options.metrics();
+    let anyChange = false;
+    const changed: boolean[] = [];
+    const screened: PreparedPrompt[] = [];
+    for (const prompt of prompts) {
+      const units =
+        prompt.messages === null ? [prompt.text] : prompt.messages.map((message) => message.content);
+      let promptChanged = false;
+      const redacted: string[] = [];
+      for (const [index, text] of units.entries()) {
+        const findings = await screenPromptText(text);
+        if (findings.length === 0) {
+          redacted.push(text);
+          continue;
+        }
+        found.inputFindings.push(...recorded(findings));
+        const decision = applyPolicy(text, findings, policy as Policy);
+        for (const finding of findings) metrics.inputFindings.inc({ rule: finding.rule, policy });
+        if (decision.action !== 'allow' && STRONGER[decision.action] > STRONGER[found.inputAction])
+          found.inputAction = decision.action;
+        if (decision.action === 'refuse') {
+          observeRefused(request, endpoint, prompts);
+          const param =
+            prompt.messages === null
+              ? endpoint === 'responses'
+                ? 'input'
+                : 'prompt'
+              : endpoint === 'responses'
+                ? 'input'
+                : `messages[${index}]`;
+          throw monitoringError(
+            400,
+            'TM_ERR_INPUT_POLICY',
+            `the prompt was refused by this gateway's input policy: it matches the prompt-injection rule${findings.length === 1 ? '' : 's'} ${ruleList(recorded(findings))}`,
+            param,
+          );
+        }
+        if (decision.text !== text) promptChanged = true;
+        redacted.push(decision.text!);
+      }
+      changed.push(promptChanged);
+      if (!promptChanged) screened.push(prompt);
+      else if (prompt.messages === null) screened.push({ ...prompt, text: redacted[0]! });
+      else {
+        const messages = prompt.messages.map((message, index) => ({
+          ...message,
+          content: redacted[index]!,
+        }));
+        screened.push({ ...prompt, messages, text: formatChatPrompt(messages) });
+      }
+      anyChange ||= promptChanged;
+    }
+    return anyChange ? { prompts: screened, changed } : null;
+  };
+
+  const audit: MonitoringService['auditOutputs'] = (request, prepared, results, encode) => {
+    const key = request.apiKey!;
+    const policy = outputPolicy(key.account);
+    const found = checks(request);
+    const metrics = options.metrics();
+    return results.map((result): ChoiceResult => {
+      const findings = auditOutput(result.text);
+      if (findings.length === 0) return result;
+      found.outputFindings.push(...recorded(findings));
+      const decision = applyPolicy(result.text, findings, policy as Policy);
+      for (const finding of findings) metrics.outputFindings.inc({ rule: finding.rule, policy });
+      if (decision.action !== 'allow' && STRONGER[decision.action] > STRONGER[found.outputAction])
+        found.outputAction = decision.action;
+      if (decision.action === 'refuse') {
+        enqueue(pendingOf(request, prepared, results, null, found, null));
+        throw monitoringError(
+          422,
+          'TM_ERR_OUTPUT_POLICY',
+          `the completion was withheld: its output contains ${ruleList(recorded(findings))} and this gateway's output policy refuses outputs with secrets or personal data`,
+        );
+      }
+      if (decision.action !== 'redact') return result;
+      // The redacted text is what is issued and recorded; the original tokens and their logprobs are not.
+      return { ...result, text: decision.text!, tokens: Array.from(encode(decision.text!)), steps: [] };
+    });
   };
 
   const enqueue = (pending: PendingObservation) => {
@@ -462,91 +549,23 @@ export function createMonitoringService(options: MonitoringServiceOptions): Moni
 
     async screenPrompts(request, endpoint, prompts) {
       if (!enabled) return null;
-      const policy: ContentPolicy = config.inputPolicy;
-      const found = checks(request);
-      const metrics = options.metrics();
-      let anyChange = false;
-      const changed: boolean[] = [];
-      const screened: PreparedPrompt[] = [];
-      for (const prompt of prompts) {
-        const units =
-          prompt.messages === null ? [prompt.text] : prompt.messages.map((message) => message.content);
-        let promptChanged = false;
-        const redacted: string[] = [];
-        for (const [index, text] of units.entries()) {
-          const findings = await screenPromptText(text);
-          if (findings.length === 0) {
-            redacted.push(text);
-            continue;
-          }
-          found.inputFindings.push(...recorded(findings));
-          const decision = applyPolicy(text, findings, policy as Policy);
-          for (const finding of findings) metrics.inputFindings.inc({ rule: finding.rule, policy });
-          if (decision.action !== 'allow' && STRONGER[decision.action] > STRONGER[found.inputAction])
-            found.inputAction = decision.action;
-          if (decision.action === 'refuse') {
-            observeRefused(request, endpoint, prompts);
-            const param =
-              prompt.messages === null
-                ? endpoint === 'responses'
-                  ? 'input'
-                  : 'prompt'
-                : endpoint === 'responses'
-                  ? 'input'
-                  : `messages[${index}]`;
-            throw monitoringError(
-              400,
-              'TM_ERR_INPUT_POLICY',
-              `the prompt was refused by this gateway's input policy: it matches the prompt-injection rule${findings.length === 1 ? '' : 's'} ${ruleList(recorded(findings))}`,
-              param,
-            );
-          }
-          if (decision.text !== text) promptChanged = true;
-          redacted.push(decision.text!);
-        }
-        changed.push(promptChanged);
-        if (!promptChanged) screened.push(prompt);
-        else if (prompt.messages === null) screened.push({ ...prompt, text: redacted[0]! });
-        else {
-          const messages = prompt.messages.map((message, index) => ({
-            ...message,
-            content: redacted[index]!,
-          }));
-          screened.push({ ...prompt, messages, text: formatChatPrompt(messages) });
-        }
-        anyChange ||= promptChanged;
+      const started = performance.now();
+      try {
+        return await screen(request, endpoint, prompts);
+      } finally {
+        options.metrics().workDuration.observe({ stage: 'screen' }, (performance.now() - started) / 1000);
       }
-      return anyChange ? { prompts: screened, changed } : null;
     },
 
     auditOutputs(request, prepared, results, encode) {
       if (!enabled) return [...results];
-      const key = request.apiKey!;
-      const policy = outputPolicy(key.account);
-      const found = checks(request);
-      const metrics = options.metrics();
-      return results.map((result): ChoiceResult => {
-        const findings = auditOutput(result.text);
-        if (findings.length === 0) return result;
-        found.outputFindings.push(...recorded(findings));
-        const decision = applyPolicy(result.text, findings, policy as Policy);
-        for (const finding of findings) metrics.outputFindings.inc({ rule: finding.rule, policy });
-        if (decision.action !== 'allow' && STRONGER[decision.action] > STRONGER[found.outputAction])
-          found.outputAction = decision.action;
-        if (decision.action === 'refuse') {
-          enqueue(pendingOf(request, prepared, results, null, found, null));
-          throw monitoringError(
-            422,
-            'TM_ERR_OUTPUT_POLICY',
-            `the completion was withheld: its output contains ${ruleList(recorded(findings))} and this gateway's output policy refuses outputs with secrets or personal data`,
-          );
-        }
-        if (decision.action !== 'redact') return result;
-        // The redacted text is what is issued and recorded; the original tokens and their logprobs are not.
-        return { ...result, text: decision.text!, tokens: Array.from(encode(decision.text!)), steps: [] };
-      });
+      const started = performance.now();
+      try {
+        return audit(request, prepared, results, encode);
+      } finally {
+        options.metrics().workDuration.observe({ stage: 'audit' }, (performance.now() - started) / 1000);
+      }
     },
-
     observeCompletion(request, prepared, results, completionId) {
       if (!enabled) return;
       const found = checks(request);

@@ -34,6 +34,8 @@ export interface MonitoringMetrics {
   readonly outputFindings: Counter<'rule' | 'policy'>;
   /** Seconds to fingerprint and observe one prompt (off the request path). */
   readonly observeDuration: Histogram;
+  /** Main-thread seconds of the monitor's work by stage: `screen`, `audit` (request path), `observe` (batches). */
+  readonly workDuration: Histogram<'stage'>;
   readonly actions: Counter<'action'>;
   /** Monitor events that could not be stored (the monitor kept them in memory). */
   readonly persistFailures: Counter;
@@ -230,6 +232,13 @@ const metricsPlugin: FastifyPluginAsync<MetricsPluginOptions> = async (fastify: 
         name: 'tracemark_monitor_observe_duration_seconds',
         help: 'time to fingerprint and observe one prompt, off the request path',
         buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025],
+        registers: [registry],
+      }),
+      workDuration: new Histogram({
+        name: 'tracemark_monitor_work_seconds',
+        help: "main-thread time of the monitor's work by stage: input screening and output audit (on the request path), and the batches that fingerprint, observe and store prompts (off it)",
+        labelNames: ['stage'],
+        buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
         registers: [registry],
       }),
       actions: new Counter({
