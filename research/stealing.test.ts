@@ -42,6 +42,13 @@ describe('stealing, quick variant', () => {
       ]);
       const perAccount = summary.accounts[1]!;
       expect(perAccount.studentKeysTested).toBe(11);
+      expect(perAccount.studentPooledLog10P).not.toBeNull();
+      // Mixed corpora of 1 and 3 accounts' answers among human text, scanned under 11 keys.
+      expect(summary.mixedAttribution.map((row) => [row.accountsInCorpus, row.keys])).toEqual([
+        [1, 11],
+        [3, 11],
+      ]);
+      for (const row of summary.mixedAttribution) expect(row.recall).toBeGreaterThan(0);
       // Each 100-token answer of a random account is named by its own key among the service key and 200 sub-keys.
       expect(summary.attribution.keys).toBe(201);
       expect(summary.attribution.correct).toBe(summary.attribution.documents);

@@ -95,6 +95,15 @@ export interface StealingConfig {
   /** Sub-keys tested per document in the attribution and cost measurement, and documents timed. */
   readonly costKeys: number;
   readonly costDocuments: number;
+  /**
+   * Attribution on mixed corpora, under the largest per-account setting: for each m, `mixedTrials`
+   * corpora, each with `mixedAnswersPerAccount` fresh answers of m random accounts among
+   * `mixedHumanDocuments` human texts cut to an answer's length.
+   */
+  readonly mixedAccounts: readonly number[];
+  readonly mixedTrials: number;
+  readonly mixedAnswersPerAccount: number;
+  readonly mixedHumanDocuments: number;
   /** Human train documents for the base distribution and the learnability counts (null: all). */
   readonly humanDocuments: number | null;
 }
@@ -124,6 +133,10 @@ export const FULL_CONFIG: StealingConfig = {
   accountHarvestTokens: 30_000,
   costKeys: 10_000,
   costDocuments: 20,
+  mixedAccounts: [1, 3, 10],
+  mixedTrials: 10,
+  mixedAnswersPerAccount: 3,
+  mixedHumanDocuments: 10,
   humanDocuments: null,
 };
 
@@ -147,6 +160,10 @@ export const QUICK_CONFIG: StealingConfig = {
   accountHarvestTokens: 2_000,
   costKeys: 200,
   costDocuments: 3,
+  mixedAccounts: [1, 3],
+  mixedTrials: 2,
+  mixedAnswersPerAccount: 2,
+  mixedHumanDocuments: 4,
   humanDocuments: 300,
 };
 
@@ -527,6 +544,64 @@ function scanCorpus(
   return { numScored: scored, numGreen: scheme.family === 'gumbel' ? 0 : green, log10P };
 }
 
+/**
+ * Attribution by sub-key on mixed corpora: each corpus holds fresh answers of m random accounts among
+ * human texts cut to an answer's length, shuffled; it is scanned (one dedup tape) under the service key
+ * and every account's sub-key, Holm over them; the accounts named are the sub-keys at or below the FPR
+ * after adjustment.
+ */
+async function mixedCorpusAttribution(
+  answersOf: (accounts: readonly number[], label: string) => Promise<Uint32Array[][]>,
+  accountCount: number,
+  watermarkers: readonly Watermarker[],
+  human: readonly Uint32Array[],
+  config: StealingConfig,
+): Promise<MixedAttributionRow[]> {
+  const empty = new Uint32Array(0);
+  const rows: MixedAttributionRow[] = [];
+  for (const m of config.mixedAccounts) {
+    let exact = 0;
+    let found = 0;
+    let falseNames = 0;
+    const answerTokens: number[] = [];
+    for (let trial = 0; trial < config.mixedTrials; trial++) {
+      const chosen = shuffled(
+        Array.from({ length: accountCount }, (_, i) => i),
+        `stealing/mixed/${m}/${trial}`,
+      ).slice(0, m);
+      const answers = (await answersOf(chosen, `mixed/${m}/${trial}`)).flat();
+      answerTokens.push(answers.reduce((sum, answer) => sum + answer.length, 0));
+      const humanTexts = shuffled(human, `stealing/mixed-human/${m}/${trial}`)
+        .slice(0, config.mixedHumanDocuments)
+        .map((document) => document.subarray(0, config.answerMaxTokens));
+      const samples = shuffled([...answers, ...humanTexts], `stealing/mixed-order/${m}/${trial}`).map(
+        (tokens) => ({ prompt: empty, tokens }),
+      );
+      const adjusted = holmAdjustLog10(watermarkers.map((w) => scanCorpus(w, samples).log10P));
+      // watermarkers[0] is the service key; account a's sub-key is watermarkers[a + 1].
+      const named = new Set<number>();
+      adjusted.forEach((value, i) => {
+        if (i > 0 && value <= Math.log10(FPR)) named.add(i - 1);
+      });
+      const truth = new Set(chosen);
+      const hits = chosen.filter((a) => named.has(a)).length;
+      found += hits;
+      falseNames += [...named].filter((a) => !truth.has(a)).length;
+      if (hits === m && named.size === m) exact++;
+    }
+    rows.push({
+      accountsInCorpus: m,
+      keys: watermarkers.length,
+      corpora: config.mixedTrials,
+      exact,
+      recall: found / (m * config.mixedTrials),
+      falseNames,
+      medianAnswerTokens: median(answerTokens),
+    });
+  }
+  return rows;
+}
+
 /** Holm over keys: the smallest adjusted log10 p and the key that gives it. */
 function holmBest(results: readonly ScanResult[]): { log10P: number; index: number } {
   const order = results.map((r, i) => [r.log10P, i] as const).sort((a, b) => a[0] - b[0]);
@@ -626,6 +701,20 @@ export interface AccountRow {
   readonly studentPooledLog10P: number | null;
 }
 
+export interface MixedAttributionRow {
+  /** Accounts whose answers are in each corpus, among `keys` − 1 sub-keys. */
+  readonly accountsInCorpus: number;
+  readonly keys: number;
+  readonly corpora: number;
+  /** Corpora whose named accounts (Holm over the keys, ≤ FPR) are exactly the accounts in it. */
+  readonly exact: number;
+  /** Over all corpora: accounts in them that were named, and named accounts that were not in them. */
+  readonly recall: number;
+  readonly falseNames: number;
+  /** Median tokens of the accounts' answers in a corpus. */
+  readonly medianAnswerTokens: number;
+}
+
 export interface StealingSummary {
   readonly experiment: 'stealing';
   readonly quick: boolean;
@@ -638,6 +727,8 @@ export interface StealingSummary {
   };
   readonly schemes: readonly SchemeResult[];
   readonly accounts: readonly AccountRow[];
+  /** Attribution by sub-key on mixed corpora (the largest per-account setting). */
+  readonly mixedAttribution: readonly MixedAttributionRow[];
   readonly attribution: {
     readonly keys: number;
     readonly documents: number;
@@ -704,6 +795,7 @@ export async function runStealing(context: ExperimentContext): Promise<StealingS
   const schemes: SchemeResult[] = [];
   const accounts: AccountRow[] = [];
   let attribution: StealingSummary['attribution'];
+  let mixedAttribution: MixedAttributionRow[] = [];
   try {
     for (const scheme of config.schemes) {
       const label = schemeLabel(scheme);
@@ -1031,6 +1123,24 @@ export async function runStealing(context: ExperimentContext): Promise<StealingS
       log(
         `stealing: ${setting.keys} keys, ${setting.accounts} accounts: spoof ${spoofSuccess.toFixed(2)}, scrub TPR ${scrubTpr.toFixed(2)}, student log10 p ${best.log10P.toFixed(1)} (${named} named)`,
       );
+      if (setting.keys === 'per-account' && setting.accounts === maxAccounts) {
+        mixedAttribution = await mixedCorpusAttribution(
+          (chosen, label) =>
+            generate(
+              chosen.map((a) => keys[a]!),
+              chosen.length * config.mixedAnswersPerAccount * config.answerMaxTokens,
+              label,
+            ),
+          keys.length,
+          watermarkers,
+          human,
+          config,
+        );
+        for (const row of mixedAttribution)
+          log(
+            `stealing: mixed corpora of ${row.accountsInCorpus} accounts: ${row.exact}/${row.corpora} named exactly, recall ${row.recall.toFixed(2)}, ${row.falseNames} false names`,
+          );
+      }
     }
 
     // Attribution and detection cost: the service key and costKeys sub-keys, one text per account.
@@ -1104,6 +1214,7 @@ export async function runStealing(context: ExperimentContext): Promise<StealingS
     },
     schemes,
     accounts,
+    mixedAttribution,
     attribution,
   };
   await writeSummary(context.outDir, 'stealing', summary);
@@ -1230,6 +1341,30 @@ export function renderStealing(
       row.studentKeysTested,
       row.keys === 'shared' ? '—' : row.accountsNamed,
       row.studentPooledLog10P === null ? '—' : fixed(row.studentPooledLog10P, 1),
+    ]),
+  );
+  markdown.heading(2, 'Attribution by sub-key on mixed corpora');
+  markdown.paragraph(
+    `Under the ${Math.max(...config.accounts)}-account setting: each corpus holds ${config.mixedAnswersPerAccount} fresh answers of each of m random accounts among ${config.mixedHumanDocuments} human texts cut to ${config.answerMaxTokens} tokens, shuffled; it is scanned (one dedup tape, exact binomial tail) under the service key and every sub-key, Holm over them, and the accounts named are the sub-keys at or below ${FPR} after adjustment.`,
+  );
+  markdown.table(
+    [
+      'accounts in the corpus',
+      'keys tested',
+      'corpora',
+      'named exactly',
+      'accounts found',
+      'false names',
+      'median marked tokens per corpus',
+    ],
+    summary.mixedAttribution.map((row) => [
+      row.accountsInCorpus,
+      integer(row.keys),
+      row.corpora,
+      `${row.exact}/${row.corpora}`,
+      percent(row.recall),
+      row.falseNames,
+      integer(row.medianAnswerTokens),
     ]),
   );
   const a = summary.attribution;
