@@ -11,6 +11,7 @@ import {
   DEFAULT_CONFIGURATION,
   EARLIER_CONFIGURATION,
   MMD_CONFIGURATION,
+  MMD64_CONFIGURATION,
   QUICK_CONFIG,
   rate,
   runMonitoring,
@@ -68,7 +69,12 @@ describe('monitoring, quick variant', () => {
         'mixed-10',
         'mixed-50',
       ]);
-      const configurations = [DEFAULT_CONFIGURATION, MMD_CONFIGURATION, EARLIER_CONFIGURATION];
+      const configurations = [
+        DEFAULT_CONFIGURATION,
+        MMD_CONFIGURATION,
+        MMD64_CONFIGURATION,
+        EARLIER_CONFIGURATION,
+      ];
       expect(summary.configurations.map((c) => c.name)).toEqual(configurations);
       expect(summary.calibration.seedsDisjoint).toBe(true);
 

@@ -36,10 +36,14 @@ describe('stealing, quick variant', () => {
         lefthash.budgets[0]!.spoofMedianLog10P + 1,
       );
       expect(lefthash.scrub.find((row) => row.kind === 'estimate')!.replacedShare).toBeGreaterThan(0);
-      expect(summary.accounts.map((row) => [row.keys, row.accounts])).toEqual([
-        ['shared', 1],
-        ['per-account', 10],
+      expect(summary.accounts.map((row) => [row.scheme, row.keys, row.accounts])).toEqual([
+        ['LeftHash(1)', 'shared', 1],
+        ['LeftHash(1)', 'per-account', 10],
+        ['gumbel(4)', 'shared', 1],
+        ['gumbel(4)', 'per-account', 10],
       ]);
+      // The pool sums green counts: none for the Gumbel scheme.
+      expect(summary.accounts[3]!.studentPooledLog10P).toBeNull();
       const perAccount = summary.accounts[1]!;
       expect(perAccount.studentKeysTested).toBe(11);
       expect(perAccount.studentPooledLog10P).not.toBeNull();

@@ -78,6 +78,9 @@ export interface MonitoringConfig {
   /** MMD calibration: benign seeds (each gives three windows) and the target false-flag rate. */
   readonly calibrationSeeds: number;
   readonly mmdTarget: number;
+  /** The same on windows of 64 prompts (the most the monitor keeps per account). */
+  readonly calibrationSeeds64: number;
+  readonly mmdTarget64: number;
   readonly gateway: GatewayScenarioConfig;
 }
 
@@ -111,6 +114,8 @@ export const FULL_CONFIG: MonitoringConfig = {
   mixedFractions: [0.1, 0.3, 0.5],
   calibrationSeeds: 200,
   mmdTarget: 0.005,
+  calibrationSeeds64: 400,
+  mmdTarget64: 0.0025,
   gateway: {
     simulatedHours: 6,
     realSeconds: 90,
@@ -140,6 +145,8 @@ export const QUICK_CONFIG: MonitoringConfig = {
   mixedFractions: [0.1, 0.5],
   calibrationSeeds: 30,
   mmdTarget: 0.05,
+  calibrationSeeds64: 30,
+  mmdTarget64: 0.05,
   gateway: {
     simulatedHours: 2,
     realSeconds: 5,
@@ -630,23 +637,26 @@ async function runJobs(
 // ---------------------------------------------------------------------------------------------
 // MMD calibration on benign seeds disjoint from the evaluation seeds
 
-export function calibrationWindows(seeds: number): string[][] {
+export function calibrationWindows(seeds: number, size = 32): string[][] {
   const windows: string[][] = [];
   for (let i = 0; i < seeds; i++) {
     const seed = (tenant: string) => seedFor(`monitoring/calibration/${i}/${tenant}`);
-    // One window of 32 consecutive prompts per tenant and seed, from a random hour of its day.
+    // One window of `size` consecutive prompts per tenant and seed, from a random hour of its day.
     const offset = (tenant: string) => (seed(tenant) % 12) * H;
     const first = (events: MonitorEvent[], tenant: string) =>
       promptWindows(
         events.filter((event) => event.at >= offset(tenant)),
-        32,
+        size,
       )[0];
     for (const [tenant, hours] of [
       ['support-bot', 2],
       ['writing-assistant', 12],
       ['batch-summariser', 8],
     ] as const) {
-      const events = simulateTraffic(tenant, { seed: seed(tenant), durationMs: 12 * H + hours * H });
+      const events = simulateTraffic(tenant, {
+        seed: seed(tenant),
+        durationMs: 12 * H + ((hours * size) / 32) * H,
+      });
       const window = first(events, tenant);
       if (window !== undefined) windows.push(window);
     }
@@ -656,6 +666,12 @@ export function calibrationWindows(seeds: number): string[][] {
 
 // ---------------------------------------------------------------------------------------------
 // Through the real gateway
+
+/** A simulated event's prompt text (simulated traffic always has one; a fingerprint alone cannot be sent). */
+function promptText(event: MonitorEvent): string {
+  if (typeof event.prompt !== 'string') throw new TypeError('a simulated event without prompt text');
+  return event.prompt;
+}
 
 export interface GatewayGroup {
   readonly group: string;
@@ -863,7 +879,7 @@ async function runGatewayScenario(
           fingerprintsEqual = false;
           continue;
         }
-        const print = fingerprintPrompt(request.planned.event.prompt);
+        const print = fingerprintPrompt(promptText(request.planned.event));
         const storedPrint = event.fingerprint as unknown as {
           skeleton: number;
           features: Record<string, number>;
@@ -1016,20 +1032,35 @@ export interface AttackSummary {
   >;
 }
 
+export interface CalibrationSummary {
+  readonly windows: number;
+  readonly windowSize: number;
+  readonly threshold: number;
+  readonly targetFalseFlagRate: number;
+  readonly achievedFalseFlagRate: number;
+  readonly calibrationWindows: number;
+  readonly heldOutWindows: number;
+}
+
+function calibrationSummary(windows: number, mmd: MmdCalibration): CalibrationSummary {
+  return {
+    windows,
+    windowSize: mmd.windowSize,
+    threshold: mmd.threshold,
+    targetFalseFlagRate: mmd.targetFalseFlagRate,
+    achievedFalseFlagRate: mmd.achievedFalseFlagRate,
+    calibrationWindows: mmd.calibrationWindows,
+    heldOutWindows: mmd.heldOutWindows,
+  };
+}
+
 export interface MonitoringSummary {
   readonly experiment: 'monitoring';
   readonly quick: boolean;
   readonly config: MonitoringConfig;
   readonly configurations: { readonly name: string; readonly description: string }[];
-  readonly calibration: {
-    readonly windows: number;
-    readonly threshold: number;
-    readonly targetFalseFlagRate: number;
-    readonly achievedFalseFlagRate: number;
-    readonly calibrationWindows: number;
-    readonly heldOutWindows: number;
-    readonly seedsDisjoint: boolean;
-  };
+  readonly calibration: CalibrationSummary & { readonly seedsDisjoint: boolean };
+  readonly calibration64: CalibrationSummary;
   readonly benign: {
     readonly days: number;
     readonly events: number;
@@ -1068,6 +1099,7 @@ function quantile(sorted: readonly number[], q: number): number {
 
 export const DEFAULT_CONFIGURATION = 'gateway-default';
 export const MMD_CONFIGURATION = 'calibrated-mmd';
+export const MMD64_CONFIGURATION = 'calibrated-mmd-64';
 export const EARLIER_CONFIGURATION = 'earlier-defaults';
 /**
  * The package's first thresholds, which this experiment replaced (the defaults are now inter-arrival CV
@@ -1091,8 +1123,13 @@ export async function runMonitoring(context: ExperimentContext): Promise<Monitor
   const mmd: MmdCalibration = calibrateMmd(windows, config.mmdTarget, {
     seed: seedFor('monitoring/calibration/shuffle') % 2 ** 32,
   });
+  const windows64 = calibrationWindows(config.calibrationSeeds64, 64);
+  const mmd64: MmdCalibration = calibrateMmd(windows64, config.mmdTarget64, {
+    windowSize: 64,
+    seed: seedFor('monitoring/calibration/shuffle') % 2 ** 32,
+  });
   const calibrationSeeds = new Set<number>();
-  for (let i = 0; i < config.calibrationSeeds; i++) {
+  for (let i = 0; i < Math.max(config.calibrationSeeds, config.calibrationSeeds64); i++) {
     for (const tenant of ['support-bot', 'writing-assistant', 'batch-summariser'])
       calibrationSeeds.add(seedFor(`monitoring/calibration/${i}/${tenant}`));
   }
@@ -1107,6 +1144,7 @@ export async function runMonitoring(context: ExperimentContext): Promise<Monitor
   const configs: NamedOptions[] = [
     { name: DEFAULT_CONFIGURATION, options: {} },
     { name: MMD_CONFIGURATION, options: { mmd } },
+    { name: MMD64_CONFIGURATION, options: { mmd: mmd64 } },
     { name: EARLIER_CONFIGURATION, options: EARLIER_OPTIONS },
   ];
 
@@ -1258,20 +1296,17 @@ export async function runMonitoring(context: ExperimentContext): Promise<Monitor
         description: `{ mmd }: the package defaults plus the MMD test calibrated on ${windows.length} benign windows (target false-flag rate ${config.mmdTarget} per window); not the gateway's default`,
       },
       {
+        name: MMD64_CONFIGURATION,
+        description: `{ mmd }: the same on windows of 64 prompts (the most the monitor keeps per account), calibrated on ${windows64.length} benign windows (target ${config.mmdTarget64} per window): what \`tracemark monitor --calibrate-mmd FILE --window 64 --target ${config.mmdTarget64}\` and \`serve --monitor-mmd FILE\` set up from a provider's own traffic`,
+      },
+      {
         name: EARLIER_CONFIGURATION,
         description:
           '{ detectors: { maxInterArrivalCv: 0.35 }, linking: { minTemplateShare: 0.5 } }: the thresholds the package had before this experiment (the defaults now are 0.2 and 0.75, chosen on probe days 0–3, which the full run excludes); no MMD test',
       },
     ],
-    calibration: {
-      windows: windows.length,
-      threshold: mmd.threshold,
-      targetFalseFlagRate: mmd.targetFalseFlagRate,
-      achievedFalseFlagRate: mmd.achievedFalseFlagRate,
-      calibrationWindows: mmd.calibrationWindows,
-      heldOutWindows: mmd.heldOutWindows,
-      seedsDisjoint,
-    },
+    calibration: { ...calibrationSummary(windows.length, mmd), seedsDisjoint },
+    calibration64: calibrationSummary(windows64.length, mmd64),
     benign,
     attacks: attackSummaries,
     goals,
@@ -1318,9 +1353,11 @@ export function renderMonitoring(summary: MonitoringSummary, context: Experiment
   );
   markdown.paragraph('Configurations, evaluated on the same events:');
   markdown.bullets(summary.configurations.map((c) => `\`${c.name}\`: ${c.description}`));
-  markdown.paragraph(
-    `MMD calibration: ${summary.calibration.windows} benign windows of 32 prompts (support bot, writing assistant, batch summariser; the classroom's accounts never reach 32 prompts), threshold ${fixed(summary.calibration.threshold, 4)} at target ${summary.calibration.targetFalseFlagRate} from ${summary.calibration.calibrationWindows} calibration windows; held-out false-flag rate ${fixed(summary.calibration.achievedFalseFlagRate, 4)} on ${summary.calibration.heldOutWindows} windows.`,
-  );
+  for (const c of [summary.calibration, summary.calibration64]) {
+    markdown.paragraph(
+      `MMD calibration: ${c.windows} benign windows of ${c.windowSize} prompts (support bot, writing assistant, batch summariser; the classroom's accounts never reach ${c.windowSize} prompts), threshold ${fixed(c.threshold, 4)} at target ${c.targetFalseFlagRate} from ${c.calibrationWindows} calibration windows; held-out false-flag rate ${fixed(c.achievedFalseFlagRate, 4)} on ${c.heldOutWindows} windows.`,
+    );
+  }
 
   markdown.heading(2, 'Goals');
   markdown.table(

@@ -53,6 +53,7 @@ import { loadDefaultModel, loadHumanCorpus, type NgramModel, trainNgramModel } f
 import { promptPairs, shuffled, tokenizedDocuments, tokenizer } from '../corpus.ts';
 import { loadAverage } from '../environment.ts';
 import { type GenerationJob, generateMany, MAX_CANDIDATES } from '../generation.ts';
+import { GUMBEL_DEFAULT } from '../schemes.ts';
 import { secretFor, seedFor } from '../labels.ts';
 import {
   type ExperimentContext,
@@ -683,6 +684,7 @@ export interface SchemeResult {
 }
 
 export interface AccountRow {
+  readonly scheme: string;
   readonly accounts: number;
   readonly keys: 'shared' | 'per-account';
   readonly harvestTokens: number;
@@ -969,181 +971,212 @@ export async function runStealing(context: ExperimentContext): Promise<StealingS
       });
     }
 
-    // Per-account keys, LeftHash(1).
-    const defaultScheme: StealingScheme = {
-      name: 'lefthash',
-      contextWidth: 1,
-      harvestTokens: config.accountHarvestTokens,
-    };
-    const service = createWatermarkKey({
-      secret: secretFor('stealing/service'),
-      scheme: schemeParams(defaultScheme),
-    });
-    const serviceWatermarker = createWatermarker(service);
-    const view = viewsOf(defaultScheme);
-    const maxAccounts = Math.max(...config.accounts);
-    const accountKeys = Array.from({ length: maxAccounts }, (_, i) => deriveAccountKey(service, `acct_${i}`));
+    // Per-account keys: every scheme with one shared key and over 10 accounts; LeftHash(1), the default,
+    // also over every account count of the config, with the mixed-corpus attribution.
     const encodePrompt = (text: string) => tokenizer().encode(formatChatPrompt([{ content: text }]));
-    const generate = async (
-      keys: readonly WatermarkKey[],
-      tokens: number,
-      label: string,
-    ): Promise<Uint32Array[][]> => {
-      // Answers dealt to the accounts in turn, so that every setting harvests the same total.
-      const count = Math.max(keys.length, Math.ceil(tokens / config.answerMaxTokens));
-      const owners = Array.from({ length: count }, (_, j) => j % keys.length);
-      const prompts = chatPrompts(count, label);
-      const jobs: GenerationJob[] = owners.map((a, i) => ({
-        secret: keys[a]!.secret,
-        scheme: { name: 'lefthash', contextWidth: 1, gamma: 0.25, delta: 2 },
-        prompt: encodePrompt(prompts[i]!),
-        maxTokens: config.answerMaxTokens,
-        temperature: 1,
-        topP: 1,
-        seed: seedFor(`stealing/${label}/${i}`),
-        spikeModulus: 1,
-      }));
-      const results = await generateMany(jobs, context.workers);
-      return keys.map((_, a) => results.filter((_, i) => owners[i] === a).map((r) => r.tokens));
-    };
-    const accountSettings: { accounts: number; keys: AccountRow['keys'] }[] = [
-      { accounts: 1, keys: 'shared' },
-      ...config.accounts.map((accounts) => ({ accounts, keys: 'per-account' as const })),
-    ];
-    for (const setting of accountSettings) {
-      const keys = setting.keys === 'shared' ? [service] : accountKeys.slice(0, setting.accounts);
-      const watermarkers =
-        setting.keys === 'shared'
-          ? [serviceWatermarker]
-          : [serviceWatermarker, ...keys.map((k) => createWatermarker(k))];
-      const answers = (
-        await generate(keys, config.accountHarvestTokens, `accounts/${setting.keys}/${setting.accounts}`)
-      ).flat();
-      const harvestTokens = answers.reduce((sum, a) => sum + a.length, 0);
-      const estimate = new Estimate(
-        view,
-        answers,
-        baseCounts(view, answers, human),
-        humanUnigram,
-        config.minCount,
-      );
-      const spoofs = spoofPrompts.map((prompt, i) =>
-        spoofText(
-          model,
-          estimate,
-          prompt,
-          config.spoofLength,
-          config.spoofStrength,
-          seedFor(`stealing/account-spoof/${setting.keys}/${setting.accounts}/${i}`),
-        ),
-      );
-      const spoofSuccess = rate(
-        spoofs.map(
-          (tokens, i) =>
-            detect(tokens, watermarkers, { prompt: spoofPrompts[i]!, fpr: FPR, includeStatus: false })
-              .verdict === 'watermarked',
-        ),
-      );
-      // Scrub targets: fresh answers of the first account (its own key).
-      const targets = (
-        await generate(
-          [keys[0]!],
-          config.targets * config.answerMaxTokens,
-          `accounts/targets/${setting.keys}/${setting.accounts}`,
-        )
-      )[0]!.slice(0, config.targets);
-      const scrubbed = targets.map((text, i) =>
-        scrubText(
-          model,
-          estimate,
-          text,
-          config.spoofStrength,
-          seedFor(`stealing/account-scrub/${setting.keys}/${setting.accounts}/${i}`),
-        ),
-      );
-      const scrubTpr = rate(
-        scrubbed.map(
-          (s) => detect(s.tokens, watermarkers, { fpr: FPR, includeStatus: false }).verdict === 'watermarked',
-        ),
-      );
-      const scrubReplacedShare =
-        scrubbed.reduce((sum, s) => sum + s.replaced, 0) /
-        Math.max(
-          1,
-          targets.reduce((sum, t) => sum + t.length, 0),
-        );
-      const studentAnswers: Uint32Array[] = [];
-      let used = 0;
-      for (const answer of shuffled(
-        answers,
-        `stealing/account-student/${setting.keys}/${setting.accounts}`,
-      )) {
-        if (used >= config.studentAnswerTokens) break;
-        studentAnswers.push(answer);
-        used += answer.length;
-      }
-      const samples = await studentSamples(
-        studentAnswers,
-        human,
-        config,
-        studentPrompts,
-        `accounts/${setting.keys}/${setting.accounts}`,
-      );
-      const scans = watermarkers.map((w) => scanCorpus(w, samples));
-      const best = holmBest(scans);
-      const subScans = scans.slice(1);
-      const pooledLog10P =
-        setting.keys === 'shared' || subScans.length < 2
-          ? null
-          : log10BinomialSf(
-              subScans.reduce((sum, scan) => sum + scan.numGreen, 0),
-              subScans.reduce((sum, scan) => sum + scan.numScored, 0),
-              watermarkers[1]!.scheme.threshold / 2 ** 32,
-            );
-      const studentPooledLog10P =
-        pooledLog10P === null
-          ? null
-          : holmAdjustLog10([...scans.map((scan) => scan.log10P), pooledLog10P]).at(-1)!;
-      const named = scans.filter(
-        (s, i) =>
-          (setting.keys === 'shared' || i > 0) && s.log10P + Math.log10(scans.length) <= Math.log10(FPR),
-      ).length;
-      accounts.push({
-        accounts: setting.accounts,
-        keys: setting.keys,
-        harvestTokens,
-        spoofSuccess,
-        scrubTpr,
-        scrubReplacedShare,
-        studentLog10P: best.log10P,
-        studentKeysTested: scans.length,
-        accountsNamed: named,
-        studentPooledLog10P,
+    const maxAccounts = Math.max(...config.accounts);
+    const accountSchemes = config.schemes.map((scheme) => ({
+      ...scheme,
+      harvestTokens: config.accountHarvestTokens,
+    }));
+    let defaultService: WatermarkKey | null = null;
+    let defaultAccountKeys: WatermarkKey[] = [];
+    let defaultGenerate:
+      | ((keys: readonly WatermarkKey[], tokens: number, label: string) => Promise<Uint32Array[][]>)
+      | null = null;
+    for (const accountScheme of accountSchemes) {
+      const isDefault = accountScheme.name === 'lefthash' && accountScheme.contextWidth === 1;
+      const schemeName = schemeLabel(accountScheme);
+      const service = createWatermarkKey({
+        secret: secretFor(isDefault ? 'stealing/service' : `stealing/service/${schemeName}`),
+        scheme: schemeParams(accountScheme),
       });
-      log(
-        `stealing: ${setting.keys} keys, ${setting.accounts} accounts: spoof ${spoofSuccess.toFixed(2)}, scrub TPR ${scrubTpr.toFixed(2)}, student log10 p ${best.log10P.toFixed(1)} (${named} named)`,
+      const serviceWatermarker = createWatermarker(service);
+      const view = viewsOf(accountScheme);
+      const accountKeys = Array.from({ length: maxAccounts }, (_, i) =>
+        deriveAccountKey(service, `acct_${i}`),
       );
-      if (setting.keys === 'per-account' && setting.accounts === maxAccounts) {
-        mixedAttribution = await mixedCorpusAttribution(
-          (chosen, label) =>
-            generate(
-              chosen.map((a) => keys[a]!),
-              chosen.length * config.mixedAnswersPerAccount * config.answerMaxTokens,
-              label,
-            ),
-          keys.length,
-          watermarkers,
+      if (isDefault) {
+        defaultService = service;
+        defaultAccountKeys = accountKeys;
+      }
+      const jobScheme: GenerationJob['scheme'] =
+        accountScheme.name === 'gumbel'
+          ? { ...GUMBEL_DEFAULT, contextWidth: accountScheme.contextWidth }
+          : { name: accountScheme.name, contextWidth: accountScheme.contextWidth, gamma: 0.25, delta: 2 };
+      // Labels of the default scheme are those of the runs before the other schemes were added.
+      const prefix = isDefault ? '' : `${schemeName}/`;
+      const generate = async (
+        keys: readonly WatermarkKey[],
+        tokens: number,
+        label: string,
+      ): Promise<Uint32Array[][]> => {
+        // Answers dealt to the accounts in turn, so that every setting harvests the same total.
+        const count = Math.max(keys.length, Math.ceil(tokens / config.answerMaxTokens));
+        const owners = Array.from({ length: count }, (_, j) => j % keys.length);
+        const prompts = chatPrompts(count, label);
+        const jobs: GenerationJob[] = owners.map((a, i) => ({
+          secret: keys[a]!.secret,
+          scheme: jobScheme,
+          prompt: encodePrompt(prompts[i]!),
+          maxTokens: config.answerMaxTokens,
+          temperature: 1,
+          topP: 1,
+          seed: seedFor(`stealing/${prefix}${label}/${i}`),
+          spikeModulus: 1,
+        }));
+        const results = await generateMany(jobs, context.workers);
+        return keys.map((_, a) => results.filter((_, i) => owners[i] === a).map((r) => r.tokens));
+      };
+      const accountSettings: { accounts: number; keys: AccountRow['keys'] }[] = [
+        { accounts: 1, keys: 'shared' },
+        ...(isDefault ? config.accounts : [Math.min(...config.accounts)]).map((accounts) => ({
+          accounts,
+          keys: 'per-account' as const,
+        })),
+      ];
+      for (const setting of accountSettings) {
+        const keys = setting.keys === 'shared' ? [service] : accountKeys.slice(0, setting.accounts);
+        const watermarkers =
+          setting.keys === 'shared'
+            ? [serviceWatermarker]
+            : [serviceWatermarker, ...keys.map((k) => createWatermarker(k))];
+        const answers = (
+          await generate(keys, config.accountHarvestTokens, `accounts/${setting.keys}/${setting.accounts}`)
+        ).flat();
+        const harvestTokens = answers.reduce((sum, a) => sum + a.length, 0);
+        const estimate = new Estimate(
+          view,
+          answers,
+          baseCounts(view, answers, human),
+          humanUnigram,
+          config.minCount,
+        );
+        const spoofs = spoofPrompts.map((prompt, i) =>
+          spoofText(
+            model,
+            estimate,
+            prompt,
+            config.spoofLength,
+            config.spoofStrength,
+            seedFor(`stealing/${prefix}account-spoof/${setting.keys}/${setting.accounts}/${i}`),
+          ),
+        );
+        const spoofSuccess = rate(
+          spoofs.map(
+            (tokens, i) =>
+              detect(tokens, watermarkers, { prompt: spoofPrompts[i]!, fpr: FPR, includeStatus: false })
+                .verdict === 'watermarked',
+          ),
+        );
+        // Scrub targets: fresh answers of the first account (its own key).
+        const targets = (
+          await generate(
+            [keys[0]!],
+            config.targets * config.answerMaxTokens,
+            `accounts/targets/${setting.keys}/${setting.accounts}`,
+          )
+        )[0]!.slice(0, config.targets);
+        const scrubbed = targets.map((text, i) =>
+          scrubText(
+            model,
+            estimate,
+            text,
+            config.spoofStrength,
+            seedFor(`stealing/${prefix}account-scrub/${setting.keys}/${setting.accounts}/${i}`),
+          ),
+        );
+        const scrubTpr = rate(
+          scrubbed.map(
+            (s) =>
+              detect(s.tokens, watermarkers, { fpr: FPR, includeStatus: false }).verdict === 'watermarked',
+          ),
+        );
+        const scrubReplacedShare =
+          scrubbed.reduce((sum, s) => sum + s.replaced, 0) /
+          Math.max(
+            1,
+            targets.reduce((sum, t) => sum + t.length, 0),
+          );
+        const studentAnswers: Uint32Array[] = [];
+        let used = 0;
+        for (const answer of shuffled(
+          answers,
+          `stealing/${prefix}account-student/${setting.keys}/${setting.accounts}`,
+        )) {
+          if (used >= config.studentAnswerTokens) break;
+          studentAnswers.push(answer);
+          used += answer.length;
+        }
+        const samples = await studentSamples(
+          studentAnswers,
           human,
           config,
+          studentPrompts,
+          `${prefix}accounts/${setting.keys}/${setting.accounts}`,
         );
-        for (const row of mixedAttribution)
-          log(
-            `stealing: mixed corpora of ${row.accountsInCorpus} accounts: ${row.exact}/${row.corpora} named exactly, recall ${row.recall.toFixed(2)}, ${row.falseNames} false names`,
+        const scans = watermarkers.map((w) => scanCorpus(w, samples));
+        const best = holmBest(scans);
+        const subScans = scans.slice(1);
+        const pooledLog10P =
+          setting.keys === 'shared' || subScans.length < 2 || accountScheme.name === 'gumbel'
+            ? null
+            : log10BinomialSf(
+                subScans.reduce((sum, scan) => sum + scan.numGreen, 0),
+                subScans.reduce((sum, scan) => sum + scan.numScored, 0),
+                watermarkers[1]!.scheme.threshold / 2 ** 32,
+              );
+        const studentPooledLog10P =
+          pooledLog10P === null
+            ? null
+            : holmAdjustLog10([...scans.map((scan) => scan.log10P), pooledLog10P]).at(-1)!;
+        const named = scans.filter(
+          (s, i) =>
+            (setting.keys === 'shared' || i > 0) && s.log10P + Math.log10(scans.length) <= Math.log10(FPR),
+        ).length;
+        accounts.push({
+          scheme: schemeName,
+          accounts: setting.accounts,
+          keys: setting.keys,
+          harvestTokens,
+          spoofSuccess,
+          scrubTpr,
+          scrubReplacedShare,
+          studentLog10P: best.log10P,
+          studentKeysTested: scans.length,
+          accountsNamed: named,
+          studentPooledLog10P,
+        });
+        log(
+          `stealing: ${schemeName}, ${setting.keys} keys, ${setting.accounts} accounts: spoof ${spoofSuccess.toFixed(2)}, scrub TPR ${scrubTpr.toFixed(2)}, student log10 p ${best.log10P.toFixed(1)} (${named} named)`,
+        );
+        if (isDefault && setting.keys === 'per-account' && setting.accounts === maxAccounts) {
+          mixedAttribution = await mixedCorpusAttribution(
+            (chosen, label) =>
+              generate(
+                chosen.map((a) => keys[a]!),
+                chosen.length * config.mixedAnswersPerAccount * config.answerMaxTokens,
+                label,
+              ),
+            keys.length,
+            watermarkers,
+            human,
+            config,
           );
+          for (const row of mixedAttribution)
+            log(
+              `stealing: mixed corpora of ${row.accountsInCorpus} accounts: ${row.exact}/${row.corpora} named exactly, recall ${row.recall.toFixed(2)}, ${row.falseNames} false names`,
+            );
+        }
       }
+      if (isDefault) defaultGenerate = generate;
     }
 
     // Attribution and detection cost: the service key and costKeys sub-keys, one text per account.
+    const service = defaultService!;
+    const serviceWatermarker = createWatermarker(service);
+    const accountKeys = defaultAccountKeys;
+    const generate = defaultGenerate!;
     let t0 = performance.now();
     const costKeys = Array.from({ length: config.costKeys }, (_, i) =>
       deriveAccountKey(service, `acct_${i}`),
@@ -1317,12 +1350,13 @@ export function renderStealing(
       s.genuineTexts,
     ]),
   );
-  markdown.heading(2, 'Per-account keys (LeftHash(1))');
+  markdown.heading(2, 'Per-account keys');
   markdown.paragraph(
-    `The same total harvest (${integer(config.accountHarvestTokens)} tokens) from one shared key or from ${config.accounts.join(' and ')} accounts under their own sub-keys (core \`deriveAccountKey\`), generated in-process with the gateway's sampler. Detection tests the service key and every sub-key (Holm); the pooled column tests the sub-keys as one (their green counts summed over the keys, exact Bin(T, γ); \`tracemark scan --account-keys\`), one more test in the Holm family. Student: ${integer(config.studentAnswerTokens)} harvested tokens in ${integer(config.studentTokens)}.`,
+    `Per scheme, the same total harvest (${integer(config.accountHarvestTokens)} tokens) from one shared key or from ${Math.min(...config.accounts)} accounts under their own sub-keys (core \`deriveAccountKey\`; LeftHash(1), the default, also over ${config.accounts.join(" and ")} accounts), generated in-process with the gateway's sampler. Detection tests the service key and every sub-key (Holm); the pooled column tests the sub-keys as one (their green counts summed over the keys, exact Bin(T, γ); \`tracemark scan --account-keys\`), one more test in the Holm family. Student: ${integer(config.studentAnswerTokens)} harvested tokens in ${integer(config.studentTokens)}.`,
   );
   markdown.table(
     [
+      'scheme',
       'keys',
       'accounts',
       'spoof success',
@@ -1333,6 +1367,7 @@ export function renderStealing(
       'student log10 p, sub-keys pooled (Holm with the pool)',
     ],
     summary.accounts.map((row) => [
+      row.scheme,
       row.keys,
       row.accounts,
       percent(row.spoofSuccess),
