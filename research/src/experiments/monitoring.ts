@@ -1514,12 +1514,19 @@ export function renderMonitoring(summary: MonitoringSummary, context: Experiment
     'The two right-hand columns evaluate the same simulated requests at their simulated times and token counts; they differ from the gateway’s columns where compressed time (latency jitter in the inter-arrival times, fewer synchronised-activity bins, keys all created within seconds), the gateway’s own token counts and the capped completions change a detector or a link.',
   );
 
+  const mixed = summary.attacks.filter((a) => a.attack.startsWith('mixed-'));
+  const mixed64 = mixed
+    .map(
+      (a) =>
+        `${a.attack.slice('mixed-'.length)}%: ${percent(a.byConfig[MMD64_CONFIGURATION]!.detection.rate, 0)}`,
+    )
+    .join(', ');
   markdown.heading(2, 'Known bypasses');
   markdown.bullets([
-    'Dilution: attack queries mixed into benign-looking traffic under human timing keep every share-based detector under its threshold until the attack share is large (see mixed-10/30 above); the default configuration has no primary detector, and three supporting ones must agree.',
+    `Dilution: attack queries mixed into benign-looking traffic under human timing keep every share-based detector under its threshold until the attack share is large (see mixed-10/30 above); the default configuration has no primary detector, and three supporting ones must agree. The MMD test calibrated on windows of 64 prompts detected the mixed attackers at ${mixed64}; smaller shares were not tried.`,
     'Human timing and varied wording together: Poisson timing removes machine-timing, one of the three supporting detectors the default configuration needs; the reasoning attacker above was still caught because its eight fixed frames make near-duplicates, but one that paraphrases every request (no near-duplicates) and asks for short answers (no output amplification) keeps at most one supporting detector.',
     'Varied wording: templates paraphrased per query defeat the skeleton and LSH content links, so a split campaign is not linked and each small account is scored alone (below minRequests each).',
-    'Benign-mode imitation: traffic whose 32-prompt window stays close to a benign reference window passes the MMD test; the window sees only the last 64 prompt fingerprints per account.',
+    'Benign-mode imitation: traffic whose window (32 or 64 prompts) stays close to a benign reference window passes the MMD test; the window sees only the last 64 prompt fingerprints per account.',
     'Compressed real time in the gateway scenario: the gateway’s monitor reads the wall clock, so day-scale behaviour through the gateway was not exercised end to end.',
   ]);
   return markdown.toString();
