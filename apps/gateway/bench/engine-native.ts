@@ -229,8 +229,18 @@ if (role === 'engine') {
     into.directTotal.push(median(direct.map((r) => r.totalMs)));
     into.gatewayTotal.push(median(through.map((r) => r.totalMs)));
     into.ratio.push(median(through.map((r, i) => r.totalMs / direct[i]!.totalMs)));
-    into.directP95.push(quantile(direct.map((r) => r.totalMs), 0.95));
-    into.gatewayP95.push(quantile(through.map((r) => r.totalMs), 0.95));
+    into.directP95.push(
+      quantile(
+        direct.map((r) => r.totalMs),
+        0.95,
+      ),
+    );
+    into.gatewayP95.push(
+      quantile(
+        through.map((r) => r.totalMs),
+        0.95,
+      ),
+    );
     through.forEach((r, i) => {
       into.compared++;
       if (JSON.stringify(r.chunks) === JSON.stringify(direct[i]!.chunks)) into.sameChunks++;

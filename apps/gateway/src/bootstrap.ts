@@ -18,7 +18,6 @@ import {
 import { getTokenizer, isTokenizerId } from '@tracemark/tokenizers';
 import { Redis } from 'ioredis';
 import { createAccountKeys, parseAccountKeyMode } from './account-keys.ts';
-import { readMmdCalibration } from './monitoring/mmd-file.ts';
 import { createEmbeddedBackend } from './backends/embedded.ts';
 import type { Backend } from './backends/types.ts';
 import { createUpstreamBackend } from './backends/upstream.ts';
@@ -33,6 +32,7 @@ import {
   writeSecretFile,
 } from './data-dir.ts';
 import { createApiKey } from './key-management.ts';
+import { readMmdCalibration } from './monitoring/mmd-file.ts';
 import { openStorage } from './storage/index.ts';
 import type { GatewayStorage } from './storage/types.ts';
 import { createEngineUpstream } from './upstream-mark/engine-upstream.ts';

@@ -53,7 +53,6 @@ import { loadDefaultModel, loadHumanCorpus, type NgramModel, trainNgramModel } f
 import { promptPairs, shuffled, tokenizedDocuments, tokenizer } from '../corpus.ts';
 import { loadAverage } from '../environment.ts';
 import { type GenerationJob, generateMany, MAX_CANDIDATES } from '../generation.ts';
-import { GUMBEL_DEFAULT } from '../schemes.ts';
 import { secretFor, seedFor } from '../labels.ts';
 import {
   type ExperimentContext,
@@ -63,6 +62,7 @@ import {
   writeResult,
   writeSummary,
 } from '../report.ts';
+import { GUMBEL_DEFAULT } from '../schemes.ts';
 import { median } from '../statistics.ts';
 
 export interface StealingScheme {
@@ -1352,7 +1352,7 @@ export function renderStealing(
   );
   markdown.heading(2, 'Per-account keys');
   markdown.paragraph(
-    `Per scheme, the same total harvest (${integer(config.accountHarvestTokens)} tokens) from one shared key or from ${Math.min(...config.accounts)} accounts under their own sub-keys (core \`deriveAccountKey\`; LeftHash(1), the default, also over ${config.accounts.join(" and ")} accounts), generated in-process with the gateway's sampler. Detection tests the service key and every sub-key (Holm); the pooled column tests the sub-keys as one (their green counts summed over the keys, exact Bin(T, γ); \`tracemark scan --account-keys\`), one more test in the Holm family. Student: ${integer(config.studentAnswerTokens)} harvested tokens in ${integer(config.studentTokens)}.`,
+    `Per scheme, the same total harvest (${integer(config.accountHarvestTokens)} tokens) from one shared key or from ${Math.min(...config.accounts)} accounts under their own sub-keys (core \`deriveAccountKey\`; LeftHash(1), the default, also over ${config.accounts.join(' and ')} accounts), generated in-process with the gateway's sampler. Detection tests the service key and every sub-key (Holm); the pooled column tests the sub-keys as one (their green counts summed over the keys, exact Bin(T, γ); \`tracemark scan --account-keys\`), one more test in the Holm family. Student: ${integer(config.studentAnswerTokens)} harvested tokens in ${integer(config.studentTokens)}.`,
   );
   markdown.table(
     [
