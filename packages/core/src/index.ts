@@ -218,6 +218,8 @@ export {
   type Learnability,
   log10HypergeometricSf,
   type NgramCounts,
+  type NgramTable,
+  ngramCountsFromTable,
   type SpoofTestGroup,
   type SpoofTestOptions,
   type SpoofTestResult,

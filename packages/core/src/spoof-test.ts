@@ -224,29 +224,115 @@ export interface NgramCounts {
   readonly size: number;
   /** Occurrences of the n-gram ending at `index` (0 when index < order − 1): a {@link Learnability}. */
   count(tokens: Uint32Array, index: number): number;
+  /**
+   * The counts as two parallel arrays (for a cache file; {@link ngramCountsFromTable} reads them back), or
+   * null when some n-gram has no numeric key (order above 2, or an id of 2^21 or more before the last).
+   */
+  toTable(): NgramTable | null;
 }
 
-/** Counts the n-grams of a reference corpus (unwatermarked text: human, or a model's unmarked output). */
+/** Unigram or bigram counts as sorted numeric keys (first · 2^32 + second) and their counts. */
+export interface NgramTable {
+  readonly order: number;
+  readonly keys: Float64Array;
+  readonly counts: Uint32Array;
+}
+
+/** Token ids below this make an exact numeric key for a bigram: first · 2^32 + second < 2^53. */
+const NUMERIC_KEY_LIMIT = 2 ** 21;
+
+function numericKeyAt(order: number, tokens: ArrayLike<number>, end: number): number {
+  if (order === 1) return tokens[end]!;
+  const first = tokens[end - 1]!;
+  return first < NUMERIC_KEY_LIMIT ? first * 4294967296 + tokens[end]! : -1;
+}
+
+function joinedKeyAt(order: number, tokens: ArrayLike<number>, end: number): string {
+  let key = String(tokens[end - order + 1]);
+  for (let i = end - order + 2; i <= end; i++) key += `,${tokens[i]}`;
+  return key;
+}
+
+/** The index of `key` in the sorted `keys`, or −1. */
+function findKey(keys: Float64Array, key: number): number {
+  let low = 0;
+  let high = keys.length - 1;
+  while (low <= high) {
+    const middle = (low + high) >>> 1;
+    const value = keys[middle]!;
+    if (value === key) return middle;
+    if (value < key) low = middle + 1;
+    else high = middle - 1;
+  }
+  return -1;
+}
+
+function countsOf(table: NgramTable, joined: ReadonlyMap<string, number>): NgramCounts {
+  const { order, keys, counts } = table;
+  return Object.freeze({
+    order,
+    size: keys.length + joined.size,
+    count: (tokens: Uint32Array, index: number): number => {
+      if (index < order - 1 || index >= tokens.length) return 0;
+      const key = order <= 2 ? numericKeyAt(order, tokens, index) : -1;
+      if (key < 0) return joined.get(joinedKeyAt(order, tokens, index)) ?? 0;
+      const at = findKey(keys, key);
+      return at < 0 ? 0 : counts[at]!;
+    },
+    toTable: () => (joined.size === 0 ? table : null),
+  });
+}
+
+/**
+ * Counts the n-grams of a reference corpus (unwatermarked text: human, or a model's unmarked output).
+ * Unigrams and bigrams of ids below 2^21 are kept as sorted numeric keys with their counts (exact; a
+ * fraction of a string-keyed table's time and memory), other n-grams by their ids joined with commas.
+ */
 export function createNgramCounts(documents: Iterable<ArrayLike<number>>, order = 2): NgramCounts {
   if (!Number.isInteger(order) || order < 1 || order > 16) {
     throw new RangeError(`order: expected an integer from 1 to 16, got ${String(order)}`);
   }
-  const counts = new Map<string, number>();
-  const keyAt = (tokens: ArrayLike<number>, end: number): string => {
-    let key = String(tokens[end - order + 1]);
-    for (let i = end - order + 2; i <= end; i++) key += `,${tokens[i]}`;
-    return key;
-  };
+  let all = new Float64Array(1 << 16);
+  let length = 0;
+  const joined = new Map<string, number>();
   for (const document of documents) {
     for (let end = order - 1; end < document.length; end++) {
-      const key = keyAt(document, end);
-      counts.set(key, (counts.get(key) ?? 0) + 1);
+      const key = order <= 2 ? numericKeyAt(order, document, end) : -1;
+      if (key < 0) {
+        const text = joinedKeyAt(order, document, end);
+        joined.set(text, (joined.get(text) ?? 0) + 1);
+        continue;
+      }
+      if (length === all.length) {
+        const grown = new Float64Array(all.length * 2);
+        grown.set(all);
+        all = grown;
+      }
+      all[length++] = key;
     }
   }
-  return Object.freeze({
-    order,
-    size: counts.size,
-    count: (tokens: Uint32Array, index: number): number =>
-      index < order - 1 || index >= tokens.length ? 0 : (counts.get(keyAt(tokens, index)) ?? 0),
-  });
+  const sorted = all.subarray(0, length).sort();
+  let distinct = 0;
+  for (let i = 0; i < length; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) distinct++;
+  const keys = new Float64Array(distinct);
+  const counts = new Uint32Array(distinct);
+  let at = -1;
+  for (let i = 0; i < length; i++) {
+    if (i === 0 || sorted[i] !== sorted[i - 1]) keys[++at] = sorted[i]!;
+    counts[at]!++;
+  }
+  return countsOf({ order, keys, counts }, joined);
+}
+
+/** Counts read back from {@link NgramCounts.toTable}'s arrays (keys strictly increasing). */
+export function ngramCountsFromTable(table: NgramTable): NgramCounts {
+  const { order, keys, counts } = table;
+  if (order !== 1 && order !== 2) throw new RangeError(`order: expected 1 or 2, got ${String(order)}`);
+  if (!(keys instanceof Float64Array) || !(counts instanceof Uint32Array) || keys.length !== counts.length) {
+    throw new TypeError('table: expected a Float64Array of keys and a Uint32Array of counts of one length');
+  }
+  for (let i = 1; i < keys.length; i++) {
+    if (!(keys[i]! > keys[i - 1]!)) throw new RangeError('table: keys must be strictly increasing');
+  }
+  return countsOf({ order, keys, counts }, new Map());
 }

@@ -15,6 +15,7 @@ import {
   createWatermarkKey,
   generateAll,
   log10HypergeometricSf,
+  ngramCountsFromTable,
   spoofTest,
 } from '../src/index.ts';
 
@@ -154,5 +155,67 @@ describe('createNgramCounts', () => {
     expect(counts.count(Uint32Array.of(1, 2), 0)).toBe(0);
     expect(counts.count(Uint32Array.of(9, 9), 1)).toBe(0);
     expect(() => createNgramCounts([], 0)).toThrow(/^order: /);
+  });
+
+  it('round-trips through its table (for a cache file), and refuses a table out of order', () => {
+    const documents = [
+      [5, 1, 2, 3, 1, 2, 0],
+      [1, 2, 7, 7, 7],
+    ];
+    for (const order of [1, 2]) {
+      const counts = createNgramCounts(documents, order);
+      const table = counts.toTable()!;
+      const back = ngramCountsFromTable({
+        order,
+        keys: Float64Array.from(table.keys),
+        counts: Uint32Array.from(table.counts),
+      });
+      expect(back.size).toBe(counts.size);
+      for (const document of documents) {
+        const tokens = Uint32Array.from(document);
+        for (let i = 0; i < tokens.length; i++) expect(back.count(tokens, i)).toBe(counts.count(tokens, i));
+      }
+    }
+    expect(() =>
+      ngramCountsFromTable({ order: 2, keys: Float64Array.of(3, 2), counts: Uint32Array.of(1, 1) }),
+    ).toThrow(/strictly increasing/);
+    expect(() => createNgramCounts(documents, 3).toTable()).not.toThrow();
+    expect(createNgramCounts(documents, 3).toTable()).toBeNull();
+  });
+
+  it('agrees with counting joined ids, for every order, with ids on both sides of 2^21', () => {
+    const random = createRandom(3);
+    // Small vocabularies so that n-grams repeat; some ids at or above 2^21 take the string keys.
+    const id = () =>
+      random.nextFloat() < 0.1
+        ? 2 ** 21 + Math.floor(random.nextFloat() * 3)
+        : Math.floor(random.nextFloat() * 6);
+    const documents = Array.from({ length: 20 }, () =>
+      Array.from({ length: Math.floor(random.nextFloat() * 30) }, id),
+    );
+    for (const order of [1, 2, 3]) {
+      const reference = new Map<string, number>();
+      for (const document of documents)
+        for (let end = order - 1; end < document.length; end++) {
+          const key = document.slice(end - order + 1, end + 1).join(',');
+          reference.set(key, (reference.get(key) ?? 0) + 1);
+        }
+      const built = createNgramCounts(documents, order);
+      expect(built.size, `order ${order}`).toBe(reference.size);
+      // Unigrams are all numeric; a bigram after an id of 2^21 or more (and every trigram) is joined,
+      // so only the unigram counts make a table.
+      expect(built.toTable() === null, `order ${order}`).toBe(order !== 1);
+      const counts = built;
+      for (const document of documents) {
+        const tokens = Uint32Array.from(document);
+        for (let index = 0; index < tokens.length; index++) {
+          const expected =
+            index < order - 1
+              ? 0
+              : (reference.get(document.slice(index - order + 1, index + 1).join(',')) ?? 0);
+          expect(counts.count(tokens, index)).toBe(expected);
+        }
+      }
+    }
   });
 });

@@ -82,7 +82,8 @@ async function loadOrTrain(cacheDir: string, tokenizerId: TokenizerId, order: nu
   return model;
 }
 
-async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
+/** Writes a cache file under a temporary name and renames it into place, so no reader sees half of it. */
+export async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
   await mkdir(join(path, '..'), { recursive: true });
   const temporary = `${path}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2)}.tmp`;
   try {
