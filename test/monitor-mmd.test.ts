@@ -5,7 +5,7 @@
  * with it, as `tracemark monitor --mmd FILE` does from history. A file that is not a calibration stops
  * both with an error naming it.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, type RunningGateway, resolveConfig, startServer } from '@tracemark/gateway';
 import { loadHumanCorpus } from '@tracemark/lm';
@@ -110,6 +110,8 @@ describe('the MMD test calibrated on stored traffic', () => {
       accountsLeftOut: 0,
       targetFalseFlagRate: 0.05,
     });
+    // Hashed features of customers' prompts: readable by the owner only.
+    expect(statSync(calibrationFile).mode & 0o777).toBe(0o600);
     const calibration = parseMmdCalibration(JSON.parse(readFileSync(calibrationFile, 'utf8')));
     expect(calibration.referenceWindows).toHaveLength(summary.referenceWindows);
     expect(calibration.calibrationWindows + calibration.heldOutWindows + summary.referenceWindows).toBe(

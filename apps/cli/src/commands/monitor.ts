@@ -362,7 +362,8 @@ async function calibrate(
     throw new CliError('TM_ERR_ISSUED', `--issued: ${(error as Error).message}`, EXIT.io);
   }
   try {
-    await writeFile(out, `${JSON.stringify(result.calibration)}\n`, { mode: 0o644 });
+    // Hashed word features of customers' prompts, as the monitor events hold them: readable by the owner only.
+    await writeFile(out, `${JSON.stringify(result.calibration)}\n`, { mode: 0o600 });
   } catch (error) {
     throw new CliError(
       'TM_ERR_IO',

@@ -135,6 +135,9 @@ export async function riskReportFromStorage(
   return { ...report, events: history.events };
 }
 
+/** Windows one account contributes to a calibration at most. */
+export const MAX_WINDOWS_PER_ACCOUNT = 20;
+
 export interface StoredMmdCalibrationOptions {
   /** ISO time of the first event used. */
   readonly since: string;
@@ -159,7 +162,7 @@ export interface StoredMmdCalibration {
  * The MMD test calibrated on the provider's own stored traffic: each account's prompts (their stored
  * features, in order) cut into consecutive windows of `windowSize`, from every account the risk report at
  * `at` neither flags nor holds under a policy action; the split into reference, calibration and held-out
- * windows is calibrateMmd's. The traffic is taken as benign: an undetected campaign in it teaches the test
+ * windows is calibrateMmd's; an account gives at most {@link MAX_WINDOWS_PER_ACCOUNT} windows. The traffic is taken as benign: an undetected campaign in it teaches the test
  * that campaign (the report stated, accounts left out, is the check on that).
  */
 export async function mmdCalibrationFromStorage(
@@ -175,12 +178,15 @@ export async function mmdCalibrationFromStorage(
   const leftOut = new Set(
     report.accounts.filter((a) => a.flagged || a.status !== 'active').map((a) => a.account),
   );
+  // At most MAX_WINDOWS_PER_ACCOUNT windows an account (its first ones in the range): a busy batch job does
+  // not make the reference its own, and memory stays bounded by the number of accounts.
+  const perAccount = MAX_WINDOWS_PER_ACCOUNT * windowSize;
   const prompts = new Map<string, Uint32Array[]>();
   await forEachMonitorEvent(storage, options.since, (event) => {
     if (leftOut.has(event.account)) return;
     let list = prompts.get(event.account);
     if (list === undefined) prompts.set(event.account, (list = []));
-    list.push(event.fingerprint.features);
+    if (list.length < perAccount) list.push(event.fingerprint.features);
   });
   const windows: Uint32Array[][] = [];
   let accountsUsed = 0;
