@@ -79,6 +79,8 @@ export async function loadMonitorHistory(
     readonly monitorOptions?: MonitorOptions;
     /** Milliseconds: events observed before it are settled (every one of lower id is committed). */
     readonly settledBefore?: number;
+    /** Also called with each stored event, in the same pass. */
+    readonly onEvent?: (event: StoredMonitorEvent) => void;
   },
 ): Promise<MonitorHistory> {
   const monitorOptions = options.monitorOptions ?? {};
@@ -90,6 +92,7 @@ export async function loadMonitorHistory(
   let settledId = 0;
   const ids: number[] = [];
   await forEachMonitorEvent(storage, options.since, (event) => {
+    options.onEvent?.(event);
     const at = Date.parse(event.at);
     if (options.settledBefore !== undefined) {
       ids.push(event.id);
@@ -109,6 +112,16 @@ export async function loadMonitorHistory(
   };
 }
 
+/** The risk report of a replayed history at `at`, with the stored policy actions' statuses. */
+function reportAt(history: MonitorHistory, at: number): RiskReport {
+  return composeRiskReport(
+    history.monitor,
+    history.ledger,
+    at,
+    (account) => history.statuses.get(account) ?? 'active',
+  );
+}
+
 export interface StoredRiskReportOptions {
   /** ISO time of the first event replayed; default the longest window before `at`. */
   readonly since?: string;
@@ -126,13 +139,7 @@ export async function riskReportFromStorage(
   const monitorOptions = options.monitorOptions ?? {};
   const since = options.since ?? new Date(at - longestWindowMs(monitorOptions)).toISOString();
   const history = await loadMonitorHistory(storage, { since, monitorOptions });
-  const report = composeRiskReport(
-    history.monitor,
-    history.ledger,
-    at,
-    (account) => history.statuses.get(account) ?? 'active',
-  );
-  return { ...report, events: history.events };
+  return { ...reportAt(history, at), events: history.events };
 }
 
 /** Windows one account contributes to a calibration at most. */
@@ -170,24 +177,25 @@ export async function mmdCalibrationFromStorage(
   options: StoredMmdCalibrationOptions,
 ): Promise<StoredMmdCalibration> {
   const windowSize = options.windowSize ?? 32;
-  const report = await riskReportFromStorage(storage, {
+  // At most MAX_WINDOWS_PER_ACCOUNT windows an account (its first ones in the range): a busy batch job does
+  // not make the reference its own, and memory stays bounded by the number of accounts. The events are
+  // read once: for the risk report that decides who is left out, and for their features.
+  const perAccount = MAX_WINDOWS_PER_ACCOUNT * windowSize;
+  const prompts = new Map<string, Uint32Array[]>();
+  const history = await loadMonitorHistory(storage, {
     since: options.since,
-    ...(options.at === undefined ? {} : { at: options.at }),
     ...(options.monitorOptions === undefined ? {} : { monitorOptions: options.monitorOptions }),
+    onEvent: (event) => {
+      let list = prompts.get(event.account);
+      if (list === undefined) prompts.set(event.account, (list = []));
+      if (list.length < perAccount) list.push(event.fingerprint.features);
+    },
   });
+  const report = reportAt(history, options.at ?? Date.now());
   const leftOut = new Set(
     report.accounts.filter((a) => a.flagged || a.status !== 'active').map((a) => a.account),
   );
-  // At most MAX_WINDOWS_PER_ACCOUNT windows an account (its first ones in the range): a busy batch job does
-  // not make the reference its own, and memory stays bounded by the number of accounts.
-  const perAccount = MAX_WINDOWS_PER_ACCOUNT * windowSize;
-  const prompts = new Map<string, Uint32Array[]>();
-  await forEachMonitorEvent(storage, options.since, (event) => {
-    if (leftOut.has(event.account)) return;
-    let list = prompts.get(event.account);
-    if (list === undefined) prompts.set(event.account, (list = []));
-    if (list.length < perAccount) list.push(event.fingerprint.features);
-  });
+  for (const account of leftOut) prompts.delete(account);
   const windows: Uint32Array[][] = [];
   let accountsUsed = 0;
   for (const list of prompts.values()) {
