@@ -1,5 +1,8 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { decodeLines, type LineBatch, type RawLineBatch, readInputs, readRawInputs } from './inputs.ts';
 
 const encoder = new TextEncoder();
@@ -73,6 +76,26 @@ describe('raw JSONL batches', () => {
       expect(lines[0]!.startsWith('{')).toBe(true);
     },
   );
+
+  it('a file is read alike: chunks of one reused buffer, lines longer than a chunk, the same batches as stdin', async () => {
+    const directory = mkdtempSync(join(tmpdir(), 'tracemark-inputs-'));
+    onTestFinished(() => rmSync(directory, { recursive: true, force: true }));
+    // 2.5 MB lines span the reader's 1 MB chunks
+    const long = encoder.encode(`{"text":"${'é'.repeat(1_250_000)}"}\n`);
+    const whole = Buffer.concat([file, encoder.encode('\n'), long, Buffer.from(file)]);
+    const path = join(directory, 'awkward.jsonl');
+    writeFileSync(path, whole);
+    const fromFile = (await collect(readRawInputs([path], {} as never))) as RawLineBatch[];
+    const fromStdin = (await collect(
+      readRawInputs(['-'], { stdin: chunked(whole, 65_536), format: 'jsonl' }),
+    )) as RawLineBatch[];
+    expect(fromFile.map((batch) => [batch.firstLine, batch.bytes])).toEqual(
+      fromStdin.map((batch) => [batch.firstLine, batch.bytes]),
+    );
+    expect(Buffer.concat(fromFile.map((batch) => batch.data)).equals(whole)).toBe(true);
+    const lines = fromFile.flatMap((batch) => decodeLines(batch.data, batch.firstLine));
+    expect(lines).toEqual(new TextDecoder().decode(whole).split('\n'));
+  });
 
   it('readInputs gives the same lines as strings, numbered alike', async () => {
     const batches = (await collect(

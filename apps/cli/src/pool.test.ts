@@ -14,7 +14,7 @@ describe('workersFor', () => {
       1,
       0,
     ],
-    ['one worker per started 4 MB', { bytes: 2.5 * BYTES_PER_WORKER, jobs: 1000, documents: 1 }, 8, 3],
+    ['one thread per started 4 MB', { bytes: 2.5 * BYTES_PER_WORKER, jobs: 1000, documents: 1 }, 8, 3],
     [
       'short documents count as more work than their bytes',
       { bytes: BYTES_PER_WORKER / 2, jobs: 8, documents: BYTES_PER_WORKER / DOCUMENT_COST_BYTES },

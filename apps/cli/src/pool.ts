@@ -1,4 +1,4 @@
-/** A small worker pool; without workers, jobs run in the calling thread through the same engine. */
+/** The threads `detect` scores on: this one and worker threads, through the same engine. */
 import { availableParallelism } from 'node:os';
 import { createEngine, type Engine, type EngineOptions, type Job, type JobResult } from './detect-engine.ts';
 import type { InputSize } from './inputs.ts';
@@ -6,6 +6,7 @@ import { compiledWorker, startWorkerThreads } from './worker-threads.ts';
 
 export interface JobRunner {
   readonly engine: Engine;
+  /** Worker threads, beside this thread (which runs jobs too). */
   readonly workers: number;
   submit(job: Job): Promise<JobResult>;
   close(): Promise<void>;
@@ -16,8 +17,8 @@ export function defaultWorkerCount(): number {
 }
 
 /**
- * Bytes of input that repay a worker: each loads the modules, builds the tokenizer and derives the keys
- * (a few hundred ms of CPU) before its first document.
+ * Bytes of input that repay a thread: a worker loads the modules, builds the tokenizer and derives the
+ * keys (a few hundred ms of CPU) before its first document.
  */
 export const BYTES_PER_WORKER: number = 4 * 1024 * 1024;
 
@@ -29,11 +30,11 @@ export const BYTES_PER_WORKER: number = 4 * 1024 * 1024;
 export const DOCUMENT_COST_BYTES = 300;
 
 /**
- * The workers `detect` starts when --workers is not given: none below {@link BYTES_PER_WORKER} of work
- * (the input's bytes, and {@link DOCUMENT_COST_BYTES} for each of its documents) or on one core (a
- * worker there only adds its start-up and the copying), else one per started BYTES_PER_WORKER of
- * work, no more than the jobs there are to share (line batches, text pieces) nor than `cores`.
- * Unknown sizes (stdin, directories) are Infinity.
+ * The threads `detect` scores on when --workers is not given (0: this thread alone): this thread
+ * alone below {@link BYTES_PER_WORKER} of work (the input's bytes, and {@link DOCUMENT_COST_BYTES} for
+ * each of its documents) or on one core (a worker there only adds its start-up and the copying), else
+ * one per started BYTES_PER_WORKER of work, no more than the jobs there are to share (line batches,
+ * text pieces) nor than `cores`. Unknown sizes (stdin, directories) are Infinity.
  */
 export function workersFor(input: InputSize, cores: number = defaultWorkerCount()): number {
   const work = input.bytes + DOCUMENT_COST_BYTES * input.documents;
@@ -41,10 +42,14 @@ export function workersFor(input: InputSize, cores: number = defaultWorkerCount(
   return Math.max(0, Math.min(cores, Math.ceil(work / BYTES_PER_WORKER), input.jobs));
 }
 
-export function createRunner(options: EngineOptions, workers: number): JobRunner {
+/**
+ * Runs jobs on `threads` threads: this one and `threads − 1` worker threads (0 and 1: this thread alone).
+ * This thread scores too, from the start, while the workers load.
+ */
+export function createRunner(options: EngineOptions, threads: number): JobRunner {
   const engine = createEngine(options);
   const url = compiledWorker('detect-worker.js');
-  if (workers <= 0 || url === null) {
+  if (threads <= 1 || url === null) {
     return {
       engine,
       workers: 0,
@@ -52,9 +57,11 @@ export function createRunner(options: EngineOptions, workers: number): JobRunner
       close: () => Promise.resolve(),
     };
   }
-  // a batch's bytes move to the worker (inputs.ts gives each its own ArrayBuffer)
-  const threads = startWorkerThreads<Job, JobResult>(url, options, workers, (job) =>
-    job.kind === 'line-bytes' ? [job.data.buffer as ArrayBuffer] : [],
-  );
-  return { engine, workers, submit: threads.submit, close: threads.close };
+  const workers = threads - 1;
+  const pool = startWorkerThreads<Job, JobResult>(url, options, workers, {
+    // a batch's bytes move to the worker (inputs.ts gives each its own ArrayBuffer)
+    transfer: (job) => (job.kind === 'line-bytes' ? [job.data.buffer as ArrayBuffer] : []),
+    local: (job) => engine.run(job),
+  });
+  return { engine, workers, submit: pool.submit, close: pool.close };
 }

@@ -1,6 +1,9 @@
 /**
- * Jobs over worker threads, for `detect` and `scan`: each job goes to the least-loaded thread and
- * its reply is matched by id. `serveJobs` is the worker's side.
+ * Jobs over threads, for `detect` and `scan`: this thread and worker threads take jobs from one queue.
+ * A worker gets jobs once it has started (it says so), at most {@link WORKER_PREFETCH} at a time, so that
+ * one which starts late or runs slow takes fewer; this thread runs a job whenever the queue holds one
+ * that no worker has room for, and lets its event loop run between jobs. While the workers load their
+ * modules and tables (a few hundred ms), this thread already scores. `serveJobs` is the worker's side.
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -11,53 +14,124 @@ export interface WorkerThreads<Job, Result> {
   close(): Promise<void>;
 }
 
+/** Jobs a worker holds at once: one it runs and one waiting, so that it never waits for this thread. */
+export const WORKER_PREFETCH = 2;
+
 /** The compiled worker script next to this module, or null when running from TypeScript sources (tests). */
 export function compiledWorker(fileName: string): URL | null {
   const url = new URL(`./${fileName}`, import.meta.url);
   return existsSync(fileURLToPath(url)) ? url : null;
 }
 
-/** `transfer` names the buffers of a job that move to the worker instead of being copied (then unusable here). */
+export interface ThreadOptions<Job, Result> {
+  /** The buffers of a job that move to a worker instead of being copied (then unusable here). */
+  readonly transfer?: (job: Job) => TransferListItem[];
+  /** Runs a job on this thread; without it, only the workers run jobs. */
+  readonly local?: (job: Job) => Result;
+}
+
+/** What a worker posts: that it has started, or a job's result or failure. */
+type WorkerMessage<Result> =
+  | { readonly ready: true }
+  | { readonly id: number; readonly result?: Result; readonly failure?: string };
+
+interface Pending<Job, Result> {
+  readonly id: number;
+  readonly job: Job;
+  readonly resolve: (result: Result) => void;
+  readonly reject: (error: Error) => void;
+}
+
+/** Starts `count` workers running `url` (each given `workerData`) and shares jobs between them and this thread. */
 export function startWorkerThreads<Job, Result>(
   url: URL,
   workerData: unknown,
   count: number,
-  transfer: (job: Job) => TransferListItem[] = () => [],
+  options: ThreadOptions<Job, Result> = {},
 ): WorkerThreads<Job, Result> {
-  const threads = Array.from({ length: count }, () => new Worker(url, { workerData }));
-  const waiting = new Map<number, { resolve: (result: Result) => void; reject: (error: Error) => void }>();
-  const load = new Array<number>(count).fill(0);
+  const transfer = options.transfer ?? (() => []);
+  const local = options.local;
+  const queue: Pending<Job, Result>[] = [];
+  const running = new Map<number, Pending<Job, Result>>();
+  const workers = Array.from({ length: count }, () => ({
+    thread: new Worker(url, { workerData }),
+    ready: false,
+    held: 0,
+    failed: null as Error | null,
+  }));
   let nextId = 0;
-  threads.forEach((thread, index) => {
-    thread.on('message', (message: { id: number; result?: Result; failure?: string }) => {
-      load[index]!--;
-      const entry = waiting.get(message.id);
-      waiting.delete(message.id);
-      if (message.failure !== undefined) entry?.reject(new Error(message.failure));
-      else entry?.resolve(message.result!);
+  let localScheduled = false;
+  let closed = false;
+
+  const runLocal = (): void => {
+    localScheduled = false;
+    if (closed) return;
+    const pending = queue.shift();
+    if (pending === undefined) return;
+    try {
+      pending.resolve(local!(pending.job));
+    } catch (error) {
+      pending.reject(error as Error);
+    }
+    dispatch();
+  };
+
+  const dispatch = (): void => {
+    for (const worker of workers) {
+      while (worker.ready && worker.held < WORKER_PREFETCH && queue.length > 0) {
+        const pending = queue.shift()!;
+        worker.held++;
+        running.set(pending.id, pending);
+        worker.thread.postMessage({ id: pending.id, job: pending.job }, transfer(pending.job));
+      }
+    }
+    // setImmediate: messages from the workers, the input and the output get their turn between jobs here.
+    if (local !== undefined && queue.length > 0 && !localScheduled) {
+      localScheduled = true;
+      setImmediate(runLocal);
+    }
+  };
+
+  for (const worker of workers) {
+    worker.thread.on('message', (message: WorkerMessage<Result>) => {
+      if ('ready' in message) worker.ready = true;
+      else {
+        worker.held--;
+        const pending = running.get(message.id);
+        running.delete(message.id);
+        if (message.failure !== undefined) pending?.reject(new Error(message.failure));
+        else pending?.resolve(message.result!);
+      }
+      dispatch();
     });
-    thread.on('error', (error) => {
-      for (const entry of waiting.values()) entry.reject(error);
-      waiting.clear();
+    worker.thread.on('error', (error) => {
+      // Its jobs are lost with it, and the others fail too (a failing engine fails alike everywhere).
+      worker.ready = false;
+      worker.failed = error;
+      for (const pending of [...running.values(), ...queue]) pending.reject(error);
+      running.clear();
+      queue.length = 0;
     });
-  });
+  }
   return {
     submit: (job) =>
       new Promise<Result>((resolve, reject) => {
-        const id = nextId++;
-        waiting.set(id, { resolve, reject });
-        let target = 0;
-        for (let i = 1; i < count; i++) if (load[i]! < load[target]!) target = i;
-        load[target]!++;
-        threads[target]!.postMessage({ id, job }, transfer(job));
+        const failed = workers.find((worker) => worker.failed !== null)?.failed;
+        if (failed !== undefined && failed !== null) {
+          reject(failed);
+          return;
+        }
+        queue.push({ id: nextId++, job, resolve, reject });
+        dispatch();
       }),
     close: async () => {
-      await Promise.all(threads.map((thread) => thread.terminate()));
+      closed = true;
+      await Promise.all(workers.map((worker) => worker.thread.terminate()));
     },
   };
 }
 
-/** In a worker: answers each job with `run`, moving the buffers `transfer` names instead of copying them. */
+/** In a worker: says it has started, then answers each job with `run`, moving the buffers `transfer` names. */
 export function serveJobs<Job, Result>(
   run: (job: Job) => Result,
   transfer: (result: Result) => TransferListItem[] = () => [],
@@ -70,4 +144,5 @@ export function serveJobs<Job, Result>(
       parentPort?.postMessage({ id: message.id, failure: (error as Error).message });
     }
   });
+  parentPort?.postMessage({ ready: true });
 }

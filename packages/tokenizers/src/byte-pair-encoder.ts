@@ -1,3 +1,4 @@
+import { asciiPieceScanner, NOT_ASCII } from './ascii-pieces.js';
 import { mergeOnArrays, mergeWithHeap } from './byte-pair-merge.js';
 import { NO_TOKEN, type TokenTable } from './token-table.js';
 
@@ -116,15 +117,30 @@ export function createBytePairEncoder(options: BytePairEncoderOptions): BytePair
   let pieceBytes = new Uint8Array(3 * 256);
   let output = new Uint32Array(1024);
 
+  // Pieces of ASCII text are found by a scanner where the pattern has one (the expression is the slow part).
+  const scanAscii = asciiPieceScanner(options.pattern);
+
   const encode = (text: string): Uint32Array => {
     let out = output;
     let count = 0;
     const units = text.length;
     let position = 0;
-    sticky.lastIndex = 0;
     while (position < units) {
       let start = position;
-      let end: number;
+      let end = scanAscii === undefined ? NOT_ASCII : scanAscii(text, position);
+      if (end !== NOT_ASCII) {
+        // An ASCII piece: its bytes are its character codes.
+        const length = end - start;
+        if (length > pieceBytes.length && length <= KEPT_BUFFER_LENGTH)
+          pieceBytes = new Uint8Array(3 * length);
+        const bytes = length <= pieceBytes.length ? pieceBytes : new Uint8Array(length);
+        for (let i = 0; i < length; i++) bytes[i] = text.charCodeAt(start + i);
+        position = end;
+        if (count + length > out.length) out = grow(out, count + length);
+        count = encodePieceBytes(bytes, length, table, out, count, arrayMergeLimit);
+        continue;
+      }
+      sticky.lastIndex = position;
       if (sticky.test(text)) end = sticky.lastIndex;
       else {
         // No piece starts here (no pattern here allows that): skip to the next one, as match does.
@@ -137,11 +153,9 @@ export function createBytePairEncoder(options: BytePairEncoderOptions): BytePair
       if (end === start) {
         // No pattern here matches the empty string; were one to, match would step on one code point.
         position = start + ((text.codePointAt(start) ?? 0) > 0xffff ? 2 : 1);
-        sticky.lastIndex = position;
         continue;
       }
       position = end;
-      sticky.lastIndex = end;
       // A UTF-16 unit takes at most 3 bytes, and a piece has at most as many tokens as bytes.
       const byteBound = 3 * (end - start);
       if (byteBound > pieceBytes.length && byteBound <= KEPT_BUFFER_LENGTH)

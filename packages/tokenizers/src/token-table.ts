@@ -29,6 +29,16 @@ function inlineWord(source: Uint8Array, start: number, end: number): number {
   return word;
 }
 
+/** A table's slots and the arrays derived with them: what {@link TokenTable} builds, and a table file holds. */
+export interface TokenTableSlots {
+  /** Four words a slot: hash, id | length << 21 (−1 when empty), first bytes (two words). */
+  readonly slots: Int32Array;
+  readonly byteIds: Int32Array;
+  readonly pairIds: Int32Array;
+  readonly longestToken: number;
+  readonly longestProbe: number;
+}
+
 /**
  * The ordinary tokens `0 … ordinaryTokenCount − 1` of a byte table (special tokens excluded), found by their
  * bytes in an open-addressing hash table. Hashing a piece's UTF-8 bytes is faster in V8 than looking the
@@ -52,7 +62,11 @@ export class TokenTable {
   private readonly slots: Int32Array;
   private readonly mask: number;
 
-  constructor(table: ByteTable, ordinaryTokenCount: number) {
+  /**
+   * Builds the table of `table`'s first `ordinaryTokenCount` tokens, or takes `built`, the slots such a
+   * build made (read from a table file; only their shapes are checked here).
+   */
+  constructor(table: ByteTable, ordinaryTokenCount: number, built?: TokenTableSlots) {
     if (
       !Number.isInteger(ordinaryTokenCount) ||
       ordinaryTokenCount < 1 ||
@@ -63,6 +77,28 @@ export class TokenTable {
       );
     }
     const { bytes, offsets } = table;
+    this.bytes = bytes;
+    this.offsets = offsets;
+    if (built !== undefined) {
+      const { slots, byteIds, pairIds } = built;
+      const capacity = slots.length / 4;
+      if (
+        !Number.isInteger(capacity) ||
+        capacity < 1024 ||
+        (capacity & (capacity - 1)) !== 0 ||
+        byteIds.length !== 256 ||
+        pairIds.length !== 1 << 16
+      ) {
+        throw new RangeError('built: slots, byteIds or pairIds of the wrong length');
+      }
+      this.slots = slots;
+      this.mask = capacity - 1;
+      this.byteIds = byteIds;
+      this.pairIds = pairIds;
+      this.longestToken = built.longestToken;
+      this.longestProbe = built.longestProbe;
+      return;
+    }
     let tokenCount = 0;
     let longestToken = 0;
     for (let id = 0; id < ordinaryTokenCount; id++) {
@@ -114,10 +150,14 @@ export class TokenTable {
     this.pairIds = pairIds;
     this.longestToken = longestToken;
     this.longestProbe = longestRun + 1;
-    this.bytes = bytes;
-    this.offsets = offsets;
     this.slots = slots;
     this.mask = mask;
+  }
+
+  /** The slots and derived arrays, to write to a table file. */
+  built(): TokenTableSlots {
+    const { slots, byteIds, pairIds, longestToken, longestProbe } = this;
+    return { slots, byteIds, pairIds, longestToken, longestProbe };
   }
 
   /** The id of the token whose bytes are `source[start … end)`, or {@link NO_TOKEN}. */

@@ -1,10 +1,12 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import type { TiktokenBPE } from 'js-tiktoken/lite';
 import { type BytePairEncoder, createBytePairEncoder } from './byte-pair-encoder.js';
 import { type ByteTable, buildByteTable } from './byte-table.js';
 import { ENCODING_FACTS, isTokenizerId, type TokenizerId, unknownTokenizerError } from './encodings.js';
 import { normalizeText } from './normalize.js';
+import { rankSource, readTableFile, writeTableFile } from './table-file.js';
 import { TokenTable } from './token-table.js';
 
 /** A byte-pair tokenizer together with the text normalization that is part of its id's definition. */
@@ -95,21 +97,82 @@ function loadRanks(id: TokenizerId): TiktokenBPE {
   return 'default' in loaded ? loaded.default : loaded;
 }
 
-function createTokenizer(id: TokenizerId): Tokenizer {
+/** The tokenizers whose tables `pnpm build` writes to dist/tables/ (the default one: the others build at first use). */
+export const TABLE_FILE_IDS: readonly TokenizerId[] = Object.freeze(['cl100k_base'] as const);
+
+/** A tokenizer's tables: its pattern and byte table, and its token table, built at first use. */
+interface Tables {
+  readonly pattern: string;
+  readonly byteTable: ByteTable;
+  tokenTable(): TokenTable;
+}
+
+function vocabularyOf(id: TokenizerId): { vocabSize: number; ordinaryTokenCount: number } {
   const facts = ENCODING_FACTS[id];
   const specialIds = Object.values(facts.specialTokens);
-  const vocabSize = Math.max(facts.ordinaryTokenCount, ...specialIds.map((x) => x + 1));
-  const specialTokenIds: ReadonlySet<number> = new Set(specialIds);
-  const { ordinaryTokenCount } = facts;
+  return {
+    vocabSize: Math.max(facts.ordinaryTokenCount, ...specialIds.map((x) => x + 1)),
+    ordinaryTokenCount: facts.ordinaryTokenCount,
+  };
+}
 
-  let ranks: TiktokenBPE | undefined;
+/** The tables from the rank file. */
+function buildTables(id: TokenizerId): Tables {
+  const ranks = loadRanks(id);
+  const { vocabSize, ordinaryTokenCount } = vocabularyOf(id);
+  const byteTable = buildByteTable(ranks, vocabSize, ENCODING_FACTS[id].specialTokens);
+  let tokenTable: TokenTable | undefined;
+  return {
+    pattern: ranks.pat_str,
+    byteTable,
+    tokenTable: () => (tokenTable ??= new TokenTable(byteTable, ordinaryTokenCount)),
+  };
+}
+
+/** The tables from dist/tables/ when a file there was made from the installed rank file; else built. */
+function loadTables(id: TokenizerId): Tables {
+  const { vocabSize, ordinaryTokenCount } = vocabularyOf(id);
+  if (TABLE_FILE_IDS.includes(id)) {
+    const file = readTableFile(new URL(`./tables/${id}.bin`, import.meta.url), id, rankSource(id));
+    if (
+      file !== null &&
+      file.ordinaryTokenCount === ordinaryTokenCount &&
+      file.byteTable.offsets.length === vocabSize + 1
+    ) {
+      const tokenTable = new TokenTable(file.byteTable, ordinaryTokenCount, file.slots);
+      return { pattern: file.pattern, byteTable: file.byteTable, tokenTable: () => tokenTable };
+    }
+  }
+  return buildTables(id);
+}
+
+/** Writes the table files of {@link TABLE_FILE_IDS} to `directory` (the build does, into dist/tables/). */
+export function writeTableFiles(directory: string): string[] {
+  mkdirSync(directory, { recursive: true });
+  return TABLE_FILE_IDS.map((id) => {
+    const tables = buildTables(id);
+    const path = join(directory, `${id}.bin`);
+    writeTableFile(path, id, rankSource(id), {
+      pattern: tables.pattern,
+      ordinaryTokenCount: ENCODING_FACTS[id].ordinaryTokenCount,
+      byteTable: tables.byteTable,
+      slots: tables.tokenTable().built(),
+    });
+    return path;
+  });
+}
+
+function createTokenizer(id: TokenizerId): Tokenizer {
+  const facts = ENCODING_FACTS[id];
+  const { vocabSize, ordinaryTokenCount } = vocabularyOf(id);
+  const specialTokenIds: ReadonlySet<number> = new Set(Object.values(facts.specialTokens));
+
+  let tables: Tables | undefined;
   let encoder: BytePairEncoder | undefined;
-  let byteTable: ByteTable | undefined;
   const textDecoder = new TextDecoder('utf-8');
 
-  const getRanks = (): TiktokenBPE => (ranks ??= loadRanks(id));
-  const getByteTable = (): ByteTable =>
-    (byteTable ??= buildByteTable(getRanks(), vocabSize, facts.specialTokens));
+  const getTables = (): Tables => (tables ??= loadTables(id));
+  const getByteTable = (): ByteTable => getTables().byteTable;
 
   const checkDecodable = (ids: ArrayLike<number>): void => {
     assertTokenIds(ids, { vocabSize }, 'ids');
@@ -131,8 +194,8 @@ function createTokenizer(id: TokenizerId): Tokenizer {
     encode(text) {
       const normalized = normalizeText(text);
       encoder ??= createBytePairEncoder({
-        pattern: getRanks().pat_str,
-        table: new TokenTable(getByteTable(), ordinaryTokenCount),
+        pattern: getTables().pattern,
+        table: getTables().tokenTable(),
       });
       return encoder.encode(normalized);
     },

@@ -41,6 +41,7 @@ import { collect, parseNumber, parseOpenUnit } from '../options.ts';
 import { createRunner, workersFor } from '../pool.ts';
 import { createProgress } from '../progress.ts';
 import { type CorrectedVerdict, colouredTokens, formatCount, spoofingLine, verdictLine } from '../render.ts';
+import { WORKER_PREFETCH } from '../worker-threads.ts';
 
 interface DetectCommandOptions {
   key: string[];
@@ -97,7 +98,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
     )
     .option(
       '--workers <n>',
-      'worker threads (default: one per 4 MB of input, up to the cores; none on one core)',
+      'threads that score: this one and n − 1 workers (default: one per 4 MB of input, up to the cores; 0 or 1: this thread alone)',
       parseNumber('--workers', 0, 64, true),
     )
     .option('--json', 'print {"results":[…],"summary":{…}}')
@@ -270,7 +271,8 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
         promise.catch(() => undefined);
         return promise;
       };
-      const maxInFlight = Math.max(2, runner.workers * 3);
+      // Enough for every thread to hold its jobs (WORKER_PREFETCH) while the next is read.
+      const maxInFlight = (runner.workers + 1) * (WORKER_PREFETCH + 1);
       let session: AnyDocumentSession | null = null;
       // The document's tokens so far, for the spoofing test, while they are few enough for it.
       let sessionTokens: Uint32Array[] | null = null;
@@ -411,7 +413,8 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
         ...summary,
         seconds: Number(seconds.toFixed(3)),
         megabytesPerSecond: Number((summary.bytes / 1e6 / Math.max(seconds, 1e-9)).toFixed(2)),
-        workers: runner.workers,
+        // the threads that scored: this one and its workers
+        workers: runner.workers + 1,
         expectedFalsePositives: scoredDocuments * alpha,
         correction: options.correct,
         ...(corrected === null ? {} : { watermarkedCorrected: corrected.watermarked }),

@@ -53,6 +53,7 @@ import {
 import { byAccount, type IssuedOutput, readIssuedLog } from '../scan/issued.ts';
 import { createScanPool, type ScanPool } from '../scan/pool.ts';
 import { renderAttribution, renderScanReport } from '../scan/render.ts';
+import { WORKER_PREFETCH } from '../worker-threads.ts';
 
 interface ScanCommandOptions {
   key: string[];
@@ -163,7 +164,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
     )
     .option(
       '--workers <n>',
-      'worker threads (default: all cores for inputs over 4 MB)',
+      'threads that score: this one and n − 1 workers (default: every core for inputs over 4 MB; 0 or 1: this thread alone)',
       parseNumber('--workers', 0, 64, true),
     )
     .option(
@@ -433,7 +434,8 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
           ...summary,
           seconds: Number(seconds.toFixed(3)),
           megabytesPerSecond: Number((summary.bytes / 1e6 / Math.max(seconds, 1e-9)).toFixed(2)),
-          workers: pool.workers,
+          // the threads that scored: this one and its workers
+          workers: pool.workers + 1,
           ...(distributedRun === null ? {} : { distributed: distributedRun }),
         };
         io.stdout.write(
@@ -737,7 +739,8 @@ async function* readDocuments(
     stdin: io.stdin,
     ...(options.format === undefined ? {} : { format: options.format }),
   })[Symbol.asyncIterator]();
-  const maxInFlight = Math.max(2, pool.workers * 3);
+  // Enough for every thread to hold its jobs (WORKER_PREFETCH) while the next is read.
+  const maxInFlight = (pool.workers + 1) * (WORKER_PREFETCH + 1);
   const queue: Pending[] = [];
   let exhausted = false;
   let pieces: Uint32Array[] = [];

@@ -1,9 +1,10 @@
-/** Worker pool of `tracemark scan`; without workers (or from sources), jobs run in this thread. */
+/** The threads of `tracemark scan`: this one and worker threads (none from sources: this thread alone). */
 import type { FakeKeyCounts, FakeKeyJob } from '@tracemark/extraction';
 import { compiledWorker, startWorkerThreads } from '../worker-threads.ts';
 import { createScanEngine, type ScanEngineOptions, type ScanJob, type ScanJobResult } from './engine.ts';
 
 export interface ScanPool {
+  /** Worker threads, beside this thread (which runs jobs too). */
   readonly workers: number;
   submit(job: ScanJob): Promise<ScanJobResult>;
   /** Runs fake-key jobs across the workers, sharing the trial values' memory instead of copying it. */
@@ -18,10 +19,11 @@ function shared(array: Uint32Array): Uint32Array {
   return copy;
 }
 
-export function createScanPool(options: ScanEngineOptions, workers: number): ScanPool {
+/** Runs jobs on `threads` threads: this one and `threads − 1` worker threads (0 and 1: this thread alone). */
+export function createScanPool(options: ScanEngineOptions, threads: number): ScanPool {
   const url = compiledWorker('scan/worker.js');
-  if (workers <= 0 || url === null) {
-    const engine = createScanEngine(options);
+  const engine = createScanEngine(options);
+  if (threads <= 1 || url === null) {
     const submit = (job: ScanJob) => Promise.resolve(engine.run(job));
     return {
       workers: 0,
@@ -39,8 +41,11 @@ export function createScanPool(options: ScanEngineOptions, workers: number): Sca
       close: () => Promise.resolve(),
     };
   }
-  const threads = startWorkerThreads<ScanJob, ScanJobResult>(url, options, workers);
-  const submit = threads.submit;
+  const workers = threads - 1;
+  const pool = startWorkerThreads<ScanJob, ScanJobResult>(url, options, workers, {
+    local: (job) => engine.run(job),
+  });
+  const submit = pool.submit;
   return {
     workers,
     submit,
@@ -61,6 +66,6 @@ export function createScanPool(options: ScanEngineOptions, workers: number): Sca
         return result.counts;
       });
     },
-    close: threads.close,
+    close: pool.close,
   };
 }
