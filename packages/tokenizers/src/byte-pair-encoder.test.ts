@@ -132,6 +132,26 @@ describe.each(TOKENIZER_IDS)('%s', (id) => {
     }
   });
 
+  it('keeps merges of recent pieces exactly: 20,000 rare words, each seen again after thousands of others', () => {
+    // More pieces than the merge cache holds, so that entries are evicted and collide; each word is
+    // encoded twice in one text (the second time from the cache, when it is still held) and in pieces.
+    let seed = 12345;
+    const random = (): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed / 2 ** 32;
+    };
+    const words = Array.from({ length: 20_000 }, () => {
+      const letters = Array.from({ length: 5 + Math.floor(random() * 14) }, () =>
+        String.fromCharCode(97 + Math.floor(random() * 26)),
+      );
+      return `${random() < 0.5 ? ' ' : ''}${letters.join('')}${random() < 0.2 ? String(Math.floor(random() * 1000)) : ''}`;
+    });
+    const text = `${words.join(' ')} ${words.join(' ')}`;
+    expect([...standard.encode(text)]).toEqual(referenceEncode(id, text));
+    for (const word of words.slice(0, 500))
+      expect([...standard.encode(word)]).toEqual(referenceEncode(id, word));
+  });
+
   it('decodes what it encodes, for 64 KiB of random code points', () => {
     const text = fc.sample(fc.string({ unit: 'binary', minLength: 65_536, maxLength: 65_536 }), {
       numRuns: 1,

@@ -96,6 +96,59 @@ export function encodePieceBytes(
     : mergeWithHeap(bytes, length, table, out, outPosition);
 }
 
+/** Longest piece, in bytes, whose merge {@link MergeCache} keeps; and the most ids it keeps for one. */
+const CACHED_PIECE_BYTES = 24;
+const CACHED_PIECE_TOKENS = 12;
+/** Entries of the cache (a power of two): 8,192 of 16 words for the bytes and ids, and 2 for the key. */
+const CACHE_ENTRIES = 8192;
+
+/**
+ * The merges of recent pieces that are not one token, by their bytes: a piece's merge is a function of its
+ * bytes alone, and the pieces that need one (a twentieth of ordinary text) repeat (the same rare words,
+ * numbers, names), where a merge costs tens of lookups. Direct-mapped: an entry holds the last piece whose
+ * hash chose it; a hit compares every byte, so the cache only ever gives the merge's own ids.
+ */
+class MergeCache {
+  /** Per entry: the piece's hash, and its length in bytes | its count of ids << 8 (0: empty). */
+  private readonly keys = new Int32Array(2 * CACHE_ENTRIES);
+  private readonly bytes = new Uint8Array(CACHE_ENTRIES * CACHED_PIECE_BYTES);
+  private readonly ids = new Uint32Array(CACHE_ENTRIES * CACHED_PIECE_TOKENS);
+
+  /** FNV-1a over the bytes, finalized so that the low bits are mixed. */
+  private static hash(bytes: Uint8Array, length: number): number {
+    let hash = 0x811c9dc5;
+    for (let i = 0; i < length; i++) hash = Math.imul(hash ^ bytes[i]!, 0x01000193);
+    hash = Math.imul(hash ^ (hash >>> 15), 0x2c1b3c6d);
+    return hash ^ (hash >>> 12);
+  }
+
+  /** Writes the cached ids of `bytes[0 … length)` to `out` from `at` and returns the end; -1 if not held. */
+  read(bytes: Uint8Array, length: number, out: Uint32Array, at: number): number {
+    const hash = MergeCache.hash(bytes, length);
+    const entry = hash & (CACHE_ENTRIES - 1);
+    const shape = this.keys[2 * entry + 1]!;
+    if (this.keys[2 * entry] !== hash || (shape & 0xff) !== length) return -1;
+    const base = entry * CACHED_PIECE_BYTES;
+    for (let i = 0; i < length; i++) if (this.bytes[base + i] !== bytes[i]) return -1;
+    const count = shape >>> 8;
+    const from = entry * CACHED_PIECE_TOKENS;
+    for (let i = 0; i < count; i++) out[at + i] = this.ids[from + i]!;
+    return at + count;
+  }
+
+  /** Keeps the ids `out[from … to)` of the piece `bytes[0 … length)` (if short enough). */
+  write(bytes: Uint8Array, length: number, out: Uint32Array, from: number, to: number): void {
+    const count = to - from;
+    if (length > CACHED_PIECE_BYTES || count > CACHED_PIECE_TOKENS) return;
+    const hash = MergeCache.hash(bytes, length);
+    const entry = hash & (CACHE_ENTRIES - 1);
+    this.keys[2 * entry] = hash;
+    this.keys[2 * entry + 1] = length | (count << 8);
+    this.bytes.set(bytes.subarray(0, length), entry * CACHED_PIECE_BYTES);
+    this.ids.set(out.subarray(from, to), entry * CACHED_PIECE_TOKENS);
+  }
+}
+
 /**
  * tiktoken's pre-tokenization: the pieces of `text` that `pattern` (a rank file's `pat_str`) matches, with
  * the flags `gu` as tiktoken compiles it. Every pattern here matches at every position, so the pieces tile
@@ -119,6 +172,26 @@ export function createBytePairEncoder(options: BytePairEncoderOptions): BytePair
 
   // Pieces of ASCII text are found by a scanner where the pattern has one (the expression is the slow part).
   const scanAscii = asciiPieceScanner(options.pattern);
+  const merges = new MergeCache();
+  /** {@link encodePieceBytes}, with the merges of short pieces kept. */
+  const encodePiece = (bytes: Uint8Array, length: number, out: Uint32Array, at: number): number => {
+    if (length > 1 && length <= CACHED_PIECE_BYTES) {
+      const whole = table.idOf(bytes, 0, length);
+      if (whole !== NO_TOKEN) {
+        out[at] = whole;
+        return at + 1;
+      }
+      const cached = merges.read(bytes, length, out, at);
+      if (cached >= 0) return cached;
+      const end =
+        length <= arrayMergeLimit
+          ? mergeOnArrays(bytes, length, table, out, at)
+          : mergeWithHeap(bytes, length, table, out, at);
+      merges.write(bytes, length, out, at, end);
+      return end;
+    }
+    return encodePieceBytes(bytes, length, table, out, at, arrayMergeLimit);
+  };
 
   const encode = (text: string): Uint32Array => {
     let out = output;
@@ -137,7 +210,7 @@ export function createBytePairEncoder(options: BytePairEncoderOptions): BytePair
         for (let i = 0; i < length; i++) bytes[i] = text.charCodeAt(start + i);
         position = end;
         if (count + length > out.length) out = grow(out, count + length);
-        count = encodePieceBytes(bytes, length, table, out, count, arrayMergeLimit);
+        count = encodePiece(bytes, length, out, count);
         continue;
       }
       sticky.lastIndex = position;
@@ -163,7 +236,7 @@ export function createBytePairEncoder(options: BytePairEncoderOptions): BytePair
       const bytes = byteBound <= pieceBytes.length ? pieceBytes : new Uint8Array(byteBound);
       const length = encodeUtf8Into(text, bytes, start, end);
       if (count + length > out.length) out = grow(out, count + length);
-      count = encodePieceBytes(bytes, length, table, out, count, arrayMergeLimit);
+      count = encodePiece(bytes, length, out, count);
     }
     if (out.length <= KEPT_BUFFER_LENGTH) output = out;
     return out.slice(0, count);
