@@ -139,6 +139,31 @@ describe('several keys', () => {
 });
 
 describe('accelerated and scalar paths agree', () => {
+  it.each([
+    ['lefthash', 1],
+    ['lefthash', 2],
+    ['lefthash', 4],
+    ['selfhash', 1],
+    ['selfhash', 4],
+  ] as const)('%s with context width %i: the same seeds and green bits at every position', (name, width) => {
+    const key = createWatermarkKey({
+      secret: new Uint8Array(32).fill(7),
+      scheme: { name, contextWidth: width, gamma: 0.25 },
+    });
+    const fast = createWatermarker(key);
+    const slow = createWatermarker(key, { accelerate: false });
+    const tokens = new Uint32Array(5000);
+    for (let i = 0; i < tokens.length; i++) tokens[i] = (Math.imul(i + 1, 2654435761) >>> 0) % 200_000;
+    const batch = fast.batch(tokens, 0, tokens.length);
+    expect(batch).not.toBeNull();
+    const seed = new Uint32Array(2);
+    for (let i = width; i < tokens.length; i++) {
+      slow.seedAt(tokens, i, seed);
+      expect([batch!.seeds[2 * i + 1], batch!.seeds[2 * i]], `position ${i}`).toEqual([seed[0], seed[1]]);
+      expect(batch!.greens[i] === 1, `position ${i}`).toBe(slow.isGreen(seed[0]!, seed[1]!, tokens[i]!));
+    }
+  });
+
   it('across batch boundaries, with special tokens, for every scheme', () => {
     fc.assert(
       fc.property(secretArb, schemeArb, fc.integer({ min: 1, max: 2 ** 30 }), (secret, scheme, salt) => {
