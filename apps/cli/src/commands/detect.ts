@@ -15,7 +15,6 @@ import {
   type SpoofingChecker,
   tokenizerUnavailableMessage,
 } from '@tracemark/detection';
-import { BROWN_BIGRAMS_LEARNABILITY, brownBigramCounts } from '@tracemark/lm';
 import type { Command } from 'commander';
 import {
   type ErrorResult,
@@ -177,15 +176,23 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
       const { engine } = runner;
       // Built here, on the main thread: workers send their watermarked documents' tokens (detect-engine.ts).
       const tokenizer = engine.detector.tokenizer;
-      const spoofingChecker: SpoofingChecker | null =
-        options.spoofTest && tokenizer !== null
-          ? createSpoofingChecker(tokenizer, {
-              bigrams: () => brownBigramCounts(tokenizer),
+      // The checker, and @tracemark/lm with its word-pair table, load at the first document the test applies to.
+      let spoofingChecker: Promise<SpoofingChecker> | null = null;
+      const checker = (forTokenizer: NonNullable<typeof tokenizer>): Promise<SpoofingChecker> =>
+        (spoofingChecker ??= import('@tracemark/lm').then(
+          ({ BROWN_BIGRAMS_LEARNABILITY, brownBigramCounts }) =>
+            createSpoofingChecker(forTokenizer, {
+              bigrams: () => brownBigramCounts(forTokenizer),
               learnability: BROWN_BIGRAMS_LEARNABILITY,
-            })
-          : null;
+            }),
+        ));
       const spoofTested = (outcome: Outcome): Outcome | Promise<Outcome> =>
-        spoofingChecker === null ? outcome : engine.spoofTested(outcome, spoofingChecker);
+        !options.spoofTest ||
+        tokenizer === null ||
+        !('spoofTest' in outcome) ||
+        outcome.spoofTest === undefined
+          ? outcome
+          : checker(tokenizer).then((loaded) => engine.spoofTested(outcome, loaded));
       const progress = createProgress(io, options.quiet === true);
       const summary = {
         documents: 0,
