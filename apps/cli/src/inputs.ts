@@ -323,9 +323,16 @@ export interface LineBatch {
 const BATCH_LINES = 1024;
 const BATCH_BYTES = 512 * 1024;
 
-/** The parts joined into one new buffer (never a pooled Buffer's, which a transfer would take away). */
-function joinParts(parts: readonly Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
+/**
+ * The parts joined into one new array of `length` elements, made by `create` (for bytes: never a pooled
+ * Buffer's memory, which a transfer would take away).
+ */
+export function joinArrays<T extends Uint8Array | Uint32Array>(
+  parts: readonly T[],
+  length: number,
+  create: (length: number) => T,
+): T {
+  const out = create(length);
   let at = 0;
   for (const part of parts) {
     out.set(part, at);
@@ -333,6 +340,8 @@ function joinParts(parts: readonly Uint8Array[], size: number): Uint8Array {
   }
   return out;
 }
+
+const newBytes = (length: number): Uint8Array => new Uint8Array(length);
 
 /** Bytes read from a file at a time, into one buffer reused for the whole file. */
 const READ_BYTES = 1024 * 1024;
@@ -369,7 +378,7 @@ async function* readJsonl(chunks: AsyncIterable<Uint8Array>, source: string): As
       const size = held + newline + 1 - start;
       if (lines >= BATCH_LINES || size >= BATCH_BYTES) {
         parts.push(data.subarray(start, newline + 1));
-        yield { rawLines: true, source, firstLine, data: joinParts(parts, size), bytes: size };
+        yield { rawLines: true, source, firstLine, data: joinArrays(parts, size, newBytes), bytes: size };
         firstLine += lines;
         parts = [];
         held = 0;
@@ -383,7 +392,8 @@ async function* readJsonl(chunks: AsyncIterable<Uint8Array>, source: string): As
       held += data.length - start;
     }
   }
-  if (held > 0) yield { rawLines: true, source, firstLine, data: joinParts(parts, held), bytes: held };
+  if (held > 0)
+    yield { rawLines: true, source, firstLine, data: joinArrays(parts, held, newBytes), bytes: held };
 }
 
 /**

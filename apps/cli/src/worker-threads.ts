@@ -57,8 +57,9 @@ export function startWorkerThreads<Job, Result>(
     thread: new Worker(url, { workerData }),
     ready: false,
     held: 0,
-    failed: null as Error | null,
   }));
+  /** A worker's crash: every job after it fails with it. */
+  let failure: Error | null = null;
   let nextId = 0;
   let localScheduled = false;
   let closed = false;
@@ -107,7 +108,7 @@ export function startWorkerThreads<Job, Result>(
     worker.thread.on('error', (error) => {
       // Its jobs are lost with it, and the others fail too (a failing engine fails alike everywhere).
       worker.ready = false;
-      worker.failed = error;
+      failure = error;
       for (const pending of [...running.values(), ...queue]) pending.reject(error);
       running.clear();
       queue.length = 0;
@@ -116,9 +117,8 @@ export function startWorkerThreads<Job, Result>(
   return {
     submit: (job) =>
       new Promise<Result>((resolve, reject) => {
-        const failed = workers.find((worker) => worker.failed !== null)?.failed;
-        if (failed !== undefined && failed !== null) {
-          reject(failed);
+        if (failure !== null) {
+          reject(failure);
           return;
         }
         queue.push({ id: nextId++, job, resolve, reject });

@@ -74,7 +74,8 @@ export function encodeUtf8Into(
 
 /**
  * tiktoken's encoding of one pre-tokenized piece given as bytes: the whole piece if it is a token, otherwise
- * the byte-pair merge. Writes to `out` from `outPosition` (room for `length` ids) and returns the end.
+ * the byte-pair merge (from `merges` when it holds the piece, and kept there). Writes to `out` from
+ * `outPosition` (room for `length` ids) and returns the end.
  */
 export function encodePieceBytes(
   bytes: Uint8Array,
@@ -83,6 +84,7 @@ export function encodePieceBytes(
   out: Uint32Array,
   outPosition: number,
   arrayMergeLimit: number = DEFAULT_ARRAY_MERGE_LIMIT,
+  merges?: MergeCache,
 ): number {
   if (length === 0) return outPosition;
   // Most pieces of ordinary text are one token.
@@ -91,9 +93,16 @@ export function encodePieceBytes(
     out[outPosition] = whole;
     return outPosition + 1;
   }
-  return length <= arrayMergeLimit
-    ? mergeOnArrays(bytes, length, table, out, outPosition)
-    : mergeWithHeap(bytes, length, table, out, outPosition);
+  if (merges !== undefined) {
+    const cached = merges.read(bytes, length, out, outPosition);
+    if (cached >= 0) return cached;
+  }
+  const end =
+    length <= arrayMergeLimit
+      ? mergeOnArrays(bytes, length, table, out, outPosition)
+      : mergeWithHeap(bytes, length, table, out, outPosition);
+  merges?.write(bytes, length, out, outPosition, end);
+  return end;
 }
 
 /** Longest piece, in bytes, whose merge {@link MergeCache} keeps; and the most ids it keeps for one. */
@@ -108,7 +117,7 @@ const CACHE_ENTRIES = 8192;
  * numbers, names), where a merge costs tens of lookups. Direct-mapped: an entry holds the last piece whose
  * hash chose it; a hit compares every byte, so the cache only ever gives the merge's own ids.
  */
-class MergeCache {
+export class MergeCache {
   /** Per entry: the piece's hash, and its length in bytes | its count of ids << 8 (0: empty). */
   private readonly keys = new Int32Array(2 * CACHE_ENTRIES);
   private readonly bytes = new Uint8Array(CACHE_ENTRIES * CACHED_PIECE_BYTES);
@@ -124,6 +133,7 @@ class MergeCache {
 
   /** Writes the cached ids of `bytes[0 … length)` to `out` from `at` and returns the end; -1 if not held. */
   read(bytes: Uint8Array, length: number, out: Uint32Array, at: number): number {
+    if (length > CACHED_PIECE_BYTES) return -1;
     const hash = MergeCache.hash(bytes, length);
     const entry = hash & (CACHE_ENTRIES - 1);
     const shape = this.keys[2 * entry + 1]!;
@@ -173,25 +183,6 @@ export function createBytePairEncoder(options: BytePairEncoderOptions): BytePair
   // Pieces of ASCII text are found by a scanner where the pattern has one (the expression is the slow part).
   const scanAscii = asciiPieceScanner(options.pattern);
   const merges = new MergeCache();
-  /** {@link encodePieceBytes}, with the merges of short pieces kept. */
-  const encodePiece = (bytes: Uint8Array, length: number, out: Uint32Array, at: number): number => {
-    if (length > 1 && length <= CACHED_PIECE_BYTES) {
-      const whole = table.idOf(bytes, 0, length);
-      if (whole !== NO_TOKEN) {
-        out[at] = whole;
-        return at + 1;
-      }
-      const cached = merges.read(bytes, length, out, at);
-      if (cached >= 0) return cached;
-      const end =
-        length <= arrayMergeLimit
-          ? mergeOnArrays(bytes, length, table, out, at)
-          : mergeWithHeap(bytes, length, table, out, at);
-      merges.write(bytes, length, out, at, end);
-      return end;
-    }
-    return encodePieceBytes(bytes, length, table, out, at, arrayMergeLimit);
-  };
 
   const encode = (text: string): Uint32Array => {
     let out = output;
@@ -210,7 +201,7 @@ export function createBytePairEncoder(options: BytePairEncoderOptions): BytePair
         for (let i = 0; i < length; i++) bytes[i] = text.charCodeAt(start + i);
         position = end;
         if (count + length > out.length) out = grow(out, count + length);
-        count = encodePiece(bytes, length, out, count);
+        count = encodePieceBytes(bytes, length, table, out, count, arrayMergeLimit, merges);
         continue;
       }
       sticky.lastIndex = position;
@@ -236,7 +227,7 @@ export function createBytePairEncoder(options: BytePairEncoderOptions): BytePair
       const bytes = byteBound <= pieceBytes.length ? pieceBytes : new Uint8Array(byteBound);
       const length = encodeUtf8Into(text, bytes, start, end);
       if (count + length > out.length) out = grow(out, count + length);
-      count = encodePiece(bytes, length, out, count);
+      count = encodePieceBytes(bytes, length, table, out, count, arrayMergeLimit, merges);
     }
     if (out.length <= KEPT_BUFFER_LENGTH) output = out;
     return out.slice(0, count);

@@ -789,6 +789,11 @@ export async function runStealing(context: ExperimentContext): Promise<StealingS
       (scheme.name === 'selfhash' ? unigrams : bigrams).count(tokens, index);
   const pairs = await promptPairs(32, config.spoofLength);
   const spoofPrompts = pairs.slice(0, config.spoofTexts).map((pair) => pair.prompt);
+  /** A spoofed text from `estimate` for each spoof prompt, the i-th seeded from `label`/i. */
+  const spoofsFrom = (estimate: Estimate, label: string): Uint32Array[] =>
+    spoofPrompts.map((prompt, i) =>
+      spoofText(model, estimate, prompt, config.spoofLength, config.spoofStrength, seedFor(`${label}/${i}`)),
+    );
   const humanTexts = pairs.slice(0, Math.max(config.targets, config.spoofTexts));
   const studentPrompts = pairs
     .slice(config.spoofTexts, config.spoofTexts + config.studentSamples)
@@ -833,16 +838,7 @@ export async function runStealing(context: ExperimentContext): Promise<StealingS
           used += take.length;
         }
         const estimate = new Estimate(view, answers, base, humanUnigram, config.minCount);
-        const spoofs = spoofPrompts.map((prompt, i) =>
-          spoofText(
-            model,
-            estimate,
-            prompt,
-            config.spoofLength,
-            config.spoofStrength,
-            seedFor(`stealing/spoof/${label}/${budget}/${i}`),
-          ),
-        );
+        const spoofs = spoofsFrom(estimate, `stealing/spoof/${label}/${budget}`);
         const detections = spoofs.map((tokens, i) =>
           detect(tokens, watermarker, { prompt: spoofPrompts[i]!, fpr: FPR, includeStatus: false }),
         );
@@ -1052,15 +1048,9 @@ export async function runStealing(context: ExperimentContext): Promise<StealingS
           humanUnigram,
           config.minCount,
         );
-        const spoofs = spoofPrompts.map((prompt, i) =>
-          spoofText(
-            model,
-            estimate,
-            prompt,
-            config.spoofLength,
-            config.spoofStrength,
-            seedFor(`stealing/${prefix}account-spoof/${setting.keys}/${setting.accounts}/${i}`),
-          ),
+        const spoofs = spoofsFrom(
+          estimate,
+          `stealing/${prefix}account-spoof/${setting.keys}/${setting.accounts}`,
         );
         const spoofSuccess = rate(
           spoofs.map(

@@ -30,6 +30,7 @@ import {
   FIELD_HELP,
   type InputFormat,
   JSONL_HELP,
+  joinArrays,
   measureInputs,
   NO_PROMPT_FIELD_HELP,
   readRawInputs,
@@ -178,21 +179,18 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
       const tokenizer = engine.detector.tokenizer;
       // The checker, and @tracemark/lm with its word-pair table, load at the first document the test applies to.
       let spoofingChecker: Promise<SpoofingChecker> | null = null;
-      const checker = (forTokenizer: NonNullable<typeof tokenizer>): Promise<SpoofingChecker> =>
-        (spoofingChecker ??= import('@tracemark/lm').then(
+      const spoofTested = (outcome: Outcome): Outcome | Promise<Outcome> => {
+        if (tokenizer === null || !('spoofTest' in outcome) || outcome.spoofTest === undefined)
+          return outcome;
+        spoofingChecker ??= import('@tracemark/lm').then(
           ({ BROWN_BIGRAMS_LEARNABILITY, brownBigramCounts }) =>
-            createSpoofingChecker(forTokenizer, {
-              bigrams: () => brownBigramCounts(forTokenizer),
+            createSpoofingChecker(tokenizer, {
+              bigrams: () => brownBigramCounts(tokenizer),
               learnability: BROWN_BIGRAMS_LEARNABILITY,
             }),
-        ));
-      const spoofTested = (outcome: Outcome): Outcome | Promise<Outcome> =>
-        !options.spoofTest ||
-        tokenizer === null ||
-        !('spoofTest' in outcome) ||
-        outcome.spoofTest === undefined
-          ? outcome
-          : checker(tokenizer).then((loaded) => engine.spoofTested(outcome, loaded));
+        );
+        return spoofingChecker.then((checker) => engine.spoofTested(outcome, checker));
+      };
       const progress = createProgress(io, options.quiet === true);
       const summary = {
         documents: 0,
@@ -314,7 +312,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
                 ? null
                 : sessionTokens.length === 1
                   ? sessionTokens[0]!
-                  : concatTokens(sessionTokens, sessionLength);
+                  : joinArrays(sessionTokens, sessionLength, (length) => new Uint32Array(length));
             emit(await spoofTested(engine.markForSpoofTest(session!.finish(), tokens)));
             session = null;
             sessionTokens = null;
@@ -535,17 +533,6 @@ function describeFailure(error: unknown): { code: string; message: string } {
         : 'TM_ERR_INTERNAL',
     message: error instanceof Error ? error.message : String(error),
   };
-}
-
-/** The pieces' tokens as one array. */
-function concatTokens(pieces: readonly Uint32Array[], length: number): Uint32Array {
-  const tokens = new Uint32Array(length);
-  let offset = 0;
-  for (const piece of pieces) {
-    tokens.set(piece, offset);
-    offset += piece.length;
-  }
-  return tokens;
 }
 
 /** Characters of stdout held before a write: one write per batch of documents, not one per document. */
