@@ -4,6 +4,7 @@ import { bytesToHex } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
 import { createRandom } from '../random.ts';
 import {
+  ContextHistory,
   createSynthidDetector,
   createSynthidGenerator,
   logChernoffBernoulliTail,
@@ -262,6 +263,90 @@ describe('SynthID effective layers', () => {
     // A table size that is not a power of two groups only equal keys.
     const odd = createSynthidDetector({ keys, ngramLen: 3, samplingTableSize: 1000 });
     expect(odd.effectiveLayers).toEqual([0, 1, 2, 3, 4]);
+  });
+});
+
+/** detect's sums recomputed from scoreTokens' records, as the spec states them (§6). */
+function referenceTally(
+  detector: ReturnType<typeof createSynthidDetector>,
+  tokens: number[],
+  dedup: SynthidDedup,
+) {
+  const contexts = new Set<string>();
+  const seeds = new Set<bigint>();
+  const positions: number[] = [];
+  let score = 0;
+  let weightedScore = 0;
+  for (const s of detector.scoreTokens(tokens)) {
+    if (s.afterEos || (dedup === 'context' && s.repeatedContext)) continue;
+    if (dedup === 'strict') {
+      const key = s.context.join(',');
+      const seen = contexts.has(key);
+      contexts.add(key);
+      if (seen || seeds.has(s.seed)) continue;
+      seeds.add(s.seed);
+    }
+    positions.push(s.position);
+    for (const l of detector.effectiveLayers) score += s.gValues[l]!;
+    s.gValues.forEach((bit, l) => {
+      weightedScore += bit * detector.weights[l]!;
+    });
+  }
+  return { positions, score, weightedScore };
+}
+
+describe('SynthID detect against the per-position records', () => {
+  // Small vocabularies and n-grams repeat contexts and seeds; a table of 1000 (not a power of two)
+  // keys seeds by the whole 64-bit hash; a short history makes repeats leave the window.
+  const cases: [string, SynthidParams, number][] = [
+    ['n-gram 2, vocabulary 7, history 3', { keys: [11, 12, 13], ngramLen: 2, contextHistorySize: 3 }, 7],
+    ['n-gram 3, vocabulary 5, table 1000', { keys: [5, -9], ngramLen: 3, samplingTableSize: 1000 }, 5],
+    ['n-gram 4, vocabulary 40, EOS 3', { keys: [1, 2, 3, 4], ngramLen: 4, eosTokenId: 3 }, 40],
+    ['table 16: seeds collide', { keys: [77, 78], ngramLen: 2, samplingTableSize: 16 }, 300],
+  ];
+  for (const [name, params, vocabulary] of cases) {
+    it(name, () => {
+      const detector = createSynthidDetector(params);
+      const rng = createRandom(vocabulary);
+      for (let trial = 0; trial < 20; trial++) {
+        const tokens = Array.from({ length: 50 + trial * 20 }, () => rng.nextUint32() % vocabulary);
+        for (const dedup of ['none', 'context', 'strict'] as const) {
+          const expected = referenceTally(detector, tokens, dedup);
+          const detection = detector.detect(tokens, { dedup });
+          expect(detection.positions, `${dedup} trial ${trial}`).toEqual(expected.positions);
+          expect(detection.score).toBe(expected.score);
+          expect(detection.weightedScore).toBe(expected.weightedScore);
+        }
+      }
+    });
+  }
+});
+
+describe('SynthID context history', () => {
+  it('hashes that share a low half are told apart, in and out of the window', () => {
+    const history = new ContextHistory(3);
+    expect(history.seenThenPushHalves(1, 7)).toBe(false);
+    expect(history.seenThenPushHalves(2, 7)).toBe(false);
+    // (1, 7) is older than the latest push with low half 7, and still in the window
+    expect(history.seenThenPushHalves(1, 7)).toBe(true);
+    expect(history.seenThenPushHalves(3, 7)).toBe(false);
+    // the window is now (2,7) (1,7) (3,7): the first (1, 7) has left it, the second not
+    expect(history.seenThenPushHalves(1, 7)).toBe(true);
+    expect(history.seenThenPushHalves(9, 9)).toBe(false);
+    expect(history.seenThenPushHalves(8, 8)).toBe(false);
+    expect(history.seenThenPushHalves(2, 7)).toBe(false);
+  });
+
+  it('zero counts as seen while the initial zeros remain; the ring grows past its first size', () => {
+    const history = new ContextHistory(100);
+    expect(history.seenThenPushHalves(0, 0)).toBe(true);
+    for (let k = 1; k < 100; k++) expect(history.seenThenPushHalves(k, -k)).toBe(false);
+    // 100 pushes: the zeros are gone, but the pushed (0, 0) is still in the window
+    expect(history.seenThenPushHalves(0, 0)).toBe(true);
+    // 150 pushes in all: the window holds pushes 50 … 149
+    for (let k = 101; k < 150; k++) expect(history.seenThenPushHalves(k, -k)).toBe(false);
+    expect(history.seenThenPushHalves(10, -10)).toBe(false);
+    expect(history.seenThenPushHalves(60, -60)).toBe(true);
   });
 });
 

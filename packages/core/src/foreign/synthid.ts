@@ -322,12 +322,14 @@ function gValuesInto(
   const ngram = { hi: contextHash.hi, lo: contextHash.lo };
   accumulateInto(ngram, 0, token);
   const layer = { hi: 0, lo: 0 };
-  prepared.keyHalves.forEach((key, l) => {
+  const { keyHalves, table, tableIndex } = prepared;
+  for (let l = 0; l < keyHalves.length; l++) {
+    const key = keyHalves[l]!;
     layer.hi = ngram.hi;
     layer.lo = ngram.lo;
     accumulateInto(layer, key.hi, key.lo);
-    out[offset + l] = prepared.table[prepared.tableIndex(layer)]!;
-  });
+    out[offset + l] = table[tableIndex(layer)]!;
+  }
   return ngram;
 }
 
@@ -503,27 +505,59 @@ export function createSynthidGenerator(params: SynthidParams): SynthidGenerator 
 /**
  * transformers' context history: the last `size` context hashes, initially `size` zeros; a hash is
  * repeated if it is among them (so a context hashing to 0 counts as repeated until the zeros are gone).
+ * The window is a ring of (hi, lo) halves; a map from the low half to its latest push finds a repeat in
+ * one lookup, and where two hashes in the window share a low half the ring is searched.
  */
-class ContextHistory {
-  private readonly window: string[] = [];
-  private readonly counts = new Map<string, number>();
+export class ContextHistory {
+  private his = new Int32Array(64);
+  private los = new Int32Array(64);
+  private readonly latest = new Map<number, number>();
   private pushed = 0;
+
   constructor(private readonly size: number) {}
 
   seenThenPush(hash: Hash64): boolean {
-    const key = `${hash.hi}:${hash.lo}`;
-    const zerosLeft = Math.max(0, this.size - this.pushed);
-    const seen = (this.counts.get(key) ?? 0) > 0 || (zerosLeft > 0 && hash.hi === 0 && hash.lo === 0);
-    this.window.push(key);
-    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
-    this.pushed++;
-    if (this.window.length > this.size) {
-      const dropped = this.window.shift()!;
-      const count = this.counts.get(dropped)! - 1;
-      if (count === 0) this.counts.delete(dropped);
-      else this.counts.set(dropped, count);
+    return this.seenThenPushHalves(hash.hi, hash.lo);
+  }
+
+  seenThenPushHalves(hi: number, lo: number): boolean {
+    const { size, his, los, latest } = this;
+    const hi32 = hi | 0;
+    const lo32 = lo | 0;
+    const pushed = this.pushed;
+    // pushes before `oldest` have left the window
+    const oldest = pushed - size;
+    let seen = oldest < 0 && hi32 === 0 && lo32 === 0;
+    if (!seen) {
+      const last = latest.get(lo32);
+      if (last !== undefined && last >= oldest) {
+        const slot = last % his.length;
+        seen = his[slot] === hi32;
+        // another hash in the window may share this low half: search the ring
+        for (let k = Math.max(0, oldest); !seen && k < last; k++) {
+          const at = k % his.length;
+          seen = los[at] === lo32 && his[at] === hi32;
+        }
+      }
     }
+    // the ring grows until it holds the window, so it wraps only at `size` slots
+    if (pushed === his.length && his.length < size) this.grow();
+    const slot = pushed % this.his.length;
+    this.his[slot] = hi32;
+    this.los[slot] = lo32;
+    latest.set(lo32, pushed);
+    this.pushed = pushed + 1;
     return seen;
+  }
+
+  private grow(): void {
+    const length = Math.min(this.size, this.his.length * 2);
+    const his = new Int32Array(length);
+    const los = new Int32Array(length);
+    his.set(this.his);
+    los.set(this.los);
+    this.his = his;
+    this.los = los;
   }
 }
 
@@ -663,9 +697,12 @@ function toTokenArray(tokenIds: ArrayLike<number>, limit: number): number[] {
     throw new TypeError('tokenIds: expected an array of token ids');
   }
   const tokens = Array.from(tokenIds);
-  tokens.forEach((value, index) => {
-    assertTokenId(value, `tokenIds[${index}]`, limit);
-  });
+  for (let index = 0; index < tokens.length; index++) {
+    const value = tokens[index]!;
+    if (!(Number.isInteger(value) && value >= 0 && value < limit)) {
+      assertTokenId(value, `tokenIds[${index}]`, limit);
+    }
+  }
   return tokens;
 }
 
@@ -718,6 +755,54 @@ export function createSynthidDetector(params: SynthidParams): SynthidDetector {
     return positions;
   };
 
+  const effective = new Uint8Array(depth);
+  for (const l of firstLayerOf) effective[l] = 1;
+  // detect's sums, with no record per position. Strict dedup keys its sets by a low 32-bit half and
+  // checks exactly: contexts by their tokens, seeds by their high half.
+  const tally = (tokens: readonly number[], dedup: SynthidDedup) => {
+    const history = dedup === 'context' ? new ContextHistory(contextHistorySize) : null;
+    const contextsByLow = new Map<number, number[]>();
+    const seedsByLow = new Map<number, number[]>();
+    const sameContext = (a: number, b: number): boolean => {
+      for (let i = 1; i <= width; i++) if (tokens[a - i] !== tokens[b - i]) return false;
+      return true;
+    };
+    const firstEos = eosTokenId === null ? -1 : tokens.indexOf(eosTokenId);
+    const stop = firstEos >= 0 ? firstEos : tokens.length;
+    const positions: number[] = [];
+    const g = new Uint8Array(depth);
+    let score = 0;
+    let allLayers = 0;
+    let weightedScore = 0;
+    for (let t = width; t < stop; t++) {
+      const contextHash = contextHashOf(tokens, t - width, width);
+      if (history !== null && history.seenThenPushHalves(contextHash.hi, contextHash.lo)) continue;
+      if (dedup === 'strict') {
+        const ends = contextsByLow.get(contextHash.lo | 0);
+        if (ends === undefined) contextsByLow.set(contextHash.lo | 0, [t]);
+        else if (ends.some((end) => sameContext(end, t))) continue;
+        else ends.push(t);
+      }
+      const ngram = gValuesInto(prepared, contextHash, tokens[t]!, g, 0);
+      if (dedup === 'strict') {
+        const seedHi = powerOfTwo ? 0 : ngram.hi | 0;
+        const seedLo = powerOfTwo ? ngram.lo & (samplingTableSize - 1) : ngram.lo | 0;
+        const his = seedsByLow.get(seedLo);
+        if (his === undefined) seedsByLow.set(seedLo, [seedHi]);
+        else if (his.includes(seedHi)) continue;
+        else his.push(seedHi);
+      }
+      positions.push(t);
+      for (let l = 0; l < depth; l++) {
+        if (g[l] === 0) continue;
+        allLayers++;
+        weightedScore += weights[l]!;
+        score += effective[l]!;
+      }
+    }
+    return { positions, score, allLayers, weightedScore };
+  };
+
   return Object.freeze({
     params: prepared.params,
     nullProbability,
@@ -734,29 +819,7 @@ export function createSynthidDetector(params: SynthidParams): SynthidDetector {
       if (dedup !== 'none' && dedup !== 'context' && dedup !== 'strict') {
         throw new RangeError('dedup: expected none, context or strict');
       }
-      const seenContexts = new Set<string>();
-      const seenSeeds = new Set<bigint>();
-      const positions: number[] = [];
-      let score = 0;
-      let allLayers = 0;
-      let weightedScore = 0;
-      for (const s of scoreAll(tokens)) {
-        if (s.afterEos) continue;
-        if (dedup === 'context' && s.repeatedContext) continue;
-        if (dedup === 'strict') {
-          const contextKey = s.context.join(',');
-          const seen = seenContexts.has(contextKey);
-          seenContexts.add(contextKey);
-          if (seen || seenSeeds.has(s.seed)) continue;
-          seenSeeds.add(s.seed);
-        }
-        positions.push(s.position);
-        for (const l of firstLayerOf) score += s.gValues[l]!;
-        s.gValues.forEach((bit, l) => {
-          allLayers += bit;
-          weightedScore += bit * weights[l]!;
-        });
-      }
+      const { positions, score, allLayers, weightedScore } = tally(tokens, dedup);
       const n = positions.length;
       const numGValues = n * effectiveDepth;
       const binomial = n === 0 ? 0 : logBinomialSf(score, numGValues, nullProbability);
