@@ -52,18 +52,19 @@ export function createMt19937(seed: number): Mt19937 {
     index = STATE_SIZE;
   };
 
+  // (x & 1 ? A : 0) as −(x & 1) & A: no branch on a random bit
   const twist = (): void => {
     let j = 0;
     for (; j < STATE_SIZE - SHIFT_SIZE; j++) {
       const mixed = (state[j]! & UPPER_MASK) | (state[j + 1]! & LOWER_MASK);
-      state[j] = state[j + SHIFT_SIZE]! ^ (mixed >>> 1) ^ (mixed & 1 ? MATRIX_A : 0);
+      state[j] = state[j + SHIFT_SIZE]! ^ (mixed >>> 1) ^ (-(mixed & 1) & MATRIX_A);
     }
     for (; j < STATE_SIZE - 1; j++) {
       const mixed = (state[j]! & UPPER_MASK) | (state[j + 1]! & LOWER_MASK);
-      state[j] = state[j + SHIFT_SIZE - STATE_SIZE]! ^ (mixed >>> 1) ^ (mixed & 1 ? MATRIX_A : 0);
+      state[j] = state[j + SHIFT_SIZE - STATE_SIZE]! ^ (mixed >>> 1) ^ (-(mixed & 1) & MATRIX_A);
     }
     const mixed = (state[STATE_SIZE - 1]! & UPPER_MASK) | (state[0]! & LOWER_MASK);
-    state[STATE_SIZE - 1] = state[SHIFT_SIZE - 1]! ^ (mixed >>> 1) ^ (mixed & 1 ? MATRIX_A : 0);
+    state[STATE_SIZE - 1] = state[SHIFT_SIZE - 1]! ^ (mixed >>> 1) ^ (-(mixed & 1) & MATRIX_A);
     index = 0;
   };
 
@@ -110,6 +111,15 @@ function assertLength(n: number): void {
 }
 
 /**
+ * r mod m for r < 2^32 and 0 < m < 2^32, without the integer division JavaScript's `%` compiles to for
+ * values above 2^31. ⌊r/m⌋ is exact in double: r/m = k − j/m with 1 ≤ j < m unless m divides r, and the
+ * rounding error of r/m (at most 2^−21/m) is smaller than 1/m, so rounding never reaches k.
+ */
+function uint32Mod(r: number, m: number): number {
+  return r - Math.floor(r / m) * m;
+}
+
+/**
  * The first `prefix` entries of `torch.randperm(n, generator=g)` after `g.manual_seed(seed)`
  * (32-bit `seed`), written into `workspace` (length ≥ n; its first n entries are overwritten).
  * Positions below `prefix` are final after `prefix` swaps, so only that many draws are made.
@@ -133,7 +143,7 @@ export function torchRandpermPrefixInto(
   for (let i = 0; i < n; i++) workspace[i] = i;
   const steps = Math.min(prefix, n - 1);
   for (let i = 0; i < steps; i++) {
-    const j = i + (generator.nextUint32() % (n - i));
+    const j = i + uint32Mod(generator.nextUint32(), n - i);
     const saved = workspace[i]!;
     workspace[i] = workspace[j]!;
     workspace[j] = saved;
@@ -161,7 +171,7 @@ export function torchRandpermPrefixReusing(
   const draws = new Uint32Array(touched.buffer, touched.byteOffset, steps);
   generator.fill(draws, steps);
   for (let i = 0; i < steps; i++) {
-    const j = i + (draws[i]! % (n - i));
+    const j = i + uint32Mod(draws[i]!, n - i);
     touched[i] = j;
     const saved = identity[i]!;
     identity[i] = identity[j]!;
@@ -195,15 +205,15 @@ export function torchRandpermPrefixSetInto(
   generator.reseed(seed);
   generator.fill(draws, steps);
   for (let i = 0; i < steps; i++) {
-    const j = i + (draws[i]! % (n - i));
+    const j = i + uint32Mod(draws[i]!, n - i);
     const value = identity[j]!;
     identity[j] = identity[i]!;
     identity[i] = value;
-    bits[value >>> 5] = bits[value >>> 5]! | (1 << (value & 31));
     // the draw is spent: keep the swapped position, to restore the identity below
     draws[i] = j;
   }
-  for (let i = steps; i < prefix; i++) {
+  // the set in a pass of its own: the shuffle's loop then carries no third random access
+  for (let i = 0; i < prefix; i++) {
     const value = identity[i]!;
     bits[value >>> 5] = bits[value >>> 5]! | (1 << (value & 31));
   }

@@ -117,8 +117,12 @@ export const TRANSFORMERS_DEFAULT_HASH_KEY = 15_485_863n;
 export const TRANSFORMERS_TABLE_SIZE = 1_000_003;
 /** Selfhash generation checks this many top candidates (a constant in transformers). */
 export const TRANSFORMERS_SELFHASH_CANDIDATES = 40;
-/** The default bound on one detector's cache of green lists: 64 MiB, about 5,000 lists at V = 100,277. */
-export const TRANSFORMERS_GREEN_LIST_CACHE_BYTES: number = 64 * 1024 * 1024;
+/**
+ * The default bound on one detector's cache of green lists: 256 MiB, about 20,000 lists at V = 100,277.
+ * Lists are made as contexts are met, so short texts use a little of it; 4 MB of English meets about
+ * 32,000 distinct lefthash contexts, and with 5,000 lists kept it made 125,000 of them (20,000: 42,000).
+ */
+export const TRANSFORMERS_GREEN_LIST_CACHE_BYTES: number = 256 * 1024 * 1024;
 
 const SEED_MODULUS = (1n << 64n) - 1n;
 const INT64_MIN = -(1n << 63n);
