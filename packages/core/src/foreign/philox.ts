@@ -9,7 +9,7 @@ const W0 = 0x9e3779b9;
 const W1 = 0xbb67ae85;
 
 /** High 32 bits of the 64-bit product of two 32-bit words; every partial product fits a double. */
-function mulHigh(a: number, b: number): number {
+export function mulHigh32(a: number, b: number): number {
   const aLow = a & 0xffff;
   const aHigh = a >>> 16;
   const bLow = b & 0xffff;
@@ -41,9 +41,9 @@ export function philox4x32Into(
   k0 >>>= 0;
   k1 >>>= 0;
   for (let round = 0; round < 10; round++) {
-    const high0 = mulHigh(M0, c0);
+    const high0 = mulHigh32(M0, c0);
     const low0 = Math.imul(M0, c0) >>> 0;
-    const high1 = mulHigh(M1, c2);
+    const high1 = mulHigh32(M1, c2);
     const low1 = Math.imul(M1, c2) >>> 0;
     c0 = (high1 ^ c1 ^ k0) >>> 0;
     c1 = low1;

@@ -13,6 +13,8 @@
 
 import type { RandomSource } from '../random.ts';
 import { logBinomialSf } from '../statistics.ts';
+import { mulHigh32 } from './philox.ts';
+import { Int32TupleSet } from './tuple-set.ts';
 
 /** transformers' `SynthIDTextWatermarkingConfig` defaults. */
 export const SYNTHID_DEFAULT_SAMPLING_TABLE_SIZE: number = 65536;
@@ -72,16 +74,6 @@ const INT64_LIMIT = 1n << 63n;
 const LN10 = Math.LN10;
 
 /** High 32 bits of the 64-bit product of two unsigned 32-bit integers. */
-function mulHigh32(a: number, b: number): number {
-  const a0 = a & 0xffff;
-  const a1 = a >>> 16;
-  const b0 = b & 0xffff;
-  const b1 = b >>> 16;
-  const p01 = a0 * b1;
-  const p10 = a1 * b0;
-  const middle = ((a0 * b0) >>> 16) + (p01 & 0xffff) + (p10 & 0xffff);
-  return (a1 * b1 + Math.floor(p01 / 65536) + Math.floor(p10 / 65536) + Math.floor(middle / 65536)) >>> 0;
-}
 
 /** An int64 hash as two unsigned 32-bit halves (two's complement). */
 interface Hash64 {
@@ -757,16 +749,12 @@ export function createSynthidDetector(params: SynthidParams): SynthidDetector {
 
   const effective = new Uint8Array(depth);
   for (const l of firstLayerOf) effective[l] = 1;
-  // detect's sums, with no record per position. Strict dedup keys its sets by a low 32-bit half and
-  // checks exactly: contexts by their tokens, seeds by their high half.
+  // detect's sums, with no record per position; strict dedup's sets hold contexts and seeds exactly
   const tally = (tokens: readonly number[], dedup: SynthidDedup) => {
     const history = dedup === 'context' ? new ContextHistory(contextHistorySize) : null;
-    const contextsByLow = new Map<number, number[]>();
-    const seedsByLow = new Map<number, number[]>();
-    const sameContext = (a: number, b: number): boolean => {
-      for (let i = 1; i <= width; i++) if (tokens[a - i] !== tokens[b - i]) return false;
-      return true;
-    };
+    const contexts = dedup === 'strict' ? new Int32TupleSet(width, tokens.length) : null;
+    const seeds = dedup === 'strict' ? new Int32TupleSet(2, tokens.length) : null;
+    const seed = new Int32Array(2);
     const firstEos = eosTokenId === null ? -1 : tokens.indexOf(eosTokenId);
     const stop = firstEos >= 0 ? firstEos : tokens.length;
     const positions: number[] = [];
@@ -777,20 +765,12 @@ export function createSynthidDetector(params: SynthidParams): SynthidDetector {
     for (let t = width; t < stop; t++) {
       const contextHash = contextHashOf(tokens, t - width, width);
       if (history !== null && history.seenThenPushHalves(contextHash.hi, contextHash.lo)) continue;
-      if (dedup === 'strict') {
-        const ends = contextsByLow.get(contextHash.lo | 0);
-        if (ends === undefined) contextsByLow.set(contextHash.lo | 0, [t]);
-        else if (ends.some((end) => sameContext(end, t))) continue;
-        else ends.push(t);
-      }
+      if (contexts !== null && contexts.addFrom(tokens, t - width)) continue;
       const ngram = gValuesInto(prepared, contextHash, tokens[t]!, g, 0);
-      if (dedup === 'strict') {
-        const seedHi = powerOfTwo ? 0 : ngram.hi | 0;
-        const seedLo = powerOfTwo ? ngram.lo & (samplingTableSize - 1) : ngram.lo | 0;
-        const his = seedsByLow.get(seedLo);
-        if (his === undefined) seedsByLow.set(seedLo, [seedHi]);
-        else if (his.includes(seedHi)) continue;
-        else his.push(seedHi);
+      if (seeds !== null) {
+        seed[0] = powerOfTwo ? 0 : ngram.hi;
+        seed[1] = powerOfTwo ? ngram.lo & (samplingTableSize - 1) : ngram.lo;
+        if (seeds.addFrom(seed, 0)) continue;
       }
       positions.push(t);
       for (let l = 0; l < depth; l++) {

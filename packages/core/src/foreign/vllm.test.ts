@@ -1,11 +1,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { createRandom } from '../random.ts';
 import { philox4x32 } from './philox.ts';
 import {
   createVllmDetector,
   deriveVllmKey,
   sbwHashInt,
   sbwSeed,
+  sbwSeedHalvesInto,
   sbwWord,
   type VllmKey,
   vllmHmacWord,
@@ -280,5 +282,77 @@ describe('invalid input (vLLM raises for each; we throw RangeError naming the pa
     expect(Object.isFrozen(detector)).toBe(true);
     expect(Object.isFrozen(detector.key)).toBe(true);
     expect(detector.key.keyA).toBe(deriveVllmKey(7n, 'key_a'));
+  });
+});
+
+describe('vLLM detect in 32-bit arithmetic', () => {
+  it('the SBW seed as halves equals the BigInt seed (keys, contexts and hashes of every sign)', () => {
+    const rng = createRandom(63);
+    const halves = new Int32Array(2);
+    for (let trial = 0; trial < 3000; trial++) {
+      const key = ((BigInt(rng.nextUint32()) << 31n) ^ BigInt(rng.nextUint32())) % (1n << 63n);
+      const width = 1 + (trial % 5);
+      const context = Array.from({ length: width }, (_, i) =>
+        i === 0 && trial % 7 === 0 ? -1 : rng.nextUint32() % (trial % 3 === 0 ? 2 ** 31 : 200_000),
+      );
+      const token = rng.nextUint32() % 2 ** 31;
+      for (const [scheme, seeds] of [
+        ['selfhash', 'detector'],
+        ['lefthash', 'detector'],
+        ['lefthash', 'generator'],
+      ] as const) {
+        const expected = BigInt.asUintN(64, sbwSeed(key, scheme, context, token, seeds));
+        const unsigned = BigInt.asUintN(64, key);
+        sbwSeedHalvesInto(
+          halves,
+          Number(unsigned >> 32n) | 0,
+          Number(unsigned & 0xffffffffn) | 0,
+          scheme,
+          context,
+          token,
+          seeds,
+        );
+        const got = (BigInt(halves[0]! >>> 0) << 32n) | BigInt(halves[1]! >>> 0);
+        expect(got, `${scheme} ${seeds} trial ${trial}`).toBe(expected);
+      }
+    }
+  });
+
+  it('detect equals its sums over scoreTokens, for every scheme and dedup', () => {
+    const rng = createRandom(64);
+    const keys: VllmKey[] = [
+      { scheme: 'gumbel', engineKey: 11n, contextWidth: 2 },
+      { scheme: 'red_green', engineKey: 12n, contextWidth: 1 },
+      { scheme: 'dual_key_gumbel', engineKey: 13n, contextWidth: 2 },
+      { scheme: 'sbw', engineKey: 14n, contextWidth: 3 },
+      { scheme: 'sbw', engineKey: 15n, sbwScheme: 'lefthash' },
+    ];
+    for (const key of keys) {
+      const detector = createVllmDetector(key);
+      // a vocabulary of 6 repeats contexts and (seed, token) pairs
+      const tokens = Array.from({ length: 400 }, () => rng.nextUint32() % 6);
+      const records = detector.scoreTokens(tokens);
+      for (const dedup of ['none', 'context', 'strict'] as const) {
+        const contexts = new Set<string>();
+        const seeds = new Set<string>();
+        const positions: number[] = [];
+        let total = 0;
+        for (const record of records) {
+          if (dedup !== 'none') {
+            if (contexts.has(record.context.join(','))) continue;
+            contexts.add(record.context.join(','));
+          }
+          if (dedup === 'strict' && record.seed !== null) {
+            if (seeds.has(`${record.seed}:${record.token}`)) continue;
+            seeds.add(`${record.seed}:${record.token}`);
+          }
+          positions.push(record.position);
+          total += record.score;
+        }
+        const detection = detector.detect(tokens, { dedup });
+        expect(detection.positions, `${key.scheme} ${dedup}`).toEqual(positions);
+        expect(detection.score).toBe(total);
+      }
+    }
   });
 });

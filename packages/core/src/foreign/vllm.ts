@@ -12,7 +12,8 @@ import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { logBinomialSf, logNormalSf } from '../statistics.ts';
 import { logGammaSf, logWeightedGammaSf } from './gamma-tail.ts';
-import { philox4x32Into } from './philox.ts';
+import { mulHigh32, philox4x32Into } from './philox.ts';
+import { Int32TupleSet } from './tuple-set.ts';
 
 export const VLLM_SCHEMES: readonly ['gumbel', 'dual_key_gumbel', 'red_green', 'sbw'] = Object.freeze([
   'gumbel',
@@ -300,6 +301,61 @@ export function sbwSeed(
   return int64(key * int64(sum));
 }
 
+// The halves of the last 64-bit product: two numbers, no allocation.
+let productHi = 0;
+let productLo = 0;
+
+/** (a · b) mod 2^64 of two signed 64-bit values given as int32 halves, into productHi/productLo. */
+function mulInt64(aHi: number, aLo: number, bHi: number, bLo: number): void {
+  productLo = Math.imul(aLo, bLo);
+  productHi = (mulHigh32(aLo >>> 0, bLo >>> 0) + Math.imul(aLo, bHi) + Math.imul(aHi, bLo)) | 0;
+}
+
+/**
+ * {@link sbwSeed} as int32 halves (`out[0]` high, `out[1]` low), in 32-bit arithmetic: the detector's
+ * path, one call per token. `keyHi`/`keyLo` are the key's halves.
+ */
+export function sbwSeedHalvesInto(
+  out: Int32Array,
+  keyHi: number,
+  keyLo: number,
+  scheme: VllmSbwScheme,
+  context: ArrayLike<number>,
+  token: number,
+  lefthashSeeds: 'detector' | 'generator' = 'detector',
+): Int32Array {
+  if (scheme === 'selfhash') {
+    const hv = sbwHashInt(token);
+    mulInt64(keyHi, keyLo, hv >> 31, hv);
+    const kvHi = productHi;
+    const kvLo = productLo;
+    mulInt64(kvHi, kvLo, hv >> 31, hv);
+    let seedHi = productHi;
+    let seedLo = productLo;
+    for (let i = 1; i < context.length; i++) {
+      const h = sbwHashInt(context[i]!);
+      mulInt64(kvHi, kvLo, h >> 31, h);
+      if (productHi < seedHi || (productHi === seedHi && productLo >>> 0 < seedLo >>> 0)) {
+        seedHi = productHi;
+        seedLo = productLo;
+      }
+    }
+    out[0] = seedHi;
+    out[1] = seedLo;
+    return out;
+  }
+  // |Σ| < 2^31 · 4096: exact in a double, and its own int64
+  let sum = 0;
+  for (let i = 0; i < context.length; i++) {
+    sum += lefthashSeeds === 'detector' ? sbwHashInt(context[i]!) : context[i]!;
+  }
+  const sumHi = Math.floor(sum / 0x100000000);
+  mulInt64(keyHi, keyLo, sumHi | 0, (sum - sumHi * 0x100000000) | 0);
+  out[0] = productHi;
+  out[1] = productLo;
+  return out;
+}
+
 /** SBW's Philox word for a token under a seed: counter (token ≫ 2, 0, 0, 0), key (seed low, seed high), word token & 3. */
 export function sbwWord(seed: bigint, token: number): number {
   const unsigned = BigInt.asUintN(64, seed);
@@ -456,14 +512,37 @@ function pairScorer(key: ResolvedVllmKey): PairScorer {
   }
 }
 
+/** A pair's score for detect; sbw also writes its seed's halves into seed[0], seed[1]. */
+type DetectScorer = (context: readonly number[], token: number, seed: Int32Array) => number;
+
+function detectScorer(key: ResolvedVllmKey, scorePair: PairScorer): DetectScorer {
+  if (key.scheme !== 'sbw') return (context, token) => scorePair(context, token).score;
+  const threshold = Math.floor(key.gamma! * INT31_MAX);
+  const scheme = key.sbwScheme!;
+  const seeds = key.sbwLefthashSeeds ?? 'detector';
+  const unsigned = BigInt.asUintN(64, key.engineKey);
+  const keyHi = Number(unsigned >> 32n) | 0;
+  const keyLo = Number(unsigned & 0xffffffffn) | 0;
+  const words = new Uint32Array(4);
+  return (context, token, seed) => {
+    sbwSeedHalvesInto(seed, keyHi, keyLo, scheme, context, token, seeds);
+    // sbwWord: counter (token ≫ 2, 0, 0, 0), key (seed low, seed high)
+    philox4x32Into(words, token >>> 2, 0, 0, 0, seed[1]! >>> 0, seed[0]! >>> 0);
+    return (words[token & 3]! & INT31_MAX) < threshold ? 1 : 0;
+  };
+}
+
 function toTokenArray(tokenIds: ArrayLike<number>): number[] {
   if (tokenIds === null || typeof tokenIds !== 'object' || typeof tokenIds.length !== 'number') {
     throw new TypeError('tokenIds: expected an array of token ids');
   }
   const tokens = Array.from(tokenIds);
-  tokens.forEach((value, index) => {
-    assertTokenId(value, `tokenIds[${index}]`, false);
-  });
+  for (let index = 0; index < tokens.length; index++) {
+    const value = tokens[index]!;
+    if (!(Number.isInteger(value) && value >= 0 && value <= MAX_TOKEN)) {
+      assertTokenId(value, `tokenIds[${index}]`, false);
+    }
+  }
   return tokens;
 }
 
@@ -512,6 +591,7 @@ function exactLogPValue(key: ResolvedVllmKey, score: number, n: number): number 
 export function createVllmDetector(params: VllmKey): VllmDetector {
   const key = resolve(params);
   const scorePair = pairScorer(key);
+  const scoreOf = detectScorer(key, scorePair);
   const width = key.contextWidth;
 
   const score = (context: readonly number[], token: number, position: number): VllmTokenScore => {
@@ -541,26 +621,25 @@ export function createVllmDetector(params: VllmKey): VllmDetector {
       if (dedup !== 'none' && dedup !== 'context' && dedup !== 'strict') {
         throw new RangeError('dedup: expected none, context or strict');
       }
-      const seenContexts = new Set<string>();
-      const seenSeeds = new Set<string>();
+      // Padded with −1 before the first token: the context of `position` is padded[position …].
+      const padded = new Int32Array(width + tokens.length).fill(-1, 0, width);
+      padded.set(tokens, width);
+      const contexts = dedup === 'none' ? null : new Int32TupleSet(width, tokens.length);
+      const seeds = dedup === 'strict' && key.scheme === 'sbw' ? new Int32TupleSet(3, tokens.length) : null;
+      const context = new Array<number>(width);
+      // sbw's seed halves, then the token: strict dedup's tuple
+      const seed = new Int32Array(3);
       const positions: number[] = [];
       let total = 0;
       for (let position = 0; position < tokens.length; position++) {
-        const context = contextAt(tokens, position, width);
-        if (dedup !== 'none') {
-          const contextKey = context.join(',');
-          if (seenContexts.has(contextKey)) continue;
-          seenContexts.add(contextKey);
-        }
+        if (contexts !== null && contexts.addFrom(padded, position)) continue;
+        for (let i = 0; i < width; i++) context[i] = padded[position + i]!;
         const token = tokens[position]!;
-        const result = scorePair(context, token);
-        if (dedup === 'strict' && result.seed !== null) {
-          const seedKey = `${result.seed}:${token}`;
-          if (seenSeeds.has(seedKey)) continue;
-          seenSeeds.add(seedKey);
-        }
+        const score = scoreOf(context, token, seed);
+        seed[2] = token;
+        if (seeds !== null && seeds.addFrom(seed, 0)) continue;
         positions.push(position);
-        total += result.score;
+        total += score;
       }
       const n = positions.length;
       const peer = n === 0 ? 0 : peerLogPValue(key, total, n);

@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { createRandom } from '../random.ts';
+import { Int32TupleSet } from './tuple-set.ts';
+
+describe('Int32TupleSet', () => {
+  it('answers as a set of joined strings does, across growth, negative members and repeats', () => {
+    const rng = createRandom(3);
+    for (const width of [1, 2, 3, 5]) {
+      const set = new Int32TupleSet(width);
+      const reference = new Set<string>();
+      const tuple = new Int32Array(width);
+      for (let k = 0; k < 20_000; k++) {
+        // few distinct values: many repeats; the sign bit and −1 included
+        for (let i = 0; i < width; i++)
+          tuple[i] = [0, -1, 1, 0x7fffffff, -0x80000000, rng.nextUint32() % 9][k % 6]!;
+        const key = tuple.join(',');
+        expect(set.addFrom(tuple, 0)).toBe(reference.has(key));
+        reference.add(key);
+      }
+      expect(set.count).toBe(reference.size);
+    }
+  });
+
+  it('reads a tuple at an offset of a longer array', () => {
+    const set = new Int32TupleSet(2);
+    const tokens = [5, 6, 5, 6, 6, 5];
+    const seen = tokens.slice(0, -1).map((_, at) => set.addFrom(tokens, at));
+    expect(seen).toEqual([false, false, true, false, true]);
+    expect(() => new Int32TupleSet(0)).toThrow(/width/);
+  });
+});
