@@ -3,7 +3,7 @@
  * Ollama). The gateway drives generation itself: each round trip asks the upstream for n independent samples
  * of up to D tokens with the top-k log-probabilities at each position, applies the watermark to those
  * candidates, and walks the tree the samples form: at each position the samples that share the text so far
- * are independent drafts, accepted or resampled exactly by recursive rejection (generation/distribution.ts),
+ * are independent drafts, one selected and accepted or resampled exactly (generation/distribution.ts),
  * and the walk goes on along the samples that drew the accepted token. With D = 1 (drafting off) every token
  * costs one round trip and the upstream's own draw is not used at all.
  *

@@ -5,6 +5,7 @@ import {
   acceptAmongDrafts,
   acceptDraft,
   draftDistributions,
+  draftSelection,
   reportedLogprobs,
   sampleTarget,
 } from './distribution.ts';
@@ -61,6 +62,9 @@ describe('speculative acceptance of an upstream draft', () => {
     [0.7, 1, 4, 0],
     [0.7, 0.9, 8, 0],
     [1, 1, 3, 2],
+    [0.7, 1, 16, 0],
+    [0.7, 0.9, 64, 1],
+    [1.3, 1, 2, 0],
   ])(
     'several independent drafts (T = %s, top-p = %s, %s drafts, %s top-k entries without an id) still give q exactly',
     (temperature, topP, count, unmappedCount) => {
@@ -116,8 +120,46 @@ describe('speculative acceptance of an upstream draft', () => {
         0,
       );
       expect(accepted / trials).toBeGreaterThan(overlap + 0.05);
+      // and as often as the selection's overlap with q says (4 standard errors)
+      const { selected } = draftSelection(distributions, count);
+      const expected = Array.from(distributions.q, (q, i) => Math.min(q, selected[i]!)).reduce(
+        (a, b) => a + b,
+        0,
+      );
+      expect(Math.abs(accepted / trials - expected)).toBeLessThan(
+        4 * Math.sqrt((expected * (1 - expected)) / trials) + 1e-9,
+      );
     },
   );
+
+  it('two groups (green and red): accepts as often as any exact method can, above recursive rejection', () => {
+    const distributions = draftDistributions(candidates, context, { watermarker, temperature: 0.7, topP: 1 });
+    const green = Array.from(candidates.ids, (id) => watermarker.candidateTester(context)(id) === 1);
+    const mass = (values: Float64Array, want: boolean) =>
+      values.reduce((sum, value, i) => sum + (green[i] === want ? value : 0), 0);
+    const [pGreen, pRed, qGreen, qRed] = [
+      mass(distributions.p, true),
+      mass(distributions.p, false),
+      mass(distributions.q, true),
+      mass(distributions.q, false),
+    ];
+    expect(qGreen).toBeGreaterThan(pGreen);
+    for (const count of [1, 2, 3, 5, 16]) {
+      const { selected } = draftSelection(distributions, count);
+      const overlap = Array.from(distributions.q, (q, i) => Math.min(q, selected[i]!)).reduce(
+        (a, b) => a + b,
+        0,
+      );
+      // For any set S, an accepted token outside S was drawn, or one in S was: P ≤ q(S^c) + 1 − p(S^c)^n;
+      // S = green and S = red give the two bounds, and the least of them is reached.
+      const bound = Math.min(1, qRed + 1 - pRed ** count, qGreen + 1 - pGreen ** count);
+      expect(overlap).toBeCloseTo(bound, 12);
+      // recursive rejection accepts a green draft after a rejection, never a red one
+      const overlapOne = Math.min(qGreen, pGreen) + Math.min(qRed, pRed);
+      const recursive = overlapOne + (1 - overlapOne) * (1 - pRed ** (count - 1));
+      if (count >= 2) expect(overlap).toBeGreaterThan(recursive);
+    }
+  });
 
   it('q boosts green candidates by e^(δ/T) relative to p, and drops what top-p drops', () => {
     const { p, q } = draftDistributions(candidates, context, { watermarker, temperature: 1, topP: 1 });

@@ -3,10 +3,10 @@
  * own samples as drafts (Leviathan et al. 2023, https://arxiv.org/abs/2211.17192; Chen et al. 2023,
  * https://arxiv.org/abs/2302.01318): accept the draft x with probability min(1, q(x)/p(x)), else draw from
  * the residual max(0, q − p) normalized. The result is distributed exactly as q whenever x was drawn from p.
- * With several independent drafts from p at one position, the rejection repeats against each residual in
- * turn (recursive rejection sampling, as SpecInfer's multi-step speculative sampling, Miao et al. 2024,
- * https://arxiv.org/abs/2305.09781): every step is an exact speculative step toward the previous residual,
- * so the result is still distributed exactly as q, and it is a draft far more often.
+ * With several independent drafts from p at one position, one of them is selected and that step is taken
+ * against the selected draft's own distribution (see {@link acceptAmongDrafts}): the candidates form groups of
+ * equal q/p (green and red under a KGW key), and the selection takes a draft of the group q wants whenever
+ * the drafts hold one, which accepts more often than rejecting the drafts in turn (recursive rejection).
  *
  * Here p is the distribution the upstream samples from (temperature T, top-k = the candidates it reports,
  * plus any of them whose token has no id here), and q is what core's sampler would sample (spec §7): top-p
@@ -142,36 +142,139 @@ function drawIndex(weights: Float64Array, random: RandomSource): number {
 }
 
 /**
- * Recursive rejection over drafts drawn independently from p at one position: draft k is accepted with
- * probability min(1, r_k(x)/p(x)) where r_0 = q and r_(k+1) = max(0, r_k − p) normalized; when every draft
- * is rejected the token is drawn from the last residual. Exactly q-distributed when the drafts are
- * independent draws from p (null: a draw of a token without an id here, which q never takes).
+ * How drafts are selected at one position (see {@link acceptAmongDrafts}): the candidates fall into groups
+ * of equal q/p; `descending` lists the groups by decreasing q/p, `ascending` lists those q takes in
+ * increasing order (groups q never takes stay last in both); with probability `lambda` the descending
+ * order is used. `selected[i]` is the exact probability that the selected draft is candidate i.
+ */
+export interface DraftSelection {
+  readonly group: Int32Array;
+  readonly groupMass: readonly number[];
+  readonly descending: readonly number[];
+  readonly ascending: readonly number[];
+  readonly lambda: number;
+  readonly selected: Float64Array;
+}
+
+/** Relative tolerance within which two ratios q/p count as one group (they differ by rounding only). */
+const SAME_RATIO = 1e-9;
+
+/**
+ * The selection rule for `count` drafts drawn independently from p: of the groups present among the
+ * drafts, the first in a random order (descending with probability λ), and a uniformly chosen draft of
+ * that group. Within a group the selected candidate is ∝ p, as q is, so only the groups' chances matter;
+ * λ maximizes the overlap Σ min(q, selected) (concave and piecewise linear in λ: a breakpoint or an end
+ * is its maximum). With two groups (green and red) this overlap is the most any exact method can accept
+ * from these drafts: green is selected whenever a green draft is there and q wants green, red likewise.
+ */
+export function draftSelection(distributions: DraftDistributions, count: number): DraftSelection {
+  const { p, q } = distributions;
+  const size = p.length;
+  const ratio = Array.from({ length: size }, (_, i) => (p[i]! > 0 ? q[i]! / p[i]! : 0));
+  const order = Array.from({ length: size }, (_, i) => i).sort((a, b) => ratio[b]! - ratio[a]! || a - b);
+  const group = new Int32Array(size);
+  const groupMass: number[] = [];
+  const groupTarget: number[] = [];
+  for (let j = 0; j < size; j++) {
+    const i = order[j]!;
+    const previous = j === 0 ? -1 : ratio[order[j - 1]!]!;
+    if (j === 0 || Math.abs(ratio[i]! - previous) > SAME_RATIO * previous) {
+      groupMass.push(0);
+      groupTarget.push(0);
+    }
+    group[i] = groupMass.length - 1;
+    groupMass[groupMass.length - 1]! += p[i]!;
+    groupTarget[groupTarget.length - 1]! += q[i]!;
+  }
+  const taken = groupTarget.filter((mass) => mass > 0).length;
+  const descending = groupMass.map((_, g) => g);
+  const ascending = [...descending.slice(0, taken).reverse(), ...descending.slice(taken)];
+  // The chance that group g is the first present among `count` drafts, in a given order; draws of
+  // tokens without an id here (p's missing mass) come after every group.
+  const chances = (sequence: readonly number[]): number[] => {
+    const out = new Array<number>(groupMass.length).fill(0);
+    let before = 0;
+    for (const g of sequence) {
+      out[g] = (1 - before) ** count - Math.max(0, 1 - before - groupMass[g]!) ** count;
+      before += groupMass[g]!;
+    }
+    return out;
+  };
+  const first = chances(descending);
+  const second = chances(ascending);
+  const overlap = (lambda: number) =>
+    groupTarget.reduce(
+      (sum, mass, g) => sum + Math.min(mass, lambda * first[g]! + (1 - lambda) * second[g]!),
+      0,
+    );
+  let lambda = 1;
+  let best = overlap(1);
+  for (const candidate of [
+    0,
+    ...groupTarget.map((mass, g) => (mass - second[g]!) / (first[g]! - second[g]!)),
+  ]) {
+    if (!(candidate >= 0 && candidate <= 1)) continue;
+    const value = overlap(candidate);
+    if (value > best) {
+      best = value;
+      lambda = candidate;
+    }
+  }
+  const selected = new Float64Array(size);
+  for (let i = 0; i < size; i++) {
+    const g = group[i]!;
+    const chance = lambda * first[g]! + (1 - lambda) * second[g]!;
+    selected[i] = groupMass[g]! > 0 ? (p[i]! / groupMass[g]!) * chance : 0;
+  }
+  return { group, groupMass, descending, ascending, lambda, selected };
+}
+
+/**
+ * Acceptance among drafts drawn independently from p at one position (multi-draft speculative sampling,
+ * in the canonical form of Khisti et al. 2025, https://arxiv.org/abs/2410.18234: select one draft, then
+ * one speculative step against the selected draft's own distribution). The draft is selected by
+ * {@link draftSelection}; it is accepted with probability min(1, q(x)/s(x)), s being the exact chance of
+ * selecting x, else the token is drawn from the residual max(0, q − s) normalized. The result is
+ * distributed exactly as q: P[x] = min(q(x), s(x)) + (1 − Σ min(q, s))·max(0, q(x) − s(x))/Σ max(0, q − s).
+ * A null draft is a draw of a token without an id here, which q never takes.
  */
 export function acceptAmongDrafts(
   distributions: DraftDistributions,
   drafts: readonly (number | null)[],
   random: RandomSource,
 ): DraftsOutcome {
-  const { ids, p, q } = distributions;
-  let residual = q;
+  const { ids, q } = distributions;
+  const selection = draftSelection(distributions, drafts.length);
+  const { group, selected } = selection;
+  const sequence = random.nextFloat() < selection.lambda ? selection.descending : selection.ascending;
+  const rank = new Int32Array(sequence.length);
+  sequence.forEach((g, r) => {
+    rank[g] = r;
+  });
+  // the drafts of the first group present, in the chosen order
+  let firstRank = -1;
+  const present: number[] = [];
   for (let k = 0; k < drafts.length; k++) {
     const draft = drafts[k]!;
     const index = draft === null ? -1 : ids.indexOf(draft);
-    if (index >= 0 && p[index]! > 0) {
-      const ratio = residual[index]! / p[index]!;
-      if (ratio >= 1 || random.nextFloat() < ratio) return { token: draft!, draftIndex: k };
+    if (index < 0) continue;
+    const r = rank[group[index]!]!;
+    if (firstRank < 0 || r < firstRank) {
+      firstRank = r;
+      present.length = 0;
     }
-    const next = new Float64Array(q.length);
-    let mass = 0;
-    for (let i = 0; i < q.length; i++) mass += next[i] = Math.max(0, residual[i]! - p[i]!);
-    // No residual left means residual = p on the candidates: only a draw p could not make (the upstream
-    // sampled outside what it reported) is rejected then; keep the residual as it is.
-    if (mass > 0) {
-      for (let i = 0; i < next.length; i++) next[i]! /= mass;
-      residual = next;
-    }
+    if (r === firstRank) present.push(k);
   }
-  return { token: ids[drawIndex(residual, random)]!, draftIndex: -1 };
+  if (present.length > 0) {
+    const k = present[Math.min(present.length - 1, Math.floor(random.nextFloat() * present.length))]!;
+    const index = ids.indexOf(drafts[k]!);
+    if (random.nextFloat() * selected[index]! < q[index]!) return { token: drafts[k]!, draftIndex: k };
+  }
+  const residual = new Float64Array(q.length);
+  let mass = 0;
+  for (let i = 0; i < q.length; i++) mass += residual[i] = Math.max(0, q[i]! - selected[i]!);
+  // no residual left means s = q up to rounding: q itself is then the residual's distribution
+  return { token: ids[drawIndex(mass > 0 ? residual : q, random)]!, draftIndex: -1 };
 }
 
 /** Accepts `draft` with probability min(1, q/p), else samples the residual max(0, q − p). */
