@@ -112,10 +112,13 @@ function sampleFrom(weights: Float64Array, u: number): number {
 
 const options = { watermarker, temperature, topP: 1 };
 console.log(
-  `\n# The gateway's walk, simulated in process (${tokens / 4} tokens per setting, D = ${depth})\n\n| samples per call n | round trips per token | tokens |\n| --- | --- | --- |`,
+  `\n# The gateway's walk, simulated in process (${tokens / 4} tokens per setting, D = ${depth})\n\n| samples per call n | round trips per token | tokens | samples agreeing at depth 0 / 1 / … (mean over the calls that got there) |\n| --- | --- | --- | --- |`,
 );
 for (const n of simulated) {
   const rng = createRandom(200 + n);
+  // how many samples still agree with the emitted text at each depth, summed over the calls that got there
+  const agreeing = new Array<number>(depth).fill(0);
+  const reached = new Array<number>(depth).fill(0);
   let calls = 0;
   let emitted = 0;
   for (const prompt of PROMPTS) {
@@ -139,6 +142,8 @@ for (const n of simulated) {
       }
       let live = samples.map((_, index) => index);
       for (let d = 0; d < depth; d++) {
+        agreeing[d]! += live.length;
+        reached[d]!++;
         const candidates = model.candidates(context, topLogprobs);
         const distributions = draftDistributions(candidates, context, options);
         const outcome = acceptAmongDrafts(
@@ -153,5 +158,6 @@ for (const n of simulated) {
       }
     }
   }
-  console.log(`| ${n} | ${(calls / emitted).toFixed(3)} | ${emitted} |`);
+  const mean = agreeing.map((sum, d) => (reached[d]! > 0 ? (sum / reached[d]!).toFixed(1) : '–'));
+  console.log(`| ${n} | ${(calls / emitted).toFixed(3)} | ${emitted} | ${mean.join(' / ')} |`);
 }
