@@ -29,3 +29,18 @@ describe('Int32TupleSet', () => {
     expect(() => new Int32TupleSet(0)).toThrow(/width/);
   });
 });
+
+describe('Int32TupleSet memory', () => {
+  it('a wide tuple reserves a bounded amount ahead, and still grows to hold every tuple', () => {
+    const set = new Int32TupleSet(4096, 10_000_000);
+    const tuple = new Int32Array(4096);
+    for (let k = 0; k < 600; k++) {
+      tuple[k % 4096] = k + 1;
+      expect(set.addFrom(tuple, 0)).toBe(false);
+    }
+    expect(set.count).toBe(600);
+    tuple.fill(0);
+    expect(set.addFrom(tuple, 0)).toBe(false);
+    expect(set.addFrom(tuple, 0)).toBe(true);
+  });
+});

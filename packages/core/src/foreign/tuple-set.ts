@@ -4,6 +4,8 @@
  * Open addressing over a hash of the tuple; a hit compares every member, so a hash collision never
  * merges two tuples.
  */
+const PRESIZE_MEMBERS = 1 << 20;
+
 export class Int32TupleSet {
   private readonly width: number;
   /** Entry number + 1 per slot; 0 is empty. */
@@ -11,11 +13,16 @@ export class Int32TupleSet {
   private members: Int32Array;
   private size = 0;
 
+  /**
+   * `expected`: how many tuples to make room for at once; at most 2^20 members' worth are set aside
+   * ahead (the set grows past that as tuples come), so a wide tuple never reserves memory it may not use.
+   */
   constructor(width: number, expected = 16) {
     if (!Number.isInteger(width) || width < 1) throw new RangeError('width: expected a positive integer');
     this.width = width;
+    const ahead = Math.min(expected, Math.max(8, Math.floor(PRESIZE_MEMBERS / width)));
     let capacity = 16;
-    while (capacity < expected * 2) capacity *= 2;
+    while (capacity < ahead * 2) capacity *= 2;
     this.slots = new Int32Array(capacity);
     this.members = new Int32Array((capacity >>> 1) * width);
   }
