@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import { createRandom, createWatermarker, createWatermarkKey } from '@tracemark/core';
 import { loadDefaultModel } from '@tracemark/lm';
 import { getTokenizer } from '@tracemark/tokenizers';
-import { acceptAmongDrafts, draftDistributions } from '../src/generation/distribution.ts';
+import { acceptAmongDrafts, draftDistributions, verifyChain } from '../src/generation/distribution.ts';
 
 const { values } = parseArgs({
   args: process.argv.slice(2).filter((arg, index) => !(index === 0 && arg === '--')),
@@ -99,8 +99,9 @@ for (const n of choices) {
   console.log(`| ${n} | ${perCall.toFixed(2)} | ${(1 / perCall).toFixed(3)} |`);
 }
 
-// The gateway's walk (acceptAmongDrafts at each node of the samples' tree), simulated in process on the
-// same model: n samples of D tokens per call drawn from p, the walk as backends/upstream.ts runs it.
+// The gateway's walk, simulated in process on the same model as backends/upstream.ts runs it: n samples of
+// D tokens per call drawn from p; acceptAmongDrafts at each position while several samples agree, and
+// verifyChain over the rest of the last one.
 function sampleFrom(weights: Float64Array, u: number): number {
   let index = 0;
   for (; index < weights.length - 1; index++) {
@@ -144,6 +145,20 @@ for (const n of simulated) {
       for (let d = 0; d < depth; d++) {
         agreeing[d]! += live.length;
         reached[d]!++;
+        if (live.length === 1 && d < depth - 1) {
+          // one sample left: the rest of it is verified as a block (verifyChain), and the call ends
+          const sample = samples[live[0]!]!;
+          const steps = [];
+          const own = context.slice();
+          for (let k = d; k < depth; k++) {
+            steps.push(draftDistributions(model.candidates(own, topLogprobs), own, options));
+            own.push(sample[k]!);
+          }
+          const { tokens: out } = verifyChain(steps, sample.slice(d, depth - 1), rng);
+          for (const token of out) context.push(token);
+          emitted += out.length;
+          break;
+        }
         const candidates = model.candidates(context, topLogprobs);
         const distributions = draftDistributions(candidates, context, options);
         const outcome = acceptAmongDrafts(

@@ -23,9 +23,11 @@ import type { UpstreamApi } from '../config.ts';
 import { GatewayError } from '../errors.ts';
 import {
   acceptAmongDrafts,
+  type DraftDistributions,
   draftDistributions,
   reportedLogprobs,
   sampleTarget,
+  verifyChain,
 } from '../generation/distribution.ts';
 import {
   type Backend,
@@ -524,6 +526,15 @@ async function continues(
   }
 }
 
+/**
+ * The last position of a lone sample's chain from `depth`: its last position, or the position of its first
+ * token without an id here (the distribution there is known; the token itself cannot be kept).
+ */
+function chainEnd(positions: readonly { readonly draft: number | null }[], depth: number): number {
+  for (let k = depth; k < positions.length; k++) if (positions[k]!.draft === null) return k;
+  return positions.length - 1;
+}
+
 export async function createUpstreamBackend(options: UpstreamOptions): Promise<Backend> {
   const client = new UpstreamClient(options.url, options.apiKey, options.timeoutMs);
   const table = tokenTable(options.tokenizer);
@@ -596,6 +607,13 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
     const messages = request.messages !== null && shape === 'completions' ? null : request.messages;
     const generated: number[] = [];
     const context: number[] = Array.from(request.promptTokens);
+    // The step for `token` drawn after the context so far, from these candidates.
+    const stepOf = (candidates: SparseLogits, token: number): GeneratedStep => {
+      const strength = gumbel ? NO_GREEN_STRENGTH : stepStrength(candidates, context, request);
+      if (request.topLogprobs === null) return { token, strength, logprob: null, top: null };
+      const reported = reportedLogprobs(candidates, context, request.watermarker, token, request.topLogprobs);
+      return { token, strength, logprob: reported.logprob, top: reported.top };
+    };
     while (generated.length < request.maxTokens) {
       if (request.signal.aborted) return;
       const drafting = options.draftTokens > 0 && draftsExact.get(shape) === true;
@@ -670,6 +688,34 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
             // no drafts. q alone is still exact; drafting stops for good on this shape.
             draftsExact.set(shape, false);
             token = sampleTarget(distributions!, request.random);
+          } else if (group.length === 1 && chainEnd(samples[group[0]!]!.positions, depth) > depth) {
+            // One sample left on the walk: the rest of it (up to a token without an id here) is verified
+            // as a block, and the call ends.
+            const lone = samples[group[0]!]!.positions;
+            const end = chainEnd(lone, depth);
+            if (lone.slice(depth, end + 1).some((draft) => !draft.drawnInTop)) {
+              draftsExact.set(shape, false);
+              token = sampleTarget(distributions!, request.random);
+            } else {
+              const own = context.slice();
+              const steps: DraftDistributions[] = [];
+              for (let k = depth; k <= end; k++) {
+                steps.push(draftDistributions(lone[k]!.candidates, own, request, lone[k]!.unmappedLogprobs));
+                if (k < end) own.push(lone[k]!.draft!);
+              }
+              const chainDrafts = lone.slice(depth, end).map((draft) => draft.draft);
+              const chain = verifyChain(steps, chainDrafts, request.random);
+              stats.draftsAccepted += chain.kept;
+              if (chain.kept < chainDrafts.length) stats.draftsRejected++;
+              for (const [j, chosen] of chain.tokens.entries()) {
+                const step = stepOf(lone[depth + j]!.candidates, chosen);
+                generated.push(chosen);
+                context.push(chosen);
+                yield step;
+                if (request.signal.aborted) return;
+              }
+              break;
+            }
           } else {
             const outcome = acceptAmongDrafts(
               distributions!,
@@ -683,18 +729,7 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
           if (accepted) stats.draftsAccepted++;
           else stats.draftsRejected++;
         }
-        const strength = gumbel ? NO_GREEN_STRENGTH : stepStrength(position.candidates, context, request);
-        let step: GeneratedStep = { token, strength, logprob: null, top: null };
-        if (request.topLogprobs !== null) {
-          const reported = reportedLogprobs(
-            position.candidates,
-            context,
-            request.watermarker,
-            token,
-            request.topLogprobs,
-          );
-          step = { token, strength, logprob: reported.logprob, top: reported.top };
-        }
+        const step = stepOf(position.candidates, token);
         generated.push(token);
         context.push(token);
         yield step;

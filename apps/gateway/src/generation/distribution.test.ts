@@ -8,6 +8,7 @@ import {
   draftSelection,
   reportedLogprobs,
   sampleTarget,
+  verifyChain,
 } from './distribution.ts';
 import { TextAssembler } from './text-assembler.ts';
 
@@ -212,6 +213,83 @@ describe('speculative acceptance of an upstream draft', () => {
     const total = reported.top.reduce((sum, entry) => sum + Math.exp(entry.logprob), 0);
     expect(total).toBeCloseTo(1, 6);
     expect(reported.top[0]!.logprob).toBeGreaterThanOrEqual(reported.top[1]!.logprob);
+  });
+});
+
+describe('block verification of a chain of drafts', () => {
+  // A three-token vocabulary whose p and q depend on the whole prefix (fixed, drawn once per prefix).
+  const V = 3;
+  function chainModel(seed: number) {
+    const random = createRandom(seed);
+    const table = new Map<string, { ids: Uint32Array; p: Float64Array; q: Float64Array }>();
+    const draw = () => {
+      const values = Float64Array.from({ length: V }, () => random.nextFloat() + 0.05);
+      const total = values.reduce((a, b) => a + b, 0);
+      return values.map((v) => v / total);
+    };
+    return (prefix: readonly number[]) => {
+      const key = prefix.join(',');
+      if (!table.has(key)) table.set(key, { ids: Uint32Array.from([0, 1, 2]), p: draw(), q: draw() });
+      return table.get(key)!;
+    };
+  }
+  const qPath = (at: ReturnType<typeof chainModel>, path: readonly number[]) =>
+    path.reduce((product, token, i) => product * at(path.slice(0, i)).q[token]!, 1);
+
+  it.each([1, 2, 3])(
+    'with %s drafts, the tokens it returns, continued from q, follow q exactly (chi-square over whole paths)',
+    (length) => {
+      const at = chainModel(40 + length);
+      const random = createRandom(7 + length);
+      const counts = new Map<string, number>();
+      const trials = 120_000;
+      let emitted = 0;
+      for (let t = 0; t < trials; t++) {
+        const drafts: number[] = [];
+        for (let i = 0; i < length; i++) drafts.push(drawFrom(at(drafts).p, random));
+        const steps = Array.from({ length: length + 1 }, (_, k) => at(drafts.slice(0, k)));
+        const { tokens, kept } = verifyChain(steps, drafts, random);
+        expect(tokens.slice(0, kept)).toEqual(drafts.slice(0, kept));
+        expect(tokens).toHaveLength(kept + 1);
+        emitted += tokens.length;
+        const path = [...tokens];
+        while (path.length < length + 1) path.push(drawFrom(at(path).q, random));
+        counts.set(path.join(','), (counts.get(path.join(',')) ?? 0) + 1);
+      }
+      let chiSquare = 0;
+      let cells = 0;
+      const paths = (size: number): number[][] =>
+        size === 0 ? [[]] : paths(size - 1).flatMap((path) => [0, 1, 2].map((token) => [...path, token]));
+      for (const path of paths(length + 1)) {
+        const expected = qPath(at, path) * trials;
+        chiSquare += ((counts.get(path.join(',')) ?? 0) - expected) ** 2 / expected;
+        cells++;
+      }
+      // 99.9th percentiles of chi-square with 8, 26 and 80 degrees of freedom: 26.1, 54.1, 124.8
+      expect(chiSquare).toBeLessThan({ 9: 26.1, 27: 54.1, 81: 124.8 }[cells]!);
+      // token by token keeps the first k drafts with probability Π min(q, p) summed over them
+      let tokenByToken = 0;
+      const walk = (prefix: number[], probability: number) => {
+        tokenByToken += probability;
+        if (prefix.length === length) return;
+        const { p, q } = at(prefix);
+        for (let x = 0; x < V; x++) walk([...prefix, x], probability * Math.min(p[x]!, q[x]!));
+      };
+      walk([], 1);
+      expect(emitted / trials).toBeGreaterThan(tokenByToken - 0.01);
+    },
+  );
+
+  it('a draft without an id here is never kept, nor anything after it', () => {
+    const at = chainModel(9);
+    const random = createRandom(3);
+    for (let t = 0; t < 2000; t++) {
+      const steps = [at([]), at([1]), at([1, 2])];
+      const { tokens, kept } = verifyChain(steps, [1, null], random);
+      expect(kept).toBeLessThanOrEqual(1);
+      expect(tokens.every((token) => token !== null && token >= 0 && token < V)).toBe(true);
+    }
+    expect(() => verifyChain([at([])], [1], random)).toThrow(/one step more/);
   });
 });
 

@@ -170,23 +170,28 @@ const SAME_RATIO = 1e-9;
 export function draftSelection(distributions: DraftDistributions, count: number): DraftSelection {
   const { p, q } = distributions;
   const size = p.length;
-  const ratio = Array.from({ length: size }, (_, i) => (p[i]! > 0 ? q[i]! / p[i]! : 0));
+  // Candidates p never draws (p = 0) form a group of their own, after every other.
+  const ratio = Array.from({ length: size }, (_, i) => (p[i]! > 0 ? q[i]! / p[i]! : -1));
   const order = Array.from({ length: size }, (_, i) => i).sort((a, b) => ratio[b]! - ratio[a]! || a - b);
   const group = new Int32Array(size);
   const groupMass: number[] = [];
   const groupTarget: number[] = [];
+  let taken = 0;
   for (let j = 0; j < size; j++) {
     const i = order[j]!;
-    const previous = j === 0 ? -1 : ratio[order[j - 1]!]!;
-    if (j === 0 || Math.abs(ratio[i]! - previous) > SAME_RATIO * previous) {
+    const previous = j === 0 ? Number.NaN : ratio[order[j - 1]!]!;
+    const same =
+      ratio[i] === previous ||
+      (Number.isFinite(previous) && previous >= 0 && Math.abs(ratio[i]! - previous) <= SAME_RATIO * previous);
+    if (!same) {
       groupMass.push(0);
       groupTarget.push(0);
+      if (ratio[i]! > 0) taken++;
     }
     group[i] = groupMass.length - 1;
     groupMass[groupMass.length - 1]! += p[i]!;
     groupTarget[groupTarget.length - 1]! += q[i]!;
   }
-  const taken = groupTarget.filter((mass) => mass > 0).length;
   const descending = groupMass.map((_, g) => g);
   const ascending = [...descending.slice(0, taken).reverse(), ...descending.slice(taken)];
   // The chance that group g is the first present among `count` drafts, in a given order; draws of
@@ -244,6 +249,28 @@ export function acceptAmongDrafts(
   random: RandomSource,
 ): DraftsOutcome {
   const { ids, q } = distributions;
+  const { index: k, selected } = selectDraft(distributions, drafts, random);
+  if (k >= 0) {
+    const index = ids.indexOf(drafts[k]!);
+    if (random.nextFloat() * selected[index]! < q[index]!) return { token: drafts[k]!, draftIndex: k };
+  }
+  const residual = new Float64Array(q.length);
+  let mass = 0;
+  for (let i = 0; i < q.length; i++) mass += residual[i] = Math.max(0, q[i]! - selected[i]!);
+  // no residual left means s = q up to rounding: q itself is then the residual's distribution
+  return { token: ids[drawIndex(mass > 0 ? residual : q, random)]!, draftIndex: -1 };
+}
+
+/**
+ * The first step of {@link acceptAmongDrafts}: the index of the selected draft (−1 when no draft has an id
+ * here), and `selected`, the exact chance of selecting each candidate (see {@link draftSelection}).
+ */
+export function selectDraft(
+  distributions: DraftDistributions,
+  drafts: readonly (number | null)[],
+  random: RandomSource,
+): { readonly index: number; readonly selected: Float64Array } {
+  const { ids } = distributions;
   const selection = draftSelection(distributions, drafts.length);
   const { group, selected } = selection;
   const sequence = random.nextFloat() < selection.lambda ? selection.descending : selection.ascending;
@@ -257,7 +284,8 @@ export function acceptAmongDrafts(
   for (let k = 0; k < drafts.length; k++) {
     const draft = drafts[k]!;
     const index = draft === null ? -1 : ids.indexOf(draft);
-    if (index < 0) continue;
+    // a draw p could not make (no id here, or p = 0) is never selected
+    if (index < 0 || !(distributions.p[index]! > 0)) continue;
     const r = rank[group[index]!]!;
     if (firstRank < 0 || r < firstRank) {
       firstRank = r;
@@ -265,16 +293,65 @@ export function acceptAmongDrafts(
     }
     if (r === firstRank) present.push(k);
   }
-  if (present.length > 0) {
-    const k = present[Math.min(present.length - 1, Math.floor(random.nextFloat() * present.length))]!;
-    const index = ids.indexOf(drafts[k]!);
-    if (random.nextFloat() * selected[index]! < q[index]!) return { token: drafts[k]!, draftIndex: k };
+  if (present.length === 0) return { index: -1, selected };
+  return {
+    index: present[Math.min(present.length - 1, Math.floor(random.nextFloat() * present.length))]!,
+    selected,
+  };
+}
+
+/**
+ * Block verification of one chain of drafts (Sun et al. 2025, https://arxiv.org/abs/2403.10444): the
+ * chain's drafts X_1 … X_γ were drawn one after another from p, `steps[k]` holds p and q at chain position
+ * k (k = 0 … γ; position γ comes after the last draft, and its q gives the token when every draft is
+ * kept). With w_0 = 1 and w_i = min(1, w_(i−1)·q_i(X_i)/p_i(X_i)), the chain keeps its first τ drafts, τ
+ * the last i with η_i ≤ h_i/(h_i + 1 − w_i) (h_i = Σ_x max(0, w_i·q_(i+1)(x) − p_(i+1)(x)); at i = γ the
+ * threshold is w_γ), and the next token is drawn from max(0, w_τ·q_(τ+1) − p_(τ+1)) normalized (q at γ).
+ * The tokens returned follow q exactly, and the chain keeps at least as many drafts as token by token on
+ * average. A null draft (a token without an id here) has q = 0: the chain keeps nothing from it on.
+ */
+export function verifyChain(
+  steps: readonly DraftDistributions[],
+  drafts: readonly (number | null)[],
+  random: RandomSource,
+): { readonly tokens: number[]; readonly kept: number } {
+  const length = drafts.length;
+  if (steps.length !== length + 1) throw new RangeError('verifyChain: expected one step more than drafts');
+  const weight = new Float64Array(length + 1);
+  weight[0] = 1;
+  const draftIndex = new Int32Array(length);
+  for (let i = 1; i <= length; i++) {
+    const { ids, p, q } = steps[i - 1]!;
+    const draft = drafts[i - 1]!;
+    const index = draft === null ? -1 : ids.indexOf(draft);
+    draftIndex[i - 1] = index;
+    const ratio = index >= 0 && p[index]! > 0 ? q[index]! / p[index]! : 0;
+    weight[i] = Math.min(1, weight[i - 1]! * ratio);
   }
+  // τ: the last i whose draw passes its threshold (0 when none does)
+  let kept = 0;
+  for (let i = 1; i <= length; i++) {
+    let threshold: number;
+    if (i === length) threshold = weight[length]!;
+    else {
+      const { p, q } = steps[i]!;
+      let h = 0;
+      for (let x = 0; x < q.length; x++) h += Math.max(0, weight[i]! * q[x]! - p[x]!);
+      const denominator = h + 1 - weight[i]!;
+      // 0/0: w_i = 1 and q = p at the next position, where nothing could be rejected
+      threshold = denominator > 0 ? h / denominator : 1;
+    }
+    if (random.nextFloat() < threshold) kept = i;
+  }
+  const tokens: number[] = [];
+  for (let i = 0; i < kept; i++) tokens.push(drafts[i]!);
+  const { ids, p, q } = steps[kept]!;
+  const w = weight[kept]!;
   const residual = new Float64Array(q.length);
   let mass = 0;
-  for (let i = 0; i < q.length; i++) mass += residual[i] = Math.max(0, q[i]! - selected[i]!);
-  // no residual left means s = q up to rounding: q itself is then the residual's distribution
-  return { token: ids[drawIndex(mass > 0 ? residual : q, random)]!, draftIndex: -1 };
+  if (kept < length) for (let x = 0; x < q.length; x++) mass += residual[x] = Math.max(0, w * q[x]! - p[x]!);
+  tokens.push(ids[drawIndex(mass > 0 ? residual : q, random)]!);
+  return { tokens, kept };
 }
 
 /** Accepts `draft` with probability min(1, q/p), else samples the residual max(0, q − p). */
