@@ -315,43 +315,64 @@ export function verifyChain(
   drafts: readonly (number | null)[],
   random: RandomSource,
 ): { readonly tokens: number[]; readonly kept: number } {
+  const outcomes = chainOutcomes(steps, drafts);
+  const kept = drawIndex(outcomes.kept, random);
+  const tokens: number[] = [];
+  for (let i = 0; i < kept; i++) tokens.push(drafts[i]!);
+  tokens.push(steps[kept]!.ids[drawIndex(outcomes.next[kept]!, random)]!);
+  return { tokens, kept };
+}
+
+/**
+ * What {@link verifyChain} does with a chain, as probabilities: `kept[τ]`, the chance that it keeps the
+ * first τ drafts (τ = 0 … γ), and `next[τ]`, the distribution of the token it draws then (over
+ * `steps[τ].ids`).
+ */
+export function chainOutcomes(
+  steps: readonly DraftDistributions[],
+  drafts: readonly (number | null)[],
+): { readonly kept: Float64Array; readonly next: readonly Float64Array[] } {
   const length = drafts.length;
   if (steps.length !== length + 1) throw new RangeError('verifyChain: expected one step more than drafts');
   const weight = new Float64Array(length + 1);
   weight[0] = 1;
-  const draftIndex = new Int32Array(length);
   for (let i = 1; i <= length; i++) {
     const { ids, p, q } = steps[i - 1]!;
     const draft = drafts[i - 1]!;
     const index = draft === null ? -1 : ids.indexOf(draft);
-    draftIndex[i - 1] = index;
     const ratio = index >= 0 && p[index]! > 0 ? q[index]! / p[index]! : 0;
     weight[i] = Math.min(1, weight[i - 1]! * ratio);
   }
-  // τ: the last i whose draw passes its threshold (0 when none does)
-  let kept = 0;
+  // τ is the last i whose draw passes its threshold: P[τ = i] = t_i · Π_(j>i) (1 − t_j), t_0 = 1
+  const threshold = new Float64Array(length + 1);
+  threshold[0] = 1;
   for (let i = 1; i <= length; i++) {
-    let threshold: number;
-    if (i === length) threshold = weight[length]!;
-    else {
-      const { p, q } = steps[i]!;
-      let h = 0;
-      for (let x = 0; x < q.length; x++) h += Math.max(0, weight[i]! * q[x]! - p[x]!);
-      const denominator = h + 1 - weight[i]!;
-      // 0/0: w_i = 1 and q = p at the next position, where nothing could be rejected
-      threshold = denominator > 0 ? h / denominator : 1;
+    if (i === length) {
+      threshold[i] = weight[length]!;
+      continue;
     }
-    if (random.nextFloat() < threshold) kept = i;
+    const { p, q } = steps[i]!;
+    let h = 0;
+    for (let x = 0; x < q.length; x++) h += Math.max(0, weight[i]! * q[x]! - p[x]!);
+    const denominator = h + 1 - weight[i]!;
+    // 0/0: w_i = 1 and q = p at the next position, where nothing could be rejected
+    threshold[i] = denominator > 0 ? h / denominator : 1;
   }
-  const tokens: number[] = [];
-  for (let i = 0; i < kept; i++) tokens.push(drafts[i]!);
-  const { ids, p, q } = steps[kept]!;
-  const w = weight[kept]!;
-  const residual = new Float64Array(q.length);
-  let mass = 0;
-  if (kept < length) for (let x = 0; x < q.length; x++) mass += residual[x] = Math.max(0, w * q[x]! - p[x]!);
-  tokens.push(ids[drawIndex(mass > 0 ? residual : q, random)]!);
-  return { tokens, kept };
+  const kept = new Float64Array(length + 1);
+  let later = 1;
+  for (let i = length; i >= 0; i--) {
+    kept[i] = threshold[i]! * later;
+    later *= 1 - threshold[i]!;
+  }
+  const next = steps.map(({ p, q }, tau) => {
+    if (tau === length) return q;
+    const residual = new Float64Array(q.length);
+    let mass = 0;
+    for (let x = 0; x < q.length; x++) mass += residual[x] = Math.max(0, weight[tau]! * q[x]! - p[x]!);
+    // no residual: this τ has probability 0 (see the 0/0 case above); q keeps the draw defined
+    return mass > 0 ? residual : q;
+  });
+  return { kept, next };
 }
 
 /** Accepts `draft` with probability min(1, q/p), else samples the residual max(0, q − p). */
