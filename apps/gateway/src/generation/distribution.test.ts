@@ -4,10 +4,10 @@ import { describe, expect, it } from 'vitest';
 import {
   acceptAmongDrafts,
   acceptDraft,
+  chainOutcomes,
   draftDistributions,
   draftSelection,
   reportedLogprobs,
-  chainOutcomes,
   sampleTarget,
   verifyChain,
 } from './distribution.ts';

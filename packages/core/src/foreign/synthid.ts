@@ -764,8 +764,8 @@ export function createSynthidDetector(params: SynthidParams): SynthidDetector {
     let weightedScore = 0;
     for (let t = width; t < stop; t++) {
       const contextHash = contextHashOf(tokens, t - width, width);
-      if (history !== null && history.seenThenPushHalves(contextHash.hi, contextHash.lo)) continue;
-      if (contexts !== null && contexts.addFrom(tokens, t - width)) continue;
+      if (history?.seenThenPushHalves(contextHash.hi, contextHash.lo)) continue;
+      if (contexts?.addFrom(tokens, t - width)) continue;
       const ngram = gValuesInto(prepared, contextHash, tokens[t]!, g, 0);
       if (seeds !== null) {
         seed[0] = powerOfTwo ? 0 : ngram.hi;

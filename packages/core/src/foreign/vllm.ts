@@ -632,12 +632,12 @@ export function createVllmDetector(params: VllmKey): VllmDetector {
       const positions: number[] = [];
       let total = 0;
       for (let position = 0; position < tokens.length; position++) {
-        if (contexts !== null && contexts.addFrom(padded, position)) continue;
+        if (contexts?.addFrom(padded, position)) continue;
         for (let i = 0; i < width; i++) context[i] = padded[position + i]!;
         const token = tokens[position]!;
         const score = scoreOf(context, token, seed);
         seed[2] = token;
-        if (seeds !== null && seeds.addFrom(seed, 0)) continue;
+        if (seeds?.addFrom(seed, 0)) continue;
         positions.push(position);
         total += score;
       }
