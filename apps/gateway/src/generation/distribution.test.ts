@@ -236,6 +236,17 @@ describe('block verification of a chain of drafts', () => {
   }
   const qPath = (at: ReturnType<typeof chainModel>, path: readonly number[]) =>
     path.reduce((product, token, i) => product * at(path.slice(0, i)).q[token]!, 1);
+  /** Tokens per chain token by token: the first k drafts are kept with probability Π min(p, q), summed. */
+  const tokenByTokenLength = (at: ReturnType<typeof chainModel>, length: number): number => {
+    const walk = (prefix: number[], probability: number): number => {
+      if (prefix.length === length) return probability;
+      const { p, q } = at(prefix);
+      let sum = probability;
+      for (let x = 0; x < V; x++) sum += walk([...prefix, x], probability * Math.min(p[x]!, q[x]!));
+      return sum;
+    };
+    return walk([], 1);
+  };
 
   it.each([1, 2, 3])(
     'with %s drafts, the tokens it returns, continued from q, follow q exactly (chi-square over whole paths)',
@@ -268,16 +279,7 @@ describe('block verification of a chain of drafts', () => {
       }
       // 99.9th percentiles of chi-square with 8, 26 and 80 degrees of freedom: 26.1, 54.1, 124.8
       expect(chiSquare).toBeLessThan({ 9: 26.1, 27: 54.1, 81: 124.8 }[cells]!);
-      // token by token keeps the first k drafts with probability Π min(q, p) summed over them
-      let tokenByToken = 0;
-      const walk = (prefix: number[], probability: number) => {
-        tokenByToken += probability;
-        if (prefix.length === length) return;
-        const { p, q } = at(prefix);
-        for (let x = 0; x < V; x++) walk([...prefix, x], probability * Math.min(p[x]!, q[x]!));
-      };
-      walk([], 1);
-      expect(emitted / trials).toBeGreaterThan(tokenByToken - 0.01);
+      expect(emitted / trials).toBeGreaterThan(tokenByTokenLength(at, length) - 0.01);
     },
   );
 
@@ -320,15 +322,7 @@ describe('block verification of a chain of drafts', () => {
           }
           worst = Math.max(worst, Math.abs(total - qPath(at, path)));
         }
-        if (length === 3) {
-          const walk = (prefix: number[], probability: number) => {
-            tokenTokens += probability;
-            if (prefix.length === length) return;
-            const { p, q } = at(prefix);
-            for (let x = 0; x < V; x++) walk([...prefix, x], probability * Math.min(p[x]!, q[x]!));
-          };
-          walk([], 1);
-        }
+        if (length === 3) tokenTokens += tokenByTokenLength(at, length);
       }
     }
     expect(worst).toBeLessThan(1e-12);
