@@ -119,8 +119,9 @@ export const TRANSFORMERS_TABLE_SIZE = 1_000_003;
 export const TRANSFORMERS_SELFHASH_CANDIDATES = 40;
 /**
  * The default bound on one detector's cache of green lists: 256 MiB, about 20,000 lists at V = 100,277.
- * Lists are made as contexts are met, so short texts use a little of it; 4 MB of English meets about
- * 32,000 distinct lefthash contexts, and with 5,000 lists kept it made 125,000 of them (20,000: 42,000).
+ * Lists are made as contexts are met, so short texts use a little of it; 4 MB of English documentation
+ * meets 31,939 distinct lefthash contexts, and a cache of 64 MiB makes 123,429 lists there, one of 256 MiB
+ * 39,314 (`pnpm --filter @tracemark/cli bench:kgw`).
  */
 export const TRANSFORMERS_GREEN_LIST_CACHE_BYTES: number = 256 * 1024 * 1024;
 
