@@ -51,14 +51,15 @@ const spin = (ms: number): void => {
   while (Date.now() < end);
 };
 
+/** The `local` option: the job run on this thread. */
+const runHere = (job: Job): Result => {
+  spin(job.ms);
+  return { n: job.n, by: 'local' };
+};
+
 describe('startWorkerThreads', () => {
   it('this thread and the workers share one queue: every job answered once, by one of them, in any order', async () => {
-    const threads = startWorkerThreads<Job, Result>(busyWorker, { startMs: 0 }, 2, {
-      local: (job) => {
-        spin(job.ms);
-        return { n: job.n, by: 'local' };
-      },
-    });
+    const threads = startWorkerThreads<Job, Result>(busyWorker, { startMs: 0 }, 2, { local: runHere });
     const results = await Promise.all(Array.from({ length: 40 }, (_, n) => threads.submit({ n, ms: 5 })));
     await threads.close();
     expect(results.map((result) => result.n)).toEqual(Array.from({ length: 40 }, (_, n) => n));
@@ -70,12 +71,7 @@ describe('startWorkerThreads', () => {
   });
 
   it('this thread scores while a worker starts: jobs submitted before it is ready run here', async () => {
-    const threads = startWorkerThreads<Job, Result>(busyWorker, { startMs: 400 }, 1, {
-      local: (job) => {
-        spin(job.ms);
-        return { n: job.n, by: 'local' };
-      },
-    });
+    const threads = startWorkerThreads<Job, Result>(busyWorker, { startMs: 400 }, 1, { local: runHere });
     const first = await Promise.all(Array.from({ length: 5 }, (_, n) => threads.submit({ n, ms: 2 })));
     expect(first.every((result) => result.by === 'local')).toBe(true);
     await threads.close();

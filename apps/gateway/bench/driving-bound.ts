@@ -18,7 +18,12 @@ import { parseArgs } from 'node:util';
 import { createRandom, createWatermarker, createWatermarkKey } from '@tracemark/core';
 import { loadDefaultModel } from '@tracemark/lm';
 import { getTokenizer } from '@tracemark/tokenizers';
-import { acceptAmongDrafts, draftDistributions, verifyChain } from '../src/generation/distribution.ts';
+import {
+  acceptAmongDrafts,
+  draftDistributions,
+  drawIndex,
+  verifyChain,
+} from '../src/generation/distribution.ts';
 
 const { values } = parseArgs({
   args: process.argv.slice(2).filter((arg, index) => !(index === 0 && arg === '--')),
@@ -55,12 +60,7 @@ for (const prompt of PROMPTS) {
   while (lp.length < tokens / PROMPTS.length) {
     const candidates = model.candidates(context, topLogprobs);
     const { p, q } = draftDistributions(candidates, context, { watermarker, temperature, topP: 1 });
-    let u = random.nextFloat();
-    let index = 0;
-    for (; index < q.length - 1; index++) {
-      u -= q[index]!;
-      if (u < 0) break;
-    }
+    const index = drawIndex(q, random);
     lp.push(Math.log(p[index]!));
     lq.push(Math.log(q[index]!));
     context.push(candidates.ids[index]!);
@@ -102,15 +102,6 @@ for (const n of choices) {
 // The gateway's walk, simulated in process on the same model as backends/upstream.ts runs it: n samples of
 // D tokens per call drawn from p; acceptAmongDrafts at each position while several samples agree, and
 // verifyChain over the rest of the last one.
-function sampleFrom(weights: Float64Array, u: number): number {
-  let index = 0;
-  for (; index < weights.length - 1; index++) {
-    u -= weights[index]!;
-    if (u < 0) break;
-  }
-  return index;
-}
-
 const options = { watermarker, temperature, topP: 1 };
 console.log(
   `\n# The gateway's walk, simulated in process (${tokens / 4} tokens per setting, D = ${depth})\n\n| samples per call n | round trips per token | tokens | samples agreeing at depth 0 / 1 / … (mean over the calls that got there) |\n| --- | --- | --- | --- |`,
@@ -135,7 +126,7 @@ for (const n of simulated) {
         for (let d = 0; d < depth; d++) {
           const candidates = model.candidates(own, topLogprobs);
           const { p } = draftDistributions(candidates, own, options);
-          const token = candidates.ids[sampleFrom(p, rng.nextFloat())]!;
+          const token = candidates.ids[drawIndex(p, rng)]!;
           path.push(token);
           own.push(token);
         }

@@ -683,39 +683,34 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
         } else {
           const group = live.filter((index) => samples[index]!.positions.length > depth);
           const drafts = group.map((index) => samples[index]!.positions[depth]!);
-          if (drafts.some((draft) => !draft.drawnInTop)) {
+          // One sample left on the walk (it is the lead): the rest of it, up to a token without an id here,
+          // is verified as a block, and the call ends.
+          const lone = group.length === 1 ? lead.positions : null;
+          const end = lone === null ? depth : chainEnd(lone, depth);
+          if ((lone === null ? drafts : lone.slice(depth, end + 1)).some((draft) => !draft.drawnInTop)) {
             // Drawn outside the reported top-k: p is not what the upstream samples from, so its draws are
             // no drafts. q alone is still exact; drafting stops for good on this shape.
             draftsExact.set(shape, false);
             token = sampleTarget(distributions!, request.random);
-          } else if (group.length === 1 && chainEnd(samples[group[0]!]!.positions, depth) > depth) {
-            // One sample left on the walk: the rest of it (up to a token without an id here) is verified
-            // as a block, and the call ends.
-            const lone = samples[group[0]!]!.positions;
-            const end = chainEnd(lone, depth);
-            if (lone.slice(depth, end + 1).some((draft) => !draft.drawnInTop)) {
-              draftsExact.set(shape, false);
-              token = sampleTarget(distributions!, request.random);
-            } else {
-              const own = context.slice();
-              const steps: DraftDistributions[] = [];
-              for (let k = depth; k <= end; k++) {
-                steps.push(draftDistributions(lone[k]!.candidates, own, request, lone[k]!.unmappedLogprobs));
-                if (k < end) own.push(lone[k]!.draft!);
-              }
-              const chainDrafts = lone.slice(depth, end).map((draft) => draft.draft);
-              const chain = verifyChain(steps, chainDrafts, request.random);
-              stats.draftsAccepted += chain.kept;
-              if (chain.kept < chainDrafts.length) stats.draftsRejected++;
-              for (const [j, chosen] of chain.tokens.entries()) {
-                const step = stepOf(lone[depth + j]!.candidates, chosen);
-                generated.push(chosen);
-                context.push(chosen);
-                yield step;
-                if (request.signal.aborted) return;
-              }
-              break;
+          } else if (lone !== null && end > depth) {
+            const own = [...context, lone[depth]!.draft!];
+            const steps: DraftDistributions[] = [distributions!];
+            for (let k = depth + 1; k <= end; k++) {
+              steps.push(draftDistributions(lone[k]!.candidates, own, request, lone[k]!.unmappedLogprobs));
+              if (k < end) own.push(lone[k]!.draft!);
             }
+            const chainDrafts = lone.slice(depth, end).map((draft) => draft.draft);
+            const chain = verifyChain(steps, chainDrafts, request.random);
+            stats.draftsAccepted += chain.kept;
+            if (chain.kept < chainDrafts.length) stats.draftsRejected++;
+            for (const [j, chosen] of chain.tokens.entries()) {
+              const step = stepOf(lone[depth + j]!.candidates, chosen);
+              generated.push(chosen);
+              context.push(chosen);
+              yield step;
+              if (request.signal.aborted) return;
+            }
+            break;
           } else {
             const outcome = acceptAmongDrafts(
               distributions!,

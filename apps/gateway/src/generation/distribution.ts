@@ -127,7 +127,18 @@ export interface DraftsOutcome {
   readonly draftIndex: number;
 }
 
-function drawIndex(weights: Float64Array, random: RandomSource): number {
+/**
+ * The weights max(0, w·q − d), unnormalized (drawIndex normalizes); q itself where nothing is left, which
+ * happens only with probability 0 or when d = w·q up to rounding, and keeps the draw defined.
+ */
+function residualOf(q: Float64Array, w: number, d: Float64Array): Float64Array {
+  const residual = new Float64Array(q.length);
+  let mass = 0;
+  for (let i = 0; i < q.length; i++) mass += residual[i] = Math.max(0, w * q[i]! - d[i]!);
+  return mass > 0 ? residual : q;
+}
+
+export function drawIndex(weights: Float64Array, random: RandomSource): number {
   let total = 0;
   for (let i = 0; i < weights.length; i++) total += weights[i]!;
   let target = random.nextFloat() * total;
@@ -254,11 +265,7 @@ export function acceptAmongDrafts(
     const index = ids.indexOf(drafts[k]!);
     if (random.nextFloat() * selected[index]! < q[index]!) return { token: drafts[k]!, draftIndex: k };
   }
-  const residual = new Float64Array(q.length);
-  let mass = 0;
-  for (let i = 0; i < q.length; i++) mass += residual[i] = Math.max(0, q[i]! - selected[i]!);
-  // no residual left means s = q up to rounding: q itself is then the residual's distribution
-  return { token: ids[drawIndex(mass > 0 ? residual : q, random)]!, draftIndex: -1 };
+  return { token: ids[drawIndex(residualOf(q, 1, selected), random)]!, draftIndex: -1 };
 }
 
 /**
@@ -366,11 +373,8 @@ export function chainOutcomes(
   }
   const next = steps.map(({ p, q }, tau) => {
     if (tau === length) return q;
-    const residual = new Float64Array(q.length);
-    let mass = 0;
-    for (let x = 0; x < q.length; x++) mass += residual[x] = Math.max(0, weight[tau]! * q[x]! - p[x]!);
-    // no residual: this τ has probability 0 (see the 0/0 case above); q keeps the draw defined
-    return mass > 0 ? residual : q;
+    // no residual: this τ has probability 0 (see the 0/0 case above)
+    return residualOf(q, weight[tau]!, p);
   });
   return { kept, next };
 }

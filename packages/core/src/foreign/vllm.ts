@@ -500,12 +500,11 @@ function pairScorer(key: ResolvedVllmKey): PairScorer {
       };
     }
     case 'sbw': {
-      const threshold = Math.floor(key.gamma! * INT31_MAX);
-      const scheme = key.sbwScheme!;
-      const seeds = key.sbwLefthashSeeds ?? 'detector';
+      const { threshold, word: wordOf } = sbwScoring(key);
+      const halves = new Int32Array(2);
       return (context, token) => {
-        const seed = sbwSeed(key.engineKey, scheme, context, token, seeds);
-        const word = sbwWord(seed, token);
+        const word = wordOf(context, token, halves);
+        const seed = BigInt.asIntN(64, (BigInt(halves[0]! >>> 0) << 32n) | BigInt(halves[1]! >>> 0));
         return { words: [word], uniforms: [], seed, score: (word & INT31_MAX) < threshold ? 1 : 0 };
       };
     }
@@ -517,18 +516,32 @@ type DetectScorer = (context: readonly number[], token: number, seed: Int32Array
 
 function detectScorer(key: ResolvedVllmKey, scorePair: PairScorer): DetectScorer {
   if (key.scheme !== 'sbw') return (context, token) => scorePair(context, token).score;
-  const threshold = Math.floor(key.gamma! * INT31_MAX);
+  const { threshold, word } = sbwScoring(key);
+  return (context, token, seed) => ((word(context, token, seed) & INT31_MAX) < threshold ? 1 : 0);
+}
+
+/**
+ * SBW in 32-bit arithmetic: the green threshold, and the Philox word of a pair ({@link sbwWord} of
+ * {@link sbwSeed}), which also writes the seed's halves into seed[0] (high) and seed[1] (low).
+ */
+function sbwScoring(key: ResolvedVllmKey): {
+  readonly threshold: number;
+  readonly word: (context: readonly number[], token: number, seed: Int32Array) => number;
+} {
   const scheme = key.sbwScheme!;
   const seeds = key.sbwLefthashSeeds ?? 'detector';
   const unsigned = BigInt.asUintN(64, key.engineKey);
   const keyHi = Number(unsigned >> 32n) | 0;
   const keyLo = Number(unsigned & 0xffffffffn) | 0;
   const words = new Uint32Array(4);
-  return (context, token, seed) => {
-    sbwSeedHalvesInto(seed, keyHi, keyLo, scheme, context, token, seeds);
-    // sbwWord: counter (token ≫ 2, 0, 0, 0), key (seed low, seed high)
-    philox4x32Into(words, token >>> 2, 0, 0, 0, seed[1]! >>> 0, seed[0]! >>> 0);
-    return (words[token & 3]! & INT31_MAX) < threshold ? 1 : 0;
+  return {
+    threshold: Math.floor(key.gamma! * INT31_MAX),
+    word: (context, token, seed) => {
+      sbwSeedHalvesInto(seed, keyHi, keyLo, scheme, context, token, seeds);
+      // sbwWord: counter (token ≫ 2, 0, 0, 0), key (seed low, seed high)
+      philox4x32Into(words, token >>> 2, 0, 0, 0, seed[1]! >>> 0, seed[0]! >>> 0);
+      return words[token & 3]!;
+    },
   };
 }
 
