@@ -93,6 +93,19 @@ export function encodePieceBytes(
     out[outPosition] = whole;
     return outPosition + 1;
   }
+  return mergePiece(bytes, length, table, out, outPosition, arrayMergeLimit, merges);
+}
+
+/** The merge of a piece that is not one token (encodePieceBytes after its whole-piece lookup). */
+function mergePiece(
+  bytes: Uint8Array,
+  length: number,
+  table: TokenTable,
+  out: Uint32Array,
+  outPosition: number,
+  arrayMergeLimit: number,
+  merges: MergeCache | undefined,
+): number {
   if (merges !== undefined) {
     const cached = merges.read(bytes, length, out, outPosition);
     if (cached >= 0) return cached;
@@ -154,8 +167,11 @@ export class MergeCache {
     const entry = hash & (CACHE_ENTRIES - 1);
     this.keys[2 * entry] = hash;
     this.keys[2 * entry + 1] = length | (count << 8);
-    this.bytes.set(bytes.subarray(0, length), entry * CACHED_PIECE_BYTES);
-    this.ids.set(out.subarray(from, to), entry * CACHED_PIECE_TOKENS);
+    // loops, not set(subarray(…)): a view is an allocation, and pieces are a few bytes
+    const base = entry * CACHED_PIECE_BYTES;
+    for (let i = 0; i < length; i++) this.bytes[base + i] = bytes[i]!;
+    const at = entry * CACHED_PIECE_TOKENS;
+    for (let i = 0; i < count; i++) this.ids[at + i] = out[from + i]!;
   }
 }
 
@@ -172,6 +188,7 @@ export function createPreTokenizer(pattern: string): (text: string) => string[] 
 /** An encoder for one rank file. It reuses scratch buffers between calls: safe, since a call never yields. */
 export function createBytePairEncoder(options: BytePairEncoderOptions): BytePairEncoder {
   const { table } = options;
+  const { byteIds } = table;
   const arrayMergeLimit = options.arrayMergeLimit ?? DEFAULT_ARRAY_MERGE_LIMIT;
   // The pieces of createPreTokenizer, found as ranges: a sticky regex's `test` only moves `lastIndex`,
   // where `match` builds a string per piece (most of the encoder's garbage).
@@ -198,10 +215,13 @@ export function createBytePairEncoder(options: BytePairEncoderOptions): BytePair
         if (length > pieceBytes.length && length <= KEPT_BUFFER_LENGTH)
           pieceBytes = new Uint8Array(3 * length);
         const bytes = length <= pieceBytes.length ? pieceBytes : new Uint8Array(length);
-        for (let i = 0; i < length; i++) bytes[i] = text.charCodeAt(start + i);
         position = end;
         if (count + length > out.length) out = grow(out, count + length);
-        count = encodePieceBytes(bytes, length, table, out, count, arrayMergeLimit, merges);
+        // Most pieces of ordinary text are one token.
+        const whole =
+          length === 1 ? byteIds[text.charCodeAt(start)]! : table.idOfAscii(text, start, end, bytes);
+        if (whole !== NO_TOKEN) out[count++] = whole;
+        else count = mergePiece(bytes, length, table, out, count, arrayMergeLimit, merges);
         continue;
       }
       sticky.lastIndex = position;

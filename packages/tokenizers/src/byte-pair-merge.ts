@@ -148,8 +148,10 @@ export const mergeWithHeap: ByteMerge = (bytes, length, table, out, outPosition)
     }
     heap[index] = last;
 
-    const merged = Math.floor(top / KEY_RANK_UNIT);
-    const start = top - merged * KEY_RANK_UNIT;
+    // | 0: both are integers below 2^31, and callees compiled for small integers stay so (a double here
+    // deoptimized rankOf and everything it inlines)
+    const merged = Math.floor(top / KEY_RANK_UNIT) | 0;
+    const start = (top - merged * KEY_RANK_UNIT) | 0;
     if (rank[start] !== merged) continue; // stale
     const middle = next[start]!;
     const end = next[middle]!;

@@ -51,6 +51,39 @@ describe.each(TOKENIZER_IDS)('%s', (id) => {
     );
   });
 
+  it('finds ASCII text as idOf finds its bytes, and copies the bytes (property)', () => {
+    const asciiTokens: string[] = [];
+    for (let token = 0; token < ordinaryTokenCount; token++) {
+      const piece = tokenBytes(token);
+      if (piece.every((byte) => byte < 0x80)) asciiTokens.push(String.fromCharCode(...piece));
+    }
+    const ascii = fc.string({ unit: fc.integer({ min: 0, max: 0x7f }).map((c) => String.fromCharCode(c)) });
+    const scratch = new Uint8Array(256);
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.constant(''), ascii),
+        fc.oneof(
+          ascii,
+          fc.integer({ min: 0, max: asciiTokens.length - 1 }).map((i) => asciiTokens[i]!),
+        ),
+        ascii,
+        (before, piece, after) => {
+          const text = `${before}${piece}${after}`;
+          const end = before.length + piece.length;
+          const found = table.idOfAscii(text, before.length, end, scratch);
+          const bytes = Uint8Array.from(piece, (c) => c.charCodeAt(0));
+          expect(found).toBe(idsByKey.get(bytes.join(',')) ?? NO_TOKEN);
+          expect(found).toBe(bytes.length === 0 ? found : table.idOf(bytes, 0, bytes.length));
+          expect([...scratch.subarray(0, bytes.length)]).toEqual([...bytes]);
+        },
+      ),
+      { numRuns: 3000 },
+    );
+    // longer than any token: no id, and still every byte copied
+    const long = 'a'.repeat(table.longestToken + 1);
+    expect(table.idOfAscii(long, 0, long.length, scratch)).toBe(NO_TOKEN);
+    expect(scratch.subarray(0, long.length).every((byte) => byte === 0x61)).toBe(true);
+  });
   it('has single-byte and two-byte tables that agree with the hash table', () => {
     const wrong: string[] = [];
     for (let byte = 0; byte < 256; byte++) {

@@ -9,9 +9,14 @@ export const MAX_ORDINARY_TOKENS: number = 2 ** 21;
 function hashBytes(bytes: Uint8Array, start: number, end: number): number {
   let hash = 0x811c9dc5;
   for (let i = start; i < end; i++) hash = Math.imul(hash ^ bytes[i]!, 0x01000193);
-  hash = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
-  hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
-  return hash ^ (hash >>> 16);
+  return finishHash(hash);
+}
+
+/** murmur3's finalizer of {@link hashBytes}. */
+function finishHash(hash: number): number {
+  let mixed = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
+  mixed = Math.imul(mixed ^ (mixed >>> 13), 0xc2b2ae35);
+  return mixed ^ (mixed >>> 16);
 }
 
 /** Bytes of a token held in its slot (two words); longer tokens compare the rest in the byte table. */
@@ -164,10 +169,47 @@ export class TokenTable {
   idOf(source: Uint8Array, start: number, end: number): number {
     const length = end - start;
     if (length > this.longestToken) return NO_TOKEN;
+    return this.find(
+      hashBytes(source, start, end),
+      inlineWord(source, start, end),
+      inlineWord(source, start + 4, end),
+      source,
+      start,
+      length,
+    );
+  }
+
+  /**
+   * {@link idOf} for ASCII text: writes the char codes of `text.slice(start, end)` (each below 0x80) to
+   * `bytes` from 0, and returns the id of the token with those bytes, or {@link NO_TOKEN}. One pass over
+   * the text copies, hashes and takes the first 8 bytes (idOf reads a piece three times after its copy).
+   */
+  idOfAscii(text: string, start: number, end: number, bytes: Uint8Array): number {
+    const length = end - start;
+    let hash = 0x811c9dc5;
+    let head = 0;
+    let tail = 0;
+    for (let i = 0; i < length; i++) {
+      const code = text.charCodeAt(start + i);
+      bytes[i] = code;
+      hash = Math.imul(hash ^ code, 0x01000193);
+      if (i < 4) head |= code << (8 * i);
+      else if (i < INLINE_BYTES) tail |= code << (8 * (i - 4));
+    }
+    if (length > this.longestToken) return NO_TOKEN;
+    return this.find(finishHash(hash), head, tail, bytes, 0, length);
+  }
+
+  /** The probe of {@link idOf}, given the bytes' hash and first 8 bytes as two words. */
+  private find(
+    hash: number,
+    head: number,
+    tail: number,
+    source: Uint8Array,
+    start: number,
+    length: number,
+  ): number {
     const { slots, mask } = this;
-    const hash = hashBytes(source, start, end);
-    const head = inlineWord(source, start, end);
-    const tail = inlineWord(source, start + 4, end);
     const lengthField = (length <= MAX_SLOT_LENGTH ? length : 0) << ID_BITS;
     for (let slot = hash & mask; ; slot = (slot + 1) & mask) {
       const at = slot << 2;
