@@ -22,7 +22,7 @@
  */
 import type { SchemeName } from '@tracemark/core';
 import { filterWindowWidth, type IssuedWindowSet } from './issued.ts';
-import { grown, PairSet, TupleTable, tupleHash, tupleIdsInOrder } from './tables.ts';
+import { grown, PairSet, SweptPairSet, TupleTable, tupleHash, tupleIdsInOrder } from './tables.ts';
 
 /** The seeding scheme a tape serves; keys with the same name and h share one tape. */
 export interface TapeLayout {
@@ -39,6 +39,8 @@ const RECENT_WINDOW_LIMIT = 2 ** 21;
 const MAX_PRESIZE = 1 << 23;
 /** Held in `firstToken` as token + 1, so it never is (it goes to the pair set). */
 const LAST_TOKEN = 0xffffffff;
+/** Completion pairs that wait for the pair set together (see {@link EvidenceTape.settlePending}). */
+const PENDING_BATCH = 1 << 18;
 
 /** What the reading pass saw, for the report. */
 export interface TapeCounts {
@@ -129,7 +131,16 @@ export class EvidenceTape {
    * followed by one token only, and then the pair costs no hash table at all.
    */
   private firstToken: Uint32Array;
-  private readonly completionPairs: PairSet;
+  private readonly completionPairs: SweptPairSet;
+  /**
+   * Pairs that follow a window other than its first token, not yet looked up in `completionPairs`:
+   * each is on the order already, at `pendingAt`, until {@link settlePending} keeps it or drops it.
+   */
+  private readonly pendingWindow = new Uint32Array(PENDING_BATCH);
+  private readonly pendingToken = new Uint32Array(PENDING_BATCH);
+  private readonly pendingAt = new Uint32Array(PENDING_BATCH);
+  private readonly pendingFirst = new Uint8Array(PENDING_BATCH);
+  private pendingLength = 0;
   private readonly promptPairs = new PairSet(1024);
   /**
    * Pairs known to be on the tape from a completion already, direct-mapped and small enough to stay
@@ -188,7 +199,7 @@ export class EvidenceTape {
     // Sized for a quarter of the tokens as distinct pairs beyond each window's first (0.27 on 16 MB of
     // documentation; one rehash where there are more): a table twice that size is touched all over by
     // random inserts, and each 4 KB touched costs a page fault (a third of the tape's time on some machines).
-    this.completionPairs = new PairSet(this.windowWidth > 1 ? 4096 : Math.max(4096, capacity >>> 2));
+    this.completionPairs = new SweptPairSet(this.windowWidth > 1 ? 4096 : Math.max(4096, capacity >>> 2));
     this.orderWindow = new Uint32Array(capacity);
     this.orderToken = new Uint32Array(capacity);
     this.orderDocument = new Uint32Array(capacity);
@@ -358,20 +369,43 @@ export class EvidenceTape {
     recent[recentSlot] = recentKey;
     if (window >= this.firstToken.length) this.firstToken = grown(this.firstToken, window + 1);
     const first = this.firstToken[window]!;
-    let isNew: boolean;
-    if (first === 0 && token !== LAST_TOKEN) {
-      this.firstToken[window] = token + 1;
-      isNew = true;
-    } else if (first === token + 1) isNew = false;
-    else isNew = this.completionPairs.add(window, token);
-    if (isNew) {
-      const at = this.orderLength++;
-      if (at === this.orderWindow.length) this.growOrder(at + 1);
-      this.orderWindow[at] = window;
-      this.orderToken[at] = token;
-      this.orderDocument[at] = document;
-      this.orderPosition[at] = i - m;
+    if (first === token + 1) return;
+    if (first === 0 && token !== LAST_TOKEN) this.firstToken[window] = token + 1;
+    else {
+      // Another token after this window: on the order for now, and whether the pair is new is settled
+      // a batch at a time, where a lookup each would miss in cache.
+      if (this.pendingLength === PENDING_BATCH) this.settlePending();
+      const p = this.pendingLength++;
+      this.pendingWindow[p] = window;
+      this.pendingToken[p] = token;
+      this.pendingAt[p] = this.orderLength;
     }
+    const at = this.orderLength++;
+    if (at === this.orderWindow.length) this.growOrder(at + 1);
+    this.orderWindow[at] = window;
+    this.orderToken[at] = token;
+    this.orderDocument[at] = document;
+    this.orderPosition[at] = i - m;
+  }
+
+  /**
+   * Looks the pending pairs up in `completionPairs` all at once ({@link SweptPairSet.addBatch}), and
+   * takes those seen before off the order: the order from the first pending pair on is compacted in
+   * place (everything before it is settled), so a repeat stays there one batch at most.
+   */
+  private settlePending(): void {
+    const count = this.pendingLength;
+    if (count === 0) return;
+    this.pendingLength = 0;
+    const first = this.pendingFirst;
+    this.completionPairs.addBatch(this.pendingWindow, this.pendingToken, count, first);
+    this.orderLength = compactOrder(
+      [this.orderWindow, this.orderToken, this.orderDocument, this.orderPosition],
+      this.orderLength,
+      this.pendingAt,
+      first,
+      count,
+    );
   }
 
   /** Makes room for `needed` completion pairs. */
@@ -406,6 +440,7 @@ export class EvidenceTape {
     if (this.finished) throw new Error('EvidenceTape: finished already');
     this.finished = true;
     const numWindows = this.deferred ? this.readKept() : this.windows.size;
+    this.settlePending();
     // Candidates: completion pairs that occur in no prompt of the corpus (in place: the order
     // arrays are this tape's own, and it is finished).
     let candidates = 0;
@@ -528,4 +563,31 @@ function groupEveryWindow(
     order,
     groupWindow,
   };
+}
+
+/**
+ * Removes, from `length` entries of the parallel `arrays`, the pending entries (at the increasing
+ * indices `pendingAt[0 … count)`) whose `first` is 0, keeping the order; returns the new length.
+ * Entries before the first pending one stay where they are. (A function of its own: V8 compiles its
+ * loop on the stack, and code after such a loop that has never run deoptimizes it at every call.)
+ */
+function compactOrder(
+  arrays: readonly [Uint32Array, Uint32Array, Uint32Array, Uint32Array],
+  length: number,
+  pendingAt: Uint32Array,
+  first: Uint8Array,
+  count: number,
+): number {
+  const [window, token, document, position] = arrays;
+  let write = pendingAt[0]!;
+  let p = 0;
+  for (let read = write; read < length; read++) {
+    if (p < count && pendingAt[p] === read && first[p++] === 0) continue;
+    window[write] = window[read]!;
+    token[write] = token[read]!;
+    document[write] = document[read]!;
+    position[write] = position[read]!;
+    write++;
+  }
+  return write;
 }

@@ -64,6 +64,25 @@ function tapeOf(docs: readonly Doc[], key: WatermarkKey, issued: IssuedWindowSet
   return tape.finish();
 }
 
+/** The evaluation scores the reference's positions (by document and position) with its green bits. */
+function expectReference(
+  evaluation: ReturnType<typeof evaluateKey>,
+  origins: ReturnType<typeof tapeOf>['origins'],
+  expected: ReturnType<typeof reference>,
+): void {
+  expect(evaluation.numScored).toBe(expected.scored);
+  expect(evaluation.numGreen).toBe(expected.green);
+  const triples: string[] = [];
+  evaluation.status.forEach((status, i) => {
+    if (status !== CandidateStatus.notScored) {
+      triples.push(
+        `${origins.document[i]}:${origins.position[i]}:${status === CandidateStatus.green ? 1 : 0}`,
+      );
+    }
+  });
+  expect(triples).toEqual(expected.triples);
+}
+
 const tokenArb = fc.integer({ min: 0, max: 12 });
 const docArb = fc.record(
   { tokens: fc.array(tokenArb, { maxLength: 60 }), prompt: fc.array(tokenArb, { maxLength: 12 }) },
@@ -91,22 +110,36 @@ describe('the evidence tape scores exactly what one shared dedup tape scores', (
             evaluateKeyBySeed(tape, key),
             evaluateKey(tape, key, false),
           ]) {
-            expect(evaluation.numScored).toBe(expected.scored);
-            expect(evaluation.numGreen).toBe(expected.green);
-            const triples: string[] = [];
-            evaluation.status.forEach((status, i) => {
-              if (status !== CandidateStatus.notScored) {
-                triples.push(
-                  `${origins.document[i]}:${origins.position[i]}:${status === CandidateStatus.green ? 1 : 0}`,
-                );
-              }
-            });
-            expect(triples).toEqual(expected.triples);
+            expectReference(evaluation, origins, expected);
           }
         },
       ),
       { numRuns: 300, seed: 42 },
     );
+  });
+
+  it('a corpus whose pairs settle in several batches: the same positions and bits as the reference', () => {
+    // 240,000 tokens over 500 ids: a few hundred thousand pairs that follow a window after its first
+    // token, so the tape settles several batches of them (each batch repeats pairs of earlier ones).
+    let state = 7;
+    const next = (): number => {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      return state >>> 8;
+    };
+    const docs: Doc[] = Array.from({ length: 48 }, (_, d) => ({
+      tokens: Array.from({ length: 5000 }, () => (next() % 97 === 0 ? SPECIAL : next() % 500)),
+      ...(d % 5 === 0 ? { prompt: Array.from({ length: 300 }, () => next() % 500) } : {}),
+    }));
+    for (const scheme of [
+      { name: 'lefthash' as const, contextWidth: 1, gamma: 0.25 },
+      { name: 'lefthash' as const, contextWidth: 2, gamma: 0.5 },
+    ]) {
+      const key = createWatermarkKey({ secret: new Uint8Array(32).fill(3), scheme });
+      const expected = reference(docs, key);
+      const { tape, origins, counts } = tapeOf(docs, key);
+      expectReference(evaluateKey(tape, key), origins, expected);
+      expect(counts.numDistinct).toBeGreaterThan(100_000);
+    }
   });
 
   it("fake keys score the trial key's deduplicated trials: WebAssembly, scalar and reference paths agree", () => {

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { firstOccurrences, PairSet, TupleTable, tupleHash, tupleIdsInOrder } from './tables.ts';
+import { firstOccurrences, PairSet, SweptPairSet, TupleTable, tupleHash, tupleIdsInOrder } from './tables.ts';
 
 describe('TupleTable', () => {
   it('maps equal tuples to one id and different tuples to different ids, in insertion order', () => {
@@ -121,5 +121,33 @@ describe('firstOccurrences', () => {
       const set = new PairSet(4);
       for (let i = 0; i < count; i++) expect(first[i]).toBe(set.add(a[i]!, b[i]!) ? 1 : 0);
     }
+  });
+});
+
+describe('SweptPairSet', () => {
+  it('marks, batch after batch, the pairs a PairSet adds first, through many doublings', () => {
+    const swept = new SweptPairSet(2);
+    const set = new PairSet(2);
+    const next = lcg(99);
+    for (const count of [0, 1, 17, 5000, 3, 40_000, 70_000, 1]) {
+      const a = new Uint32Array(count);
+      const b = new Uint32Array(count);
+      for (let i = 0; i < count; i++) {
+        const r = next();
+        a[i] = r % 11 === 0 ? 2 ** 32 - 2 - (r % 2) : r % 700;
+        b[i] = r % 7 === 0 ? 2 ** 32 - 1 : (r >>> 9) % 90;
+      }
+      const first = new Uint8Array(count).fill(7);
+      swept.addBatch(a, b, count, first);
+      for (let i = 0; i < count; i++) expect(first[i]).toBe(set.add(a[i]!, b[i]!) ? 1 : 0);
+      expect(swept.size).toBe(set.size);
+    }
+  });
+
+  it('refuses a = 2^32 − 1 (its tag would be 0, the empty slot)', () => {
+    const swept = new SweptPairSet();
+    expect(() =>
+      swept.addBatch(Uint32Array.of(2 ** 32 - 1), Uint32Array.of(0), 1, new Uint8Array(1)),
+    ).toThrow(RangeError);
   });
 });

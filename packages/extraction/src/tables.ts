@@ -157,6 +157,24 @@ export class TupleTable {
 }
 
 /**
+ * Linear probing from `slot` in a table of (tag, b) slots (tag 0: empty), `mask` + 1 of them: puts the
+ * pair in the first empty slot and returns true, or returns false where the pair is held already.
+ */
+function insertPair(slots: Uint32Array, slot: number, mask: number, tag: number, b: number): boolean {
+  for (;;) {
+    const at = slot << 1;
+    const held = slots[at]!;
+    if (held === 0) {
+      slots[at] = tag;
+      slots[at + 1] = b;
+      return true;
+    }
+    if (held === tag && slots[at + 1] === b) return false;
+    slot = (slot + 1) & mask;
+  }
+}
+
+/**
  * A set of (a, b) pairs with a < 2^32 − 1 and b < 2^32: 8-byte slots (a + 1, b), 0 marking an empty
  * slot. On a corpus-sized set nearly every lookup is a cache miss, so the slot is kept as small as
  * the key, and the table half full at most.
@@ -200,20 +218,9 @@ export class PairSet {
     if (a >>> 0 === 0xffffffff) throw new RangeError('a: expected a value below 2^32 − 1');
     const tag = (a + 1) >>> 0;
     b >>>= 0;
-    const slots = this.slots;
-    let slot = PairSet.hashOf(a >>> 0, b) & this.mask;
-    for (;;) {
-      const at = slot << 1;
-      const held = slots[at]!;
-      if (held === 0) {
-        slots[at] = tag;
-        slots[at + 1] = b;
-        if (++this.count * 2 > this.mask + 1) this.rehash();
-        return true;
-      }
-      if (held === tag && slots[at + 1] === b) return false;
-      slot = (slot + 1) & this.mask;
-    }
+    if (!insertPair(this.slots, PairSet.hashOf(a >>> 0, b) & this.mask, this.mask, tag, b)) return false;
+    if (++this.count * 2 > this.mask + 1) this.rehash();
+    return true;
   }
 
   /**
@@ -238,6 +245,122 @@ export class PairSet {
     this.slots = slots;
     this.mask = mask;
   }
+}
+
+/** Top bits of a pair's hash by which a batch is ordered before it goes into a {@link SweptPairSet}. */
+const SWEEP_BITS = 16;
+
+/**
+ * A set of (a, b) pairs (a < 2^32 − 1) filled a batch at a time: {@link addBatch} marks which pairs of
+ * the batch occur for the first time, against the set and the batch's earlier pairs, as
+ * {@link PairSet.add} on each in turn would. A pair's slot is the top bits of its hash, and a batch is
+ * inserted in the order of those bits (a stable counting sort), so the inserts sweep the table from
+ * one end to the other: on a corpus-sized set, inserting in the batch's own order misses in cache and
+ * in the TLB on nearly every pair.
+ */
+export class SweptPairSet {
+  /** Two words a slot: a + 1 (0: empty) and b. */
+  private slots: Uint32Array;
+  /** The table has 2^bits slots. */
+  private bits: number;
+  private count = 0;
+  private hashes = new Int32Array(0);
+  private order = new Uint32Array(0);
+  private readonly starts = new Uint32Array((1 << SWEEP_BITS) + 1);
+
+  constructor(initialCapacity = 1024) {
+    let bits = 4;
+    while (1 << bits < 2 * initialCapacity) bits++;
+    this.bits = bits;
+    this.slots = new Uint32Array(2 << bits);
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /**
+   * For i < count in order: first[i] = 1 when (a[i], b[i]) is neither in the set nor earlier in the
+   * batch, else 0; the batch's pairs are in the set afterwards.
+   */
+  addBatch(a: Uint32Array, b: Uint32Array, count: number, first: Uint8Array): void {
+    if (this.hashes.length < count) {
+      this.hashes = new Int32Array(count);
+      this.order = new Uint32Array(count);
+    }
+    // One loop a function here and below: V8 compiles a long loop while it runs, and code after it
+    // that has not run yet would throw that code away at every batch.
+    hashPairs(a, b, count, this.hashes, this.starts);
+    sumBuckets(this.starts);
+    bucketOrder(this.hashes, count, this.starts, this.order);
+    // Equal pairs have equal hashes, so they keep their batch order: the earliest is the first.
+    this.insertInOrder(a, b, count, first);
+  }
+
+  /** Inserts the batch in the order `order` holds; `first` as {@link addBatch} says. */
+  private insertInOrder(a: Uint32Array, b: Uint32Array, count: number, first: Uint8Array): void {
+    const { hashes, order } = this;
+    for (let k = 0; k < count; k++) {
+      const i = order[k]!;
+      first[i] = this.insert(hashes[i]!, a[i]! + 1, b[i]!) ? 1 : 0;
+    }
+  }
+
+  /** Inserts the pair (tag − 1, b) of hash `hash`; true when it was not there. */
+  private insert(hash: number, tag: number, b: number): boolean {
+    const mask = (1 << this.bits) - 1;
+    if (!insertPair(this.slots, hash >>> (32 - this.bits), mask, tag, b)) return false;
+    if (++this.count * 2 > mask + 1) this.grow();
+    return true;
+  }
+
+  /**
+   * Doubles the table. A pair's slot gains one bit of its hash, so the old slots, read in order, land
+   * in order (an entry moves to twice its slot or just after): a sweep, as a batch is.
+   */
+  private grow(): void {
+    const old = this.slots;
+    this.bits++;
+    const slots = new Uint32Array(2 << this.bits);
+    const mask = (1 << this.bits) - 1;
+    for (let from = 0; from < old.length; from += 2) {
+      const tag = old[from]!;
+      if (tag === 0) continue;
+      const b = old[from + 1]!;
+      let slot = finish(mix(mix(0x5bd1e995, tag - 1), b)) >>> (32 - this.bits);
+      while (slots[slot << 1] !== 0) slot = (slot + 1) & mask;
+      slots[slot << 1] = tag;
+      slots[(slot << 1) + 1] = b;
+    }
+    this.slots = slots;
+  }
+}
+
+/** The pairs' hashes (as {@link SweptPairSet} places them), and how many fall in each bucket (at + 1). */
+function hashPairs(
+  a: Uint32Array,
+  b: Uint32Array,
+  count: number,
+  hashes: Int32Array,
+  starts: Uint32Array,
+): void {
+  starts.fill(0);
+  for (let i = 0; i < count; i++) {
+    if (a[i] === 0xffffffff) throw new RangeError('a: expected a value below 2^32 − 1');
+    const hash = finish(mix(mix(0x5bd1e995, a[i]!), b[i]!));
+    hashes[i] = hash;
+    starts[(hash >>> (32 - SWEEP_BITS)) + 1]!++;
+  }
+}
+
+/** Bucket counts (at + 1) to bucket starts. */
+function sumBuckets(starts: Uint32Array): void {
+  for (let bucket = 1; bucket < starts.length; bucket++) starts[bucket]! += starts[bucket - 1]!;
+}
+
+/** The indices by bucket, stably (a counting sort); moves each bucket's start to its end. */
+function bucketOrder(hashes: Int32Array, count: number, starts: Uint32Array, order: Uint32Array): void {
+  for (let i = 0; i < count; i++) order[starts[hashes[i]! >>> (32 - SWEEP_BITS)]!++] = i;
 }
 
 /**
