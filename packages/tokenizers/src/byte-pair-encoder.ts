@@ -121,8 +121,12 @@ function mergePiece(
 /** Longest piece, in bytes, whose merge {@link MergeCache} keeps; and the most ids it keeps for one. */
 const CACHED_PIECE_BYTES = 24;
 const CACHED_PIECE_TOKENS = 12;
-/** Entries of the cache (a power of two): 8,192 of 16 words for the bytes and ids, and 2 for the key. */
-const CACHE_ENTRIES = 8192;
+/**
+ * Entries of the cache (a power of two; 80 bytes each, 2.6 MB): 16 MB of documentation has about 163,000
+ * pieces that need a merge, 71,000 of them distinct; 8,192 entries kept 31% of them from merging, 32,768
+ * keep 44% (a merge costs tens of lookups, a hit one compare).
+ */
+const CACHE_ENTRIES = 32768;
 
 /**
  * The merges of recent pieces that are not one token, by their bytes: a piece's merge is a function of its
