@@ -24,7 +24,7 @@ describe('workersFor', () => {
     ['no more than the cores', { bytes: 100 * BYTES_PER_WORKER, jobs: 1000, documents: 1 }, 2, 2],
     ['no more than the jobs to share', { bytes: 3 * BYTES_PER_WORKER, jobs: 2, documents: 1 }, 8, 2],
     [
-      'unknown size (stdin, a directory): every core',
+      'unknown size (stdin, a directory): every thread allowed',
       { bytes: Infinity, jobs: Infinity, documents: Infinity },
       4,
       4,

@@ -38,7 +38,8 @@ export const DOCUMENT_COST_BYTES = 300;
 /**
  * The threads `detect` scores on when --workers is not given (0: this thread alone): this thread
  * alone below {@link BYTES_PER_WORKER} of work (the input's bytes, and {@link DOCUMENT_COST_BYTES} for
- * each of its documents) or on one core (a worker there only adds its start-up and the copying), else
+ * each of its documents) or where `cores` is below 2 (one or two cores: see {@link defaultWorkerCount};
+ * a worker there only adds its start-up, its compiler and the copying), else
  * one per started BYTES_PER_WORKER of work, no more than the jobs there are to share (line batches,
  * text pieces) nor than `cores`. Unknown sizes (stdin, directories) are Infinity.
  */

@@ -136,10 +136,11 @@ export class EvidenceTape {
    * Pairs that follow a window other than its first token, not yet looked up in `completionPairs`:
    * each is on the order already, at `pendingAt`, until {@link settlePending} keeps it or drops it.
    */
-  private readonly pendingWindow = new Uint32Array(PENDING_BATCH);
-  private readonly pendingToken = new Uint32Array(PENDING_BATCH);
-  private readonly pendingAt = new Uint32Array(PENDING_BATCH);
-  private readonly pendingFirst = new Uint8Array(PENDING_BATCH);
+  // They grow to PENDING_BATCH as needed: a small tape (one request's text) allocates little.
+  private pendingWindow = new Uint32Array(1024);
+  private pendingToken = new Uint32Array(1024);
+  private pendingAt = new Uint32Array(1024);
+  private pendingFirst = new Uint8Array(1024);
   private pendingLength = 0;
   private readonly promptPairs = new PairSet(1024);
   /**
@@ -375,6 +376,7 @@ export class EvidenceTape {
       // Another token after this window: on the order for now, and whether the pair is new is settled
       // a batch at a time, where a lookup each would miss in cache.
       if (this.pendingLength === PENDING_BATCH) this.settlePending();
+      else if (this.pendingLength === this.pendingAt.length) this.growPending();
       const p = this.pendingLength++;
       this.pendingWindow[p] = window;
       this.pendingToken[p] = token;
@@ -386,6 +388,15 @@ export class EvidenceTape {
     this.orderToken[at] = token;
     this.orderDocument[at] = document;
     this.orderPosition[at] = i - m;
+  }
+
+  /** Doubles the pending arrays (up to PENDING_BATCH). */
+  private growPending(): void {
+    const length = Math.min(PENDING_BATCH, 2 * this.pendingAt.length);
+    this.pendingWindow = grown(this.pendingWindow, length);
+    this.pendingToken = grown(this.pendingToken, length);
+    this.pendingAt = grown(this.pendingAt, length);
+    this.pendingFirst = grown(this.pendingFirst, length);
   }
 
   /**

@@ -266,7 +266,7 @@ export class SweptPairSet {
   private count = 0;
   private hashes = new Int32Array(0);
   private order = new Uint32Array(0);
-  private readonly starts = new Uint32Array((1 << SWEEP_BITS) + 1);
+  private starts = new Uint32Array(0);
 
   constructor(initialCapacity = 1024) {
     let bits = 4;
@@ -290,9 +290,13 @@ export class SweptPairSet {
     }
     // One loop a function here and below: V8 compiles a long loop while it runs, and code after it
     // that has not run yet would throw that code away at every batch.
-    hashPairs(a, b, count, this.hashes, this.starts);
-    sumBuckets(this.starts);
-    bucketOrder(this.hashes, count, this.starts, this.order);
+    // Fewer buckets for a small batch (a few per pair at most): the order is by fewer top bits, still a sweep.
+    let bits = 1;
+    while (bits < SWEEP_BITS && 1 << bits < count) bits++;
+    if (this.starts.length < (1 << bits) + 1) this.starts = new Uint32Array((1 << bits) + 1);
+    hashPairs(a, b, count, this.hashes, this.starts, bits);
+    sumBuckets(this.starts, bits);
+    bucketOrder(this.hashes, count, this.starts, this.order, bits);
     // Equal pairs have equal hashes, so they keep their batch order: the earliest is the first.
     this.insertInOrder(a, b, count, first);
   }
@@ -336,31 +340,41 @@ export class SweptPairSet {
   }
 }
 
-/** The pairs' hashes (as {@link SweptPairSet} places them), and how many fall in each bucket (at + 1). */
+/**
+ * The pairs' hashes (as {@link SweptPairSet} places them), and how many fall in each of the 2^bits buckets
+ * of their top bits (at bucket + 1).
+ */
 function hashPairs(
   a: Uint32Array,
   b: Uint32Array,
   count: number,
   hashes: Int32Array,
   starts: Uint32Array,
+  bits: number,
 ): void {
-  starts.fill(0);
+  starts.fill(0, 0, (1 << bits) + 1);
   for (let i = 0; i < count; i++) {
     if (a[i] === 0xffffffff) throw new RangeError('a: expected a value below 2^32 − 1');
     const hash = finish(mix(mix(0x5bd1e995, a[i]!), b[i]!));
     hashes[i] = hash;
-    starts[(hash >>> (32 - SWEEP_BITS)) + 1]!++;
+    starts[(hash >>> (32 - bits)) + 1]!++;
   }
 }
 
-/** Bucket counts (at + 1) to bucket starts. */
-function sumBuckets(starts: Uint32Array): void {
-  for (let bucket = 1; bucket < starts.length; bucket++) starts[bucket]! += starts[bucket - 1]!;
+/** Bucket counts (at + 1) to bucket starts, for 2^bits buckets. */
+function sumBuckets(starts: Uint32Array, bits: number): void {
+  for (let bucket = 1; bucket <= 1 << bits; bucket++) starts[bucket]! += starts[bucket - 1]!;
 }
 
 /** The indices by bucket, stably (a counting sort); moves each bucket's start to its end. */
-function bucketOrder(hashes: Int32Array, count: number, starts: Uint32Array, order: Uint32Array): void {
-  for (let i = 0; i < count; i++) order[starts[hashes[i]! >>> (32 - SWEEP_BITS)]!++] = i;
+function bucketOrder(
+  hashes: Int32Array,
+  count: number,
+  starts: Uint32Array,
+  order: Uint32Array,
+  bits: number,
+): void {
+  for (let i = 0; i < count; i++) order[starts[hashes[i]! >>> (32 - bits)]!++] = i;
 }
 
 /**

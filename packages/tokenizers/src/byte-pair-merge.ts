@@ -84,7 +84,8 @@ export const mergeOnArrays: ByteMerge = (bytes, length, table, out, outPosition)
 };
 
 // Heap keys are rank · 2³² + start: exact in a float64 since ranks are below 2²¹ (MAX_ORDINARY_TOKENS) and
-// a piece of a JavaScript string has fewer than 2³² bytes.
+// a piece of a JavaScript string has fewer than 2³¹ bytes (at most 3 per UTF-16 unit, and under 2²⁹ units),
+// which `| 0` on the start read back relies on.
 const KEY_RANK_UNIT = 2 ** 32;
 
 /**

@@ -118,4 +118,14 @@ describe('TokenTable', () => {
     const byteTable = { bytes: Uint8Array.from([0x61]), offsets: Uint32Array.from([0, 1]) };
     expect(() => new TokenTable(byteTable, 1)).toThrow(/byte 0/);
   });
+
+  it('rejects built slots (a table file) in which a single byte has no token', () => {
+    const bytes = Uint8Array.from({ length: 256 }, (_, byte) => byte);
+    const byteTable = { bytes, offsets: Uint32Array.from({ length: 257 }, (_, i) => i) };
+    const built = new TokenTable(byteTable, 256).built();
+    expect(new TokenTable(byteTable, 256, built).idOf(bytes, 65, 66)).toBe(65);
+    const byteIds = built.byteIds.slice();
+    byteIds[65] = NO_TOKEN;
+    expect(() => new TokenTable(byteTable, 256, { ...built, byteIds })).toThrow(/single byte/);
+  });
 });

@@ -96,6 +96,8 @@ export class TokenTable {
       ) {
         throw new RangeError('built: slots, byteIds or pairIds of the wrong length');
       }
+      // The encoder takes a one-byte piece's id from byteIds without a lookup: each must be a token.
+      if (byteIds.includes(NO_TOKEN)) throw new RangeError('built: a single byte without a token');
       this.slots = slots;
       this.mask = capacity - 1;
       this.byteIds = byteIds;

@@ -98,7 +98,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
     )
     .option(
       '--workers <n>',
-      'threads that score: this one and n − 1 workers (default: one per 4 MB of input, up to every core but one; 0 or 1: this thread alone)',
+      'threads that score: this one and n − 1 workers (default: one per 4 MB of input, up to every core but one and 8; 0 or 1: this thread alone)',
       parseNumber('--workers', 0, 64, true),
     )
     .option('--json', 'print {"results":[…],"summary":{…}}')

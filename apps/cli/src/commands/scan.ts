@@ -164,7 +164,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
     )
     .option(
       '--workers <n>',
-      'threads that score: this one and n − 1 workers (default: every core but one for inputs over 4 MB; 0 or 1: this thread alone)',
+      'threads that score: this one and n − 1 workers (default: every core but one, 8 at most, for inputs of 4 MB or more; 0 or 1: this thread alone)',
       parseNumber('--workers', 0, 64, true),
     )
     .option(
