@@ -27,9 +27,10 @@ import { Redis } from 'ioredis';
 import { registerScan } from '../src/commands/scan.ts';
 import { forgetRun } from '../src/distributed/coordinator.ts';
 import type { CliIo } from '../src/io.ts';
+import { benchArguments } from './arguments.ts';
 
 const { values } = parseArgs({
-  args: process.argv.slice(2).filter((arg, index) => !(index === 0 && arg === '--')),
+  args: benchArguments(),
   options: {
     megabytes: { type: 'string', default: '24' },
     workers: { type: 'string', default: '1,2' },

@@ -11,9 +11,10 @@ import { parseArgs } from 'node:util';
 import { createTransformersKgwDetector, TRANSFORMERS_GREEN_LIST_CACHE_BYTES } from '@tracemark/core';
 import { loadHumanCorpus } from '@tracemark/lm';
 import { getTokenizer } from '@tracemark/tokenizers';
+import { benchArguments } from './arguments.ts';
 
 const { values } = parseArgs({
-  args: process.argv.slice(2).filter((arg, index) => !(index === 0 && arg === '--')),
+  args: benchArguments(),
   options: {
     megabytes: { type: 'string', default: '4' },
     rounds: { type: 'string', default: '5' },

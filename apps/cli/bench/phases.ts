@@ -12,9 +12,10 @@ import { parseArgs } from 'node:util';
 import { createTextDetector, parseAnyKeyFile } from '@tracemark/detection';
 import { normalizeText } from '@tracemark/tokenizers';
 import { outcomeJson } from '../src/detect-engine.ts';
+import { benchArguments } from './arguments.ts';
 
 const { values, positionals } = parseArgs({
-  args: process.argv.slice(2).filter((arg, index) => !(index === 0 && arg === '--')),
+  args: benchArguments(),
   allowPositionals: true,
   options: { key: { type: 'string', multiple: true }, rounds: { type: 'string', default: '3' } },
 });

@@ -24,10 +24,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadHumanCorpus } from '@tracemark/lm';
 import { ENCODING_FACTS, getTokenizer } from '@tracemark/tokenizers';
+import { benchArguments } from './arguments.ts';
 
-// `pnpm --filter @tracemark/cli bench -- --megabytes 16` passes the `--` through: drop it.
 const { values } = parseArgs({
-  args: process.argv.slice(2).filter((arg, index) => !(index === 0 && arg === '--')),
+  args: benchArguments(),
   options: {
     megabytes: { type: 'string', default: '16' },
     rounds: { type: 'string', default: '5' },
