@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts the services the test suites use, from Debian's packages. Idempotent: safe to run
 # again on a machine where everything is already installed and running. Also installs strace, with which
-# test/durability.test.ts checks the order of fsync and socket writes, and Python with torch (CPU), numpy,
+# test/durability.test.ts checks the order of fsync and socket writes, clang and lld (WebAssembly from C),
+# and Python with torch (CPU), numpy,
 # mpmath and setuptools for python/ and the reference scripts.
 #
 # After it: PostgreSQL on 127.0.0.1:5432 with role tracemark / password tracemark owning the database
@@ -19,6 +20,9 @@ command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v strace >/dev/null 2>&1 || need+=(strace)
+# clang and wasm-ld: the tokenizers' test that its WebAssembly module is the compiled C source.
+command -v clang >/dev/null 2>&1 || need+=(clang)
+command -v wasm-ld >/dev/null 2>&1 || need+=(lld)
 # Python: the reference implementations, the peers' vector generators and the python/ package's tests
 # (a small torch model is built in the tests; nothing is downloaded).
 /usr/bin/python3 -c 'import torch' >/dev/null 2>&1 || need+=(python3-torch)

@@ -82,13 +82,14 @@ const RANDOM_TEXT = fc.oneof(
 );
 
 describe.each(TOKENIZER_IDS)('%s', (id) => {
-  const { standard, heapOnly, arraysOnly } = encoderVariants(id);
+  const { standard, heapOnly, arraysOnly, javascript } = encoderVariants(id);
   const tokenizer = getTokenizer(id);
   const expectReferenceIds = (text: string): void => {
     const expected = referenceEncode(id, text);
     expect([...standard.encode(text)], JSON.stringify(text)).toEqual(expected);
     expect([...heapOnly.encode(text)], JSON.stringify(text)).toEqual(expected);
     expect([...arraysOnly.encode(text)], JSON.stringify(text)).toEqual(expected);
+    expect([...javascript.encode(text)], JSON.stringify(text)).toEqual(expected);
   };
 
   it.each(SAMPLES)('gives the ids of js-tiktoken for %j', (text) => {

@@ -1,6 +1,7 @@
-import { asciiPieceScanner, NOT_ASCII } from './ascii-pieces.js';
+import { asciiPieceScanner, cl100kAsciiPieceEnd, NOT_ASCII } from './ascii-pieces.js';
 import { mergeOnArrays, mergeWithHeap } from './byte-pair-merge.js';
 import { NO_TOKEN, type TokenTable } from './token-table.js';
+import { createWasmAsciiEncoder, MAX_WASM_UNITS } from './wasm-encoder.js';
 
 /** tiktoken's encoding of ordinary text, in O(n log n) time for any input. */
 export interface BytePairEncoder {
@@ -11,6 +12,8 @@ export interface BytePairEncoder {
   encode(text: string): Uint32Array;
   /** The token table, shared with the tests. */
   readonly table: TokenTable;
+  /** Whether ASCII pieces go to the WebAssembly encoder (cl100k_base, where WebAssembly runs). */
+  readonly wasm: boolean;
 }
 
 export interface BytePairEncoderOptions {
@@ -23,11 +26,34 @@ export interface BytePairEncoderOptions {
    * O(length · log length); the default suits ordinary text. 0 sends every piece to the heap (tests).
    */
   readonly arrayMergeLimit?: number;
+  /**
+   * Whether cl100k_base's ASCII pieces go to the WebAssembly encoder (src/wasm-encoder.ts) where it can
+   * run; default true. It gives the same ids; false keeps every piece in JavaScript (tests).
+   */
+  readonly wasm?: boolean;
 }
 
 export const DEFAULT_ARRAY_MERGE_LIMIT = 64;
 /** Scratch buffers longer than this are not kept between calls. */
 const KEPT_BUFFER_LENGTH = 1 << 16;
+
+/** The length of the UTF-8 encoding of `text.slice(start, end)`, as {@link encodeUtf8Into} writes it. */
+function utf8Length(text: string, start: number, end: number): number {
+  let length = 0;
+  for (let i = start; i < end; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) length += 1;
+    else if (code < 0x800) length += 2;
+    else if (code <= 0xdbff && code >= 0xd800 && i + 1 < end) {
+      const low = text.charCodeAt(i + 1);
+      if (low >= 0xdc00 && low <= 0xdfff) {
+        i++;
+        length += 4;
+      } else length += 3;
+    } else length += 3;
+  }
+  return length;
+}
 
 /**
  * Writes the UTF-8 encoding of `text.slice(start, end)` into `bytes` (which holds at least 3 × its length)
@@ -199,18 +225,41 @@ export function createBytePairEncoder(options: BytePairEncoderOptions): BytePair
   const sticky = new RegExp(options.pattern, 'yu');
   const search = new RegExp(options.pattern, 'gu');
   let pieceBytes = new Uint8Array(3 * 256);
-  let output = new Uint32Array(1024);
+  let output: Uint32Array = new Uint32Array(1024);
 
   // Pieces of ASCII text are found by a scanner where the pattern has one (the expression is the slow part).
   const scanAscii = asciiPieceScanner(options.pattern);
   const merges = new MergeCache();
+  // cl100k_base's ASCII pieces in WebAssembly, where it runs (the merge limit is its own: tests that set
+  // another want the JavaScript merges).
+  const fast =
+    options.wasm !== false &&
+    scanAscii === cl100kAsciiPieceEnd &&
+    arrayMergeLimit === DEFAULT_ARRAY_MERGE_LIMIT
+      ? createWasmAsciiEncoder(table)
+      : null;
 
   const encode = (text: string): Uint32Array => {
-    let out = output;
+    let out: Uint32Array = output;
     let count = 0;
     const units = text.length;
     let position = 0;
+    // With WebAssembly: the text's UTF-8 bytes are in its memory, `byte` is the byte at `position`, and
+    // the ids go to its output (room for one id a byte: the growth below never happens there).
+    const wasm = fast !== null && units <= MAX_WASM_UNITS ? fast : null;
+    let byte = 0;
+    if (wasm !== null) {
+      wasm.load(text);
+      out = wasm.output;
+    }
     while (position < units) {
+      if (wasm !== null) {
+        const stop = wasm.encode(byte, count);
+        count = wasm.produced();
+        position += stop - byte;
+        byte = stop;
+        if (position >= units) break;
+      }
       let start = position;
       let end = scanAscii === undefined ? NOT_ASCII : scanAscii(text, position);
       if (end !== NOT_ASCII) {
@@ -220,6 +269,7 @@ export function createBytePairEncoder(options: BytePairEncoderOptions): BytePair
           pieceBytes = new Uint8Array(3 * length);
         const bytes = length <= pieceBytes.length ? pieceBytes : new Uint8Array(length);
         position = end;
+        byte += length;
         if (count + length > out.length) out = grow(out, count + length);
         // Most pieces of ordinary text are one token.
         const whole =
@@ -237,10 +287,12 @@ export function createBytePairEncoder(options: BytePairEncoderOptions): BytePair
         if (found === null) break;
         start = found.index;
         end = start + found[0].length;
+        if (wasm !== null) byte += utf8Length(text, position, start);
       }
       if (end === start) {
         // No pattern here matches the empty string; were one to, match would step on one code point.
         position = start + ((text.codePointAt(start) ?? 0) > 0xffff ? 2 : 1);
+        if (wasm !== null) byte += utf8Length(text, start, position);
         continue;
       }
       position = end;
@@ -250,14 +302,15 @@ export function createBytePairEncoder(options: BytePairEncoderOptions): BytePair
         pieceBytes = new Uint8Array(byteBound);
       const bytes = byteBound <= pieceBytes.length ? pieceBytes : new Uint8Array(byteBound);
       const length = encodeUtf8Into(text, bytes, start, end);
+      byte += length;
       if (count + length > out.length) out = grow(out, count + length);
       count = encodePieceBytes(bytes, length, table, out, count, arrayMergeLimit, merges);
     }
-    if (out.length <= KEPT_BUFFER_LENGTH) output = out;
+    if (wasm === null && out.length <= KEPT_BUFFER_LENGTH) output = out;
     return out.slice(0, count);
   };
 
-  return Object.freeze({ encode, table });
+  return Object.freeze({ encode, table, wasm: fast !== null });
 }
 
 function grow(buffer: Uint32Array, needed: number): Uint32Array<ArrayBuffer> {

@@ -29,11 +29,15 @@ export function referenceEncode(id: TokenizerId, text: string): number[] {
   return reference.encode(text, [], []);
 }
 
-/** The encoder with its default merge, and with every piece merged on the heap or on arrays only. */
+/**
+ * The encoder with its default merge, with every piece merged on the heap or on arrays only, and with
+ * no piece in WebAssembly (cl100k_base's `standard` takes its ASCII pieces there).
+ */
 export interface EncoderVariants {
   readonly standard: BytePairEncoder;
   readonly heapOnly: BytePairEncoder;
   readonly arraysOnly: BytePairEncoder;
+  readonly javascript: BytePairEncoder;
 }
 
 const variants = new Map<TokenizerId, EncoderVariants>();
@@ -44,13 +48,19 @@ export function encoderVariants(id: TokenizerId): EncoderVariants {
     const ranks = loadRankFile(id);
     const { ordinaryTokenCount } = ENCODING_FACTS[id];
     const table = new TokenTable(buildByteTable(ranks, ordinaryTokenCount, {}), ordinaryTokenCount);
-    const create = (arrayMergeLimit?: number): BytePairEncoder =>
+    const create = (arrayMergeLimit?: number, wasm?: boolean): BytePairEncoder =>
       createBytePairEncoder({
         pattern: ranks.pat_str,
         table,
         ...(arrayMergeLimit === undefined ? {} : { arrayMergeLimit }),
+        ...(wasm === undefined ? {} : { wasm }),
       });
-    result = { standard: create(), heapOnly: create(0), arraysOnly: create(Number.POSITIVE_INFINITY) };
+    result = {
+      standard: create(),
+      heapOnly: create(0),
+      arraysOnly: create(Number.POSITIVE_INFINITY),
+      javascript: create(undefined, false),
+    };
     variants.set(id, result);
   }
   return result;
@@ -98,3 +108,63 @@ export const REPEATED_UNITS: readonly string[] = [
 export function repeatTo(unit: string, length: number): string {
   return unit.repeat(Math.ceil(length / unit.length)).slice(0, length);
 }
+
+/**
+ * Calls `check` on every string of 1 to `maxLength` members of `members` (each member a string) and returns
+ * how many there were: the exhaustive tests of the pre-tokenizers.
+ */
+export function forEveryString(
+  members: readonly string[],
+  maxLength: number,
+  check: (text: string) => void,
+): number {
+  let strings = [''];
+  let checked = 0;
+  for (let length = 1; length <= maxLength; length++) {
+    strings = strings.flatMap((prefix) => members.map((member) => prefix + member));
+    for (const text of strings) {
+      check(text);
+      checked++;
+    }
+  }
+  return checked;
+}
+
+/** One or two members of every class cl100k_base's pattern tells apart, ASCII and not, and the contractions. */
+export const CLASS_MEMBERS: readonly string[] = [
+  'a',
+  'Z',
+  's',
+  'T',
+  'r',
+  'E',
+  'v',
+  'l',
+  'L',
+  'd',
+  'M',
+  '0',
+  '9',
+  ' ',
+  '\t',
+  '\u000b',
+  '\u000c',
+  '\n',
+  '\r',
+  "'",
+  '.',
+  '!',
+  '_',
+  '\u0000',
+  '\u001f',
+  '\u007f',
+  '\u00e9',
+  '\u017f',
+  '\u212a',
+  '\u00a0',
+  '\u2028',
+  '\u0661',
+  '\u{1f600}',
+  '\ud800',
+  '\u0301',
+];

@@ -63,6 +63,7 @@ export class TokenTable {
   readonly longestProbe: number;
   private readonly bytes: Uint8Array;
   private readonly offsets: Uint32Array;
+  private readonly ordinaryTokenCount: number;
   /** Four words a slot: hash, id | length << 21 (−1 when empty), first bytes (two words). */
   private readonly slots: Int32Array;
   private readonly mask: number;
@@ -84,6 +85,7 @@ export class TokenTable {
     const { bytes, offsets } = table;
     this.bytes = bytes;
     this.offsets = offsets;
+    this.ordinaryTokenCount = ordinaryTokenCount;
     if (built !== undefined) {
       const { slots, byteIds, pairIds } = built;
       const capacity = slots.length / 4;
@@ -165,6 +167,14 @@ export class TokenTable {
   built(): TokenTableSlots {
     const { slots, byteIds, pairIds, longestToken, longestProbe } = this;
     return { slots, byteIds, pairIds, longestToken, longestProbe };
+  }
+
+  /**
+   * The ordinary tokens' bytes, from which the WebAssembly encoder builds its own table: token `id` (below
+   * `count`) is `bytes[offsets[id] … offsets[id + 1])`.
+   */
+  tokenBytes(): { readonly bytes: Uint8Array; readonly offsets: Uint32Array; readonly count: number } {
+    return { bytes: this.bytes, offsets: this.offsets, count: this.ordinaryTokenCount };
   }
 
   /** The id of the token whose bytes are `source[start … end)`, or {@link NO_TOKEN}. */
