@@ -246,12 +246,9 @@ export function createBytePairEncoder(options: BytePairEncoderOptions): BytePair
     let position = 0;
     // With WebAssembly: the text's UTF-8 bytes are in its memory, `byte` is the byte at `position`, and
     // the ids go to its output (room for one id a byte: the growth below never happens there).
-    const wasm = fast !== null && units <= MAX_WASM_UNITS ? fast : null;
+    const wasm = fast !== null && units <= MAX_WASM_UNITS && fast.load(text) ? fast : null;
     let byte = 0;
-    if (wasm !== null) {
-      wasm.load(text);
-      out = wasm.output;
-    }
+    if (wasm !== null) out = wasm.output;
     while (position < units) {
       if (wasm !== null) {
         const stop = wasm.encode(byte, count);

@@ -47,10 +47,10 @@ const SENTINEL = 0xff;
 /** The module's encoder over one token table, with its input and output buffers. */
 export interface WasmAsciiEncoder {
   /**
-   * Puts the UTF-8 bytes of `text` (at most {@link MAX_WASM_UNITS} units) in the module's memory and
-   * returns their length; {@link output} is then a view of room for as many ids.
+   * Puts the UTF-8 bytes of `text` (at most {@link MAX_WASM_UNITS} units) in the module's memory, with
+   * room in {@link output} for as many ids; false (nothing loaded) when the memory cannot grow to hold them.
    */
-  load(text: string): number;
+  load(text: string): boolean;
   /** The ids' buffer of the last {@link load}: index `count` on is where {@link encode} writes. */
   readonly output: Uint32Array;
   /**
@@ -130,24 +130,33 @@ export function createWasmAsciiEncoder(table: TokenTable): WasmAsciiEncoder | nu
   let outputCapacity = 0;
   let output = new Uint32Array(0);
   let length = 0;
-  /** A region of at least `needed` bytes, doubling the last; the old one stays unused. */
-  const region = (needed: number, capacity: number): [number, number] => {
+  /** A region of at least `needed` bytes, doubling the last (the old one stays unused); null without memory. */
+  const region = (needed: number, capacity: number): [number, number] | null => {
     const size = Math.max(needed, 2 * capacity, 1 << 16);
-    return [reserve(size), size];
+    const at = wasm.reserve(size);
+    return at === 0 ? null : [at, size];
   };
 
   return {
     load(text) {
       // A UTF-16 unit takes at most 3 bytes.
       const needed = 3 * text.length + WORD_SLACK;
-      if (needed > inputCapacity) [inputAt, inputCapacity] = region(needed, inputCapacity);
+      if (needed > inputCapacity) {
+        const grown = region(needed, inputCapacity);
+        if (grown === null) return false;
+        [inputAt, inputCapacity] = grown;
+      }
       const memory = new Uint8Array(wasm.memory.buffer);
       length = utf8.encodeInto(text, memory.subarray(inputAt, inputAt + needed - WORD_SLACK)).written;
       memory[inputAt + length] = SENTINEL;
       // A token holds one byte or more: a text has at most as many ids as bytes.
-      if (4 * length > outputCapacity) [outputAt, outputCapacity] = region(4 * length, outputCapacity);
+      if (4 * length > outputCapacity) {
+        const grown = region(4 * length, outputCapacity);
+        if (grown === null) return false;
+        [outputAt, outputCapacity] = grown;
+      }
       output = new Uint32Array(wasm.memory.buffer, outputAt, outputCapacity >>> 2);
-      return length;
+      return true;
     },
     get output() {
       return output;
