@@ -103,7 +103,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
     )
     .option('--json', 'print {"results":[…],"summary":{…}}')
     .option('--quiet', 'no progress or hints on stderr')
-    .addHelpText('after', `${JSONL_HELP}\n${DETECT_HELP}\n${COLOUR_HELP}`)
+    .addHelpText('after', () => `${JSONL_HELP}\n${detectHelp()}\n${COLOUR_HELP}`)
     .action(async (paths: string[], options: DetectCommandOptions) => {
       if (options.format !== undefined && options.format !== 'text' && options.format !== 'jsonl') {
         throw new CliError('TM_ERR_USAGE', '--format must be text or jsonl', EXIT.usage);
@@ -468,7 +468,8 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
     });
 }
 
-const DETECT_HELP = `
+// A function: formatting numbers for a locale loads ICU's data, which only the help needs.
+const detectHelp = (): string => `
 Several documents: the summary says how many would be flagged by chance, N·α of N documents
 (JSON: summary.expectedFalsePositives). With --correct bh each JSON result also carries
 log10PCorrected (its Benjamini–Hochberg adjusted p-value, log10) and verdictCorrected (watermarked
