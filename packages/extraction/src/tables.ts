@@ -297,10 +297,11 @@ export class SweptPairSet {
     hashPairs(a, b, count, this.hashes, this.starts, bits);
     sumBuckets(this.starts, bits);
     bucketOrder(this.hashes, count, this.starts, this.order, bits);
-    // Room for every pair of the batch first: a table that doubled during the sweep would hold the
-    // pairs swept so far in the low part of its slots, one long run that each later insert probes to
-    // its end (195,000 pairs into 4,096 slots took 1.1 s; 0.05 s one pair at a time).
-    while ((this.count + count) * 2 > 2 ** this.bits) this.grow();
+    // A table at least four times the batch: the pairs swept so far all have slots in the low part of
+    // the table, and a batch much larger than the table packs them there into one run that each later
+    // insert probes to its end, doubling or not (195,000 pairs into 4,096 slots took 1.1 s; 0.05 s one
+    // pair at a time). With a quarter, the swept part is at most three quarters full.
+    while (count * 4 > 2 ** this.bits) this.grow();
     // Equal pairs have equal hashes, so they keep their batch order: the earliest is the first.
     this.insertInOrder(a, b, count, first);
   }
