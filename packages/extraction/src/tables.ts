@@ -440,10 +440,10 @@ export function tupleHash(source: Uint32Array, start: number, width: number): nu
  * read before any id is written).
  *
  * The same answer as inserting the tuples one by one into a {@link TupleTable}, without its
- * corpus-sized table: (hash, k, tuple) entries are bucketed by the top bits of the hash (a stable
- * counting sort, so each bucket keeps corpus order), and each bucket is deduplicated in a small
- * table that stays in cache. Only repeats are written back; a last pass in corpus order numbers the first
- * occurrences.
+ * corpus-sized table: (hash, k) entries are bucketed by the top bits of the hash (a stable counting
+ * sort, so each bucket keeps corpus order), and each bucket is deduplicated in a small table that
+ * stays in cache; tuples of equal hash are compared in `source`. Only repeats are written back; a
+ * last pass in corpus order numbers the first occurrences.
  */
 export function tupleIdsInOrder(
   source: Uint32Array,
@@ -466,18 +466,16 @@ export function tupleIdsInOrder(
     largest = Math.max(largest, bucketStarts[b + 1]!);
     bucketStarts[b + 1] = bucketStarts[b + 1]! + bucketStarts[b]!;
   }
-  // (hash, k, tuple) by bucket, so that comparing tuples stays in cache too (tokens as int32:
-  // equality is kept).
-  const stride = 2 + width;
-  const bucketed = new Int32Array(stride * count);
+  // (hash, k) by bucket. Not the tuples too: with them this array was 6 words a position at width
+  // 4 (82 MB for 3.4 M positions, each page a fault when first touched), and the tuples are read
+  // only where two hashes are equal, nearly always a repeat.
+  const bucketed = new Int32Array(2 * count);
   const next = bucketStarts.slice(0, buckets);
   for (let k = 0; k < count; k++) {
     const hash = hashes[k]!;
-    const at = stride * next[(hash >>> shift) & keep]!++;
+    const at = 2 * next[(hash >>> shift) & keep]!++;
     bucketed[at] = hash;
     bucketed[at + 1] = k;
-    const start = ends[k]! - width;
-    for (let j = 0; j < width; j++) bucketed[at + 2 + j] = source[start + j]!;
   }
   ids.fill(0xffffffff, 0, count);
   // Per slot: the place in `bucketed` of a first occurrence + 1 (0: empty), cleared per bucket.
@@ -486,8 +484,8 @@ export function tupleIdsInOrder(
   for (let b = 0; b < buckets; b++) {
     if (b > 0) slots.fill(0);
     for (let at = bucketStarts[b]!; at < bucketStarts[b + 1]!; at++) {
-      const base = stride * at;
-      const hash = bucketed[base]!;
+      const hash = bucketed[2 * at]!;
+      const k = bucketed[2 * at + 1]!;
       let slot = hash & mask;
       for (;;) {
         const held = slots[slot]!;
@@ -495,12 +493,15 @@ export function tupleIdsInOrder(
           slots[slot] = at + 1;
           break;
         }
-        const other = stride * (held - 1);
+        const other = 2 * (held - 1);
         if (bucketed[other] === hash) {
-          let j = 2;
-          while (j < stride && bucketed[other + j] === bucketed[base + j]) j++;
-          if (j === stride) {
-            ids[bucketed[base + 1]!] = bucketed[other + 1]!;
+          const first = bucketed[other + 1]!;
+          const mine = ends[k]! - width;
+          const theirs = ends[first]! - width;
+          let j = 0;
+          while (j < width && source[theirs + j] === source[mine + j]) j++;
+          if (j === width) {
+            ids[k] = first;
             break;
           }
         }
