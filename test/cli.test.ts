@@ -120,6 +120,39 @@ describe('tracemark CLI, real processes', () => {
     expect(report.summary.errors).toBe(2);
   });
 
+  it('a document of one run of millions of letters is an error of its own; the others are still processed', async () => {
+    // 4 Mi CJK letters with no space: one pre-tokenized piece, past the regular-expression engine's stack
+    // on Node 20 (a newer engine that splits it must give its tokens instead).
+    const path = join(directory, 'one-long-run.jsonl');
+    const run = '中'.repeat(1 << 22);
+    writeFileSync(
+      path,
+      [
+        '{"text": "a perfectly ordinary sentence about the weather"}',
+        JSON.stringify({ text: run }),
+        '{"text": "another ordinary sentence"}',
+      ].join('\n'),
+    );
+    const detected = await tracemark(['detect', '--key', keyPath, path, '--json', '--workers', '0']);
+    const report = JSON.parse(detected.stdout);
+    expect(report.results).toHaveLength(3);
+    for (const at of [0, 2]) {
+      expect(report.results[at].source).toBe(`${path}:${at + 1}`);
+      expect(report.results[at].error).toBeUndefined();
+      expect(report.results[at].numTokens).toBeGreaterThan(0);
+    }
+    if (report.results[1].error === undefined) {
+      expect(detected.code).toBe(0);
+      expect(report.results[1].numTokens).toBeGreaterThan(0);
+    } else {
+      expect(detected.code).toBe(3);
+      expect(report.results[1].error.code).toBe('TM_ERR_PIECE_TOO_LONG');
+      expect(report.results[1].error.message).toMatch(
+        /:2: the text from character 0 on is one piece too long/,
+      );
+    }
+  }, 60_000);
+
   it('binary input, a missing file and a corrupt key give clear errors and exit 3', async () => {
     const binary = join(directory, 'blob.bin');
     writeFileSync(binary, Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0, 0, 0, 1, 2, 3]));

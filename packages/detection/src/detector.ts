@@ -21,13 +21,29 @@ import {
   type WatermarkKey,
   type WindowResult,
 } from '@tracemark/core';
-import { assertTokenIds, getTokenizer, isTokenizerId, type Tokenizer } from '@tracemark/tokenizers';
+import {
+  assertTokenIds,
+  getTokenizer,
+  isTokenizerId,
+  PieceTooLongError,
+  type Tokenizer,
+} from '@tracemark/tokenizers';
 import { InputError } from './errors.ts';
 import type { ForeignDedup, ForeignKeyScore, ForeignKeyScorer } from './foreign.ts';
 import { type ForeignWatermarkKey, foreignKeyType, foreignLabel, isForeignKey } from './foreign-registry.ts';
 import { foreignWindowScan } from './foreign-windows.ts';
 import type { AnyWatermarkKey } from './key-files.ts';
 import { tokenizerUnavailableMessage } from './vllm-keys.ts';
+
+/** `tokenizer.encodeFast(text)`, a text it cannot split being the user's input error. */
+function encodeText(tokenizer: Tokenizer, text: string): Uint32Array {
+  try {
+    return tokenizer.encodeFast(text);
+  } catch (error) {
+    if (error instanceof PieceTooLongError) throw new InputError(error.code, error.message);
+    throw error;
+  }
+}
 
 export interface DetectorOptions {
   readonly keys: readonly WatermarkKey[];
@@ -219,7 +235,7 @@ function createTracemarkDetector(options: DetectorOptions): TextDetector {
       ...(options.dedup === undefined ? {} : { dedup: options.dedup }),
       ...(prompt === undefined
         ? {}
-        : { prompt: typeof prompt === 'string' ? tokenizer.encodeFast(prompt) : prompt }),
+        : { prompt: typeof prompt === 'string' ? encodeText(tokenizer, prompt) : prompt }),
     };
   };
   const checkIds = (ids: ArrayLike<number>, name: string) => {
@@ -254,7 +270,7 @@ function createTracemarkDetector(options: DetectorOptions): TextDetector {
     if (input?.prompt !== undefined && typeof input.prompt !== 'string') checkIds(input.prompt, 'prompt');
     const detection = createDetection(watermarkers, detectOptions(input, false));
     return {
-      pushText: (text) => detection.push(tokenizer.encodeFast(text)),
+      pushText: (text) => detection.push(encodeText(tokenizer, text)),
       pushTokens: (ids) => {
         checkIds(ids, 'tokens');
         detection.push(ids);
@@ -268,7 +284,7 @@ function createTracemarkDetector(options: DetectorOptions): TextDetector {
     detectTokens,
     explain,
     session,
-    detectText: (text: string, input?: DetectInput) => scoreIds(tokenizer.encodeFast(text), input),
+    detectText: (text: string, input?: DetectInput) => scoreIds(encodeText(tokenizer, text), input),
   });
 }
 
@@ -407,7 +423,7 @@ function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector
       ...(options.dedup === undefined ? {} : { dedup: options.dedup }),
       ...(prompt === undefined || tokenizer === null
         ? {}
-        : { prompt: typeof prompt === 'string' ? tokenizer.encodeFast(prompt) : prompt }),
+        : { prompt: typeof prompt === 'string' ? encodeText(tokenizer, prompt) : prompt }),
     };
   };
   const checkIds = (ids: ArrayLike<number>, name: string) => {
@@ -426,7 +442,7 @@ function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector
     if (tokenizer === null) {
       throw new InputError('TM_ERR_TOKENIZER_UNAVAILABLE', tokenizerUnavailableMessage(foreignKeys[0]!));
     }
-    return tokenizer.encodeFast(text);
+    return encodeText(tokenizer, text);
   };
   const combine = (tracemark: Detection | null, ids: ArrayLike<number>, input?: DetectInput) =>
     combineResults({

@@ -13,7 +13,9 @@ export type ErrorCode =
   | 'TM_ERR_INVALID_JSON'
   | 'TM_ERR_MISSING_FIELD'
   | 'TM_ERR_BINARY_INPUT'
-  | 'TM_ERR_INVALID_TOKENS';
+  | 'TM_ERR_INVALID_TOKENS'
+  /** A text with one pre-tokenized piece too long to find (millions of characters in one run). */
+  | 'TM_ERR_PIECE_TOO_LONG';
 
 /** A problem with what the user gave us: its message names the input and never holds a secret. */
 export class InputError extends Error {

@@ -1,3 +1,4 @@
+export { PieceTooLongError } from './byte-pair-encoder.js';
 export {
   DEFAULT_TOKENIZER_ID,
   ENCODING_FACTS,

@@ -3,7 +3,7 @@
  * token ids, and batches of fake keys. The same engine runs in the main thread without workers.
  */
 import { type FakeKeyCounts, type FakeKeyJob, runFakeKeyJob } from '@tracemark/extraction';
-import { assertTokenIds, getTokenizer, isTokenizerId } from '@tracemark/tokenizers';
+import { assertTokenIds, getTokenizer, isTokenizerId, PieceTooLongError } from '@tracemark/tokenizers';
 import { parseJsonlLine } from '../inputs.ts';
 
 export interface ScanEngineOptions {
@@ -117,10 +117,13 @@ export function createScanEngine(options: ScanEngineOptions): ScanEngine {
       } catch (error) {
         documents.push({
           source: where,
-          error: {
-            code: error instanceof TextUnavailableError ? error.code : 'TM_ERR_INVALID_TOKENS',
-            message: (error as Error).message,
-          },
+          error:
+            error instanceof PieceTooLongError
+              ? { code: error.code, message: `${where}: ${error.message}` }
+              : {
+                  code: error instanceof TextUnavailableError ? error.code : 'TM_ERR_INVALID_TOKENS',
+                  message: (error as Error).message,
+                },
           bytes: parsed.bytes,
         });
       }
