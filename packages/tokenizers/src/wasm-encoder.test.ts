@@ -10,6 +10,7 @@ import {
   loadCorpus,
   referenceEncode,
 } from './reference-encoders.test-helper.js';
+import { MAX_WASM_UNITS } from './wasm-encoder.js';
 
 const { standard, javascript, heapOnly } = encoderVariants('cl100k_base');
 
@@ -86,7 +87,8 @@ describe('the WebAssembly encoder of ASCII pieces (cl100k_base)', () => {
 
   it('keeps its buffers right as texts grow and shrink, and its merge cache across them', () => {
     const word = (i: number) => `w${(i * 2654435761) >>> 20}q`;
-    const sizes = [0, 1, 7, 8, 9, 1000, 70_000, 3, 300_000, 10, 1_000_000, 2];
+    // MAX_WASM_UNITS and one more: the last takes the JavaScript path, the next the module again.
+    const sizes = [0, 1, 7, 8, 9, 1000, 70_000, 3, 300_000, 10, MAX_WASM_UNITS, MAX_WASM_UNITS + 1, 2];
     for (const size of sizes) {
       const text = Array.from({ length: Math.ceil(size / 8) }, (_, i) => word(i))
         .join(' ')

@@ -35,10 +35,12 @@ interface EncoderExports {
 }
 
 /**
- * Texts of more UTF-16 units than this take the JavaScript path: the module's buffers (3 bytes of input
- * and 4 bytes of ids for each byte) would outgrow what a thread should hold for one text.
+ * Texts of more UTF-16 units than this take the JavaScript path. The module's memory never shrinks, and
+ * its buffers take 3 bytes of input a unit and 4 bytes of ids a byte, doubling as texts grow: at this
+ * bound a thread keeps at most about 40 MB for them (an 8 Mi-unit text of CJK letters kept 100 MB more
+ * than the JavaScript path), and texts of over a million characters are rare.
  */
-export const MAX_WASM_UNITS: number = 1 << 23;
+export const MAX_WASM_UNITS: number = 1 << 20;
 
 /** Room the module may read past a text or the tokens' bytes (whole words); SENTINEL ends a text. */
 const WORD_SLACK = 8;
