@@ -63,6 +63,15 @@ function matchAt<T>(run: () => T, position: number): T {
 }
 
 export const DEFAULT_ARRAY_MERGE_LIMIT = 64;
+
+/**
+ * Texts through every path of the encoder: ASCII words, a contraction, digits, punctuation, whitespace
+ * runs, a rare word (a merge), non-ASCII letters (the expression), an emoji, a lone surrogate; then pieces
+ * of over 64 bytes (the heap merge, and a run of spaces that is one token).
+ */
+const WARM_UP_TEXT = "It's 12345 words, café naïve\r\n\t  Zzyzxq 😀 \ud800 end.";
+const WARM_UP_LONG_PIECES = `${WARM_UP_TEXT} ${'x'.repeat(70)}${' '.repeat(70)}end.`;
+const WARM_UP_CALLS = 12;
 /** Scratch buffers longer than this are not kept between calls. */
 const KEPT_BUFFER_LENGTH = 1 << 16;
 
@@ -336,6 +345,11 @@ export function createBytePairEncoder(options: BytePairEncoderOptions): BytePair
     return out.slice(0, count);
   };
 
+  // Every path of `encode` before V8 optimizes it: code optimized before a path had run is thrown away the
+  // first time a text takes that path (a non-ASCII piece, a long one), and compiled again. V8 records
+  // which paths ran only from a function's ninth call or so on (its feedback is allocated lazily).
+  // The long pieces only at the end: a heap merge called often would be optimized for nothing.
+  for (let i = 0; i < WARM_UP_CALLS; i++) encode(i < WARM_UP_CALLS - 2 ? WARM_UP_TEXT : WARM_UP_LONG_PIECES);
   return Object.freeze({ encode, table, wasm: fast !== null });
 }
 
