@@ -75,22 +75,11 @@ const WARM_UP_CALLS = 12;
 /** Scratch buffers longer than this are not kept between calls. */
 const KEPT_BUFFER_LENGTH = 1 << 16;
 
-/** The length of the UTF-8 encoding of `text.slice(start, end)`, as {@link encodeUtf8Into} writes it. */
+const utf8 = new TextEncoder();
+
+/** The length of the UTF-8 encoding of `text.slice(start, end)` (a lone surrogate: U+FFFD, 3 bytes). */
 function utf8Length(text: string, start: number, end: number): number {
-  let length = 0;
-  for (let i = start; i < end; i++) {
-    const code = text.charCodeAt(i);
-    if (code < 0x80) length += 1;
-    else if (code < 0x800) length += 2;
-    else if (code <= 0xdbff && code >= 0xd800 && i + 1 < end) {
-      const low = text.charCodeAt(i + 1);
-      if (low >= 0xdc00 && low <= 0xdfff) {
-        i++;
-        length += 4;
-      } else length += 3;
-    } else length += 3;
-  }
-  return length;
+  return utf8.encode(text.slice(start, end)).length;
 }
 
 /**

@@ -117,13 +117,15 @@ export function createScanEngine(options: ScanEngineOptions): ScanEngine {
       } catch (error) {
         documents.push({
           source: where,
-          error:
-            error instanceof PieceTooLongError
-              ? { code: error.code, message: `${where}: ${error.message}` }
-              : {
-                  code: error instanceof TextUnavailableError ? error.code : 'TM_ERR_INVALID_TOKENS',
-                  message: (error as Error).message,
-                },
+          error: {
+            code:
+              error instanceof TextUnavailableError || error instanceof PieceTooLongError
+                ? error.code
+                : 'TM_ERR_INVALID_TOKENS',
+            // The tokenizer's message does not name the document.
+            message:
+              error instanceof PieceTooLongError ? `${where}: ${error.message}` : (error as Error).message,
+          },
           bytes: parsed.bytes,
         });
       }
