@@ -25,6 +25,10 @@ const config = resolveConfig(
     logLevel: 'warn',
     // LOADTEST_MONITOR=0: without extraction monitoring (its overhead is the difference).
     monitor: process.env.LOADTEST_MONITOR !== '0',
+    // LOADTEST_GENERATION_THREADS=0: the embedded model on the event loop's thread (default: the gateway's, 1).
+    ...(process.env.LOADTEST_GENERATION_THREADS
+      ? { generationThreads: Number(process.env.LOADTEST_GENERATION_THREADS) }
+      : {}),
     ...(schema === null ? {} : { databaseUrl: schema.url }),
   },
   {},
@@ -34,7 +38,7 @@ const app = await buildApp(prepared.services, { logger: loggerOptions('warn') })
 await app.listen({ port: 0, host: '127.0.0.1' });
 const { port } = app.server.address() as { port: number };
 process.stdout.write(
-  `${JSON.stringify({ url: `http://127.0.0.1:${port}`, key: prepared.firstStart.devApiKey, pid: process.pid })}\n`,
+  `${JSON.stringify({ url: `http://127.0.0.1:${port}`, key: prepared.firstStart.devApiKey, pid: process.pid, generationThreads: config.generationThreads })}\n`,
 );
 process.once('SIGTERM', async () => {
   await app.close();

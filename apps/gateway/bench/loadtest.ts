@@ -14,7 +14,8 @@
  *
  * Settings (environment): LOADTEST_SECONDS (60; 0 skips the load phase), LOADTEST_CONNECTIONS (50),
  * LOADTEST_TOKENS (32), LOADTEST_SEQUENTIAL (200), LOADTEST_PER_STREAM (4), LOADTEST_RUNS (5),
- * LOADTEST_DATABASE_URL (PostgreSQL instead of SQLite: a fresh schema, dropped at the end), LOADTEST_PROFILE (a
+ * LOADTEST_DATABASE_URL (PostgreSQL instead of SQLite: a fresh schema, dropped at the end),
+ * LOADTEST_GENERATION_THREADS (the gateway's, default 1; 0: the model on its event loop's thread), LOADTEST_PROFILE (a
  * folder: the gateway process writes a CPU profile there). Everything targets
  * 127.0.0.1 and stops by itself.
  */
@@ -49,14 +50,16 @@ const server = spawn(
     stdio: ['ignore', 'pipe', 'inherit'],
   },
 );
-const ready = await new Promise<{ url: string; key: string }>((resolve, reject) => {
-  let buffer = '';
-  server.stdout.on('data', (chunk: Buffer) => {
-    buffer += chunk.toString();
-    if (buffer.includes('\n')) resolve(JSON.parse(buffer.split('\n')[0]!));
-  });
-  server.once('exit', (code) => reject(new Error(`the gateway exited (${code})`)));
-});
+const ready = await new Promise<{ url: string; key: string; generationThreads: number }>(
+  (resolve, reject) => {
+    let buffer = '';
+    server.stdout.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      if (buffer.includes('\n')) resolve(JSON.parse(buffer.split('\n')[0]!));
+    });
+    server.once('exit', (code) => reject(new Error(`the gateway exited (${code})`)));
+  },
+);
 const url = `${ready.url}/v1/chat/completions`;
 const headers = { authorization: `Bearer ${ready.key}`, 'content-type': 'application/json' };
 const model = 'tracemark-ngram';
@@ -104,6 +107,7 @@ const spread = (values: readonly number[], digits = 2) =>
 const prompt = backend.tokenizer.encodeFast('Tell me about the weather in the mountains.\n\n');
 /** One generation on the embedded backend in this process; streamed: through `onDelta`, as the route does. */
 const direct = async (stream: boolean) => {
+  const seed = Math.floor(Math.random() * 2 ** 32);
   const started = performance.now();
   await runChoice({
     backend,
@@ -116,7 +120,8 @@ const direct = async (stream: boolean) => {
       maxTokens: tokens,
       temperature: 0.8,
       topP: 0.95,
-      random: createRandom(),
+      random: createRandom(seed),
+      seed,
       watermarker,
       signal: new AbortController().signal,
       topLogprobs: null,
@@ -168,7 +173,7 @@ const concurrently = async (
   return { latencies, failures, wall: performance.now() - started };
 };
 
-const machine = `machine: ${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length} (${arch()}), Node ${process.version}, storage ${process.env.LOADTEST_DATABASE_URL === undefined ? 'SQLite' : 'PostgreSQL'}`;
+const machine = `machine: ${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length} (${arch()}), Node ${process.version}, storage ${process.env.LOADTEST_DATABASE_URL === undefined ? 'SQLite' : 'PostgreSQL'}, the gateway's generation threads ${ready.generationThreads} (0: its event loop's thread)`;
 console.log(machine);
 
 // 1. Overhead at concurrency 1.

@@ -19,6 +19,7 @@ import { getTokenizer, isTokenizerId } from '@tracemark/tokenizers';
 import { Redis } from 'ioredis';
 import { createAccountKeys, parseAccountKeyMode } from './account-keys.ts';
 import { createEmbeddedBackend } from './backends/embedded.ts';
+import { createThreadedEmbeddedBackend } from './backends/threaded-embedded.ts';
 import type { Backend } from './backends/types.ts';
 import { createUpstreamBackend } from './backends/upstream.ts';
 import { ConfigError, type GatewayConfig } from './config.ts';
@@ -169,10 +170,18 @@ export async function prepareGateway(config: GatewayConfig): Promise<PreparedGat
       engine !== null
         ? engine.upstream
         : config.upstreamUrl === null
-          ? await createEmbeddedBackend({
-              tokenizerId: watermarkKey.tokenizer,
-              modelId: config.embeddedModelId,
-            })
+          ? config.generationThreads > 0
+            ? await createThreadedEmbeddedBackend({
+                tokenizerId: watermarkKey.tokenizer,
+                modelId: config.embeddedModelId,
+                threads: config.generationThreads,
+                // before the server's logger exists; rare (a thread crashed), and the message holds no secret
+                onThreadError: (error) => process.emitWarning(error.message, 'GenerationThreadWarning'),
+              })
+            : await createEmbeddedBackend({
+                tokenizerId: watermarkKey.tokenizer,
+                modelId: config.embeddedModelId,
+              })
           : await createUpstreamBackend({
               url: config.upstreamUrl,
               apiKey: config.upstreamApiKey,

@@ -79,6 +79,11 @@ export interface GatewayConfig {
    * request holds the event loop; 0: one fewer than the cores, at least 2.
    */
   readonly workerThreads: number;
+  /**
+   * Threads on which the embedded model generates (each loads the model); 0: the event loop's own thread,
+   * between the gateway's other work. An upstream backend does not use them.
+   */
+  readonly generationThreads: number;
   /** Milliseconds of work one request may use in a worker; longer is a 422 TM_ERR_WORK_BUDGET. */
   readonly workBudgetMs: number;
   /** Requests waiting for a worker; more, or one that waits longer than the work budget, is a 503. */
@@ -159,6 +164,7 @@ export const ENVIRONMENT_VARIABLES: Readonly<Record<string, string>> = {
   TRACEMARK_ISSUANCE_TOKEN_RETENTION_DAYS: 'issuanceTokenRetentionDays',
   TRACEMARK_LOG_LEVEL: 'logLevel',
   TRACEMARK_WORKER_THREADS: 'workerThreads',
+  TRACEMARK_GENERATION_THREADS: 'generationThreads',
   TRACEMARK_WORK_BUDGET_MS: 'workBudgetMs',
   TRACEMARK_WORK_QUEUE_LIMIT: 'workQueueLimit',
   TRACEMARK_PUBLIC_RATE_LIMIT_PER_MINUTE: 'publicRateLimitPerMinute',
@@ -190,6 +196,7 @@ const INTEGER_RANGES: Readonly<Partial<Record<keyof GatewayConfig, readonly [num
   dailyTokenQuota: [1, Number.MAX_SAFE_INTEGER],
   issuanceTokenRetentionDays: [0, 100_000],
   workerThreads: [0, 64],
+  generationThreads: [0, 64],
   workBudgetMs: [10, 600_000],
   workQueueLimit: [0, 100_000],
   publicRateLimitPerMinute: [1, 10_000_000],
@@ -229,6 +236,7 @@ const DEFAULTS: Omit<GatewayConfig, 'dataDir'> = {
   issuanceTokenRetentionDays: 365,
   logLevel: 'info',
   workerThreads: 0,
+  generationThreads: 1,
   workBudgetMs: 10_000,
   workQueueLimit: 64,
   publicRateLimitPerMinute: 300,

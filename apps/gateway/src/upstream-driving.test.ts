@@ -84,6 +84,7 @@ async function generateTokens(
     temperature: options.temperature,
     topP: 1,
     random: options.random,
+    seed: 0,
     watermarker: options.marker ?? watermarker,
     signal: new AbortController().signal,
     topLogprobs: null,

@@ -58,6 +58,7 @@ async function measure(draftChoices: number, draftTokens: number, marker = water
       temperature: 0.7,
       topP: 1,
       random: createRandom(100 + index),
+      seed: 100 + index,
       watermarker: marker,
       signal: new AbortController().signal,
       topLogprobs: null,

@@ -9,21 +9,43 @@ import { createYielder, NO_GREEN_STRENGTH } from './types.ts';
 /** Candidates the model proposes per step, as the CLI's generate uses. */
 export const EMBEDDED_MAX_CANDIDATES = 512;
 
+/** What the embedded backend is, wherever it generates (here or on generation threads). */
+export function embeddedParts(
+  tokenizerId: string,
+  modelId: string,
+): Pick<Backend, 'kind' | 'tokenizer' | 'stats' | 'models'> {
+  if (!isTokenizerId(tokenizerId)) {
+    throw new RangeError(
+      `the watermark key is bound to tokenizer "${tokenizerId}", which the embedded model does not support`,
+    );
+  }
+  const info: ModelInfo = { id: modelId, ownedBy: 'tracemark', created: Math.floor(Date.now() / 1000) };
+  return {
+    kind: 'embedded',
+    tokenizer: getTokenizer(tokenizerId),
+    stats: { roundTrips: 0, draftsAccepted: 0, draftsRejected: 0 },
+    models: () => [info],
+  };
+}
+
+/** /healthz's facts of the embedded backend; 0 generation threads: it generates on the event loop's thread. */
+export function describeEmbedded(
+  modelId: string,
+  order: number,
+  tokenizerId: string,
+  generationThreads: number,
+): Record<string, string | number> {
+  return { backend: 'embedded', model: modelId, order, tokenizer: tokenizerId, generationThreads };
+}
+
 export async function createEmbeddedBackend(options: {
   readonly tokenizerId: string;
   readonly modelId: string;
   readonly model?: NgramModel;
 }): Promise<Backend> {
-  if (!isTokenizerId(options.tokenizerId)) {
-    throw new RangeError(
-      `the watermark key is bound to tokenizer "${options.tokenizerId}", which the embedded model does not support`,
-    );
-  }
-  const tokenizer = getTokenizer(options.tokenizerId);
-  const model = options.model ?? (await loadDefaultModel({ tokenizerId: options.tokenizerId }));
-  const created = Math.floor(Date.now() / 1000);
-  const info: ModelInfo = { id: options.modelId, ownedBy: 'tracemark', created };
-  const stats = { roundTrips: 0, draftsAccepted: 0, draftsRejected: 0 };
+  const parts = embeddedParts(options.tokenizerId, options.modelId);
+  const { tokenizer } = parts;
+  const model = options.model ?? (await loadDefaultModel({ tokenizerId: tokenizer.id }));
 
   async function* generate(request: ChoiceRequest): AsyncGenerator<GeneratedStep, void, undefined> {
     const context: number[] = Array.from(request.promptTokens);
@@ -74,12 +96,9 @@ export async function createEmbeddedBackend(options: {
   }
 
   return {
-    kind: 'embedded',
-    tokenizer,
-    stats,
-    models: () => [info],
+    ...parts,
     generate,
-    describe: () => ({ backend: 'embedded', model: info.id, order: model.order, tokenizer: tokenizer.id }),
+    describe: () => describeEmbedded(options.modelId, model.order, tokenizer.id, 0),
     close: async () => undefined,
   };
 }

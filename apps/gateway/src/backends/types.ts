@@ -25,6 +25,8 @@ export interface ChoiceRequest {
   readonly temperature: number;
   readonly topP: number;
   readonly random: RandomSource;
+  /** The seed `random` was made from (`createRandom(seed)`): a backend on another thread makes its own. */
+  readonly seed: number;
   readonly watermarker: Watermarker;
   /** Aborted when the client goes away, the deadline passes or the gateway shuts down. */
   readonly signal: AbortSignal;

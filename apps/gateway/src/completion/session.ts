@@ -3,6 +3,7 @@
  * upstream token by token and marks what it samples; an engine that marks natively streams its
  * completion through (engine-native.ts).
  */
+import { randomBytes } from 'node:crypto';
 import { createRandom, type Watermarker } from '@tracemark/core';
 import type { AccountKeys } from '../account-keys.ts';
 import type { Backend, ChoiceRequest, GeneratedStep } from '../backends/types.ts';
@@ -36,20 +37,26 @@ export function samplingSession(
     task: ChoiceTask,
     signal: AbortSignal,
     watermarker: Watermarker,
-  ): ChoiceRequest => ({
-    model: prepared.model,
-    promptTokens: task.prompt.tokens,
-    messages: task.prompt.messages,
-    maxTokens: prepared.maxTokens,
-    temperature: prepared.temperature,
-    topP: prepared.topP,
-    random: createRandom(
-      prepared.seed === null ? undefined : (prepared.seed + task.index) % Number.MAX_SAFE_INTEGER,
-    ),
-    watermarker,
-    signal,
-    topLogprobs: prepared.topLogprobs,
-  });
+  ): ChoiceRequest => {
+    // the request's seed, one per choice; else a fresh one (createRandom draws the same way)
+    const seed =
+      prepared.seed === null
+        ? randomBytes(4).readUInt32LE(0)
+        : (prepared.seed + task.index) % Number.MAX_SAFE_INTEGER;
+    return {
+      model: prepared.model,
+      promptTokens: task.prompt.tokens,
+      messages: task.prompt.messages,
+      maxTokens: prepared.maxTokens,
+      temperature: prepared.temperature,
+      topP: prepared.topP,
+      random: createRandom(seed),
+      seed,
+      watermarker,
+      signal,
+      topLogprobs: prepared.topLogprobs,
+    };
+  };
   return {
     run: async (prepared, task, signal, hooks) =>
       runChoice({

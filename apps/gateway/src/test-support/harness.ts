@@ -79,7 +79,9 @@ export interface TestGatewayOptions {
 
 export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
   const dataDir = options.config?.dataDir ?? temporaryDirectory();
-  const config = resolveConfig({ port: 0, dataDir, ...options.config }, {});
+  // Generation on the event loop's thread unless a test asks for threads: every gateway of a test file then
+  // shares the process's one copy of the model (a thread loads its own, about a second from sources).
+  const config = resolveConfig({ port: 0, dataDir, generationThreads: 0, ...options.config }, {});
   const prepared = await prepareGateway(config);
   const services: GatewayServices =
     options.wrapStorage === undefined

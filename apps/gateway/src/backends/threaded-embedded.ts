@@ -1,0 +1,234 @@
+/**
+ * The embedded backend on generation threads: the n-gram model and the sampler run on threads of their own
+ * (generation-thread.ts), and this side turns their steps back into the `Backend` interface. The event loop
+ * then does only the gateway's own work per token (text assembly, SSE, issuance, monitoring) beside
+ * generation instead of between its tokens, and health checks and other requests are answered while every
+ * thread generates.
+ *
+ * A choice goes to the thread with the fewest choices running; a thread interleaves its choices as the
+ * event loop's embedded backend does (a turn of about 2 ms each). The seed travels with the choice and the
+ * key's material once per key and thread, so a choice's tokens, strengths and logprobs are those the
+ * embedded backend gives on the event loop's thread. A thread that stops (it crashed or ran out of memory)
+ * fails its running choices with TM_ERR_INTERNAL and is started again.
+ */
+import { Worker } from 'node:worker_threads';
+import { GatewayError } from '../errors.ts';
+import { keyMaterialOf } from '../work/tasks.ts';
+import { describeEmbedded, embeddedParts } from './embedded.ts';
+import type { FromGenerationThread, GenerationThreadStart, ToGenerationThread } from './generation-thread.ts';
+import type { Backend, ChoiceRequest, GeneratedStep } from './types.ts';
+
+export interface ThreadedEmbeddedOptions {
+  readonly tokenizerId: string;
+  readonly modelId: string;
+  /** Generation threads (at least 1). */
+  readonly threads: number;
+  /** A thread stopped outside a choice, or could not start again: for the log. */
+  readonly onThreadError?: (error: Error) => void;
+}
+
+interface Choice {
+  readonly steps: GeneratedStep[];
+  head: number;
+  done: boolean;
+  error: Error | null;
+  wake: (() => void) | null;
+}
+
+interface GenerationThread {
+  readonly worker: Worker;
+  /** Resolves with the model's order once the thread has loaded it. */
+  readonly ready: Promise<number>;
+  /** Keys whose material this thread has. */
+  readonly keys: Set<string>;
+  readonly choices: Map<number, Choice>;
+  /** It loaded the model (a thread that never did is started again by the next choice, not at once). */
+  started: boolean;
+  stopped: boolean;
+}
+
+/** From TypeScript sources the thread needs tsx (generation-thread-source.mjs); built, it is plain JavaScript. */
+function threadEntry(): { url: URL; execArgv: string[] } {
+  return import.meta.url.endsWith('.ts')
+    ? { url: new URL('./generation-thread-source.mjs', import.meta.url), execArgv: ['--conditions=source'] }
+    : { url: new URL('./generation-thread.js', import.meta.url), execArgv: [] };
+}
+
+const stoppedError = () =>
+  new GatewayError(500, 'TM_ERR_INTERNAL', 'the generation thread stopped while generating this completion');
+
+export async function createThreadedEmbeddedBackend(options: ThreadedEmbeddedOptions): Promise<Backend> {
+  const parts = embeddedParts(options.tokenizerId, options.modelId);
+  if (!Number.isInteger(options.threads) || options.threads < 1) {
+    throw new RangeError(`threads: expected a positive integer, got ${String(options.threads)}`);
+  }
+  const start: GenerationThreadStart = { tokenizerId: options.tokenizerId, modelId: options.modelId };
+  let closed = false;
+  let nextId = 1;
+
+  const startThread = (): GenerationThread => {
+    const entry = threadEntry();
+    const worker = new Worker(entry.url, { workerData: start, execArgv: entry.execArgv });
+    const thread: GenerationThread = {
+      worker,
+      ready: new Promise<number>((resolve, reject) => {
+        worker.once('error', reject);
+        worker.once('exit', (code) =>
+          reject(new Error(`the generation thread exited (${code}) while starting`)),
+        );
+        worker.on('message', (message: FromGenerationThread) => {
+          if (message.type === 'ready') resolve(message.order);
+          else if (message.type === 'failed') reject(new Error(message.message));
+        });
+      }),
+      keys: new Set(),
+      choices: new Map(),
+      started: false,
+      stopped: false,
+    };
+    thread.ready.then(
+      () => {
+        thread.started = true;
+        // The threads do not keep the process alive: the server does, and close() ends them.
+        worker.unref();
+      },
+      // whoever awaits `ready` sees the error
+      () => undefined,
+    );
+    worker.on('message', (message: FromGenerationThread) => {
+      if (message.type !== 'steps') return;
+      for (const batch of message.batches) {
+        const choice = thread.choices.get(batch.id);
+        if (choice === undefined) continue;
+        for (let i = 0; i < batch.tokens.length; i++) {
+          choice.steps.push({
+            token: batch.tokens[i]!,
+            strength: { greenProbability: batch.greenProbability[i]!, spikeEntropy: batch.spikeEntropy[i]! },
+            logprob: batch.logprobs === null ? null : batch.logprobs[i]!,
+            top: batch.tops === null ? null : batch.tops[i]!,
+          });
+        }
+        if (batch.done) choice.done = true;
+        if (batch.error !== null) choice.error = new Error(batch.error);
+        choice.wake?.();
+      }
+    });
+    worker.on('error', (error) => options.onThreadError?.(error));
+    worker.on('exit', () => {
+      thread.stopped = true;
+      for (const choice of thread.choices.values()) {
+        choice.error ??= stoppedError();
+        choice.wake?.();
+      }
+      if (closed || !thread.started) return;
+      options.onThreadError?.(new Error('a generation thread stopped; starting another'));
+      replace(thread);
+    });
+    return thread;
+  };
+
+  const threads: GenerationThread[] = [];
+  const replace = (thread: GenerationThread): GenerationThread => {
+    const replacement = startThread();
+    const index = threads.indexOf(thread);
+    if (index >= 0) threads[index] = replacement;
+    replacement.ready.catch((error: Error) => options.onThreadError?.(error));
+    return replacement;
+  };
+  for (let i = 0; i < options.threads; i++) threads.push(startThread());
+  let order: number;
+  try {
+    [order] = await Promise.all(threads.map((thread) => thread.ready));
+  } catch (error) {
+    closed = true;
+    await Promise.all(threads.map((thread) => thread.worker.terminate()));
+    throw error;
+  }
+
+  const post = (thread: GenerationThread, message: ToGenerationThread) => {
+    if (!thread.stopped) thread.worker.postMessage(message);
+  };
+
+  async function* generate(request: ChoiceRequest): AsyncGenerator<GeneratedStep, void, undefined> {
+    if (closed) throw new GatewayError(503, 'TM_ERR_SHUTTING_DOWN', 'the gateway is shutting down');
+    let thread = threads[0]!;
+    for (const candidate of threads) if (candidate.choices.size < thread.choices.size) thread = candidate;
+    // a replacement that could not load the model: one more try, for this choice
+    if (thread.stopped && !thread.started) thread = replace(thread);
+    try {
+      await thread.ready;
+    } catch (error) {
+      throw new GatewayError(500, 'TM_ERR_INTERNAL', 'the generation thread could not start', {
+        cause: error,
+      });
+    }
+    if (request.signal.aborted) return;
+    const id = nextId++;
+    const choice: Choice = { steps: [], head: 0, done: false, error: null, wake: null };
+    thread.choices.set(id, choice);
+    const { watermarker } = request;
+    if (!thread.keys.has(watermarker.keyId)) {
+      thread.keys.add(watermarker.keyId);
+      const material = keyMaterialOf(watermarker.key);
+      post(thread, { type: 'key', material, specialTokenIds: [...watermarker.specialTokenIds] });
+      // the thread has its copy
+      material.secret.fill(0);
+    }
+    post(thread, {
+      type: 'generate',
+      id,
+      keyId: watermarker.keyId,
+      promptTokens: Uint32Array.from(request.promptTokens),
+      maxTokens: request.maxTokens,
+      temperature: request.temperature,
+      topP: request.topP,
+      topLogprobs: request.topLogprobs,
+      seed: request.seed,
+    });
+    const wake = () => choice.wake?.();
+    request.signal.addEventListener('abort', wake, { once: true });
+    try {
+      for (;;) {
+        if (request.signal.aborted) return;
+        if (choice.head < choice.steps.length) {
+          const step = choice.steps[choice.head]!;
+          choice.head++;
+          if (choice.head === choice.steps.length) {
+            choice.steps.length = 0;
+            choice.head = 0;
+          }
+          yield step;
+          continue;
+        }
+        if (choice.error !== null) throw choice.error;
+        if (choice.done) return;
+        if (thread.stopped) throw stoppedError();
+        await new Promise<void>((resolve) => {
+          choice.wake = resolve;
+        });
+        choice.wake = null;
+      }
+    } finally {
+      request.signal.removeEventListener('abort', wake);
+      thread.choices.delete(id);
+      // Cancelled (the client left, a stop sequence, the deadline): the thread stops making its tokens.
+      if (!choice.done && choice.error === null) post(thread, { type: 'cancel', id });
+    }
+  }
+
+  return {
+    ...parts,
+    generate,
+    describe: () => describeEmbedded(options.modelId, order, parts.tokenizer.id, threads.length),
+    close: async () => {
+      closed = true;
+      for (const thread of threads) {
+        for (const choice of thread.choices.values()) {
+          choice.error ??= new GatewayError(503, 'TM_ERR_SHUTTING_DOWN', 'the gateway is shutting down');
+          choice.wake?.();
+        }
+      }
+      await Promise.all(threads.map((thread) => thread.worker.terminate()));
+    },
+  };
+}
