@@ -5,19 +5,24 @@
  * stops) stops it and leaves the thread serving; and through HTTP, the gateway keeps answering /healthz
  * while its generation thread is busy with many long completions.
  */
+
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import {
   createRandom,
   createWatermarker,
   createWatermarkKey,
   type SchemeParams,
   type Watermarker,
+  type WatermarkKey,
 } from '@tracemark/core';
 import { getTokenizer } from '@tracemark/tokenizers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEmbeddedBackend } from './backends/embedded.ts';
-import { createThreadedEmbeddedBackend } from './backends/threaded-embedded.ts';
+import { createThreadedEmbeddedBackend, KEYS_PER_THREAD } from './backends/threaded-embedded.ts';
 import type { Backend, ChoiceRequest, GeneratedStep } from './backends/types.ts';
 import { startTestGateway, type TestGateway } from './test-support/harness.ts';
+import { keyFromMaterial, keyMaterialOf } from './work/tasks.ts';
 
 const TOKENIZER = 'cl100k_base';
 const MODEL = 'tracemark-ngram';
@@ -83,6 +88,8 @@ describe('generation threads give the event loop thread’s choices', () => {
     ['LeftHash h = 1', marker(3)],
     ['SelfHash h = 4', marker(4, { name: 'selfhash', contextWidth: 4 })],
     ['Gumbel', marker(5, { name: 'gumbel', contextWidth: 2 })],
+    // a key weight other than the default: the thread must get it with the key
+    ['dual Gumbel, α = 0.4', marker(6, { name: 'dual_gumbel', contextWidth: 2, alpha: 0.4 })],
   ];
   for (const [name, watermarker] of keys) {
     it(`${name}: tokens, strengths and logprobs, seed for seed`, async () => {
@@ -127,6 +134,25 @@ describe('generation threads give the event loop thread’s choices', () => {
     for (const one of settings) expected.push(await steps(inline, one));
     const got = await Promise.all(settings.map((one) => steps(threaded, one)));
     expect(got).toEqual(expected);
+  });
+});
+
+describe('keys', () => {
+  it('a key travels with its scheme whole (dual Gumbel’s weight included)', () => {
+    const key = createWatermarkKey({
+      secret: new Uint8Array(32).fill(12),
+      scheme: { name: 'dual_gumbel', contextWidth: 3, alpha: 0.35 },
+    });
+    const material = keyMaterialOf(key);
+    expect((keyFromMaterial(material) as WatermarkKey).scheme).toEqual(key.scheme);
+  });
+
+  it(`past ${KEYS_PER_THREAD} keys a thread forgets the oldest, and gets it again when it is used again`, async () => {
+    const keys = Array.from({ length: KEYS_PER_THREAD + 6 }, (_, index) => marker(100 + index));
+    for (const watermarker of [...keys, keys[0]!, keys[3]!]) {
+      const settings: Settings = { prompt: 'Key', seed: 8, watermarker, maxTokens: 3 };
+      expect(await steps(threaded, settings)).toEqual(await steps(inline, settings));
+    }
   });
 });
 
@@ -180,17 +206,51 @@ describe('construction', () => {
     ).rejects.toThrow(/tokenizer "no-such-tokenizer"/);
   });
 
-  it('after close, a choice is refused with 503 TM_ERR_SHUTTING_DOWN', async () => {
+  it('a choice started just before close, and one after it, end with 503 TM_ERR_SHUTTING_DOWN', async () => {
     const backend = await createThreadedEmbeddedBackend({
       tokenizerId: TOKENIZER,
       modelId: MODEL,
       threads: 1,
     });
+    const early = backend.generate(
+      request({ prompt: 'x', seed: 1, watermarker: marker(2), maxTokens: 4000 }),
+    );
+    const first = expect(early.next()).rejects.toMatchObject({
+      statusCode: 503,
+      code: 'TM_ERR_SHUTTING_DOWN',
+    });
     await backend.close();
+    await first;
     await expect(steps(backend, { prompt: 'x', seed: 1, watermarker: marker(2) })).rejects.toMatchObject({
       statusCode: 503,
       code: 'TM_ERR_SHUTTING_DOWN',
     });
+  }, 60_000);
+});
+
+describe('the process', () => {
+  it('stays alive while a choice runs on an idle-looking thread, and exits once closed', () => {
+    // Nothing else keeps this script's event loop alive: only the running choice's thread may.
+    const script = `
+      import { createWatermarker, createWatermarkKey, createRandom } from '@tracemark/core';
+      import { createThreadedEmbeddedBackend } from './src/backends/threaded-embedded.ts';
+      const backend = await createThreadedEmbeddedBackend({ tokenizerId: 'cl100k_base', modelId: 'm', threads: 1 });
+      const watermarker = createWatermarker(createWatermarkKey({ secret: new Uint8Array(32).fill(1) }));
+      let count = 0;
+      for await (const step of backend.generate({ model: 'm', promptTokens: new Uint32Array([791]), messages: null,
+        maxTokens: 50, temperature: 0.8, topP: 1, random: createRandom(1), seed: 1, watermarker,
+        signal: new AbortController().signal, topLogprobs: null })) count++;
+      await backend.close();
+      console.log('tokens', count);
+    `;
+    const result = spawnSync(
+      process.execPath,
+      ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', script],
+      { cwd: fileURLToPath(new URL('..', import.meta.url)), encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(result.stderr).toBe('');
+    expect(result.stdout.trim()).toBe('tokens 50');
+    expect(result.status).toBe(0);
   }, 60_000);
 });
 

@@ -5,8 +5,8 @@
  * backend's `generate` (embedded.ts) with the request rebuilt here: the same seed, key and settings give the
  * same tokens as on the event loop's thread.
  *
- * Messages in: `key` (a watermark key's material, once per key and thread; wiped once read), `generate`,
- * `cancel`. Out: `ready` or `failed` once, then `steps`: batches of the steps of one or more choices, each
+ * Messages in: `key` (a watermark key's material, once per key and thread; wiped once read), `forget` (a
+ * key not used for a while), `generate`, `cancel`. Out: `ready` or `failed` once, then `steps`: batches of the steps of one or more choices, each
  * flushed at most `FLUSH_MS` after its first step, and the end or error of a choice.
  */
 import { parentPort, workerData } from 'node:worker_threads';
@@ -24,13 +24,15 @@ export interface GenerationThreadStart {
 export type ToGenerationThread =
   | {
       readonly type: 'key';
+      /** The main side's number for this watermarker (threaded-embedded.ts `refOf`). */
+      readonly ref: number;
       readonly material: KeyMaterial;
       readonly specialTokenIds: readonly number[];
     }
   | {
       readonly type: 'generate';
       readonly id: number;
-      readonly keyId: string;
+      readonly ref: number;
       readonly promptTokens: Uint32Array;
       readonly maxTokens: number;
       readonly temperature: number;
@@ -38,7 +40,9 @@ export type ToGenerationThread =
       readonly topLogprobs: number | null;
       readonly seed: number;
     }
-  | { readonly type: 'cancel'; readonly id: number };
+  | { readonly type: 'cancel'; readonly id: number }
+  /** The main side keeps at most KEYS_PER_THREAD keys here (threaded-embedded.ts). */
+  | { readonly type: 'forget'; readonly ref: number };
 
 /** The steps of one choice since the last batch, as parallel arrays (cheaper to copy than objects). */
 export interface StepBatch {
@@ -67,7 +71,7 @@ const port = parentPort;
 if (port === null) throw new Error('generation-thread: expected to run on a worker thread');
 const start = workerData as GenerationThreadStart;
 
-const watermarkers = new Map<string, Watermarker>();
+const watermarkers = new Map<number, Watermarker>();
 const running = new Map<number, AbortController>();
 let outbox = new Map<number, StepBatch>();
 let outboxSince = -1;
@@ -125,8 +129,8 @@ try {
     running.set(message.id, controller);
     const withLogprobs = message.topLogprobs !== null;
     try {
-      const watermarker = watermarkers.get(message.keyId);
-      if (watermarker === undefined) throw new Error(`no key material for key ${message.keyId}`);
+      const watermarker = watermarkers.get(message.ref);
+      if (watermarker === undefined) throw new Error(`no key material for watermarker ${message.ref}`);
       for await (const step of backend.generate({
         model: start.modelId,
         promptTokens: message.promptTokens,
@@ -156,11 +160,14 @@ try {
       case 'key': {
         const key = keyFromMaterial(message.material) as WatermarkKey;
         message.material.secret.fill(0);
-        watermarkers.set(key.keyId, createWatermarker(key, { specialTokenIds: message.specialTokenIds }));
+        watermarkers.set(message.ref, createWatermarker(key, { specialTokenIds: message.specialTokenIds }));
         return;
       }
       case 'generate':
         void run(message);
+        return;
+      case 'forget':
+        watermarkers.delete(message.ref);
         return;
       case 'cancel': {
         running.get(message.id)?.abort();

@@ -12,6 +12,7 @@
  * fails its running choices with TM_ERR_INTERNAL and is started again.
  */
 import { Worker } from 'node:worker_threads';
+import type { Watermarker } from '@tracemark/core';
 import { GatewayError } from '../errors.ts';
 import { keyMaterialOf } from '../work/tasks.ts';
 import { describeEmbedded, embeddedParts } from './embedded.ts';
@@ -39,8 +40,8 @@ interface GenerationThread {
   readonly worker: Worker;
   /** Resolves with the model's order once the thread has loaded it. */
   readonly ready: Promise<number>;
-  /** Keys whose material this thread has. */
-  readonly keys: Set<string>;
+  /** Watermarkers (by {@link refOf}) this thread has, least recently used first (at most KEYS_PER_THREAD). */
+  readonly keys: Set<number>;
   readonly choices: Map<number, Choice>;
   /** It loaded the model (a thread that never did is started again by the next choice, not at once). */
   started: boolean;
@@ -54,8 +55,33 @@ function threadEntry(): { url: URL; execArgv: string[] } {
     : { url: new URL('./generation-thread.js', import.meta.url), execArgv: [] };
 }
 
+/**
+ * Keys a thread keeps (each about 1 MiB there): with per-account keys a thread would otherwise keep one
+ * per account it ever served. The least recently used is forgotten, and sent again when needed.
+ */
+export const KEYS_PER_THREAD = 64;
+/** A thread that could not load the model is tried again at most this often (ms), by a choice. */
+const RESTART_INTERVAL_MS = 1000;
+
 const stoppedError = () =>
   new GatewayError(500, 'TM_ERR_INTERNAL', 'the generation thread stopped while generating this completion');
+
+/**
+ * A number for each watermarker a choice uses, by object: a key id names the secret only, and two
+ * watermarkers of one secret may differ in scheme or special tokens.
+ */
+const refs = new WeakMap<Watermarker, number>();
+let nextRef = 1;
+function refOf(watermarker: Watermarker): number {
+  let ref = refs.get(watermarker);
+  if (ref === undefined) {
+    ref = nextRef++;
+    refs.set(watermarker, ref);
+  }
+  return ref;
+}
+
+const shuttingDown = () => new GatewayError(503, 'TM_ERR_SHUTTING_DOWN', 'the gateway is shutting down');
 
 export async function createThreadedEmbeddedBackend(options: ThreadedEmbeddedOptions): Promise<Backend> {
   const parts = embeddedParts(options.tokenizerId, options.modelId);
@@ -89,8 +115,7 @@ export async function createThreadedEmbeddedBackend(options: ThreadedEmbeddedOpt
     thread.ready.then(
       () => {
         thread.started = true;
-        // The threads do not keep the process alive: the server does, and close() ends them.
-        worker.unref();
+        holdProcess(thread);
       },
       // whoever awaits `ready` sees the error
       () => undefined,
@@ -127,8 +152,16 @@ export async function createThreadedEmbeddedBackend(options: ThreadedEmbeddedOpt
     return thread;
   };
 
+  // An idle thread does not keep the process alive (the server does, and close() ends the threads); one
+  // with choices running does, so that a caller awaiting steps is not left behind by an exiting process.
+  const holdProcess = (thread: GenerationThread) => {
+    if (thread.started && thread.choices.size === 0) thread.worker.unref();
+    else thread.worker.ref();
+  };
   const threads: GenerationThread[] = [];
+  let lastRestart = 0;
   const replace = (thread: GenerationThread): GenerationThread => {
+    lastRestart = performance.now();
     const replacement = startThread();
     const index = threads.indexOf(thread);
     if (index >= 0) threads[index] = replacement;
@@ -149,35 +182,59 @@ export async function createThreadedEmbeddedBackend(options: ThreadedEmbeddedOpt
     if (!thread.stopped) thread.worker.postMessage(message);
   };
 
+  /**
+   * The running thread with the fewest choices; else one still starting; else (none could load the model)
+   * a new try, at most every RESTART_INTERVAL_MS.
+   */
+  const pick = (): GenerationThread | null => {
+    let best: GenerationThread | null = null;
+    for (const thread of threads) {
+      if (thread.started && !thread.stopped && (best === null || thread.choices.size < best.choices.size))
+        best = thread;
+    }
+    if (best !== null) return best;
+    const starting = threads.find((thread) => !thread.stopped);
+    if (starting !== undefined) return starting;
+    return performance.now() - lastRestart >= RESTART_INTERVAL_MS ? replace(threads[0]!) : null;
+  };
+
   async function* generate(request: ChoiceRequest): AsyncGenerator<GeneratedStep, void, undefined> {
-    if (closed) throw new GatewayError(503, 'TM_ERR_SHUTTING_DOWN', 'the gateway is shutting down');
-    let thread = threads[0]!;
-    for (const candidate of threads) if (candidate.choices.size < thread.choices.size) thread = candidate;
-    // a replacement that could not load the model: one more try, for this choice
-    if (thread.stopped && !thread.started) thread = replace(thread);
+    if (closed) throw shuttingDown();
+    const thread = pick();
     try {
+      if (thread === null) throw new Error('the last start failed less than a second ago');
       await thread.ready;
     } catch (error) {
       throw new GatewayError(500, 'TM_ERR_INTERNAL', 'the generation thread could not start', {
         cause: error,
       });
     }
+    if (closed) throw shuttingDown();
     if (request.signal.aborted) return;
     const id = nextId++;
     const choice: Choice = { steps: [], head: 0, done: false, error: null, wake: null };
     thread.choices.set(id, choice);
+    holdProcess(thread);
     const { watermarker } = request;
-    if (!thread.keys.has(watermarker.keyId)) {
-      thread.keys.add(watermarker.keyId);
+    const ref = refOf(watermarker);
+    if (thread.keys.delete(ref)) thread.keys.add(ref);
+    else {
+      thread.keys.add(ref);
       const material = keyMaterialOf(watermarker.key);
-      post(thread, { type: 'key', material, specialTokenIds: [...watermarker.specialTokenIds] });
+      post(thread, { type: 'key', ref, material, specialTokenIds: [...watermarker.specialTokenIds] });
       // the thread has its copy
       material.secret.fill(0);
+      if (thread.keys.size > KEYS_PER_THREAD) {
+        // A choice that runs with it keeps its own reference there.
+        const oldest = thread.keys.values().next().value!;
+        thread.keys.delete(oldest);
+        post(thread, { type: 'forget', ref: oldest });
+      }
     }
     post(thread, {
       type: 'generate',
       id,
-      keyId: watermarker.keyId,
+      ref,
       promptTokens: Uint32Array.from(request.promptTokens),
       maxTokens: request.maxTokens,
       temperature: request.temperature,
@@ -211,6 +268,7 @@ export async function createThreadedEmbeddedBackend(options: ThreadedEmbeddedOpt
     } finally {
       request.signal.removeEventListener('abort', wake);
       thread.choices.delete(id);
+      if (!thread.stopped) holdProcess(thread);
       // Cancelled (the client left, a stop sequence, the deadline): the thread stops making its tokens.
       if (!choice.done && choice.error === null) post(thread, { type: 'cancel', id });
     }
@@ -224,7 +282,7 @@ export async function createThreadedEmbeddedBackend(options: ThreadedEmbeddedOpt
       closed = true;
       for (const thread of threads) {
         for (const choice of thread.choices.values()) {
-          choice.error ??= new GatewayError(503, 'TM_ERR_SHUTTING_DOWN', 'the gateway is shutting down');
+          choice.error ??= shuttingDown();
           choice.wake?.();
         }
       }

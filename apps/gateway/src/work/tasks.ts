@@ -65,7 +65,14 @@ export type KeyMaterial =
       readonly kind: 'tracemark';
       readonly keyId: string;
       readonly secret: Uint8Array;
-      readonly scheme: { readonly name: SchemeName; contextWidth: number; gamma: number; delta: number };
+      readonly scheme: {
+        readonly name: SchemeName;
+        readonly contextWidth: number;
+        readonly gamma: number;
+        readonly delta: number;
+        /** dual_gumbel's key weight (0 for every other scheme). */
+        readonly alpha: number;
+      };
       readonly tokenizer: string;
     }
   | { readonly kind: 'engine'; readonly keyId: string; readonly secret: Uint8Array };
@@ -76,12 +83,12 @@ export function keyMaterialOf(key: AnyWatermarkKey): KeyMaterial {
     return { kind: 'engine', keyId: key.keyId, secret: new TextEncoder().encode(text) };
   }
   const tracemarkKey = key as WatermarkKey;
-  const { name, contextWidth, gamma, delta } = tracemarkKey.scheme;
+  const { name, contextWidth, gamma, delta, alpha } = tracemarkKey.scheme;
   return {
     kind: 'tracemark',
     keyId: tracemarkKey.keyId,
     secret: Uint8Array.from(tracemarkKey.secret),
-    scheme: { name, contextWidth, gamma, delta },
+    scheme: { name, contextWidth, gamma, delta, alpha },
     tokenizer: tracemarkKey.tokenizer,
   };
 }
