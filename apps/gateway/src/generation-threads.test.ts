@@ -7,6 +7,9 @@
  */
 
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   createRandom,
@@ -17,7 +20,7 @@ import {
   type WatermarkKey,
 } from '@tracemark/core';
 import { getTokenizer } from '@tracemark/tokenizers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createEmbeddedBackend } from './backends/embedded.ts';
 import { createThreadedEmbeddedBackend, KEYS_PER_THREAD } from './backends/threaded-embedded.ts';
 import type { Backend, ChoiceRequest, GeneratedStep } from './backends/types.ts';
@@ -225,6 +228,94 @@ describe('construction', () => {
       statusCode: 503,
       code: 'TM_ERR_SHUTTING_DOWN',
     });
+  }, 60_000);
+});
+
+describe('a thread that stops', () => {
+  // test-support/faulty-generation-thread.mjs: the real thread, which exits 50 ms into a choice of this many
+  // tokens, and fails to start while the file `failStart` exists.
+  const CRASH_TOKENS = 4077;
+  const failStart = join(mkdtempSync(join(tmpdir(), 'tracemark-generation-')), 'fail-start');
+  const threadEntry = {
+    url: new URL('./test-support/faulty-generation-thread.mjs', import.meta.url),
+    execArgv: ['--conditions=source'],
+  };
+  const errors: string[] = [];
+  let faulty: Backend;
+  beforeAll(async () => {
+    process.env.TRACEMARK_TEST_FAIL_START = failStart;
+    faulty = await createThreadedEmbeddedBackend({
+      tokenizerId: TOKENIZER,
+      modelId: MODEL,
+      threads: 2,
+      threadEntry,
+      onThreadError: (error) => errors.push(error.message),
+    });
+  }, 60_000);
+  afterAll(async () => {
+    delete process.env.TRACEMARK_TEST_FAIL_START;
+    rmSync(failStart, { force: true });
+    await faulty?.close();
+  });
+
+  const crash = (seed: number) =>
+    steps(faulty, { prompt: 'Crash', seed, watermarker: marker(20), maxTokens: CRASH_TOKENS });
+  const expectServed = async (count: number) => {
+    for (let i = 0; i < count; i++) {
+      const settings: Settings = { prompt: 'After', seed: 30 + i, watermarker: marker(21), maxTokens: 12 };
+      expect(await steps(faulty, settings)).toEqual(await steps(inline, settings));
+    }
+  };
+
+  it('fails its running choice with 500 TM_ERR_INTERNAL; a choice on the other thread goes on; another thread takes its place', async () => {
+    const beside: Settings = { prompt: 'Beside', seed: 2, watermarker: marker(20), maxTokens: 300 };
+    // Started together: the second goes to the other thread.
+    const [crashed, served] = await Promise.allSettled([crash(1), steps(faulty, beside)]);
+    expect(crashed).toMatchObject({
+      status: 'rejected',
+      reason: { statusCode: 500, code: 'TM_ERR_INTERNAL' },
+    });
+    expect(served).toEqual({ status: 'fulfilled', value: await steps(inline, beside) });
+    expect(errors).toContain('a generation thread stopped; starting another');
+    await expectServed(6);
+  }, 60_000);
+
+  it('while a replacement cannot start, choices go to the thread that runs', async () => {
+    writeFileSync(failStart, '');
+    errors.length = 0;
+    await expect(crash(3)).rejects.toMatchObject({ statusCode: 500, code: 'TM_ERR_INTERNAL' });
+    await expectServed(6);
+    await vi.waitFor(() => expect(errors).toContain('this generation thread was told to fail at start'), {
+      timeout: 30_000,
+    });
+    rmSync(failStart);
+  }, 60_000);
+
+  it('with none running, a choice is refused with 500 until a new start succeeds, tried at most once a second', async () => {
+    // the thread that ran: stopped, and its replacement cannot start either
+    writeFileSync(failStart, '');
+    errors.length = 0;
+    await expect(crash(4)).rejects.toMatchObject({ statusCode: 500 });
+    await vi.waitFor(
+      () => expect(errors.filter((message) => message.includes('fail at start')).length).toBe(1),
+      {
+        timeout: 30_000,
+      },
+    );
+    const refused = await steps(faulty, {
+      prompt: 'x',
+      seed: 1,
+      watermarker: marker(21),
+      maxTokens: 2,
+    }).catch((error: unknown) => error);
+    expect(refused).toMatchObject({
+      statusCode: 500,
+      code: 'TM_ERR_INTERNAL',
+      message: 'the generation thread could not start',
+    });
+    rmSync(failStart);
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await expectServed(2);
   }, 60_000);
 });
 

@@ -26,6 +26,16 @@ export interface ThreadedEmbeddedOptions {
   readonly threads: number;
   /** A thread stopped outside a choice, or could not start again: for the log. */
   readonly onThreadError?: (error: Error) => void;
+  /**
+   * The thread's script (default: generation-thread.js, or generation-thread-source.mjs from sources). The
+   * fault tests start one that runs it and stops the thread on cue.
+   */
+  readonly threadEntry?: ThreadEntry;
+}
+
+export interface ThreadEntry {
+  readonly url: URL;
+  readonly execArgv: readonly string[];
 }
 
 interface Choice {
@@ -49,7 +59,7 @@ interface GenerationThread {
 }
 
 /** From TypeScript sources the thread needs tsx (generation-thread-source.mjs); built, it is plain JavaScript. */
-function threadEntry(): { url: URL; execArgv: string[] } {
+function defaultThreadEntry(): ThreadEntry {
   return import.meta.url.endsWith('.ts')
     ? { url: new URL('./generation-thread-source.mjs', import.meta.url), execArgv: ['--conditions=source'] }
     : { url: new URL('./generation-thread.js', import.meta.url), execArgv: [] };
@@ -81,6 +91,9 @@ function refOf(watermarker: Watermarker): number {
   return ref;
 }
 
+const couldNotStart = (cause: unknown) =>
+  new GatewayError(500, 'TM_ERR_INTERNAL', 'the generation thread could not start', { cause });
+
 const shuttingDown = () => new GatewayError(503, 'TM_ERR_SHUTTING_DOWN', 'the gateway is shutting down');
 
 export async function createThreadedEmbeddedBackend(options: ThreadedEmbeddedOptions): Promise<Backend> {
@@ -93,8 +106,8 @@ export async function createThreadedEmbeddedBackend(options: ThreadedEmbeddedOpt
   let nextId = 1;
 
   const startThread = (): GenerationThread => {
-    const entry = threadEntry();
-    const worker = new Worker(entry.url, { workerData: start, execArgv: entry.execArgv });
+    const entry = options.threadEntry ?? defaultThreadEntry();
+    const worker = new Worker(entry.url, { workerData: start, execArgv: [...entry.execArgv] });
     const thread: GenerationThread = {
       worker,
       ready: new Promise<number>((resolve, reject) => {
@@ -138,7 +151,10 @@ export async function createThreadedEmbeddedBackend(options: ThreadedEmbeddedOpt
         choice.wake?.();
       }
     });
-    worker.on('error', (error) => options.onThreadError?.(error));
+    // Before it started, `ready` carries the error (to whoever started it).
+    worker.on('error', (error) => {
+      if (thread.started) options.onThreadError?.(error);
+    });
     worker.on('exit', () => {
       thread.stopped = true;
       for (const choice of thread.choices.values()) {
@@ -201,50 +217,36 @@ export async function createThreadedEmbeddedBackend(options: ThreadedEmbeddedOpt
   async function* generate(request: ChoiceRequest): AsyncGenerator<GeneratedStep, void, undefined> {
     if (closed) throw shuttingDown();
     const thread = pick();
-    try {
-      if (thread === null) throw new Error('the last start failed less than a second ago');
-      await thread.ready;
-    } catch (error) {
-      throw new GatewayError(500, 'TM_ERR_INTERNAL', 'the generation thread could not start', {
-        cause: error,
-      });
-    }
-    if (closed) throw shuttingDown();
-    if (request.signal.aborted) return;
+    if (thread === null) throw couldNotStart(new Error('the last start failed less than a second ago'));
+    // Counted on its thread at once, so that choices arriving together spread over the threads.
     const id = nextId++;
     const choice: Choice = { steps: [], head: 0, done: false, error: null, wake: null };
     thread.choices.set(id, choice);
     holdProcess(thread);
-    const { watermarker } = request;
-    const ref = refOf(watermarker);
-    if (thread.keys.delete(ref)) thread.keys.add(ref);
-    else {
-      thread.keys.add(ref);
-      const material = keyMaterialOf(watermarker.key);
-      post(thread, { type: 'key', ref, material, specialTokenIds: [...watermarker.specialTokenIds] });
-      // the thread has its copy
-      material.secret.fill(0);
-      if (thread.keys.size > KEYS_PER_THREAD) {
-        // A choice that runs with it keeps its own reference there.
-        const oldest = thread.keys.values().next().value!;
-        thread.keys.delete(oldest);
-        post(thread, { type: 'forget', ref: oldest });
-      }
-    }
-    post(thread, {
-      type: 'generate',
-      id,
-      ref,
-      promptTokens: Uint32Array.from(request.promptTokens),
-      maxTokens: request.maxTokens,
-      temperature: request.temperature,
-      topP: request.topP,
-      topLogprobs: request.topLogprobs,
-      seed: request.seed,
-    });
     const wake = () => choice.wake?.();
     request.signal.addEventListener('abort', wake, { once: true });
+    let posted = false;
     try {
+      try {
+        await thread.ready;
+      } catch (error) {
+        throw couldNotStart(error);
+      }
+      if (closed) throw shuttingDown();
+      if (request.signal.aborted) return;
+      sendKey(thread, request.watermarker);
+      post(thread, {
+        type: 'generate',
+        id,
+        ref: refOf(request.watermarker),
+        promptTokens: Uint32Array.from(request.promptTokens),
+        maxTokens: request.maxTokens,
+        temperature: request.temperature,
+        topP: request.topP,
+        topLogprobs: request.topLogprobs,
+        seed: request.seed,
+      });
+      posted = true;
       for (;;) {
         if (request.signal.aborted) return;
         if (choice.head < choice.steps.length) {
@@ -270,9 +272,29 @@ export async function createThreadedEmbeddedBackend(options: ThreadedEmbeddedOpt
       thread.choices.delete(id);
       if (!thread.stopped) holdProcess(thread);
       // Cancelled (the client left, a stop sequence, the deadline): the thread stops making its tokens.
-      if (!choice.done && choice.error === null) post(thread, { type: 'cancel', id });
+      if (posted && !choice.done && choice.error === null) post(thread, { type: 'cancel', id });
     }
   }
+
+  /** The watermarker's key material, unless the thread has it (a thread keeps KEYS_PER_THREAD). */
+  const sendKey = (thread: GenerationThread, watermarker: Watermarker): void => {
+    const ref = refOf(watermarker);
+    if (thread.keys.delete(ref)) {
+      thread.keys.add(ref);
+      return;
+    }
+    thread.keys.add(ref);
+    const material = keyMaterialOf(watermarker.key);
+    post(thread, { type: 'key', ref, material, specialTokenIds: [...watermarker.specialTokenIds] });
+    // the thread has its copy
+    material.secret.fill(0);
+    if (thread.keys.size > KEYS_PER_THREAD) {
+      // A choice that runs with it keeps its own reference there.
+      const oldest = thread.keys.values().next().value!;
+      thread.keys.delete(oldest);
+      post(thread, { type: 'forget', ref: oldest });
+    }
+  };
 
   return {
     ...parts,
