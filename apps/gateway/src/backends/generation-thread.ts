@@ -79,10 +79,10 @@ let flushScheduled = false;
 
 function flush(): void {
   flushScheduled = false;
+  outboxSince = -1;
   if (outbox.size === 0) return;
   const batches = [...outbox.values()];
   outbox = new Map();
-  outboxSince = -1;
   port!.postMessage({ type: 'steps', batches } satisfies FromGenerationThread);
 }
 

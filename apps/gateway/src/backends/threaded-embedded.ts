@@ -194,8 +194,8 @@ export async function createThreadedEmbeddedBackend(options: ThreadedEmbeddedOpt
     throw error;
   }
 
-  const post = (thread: GenerationThread, message: ToGenerationThread) => {
-    if (!thread.stopped) thread.worker.postMessage(message);
+  const post = (thread: GenerationThread, message: ToGenerationThread, transfer: ArrayBuffer[] = []) => {
+    if (!thread.stopped) thread.worker.postMessage(message, transfer);
   };
 
   /**
@@ -235,17 +235,23 @@ export async function createThreadedEmbeddedBackend(options: ThreadedEmbeddedOpt
       if (closed) throw shuttingDown();
       if (request.signal.aborted) return;
       sendKey(thread, request.watermarker);
-      post(thread, {
-        type: 'generate',
-        id,
-        ref: refOf(request.watermarker),
-        promptTokens: Uint32Array.from(request.promptTokens),
-        maxTokens: request.maxTokens,
-        temperature: request.temperature,
-        topP: request.topP,
-        topLogprobs: request.topLogprobs,
-        seed: request.seed,
-      });
+      // A copy of its own, moved (a view's whole buffer would be cloned)
+      const promptTokens = Uint32Array.from(request.promptTokens);
+      post(
+        thread,
+        {
+          type: 'generate',
+          id,
+          ref: refOf(request.watermarker),
+          promptTokens,
+          maxTokens: request.maxTokens,
+          temperature: request.temperature,
+          topP: request.topP,
+          topLogprobs: request.topLogprobs,
+          seed: request.seed,
+        },
+        [promptTokens.buffer],
+      );
       posted = true;
       for (;;) {
         if (request.signal.aborted) return;
@@ -261,7 +267,6 @@ export async function createThreadedEmbeddedBackend(options: ThreadedEmbeddedOpt
         }
         if (choice.error !== null) throw choice.error;
         if (choice.done) return;
-        if (thread.stopped) throw stoppedError();
         await new Promise<void>((resolve) => {
           choice.wake = resolve;
         });
