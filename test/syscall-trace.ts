@@ -296,15 +296,33 @@ function commitDurable(
   const gatewaySide = `COMMIT sent, its reply read ${ms(commit, acknowledged)} later, ${window.what} ${ms(acknowledged, window.response)} after that`;
   if (server === null) return { ok: true, detail: gatewaySide };
 
-  // The server's end of the same connection; the timestamps single out this COMMIT among the connection's.
+  // The server's end of the same connection. The two traces' clocks are read by two tracers, each when it
+  // gets to a call, so a time in one may trail the other's by a scheduling delay: the server's receipt of
+  // this COMMIT is singled out as the COMMIT the server read on the connection after the gateway had the
+  // reply to the connection's previous COMMIT and before it sent the next one (a client sends a query only
+  // after the last reply: the neighbours are a whole request away, far beyond such a delay).
   const backendConnection = reversedConnection(tcpConnection(commit.target)!);
+  const previous = trace.findLast(
+    (call) =>
+      SOCKET_READS.has(call.name) &&
+      call.target === commit.target &&
+      call.args.includes(COMMIT_COMPLETE) &&
+      call.exit < commit.enter,
+  );
+  const next = trace.find(
+    (call) =>
+      SOCKET_WRITES.has(call.name) &&
+      call.target === commit.target &&
+      call.args.includes(COMMIT_QUERY) &&
+      call.enter > acknowledged.exit,
+  );
   const received = server.find(
     (call) =>
       SOCKET_READS.has(call.name) &&
       tcpConnection(call.target) === backendConnection &&
       call.args.includes(COMMIT_QUERY) &&
-      call.time >= commit.time &&
-      call.time <= acknowledged.time,
+      (previous === undefined || call.time > previous.time) &&
+      (next === undefined || call.time < next.time),
   );
   if (received === undefined)
     return { ok: false, detail: `${gatewaySide}; the server's receipt of it is not in the server trace` };
