@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import { createRandom, createWatermarker, createWatermarkKey } from '@tracemark/core';
 import { loadDefaultModel } from '@tracemark/lm';
 import { getTokenizer } from '@tracemark/tokenizers';
+import { LONE_BLOCK } from '../src/backends/upstream.ts';
 import {
   acceptAmongDrafts,
   draftDistributions,
@@ -101,7 +102,7 @@ for (const n of choices) {
 
 // The gateway's walk, simulated in process on the same model as backends/upstream.ts runs it: n samples of
 // D tokens per call drawn from p; acceptAmongDrafts at each position while several samples agree, and
-// verifyChain over the rest of the last one.
+// verifyChain over the rest of the last one (at most LONE_BLOCK positions).
 const options = { watermarker, temperature, topP: 1 };
 console.log(
   `\n# The gateway's walk, simulated in process (${tokens / 4} tokens per setting, D = ${depth})\n\n| samples per call n | round trips per token | tokens | samples agreeing at depth 0 / 1 / … (mean over the calls that got there) |\n| --- | --- | --- | --- |`,
@@ -141,11 +142,12 @@ for (const n of simulated) {
           const sample = samples[live[0]!]!;
           const steps = [];
           const own = context.slice();
-          for (let k = d; k < depth; k++) {
+          const last = Math.min(depth - 1, d + LONE_BLOCK - 1);
+          for (let k = d; k <= last; k++) {
             steps.push(draftDistributions(model.candidates(own, topLogprobs), own, options));
             own.push(sample[k]!);
           }
-          const { tokens: out } = verifyChain(steps, sample.slice(d, depth - 1), rng);
+          const { tokens: out } = verifyChain(steps, sample.slice(d, last), rng);
           for (const token of out) context.push(token);
           emitted += out.length;
           break;

@@ -190,6 +190,7 @@ export async function prepareGateway(config: GatewayConfig): Promise<PreparedGat
               topLogprobs: config.upstreamTopLogprobs,
               draftTokens: config.upstreamDraftTokens,
               draftChoices: config.upstreamDraftChoices,
+              streaming: config.upstreamStreaming,
               timeoutMs: config.upstreamTimeoutMs,
               tokenizer,
             });

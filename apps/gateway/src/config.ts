@@ -41,6 +41,11 @@ export interface GatewayConfig {
   readonly upstreamDraftTokens: number;
   /** Independent samples asked per upstream call for drafting (`n`), when the upstream honours it. */
   readonly upstreamDraftChoices: number;
+  /**
+   * Token driving streams each round trip's samples where the upstream streams (probed at start-up): the walk
+   * reads each depth as it is decoded and cancels the request once done with it. false: whole answers.
+   */
+  readonly upstreamStreaming: boolean;
   /** One upstream round trip longer than this is a 504 (engine-native: the wait for each chunk). */
   readonly upstreamTimeoutMs: number;
   /**
@@ -145,6 +150,7 @@ export const ENVIRONMENT_VARIABLES: Readonly<Record<string, string>> = {
   TRACEMARK_UPSTREAM_TOP_LOGPROBS: 'upstreamTopLogprobs',
   TRACEMARK_UPSTREAM_DRAFT_TOKENS: 'upstreamDraftTokens',
   TRACEMARK_UPSTREAM_DRAFT_CHOICES: 'upstreamDraftChoices',
+  TRACEMARK_UPSTREAM_STREAMING: 'upstreamStreaming',
   TRACEMARK_UPSTREAM_TIMEOUT_MS: 'upstreamTimeoutMs',
   TRACEMARK_UPSTREAM_WATERMARK: 'upstreamWatermarkFile',
   TRACEMARK_UPSTREAM_MARK_CHECK_TOKENS: 'upstreamMarkCheckTokens',
@@ -217,6 +223,7 @@ const DEFAULTS: Omit<GatewayConfig, 'dataDir'> = {
   upstreamTopLogprobs: 20,
   upstreamDraftTokens: 8,
   upstreamDraftChoices: 16,
+  upstreamStreaming: true,
   upstreamTimeoutMs: 30_000,
   upstreamWatermarkFile: null,
   upstreamMarkCheckTokens: 4096,
@@ -251,7 +258,12 @@ const DEFAULTS: Omit<GatewayConfig, 'dataDir'> = {
 };
 
 const CONTENT_POLICIES: readonly ContentPolicy[] = ['flag', 'redact', 'refuse'];
-const BOOLEAN_FIELDS: ReadonlySet<keyof GatewayConfig> = new Set(['trustProxy', 'monitor', 'clusterLimits']);
+const BOOLEAN_FIELDS: ReadonlySet<keyof GatewayConfig> = new Set([
+  'trustProxy',
+  'monitor',
+  'clusterLimits',
+  'upstreamStreaming',
+]);
 
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 

@@ -1,8 +1,10 @@
 /**
  * Upstream round trips per token at temperature 0.7, with the embedded model behind an OpenAI-compatible
- * server that serves `n` (test-support/quirky-upstream.ts in front of test-support/model-server.ts). One
- * sample per round trip is how token driving worked before; the default asks for several. The numbers are
- * printed for the README; TRACEMARK_MEASURE_CHOICES=64,256 adds larger settings (slow: the server is Node).
+ * server that serves `n` and streams (test-support/quirky-upstream.ts in front of test-support/model-server.ts).
+ * One sample per round trip is how token driving worked before; the default asks for several. The numbers are
+ * printed for the README: round trips, tokens the upstream decoded and wall time, per emitted token.
+ * TRACEMARK_MEASURE_CHOICES=64,256 adds larger settings of D = 16 (slow: the server is Node);
+ * TRACEMARK_MEASURE_STEP_MS=10 makes each of the server's decode steps take that long, as an engine's do.
  *
  *   pnpm exec vitest run apps/gateway/src/upstream-round-trips.test.ts
  */
@@ -11,7 +13,7 @@ import { createTextDetector } from '@tracemark/detection';
 import { loadDefaultModel } from '@tracemark/lm';
 import { getTokenizer } from '@tracemark/tokenizers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createUpstreamBackend, DEFAULT_DRAFT_CHOICES } from './backends/upstream.ts';
+import { createUpstreamBackend, DEFAULT_DRAFT_CHOICES, DEFAULT_DRAFT_TOKENS } from './backends/upstream.ts';
 import { type ModelServer, startModelServer } from './test-support/model-server.ts';
 import { type QuirkyUpstream, startQuirkyUpstream } from './test-support/quirky-upstream.ts';
 
@@ -23,9 +25,11 @@ const TOKENS_PER_PROMPT = 150;
 let server: ModelServer;
 let proxy: QuirkyUpstream;
 
+const STEP_MS = Number(process.env.TRACEMARK_MEASURE_STEP_MS ?? 0);
+
 beforeAll(async () => {
   const model = await loadDefaultModel({ tokenizerId: 'cl100k_base' });
-  server = await startModelServer({ model, tokenizer });
+  server = await startModelServer({ model, tokenizer, choices: true, stepMs: STEP_MS });
   proxy = await startQuirkyUpstream({ target: server.url });
 });
 afterAll(async () => {
@@ -33,8 +37,15 @@ afterAll(async () => {
   await server?.close();
 });
 
-async function measure(draftChoices: number, draftTokens: number, marker = watermarker, label = 'lefthash') {
+async function measure(
+  draftChoices: number,
+  draftTokens: number,
+  marker = watermarker,
+  label = 'lefthash',
+  streaming = true,
+) {
   const backend = await createUpstreamBackend({
+    streaming,
     url: proxy.url,
     apiKey: null,
     model: null,
@@ -46,6 +57,8 @@ async function measure(draftChoices: number, draftTokens: number, marker = water
     tokenizer,
   });
   const before = backend.stats.roundTrips;
+  const decodedBefore = server.counts.decoded;
+  const started = performance.now();
   let tokens = 0;
   const texts: string[] = [];
   for (const [index, prompt] of PROMPTS.entries()) {
@@ -69,17 +82,23 @@ async function measure(draftChoices: number, draftTokens: number, marker = water
     texts.push(tokenizer.decode(out));
   }
   const tripsPerToken = (backend.stats.roundTrips - before) / tokens;
+  const decodedPerToken = (server.counts.decoded - decodedBefore) / tokens;
+  const msPerToken = (performance.now() - started) / tokens;
   console.info(
-    `round trips per token at T = 0.7 (${label}): ${tripsPerToken.toFixed(3)} with n = ${draftChoices} samples of D = ${draftTokens} tokens (${tokens} tokens)`,
+    `round trips per token at T = 0.7 (${label}): ${tripsPerToken.toFixed(3)} with n = ${draftChoices} samples of D = ${draftTokens} tokens, ${streaming ? 'streamed' : 'not streamed'} (${tokens} tokens); upstream decoded ${decodedPerToken.toFixed(1)} tokens and took ${msPerToken.toFixed(1)} ms per token (decode step ${STEP_MS} ms)`,
   );
-  return { tripsPerToken, texts };
+  return { tripsPerToken, decodedPerToken, texts };
 }
 
 describe('upstream round trips per token (temperature 0.7, embedded model upstream)', () => {
   it('several samples per round trip need fewer round trips than one, and the text is marked', async () => {
     const single = await measure(1, 8);
-    const several = await measure(DEFAULT_DRAFT_CHOICES, 8);
+    const several = await measure(DEFAULT_DRAFT_CHOICES, DEFAULT_DRAFT_TOKENS);
     expect(several.tripsPerToken).toBeLessThan(single.tripsPerToken * 0.8);
+    // the same walk unstreamed: the same round trips, the upstream decoding every sample to its end
+    const whole = await measure(DEFAULT_DRAFT_CHOICES, DEFAULT_DRAFT_TOKENS, watermarker, 'lefthash', false);
+    expect(whole.tripsPerToken).toBe(several.tripsPerToken);
+    expect(several.decodedPerToken).toBeLessThan(whole.decodedPerToken);
     const detector = createTextDetector({ keys: [key] });
     for (const text of several.texts) expect(detector.detectText(text).verdict).toBe('watermarked');
     for (const choices of (process.env.TRACEMARK_MEASURE_CHOICES ?? '').split(',').filter(Boolean)) {

@@ -47,6 +47,8 @@ export interface BackendStats {
   roundTrips: number;
   draftsAccepted: number;
   draftsRejected: number;
+  /** Sample positions (tokens with their top-k) read from the upstream's answers; absent for the embedded backend. */
+  positionsReceived?: number;
 }
 
 export interface Backend {

@@ -38,6 +38,9 @@ import {
   NO_GREEN_STRENGTH,
 } from './types.ts';
 
+/** Tokens per sample asked per round trip (D). */
+export const DEFAULT_DRAFT_TOKENS = 8;
+
 /** Independent samples asked per round trip (`n`) when the upstream draws them independently. */
 export const DEFAULT_DRAFT_CHOICES = 16;
 
@@ -51,6 +54,11 @@ export interface UpstreamOptions {
   readonly draftTokens: number;
   /** Samples per round trip (the `n` parameter; default {@link DEFAULT_DRAFT_CHOICES}); 1: one sample. */
   readonly draftChoices?: number;
+  /**
+   * Stream the samples (default true, where the start-up probe sees the upstream stream): the walk reads each
+   * depth as it is decoded and ends the round trip when it is done, so the upstream stops decoding there.
+   */
+  readonly streaming?: boolean;
   readonly timeoutMs: number;
   readonly tokenizer: Tokenizer;
 }
@@ -243,6 +251,106 @@ function invalid(reason: string): GatewayError {
   );
 }
 
+/** A sample as it arrives: its positions grow until it ends. */
+interface ArrivingSample {
+  positions: UpstreamPosition[];
+  pieces: string[];
+  finishReason: string | null;
+  /** Any chunk of this choice has arrived. */
+  seen: boolean;
+}
+
+/**
+ * The n samples of one streamed round trip, filled in as the upstream's chunks arrive (an engine decodes all
+ * n together, a step at a time). The walk waits for the depth it reads ({@link reach}) and cancels the rest
+ * once it is done with the call, so the upstream stops decoding what would not be read.
+ */
+export class SampleStream {
+  readonly samples: ArrivingSample[];
+  /** The stream has ended ([DONE], its body's end, a failure or a cancel). */
+  ended = false;
+  /** The upstream answered with events (false: one JSON body, read whole). */
+  incremental = false;
+  cancelled = false;
+  private failure: Error | null = null;
+  private waiters: { ready: () => boolean; resolve: () => void; reject: (error: Error) => void }[] = [];
+  private readonly abort: () => void;
+
+  constructor(choices: number, abort: () => void) {
+    this.samples = Array.from({ length: choices }, () => ({
+      positions: [],
+      pieces: [],
+      finishReason: null,
+      seen: false,
+    }));
+    this.abort = abort;
+  }
+
+  /** Appends a chunk's positions to sample `index` (an index past n is ignored). */
+  add(index: number, chunk: UpstreamSample): void {
+    const sample = this.samples[index];
+    if (sample === undefined) return;
+    sample.seen = true;
+    sample.positions.push(...chunk.positions);
+    sample.pieces.push(...chunk.pieces);
+    if (chunk.finishReason !== null) sample.finishReason = chunk.finishReason;
+  }
+
+  /** Whether sample `index` can give no more positions. */
+  done(index: number): boolean {
+    return this.ended || this.samples[index]!.finishReason !== null;
+  }
+
+  /** Resolves once each sample in `indices` has more than `depth` positions or is done. */
+  reach(indices: readonly number[], depth: number): Promise<void> {
+    const ready = () => indices.every((i) => this.done(i) || this.samples[i]!.positions.length > depth);
+    if (this.failure !== null) return Promise.reject(this.failure);
+    if (ready()) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ ready, resolve, reject }));
+  }
+
+  changed(): void {
+    this.waiters = this.waiters.filter((waiter) => {
+      if (this.failure !== null) waiter.reject(this.failure);
+      else if (waiter.ready()) waiter.resolve();
+      else return true;
+      return false;
+    });
+  }
+
+  end(failure: Error | null): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.failure = failure;
+    this.changed();
+  }
+
+  /** Resolves when the stream has ended (rejects if it failed). */
+  finished(): Promise<void> {
+    return this.reach([], 0).then(() =>
+      this.ended
+        ? undefined
+        : new Promise<void>((resolve, reject) =>
+            this.waiters.push({ ready: () => this.ended, resolve, reject }),
+          ),
+    );
+  }
+
+  /** Ends the request: the upstream stops decoding; what arrived stays readable. */
+  cancel(): void {
+    if (this.ended) return;
+    this.cancelled = true;
+    this.end(null);
+    this.abort();
+  }
+}
+
+interface Sent {
+  readonly response: Response;
+  readonly signal: AbortSignal | undefined;
+  readonly timeout: AbortSignal;
+}
+
 export class UpstreamClient {
   readonly origin: string;
   private readonly base: string;
@@ -259,22 +367,38 @@ export class UpstreamClient {
 
   /** One HTTP round trip. Aborting `signal` rejects with its reason; the deadline is a 504, a refusal a 502. */
   async request(path: string, body: unknown, signal?: AbortSignal): Promise<unknown> {
+    const sent = await this.send(path, body, 'application/json', signal);
+    return this.readJson(sent);
+  }
+
+  /** Sends a request; `extra` aborts it too (a stream's own cancel). */
+  private async send(
+    path: string,
+    body: unknown,
+    accept: string,
+    signal: AbortSignal | undefined,
+    extra?: AbortSignal,
+  ): Promise<Sent> {
     const timeout = AbortSignal.timeout(this.timeoutMs);
-    const combined = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
-    const headers: Record<string, string> = { accept: 'application/json' };
+    const signals = [signal, timeout, extra].filter((s): s is AbortSignal => s !== undefined);
+    const headers: Record<string, string> = { accept };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.apiKey !== null) headers.authorization = `Bearer ${this.apiKey}`;
-    let response: Response;
     try {
-      response = await fetch(`${this.base}${path}`, {
+      const response = await fetch(`${this.base}${path}`, {
         method: body === undefined ? 'GET' : 'POST',
         headers,
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: combined,
+        signal: signals.length === 1 ? timeout : AbortSignal.any(signals),
       });
+      return { response, signal, timeout };
     } catch (error) {
       throw this.translate(error, signal, timeout);
     }
+  }
+
+  /** A whole answer's JSON; HTTP errors are a 502 that keeps the start of the body as its cause. */
+  private async readJson({ response, signal, timeout }: Sent): Promise<unknown> {
     let text: string;
     try {
       text = await response.text();
@@ -296,6 +420,86 @@ export class UpstreamClient {
     } catch {
       throw invalid('not JSON');
     }
+  }
+
+  /**
+   * A streamed round trip (`stream: true`): the samples fill in as the upstream's events arrive, and
+   * {@link SampleStream.cancel} ends the request (the upstream stops decoding). An upstream that answers with
+   * one JSON body instead is read whole. Failures as {@link request}.
+   */
+  async stream(
+    path: string,
+    body: Record<string, unknown>,
+    parse: (choice: Record<string, unknown>) => UpstreamSample,
+    choices: number,
+    signal?: AbortSignal,
+  ): Promise<SampleStream> {
+    const cut = new AbortController();
+    const sent = await this.send(
+      path,
+      { ...body, stream: true },
+      'text/event-stream, application/json',
+      signal,
+      cut.signal,
+    );
+    const { response, timeout } = sent;
+    const samples = new SampleStream(choices, () => cut.abort());
+    if (!response.ok || !(response.headers.get('content-type') ?? '').includes('text/event-stream')) {
+      const whole = await this.readJson(sent);
+      const listed = isRecord(whole) && Array.isArray(whole.choices) ? whole.choices.filter(isRecord) : [];
+      if (listed.length === 0) throw invalid('no choices');
+      for (const [at, choice] of listed.entries()) {
+        samples.add(typeof choice.index === 'number' ? choice.index : at, parse(choice));
+      }
+      samples.end(null);
+      return samples;
+    }
+    samples.incremental = true;
+    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+    void (async () => {
+      let buffered = '';
+      try {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          buffered += value;
+          let cut = buffered.search(/\r?\n\r?\n/);
+          while (cut >= 0) {
+            const event = buffered.slice(0, cut);
+            buffered = buffered.slice(cut).replace(/^\r?\n\r?\n/, '');
+            const data = event
+              .split(/\r?\n/)
+              .filter((line) => line.startsWith('data:'))
+              .map((line) => line.slice(5).trimStart())
+              .join('\n');
+            if (data === '[DONE]') return samples.end(null);
+            if (data !== '') {
+              let chunk: unknown;
+              try {
+                chunk = JSON.parse(data);
+              } catch {
+                return samples.end(invalid('a stream event is not JSON'));
+              }
+              if (!isRecord(chunk) || isRecord(chunk.error)) {
+                return samples.end(invalid('the stream carried an error'));
+              }
+              const listed = Array.isArray(chunk.choices) ? chunk.choices.filter(isRecord) : [];
+              for (const choice of listed) {
+                if (typeof choice.index !== 'number')
+                  return samples.end(invalid('a streamed choice has no index'));
+                samples.add(choice.index, parse(choice));
+              }
+              samples.changed();
+            }
+            cut = buffered.search(/\r?\n\r?\n/);
+          }
+        }
+        samples.end(null);
+      } catch (error) {
+        samples.end(samples.cancelled ? null : (this.translate(error, signal, timeout) as Error));
+      }
+    })();
+    return samples;
   }
 
   private translate(error: unknown, signal: AbortSignal | undefined, timeout: AbortSignal): unknown {
@@ -384,6 +588,8 @@ export interface ShapeProbe {
   readonly independentChoices: boolean;
   /** Chat only: a partial assistant message is continued, not answered anew. */
   readonly continuation: boolean;
+  /** `stream: true` sends the samples' tokens as they are decoded, so a round trip can end at the walk's end. */
+  readonly streams: boolean;
 }
 
 const PROBE_QUESTION = 'Write one long sentence about the weather in a small harbour town.';
@@ -405,26 +611,25 @@ async function probeShape(
   tokenizer: Tokenizer,
   table: Map<string, number>,
   maxTopLogprobs: number,
+  streaming: boolean,
   problems: string[],
 ): Promise<ShapeProbe | null> {
   const promptTokens = tokenizer.encode(`${PROBE_QUESTION}\n\n`);
   const messages = [{ role: 'user', content: PROBE_QUESTION }];
-  const ask = (parameters: Partial<SampleParameters>) =>
-    client.request(
-      path(shape),
-      sampleBody(shape, {
-        model,
-        promptTokens,
-        messages: shape === 'chat' ? messages : null,
-        continuation: '',
-        prefixText: '',
-        maxTokens: 8,
-        temperature: 1,
-        topLogprobs: 1,
-        seed: 1,
-        ...parameters,
-      }),
-    );
+  const probeBody = (parameters: Partial<SampleParameters>) =>
+    sampleBody(shape, {
+      model,
+      promptTokens,
+      messages: shape === 'chat' ? messages : null,
+      continuation: '',
+      prefixText: '',
+      maxTokens: 8,
+      temperature: 1,
+      topLogprobs: 1,
+      seed: 1,
+      ...parameters,
+    });
+  const ask = (parameters: Partial<SampleParameters>) => client.request(path(shape), probeBody(parameters));
   // The largest top-k the upstream accepts; some refuse more than 5 (legacy completions) or 20.
   let topLogprobs = 0;
   const refusals: string[] = [];
@@ -482,7 +687,29 @@ async function probeShape(
     if (!isRefusal(error)) throw error;
   }
   const continuation = shape === 'chat' && (await continues(client, model, table, topLogprobs));
-  return { topLogprobs, topKHonoured, independentChoices, continuation };
+  let streams = false;
+  if (streaming) {
+    try {
+      const choices = independentChoices ? 2 : 1;
+      const stream = await client.stream(
+        path(shape),
+        probeBody({ maxTokens: 3, topLogprobs, choices, seed: 5 }),
+        (choice) => parseChoice(shape, choice, table, topLogprobs),
+        choices,
+      );
+      await stream.reach([...stream.samples.keys()], 2);
+      await stream.finished();
+      streams =
+        stream.incremental &&
+        stream.samples.every(
+          (sample) =>
+            sample.positions.length === 3 && sample.positions.every((p) => p.candidates.ids.length > 0),
+        );
+    } catch {
+      // any failure of a streamed answer: the round trips are not streamed
+    }
+  }
+  return { topLogprobs, topKHonoured, independentChoices, continuation, streams };
 }
 
 /**
@@ -527,12 +754,21 @@ async function continues(
 }
 
 /**
- * The last position of a lone sample's chain from `depth`: its last position, or the position of its first
- * token without an id here (the distribution there is known; the token itself cannot be kept).
+ * The most positions of a lone sample verified as one block. The block's length is fixed before its tokens
+ * are read (it depends on the depth only), as block verification requires; a streamed round trip waits for
+ * those positions and no more, and a block's kept length is rarely above a few tokens at temperature 0.7.
+ */
+export const LONE_BLOCK = 8;
+
+/**
+ * The last position of a lone sample's chain from `depth`: its last position up to `depth + LONE_BLOCK − 1`,
+ * or the position of its first token without an id here (the distribution there is known; the token itself
+ * cannot be kept).
  */
 function chainEnd(positions: readonly { readonly draft: number | null }[], depth: number): number {
-  for (let k = depth; k < positions.length; k++) if (positions[k]!.draft === null) return k;
-  return positions.length - 1;
+  const last = Math.min(positions.length - 1, depth + LONE_BLOCK - 1);
+  for (let k = depth; k < last; k++) if (positions[k]!.draft === null) return k;
+  return last;
 }
 
 export async function createUpstreamBackend(options: UpstreamOptions): Promise<Backend> {
@@ -559,7 +795,16 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
   const probes = new Map<Shape, ShapeProbe>();
   const problems: string[] = [];
   for (const shape of shapes) {
-    const probe = await probeShape(client, shape, model, tokenizer, table, options.topLogprobs, problems);
+    const probe = await probeShape(
+      client,
+      shape,
+      model,
+      tokenizer,
+      table,
+      options.topLogprobs,
+      options.streaming !== false,
+      problems,
+    );
     if (probe === null) continue;
     // Chat without continuation can give one token and no more: not a way to generate.
     if (shape === 'chat' && !probe.continuation) {
@@ -578,7 +823,7 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
     );
   }
   const info: ModelInfo = { id: model, ownedBy: 'upstream', created: Math.floor(Date.now() / 1000) };
-  const stats = { roundTrips: 0, draftsAccepted: 0, draftsRejected: 0 };
+  const stats = { roundTrips: 0, draftsAccepted: 0, draftsRejected: 0, positionsReceived: 0 };
   const requestedChoices = Math.max(1, Math.floor(options.draftChoices ?? DEFAULT_DRAFT_CHOICES));
   // Cleared for good if the upstream is ever seen drawing outside the top-k it reports.
   const draftsExact = new Map<Shape, boolean>(
@@ -619,117 +864,144 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
       const drafting = options.draftTokens > 0 && draftsExact.get(shape) === true;
       const want = drafting ? Math.min(options.draftTokens, request.maxTokens - generated.length) : 1;
       const choices = drafting && request.temperature > 0 && probe.independentChoices ? requestedChoices : 1;
-      const body = await client.request(
-        path(shape),
-        sampleBody(shape, {
-          model,
-          promptTokens: context,
-          messages,
-          continuation: shape === 'chat' ? tokenizer.decode(generated) : '',
-          prefixText,
-          maxTokens: want,
-          temperature: request.temperature,
-          topLogprobs: top,
+      const parameters: SampleParameters = {
+        model,
+        promptTokens: context,
+        messages,
+        continuation: shape === 'chat' ? tokenizer.decode(generated) : '',
+        prefixText,
+        maxTokens: want,
+        temperature: request.temperature,
+        topLogprobs: top,
+        choices,
+        seed: request.random.nextUint32(),
+      };
+      // Streamed where the upstream streams and a call asks for more than one token: the walk reads each depth
+      // as it is decoded and the call is cancelled once the walk leaves it.
+      let stream: SampleStream | null = null;
+      let samples: UpstreamSample[];
+      if (probe.streams && want > 1) {
+        stream = await client.stream(
+          path(shape),
+          sampleBody(shape, parameters),
+          (choice) => parseChoice(shape, choice, table, top),
           choices,
-          seed: request.random.nextUint32(),
-        }),
-        request.signal,
-      );
-      stats.roundTrips++;
-      const samples = parseUpstreamChoices(shape, body, table, top);
-      if (samples[0]!.positions.length === 0) {
-        if (samples[0]!.finishReason === 'stop') return;
-        throw new GatewayError(
-          502,
-          'TM_ERR_UPSTREAM_NO_LOGPROBS',
-          'the upstream model server stopped returning logprobs',
+          request.signal,
         );
+        await stream.reach([...stream.samples.keys()], 0);
+        samples = stream.samples;
+      } else {
+        const body = await client.request(path(shape), sampleBody(shape, parameters), request.signal);
+        samples = parseUpstreamChoices(shape, body, table, top);
       }
-      // The samples still on the walk: those whose tokens so far are the ones emitted (in `index` order).
-      let live = samples.map((_, index) => index);
-      for (let depth = 0; ; depth++) {
-        const lead = samples[live[0]!]!;
-        // The first sample on the walk ended here: the model's end of text is kept as drawn (it is outside
-        // the watermark: it has no id in the gateway's tokenizer).
-        if (lead.positions.length <= depth) {
-          if (drafting && lead.finishReason === 'stop' && depth < want) return;
-          break;
+      stats.roundTrips++;
+      try {
+        // The samples still on the walk: those whose tokens so far are the ones emitted (in `index` order);
+        // choices a streamed answer did not send (fewer than n) are not samples.
+        let live = samples
+          .map((_, index) => index)
+          .filter((index) => stream === null || stream.samples[index]!.seen);
+        if (live.length === 0) throw invalid('no choices');
+        if (stream !== null) await stream.reach(live.slice(0, 1), 0);
+        if (samples[live[0]!]!.positions.length === 0) {
+          if (samples[live[0]!]!.finishReason === 'stop') return;
+          throw new GatewayError(
+            502,
+            'TM_ERR_UPSTREAM_NO_LOGPROBS',
+            'the upstream model server stopped returning logprobs',
+          );
         }
-        const position = lead.positions[depth]!;
-        if (position.candidates.ids.length === 0) throw invalid('a position has no mappable candidates');
-        const distributions = gumbel
-          ? null
-          : draftDistributions(position.candidates, context, request, position.unmappedLogprobs);
-        let token: number;
-        let accepted = false;
-        if (gumbel) {
-          token = sampleToken(position.candidates, context, request.random, {
-            temperature: request.temperature,
-            topP: request.topP,
-            watermarker: request.watermarker,
-          }).token;
-          if (drafting) {
-            const onward = live.filter(
-              (index) =>
-                samples[index]!.positions.length > depth && samples[index]!.positions[depth]!.draft === token,
-            );
-            accepted = onward.length > 0;
-            if (accepted) live = onward;
+        for (let depth = 0; ; depth++) {
+          if (stream !== null) await stream.reach(live, depth);
+          const lead = samples[live[0]!]!;
+          // The first sample on the walk ended here: the model's end of text is kept as drawn (it is outside
+          // the watermark: it has no id in the gateway's tokenizer).
+          if (lead.positions.length <= depth) {
+            if (drafting && lead.finishReason === 'stop' && depth < want) return;
+            break;
+          }
+          const position = lead.positions[depth]!;
+          if (position.candidates.ids.length === 0) throw invalid('a position has no mappable candidates');
+          const distributions = gumbel
+            ? null
+            : draftDistributions(position.candidates, context, request, position.unmappedLogprobs);
+          let token: number;
+          let accepted = false;
+          if (gumbel) {
+            token = sampleToken(position.candidates, context, request.random, {
+              temperature: request.temperature,
+              topP: request.topP,
+              watermarker: request.watermarker,
+            }).token;
+            if (drafting) {
+              const onward = live.filter(
+                (index) =>
+                  samples[index]!.positions.length > depth &&
+                  samples[index]!.positions[depth]!.draft === token,
+              );
+              accepted = onward.length > 0;
+              if (accepted) live = onward;
+              if (accepted) stats.draftsAccepted++;
+              else stats.draftsRejected++;
+            }
+          } else if (!drafting) {
+            token = sampleTarget(distributions!, request.random);
+          } else {
+            const group = live.filter((index) => samples[index]!.positions.length > depth);
+            // a lone sample's block (LONE_BLOCK positions) is read before it is verified
+            if (group.length === 1 && stream !== null) await stream.reach(group, depth + LONE_BLOCK - 1);
+            const drafts = group.map((index) => samples[index]!.positions[depth]!);
+            // One sample left on the walk (it is the lead): the rest of it, up to a token without an id here,
+            // is verified as a block, and the call ends.
+            const lone = group.length === 1 ? lead.positions : null;
+            const end = lone === null ? depth : chainEnd(lone, depth);
+            if ((lone === null ? drafts : lone.slice(depth, end + 1)).some((draft) => !draft.drawnInTop)) {
+              // Drawn outside the reported top-k: p is not what the upstream samples from, so its draws are
+              // no drafts. q alone is still exact; drafting stops for good on this shape.
+              draftsExact.set(shape, false);
+              token = sampleTarget(distributions!, request.random);
+            } else if (lone !== null && end > depth) {
+              const own = [...context, lone[depth]!.draft!];
+              const steps: DraftDistributions[] = [distributions!];
+              for (let k = depth + 1; k <= end; k++) {
+                steps.push(draftDistributions(lone[k]!.candidates, own, request, lone[k]!.unmappedLogprobs));
+                if (k < end) own.push(lone[k]!.draft!);
+              }
+              const chainDrafts = lone.slice(depth, end).map((draft) => draft.draft);
+              const chain = verifyChain(steps, chainDrafts, request.random);
+              stats.draftsAccepted += chain.kept;
+              if (chain.kept < chainDrafts.length) stats.draftsRejected++;
+              for (const [j, chosen] of chain.tokens.entries()) {
+                const step = stepOf(lone[depth + j]!.candidates, chosen);
+                generated.push(chosen);
+                context.push(chosen);
+                yield step;
+                if (request.signal.aborted) return;
+              }
+              break;
+            } else {
+              const outcome = acceptAmongDrafts(
+                distributions!,
+                drafts.map((draft) => draft.draft),
+                request.random,
+              );
+              token = outcome.token;
+              accepted = outcome.draftIndex >= 0;
+              if (accepted) live = group.filter((index) => samples[index]!.positions[depth]!.draft === token);
+            }
             if (accepted) stats.draftsAccepted++;
             else stats.draftsRejected++;
           }
-        } else if (!drafting) {
-          token = sampleTarget(distributions!, request.random);
-        } else {
-          const group = live.filter((index) => samples[index]!.positions.length > depth);
-          const drafts = group.map((index) => samples[index]!.positions[depth]!);
-          // One sample left on the walk (it is the lead): the rest of it, up to a token without an id here,
-          // is verified as a block, and the call ends.
-          const lone = group.length === 1 ? lead.positions : null;
-          const end = lone === null ? depth : chainEnd(lone, depth);
-          if ((lone === null ? drafts : lone.slice(depth, end + 1)).some((draft) => !draft.drawnInTop)) {
-            // Drawn outside the reported top-k: p is not what the upstream samples from, so its draws are
-            // no drafts. q alone is still exact; drafting stops for good on this shape.
-            draftsExact.set(shape, false);
-            token = sampleTarget(distributions!, request.random);
-          } else if (lone !== null && end > depth) {
-            const own = [...context, lone[depth]!.draft!];
-            const steps: DraftDistributions[] = [distributions!];
-            for (let k = depth + 1; k <= end; k++) {
-              steps.push(draftDistributions(lone[k]!.candidates, own, request, lone[k]!.unmappedLogprobs));
-              if (k < end) own.push(lone[k]!.draft!);
-            }
-            const chainDrafts = lone.slice(depth, end).map((draft) => draft.draft);
-            const chain = verifyChain(steps, chainDrafts, request.random);
-            stats.draftsAccepted += chain.kept;
-            if (chain.kept < chainDrafts.length) stats.draftsRejected++;
-            for (const [j, chosen] of chain.tokens.entries()) {
-              const step = stepOf(lone[depth + j]!.candidates, chosen);
-              generated.push(chosen);
-              context.push(chosen);
-              yield step;
-              if (request.signal.aborted) return;
-            }
-            break;
-          } else {
-            const outcome = acceptAmongDrafts(
-              distributions!,
-              drafts.map((draft) => draft.draft),
-              request.random,
-            );
-            token = outcome.token;
-            accepted = outcome.draftIndex >= 0;
-            if (accepted) live = group.filter((index) => samples[index]!.positions[depth]!.draft === token);
-          }
-          if (accepted) stats.draftsAccepted++;
-          else stats.draftsRejected++;
+          const step = stepOf(position.candidates, token);
+          generated.push(token);
+          context.push(token);
+          yield step;
+          if (request.signal.aborted) return;
+          if (!accepted || generated.length >= request.maxTokens) break;
         }
-        const step = stepOf(position.candidates, token);
-        generated.push(token);
-        context.push(token);
-        yield step;
-        if (request.signal.aborted) return;
-        if (!accepted || generated.length >= request.maxTokens) break;
+      } finally {
+        stats.positionsReceived += samples.reduce((sum, sample) => sum + sample.positions.length, 0);
+        stream?.cancel();
       }
     }
   }
@@ -738,7 +1010,7 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
     [...probes]
       .map(
         ([shape, probe]) =>
-          `${shape}(top ${probe.topLogprobs}${draftsExact.get(shape) ? '' : ', no drafts'}${probe.independentChoices ? '' : ', n=1'})`,
+          `${shape}(top ${probe.topLogprobs}${draftsExact.get(shape) ? '' : ', no drafts'}${probe.independentChoices ? '' : ', n=1'}${probe.streams ? ', streamed' : ''})`,
       )
       .join(',');
 

@@ -2,6 +2,9 @@
  * A real OpenAI-compatible HTTP server for tests and benchmarks: it serves the embedded n-gram model (without
  * a watermark) with top-k logprobs in both the chat and the legacy completions shapes, as vLLM does, including
  * `top_k`, token-id prompts and `continue_final_message`. Options make it drop logprobs or answer slowly.
+ * With `choices`, `n` gives that many samples (seeded seed + i, as vLLM seeds a request's children) and
+ * `stream: true` sends them as an engine does: one decode step at a time, a chunk per choice and step, every
+ * choice advancing together, and decoding stops when the client goes away.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,32 +20,37 @@ export interface ModelServerOptions {
   /** false: answer without logprobs (a backend that cannot be watermarked). */
   readonly logprobs?: boolean;
   readonly delayMs?: number;
+  /** true: `n` is served (independent samples) and `stream` is honoured; false (default): one choice, no stream. */
+  readonly choices?: boolean;
+  /** With `choices`: the time one decode step takes (all choices advance in one step); unstreamed, the
+   * answer comes after `max_tokens` steps. */
+  readonly stepMs?: number;
 }
 
 export interface ModelServer {
   readonly url: string;
-  readonly counts: { models: number; chat: number; completions: number };
+  /** Requests per path, and every token decoded (per choice, streamed or not, sent or not). */
+  readonly counts: { models: number; chat: number; completions: number; decoded: number };
   setDelay(ms: number): void;
   close(): Promise<void>;
 }
 
-interface Sampled {
-  readonly tokens: number[];
-  readonly logprobs: number[];
-  readonly tops: { id: number; logprob: number }[][];
+interface Drawn {
+  readonly token: number;
+  readonly logprob: number;
+  readonly tops: { id: number; logprob: number }[];
 }
 
-function sample(
+/** One sample's decoder: each call draws the next token after the prompt and the tokens drawn so far. */
+function decoder(
   model: NgramModel,
-  prompt: number[],
-  maxTokens: number,
+  prompt: readonly number[],
   temperature: number,
   topK: number,
   random: RandomSource,
-): Sampled {
+): () => Drawn {
   const context = [...prompt];
-  const out: Sampled = { tokens: [], logprobs: [], tops: [] };
-  for (let i = 0; i < maxTokens; i++) {
+  return () => {
     const candidates = model.candidates(context, Math.max(1, topK));
     const count = candidates.ids.length;
     let chosen = 0;
@@ -56,12 +64,13 @@ function sample(
       }
     }
     const token = candidates.ids[chosen]!;
-    out.tokens.push(token);
-    out.logprobs.push(candidates.logits[chosen]!);
-    out.tops.push(Array.from(candidates.ids, (id, j) => ({ id, logprob: candidates.logits[j]! })));
     context.push(token);
-  }
-  return out;
+    return {
+      token,
+      logprob: candidates.logits[chosen]!,
+      tops: Array.from(candidates.ids, (id, j) => ({ id, logprob: candidates.logits[j]! })),
+    };
+  };
 }
 
 async function readJson(request: IncomingMessage): Promise<Record<string, unknown>> {
@@ -75,7 +84,8 @@ export async function startModelServer(options: ModelServerOptions): Promise<Mod
   const modelId = options.modelId ?? 'ngram-upstream';
   const withLogprobs = options.logprobs !== false;
   let delayMs = options.delayMs ?? 0;
-  const counts = { models: 0, chat: 0, completions: 0 };
+  const counts = { models: 0, chat: 0, completions: 0, decoded: 0 };
+  const stepMs = options.stepMs ?? 0;
   const bytes = (text: string) => Array.from(Buffer.from(text, 'utf8'));
 
   const handle = async (request: IncomingMessage, response: ServerResponse) => {
@@ -102,7 +112,6 @@ export async function startModelServer(options: ModelServerOptions): Promise<Mod
     const temperature = Number(body.temperature ?? 1);
     const topLogprobs = Number(isChat ? (body.top_logprobs ?? 0) : (body.logprobs ?? 0));
     const topK = Number(body.top_k ?? 0) > 0 ? Number(body.top_k) : 200;
-    const random = createRandom(typeof body.seed === 'number' ? body.seed : undefined);
     let prompt: number[];
     if (isChat) {
       counts.chat++;
@@ -120,71 +129,120 @@ export async function startModelServer(options: ModelServerOptions): Promise<Mod
           ? Array.from(tokenizer.encode(body.prompt))
           : (body.prompt as number[]);
     }
-    const sampled = sample(model, prompt, maxTokens, temperature, topK, random);
-    const pieces = tokenizer.decodeTokens(sampled.tokens);
-    const text = tokenizer.decode(sampled.tokens);
-    const topPieces = sampled.tops.map((tops) =>
-      tokenizer.decodeTokens(tops.slice(0, topLogprobs).map((t) => t.id)),
+    const count = options.choices === true ? Math.max(1, Math.floor(Number(body.n ?? 1))) : 1;
+    const seed = typeof body.seed === 'number' ? body.seed : null;
+    const decoders = Array.from({ length: count }, (_, i) =>
+      decoder(model, prompt, temperature, topK, createRandom(seed === null ? undefined : (seed + i) >>> 0)),
     );
     const created = Math.floor(Date.now() / 1000);
+    const wantLogprobs = withLogprobs && (isChat ? body.logprobs === true : body.logprobs != null);
+    // The logprobs of a run of drawn tokens, in the request's shape; `offset`: the text before the run.
+    const logprobsOf = (drawn: readonly Drawn[], offset: number) => {
+      if (!wantLogprobs) return null;
+      const pieces = tokenizer.decodeTokens(drawn.map((d) => d.token));
+      const topPieces = drawn.map((d) =>
+        tokenizer.decodeTokens(d.tops.slice(0, topLogprobs).map((t) => t.id)),
+      );
+      if (isChat) {
+        return {
+          content: pieces.map((piece, i) => ({
+            token: piece,
+            logprob: drawn[i]!.logprob,
+            bytes: bytes(piece),
+            top_logprobs: topPieces[i]!.map((topPiece, j) => ({
+              token: topPiece,
+              logprob: drawn[i]!.tops[j]!.logprob,
+              bytes: bytes(topPiece),
+            })),
+          })),
+        };
+      }
+      let at = offset;
+      return {
+        tokens: pieces,
+        token_logprobs: drawn.map((d) => d.logprob),
+        top_logprobs: topPieces.map((list, i) =>
+          Object.fromEntries(list.map((piece, j) => [piece, drawn[i]!.tops[j]!.logprob])),
+        ),
+        text_offset: pieces.map((piece) => {
+          const here = at;
+          at += piece.length;
+          return here;
+        }),
+      };
+    };
+    const usage = (completion: number) => ({
+      prompt_tokens: prompt.length,
+      completion_tokens: completion,
+      total_tokens: prompt.length + completion,
+    });
+    if (body.stream === true && options.choices === true) {
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      const id = isChat ? 'chatcmpl-upstream' : 'cmpl-upstream';
+      const object = isChat ? 'chat.completion.chunk' : 'text_completion';
+      const offsets = new Array<number>(count).fill(0);
+      const write = (choice: Record<string, unknown>) =>
+        response.write(
+          `data: ${JSON.stringify({ id, object, created, model: modelId, choices: [choice] })}\n\n`,
+        );
+      for (let step = 0; step < maxTokens && !response.destroyed; step++) {
+        if (stepMs > 0) await new Promise((resolve) => setTimeout(resolve, stepMs));
+        else await new Promise((resolve) => setImmediate(resolve));
+        if (response.destroyed) break;
+        for (let index = 0; index < count; index++) {
+          const drawn = decoders[index]!();
+          counts.decoded++;
+          const text = tokenizer.decode([drawn.token]);
+          const finish = step === maxTokens - 1 ? 'length' : null;
+          const logprobs = logprobsOf([drawn], offsets[index]!);
+          offsets[index]! += text.length;
+          write(
+            isChat
+              ? { index, delta: { content: text }, logprobs, finish_reason: finish }
+              : { index, text, logprobs, finish_reason: finish },
+          );
+        }
+      }
+      if (!response.destroyed) response.end('data: [DONE]\n\n');
+      return;
+    }
+    // decoded together, as an engine decodes a request's n samples: one step's time per token
+    if (stepMs > 0 && options.choices === true) {
+      await new Promise((resolve) => setTimeout(resolve, stepMs * maxTokens));
+    }
+    const runs = decoders.map((next) =>
+      Array.from({ length: maxTokens }, () => {
+        counts.decoded++;
+        return next();
+      }),
+    );
     if (isChat) {
-      const logprobs =
-        withLogprobs && body.logprobs === true
-          ? {
-              content: pieces.map((piece, i) => ({
-                token: piece,
-                logprob: sampled.logprobs[i],
-                bytes: bytes(piece),
-                top_logprobs: topPieces[i]!.map((topPiece, j) => ({
-                  token: topPiece,
-                  logprob: sampled.tops[i]![j]!.logprob,
-                  bytes: bytes(topPiece),
-                })),
-              })),
-            }
-          : null;
       return send(200, {
         id: 'chatcmpl-upstream',
         object: 'chat.completion',
         created,
         model: modelId,
-        choices: [
-          { index: 0, message: { role: 'assistant', content: text }, logprobs, finish_reason: 'length' },
-        ],
-        usage: {
-          prompt_tokens: prompt.length,
-          completion_tokens: sampled.tokens.length,
-          total_tokens: prompt.length + sampled.tokens.length,
-        },
+        choices: runs.map((drawn, index) => ({
+          index,
+          message: { role: 'assistant', content: tokenizer.decode(drawn.map((d) => d.token)) },
+          logprobs: logprobsOf(drawn, 0),
+          finish_reason: 'length',
+        })),
+        usage: usage(count * maxTokens),
       });
     }
-    let offset = 0;
-    const logprobs =
-      withLogprobs && body.logprobs != null
-        ? {
-            tokens: pieces,
-            token_logprobs: sampled.logprobs,
-            top_logprobs: topPieces.map((list, i) =>
-              Object.fromEntries(list.map((piece, j) => [piece, sampled.tops[i]![j]!.logprob])),
-            ),
-            text_offset: pieces.map((piece) => {
-              const at = offset;
-              offset += piece.length;
-              return at;
-            }),
-          }
-        : null;
     return send(200, {
       id: 'cmpl-upstream',
       object: 'text_completion',
       created,
       model: modelId,
-      choices: [{ index: 0, text, logprobs, finish_reason: 'length' }],
-      usage: {
-        prompt_tokens: prompt.length,
-        completion_tokens: sampled.tokens.length,
-        total_tokens: prompt.length + sampled.tokens.length,
-      },
+      choices: runs.map((drawn, index) => ({
+        index,
+        text: tokenizer.decode(drawn.map((d) => d.token)),
+        logprobs: logprobsOf(drawn, 0),
+        finish_reason: 'length',
+      })),
+      usage: usage(count * maxTokens),
     });
   };
 

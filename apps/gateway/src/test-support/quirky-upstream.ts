@@ -2,7 +2,9 @@
  * A real HTTP proxy in front of an OpenAI-compatible server (model-server.ts) that gives it the habits of
  * other servers: `n` served as independent samples (seed + i, as vLLM seeds a request's children), limits on
  * `top_logprobs` / `logprobs` answered with HTTP 400 (OpenAI: 20 and 5), chat continuation ignored, `top_k`
- * ignored, no legacy completions.
+ * ignored, no legacy completions. A streamed request (`stream: true`) goes through whole to a server that
+ * serves `n` itself (model-server's `choices`) and its events come back as they are written; the proxy's going
+ * away ends the request behind it.
  */
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -22,6 +24,10 @@ export interface QuirkyUpstreamOptions {
   readonly ignoreTopK?: boolean;
   /** false: `/v1/completions` answers 404. */
   readonly legacy?: boolean;
+  /** false: `stream: true` answers 400. */
+  readonly stream?: boolean;
+  /** A stream fails after this many events: the connection is cut, or an error event is sent and it ends. */
+  readonly streamFault?: { readonly afterEvents: number; readonly kind: 'cut' | 'error-event' };
 }
 
 export interface QuirkyUpstream {
@@ -70,6 +76,48 @@ export async function startQuirkyUpstream(options: QuirkyUpstreamOptions): Promi
         delete body.add_generation_prompt;
       }
       if (options.ignoreTopK) delete body.top_k;
+      if (body.stream === true) {
+        if (options.stream === false) return send(400, { error: { message: 'stream is not supported' } });
+        const cut = new AbortController();
+        response.on('close', () => cut.abort());
+        const answer = await fetch(`${target}${url.replace(/^\/v1/, '')}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(options.choices === false ? { ...body, n: 1 } : body),
+          signal: cut.signal,
+        });
+        response.writeHead(answer.status, {
+          'content-type': answer.headers.get('content-type') ?? 'application/json',
+        });
+        const fault = options.streamFault;
+        let pending = '';
+        let events = 0;
+        try {
+          for await (const piece of (answer.body ?? []) as AsyncIterable<Uint8Array>) {
+            if (fault === undefined) {
+              response.write(piece);
+              continue;
+            }
+            pending += Buffer.from(piece).toString('utf8');
+            let end = pending.indexOf('\n\n');
+            while (end >= 0) {
+              response.write(pending.slice(0, end + 2));
+              pending = pending.slice(end + 2);
+              if (++events >= fault.afterEvents) {
+                cut.abort();
+                if (fault.kind === 'cut') response.destroy();
+                else response.end(`data: ${JSON.stringify({ error: { message: 'engine failure' } })}\n\n`);
+                return;
+              }
+              end = pending.indexOf('\n\n');
+            }
+          }
+        } catch {
+          // the client went away (the fetch behind was aborted with it)
+        }
+        response.end();
+        return;
+      }
       const n = options.choices === false ? 1 : Math.max(1, Number(body.n ?? 1));
       const seed = typeof body.seed === 'number' ? body.seed : 0;
       const answers = await Promise.all(
@@ -90,7 +138,10 @@ export async function startQuirkyUpstream(options: QuirkyUpstreamOptions): Promi
       }));
       return send(200, { ...answers[0]!.json, choices });
     };
-    forward().catch((error: unknown) => send(500, { error: { message: String(error) } }));
+    forward().catch((error: unknown) => {
+      if (response.headersSent) response.end();
+      else send(500, { error: { message: String(error) } });
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;

@@ -1,0 +1,171 @@
+/**
+ * Streamed token driving: the samples of a round trip arrive as the upstream decodes them (an engine-like
+ * server that serves `n` and streams every choice a step at a time, behind test-support/quirky-upstream.ts),
+ * the walk reads each depth as it comes, and the round trip is cancelled once the walk leaves it. The walk
+ * reads the same samples either way, so streamed and unstreamed driving give the same tokens seed for seed;
+ * what changes is how much the upstream decodes.
+ */
+import { createRandom, createWatermarker, createWatermarkKey, type Watermarker } from '@tracemark/core';
+import { loadDefaultModel, type NgramModel } from '@tracemark/lm';
+import { getTokenizer } from '@tracemark/tokenizers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Backend, ChatMessage } from './backends/types.ts';
+import { createUpstreamBackend } from './backends/upstream.ts';
+import { resolveConfig } from './config.ts';
+import { GatewayError } from './errors.ts';
+import { formatChatPrompt } from './prompt.ts';
+import { type ModelServer, startModelServer } from './test-support/model-server.ts';
+import { type QuirkyUpstreamOptions, startQuirkyUpstream } from './test-support/quirky-upstream.ts';
+
+const tokenizer = getTokenizer('cl100k_base');
+const lefthash = createWatermarker(createWatermarkKey({ secret: new Uint8Array(32).fill(11) }));
+const gumbel = createWatermarker(
+  createWatermarkKey({ secret: new Uint8Array(32).fill(12), scheme: { name: 'gumbel', contextWidth: 4 } }),
+);
+let model: NgramModel;
+let server: ModelServer;
+const closers: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  model = await loadDefaultModel({ tokenizerId: 'cl100k_base' });
+  server = await startModelServer({ model, tokenizer, choices: true });
+});
+afterAll(async () => {
+  for (const close of closers.reverse()) await close();
+  await server?.close();
+});
+
+async function proxied(options: Omit<QuirkyUpstreamOptions, 'target'> = {}, target = server.url) {
+  const proxy = await startQuirkyUpstream({ target, ...options });
+  closers.push(proxy.close);
+  return proxy.url;
+}
+
+function backendFor(
+  url: string,
+  extra: { streaming?: boolean; draftTokens?: number; draftChoices?: number; api?: 'chat' | 'completions' },
+) {
+  return createUpstreamBackend({
+    url,
+    apiKey: null,
+    model: null,
+    api: extra.api ?? 'completions',
+    topLogprobs: 20,
+    draftTokens: extra.draftTokens ?? 8,
+    draftChoices: extra.draftChoices ?? 16,
+    streaming: extra.streaming ?? true,
+    timeoutMs: 10_000,
+    tokenizer,
+  });
+}
+
+const MESSAGES: ChatMessage[] = [{ role: 'user', content: 'Tell me about the harbour.' }];
+
+async function drive(
+  backend: Backend,
+  options: { chat?: boolean; seed: number; maxTokens?: number; marker?: Watermarker; signal?: AbortSignal },
+): Promise<number[]> {
+  const messages = options.chat === true ? MESSAGES : null;
+  const promptTokens = tokenizer.encode(
+    messages === null ? 'The committee said on Tuesday that' : formatChatPrompt(messages),
+  );
+  const out: number[] = [];
+  for await (const step of backend.generate({
+    model: 'ngram-upstream',
+    promptTokens,
+    messages,
+    maxTokens: options.maxTokens ?? 60,
+    temperature: 0.7,
+    topP: 1,
+    random: createRandom(options.seed),
+    seed: options.seed,
+    watermarker: options.marker ?? lefthash,
+    signal: options.signal ?? new AbortController().signal,
+    topLogprobs: null,
+  })) {
+    out.push(step.token);
+  }
+  return out;
+}
+
+describe('streamed round trips', () => {
+  it('the probe finds streaming; streamed and unstreamed driving give the same tokens, seed for seed (legacy and chat, KGW and Gumbel)', async () => {
+    const url = await proxied();
+    for (const api of ['completions', 'chat'] as const) {
+      const streamed = await backendFor(url, { api });
+      const whole = await backendFor(url, { api, streaming: false });
+      expect(String(streamed.describe().paths)).toContain('streamed');
+      expect(String(whole.describe().paths)).not.toContain('streamed');
+      for (const marker of [lefthash, gumbel]) {
+        for (const seed of [1, 2, 3]) {
+          const a = await drive(streamed, { chat: api === 'chat', seed, marker });
+          const b = await drive(whole, { chat: api === 'chat', seed, marker });
+          expect(a.length).toBe(60);
+          expect(a).toEqual(b);
+        }
+      }
+      expect(streamed.stats.roundTrips).toBe(whole.stats.roundTrips);
+    }
+  }, 120_000);
+
+  it('a round trip ends where the walk leaves it: the upstream decodes a fraction of n × D', async () => {
+    // 4 ms a decode step, as an engine takes tens: the cancel reaches the server long before its last step
+    const slow = await startModelServer({ model, tokenizer, choices: true, stepMs: 4 });
+    closers.push(slow.close);
+    const backend = await backendFor(await proxied({}, slow.url), { draftTokens: 16, draftChoices: 16 });
+    const trips = backend.stats.roundTrips;
+    const tokens = await drive(backend, { seed: 7, maxTokens: 80 });
+    const calls = backend.stats.roundTrips - trips;
+    expect(tokens.length).toBe(80);
+    // every call asks for 16 samples of 16 tokens; the walk reads a few depths of each
+    const asked = calls * 16 * 16;
+    expect(slow.counts.decoded).toBeLessThan(asked * 0.6);
+    expect(backend.stats.positionsReceived!).toBeLessThanOrEqual(slow.counts.decoded);
+  }, 120_000);
+
+  it('an upstream that refuses stream: true is driven without it', async () => {
+    const backend = await backendFor(await proxied({ stream: false }), {});
+    expect(String(backend.describe().paths)).not.toContain('streamed');
+    expect(await drive(backend, { seed: 4, maxTokens: 20 })).toHaveLength(20);
+  });
+
+  it('a stream cut mid-call, or one that carries an error event, is a 502', async () => {
+    for (const kind of ['cut', 'error-event'] as const) {
+      // the start-up probe's stream (2 × 3 events) goes through; the first generation call fails at its 9th
+      const probeUrl = await proxied({ streamFault: { afterEvents: 8, kind } });
+      const backend = await backendFor(probeUrl, {});
+      expect(String(backend.describe().paths)).toContain('streamed');
+      const failure = await drive(backend, { seed: 5, maxTokens: 40 }).then(
+        () => null,
+        (error: unknown) => error,
+      );
+      expect(failure).toBeInstanceOf(GatewayError);
+      expect((failure as GatewayError).statusCode).toBe(502);
+      expect((failure as GatewayError).code).toBe(
+        kind === 'cut' ? 'TM_ERR_UPSTREAM_UNAVAILABLE' : 'TM_ERR_UPSTREAM_INVALID',
+      );
+    }
+  });
+
+  it('a client that goes away mid-call ends the upstream request too', async () => {
+    const slow = await startModelServer({ model, tokenizer, choices: true, stepMs: 20 });
+    closers.push(slow.close);
+    const backend = await backendFor(await proxied({}, slow.url), { draftTokens: 16, draftChoices: 4 });
+    const controller = new AbortController();
+    const done = drive(backend, { seed: 6, maxTokens: 200, signal: controller.signal }).catch(() => null);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    controller.abort();
+    await done;
+    const decoded = slow.counts.decoded;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(slow.counts.decoded).toBe(decoded);
+  });
+
+  it('TRACEMARK_UPSTREAM_STREAMING turns it off; anything but a boolean is refused by name', () => {
+    expect(resolveConfig({}, {}).upstreamStreaming).toBe(true);
+    expect(resolveConfig({}, { TRACEMARK_UPSTREAM_STREAMING: 'false' }).upstreamStreaming).toBe(false);
+    expect(() => resolveConfig({}, { TRACEMARK_UPSTREAM_STREAMING: 'sometimes' })).toThrow(
+      /TRACEMARK_UPSTREAM_STREAMING/,
+    );
+  });
+});
