@@ -129,8 +129,8 @@ describe('streamed round trips', () => {
     expect(await drive(backend, { seed: 4, maxTokens: 20 })).toHaveLength(20);
   });
 
-  it('a stream cut mid-call, or one that carries an error event, is a 502', async () => {
-    for (const kind of ['cut', 'error-event'] as const) {
+  it('a stream cut mid-call, one that carries an error event, or one whose event never ends is a 502', async () => {
+    for (const kind of ['cut', 'error-event', 'endless-event'] as const) {
       // the start-up probe's stream (2 × 3 events) goes through; the first generation call fails at its 9th
       const probeUrl = await proxied({ streamFault: { afterEvents: 8, kind } });
       const backend = await backendFor(probeUrl, {});
@@ -144,8 +144,23 @@ describe('streamed round trips', () => {
       expect((failure as GatewayError).code).toBe(
         kind === 'cut' ? 'TM_ERR_UPSTREAM_UNAVAILABLE' : 'TM_ERR_UPSTREAM_INVALID',
       );
+      if (kind === 'endless-event') expect((failure as GatewayError).message).toContain('too long');
     }
   });
+
+  it('an upstream that sends more tokens than asked is read up to what was asked, streamed or not', async () => {
+    const url = await proxied({ ignoreMaxTokens: true });
+    const streamed = await backendFor(url, { draftTokens: 8 });
+    const whole = await backendFor(url, { draftTokens: 8, streaming: false });
+    expect(String(streamed.describe().paths)).toContain('streamed');
+    for (const seed of [8, 9]) {
+      const a = await drive(streamed, { seed, maxTokens: 50 });
+      expect(a).toHaveLength(50);
+      expect(await drive(whole, { seed, maxTokens: 50 })).toEqual(a);
+    }
+    // the samples were read up to D = 8 positions each, never the 32 sent
+    expect(streamed.stats.positionsReceived!).toBeLessThanOrEqual(streamed.stats.roundTrips * 16 * 8);
+  }, 60_000);
 
   it('a client that goes away mid-call ends the upstream request too', async () => {
     const slow = await startModelServer({ model, tokenizer, choices: true, stepMs: 20 });

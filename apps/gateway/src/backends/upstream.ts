@@ -276,7 +276,11 @@ export class SampleStream {
   private waiters: { ready: () => boolean; resolve: () => void; reject: (error: Error) => void }[] = [];
   private readonly abort: () => void;
 
-  constructor(choices: number, abort: () => void) {
+  /** Positions kept per sample: what was asked (an upstream that sends more is not read further). */
+  private readonly limit: number;
+
+  constructor(choices: number, limit: number, abort: () => void) {
+    this.limit = limit;
     this.samples = Array.from({ length: choices }, () => ({
       positions: [],
       pieces: [],
@@ -291,9 +295,12 @@ export class SampleStream {
     const sample = this.samples[index];
     if (sample === undefined) return;
     sample.seen = true;
-    sample.positions.push(...chunk.positions);
-    sample.pieces.push(...chunk.pieces);
+    const room = this.limit - sample.positions.length;
+    sample.positions.push(...chunk.positions.slice(0, Math.max(0, room)));
+    sample.pieces.push(...chunk.pieces.slice(0, Math.max(0, room)));
     if (chunk.finishReason !== null) sample.finishReason = chunk.finishReason;
+    // every position asked for is here: the sample is done, whatever the upstream says next
+    else if (sample.positions.length >= this.limit) sample.finishReason = 'length';
   }
 
   /** Whether sample `index` can give no more positions. */
@@ -344,6 +351,9 @@ export class SampleStream {
     this.abort();
   }
 }
+
+/** The longest stream event read (an upstream that never ends one is refused, not buffered without end). */
+const MAX_STREAM_EVENT_CHARS = 8 << 20;
 
 interface Sent {
   readonly response: Response;
@@ -443,7 +453,7 @@ export class UpstreamClient {
       cut.signal,
     );
     const { response, timeout } = sent;
-    const samples = new SampleStream(choices, () => cut.abort());
+    const samples = new SampleStream(choices, Number(body.max_tokens), () => cut.abort());
     if (!response.ok || !(response.headers.get('content-type') ?? '').includes('text/event-stream')) {
       const whole = await this.readJson(sent);
       const listed = isRecord(whole) && Array.isArray(whole.choices) ? whole.choices.filter(isRecord) : [];
@@ -458,45 +468,46 @@ export class UpstreamClient {
     const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
     void (async () => {
       let buffered = '';
+      // stops reading: the request is cancelled, and the stream ends with `failure`
+      const stop = (failure: Error): void => {
+        samples.end(failure);
+        cut.abort();
+      };
       try {
         for (;;) {
           const { done, value } = await reader.read();
           if (done) break;
-          buffered += value;
-          let cut = buffered.search(/\r?\n\r?\n/);
-          while (cut >= 0) {
-            const event = buffered.slice(0, cut);
-            buffered = buffered.slice(cut).replace(/^\r?\n\r?\n/, '');
+          const events = (buffered + value).split(/\r?\n\r?\n/);
+          buffered = events.pop()!;
+          if (buffered.length > MAX_STREAM_EVENT_CHARS) return stop(invalid('a stream event is too long'));
+          for (const event of events) {
             const data = event
               .split(/\r?\n/)
               .filter((line) => line.startsWith('data:'))
               .map((line) => line.slice(5).trimStart())
               .join('\n');
             if (data === '[DONE]') return samples.end(null);
-            if (data !== '') {
-              let chunk: unknown;
-              try {
-                chunk = JSON.parse(data);
-              } catch {
-                return samples.end(invalid('a stream event is not JSON'));
-              }
-              if (!isRecord(chunk) || isRecord(chunk.error)) {
-                return samples.end(invalid('the stream carried an error'));
-              }
-              const listed = Array.isArray(chunk.choices) ? chunk.choices.filter(isRecord) : [];
-              for (const choice of listed) {
-                if (typeof choice.index !== 'number')
-                  return samples.end(invalid('a streamed choice has no index'));
-                samples.add(choice.index, parse(choice));
-              }
-              samples.changed();
+            if (data === '') continue;
+            let chunk: unknown;
+            try {
+              chunk = JSON.parse(data);
+            } catch {
+              return stop(invalid('a stream event is not JSON'));
             }
-            cut = buffered.search(/\r?\n\r?\n/);
+            if (!isRecord(chunk) || isRecord(chunk.error))
+              return stop(invalid('the stream carried an error'));
+            const listed = Array.isArray(chunk.choices) ? chunk.choices.filter(isRecord) : [];
+            for (const choice of listed) {
+              if (typeof choice.index !== 'number') return stop(invalid('a streamed choice has no index'));
+              samples.add(choice.index, parse(choice));
+            }
           }
+          samples.changed();
         }
         samples.end(null);
       } catch (error) {
-        samples.end(samples.cancelled ? null : (this.translate(error, signal, timeout) as Error));
+        if (samples.cancelled) samples.end(null);
+        else stop(error instanceof GatewayError ? error : (this.translate(error, signal, timeout) as Error));
       }
     })();
     return samples;
@@ -892,7 +903,12 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
         samples = stream.samples;
       } else {
         const body = await client.request(path(shape), sampleBody(shape, parameters), request.signal);
-        samples = parseUpstreamChoices(shape, body, table, top);
+        // an upstream that sends more than was asked is read up to what was asked
+        samples = parseUpstreamChoices(shape, body, table, top).map((sample) =>
+          sample.positions.length > want
+            ? { ...sample, positions: sample.positions.slice(0, want), pieces: sample.pieces.slice(0, want) }
+            : sample,
+        );
       }
       stats.roundTrips++;
       try {

@@ -26,8 +26,16 @@ export interface QuirkyUpstreamOptions {
   readonly legacy?: boolean;
   /** false: `stream: true` answers 400. */
   readonly stream?: boolean;
-  /** A stream fails after this many events: the connection is cut, or an error event is sent and it ends. */
-  readonly streamFault?: { readonly afterEvents: number; readonly kind: 'cut' | 'error-event' };
+  /**
+   * A stream fails after this many events: the connection is cut, an error event is sent and it ends, or an
+   * event is begun that never ends (16 MiB of it, and the connection is held open).
+   */
+  readonly streamFault?: {
+    readonly afterEvents: number;
+    readonly kind: 'cut' | 'error-event' | 'endless-event';
+  };
+  /** true: `max_tokens` is sent on multiplied by 4 (a server that sends more than it was asked for). */
+  readonly ignoreMaxTokens?: boolean;
 }
 
 export interface QuirkyUpstream {
@@ -76,6 +84,7 @@ export async function startQuirkyUpstream(options: QuirkyUpstreamOptions): Promi
         delete body.add_generation_prompt;
       }
       if (options.ignoreTopK) delete body.top_k;
+      if (options.ignoreMaxTokens) body.max_tokens = 4 * Number(body.max_tokens ?? 16);
       if (body.stream === true) {
         if (options.stream === false) return send(400, { error: { message: 'stream is not supported' } });
         const cut = new AbortController();
@@ -106,7 +115,15 @@ export async function startQuirkyUpstream(options: QuirkyUpstreamOptions): Promi
               if (++events >= fault.afterEvents) {
                 cut.abort();
                 if (fault.kind === 'cut') response.destroy();
-                else response.end(`data: ${JSON.stringify({ error: { message: 'engine failure' } })}\n\n`);
+                else if (fault.kind === 'error-event') {
+                  response.end(`data: ${JSON.stringify({ error: { message: 'engine failure' } })}\n\n`);
+                } else {
+                  response.write('data: ');
+                  for (let mib = 0; mib < 16 && !response.destroyed; mib++) {
+                    response.write('x'.repeat(1 << 20));
+                    await new Promise((resolve) => setImmediate(resolve));
+                  }
+                }
                 return;
               }
               end = pending.indexOf('\n\n');
