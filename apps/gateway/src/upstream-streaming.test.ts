@@ -123,10 +123,12 @@ describe('streamed round trips', () => {
     expect(backend.stats.positionsReceived!).toBeLessThanOrEqual(slow.counts.decoded);
   }, 120_000);
 
-  it('an upstream that refuses stream: true is driven without it', async () => {
-    const backend = await backendFor(await proxied({ stream: false }), {});
-    expect(String(backend.describe().paths)).not.toContain('streamed');
-    expect(await drive(backend, { seed: 4, maxTokens: 20 })).toHaveLength(20);
+  it('an upstream that refuses stream: true, or streams fewer top logprobs than it answers, is driven without it', async () => {
+    for (const quirks of [{ stream: false }, { streamTopLogprobs: 5 }]) {
+      const backend = await backendFor(await proxied(quirks), {});
+      expect(String(backend.describe().paths)).toMatch(/^completions\(top 20(?!.*streamed)/);
+      expect(await drive(backend, { seed: 4, maxTokens: 20 })).toHaveLength(20);
+    }
   });
 
   it('a stream cut mid-call, one that carries an error event, or one whose event never ends is a 502', async () => {

@@ -295,6 +295,8 @@ export class SampleStream {
     const sample = this.samples[index];
     if (sample === undefined) return;
     sample.seen = true;
+    // a sample that has ended takes no more positions: what the walk read of it stays what it holds
+    if (sample.finishReason !== null) return;
     const room = this.limit - sample.positions.length;
     sample.positions.push(...chunk.positions.slice(0, Math.max(0, room)));
     sample.pieces.push(...chunk.pieces.slice(0, Math.max(0, room)));
@@ -310,7 +312,11 @@ export class SampleStream {
 
   /** Resolves once each sample in `indices` has more than `depth` positions or is done. */
   reach(indices: readonly number[], depth: number): Promise<void> {
-    const ready = () => indices.every((i) => this.done(i) || this.samples[i]!.positions.length > depth);
+    const has = (i: number) =>
+      this.samples[i]!.finishReason !== null || this.samples[i]!.positions.length > depth;
+    // what has arrived stays readable after a failure; only what has not is refused
+    const ready = () => indices.every((i) => has(i) || (this.ended && this.failure === null));
+    if (indices.every(has)) return Promise.resolve();
     if (this.failure !== null) return Promise.reject(this.failure);
     if (ready()) return Promise.resolve();
     return new Promise((resolve, reject) => this.waiters.push({ ready, resolve, reject }));
@@ -318,8 +324,8 @@ export class SampleStream {
 
   changed(): void {
     this.waiters = this.waiters.filter((waiter) => {
-      if (this.failure !== null) waiter.reject(this.failure);
-      else if (waiter.ready()) waiter.resolve();
+      if (waiter.ready()) waiter.resolve();
+      else if (this.failure !== null) waiter.reject(this.failure);
       else return true;
       return false;
     });
@@ -335,25 +341,66 @@ export class SampleStream {
   /** Resolves when the stream has ended (rejects if it failed). */
   finished(): Promise<void> {
     return this.reach([], 0).then(() =>
-      this.ended
-        ? undefined
-        : new Promise<void>((resolve, reject) =>
-            this.waiters.push({ ready: () => this.ended, resolve, reject }),
-          ),
+      this.failure !== null
+        ? Promise.reject(this.failure)
+        : this.ended
+          ? undefined
+          : new Promise<void>((resolve, reject) =>
+              this.waiters.push({ ready: () => this.ended && this.failure === null, resolve, reject }),
+            ),
     );
   }
 
   /** Ends the request: the upstream stops decoding; what arrived stays readable. */
   cancel(): void {
-    if (this.ended) return;
     this.cancelled = true;
     this.end(null);
+    // also after [DONE]: a body not read to its end is not left holding the connection
     this.abort();
   }
 }
 
 /** The longest stream event read (an upstream that never ends one is refused, not buffered without end). */
 const MAX_STREAM_EVENT_CHARS = 8 << 20;
+
+/**
+ * Splits a `text/event-stream` into events as its text arrives (the WHATWG rules): lines end at CRLF, LF or
+ * CR (a CR that ends one piece waits for the next, which may begin with its LF), and an empty line ends an
+ * event. An unfinished event is kept as pieces and only the new text is searched, so a long event costs its
+ * length once, not once per piece.
+ */
+export class EventSplitter {
+  private parts: string[] = [];
+  private chars = 0;
+  private heldCarriageReturn = false;
+  private endsWithLineEnd = false;
+
+  /** Characters of the event not yet ended. */
+  get pending(): number {
+    return this.chars;
+  }
+
+  /** The events that `value` ends, with their lines joined by LF. */
+  push(value: string): string[] {
+    let text = this.heldCarriageReturn ? `\r${value}` : value;
+    this.heldCarriageReturn = text.endsWith('\r');
+    if (this.heldCarriageReturn) text = text.slice(0, -1);
+    text = text.replace(/\r\n?/g, '\n');
+    if (text === '') return [];
+    if (!(this.endsWithLineEnd && text.startsWith('\n')) && !text.includes('\n\n')) {
+      this.parts.push(text);
+      this.chars += text.length;
+      this.endsWithLineEnd = text.endsWith('\n');
+      return [];
+    }
+    const events = (this.parts.join('') + text).split('\n\n');
+    const rest = events.pop()!;
+    this.parts = [rest];
+    this.chars = rest.length;
+    this.endsWithLineEnd = rest.endsWith('\n');
+    return events.filter((event) => event !== '');
+  }
+}
 
 interface Sent {
   readonly response: Response;
@@ -467,7 +514,7 @@ export class UpstreamClient {
     samples.incremental = true;
     const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
     void (async () => {
-      let buffered = '';
+      const splitter = new EventSplitter();
       // stops reading: the request is cancelled, and the stream ends with `failure`
       const stop = (failure: Error): void => {
         samples.end(failure);
@@ -477,16 +524,22 @@ export class UpstreamClient {
         for (;;) {
           const { done, value } = await reader.read();
           if (done) break;
-          const events = (buffered + value).split(/\r?\n\r?\n/);
-          buffered = events.pop()!;
-          if (buffered.length > MAX_STREAM_EVENT_CHARS) return stop(invalid('a stream event is too long'));
+          const events = splitter.push(value);
+          if (splitter.pending > MAX_STREAM_EVENT_CHARS) return stop(invalid('a stream event is too long'));
           for (const event of events) {
-            const data = event
-              .split(/\r?\n/)
+            const lines = event.split('\n');
+            // other servers' error forms: an `event: error`, llama.cpp's `error:` field
+            if (lines.some((line) => /^event: ?error$/.test(line) || line.startsWith('error:')))
+              return stop(invalid('the stream carried an error'));
+            const data = lines
               .filter((line) => line.startsWith('data:'))
-              .map((line) => line.slice(5).trimStart())
+              .map((line) => line.slice(line.startsWith('data: ') ? 6 : 5))
               .join('\n');
-            if (data === '[DONE]') return samples.end(null);
+            if (data === '[DONE]') {
+              samples.end(null);
+              cut.abort();
+              return;
+            }
             if (data === '') continue;
             let chunk: unknown;
             try {
@@ -494,7 +547,11 @@ export class UpstreamClient {
             } catch {
               return stop(invalid('a stream event is not JSON'));
             }
-            if (!isRecord(chunk) || isRecord(chunk.error))
+            if (
+              !isRecord(chunk) ||
+              (chunk.error !== undefined && chunk.error !== null) ||
+              chunk.object === 'error'
+            )
               return stop(invalid('the stream carried an error'));
             const listed = Array.isArray(chunk.choices) ? chunk.choices.filter(isRecord) : [];
             for (const choice of listed) {
@@ -504,6 +561,9 @@ export class UpstreamClient {
           }
           samples.changed();
         }
+        // the body ended without [DONE] while a sample had not ended: cut short, not a whole answer
+        if (samples.samples.some((sample) => sample.seen && sample.finishReason === null))
+          return stop(invalid('the stream ended before its samples did'));
         samples.end(null);
       } catch (error) {
         if (samples.cancelled) samples.end(null);
@@ -710,12 +770,17 @@ async function probeShape(
       );
       await stream.reach([...stream.samples.keys()], 2);
       await stream.finished();
+      // as many top logprobs as whole answers report: p is their softmax either way
+      const reported = stream.samples.flatMap((sample) =>
+        sample.positions.map((p) => p.candidates.ids.length + p.unmappedLogprobs.length),
+      );
       streams =
         stream.incremental &&
         stream.samples.every(
           (sample) =>
             sample.positions.length === 3 && sample.positions.every((p) => p.candidates.ids.length > 0),
-        );
+        ) &&
+        Math.max(...reported) === topLogprobs;
     } catch {
       // any failure of a streamed answer: the round trips are not streamed
     }

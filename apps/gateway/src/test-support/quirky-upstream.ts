@@ -34,6 +34,8 @@ export interface QuirkyUpstreamOptions {
     readonly afterEvents: number;
     readonly kind: 'cut' | 'error-event' | 'endless-event';
   };
+  /** Streamed answers report at most this many top logprobs (fewer than whole answers do). */
+  readonly streamTopLogprobs?: number;
   /** true: `max_tokens` is sent on multiplied by 4 (a server that sends more than it was asked for). */
   readonly ignoreMaxTokens?: boolean;
 }
@@ -87,6 +89,10 @@ export async function startQuirkyUpstream(options: QuirkyUpstreamOptions): Promi
       if (options.ignoreMaxTokens) body.max_tokens = 4 * Number(body.max_tokens ?? 16);
       if (body.stream === true) {
         if (options.stream === false) return send(400, { error: { message: 'stream is not supported' } });
+        if (options.streamTopLogprobs !== undefined) {
+          const field = isChat ? 'top_logprobs' : 'logprobs';
+          body[field] = Math.min(Number(body[field] ?? 0), options.streamTopLogprobs);
+        }
         const cut = new AbortController();
         response.on('close', () => cut.abort());
         const answer = await fetch(`${target}${url.replace(/^\/v1/, '')}`, {
