@@ -95,10 +95,10 @@ describe('upstream round trips per token (temperature 0.7, embedded model upstre
     const single = await measure(1, 8);
     const several = await measure(DEFAULT_DRAFT_CHOICES, DEFAULT_DRAFT_TOKENS);
     expect(several.tripsPerToken).toBeLessThan(single.tripsPerToken * 0.8);
-    // the same walk unstreamed: the same round trips, the upstream decoding every sample to its end
+    // the same walk unstreamed: the same round trips (how much less a streamed call has the upstream decode
+    // depends on the server's step time: upstream-streaming.test.ts)
     const whole = await measure(DEFAULT_DRAFT_CHOICES, DEFAULT_DRAFT_TOKENS, watermarker, 'lefthash', false);
     expect(whole.tripsPerToken).toBe(several.tripsPerToken);
-    expect(several.decodedPerToken).toBeLessThan(whole.decodedPerToken);
     const detector = createTextDetector({ keys: [key] });
     for (const text of several.texts) expect(detector.detectText(text).verdict).toBe('watermarked');
     for (const choices of (process.env.TRACEMARK_MEASURE_CHOICES ?? '').split(',').filter(Boolean)) {

@@ -112,14 +112,16 @@ describe('streamed round trips', () => {
     // 4 ms a decode step, as an engine takes tens: the cancel reaches the server long before its last step
     const slow = await startModelServer({ model, tokenizer, choices: true, stepMs: 4 });
     closers.push(slow.close);
-    const backend = await backendFor(await proxied({}, slow.url), { draftTokens: 16, draftChoices: 16 });
+    const backend = await backendFor(await proxied({}, slow.url), { draftTokens: 32, draftChoices: 16 });
     const trips = backend.stats.roundTrips;
     const tokens = await drive(backend, { seed: 7, maxTokens: 80 });
     const calls = backend.stats.roundTrips - trips;
     expect(tokens.length).toBe(80);
-    // every call asks for 16 samples of 16 tokens; the walk reads a few depths of each
-    const asked = calls * 16 * 16;
-    expect(slow.counts.decoded).toBeLessThan(asked * 0.6);
+    // every call asks for 16 samples of 32 tokens; the walk reads a few depths of each, and at most
+    // LONE_BLOCK (8) more of the last sample left
+    const asked = calls * 16 * 32;
+    console.info(`streamed: the upstream decoded ${slow.counts.decoded} of the ${asked} tokens asked`);
+    expect(slow.counts.decoded).toBeLessThan(asked * 0.7);
     expect(backend.stats.positionsReceived!).toBeLessThanOrEqual(slow.counts.decoded);
   }, 120_000);
 
