@@ -61,8 +61,11 @@ async function measure(
   const started = performance.now();
   let tokens = 0;
   const texts: string[] = [];
+  // time to each prompt's first token (from the generator's start)
+  const firsts: number[] = [];
   for (const [index, prompt] of PROMPTS.entries()) {
     const out: number[] = [];
+    const begin = performance.now();
     for await (const step of backend.generate({
       model: 'ngram-upstream',
       promptTokens: tokenizer.encode(prompt),
@@ -76,6 +79,7 @@ async function measure(
       signal: new AbortController().signal,
       topLogprobs: null,
     })) {
+      if (out.length === 0) firsts.push(performance.now() - begin);
       out.push(step.token);
     }
     tokens += out.length;
@@ -85,7 +89,7 @@ async function measure(
   const decodedPerToken = (server.counts.decoded - decodedBefore) / tokens;
   const msPerToken = (performance.now() - started) / tokens;
   console.info(
-    `round trips per token at T = 0.7 (${label}): ${tripsPerToken.toFixed(3)} with n = ${draftChoices} samples of D = ${draftTokens} tokens, ${streaming ? 'streamed' : 'not streamed'} (${tokens} tokens); upstream decoded ${decodedPerToken.toFixed(1)} tokens and took ${msPerToken.toFixed(1)} ms per token (decode step ${STEP_MS} ms)`,
+    `round trips per token at T = 0.7 (${label}): ${tripsPerToken.toFixed(3)} with n = ${draftChoices} samples of D = ${draftTokens} tokens, ${streaming ? 'streamed' : 'not streamed'} (${tokens} tokens); upstream decoded ${decodedPerToken.toFixed(1)} tokens and took ${msPerToken.toFixed(1)} ms per token, first tokens after ${firsts.map((ms) => ms.toFixed(0)).join(' / ')} ms (decode step ${STEP_MS} ms)`,
   );
   return { tripsPerToken, decodedPerToken, texts };
 }
