@@ -14,6 +14,12 @@ import { createUpstreamBackend } from './backends/upstream.ts';
 import { resolveConfig } from './config.ts';
 import { GatewayError } from './errors.ts';
 import { formatChatPrompt } from './prompt.ts';
+import {
+  readEvents,
+  removeTemporaryDirectories,
+  startTestGateway,
+  type TestGateway,
+} from './test-support/harness.ts';
 import { type ModelServer, startModelServer } from './test-support/model-server.ts';
 import { type QuirkyUpstreamOptions, startQuirkyUpstream } from './test-support/quirky-upstream.ts';
 
@@ -25,6 +31,7 @@ const gumbel = createWatermarker(
 let model: NgramModel;
 let server: ModelServer;
 const closers: (() => Promise<void>)[] = [];
+afterAll(removeTemporaryDirectories);
 
 beforeAll(async () => {
   model = await loadDefaultModel({ tokenizerId: 'cl100k_base' });
@@ -189,4 +196,40 @@ describe('streamed round trips', () => {
       /TRACEMARK_UPSTREAM_STREAMING/,
     );
   });
+
+  it('through the gateway over HTTP: a streamed chat completion, marked, with the round trips and sample tokens in /metrics', async () => {
+    const gateway: TestGateway = await startTestGateway({
+      config: { upstreamUrl: await proxied(), upstreamApi: 'completions' },
+    });
+    closers.push(() => gateway.close());
+    const health = await gateway.call('GET', '/healthz', undefined, null);
+    expect(health.json).toMatchObject({ backend: 'upstream' });
+    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${gateway.devKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: 'ngram-upstream',
+        messages: [{ role: 'user', content: 'Write about the harbour.' }],
+        max_tokens: 200,
+        seed: 3,
+        stream: true,
+      }),
+    });
+    const events = await readEvents(response);
+    expect(events.at(-1)).toBe('[DONE]');
+    const text = events
+      .slice(0, -1)
+      .map((event) => JSON.parse(event).choices[0]?.delta?.content ?? '')
+      .join('');
+    const detected = await gateway.call('POST', '/v1/detect', { text });
+    expect(detected.json.verdict).toBe('watermarked');
+    const metrics = await gateway.call('GET', '/metrics', undefined, null);
+    const counter = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics.text)?.[1]);
+    const trips = counter('tracemark_upstream_round_trips_total');
+    expect(trips).toBeGreaterThan(0);
+    expect(trips).toBeLessThan(200);
+    // 16 samples of up to 8 tokens a round trip, and the walk cancels each call where it leaves it
+    expect(counter('tracemark_upstream_sample_tokens_total')).toBeGreaterThan(trips);
+    expect(counter('tracemark_upstream_sample_tokens_total')).toBeLessThanOrEqual(trips * 16 * 8);
+  }, 60_000);
 });

@@ -91,6 +91,11 @@ const metricsPlugin: FastifyPluginAsync<MetricsPluginOptions> = async (fastify: 
     'upstream draft tokens rejected and resampled',
     () => stats.draftsRejected,
   );
+  fromStats(
+    'tracemark_upstream_sample_tokens_total',
+    "tokens of the upstream's samples read for generation (with their top-k logprobs)",
+    () => stats.positionsReceived ?? 0,
+  );
 
   const workStats = options.workStats;
   if (workStats !== undefined) {
