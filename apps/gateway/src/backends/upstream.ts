@@ -305,12 +305,10 @@ export class SampleStream {
     else if (sample.positions.length >= this.limit) sample.finishReason = 'length';
   }
 
-  /** Whether sample `index` can give no more positions. */
-  done(index: number): boolean {
-    return this.ended || this.samples[index]!.finishReason !== null;
-  }
-
-  /** Resolves once each sample in `indices` has more than `depth` positions or is done. */
+  /**
+   * Resolves once each sample in `indices` has more than `depth` positions or has ended (its own end, or the
+   * stream's clean end); rejects when the stream failed before one of them did.
+   */
   reach(indices: readonly number[], depth: number): Promise<void> {
     const has = (i: number) =>
       this.samples[i]!.finishReason !== null || this.samples[i]!.positions.length > depth;
