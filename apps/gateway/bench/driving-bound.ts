@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import { createRandom, createWatermarker, createWatermarkKey } from '@tracemark/core';
 import { loadDefaultModel } from '@tracemark/lm';
 import { getTokenizer } from '@tracemark/tokenizers';
-import { LONE_BLOCK } from '../src/backends/upstream.ts';
+import { FIRST_LONE_BLOCK, LONE_BLOCK } from '../src/backends/upstream.ts';
 import {
   acceptAmongDrafts,
   draftDistributions,
@@ -102,7 +102,7 @@ for (const n of choices) {
 
 // The gateway's walk, simulated in process on the same model as backends/upstream.ts runs it: n samples of
 // D tokens per call drawn from p; acceptAmongDrafts at each position while several samples agree, and
-// verifyChain over the rest of the last one (at most LONE_BLOCK positions).
+// verifyChain over the rest of the last one (at most LONE_BLOCK positions; FIRST_LONE_BLOCK for a completion's first token).
 const options = { watermarker, temperature, topP: 1 };
 console.log(
   `\n# The gateway's walk, simulated in process (${tokens / 4} tokens per setting, D = ${depth})\n\n| samples per call n | round trips per token | tokens | samples agreeing at depth 0 / 1 / … (mean over the calls that got there) |\n| --- | --- | --- | --- |`,
@@ -116,6 +116,7 @@ for (const n of simulated) {
   let emitted = 0;
   for (const prompt of PROMPTS) {
     const context: number[] = Array.from(tokenizer.encode(prompt));
+    const promptLength = context.length;
     const goal = emitted + tokens / PROMPTS.length / 4;
     while (emitted < goal) {
       calls++;
@@ -142,7 +143,8 @@ for (const n of simulated) {
           const sample = samples[live[0]!]!;
           const steps = [];
           const own = context.slice();
-          const last = Math.min(depth - 1, d + LONE_BLOCK - 1);
+          const block = context.length === promptLength ? FIRST_LONE_BLOCK : LONE_BLOCK;
+          const last = Math.min(depth - 1, d + block - 1);
           for (let k = d; k <= last; k++) {
             steps.push(draftDistributions(model.candidates(own, topLogprobs), own, options));
             own.push(sample[k]!);

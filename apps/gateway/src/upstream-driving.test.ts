@@ -220,6 +220,8 @@ describe('the walk over several samples is exact (toy model, chi-square)', () =>
   it.each([
     [0.7, 6],
     [1.2, 3],
+    // one sample: the first token's block is FIRST_LONE_BLOCK long
+    [0.7, 1],
   ])(
     'two tokens at T = %s with %s samples per round trip follow the watermarked joint distribution',
     async (temperature, choices) => {
@@ -286,7 +288,8 @@ describe('the walk over several samples is exact (toy model, chi-square)', () =>
       expect(chiSquare).toBeLessThan(66.6);
       // The samples were used as drafts: most runs took a single round trip for both tokens.
       expect((backend.stats.roundTrips - tripsBefore) / runs).toBeLessThan(1.5);
-      expect(backend.stats.draftsAccepted).toBeGreaterThan(runs);
+      // (one sample: a run's chain holds one draft, kept or not)
+      expect(backend.stats.draftsAccepted).toBeGreaterThan(choices > 1 ? runs : runs / 3);
     },
     120_000,
   );

@@ -10,7 +10,7 @@ import { loadDefaultModel, type NgramModel } from '@tracemark/lm';
 import { getTokenizer } from '@tracemark/tokenizers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend, ChatMessage } from './backends/types.ts';
-import { createUpstreamBackend } from './backends/upstream.ts';
+import { createUpstreamBackend, FIRST_LONE_BLOCK, LONE_BLOCK } from './backends/upstream.ts';
 import { resolveConfig } from './config.ts';
 import { GatewayError } from './errors.ts';
 import { formatChatPrompt } from './prompt.ts';
@@ -172,6 +172,34 @@ describe('streamed round trips', () => {
     // the samples were read up to D = 8 positions each, never the 32 sent
     expect(streamed.stats.positionsReceived!).toBeLessThanOrEqual(streamed.stats.roundTrips * 16 * 8);
   }, 60_000);
+
+  it('one sample per call: the first token waits for FIRST_LONE_BLOCK decode steps, not LONE_BLOCK', async () => {
+    const slow = await startModelServer({ model, tokenizer, choices: true, stepMs: 40 });
+    closers.push(slow.close);
+    // `n` ignored: one sample per round trip, alone from the start
+    const backend = await backendFor(await proxied({ choices: false }, slow.url), { draftTokens: 8 });
+    expect(String(backend.describe().paths)).toContain('n=1');
+    const before = slow.counts.decoded;
+    for await (const _ of backend.generate({
+      model: 'ngram-upstream',
+      promptTokens: tokenizer.encode('The committee said on Tuesday that'),
+      messages: null,
+      maxTokens: 40,
+      temperature: 0.7,
+      topP: 1,
+      random: createRandom(3),
+      seed: 3,
+      watermarker: lefthash,
+      signal: new AbortController().signal,
+      topLogprobs: null,
+    })) {
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    // the block's steps, and the one in flight when the cancel arrives
+    expect(slow.counts.decoded - before).toBeLessThanOrEqual(FIRST_LONE_BLOCK + 1);
+    expect(FIRST_LONE_BLOCK + 1).toBeLessThan(LONE_BLOCK);
+  });
 
   it('a client that goes away mid-call ends the upstream request too', async () => {
     const slow = await startModelServer({ model, tokenizer, choices: true, stepMs: 20 });

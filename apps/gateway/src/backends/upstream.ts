@@ -829,18 +829,30 @@ async function continues(
 
 /**
  * The most positions of a lone sample verified as one block. The block's length is fixed before its tokens
- * are read (it depends on the depth only), as block verification requires; a streamed round trip waits for
- * those positions and no more, and a block's kept length is rarely above a few tokens at temperature 0.7.
+ * are read (it depends on the call and the depth only), as block verification requires; a streamed round trip
+ * waits for those positions and no more, and a block's kept length is rarely above a few tokens at
+ * temperature 0.7.
  */
 export const LONE_BLOCK = 8;
 
 /**
- * The last position of a lone sample's chain from `depth`: its last position up to `depth + LONE_BLOCK − 1`,
- * or the position of its first token without an id here (the distribution there is known; the token itself
- * cannot be kept).
+ * The block of a completion's first token when its sample is alone from the start (one sample per round
+ * trip): streamed, the first token then waits for two decode steps instead of {@link LONE_BLOCK}, at the
+ * cost of a shorter block once per completion.
  */
-function chainEnd(positions: readonly { readonly draft: number | null }[], depth: number): number {
-  const last = Math.min(positions.length - 1, depth + LONE_BLOCK - 1);
+export const FIRST_LONE_BLOCK = 2;
+
+/**
+ * The last position of a lone sample's chain from `depth`: its last position up to `depth + block − 1`, or the
+ * position of its first token without an id here (the distribution there is known; the token itself cannot be
+ * kept).
+ */
+function chainEnd(
+  positions: readonly { readonly draft: number | null }[],
+  depth: number,
+  block: number,
+): number {
+  const last = Math.min(positions.length - 1, depth + block - 1);
   for (let k = depth; k < last; k++) if (positions[k]!.draft === null) return k;
   return last;
 }
@@ -1027,13 +1039,14 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
             token = sampleTarget(distributions!, request.random);
           } else {
             const group = live.filter((index) => samples[index]!.positions.length > depth);
-            // a lone sample's block (LONE_BLOCK positions) is read before it is verified
-            if (group.length === 1 && stream !== null) await stream.reach(group, depth + LONE_BLOCK - 1);
+            // a lone sample's block is read before it is verified
+            const block = generated.length === 0 ? FIRST_LONE_BLOCK : LONE_BLOCK;
+            if (group.length === 1 && stream !== null) await stream.reach(group, depth + block - 1);
             const drafts = group.map((index) => samples[index]!.positions[depth]!);
             // One sample left on the walk (it is the lead): the rest of it, up to a token without an id here,
             // is verified as a block, and the call ends.
             const lone = group.length === 1 ? lead.positions : null;
-            const end = lone === null ? depth : chainEnd(lone, depth);
+            const end = lone === null ? depth : chainEnd(lone, depth, block);
             if ((lone === null ? drafts : lone.slice(depth, end + 1)).some((draft) => !draft.drawnInTop)) {
               // Drawn outside the reported top-k: p is not what the upstream samples from, so its draws are
               // no drafts. q alone is still exact; drafting stops for good on this shape.
