@@ -338,15 +338,21 @@ export class SampleStream {
 
   /** Resolves when the stream has ended (rejects if it failed). */
   finished(): Promise<void> {
-    return this.reach([], 0).then(() =>
-      this.failure !== null
-        ? Promise.reject(this.failure)
-        : this.ended
-          ? undefined
-          : new Promise<void>((resolve, reject) =>
-              this.waiters.push({ ready: () => this.ended && this.failure === null, resolve, reject }),
-            ),
+    if (this.ended) return this.failure === null ? Promise.resolve() : Promise.reject(this.failure);
+    return new Promise((resolve, reject) =>
+      this.waiters.push({ ready: () => this.ended && this.failure === null, resolve, reject }),
     );
+  }
+
+  /** Takes a whole (unstreamed) answer's choices, in `index` order, and ends. */
+  takeWhole(body: unknown, parse: (choice: Record<string, unknown>) => UpstreamSample): this {
+    const listed = isRecord(body) && Array.isArray(body.choices) ? body.choices.filter(isRecord) : [];
+    if (listed.length === 0) throw invalid('no choices');
+    for (const [at, choice] of listed.entries()) {
+      this.add(typeof choice.index === 'number' ? choice.index : at, parse(choice));
+    }
+    this.end(null);
+    return this;
   }
 
   /** Ends the request: the upstream stops decoding; what arrived stays readable. */
@@ -500,14 +506,7 @@ export class UpstreamClient {
     const { response, timeout } = sent;
     const samples = new SampleStream(choices, Number(body.max_tokens), () => cut.abort());
     if (!response.ok || !(response.headers.get('content-type') ?? '').includes('text/event-stream')) {
-      const whole = await this.readJson(sent);
-      const listed = isRecord(whole) && Array.isArray(whole.choices) ? whole.choices.filter(isRecord) : [];
-      if (listed.length === 0) throw invalid('no choices');
-      for (const [at, choice] of listed.entries()) {
-        samples.add(typeof choice.index === 'number' ? choice.index : at, parse(choice));
-      }
-      samples.end(null);
-      return samples;
+      return samples.takeWhole(await this.readJson(sent), parse);
     }
     samples.incremental = true;
     const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
@@ -766,7 +765,6 @@ async function probeShape(
         (choice) => parseChoice(shape, choice, table, topLogprobs),
         choices,
       );
-      await stream.reach([...stream.samples.keys()], 2);
       await stream.finished();
       // as many top logprobs as whole answers report: p is their softmax either way
       const reported = stream.samples.flatMap((sample) =>
@@ -963,37 +961,24 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
         seed: request.random.nextUint32(),
       };
       // Streamed where the upstream streams and a call asks for more than one token: the walk reads each depth
-      // as it is decoded and the call is cancelled once the walk leaves it.
-      let stream: SampleStream | null = null;
-      let samples: UpstreamSample[];
-      if (probe.streams && want > 1) {
-        stream = await client.stream(
-          path(shape),
-          sampleBody(shape, parameters),
-          (choice) => parseChoice(shape, choice, table, top),
-          choices,
-          request.signal,
-        );
-        await stream.reach([...stream.samples.keys()], 0);
-        samples = stream.samples;
-      } else {
-        const body = await client.request(path(shape), sampleBody(shape, parameters), request.signal);
-        // an upstream that sends more than was asked is read up to what was asked
-        samples = parseUpstreamChoices(shape, body, table, top).map((sample) =>
-          sample.positions.length > want
-            ? { ...sample, positions: sample.positions.slice(0, want), pieces: sample.pieces.slice(0, want) }
-            : sample,
-        );
-      }
+      // as it is decoded and the call is cancelled once the walk leaves it. A whole answer is read into the
+      // same form (every sample ended), up to the tokens asked either way.
+      const parse = (choice: Record<string, unknown>) => parseChoice(shape, choice, table, top);
+      const stream =
+        probe.streams && want > 1
+          ? await client.stream(path(shape), sampleBody(shape, parameters), parse, choices, request.signal)
+          : new SampleStream(choices, want, () => undefined).takeWhole(
+              await client.request(path(shape), sampleBody(shape, parameters), request.signal),
+              parse,
+            );
+      const samples = stream.samples;
       stats.roundTrips++;
       try {
+        await stream.reach([...samples.keys()], 0);
         // The samples still on the walk: those whose tokens so far are the ones emitted (in `index` order);
-        // choices a streamed answer did not send (fewer than n) are not samples.
-        let live = samples
-          .map((_, index) => index)
-          .filter((index) => stream === null || stream.samples[index]!.seen);
+        // choices the answer did not hold (fewer than n) are not samples.
+        let live = [...samples.keys()].filter((index) => samples[index]!.seen);
         if (live.length === 0) throw invalid('no choices');
-        if (stream !== null) await stream.reach(live.slice(0, 1), 0);
         if (samples[live[0]!]!.positions.length === 0) {
           if (samples[live[0]!]!.finishReason === 'stop') return;
           throw new GatewayError(
@@ -1003,7 +988,7 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
           );
         }
         for (let depth = 0; ; depth++) {
-          if (stream !== null) await stream.reach(live, depth);
+          await stream.reach(live, depth);
           const lead = samples[live[0]!]!;
           // The first sample on the walk ended here: the model's end of text is kept as drawn (it is outside
           // the watermark: it has no id in the gateway's tokenizer).
@@ -1041,7 +1026,7 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
             const group = live.filter((index) => samples[index]!.positions.length > depth);
             // a lone sample's block is read before it is verified
             const block = generated.length === 0 ? FIRST_LONE_BLOCK : LONE_BLOCK;
-            if (group.length === 1 && stream !== null) await stream.reach(group, depth + block - 1);
+            if (group.length === 1) await stream.reach(group, depth + block - 1);
             const drafts = group.map((index) => samples[index]!.positions[depth]!);
             // One sample left on the walk (it is the lead): the rest of it, up to a token without an id here,
             // is verified as a block, and the call ends.
@@ -1093,7 +1078,7 @@ export async function createUpstreamBackend(options: UpstreamOptions): Promise<B
         }
       } finally {
         stats.positionsReceived += samples.reduce((sum, sample) => sum + sample.positions.length, 0);
-        stream?.cancel();
+        stream.cancel();
       }
     }
   }
