@@ -17,13 +17,13 @@ import { getTokenizer } from '@tracemark/tokenizers';
 import { createExpressServer, InferenceServer } from 'inference-server';
 import { getLlama, type Llama, LlamaLogLevel, type Token } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createUpstreamBackend } from './backends/upstream.ts';
 import { prepareGateway } from './bootstrap.ts';
 import { ConfigError, resolveConfig } from './config.ts';
 import { GatewayError } from './errors.ts';
 import { startEventStreamTerminator } from './test-support/event-stream-terminator.ts';
 import { type TinyLlama, tinyLlamaGguf } from './test-support/gguf.ts';
 import { type Json, removeTemporaryDirectories, temporaryDirectory } from './test-support/harness.ts';
+import { startTestUpstreamBackend } from './test-support/upstream-backend.ts';
 
 afterAll(removeTemporaryDirectories);
 
@@ -149,16 +149,7 @@ describe.skipIf(llama instanceof Error)('inference-server (node-llama-cpp) as th
 
   it('the gateway refuses it at start-up, naming what is missing on each shape', async () => {
     const started = performance.now();
-    const error = await createUpstreamBackend({
-      url,
-      apiKey: null,
-      model: null,
-      api: 'auto',
-      topLogprobs: 20,
-      draftTokens: 8,
-      timeoutMs: 20_000,
-      tokenizer,
-    }).then(
+    const error = await startTestUpstreamBackend(url, { timeoutMs: 20_000 }).then(
       () => null,
       (e: unknown) => e,
     );

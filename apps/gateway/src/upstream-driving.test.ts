@@ -22,6 +22,7 @@ import { formatChatPrompt } from './prompt.ts';
 import { type ModelServer, startModelServer } from './test-support/model-server.ts';
 import { type QuirkyUpstreamOptions, startQuirkyUpstream } from './test-support/quirky-upstream.ts';
 import { startToyUpstream, type ToyUpstream } from './test-support/toy-upstream.ts';
+import { startTestUpstreamBackend } from './test-support/upstream-backend.ts';
 
 const tokenizer = getTokenizer('cl100k_base');
 const watermarker = createWatermarker(createWatermarkKey({ secret: new Uint8Array(32).fill(9) }));
@@ -48,17 +49,7 @@ function backendFor(
   url: string,
   extra: { draftTokens?: number; draftChoices?: number; api?: 'auto' | 'chat' | 'completions' } = {},
 ) {
-  return createUpstreamBackend({
-    url,
-    apiKey: null,
-    model: null,
-    api: extra.api ?? 'auto',
-    topLogprobs: 20,
-    draftTokens: extra.draftTokens ?? 8,
-    ...(extra.draftChoices === undefined ? {} : { draftChoices: extra.draftChoices }),
-    timeoutMs: 10_000,
-    tokenizer,
-  });
+  return startTestUpstreamBackend(url, extra);
 }
 
 async function generateTokens(

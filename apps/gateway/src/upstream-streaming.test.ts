@@ -10,7 +10,7 @@ import { loadDefaultModel, type NgramModel } from '@tracemark/lm';
 import { getTokenizer } from '@tracemark/tokenizers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend, ChatMessage } from './backends/types.ts';
-import { createUpstreamBackend, FIRST_LONE_BLOCK, LONE_BLOCK } from './backends/upstream.ts';
+import { FIRST_LONE_BLOCK, LONE_BLOCK } from './backends/upstream.ts';
 import { resolveConfig } from './config.ts';
 import { GatewayError } from './errors.ts';
 import { formatChatPrompt } from './prompt.ts';
@@ -22,6 +22,7 @@ import {
 } from './test-support/harness.ts';
 import { type ModelServer, startModelServer } from './test-support/model-server.ts';
 import { type QuirkyUpstreamOptions, startQuirkyUpstream } from './test-support/quirky-upstream.ts';
+import { startTestUpstreamBackend } from './test-support/upstream-backend.ts';
 
 const tokenizer = getTokenizer('cl100k_base');
 const lefthash = createWatermarker(createWatermarkKey({ secret: new Uint8Array(32).fill(11) }));
@@ -52,18 +53,7 @@ function backendFor(
   url: string,
   extra: { streaming?: boolean; draftTokens?: number; draftChoices?: number; api?: 'chat' | 'completions' },
 ) {
-  return createUpstreamBackend({
-    url,
-    apiKey: null,
-    model: null,
-    api: extra.api ?? 'completions',
-    topLogprobs: 20,
-    draftTokens: extra.draftTokens ?? 8,
-    draftChoices: extra.draftChoices ?? 16,
-    streaming: extra.streaming ?? true,
-    timeoutMs: 10_000,
-    tokenizer,
-  });
+  return startTestUpstreamBackend(url, { api: 'completions', draftChoices: 16, ...extra });
 }
 
 const MESSAGES: ChatMessage[] = [{ role: 'user', content: 'Tell me about the harbour.' }];
@@ -232,18 +222,14 @@ describe('streamed round trips', () => {
     closers.push(() => gateway.close());
     const health = await gateway.call('GET', '/healthz', undefined, null);
     expect(health.json).toMatchObject({ backend: 'upstream' });
-    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${gateway.devKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        model: 'ngram-upstream',
-        messages: [{ role: 'user', content: 'Write about the harbour.' }],
-        max_tokens: 200,
-        seed: 3,
-        stream: true,
-      }),
+    const streamed = await gateway.call('POST', '/v1/chat/completions', {
+      model: 'ngram-upstream',
+      messages: [{ role: 'user', content: 'Write about the harbour.' }],
+      max_tokens: 200,
+      seed: 3,
+      stream: true,
     });
-    const events = await readEvents(response);
+    const events = await readEvents(new Response(streamed.text));
     expect(events.at(-1)).toBe('[DONE]');
     const text = events
       .slice(0, -1)
