@@ -6,8 +6,9 @@
  * serves `n` itself (model-server's `choices`) and its events come back as they are written; the proxy's going
  * away ends the request behind it.
  */
-import { createServer, type IncomingMessage } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { EventSplitter } from '../backends/upstream.ts';
 
 export interface QuirkyUpstreamOptions {
   /** The server behind, `http://host:port/v1`. */
@@ -51,6 +52,47 @@ async function readBody(request: IncomingMessage): Promise<string> {
   let text = '';
   for await (const chunk of request) text += chunk;
   return text;
+}
+
+/**
+ * Writes the events of `answer` to `response` as they come, and ends it; with `fault`, fails as it says after
+ * that many events (`cut` aborts the request behind).
+ */
+async function relayStream(
+  answer: Response,
+  response: ServerResponse,
+  cut: AbortController,
+  fault: QuirkyUpstreamOptions['streamFault'],
+): Promise<void> {
+  const splitter = new EventSplitter();
+  const decoder = new TextDecoder();
+  let events = 0;
+  try {
+    for await (const piece of (answer.body ?? []) as AsyncIterable<Uint8Array>) {
+      if (fault === undefined) {
+        response.write(piece);
+        continue;
+      }
+      for (const event of splitter.push(decoder.decode(piece, { stream: true }))) {
+        response.write(`${event}\n\n`);
+        if (++events < fault.afterEvents) continue;
+        cut.abort();
+        if (fault.kind === 'cut') return void response.destroy();
+        if (fault.kind === 'error-event') {
+          return void response.end(`data: ${JSON.stringify({ error: { message: 'engine failure' } })}\n\n`);
+        }
+        response.write('data: ');
+        for (let mib = 0; mib < 16 && !response.destroyed; mib++) {
+          response.write('x'.repeat(1 << 20));
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+        return;
+      }
+    }
+  } catch {
+    // the client went away (the fetch behind was aborted with it)
+  }
+  response.end();
 }
 
 export async function startQuirkyUpstream(options: QuirkyUpstreamOptions): Promise<QuirkyUpstream> {
@@ -104,41 +146,7 @@ export async function startQuirkyUpstream(options: QuirkyUpstreamOptions): Promi
         response.writeHead(answer.status, {
           'content-type': answer.headers.get('content-type') ?? 'application/json',
         });
-        const fault = options.streamFault;
-        let pending = '';
-        let events = 0;
-        try {
-          for await (const piece of (answer.body ?? []) as AsyncIterable<Uint8Array>) {
-            if (fault === undefined) {
-              response.write(piece);
-              continue;
-            }
-            pending += Buffer.from(piece).toString('utf8');
-            let end = pending.indexOf('\n\n');
-            while (end >= 0) {
-              response.write(pending.slice(0, end + 2));
-              pending = pending.slice(end + 2);
-              if (++events >= fault.afterEvents) {
-                cut.abort();
-                if (fault.kind === 'cut') response.destroy();
-                else if (fault.kind === 'error-event') {
-                  response.end(`data: ${JSON.stringify({ error: { message: 'engine failure' } })}\n\n`);
-                } else {
-                  response.write('data: ');
-                  for (let mib = 0; mib < 16 && !response.destroyed; mib++) {
-                    response.write('x'.repeat(1 << 20));
-                    await new Promise((resolve) => setImmediate(resolve));
-                  }
-                }
-                return;
-              }
-              end = pending.indexOf('\n\n');
-            }
-          }
-        } catch {
-          // the client went away (the fetch behind was aborted with it)
-        }
-        response.end();
+        await relayStream(answer, response, cut, options.streamFault);
         return;
       }
       const n = options.choices === false ? 1 : Math.max(1, Number(body.n ?? 1));
