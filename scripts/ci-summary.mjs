@@ -9,7 +9,14 @@ let failed = 0;
 if (reportPath && existsSync(reportPath)) {
   const report = JSON.parse(readFileSync(reportPath, 'utf8'));
   passed = report.numPassedTests ?? 0;
-  failed = (report.numFailedTests ?? 0) + (report.numFailedTestSuites ?? 0);
+  // A file that failed without a failed test in it (it did not load, or a hook threw) counts once;
+  // numFailedTestSuites would count the file and each describe block around one failed test.
+  const filesFailedOutsideTests = (report.testResults ?? []).filter(
+    (file) =>
+      file.status === 'failed' &&
+      !(file.assertionResults ?? []).some((test) => test.status === 'failed'),
+  ).length;
+  failed = (report.numFailedTests ?? 0) + filesFailedOutsideTests;
 } else {
   failed = 1;
 }
