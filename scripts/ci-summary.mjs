@@ -13,8 +13,7 @@ if (reportPath && existsSync(reportPath)) {
   // numFailedTestSuites would count the file and each describe block around one failed test.
   const filesFailedOutsideTests = (report.testResults ?? []).filter(
     (file) =>
-      file.status === 'failed' &&
-      !(file.assertionResults ?? []).some((test) => test.status === 'failed'),
+      file.status === 'failed' && !(file.assertionResults ?? []).some((test) => test.status === 'failed'),
   ).length;
   failed = (report.numFailedTests ?? 0) + filesFailedOutsideTests;
 } else {

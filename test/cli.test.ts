@@ -1,5 +1,6 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
 import { loadHumanCorpus } from '@tracemark/lm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTemporaryDirectories, temporaryDirectory, tracemark } from './helpers.ts';
@@ -9,6 +10,12 @@ afterAll(removeTemporaryDirectories);
 const directory = temporaryDirectory();
 const keyPath = join(directory, 'key.json');
 let keyId = '';
+// Unwatermarked text is judged under a fixed key: under keygen's fresh key each run, each text was called
+// watermarked about once in fifteen thousand runs (a false positive at fpr 1e-4), over 20 texts here.
+const fixedKeyPath = join(directory, 'fixed-key.json');
+writeFileSync(fixedKeyPath, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(53) })), {
+  mode: 0o600,
+});
 
 beforeAll(async () => {
   const created = await tracemark(['keygen', '--out', keyPath]);
@@ -70,7 +77,9 @@ describe('tracemark CLI, real processes', () => {
     const generated = await generate200('--no-watermark');
     const output = JSON.parse(generated.stdout);
     expect(output.watermarked).toBe(false);
-    const detected = await tracemark(['detect', '--key', keyPath, '-', '--json'], { input: output.text });
+    const detected = await tracemark(['detect', '--key', fixedKeyPath, '-', '--json'], {
+      input: output.text,
+    });
     expect(JSON.parse(detected.stdout).results[0].verdict).toBe('not_watermarked');
   });
 
@@ -83,7 +92,7 @@ describe('tracemark CLI, real processes', () => {
       .join('\n');
     const path = join(directory, 'human.jsonl');
     writeFileSync(path, `${lines}\n`);
-    const detected = await tracemark(['detect', '--key', keyPath, path, '--json']);
+    const detected = await tracemark(['detect', '--key', fixedKeyPath, path, '--json']);
     expect(detected.code).toBe(0);
     const report = JSON.parse(detected.stdout);
     expect(report.results).toHaveLength(20);
@@ -214,13 +223,19 @@ describe('tracemark CLI, real processes', () => {
     const flat = join(directory, 'flat.json');
     const created = await tracemark(['keygen', '--out', flat, '--delta', '0', '--json']);
     expect(created.code, created.stderr).toBe(0);
+    // Detected under a fixed key of the same scheme: under keygen's fresh secret the text was called
+    // watermarked about once in thirty thousand runs.
+    const fixedFlat = join(directory, 'flat-fixed.json');
+    const fixed = createWatermarkKey({ secret: new Uint8Array(32).fill(59), scheme: { delta: 0 } });
+    expect(JSON.parse(readFileSync(flat, 'utf8')).scheme).toEqual(JSON.parse(serializeKeyFile(fixed)).scheme);
+    writeFileSync(fixedFlat, serializeKeyFile(fixed), { mode: 0o600 });
     const text = 'A person wrote this on a Sunday afternoon, with the window open and the radio on.';
-    const detected = await tracemark(['detect', '--key', flat, '-', '--json'], { input: text });
+    const detected = await tracemark(['detect', '--key', fixedFlat, '-', '--json'], { input: text });
     expect(detected.code, detected.stderr).toBe(0);
     const report = JSON.parse(detected.stdout);
     expect(report.error).toBeUndefined();
     expect(report.results[0]).toMatchObject({ verdict: 'insufficient', tokensToSettle: null });
-    const human = await tracemark(['detect', '--key', flat, '-'], { input: text });
+    const human = await tracemark(['detect', '--key', fixedFlat, '-'], { input: text });
     expect(human.code).toBe(0);
     expect(human.stdout).toMatch(/insufficient evidence/);
   });

@@ -5,6 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTemporaryDirectories, temporaryDirectory, tracemark } from './helpers.ts';
 
@@ -27,7 +28,11 @@ let keyFile = '';
 beforeAll(async () => {
   dir = temporaryDirectory('tracemark-hostile-');
   keyFile = join(dir, 'key.json');
-  expect((await tracemark(['keygen', '--out', keyFile])).code).toBe(0);
+  // A fixed key: under a fresh one each run, the short prose line was called watermarked about once in a
+  // hundred thousand runs (a false positive at fpr 1e-4).
+  writeFileSync(keyFile, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(61) })), {
+    mode: 0o600,
+  });
   const lines = Object.entries(HOSTILE).map(([kind, text]) => JSON.stringify({ kind, text }));
   lines.push(
     JSON.stringify({ kind: 'prose', text: 'An ordinary sentence, for contrast, among the hostile ones.' }),

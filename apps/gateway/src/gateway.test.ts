@@ -1,10 +1,20 @@
 /** The gateway through real HTTP: shapes, streaming, detection, logprobs, admin, errors. */
 import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
 import { createTextDetector } from '@tracemark/detection';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintApiKey } from './api-keys.ts';
 import { ERROR_STATUSES } from './schemas.ts';
-import { type Json, readEvents, startTestGateway, type TestGateway } from './test-support/harness.ts';
+import {
+  type Json,
+  readEvents,
+  removeTemporaryDirectories,
+  startTestGateway,
+  type TestGateway,
+  temporaryDirectory,
+} from './test-support/harness.ts';
 
 const MODEL = 'tracemark-ngram';
 const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
@@ -23,6 +33,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await gateway?.close();
+  removeTemporaryDirectories();
 });
 
 const chat = (body: Record<string, unknown>, key?: string) =>
@@ -262,10 +273,21 @@ describe('detection', () => {
   it('human text is not watermarked; window and fpr options pass through', async () => {
     const human =
       'It was a bright cold day in April, and the clocks were striking thirteen. Winston Smith, his chin nuzzled into his breast in an effort to escape the vile wind, slipped quickly through the glass doors of Victory Mansions, though not quickly enough to prevent a swirl of gritty dust from entering along with him.';
-    const response = await gateway.call('POST', '/v1/detect', { text: human, fpr: 0.001, window: true });
-    expect(response.status).toBe(200);
-    expect(response.json.verdict).not.toBe('watermarked');
-    expect(response.json.fpr).toBe(0.001);
+    // A gateway with a fixed key: under this file's fresh key, the text was called watermarked at fpr 0.001
+    // about once in ten thousand runs (the key's false positive, not a defect).
+    const keyFile = join(temporaryDirectory(), 'watermark-key.json');
+    writeFileSync(keyFile, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(47) })), {
+      mode: 0o600,
+    });
+    const fixed = await startTestGateway({ config: { keyFile } });
+    try {
+      const response = await fixed.call('POST', '/v1/detect', { text: human, fpr: 0.001, window: true });
+      expect(response.status).toBe(200);
+      expect(response.json.verdict).not.toBe('watermarked');
+      expect(response.json.fpr).toBe(0.001);
+    } finally {
+      await fixed.close();
+    }
   });
 
   it('needs exactly one of text or tokens, valid token ids, and the verify scope', async () => {

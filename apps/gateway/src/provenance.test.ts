@@ -3,9 +3,9 @@
  * issuance matches, detection equal to /v1/detect, a signed report that verifies offline with the published
  * key), the log endpoints, disclosure rules, key epochs, and refusals.
  */
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createRandom, deriveSubkey } from '@tracemark/core';
+import { createRandom, createWatermarkKey, deriveSubkey, serializeKeyFile } from '@tracemark/core';
 import { createTextDetector, readKeyFile } from '@tracemark/detection';
 import {
   type DsseEnvelope,
@@ -82,8 +82,14 @@ function provenanceSuite(
     beforeAll(async () => {
       const database = await databaseUrl();
       drop = database.drop;
+      // A fixed key: with a fresh one each run, the human text was called watermarked about once in
+      // fifteen thousand runs, and the 20%-edited copy went undetected about once in a thousand.
+      const keyFile = join(temporaryDirectory(), 'watermark-key.json');
+      writeFileSync(keyFile, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(29) })), {
+        mode: 0o600,
+      });
       gateway = await startTestGateway({
-        config: database.url === null ? {} : { databaseUrl: database.url },
+        config: database.url === null ? { keyFile } : { keyFile, databaseUrl: database.url },
       });
       keys = (await gateway.call('GET', '/.well-known/tracemark/keys.json', undefined, null)).json;
       const body = await complete(gateway, 'The harbour authority said on Monday that', 200, 41);

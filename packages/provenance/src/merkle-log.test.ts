@@ -223,23 +223,32 @@ describe('MerkleLog', () => {
     const root = await log.root();
     expect(toHex(root)).toBe(toHex(rootFromLeafHashes(all)));
 
+    // Each proof's time is the best of three: one call can stall far past 10 ms for a garbage collection or
+    // while a loaded machine runs other processes, but a proof that read O(n) would be slow every time.
+    const bestOfThree = async (prove: () => Promise<unknown>): Promise<number> => {
+      let best = Number.POSITIVE_INFINITY;
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const start = performance.now();
+        await prove();
+        best = Math.min(best, performance.now() - start);
+      }
+      return best;
+    };
     const timings: number[] = [];
     for (const index of [0, 1, 4_096, 65_535, 65_536, 99_998, 99_999]) {
       store.reads = 0;
       store.roundTrips = 0;
-      const start = performance.now();
       const proof = await log.inclusionProof(index);
-      timings.push(performance.now() - start);
       expect(verifyInclusion(all[index]!, index, n, proof, root)).toBe(true);
       expect(store.reads).toBeLessThanOrEqual(2 * Math.ceil(Math.log2(n)));
       expect(store.roundTrips).toBe(1);
+      timings.push(await bestOfThree(() => log.inclusionProof(index)));
     }
     store.reads = 0;
-    const start = performance.now();
     const proof = await log.consistencyProof(54_321);
-    timings.push(performance.now() - start);
     expect(store.reads).toBeLessThanOrEqual(3 * Math.ceil(Math.log2(n)));
     expect(verifyConsistency(54_321, n, await log.root(54_321), root, proof)).toBe(true);
+    timings.push(await bestOfThree(() => log.consistencyProof(54_321)));
     expect(Math.max(...timings)).toBeLessThan(10);
   });
 });
