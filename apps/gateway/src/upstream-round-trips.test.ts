@@ -3,8 +3,9 @@
  * server that serves `n` and streams (test-support/quirky-upstream.ts in front of test-support/model-server.ts).
  * One sample per round trip is how token driving worked before; the default asks for several. The numbers are
  * printed for the README: round trips, tokens the upstream decoded and wall time, per emitted token.
- * TRACEMARK_MEASURE_CHOICES=64,256 adds larger settings of D = 16 (slow: the server is Node);
- * TRACEMARK_MEASURE_STEP_MS=10 makes each of the server's decode steps take that long, as an engine's do.
+ * TRACEMARK_MEASURE_CHOICES=64,256 adds larger settings of D = 16 (slow: the server is Node; `128x32` names D too);
+ * TRACEMARK_MEASURE_STEP_MS=10 makes each of the server's decode steps take that long, as an engine's do;
+ * TRACEMARK_MEASURE_TOKENS=600 generates that many tokens per prompt instead of 150.
  *
  *   pnpm exec vitest run apps/gateway/src/upstream-round-trips.test.ts
  */
@@ -21,7 +22,7 @@ const tokenizer = getTokenizer('cl100k_base');
 const key = createWatermarkKey({ secret: new Uint8Array(32).fill(5) });
 const watermarker = createWatermarker(key);
 const PROMPTS = ['The committee said on Tuesday that', 'It was late in the evening when'];
-const TOKENS_PER_PROMPT = 150;
+const TOKENS_PER_PROMPT = Number(process.env.TRACEMARK_MEASURE_TOKENS ?? 150);
 let server: ModelServer;
 let proxy: QuirkyUpstream;
 
@@ -105,8 +106,9 @@ describe('upstream round trips per token (temperature 0.7, embedded model upstre
     expect(whole.tripsPerToken).toBe(several.tripsPerToken);
     const detector = createTextDetector({ keys: [key] });
     for (const text of several.texts) expect(detector.detectText(text).verdict).toBe('watermarked');
-    for (const choices of (process.env.TRACEMARK_MEASURE_CHOICES ?? '').split(',').filter(Boolean)) {
-      await measure(Number(choices), 16);
+    for (const setting of (process.env.TRACEMARK_MEASURE_CHOICES ?? '').split(',').filter(Boolean)) {
+      const [choices, depth = '16'] = setting.split('x');
+      await measure(Number(choices), Number(depth));
     }
   }, 600_000);
 
