@@ -19,6 +19,18 @@ export interface QuotaStore {
   used(apiKeyId: string, now?: Date): Promise<number>;
 }
 
+/**
+ * Refuses an amount that is not a whole number of tokens: a NaN stored in a counter would make every later
+ * comparison with the limit pass, and the quota would hold no more.
+ */
+function checkTokens(what: string, value: number, signed: boolean): void {
+  if (!Number.isSafeInteger(value) || (!signed && value < 0)) {
+    throw new RangeError(
+      `quota: ${what} must be a ${signed ? '' : 'non-negative '}whole number of tokens, not ${value}`,
+    );
+  }
+}
+
 export function utcDay(now: Date): string {
   return now.toISOString().slice(0, 10);
 }
@@ -45,6 +57,7 @@ export function createMemoryQuotaStore(seed: UsageSeed): QuotaStore {
   };
   return {
     async reserve(apiKeyId, amount, limit, now = new Date()) {
+      checkTokens('amount', amount, false);
       const day = utcDay(now);
       const key = await load(apiKeyId, day);
       const current = usage.get(key)!;
@@ -53,6 +66,7 @@ export function createMemoryQuotaStore(seed: UsageSeed): QuotaStore {
       return { granted: true, used: current + amount, day };
     },
     async adjust(apiKeyId, day, delta) {
+      checkTokens('delta', delta, true);
       const key = `${apiKeyId}\0${day}`;
       const current = usage.get(key);
       if (current !== undefined) usage.set(key, Math.max(0, current + delta));
@@ -88,6 +102,7 @@ export function createRedisQuotaStore(
   };
   return {
     async reserve(apiKeyId, amount, limit, now = new Date()) {
+      checkTokens('amount', amount, false);
       const day = utcDay(now);
       const key = await ensureSeeded(apiKeyId, day);
       const [granted, used] = (await redis.eval(RESERVE_SCRIPT, 1, key, String(amount), String(limit))) as [
@@ -97,6 +112,7 @@ export function createRedisQuotaStore(
       return { granted: granted === 1, used: Number(used), day };
     },
     async adjust(apiKeyId, day, delta) {
+      checkTokens('delta', delta, true);
       if (delta !== 0) await redis.incrby(keyOf(apiKeyId, day), delta);
     },
     async used(apiKeyId, now = new Date()) {

@@ -242,7 +242,7 @@ function createTracemarkDetector(options: DetectorOptions): TextDetector {
     try {
       assertTokenIds(ids, tokenizer, name);
     } catch (error) {
-      throw new InputError('TM_ERR_INVALID_TOKENS', (error as Error).message);
+      throw new InputError('TM_ERR_INVALID_TOKENS', (error as Error).message, name);
     }
   };
   const explain = (ids: ArrayLike<number>, input?: DetectInput): Detection => {
@@ -430,7 +430,7 @@ function createMixedDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector
     try {
       assertTokenIds(ids, vocabulary, name);
     } catch (error) {
-      throw new InputError('TM_ERR_INVALID_TOKENS', (error as Error).message);
+      throw new InputError('TM_ERR_INVALID_TOKENS', (error as Error).message, name);
     }
   };
   const checkPrompt = (input: DetectInput | undefined) => {

@@ -21,8 +21,11 @@ export type ErrorCode =
 export class InputError extends Error {
   override readonly name = 'InputError';
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string) {
+  /** The input field at fault where the caller named several (`tokens` or `prompt`), else undefined. */
+  readonly field: string | undefined;
+  constructor(code: ErrorCode, message: string, field?: string) {
     super(message);
     this.code = code;
+    this.field = field;
   }
 }

@@ -15,6 +15,8 @@ export async function reserveQuota(
   const key = request.apiKey!;
   const limit = key.dailyTokenQuota ?? fastify.gateway.config.dailyTokenQuota;
   const amount = prepared.maxTokens * prepared.prompts.length * prepared.n;
+  // The request stage checked each factor; a value that got past it is this gateway's defect, not the store's.
+  if (!Number.isSafeInteger(amount) || amount < 1) throw new Error(`quota: cannot reserve ${amount} tokens`);
   // Accounts the monitor links into a cluster draw on one quota (the cluster's counter starts when it forms).
   const quotaKey = fastify.gateway.monitoring.quotaKey(key);
   let reservation: Awaited<ReturnType<typeof fastify.quota.reserve>>;

@@ -197,18 +197,24 @@ export function createRequestStage(fastify: FastifyInstance): RequestStage {
         { param: 'model' },
       );
     }
-    const requested = (body.max_output_tokens ?? body.max_completion_tokens ?? body.max_tokens ?? null) as
-      | number
-      | null;
+    // Each endpoint reads only the fields its schema checked: a field another endpoint takes (max_tokens, n,
+    // stop on /v1/responses; max_output_tokens on the others) is unknown here, and unknown fields are ignored.
+    const limitField =
+      endpoint === 'responses'
+        ? 'max_output_tokens'
+        : endpoint === 'chat.completions' && body.max_completion_tokens != null
+          ? 'max_completion_tokens'
+          : 'max_tokens';
+    const requested = (body[limitField] ?? null) as number | null;
     const maxTokens = requested ?? config.defaultMaxTokens;
     if (maxTokens > config.maxTokensLimit) {
       throw badRequest(
         'TM_ERR_MAX_TOKENS',
-        `max_tokens is ${maxTokens}; this gateway allows at most ${config.maxTokensLimit}`,
-        body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens',
+        `${limitField} is ${maxTokens}; this gateway allows at most ${config.maxTokensLimit}`,
+        limitField,
       );
     }
-    const n = (body.n as number | null | undefined) ?? 1;
+    const n = endpoint === 'responses' ? 1 : ((body.n as number | null | undefined) ?? 1);
     if ((body.frequency_penalty ?? 0) !== 0)
       throw unsupported('frequency_penalty', 'frequency_penalty is not supported; omit it or send 0');
     if ((body.presence_penalty ?? 0) !== 0)
@@ -307,8 +313,11 @@ export function createRequestStage(fastify: FastifyInstance): RequestStage {
         { param: 'logprobs' },
       );
     }
-    const stop = body.stop as string | string[] | null | undefined;
-    const options = body.stream_options as { include_usage?: boolean | null } | null | undefined;
+    const stop = endpoint === 'responses' ? null : (body.stop as string | string[] | null | undefined);
+    const options =
+      endpoint === 'responses'
+        ? null
+        : (body.stream_options as { include_usage?: boolean | null } | null | undefined);
     return {
       endpoint,
       model,
@@ -317,7 +326,7 @@ export function createRequestStage(fastify: FastifyInstance): RequestStage {
       maxTokens,
       temperature: (body.temperature as number | null | undefined) ?? DEFAULT_TEMPERATURE,
       topP: (body.top_p as number | null | undefined) ?? DEFAULT_TOP_P,
-      seed: typeof body.seed === 'number' ? normalizeSeed(body.seed) : null,
+      seed: endpoint !== 'responses' && typeof body.seed === 'number' ? normalizeSeed(body.seed) : null,
       stops: stop == null ? [] : typeof stop === 'string' ? [stop] : stop,
       stream: body.stream === true,
       includeUsage: options?.include_usage === true,

@@ -242,6 +242,18 @@ export function analyzeVerification(detectors: VerifyDetectors, input: VerifyInp
   const tokenizer = plain.tokenizer;
   if (tokenizer === null) throw new Error('verification needs a tokenizer tracemark ships');
   const fromTokens = input.tokens !== undefined;
+  if (fromTokens) {
+    // Before the ids become 32-bit words, where 2^32 would read as 0 and pass the check below.
+    input.tokens!.forEach((id, i) => {
+      if (!(Number.isInteger(id) && id >= 0 && id <= 0xffffffff)) {
+        throw new InputError(
+          'TM_ERR_INVALID_TOKENS',
+          `tokens[${i}] is ${id}, not a token id of ${tokenizer.id}`,
+          'tokens',
+        );
+      }
+    });
+  }
   const ids = fromTokens
     ? Uint32Array.from(input.tokens!)
     : onClientInput('text', () => tokenizer.encodeFast(input.text!));
@@ -258,6 +270,7 @@ export function analyzeVerification(detectors: VerifyDetectors, input: VerifyInp
         throw new InputError(
           'TM_ERR_INVALID_TOKENS',
           `tokens[${i}] is ${id}, an id that ${tokenizer.id} leaves unused`,
+          'tokens',
         );
       }
     }

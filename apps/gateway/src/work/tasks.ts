@@ -401,7 +401,8 @@ export function createWorkContext(keys: WorkKeys): WorkContext {
 function failureOf(error: unknown, task: WorkTask): ClientFailure | null {
   if (error instanceof InputError) {
     const field =
-      task.kind === 'detect'
+      error.field ??
+      (task.kind === 'detect'
         ? task.text !== undefined
           ? 'text'
           : 'tokens'
@@ -409,7 +410,7 @@ function failureOf(error: unknown, task: WorkTask): ClientFailure | null {
           ? task.input.text !== undefined
             ? 'text'
             : 'tokens'
-          : null;
+          : null);
     return {
       status: 400,
       code: error.code === 'TM_ERR_INVALID_TOKENS' ? 'TM_ERR_INVALID_TOKENS' : 'TM_ERR_INVALID_REQUEST',

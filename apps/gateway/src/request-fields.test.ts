@@ -1,0 +1,141 @@
+/**
+ * Each endpoint reads only the fields its own schema checks. A field that another endpoint takes (max_tokens,
+ * n and stop on /v1/responses; max_output_tokens on chat and legacy completions) is unknown there and
+ * ignored: it can neither lift the quota (a string once made the reservation NaN, which every later check
+ * passed), nor crash the request, nor generate outputs the client never receives. Token ids past 32 bits are
+ * a 400, and a bad prompt id names `prompt`. Through the real HTTP server.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMemoryQuotaStore } from './quota.ts';
+import { type Json, startTestGateway, type TestGateway } from './test-support/harness.ts';
+
+const MODEL = 'tracemark-ngram';
+let gateway: TestGateway;
+beforeAll(async () => {
+  gateway = await startTestGateway({ config: { dailyTokenQuota: 100 } });
+});
+afterAll(async () => {
+  await gateway?.close();
+});
+
+/** A fresh key of its own (its own quota), with the generate scope. */
+async function quotaKey(): Promise<string> {
+  const created = await gateway.call('POST', '/v1/admin/keys', { scopes: ['generate'] });
+  expect(created.status, JSON.stringify(created.json)).toBe(201);
+  return created.json.key as string;
+}
+
+const chat = { model: MODEL, messages: [{ role: 'user', content: 'Tell me about the weather' }] };
+
+describe('fields of another endpoint are ignored', () => {
+  it('a foreign limit field of any value leaves the quota whole on chat, completions and responses', async () => {
+    const bodies: [string, Record<string, unknown>][] = [
+      ['/v1/chat/completions', { ...chat, max_tokens: 40, max_output_tokens: 'x' }],
+      ['/v1/completions', { model: MODEL, prompt: 'Tell me', max_tokens: 40, max_output_tokens: 'x' }],
+      ['/v1/responses', { model: MODEL, input: 'Tell me', max_output_tokens: 40, max_tokens: 'abc' }],
+      ['/v1/responses', { model: MODEL, input: 'Tell me', max_output_tokens: 40, n: 'abc' }],
+    ];
+    for (const [path, body] of bodies) {
+      const key = await quotaKey();
+      const served = await gateway.call('POST', path, body, key);
+      expect(served.status, `${path}: ${JSON.stringify(served.json)}`).toBe(200);
+      // at least one token used of 100: a request that may use 100 more is refused, as without the foreign field
+      const refused = await gateway.call('POST', path, { ...body, ...limit(path, 100) }, key);
+      expect(refused.status, `${path} after ${JSON.stringify(body)}`).toBe(429);
+      expect(refused.json.error.code).toBe('TM_ERR_QUOTA_EXCEEDED');
+    }
+  });
+
+  it('/v1/responses takes its limit from max_output_tokens alone, and names it', async () => {
+    const ignored = await gateway.call('POST', '/v1/responses', {
+      model: MODEL,
+      input: 'Tell me',
+      max_output_tokens: 5,
+      max_tokens: 0,
+    });
+    expect(ignored.status).toBe(200);
+    expect(ignored.json.usage.output_tokens).toBeGreaterThan(0);
+    expect(ignored.json.usage.output_tokens).toBeLessThanOrEqual(5);
+    const tooMany = await gateway.call('POST', '/v1/responses', {
+      model: MODEL,
+      input: 'Tell me',
+      max_output_tokens: 999_999,
+    });
+    expect(tooMany.status).toBe(400);
+    expect(tooMany.json.error).toMatchObject({ code: 'TM_ERR_MAX_TOKENS', param: 'max_output_tokens' });
+    expect(tooMany.json.error.message).toMatch(/^max_output_tokens is 999999/);
+  });
+
+  it('/v1/responses ignores stop and n: no 500, one output, one issuance record', async () => {
+    for (const extra of [{ stop: 12345 }, { stop: { a: 1 } }, { n: [3] }, { n: 2 }, { n: 0 }]) {
+      const response = await gateway.call('POST', '/v1/responses', {
+        model: MODEL,
+        input: 'Tell me',
+        max_output_tokens: 4,
+        ...extra,
+      });
+      expect(response.status, `${JSON.stringify(extra)}: ${JSON.stringify(response.json)}`).toBe(200);
+      expect(response.json.output).toHaveLength(1);
+      expect(response.json.tracemark.issuance_ids).toHaveLength(1);
+    }
+    // streamed: one message, one completion event
+    const streamed = await fetch(`${gateway.url}/v1/responses`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${gateway.devKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: MODEL,
+        input: 'Tell me',
+        max_output_tokens: 4,
+        n: 2,
+        stop: 7,
+        stream: true,
+      }),
+    });
+    expect(streamed.status).toBe(200);
+    const text = await streamed.text();
+    expect(text.match(/^event: response\.created$/gm)).toHaveLength(1);
+    expect(text.match(/^event: response\.(completed|incomplete)$/gm)).toHaveLength(1);
+  });
+});
+
+describe('token ids', () => {
+  it('an id of 2^32 or more is a 400 on verify and detect, never read as its low 32 bits', async () => {
+    for (const path of ['/v1/verify', '/v1/detect']) {
+      for (const id of [4_294_967_296, 4_294_967_297 + 100]) {
+        const response = await gateway.call('POST', path, { tokens: [id, 5, 6] });
+        expect(response.status, `${path} ${id}: ${JSON.stringify(response.json)}`).toBe(400);
+        expect(response.json.error.param).toBe('tokens');
+      }
+    }
+  });
+
+  it('a bad prompt id names prompt, on detect and verify', async () => {
+    const cases: [string, Json][] = [
+      ['/v1/detect', { tokens: [1, 2, 3], prompt: [99_999_999_999] }],
+      ['/v1/verify', { text: 'hello world', prompt: [99_999_999_999] }],
+      ['/v1/detect', { text: 'hello world', prompt: [100_300] }],
+    ];
+    for (const [path, body] of cases) {
+      const response = await gateway.call('POST', path, body);
+      expect(response.status, `${path}: ${JSON.stringify(response.json)}`).toBe(400);
+      expect(response.json.error).toMatchObject({ code: 'TM_ERR_INVALID_TOKENS', param: 'prompt' });
+    }
+  });
+});
+
+function limit(path: string, tokens: number): Record<string, number> {
+  return path === '/v1/responses' ? { max_output_tokens: tokens } : { max_tokens: tokens };
+}
+
+describe('the quota stores', () => {
+  it('refuse an amount that is not a whole number of tokens, and keep counting', async () => {
+    const store = createMemoryQuotaStore(async () => 0);
+    for (const amount of [Number.NaN, -1, 1.5, Number.POSITIVE_INFINITY]) {
+      await expect(store.reserve('k', amount, 100)).rejects.toThrow(RangeError);
+    }
+    const granted = await store.reserve('k', 60, 100);
+    expect(granted).toMatchObject({ granted: true, used: 60 });
+    await expect(store.adjust('k', granted.day, Number.NaN)).rejects.toThrow(RangeError);
+    expect((await store.reserve('k', 60, 100)).granted).toBe(false);
+  });
+});
