@@ -2,6 +2,7 @@
  * Builds the gateway as a fastify app, without listening (server.ts listens). Cross-cutting parts are named
  * plugins (errors, metrics, auth with rate limits, OpenAPI); routes are encapsulated plugins.
  */
+import { isUtf8 } from 'node:buffer';
 import swagger from '@fastify/swagger';
 import { createWatermarker } from '@tracemark/core';
 import { isForeignKey } from '@tracemark/detection';
@@ -18,7 +19,7 @@ import { redactingLoggerOptions } from './log-redaction.ts';
 import { createMonitoringService } from './monitoring/service.ts';
 import authPlugin from './plugins/auth.ts';
 import consolePlugin from './plugins/console.ts';
-import errorsPlugin from './plugins/errors.ts';
+import errorsPlugin, { sendError, toGatewayError } from './plugins/errors.ts';
 import metricsPlugin from './plugins/metrics.ts';
 import { createIssuanceLog } from './provenance/issuance-log.ts';
 import { createMemoryQuotaStore, createRedisQuotaStore } from './quota.ts';
@@ -246,6 +247,45 @@ export async function buildApp(
     forceCloseConnections: 'idle',
     ajv: { customOptions: { coerceTypes: false, removeAdditional: true, allErrors: false } },
     genReqId: () => `req_${Math.random().toString(36).slice(2, 12)}`,
+    // Errors the router raises before a route runs (a bad percent-encoding, an overlong parameter) leave in
+    // the same shape as every other.
+    frameworkErrors: (error, request, reply) => {
+      const mapped = toGatewayError(error);
+      request.log.info({ code: mapped.code, statusCode: mapped.statusCode }, mapped.message);
+      sendError(reply, mapped);
+    },
+    // A request that does not arrive in full within requestTimeout, or that the HTTP parser refuses.
+    clientErrorHandler: (error, socket) => {
+      if (!socket.writable) return;
+      const timedOut = (error as { code?: string }).code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      const body = JSON.stringify(
+        timedOut
+          ? new GatewayError(408, 'TM_ERR_TIMEOUT', 'the request did not arrive in full within 30 s').toBody()
+          : new GatewayError(400, 'TM_ERR_INVALID_REQUEST', 'the request is not valid HTTP').toBody(),
+      );
+      socket.end(
+        `HTTP/1.1 ${timedOut ? '408 Request Timeout' : '400 Bad Request'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    },
+  });
+  // JSON bodies must be UTF-8 (RFC 8259): bytes that are not would be read as U+FFFD, and a text verified,
+  // detected or generated from would silently differ from the one sent.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    const bytes = body as Buffer;
+    if (!isUtf8(bytes)) {
+      done(
+        new GatewayError(
+          400,
+          'TM_ERR_INVALID_JSON',
+          'the request body is not valid UTF-8: send JSON encoded as UTF-8 (text with other bytes cannot be verified as sent)',
+        ),
+        undefined,
+      );
+      return;
+    }
+    parseJson(request, bytes.toString('utf8'), done);
   });
   await app.register(gatewayPlugin, services);
   await app.ready();

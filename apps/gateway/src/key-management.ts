@@ -27,12 +27,35 @@ export interface CreatedApiKey {
   readonly key: string;
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+/**
+ * An account id or key name is stored, listed and (an account) hashed into its watermark key as UTF-8: a lone
+ * surrogate would be stored as U+FFFD, so that two accounts became one, and a control character (NUL, a
+ * terminal escape) would reach every list and log that shows it.
+ */
+export function checkKeyLabel(field: string, value: string | undefined): void {
+  if (value === undefined) return;
+  const lone = value.search(LONE_SURROGATE);
+  if (lone >= 0)
+    throw new RangeError(`${field}: a lone surrogate at index ${lone}; send well-formed Unicode text`);
+  const control = value.search(CONTROL);
+  if (control >= 0) {
+    const code = value.charCodeAt(control).toString(16).toUpperCase().padStart(4, '0');
+    throw new RangeError(`${field}: a control character (U+${code}) at index ${control}`);
+  }
+}
+
 export async function createApiKey(
   storage: GatewayStorage,
   serverSecret: Uint8Array,
   options: CreateApiKeyOptions,
 ): Promise<CreatedApiKey> {
   if (options.scopes.length === 0) throw new RangeError('scopes: at least one scope is required');
+  checkKeyLabel('account', options.account);
+  checkKeyLabel('name', options.name);
   const now = options.now ?? new Date();
   if (options.expiresAt !== undefined && options.expiresAt !== null) {
     const expires = Date.parse(options.expiresAt);

@@ -139,3 +139,90 @@ describe('the quota stores', () => {
     expect((await store.reserve('k', 60, 100)).granted).toBe(false);
   });
 });
+
+describe('bodies, labels and paths', () => {
+  const post = (path: string, body: Uint8Array | string) =>
+    fetch(`${gateway.url}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${gateway.devKey}`, 'content-type': 'application/json' },
+      body,
+    });
+
+  it('a body that is not UTF-8 is a 400 that says so, on every route', async () => {
+    const prefix = new TextEncoder().encode('{"text":"The committee said on Tuesday that the plan ');
+    const suffix = new TextEncoder().encode(' would go ahead."}');
+    const body = new Uint8Array([...prefix, 0xff, 0xfe, ...suffix]);
+    for (const path of ['/v1/verify', '/v1/detect']) {
+      const response = await post(path, body);
+      const json = (await response.json()) as Json;
+      expect(response.status, path).toBe(400);
+      expect(json.error.code).toBe('TM_ERR_INVALID_JSON');
+      expect(json.error.message).toMatch(/not valid UTF-8/);
+    }
+    // the same text as UTF-8 is served
+    expect((await post('/v1/detect', '{"text":"The committee said on Tuesday"}')).status).toBe(200);
+  });
+
+  it('verify refuses a text with a lone surrogate: it has no UTF-8 bytes to sign a report about', async () => {
+    const response = await post('/v1/verify', '{"text":"The plan \\ud800 would go ahead."}');
+    const json = (await response.json()) as Json;
+    expect(response.status).toBe(400);
+    expect(json.error.param).toBe('text');
+    expect(json.error.message).toMatch(/lone surrogate at index 9/);
+  });
+
+  it('an account or key name with a lone surrogate or a control character is a 400 naming it', async () => {
+    const cases: [Json, string, RegExp][] = [
+      [{ scopes: ['generate'], account: '\ud800x' }, 'account', /lone surrogate at index 0/],
+      [{ scopes: ['generate'], account: 'x\udbff' }, 'account', /lone surrogate at index 1/],
+      [{ scopes: ['generate'], name: 'a\u0000b' }, 'name', /U\+0000/],
+      [{ scopes: ['generate'], name: '\u001b[31mred' }, 'name', /U\+001B/],
+    ];
+    for (const [body, param, message] of cases) {
+      const response = await gateway.call('POST', '/v1/admin/keys', body);
+      expect(response.status, JSON.stringify(body)).toBe(400);
+      expect(response.json.error.param).toBe(param);
+      expect(response.json.error.message).toMatch(message);
+    }
+    const fine = await gateway.call('POST', '/v1/admin/keys', { scopes: ['generate'], account: 'équipe 😀' });
+    expect(fine.status).toBe(201);
+    expect(fine.json.info.account).toBe('équipe 😀');
+  });
+
+  it('router errors and whole-body rules leave in the documented shape, with a message that reads', async () => {
+    for (const path of ['/v1/admin/issuance/%FF', `/v1/admin/risk/accounts/${'a'.repeat(5000)}`]) {
+      const response = await gateway.call('GET', path);
+      expect(response.status, path).toBe(400);
+      expect(response.json.error.code, path).toBe('TM_ERR_INVALID_REQUEST');
+    }
+    for (const body of ['null', '[]', '"text"']) {
+      const response = await post('/v1/detect', body);
+      const json = (await response.json()) as Json;
+      expect(response.status, body).toBe(400);
+      expect(json.error.message, body).toBe('the request body must be object');
+    }
+    const missing = await post('/v1/chat/completions', '{}');
+    expect(((await missing.json()) as Json).error.message).toMatch(
+      /^the request body must have required property/,
+    );
+  });
+
+  it('a request the HTTP parser refuses is answered in the documented shape', async () => {
+    const { connect } = await import('node:net');
+    const { port } = new URL(gateway.url);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1', () => {
+        socket.write('GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\u0001b\r\n\r\n');
+      });
+      let text = '';
+      socket.on('data', (chunk) => {
+        text += chunk.toString();
+      });
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    const json = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
+    expect(json.error).toMatchObject({ code: 'TM_ERR_INVALID_REQUEST', type: 'invalid_request_error' });
+  });
+});

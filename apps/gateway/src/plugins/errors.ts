@@ -13,6 +13,7 @@ import {
 const FIELD_CODES: Readonly<Record<string, GatewayErrorCode>> = {
   max_tokens: 'TM_ERR_MAX_TOKENS',
   max_completion_tokens: 'TM_ERR_MAX_TOKENS',
+  max_output_tokens: 'TM_ERR_MAX_TOKENS',
   n: 'TM_ERR_TOO_MANY_CHOICES',
 };
 
@@ -45,8 +46,12 @@ export function toGatewayError(error: FastifyError | Error): GatewayError {
     const param = missing ?? (path.filter((part) => part !== '').join('.') || null);
     const code = FIELD_CODES[field] ?? 'TM_ERR_INVALID_REQUEST';
     const where = fastifyError.validationContext ?? 'body';
-    const message = (fastifyError.message ?? 'invalid request').replace(new RegExp(`^${where}/?`), '');
-    return new GatewayError(400, code, `${where === 'body' ? '' : `${where}: `}${message}`, { param });
+    const rest = (fastifyError.message ?? 'invalid request').replace(new RegExp(`^${where}/?`), '');
+    // A rule on the whole body or query ("body must be object") has no field to start the message with.
+    const message = rest.startsWith(' ')
+      ? `the ${where === 'body' ? 'request body' : where}${rest}`
+      : `${where === 'body' ? '' : `${where}: `}${rest}`;
+    return new GatewayError(400, code, message, { param });
   }
   switch (fastifyError.code) {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
@@ -67,6 +72,18 @@ export function toGatewayError(error: FastifyError | Error): GatewayError {
         415,
         'TM_ERR_UNSUPPORTED_MEDIA_TYPE',
         'send the request body as application/json',
+      );
+    case 'FST_ERR_BAD_URL':
+      return new GatewayError(
+        400,
+        'TM_ERR_INVALID_REQUEST',
+        'the request path is not a valid URL (bad percent-encoding)',
+      );
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new GatewayError(
+        400,
+        'TM_ERR_INVALID_REQUEST',
+        'a path parameter is longer than the gateway accepts',
       );
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new GatewayError(

@@ -242,6 +242,17 @@ export function analyzeVerification(detectors: VerifyDetectors, input: VerifyInp
   const tokenizer = plain.tokenizer;
   if (tokenizer === null) throw new Error('verification needs a tokenizer tracemark ships');
   const fromTokens = input.tokens !== undefined;
+  if (!fromTokens) {
+    // The report is about the text's UTF-8 bytes, which a lone surrogate does not have (it would be signed as U+FFFD).
+    const lone = input.text!.search(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/);
+    if (lone >= 0) {
+      throw new InputError(
+        'TM_ERR_USAGE',
+        `text holds a lone surrogate at index ${lone}: it has no UTF-8 bytes for the report to be about`,
+        'text',
+      );
+    }
+  }
   if (fromTokens) {
     // Before the ids become 32-bit words, where 2^32 would read as 0 and pass the check below.
     input.tokens!.forEach((id, i) => {

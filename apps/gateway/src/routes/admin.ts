@@ -119,8 +119,11 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
           .code(201)
           .send({ id: created.info.id, key: created.key, info: { ...created.info, state: 'active' } });
       } catch (error) {
-        if (error instanceof RangeError)
-          throw badRequest('TM_ERR_INVALID_REQUEST', error.message, 'expiresAt');
+        if (error instanceof RangeError) {
+          // createApiKey's messages start with the field at fault
+          const field = /^(\w+):/.exec(error.message)?.[1] ?? null;
+          throw badRequest('TM_ERR_INVALID_REQUEST', error.message, field);
+        }
         throw error;
       }
     },
