@@ -69,6 +69,11 @@ export interface GatewayConfig {
   readonly maxTokensLimit: number;
   readonly defaultMaxTokens: number;
   readonly maxChoices: number;
+  /**
+   * Log-probabilities a response without `stream` may carry (max tokens × choices × (top + 1)): the response is
+   * built and serialized on the event loop's thread, and 6 MB of them paused it for 0.5 s, 50 MB for 6 s.
+   */
+  readonly maxLogprobEntries: number;
   readonly maxPromptTokens: number;
   /** Requests per minute per API key (a key may carry its own). */
   readonly rateLimitPerMinute: number;
@@ -163,6 +168,7 @@ export const ENVIRONMENT_VARIABLES: Readonly<Record<string, string>> = {
   TRACEMARK_MAX_TOKENS_LIMIT: 'maxTokensLimit',
   TRACEMARK_DEFAULT_MAX_TOKENS: 'defaultMaxTokens',
   TRACEMARK_MAX_CHOICES: 'maxChoices',
+  TRACEMARK_MAX_LOGPROB_ENTRIES: 'maxLogprobEntries',
   TRACEMARK_MAX_PROMPT_TOKENS: 'maxPromptTokens',
   TRACEMARK_RATE_LIMIT_PER_MINUTE: 'rateLimitPerMinute',
   TRACEMARK_AUTH_FAILURES_PER_MINUTE: 'authFailuresPerMinute',
@@ -196,6 +202,7 @@ const INTEGER_RANGES: Readonly<Partial<Record<keyof GatewayConfig, readonly [num
   maxTokensLimit: [1, 1_000_000],
   defaultMaxTokens: [1, 1_000_000],
   maxChoices: [1, 128],
+  maxLogprobEntries: [1, 100_000_000],
   maxPromptTokens: [1, 10_000_000],
   rateLimitPerMinute: [1, 10_000_000],
   authFailuresPerMinute: [1, 10_000_000],
@@ -236,6 +243,7 @@ const DEFAULTS: Omit<GatewayConfig, 'dataDir'> = {
   maxTokensLimit: 4096,
   defaultMaxTokens: 256,
   maxChoices: 8,
+  maxLogprobEntries: 65_536,
   maxPromptTokens: 32_768,
   rateLimitPerMinute: 600,
   authFailuresPerMinute: 30,

@@ -226,3 +226,37 @@ describe('bodies, labels and paths', () => {
     expect(json.error).toMatchObject({ code: 'TM_ERR_INVALID_REQUEST', type: 'invalid_request_error' });
   });
 });
+
+describe('log-probabilities', () => {
+  it('a response without stream carries at most maxLogprobEntries of them; streamed, the same request is served', async () => {
+    const small = await startTestGateway({ config: { maxLogprobEntries: 2_000 } });
+    try {
+      const key = (await small.call('POST', '/v1/admin/keys', { scopes: ['generate', 'logprobs'] })).json.key;
+      const body = { ...chat, n: 2, max_tokens: 100, logprobs: true, top_logprobs: 20 };
+      const refused = await small.call('POST', '/v1/chat/completions', body, key);
+      expect(refused.status).toBe(400);
+      expect(refused.json.error).toMatchObject({ code: 'TM_ERR_MAX_TOKENS', param: 'top_logprobs' });
+      expect(refused.json.error.message).toMatch(
+        /at most 2000 .* may carry 4200 \(100 tokens × 2 choices × 21\)/,
+      );
+      const legacy = await small.call(
+        'POST',
+        '/v1/completions',
+        { model: MODEL, prompt: 'Tell me', n: 4, max_tokens: 100, logprobs: 5 },
+        key,
+      );
+      expect(legacy.json.error).toMatchObject({ code: 'TM_ERR_MAX_TOKENS', param: 'logprobs' });
+      const fits = await small.call('POST', '/v1/chat/completions', { ...body, n: 1, max_tokens: 90 }, key);
+      expect(fits.status).toBe(200);
+      const streamed = await fetch(`${small.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ ...body, stream: true }),
+      });
+      expect(streamed.status).toBe(200);
+      expect(await streamed.text()).toMatch(/"top_logprobs":\[/);
+    } finally {
+      await small.close();
+    }
+  });
+});

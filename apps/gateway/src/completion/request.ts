@@ -313,6 +313,16 @@ export function createRequestStage(fastify: FastifyInstance): RequestStage {
         { param: 'logprobs' },
       );
     }
+    if (topLogprobs !== null && body.stream !== true) {
+      const entries = maxTokens * choices * (topLogprobs + 1);
+      if (entries > config.maxLogprobEntries) {
+        throw badRequest(
+          'TM_ERR_MAX_TOKENS',
+          `a response without stream carries at most ${config.maxLogprobEntries} log-probabilities, and this one may carry ${entries} (${maxTokens} tokens × ${choices} choices × ${topLogprobs + 1}): send "stream": true, or ask for fewer tokens, choices or top logprobs`,
+          endpoint === 'chat.completions' ? 'top_logprobs' : 'logprobs',
+        );
+      }
+    }
     const stop = endpoint === 'responses' ? null : (body.stop as string | string[] | null | undefined);
     const options =
       endpoint === 'responses'
