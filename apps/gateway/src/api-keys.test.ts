@@ -66,8 +66,15 @@ describe('configuration', () => {
 
   it('names the variable of a bad value and never echoes a URL with credentials', () => {
     expect(() => resolveConfig({}, { TRACEMARK_PORT: 'eighty' })).toThrow(/TRACEMARK_PORT must be a number/);
+    // a setting without a serve flag is named by its variable alone; one with a flag, by both
     expect(() => resolveConfig({}, { TRACEMARK_MAX_CHOICES: '0' })).toThrow(
-      /--max-choices \(TRACEMARK_MAX_CHOICES\)/,
+      /^TRACEMARK_MAX_CHOICES must be an integer from 1 to 128, got 0$/,
+    );
+    expect(() => resolveConfig({}, { TRACEMARK_RATE_LIMIT_PER_MINUTE: '-5' })).toThrow(
+      /^TRACEMARK_RATE_LIMIT_PER_MINUTE must be/,
+    );
+    expect(() => resolveConfig({}, { TRACEMARK_THROTTLED_RATE_LIMIT_PER_MINUTE: '0' })).toThrow(
+      /^--throttled-rate-limit-per-minute \(TRACEMARK_THROTTLED_RATE_LIMIT_PER_MINUTE\) must be/,
     );
     const error = (() => {
       try {

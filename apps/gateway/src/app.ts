@@ -274,6 +274,18 @@ export async function buildApp(
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
     const bytes = body as Buffer;
+    const encoding = request.headers['content-encoding'];
+    if (encoding !== undefined && encoding.toLowerCase() !== 'identity') {
+      done(
+        new GatewayError(
+          415,
+          'TM_ERR_UNSUPPORTED_MEDIA_TYPE',
+          `Content-Encoding ${encoding} is not accepted: send the JSON body uncompressed`,
+        ),
+        undefined,
+      );
+      return;
+    }
     if (!isUtf8(bytes)) {
       done(
         new GatewayError(

@@ -369,17 +369,31 @@ export function resolveConfig(
   return Object.freeze(merged) as unknown as GatewayConfig;
 }
 
-/** `tracemark serve` flags whose names are not the field's. */
-const FLAG_NAMES: Readonly<Partial<Record<keyof GatewayConfig, string>>> = {
+/**
+ * The settings `tracemark serve` takes as flags (apps/cli/src/commands/serve.ts), by flag; the others are
+ * set through their environment variable alone, and a message must not name a flag that does not exist.
+ */
+const SERVE_FLAGS: Readonly<Partial<Record<keyof GatewayConfig, string>>> = {
+  port: '--port',
+  host: '--host',
+  dataDir: '--data-dir',
   keyFile: '--key',
+  accountKeys: '--account-keys',
+  logLevel: '--log-level',
+  monitor: '--no-monitor',
+  monitorMmdFile: '--monitor-mmd',
+  clusterLimits: '--no-cluster-limits',
+  throttledRateLimitPerMinute: '--throttled-rate-limit-per-minute',
+  inputPolicy: '--input-policy',
+  outputPolicy: '--output-policy',
   upstreamUrl: '--upstream',
   upstreamWatermarkFile: '--upstream-watermark',
-  monitorMmdFile: '--monitor-mmd',
 };
 
 export function describeConfigField(field: keyof GatewayConfig): string {
   const variable = Object.entries(ENVIRONMENT_VARIABLES).find(([, name]) => name === field)?.[0];
-  const flag = FLAG_NAMES[field] ?? `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  const flag = SERVE_FLAGS[field];
+  if (flag === undefined) return variable ?? field;
   return variable === undefined ? flag : `${flag} (${variable})`;
 }
 

@@ -240,7 +240,7 @@ describe('configuration', () => {
       { upstreamWatermarkFile: 'k.json', upstreamUrl: 'http://127.0.0.1:1/v1', keyEpoch: '2026' },
       /does not apply with --upstream-watermark/,
     ],
-    [{ upstreamMarkSampleRate: 1.5 }, /--upstream-mark-sample-rate .* from 0 to 1/],
+    [{ upstreamMarkSampleRate: 1.5 }, /^TRACEMARK_UPSTREAM_MARK_SAMPLE_RATE must be a number from 0 to 1/],
   ])('%j is refused', (flags, message) => {
     expect(() => resolveConfig({ dataDir: keyDirectory, ...flags }, {})).toThrow(message);
   });

@@ -260,3 +260,38 @@ describe('log-probabilities', () => {
     }
   });
 });
+
+describe('more of what clients send', () => {
+  it('a body past the limit is a 413 that names the limit; a compressed body is a 415 that says so', async () => {
+    const big = await fetch(`${gateway.url}/v1/detect`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${gateway.devKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ text: 'a'.repeat(1_100_000) }),
+    });
+    const bigJson = (await big.json()) as Json;
+    expect(big.status).toBe(413);
+    expect(bigJson.error.message).toMatch(/\(1048576 bytes;/);
+    const { gzipSync } = await import('node:zlib');
+    const zipped = await fetch(`${gateway.url}/v1/detect`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${gateway.devKey}`,
+        'content-type': 'application/json',
+        'content-encoding': 'gzip',
+      },
+      body: gzipSync(JSON.stringify({ text: 'The committee said on Tuesday' })),
+    });
+    const zippedJson = (await zipped.json()) as Json;
+    expect(zipped.status).toBe(415);
+    expect(zippedJson.error.message).toMatch(/Content-Encoding gzip is not accepted/);
+  });
+
+  it('GET /v1/models/{model} answers the model, or a 404 naming it (the SDKs’ models.retrieve)', async () => {
+    const found = await gateway.call('GET', `/v1/models/${MODEL}`);
+    expect(found.status).toBe(200);
+    expect(found.json).toMatchObject({ id: MODEL, object: 'model' });
+    const missing = await gateway.call('GET', '/v1/models/gpt-9');
+    expect(missing.status).toBe(404);
+    expect(missing.json.error).toMatchObject({ code: 'TM_ERR_UNKNOWN_MODEL', param: 'model' });
+  });
+});

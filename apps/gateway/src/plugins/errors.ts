@@ -111,7 +111,15 @@ export function toGatewayError(error: FastifyError | Error): GatewayError {
 
 const errorsPlugin: FastifyPluginAsync = async (fastify: FastifyInstance) => {
   fastify.setErrorHandler((error: FastifyError, request, reply) => {
-    const mapped = toGatewayError(error);
+    let mapped = toGatewayError(error);
+    if (mapped.code === 'TM_ERR_BODY_TOO_LARGE') {
+      const limit = request.routeOptions.bodyLimit;
+      mapped = new GatewayError(
+        413,
+        'TM_ERR_BODY_TOO_LARGE',
+        `the request body is larger than this route accepts (${limit} bytes; TRACEMARK_BODY_LIMIT_BYTES sets the limit of most routes)`,
+      );
+    }
     if (mapped.code === 'TM_ERR_WORK_BUDGET' || mapped.code === 'TM_ERR_OVERLOADED') {
       fastify.metrics.rejected.inc({ reason: mapped.code });
     }
