@@ -363,3 +363,40 @@ describe('key epochs and the log signing key', () => {
     ).rejects.toThrow(/the origin is fixed when the key is created/);
   });
 });
+
+describe('a gateway started again with another key file', () => {
+  it('warns at start, and its report says the matched record’s key was not tested', async () => {
+    const dataDir = temporaryDirectory();
+    const keyFile = (fill: number) => {
+      const path = join(temporaryDirectory(), 'watermark-key.json');
+      writeFileSync(path, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(fill) })), {
+        mode: 0o600,
+      });
+      return path;
+    };
+    const first = await startTestGateway({ config: { dataDir, keyFile: keyFile(61) } });
+    const firstKeyId = (await first.call('POST', '/v1/detect', { text: 'hello' })).json.keyId as string;
+    const issued = (await complete(first, 'The harbour authority said on Monday that', 120, 7)).choices[0]
+      .text;
+    expect(first.logs.text).not.toMatch(/does not hold/);
+    const devKey = first.devKey; // made on the first start only: the second start finds keys
+    await first.close();
+
+    const second = await startTestGateway({ config: { dataDir, keyFile: keyFile(62) } });
+    try {
+      expect(second.logs.text).toMatch(
+        new RegExp(`outputs marked under a key this gateway does not hold \\(${firstKeyId}\\)`),
+      );
+      const result = (await second.call('POST', '/v1/verify', { text: issued }, devKey)).json;
+      expect(result.issuance.match).toBe('exact');
+      const limitations = statementOf(result.report).predicate.limitations.join(' ');
+      expect(limitations).toMatch(
+        new RegExp(
+          `The matched issuance record was marked under key ${firstKeyId}, which this gateway does not hold now`,
+        ),
+      );
+    } finally {
+      await second.close();
+    }
+  });
+});

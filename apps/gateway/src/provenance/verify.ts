@@ -388,6 +388,11 @@ export interface Verifier {
   verify(input: VerifyInput, requester: ApiKeyRecord): Promise<Verification>;
   /** The watermark keys a verification tests: every registered epoch of the gateway's key. */
   keys(): Promise<AnyWatermarkKey[]>;
+  /**
+   * Keys the issuance log has outputs under that this gateway cannot derive (it was started before with
+   * another key file): their outputs match records, but their mark cannot be tested here.
+   */
+  unheldKeyIds(): Promise<string[]>;
 }
 
 /** Where the CPU-heavy parts run (inline or on a work thread): the analysis, and signing the report. */
@@ -416,8 +421,10 @@ export function createVerifier(
 ): Verifier {
   const { storage, issuanceLog, rootWatermarkKey } = context;
 
-  const testedKeys = async (): Promise<TestedKey[]> => {
+  const testedKeys = async (): Promise<TestedKey[]> => (await epochKeys()).tested;
+  const epochKeys = async (): Promise<{ tested: TestedKey[]; unheld: string[] }> => {
     const seen = new Map<string, TestedKey>();
+    const unheld: string[] = [];
     for (const epoch of await storage.listWatermarkEpochs()) {
       // An engine's key has no epochs: only its own registration is tested.
       if (epoch.keyEpoch !== null && isForeignKey(rootWatermarkKey)) continue;
@@ -430,11 +437,12 @@ export function createVerifier(
             };
       // Epochs of another key file (the database was shared with one) cannot be tested here.
       if (tested.key.keyId === epoch.watermarkKeyId) seen.set(tested.key.keyId, tested);
+      else unheld.push(epoch.watermarkKeyId);
     }
     if (!seen.has(context.watermarkKey.keyId)) {
       seen.set(context.watermarkKey.keyId, { key: context.watermarkKey, ref: { kind: 'current' } });
     }
-    return [...seen.values()];
+    return { tested: [...seen.values()], unheld: unheld.filter((keyId) => !seen.has(keyId)) };
   };
 
   const findMatch = async (
@@ -538,6 +546,13 @@ export function createVerifier(
     if (found === null) {
       limitations.push(
         'No issued output matched, exactly or as a near-duplicate; heavily edited, translated or excerpted text may not be linked.',
+      );
+    }
+    // A record marked under a key this gateway no longer holds (started since with another --key): the
+    // watermark test below says nothing about that key, and the report must not read as if it did.
+    if (found !== null && !list.some((key) => key.keyId === found.record.watermarkKeyId)) {
+      limitations.push(
+        `The matched issuance record was marked under key ${found.record.watermarkKeyId}, which this gateway does not hold now: the watermark verdict covers only the keys tested (${list.map((key) => key.keyId).join(', ')}), not the key the output was issued under.`,
       );
     }
     if (fromTokens) {
@@ -672,7 +687,11 @@ export function createVerifier(
     };
   };
 
-  return { verify, keys: async () => (await testedKeys()).map((entry) => entry.key) };
+  return {
+    verify,
+    keys: async () => (await testedKeys()).map((entry) => entry.key),
+    unheldKeyIds: async () => (await epochKeys()).unheld,
+  };
 }
 
 const entries = (count: number) => `${count} ${count === 1 ? 'entry' : 'entries'}`;

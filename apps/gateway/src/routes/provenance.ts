@@ -177,6 +177,17 @@ const provenanceRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     fastify.gateway.engineNative === null ? createSpoofingChecker(fastify.gateway.backend.tokenizer) : null,
   );
+  // Started with another key file than the one its log's outputs were marked under: say so at start, since
+  // every verification of those outputs will say that their key was not tested.
+  fastify.addHook('onReady', async () => {
+    const unheld = await verifier.unheldKeyIds();
+    if (unheld.length > 0) {
+      fastify.log.warn(
+        { unheldKeyIds: unheld },
+        `the issuance log holds outputs marked under ${unheld.length === 1 ? 'a key' : `${unheld.length} keys`} this gateway does not hold (${unheld.join(', ')}): it was started before with another key file, and /v1/verify cannot test their mark (start it with that --key to verify them)`,
+      );
+    }
+  });
 
   /**
    * The signed checkpoint a proof is served against: the latest (signed now if the log has grown since the
