@@ -648,6 +648,7 @@ describe('operations', () => {
         'get /v1/log/consistency',
         'get /v1/log/inclusion',
         'get /v1/models',
+        'get /v1/models/{model}',
         'get /v1/whoami',
         'post /v1/admin/keys',
         'post /v1/chat/completions',

@@ -295,3 +295,36 @@ describe('more of what clients send', () => {
     expect(missing.json.error).toMatchObject({ code: 'TM_ERR_UNKNOWN_MODEL', param: 'model' });
   });
 });
+
+describe('fields of several forms', () => {
+  it('a value of none of its forms gets one message that lists them', async () => {
+    const cases: [string, Json, string, RegExp][] = [
+      [
+        '/v1/chat/completions',
+        { ...chat, stop: 12 },
+        'stop',
+        /^stop must be a string or an array of at most 4 strings/,
+      ],
+      [
+        '/v1/chat/completions',
+        { ...chat, stop: ['a', 'b', 'c', 'd', 'e'] },
+        'stop',
+        /^stop must be a string or an array/,
+      ],
+      [
+        '/v1/completions',
+        { model: MODEL, prompt: { text: 'x' } },
+        'prompt',
+        /^prompt must be a string, an array of at most 128 strings/,
+      ],
+      ['/v1/responses', { model: MODEL, input: 5 }, 'input', /^input must be a string or an array/],
+    ];
+    for (const [path, body, param, message] of cases) {
+      const response = await gateway.call('POST', path, body);
+      expect(response.status, JSON.stringify(body)).toBe(400);
+      expect(response.json.error.param).toBe(param);
+      expect(response.json.error.message).toMatch(message);
+      expect(response.json.error.message).not.toMatch(/anyOf|body\//);
+    }
+  });
+});

@@ -17,6 +17,15 @@ const FIELD_CODES: Readonly<Record<string, GatewayErrorCode>> = {
   n: 'TM_ERR_TOO_MANY_CHOICES',
 };
 
+/** The forms of the request fields that take several (routes/completions.ts), in words. */
+const UNION_FORMS: Readonly<Record<string, string>> = {
+  stop: 'a string or an array of at most 4 strings (each at most 256 characters), or null',
+  prompt:
+    'a string, an array of at most 128 strings, an array of token ids, or an array of at most 128 arrays of token ids',
+  input: 'a string or an array of at most 2048 message items',
+  content: 'a string or an array of at most 256 text parts',
+};
+
 export function sendError(reply: FastifyReply, error: GatewayError): FastifyReply {
   if (error.retryAfterSeconds !== undefined)
     reply.header('retry-after', String(Math.max(1, Math.ceil(error.retryAfterSeconds))));
@@ -39,6 +48,20 @@ export function toGatewayError(error: FastifyError | Error): GatewayError {
   if (clientParam !== null) return unprocessableInput(clientParam, error);
   const fastifyError = error as FastifyError;
   if (fastifyError.validation !== undefined) {
+    // A field of several forms (a union) fails every branch, and the validator lists them all ("stop must be
+    // string, body/stop must NOT have more than 4 items, … must match a schema in anyOf"): say the forms.
+    const union = fastifyError.validation.find((entry) => entry.keyword === 'anyOf');
+    if (union !== undefined) {
+      const parts = union.instancePath.replace(/^\//, '').split('/');
+      const param = parts.join('.') || null;
+      const forms = UNION_FORMS[parts[0] === 'messages' ? 'content' : (parts[0] ?? '')];
+      return new GatewayError(
+        400,
+        'TM_ERR_INVALID_REQUEST',
+        `${param ?? 'the request body'} must be ${forms ?? 'one of the forms the API documents'}`,
+        { param },
+      );
+    }
     const first = fastifyError.validation[0];
     const path = (first?.instancePath ?? '').replace(/^\//, '').split('/');
     const missing = (first?.params as { missingProperty?: string } | undefined)?.missingProperty;
