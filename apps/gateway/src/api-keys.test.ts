@@ -89,3 +89,22 @@ describe('configuration', () => {
     expect(() => resolveConfig({}, { TRACEMARK_UPSTREAM_URL: 'ftp://x' })).toThrow(/http: or https:/);
   });
 });
+
+describe('the data directory', () => {
+  it('a file where it should be, or on the way to it, is an I/O error naming the path', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { ensureDataDir } = await import('./data-dir.ts');
+    const base = mkdtempSync(join(tmpdir(), 'tracemark-data-dir-'));
+    const file = join(base, 'a-file');
+    writeFileSync(file, 'x');
+    for (const dir of [file, join(file, 'below')]) {
+      await expect(ensureDataDir(dir)).rejects.toMatchObject({
+        code: 'TM_ERR_IO',
+        message: `${dir}: not a directory (a file is there or on the way to it)`,
+      });
+    }
+    await expect(ensureDataDir(join(base, 'new', 'dir'))).resolves.toBeUndefined();
+  });
+});

@@ -19,7 +19,13 @@ export const LOG_SIGNING_KEY_FILE = 'log-signing-key';
 
 /** Creates the directory (0700) if needed. */
 export async function ensureDataDir(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await mkdir(dir, { recursive: true, mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
+    // mkdir says EEXIST of a file where the directory should be, ENOTDIR of a file on the way to it
+    if (error.code === 'EEXIST' || error.code === 'ENOTDIR') {
+      throw new InputError('TM_ERR_IO', `${dir}: not a directory (a file is there or on the way to it)`);
+    }
+    throw new InputError('TM_ERR_IO', `${dir}: cannot create the data directory (${error.code ?? 'error'})`);
+  });
   const info = await stat(dir);
   if (!info.isDirectory()) throw new InputError('TM_ERR_IO', `${dir}: not a directory`);
 }

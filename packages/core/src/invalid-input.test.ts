@@ -127,5 +127,9 @@ describe('key files', () => {
       expect(message).not.toContain(secretHex);
       expect(message).not.toContain(secretHex.slice(0, 60));
     }
+    // a field taken out is named as missing, not as one that does not match
+    const withoutId = JSON.parse(text);
+    delete withoutId.keyId;
+    expect(() => parseKeyFile(JSON.stringify(withoutId))).toThrow(/^key file: "keyId" is missing$/);
   });
 });

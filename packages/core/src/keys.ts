@@ -202,6 +202,7 @@ export function parseKeyFile(text: string): WatermarkKey {
   } catch (error) {
     throw new KeyFileError(`key file: ${(error as Error).message}`);
   }
+  if (record.keyId === undefined) throw new KeyFileError('key file: "keyId" is missing');
   if (record.keyId !== key.keyId) {
     throw new KeyFileError('key file: "keyId" does not match the secret (the file is corrupt or was edited)');
   }

@@ -201,8 +201,19 @@ export interface AnyKeyTextDetector {
 export function createTextDetector(options: DetectorOptions): TextDetector;
 export function createTextDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector;
 export function createTextDetector(options: AnyKeyDetectorOptions): AnyKeyTextDetector {
-  if (options.keys.some(isForeignKey)) return createMixedDetector(options);
-  return createTracemarkDetector(options as DetectorOptions);
+  // One key given twice (`--key k.json --key k.json`) is one test: counted twice, it would weaken the
+  // multiple-testing correction for nothing.
+  const seen = new Set<string>();
+  const keys = options.keys.filter((key) => {
+    // an engine's key id does not name the tokenizer it is bound to: two bindings are two keys
+    const identity = `${key.keyId}\u0000${key.tokenizer}`;
+    if (seen.has(identity)) return false;
+    seen.add(identity);
+    return true;
+  });
+  const unique = keys.length === options.keys.length ? options : { ...options, keys };
+  if (unique.keys.some(isForeignKey)) return createMixedDetector(unique);
+  return createTracemarkDetector(unique as DetectorOptions);
 }
 
 function createTracemarkDetector(options: DetectorOptions): TextDetector {

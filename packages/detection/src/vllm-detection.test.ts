@@ -379,6 +379,23 @@ describe('verdicts (docs/spec/foreign-vllm.md §10) and Holm across key kinds', 
     expect(tracemarkResult!.verdict).not.toBe('watermarked');
   });
 
+  it('a key given twice is tested once (Holm counts it once), for either kind of key', () => {
+    const c = marked.find((x) => x.scheme === 'red_green')!;
+    const vllm = keyOf(c);
+    const tracemark = createWatermarkKey({ secret: new Uint8Array(32).fill(4) });
+    for (const keys of [
+      [vllm, vllm],
+      [tracemark, tracemark],
+      [tracemark, vllm, tracemark, vllm],
+    ]) {
+      const once = createTextDetector({ keys: [...new Set(keys)] }).detectTokens(c.tokens);
+      const twice = createTextDetector({ keys }).detectTokens(c.tokens);
+      expect(twice.keysTested).toBe(once.keysTested);
+      expect(twice.log10PAdjusted).toBe(once.log10PAdjusted);
+      expect(twice.keys.map((k) => k.keyId)).toEqual(once.keys.map((k) => k.keyId));
+    }
+  });
+
   it('the tracemark key is reported when it is the one that matches', () => {
     const c = marked.find((x) => x.scheme === 'gumbel')!;
     const tracemark = createWatermarkKey({ secret: new Uint8Array(32).fill(6) });
