@@ -182,6 +182,26 @@ describe('scanCorpusAnyKeys with vLLM keys', () => {
     expect(report.verdict).toBe('not_radioactive');
   });
 
+  it('red_green: with nothing or a few units scored the dose bound is 1, none within 0–100% ruled out', async () => {
+    const redGreen = foreignKey({ scheme: 'red_green', engineKey, delta: 2 });
+    const empty = only(await scanCorpusAnyKeys({ documents: [], keys: [redGreen], specialTokenIds: [] }));
+    expect(empty.numScored).toBe(0);
+    expect(empty.doseUpperBound).toBe(1);
+    expect(empty.reason).toBe('no evidence: 0 scored units (no unit could be scored)');
+    const few = only(
+      await scanCorpusAnyKeys({
+        documents: documents([randomIds(2, createRandom(11))]),
+        keys: [redGreen],
+        specialTokenIds: [],
+        minimumDose: 1,
+      }),
+    );
+    expect(few.numScored).toBeGreaterThan(0);
+    expect(few.doseUpperBound).toBe(1);
+    expect(few.verdict).toBe('insufficient');
+    expect(few.reason).toContain('(no dose within 0–100% is ruled out)');
+  });
+
   it('tracemark and vLLM keys together: Holm over both, each verdict at its adjusted p-value', async () => {
     const tracemarkKey = createWatermarkKey({
       secret: createHash('sha256').update('foreign-scan/tracemark').digest(),

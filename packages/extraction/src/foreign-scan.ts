@@ -29,13 +29,7 @@
  * exact Gamma / weighted-Gamma tail), and their reports are {@link ForeignKeyScan}s with family
  * `tracemark`.
  */
-import {
-  bonferroniLog10,
-  holmAdjustLog10,
-  log10BinomialCdf,
-  type WatermarkKey,
-  zScore,
-} from '@tracemark/core';
+import { bonferroniLog10, holmAdjustLog10, type WatermarkKey, zScore } from '@tracemark/core';
 import { DEFAULT_FAKE_KEY_SEED } from './fake-keys.ts';
 import { gumbelScanKey, isGumbelKey } from './gumbel-scan.ts';
 import {
@@ -43,13 +37,17 @@ import {
   DEFAULT_MINIMUM_DOSE,
   DEFAULT_SCAN_ALPHA,
   DEFAULT_SCAN_MISS_RATE,
+  doseUpperBoundOf,
   type KeyScan,
   NO_EVIDENCE_LEVEL,
+  ruledOutDoses,
+  rulesOutDose,
   type ScanDocument,
   type ScanOptions,
   type ScanReport,
   type ScanVerdict,
   scanCorpus,
+  scanPercent,
 } from './scan.ts';
 
 /**
@@ -131,7 +129,10 @@ export interface ForeignKeyScan {
   readonly log10P: number;
   readonly log10PAdjusted: number;
   readonly calibration: null;
-  /** Green-list schemes with a logit bias: doses at or above this are ruled out at miss rate β; null otherwise. */
+  /**
+   * Green-list schemes with a logit bias: doses above this are ruled out at miss rate β, within [0, 1]
+   * (1 rules out none); null otherwise.
+   */
   readonly doseUpperBound: number | null;
   readonly verdict: ScanVerdict;
   readonly reason: string;
@@ -235,21 +236,6 @@ export class ForeignCorpusTest {
   }
 }
 
-/** The one-sided upper bound on the green fraction at miss rate β (Clopper–Pearson), by bisection. */
-function greenUpperBound(numGreen: number, numScored: number, log10Beta: number): number {
-  if (numScored === 0 || numGreen >= numScored) return 1;
-  let lo = 0;
-  let hi = 1;
-  for (let i = 0; i < 80; i++) {
-    const mid = (lo + hi) / 2;
-    if (log10BinomialCdf(numGreen, numScored, mid) <= log10Beta) hi = mid;
-    else lo = mid;
-  }
-  return hi;
-}
-
-const percent = (x: number): string => `${Number((100 * x).toPrecision(3))}%`;
-
 interface ScanRule {
   readonly alpha: number;
   readonly missRate: number;
@@ -266,7 +252,9 @@ function foreignVerdict(
   rule: ScanRule,
 ): { verdict: ScanVerdict; reason: string } {
   const p = `p = 10^${log10PAdjusted.toFixed(2)}`;
-  if (numScored === 0) return { verdict: 'insufficient', reason: 'no unit could be scored' };
+  if (numScored === 0) {
+    return { verdict: 'insufficient', reason: 'no evidence: 0 scored units (no unit could be scored)' };
+  }
   if (log10PAdjusted <= Math.log10(rule.alpha)) {
     return {
       verdict: 'radioactive',
@@ -285,15 +273,15 @@ function foreignVerdict(
       reason: `no evidence (${p}); ${scorer.schemeName} gives no not_radioactive verdict: ${scorer.nullGreenProbability === null ? "under the mark its score depends on the model's entropy, which no key parameter bounds" : 'the key has no logit bias (δ = 0) to bound a dose with'}`,
     };
   }
-  if (doseUpperBound <= rule.minimumDose) {
+  if (rulesOutDose(doseUpperBound, rule.minimumDose)) {
     return {
       verdict: 'not_radioactive',
-      reason: `no evidence (${p}), and the data rule out a dose of ${percent(rule.minimumDose)} or more (they rule out doses above ${percent(doseUpperBound)} at miss rate ${rule.missRate}); a dose is the share of the scanned text that carries the engine's full bias`,
+      reason: `no evidence (${p}), and the data rule out a dose of ${scanPercent(rule.minimumDose)} or more (they rule out doses above ${scanPercent(doseUpperBound)} at miss rate ${rule.missRate}); a dose is the share of the scanned text that carries the engine's full bias`,
     };
   }
   return {
     verdict: 'insufficient',
-    reason: `not significant, and too few scored units to rule out a dose of ${percent(rule.minimumDose)} (only doses above ${percent(doseUpperBound)} are ruled out)`,
+    reason: `not significant, and too few scored units to rule out a dose of ${scanPercent(rule.minimumDose)} (${ruledOutDoses(doseUpperBound)})`,
   };
 }
 
@@ -323,15 +311,15 @@ function tracemarkVerdict(
       reason: `some evidence (${p}, Holm-adjusted) that does not reach α = ${rule.alpha}; more scored tokens are needed`,
     };
   }
-  if (scan.doseUpperBound <= rule.minimumDose) {
+  if (rulesOutDose(scan.doseUpperBound, rule.minimumDose)) {
     return {
       verdict: 'not_radioactive',
-      reason: `no evidence (${p}), and the data rule out a dose of ${percent(rule.minimumDose)} or more (they rule out doses above ${percent(scan.doseUpperBound)} at miss rate ${rule.missRate}); a dose is the share of the scanned text that carries our watermark's full bias, so samples of a model trained on a smaller share of our outputs can pass (a smaller minimum dose, with more scored tokens, rules out less)`,
+      reason: `no evidence (${p}), and the data rule out a dose of ${scanPercent(rule.minimumDose)} or more (they rule out doses above ${scanPercent(scan.doseUpperBound)} at miss rate ${rule.missRate}); a dose is the share of the scanned text that carries our watermark's full bias, so samples of a model trained on a smaller share of our outputs can pass (a smaller minimum dose, with more scored tokens, rules out less)`,
     };
   }
   return {
     verdict: 'insufficient',
-    reason: `not significant, and too few scored tokens to rule out a dose of ${percent(rule.minimumDose)} (only doses above ${percent(scan.doseUpperBound)} are ruled out)`,
+    reason: `not significant, and too few scored tokens to rule out a dose of ${scanPercent(rule.minimumDose)} (${ruledOutDoses(scan.doseUpperBound)})`,
   };
 }
 
@@ -431,10 +419,7 @@ export async function scanCorpusAnyKeys(options: AnyScanOptions): Promise<AnySca
     const doseUpperBound =
       gamma === null || alternative === null
         ? null
-        : Math.max(
-            0,
-            (greenUpperBound(numGreen!, totals.numScored, log10Beta) - gamma) / (2 * (alternative - gamma)),
-          );
+        : doseUpperBoundOf(numGreen!, totals.numScored, gamma, 2 * (alternative - gamma), log10Beta);
     const documents: ForeignDocumentReport[] = [];
     for (let document = 0; document < sources.length; document++) {
       const n = totals.perDocument.numScored[document]!;

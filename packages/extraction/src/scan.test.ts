@@ -9,6 +9,7 @@ import {
   type WatermarkKey,
   windowScan,
 } from '@tracemark/core';
+import { getTokenizer } from '@tracemark/tokenizers';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CandidateStatus, evaluateKey, evaluateKeyBySeed, fakeKeyTrials, runFakeKeyJob } from './evaluate.ts';
@@ -347,6 +348,82 @@ describe('scanCorpus report and verdicts', () => {
     expect(report.verdict).toBe('insufficient');
     expect(report.keys[0]!.reason).toMatch(/no position/);
     expect(report.numDocuments).toBe(0);
+  });
+
+  it('an empty corpus measures nothing: no effect, no dose, no dose bound, the rank of no evidence', async () => {
+    // `tracemark scan` of an empty file reported an effect of −25 points, rank 101 "among 100 fake
+    // keys" and doses above 162.6% ruled out.
+    const report = await scanCorpus({
+      documents: [],
+      keys: [key],
+      specialTokenIds: [],
+      issuedGreenFractions: new Map([[key.keyId, 0.5]]),
+    });
+    const scan = report.keys[0]!;
+    expect(scan.numScored).toBe(0);
+    expect(scan.reason).toBe('no evidence: 0 scored tokens (no position could be scored)');
+    expect(scan.effect).toBe(0);
+    expect(scan.effectInterval).toEqual([]);
+    expect(scan.z).toBe(0);
+    expect(scan.log10P).toBe(0);
+    expect(scan.dose).toBeNull();
+    expect(scan.doseUpperBound).toBe(1);
+    expect(scan.calibration.rank).toBe(scan.calibration.fakeKeys + 1);
+    expect(scan.calibration.empiricalPValue).toBe(1);
+    expect(scan.passages).toEqual([]);
+    expect(scan.topDocuments).toEqual([]);
+  });
+
+  it('ten documents of one word repeated 30,000 times: no dose within 0–100% is ruled out, never one above 100%', async () => {
+    // POST /v1/scan of this corpus said "only doses above 150% are ruled out": corpus-wide
+    // deduplication leaves a couple of scored pairs, whose bound on ĝ lies past a full dose.
+    const tokenizer = getTokenizer(key.tokenizer);
+    const text = Array.from({ length: 30_000 }, () => 'word').join(' ');
+    const documents: ScanDocument[] = Array.from({ length: 10 }, (_, i) => ({
+      tokens: tokenizer.encode(text),
+      source: `word-${i}`,
+    }));
+    for (const minimumDose of [0.05, 1]) {
+      const report = await scanCorpus({ documents, keys: [key], specialTokenIds: [], minimumDose });
+      const scan = report.keys[0]!;
+      expect(report.numTokens).toBe(300_000);
+      expect(scan.numScored).toBeGreaterThan(0);
+      expect(scan.numScored).toBeLessThan(5);
+      expect(scan.doseUpperBound).toBe(1);
+      // Not even a minimum dose of 100% is ruled out: the uncapped bound lies past it.
+      expect(scan.verdict).toBe('insufficient');
+      expect(scan.reason).toContain('(no dose within 0–100% is ruled out)');
+      expect(scan.reason).not.toMatch(/above \d{3,}(\.\d+)?%/);
+      expect(scan.calibration.rank).toBeGreaterThanOrEqual(1);
+      expect(scan.calibration.rank).toBeLessThanOrEqual(scan.calibration.fakeKeys + 1);
+      // Two pairs are still a measurement: an effect with its (wide) interval.
+      expect(scan.effectInterval).toHaveLength(2);
+      const [low, high] = scan.effectInterval;
+      expect(low).toBeLessThanOrEqual(scan.effect);
+      expect(high! - low!).toBeGreaterThan(0.5);
+    }
+  });
+
+  it('a dose estimate lies in [0, 1]: a corpus with fewer greens than γ has dose 0, not −0 or below', async () => {
+    // The radioactivity-scan example printed "dose -0%" and "dose -1%" for human text.
+    const documents: ScanDocument[] = Array.from({ length: 4 }, (_, i) => ({
+      tokens: random(i + 101, 2000),
+      source: `doc${i}`,
+    }));
+    const report = await scanCorpus({
+      documents,
+      keys: [key],
+      specialTokenIds: [],
+      fakeKeys: 20,
+      issuedGreenFractions: new Map([[key.keyId, 0.45]]),
+    });
+    const scan = report.keys[0]!;
+    expect(scan.effect).toBeLessThan(0);
+    expect(Object.is(scan.dose!.estimate, 0)).toBe(true);
+    const [low, high] = scan.dose!.interval;
+    expect(Object.is(low, 0)).toBe(true);
+    expect(high).toBeGreaterThan(0);
+    expect(high).toBeCloseTo((scan.effectInterval[1] as number) / (0.45 - scan.gamma), 12);
   });
 
   it('without enough fake keys there is no verdict', async () => {

@@ -98,9 +98,14 @@ export interface ScanOptions {
 export interface Calibration {
   readonly fakeKeys: number;
   readonly seed: string;
-  /** 1 + the number of fake keys whose p-value is at most the true key's. */
+  /**
+   * The true key's place among its own p-value and the fake keys': 1 + the number of fake keys whose
+   * p-value is at most the true key's, from 1 (smaller than every fake key's) to fakeKeys + 1 (smaller
+   * than none). Ties count against the true key, so with nothing scored (every p-value 1) it is
+   * fakeKeys + 1: no evidence, not a ranking.
+   */
   readonly rank: number;
-  /** rank / (fakeKeys + 1). */
+  /** rank / (fakeKeys + 1); 1 with nothing scored. */
   readonly empiricalPValue: number;
   /** Kolmogorov–Smirnov test of the fake keys' (randomized) p-values against U(0, 1). */
   readonly ksStatistic: number;
@@ -112,9 +117,9 @@ export interface Calibration {
 }
 
 export interface Dose {
-  /** ρ ≈ (ĝ − γ)/(ĝ_issued − γ). */
+  /** ρ ≈ (ĝ − γ)/(ĝ_issued − γ), within [0, 1]: a dose is a share of the scanned text. */
   readonly estimate: number;
-  /** From the 95% Wilson interval of ĝ. */
+  /** From the 95% Wilson interval of ĝ, within [0, 1]. */
   readonly interval: readonly [number, number];
   readonly issuedGreenFraction: number;
 }
@@ -152,24 +157,31 @@ export interface KeyScan {
   readonly tape: TapeCounts;
   readonly numScored: number;
   readonly numGreen: number;
+  /** k / T; 0 when nothing was scored. */
   readonly greenFraction: number;
-  /** ĝ − γ, with a 95% Wilson interval. */
+  /**
+   * ĝ − γ, with a 95% Wilson interval. With nothing scored there is no estimate: the effect is 0 (as z
+   * is, and p is 1) and the interval is empty.
+   */
   readonly effect: number;
-  readonly effectInterval: readonly [number, number];
+  readonly effectInterval: readonly [number, number] | readonly [];
   readonly z: number;
   /** Exact log10 P[Bin(T, γ) ≥ k]. */
   readonly log10P: number;
   /** Holm-adjusted across the true keys. */
   readonly log10PAdjusted: number;
   readonly calibration: Calibration;
-  /** Null unless the issued green fraction is known and above γ. */
+  /** Null unless the issued green fraction is known and above γ, and something was scored. */
   readonly dose: Dose | null;
   /**
    * The excess green fraction a dose of 1 means: ĝ_issued − γ when known, else the scheme's design
    * excess γ_δ − γ (spec §5.2).
    */
   readonly fullDoseEffect: number;
-  /** Doses at or above this are ruled out at miss rate β: P[Bin(T, γ + ρ·e) ≤ k] ≤ β. */
+  /**
+   * Doses above this are ruled out at miss rate β: P[Bin(T, γ + ρ·e) ≤ k] ≤ β. Within [0, 1]; 1 rules
+   * out no dose (nothing scored, or too little), see {@link doseUpperBoundOf}.
+   */
   readonly doseUpperBound: number;
   readonly verdict: ScanVerdict;
   readonly reason: string;
@@ -311,6 +323,43 @@ function greenUpperBound(numGreen: number, numScored: number, log10Beta: number)
     else lo = mid;
   }
   return hi;
+}
+
+/**
+ * The smallest dose the data rule out at miss rate β: (the upper bound on ĝ, minus γ) / e, where e is
+ * the excess green fraction a dose of 1 means. A dose is a share of the scanned text, so the bound is
+ * kept within [0, 1]: a bound past 1 (nothing scored, or a few pairs, as a corpus of one repeated word
+ * gives) rules out no possible dose and is reported as 1, never as a dose above 100%.
+ */
+export function doseUpperBoundOf(
+  numGreen: number,
+  numScored: number,
+  gamma: number,
+  fullDoseEffect: number,
+  log10Beta: number,
+): number {
+  const bound = (greenUpperBound(numGreen, numScored, log10Beta) - gamma) / fullDoseEffect;
+  return Math.min(1, Math.max(0, bound));
+}
+
+/**
+ * Whether a dose bound rules out `minimumDose` or more. A bound of 1 may stand for any bound past 1, so
+ * it rules out nothing, not even a minimum dose of 100%.
+ */
+export function rulesOutDose(doseUpperBound: number, minimumDose: number): boolean {
+  return doseUpperBound < 1 && doseUpperBound <= minimumDose;
+}
+
+/** A dose bound in words, for reasons: which doses the data rule out. */
+export function ruledOutDoses(doseUpperBound: number): string {
+  return doseUpperBound >= 1
+    ? 'no dose within 0–100% is ruled out'
+    : `only doses above ${scanPercent(doseUpperBound)} are ruled out`;
+}
+
+/** A share as a percentage with 3 significant digits, for reasons (+ 0 turns −0 into 0: never "-0%"). */
+export function scanPercent(x: number): string {
+  return `${Number((100 * x).toPrecision(3)) + 0}%`;
 }
 
 /**
@@ -548,7 +597,9 @@ function calibratedEvidence(t: {
   readonly subject: readonly [string, string];
 }): { verdict: ScanVerdict; reason: string } | null {
   const p = `p = 10^${t.log10PAdjusted.toFixed(2)}`;
-  if (t.numScored === 0) return { verdict: 'insufficient', reason: 'no position could be scored' };
+  if (t.numScored === 0) {
+    return { verdict: 'insufficient', reason: 'no evidence: 0 scored tokens (no position could be scored)' };
+  }
   if (t.uniform === null) {
     return {
       verdict: 'insufficient',
@@ -581,9 +632,23 @@ function calibratedEvidence(t: {
   return null;
 }
 
-/** The green counts of a test and what follows from them: fraction, effect with its interval, z. */
+/**
+ * The green counts of a test and what follows from them: fraction, effect with its interval, z. With
+ * nothing scored nothing is estimated: effect 0 and z 0 (p is 1), no interval, rather than ĝ = 0/0
+ * read as 0, an effect of −γ.
+ */
 function greenSummary(numGreen: number, numScored: number, gamma: number) {
-  const greenFraction = numScored === 0 ? 0 : numGreen / numScored;
+  if (numScored === 0) {
+    return {
+      numScored,
+      numGreen,
+      greenFraction: 0,
+      effect: 0,
+      effectInterval: [] as const,
+      z: 0,
+    };
+  }
+  const greenFraction = numGreen / numScored;
   const [low, high] = wilsonInterval(numGreen, numScored);
   return {
     numScored,
@@ -671,23 +736,22 @@ export function assembleScanReport(input: ScanTally): ScanReport {
     const { key, gamma, numScored, numGreen, log10P, fakeLog10P, rank, ks } = p;
     const log10PAdjusted = adjusted[index]!;
     const green = greenSummary(numGreen, numScored, gamma);
-    const { greenFraction } = green;
-    const [low, high] = green.effectInterval.map((e) => e + gamma) as [number, number];
     const issuedGreen = options.issuedGreenFractions?.get(key.keyId);
     const issuedExcess = issuedGreen === undefined ? Number.NaN : issuedGreen - gamma;
     const fullDoseEffect = issuedExcess > 0 ? issuedExcess : biasedGreenFraction(key.scheme) - gamma;
-    const dose: Dose | null =
-      issuedExcess > 0
-        ? {
-            estimate: (greenFraction - gamma) / issuedExcess,
-            interval: [(low - gamma) / issuedExcess, (high - gamma) / issuedExcess],
-            issuedGreenFraction: issuedGreen!,
-          }
-        : null;
-    const doseUpperBound = Math.max(
-      0,
-      (greenUpperBound(numGreen, numScored, log10Beta) - gamma) / fullDoseEffect,
-    );
+    // A dose is a share of the scanned text: the estimate and its interval are kept within [0, 1] (the
+    // estimate restricted to the possible doses; the interval still holds the true dose as often).
+    const share = (x: number): number => Math.min(1, Math.max(0, x));
+    let dose: Dose | null = null;
+    if (issuedExcess > 0 && green.effectInterval.length === 2) {
+      const [low, high] = green.effectInterval;
+      dose = {
+        estimate: share(green.effect / issuedExcess),
+        interval: [share(low / issuedExcess), share(high / issuedExcess)],
+        issuedGreenFraction: issuedGreen!,
+      };
+    }
+    const doseUpperBound = doseUpperBoundOf(numGreen, numScored, gamma, fullDoseEffect, log10Beta);
     const uniform = fakeLog10P.length >= MIN_FAKE_KEYS_FOR_VERDICT ? ks.pValue >= calibrationThreshold : null;
     const calibration: Calibration = {
       fakeKeys: fakeLog10P.length,
@@ -699,7 +763,6 @@ export function assembleScanReport(input: ScanTally): ScanReport {
       uniform,
       minFakeLog10P: fakeLog10P.reduce((min, value) => Math.min(min, value), 0),
     };
-    const percent = (x: number) => `${Number((100 * x).toPrecision(3))}%`;
     const evidence = calibratedEvidence({
       numScored,
       uniform,
@@ -713,11 +776,11 @@ export function assembleScanReport(input: ScanTally): ScanReport {
     });
     let { verdict, reason } = evidence ?? { verdict: 'insufficient' as ScanVerdict, reason: '' };
     if (evidence === null) {
-      if (doseUpperBound <= minimumDose) {
+      if (rulesOutDose(doseUpperBound, minimumDose)) {
         verdict = 'not_radioactive';
-        reason = `no evidence (p = 10^${log10PAdjusted.toFixed(2)}), and the data rule out a dose of ${percent(minimumDose)} or more (they rule out doses above ${percent(doseUpperBound)} at miss rate ${missRate}); a dose is the share of the scanned text that carries our watermark's full bias, so samples of a model trained on a smaller share of our outputs can pass (a smaller minimum dose, with more scored tokens, rules out less)`;
+        reason = `no evidence (p = 10^${log10PAdjusted.toFixed(2)}), and the data rule out a dose of ${scanPercent(minimumDose)} or more (they rule out doses above ${scanPercent(doseUpperBound)} at miss rate ${missRate}); a dose is the share of the scanned text that carries our watermark's full bias, so samples of a model trained on a smaller share of our outputs can pass (a smaller minimum dose, with more scored tokens, rules out less)`;
       } else {
-        reason = `not significant, and too few scored tokens to rule out a dose of ${percent(minimumDose)} (only doses above ${percent(doseUpperBound)} are ruled out)`;
+        reason = `not significant, and too few scored tokens to rule out a dose of ${scanPercent(minimumDose)} (${ruledOutDoses(doseUpperBound)})`;
       }
     }
 

@@ -20,8 +20,43 @@ const VERDICT_TEXT: Record<string, string> = {
 const SHOWN = -2;
 
 const count = (n: number): string => n.toLocaleString('en-US');
-const percent = (x: number, digits = 2): string => `${(100 * x).toFixed(digits)}%`;
-const points = (x: number): string => `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(2)}`;
+/** A value that rounds to zero prints as 0, never as "-0.00". */
+const fixed = (x: number, digits: number): string => {
+  const text = x.toFixed(digits);
+  return Number(text) === 0 ? (0).toFixed(digits) : text;
+};
+const percent = (x: number, digits = 2): string => `${fixed(100 * x, digits)}%`;
+const points = (x: number): string => {
+  const text = fixed(Math.abs(100 * x), 2);
+  return Number(text) === 0 ? text : `${x > 0 ? '+' : '−'}${text}`;
+};
+/** Why a test with nothing scored shows no effect, rank or dose (its report's numbers then measure nothing). */
+const NO_EVIDENCE = '(no evidence: 0 scored tokens)';
+
+/** The green count with the effect and its interval; no estimate when nothing was scored. */
+function greenLine(
+  scan: Pick<KeyScan, 'numScored' | 'numGreen' | 'greenFraction' | 'effect' | 'effectInterval'>,
+): string {
+  const interval = scan.effectInterval;
+  if (scan.numScored === 0 || interval.length !== 2)
+    return `  green       0 of 0: no effect estimate ${NO_EVIDENCE}`;
+  return `  green       ${count(scan.numGreen)} (${percent(scan.greenFraction)}); effect ${points(scan.effect)} points, 95% CI [${points(interval[0])}, ${points(interval[1])}]`;
+}
+
+/** The rank among the fake keys, with what it means; none when nothing was scored (every p-value is 1). */
+function calibrationLine(
+  c: Pick<KeyScan['calibration'], 'fakeKeys' | 'rank' | 'empiricalPValue' | 'uniform' | 'ksPValue'>,
+  numScored: number,
+  subject: 'key' | 'pool',
+): string {
+  if (c.fakeKeys === 0) return '  calibration none (no fake keys)';
+  if (numScored === 0) return `  calibration no rank among the ${c.fakeKeys} fake keys ${NO_EVIDENCE}`;
+  return `  calibration rank ${c.rank} among ${c.fakeKeys} fake keys (1 + those with a p-value at most the ${subject}'s, so 1 to ${c.fakeKeys + 1}; empirical p = ${c.empiricalPValue.toPrecision(3)}); fake p-values ${c.uniform === false ? 'NOT uniform' : 'uniform'} (KS p = ${c.ksPValue.toPrecision(3)})`;
+}
+
+/** Which doses the data rule out: a bound is a share of the text, and 1 (100%) rules out none. */
+const ruledOut = (bound: number): string =>
+  bound >= 1 ? 'no dose within 0–100% is ruled out' : `doses above ${percent(bound, 1)} are ruled out`;
 
 function keyLines(scan: KeyScan, report: ScanReport): string[] {
   const c = scan.calibration;
@@ -31,14 +66,14 @@ function keyLines(scan: KeyScan, report: ScanReport): string[] {
     `  scored      ${count(scan.numScored)} distinct (seed, token) pairs of ${count(t.numTokens)} tokens` +
       ` (${count(t.numEligible)} eligible positions; ${count(t.numExcludedByPrompt)} pairs excluded as they occur in prompts` +
       `${report.supervised ? `; ${count(t.numFilteredOut)} positions outside issued windows` : ''})`,
-    `  green       ${count(scan.numGreen)} (${percent(scan.greenFraction)}); effect ${points(scan.effect)} points, 95% CI [${points(scan.effectInterval[0])}, ${points(scan.effectInterval[1])}]`,
-    `  log10 p     ${formatLog10(scan.log10P)} exact (Holm-adjusted ${formatLog10(scan.log10PAdjusted)}; α = ${report.alpha}); z = ${scan.z.toFixed(2)}`,
-    c.fakeKeys > 0
-      ? `  calibration rank ${c.rank} among ${c.fakeKeys} fake keys (empirical p = ${c.empiricalPValue.toPrecision(3)}); fake p-values ${c.uniform === false ? 'NOT uniform' : 'uniform'} (KS p = ${c.ksPValue.toPrecision(3)})`
-      : '  calibration none (no fake keys)',
-    scan.dose === null
-      ? `  dose        unknown (no issued green fraction); doses above ${percent(scan.doseUpperBound, 1)} are ruled out`
-      : `  dose        ρ ≈ ${percent(scan.dose.estimate, 1)} [${percent(scan.dose.interval[0], 1)}, ${percent(scan.dose.interval[1], 1)}] (issued green fraction ${percent(scan.dose.issuedGreenFraction, 1)}); doses above ${percent(scan.doseUpperBound, 1)} are ruled out`,
+    greenLine(scan),
+    `  log10 p     ${formatLog10(scan.log10P)} exact (Holm-adjusted ${formatLog10(scan.log10PAdjusted)}; α = ${report.alpha}); z = ${fixed(scan.z, 2)}`,
+    calibrationLine(c, scan.numScored, 'key'),
+    scan.numScored === 0
+      ? `  dose        no estimate ${NO_EVIDENCE}; ${ruledOut(scan.doseUpperBound)}`
+      : scan.dose === null
+        ? `  dose        unknown (no issued green fraction); ${ruledOut(scan.doseUpperBound)}`
+        : `  dose        ρ ≈ ${percent(scan.dose.estimate, 1)} [${percent(scan.dose.interval[0], 1)}, ${percent(scan.dose.interval[1], 1)}] (issued green fraction ${percent(scan.dose.issuedGreenFraction, 1)}); ${ruledOut(scan.doseUpperBound)}`,
   ];
   if (scan.topDocuments.length > 0 && scan.topDocuments[0]!.log10PCorrected <= SHOWN) {
     lines.push('  documents with the strongest evidence (log10 p, corrected for the documents searched):');
@@ -72,12 +107,14 @@ function foreignKeyLines(scan: ForeignKeyScan, report: AnyScanReport): string[] 
       ` (${count(scan.numRepeated)} repeated across the corpus, ${count(scan.numExcludedByPrompt)} excluded as they occur in prompts)`,
     scan.numGreen === null
       ? `  score       ${scan.score.toFixed(3)} (mean ${scan.numScored === 0 ? '–' : (scan.score / scan.numScored).toFixed(4)} a unit)`
-      : `  green       ${count(scan.numGreen)} (${percent(scan.greenFraction ?? 0)}); z = ${(scan.z ?? 0).toFixed(2)}`,
+      : scan.numScored === 0
+        ? '  green       0 of 0 (no evidence: 0 scored units)'
+        : `  green       ${count(scan.numGreen)} (${percent(scan.greenFraction ?? 0)}); z = ${fixed(scan.z ?? 0, 2)}`,
     `  log10 p     ${formatLog10(scan.log10P)} exact (Holm-adjusted ${formatLog10(scan.log10PAdjusted)}; α = ${report.alpha})`,
     `  null        ${scan.nullDistribution}; no fake keys`,
   ];
   if (scan.doseUpperBound !== null) {
-    lines.push(`  dose        doses above ${percent(scan.doseUpperBound, 1)} are ruled out`);
+    lines.push(`  dose        ${ruledOut(scan.doseUpperBound)}`);
   }
   if (scan.topDocuments.length > 0 && scan.topDocuments[0]!.log10PCorrected <= SHOWN) {
     lines.push('  documents with the strongest evidence (log10 p, corrected for the documents searched):');
@@ -97,11 +134,9 @@ function poolLines(pool: PoolScan, members: readonly KeyScan[], report: AnyScanR
   const lines = [
     `pool of ${pool.keyIds.length} sub-keys (γ=${pool.gamma}, green counts summed over the keys): ${VERDICT_TEXT[pool.verdict]}`,
     `  scored      ${count(pool.numScored)} (seed, token) pairs over the keys`,
-    `  green       ${count(pool.numGreen)} (${percent(pool.greenFraction)}); effect ${points(pool.effect)} points, 95% CI [${points(pool.effectInterval[0])}, ${points(pool.effectInterval[1])}]`,
-    `  log10 p     ${formatLog10(pool.log10P)} exact, Bin(${count(pool.numScored)}, ${pool.gamma}) (Holm-adjusted ${formatLog10(pool.log10PAdjusted)}; α = ${report.alpha}); z = ${pool.z.toFixed(2)}`,
-    c.fakeKeys > 0
-      ? `  calibration rank ${c.rank} among ${c.fakeKeys} fake keys (empirical p = ${c.empiricalPValue.toPrecision(3)}); fake p-values ${c.uniform === false ? 'NOT uniform' : 'uniform'} (KS p = ${c.ksPValue.toPrecision(3)})`
-      : '  calibration none (no fake keys)',
+    greenLine(pool),
+    `  log10 p     ${formatLog10(pool.log10P)} exact, Bin(${count(pool.numScored)}, ${pool.gamma}) (Holm-adjusted ${formatLog10(pool.log10PAdjusted)}; α = ${report.alpha}); z = ${fixed(pool.z, 2)}`,
+    calibrationLine(c, pool.numScored, 'pool'),
     `  reason      ${pool.reason}`,
     '  the sub-keys one by one (log10 p, Holm-adjusted):',
   ];

@@ -135,7 +135,8 @@ export function toGatewayError(error: FastifyError | Error): GatewayError {
 const errorsPlugin: FastifyPluginAsync = async (fastify: FastifyInstance) => {
   fastify.setErrorHandler((error: FastifyError, request, reply) => {
     let mapped = toGatewayError(error);
-    if (mapped.code === 'TM_ERR_BODY_TOO_LARGE') {
+    // fastify's own body limit (a route's 413 says its own limit)
+    if (mapped.code === 'TM_ERR_BODY_TOO_LARGE' && !(error instanceof GatewayError)) {
       const limit = request.routeOptions.bodyLimit;
       mapped = new GatewayError(
         413,
