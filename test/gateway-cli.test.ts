@@ -11,6 +11,7 @@ import { Command, CommanderError } from 'commander';
 import { afterAll, describe, expect, it } from 'vitest';
 import { registerKeys } from '../apps/cli/src/commands/keys.ts';
 import { registerServe, runServe } from '../apps/cli/src/commands/serve.ts';
+import { gatewayDataDir } from '../apps/cli/src/gateway-data-dir.test-helper.ts';
 import { CliError, type CliIo } from '../apps/cli/src/io.ts';
 import { cacheDir, removeTemporaryDirectories, temporaryDirectory } from './helpers.ts';
 
@@ -68,7 +69,8 @@ async function run(argv: string[], captured: Captured): Promise<number> {
 
 describe('tracemark keys', () => {
   it('create prints {"id","key"} once with --json; list never shows keys; revoke takes effect', async () => {
-    const dataDir = temporaryDirectory();
+    // the keys commands work on a gateway's data directory, never making one
+    const dataDir = await gatewayDataDir(temporaryDirectory());
     const created = capture();
     expect(
       await run(
@@ -110,7 +112,11 @@ describe('tracemark keys', () => {
   });
 
   it('usage errors exit 2 and name the problem', async () => {
-    const dataDir = temporaryDirectory();
+    const empty = capture();
+    const nowhere = temporaryDirectory();
+    expect(await run(['keys', 'list', '--data-dir', nowhere], empty)).toBe(2);
+    expect(empty.err()).toMatch(/no gateway has run in this data directory/);
+    const dataDir = await gatewayDataDir(temporaryDirectory());
     const bad = capture();
     expect(await run(['keys', 'create', '--scopes', 'generate,root', '--data-dir', dataDir], bad)).toBe(2);
     expect(bad.err()).toMatch(/unknown scope "root"/);

@@ -15,6 +15,7 @@ import { capture } from './capture.test-helper.ts';
 import { commandsToLoad, run } from './cli.ts';
 import { API_KEY_SCOPES } from './commands/keys.ts';
 import { GATEWAY_DEFAULT_PORT, loadGateway } from './commands/serve.ts';
+import { gatewayDataDir } from './gateway-data-dir.test-helper.ts';
 import { CliError, type CliIo } from './io.ts';
 import { benjaminiHochberg } from './multiple-testing.ts';
 
@@ -377,7 +378,7 @@ describe('papercuts a new user met', () => {
   });
 
   it('keys list prints a header row (not in --json)', async () => {
-    const dataDir = join(directory, 'keys-data');
+    const dataDir = await gatewayDataDir(join(directory, 'keys-data'));
     const created = capture();
     expect(
       await run(['keys', 'create', '--scopes', 'verify', '--name', 'ci', '--data-dir', dataDir], created.io),

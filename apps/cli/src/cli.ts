@@ -1,7 +1,8 @@
 /**
  * The `tracemark` command line. `run(argv)` returns the exit code; only bin.ts sets it on the process.
- * Exit codes: 0 ok; 1 a watermark found with --fail-on-detect; 2 usage; 3 I/O or input errors. A stdout
- * closed by its reader (`| head`) ends the process at once with 0 (bin.ts).
+ * Exit codes: 0 ok; 1 a watermark found with --fail-on-detect; 2 usage; 3 I/O or input errors; 130 detect
+ * or scan stopped by SIGINT or SIGTERM (io.ts). A stdout closed by its reader (`| head`) ends the process at
+ * once with 0 (bin.ts).
  */
 import { createRequire } from 'node:module';
 import { Command, CommanderError, type Option } from 'commander';
@@ -63,7 +64,7 @@ export async function run(argv: readonly string[], io: CliIo = processIo()): Pro
     .showSuggestionAfterError()
     .addHelpText(
       'after',
-      `\nExit codes: 0 ok (also when stdout is closed early, as by head); 1 a watermark found with\n--fail-on-detect; 2 usage; 3 I/O or input errors. ${COLOUR_HELP}`,
+      `\nExit codes: 0 ok (also when stdout is closed early, as by head); 1 a watermark found with\n--fail-on-detect; 2 usage; 3 I/O or input errors; 130 detect or scan interrupted (SIGINT, SIGTERM).\n${COLOUR_HELP}`,
     );
   try {
     const registers = await Promise.all(commandsToLoad(argv).map((name) => COMMANDS[name]!()));

@@ -1,9 +1,18 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { decodeLines, type LineBatch, type RawLineBatch, readInputs, readRawInputs } from './inputs.ts';
+import { capture } from './capture.test-helper.ts';
+import { run } from './cli.ts';
+import {
+  decodeLines,
+  expandPaths,
+  type LineBatch,
+  type RawLineBatch,
+  readInputs,
+  readRawInputs,
+} from './inputs.ts';
 
 const encoder = new TextEncoder();
 
@@ -118,5 +127,52 @@ describe('raw JSONL batches', () => {
       ).flatMap((batch) => decodeLines(batch.data, batch.firstLine));
     expect(await lines('{"a":1}\n\n{"b":2}\n')).toEqual(['{"a":1}', '', '{"b":2}']);
     expect(await lines('')).toEqual([]);
+  });
+});
+
+describe('directories with symlinks', () => {
+  /** root/corpus/{marked.txt, up -> .., again -> ../corpus, notes/b.txt, b-link.txt -> notes/b.txt, same-notes -> notes}. */
+  function corpusWithCycles(): { corpus: string } {
+    const root = mkdtempSync(join(tmpdir(), 'tracemark-symlinks-'));
+    onTestFinished(() => rmSync(root, { recursive: true, force: true }));
+    const corpus = join(root, 'corpus');
+    mkdirSync(join(corpus, 'notes'), { recursive: true });
+    writeFileSync(join(corpus, 'marked.txt'), 'The committee said on Tuesday that the weather was fine.');
+    writeFileSync(join(corpus, 'notes', 'b.txt'), 'Another short document, written by a person.');
+    symlinkSync('..', join(corpus, 'up'));
+    symlinkSync('../corpus', join(corpus, 'again'));
+    symlinkSync('notes', join(corpus, 'same-notes'));
+    symlinkSync('notes/b.txt', join(corpus, 'b-link.txt'));
+    return { corpus };
+  }
+
+  it('walks each directory once, by its real path; a symlink to a file is read as the file', async () => {
+    const { corpus } = corpusWithCycles();
+    expect(await expandPaths([corpus])).toEqual([
+      join(corpus, 'b-link.txt'),
+      join(corpus, 'marked.txt'),
+      join(corpus, 'notes', 'b.txt'),
+    ]);
+  });
+
+  it('detect and scan count each file once, with no ELOOP error', async () => {
+    const { corpus } = corpusWithCycles();
+    // Beside the root, not in it: `up` walks the root (once), and would read a key there as a document.
+    const keyDirectory = mkdtempSync(join(tmpdir(), 'tracemark-symlinks-key-'));
+    onTestFinished(() => rmSync(keyDirectory, { recursive: true, force: true }));
+    const key = join(keyDirectory, 'key.json');
+    expect(await run(['keygen', '--out', key, '--json'], capture().io)).toBe(0);
+    const detected = capture();
+    expect(await run(['detect', '--key', key, corpus, '--json'], detected.io)).toBe(0);
+    const report = JSON.parse(detected.out());
+    expect(report.results.map((result: { source: string }) => result.source)).toEqual([
+      join(corpus, 'b-link.txt'),
+      join(corpus, 'marked.txt'),
+      join(corpus, 'notes', 'b.txt'),
+    ]);
+    expect(report.summary).toMatchObject({ documents: 3, errors: 0 });
+    const scanned = capture();
+    expect(await run(['scan', '--key', key, corpus, '--json', '--fake-keys', '10'], scanned.io)).toBe(0);
+    expect(JSON.parse(scanned.out()).summary).toMatchObject({ documents: 3, errors: 0 });
   });
 });

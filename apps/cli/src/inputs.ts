@@ -3,7 +3,7 @@
  * line or file becomes an error document naming the file and line; the rest is still read.
  */
 import { createReadStream } from 'node:fs';
-import { open, readdir, stat } from 'node:fs/promises';
+import { open, readdir, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { CliError, type CliIo, EXIT } from './io.ts';
@@ -74,9 +74,20 @@ export interface ReadOptions {
   readonly stdin: Readable;
 }
 
-/** Expands directories (recursively, sorted) and keeps files and `-` in the given order. */
+/**
+ * Expands directories (recursively, sorted) and keeps files and `-` in the given order. Each directory
+ * is walked once, by its real path: a symlink back up the tree (`up -> ..`) or to a folder already
+ * walked adds nothing, so no file is scored twice; a symlink to a file is read as the file.
+ */
 export async function expandPaths(
   paths: readonly string[],
+): Promise<(string | { error: DocumentError; source: string })[]> {
+  return expandPathsOnce(paths, new Set());
+}
+
+async function expandPathsOnce(
+  paths: readonly string[],
+  walked: Set<string>,
 ): Promise<(string | { error: DocumentError; source: string })[]> {
   const out: (string | { error: DocumentError; source: string })[] = [];
   for (const path of paths) {
@@ -87,12 +98,16 @@ export async function expandPaths(
     try {
       const info = await stat(path);
       if (info.isDirectory()) {
+        const real = await realpath(path);
+        if (walked.has(real)) continue;
+        walked.add(real);
         const entries = (await readdir(path, { withFileTypes: true })).sort((a, b) =>
           a.name < b.name ? -1 : 1,
         );
         out.push(
-          ...(await expandPaths(
+          ...(await expandPathsOnce(
             entries.filter((e) => !e.name.startsWith('.')).map((e) => join(path, e.name)),
+            walked,
           )),
         );
       } else out.push(path);

@@ -11,6 +11,11 @@ export interface CliIo {
   /** stdin is a terminal, where reading it waits for the user to type (absent: it is not). */
   readonly stdinIsTTY?: boolean;
   readonly env: NodeJS.ProcessEnv;
+  /**
+   * Calls `listener` at the first SIGINT or SIGTERM instead of ending the process, until the returned
+   * function is called; a second signal ends the process as usual. Absent: runs are not interrupted.
+   */
+  readonly onInterrupt?: (listener: (signal: string) => void) => () => void;
 }
 
 export function processIo(): CliIo {
@@ -22,15 +27,29 @@ export function processIo(): CliIo {
     stderrIsTTY: process.stderr.isTTY === true,
     stdinIsTTY: process.stdin.isTTY === true,
     env: process.env,
+    onInterrupt: (listener) => {
+      const signals = ['SIGINT', 'SIGTERM'] as const;
+      const release = () => {
+        for (const signal of signals) process.off(signal, handle);
+      };
+      // Released at the first signal, so that a second one (Ctrl-C again) ends the process at once.
+      const handle = (signal: NodeJS.Signals) => {
+        release();
+        listener(signal);
+      };
+      for (const signal of signals) process.on(signal, handle);
+      return release;
+    },
   };
 }
 
-/** Documented exit codes. */
-export const EXIT = Object.freeze({ ok: 0, detected: 1, usage: 2, io: 3 } as const) as {
+/** Documented exit codes; 130 is what a shell reports for a process ended by Ctrl-C (128 + SIGINT). */
+export const EXIT = Object.freeze({ ok: 0, detected: 1, usage: 2, io: 3, interrupted: 130 } as const) as {
   readonly ok: 0;
   readonly detected: 1;
   readonly usage: 2;
   readonly io: 3;
+  readonly interrupted: 130;
 };
 
 /** An error that ends a command with an exit code and a stable error code. */
@@ -60,9 +79,54 @@ export function stdoutHasColour(io: CliIo): boolean {
 export const COLOUR_HELP =
   'Colour: on a terminal; never with NO_COLOR set, always with FORCE_COLOR (FORCE_COLOR=0: never).';
 
+/** `word` as a shell reads it back in a command to paste: quoted only where it needs to be. */
+export function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
+}
+
 /** A file's text; a TM_ERR_IO error naming the file and `what` it should have been when it cannot be read. */
 export async function readTextFile(path: string, what: string): Promise<string> {
   return readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
     throw new CliError('TM_ERR_IO', `${path}: cannot read the ${what} (${error.code ?? 'error'})`, EXIT.io);
   });
+}
+
+/** A run stopped by SIGINT or SIGTERM; the command says what it had done in its TM_ERR_INTERRUPTED error. */
+export class Interrupted extends Error {
+  override readonly name = 'Interrupted';
+  constructor(readonly signal: string) {
+    super(`interrupted by ${signal}`);
+  }
+}
+
+/** SIGINT and SIGTERM watched while a command streams its inputs, so that it can end its output cleanly. */
+export interface InterruptWatch {
+  /** Rejects with {@link Interrupted} when a signal comes (never resolves): race the run's waits with it. */
+  readonly stopped: Promise<never>;
+  /** Throws {@link Interrupted} if a signal has come. */
+  check(): void;
+  /** Stops watching: a signal after this ends the process as usual. */
+  release(): void;
+}
+
+export function watchInterrupts(io: CliIo): InterruptWatch {
+  let received: Interrupted | null = null;
+  let reject: (error: Interrupted) => void = () => undefined;
+  const stopped = new Promise<never>((_resolve, rejectStopped) => {
+    reject = rejectStopped;
+  });
+  // A run that finishes without a signal never awaits it.
+  stopped.catch(() => undefined);
+  const release =
+    io.onInterrupt?.((signal) => {
+      received = new Interrupted(signal);
+      reject(received);
+    }) ?? (() => undefined);
+  return {
+    stopped,
+    check: () => {
+      if (received !== null) throw received;
+    },
+    release,
+  };
 }

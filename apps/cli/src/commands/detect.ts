@@ -35,7 +35,16 @@ import {
   NO_PROMPT_FIELD_HELP,
   readRawInputs,
 } from '../inputs.ts';
-import { CliError, type CliIo, COLOUR_HELP, EXIT, stdoutHasColour } from '../io.ts';
+import {
+  CliError,
+  type CliIo,
+  COLOUR_HELP,
+  EXIT,
+  Interrupted,
+  type InterruptWatch,
+  stdoutHasColour,
+  watchInterrupts,
+} from '../io.ts';
 import { benjaminiHochberg } from '../multiple-testing.ts';
 import { collect, parseNumber, parseOpenUnit } from '../options.ts';
 import { createRunner, workersFor } from '../pool.ts';
@@ -283,9 +292,10 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
       let sessionTokens: Uint32Array[] | null = null;
       let sessionLength = 0;
       let lastSingleText: string | null = null;
-      const drainOne = async (): Promise<void> => {
+      const drainOne = async (interrupt: InterruptWatch): Promise<void> => {
+        interrupt.check();
         const entry = queue.shift()!;
-        const result = await entry.promise;
+        const result = await Promise.race([entry.promise, interrupt.stopped]);
         summary.bytes += entry.bytes;
         if (entry.kind === 'outcomes') {
           if (result.kind === 'outcomes') {
@@ -324,12 +334,20 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
 
       // Once `{"results":[` is out, a failure still ends the document: it closes the array and says what
       // failed in a top-level "error", so that stdout stays one valid JSON value.
+      // Ctrl-C (or SIGTERM) stops the reading: the documents already out stay, and the output ends
+      // as any failure ends it, with a TM_ERR_INTERRUPTED error and exit code 130.
       let failure: unknown = null;
+      const interrupt = watchInterrupts(io);
+      const units = readRawInputs(paths, {
+        stdin: io.stdin,
+        ...(options.format === undefined ? {} : { format: options.format }),
+      });
       try {
-        for await (const unit of readRawInputs(paths, {
-          stdin: io.stdin,
-          ...(options.format === undefined ? {} : { format: options.format }),
-        })) {
+        for (;;) {
+          // Raced: stdin may wait for input that never comes.
+          const next = await Promise.race([units.next(), interrupt.stopped]);
+          if (next.done === true) break;
+          const unit = next.value;
           if ('rawLines' in unit) {
             const { source, firstLine } = unit;
             // Workers decode the bytes moved to them; without workers the lines are decoded here.
@@ -397,12 +415,22 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
               }),
             });
           }
-          while (queue.length > maxInFlight) await drainOne();
+          while (queue.length > maxInFlight) await drainOne(interrupt);
         }
-        while (queue.length > 0) await drainOne();
+        while (queue.length > 0) await drainOne(interrupt);
       } catch (error) {
         failure = error;
+        if (error instanceof Interrupted) {
+          failure = new CliError(
+            'TM_ERR_INTERRUPTED',
+            `${error.message} after ${summary.documents} documents: the output covers those only`,
+            EXIT.interrupted,
+          );
+          // A read of stdin left waiting would keep the process alive.
+          if (paths.length === 0 || paths.includes('-')) io.stdin.destroy();
+        }
       } finally {
+        interrupt.release();
         await runner.close();
       }
       progress.done();
@@ -489,7 +517,8 @@ tests it: are its marked tokens on word pairs common in the Brown corpus more of
 passed" or "FLAGGED"); JSON results carry spoofing (null where not tested). It never changes the
 verdict, the exit code or --fail-on-detect; --no-spoof-test skips it.
 Exit codes: 0 done (also when stdout is closed early, as by head); 1 a watermark found with
---fail-on-detect; 2 usage; 3 I/O or input errors.`;
+--fail-on-detect; 2 usage; 3 I/O or input errors; 130 interrupted (SIGINT, SIGTERM: the documents
+scored so far are printed, then with --json a top-level "error" TM_ERR_INTERRUPTED).`;
 
 /** Benjamini–Hochberg across the documents' p-values (errors take no part), and the verdicts it gives. */
 function correctAcrossDocuments(

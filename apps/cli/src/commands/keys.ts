@@ -1,11 +1,14 @@
 /**
  * `tracemark keys create|list|revoke`: API keys of the gateway, managed directly in its storage (the SQLite
  * file under the data directory, or DATABASE_URL). A new key is printed once; only its HMAC is stored.
+ * The data directory must be a gateway's: the keys commands create nothing there.
  */
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { InputError } from '@tracemark/detection';
 import type { ApiKeyInfo, GatewayStorage } from '@tracemark/gateway';
-import type { Command } from 'commander';
-import { CliError, type CliIo, EXIT } from '../io.ts';
+import { type Command, InvalidArgumentError } from 'commander';
+import { CliError, type CliIo, EXIT, shellWord } from '../io.ts';
 import { parseNumber } from '../options.ts';
 import { loadGateway } from './serve.ts';
 
@@ -35,14 +38,15 @@ async function withStorage<T>(
   io: CliIo,
   work: (storage: GatewayStorage, serverSecret: Uint8Array) => Promise<T>,
 ): Promise<T> {
-  const { ensureDataDir, loadOrCreateServerSecret, openStorage } = gateway;
+  const { loadOrCreateServerSecret, openStorage } = gateway;
   const dataDir = options.dataDir ?? gateway.defaultDataDir(io.env);
+  const databaseUrl = io.env.DATABASE_URL || null;
+  await checkGatewayDataDir(gateway, dataDir, databaseUrl);
   let storage: GatewayStorage;
   let serverSecret: Uint8Array;
   try {
-    await ensureDataDir(dataDir);
     serverSecret = (await loadOrCreateServerSecret(dataDir)).secret;
-    storage = await openStorage({ databaseUrl: io.env.DATABASE_URL || null, dataDir });
+    storage = await openStorage({ databaseUrl, dataDir });
   } catch (error) {
     if (error instanceof InputError) throw new CliError(error.code, error.message, EXIT.io);
     throw new CliError(
@@ -56,6 +60,64 @@ async function withStorage<T>(
   } finally {
     await storage.close();
   }
+}
+
+/**
+ * Refuses a data directory where no gateway has started: its server secret (and, without DATABASE_URL,
+ * its SQLite file) would be created there, and a key made under a new secret is one no gateway accepts.
+ */
+async function checkGatewayDataDir(
+  gateway: Gateway,
+  dataDir: string,
+  databaseUrl: string | null,
+): Promise<void> {
+  const expected = [gateway.SERVER_SECRET_FILE, ...(databaseUrl === null ? [gateway.SQLITE_FILE_NAME] : [])];
+  const missing: string[] = [];
+  for (const name of expected) {
+    const present = await stat(join(dataDir, name)).then(
+      (info) => info.isFile(),
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return false;
+        throw new CliError(
+          'TM_ERR_IO',
+          `${join(dataDir, name)}: cannot read the gateway's data (${error.code ?? 'error'})`,
+          EXIT.io,
+        );
+      },
+    );
+    if (!present) missing.push(name);
+  }
+  if (missing.length === 0) return;
+  throw new CliError(
+    'TM_ERR_NO_GATEWAY',
+    `${dataDir}: no gateway has run in this data directory (no ${missing.join(' or ')}); start \`tracemark serve --data-dir ${shellWord(dataDir)}\` first, or pass the gateway's own --data-dir`,
+    EXIT.usage,
+  );
+}
+
+/** The flag of `keys create` that sets each field of the gateway's createApiKey. */
+const FLAG_OF_FIELD: Readonly<Record<string, string>> = {
+  scopes: '--scopes',
+  name: '--name',
+  account: '--account',
+  expiresAt: '--expires-at',
+  rateLimitPerMinute: '--rate-limit',
+  dailyTokenQuota: '--daily-quota',
+};
+
+/** The gateway's "field: problem" with the field named as the user typed it, as a flag. */
+function namingTheFlag(message: string): string {
+  const field = /^(\w+): /.exec(message)?.[1];
+  const flag = field === undefined ? undefined : FLAG_OF_FIELD[field];
+  return flag === undefined ? message : `${flag}${message.slice(field!.length)}`;
+}
+
+/** --expires-at, checked as it is parsed, so a bad date is refused before the storage is opened. */
+function parseDateTime(value: string): string {
+  if (!Number.isFinite(Date.parse(value))) {
+    throw new InvalidArgumentError('expected an ISO 8601 date and time, such as 2030-01-31T00:00:00Z');
+  }
+  return value;
 }
 
 /** A key's columns: id, state, scopes, account, expiry, name. */
@@ -95,7 +157,7 @@ export function registerKeys(program: Command, io: CliIo, setExit: (code: number
   const keys = program.command('keys').description("manage the gateway's API keys");
   const dataDirOption = [
     '--data-dir <dir>',
-    'the gateway data directory (TRACEMARK_DATA_DIR); DATABASE_URL selects PostgreSQL',
+    'the data directory of a gateway that has run (`tracemark serve --data-dir DIR`; TRACEMARK_DATA_DIR); DATABASE_URL selects PostgreSQL',
   ] as const;
 
   keys
@@ -109,7 +171,7 @@ export function registerKeys(program: Command, io: CliIo, setExit: (code: number
       'expire after N days',
       parseNumber('--expires-in-days', 0.000001, 36_500),
     )
-    .option('--expires-at <iso>', 'expire at this ISO 8601 time')
+    .option('--expires-at <iso>', 'expire at this ISO 8601 time', parseDateTime)
     .option(
       '--rate-limit <n>',
       'requests per minute for this key',
@@ -128,7 +190,7 @@ export function registerKeys(program: Command, io: CliIo, setExit: (code: number
       try {
         scopes = gateway.parseScopes(options.scopes);
       } catch (error) {
-        throw new CliError('TM_ERR_USAGE', `--${(error as Error).message}`, EXIT.usage);
+        throw new CliError('TM_ERR_USAGE', namingTheFlag((error as Error).message), EXIT.usage);
       }
       if (options.expiresInDays !== undefined && options.expiresAt !== undefined) {
         throw new CliError('TM_ERR_USAGE', 'use --expires-in-days or --expires-at, not both', EXIT.usage);
@@ -149,7 +211,7 @@ export function registerKeys(program: Command, io: CliIo, setExit: (code: number
           });
         } catch (error) {
           if (error instanceof RangeError)
-            throw new CliError('TM_ERR_USAGE', `--${error.message}`, EXIT.usage);
+            throw new CliError('TM_ERR_USAGE', namingTheFlag(error.message), EXIT.usage);
           throw error;
         }
       });

@@ -35,7 +35,7 @@ import {
   NO_PROMPT_FIELD_HELP,
   readInputs,
 } from '../inputs.ts';
-import { CliError, type CliIo, EXIT } from '../io.ts';
+import { CliError, type CliIo, EXIT, Interrupted, type InterruptWatch, watchInterrupts } from '../io.ts';
 import { collect, parseNumber, parseOpenUnit } from '../options.ts';
 import { defaultWorkerCount } from '../pool.ts';
 import { createProgress } from '../progress.ts';
@@ -279,6 +279,8 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       let attribution: Attribution | null = null;
       let accountKeys: AccountScanKeys | null = null;
       let distributedRun: DistributedRun | null = null;
+      // Watched over the local scan only: a distributed run is resumed with --run-id after Ctrl-C ends it.
+      let interrupt: InterruptWatch | null = null;
       try {
         let issuedWindows: IssuedWindowSet | undefined;
         let issuedGreenFractions: Map<string, number> | undefined;
@@ -357,11 +359,13 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
           Object.assign(summary, result.summary);
           distributedRun = result.run;
         } else {
+          const watch = watchInterrupts(io);
+          interrupt = watch;
           const kept: ScanDocument[] | null = options.attribute ? [] : null;
-          const documents = readDocuments(pool, paths, options, io, summary, onError, () =>
+          const documents = readDocuments(pool, paths, options, io, summary, onError, watch, () =>
             progress.update(summary, started),
           );
-          report = await scanCorpusAnyKeys({
+          const scanned = scanCorpusAnyKeys({
             documents: kept === null ? documents : keep(documents, kept),
             keys: scanKeys,
             specialTokenIds,
@@ -372,7 +376,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
             minimumDose: options.minDose,
             runFakeKeyJobs: (jobs) => {
               progress.message(`calibrating with ${options.fakeKeys} fake keys…`);
-              return pool.runFakeKeyJobs(jobs);
+              return pool.runFakeKeyJobs(jobs, watch.check);
             },
             ...(options.fakeKeySeed === undefined ? {} : { fakeKeySeed: options.fakeKeySeed }),
             ...(issuedWindows === undefined ? {} : { issuedWindows }),
@@ -381,6 +385,9 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
               ? {}
               : { pooledKeyIds: accountKeys.subKeys.map((key) => key.keyId) }),
           });
+          // Interrupted, the scan stops at its next document or batch of fake keys, rejecting unheard.
+          scanned.catch(() => undefined);
+          report = await Promise.race([scanned, watch.stopped]);
           if (kept !== null && logOutputs !== undefined) {
             progress.message('attributing to accounts…');
             attribution = await attributeAccounts({
@@ -392,7 +399,19 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
             });
           }
         }
+      } catch (error) {
+        // A verdict about part of a corpus is no verdict about the corpus: an interrupted scan reports none.
+        if (error instanceof Interrupted) {
+          if (paths.length === 0 || paths.includes('-')) io.stdin.destroy();
+          throw new CliError(
+            'TM_ERR_INTERRUPTED',
+            `${error.message} after ${summary.documents} documents: no report (a scan needs the whole corpus)`,
+            EXIT.interrupted,
+          );
+        }
+        throw error;
       } finally {
+        interrupt?.release();
         await pool.close();
         progress.done();
       }
@@ -733,6 +752,7 @@ async function* readDocuments(
   io: CliIo,
   summary: Summary,
   onError: (source: string, error: { code: string; message: string }) => void,
+  interrupt: InterruptWatch,
   onProgress: () => void,
 ): AsyncGenerator<ScanDocument> {
   const inputs = readInputs(paths, {
@@ -746,7 +766,8 @@ async function* readDocuments(
   let pieces: Uint32Array[] = [];
   const fill = async (): Promise<void> => {
     while (!exhausted && queue.length < maxInFlight) {
-      const next = await inputs.next();
+      // Raced: stdin may wait for input that never comes.
+      const next = await Promise.race([inputs.next(), interrupt.stopped]);
       if (next.done === true) {
         exhausted = true;
         break;
@@ -786,6 +807,7 @@ async function* readDocuments(
     }
   };
   for (;;) {
+    interrupt.check();
     await fill();
     const entry = queue.shift();
     if (entry === undefined) return;
@@ -794,7 +816,7 @@ async function* readDocuments(
       onError(entry.source, entry.error);
       continue;
     }
-    const result = await entry.promise;
+    const result = await Promise.race([entry.promise, interrupt.stopped]);
     summary.bytes += entry.bytes;
     if (entry.kind === 'documents' && result.kind === 'documents') {
       for (const document of result.documents as TokenizedDocument[]) {

@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import { InputError } from '@tracemark/detection';
 import type { GatewayConfigInput, RunningGateway } from '@tracemark/gateway';
 import type { Command } from 'commander';
-import { CliError, type CliIo, EXIT } from '../io.ts';
+import { CliError, type CliIo, EXIT, shellWord } from '../io.ts';
 import { parseNumber } from '../options.ts';
 
 /** The gateway's default port (its DEFAULT_PORT; cli.test.ts checks they agree), for the help. */
@@ -144,11 +144,24 @@ export async function startGateway(
       '',
       `  ${gateway.curlExample(running.url, firstStart.devApiKey, model)}`,
       '',
-      'Create more keys with `tracemark keys create --scopes generate,verify`.',
+      `Create more keys with \`${keysCreateCommand(gateway, config.dataDir, io.env)}\`${config.databaseUrl === null ? '' : ', with DATABASE_URL set as it is here'}.`,
     );
   }
   io.stderr.write(`${lines.join('\n')}\n`);
   return running;
+}
+
+/**
+ * The `keys create` command that reaches the keys of a gateway serving from `dataDir`: it names the
+ * directory unless that is the built-in default (TRACEMARK_DATA_DIR may not be set where it is pasted).
+ */
+export function keysCreateCommand(
+  gateway: Pick<Gateway, 'defaultDataDir'>,
+  dataDir: string,
+  env: NodeJS.ProcessEnv,
+): string {
+  const builtInDefault = gateway.defaultDataDir({ ...env, TRACEMARK_DATA_DIR: '' });
+  return `tracemark keys create --scopes generate,verify${dataDir === builtInDefault ? '' : ` --data-dir ${shellWord(dataDir)}`}`;
 }
 
 function toCliError(

@@ -71,7 +71,13 @@ export async function startScanWorker(options: ScanWorkerOptions): Promise<Runni
   const lockDuration = options.lockDuration ?? 60_000;
   const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: null, lazyConnect: true });
   redis.on('error', () => undefined);
-  await redis.connect();
+  try {
+    await redis.connect();
+  } catch (error) {
+    // A failed first connection still retries on timers, which would keep the process alive.
+    redis.disconnect();
+    throw error;
+  }
   const runState = (runId: string): Promise<RunState> => {
     let state = runs.get(runId);
     if (state === undefined) {
@@ -102,7 +108,13 @@ export async function startScanWorker(options: ScanWorkerOptions): Promise<Runni
     },
   );
   worker.on('error', (error) => log(`worker error: ${error.message}`));
-  await worker.waitUntilReady();
+  try {
+    await worker.waitUntilReady();
+  } catch (error) {
+    await worker.close(true).catch(() => undefined);
+    redis.disconnect();
+    throw error;
+  }
   return {
     id,
     close: async () => {

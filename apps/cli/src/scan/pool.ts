@@ -7,8 +7,11 @@ export interface ScanPool {
   /** Worker threads, beside this thread (which runs jobs too). */
   readonly workers: number;
   submit(job: ScanJob): Promise<ScanJobResult>;
-  /** Runs fake-key jobs across the workers, sharing the trial values' memory instead of copying it. */
-  runFakeKeyJobs(jobs: readonly FakeKeyJob[]): Promise<FakeKeyCounts[]>;
+  /**
+   * Runs fake-key jobs across the workers, sharing the trial values' memory instead of copying it. On this
+   * thread alone, `check` is called between jobs: it throws to stop them (an interrupted scan).
+   */
+  runFakeKeyJobs(jobs: readonly FakeKeyJob[], check?: () => void): Promise<FakeKeyCounts[]>;
   close(): Promise<void>;
 }
 
@@ -28,9 +31,10 @@ export function createScanPool(options: ScanEngineOptions, threads: number): Sca
     return {
       workers: 0,
       submit,
-      runFakeKeyJobs: async (jobs) => {
+      runFakeKeyJobs: async (jobs, check) => {
         const counts: FakeKeyCounts[] = [];
         for (const job of jobs) {
+          check?.();
           const result = engine.run({ kind: 'fake', job });
           if (result.kind === 'fake') counts.push(result.counts);
           // Let progress and signals through between batches.
