@@ -498,7 +498,7 @@ describe('bad input: a clear error, or an honest verdict, never a false watermar
     // generate samples with tracemark's own schemes; detect and scan read engines' keys.
     for (const argv of [['generate', '--key', path, '--prompt', 'x', '--max-tokens', '4']]) {
       const outcome = await cli(argv, 'some text');
-      expect(outcome.code, argv[0]).toBe(3);
+      expect(outcome.code, argv[0]).toBe(2);
       expect(outcome.stderr, argv[0]).toMatch(/this command does not support vLLM keys yet/);
       expect(outcome.stderr).not.toContain(SECRET);
     }

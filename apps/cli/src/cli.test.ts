@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -18,6 +18,7 @@ import { GATEWAY_DEFAULT_PORT, loadGateway } from './commands/serve.ts';
 import { gatewayDataDir } from './gateway-data-dir.test-helper.ts';
 import { CliError, type CliIo } from './io.ts';
 import { benjaminiHochberg } from './multiple-testing.ts';
+import { spawnCli } from './spawn.test-helper.ts';
 
 const directory = mkdtempSync(join(tmpdir(), 'tracemark-cli-'));
 afterAll(() => rmSync(directory, { recursive: true, force: true }));
@@ -448,11 +449,41 @@ describe('papercuts a new user met', () => {
       );
     });
 
+    it('N·α is the decimal it is, without floating-point noise, in JSON and in words', async () => {
+      // 3 × 0.0001 in doubles is 0.00030000000000000003.
+      const three = join(directory, 'three.jsonl');
+      writeFileSync(
+        three,
+        `${lines
+          .slice(0, 3)
+          .map((line) => JSON.stringify(line))
+          .join('\n')}\n`,
+      );
+      const json = capture();
+      expect(await run(['detect', '--key', papercutKey, '--field', 'ids', three, '--json'], json.io)).toBe(0);
+      expect(json.out()).toContain('"expectedFalsePositives":0.0003,');
+      expect(JSON.parse(json.out()).summary.expectedFalsePositives).toBe(0.0003);
+      const human = capture();
+      expect(await run(['detect', '--key', papercutKey, '--field', 'ids', three], human.io)).toBe(0);
+      expect(human.out()).toMatch(
+        /^of 3 documents, about 0\.0003 would be flagged by chance at α = 0\.0001 /m,
+      );
+      // α = 0.07: 3 × 0.07 = 0.21000000000000002 in doubles.
+      const wide = capture();
+      expect(
+        await run(
+          ['detect', '--key', papercutKey, '--field', 'ids', three, '--fpr', '0.07', '--json'],
+          wide.io,
+        ),
+      ).toBe(0);
+      expect(JSON.parse(wide.out()).summary.expectedFalsePositives).toBe(0.21);
+    });
+
     it('--json: summary.expectedFalsePositives; --correct bh adds log10PCorrected and verdictCorrected', async () => {
       const plain = capture();
       expect(await run([...argv, '--json'], plain.io)).toBe(0);
       const uncorrected = JSON.parse(plain.out());
-      expect(uncorrected.summary.expectedFalsePositives).toBeCloseTo(10 * 1e-4, 15);
+      expect(uncorrected.summary.expectedFalsePositives).toBe(0.001);
       expect(uncorrected.summary.correction).toBe('none');
       expect(uncorrected.results[0]).not.toHaveProperty('verdictCorrected');
       expect(uncorrected.results.slice(0, 2).map((r: { verdict: string }) => r.verdict)).toEqual([
@@ -587,4 +618,94 @@ describe('commands load lazily: the gateway is an optional package', () => {
     await expect(loadGateway('tracemark serve', () => Promise.reject(other))).rejects.toBe(other);
     expect((await loadGateway('tracemark serve')).DEFAULT_PORT).toBe(DEFAULT_PORT);
   });
+});
+
+describe('keygen: flags of other schemes, and --out', () => {
+  const out = (name: string) => join(directory, `keygen-${name}.json`);
+
+  it.each([
+    // dual_gumbel takes --alpha too: a message naming vLLM keys alone sent users away from it.
+    [
+      '--alpha',
+      ['--scheme', 'gumbel', '--alpha', '0.3'],
+      '--alpha applies only to --scheme dual_gumbel and to vLLM keys of --scheme vllm:dual_key_gumbel',
+    ],
+    [
+      '--alpha (default scheme)',
+      ['--alpha', '0.3'],
+      '--alpha applies only to --scheme dual_gumbel and to vLLM keys of --scheme vllm:dual_key_gumbel',
+    ],
+    [
+      '--mixing-probability',
+      ['--mixing-probability', '0.5'],
+      '--mixing-probability applies only to SGLang keys of --scheme sglang:dual_key_gumbel',
+    ],
+    ['--prf', ['--prf', 'philox'], '--prf applies only to vLLM keys (--scheme vllm:gumbel, …)'],
+    [
+      '--ngram-len',
+      ['--ngram-len', '5'],
+      '--ngram-len applies only to SynthID-Text keys (--scheme synthid:tournament)',
+    ],
+  ])('%s on a tracemark scheme names every scheme that takes it', async (name, flags, message) => {
+    const result = capture();
+    expect(await run(['keygen', '--out', out(name), ...flags], result.io)).toBe(2);
+    expect(result.err()).toBe(`error: ${message}\n`);
+  });
+
+  it('--scheme dual_gumbel --alpha is accepted', async () => {
+    const result = capture();
+    expect(
+      await run(
+        ['keygen', '--out', out('dual'), '--scheme', 'dual_gumbel', '--alpha', '0.3', '--json'],
+        result.io,
+      ),
+    ).toBe(0);
+    expect(JSON.parse(result.out()).scheme).toEqual({ name: 'dual_gumbel', contextWidth: 4, alpha: 0.3 });
+  });
+
+  it.each([[[]], [['--force']]])(
+    '--out DIR %j is refused as a directory, and the directory is left as it was',
+    async (force) => {
+      const docs = mkdtempSync(join(directory, 'docs-'));
+      const result = capture();
+      expect(await run(['keygen', '--out', docs, ...force], result.io)).toBe(2);
+      expect(result.err()).toBe(`error: --out ${docs} is a directory: name a file\n`);
+      expect(readdirSync(docs)).toEqual([]);
+      expect(readdirSync(directory).filter((entry) => entry.includes('.tmp'))).toEqual([]);
+    },
+  );
+});
+
+describe("an engine's key where only tracemark keys work", () => {
+  const vllmKey = join(directory, 'vllm-key.json');
+
+  it('generate --key vllm-key.json is a usage error (exit 2), not an I/O error', async () => {
+    expect(
+      await run(['keygen', '--scheme', 'vllm:gumbel', '--engine-key', '42', '--out', vllmKey], capture().io),
+    ).toBe(0);
+    const result = capture();
+    expect(await run(['generate', '--key', vllmKey, '--prompt', 'x', '--json'], result.io)).toBe(2);
+    expect(JSON.parse(result.out()).error).toEqual({
+      code: 'TM_ERR_UNSUPPORTED_KEY',
+      message: expect.stringMatching(
+        /^.*vllm-key\.json: this command does not support vLLM keys yet \(key vllm1_\w+, vllm:gumbel\)$/,
+      ),
+    });
+  });
+
+  it('serve --key vllm-key.json points to engine-native mode (exit 2)', async () => {
+    const serve = spawnCli([
+      'serve',
+      '--key',
+      vllmKey,
+      '--data-dir',
+      join(directory, 'serve-vllm'),
+      '--port',
+      '0',
+    ]);
+    expect(await serve.exited).toBe(2);
+    expect(serve.stderr()).toMatch(
+      /error: .*vllm-key\.json: this command does not support vLLM keys yet \(key vllm1_\w+, vllm:gumbel\); to serve an engine that marks its output with this key, use engine-native mode: tracemark serve --upstream URL --upstream-watermark \S*vllm-key\.json\n$/,
+    );
+  }, 60_000);
 });

@@ -84,6 +84,28 @@ export function shellWord(word: string): string {
   return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
 }
 
+/**
+ * `text` with the password of `url` (a DATABASE_URL) replaced by `***`: a database client's message may
+ * quote the URL it was given, and a password must not reach the terminal or a CI log.
+ */
+export function withoutPassword(text: string, url: string | null): string {
+  if (url === null) return text;
+  let password: string;
+  try {
+    password = new URL(url).password;
+  } catch {
+    return text;
+  }
+  if (password === '') return text;
+  let decoded = password;
+  try {
+    decoded = decodeURIComponent(password);
+  } catch {
+    // a password with a stray % is matched as written
+  }
+  return text.replaceAll(password, '***').replaceAll(decoded, '***');
+}
+
 /** A file's text; a TM_ERR_IO error naming the file and `what` it should have been when it cannot be read. */
 export async function readTextFile(path: string, what: string): Promise<string> {
   return readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {

@@ -22,7 +22,7 @@ import { createEmbeddedBackend } from './backends/embedded.ts';
 import { createThreadedEmbeddedBackend } from './backends/threaded-embedded.ts';
 import type { Backend } from './backends/types.ts';
 import { createUpstreamBackend } from './backends/upstream.ts';
-import { ConfigError, type GatewayConfig } from './config.ts';
+import { ConfigError, type GatewayConfig, StorageOpenError } from './config.ts';
 import type { EngineNativeServices, GatewayServices } from './context.ts';
 import {
   DEV_API_KEY_FILE,
@@ -127,7 +127,7 @@ export async function prepareGateway(config: GatewayConfig): Promise<PreparedGat
     try {
       storage = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
     } catch (error) {
-      throw new ConfigError(
+      throw new StorageOpenError(
         `cannot open the ${config.databaseUrl === null ? 'SQLite database' : 'PostgreSQL database at DATABASE_URL'} (${(error as Error).message})`,
       );
     }

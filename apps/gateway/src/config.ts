@@ -127,7 +127,16 @@ export type GatewayConfigInput = { -readonly [K in keyof GatewayConfig]?: Gatewa
 
 /** A configuration value that cannot be used; the message names the flag or variable. */
 export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
+  override readonly name: string = 'ConfigError';
+}
+
+/**
+ * The gateway's database could not be opened (SQLite, or PostgreSQL at DATABASE_URL): valid settings that
+ * do not make a database reachable, a storage error rather than a usage error. A ConfigError still, for
+ * callers that catch those.
+ */
+export class StorageOpenError extends ConfigError {
+  override readonly name: string = 'StorageOpenError';
 }
 
 export const DEFAULT_PORT = 8787;

@@ -30,6 +30,7 @@ export {
   type GatewayConfig,
   type GatewayConfigInput,
   resolveConfig,
+  StorageOpenError,
 } from './config.ts';
 export {
   DEV_API_KEY_FILE,

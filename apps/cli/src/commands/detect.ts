@@ -436,6 +436,9 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
       progress.done();
       const alpha = results[0]?.fpr ?? options.fpr ?? DEFAULT_FPR;
       const scoredDocuments = summary.documents - summary.errors;
+      // N·α as the decimal it is: the float product carries noise (3 × 0.0001 = 0.00030000000000000003),
+      // rounded off at 15 significant digits, which a double holds exactly.
+      const expectedFalsePositives = Number((scoredDocuments * alpha).toPrecision(15));
       const corrected = correcting ? correctAcrossDocuments(held, alpha) : null;
       if (corrected !== null) for (const outcome of held) print(outcome, corrected.verdicts.get(outcome));
       stdout.flush();
@@ -448,7 +451,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
         megabytesPerSecond: Number((summary.bytes / 1e6 / Math.max(seconds, 1e-9)).toFixed(2)),
         // the threads that scored: this one and its workers
         workers: runner.workers + 1,
-        expectedFalsePositives: scoredDocuments * alpha,
+        expectedFalsePositives,
         correction: options.correct,
         ...(corrected === null ? {} : { watermarkedCorrected: corrected.watermarked }),
       };
@@ -480,7 +483,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
               ? `${summary.watermarked} watermarked, ${summary.notWatermarked} not watermarked, ${summary.insufficient} insufficient`
               : `${corrected.watermarked} watermarked after Benjamini–Hochberg (${summary.watermarked} at α alone), ${corrected.notWatermarked} not watermarked, ${corrected.insufficient} insufficient`;
           io.stdout.write(`${summary.documents} documents: ${counts}, ${summary.errors} errors\n`);
-          const byChance = `of ${scoredDocuments} documents, about ${formatCount(scoredDocuments * alpha)} would be flagged by chance at α = ${alpha}`;
+          const byChance = `of ${scoredDocuments} documents, about ${formatCount(expectedFalsePositives)} would be flagged by chance at α = ${alpha}`;
           io.stdout.write(
             corrected === null
               ? `${byChance} (--correct bh controls the false discovery rate instead)\n`

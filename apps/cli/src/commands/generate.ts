@@ -68,7 +68,14 @@ export function registerGenerate(program: Command, io: CliIo, setExit: (code: nu
         options.key === undefined
           ? null
           : await readKeyFile(options.key).catch((error: unknown) => {
-              if (error instanceof InputError) throw new CliError(error.code, error.message, EXIT.io);
+              // An engine's key read fine: it is the wrong kind of key for this command, a usage error.
+              if (error instanceof InputError) {
+                throw new CliError(
+                  error.code,
+                  error.message,
+                  error.code === 'TM_ERR_UNSUPPORTED_KEY' ? EXIT.usage : EXIT.io,
+                );
+              }
               throw error;
             });
       if (key !== null && !isTokenizerId(key.tokenizer)) {

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import {
   type CreateKeyOptions,
   createWatermarkKey,
@@ -54,20 +54,80 @@ const SHARED_FLAGS: readonly string[] = Object.freeze([
   'vocab-size',
 ]);
 
-/** Flags the families declare (long name without dashes) with the families that read them. */
-function foreignFlags(): Map<string, { flag: string; descriptions: string[]; labels: string[] }> {
-  const flags = new Map<string, { flag: string; descriptions: string[]; labels: string[] }>();
+/** Who reads a flag: tracemark's own schemes by name, and the families of engines that do. */
+interface FlagReaders {
+  readonly own: readonly string[];
+  /**
+   * Each family by its label: the schemes of it that read the flag (empty: all of them), and for an
+   * example, its first scheme and whether it has others.
+   */
+  readonly families: readonly FamilyReaders[];
+}
+
+interface FamilyReaders {
+  readonly label: string;
+  readonly schemes: string[];
+  readonly example: string;
+  readonly others: boolean;
+}
+
+type ForeignFlag = { flag: string; descriptions: string[]; labels: string[]; families: FamilyReaders[] };
+
+/** Flags the families declare (long name without dashes) with the families and schemes that read them. */
+function foreignFlags(): Map<string, ForeignFlag> {
+  const flags = new Map<string, ForeignFlag>();
   for (const type of FOREIGN_KEY_TYPES) {
     for (const { flag, description } of type.keygenFlags) {
       const name = longName(flag);
       if (SHARED_FLAGS.includes(name)) continue;
-      const entry = flags.get(name) ?? { flag, descriptions: [], labels: [] };
+      const entry = flags.get(name) ?? { flag, descriptions: [], labels: [], families: [] };
       if (!entry.descriptions.includes(description)) entry.descriptions.push(description);
       if (!entry.labels.includes(type.label)) entry.labels.push(type.label);
+      let family = entry.families.find((readers) => readers.label === type.label);
+      if (family === undefined) {
+        family = { ...familyReaders(type), schemes: [] };
+        entry.families.push(family);
+      }
+      // A description that opens with a scheme's name ("vllm:dual_key_gumbel: the weight of key B") is
+      // that scheme's flag alone; the others ("vLLM keys: …") are read by all of the family's schemes.
+      for (const scheme of type.schemeNames) {
+        const named = description.startsWith(`${scheme}:`) || description.startsWith(`${scheme} `);
+        if (named && !family.schemes.includes(scheme)) family.schemes.push(scheme);
+      }
       flags.set(name, entry);
     }
   }
   return flags;
+}
+
+function familyReaders(type: (typeof FOREIGN_KEY_TYPES)[number]): FamilyReaders {
+  return {
+    label: type.label,
+    schemes: [],
+    example: type.schemeNames[0]!,
+    others: type.schemeNames.length > 1,
+  };
+}
+
+/**
+ * The error for a flag no scheme of this key reads, naming every scheme that does: `--alpha applies only to
+ * --scheme dual_gumbel and to vLLM keys of --scheme vllm:dual_key_gumbel`, `--prf applies only to vLLM
+ * keys (--scheme vllm:gumbel, …)`.
+ */
+function appliesOnlyTo(flag: string, { own, families }: FlagReaders): CliError {
+  const whole = families.filter((family) => family.schemes.length === 0);
+  const readers = [
+    ...(own.length === 0 ? [] : [`--scheme ${own.join(' or ')}`]),
+    ...families
+      .filter((family) => family.schemes.length > 0)
+      .map((family) => `${family.label} keys of --scheme ${family.schemes.join(' or ')}`),
+    ...(whole.length === 0
+      ? []
+      : [
+          `${whole.map((family) => family.label).join(', ')} keys (--scheme ${whole[0]!.example}${whole.length > 1 || whole[0]!.others ? ', …' : ''})`,
+        ]),
+  ];
+  return usage(`--${flag} applies only to ${readers.join(' and to ')}`);
 }
 
 /** `--ngram-len <n>` → `ngram-len`. */
@@ -143,6 +203,7 @@ export function registerKeygen(program: Command, io: CliIo, setExit: (code: numb
     .option('--force', 'replace an existing file')
     .option('--json', 'print JSON')
     .action(async (options: KeygenOptions) => {
+      await checkOut(options.out);
       const family = foreignKeyTypeForScheme(options.scheme);
       const key = family === null ? tracemarkKey(options) : await foreignKey(options, io.env);
       try {
@@ -189,14 +250,23 @@ export function registerKeygen(program: Command, io: CliIo, setExit: (code: numb
     });
 }
 
+/**
+ * Refuses an --out that is a directory, with or without --force: "a file exists there" would be wrong, and
+ * --force then failed at the rename (EISDIR). Checked first, before an engine's key is read.
+ */
+async function checkOut(out: string): Promise<void> {
+  const info = await stat(out).catch(() => null);
+  if (info?.isDirectory()) throw usage(`--out ${out} is a directory: name a file`);
+}
+
 function tracemarkKey(options: KeygenOptions): AnyWatermarkKey {
   if (!(SCHEME_NAMES as readonly string[]).includes(options.scheme)) {
     throw usage(`--scheme must be ${SCHEME_NAMES.join(', ')} or one of ${foreignSchemeNames().join(', ')}`);
   }
   const name = options.scheme as SchemeName;
   const gumbel = isGumbelScheme({ name });
-  const allEngines = FOREIGN_KEY_TYPES.map((type) => type.label);
-  const engineOnly: [string, readonly string[]][] = [
+  const allEngines: FlagReaders = { own: [], families: FOREIGN_KEY_TYPES.map(familyReaders) };
+  const engineOnly: [string, FlagReaders][] = [
     ['engine-key', allEngines],
     ['engine-key-file', allEngines],
     ['engine-key-env', allEngines],
@@ -204,14 +274,13 @@ function tracemarkKey(options: KeygenOptions): AnyWatermarkKey {
     ...[...foreignFlags()]
       // --alpha is also dual_gumbel's weight of key B.
       .filter(([flag]) => !(flag === 'alpha' && name === 'dual_gumbel'))
-      .map(([flag, { labels }]): [string, readonly string[]] => [flag, labels]),
+      .map(([flag, { families }]): [string, FlagReaders] => [
+        flag,
+        { own: flag === 'alpha' ? ['dual_gumbel'] : [], families },
+      ]),
   ];
-  for (const [flag, labels] of engineOnly) {
-    if (options[camel(flag)] !== undefined) {
-      throw usage(
-        `--${flag} applies only to ${labels.join(', ')} keys (--scheme ${foreignSchemeNames()[0]}, …)`,
-      );
-    }
+  for (const [flag, readers] of engineOnly) {
+    if (options[camel(flag)] !== undefined) throw appliesOnlyTo(flag, readers);
   }
   if (gumbel) {
     for (const flag of ['gamma', 'delta'] as const) {

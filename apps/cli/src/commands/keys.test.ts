@@ -6,6 +6,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { capture } from '../capture.test-helper.ts';
 import { run } from '../cli.ts';
 import { gatewayDataDir } from '../gateway-data-dir.test-helper.ts';
+import { withoutPassword } from '../io.ts';
+import { spawnCli } from '../spawn.test-helper.ts';
 import { keysCreateCommand } from './serve.ts';
 
 const directory = mkdtempSync(join(tmpdir(), 'tracemark-keys-'));
@@ -85,6 +87,82 @@ describe('keys: only in the data directory of a gateway', () => {
       2,
     );
     expect(scope.err()).toMatch(/^error: --scopes: unknown scope "root"/);
+  });
+});
+
+describe('keys revoke: a key revoked before', () => {
+  it('says when it was revoked, and exits 0: revoking is idempotent', async () => {
+    const dataDir = await gatewayDataDir(join(directory, 'revoke-twice'));
+    const created = capture();
+    expect(
+      await run(['keys', 'create', '--scopes', 'generate', '--data-dir', dataDir, '--json'], created.io),
+    ).toBe(0);
+    const { id } = JSON.parse(created.out());
+    const first = capture();
+    expect(await run(['keys', 'revoke', id, '--data-dir', dataDir, '--json'], first.io)).toBe(0);
+    const { revokedAt } = JSON.parse(first.out());
+    expect(JSON.parse(first.out())).toEqual({ id, revokedAt: expect.any(String), alreadyRevoked: false });
+
+    const again = capture();
+    expect(await run(['keys', 'revoke', id, '--data-dir', dataDir], again.io)).toBe(0);
+    expect(again.out()).toBe(`${id} was already revoked, at ${revokedAt}\n`);
+    const againJson = capture();
+    expect(await run(['keys', 'revoke', id, '--data-dir', dataDir, '--json'], againJson.io)).toBe(0);
+    // The first revocation's time is kept.
+    expect(JSON.parse(againJson.out())).toEqual({ id, revokedAt, alreadyRevoked: true });
+  });
+});
+
+describe('storage errors of serve and keys', () => {
+  it('keys: a DATABASE_URL that is not a URL is named as such (exit 2), before anything is opened', async () => {
+    const dataDir = await gatewayDataDir(join(directory, 'bad-url'));
+    for (const [url, message] of [
+      ['not a url', 'DATABASE_URL is not a valid URL'],
+      ['mysql://ada:hunter2@127.0.0.1/db', 'DATABASE_URL must use postgres: or postgresql:'],
+      ['postgres://ada:hunter2@127.0.0.1:99999/db', 'DATABASE_URL is not a valid URL'],
+    ]) {
+      const result = capture();
+      result.io.env.DATABASE_URL = url;
+      expect(await run(['keys', 'list', '--data-dir', dataDir], result.io)).toBe(2);
+      expect(result.err()).toBe(`error: ${message}\n`);
+      const json = capture();
+      json.io.env.DATABASE_URL = url;
+      expect(await run(['keys', 'list', '--data-dir', dataDir, '--json'], json.io)).toBe(2);
+      expect(JSON.parse(json.out()).error.code).toBe('TM_ERR_CONFIG');
+    }
+  });
+
+  it('keys: an unreachable database is a storage error (exit 3) that never shows the password', async () => {
+    const dataDir = await gatewayDataDir(join(directory, 'unreachable'));
+    const result = capture();
+    result.io.env.DATABASE_URL = 'postgres://ada:hunter2@127.0.0.1:1/tracemark';
+    expect(await run(['keys', 'list', '--data-dir', dataDir], result.io)).toBe(3);
+    expect(result.err()).toMatch(/^error: cannot open the gateway's storage: .*ECONNREFUSED/);
+    expect(result.err()).not.toContain('hunter2');
+  });
+
+  it('serve: an unreachable database exits 3, as its help says, without the password', async () => {
+    const dataDir = join(directory, 'serve-unreachable');
+    const serve = spawnCli(['serve', '--data-dir', dataDir, '--port', '0'], {
+      DATABASE_URL: 'postgres://ada:hunter2@127.0.0.1:1/tracemark',
+    });
+    expect(await serve.exited).toBe(3);
+    expect(serve.stderr()).toMatch(
+      /^error: cannot open the PostgreSQL database at DATABASE_URL \(connect ECONNREFUSED 127\.0\.0\.1:1\)$/m,
+    );
+    expect(serve.stderr() + serve.stdout()).not.toContain('hunter2');
+    const help = capture();
+    await run(['serve', '--help'], help.io);
+    expect(help.out()).toMatch(/3 cannot listen .*\n?.*storage/);
+  }, 60_000);
+
+  it('the password of a URL is left out of a message, as written and decoded', () => {
+    const url = 'postgres://ada:s%40cret@db.example/tracemark';
+    expect(withoutPassword('failed for postgres://ada:s%40cret@db.example: s@cret', url)).toBe(
+      'failed for postgres://ada:***@db.example: ***',
+    );
+    expect(withoutPassword('no password here', 'postgres://ada@db/t')).toBe('no password here');
+    expect(withoutPassword('text', null)).toBe('text');
   });
 });
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { InputError } from '@tracemark/detection';
 import type { ApiKeyInfo, GatewayStorage } from '@tracemark/gateway';
 import { type Command, InvalidArgumentError } from 'commander';
-import { CliError, type CliIo, EXIT, shellWord } from '../io.ts';
+import { CliError, type CliIo, EXIT, shellWord, withoutPassword } from '../io.ts';
 import { parseNumber } from '../options.ts';
 import { loadGateway } from './serve.ts';
 
@@ -41,6 +41,7 @@ async function withStorage<T>(
   const { loadOrCreateServerSecret, openStorage } = gateway;
   const dataDir = options.dataDir ?? gateway.defaultDataDir(io.env);
   const databaseUrl = io.env.DATABASE_URL || null;
+  checkDatabaseUrl(gateway, dataDir, databaseUrl);
   await checkGatewayDataDir(gateway, dataDir, databaseUrl);
   let storage: GatewayStorage;
   let serverSecret: Uint8Array;
@@ -51,7 +52,7 @@ async function withStorage<T>(
     if (error instanceof InputError) throw new CliError(error.code, error.message, EXIT.io);
     throw new CliError(
       'TM_ERR_IO',
-      `cannot open the gateway's storage: ${(error as Error).message}`,
+      `cannot open the gateway's storage: ${withoutPassword((error as Error).message, databaseUrl)}`,
       EXIT.io,
     );
   }
@@ -59,6 +60,22 @@ async function withStorage<T>(
     return await work(storage, serverSecret);
   } finally {
     await storage.close();
+  }
+}
+
+/**
+ * DATABASE_URL checked as `tracemark serve` checks it (the gateway's resolveConfig, given that variable
+ * alone): the PostgreSQL client reads text that is not a URL as a host name, and the error it gave
+ * ("getaddrinfo ENOTFOUND base") named neither the variable nor the problem. The message never quotes
+ * the URL, which may hold a password.
+ */
+function checkDatabaseUrl(gateway: Gateway, dataDir: string, databaseUrl: string | null): void {
+  if (databaseUrl === null) return;
+  try {
+    gateway.resolveConfig({ dataDir }, { DATABASE_URL: databaseUrl });
+  } catch (error) {
+    if (error instanceof gateway.ConfigError) throw new CliError('TM_ERR_CONFIG', error.message, EXIT.usage);
+    throw error;
   }
 }
 
@@ -249,15 +266,25 @@ export function registerKeys(program: Command, io: CliIo, setExit: (code: number
 
   keys
     .command('revoke <id>')
-    .description('revoke an API key, effective at once')
+    .description('revoke an API key, effective at once (a key revoked before stays revoked; exit 0)')
     .option(...dataDirOption)
     .option('--json', 'print JSON')
     .action(async (id: string, options: CommonOptions) => {
       const gateway = await loadGateway('tracemark keys revoke');
-      const info = await withStorage(gateway, options, io, (storage) => gateway.revokeApiKey(storage, id));
+      // The storage keeps the first revocation's time, so a key revoked before comes back with another
+      // time than this one: say so, and exit 0, since the key is revoked either way (a script that
+      // revokes twice has done what it asked).
+      const now = new Date();
+      const info = await withStorage(gateway, options, io, (storage) =>
+        gateway.revokeApiKey(storage, id, now),
+      );
       if (info === null) throw new CliError('TM_ERR_NOT_FOUND', `no API key ${id}`, EXIT.usage);
-      if (options.json) io.stdout.write(`${JSON.stringify({ id: info.id, revokedAt: info.revokedAt })}\n`);
-      else io.stdout.write(`revoked ${info.id}\n`);
+      const alreadyRevoked = info.revokedAt !== null && Date.parse(info.revokedAt) !== now.getTime();
+      if (options.json) {
+        io.stdout.write(`${JSON.stringify({ id: info.id, revokedAt: info.revokedAt, alreadyRevoked })}\n`);
+      } else if (alreadyRevoked) {
+        io.stdout.write(`${info.id} was already revoked, at ${info.revokedAt}\n`);
+      } else io.stdout.write(`revoked ${info.id}\n`);
       setExit(EXIT.ok);
     });
 }

@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import { InputError } from '@tracemark/detection';
 import type { GatewayConfigInput, RunningGateway } from '@tracemark/gateway';
 import type { Command } from 'commander';
-import { CliError, type CliIo, EXIT, shellWord } from '../io.ts';
+import { CliError, type CliIo, EXIT, shellWord, withoutPassword } from '../io.ts';
 import { parseNumber } from '../options.ts';
 
 /** The gateway's default port (its DEFAULT_PORT; cli.test.ts checks they agree), for the help. */
@@ -164,15 +164,41 @@ export function keysCreateCommand(
   return `tracemark keys create --scopes generate,verify${dataDir === builtInDefault ? '' : ` --data-dir ${shellWord(dataDir)}`}`;
 }
 
+/**
+ * The gateway's start-up error as the CLI reports it; `config` is null while the settings are being read.
+ * A database that cannot be opened (StorageOpenError, a kind of ConfigError) is the storage error, exit 3,
+ * that the help and the README document: valid settings do not make a database reachable.
+ */
 function toCliError(
   gateway: Gateway,
   error: unknown,
-  listening: { host: string; port: number } | null,
+  config: { host: string; port: number; databaseUrl: string | null; keyFile: string | null } | null,
 ): unknown {
-  if (error instanceof gateway.ConfigError) return new CliError('TM_ERR_CONFIG', error.message, EXIT.usage);
+  if (error instanceof gateway.ConfigError) {
+    if (error instanceof gateway.StorageOpenError) {
+      return new CliError('TM_ERR_IO', withoutPassword(error.message, config?.databaseUrl ?? null), EXIT.io);
+    }
+    return new CliError(
+      'TM_ERR_CONFIG',
+      withoutPassword(error.message, config?.databaseUrl ?? null),
+      EXIT.usage,
+    );
+  }
   if (error instanceof gateway.GatewayError) return new CliError(error.code, error.message, EXIT.io);
-  if (error instanceof InputError) return new CliError(error.code, error.message, EXIT.io);
-  return (listening === null ? null : listenError(error, listening.host, listening.port)) ?? error;
+  if (error instanceof InputError) {
+    // A key file of another kind is a wrong argument, not a failed read; an engine's key is served in
+    // engine-native mode, where the engine marks its own output and the gateway checks the mark.
+    if (error.code === 'TM_ERR_UNSUPPORTED_KEY') {
+      const keyFile = config?.keyFile ?? 'KEYFILE';
+      return new CliError(
+        error.code,
+        `${error.message}; to serve an engine that marks its output with this key, use engine-native mode: tracemark serve --upstream URL --upstream-watermark ${shellWord(keyFile)}`,
+        EXIT.usage,
+      );
+    }
+    return new CliError(error.code, error.message, EXIT.io);
+  }
+  return (config === null ? null : listenError(error, config.host, config.port)) ?? error;
 }
 
 /** Why the gateway cannot listen on host:port, in words, or null for an error of another kind. */
@@ -263,7 +289,7 @@ export function registerServe(program: Command, io: CliIo, setExit: (code: numbe
     )
     .addHelpText(
       'after',
-      '\nNeeds the package @tracemark/gateway, installed beside the CLI (it brings native modules).\nAlso read from the environment: DATABASE_URL (PostgreSQL instead of SQLite), REDIS_URL (shared rate\nlimits and quotas) and the TRACEMARK_* settings listed in apps/gateway/README.md.\nExit codes: 0 closed; 2 usage or configuration (also: the upstream engine’s completions do not carry\nthe mark of --upstream-watermark); 3 cannot listen (a port in use is reported before the\nmodel loads), storage or model errors.',
+      '\nNeeds the package @tracemark/gateway, installed beside the CLI (it brings native modules).\nAlso read from the environment: DATABASE_URL (PostgreSQL instead of SQLite), REDIS_URL (shared rate\nlimits and quotas) and the TRACEMARK_* settings listed in apps/gateway/README.md.\nExit codes: 0 closed; 2 usage or configuration (also: the upstream engine’s completions do not carry\nthe mark of --upstream-watermark; an engine’s key given as --key); 3 cannot listen (a port in use is\nreported before the model loads), storage (a database that cannot be opened or reached) or model errors.',
     )
     .action(async (options: ServeOptions) => {
       await runServe(options, io);
