@@ -111,7 +111,8 @@ describe('secrets', () => {
       expect(await send(`/v1/models?${userKey}`)).toBe(401);
       expect(await send(`/v1/log/consistency?from=0&api_key=${userKey}`)).toBe(200);
       expect(await send(`/${userKey}`)).toBe(404);
-      expect(await send(`/v1/models/${userKey}?x=${headerKey}`)).toBe(404);
+      expect(await send(`/v1/models/${userKey}?x=${headerKey}`)).toBe(401);
+      expect(await send(`/v1/nothing/${userKey}?x=${headerKey}`)).toBe(404);
       for (const [header, value] of [
         ['authorization', `Bearer ${userKey}`],
         ['x-api-key', userKey],

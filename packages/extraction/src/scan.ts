@@ -180,7 +180,7 @@ export interface KeyScan {
   readonly fullDoseEffect: number;
   /**
    * Doses above this are ruled out at miss rate β: P[Bin(T, γ + ρ·e) ≤ k] ≤ β. Within [0, 1]; 1 rules
-   * out no dose (nothing scored, or too little), see {@link doseUpperBoundOf}.
+   * out no dose (nothing scored, or too little).
    */
   readonly doseUpperBound: number;
   readonly verdict: ScanVerdict;
