@@ -363,4 +363,31 @@ describe('the page of a radioactivity scan report', () => {
     expect(failed).toContain('<h1>Radioactivity scan report</h1>');
     expect(failed).toContain('<td>20,000 / 48,213</td>');
   });
+
+  it('draws a tampered report whose fields are missing or of the wrong type as unreadable, not with an error', () => {
+    const report = reportOf(scanPredicate('not_radioactive'), 'corpus');
+    const statement = JSON.parse(new TextDecoder().decode(fromBase64(report.envelope.payload, 'payload')));
+    for (const change of [
+      (predicate: Record<string, unknown>) => {
+        predicate.detection = null;
+        predicate.scan = undefined;
+      },
+      (predicate: Record<string, unknown>) => {
+        predicate.algorithm = {};
+        predicate.scan = undefined;
+      },
+      (predicate: Record<string, unknown>) => {
+        predicate.limitations = 7;
+        predicate.scan = undefined;
+      },
+    ]) {
+      const copy = structuredClone(statement);
+      change(copy.predicate);
+      const payload = toBase64(new TextEncoder().encode(JSON.stringify(copy)));
+      const altered = { ...report, envelope: { ...report.envelope, payload } };
+      const html = renderEvidenceHtml(altered, verifyEvidenceReport(altered, { trustedKeys }));
+      expect(html).toContain('This report did NOT verify');
+      expect(html).toContain("The report's contents cannot be read: its payload is malformed");
+    }
+  });
 });

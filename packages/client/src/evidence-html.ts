@@ -460,12 +460,30 @@ export function renderEvidenceHtml(
       : verification.pinned
         ? ''
         : `<div class="notice">Every check holds, but the signing key was taken from the report itself. To confirm who signed it, check again with the service's published key (<code>tracemark evidence verify REPORT --public-key keys.json</code>).</div>`;
-  if (predicate === null) {
-    return page(
-      `${banner}<p>The report's contents cannot be read.</p>${proofSectionWithHeading(verification)}`,
+  const unreadable = (why: string) =>
+    page(
+      `${banner}<p>The report's contents cannot be read${why}.</p>${proofSectionWithHeading(verification)}`,
       TEXT_PAGE,
     );
+  if (predicate === null) return unreadable('');
+  // A report that failed its checks is drawn from what its payload claims, and one whose signer is not pinned
+  // may be signed by anyone: a field missing or of another type must not end the rendering with an error.
+  try {
+    return predicatePage(predicate, verification, banner, service);
+  } catch (error) {
+    if (error instanceof TypeError || error instanceof RangeError) {
+      return unreadable(': its payload is malformed (a field is missing or of the wrong type)');
+    }
+    throw error;
   }
+}
+
+function predicatePage(
+  predicate: EvidencePredicate,
+  verification: EvidenceReportVerification,
+  banner: string,
+  service: string,
+): string {
   const scan = scanEvidenceOf(predicate);
   if (scan !== null) {
     return page(scanBody(predicate, scan, banner, verification), SCAN_PAGE);
