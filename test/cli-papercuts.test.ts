@@ -6,9 +6,15 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cacheDir, cliPath, removeTemporaryDirectories, temporaryDirectory, tracemark } from './helpers.ts';
+import {
+  cacheDir,
+  cliPath,
+  removeTemporaryDirectories,
+  temporaryDirectory,
+  tracemark,
+  writeFixedKeyFile,
+} from './helpers.ts';
 
 afterAll(removeTemporaryDirectories);
 
@@ -48,9 +54,7 @@ beforeAll(async () => {
   // A fixed key: under a fresh one each run, a key that called one of these near-identical lines
   // watermarked (a false positive at fpr 1e-4) could make --fail-on-detect exit 1 whenever the process
   // finished before it met the closed pipe.
-  writeFileSync(keyPath, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(67) })), {
-    mode: 0o600,
-  });
+  writeFixedKeyFile(keyPath, 67);
   // About 1 MB of verdict lines: far more than a pipe holds, so the writer meets the closed pipe.
   const lines = Array.from({ length: 6000 }, (_, i) =>
     JSON.stringify({ text: `Line ${i} of a plain document about the weather, the harbour and the town.` }),

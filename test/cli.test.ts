@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
 import { loadHumanCorpus } from '@tracemark/lm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { removeTemporaryDirectories, temporaryDirectory, tracemark } from './helpers.ts';
+import { removeTemporaryDirectories, temporaryDirectory, tracemark, writeFixedKeyFile } from './helpers.ts';
 
 afterAll(removeTemporaryDirectories);
 
@@ -13,9 +13,7 @@ let keyId = '';
 // Unwatermarked text is judged under a fixed key: under keygen's fresh key each run, each text was called
 // watermarked about once in fifteen thousand runs (a false positive at fpr 1e-4), over 20 texts here.
 const fixedKeyPath = join(directory, 'fixed-key.json');
-writeFileSync(fixedKeyPath, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(53) })), {
-  mode: 0o600,
-});
+writeFixedKeyFile(fixedKeyPath, 53);
 
 beforeAll(async () => {
   const created = await tracemark(['keygen', '--out', keyPath]);

@@ -4,14 +4,19 @@
  * gateway issued and a human text, refused keys, a gateway that cannot be reached, a corpus scan, keyboard
  * use, a phone-sized screen and the printable report. Screenshots go to test-results/console/.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
 import { loadHumanCorpus } from '@tracemark/lm';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../apps/gateway/src/test-support/harness.ts';
-import { cacheDir, removeTemporaryDirectories, repositoryRoot, temporaryDirectory } from './helpers.ts';
+import {
+  cacheDir,
+  removeTemporaryDirectories,
+  repositoryRoot,
+  temporaryDirectory,
+  writeFixedKeyFile,
+} from './helpers.ts';
 
 process.env.TRACEMARK_CACHE_DIR = cacheDir;
 
@@ -58,9 +63,7 @@ describe.skipIf(browserMissing)('verification console (chromium)', () => {
     // A fixed key: the page's scan shows one known verdict. With a fresh key each run, the fake keys'
     // uniformity check (KS p ≥ 0.001) withheld the verdict on this small, repetitive corpus now and then.
     const keyFile = join(temporaryDirectory('tracemark-console-'), 'watermark-key.json');
-    writeFileSync(keyFile, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(23) })), {
-      mode: 0o600,
-    });
+    writeFixedKeyFile(keyFile, 23);
     [gateway, browser] = await Promise.all([
       startTestGateway({ config: { keyFile } }),
       chromium.launch({ executablePath: CHROMIUM, headless: true, args: LAUNCH_ARGS }),

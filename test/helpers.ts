@@ -1,9 +1,10 @@
 /** Shared helpers for end-to-end tests: spawn the built CLI, temp dirs, a shared model cache. */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
 
 export const repositoryRoot: string = new URL('..', import.meta.url).pathname;
 export const cliPath: string = join(repositoryRoot, 'apps/cli/dist/bin.js');
@@ -20,6 +21,17 @@ export function temporaryDirectory(prefix = 'tracemark-e2e-'): string {
   const directory = mkdtempSync(join(tmpdir(), prefix));
   temporaryDirectories.push(directory);
   return directory;
+}
+
+/**
+ * Writes a watermark key file (0600) whose secret is 32 bytes of `fill`, and returns its path: judging text
+ * "not watermarked" under a fresh random key fails whenever that key's false positive comes up.
+ */
+export function writeFixedKeyFile(path: string, fill: number): string {
+  writeFileSync(path, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(fill) })), {
+    mode: 0o600,
+  });
+  return path;
 }
 
 /** Removes, with their contents, the folders temporaryDirectory made in this test file. */

@@ -5,9 +5,8 @@
 import { writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { removeTemporaryDirectories, temporaryDirectory, tracemark } from './helpers.ts';
+import { removeTemporaryDirectories, temporaryDirectory, tracemark, writeFixedKeyFile } from './helpers.ts';
 
 afterAll(removeTemporaryDirectories);
 
@@ -30,9 +29,7 @@ beforeAll(async () => {
   keyFile = join(dir, 'key.json');
   // A fixed key: under a fresh one each run, the short prose line was called watermarked about once in a
   // hundred thousand runs (a false positive at fpr 1e-4).
-  writeFileSync(keyFile, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(61) })), {
-    mode: 0o600,
-  });
+  writeFixedKeyFile(keyFile, 61);
   const lines = Object.entries(HOSTILE).map(([kind, text]) => JSON.stringify({ kind, text }));
   lines.push(
     JSON.stringify({ kind: 'prose', text: 'An ordinary sentence, for contrast, among the hostile ones.' }),

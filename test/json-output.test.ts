@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { removeTemporaryDirectories, runCli, temporaryDirectory } from './helpers.ts';
+import { removeTemporaryDirectories, runCli, temporaryDirectory, writeFixedKeyFile } from './helpers.ts';
 
 afterAll(removeTemporaryDirectories);
 
@@ -53,9 +53,7 @@ function parsed(outcome: Outcome): any {
 
 const directory = temporaryDirectory('tracemark-json-');
 const keyPath = join(directory, 'key.json');
-writeFileSync(keyPath, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(3) })), {
-  mode: 0o600,
-});
+writeFixedKeyFile(keyPath, 3);
 const good = 'A short sentence, written by a person, about the weather on a grey morning.';
 const write = (name: string, content: string | Buffer): string => {
   const path = join(directory, name);

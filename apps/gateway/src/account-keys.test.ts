@@ -1,11 +1,5 @@
-/**
- * Per-account keys (TRACEMARK_ACCOUNT_KEYS): each account's output carries its own sub-key of the serving
- * key, the issuance log records which, and verification tests every registered sub-key with Holm, so the
- * key that matches is the account's.
- */
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createWatermarkKey, deriveAccountKey, deriveSubkey, serializeKeyFile } from '@tracemark/core';
+import { createWatermarkKey, deriveAccountKey, deriveSubkey } from '@tracemark/core';
 import { createTextDetector, readKeyFile } from '@tracemark/detection';
 import { afterAll, describe, expect, it } from 'vitest';
 import { keyForStoredEpoch, parseAccountKeyMode, subkeyPath } from './account-keys.ts';
@@ -15,6 +9,7 @@ import {
   startTestGateway,
   type TestGateway,
   temporaryDirectory,
+  writeFixedKeyFile,
 } from './test-support/harness.ts';
 
 const open: TestGateway[] = [];
@@ -54,11 +49,7 @@ describe('a gateway serving each account under its own sub-key', () => {
     const dataDir = temporaryDirectory();
     // A fixed root key, which the gateway finds in its data directory: with a fresh one each run, beta's key
     // called alpha's text watermarked about once in twenty thousand runs (a false positive at fpr 1e-4).
-    writeFileSync(
-      join(dataDir, 'watermark-key.json'),
-      serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(43) })),
-      { mode: 0o600 },
-    );
+    writeFixedKeyFile(join(dataDir, 'watermark-key.json'), 43);
     const gateway = await startTestGateway({
       config: { dataDir, accountKeys: 'account', keyEpoch: '2026-12' },
     });

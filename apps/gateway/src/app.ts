@@ -19,7 +19,7 @@ import { redactingLoggerOptions } from './log-redaction.ts';
 import { createMonitoringService } from './monitoring/service.ts';
 import authPlugin from './plugins/auth.ts';
 import consolePlugin from './plugins/console.ts';
-import errorsPlugin, { sendError, toGatewayError } from './plugins/errors.ts';
+import errorsPlugin, { replyWithError } from './plugins/errors.ts';
 import metricsPlugin from './plugins/metrics.ts';
 import { createIssuanceLog } from './provenance/issuance-log.ts';
 import { createMemoryQuotaStore, createRedisQuotaStore } from './quota.ts';
@@ -250,9 +250,7 @@ export async function buildApp(
     // Errors the router raises before a route runs (a bad percent-encoding, an overlong parameter) leave in
     // the same shape as every other.
     frameworkErrors: (error, request, reply) => {
-      const mapped = toGatewayError(error);
-      request.log.info({ code: mapped.code, statusCode: mapped.statusCode }, mapped.message);
-      sendError(reply, mapped);
+      replyWithError(error, request, reply);
     },
     // A request that does not arrive in full within requestTimeout, or that the HTTP parser refuses.
     clientErrorHandler: (error, socket) => {

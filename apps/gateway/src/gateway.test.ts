@@ -1,8 +1,6 @@
 /** The gateway through real HTTP: shapes, streaming, detection, logprobs, admin, errors. */
 import { createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
 import { createTextDetector } from '@tracemark/detection';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintApiKey } from './api-keys.ts';
@@ -14,6 +12,7 @@ import {
   startTestGateway,
   type TestGateway,
   temporaryDirectory,
+  writeFixedKeyFile,
 } from './test-support/harness.ts';
 
 const MODEL = 'tracemark-ngram';
@@ -276,9 +275,7 @@ describe('detection', () => {
     // A gateway with a fixed key: under this file's fresh key, the text was called watermarked at fpr 0.001
     // about once in ten thousand runs (the key's false positive, not a defect).
     const keyFile = join(temporaryDirectory(), 'watermark-key.json');
-    writeFileSync(keyFile, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(47) })), {
-      mode: 0o600,
-    });
+    writeFixedKeyFile(keyFile, 47);
     const fixed = await startTestGateway({ config: { keyFile } });
     try {
       const response = await fixed.call('POST', '/v1/detect', { text: human, fpr: 0.001, window: true });

@@ -1,4 +1,5 @@
 /** Creating, listing and revoking API keys: shared by the admin API and `tracemark keys`. */
+import { loneSurrogateIndex } from '@tracemark/core';
 import {
   type ApiKeyInfo,
   type ApiKeyRecord,
@@ -27,7 +28,6 @@ export interface CreatedApiKey {
   readonly key: string;
 }
 
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
@@ -38,7 +38,7 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
  */
 export function checkKeyLabel(field: string, value: string | undefined): void {
   if (value === undefined) return;
-  const lone = value.search(LONE_SURROGATE);
+  const lone = loneSurrogateIndex(value);
   if (lone >= 0)
     throw new RangeError(`${field}: a lone surrogate at index ${lone}; send well-formed Unicode text`);
   const control = value.search(CONTROL);

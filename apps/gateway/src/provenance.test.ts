@@ -3,9 +3,9 @@
  * issuance matches, detection equal to /v1/detect, a signed report that verifies offline with the published
  * key), the log endpoints, disclosure rules, key epochs, and refusals.
  */
-import { copyFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createRandom, createWatermarkKey, deriveSubkey, serializeKeyFile } from '@tracemark/core';
+import { createRandom, deriveSubkey } from '@tracemark/core';
 import { createTextDetector, readKeyFile } from '@tracemark/detection';
 import {
   type DsseEnvelope,
@@ -27,6 +27,7 @@ import {
   TEST_DATABASE_URL,
   type TestGateway,
   temporaryDirectory,
+  writeFixedKeyFile,
 } from './test-support/harness.ts';
 import { freshPostgresSchema, postgresReachable } from './test-support/services.ts';
 
@@ -85,9 +86,7 @@ function provenanceSuite(
       // A fixed key: with a fresh one each run, the human text was called watermarked about once in
       // fifteen thousand runs, and the 20%-edited copy went undetected about once in a thousand.
       const keyFile = join(temporaryDirectory(), 'watermark-key.json');
-      writeFileSync(keyFile, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(29) })), {
-        mode: 0o600,
-      });
+      writeFixedKeyFile(keyFile, 29);
       gateway = await startTestGateway({
         config: database.url === null ? { keyFile } : { keyFile, databaseUrl: database.url },
       });
@@ -369,9 +368,7 @@ describe('a gateway started again with another key file', () => {
     const dataDir = temporaryDirectory();
     const keyFile = (fill: number) => {
       const path = join(temporaryDirectory(), 'watermark-key.json');
-      writeFileSync(path, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(fill) })), {
-        mode: 0o600,
-      });
+      writeFixedKeyFile(path, fill);
       return path;
     };
     const first = await startTestGateway({ config: { dataDir, keyFile: keyFile(61) } });

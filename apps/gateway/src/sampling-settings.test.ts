@@ -1,11 +1,4 @@
-/**
- * Every sampling setting the gateway accepts carries the mark: low temperatures and small top-p used to
- * leave one candidate and no mark, so /v1/detect called the service's own output `not_watermarked`.
- * Through the real HTTP server; each completion also states its expected strength.
- */
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type Json,
@@ -13,6 +6,7 @@ import {
   startTestGateway,
   type TestGateway,
   temporaryDirectory,
+  writeFixedKeyFile,
 } from './test-support/harness.ts';
 
 afterAll(removeTemporaryDirectories);
@@ -23,9 +17,7 @@ let gateway: TestGateway;
 beforeAll(async () => {
   // A fixed key, so that the (seeded) completions and their verdicts are the same on every run.
   const keyFile = join(temporaryDirectory(), 'key.json');
-  writeFileSync(keyFile, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(23) })), {
-    mode: 0o600,
-  });
+  writeFixedKeyFile(keyFile, 23);
   gateway = await startTestGateway({ config: { keyFile } });
 });
 afterAll(async () => {

@@ -1,17 +1,5 @@
-/**
- * POST /v1/verify tells "carries our mark" from "issued by us": a watermarked text that no issued output
- * matches exactly gets the spoofing-artefact test (provenance/spoofing.ts), reported beside the verdict.
- */
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  createNgramCounts,
-  createRandom,
-  createWatermarker,
-  createWatermarkKey,
-  sampleToken,
-  serializeKeyFile,
-} from '@tracemark/core';
+import { createNgramCounts, createRandom, createWatermarker, sampleToken } from '@tracemark/core';
 import { readKeyFile } from '@tracemark/detection';
 import { loadDefaultModel, loadHumanCorpus } from '@tracemark/lm';
 import { getTokenizer } from '@tracemark/tokenizers';
@@ -21,6 +9,7 @@ import {
   startTestGateway,
   type TestGateway,
   temporaryDirectory,
+  writeFixedKeyFile,
 } from './test-support/harness.ts';
 
 let gateway: TestGateway;
@@ -30,11 +19,7 @@ beforeAll(async () => {
   dataDir = temporaryDirectory();
   // A fixed key, which the gateway finds in its data directory: with a fresh one each run, both the
   // genuine text's test (α = 0.01) and the forgery's flag rested on the key's draw.
-  writeFileSync(
-    join(dataDir, 'watermark-key.json'),
-    serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(37) })),
-    { mode: 0o600 },
-  );
+  writeFixedKeyFile(join(dataDir, 'watermark-key.json'), 37);
   gateway = await startTestGateway({ config: { dataDir } });
 });
 afterAll(async () => {

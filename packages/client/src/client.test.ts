@@ -3,12 +3,11 @@
  * and against small real HTTP servers on loopback for what a healthy gateway never does (hang, answer HTML,
  * echo the key back).
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
 import { fromHex, verifyConsistency, verifyInclusion } from '@tracemark/provenance';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // Started the way the gateway's own tests start it (test/ does the same).
@@ -17,6 +16,7 @@ import {
   startTestGateway,
   type TestGateway,
   temporaryDirectory,
+  writeFixedKeyFile,
 } from '../../../apps/gateway/src/test-support/harness.ts';
 import {
   evidenceReportFile,
@@ -37,9 +37,7 @@ beforeAll(async () => {
   // A fixed key: with a fresh one each run, the human text below was called watermarked at fpr 1e-3 about
   // once in two thousand runs (a key's false positive, not a defect).
   const keyFile = join(temporaryDirectory('tracemark-client-'), 'watermark-key.json');
-  writeFileSync(keyFile, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(17) })), {
-    mode: 0o600,
-  });
+  writeFixedKeyFile(keyFile, 17);
   gateway = await startTestGateway({ logLevel: 'warn', config: { keyFile } });
   client = createClient({ baseUrl: gateway.url, apiKey: gateway.devKey });
   const completion = await gateway.call('POST', '/v1/chat/completions', {

@@ -248,6 +248,7 @@ export {
   COHORT_SALT,
   deriveAccountKey,
   describeAccountKeyMode,
+  loneSurrogateIndex,
   MAX_ACCOUNT_ID_BYTES,
   MAX_COHORTS,
   parseAccountKeyMode,

@@ -56,11 +56,19 @@ export function describeAccountKeyMode(mode: AccountKeyMode): string {
 /** With the u flag, a surrogate pair is one code point: only lone halves match. */
 const LONE_SURROGATE = /\p{Cs}/u;
 
+/**
+ * Where `text` holds a lone surrogate (a UTF-16 half that UTF-8 cannot encode: TextEncoder writes U+FFFD),
+ * or −1 when it is well-formed.
+ */
+export function loneSurrogateIndex(text: string): number {
+  return text.search(LONE_SURROGATE);
+}
+
 function assertAccountId(accountId: string): Uint8Array {
   if (typeof accountId !== 'string') throw new TypeError('accountId: expected a string');
   if (accountId.length === 0) throw new RangeError('accountId: expected a non-empty string');
   // A lone surrogate would encode as U+FFFD: two different ids would share a key.
-  if (LONE_SURROGATE.test(accountId))
+  if (loneSurrogateIndex(accountId) >= 0)
     throw new RangeError('accountId: not well-formed UTF-16 (a lone surrogate)');
   const bytes = utf8ToBytes(accountId);
   if (bytes.length > MAX_ACCOUNT_ID_BYTES) {

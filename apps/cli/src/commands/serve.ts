@@ -174,15 +174,13 @@ function toCliError(
   error: unknown,
   config: { host: string; port: number; databaseUrl: string | null; keyFile: string | null } | null,
 ): unknown {
+  const databaseUrl = config?.databaseUrl ?? null;
+  // before ConfigError, of which it is a kind
+  if (error instanceof gateway.StorageOpenError) {
+    return new CliError('TM_ERR_IO', withoutPassword(error.message, databaseUrl), EXIT.io);
+  }
   if (error instanceof gateway.ConfigError) {
-    if (error instanceof gateway.StorageOpenError) {
-      return new CliError('TM_ERR_IO', withoutPassword(error.message, config?.databaseUrl ?? null), EXIT.io);
-    }
-    return new CliError(
-      'TM_ERR_CONFIG',
-      withoutPassword(error.message, config?.databaseUrl ?? null),
-      EXIT.usage,
-    );
+    return new CliError('TM_ERR_CONFIG', withoutPassword(error.message, databaseUrl), EXIT.usage);
   }
   if (error instanceof gateway.GatewayError) return new CliError(error.code, error.message, EXIT.io);
   if (error instanceof InputError) {

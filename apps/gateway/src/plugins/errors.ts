@@ -1,5 +1,11 @@
 /** Every error leaves in the OpenAI shape with a stable code; a 5xx never carries internals. */
-import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify';
+import type {
+  FastifyError,
+  FastifyInstance,
+  FastifyPluginAsync,
+  FastifyReply,
+  FastifyRequest,
+} from 'fastify';
 import fp from 'fastify-plugin';
 import {
   clientInputParam,
@@ -40,8 +46,8 @@ export function sendError(reply: FastifyReply, error: GatewayError): FastifyRepl
   return reply.code(error.statusCode).type('application/json; charset=utf-8').send(body);
 }
 
-/** Maps anything thrown to the GatewayError the client sees. */
-export function toGatewayError(error: FastifyError | Error): GatewayError {
+/** Maps anything thrown to the GatewayError the client sees; `bodyLimit` is the route's, for a 413. */
+export function toGatewayError(error: FastifyError | Error, bodyLimit?: number): GatewayError {
   if (error instanceof GatewayError) return error;
   // A RangeError or TypeError from tokenizing or decoding a client's field is the client's problem (400).
   const clientParam = clientInputParam(error);
@@ -88,7 +94,9 @@ export function toGatewayError(error: FastifyError | Error): GatewayError {
       return new GatewayError(
         413,
         'TM_ERR_BODY_TOO_LARGE',
-        'the request body is larger than the gateway accepts',
+        bodyLimit === undefined
+          ? 'the request body is larger than the gateway accepts'
+          : `the request body is larger than this route accepts (${bodyLimit} bytes; TRACEMARK_BODY_LIMIT_BYTES sets the limit of most routes)`,
       );
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new GatewayError(
@@ -132,28 +140,26 @@ export function toGatewayError(error: FastifyError | Error): GatewayError {
   return new GatewayError(500, 'TM_ERR_INTERNAL', 'internal error', { cause: error });
 }
 
+/** Answers a request with the error it failed with (mapped, counted, logged): the one error path. */
+export function replyWithError(
+  error: FastifyError | Error,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): FastifyReply {
+  const mapped = toGatewayError(error, request.routeOptions.bodyLimit);
+  if (mapped.code === 'TM_ERR_WORK_BUDGET' || mapped.code === 'TM_ERR_OVERLOADED') {
+    request.server.metrics.rejected.inc({ reason: mapped.code });
+  }
+  if (mapped.statusCode >= 500) {
+    request.log.error({ err: error, code: mapped.code }, 'request failed');
+  } else {
+    request.log.info({ code: mapped.code, statusCode: mapped.statusCode }, mapped.message);
+  }
+  return sendError(reply, mapped);
+}
+
 const errorsPlugin: FastifyPluginAsync = async (fastify: FastifyInstance) => {
-  fastify.setErrorHandler((error: FastifyError, request, reply) => {
-    let mapped = toGatewayError(error);
-    // fastify's own body limit (a route's 413 says its own limit)
-    if (mapped.code === 'TM_ERR_BODY_TOO_LARGE' && !(error instanceof GatewayError)) {
-      const limit = request.routeOptions.bodyLimit;
-      mapped = new GatewayError(
-        413,
-        'TM_ERR_BODY_TOO_LARGE',
-        `the request body is larger than this route accepts (${limit} bytes; TRACEMARK_BODY_LIMIT_BYTES sets the limit of most routes)`,
-      );
-    }
-    if (mapped.code === 'TM_ERR_WORK_BUDGET' || mapped.code === 'TM_ERR_OVERLOADED') {
-      fastify.metrics.rejected.inc({ reason: mapped.code });
-    }
-    if (mapped.statusCode >= 500) {
-      request.log.error({ err: error, code: mapped.code }, 'request failed');
-    } else {
-      request.log.info({ code: mapped.code, statusCode: mapped.statusCode }, mapped.message);
-    }
-    return sendError(reply, mapped);
-  });
+  fastify.setErrorHandler((error: FastifyError, request, reply) => replyWithError(error, request, reply));
   fastify.setNotFoundHandler((request, reply) =>
     sendError(
       reply,

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import {
   type KeyDetection,
   log10BinomialSf,
+  loneSurrogateIndex,
   type TokenStatusName,
   type WatermarkKey,
   zScore,
@@ -244,7 +245,7 @@ export function analyzeVerification(detectors: VerifyDetectors, input: VerifyInp
   const fromTokens = input.tokens !== undefined;
   if (!fromTokens) {
     // The report is about the text's UTF-8 bytes, which a lone surrogate does not have (it would be signed as U+FFFD).
-    const lone = input.text!.search(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/);
+    const lone = loneSurrogateIndex(input.text!);
     if (lone >= 0) {
       throw new InputError(
         'TM_ERR_USAGE',

@@ -1,8 +1,9 @@
 /** Test harness: a real gateway on 127.0.0.1:0 with its own data directory, and helpers to call it. */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { createWatermarkKey, serializeKeyFile } from '@tracemark/core';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, type GatewayServices, loggerOptions } from '../app.ts';
 import { type PreparedGateway, prepareGateway } from '../bootstrap.ts';
@@ -25,6 +26,17 @@ export function temporaryDirectory(prefix = 'tracemark-gateway-'): string {
   const directory = mkdtempSync(join(tmpdir(), prefix));
   temporaryDirectories.push(directory);
   return directory;
+}
+
+/**
+ * Writes a watermark key file (0600) whose secret is 32 bytes of `fill`, and returns its path: judging text
+ * "not watermarked" under a fresh random key fails whenever that key's false positive comes up.
+ */
+export function writeFixedKeyFile(path: string, fill: number): string {
+  writeFileSync(path, serializeKeyFile(createWatermarkKey({ secret: new Uint8Array(32).fill(fill) })), {
+    mode: 0o600,
+  });
+  return path;
 }
 
 /** Removes, with their contents, the folders temporaryDirectory made in this test file. */
