@@ -336,6 +336,36 @@ describe('logprobs', () => {
     expect(Object.keys(logprobs.top_logprobs[0]).length).toBeLessThanOrEqual(2);
     expect(logprobs.text_offset[0]).toBe(0);
   });
+
+  it('of a long completion come in a body written in pieces, whole and in the documented shape', async () => {
+    const response = await chat({ max_tokens: 200, n: 2, logprobs: true, top_logprobs: 5 }, logprobsKey);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expect(Object.keys(response.json)).toEqual([
+      'id',
+      'created',
+      'model',
+      'system_fingerprint',
+      'object',
+      'choices',
+      'usage',
+      'tracemark',
+    ]);
+    expect(response.json.choices).toHaveLength(2);
+    for (const choice of response.json.choices) {
+      expect(Object.keys(choice)).toEqual(['index', 'message', 'logprobs', 'finish_reason']);
+      const content = choice.logprobs.content;
+      expect(content.length).toBeGreaterThan(32);
+      expect(content.every((entry: { top_logprobs: unknown[] }) => entry.top_logprobs.length === 5)).toBe(
+        true,
+      );
+      const bytes = content.flatMap((entry: { bytes: number[] }) => entry.bytes);
+      expect(Buffer.from(bytes).toString('utf8')).toBe(choice.message.content);
+    }
+    expect(response.json.usage.completion_tokens).toBe(
+      response.json.choices.reduce((sum: number, choice: Json) => sum + choice.logprobs.content.length, 0),
+    );
+  });
 });
 
 describe('refused fields', () => {

@@ -91,6 +91,20 @@ describe.each(TOKENIZER_IDS)('%s', (id) => {
     expect(tokenizer.decode(ids)).toBe('\u{1f9ec}');
   });
 
+  it("gives each token's own bytes, which join back into split characters", () => {
+    const text = 'DNA \u{1f9ec}, caf\u00e9 \u4e2d\u6587';
+    const ids = tokenizer.encode(text);
+    const joined = Buffer.concat(Array.from(ids, (token) => tokenizer.tokenBytes(token)));
+    expect(joined.toString('utf8')).toBe(text);
+    expect(Buffer.from(tokenizer.tokenBytes(ids[0]!)).toString('utf8')).toBe(
+      tokenizer.decodeTokens([ids[0]!])[0],
+    );
+    // a copy: the tokenizer's table is not the caller's to change
+    tokenizer.tokenBytes(ids[0]!).fill(0);
+    expect(tokenizer.decode(ids)).toBe(text);
+    expect(() => tokenizer.tokenBytes(tokenizer.vocabSize)).toThrow(RangeError);
+  });
+
   it('gives the ids of js-tiktoken, from encode and encodeFast, on random strings (property)', () => {
     const alphabet = fc.constantFrom(
       'a',

@@ -37,6 +37,11 @@ export interface Tokenizer {
   decode(ids: ArrayLike<number>): string;
   /** Each token's own text, for display; a token holding part of a UTF-8 character shows U+FFFD. */
   decodeTokens(ids: ArrayLike<number>): string[];
+  /**
+   * A token's own bytes (a copy), part of a UTF-8 character included: what OpenAI's `logprobs.bytes`
+   * holds, from which a client joins split characters back.
+   */
+  tokenBytes(id: number): Uint8Array;
 }
 
 const require = createRequire(import.meta.url);
@@ -225,6 +230,11 @@ function createTokenizer(id: TokenizerId): Tokenizer {
         pieces[i] = textDecoder.decode(bytes.subarray(offsets[ids[i]!]!, offsets[ids[i]! + 1]!));
       }
       return pieces;
+    },
+    tokenBytes(token) {
+      checkDecodable([token]);
+      const { bytes, offsets } = getByteTable();
+      return bytes.slice(offsets[token]!, offsets[token + 1]!);
     },
   };
   return Object.freeze(tokenizer);

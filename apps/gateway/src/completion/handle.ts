@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, SERVER_ERROR_MESSAGES } from '../errors.ts';
 import type { Endpoint } from '../storage/types.ts';
 import { type IssuanceContext, issuanceRecords, recordIssuance } from './issuance.ts';
+import { jsonBodyStream } from './json-body.ts';
 import { completionLifetime } from './lifetime.ts';
 import { reserveQuota } from './quota.ts';
 import { createRequestStage } from './request.ts';
@@ -119,7 +120,11 @@ export function createCompletionHandler(
         monitoring.observeCompletion(request, prepared, issued, completionId);
         countUsage(prepared, issued);
         fastify.metrics.completions.inc({ endpoint, stream: 'false', outcome: 'ok' });
-        return reply.send(shaper.body(prepared, completionId, created, issued, ids));
+        const body = shaper.body(prepared, completionId, created, issued, ids);
+        // With log-probabilities the body is large (up to TRACEMARK_MAX_LOGPROB_ENTRIES entries): it is written
+        // a piece at a time, other requests served in between (json-body.ts).
+        if (prepared.topLogprobs === null) return reply.send(body);
+        return reply.type('application/json; charset=utf-8').send(jsonBodyStream(body));
       }
       return await stream(request, reply, prepared, tasks, completionId, created, life.signal, onToken, {
         addUsed: (n) => {

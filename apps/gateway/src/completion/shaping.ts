@@ -65,7 +65,14 @@ export function usageOf(prepared: PreparedCompletion, results: readonly ChoiceRe
   };
 }
 
-const bytesOf = (text: string) => Array.from(Buffer.from(text, 'utf8'));
+/** A token as logprobs show it: its text (U+FFFD for part of a character) and its own bytes. */
+interface TokenShown {
+  readonly text: string;
+  readonly bytes: readonly number[];
+}
+
+/** Tokens a shaper keeps shown (then it starts again): a vocabulary's worth at most. */
+const SHOWN_TOKENS = 1 << 17;
 
 type JsonObject = Record<string, unknown>;
 
@@ -98,30 +105,37 @@ export interface Shaper {
 
 export function createShaper(context: ShapingContext): Shaper {
   const { tokenizer, watermarker } = context;
-  const pieces = (tokens: readonly number[]) => tokenizer.decodeTokens(tokens);
-
-  const chatLogprobs = (steps: readonly GeneratedStep[]) => {
-    const own = pieces(steps.map((step) => step.token));
-    return {
-      content: steps.map((step, i) => {
-        const topPieces = pieces((step.top ?? []).map((entry) => entry.token));
-        return {
-          token: own[i]!,
-          logprob: step.logprob ?? 0,
-          bytes: bytesOf(own[i]!),
-          top_logprobs: (step.top ?? []).map((entry, j) => ({
-            token: topPieces[j]!,
-            logprob: entry.logprob,
-            bytes: bytesOf(topPieces[j]!),
-          })),
-        };
-      }),
-      refusal: null,
-    };
+  // A response's 65,536 log-probabilities name a few thousand distinct tokens: each is decoded once (and its
+  // text and bytes shared by every entry that shows it) instead of once an entry.
+  const shown = new Map<number, TokenShown>();
+  const show = (token: number): TokenShown => {
+    let entry = shown.get(token);
+    if (entry === undefined) {
+      if (shown.size >= SHOWN_TOKENS) shown.clear();
+      entry = { text: tokenizer.decodeTokens([token])[0]!, bytes: Array.from(tokenizer.tokenBytes(token)) };
+      shown.set(token, entry);
+    }
+    return entry;
   };
 
+  const chatLogprobs = (steps: readonly GeneratedStep[]) => ({
+    content: steps.map((step) => {
+      const own = show(step.token);
+      return {
+        token: own.text,
+        logprob: step.logprob ?? 0,
+        bytes: own.bytes,
+        top_logprobs: (step.top ?? []).map((entry) => {
+          const top = show(entry.token);
+          return { token: top.text, logprob: entry.logprob, bytes: top.bytes };
+        }),
+      };
+    }),
+    refusal: null,
+  });
+
   const legacyLogprobs = (steps: readonly GeneratedStep[], startOffset: number) => {
-    const own = pieces(steps.map((step) => step.token));
+    const own = steps.map((step) => show(step.token).text);
     let offset = startOffset;
     const textOffset = own.map((piece) => {
       const at = offset;
@@ -132,11 +146,8 @@ export function createShaper(context: ShapingContext): Shaper {
       tokens: own,
       token_logprobs: steps.map((step) => step.logprob ?? 0),
       top_logprobs: steps.map((step) => {
-        const topPieces = pieces((step.top ?? []).map((entry) => entry.token));
         const entries: Record<string, number> = {};
-        (step.top ?? []).forEach((entry, j) => {
-          entries[topPieces[j]!] ??= entry.logprob;
-        });
+        for (const entry of step.top ?? []) entries[show(entry.token).text] ??= entry.logprob;
         return entries;
       }),
       text_offset: textOffset,
