@@ -274,8 +274,12 @@ export function registerProbe(program: Command, io: CliIo, setExit: (code: numbe
         await handle.close();
         if (showProgress) io.stderr.write('\r\u001b[2K');
       }
-      if (fatal !== null)
-        throw new CliError('TM_ERR_PROBE_AUTH', (fatal as ProbeRequestError).message, EXIT.io);
+      // (set in the workers' closures, which TypeScript's narrowing does not follow)
+      const stopped = fatal as ProbeRequestError | null;
+      if (stopped !== null) {
+        const auth = stopped.status === 401 || stopped.status === 403;
+        throw new CliError(auth ? 'TM_ERR_PROBE_AUTH' : 'TM_ERR_PROBE_REDIRECT', stopped.message, EXIT.io);
+      }
       const seconds = (performance.now() - started) / 1000;
       const summary = {
         prompts: prompts.length,

@@ -25,7 +25,15 @@ export interface ProbeClientOptions {
   readonly maxBackoffMs?: number;
   /** Longest Retry-After honoured, in milliseconds (a larger one is capped). */
   readonly maxRetryAfterMs?: number;
+  /** Largest reply read, in bytes (default {@link MAX_REPLY_BYTES}); a larger one fails that prompt. */
+  readonly maxReplyBytes?: number;
 }
+
+/**
+ * The largest reply `probe` reads by default: a completion of thousands of tokens is tens of kilobytes, and the
+ * endpoint is the suspect's, so a reply without end must not fill this process's memory.
+ */
+export const MAX_REPLY_BYTES: number = 8 * 1024 * 1024;
 
 export interface Completion {
   readonly output: string;
@@ -49,6 +57,50 @@ export class ProbeRequestError extends Error {
 }
 
 const RETRYABLE = new Set([408, 409, 425, 429]);
+
+/**
+ * Text from the endpoint as it may be shown in a terminal: control characters (escape sequences that would
+ * move the cursor or rewrite the screen), line and paragraph separators and bidirectional overrides are
+ * shown as U+FFFD, runs of white space as one space, and at most 200 characters are kept.
+ */
+export function printable(text: string): string {
+  let out = '';
+  for (const character of text.replace(/\s+/g, ' ').slice(0, 200)) {
+    const code = character.codePointAt(0)!;
+    const hidden =
+      code < 0x20 ||
+      (code >= 0x7f && code <= 0x9f) ||
+      code === 0x200e ||
+      code === 0x200f ||
+      (code >= 0x202a && code <= 0x202e) ||
+      (code >= 0x2066 && code <= 0x2069);
+    out += hidden ? '\ufffd' : character;
+  }
+  return out;
+}
+
+/** The reply's body as text, read up to `limit` bytes; a longer one is cancelled and refused. */
+async function readReply(response: Response, url: string, limit: number): Promise<string> {
+  if (response.body === null) return '';
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    length += value.byteLength;
+    if (length > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw new ProbeRequestError(
+        `${url}: HTTP ${response.status} with a reply over ${limit} bytes (not read further)`,
+        response.status,
+        false,
+      );
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, length).toString('utf8');
+}
 
 /** The request URL for a base endpoint. */
 export function completionsUrl(endpoint: string, api: ProbeApi): string {
@@ -81,6 +133,7 @@ export function createProbeClient(options: ProbeClientOptions): ProbeClient {
   const backoff = options.backoffMs ?? 500;
   const maxBackoff = options.maxBackoffMs ?? 30_000;
   const maxRetryAfter = options.maxRetryAfterMs ?? 120_000;
+  const maxReplyBytes = options.maxReplyBytes ?? MAX_REPLY_BYTES;
   const interval = options.rate > 0 ? 1000 / options.rate : 0;
   let nextSlot = 0;
   let totalRetries = 0;
@@ -131,8 +184,20 @@ export function createProbeClient(options: ProbeClientOptions): ProbeClient {
           headers,
           body: body(prompt),
           signal: AbortSignal.timeout(options.timeoutMs),
+          // A completions endpoint answers where it was asked: a redirect is refused, not followed (a POST
+          // would be sent again elsewhere, or turned into a GET).
+          redirect: 'manual',
         });
-        const text = await response.text();
+        if (response.status >= 300 && response.status < 400) {
+          await response.body?.cancel().catch(() => undefined);
+          const location = response.headers.get('location');
+          throw new ProbeRequestError(
+            `${url}: HTTP ${response.status}, a redirect${location === null ? '' : ` to ${printable(location)}`} (give the endpoint's own address as --endpoint)`,
+            response.status,
+            true,
+          );
+        }
+        const text = await readReply(response, url, maxReplyBytes);
         if (response.ok) {
           let data: unknown = null;
           try {
@@ -145,7 +210,7 @@ export function createProbeClient(options: ProbeClientOptions): ProbeClient {
           lastProblem = `HTTP ${response.status} without a completion in the reply`;
         } else {
           const status = response.status;
-          const detail = text.slice(0, 200).replace(/\s+/g, ' ');
+          const detail = printable(text);
           if (status === 401 || status === 403) {
             throw new ProbeRequestError(
               `${url}: HTTP ${status} (check --api-key-env): ${detail}`,
