@@ -212,3 +212,32 @@ describe('the samples of a stream', () => {
     expect(unhandled).toEqual([]);
   });
 });
+
+describe('whole answers', () => {
+  it('one past the answer limit is a 502 read no further; one within it is read', async () => {
+    let written = 0;
+    script = async (_request, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      const piece = Buffer.alloc(64 * 1024, 0x20);
+      // an answer without end (white space a JSON parser would have to read to its end)
+      const more = () => {
+        while (!response.destroyed && written < 1 << 30) {
+          written += piece.length;
+          if (!response.write(piece)) return void response.once('drain', more);
+        }
+      };
+      more();
+    };
+    const client = new UpstreamClient(url, null, 20_000, 1 << 20);
+    const error = await client.request('/completions', { max_tokens: 1 }).catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ statusCode: 502, code: 'TM_ERR_UPSTREAM_INVALID' });
+    expect((error as Error).message).toContain('an answer over 1048576 bytes');
+    expect(written).toBeLessThan(64 << 20);
+    script = async (_request, response) => {
+      response
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ data: [{ id: 'm' }] }));
+    };
+    expect(await client.listModels()).toEqual(['m']);
+  });
+});

@@ -368,6 +368,31 @@ export class SampleStream {
 const MAX_STREAM_EVENT_CHARS = 8 << 20;
 
 /**
+ * The largest whole (unstreamed) answer read: 128 samples × 16 positions × 21 log-probabilities are about
+ * 5 MB of JSON, so an answer past this is an upstream gone wrong, refused before it fills the memory.
+ */
+export const MAX_ANSWER_BYTES: number = 64 << 20;
+
+/** A body as text, read up to `limit` bytes; a longer one is cancelled and refused (a 502). */
+async function readLimited(response: Response, limit: number): Promise<string> {
+  if (response.body === null) return '';
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    length += value.byteLength;
+    if (length > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw invalid(`an answer over ${limit} bytes`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, length).toString('utf8');
+}
+
+/**
  * Splits a `text/event-stream` into events as its text arrives (the WHATWG rules): lines end at CRLF, LF or
  * CR (a CR that ends one piece waits for the next, which may begin with its LF), and an empty line ends an
  * event. An unfinished event is kept as pieces and only the new text is searched, so a long event costs its
@@ -417,13 +442,20 @@ export class UpstreamClient {
   private readonly base: string;
   private readonly apiKey: string | null;
   private readonly timeoutMs: number;
+  private readonly maxAnswerBytes: number;
 
-  constructor(url: string, apiKey: string | null, timeoutMs: number) {
+  constructor(
+    url: string,
+    apiKey: string | null,
+    timeoutMs: number,
+    maxAnswerBytes: number = MAX_ANSWER_BYTES,
+  ) {
     this.base = url.replace(/\/+$/, '');
     const parsed = new URL(this.base);
     this.origin = `${parsed.protocol}//${parsed.host}`;
     this.apiKey = apiKey;
     this.timeoutMs = timeoutMs;
+    this.maxAnswerBytes = maxAnswerBytes;
   }
 
   /** One HTTP round trip. Aborting `signal` rejects with its reason; the deadline is a 504, a refusal a 502. */
@@ -462,8 +494,9 @@ export class UpstreamClient {
   private async readJson({ response, signal, timeout }: Sent): Promise<unknown> {
     let text: string;
     try {
-      text = await response.text();
+      text = await readLimited(response, this.maxAnswerBytes);
     } catch (error) {
+      if (error instanceof GatewayError) throw error;
       throw this.translate(error, signal, timeout);
     }
     if (!response.ok) {
