@@ -8,13 +8,14 @@
  * (exact match), of the same edited by 20% random token substitutions (near-duplicate), and of human text
  * (no match), after 3 warm-up calls each. Settings: VERIFY_RECORDS (10000), VERIFY_ROUNDS (40).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { cpus } from 'node:os';
 import { createRandom } from '@tracemark/core';
 import { loadHumanCorpus } from '@tracemark/lm';
 import { minhashSignature } from '@tracemark/provenance';
 import { getTokenizer } from '@tracemark/tokenizers';
 import { startTestGateway } from '../src/test-support/harness.ts';
+import { syntheticIssuance } from './synthetic-issuance.ts';
 
 const records = Number(process.env.VERIFY_RECORDS ?? 10_000);
 const rounds = Number(process.env.VERIFY_ROUNDS ?? 40);
@@ -26,7 +27,7 @@ const gateway = await startTestGateway({
 });
 const tokenizer = getTokenizer('cl100k_base');
 const random = createRandom(1);
-const hex = (text: string) => createHash('sha256').update(text).digest('hex');
+const _hex = (text: string) => createHash('sha256').update(text).digest('hex');
 const passages: Uint32Array[] = [];
 for (const document of await loadHumanCorpus()) {
   const ids = tokenizer.encodeFast(document.text);
@@ -40,27 +41,11 @@ for (let done = 0; done < records; done += 100) {
   await gateway.services.storage.appendIssuance(
     Array.from({ length: Math.min(100, records - done) }, (_, i) => {
       const tokens = passages[(done + i) % passages.length]!;
-      return {
-        id: `iss_${randomBytes(12).toString('hex')}`,
-        completionId: `cmpl-${done + i}`,
-        choiceIndex: 0,
-        createdAt: new Date().toISOString(),
-        apiKeyId: 'ak_0000000000000000',
-        account: 'bench',
-        endpoint: 'completions' as const,
-        model: 'tracemark-ngram',
-        backend: 'embedded' as const,
-        watermarkKeyId: gateway.services.watermarkKey.keyId,
-        keyEpoch: null,
-        promptSha256: hex(`prompt ${done + i}`),
-        outputSha256: hex(`output ${done + i}`),
-        normalizedOutputSha256: hex(`output ${done + i}`),
-        minhash: minhashSignature(tokens),
-        numPromptTokens: 4,
+      return syntheticIssuance(done + i, gateway.services.watermarkKey.keyId, {
         numTokens: tokens.length,
         outputTokens: null,
-        finishReason: 'length',
-      };
+        minhash: minhashSignature(tokens),
+      });
     }),
   );
 }

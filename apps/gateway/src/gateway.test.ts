@@ -636,6 +636,22 @@ describe('admin API', () => {
     expect(next.json.data[0].seq).toBe(2);
     expect(page.json.total).toBeGreaterThanOrEqual(3);
   });
+
+  it('lists records with the fields of one record, the same values, token ids as arrays', async () => {
+    const listed = await gateway.call('GET', '/v1/admin/issuance?limit=1000');
+    expect(listed.status).toBe(200);
+    expect(listed.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expect(Object.keys(listed.json)).toEqual(['object', 'data', 'total']);
+    expect(listed.json.data.length).toBeGreaterThanOrEqual(3);
+    for (const record of listed.json.data.slice(0, 3)) {
+      const one = await gateway.call('GET', `/v1/admin/issuance/${record.id}`);
+      expect(record).toEqual(one.json);
+      expect(Object.keys(record)).toEqual(Object.keys(one.json));
+      expect(Array.isArray(record.outputTokens) || record.outputTokens === null).toBe(true);
+    }
+    expect(listed.json.data.some((record: Json) => Array.isArray(record.outputTokens))).toBe(true);
+    expect(listed.text).not.toContain('normalizedOutputSha256');
+  });
 });
 
 describe('operations', () => {

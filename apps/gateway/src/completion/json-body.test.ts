@@ -70,6 +70,28 @@ describe('jsonPieces', () => {
   });
 });
 
+describe('typed arrays', () => {
+  it('are written as the arrays of their numbers', () => {
+    const tokens = Uint32Array.from({ length: 10_000 }, (_, i) => (i * 7919) % 100_277);
+    const record = {
+      id: 'iss_1',
+      outputTokens: tokens,
+      empty: new Float64Array(0),
+      small: new Int8Array([-1, 2]),
+    };
+    const expected = JSON.stringify({
+      id: 'iss_1',
+      outputTokens: Array.from(tokens),
+      empty: [],
+      small: [-1, 2],
+    });
+    expect([...jsonPieces(record)].join('')).toBe(expected);
+    expect([...jsonPieces([record, { outputTokens: null }])].join('')).toBe(
+      `[${expected},{"outputTokens":null}]`,
+    );
+  });
+});
+
 describe('jsonBodyStream', () => {
   it('gives the same bytes, in pieces, with the event loop free between them', async () => {
     // about 6 MB of JSON, as a body of 65,536 log-probabilities

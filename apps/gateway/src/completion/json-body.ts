@@ -13,8 +13,32 @@ export const PIECE_CHARS: number = 64 * 1024;
 /** Elements of an array serialized together (each a small object: a token and its top log-probabilities). */
 const ELEMENTS_PER_PIECE = 32;
 
+/** Numbers of a typed array serialized together. */
+const NUMBERS_PER_PIECE = 4096;
+
+type NumberArray =
+  | Uint8Array
+  | Uint16Array
+  | Uint32Array
+  | Int8Array
+  | Int16Array
+  | Int32Array
+  | Float32Array
+  | Float64Array;
+
+/** A typed array of numbers (written as a JSON array of its numbers). */
+function isNumberArray(value: unknown): value is NumberArray {
+  return (
+    ArrayBuffer.isView(value) &&
+    !(value instanceof DataView) &&
+    !(value instanceof BigInt64Array) &&
+    !(value instanceof BigUint64Array)
+  );
+}
+
 /** Whether `value` holds an array long enough to be split, at any depth. */
 function hasLongArray(value: unknown): boolean {
+  if (isNumberArray(value)) return true;
   if (Array.isArray(value)) return value.length > ELEMENTS_PER_PIECE || value.some(hasLongArray);
   if (value === null || typeof value !== 'object') return false;
   return Object.values(value).some(hasLongArray);
@@ -23,11 +47,22 @@ function hasLongArray(value: unknown): boolean {
 /**
  * The JSON text of `value` (plain data: objects, arrays, strings, numbers, booleans, null; undefined object
  * fields left out, as JSON.stringify does) in pieces whose concatenation is `JSON.stringify(value)`: arrays
- * longer than {@link ELEMENTS_PER_PIECE} are written a few elements at a time, everything else whole.
+ * longer than {@link ELEMENTS_PER_PIECE} are written a few elements at a time, everything else whole. A typed
+ * array of numbers (a record's token ids) is written as the JSON array of its numbers, converted a piece at a
+ * time, where JSON.stringify would write an object of its indices.
  */
 export function* jsonPieces(value: unknown): Generator<string, void, undefined> {
   if (!hasLongArray(value)) {
     yield JSON.stringify(value) ?? 'null';
+    return;
+  }
+  if (isNumberArray(value)) {
+    yield '[';
+    for (let start = 0; start < value.length; start += NUMBERS_PER_PIECE) {
+      const numbers = Array.from(value.subarray(start, start + NUMBERS_PER_PIECE));
+      yield `${start > 0 ? ',' : ''}${JSON.stringify(numbers).slice(1, -1)}`;
+    }
+    yield ']';
     return;
   }
   if (Array.isArray(value)) {
