@@ -68,13 +68,22 @@ interface Probe {
   readonly completionStatus: number | null;
 }
 
-/** Sends the heavy request from the client thread, which probes /healthz until it is answered. */
-function probeDuring(path: string, body: string, completion: boolean): Promise<Probe> {
+/**
+ * Sends the heavy request (a POST of `body`, or a GET when it is null) from the client thread, which probes
+ * /healthz until it is answered.
+ */
+function probeDuring(
+  path: string,
+  body: string | null,
+  completion: boolean,
+  on: TestGateway = gateway,
+  key: string = on.devKey,
+): Promise<Probe> {
   return new Promise((resolve, reject) => {
     client.once('message', (message: { result?: Probe; failure?: string }) =>
       message.result !== undefined ? resolve(message.result) : reject(new Error(message.failure)),
     );
-    client.postMessage({ url: gateway.url, key: gateway.devKey, path, body, completion });
+    client.postMessage({ url: on.url, key, path, body, completion });
   });
 }
 
@@ -104,4 +113,75 @@ describe('responsiveness under the worst inputs', () => {
       });
     }
   }
+});
+
+describe('responsiveness while a large body is written', () => {
+  // As `tracemark serve` runs: the embedded model on a generation thread of its own.
+  let served: TestGateway;
+  let logprobsKey: string;
+  beforeAll(async () => {
+    served = await startTestGateway({ config: { generationThreads: 1 } });
+    logprobsKey = (await served.call('POST', '/v1/admin/keys', { scopes: ['generate', 'logprobs'] })).json
+      .key;
+    // 100 records of 4,096 token ids (2.5 MB of JSON in one page)
+    for (let done = 0; done < 100; done += 50) {
+      const records = Array.from({ length: 50 }, (_, i) => ({
+        id: `iss_${(done + i).toString(16).padStart(24, '0')}`,
+        completionId: `cmpl-${done + i}`,
+        choiceIndex: 0,
+        createdAt: new Date().toISOString(),
+        apiKeyId: 'ak_0000000000000000',
+        account: 'big',
+        endpoint: 'completions' as const,
+        model: MODEL,
+        backend: 'embedded' as const,
+        watermarkKeyId: served.services.watermarkKey.keyId,
+        keyEpoch: null,
+        promptSha256: '0'.repeat(64),
+        outputSha256: '1'.repeat(64),
+        normalizedOutputSha256: '1'.repeat(64),
+        minhash: null,
+        numPromptTokens: 1,
+        numTokens: 4096,
+        outputTokens: Uint32Array.from({ length: 4096 }, (_, j) => (j * 7919 + i) % 100_000),
+        finishReason: 'length',
+      }));
+      await served.services.storage.appendIssuance(records);
+    }
+  });
+  afterAll(async () => {
+    await served?.close();
+  });
+
+  const check = (label: string, probe: Probe) => {
+    const worst = Math.max(0, ...probe.healthMs);
+    measured.push(
+      `  ${label.padEnd(34)} ${String(probe.status)} ${probe.healthMs.length} probes, max ${worst.toFixed(1)} ms`,
+    );
+    expect(probe.status).toBe(200);
+    expect(worst, `slowest /healthz of ${probe.healthMs.length}`).toBeLessThan(HEALTH_LIMIT_MS);
+  };
+
+  it(`8 choices × 256 tokens × 21 log-probabilities, not streamed: /healthz within ${HEALTH_LIMIT_MS} ms`, {
+    retry: 2,
+  }, async () => {
+    const body = JSON.stringify({
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Tell me a story' }],
+      n: 8,
+      max_tokens: 256,
+      logprobs: true,
+      top_logprobs: 20,
+    });
+    check(
+      '43,008 log-probabilities',
+      await probeDuring('/v1/chat/completions', body, false, served, logprobsKey),
+    );
+  });
+
+  it(`a page of 100 issuance records of 4,096 tokens: /healthz within ${HEALTH_LIMIT_MS} ms`, {
+    retry: 2,
+  }, async () => {
+    check('issuance page, 2.5 MB', await probeDuring('/v1/admin/issuance?limit=100', null, false, served));
+  });
 });

@@ -1,4 +1,5 @@
-// A client on a thread of its own: it sends one heavy request and, until it is answered, probes /healthz
+// A client on a thread of its own: it sends one heavy request (a POST, or a GET when the body is null) and, until
+// it is answered, probes /healthz
 // (and once a small completion). On its own thread, the client's work (building and sending a megabyte,
 // reading the answer) never runs on the event loop of the gateway it measures.
 import { parentPort } from 'node:worker_threads';
@@ -8,7 +9,8 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 async function probe({ url, key, path, body, completion }) {
   const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
   let answered = false;
-  const heavy = fetch(`${url}${path}`, { method: 'POST', headers, body })
+  // a body: POST; none: GET
+  const heavy = fetch(`${url}${path}`, body === null ? { headers } : { method: 'POST', headers, body })
     .then(async (response) => {
       const text = await response.text();
       let code = null;
