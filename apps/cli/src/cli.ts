@@ -6,7 +6,7 @@
  */
 import { createRequire } from 'node:module';
 import { Command, CommanderError, type Option } from 'commander';
-import { CliError, type CliIo, COLOUR_HELP, EXIT, processIo } from './io.ts';
+import { CliError, type CliIo, COLOUR_HELP, EXIT, printable, processIo } from './io.ts';
 
 /** How a command adds itself to the program. */
 type Register = (program: Command, io: CliIo, setExit: (code: number) => void) => void;
@@ -89,12 +89,12 @@ export async function run(argv: readonly string[], io: CliIo = processIo()): Pro
     if (error instanceof CliError) {
       if (json)
         io.stdout.write(`${JSON.stringify({ error: { code: error.code, message: error.message } })}\n`);
-      else io.stderr.write(`error: ${error.message}\n`);
+      else io.stderr.write(`error: ${printable(error.message)}\n`);
       return error.exitCode;
     }
     const message = error instanceof Error ? error.message : String(error);
     if (json) io.stdout.write(`${JSON.stringify({ error: { code: 'TM_ERR_INTERNAL', message } })}\n`);
-    else io.stderr.write(`error: ${message}\n`);
+    else io.stderr.write(`error: ${printable(message)}\n`);
     return EXIT.io;
   }
 }

@@ -4,7 +4,6 @@
  * `@tracemark/client/evidence` (shared with the console); this module reads files and turns their failures
  * into the CLI's errors and exit codes.
  */
-import { readFile } from 'node:fs/promises';
 import {
   checkTitle,
   EvidenceReportError,
@@ -17,7 +16,7 @@ import {
   verifyEvidenceReport,
 } from '@tracemark/client/evidence';
 import { ProvenanceError, parseVerifierKey } from '@tracemark/provenance';
-import { CliError, EXIT, readTextFile } from './io.ts';
+import { CliError, EXIT, readFileBytes, readTextFile } from './io.ts';
 
 export { checkTitle, REPORT_FORMAT, type ReportCheck };
 
@@ -34,9 +33,7 @@ export const EVIDENCE_EXIT: {
 } = Object.freeze({ ok: 0, failed: 1, usage: 2, io: 3, notPinned: 4 } as const);
 
 export async function readBytes(path: string, what: string): Promise<Uint8Array> {
-  const buffer = await readFile(path).catch((error: NodeJS.ErrnoException) => {
-    throw new CliError('TM_ERR_IO', `${path}: cannot read the ${what} (${error.code ?? 'error'})`, EXIT.io);
-  });
+  const buffer = await readFileBytes(path, what);
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
 }
 

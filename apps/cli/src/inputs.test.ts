@@ -8,6 +8,7 @@ import { run } from './cli.ts';
 import {
   decodeLines,
   expandPaths,
+  INVALID_UTF8_LINE,
   type LineBatch,
   type RawLineBatch,
   readInputs,
@@ -40,6 +41,31 @@ function awkwardFile(): Uint8Array {
   return file;
 }
 
+/**
+ * The lines of `file` as one streaming decoder reads the whole (a byte-order mark dropped at the start
+ * only), each line that is not valid UTF-8 given as INVALID_UTF8_LINE, not with U+FFFD.
+ */
+function linesOf(file: Uint8Array): string[] {
+  const fatal = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  const bytes = Buffer.from(file);
+  return new TextDecoder()
+    .decode(file)
+    .split('\n')
+    .map((line, i, lines) => {
+      if (!line.includes('\uFFFD')) return line;
+      // the bytes of line i
+      let start = 0;
+      for (let at = 0; at < i; at++) start = bytes.indexOf(10, start) + 1;
+      const end = i === lines.length - 1 ? bytes.length : bytes.indexOf(10, start);
+      try {
+        fatal.decode(bytes.subarray(start, end));
+        return line;
+      } catch {
+        return INVALID_UTF8_LINE;
+      }
+    });
+}
+
 /** The file as stdin in chunks of `size` bytes: multi-byte characters split across chunks. */
 function chunked(file: Uint8Array, size: number): Readable {
   const chunks: Buffer[] = [];
@@ -56,7 +82,7 @@ async function collect<T>(units: AsyncIterable<T>): Promise<T[]> {
 describe('raw JSONL batches', () => {
   const file = awkwardFile();
   // What one streaming decoder over the whole file reads: the mark dropped at the start only.
-  const expected = new TextDecoder().decode(file).split('\n');
+  const expected = linesOf(file);
 
   it.each([7, 1000, 65_536])(
     'cut after newlines, own their buffers, and decode to the lines of the whole file (chunks of %i bytes)',
@@ -103,7 +129,7 @@ describe('raw JSONL batches', () => {
     );
     expect(Buffer.concat(fromFile.map((batch) => batch.data)).equals(whole)).toBe(true);
     const lines = fromFile.flatMap((batch) => decodeLines(batch.data, batch.firstLine));
-    expect(lines).toEqual(new TextDecoder().decode(whole).split('\n'));
+    expect(lines).toEqual(linesOf(whole));
   });
 
   it('readInputs gives the same lines as strings, numbered alike', async () => {

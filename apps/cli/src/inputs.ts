@@ -82,12 +82,26 @@ export interface ReadOptions {
 export async function expandPaths(
   paths: readonly string[],
 ): Promise<(string | { error: DocumentError; source: string })[]> {
-  return expandPathsOnce(paths, new Set());
+  return expandPathsOnce(paths, new Set(), false);
 }
 
+/** What a path that is neither a file nor a directory is, for the error that skips it. */
+function kindOf(info: Awaited<ReturnType<typeof stat>>): string {
+  if (info.isFIFO()) return 'a FIFO';
+  if (info.isSocket()) return 'a socket';
+  if (info.isCharacterDevice() || info.isBlockDevice()) return 'a device';
+  return 'something else';
+}
+
+/**
+ * `inDirectory`: the paths were found in a directory walk, where only regular files are read: a FIFO there
+ * would wait for a writer forever, and a device (a symlink to /dev/zero) never ends. A FIFO or device named
+ * on the command line is read (`<(command)` is one).
+ */
 async function expandPathsOnce(
   paths: readonly string[],
   walked: Set<string>,
+  inDirectory: boolean,
 ): Promise<(string | { error: DocumentError; source: string })[]> {
   const out: (string | { error: DocumentError; source: string })[] = [];
   for (const path of paths) {
@@ -108,8 +122,14 @@ async function expandPathsOnce(
           ...(await expandPathsOnce(
             entries.filter((e) => !e.name.startsWith('.')).map((e) => join(path, e.name)),
             walked,
+            true,
           )),
         );
+      } else if (inDirectory && !info.isFile()) {
+        out.push({
+          source: path,
+          error: { code: 'TM_ERR_IO', message: `${path}: cannot read (${kindOf(info)}, not a regular file)` },
+        });
       } else out.push(path);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? 'error';
@@ -234,23 +254,52 @@ export interface TextPiece {
 
 const PIECE_BYTES = 4 * 1024 * 1024;
 
+/** Whether a newline followed by `next` is a place to cut text (see {@link readText}). */
+const cutsBefore = (next: number): boolean => next > 32 && next < 127;
+
 /**
- * Cuts text after a newline that is followed by a printable ASCII character: tokenizers start a new
- * token there and NFC cannot merge across it, so the pieces tokenize exactly as the whole.
+ * Where `text` may be cut last: after a newline that is followed by a printable ASCII character; -1 for
+ * nowhere. Only newlines at `from` or after are looked at.
  */
-function safeCut(text: string): number {
-  for (let i = text.length - 2; i > 0; i--) {
-    if (text.charCodeAt(i) === 10) {
-      const next = text.charCodeAt(i + 1);
-      if (next > 32 && next < 127) return i + 1;
-    }
+function safeCut(text: string, from: number): number {
+  for (let i = text.length - 2; i >= from; i--) {
+    if (text.charCodeAt(i) === 10 && cutsBefore(text.charCodeAt(i + 1))) return i + 1;
   }
   return -1;
 }
 
+/**
+ * The longest line read (bytes of a JSONL line; characters of text with no place to cut it into pieces):
+ * memory stays bounded on a file of one endless line (a string cannot be over 512 Mi characters anyway).
+ */
+export const MAX_LINE_BYTES: number = 64 * 1024 * 1024;
+
+const MAX_LINE_TEXT = `${MAX_LINE_BYTES / 1024 / 1024} MiB`;
+
+/** Invalid UTF-8 is an error of its document: replaced by U+FFFD, it would be scored as other text. */
+function invalidUtf8(where: string): DocumentError {
+  return {
+    code: 'TM_ERR_INVALID_UTF8',
+    message: `${where}: not valid UTF-8 (another encoding? convert it to UTF-8 first)`,
+  };
+}
+
+/**
+ * A text file in pieces of about {@link PIECE_BYTES}, each cut after a newline that is followed by a
+ * printable ASCII character: tokenizers start a new token there and NFC cannot merge across it, so the
+ * pieces tokenize exactly as the whole. Each chunk is searched for such a place once, as it comes (the
+ * text so far is not searched, or joined, again for every chunk).
+ */
 async function* readText(stream: Readable, source: string): AsyncGenerator<TextPiece> {
-  const decoder = new TextDecoder('utf-8', { fatal: false });
-  let buffer = '';
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const failed = (error: DocumentError, bytes: number): TextPiece => {
+    stream.destroy();
+    return { piece: true, source, text: '', first: true, last: true, bytes, error };
+  };
+  // the text not yet yielded, its length, and the last place to cut it (-1: none yet)
+  let pending: string[] = [];
+  let length = 0;
+  let cut = -1;
   let first = true;
   let bytes = 0;
   let checked = false;
@@ -273,19 +322,46 @@ async function* readText(stream: Readable, source: string): AsyncGenerator<TextP
       }
     }
     bytes += data.length;
-    buffer += decoder.decode(data, { stream: true });
-    if (buffer.length >= PIECE_BYTES) {
-      const cut = safeCut(buffer);
+    let text: string;
+    try {
+      text = decoder.decode(data, { stream: true });
+    } catch {
+      yield failed(invalidUtf8(source), bytes);
+      return;
+    }
+    if (text === '') continue;
+    // never at a newline that starts the text (as the whole text is never cut before its second character)
+    const at = safeCut(text, Math.max(0, 1 - length));
+    if (at > 0) cut = length + at;
+    else if (length > 1 && pending.at(-1)!.endsWith('\n') && cutsBefore(text.charCodeAt(0))) cut = length;
+    pending.push(text);
+    length += text.length;
+    if (length >= PIECE_BYTES) {
       if (cut > 0) {
-        yield { piece: true, source, text: buffer.slice(0, cut), first, last: false, bytes };
+        const whole = pending.join('');
+        yield { piece: true, source, text: whole.slice(0, cut), first, last: false, bytes };
         first = false;
         bytes = 0;
-        buffer = buffer.slice(cut);
+        pending = [whole.slice(cut)];
+        length -= cut;
+        cut = -1;
+      } else if (length > MAX_LINE_BYTES) {
+        const error = {
+          code: 'TM_ERR_LINE_TOO_LONG',
+          message: `${source}: over ${MAX_LINE_TEXT} of text with no line break to split it at: not read`,
+        };
+        yield failed(error, bytes);
+        return;
       }
     }
   }
-  buffer += decoder.decode();
-  yield { piece: true, source, text: buffer, first, last: true, bytes };
+  try {
+    pending.push(decoder.decode());
+  } catch {
+    yield failed(invalidUtf8(source), bytes);
+    return;
+  }
+  yield { piece: true, source, text: pending.join(''), first, last: true, bytes };
 }
 
 /** JSONL lines as read: UTF-8 that ends after a newline (but at the end of the file), never decoded yet. */
@@ -299,6 +375,12 @@ export interface RawLineBatch {
   readonly bytes: number;
 }
 
+/**
+ * What {@link decodeLines} gives for a line that is not valid UTF-8. It starts with a NUL, which no JSON
+ * line holds: a line that decodes to it is an error either way.
+ */
+export const INVALID_UTF8_LINE = '\u0000\uFFFE not valid UTF-8';
+
 /** UTF-8's byte-order mark. */
 const BOM = [0xef, 0xbb, 0xbf] as const;
 
@@ -307,18 +389,23 @@ const BOM = [0xef, 0xbb, 0xbf] as const;
  * only at the file's start (`firstLine` 1); each line is decoded on its own (a newline ends no UTF-8
  * sequence, so invalid bytes decode alike), which keeps its string small: V8 puts a string over 128 KB
  * in memory of its own, which costs a page fault per 4 KB (a tenth of the time on some machines);
- * empty lines are kept as '' so numbering holds.
+ * empty lines are kept as '' so numbering holds. A line that is not valid UTF-8 is {@link INVALID_UTF8_LINE}
+ * (which {@link parseJsonlLine} reports), not its text with U+FFFD for the invalid bytes.
  */
 export function decodeLines(data: Uint8Array, firstLine: number): string[] {
   const texts: string[] = [];
-  const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
+  const decoder = new TextDecoder('utf-8', { ignoreBOM: true, fatal: true });
   // Buffer's indexOf is memchr, a typed array's a loop.
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   let start = firstLine === 1 && BOM.every((byte, i) => bytes[i] === byte) ? BOM.length : 0;
   while (start < bytes.length) {
     let end = bytes.indexOf(10, start);
     if (end < 0) end = bytes.length;
-    texts.push(decoder.decode(bytes.subarray(start, end)));
+    try {
+      texts.push(decoder.decode(bytes.subarray(start, end)));
+    } catch {
+      texts.push(INVALID_UTF8_LINE);
+    }
     start = end + 1;
   }
   return texts;
@@ -379,35 +466,89 @@ async function* fileChunks(path: string): AsyncGenerator<Uint8Array> {
   }
 }
 
-/** Cuts JSONL into batches of whole lines; a chunk is read only until the next one is asked for. */
-async function* readJsonl(chunks: AsyncIterable<Uint8Array>, source: string): AsyncGenerator<RawLineBatch> {
+/**
+ * Cuts JSONL into batches of whole lines; a chunk is read only until the next one is asked for. A line
+ * over {@link MAX_LINE_BYTES} is not held: its bytes are skipped to its newline, and it is an error
+ * document of its own (the lines around it are read as usual).
+ */
+async function* readJsonl(
+  chunks: AsyncIterable<Uint8Array>,
+  source: string,
+): AsyncGenerator<RawLineBatch | InputDocument> {
   // the bytes after the last cut: copies of earlier chunks' ends, then views of the current chunk
   let parts: Uint8Array[] = [];
   let held = 0;
   let lines = 0;
   let firstLine = 1;
+  // bytes of the line being read that are held (those of earlier chunks), and of a line being skipped
+  let partial = 0;
+  let skipped = -1;
+  const tooLong = (bytes: number): InputDocument => ({
+    source: `${source}:${firstLine}`,
+    bytes,
+    error: {
+      code: 'TM_ERR_LINE_TOO_LONG',
+      message: `${source}:${firstLine}: line longer than ${MAX_LINE_TEXT}: not read`,
+    },
+  });
   for await (const data of chunks) {
     let start = 0;
-    for (let newline = data.indexOf(10); newline >= 0; newline = data.indexOf(10, newline + 1)) {
+    let at = 0;
+    while (at < data.length) {
+      const newline = data.indexOf(10, at);
+      const end = newline < 0 ? data.length : newline;
+      if (skipped >= 0) {
+        skipped += end - at;
+        at = start = newline < 0 ? data.length : newline + 1;
+        if (newline >= 0) {
+          yield tooLong(skipped + 1);
+          firstLine++;
+          skipped = -1;
+        }
+        continue;
+      }
+      if (partial + end - at > MAX_LINE_BYTES) {
+        // The whole lines before it go out first; the held start of this one is dropped.
+        if (lines > 0) {
+          const before = joinArrays([...parts, data.subarray(start, at)], held + at - start, newBytes);
+          const size = held + at - start - partial;
+          yield { rawLines: true, source, firstLine, data: before.slice(0, size), bytes: size };
+          firstLine += lines;
+        }
+        skipped = partial;
+        parts = [];
+        held = 0;
+        lines = 0;
+        partial = 0;
+        start = at;
+        continue;
+      }
+      if (newline < 0) {
+        partial += data.length - at;
+        break;
+      }
       lines++;
-      const size = held + newline + 1 - start;
+      partial = 0;
+      at = newline + 1;
+      const size = held + at - start;
       if (lines >= BATCH_LINES || size >= BATCH_BYTES) {
-        parts.push(data.subarray(start, newline + 1));
+        parts.push(data.subarray(start, at));
         yield { rawLines: true, source, firstLine, data: joinArrays(parts, size, newBytes), bytes: size };
         firstLine += lines;
         parts = [];
         held = 0;
         lines = 0;
-        start = newline + 1;
+        start = at;
       }
     }
-    if (start < data.length) {
+    if (skipped < 0 && start < data.length) {
       // copied: the chunk's memory may be read into again
       parts.push(data.slice(start));
       held += data.length - start;
     }
   }
-  if (held > 0)
+  if (skipped >= 0) yield tooLong(skipped);
+  else if (held > 0)
     yield { rawLines: true, source, firstLine, data: joinArrays(parts, held, newBytes), bytes: held };
 }
 
@@ -425,6 +566,7 @@ export function parseJsonlLine(
   const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
   if (line.trim() === '') return null;
   const bytes = line.length + 1;
+  if (line === INVALID_UTF8_LINE) return { source: where, bytes, error: invalidUtf8(where) };
   if (line.includes('\u0000')) {
     return {
       source: where,

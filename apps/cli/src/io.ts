@@ -1,5 +1,5 @@
 /** The terminal a command talks to; tests pass their own. */
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 
 export interface CliIo {
@@ -106,11 +106,49 @@ export function withoutPassword(text: string, url: string | null): string {
   return text.replaceAll(password, '***').replaceAll(decoded, '***');
 }
 
-/** A file's text; a TM_ERR_IO error naming the file and `what` it should have been when it cannot be read. */
+/**
+ * The most read of a file that is read whole (a report, a key list, a text to verify, prompts): a path
+ * that is a device (a symlink to /dev/zero) or a file of gigabytes is an error, not all of memory.
+ */
+export const MAX_FILE_BYTES: number = 64 * 1024 * 1024;
+
+/**
+ * A file's bytes; a TM_ERR_IO error naming the file and `what` it should have been when it cannot be read,
+ * or holds more than {@link MAX_FILE_BYTES}.
+ */
+export async function readFileBytes(path: string, what: string): Promise<Buffer> {
+  const failed = (reason: string): CliError =>
+    new CliError('TM_ERR_IO', `${path}: cannot read the ${what} (${reason})`, EXIT.io);
+  let file: Awaited<ReturnType<typeof open>>;
+  try {
+    file = await open(path, 'r');
+  } catch (error) {
+    throw failed((error as NodeJS.ErrnoException).code ?? 'error');
+  }
+  try {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(Math.min(1024 * 1024, MAX_FILE_BYTES + 1 - size));
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await file.read(chunk, 0, chunk.length, null));
+      } catch (error) {
+        throw failed((error as NodeJS.ErrnoException).code ?? 'error');
+      }
+      if (bytesRead === 0) return Buffer.concat(chunks, size);
+      chunks.push(chunk.subarray(0, bytesRead));
+      size += bytesRead;
+      if (size > MAX_FILE_BYTES) throw failed(`over ${MAX_FILE_BYTES / 1024 / 1024} MiB`);
+    }
+  } finally {
+    await file.close();
+  }
+}
+
+/** A file's text (UTF-8), read as {@link readFileBytes} reads it. */
 export async function readTextFile(path: string, what: string): Promise<string> {
-  return readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
-    throw new CliError('TM_ERR_IO', `${path}: cannot read the ${what} (${error.code ?? 'error'})`, EXIT.io);
-  });
+  return (await readFileBytes(path, what)).toString('utf8');
 }
 
 /** A run stopped by SIGINT or SIGTERM; the command says what it had done in its TM_ERR_INTERRUPTED error. */
@@ -151,4 +189,31 @@ export function watchInterrupts(io: CliIo): InterruptWatch {
     },
     release,
   };
+}
+
+/**
+ * Controls a terminal acts on (C0 but tab and newline, DEL, C1: escape sequences, a carriage return that
+ * redraws the line) and the bidirectional overrides and isolates that reorder what is shown (a file named
+ * `txt.exe` shown as `exe.txt`): from a file's name or contents they could rewrite what the terminal shows.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the controls are what it finds
+const UNPRINTABLE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the controls are what it finds
+const UNPRINTABLE_LINE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * `text` for human output on a terminal: each control or bidirectional-override character as a visible
+ * escape (`\x1b`, `\u202e`). `layout` keeps tab, newline and the carriage return of a CRLF (a document's
+ * text); without it they are escaped too (a file name, a message on one line).
+ */
+export function printable(text: string, layout = false): string {
+  const escaped = (character: string): string => {
+    const code = character.charCodeAt(0);
+    return code < 0x100
+      ? `\\x${code.toString(16).padStart(2, '0')}`
+      : `\\u${code.toString(16).padStart(4, '0')}`;
+  };
+  return text.replace(layout ? UNPRINTABLE : UNPRINTABLE_LINE, (character, at: number) =>
+    layout && character === '\r' && text[at + 1] === '\n' ? character : escaped(character),
+  );
 }

@@ -1,6 +1,7 @@
 /** Human-readable output: verdict lines and, on a terminal, the text with green and red tokens. */
 import type { Detection, TokenStatusName } from '@tracemark/core';
 import type { AnyDocumentResult, DocumentResult, SpoofingResult } from '@tracemark/detection';
+import { printable } from './io.ts';
 
 const VERDICT_TEXT: Record<string, string> = {
   watermarked: 'WATERMARKED',
@@ -93,9 +94,12 @@ const COLORS: Record<TokenStatusName, string> = {
   skipped_prompt: '\u001b[2m',
 };
 
-/** The text with each token coloured by its status under the reported key. */
+/**
+ * The text with each token coloured by its status under the reported key; the text's controls (an escape
+ * sequence in the file) are shown escaped, not sent to the terminal.
+ */
 export function colouredTokens(pieces: readonly string[], detection: Detection, keyId: string): string {
   const key = detection.results.find((r) => r.keyId === keyId) ?? detection.results[0]!;
   const status = key.status ?? [];
-  return `${pieces.map((piece, i) => `${COLORS[status[i] ?? 'skipped_context']}${piece}\u001b[0m`).join('')}\n`;
+  return `${pieces.map((piece, i) => `${COLORS[status[i] ?? 'skipped_context']}${printable(piece, true)}\u001b[0m`).join('')}\n`;
 }

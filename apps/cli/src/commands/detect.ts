@@ -42,6 +42,7 @@ import {
   EXIT,
   Interrupted,
   type InterruptWatch,
+  printable,
   stdoutHasColour,
   watchInterrupts,
 } from '../io.ts';
@@ -224,8 +225,10 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
           stdout.write(`${firstJson ? '' : ','}\n${JSON.stringify(outcomeJson(outcome, corrected))}`);
           firstJson = false;
         } else if (!('error' in outcome)) {
-          stdout.write(`${progress.clear()}${verdictLine(outcome, corrected)}\n`);
-          if (outcome.spoofing) stdout.write(`${spoofingLine(outcome.source, outcome.spoofing)}\n`);
+          // The source is a file's name (and a JSONL line's number): printed with its controls escaped.
+          stdout.write(`${progress.clear()}${printable(verdictLine(outcome, corrected))}\n`);
+          if (outcome.spoofing)
+            stdout.write(`${printable(spoofingLine(outcome.source, outcome.spoofing))}\n`);
         }
       };
       const emit = (outcome: Outcome): void => {
@@ -234,7 +237,7 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
           summary.errors++;
           if (!options.json) {
             stdout.flush();
-            io.stderr.write(`${progress.clear()}error: ${outcome.error.message}\n`);
+            io.stderr.write(`${progress.clear()}error: ${printable(outcome.error.message)}\n`);
           }
         } else {
           summary.numTokens += outcome.numTokens;

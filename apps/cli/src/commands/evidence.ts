@@ -21,7 +21,7 @@ import {
   readReport,
   verifyReport,
 } from '../evidence-report.ts';
-import { CliError, type CliIo, EXIT } from '../io.ts';
+import { CliError, type CliIo, EXIT, printable } from '../io.ts';
 
 interface EvidenceOptions {
   text?: string;
@@ -46,7 +46,7 @@ function describeChecks(verification: ReportVerification): string {
   return verification.checks
     .map(
       (entry) =>
-        `  ${entry.skipped ? '–' : entry.ok ? '✓' : entry.name === 'signer-key' ? '!' : '✗'} ${checkTitle(entry.name)}: ${entry.detail}`,
+        `  ${entry.skipped ? '–' : entry.ok ? '✓' : entry.name === 'signer-key' ? '!' : '✗'} ${checkTitle(entry.name)}: ${printable(entry.detail)}`,
     )
     .join('\n');
 }
@@ -89,7 +89,8 @@ export function registerEvidence(program: Command, io: CliIo, setExit: (code: nu
             : verification.exitCode === EVIDENCE_EXIT.notPinned
               ? `${report}: intact, but the signer is NOT PINNED — ${verification.reason} (pass --public-key keys.json)`
               : `${report}: FAILED — ${verification.reason}`;
-        io.stdout.write(`${head}\n${describeChecks(verification)}\n`);
+        // The report's path, and what the report says of itself (names, reasons), are shown with controls escaped.
+        io.stdout.write(`${printable(head)}\n${describeChecks(verification)}\n`);
       }
       setExit(verification.exitCode);
     });
@@ -112,7 +113,7 @@ export function registerEvidence(program: Command, io: CliIo, setExit: (code: nu
         );
       });
       io.stderr.write(
-        `wrote ${options.html} (${verification.exitCode === EVIDENCE_EXIT.failed ? `the report did NOT verify: ${verification.reason}` : verification.pinned ? 'the report verifies' : 'the report is intact; signer not pinned'})\n`,
+        `wrote ${printable(options.html!)} (${verification.exitCode === EVIDENCE_EXIT.failed ? `the report did NOT verify: ${printable(verification.reason ?? '')}` : verification.pinned ? 'the report verifies' : 'the report is intact; signer not pinned'})\n`,
       );
       setExit(EXIT.ok);
     });

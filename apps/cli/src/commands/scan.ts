@@ -35,7 +35,15 @@ import {
   NO_PROMPT_FIELD_HELP,
   readInputs,
 } from '../inputs.ts';
-import { CliError, type CliIo, EXIT, Interrupted, type InterruptWatch, watchInterrupts } from '../io.ts';
+import {
+  CliError,
+  type CliIo,
+  EXIT,
+  Interrupted,
+  type InterruptWatch,
+  printable,
+  watchInterrupts,
+} from '../io.ts';
 import { collect, parseNumber, parseOpenUnit } from '../options.ts';
 import { defaultWorkerCount } from '../pool.ts';
 import { createProgress } from '../progress.ts';
@@ -270,7 +278,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       const onError = (source: string, error: { code: string; message: string }): void => {
         summary.errors++;
         if (errors.length < MAX_LISTED_ERRORS) errors.push({ source, ...error });
-        if (!options.json) io.stderr.write(`${progress.clear()}error: ${error.message}\n`);
+        if (!options.json) io.stderr.write(`${progress.clear()}error: ${printable(error.message)}\n`);
       };
       const started = performance.now();
       let report: AnyScanReport;
@@ -812,6 +820,8 @@ async function* readDocuments(
     const entry = queue.shift();
     if (entry === undefined) return;
     if (entry.kind === 'error') {
+      // A text file that fails part way (invalid UTF-8, a line too long): its pieces so far are dropped.
+      pieces = [];
       summary.documents++;
       onError(entry.source, entry.error);
       continue;

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createProbeClient, ProbeRequestError, printable } from './probe-client.ts';
+import { createProbeClient, ProbeRequestError, replyExcerpt } from './probe-client.ts';
 
 const servers: Server[] = [];
 /** A real HTTP server on loopback that answers every request with `handler`. */
@@ -70,7 +70,7 @@ describe('probe client against a hostile endpoint', () => {
       .catch((caught: unknown) => caught)) as ProbeRequestError;
     expect(error.status).toBe(400);
     expect(error.message).toBe(
-      `${endpoint}/v1/chat/completions: HTTP 400: bad \ufffd[2J\ufffd]0;owned\ufffd request \ufffdevil\ufffd here`,
+      `${endpoint}/v1/chat/completions: HTTP 400: bad \\x1b[2J\\x1b]0;owned\\x07 request \\u202eevil\\u2066 here`,
     );
   });
 
@@ -90,7 +90,7 @@ describe('probe client against a hostile endpoint', () => {
     expect(error).toBeInstanceOf(ProbeRequestError);
     expect(error.fatal).toBe(true);
     expect(error.message).toMatch(
-      /HTTP 307, a redirect to http:\/\/127\.0\.0\.1:\d+\/v1\/chat\/completions\ufffd31m \(give/,
+      /HTTP 307, a redirect to http:\/\/127\.0\.0\.1:\d+\/v1\/chat\/completions\\x9b31m \(give/,
     );
     expect(followed).toBe(0);
   });
@@ -113,9 +113,9 @@ describe('probe client against a hostile endpoint', () => {
   });
 });
 
-describe('printable', () => {
+describe('replyExcerpt', () => {
   it('keeps ordinary text, folds white space and cuts at 200 characters', () => {
-    expect(printable('model  "x"\n\tnot found — caf\u00e9')).toBe('model "x" not found — caf\u00e9');
-    expect(printable('y'.repeat(500))).toHaveLength(200);
+    expect(replyExcerpt('model  "x"\n\tnot found — caf\u00e9')).toBe('model "x" not found — caf\u00e9');
+    expect(replyExcerpt('y'.repeat(500))).toHaveLength(200);
   });
 });

@@ -1,3 +1,5 @@
+import { printable } from '../io.ts';
+
 /**
  * The HTTP side of `tracemark probe`: one completion from an OpenAI-compatible endpoint, with
  * retries (exponential backoff with jitter on 408/409/425/429/5xx, network errors and timeouts,
@@ -59,24 +61,11 @@ export class ProbeRequestError extends Error {
 const RETRYABLE = new Set([408, 409, 425, 429]);
 
 /**
- * Text from the endpoint as it may be shown in a terminal: control characters (escape sequences that would
- * move the cursor or rewrite the screen), line and paragraph separators and bidirectional overrides are
- * shown as U+FFFD, runs of white space as one space, and at most 200 characters are kept.
+ * Text from the endpoint as an error shows it: on one line (runs of white space as one space), at most 200
+ * characters, controls and bidirectional overrides escaped ({@link printable}).
  */
-export function printable(text: string): string {
-  let out = '';
-  for (const character of text.replace(/\s+/g, ' ').slice(0, 200)) {
-    const code = character.codePointAt(0)!;
-    const hidden =
-      code < 0x20 ||
-      (code >= 0x7f && code <= 0x9f) ||
-      code === 0x200e ||
-      code === 0x200f ||
-      (code >= 0x202a && code <= 0x202e) ||
-      (code >= 0x2066 && code <= 0x2069);
-    out += hidden ? '\ufffd' : character;
-  }
-  return out;
+export function replyExcerpt(text: string): string {
+  return printable(text.replace(/\s+/g, ' ').slice(0, 200));
 }
 
 /** The reply's body as text, read up to `limit` bytes; a longer one is cancelled and refused. */
@@ -192,7 +181,7 @@ export function createProbeClient(options: ProbeClientOptions): ProbeClient {
           await response.body?.cancel().catch(() => undefined);
           const location = response.headers.get('location');
           throw new ProbeRequestError(
-            `${url}: HTTP ${response.status}, a redirect${location === null ? '' : ` to ${printable(location)}`} (give the endpoint's own address as --endpoint)`,
+            `${url}: HTTP ${response.status}, a redirect${location === null ? '' : ` to ${replyExcerpt(location)}`} (give the endpoint's own address as --endpoint)`,
             response.status,
             true,
           );
@@ -210,7 +199,7 @@ export function createProbeClient(options: ProbeClientOptions): ProbeClient {
           lastProblem = `HTTP ${response.status} without a completion in the reply`;
         } else {
           const status = response.status;
-          const detail = printable(text);
+          const detail = replyExcerpt(text);
           if (status === 401 || status === 403) {
             throw new ProbeRequestError(
               `${url}: HTTP ${status} (check --api-key-env): ${detail}`,

@@ -7,6 +7,7 @@ import {
   type PoolScan,
   type ScanReport,
 } from '@tracemark/extraction';
+import { printable } from '../io.ts';
 import { formatLog10 } from '../render.ts';
 import type { Attribution } from './attribution.ts';
 
@@ -79,7 +80,7 @@ function keyLines(scan: KeyScan, report: ScanReport): string[] {
     lines.push('  documents with the strongest evidence (log10 p, corrected for the documents searched):');
     for (const d of scan.topDocuments) {
       lines.push(
-        `    ${d.source}: ${d.numGreen}/${d.numScored} green, log10 p = ${formatLog10(d.log10P)} (${formatLog10(d.log10PCorrected)})`,
+        `    ${printable(d.source)}: ${d.numGreen}/${d.numScored} green, log10 p = ${formatLog10(d.log10P)} (${formatLog10(d.log10PCorrected)})`,
       );
     }
   }
@@ -87,7 +88,7 @@ function keyLines(scan: KeyScan, report: ScanReport): string[] {
     lines.push(`  passages (log10 p, corrected for the ${count(scan.windowsSearched)} windows searched):`);
     for (const p of scan.passages) {
       lines.push(
-        `    ${p.start.source} token ${p.start.token} – ${p.end.source} token ${p.end.token}: ${p.numGreen}/${p.numScored} green, log10 p = ${formatLog10(p.log10P)} (${formatLog10(p.log10PCorrected)})`,
+        `    ${printable(p.start.source)} token ${p.start.token} – ${printable(p.end.source)} token ${p.end.token}: ${p.numGreen}/${p.numScored} green, log10 p = ${formatLog10(p.log10P)} (${formatLog10(p.log10PCorrected)})`,
       );
     }
   }
@@ -120,7 +121,7 @@ function foreignKeyLines(scan: ForeignKeyScan, report: AnyScanReport): string[] 
     lines.push('  documents with the strongest evidence (log10 p, corrected for the documents searched):');
     for (const d of scan.topDocuments) {
       lines.push(
-        `    ${d.source}: ${count(d.numScored)} units, log10 p = ${formatLog10(d.log10P)} (${formatLog10(d.log10PCorrected)})`,
+        `    ${printable(d.source)}: ${count(d.numScored)} units, log10 p = ${formatLog10(d.log10P)} (${formatLog10(d.log10PCorrected)})`,
       );
     }
   }
