@@ -110,7 +110,7 @@ export interface ReportVerification extends EvidenceReportVerification {
  */
 export function verifyReport(
   report: ReportFile,
-  options: { readonly text?: Uint8Array; readonly publicKeys?: PublicKeys },
+  options: { readonly text?: Uint8Array; readonly publicKeys?: PublicKeys; readonly path?: string },
 ): ReportVerification {
   let verification: EvidenceReportVerification;
   try {
@@ -126,7 +126,11 @@ export function verifyReport(
           'the report names no signing key: pass --public-key FILE (the service’s /.well-known/tracemark/keys.json)',
           EXIT.usage,
         )
-      : new CliError('TM_ERR_REPORT', error.message, EXIT.io);
+      : new CliError(
+          'TM_ERR_REPORT',
+          options.path === undefined ? error.message : `${options.path}: ${error.message}`,
+          EXIT.io,
+        );
   }
   const exitCode =
     verification.status === 'failed'

@@ -169,6 +169,29 @@ describe('what is not a regular file', () => {
       message: `${directory}: cannot read the report (EISDIR)`,
     });
   });
+
+  it('evidence verify: a report whose own verifier key is malformed is an error naming the report', async () => {
+    const path = join(directory, 'bad-key-report.json');
+    writeFileSync(
+      path,
+      JSON.stringify({
+        format: 'tracemark-evidence',
+        version: 1,
+        keyId: 'k',
+        verifierKey: 'not-a-key',
+        envelope: {
+          payloadType: 'application/vnd.in-toto+json',
+          payload: 'e30=',
+          signatures: [{ keyid: 'x', sig: 'AA==' }],
+        },
+      }),
+    );
+    const out = capture();
+    expect(await run(['evidence', 'verify', path, '--json'], out.io)).toBe(3);
+    const { error } = JSON.parse(out.out());
+    expect(error.code).toBe('TM_ERR_REPORT');
+    expect(error.message.startsWith(`${path}: the report's verifier key is malformed (`)).toBe(true);
+  });
 });
 
 describe('controls from file names and contents in human output', () => {

@@ -36,6 +36,7 @@ async function check(report: string, options: EvidenceOptions) {
     options.publicKey === undefined ? undefined : await readPublicKeys(options.publicKey);
   const text = options.text === undefined ? undefined : await readBytes(options.text, 'text');
   const verification = verifyReport(file, {
+    path: report,
     ...(text === undefined ? {} : { text }),
     ...(publicKeys === undefined ? {} : { publicKeys }),
   });
