@@ -41,15 +41,34 @@ function uniformIds(count: number, seed: number): Uint32Array {
   return Uint32Array.from({ length: count }, () => random.nextUint32() % VOCAB);
 }
 
-function best(runs: number, body: () => void): number {
-  let fastest = Number.POSITIVE_INFINITY;
-  for (let r = 0; r < runs; r++) {
-    const start = performance.now();
-    body();
-    fastest = Math.min(fastest, performance.now() - start);
-  }
-  return fastest;
+const rounds = (() => {
+  const at = process.argv.indexOf('--rounds');
+  return at > 0 ? Number(process.argv[at + 1]) : quick ? 3 : 11;
+})();
+
+/** Milliseconds of one call of `body`. */
+function time(body: () => void): number {
+  const start = performance.now();
+  body();
+  return performance.now() - start;
 }
+
+/**
+ * Runs the bodies in turn, `rounds` times (a, b, a, b, …, so that both see the same load; one call each first,
+ * to warm up) and gives each one's times sorted.
+ */
+function interleaved(...bodies: (() => void)[]): number[][] {
+  for (const body of bodies) body();
+  const times = bodies.map(() => [] as number[]);
+  for (let r = 0; r < rounds; r++) {
+    for (const [i, body] of bodies.entries()) times[i]!.push(time(body));
+  }
+  return times.map((list) => list.sort((a, b) => a - b));
+}
+const median = (sorted: readonly number[]): number => sorted[sorted.length >> 1]!;
+/** `median (min–max)` of `sorted`, each through `show`. */
+const spread = (sorted: readonly number[], show: (ms: number) => string): string =>
+  `${show(median(sorted))} (${show(sorted[0]!)}–${show(sorted.at(-1)!)})`;
 
 const schemes: SchemeParams[] = [
   { name: 'lefthash', contextWidth: 1 },
@@ -59,7 +78,7 @@ const schemes: SchemeParams[] = [
 const label = (s: SchemeParams) => `${s.name}(h=${s.contextWidth})`;
 
 console.log(
-  `# tracemark core benchmark\n\nNode ${process.version}, ${os.cpus()[0]?.model ?? 'unknown CPU'}, one thread.\n`,
+  `# tracemark core benchmark\n\nNode ${process.version}, ${os.cpus()[0]?.model ?? 'unknown CPU'}, one thread; each cell is the median of ${rounds} interleaved rounds (fastest–slowest round: for a rate, the slowest round's rate first).\n`,
 );
 console.log('## Scoring pre-tokenized ids (dedup on), million tokens/s\n');
 console.log('| scheme | Zipf(1.1) ids, 2M | uniform ids, 2M |');
@@ -69,59 +88,50 @@ const zipf = zipfIds(size, 1.1, 1);
 const uniform = uniformIds(size, 2);
 for (const scheme of schemes) {
   const watermarker = createWatermarker(createWatermarkKey({ secret: new Uint8Array(32).fill(5), scheme }));
-  const rate = (ids: Uint32Array) => {
-    const ms = best(quick ? 1 : 3, () => new Scorer(watermarker).push(ids));
-    return (ids.length / ms / 1000).toFixed(2);
-  };
-  console.log(`| ${label(scheme)} | ${rate(zipf)} | ${rate(uniform)} |`);
+  const [zipfTimes, uniformTimes] = interleaved(
+    () => new Scorer(watermarker).push(zipf),
+    () => new Scorer(watermarker).push(uniform),
+  );
+  const rate = (ms: number) => (size / ms / 1000).toFixed(2);
+  // slower rounds give lower rates: the range is written low–high
+  const rates = (sorted: number[]) => spread([...sorted].reverse(), rate);
+  console.log(`| ${label(scheme)} | ${rates(zipfTimes!)} | ${rates(uniformTimes!)} |`);
 }
 
-console.log('\n## One sampling step over a 100k-token vocabulary (temperature 1, no truncation)\n');
-console.log('| scheme | plain softmax+sample (µs) | watermarked (µs) | ratio |');
-console.log('| --- | --- | --- | --- |');
-const steps = quick ? 50 : 400;
 const random = createRandom(3);
 const logits = new Float32Array(VOCAB);
 for (let i = 0; i < VOCAB; i++) logits[i] = 4 * Math.log(random.nextFloat() + 1e-12);
-for (const scheme of schemes) {
-  const watermarker = createWatermarker(createWatermarkKey({ secret: new Uint8Array(32).fill(6), scheme }));
-  const plain = best(3, () => {
-    for (let s = 0; s < steps; s++) sampleToken(logits, [s, s + 1, s + 2, s + 3], random);
-  });
-  const marked = best(3, () => {
-    for (let s = 0; s < steps; s++) sampleToken(logits, [s, s + 1, s + 2, s + 3], random, { watermarker });
-  });
-  console.log(
-    `| ${label(scheme)} | ${((plain / steps) * 1000).toFixed(0)} | ${((marked / steps) * 1000).toFixed(0)} | ${(marked / plain).toFixed(3)} |`,
-  );
-}
 
-console.log('\n## One sampling step over a 100k-token vocabulary with top-p 0.95 (median of 5 runs)\n');
-console.log(
-  '| scheme | plain, top-p 0.95 (µs) | watermarked, top-p of the watermarked distribution (µs) | ratio |',
-);
-console.log('| --- | --- | --- | --- |');
-const medianOf = (runs: number, body: () => void): number => {
-  const times: number[] = [];
-  for (let r = 0; r < runs; r++) {
-    const started = performance.now();
-    body();
-    times.push(performance.now() - started);
+/** One table: plain and watermarked sampling steps over the 100k-token logits, interleaved. */
+function samplingTable(title: string, steps: number, topP: number | undefined): void {
+  console.log(`\n## ${title}\n`);
+  console.log('| scheme | plain (µs a step) | watermarked (µs a step) | ratio of the medians |');
+  console.log('| --- | --- | --- | --- |');
+  for (const scheme of schemes) {
+    const watermarker = createWatermarker(createWatermarkKey({ secret: new Uint8Array(32).fill(6), scheme }));
+    const truncation = topP === undefined ? {} : { topP };
+    const [plain, marked] = interleaved(
+      () => {
+        for (let s = 0; s < steps; s++) sampleToken(logits, [s, s + 1, s + 2, s + 3], random, truncation);
+      },
+      () => {
+        for (let s = 0; s < steps; s++)
+          sampleToken(logits, [s, s + 1, s + 2, s + 3], random, { watermarker, ...truncation });
+      },
+    );
+    const perStep = (ms: number) => ((ms / steps) * 1000).toFixed(0);
+    console.log(
+      `| ${label(scheme)} | ${spread(plain!, perStep)} | ${spread(marked!, perStep)} | ${(median(marked!) / median(plain!)).toFixed(3)} |`,
+    );
   }
-  return times.sort((a, b) => a - b)[runs >> 1]!;
-};
-const truncatedSteps = quick ? 5 : 20;
-for (const scheme of schemes) {
-  const watermarker = createWatermarker(createWatermarkKey({ secret: new Uint8Array(32).fill(6), scheme }));
-  const plain = medianOf(5, () => {
-    for (let s = 0; s < truncatedSteps; s++)
-      sampleToken(logits, [s, s + 1, s + 2, s + 3], random, { topP: 0.95 });
-  });
-  const marked = medianOf(5, () => {
-    for (let s = 0; s < truncatedSteps; s++)
-      sampleToken(logits, [s, s + 1, s + 2, s + 3], random, { watermarker, topP: 0.95 });
-  });
-  console.log(
-    `| ${label(scheme)} | ${((plain / truncatedSteps) * 1000).toFixed(0)} | ${((marked / truncatedSteps) * 1000).toFixed(0)} | ${(marked / plain).toFixed(3)} |`,
-  );
 }
+samplingTable(
+  'One sampling step over a 100k-token vocabulary (temperature 1, no truncation)',
+  quick ? 50 : 400,
+  undefined,
+);
+samplingTable(
+  'One sampling step over a 100k-token vocabulary with top-p 0.95 (watermarked: top-p of the watermarked distribution)',
+  quick ? 5 : 20,
+  0.95,
+);

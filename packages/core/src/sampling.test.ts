@@ -11,6 +11,7 @@ import {
   watermarkLogits,
   watermarkLogitsInto,
 } from './index.ts';
+import { sortByLogitDescending } from './sampling.ts';
 
 const logits = Float32Array.from([2.0, 1.5, 1.2, 0.3, -0.5, -1.0, -3.0, 0.9]);
 const context = [5];
@@ -214,5 +215,36 @@ describe('generation', () => {
       signal: controller.signal,
     });
     expect(none.length).toBe(0);
+  });
+});
+
+describe('the order of top-k and top-p', () => {
+  it("is the comparator's: descending logit, the earlier index first on ties (property)", () => {
+    const random = createRandom(41);
+    const special = [0, -0, 1, -1, Number.POSITIVE_INFINITY, 3.4e38, -3.4e38, 1e-45, -1e-45, 0.5];
+    for (let round = 0; round < 300; round++) {
+      const size = 1 + (random.nextUint32() % 400);
+      // few distinct values, so that ties are common, or any float
+      const values = Float32Array.from({ length: size }, () =>
+        random.nextFloat() < 0.3
+          ? special[random.nextUint32() % special.length]!
+          : random.nextFloat() < 0.5
+            ? (random.nextUint32() % 7) - 3
+            : (random.nextFloat() - 0.5) * 1e6,
+      );
+      const candidates = Array.from({ length: size }, (_, i) => i).filter(() => random.nextFloat() < 0.9);
+      const expected = [...candidates].sort((a, b) => values[b]! - values[a]! || a - b);
+      const sorted = [...candidates];
+      sortByLogitDescending(sorted, values);
+      expect(sorted).toEqual(expected);
+    }
+  });
+
+  it('reads the logits of a view into a larger buffer', () => {
+    const buffer = new Float32Array([9, 1, 3, 3, -2, 9]);
+    const view = buffer.subarray(1, 5);
+    const candidates = [0, 1, 2, 3];
+    sortByLogitDescending(candidates, view);
+    expect(candidates).toEqual([1, 2, 0, 3]);
   });
 });

@@ -324,6 +324,37 @@ function reachOf(watermarker: Watermarker | null, maxLogit: number): number {
   return maxLogit - watermarker.scheme.delta;
 }
 
+/** Indices below this combine with a logit's 32 bits into one exact double (2^32 · 2^21 = 2^53). */
+const PACKED_INDEX_LIMIT = 2 ** 21;
+
+/**
+ * Sorts candidate indices by descending logit, the earlier index first on ties (as the comparator
+ * `values[b] − values[a] || a − b` does, −0 equal to 0). Each index is packed with its logit's bits, made
+ * ascending in the logit's order, into one double, and the doubles are sorted natively: about five times
+ * faster than the comparator over a 100k-token vocabulary, whose top-p otherwise cost tens of milliseconds.
+ */
+export function sortByLogitDescending(candidates: number[], values: Float32Array): void {
+  if (values.length > PACKED_INDEX_LIMIT) {
+    candidates.sort((a, b) => values[b]! - values[a]! || a - b);
+    return;
+  }
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const keys = new Float64Array(candidates.length);
+  for (let j = 0; j < candidates.length; j++) {
+    const i = candidates[j]!;
+    let word = bits[i]!;
+    if (word === 0x80000000) word = 0; // −0 sorts as 0
+    // ascending in the logit: negative floats reversed below the positive ones
+    const ascending = word >= 0x80000000 ? ~word >>> 0 : (word | 0x80000000) >>> 0;
+    keys[j] = (0xffffffff - ascending) * PACKED_INDEX_LIMIT + i;
+  }
+  keys.sort();
+  for (let j = 0; j < keys.length; j++) {
+    const key = keys[j]!;
+    candidates[j] = key - Math.floor(key / PACKED_INDEX_LIMIT) * PACKED_INDEX_LIMIT;
+  }
+}
+
 /**
  * Candidate indices kept by top-k / top-p of the unbiased distribution at temperature T (the smallest
  * prefix, in descending logit order with the earlier candidate first on ties, whose mass reaches p),
@@ -343,7 +374,7 @@ function keptCandidates(
     if (values[i]! > Number.NEGATIVE_INFINITY && !(banned?.has(tokenAt(i)) ?? false)) candidates.push(i);
   }
   if (topK === 0 && topP >= 1) return Int32Array.from(candidates);
-  candidates.sort((a, b) => values[b]! - values[a]! || a - b);
+  sortByLogitDescending(candidates, values);
   let keep = topK > 0 ? Math.min(topK, candidates.length) : candidates.length;
   if (topP < 1 && temperature > 0) {
     const max = values[candidates[0]!]!;
