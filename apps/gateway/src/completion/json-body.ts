@@ -3,7 +3,8 @@
  * JSON: serialized, encoded and written in one go it held the event loop (and every other request) for a
  * few hundred milliseconds. Written as pieces of about {@link PIECE_CHARS} characters, with the event loop
  * free between pieces, other requests wait for one piece at most, and the client reads the first bytes
- * sooner. The text is JSON.stringify's, character for character.
+ * sooner. The text is JSON.stringify's, character for character (typed arrays of numbers aside: see
+ * {@link jsonPieces}).
  */
 import { Readable } from 'node:stream';
 
