@@ -9,7 +9,7 @@
  */
 import { spawn } from 'node:child_process';
 import { startTestGateway } from '../src/test-support/harness.ts';
-import { syntheticIssuance } from './synthetic-issuance.ts';
+import { syntheticIssuance } from '../src/test-support/synthetic-issuance.ts';
 
 const RECORDS = 1000;
 const TOKENS = 4096;

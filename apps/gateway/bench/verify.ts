@@ -15,7 +15,7 @@ import { loadHumanCorpus } from '@tracemark/lm';
 import { minhashSignature } from '@tracemark/provenance';
 import { getTokenizer } from '@tracemark/tokenizers';
 import { startTestGateway } from '../src/test-support/harness.ts';
-import { syntheticIssuance } from './synthetic-issuance.ts';
+import { syntheticIssuance } from '../src/test-support/synthetic-issuance.ts';
 
 const records = Number(process.env.VERIFY_RECORDS ?? 10_000);
 const rounds = Number(process.env.VERIFY_ROUNDS ?? 40);

@@ -7,6 +7,7 @@
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from './test-support/harness.ts';
+import { syntheticIssuance } from './test-support/synthetic-issuance.ts';
 
 const MODEL = 'tracemark-ngram';
 const BODY_LIMIT = 1024 * 1024;
@@ -125,27 +126,13 @@ describe('responsiveness while a large body is written', () => {
       .key;
     // 100 records of 4,096 token ids (2.5 MB of JSON in one page)
     for (let done = 0; done < 100; done += 50) {
-      const records = Array.from({ length: 50 }, (_, i) => ({
-        id: `iss_${(done + i).toString(16).padStart(24, '0')}`,
-        completionId: `cmpl-${done + i}`,
-        choiceIndex: 0,
-        createdAt: new Date().toISOString(),
-        apiKeyId: 'ak_0000000000000000',
-        account: 'big',
-        endpoint: 'completions' as const,
-        model: MODEL,
-        backend: 'embedded' as const,
-        watermarkKeyId: served.services.watermarkKey.keyId,
-        keyEpoch: null,
-        promptSha256: '0'.repeat(64),
-        outputSha256: '1'.repeat(64),
-        normalizedOutputSha256: '1'.repeat(64),
-        minhash: null,
-        numPromptTokens: 1,
-        numTokens: 4096,
-        outputTokens: Uint32Array.from({ length: 4096 }, (_, j) => (j * 7919 + i) % 100_000),
-        finishReason: 'length',
-      }));
+      const records = Array.from({ length: 50 }, (_, i) =>
+        syntheticIssuance(done + i, served.services.watermarkKey.keyId, {
+          numTokens: 4096,
+          outputTokens: Uint32Array.from({ length: 4096 }, (_, j) => (j * 7919 + i) % 100_000),
+          minhash: null,
+        }),
+      );
       await served.services.storage.appendIssuance(records);
     }
   });

@@ -1,3 +1,4 @@
+export { readUpTo } from './bounded-read.ts';
 export {
   createDetection,
   DEFAULT_FPR,

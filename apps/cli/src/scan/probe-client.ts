@@ -1,3 +1,4 @@
+import { readUpTo } from '@tracemark/core';
 import { printable } from '../io.ts';
 
 /**
@@ -70,25 +71,15 @@ export function replyExcerpt(text: string): string {
 
 /** The reply's body as text, read up to `limit` bytes; a longer one is cancelled and refused. */
 async function readReply(response: Response, url: string, limit: number): Promise<string> {
-  if (response.body === null) return '';
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let length = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    length += value.byteLength;
-    if (length > limit) {
-      await reader.cancel().catch(() => undefined);
-      throw new ProbeRequestError(
-        `${url}: HTTP ${response.status} with a reply over ${limit} bytes (not read further)`,
-        response.status,
-        false,
-      );
-    }
-    chunks.push(value);
+  const bytes = await readUpTo(response.body, limit);
+  if (bytes === null) {
+    throw new ProbeRequestError(
+      `${url}: HTTP ${response.status} with a reply over ${limit} bytes (not read further)`,
+      response.status,
+      false,
+    );
   }
-  return Buffer.concat(chunks, length).toString('utf8');
+  return new TextDecoder().decode(bytes);
 }
 
 /** The request URL for a base endpoint. */

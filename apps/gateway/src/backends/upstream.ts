@@ -17,7 +17,7 @@
  * upstream's own template) only where continuation was seen to work. The upstream's token strings are mapped
  * to the gateway tokenizer's ids; the two must share a tokenizer for the mark to be exact.
  */
-import { type SparseLogits, sampleToken, stepStrength } from '@tracemark/core';
+import { readUpTo, type SparseLogits, sampleToken, stepStrength } from '@tracemark/core';
 import type { Tokenizer } from '@tracemark/tokenizers';
 import type { UpstreamApi } from '../config.ts';
 import { GatewayError } from '../errors.ts';
@@ -375,21 +375,9 @@ export const MAX_ANSWER_BYTES: number = 64 << 20;
 
 /** A body as text, read up to `limit` bytes; a longer one is cancelled and refused (a 502). */
 async function readLimited(response: Response, limit: number): Promise<string> {
-  if (response.body === null) return '';
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let length = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    length += value.byteLength;
-    if (length > limit) {
-      await reader.cancel().catch(() => undefined);
-      throw invalid(`an answer over ${limit} bytes`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks, length).toString('utf8');
+  const bytes = await readUpTo(response.body, limit);
+  if (bytes === null) throw invalid(`an answer over ${limit} bytes`);
+  return new TextDecoder().decode(bytes);
 }
 
 /**

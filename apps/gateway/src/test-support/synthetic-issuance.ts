@@ -1,6 +1,6 @@
-/** Synthetic issuance records for the benches: what a completion of `tokens` would leave in the log. */
+/** Synthetic issuance records for the benches and tests: what a completion of `tokens` would leave in the log. */
 import { createHash, randomBytes } from 'node:crypto';
-import type { IssuanceInput } from '../src/storage/types.ts';
+import type { IssuanceInput } from '../storage/types.ts';
 
 const hex = (text: string) => createHash('sha256').update(text).digest('hex');
 
