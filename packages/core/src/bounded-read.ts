@@ -2,6 +2,7 @@
  * Reading a body that someone else controls (a model server, a suspect's endpoint) without letting it fill
  * the memory: its bytes up to a limit, and no further.
  */
+import { concatBytes } from '@noble/hashes/utils.js';
 
 /**
  * The bytes of `body` (a fetch Response's body; null reads as empty), or null when it holds more than
@@ -25,11 +26,5 @@ export async function readUpTo(
     }
     chunks.push(value);
   }
-  const bytes = new Uint8Array(length);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return bytes;
+  return concatBytes(...chunks);
 }
