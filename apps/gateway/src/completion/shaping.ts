@@ -105,8 +105,8 @@ export interface Shaper {
 
 export function createShaper(context: ShapingContext): Shaper {
   const { tokenizer, watermarker } = context;
-  // A response's 65,536 log-probabilities name a few thousand distinct tokens: each is decoded once (and its
-  // text and bytes shared by every entry that shows it) instead of once an entry.
+  // A response's 65,536 log-probabilities name a few thousand distinct tokens: each token is decoded once for
+  // this shaper's life (its text and bytes shared by every entry that shows it), not once an entry.
   const shown = new Map<number, TokenShown>();
   const show = (token: number): TokenShown => {
     let entry = shown.get(token);
