@@ -491,14 +491,8 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
   const evaluations = keys.map((key) =>
     evaluateKey(finished.get(`${key.scheme.name}/${key.scheme.contextWidth}`)!.tape, key, accelerate),
   );
-  const results = await pending;
-  if (results.length !== allJobs.length) throw new Error('runFakeKeyJobs: expected one result per job');
-  results.forEach((result, i) => {
-    const calibration = calibrations.get(jobOwner[i]!)!;
-    (calibration.results ??= []).push(result);
-  });
-
-  const tallies = keys.map((key, index): KeyTally => {
+  // The true keys' tapes and evidence too, while the fake keys are scored.
+  const unconfirmed = keys.map((key, index) => {
     const { origins, counts } = finished.get(`${key.scheme.name}/${key.scheme.contextWidth}`)!;
     const { numScored, numGreen, status } = evaluations[index]!;
     // The scored tape of this key, in order: where the signal is.
@@ -513,16 +507,26 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
       position[at] = origins.position[i]!;
       at++;
     }
-    return {
-      counts,
-      numScored,
-      numGreen,
-      bits,
-      document,
-      position,
-      fakeKeys: calibrations.get(calibrationId(key))!.results ?? [],
-    };
+    const tally = { counts, numScored, numGreen, bits, document, position };
+    const evidence = keyEvidence(tally, key.scheme.gammaEffective, sources, {
+      topDocuments: topDocumentCount,
+      passages: passageCount,
+      minPassage,
+    });
+    return { ...tally, evidence };
   });
+  const results = await pending;
+  if (results.length !== allJobs.length) throw new Error('runFakeKeyJobs: expected one result per job');
+  results.forEach((result, i) => {
+    const calibration = calibrations.get(jobOwner[i]!)!;
+    (calibration.results ??= []).push(result);
+  });
+  const tallies = keys.map(
+    (key, index): KeyTally => ({
+      ...unconfirmed[index]!,
+      fakeKeys: calibrations.get(calibrationId(key))!.results ?? [],
+    }),
+  );
   return assembleScanReport({
     keys,
     tallies,
@@ -556,6 +560,46 @@ export interface KeyTally {
   readonly position: Uint32Array;
   /** The counts of the fake keys calibrating this key (by fake key index, in any grouping). */
   readonly fakeKeys: readonly FakeKeyCounts[];
+  /** {@link keyEvidence} of this tally, when it was found already (while the fake keys were scored). */
+  readonly evidence?: KeyEvidence;
+}
+
+/** Where a key's signal is: the documents and passages with the strongest evidence. */
+export interface KeyEvidence {
+  readonly topDocuments: readonly DocumentReport[];
+  readonly passages: readonly PassageReport[];
+  readonly windowsSearched: number;
+}
+
+/** A key's {@link KeyEvidence} from its scored tape; it does not depend on the fake keys. */
+export function keyEvidence(
+  tally: Pick<KeyTally, 'bits' | 'document' | 'position'>,
+  gamma: number,
+  sources: readonly string[],
+  settings: { readonly topDocuments: number; readonly passages: number; readonly minPassage: number },
+): KeyEvidence {
+  const { bits, document: documentOf, position: positionOf } = tally;
+  const located = (tapeIndex: number): Location => ({
+    document: documentOf[tapeIndex]!,
+    source: sources[documentOf[tapeIndex]!]!,
+    token: positionOf[tapeIndex]!,
+  });
+  const windows = bestWindows(bits, gamma, settings.minPassage, settings.passages);
+  return {
+    topDocuments: topDocuments(documentOf, bits, sources.length, gamma, settings.topDocuments).map((d) => ({
+      ...d,
+      source: sources[d.document]!,
+    })),
+    passages: windows.windows.map((w) => ({
+      start: located(w.tapeStart),
+      end: located(w.tapeStart + w.length - 1),
+      numScored: w.length,
+      numGreen: w.numGreen,
+      log10P: w.log10P,
+      log10PCorrected: w.log10PCorrected,
+    })),
+    windowsSearched: windows.windowsSearched,
+  };
 }
 
 /** What {@link assembleScanReport} needs: the tallies, in the keys' order, and the validated settings. */
@@ -784,15 +828,13 @@ export function assembleScanReport(input: ScanTally): ScanReport {
       }
     }
 
-    const bits = p.tally.bits;
-    const documentOf = p.tally.document;
-    const positionOf = p.tally.position;
-    const located = (tapeIndex: number): Location => ({
-      document: documentOf[tapeIndex]!,
-      source: sources[documentOf[tapeIndex]!]!,
-      token: positionOf[tapeIndex]!,
-    });
-    const windows = bestWindows(bits, gamma, minPassage, passageCount);
+    const found =
+      p.tally.evidence ??
+      keyEvidence(p.tally, gamma, sources, {
+        topDocuments: topDocumentCount,
+        passages: passageCount,
+        minPassage,
+      });
     return {
       keyId: key.keyId,
       scheme: key.scheme.name,
@@ -808,19 +850,9 @@ export function assembleScanReport(input: ScanTally): ScanReport {
       doseUpperBound,
       verdict,
       reason,
-      topDocuments: topDocuments(documentOf, bits, sources.length, gamma, topDocumentCount).map((d) => ({
-        ...d,
-        source: sources[d.document]!,
-      })),
-      passages: windows.windows.map((w) => ({
-        start: located(w.tapeStart),
-        end: located(w.tapeStart + w.length - 1),
-        numScored: w.length,
-        numGreen: w.numGreen,
-        log10P: w.log10P,
-        log10PCorrected: w.log10PCorrected,
-      })),
-      windowsSearched: windows.windowsSearched,
+      topDocuments: found.topDocuments,
+      passages: found.passages,
+      windowsSearched: found.windowsSearched,
     };
   });
 

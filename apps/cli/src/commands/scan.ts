@@ -1,4 +1,5 @@
 import { stat, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { describeAccountKeyMode, type WatermarkKey } from '@tracemark/core';
 import {
   type AnyWatermarkKey,
@@ -61,6 +62,7 @@ import {
 import { byAccount, type IssuedOutput, readIssuedLog } from '../scan/issued.ts';
 import { createScanPool, type ScanPool } from '../scan/pool.ts';
 import { renderAttribution, renderScanReport } from '../scan/render.ts';
+import { startTapeThread } from '../scan/tape-thread.ts';
 import { WORKER_PREFETCH } from '../worker-threads.ts';
 
 interface ScanCommandOptions {
@@ -172,7 +174,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
     )
     .option(
       '--workers <n>',
-      'threads that score: this one and n − 1 workers (default: every core but one, 8 at most, for inputs of 4 MB or more; 0 or 1: this thread alone)',
+      'threads: this one and n − 1 workers; from 2, one builds the evidence tape while the others tokenize (default for inputs of 4 MB or more: every core but one, 8 at most, and 2 on two cores; 0 or 1: this thread alone)',
       parseNumber('--workers', 0, 64, true),
     )
     .option(
@@ -262,7 +264,31 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       const tokenizer = isTokenizerId(tokenizerId) ? getTokenizer(tokenizerId) : null;
       const specialTokenIds = tokenizer?.specialTokenIds ?? [];
       const bytes = await inputBytes(paths);
-      const workers = options.workers ?? (bytes >= WORKER_THRESHOLD_BYTES ? defaultWorkerCount() : 0);
+      // Threads: with two or more, one builds the evidence tape while the others tokenize (see
+      // scan/tape-thread.ts), for the scans that can be sent there.
+      const threads =
+        options.workers ??
+        (bytes >= WORKER_THRESHOLD_BYTES && availableParallelism() >= 2
+          ? Math.max(2, defaultWorkerCount())
+          : 0);
+      const tapeThread =
+        threads >= 2 &&
+        foreignKeys.length === 0 &&
+        options.issued === undefined &&
+        options.issuedFile === undefined &&
+        options.distributed === undefined
+          ? startTapeThread({
+              keys,
+              specialTokenIds: [...specialTokenIds],
+              fakeKeys: options.fakeKeys,
+              ...(options.fakeKeySeed === undefined ? {} : { fakeKeySeed: options.fakeKeySeed }),
+              // English text runs about 4.7 bytes a token; the guess only sizes tables.
+              expectedTokens: bytes / 4,
+              alpha: options.alpha,
+              minimumDose: options.minDose,
+            })
+          : null;
+      const workers = tapeThread === null ? threads : threads - 1;
       const vocabSize = foreignKeys.find((key) => key.vocabSize !== null)?.vocabSize ?? undefined;
       const pool = createScanPool(
         {
@@ -373,26 +399,31 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
           const documents = readDocuments(pool, paths, options, io, summary, onError, watch, () =>
             progress.update(summary, started),
           );
-          const scanned = scanCorpusAnyKeys({
-            documents: kept === null ? documents : keep(documents, kept),
-            keys: scanKeys,
-            specialTokenIds,
-            fakeKeys: options.fakeKeys,
-            // English text runs about 4.7 bytes a token; the guess only sizes tables.
-            expectedTokens: bytes / 4,
-            alpha: options.alpha,
-            minimumDose: options.minDose,
-            runFakeKeyJobs: (jobs) => {
-              progress.message(`calibrating with ${options.fakeKeys} fake keys…`);
-              return pool.runFakeKeyJobs(jobs, watch.check);
-            },
-            ...(options.fakeKeySeed === undefined ? {} : { fakeKeySeed: options.fakeKeySeed }),
-            ...(issuedWindows === undefined ? {} : { issuedWindows }),
-            ...(issuedGreenFractions === undefined ? {} : { issuedGreenFractions }),
-            ...(accountKeys === null || accountKeys.subKeys.length < 2
-              ? {}
-              : { pooledKeyIds: accountKeys.subKeys.map((key) => key.keyId) }),
-          });
+          const scanned =
+            tapeThread !== null
+              ? tapeThread.scan(kept === null ? documents : keep(documents, kept), () =>
+                  progress.message(`calibrating with ${options.fakeKeys} fake keys…`),
+                )
+              : scanCorpusAnyKeys({
+                  documents: kept === null ? documents : keep(documents, kept),
+                  keys: scanKeys,
+                  specialTokenIds,
+                  fakeKeys: options.fakeKeys,
+                  // English text runs about 4.7 bytes a token; the guess only sizes tables.
+                  expectedTokens: bytes / 4,
+                  alpha: options.alpha,
+                  minimumDose: options.minDose,
+                  runFakeKeyJobs: (jobs) => {
+                    progress.message(`calibrating with ${options.fakeKeys} fake keys…`);
+                    return pool.runFakeKeyJobs(jobs, watch.check);
+                  },
+                  ...(options.fakeKeySeed === undefined ? {} : { fakeKeySeed: options.fakeKeySeed }),
+                  ...(issuedWindows === undefined ? {} : { issuedWindows }),
+                  ...(issuedGreenFractions === undefined ? {} : { issuedGreenFractions }),
+                  ...(accountKeys === null || accountKeys.subKeys.length < 2
+                    ? {}
+                    : { pooledKeyIds: accountKeys.subKeys.map((key) => key.keyId) }),
+                });
           // Interrupted, the scan stops at its next document or batch of fake keys, rejecting unheard.
           scanned.catch(() => undefined);
           report = await Promise.race([scanned, watch.stopped]);
@@ -420,7 +451,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
         throw error;
       } finally {
         interrupt?.release();
-        await pool.close();
+        await Promise.all([pool.close(), tapeThread?.close()]);
         progress.done();
       }
       let evidenceNote = '';
@@ -462,7 +493,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
           seconds: Number(seconds.toFixed(3)),
           megabytesPerSecond: Number((summary.bytes / 1e6 / Math.max(seconds, 1e-9)).toFixed(2)),
           // the threads that scored: this one and its workers
-          workers: pool.workers + 1,
+          workers: pool.workers + 1 + (tapeThread === null ? 0 : 1),
           ...(distributedRun === null ? {} : { distributed: distributedRun }),
         };
         io.stdout.write(

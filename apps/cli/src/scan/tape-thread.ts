@@ -1,0 +1,217 @@
+/**
+ * `tracemark scan` on two threads at once. This thread reads and tokenizes the corpus and sends the
+ * documents on; a worker thread (tape-worker.ts) builds the evidence tape from them as they come,
+ * scores the keys and assembles the report, and this thread scores the fake keys with it once the tape
+ * is done. Tokenizing and building the tape, the two largest parts of a scan, then overlap instead of
+ * following one another. The worker runs the library's `scanCorpusAnyKeys` unchanged on the same
+ * documents in the same order, so the report is the one this thread alone gives (test/scan.test.ts
+ * compares them).
+ *
+ * Only tracemark keys go there (an engine's key carries its scorer, which cannot be sent to a thread),
+ * without the supervised filter (its window set is built here); other scans stay on this thread.
+ */
+import { Worker } from 'node:worker_threads';
+import type { WatermarkKey } from '@tracemark/core';
+import {
+  type AnyScanReport,
+  type FakeKeyCounts,
+  type FakeKeyJob,
+  runFakeKeyJob,
+  type ScanDocument,
+} from '@tracemark/extraction';
+import { compiledWorker } from '../worker-threads.ts';
+
+/** What the worker needs to scan (structured-cloneable). */
+export interface TapeThreadOptions {
+  readonly keys: readonly WatermarkKey[];
+  readonly specialTokenIds: readonly number[];
+  readonly fakeKeys: number;
+  readonly fakeKeySeed?: string;
+  readonly expectedTokens: number;
+  readonly alpha: number;
+  readonly minimumDose: number;
+}
+
+/**
+ * A batch of documents: their tokens one after another, then their prompts', with two lengths a
+ * document (its tokens, and its prompt's + 1, 0 for none). One buffer a batch moves to the worker.
+ */
+export interface DocumentBatch {
+  readonly kind: 'documents';
+  readonly tokens: Uint32Array;
+  readonly lengths: Uint32Array;
+  readonly sources: string[];
+}
+
+export type ToTapeWorker =
+  | DocumentBatch
+  | { readonly kind: 'end' }
+  | { readonly kind: 'fake-result'; readonly id: number; readonly counts: FakeKeyCounts }
+  | { readonly kind: 'fake-failure'; readonly id: number; readonly message: string };
+
+export type FromTapeWorker =
+  /** The fake-key batches; `claims[0]` is the next batch to run, claimed by an atomic add on either thread. */
+  | { readonly kind: 'fake-jobs'; readonly jobs: readonly FakeKeyJob[]; readonly claims: Int32Array }
+  | { readonly kind: 'calibrating' }
+  | { readonly kind: 'report'; readonly report: AnyScanReport }
+  | { readonly kind: 'failure'; readonly name: string; readonly message: string };
+
+/** A batch is sent once it holds this many tokens or documents. */
+const BATCH_TOKENS = 1 << 16;
+const BATCH_DOCUMENTS = 512;
+
+export interface TapeThread {
+  /** Sends the documents to the worker as they come; the report once it has them all. */
+  scan(documents: AsyncIterable<ScanDocument>, onCalibrating: () => void): Promise<AnyScanReport>;
+  /** Stops the worker (an interrupted or failed scan); safe to call more than once. */
+  close(): Promise<void>;
+}
+
+/** The failure as the same kind of error (RangeError, TypeError, Error) with the same message. */
+function rebuilt(name: string, message: string): Error {
+  if (name === 'RangeError') return new RangeError(message);
+  if (name === 'TypeError') return new TypeError(message);
+  return new Error(message);
+}
+
+/** Packs documents into batches. */
+class Batcher {
+  private documents: ScanDocument[] = [];
+  private tokens = 0;
+
+  /** Adds a document; a batch to send when this one filled it. */
+  push(document: ScanDocument): DocumentBatch | null {
+    this.documents.push(document);
+    this.tokens += document.tokens.length + (document.prompt?.length ?? 0);
+    return this.tokens >= BATCH_TOKENS || this.documents.length >= BATCH_DOCUMENTS ? this.take() : null;
+  }
+
+  /** The documents held, as one batch (null when none). */
+  take(): DocumentBatch | null {
+    const documents = this.documents;
+    if (documents.length === 0) return null;
+    const tokens = new Uint32Array(this.tokens);
+    const lengths = new Uint32Array(2 * documents.length);
+    let at = 0;
+    documents.forEach((document, i) => {
+      tokens.set(document.tokens, at);
+      at += document.tokens.length;
+      lengths[2 * i] = document.tokens.length;
+    });
+    documents.forEach((document, i) => {
+      if (document.prompt === undefined) return;
+      tokens.set(document.prompt, at);
+      at += document.prompt.length;
+      lengths[2 * i + 1] = document.prompt.length + 1;
+    });
+    this.documents = [];
+    this.tokens = 0;
+    return { kind: 'documents', tokens, lengths, sources: documents.map((document) => document.source) };
+  }
+}
+
+/** The documents of a batch (views of its buffer), in order. */
+export function* unpackBatch(batch: DocumentBatch): Generator<ScanDocument> {
+  const count = batch.sources.length;
+  let tokenAt = 0;
+  let promptAt = 0;
+  for (let i = 0; i < count; i++) promptAt += batch.lengths[2 * i]!;
+  for (let i = 0; i < count; i++) {
+    const length = batch.lengths[2 * i]!;
+    const promptLength = batch.lengths[2 * i + 1]!;
+    const tokens = batch.tokens.subarray(tokenAt, tokenAt + length);
+    tokenAt += length;
+    if (promptLength === 0) {
+      yield { source: batch.sources[i]!, tokens };
+      continue;
+    }
+    const prompt = batch.tokens.subarray(promptAt, promptAt + promptLength - 1);
+    promptAt += promptLength - 1;
+    yield { source: batch.sources[i]!, tokens, prompt };
+  }
+}
+
+/**
+ * Starts the worker now (it loads its modules while this thread reads the first documents); null
+ * when running from TypeScript sources, where there is no compiled worker to start (`url`, the
+ * compiled tape-worker.js, and `execArgv`, the worker's Node options instead of this thread's, are for
+ * tests that run from sources).
+ */
+export function startTapeThread(
+  options: TapeThreadOptions,
+  url: URL | null = compiledWorker('scan/tape-worker.js'),
+  execArgv?: string[],
+): TapeThread | null {
+  if (url === null) return null;
+  const worker = new Worker(url, { workerData: options, ...(execArgv === undefined ? {} : { execArgv }) });
+  let failure: Error | null = null;
+  let settle: { resolve: (report: AnyScanReport) => void; reject: (error: Error) => void } | null = null;
+  let onCalibrating = (): void => undefined;
+  let closed = false;
+  const fail = (error: Error): void => {
+    failure ??= error;
+    settle?.reject(failure);
+  };
+  worker.on('message', (message: FromTapeWorker) => {
+    if (message.kind === 'report') settle?.resolve(message.report);
+    else if (message.kind === 'failure') fail(rebuilt(message.name, message.message));
+    else if (message.kind === 'calibrating') onCalibrating();
+    else if (message.kind === 'fake-jobs') {
+      const { jobs, claims } = message;
+      // One batch at a time, letting messages and signals through between them.
+      const runOne = (): void => {
+        if (closed) return;
+        const id = Atomics.add(claims, 0, 1);
+        if (id >= jobs.length) return;
+        let reply: ToTapeWorker;
+        try {
+          reply = { kind: 'fake-result', id, counts: runFakeKeyJob(jobs[id]!) };
+        } catch (error) {
+          reply = { kind: 'fake-failure', id, message: (error as Error).message };
+        }
+        worker.postMessage(reply);
+        setImmediate(runOne);
+      };
+      setImmediate(runOne);
+    }
+  });
+  worker.on('error', fail);
+  worker.on('exit', (code) => {
+    fail(
+      new Error(
+        closed ? "the scan's tape thread was closed" : `the scan's tape thread stopped (exit code ${code})`,
+      ),
+    );
+  });
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    await worker.terminate();
+  };
+  return {
+    close,
+    scan: async (documents, calibrating) => {
+      if (closed) throw new Error("the scan's tape thread was closed");
+      onCalibrating = calibrating;
+      const report = new Promise<AnyScanReport>((resolve, reject) => {
+        settle = { resolve, reject };
+        if (failure !== null) reject(failure);
+      });
+      // Seen by the caller; until then the documents are still being sent.
+      report.catch(() => undefined);
+      const batcher = new Batcher();
+      const send = (batch: DocumentBatch | null): void => {
+        if (failure !== null) throw failure;
+        if (batch !== null)
+          worker.postMessage(batch, [
+            batch.tokens.buffer as ArrayBuffer,
+            batch.lengths.buffer as ArrayBuffer,
+          ]);
+      };
+      for await (const document of documents) send(batcher.push(document));
+      send(batcher.take());
+      worker.postMessage({ kind: 'end' } satisfies ToTapeWorker);
+      return report;
+    },
+  };
+}
