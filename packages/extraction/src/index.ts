@@ -76,6 +76,8 @@ export { bestWindows, type DocumentEvidence, type TapeWindow, topDocuments } fro
 export {
   assembleScanReport,
   type Calibration,
+  type CalibrationRequest,
+  type Calibrator,
   DEFAULT_CALIBRATION_THRESHOLD,
   DEFAULT_FAKE_KEYS,
   DEFAULT_MINIMUM_DOSE,
@@ -85,6 +87,7 @@ export {
   type Dose,
   type FakeKeyRunner,
   fakeKeyPValues,
+  type KeyEvidence,
   type KeyScan,
   type KeyTally,
   type Location,

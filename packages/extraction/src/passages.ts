@@ -66,29 +66,15 @@ export function bestWindows(
   const family = windowLengths(total, minWindow);
   const windowsSearched = family.reduce((sum, length) => sum + windowCount(total, length), 0) + 1;
   const chosen: TapeWindow[] = [];
-  const overlaps = (start: number, length: number): boolean =>
-    chosen.some((c) => start < c.tapeStart + c.length && c.tapeStart < start + length);
+  // The chosen windows as [start, end) pairs, for the overlap test of the searches after the first.
+  const taken: number[] = [];
   while (chosen.length < count) {
     let best: { start: number; length: number; green: number; log10P: number } | null = null;
     for (const length of family) {
       // For one length the p-value falls as the green count rises: the first window with the most green is best.
-      let bestStart = -1;
-      let bestGreen = -1;
-      const stride = windowStride(length);
-      const visit = (start: number): void => {
-        const green = prefix[start + length]! - prefix[start]!;
-        if (green > bestGreen && !overlaps(start, length)) {
-          bestGreen = green;
-          bestStart = start;
-        }
-      };
-      let last = -1;
-      for (let start = 0; start + length <= total; start += stride) {
-        visit(start);
-        last = start;
-      }
-      if (last !== total - length) visit(total - length);
+      const bestStart = bestOfLength(prefix, total, length, taken);
       if (bestStart < 0) continue;
+      const bestGreen = prefix[bestStart + length]! - prefix[bestStart]!;
       const log10P = log10BinomialSf(bestGreen, length, gamma);
       if (best === null || log10P < best.log10P)
         best = { start: bestStart, length, green: bestGreen, log10P };
@@ -99,6 +85,7 @@ export function bestWindows(
         best = { start: 0, length: total, green: prefix[total]!, log10P };
     }
     if (best === null || best.length === 0) break;
+    taken.push(best.start, best.start + best.length);
     chosen.push({
       tapeStart: best.start,
       length: best.length,
@@ -109,6 +96,38 @@ export function bestWindows(
     if (best.start === 0 && best.length === total) break;
   }
   return { windowsSearched, windows: chosen };
+}
+
+/**
+ * The first window of `length` with the most green tokens among those that overlap no window in
+ * `taken` ([start, end) pairs), visiting the spec's starts 0, s, 2s, … and then the final window when
+ * the strides miss it; −1 when every window overlaps. (A function of its own, without closures: it
+ * runs once or a few times a scan, over up to a few million windows, and V8 optimizes it in the loop.)
+ */
+function bestOfLength(prefix: Uint32Array, total: number, length: number, taken: readonly number[]): number {
+  const stride = windowStride(length);
+  let bestStart = -1;
+  let bestGreen = -1;
+  let last = -1;
+  for (let start = 0; start + length <= total; start += stride) {
+    last = start;
+    const green = prefix[start + length]! - prefix[start]!;
+    if (green > bestGreen && !overlapsTaken(start, start + length, taken)) {
+      bestGreen = green;
+      bestStart = start;
+    }
+  }
+  const start = total - length;
+  if (last !== start) {
+    const green = prefix[total]! - prefix[start]!;
+    if (green > bestGreen && !overlapsTaken(start, total, taken)) bestStart = start;
+  }
+  return bestStart;
+}
+
+function overlapsTaken(start: number, end: number, taken: readonly number[]): boolean {
+  for (let i = 0; i < taken.length; i += 2) if (start < taken[i + 1]! && taken[i]! < end) return true;
+  return false;
 }
 
 /** Per-document evidence: scored and green counts, and the exact p-value of each document. */

@@ -1,9 +1,11 @@
 import { hkdfSync } from 'node:crypto';
 import {
+  bonferroniLog10,
   createWatermarker,
   createWatermarkKey,
   DedupTape,
   holmAdjustLog10,
+  log10BinomialSf,
   type SchemeName,
   Scorer,
   type WatermarkKey,
@@ -17,7 +19,13 @@ import { EvidenceTape } from './evidence-tape.ts';
 import { DEFAULT_FAKE_KEY_SEED, fakeKeyMasks, fakeKeyUniform, fakeTrialSecret } from './fake-keys.ts';
 import { filterWindowWidth, IssuedWindowSet } from './issued.ts';
 import { bestWindows } from './passages.ts';
-import { type ScanDocument, type ScanOptions, scanCorpus } from './scan.ts';
+import {
+  type CalibrationRequest,
+  type ScanDocument,
+  type ScanOptions,
+  scanCorpus,
+  splitFakeKeyJobs,
+} from './scan.ts';
 
 const SPECIAL = 7;
 
@@ -94,6 +102,74 @@ const schemeArb = fc.record({
   contextWidth: fc.integer({ min: 1, max: 4 }),
   gamma: fc.constantFrom(0.25, 0.5),
 });
+
+/**
+ * The passages written plainly, as a reference: for each passage, every window of the spec §5.3
+ * family in its order (lengths round(L·2^(j/2)) without repeats, starts 0, s, 2s, … with s = ⌊len/4⌋,
+ * then the final window), skipping those that overlap a passage already chosen; per length the first
+ * with the most green, across lengths the smallest p-value (the earlier length on ties), and the whole
+ * tape as a candidate for the first passage only.
+ */
+function passagesByRescan(bits: Uint8Array, gamma: number, minWindow: number, count: number) {
+  const total = bits.length;
+  const green = (start: number, length: number) =>
+    bits.subarray(start, start + length).reduce((a, b) => a + b, 0);
+  const lengths: number[] = [];
+  for (let j = 0; ; j++) {
+    const length = Math.round(minWindow * 2 ** (j / 2));
+    if (length >= total) break;
+    if (lengths.at(-1) !== length) lengths.push(length);
+  }
+  let searched = 1;
+  for (const length of lengths) {
+    const stride = Math.max(1, Math.floor(length / 4));
+    const starts = new Set<number>();
+    for (let start = 0; start + length <= total; start += stride) starts.add(start);
+    starts.add(total - length);
+    searched += starts.size;
+  }
+  const chosen: {
+    tapeStart: number;
+    length: number;
+    numGreen: number;
+    log10P: number;
+    log10PCorrected: number;
+  }[] = [];
+  while (chosen.length < count) {
+    let best: { start: number; length: number; green: number; log10P: number } | null = null;
+    for (const length of lengths) {
+      const stride = Math.max(1, Math.floor(length / 4));
+      const starts: number[] = [];
+      for (let start = 0; start + length <= total; start += stride) starts.push(start);
+      if (starts.at(-1) !== total - length) starts.push(total - length);
+      let top: { start: number; green: number } | null = null;
+      for (const start of starts) {
+        if (chosen.some((c) => start < c.tapeStart + c.length && c.tapeStart < start + length)) continue;
+        const g = green(start, length);
+        if (top === null || g > top.green) top = { start, green: g };
+      }
+      if (top === null) continue;
+      const log10P = log10BinomialSf(top.green, length, gamma);
+      if (best === null || log10P < best.log10P)
+        best = { start: top.start, length, green: top.green, log10P };
+    }
+    if (chosen.length === 0 && total > 0) {
+      const log10P = log10BinomialSf(green(0, total), total, gamma);
+      if (best === null || log10P < best.log10P)
+        best = { start: 0, length: total, green: green(0, total), log10P };
+    }
+    if (best === null || best.length === 0) break;
+    chosen.push({
+      tapeStart: best.start,
+      length: best.length,
+      numGreen: best.green,
+      log10P: best.log10P,
+      log10PCorrected: bonferroniLog10(best.log10P, searched),
+    });
+    if (best.start === 0 && best.length === total) break;
+  }
+  return chosen;
+}
 
 describe('the evidence tape scores exactly what one shared dedup tape scores', () => {
   it('every scheme: same scored positions and green bits as @tracemark/core (prompts excluded globally)', () => {
@@ -459,6 +535,66 @@ describe('scanCorpus report and verdicts', () => {
     });
   });
 
+  it('a calibrator (trial values and fake keys elsewhere) gives the report the default path gives', async () => {
+    const keys = [
+      key,
+      createWatermarkKey({
+        secret: new Uint8Array(32).fill(9),
+        scheme: { name: 'selfhash', contextWidth: 3 },
+      }),
+      createWatermarkKey({
+        secret: new Uint8Array(32).fill(5),
+        scheme: { name: 'lefthash', contextWidth: 2 },
+      }),
+    ];
+    const documents: ScanDocument[] = Array.from({ length: 12 }, (_, i) => ({
+      tokens: random(i + 1, 1500),
+      ...(i % 4 === 0 ? { prompt: random(i + 100, 40) } : {}),
+      source: `doc${i}`,
+    }));
+    const requests: CalibrationRequest[] = [];
+    const calibrated = await scanCorpus({
+      documents,
+      keys,
+      specialTokenIds: [SPECIAL],
+      fakeKeys: 30,
+      calibrate: async (request) => {
+        requests.push(request);
+        const trials = fakeKeyTrials(
+          request.tape,
+          request.scheme,
+          request.tokenizer,
+          request.seed,
+          request.accelerate,
+        );
+        const job = {
+          trials,
+          threshold: request.threshold,
+          seed: request.seed,
+          accelerate: request.accelerate,
+        };
+        // Another grouping than the default's, last batch first: the counts go by fake key index.
+        return splitFakeKeyJobs(job, request.count, 3).reverse().map(runFakeKeyJob);
+      },
+    });
+    const here = await scanCorpus({ documents, keys, specialTokenIds: [SPECIAL], fakeKeys: 30 });
+    expect(requests.map((r) => `${r.scheme.name}/${r.scheme.contextWidth}`)).toEqual([
+      'lefthash/1',
+      'selfhash/3',
+      'lefthash/2',
+    ]);
+    expect(requests.every((r) => r.count === 30 && r.seed === DEFAULT_FAKE_KEY_SEED)).toBe(true);
+    expect(JSON.stringify(calibrated)).toBe(JSON.stringify(here));
+    const failing = scanCorpus({
+      documents,
+      keys,
+      specialTokenIds: [SPECIAL],
+      fakeKeys: 30,
+      calibrate: () => Promise.reject(new Error('calibration thread lost')),
+    });
+    await expect(failing).rejects.toThrow('calibration thread lost');
+  });
+
   it('the first passage is exactly the spec §5.3 best window of @tracemark/core', () => {
     fc.assert(
       fc.property(
@@ -480,6 +616,7 @@ describe('scanCorpus report and verdicts', () => {
           expect(windows[0]!.length).toBe(expected.length);
           expect(windows[0]!.log10P).toBe(expected.log10P);
           expect(windows[0]!.log10PCorrected).toBe(expected.log10PCorrected);
+          expect(windows).toEqual(passagesByRescan(tape, 0.25, minWindow, 3));
           for (let i = 1; i < windows.length; i++) {
             for (let j = 0; j < i; j++) {
               const a = windows[i]!;

@@ -16,6 +16,7 @@ import {
   evaluateKey,
   type FakeKeyCounts,
   type FakeKeyJob,
+  type FakeKeyScheme,
   fakeKeyTrials,
   runFakeKeyJob,
 } from './evaluate.ts';
@@ -42,6 +43,27 @@ export interface ScanDocument {
 
 /** Runs fake-key jobs, e.g. on worker threads; the default runs them one after another here. */
 export type FakeKeyRunner = (jobs: readonly FakeKeyJob[]) => Promise<readonly FakeKeyCounts[]>;
+
+/**
+ * One set of fake keys to score: the trial values of the tape ({@link fakeKeyTrials}) and then the
+ * `count` fake keys on them ({@link splitFakeKeyJobs}, {@link runFakeKeyJob}). Structured-cloneable.
+ */
+export interface CalibrationRequest {
+  readonly tape: EvaluationTape;
+  readonly scheme: FakeKeyScheme;
+  readonly tokenizer: string;
+  /** τ, the green threshold of the key calibrated. */
+  readonly threshold: number;
+  readonly seed: string;
+  readonly count: number;
+  readonly accelerate: boolean;
+}
+
+/**
+ * Scores a set of fake keys, trial values included, e.g. on another thread while this one scores the
+ * true keys; the counts by fake key index, in any grouping.
+ */
+export type Calibrator = (request: CalibrationRequest) => Promise<readonly FakeKeyCounts[]>;
 
 export const DEFAULT_FAKE_KEYS = 100;
 /** Fewer fake keys than this give no verdict: the uniformity test would have no power. */
@@ -81,6 +103,11 @@ export interface ScanOptions {
   readonly passages?: number;
   readonly minPassage?: number;
   readonly runFakeKeyJobs?: FakeKeyRunner;
+  /**
+   * Scores each set of fake keys, trial values included (instead of computing them here and handing
+   * the fake keys to `runFakeKeyJobs`): what another thread can do while this one scores the true keys.
+   */
+  readonly calibrate?: Calibrator;
   /**
    * A guess at the number of completion tokens (e.g. from the input's size), to size the reading
    * pass's tables up front; only speed depends on it.
@@ -462,11 +489,30 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
     `${key.scheme.name}/${key.scheme.contextWidth}/${key.scheme.threshold}`;
   const allJobs: FakeKeyJob[] = [];
   const jobOwner: string[] = [];
+  const calibrated: Promise<{ id: string; results: readonly FakeKeyCounts[] }>[] = [];
   for (const key of keys) {
     const id = calibrationId(key);
     if (calibrations.has(id)) continue;
     calibrations.set(id, {});
     if (fakeKeyCount === 0) continue;
+    if (options.calibrate !== undefined) {
+      const request: CalibrationRequest = {
+        tape: finished.get(`${key.scheme.name}/${key.scheme.contextWidth}`)!.tape,
+        scheme: {
+          name: key.scheme.name,
+          contextWidth: key.scheme.contextWidth,
+          gamma: key.scheme.gamma,
+          delta: key.scheme.delta,
+        },
+        tokenizer: key.tokenizer,
+        threshold: key.scheme.threshold,
+        seed,
+        count: fakeKeyCount,
+        accelerate,
+      };
+      calibrated.push(options.calibrate(request).then((results) => ({ id, results })));
+      continue;
+    }
     const trials = fakeKeyTrials(
       finished.get(`${key.scheme.name}/${key.scheme.contextWidth}`)!.tape,
       {
@@ -487,6 +533,9 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
     }
   }
   const pending = allJobs.length > 0 ? runner(allJobs) : Promise.resolve([]);
+  const calibratedSets = Promise.all(calibrated);
+  // Awaited below, after the true keys: a failure meanwhile is not unhandled.
+  calibratedSets.catch(() => undefined);
   // The true keys meanwhile (the runner may use other threads).
   const evaluations = keys.map((key) =>
     evaluateKey(finished.get(`${key.scheme.name}/${key.scheme.contextWidth}`)!.tape, key, accelerate),
@@ -521,6 +570,7 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
     const calibration = calibrations.get(jobOwner[i]!)!;
     (calibration.results ??= []).push(result);
   });
+  for (const { id, results } of await calibratedSets) calibrations.get(id)!.results = [...results];
   const tallies = keys.map(
     (key, index): KeyTally => ({
       ...unconfirmed[index]!,

@@ -1,11 +1,12 @@
 /**
  * `tracemark scan` on two threads at once. This thread reads and tokenizes the corpus and sends the
  * documents on; a worker thread (tape-worker.ts) builds the evidence tape from them as they come,
- * scores the keys and assembles the report, and this thread scores the fake keys with it once the tape
- * is done. Tokenizing and building the tape, the two largest parts of a scan, then overlap instead of
- * following one another. The worker runs the library's `scanCorpusAnyKeys` unchanged on the same
- * documents in the same order, so the report is the one this thread alone gives (test/scan.test.ts
- * compares them).
+ * scores the true keys and assembles the report. Once the corpus is read this thread, idle otherwise,
+ * computes the fake keys' trial values (h = 1) while the worker scores the true keys, and both take
+ * the fake keys' batches. Tokenizing and building the tape, the two largest parts of a scan, then
+ * overlap instead of following one another. The worker runs the library's `scanCorpusAnyKeys`
+ * unchanged (its `calibrate` hook hands the fake keys out) on the same documents in the same order, so
+ * the report is the one this thread alone gives (tape-thread.test.ts, test/scan.test.ts).
  *
  * Only tracemark keys go there (an engine's key carries its scorer, which cannot be sent to a thread),
  * without the supervised filter (its window set is built here); other scans stay on this thread.
@@ -14,10 +15,13 @@ import { Worker } from 'node:worker_threads';
 import type { WatermarkKey } from '@tracemark/core';
 import {
   type AnyScanReport,
+  type CalibrationRequest,
+  type EvaluationTape,
   type FakeKeyCounts,
-  type FakeKeyJob,
+  fakeKeyTrials,
   runFakeKeyJob,
   type ScanDocument,
+  splitFakeKeyJobs,
 } from '@tracemark/extraction';
 import { compiledWorker } from '../worker-threads.ts';
 
@@ -46,15 +50,69 @@ export interface DocumentBatch {
 export type ToTapeWorker =
   | DocumentBatch
   | { readonly kind: 'end' }
-  | { readonly kind: 'fake-result'; readonly id: number; readonly counts: FakeKeyCounts }
+  /** A set's trial values, computed here (shared memory). */
+  | { readonly kind: 'trials'; readonly id: number; readonly trials: Uint32Array }
+  | {
+      readonly kind: 'fake-result';
+      readonly id: number;
+      readonly job: number;
+      readonly counts: FakeKeyCounts;
+    }
   | { readonly kind: 'fake-failure'; readonly id: number; readonly message: string };
 
 export type FromTapeWorker =
-  /** The fake-key batches; `claims[0]` is the next batch to run, claimed by an atomic add on either thread. */
-  | { readonly kind: 'fake-jobs'; readonly jobs: readonly FakeKeyJob[]; readonly claims: Int32Array }
+  /**
+   * A set of fake keys to score with the worker: its trial values (shared memory), or the request to
+   * compute them here first. `claims[0]` is the next batch to run, claimed by an atomic add on either
+   * thread; the batches are `splitFakeKeyJobs(…, count, CALIBRATION_PARTS)` on both.
+   */
+  | {
+      readonly kind: 'calibrate';
+      readonly id: number;
+      readonly claims: Int32Array;
+      readonly count: number;
+      readonly threshold: number;
+      readonly seed: string;
+      readonly accelerate: boolean;
+      readonly trials: Uint32Array | null;
+      readonly request: CalibrationRequest | null;
+    }
   | { readonly kind: 'calibrating' }
   | { readonly kind: 'report'; readonly report: AnyScanReport }
   | { readonly kind: 'failure'; readonly name: string; readonly message: string };
+
+/** Batches a set of fake keys is split into (as the library's scan splits them). */
+export const CALIBRATION_PARTS = 8;
+
+/** A copy in shared memory: the other thread reads it without a copy of its own. */
+export function sharedCopy(array: Uint32Array): Uint32Array {
+  const copy = new Uint32Array(new SharedArrayBuffer(Math.max(4, array.byteLength)), 0, array.length);
+  copy.set(array);
+  return copy;
+}
+
+/**
+ * What a LeftHash set's trial values are computed from on the main thread (fakeKeyTrials reads the
+ * windows, offsets and tokens of the grouped tape, nothing else), so that only those are copied there.
+ * Only for windows of one token (h = 1): the copy is then about the size of the tokens (4 MB for 15 MB
+ * of text). With wider windows the tape has about a window per token, four times the data at h = 4
+ * (70 MB), and copying it cost more than computing the trials there saved (0.25 s to send, as long
+ * again to receive); those trials, and SelfHash's (which need the whole tape), the worker computes.
+ */
+export function trialTape(tape: EvaluationTape): EvaluationTape | null {
+  if (tape.scheme !== 'lefthash' || tape.grouped === null || tape.windowWidth !== 1) return null;
+  const none = new Uint32Array(0);
+  const { windows, offsets, tokens } = tape.grouped;
+  return {
+    ...tape,
+    windows: none,
+    candidateWindow: none,
+    candidateToken: none,
+    promptWindow: none,
+    promptToken: none,
+    grouped: { windows, offsets, tokens, order: none, groupWindow: none },
+  };
+}
 
 /** A batch is sent once it holds this many tokens or documents. */
 const BATCH_TOKENS = 1 << 16;
@@ -156,25 +214,44 @@ export function startTapeThread(
     if (message.kind === 'report') settle?.resolve(message.report);
     else if (message.kind === 'failure') fail(rebuilt(message.name, message.message));
     else if (message.kind === 'calibrating') onCalibrating();
-    else if (message.kind === 'fake-jobs') {
-      const { jobs, claims } = message;
-      // One batch at a time, letting messages and signals through between them.
-      const runOne = (): void => {
-        if (closed) return;
-        const id = Atomics.add(claims, 0, 1);
-        if (id >= jobs.length) return;
-        let reply: ToTapeWorker;
-        try {
-          reply = { kind: 'fake-result', id, counts: runFakeKeyJob(jobs[id]!) };
-        } catch (error) {
-          reply = { kind: 'fake-failure', id, message: (error as Error).message };
-        }
-        worker.postMessage(reply);
-        setImmediate(runOne);
-      };
-      setImmediate(runOne);
-    }
+    else if (message.kind === 'calibrate') setImmediate(() => calibrateHere(message));
   });
+  /** This thread's part of a set of fake keys (see tape-worker.ts). */
+  const calibrateHere = (message: Extract<FromTapeWorker, { kind: 'calibrate' }>): void => {
+    if (closed) return;
+    const { id, claims, count, threshold, seed, accelerate } = message;
+    let trials = message.trials;
+    try {
+      if (trials === null) {
+        const { tape, scheme, tokenizer } = message.request!;
+        trials = sharedCopy(fakeKeyTrials(tape, scheme, tokenizer, seed, accelerate));
+        worker.postMessage({ kind: 'trials', id, trials } satisfies ToTapeWorker);
+      }
+    } catch (error) {
+      worker.postMessage({
+        kind: 'fake-failure',
+        id,
+        message: (error as Error).message,
+      } satisfies ToTapeWorker);
+      return;
+    }
+    const jobs = splitFakeKeyJobs({ trials, threshold, seed, accelerate }, count, CALIBRATION_PARTS);
+    // One batch at a time, letting messages and signals through between them.
+    const runOne = (): void => {
+      if (closed) return;
+      const job = Atomics.add(claims, 0, 1);
+      if (job >= jobs.length) return;
+      let reply: ToTapeWorker;
+      try {
+        reply = { kind: 'fake-result', id, job, counts: runFakeKeyJob(jobs[job]!) };
+      } catch (error) {
+        reply = { kind: 'fake-failure', id, message: (error as Error).message };
+      }
+      worker.postMessage(reply);
+      setImmediate(runOne);
+    };
+    runOne();
+  };
   worker.on('error', fail);
   worker.on('exit', (code) => {
     fail(

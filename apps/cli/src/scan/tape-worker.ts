@@ -1,21 +1,27 @@
 /**
  * The worker thread of tape-thread.ts: builds the evidence tape from the documents the main thread
- * sends, as they come, and scans them with `scanCorpusAnyKeys`. Fake keys are shared with the main
- * thread: it takes one batch at a time, and this thread takes the others once its own keys are scored.
+ * sends, as they come, and scans them with `scanCorpusAnyKeys`. The fake keys are shared with the main
+ * thread, idle once the corpus is read: it computes a LeftHash set's trial values while this thread
+ * scores the true keys, then both threads take the set's batches of fake keys from one atomic counter.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import {
+  type CalibrationRequest,
   type FakeKeyCounts,
-  type FakeKeyJob,
+  fakeKeyTrials,
   runFakeKeyJob,
   type ScanDocument,
   scanCorpusAnyKeys,
+  splitFakeKeyJobs,
 } from '@tracemark/extraction';
 import {
+  CALIBRATION_PARTS,
   type DocumentBatch,
   type FromTapeWorker,
+  sharedCopy,
   type TapeThreadOptions,
   type ToTapeWorker,
+  trialTape,
   unpackBatch,
 } from './tape-thread.ts';
 
@@ -26,17 +32,21 @@ const post = (message: FromTapeWorker): void => port.postMessage(message);
 const batches: DocumentBatch[] = [];
 let ended = false;
 let wake: (() => void) | null = null;
-/** Where the main thread's fake-key results go. */
-let remoteResults: {
-  resolve: (counts: FakeKeyCounts, id: number) => void;
-  reject: (error: Error) => void;
-} | null = null;
+
+/** A set of fake keys being scored: what the main thread's messages about it go to. */
+interface Calibration {
+  trials(trials: Uint32Array): void;
+  result(job: number, counts: FakeKeyCounts): void;
+  failure(error: Error): void;
+}
+const calibrations = new Map<number, Calibration>();
 
 port.on('message', (message: ToTapeWorker) => {
   if (message.kind === 'documents') batches.push(message);
   else if (message.kind === 'end') ended = true;
-  else if (message.kind === 'fake-result') remoteResults?.resolve(message.counts, message.id);
-  else if (message.kind === 'fake-failure') remoteResults?.reject(new Error(message.message));
+  else if (message.kind === 'trials') calibrations.get(message.id)?.trials(message.trials);
+  else if (message.kind === 'fake-result') calibrations.get(message.id)?.result(message.job, message.counts);
+  else if (message.kind === 'fake-failure') calibrations.get(message.id)?.failure(new Error(message.message));
   wake?.();
   wake = null;
 });
@@ -55,59 +65,69 @@ async function* documents(): AsyncGenerator<ScanDocument> {
   }
 }
 
-/** A copy in shared memory: the main thread reads it without a copy of its own. */
-function shared(array: Uint32Array): Uint32Array {
-  const copy = new Uint32Array(new SharedArrayBuffer(Math.max(4, array.byteLength)), 0, array.length);
-  copy.set(array);
-  return copy;
-}
+let calibrationIds = 0;
 
 /**
- * Runs the fake-key batches on both threads: the main thread, idle now that the corpus is read, gets
- * them all at once, and each thread claims the next unclaimed batch from a shared counter whenever it
- * is free (this thread first after the true keys, which the scan scores right after handing the
- * batches over). A claim is an atomic add, so neither thread waits on the other's messages.
+ * Scores one set of fake keys on both threads. A LeftHash set's trial values are computed on the main
+ * thread (it gets the grouped tape), while this one scores the true keys; other schemes' here. Each
+ * thread then claims the next unclaimed batch whenever it is free (this one once the true keys are
+ * scored): a claim is an atomic add, so neither waits on the other's messages.
  */
-function runFakeKeyJobs(jobs: readonly FakeKeyJob[]): Promise<FakeKeyCounts[]> {
-  post({ kind: 'calibrating' });
-  const sharedTrials = new Map<Uint32Array, Uint32Array>();
-  const remote = jobs.map((job): FakeKeyJob => {
-    let trials = sharedTrials.get(job.trials);
-    if (trials === undefined) {
-      trials = shared(job.trials);
-      sharedTrials.set(job.trials, trials);
-    }
-    return { ...job, trials };
-  });
+function calibrate(request: CalibrationRequest): Promise<FakeKeyCounts[]> {
+  const id = calibrationIds++;
+  if (id === 0) post({ kind: 'calibrating' });
   const claims = new Int32Array(new SharedArrayBuffer(4));
+  const { threshold, seed, accelerate, count } = request;
+  const total = splitFakeKeyJobs(
+    { trials: new Uint32Array(0), threshold, seed, accelerate },
+    count,
+    CALIBRATION_PARTS,
+  ).length;
   return new Promise((resolve, reject) => {
-    const results: FakeKeyCounts[] = new Array(jobs.length);
+    const results: FakeKeyCounts[] = [];
     let done = 0;
     let failed = false;
-    const finished = (counts: FakeKeyCounts, id: number): void => {
-      results[id] = counts;
-      if (++done === jobs.length) resolve(results);
+    const finished = (job: number, counts: FakeKeyCounts): void => {
+      results[job] = counts;
+      if (++done === total) {
+        calibrations.delete(id);
+        resolve(results);
+      }
     };
-    const failedWith = (error: Error): void => {
+    const failure = (error: Error): void => {
       failed = true;
+      calibrations.delete(id);
       reject(error);
     };
-    remoteResults = { resolve: finished, reject: failedWith };
-    post({ kind: 'fake-jobs', jobs: remote, claims });
-    const runOne = (): void => {
-      if (failed) return;
-      const id = Atomics.add(claims, 0, 1);
-      if (id >= jobs.length) return;
-      try {
-        finished(runFakeKeyJob(jobs[id]!), id);
-      } catch (error) {
-        failedWith(error as Error);
-        return;
-      }
-      // The main thread's results get their turn between batches.
+    const runHere = (trials: Uint32Array): void => {
+      const jobs = splitFakeKeyJobs({ trials, threshold, seed, accelerate }, count, CALIBRATION_PARTS);
+      const runOne = (): void => {
+        if (failed) return;
+        const job = Atomics.add(claims, 0, 1);
+        if (job >= jobs.length) return;
+        try {
+          finished(job, runFakeKeyJob(jobs[job]!));
+        } catch (error) {
+          failure(error as Error);
+          return;
+        }
+        // The main thread's results get their turn between batches.
+        setImmediate(runOne);
+      };
       setImmediate(runOne);
     };
-    setImmediate(runOne);
+    calibrations.set(id, { trials: runHere, result: finished, failure });
+    const settings = { id, claims, count, threshold, seed, accelerate };
+    const tape = trialTape(request.tape);
+    if (tape !== null) {
+      post({ kind: 'calibrate', ...settings, trials: null, request: { ...request, tape } });
+      return;
+    }
+    const trials = sharedCopy(
+      fakeKeyTrials(request.tape, request.scheme, request.tokenizer, request.seed, request.accelerate),
+    );
+    post({ kind: 'calibrate', ...settings, trials, request: null });
+    runHere(trials);
   });
 }
 
@@ -119,7 +139,7 @@ scanCorpusAnyKeys({
   expectedTokens: options.expectedTokens,
   alpha: options.alpha,
   minimumDose: options.minimumDose,
-  runFakeKeyJobs,
+  calibrate,
   ...(options.fakeKeySeed === undefined ? {} : { fakeKeySeed: options.fakeKeySeed }),
 }).then(
   (report) => post({ kind: 'report', report }),
