@@ -171,6 +171,22 @@ describe('tracemark scan, real processes', () => {
     expect(report.verdict).toBe('radioactive');
     expect(report.keys[0].dose.estimate).toBeGreaterThan(0.2);
     expect(report.keys[0].dose.issuedGreenFraction).toBeGreaterThan(0.4);
+    // On the tape thread (--workers 2), which builds the window set from the issued outputs itself.
+    const threaded = await tracemark([
+      'scan',
+      '--key',
+      keyPath,
+      path,
+      '--issued-file',
+      issued,
+      '--json',
+      '--workers',
+      '2',
+    ]);
+    expect(threaded.code, threaded.stderr).toBe(0);
+    const { summary: _here, ...reportHere } = report;
+    const { summary: _threaded, ...reportThreaded } = JSON.parse(threaded.stdout);
+    expect(JSON.stringify(reportThreaded)).toBe(JSON.stringify(reportHere));
     const human = await tracemark(['scan', '--key', keyPath, path, '--issued-file', issued]);
     expect(human.stdout).toMatch(/supervised by 6 issued outputs/);
     expect(human.stdout).toMatch(/dose {8}ρ ≈/);

@@ -1,10 +1,11 @@
 /**
  * `tracemark scan` against `tracemark detect` on the same corpus, whole processes, fake keys included.
  * Runs alternate (detect, scan, detect, scan, …) so that both see the same machine load; reports the
- * fastest and the median of each, and their ratio (scan throughput / detect throughput).
- * Needs the built CLI (pnpm exec tsc -b). Run: pnpm --filter @tracemark/extraction bench [-- --runs N]
- *   [--fake-keys N] [--repeat R] [--scheme lefthash|selfhash] [--context-width H]
- * (R > 1 repeats the corpus R times: a corpus full of duplicates).
+ * median of each with its range, and the ratio of the medians (scan throughput / detect throughput).
+ * Needs the built CLI (pnpm build). Run: pnpm --filter @tracemark/extraction bench [-- --runs N]
+ *   [--fake-keys N] [--repeat R] [--scheme lefthash|selfhash] [--context-width H] [--threads LIST]
+ * (R > 1 repeats the corpus R times: a corpus full of duplicates; LIST, e.g. `default,1`, runs scan once
+ * a round per setting: `default` as a user runs it, a number as `--workers N`.)
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -21,6 +22,8 @@ const runs = argument('--runs', 3);
 const fakeKeys = argument('--fake-keys', 100);
 const repeat = argument('--repeat', 1);
 const contextWidth = argument('--context-width', 1);
+const threadsAt = process.argv.indexOf('--threads');
+const threadSettings = threadsAt > 0 ? process.argv[threadsAt + 1]!.split(',') : ['default'];
 const schemeAt = process.argv.indexOf('--scheme');
 const scheme = schemeAt > 0 ? (process.argv[schemeAt + 1] as 'lefthash' | 'selfhash') : 'lefthash';
 
@@ -52,27 +55,31 @@ function seconds(args: readonly string[]): { seconds: number; output: string } {
 }
 
 const detect: number[] = [];
-const scan: number[] = [];
+const scans = threadSettings.map(() => [] as number[]);
 let report = '';
 for (let run = 0; run < runs; run++) {
   detect.push(seconds(['detect', '--key', keyPath, corpusPath, '--json', '--quiet']).seconds);
-  const scanned = seconds([
-    'scan',
-    '--key',
-    keyPath,
-    corpusPath,
-    '--json',
-    '--quiet',
-    '--fake-keys',
-    String(fakeKeys),
-  ]);
-  scan.push(scanned.seconds);
-  report = scanned.output;
+  threadSettings.forEach((setting, i) => {
+    const scanned = seconds([
+      'scan',
+      '--key',
+      keyPath,
+      corpusPath,
+      '--json',
+      '--quiet',
+      '--fake-keys',
+      String(fakeKeys),
+      ...(setting === 'default' ? [] : ['--workers', setting]),
+    ]);
+    scans[i]!.push(scanned.seconds);
+    report = scanned.output;
+  });
 }
 const parsed = JSON.parse(report);
 const median = (values: number[]): number =>
   [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-const fastest = (values: number[]): number => Math.min(...values);
+const range = (values: number[]): string =>
+  `${Math.min(...values).toFixed(2)}–${Math.max(...values).toFixed(2)}`;
 const load = os.loadavg()[0]!.toFixed(2);
 console.log(`# scan vs detect throughput\n`);
 console.log(
@@ -81,14 +88,13 @@ console.log(
 console.log(
   `Key: ${scheme}, h = ${contextWidth}. Corpus: ${megabytes.toFixed(1)} MB JSONL (${parsed.numDocuments} documents, ${parsed.numTokens} tokens; ${parsed.keys[0].tape.numDistinct} distinct (window, token) pairs, ${parsed.keys[0].numScored} scored); ${fakeKeys} fake keys; ${runs} runs each, alternating.\n`,
 );
-console.log('| command | fastest s | median s | MB/s (fastest) |');
-console.log('| --- | --- | --- | --- |');
-console.log(
-  `| tracemark detect | ${fastest(detect).toFixed(2)} | ${median(detect).toFixed(2)} | ${(megabytes / fastest(detect)).toFixed(2)} |`,
-);
-console.log(
-  `| tracemark scan | ${fastest(scan).toFixed(2)} | ${median(scan).toFixed(2)} | ${(megabytes / fastest(scan)).toFixed(2)} |`,
-);
-console.log(
-  `\nscan throughput / detect throughput: ${(fastest(detect) / fastest(scan)).toFixed(2)} (fastest runs), ${(median(detect) / median(scan)).toFixed(2)} (medians)`,
+console.log('| command | median s | range s | MB/s (median) | throughput ÷ detect (medians) |');
+console.log('| --- | --- | --- | --- | --- |');
+const row = (name: string, values: number[]): void =>
+  console.log(
+    `| ${name} | ${median(values).toFixed(2)} | ${range(values)} | ${(megabytes / median(values)).toFixed(2)} | ${(median(detect) / median(values)).toFixed(2)} |`,
+  );
+row('tracemark detect', detect);
+threadSettings.forEach((setting, i) =>
+  row(`tracemark scan${setting === 'default' ? '' : ` --workers ${setting}`}`, scans[i]!),
 );

@@ -62,7 +62,7 @@ import {
 import { byAccount, type IssuedOutput, readIssuedLog } from '../scan/issued.ts';
 import { createScanPool, type ScanPool } from '../scan/pool.ts';
 import { renderAttribution, renderScanReport } from '../scan/render.ts';
-import { startTapeThread } from '../scan/tape-thread.ts';
+import { startTapeThread, type TapeThread, tapeWorkerUrl } from '../scan/tape-thread.ts';
 import { WORKER_PREFETCH } from '../worker-threads.ts';
 
 interface ScanCommandOptions {
@@ -271,24 +271,14 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
         (bytes >= WORKER_THRESHOLD_BYTES && availableParallelism() >= 2
           ? Math.max(2, defaultWorkerCount())
           : 0);
-      const tapeThread =
+      // An engine's key carries its scorer, which cannot be sent to a thread; a distributed scan has workers
+      // of its own.
+      const tapeThreadWanted =
         threads >= 2 &&
         foreignKeys.length === 0 &&
-        options.issued === undefined &&
-        options.issuedFile === undefined &&
-        options.distributed === undefined
-          ? startTapeThread({
-              keys,
-              specialTokenIds: [...specialTokenIds],
-              fakeKeys: options.fakeKeys,
-              ...(options.fakeKeySeed === undefined ? {} : { fakeKeySeed: options.fakeKeySeed }),
-              // English text runs about 4.7 bytes a token; the guess only sizes tables.
-              expectedTokens: bytes / 4,
-              alpha: options.alpha,
-              minimumDose: options.minDose,
-            })
-          : null;
-      const workers = tapeThread === null ? threads : threads - 1;
+        options.distributed === undefined &&
+        tapeWorkerUrl() !== null;
+      const workers = tapeThreadWanted ? threads - 1 : threads;
       const vocabSize = foreignKeys.find((key) => key.vocabSize !== null)?.vocabSize ?? undefined;
       const pool = createScanPool(
         {
@@ -315,6 +305,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
       let distributedRun: DistributedRun | null = null;
       // Watched over the local scan only: a distributed run is resumed with --run-id after Ctrl-C ends it.
       let interrupt: InterruptWatch | null = null;
+      let tapeThread: TapeThread | null = null;
       try {
         let issuedWindows: IssuedWindowSet | undefined;
         let issuedGreenFractions: Map<string, number> | undefined;
@@ -348,10 +339,13 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
               ? await readIssued(pool, options.issuedFile!, options.issuedField, io)
               : logOutputs.map((output) => output.tokens);
           issuedOutputs = outputs;
-          issuedWindows = await IssuedWindowSet.fromOutputs(outputs, {
-            schemes: keys.map((key) => key.scheme),
-            specialTokenIds,
-          });
+          // The tape thread builds its own from the outputs.
+          if (!tapeThreadWanted) {
+            issuedWindows = await IssuedWindowSet.fromOutputs(outputs, {
+              schemes: keys.map((key) => key.scheme),
+              specialTokenIds,
+            });
+          }
           issuedGreenFractions = new Map();
           for (const key of keys) {
             // The green fraction of the outputs this key marked (all of them when the log does not say).
@@ -396,6 +390,25 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
           const watch = watchInterrupts(io);
           interrupt = watch;
           const kept: ScanDocument[] | null = options.attribute ? [] : null;
+          const pooledKeyIds =
+            accountKeys === null || accountKeys.subKeys.length < 2
+              ? undefined
+              : accountKeys.subKeys.map((key) => key.keyId);
+          if (tapeThreadWanted) {
+            tapeThread = startTapeThread({
+              keys,
+              specialTokenIds: [...specialTokenIds],
+              fakeKeys: options.fakeKeys,
+              ...(options.fakeKeySeed === undefined ? {} : { fakeKeySeed: options.fakeKeySeed }),
+              // English text runs about 4.7 bytes a token; the guess only sizes tables.
+              expectedTokens: bytes / 4,
+              alpha: options.alpha,
+              minimumDose: options.minDose,
+              ...(issuedOutputs === undefined ? {} : { issuedOutputs }),
+              ...(issuedGreenFractions === undefined ? {} : { issuedGreenFractions }),
+              ...(pooledKeyIds === undefined ? {} : { pooledKeyIds }),
+            });
+          }
           const documents = readDocuments(pool, paths, options, io, summary, onError, watch, () =>
             progress.update(summary, started),
           );
@@ -420,9 +433,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
                   ...(options.fakeKeySeed === undefined ? {} : { fakeKeySeed: options.fakeKeySeed }),
                   ...(issuedWindows === undefined ? {} : { issuedWindows }),
                   ...(issuedGreenFractions === undefined ? {} : { issuedGreenFractions }),
-                  ...(accountKeys === null || accountKeys.subKeys.length < 2
-                    ? {}
-                    : { pooledKeyIds: accountKeys.subKeys.map((key) => key.keyId) }),
+                  ...(pooledKeyIds === undefined ? {} : { pooledKeyIds }),
                 });
           // Interrupted, the scan stops at its next document or batch of fake keys, rejecting unheard.
           scanned.catch(() => undefined);

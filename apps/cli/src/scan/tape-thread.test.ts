@@ -4,7 +4,7 @@
  * its failures the library's errors, and closing it must stop it.
  */
 import { createWatermarker, createWatermarkKey } from '@tracemark/core';
-import { type ScanDocument, scanCorpusAnyKeys } from '@tracemark/extraction';
+import { IssuedWindowSet, type ScanDocument, scanCorpusAnyKeys } from '@tracemark/extraction';
 import { getTokenizer } from '@tracemark/tokenizers';
 import { describe, expect, it } from 'vitest';
 
@@ -88,6 +88,40 @@ describe('scan tape thread', () => {
     expect(report.numDocuments).toBe(documents.length);
     expect(report.verdict).toBe('radioactive');
     expect(report.matchedKeyId).toBe(key.keyId);
+    expect(JSON.stringify(report)).toBe(JSON.stringify(here));
+  });
+
+  it('a supervised scan (issued outputs, green fractions) of pooled sub-keys: the library report', async () => {
+    const documents = corpus();
+    const subKeys = [3, 5, 6].map((fill) =>
+      createWatermarkKey({
+        secret: new Uint8Array(32).fill(fill),
+        scheme: { name: 'lefthash', contextWidth: 2 },
+      }),
+    );
+    const keys = [key, ...subKeys];
+    const issuedOutputs = [marked(5, 200), marked(10, 300), tokenizer.encode('w17 w23 w42 w1')];
+    const issuedGreenFractions = new Map([[key.keyId, 0.6]]);
+    const pooledKeyIds = subKeys.map((sub) => sub.keyId);
+    const supervised = { ...options, keys, issuedOutputs, issuedGreenFractions, pooledKeyIds };
+    const thread = start(supervised);
+    const report = await thread!.scan(iterate(documents), () => undefined);
+    await thread!.close();
+    const issuedWindows = await IssuedWindowSet.fromOutputs(issuedOutputs, {
+      schemes: keys.map((k) => k.scheme),
+      specialTokenIds: options.specialTokenIds,
+    });
+    const here = await scanCorpusAnyKeys({
+      ...options,
+      keys,
+      issuedWindows,
+      issuedGreenFractions,
+      pooledKeyIds,
+      documents: iterate(documents),
+    });
+    expect(report.supervised).toBe(true);
+    expect(report.keys[0]!.tape.numFilteredOut).toBeGreaterThan(0);
+    expect(report.pool?.keyIds).toEqual(pooledKeyIds);
     expect(JSON.stringify(report)).toBe(JSON.stringify(here));
   });
 

@@ -8,8 +8,8 @@
  * unchanged (its `calibrate` hook hands the fake keys out) on the same documents in the same order, so
  * the report is the one this thread alone gives (tape-thread.test.ts, test/scan.test.ts).
  *
- * Only tracemark keys go there (an engine's key carries its scorer, which cannot be sent to a thread),
- * without the supervised filter (its window set is built here); other scans stay on this thread.
+ * Only tracemark keys go there (an engine's key carries its scorer, which cannot be sent to a thread);
+ * a supervised scan sends its issued outputs, and the worker builds the window set from them.
  */
 import { Worker } from 'node:worker_threads';
 import type { WatermarkKey } from '@tracemark/core';
@@ -34,6 +34,10 @@ export interface TapeThreadOptions {
   readonly expectedTokens: number;
   readonly alpha: number;
   readonly minimumDose: number;
+  /** The supervised filter's issued outputs (the worker builds the window set from them, for `keys`). */
+  readonly issuedOutputs?: Uint32Array[];
+  readonly issuedGreenFractions?: ReadonlyMap<string, number>;
+  readonly pooledKeyIds?: readonly string[];
 }
 
 /**
@@ -195,9 +199,14 @@ export function* unpackBatch(batch: DocumentBatch): Generator<ScanDocument> {
  * compiled tape-worker.js, and `execArgv`, the worker's Node options instead of this thread's, are for
  * tests that run from sources).
  */
+/** The compiled worker; null when running from TypeScript sources. */
+export function tapeWorkerUrl(): URL | null {
+  return compiledWorker('scan/tape-worker.js');
+}
+
 export function startTapeThread(
   options: TapeThreadOptions,
-  url: URL | null = compiledWorker('scan/tape-worker.js'),
+  url: URL | null = tapeWorkerUrl(),
   execArgv?: string[],
 ): TapeThread | null {
   if (url === null) return null;

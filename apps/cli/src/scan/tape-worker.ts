@@ -9,6 +9,7 @@ import {
   type CalibrationRequest,
   type FakeKeyCounts,
   fakeKeyTrials,
+  IssuedWindowSet,
   runFakeKeyJob,
   type ScanDocument,
   scanCorpusAnyKeys,
@@ -131,17 +132,36 @@ function calibrate(request: CalibrationRequest): Promise<FakeKeyCounts[]> {
   });
 }
 
-scanCorpusAnyKeys({
-  documents: documents(),
-  keys: options.keys,
-  specialTokenIds: options.specialTokenIds,
-  fakeKeys: options.fakeKeys,
-  expectedTokens: options.expectedTokens,
-  alpha: options.alpha,
-  minimumDose: options.minimumDose,
-  calibrate,
-  ...(options.fakeKeySeed === undefined ? {} : { fakeKeySeed: options.fakeKeySeed }),
-}).then(
-  (report) => post({ kind: 'report', report }),
-  (error: Error) => post({ kind: 'failure', name: error?.name ?? 'Error', message: String(error?.message) }),
-);
+// The supervised filter's window set, built from the issued outputs as the main thread would.
+const issued =
+  options.issuedOutputs === undefined
+    ? Promise.resolve(undefined)
+    : IssuedWindowSet.fromOutputs(options.issuedOutputs, {
+        schemes: options.keys.map((key) => key.scheme),
+        specialTokenIds: options.specialTokenIds,
+      });
+
+issued
+  .then((issuedWindows) =>
+    scanCorpusAnyKeys({
+      documents: documents(),
+      keys: options.keys,
+      specialTokenIds: options.specialTokenIds,
+      fakeKeys: options.fakeKeys,
+      expectedTokens: options.expectedTokens,
+      alpha: options.alpha,
+      minimumDose: options.minimumDose,
+      calibrate,
+      ...(options.fakeKeySeed === undefined ? {} : { fakeKeySeed: options.fakeKeySeed }),
+      ...(issuedWindows === undefined ? {} : { issuedWindows }),
+      ...(options.issuedGreenFractions === undefined
+        ? {}
+        : { issuedGreenFractions: options.issuedGreenFractions }),
+      ...(options.pooledKeyIds === undefined ? {} : { pooledKeyIds: options.pooledKeyIds }),
+    }),
+  )
+  .then(
+    (report) => post({ kind: 'report', report }),
+    (error: Error) =>
+      post({ kind: 'failure', name: error?.name ?? 'Error', message: String(error?.message) }),
+  );
