@@ -95,6 +95,6 @@ const row = (name: string, values: number[]): void =>
     `| ${name} | ${median(values).toFixed(2)} | ${range(values)} | ${(megabytes / median(values)).toFixed(2)} | ${(median(detect) / median(values)).toFixed(2)} |`,
   );
 row('tracemark detect', detect);
-threadSettings.forEach((setting, i) =>
-  row(`tracemark scan${setting === 'default' ? '' : ` --workers ${setting}`}`, scans[i]!),
-);
+threadSettings.forEach((setting, i) => {
+  row(`tracemark scan${setting === 'default' ? '' : ` --workers ${setting}`}`, scans[i]!);
+});
