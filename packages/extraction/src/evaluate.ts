@@ -15,7 +15,14 @@ import {
 } from '@tracemark/core';
 import { type EvaluationTape, groupByWindow } from './evidence-tape.ts';
 import { fakeKeyMasks, fakeTrialSecret } from './fake-keys.ts';
-import { countLeftHash, countMixed, kernelKeyBytes, leftHashGreenValues, selfHashSeeds } from './kernel.ts';
+import {
+  countLeftHash,
+  countMixed,
+  kernelKeyBytes,
+  leftHashGreenValues,
+  selfHashSeeds,
+  sharedCopy,
+} from './kernel.ts';
 import { allDistinct64, firstOccurrences, grown } from './tables.ts';
 
 /** Per candidate of a true key: not scored (same trial as an earlier pair, or as a prompt's), red, green. */
@@ -344,7 +351,8 @@ function evaluateBySeed(tape: EvaluationTape, key: WatermarkKey): KeyEvaluation 
  * They are the green PRF outputs of the trial key ({@link fakeTrialSecret}, a key of the true key's
  * scheme derived from the public seed) on the tape, deduplicated as for any key: for LeftHash every
  * candidate, for SelfHash every (anchor, token) pair of the trial key's anchors that no earlier
- * candidate or prompt entry has. [low, high] word pairs; structured-cloneable.
+ * candidate or prompt entry has. [low, high] word pairs; structured-cloneable. With `shared`, in a
+ * SharedArrayBuffer (threads then read them without a copy each).
  */
 export function fakeKeyTrials(
   tape: EvaluationTape,
@@ -352,6 +360,7 @@ export function fakeKeyTrials(
   tokenizer: string,
   seed: string,
   accelerate = true,
+  shared = false,
 ): Uint32Array {
   refuseGumbel(scheme, 'fake keys');
   const key = createWatermarkKey({ secret: fakeTrialSecret(seed), scheme: createScheme(scheme), tokenizer });
@@ -366,13 +375,13 @@ export function fakeKeyTrials(
       },
       kernelKeyBytes([key]),
       accelerate,
+      shared,
     );
   }
-  if (tape.scheme === 'selfhash') {
-    const trials = selfHashTrials(tape, key, accelerate);
-    if (trials !== null) return trials.values;
-  }
-  return greenValuesBySeed(tape, key);
+  let values: Uint32Array | null = null;
+  if (tape.scheme === 'selfhash') values = selfHashTrials(tape, key, accelerate)?.values ?? null;
+  values ??= greenValuesBySeed(tape, key);
+  return shared ? sharedCopy(values) : values;
 }
 
 /** The reference path of {@link fakeKeyTrials}: the green PRF output of every trial a key scores. */

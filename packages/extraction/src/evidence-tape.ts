@@ -166,17 +166,22 @@ export class EvidenceTape {
   private filteredOut = 0;
   /** finish() hands out views of the tables: no document may come after it. */
   private finished = false;
+  private readonly sharedMemory: boolean;
 
   /**
    * `expectedTokens` (optional) is a guess at the corpus's completion tokens: the tables are sized
-   * for it up front instead of doubling their way there.
+   * for it up front instead of doubling their way there. With `sharedMemory`, the arrays a LeftHash
+   * key's kernel reads (the grouped windows, offsets and tokens) are in SharedArrayBuffers, so that
+   * another thread can be given them without a copy.
    */
   constructor(
     layout: TapeLayout,
     specialTokenIds: ReadonlySet<number>,
     issued: IssuedWindowSet | null,
     expectedTokens = 0,
+    sharedMemory = false,
   ) {
+    this.sharedMemory = sharedMemory;
     this.layout = layout;
     this.windowWidth = filterWindowWidth({ name: layout.scheme, contextWidth: layout.contextWidth });
     this.special = specialTokenIds;
@@ -281,7 +286,7 @@ export class EvidenceTape {
     // The hashes are no longer needed after numbering: their memory takes the ids.
     const ids = new Uint32Array(this.eligibleHash.buffer, 0, count);
     const numWindows = tupleIdsInOrder(c, eligibleAt, this.eligibleHash, count, w, ids);
-    const windows = new Uint32Array(Math.max(1, numWindows * w));
+    const windows = uint32Array(Math.max(1, numWindows * w), this.sharedMemory);
     // A new window makes a new pair: there is nothing to look up (the recent pairs are an
     // optimization of lookups only, so they need not hear of it).
     this.firstToken = grown(this.firstToken, numWindows);
@@ -481,7 +486,15 @@ export class EvidenceTape {
       promptToken,
       grouped:
         this.layout.scheme === 'lefthash'
-          ? groupByWindow(windows, this.windowWidth, numWindows, candidateWindow, candidateToken, true)
+          ? groupByWindow(
+              windows,
+              this.windowWidth,
+              numWindows,
+              candidateWindow,
+              candidateToken,
+              true,
+              this.sharedMemory,
+            )
           : null,
     };
     return {
@@ -500,6 +513,11 @@ export class EvidenceTape {
   }
 }
 
+/** A Uint32Array, in a SharedArrayBuffer when `shared`. */
+function uint32Array(length: number, shared: boolean): Uint32Array {
+  return shared ? new Uint32Array(new SharedArrayBuffer(4 * length)) : new Uint32Array(length);
+}
+
 /**
  * Groups candidates by window (counting sort, stable): the groups are windows in id order, with
  * empty groups kept only when `includeEmpty` (so that every window gets a seed).
@@ -511,11 +529,22 @@ export function groupByWindow(
   candidateWindow: Uint32Array,
   candidateToken: Uint32Array,
   includeEmpty: boolean,
+  sharedMemory = false,
 ): GroupedCandidates {
-  const counts = new Uint32Array(numWindows + 1);
+  const counts = uint32Array(numWindows + 1, sharedMemory);
   for (let i = 0; i < candidateWindow.length; i++) counts[candidateWindow[i]! + 1]!++;
-  if (includeEmpty)
-    return groupEveryWindow(windows, windowWidth, numWindows, candidateWindow, candidateToken, counts);
+  if (includeEmpty) {
+    const tokens = uint32Array(candidateWindow.length, sharedMemory);
+    return groupEveryWindow(
+      windows,
+      windowWidth,
+      numWindows,
+      candidateWindow,
+      candidateToken,
+      counts,
+      tokens,
+    );
+  }
   const groupOf = new Int32Array(numWindows).fill(-1);
   let groups = 0;
   for (let window = 0; window < numWindows; window++) {
@@ -553,12 +582,12 @@ function groupEveryWindow(
   candidateWindow: Uint32Array,
   candidateToken: Uint32Array,
   counts: Uint32Array,
+  tokens: Uint32Array,
 ): GroupedCandidates {
   const offsets = counts;
   for (let window = 0; window < numWindows; window++)
     offsets[window + 1] = offsets[window + 1]! + offsets[window]!;
   const next = offsets.slice(0, numWindows);
-  const tokens = new Uint32Array(candidateWindow.length);
   const order = new Uint32Array(candidateWindow.length);
   for (let i = 0; i < candidateWindow.length; i++) {
     const at = next[candidateWindow[i]!]!++;

@@ -55,7 +55,9 @@ export {
   type KernelOutput,
   kernelKeyBytes,
   leftHashGreenValues,
+  sharedCopy,
   type WindowGroupedTape,
+  warmKernel,
 } from './kernel.ts';
 export {
   layoutCounts,

@@ -172,6 +172,7 @@ function runKernel(
   threshold: number,
   withBits: boolean,
   withValues = false,
+  sharedValues = false,
 ): KernelOutput {
   const nkeys = keyBytes.length / 32;
   const h = tape.windowWidth;
@@ -232,7 +233,11 @@ function runKernel(
     );
   }
   const counts = new Uint32Array(buffer, countsAt, nkeys).slice();
-  const values = withValues ? new Uint32Array(buffer, valuesAt, 2 * ntokens).slice() : null;
+  const values = !withValues
+    ? null
+    : sharedValues
+      ? sharedCopy(new Uint32Array(buffer, valuesAt, 2 * ntokens))
+      : new Uint32Array(buffer, valuesAt, 2 * ntokens).slice();
   if (!withBits) return { counts, bits: null, seeds: null, values };
   const bits = new Uint8Array(buffer, bitsAt, ntokens).slice();
   const raw = new Uint32Array(buffer, seedsAt, 2 * nwindows);
@@ -298,14 +303,32 @@ export function leftHashGreenValues(
   tape: WindowGroupedTape,
   keyBytes: Uint8Array,
   accelerate = true,
+  shared = false,
 ): Uint32Array {
   if (keyBytes.length !== 32) throw new RangeError('keyBytes: expected one key (32 bytes)');
   const wasm = accelerate ? loadKernel() : null;
   const output =
     wasm === null
       ? countScalar(tape, keyBytes, 0, false, true)
-      : runKernel(wasm, tape, keyBytes, 0, false, true);
-  return output.values!;
+      : runKernel(wasm, tape, keyBytes, 0, false, true, shared);
+  return shared && !(output.values!.buffer instanceof SharedArrayBuffer)
+    ? sharedCopy(output.values!)
+    : output.values!;
+}
+
+/** A copy of `array` in a SharedArrayBuffer. */
+export function sharedCopy(array: Uint32Array): Uint32Array {
+  const copy = new Uint32Array(new SharedArrayBuffer(Math.max(4, array.byteLength)), 0, array.length);
+  copy.set(array);
+  return copy;
+}
+
+/**
+ * Loads and compiles the WebAssembly kernel now rather than at its first use (about 40 ms, once a
+ * thread): for a thread that is idle now and will score keys soon. False where WebAssembly is missing.
+ */
+export function warmKernel(): boolean {
+  return loadKernel() !== null;
 }
 
 /**

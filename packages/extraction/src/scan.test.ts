@@ -558,6 +558,7 @@ describe('scanCorpus report and verdicts', () => {
       keys,
       specialTokenIds: [SPECIAL],
       fakeKeys: 30,
+      sharedMemory: true,
       calibrate: async (request) => {
         requests.push(request);
         const trials = fakeKeyTrials(
@@ -566,6 +567,11 @@ describe('scanCorpus report and verdicts', () => {
           request.tokenizer,
           request.seed,
           request.accelerate,
+          true,
+        );
+        expect(trials.buffer).toBeInstanceOf(SharedArrayBuffer);
+        expect(trials).toEqual(
+          fakeKeyTrials(request.tape, request.scheme, request.tokenizer, request.seed, request.accelerate),
         );
         const job = {
           trials,
@@ -584,6 +590,13 @@ describe('scanCorpus report and verdicts', () => {
       'lefthash/2',
     ]);
     expect(requests.every((r) => r.count === 30 && r.seed === DEFAULT_FAKE_KEY_SEED)).toBe(true);
+    // sharedMemory: the arrays a LeftHash kernel reads are shared (a window table of width 2 too).
+    for (const request of requests.filter((r) => r.scheme.name === 'lefthash')) {
+      const grouped = request.tape.grouped!;
+      expect(grouped.offsets.buffer).toBeInstanceOf(SharedArrayBuffer);
+      expect(grouped.tokens.buffer).toBeInstanceOf(SharedArrayBuffer);
+      if (request.tape.windowWidth > 1) expect(grouped.windows.buffer).toBeInstanceOf(SharedArrayBuffer);
+    }
     expect(JSON.stringify(calibrated)).toBe(JSON.stringify(here));
     const failing = scanCorpus({
       documents,

@@ -113,6 +113,11 @@ export interface ScanOptions {
    * pass's tables up front; only speed depends on it.
    */
   readonly expectedTokens?: number;
+  /**
+   * Build the tapes' LeftHash kernel arrays in SharedArrayBuffers (see EvidenceTape), for a `calibrate`
+   * that hands them to another thread without a copy. Only speed depends on it.
+   */
+  readonly sharedMemory?: boolean;
   /** Use the WebAssembly kernel (default true); false runs the scalar reference path. */
   readonly accelerate?: boolean;
   /**
@@ -462,6 +467,7 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
           special,
           issued ?? null,
           expectedTokens,
+          options.sharedMemory === true,
         ),
       };
       layouts.set(id, layout);

@@ -1,5 +1,5 @@
 /** The threads of `tracemark scan`: this one and worker threads (none from sources: this thread alone). */
-import type { FakeKeyCounts, FakeKeyJob } from '@tracemark/extraction';
+import { type FakeKeyCounts, type FakeKeyJob, sharedCopy } from '@tracemark/extraction';
 import { compiledWorker, startWorkerThreads } from '../worker-threads.ts';
 import { createScanEngine, type ScanEngineOptions, type ScanJob, type ScanJobResult } from './engine.ts';
 
@@ -13,13 +13,6 @@ export interface ScanPool {
    */
   runFakeKeyJobs(jobs: readonly FakeKeyJob[], check?: () => void): Promise<FakeKeyCounts[]>;
   close(): Promise<void>;
-}
-
-/** Copies a typed array into shared memory, so that posting it to a worker copies nothing. */
-function shared(array: Uint32Array): Uint32Array {
-  const copy = new Uint32Array(new SharedArrayBuffer(Math.max(4, array.byteLength)), 0, array.length);
-  copy.set(array);
-  return copy;
 }
 
 /** Runs jobs on `threads` threads: this one and `threads − 1` worker threads (0 and 1: this thread alone). */
@@ -59,7 +52,8 @@ export function createScanPool(options: ScanEngineOptions, threads: number): Sca
         jobs.map((job) => {
           let trials = sharedTrials.get(job.trials);
           if (trials === undefined) {
-            trials = shared(job.trials);
+            // In shared memory, so that posting it to a worker copies nothing.
+            trials = sharedCopy(job.trials);
             sharedTrials.set(job.trials, trials);
           }
           return submit({ kind: 'fake', job: { ...job, trials } });

@@ -22,6 +22,7 @@ import {
   runFakeKeyJob,
   type ScanDocument,
   splitFakeKeyJobs,
+  warmKernel,
 } from '@tracemark/extraction';
 import { compiledWorker } from '../worker-threads.ts';
 
@@ -88,23 +89,15 @@ export type FromTapeWorker =
 /** Batches a set of fake keys is split into (as the library's scan splits them). */
 export const CALIBRATION_PARTS = 8;
 
-/** A copy in shared memory: the other thread reads it without a copy of its own. */
-export function sharedCopy(array: Uint32Array): Uint32Array {
-  const copy = new Uint32Array(new SharedArrayBuffer(Math.max(4, array.byteLength)), 0, array.length);
-  copy.set(array);
-  return copy;
-}
-
 /**
  * What a LeftHash set's trial values are computed from on the main thread (fakeKeyTrials reads the
- * windows, offsets and tokens of the grouped tape, nothing else), so that only those are copied there.
- * Only for windows of one token (h = 1): the copy is then about the size of the tokens (4 MB for 15 MB
- * of text). With wider windows the tape has about a window per token, four times the data at h = 4
- * (70 MB), and copying it cost more than computing the trials there saved (0.25 s to send, as long
- * again to receive); those trials, and SelfHash's (which need the whole tape), the worker computes.
+ * windows, offsets and tokens of the grouped tape, nothing else). The worker's tapes keep those in
+ * shared memory (`sharedMemory`), so that sending them copies nothing but, at h = 1, the windows'
+ * table (a few thousand windows); null for a tape the trials need whole (SelfHash), whose trials the
+ * worker computes.
  */
 export function trialTape(tape: EvaluationTape): EvaluationTape | null {
-  if (tape.scheme !== 'lefthash' || tape.grouped === null || tape.windowWidth !== 1) return null;
+  if (tape.scheme !== 'lefthash' || tape.grouped === null) return null;
   const none = new Uint32Array(0);
   const { windows, offsets, tokens } = tape.grouped;
   return {
@@ -233,7 +226,7 @@ export function startTapeThread(
     try {
       if (trials === null) {
         const { tape, scheme, tokenizer } = message.request!;
-        trials = sharedCopy(fakeKeyTrials(tape, scheme, tokenizer, seed, accelerate));
+        trials = fakeKeyTrials(tape, scheme, tokenizer, seed, accelerate, true);
         worker.postMessage({ kind: 'trials', id, trials } satisfies ToTapeWorker);
       }
     } catch (error) {
@@ -297,6 +290,8 @@ export function startTapeThread(
       for await (const document of documents) send(batcher.push(document));
       send(batcher.take());
       worker.postMessage({ kind: 'end' } satisfies ToTapeWorker);
+      // Idle until the worker has its tape: the kernel this thread will score fake keys with loads now.
+      warmKernel();
       return report;
     },
   };

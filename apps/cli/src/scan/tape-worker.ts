@@ -19,7 +19,6 @@ import {
   CALIBRATION_PARTS,
   type DocumentBatch,
   type FromTapeWorker,
-  sharedCopy,
   type TapeThreadOptions,
   type ToTapeWorker,
   trialTape,
@@ -124,8 +123,13 @@ function calibrate(request: CalibrationRequest): Promise<FakeKeyCounts[]> {
       post({ kind: 'calibrate', ...settings, trials: null, request: { ...request, tape } });
       return;
     }
-    const trials = sharedCopy(
-      fakeKeyTrials(request.tape, request.scheme, request.tokenizer, request.seed, request.accelerate),
+    const trials = fakeKeyTrials(
+      request.tape,
+      request.scheme,
+      request.tokenizer,
+      request.seed,
+      request.accelerate,
+      true,
     );
     post({ kind: 'calibrate', ...settings, trials, request: null });
     runHere(trials);
@@ -149,6 +153,7 @@ issued
       specialTokenIds: options.specialTokenIds,
       fakeKeys: options.fakeKeys,
       expectedTokens: options.expectedTokens,
+      sharedMemory: true,
       alpha: options.alpha,
       minimumDose: options.minimumDose,
       calibrate,
