@@ -39,6 +39,8 @@ const RECENT_WINDOW_LIMIT = 2 ** 21;
 const MAX_PRESIZE = 1 << 23;
 /** Held in `firstToken` as token + 1, so it never is (it goes to the pair set). */
 const LAST_TOKEN = 0xffffffff;
+/** 32-bit words in a 4 KB page. */
+const PAGE_WORDS = 1024;
 /** Completion pairs that wait for the pair set together (see {@link EvidenceTape.settlePending}). */
 const PENDING_BATCH = 1 << 18;
 
@@ -167,6 +169,13 @@ export class EvidenceTape {
   /** finish() hands out views of the tables: no document may come after it. */
   private finished = false;
   private readonly sharedMemory: boolean;
+  /** The entries {@link touchAhead} has reached (a multiple of PAGE_WORDS). */
+  private touched = 0;
+  /**
+   * Deferred tapes: the arrays {@link finish} fills, sized for the expected tokens up front so that
+   * {@link touchAhead} can reach them early (used when the corpus fits, else allocated at the end).
+   */
+  private readonly ahead: GroupScratch | null;
 
   /**
    * `expectedTokens` (optional) is a guess at the corpus's completion tokens: the tables are sized
@@ -210,6 +219,16 @@ export class EvidenceTape {
     this.orderToken = new Uint32Array(capacity);
     this.orderDocument = new Uint32Array(capacity);
     this.orderPosition = new Uint32Array(capacity);
+    this.ahead = this.deferred
+      ? {
+          windows: uint32Array(capacity * this.windowWidth, sharedMemory),
+          counts: uint32Array(capacity + 1, sharedMemory),
+          tokens: uint32Array(capacity, sharedMemory),
+          order: new Uint32Array(capacity),
+          next: new Uint32Array(capacity),
+          groupWindow: new Uint32Array(capacity),
+        }
+      : null;
   }
 
   /** Adds one document: its completion tokens and, optionally, its prompt. */
@@ -275,6 +294,39 @@ export class EvidenceTape {
       length++;
     }
     this.eligibleLength = length;
+    this.touchAhead(length);
+  }
+
+  /**
+   * Writes a zero on every page of the arrays {@link finish} fills, up to what `count` eligible
+   * positions can use of them (the candidates and windows are at most that many). Each page costs the
+   * kernel a fault when first written; taken here, the faults come while the documents are still
+   * coming (on another thread, while they are read) rather than all at once at the end. The arrays are
+   * zero already: nothing changes in them.
+   */
+  private touchAhead(count: number): void {
+    const ahead = this.ahead;
+    if (ahead === null) return;
+    const arrays = [
+      this.orderWindow,
+      this.orderToken,
+      this.orderDocument,
+      this.orderPosition,
+      this.firstToken,
+      ahead.counts,
+      ahead.tokens,
+      ahead.order,
+      ahead.next,
+      ahead.groupWindow,
+    ];
+    let at = this.touched;
+    for (; at < count; at += PAGE_WORDS) {
+      for (const array of arrays) if (at < array.length) array[at] = 0;
+    }
+    const w = this.windowWidth;
+    for (let word = this.touched * w; word < at * w && word < ahead.windows.length; word += PAGE_WORDS)
+      ahead.windows[word] = 0;
+    this.touched = at;
   }
 
   /** Numbers the kept documents' windows, then visits their eligible positions in corpus order. */
@@ -286,7 +338,10 @@ export class EvidenceTape {
     // The hashes are no longer needed after numbering: their memory takes the ids.
     const ids = new Uint32Array(this.eligibleHash.buffer, 0, count);
     const numWindows = tupleIdsInOrder(c, eligibleAt, this.eligibleHash, count, w, ids);
-    const windows = uint32Array(Math.max(1, numWindows * w), this.sharedMemory);
+    const windows =
+      this.ahead !== null && numWindows * w <= this.ahead.windows.length && numWindows > 0
+        ? this.ahead.windows.subarray(0, numWindows * w)
+        : uint32Array(Math.max(1, numWindows * w), this.sharedMemory);
     // A new window makes a new pair: there is nothing to look up (the recent pairs are an
     // optimization of lookups only, so they need not hear of it).
     this.firstToken = grown(this.firstToken, numWindows);
@@ -494,6 +549,7 @@ export class EvidenceTape {
               candidateToken,
               true,
               this.sharedMemory,
+              this.ahead,
             )
           : null,
     };
@@ -513,6 +569,20 @@ export class EvidenceTape {
   }
 }
 
+/**
+ * Arrays for {@link groupByWindow} made ahead of time (zero, and at least as long as it needs: counts
+ * numWindows + 1, next and groupWindow numWindows, tokens and order a candidate each), and the
+ * windows' table of {@link EvidenceTape.finish}.
+ */
+interface GroupScratch {
+  readonly windows: Uint32Array;
+  readonly counts: Uint32Array;
+  readonly tokens: Uint32Array;
+  readonly order: Uint32Array;
+  readonly next: Uint32Array;
+  readonly groupWindow: Uint32Array;
+}
+
 /** A Uint32Array, in a SharedArrayBuffer when `shared`. */
 function uint32Array(length: number, shared: boolean): Uint32Array {
   return shared ? new Uint32Array(new SharedArrayBuffer(4 * length)) : new Uint32Array(length);
@@ -530,11 +600,17 @@ export function groupByWindow(
   candidateToken: Uint32Array,
   includeEmpty: boolean,
   sharedMemory = false,
+  scratch: GroupScratch | null = null,
 ): GroupedCandidates {
-  const counts = uint32Array(numWindows + 1, sharedMemory);
-  for (let i = 0; i < candidateWindow.length; i++) counts[candidateWindow[i]! + 1]!++;
+  const n = candidateWindow.length;
+  // The scratch arrays when they are large enough (and zero, as they come from the tape).
+  const fits = scratch !== null && numWindows + 1 <= scratch.counts.length && n <= scratch.tokens.length;
+  const counts = fits
+    ? scratch.counts.subarray(0, numWindows + 1)
+    : uint32Array(numWindows + 1, sharedMemory);
+  for (let i = 0; i < n; i++) counts[candidateWindow[i]! + 1]!++;
   if (includeEmpty) {
-    const tokens = uint32Array(candidateWindow.length, sharedMemory);
+    const tokens = fits ? scratch.tokens.subarray(0, n) : uint32Array(n, sharedMemory);
     return groupEveryWindow(
       windows,
       windowWidth,
@@ -543,6 +619,7 @@ export function groupByWindow(
       candidateToken,
       counts,
       tokens,
+      fits ? scratch : null,
     );
   }
   const groupOf = new Int32Array(numWindows).fill(-1);
@@ -583,18 +660,22 @@ function groupEveryWindow(
   candidateToken: Uint32Array,
   counts: Uint32Array,
   tokens: Uint32Array,
+  scratch: GroupScratch | null,
 ): GroupedCandidates {
+  const n = candidateWindow.length;
   const offsets = counts;
   for (let window = 0; window < numWindows; window++)
     offsets[window + 1] = offsets[window + 1]! + offsets[window]!;
-  const next = offsets.slice(0, numWindows);
-  const order = new Uint32Array(candidateWindow.length);
+  const next = scratch === null ? offsets.slice(0, numWindows) : scratch.next.subarray(0, numWindows);
+  if (scratch !== null) next.set(offsets.subarray(0, numWindows));
+  const order = scratch === null ? new Uint32Array(n) : scratch.order.subarray(0, n);
   for (let i = 0; i < candidateWindow.length; i++) {
     const at = next[candidateWindow[i]!]!++;
     tokens[at] = candidateToken[i]!;
     order[at] = i;
   }
-  const groupWindow = new Uint32Array(numWindows);
+  const groupWindow =
+    scratch === null ? new Uint32Array(numWindows) : scratch.groupWindow.subarray(0, numWindows);
   for (let window = 0; window < numWindows; window++) groupWindow[window] = window;
   return {
     windows: windows.subarray(0, numWindows * windowWidth),
