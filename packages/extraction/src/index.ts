@@ -92,6 +92,7 @@ export {
   type KeyEvidence,
   type KeyScan,
   type KeyTally,
+  keyEvidence,
   type Location,
   MIN_FAKE_KEYS_FOR_VERDICT,
   NO_EVIDENCE_LEVEL,

@@ -2,8 +2,8 @@
  * `tracemark scan` on two threads at once. This thread reads and tokenizes the corpus and sends the
  * documents on; a worker thread (tape-worker.ts) builds the evidence tape from them as they come,
  * scores the true keys and assembles the report. Once the corpus is read this thread, idle otherwise,
- * computes the fake keys' trial values (h = 1) while the worker scores the true keys, and both take
- * the fake keys' batches. Tokenizing and building the tape, the two largest parts of a scan, then
+ * computes a LeftHash key's fake-key trial values (from the tape in shared memory) while the worker
+ * scores the true keys, and both take the fake keys' batches. Tokenizing and building the tape, the two largest parts of a scan, then
  * overlap instead of following one another. The worker runs the library's `scanCorpusAnyKeys`
  * unchanged (its `calibrate` hook hands the fake keys out) on the same documents in the same order, so
  * the report is the one this thread alone gives (tape-thread.test.ts, test/scan.test.ts).
@@ -129,7 +129,7 @@ function rebuilt(name: string, message: string): Error {
   return new Error(message);
 }
 
-/** Packs documents into batches. */
+/** Packs documents into batches (their token ids are valid already: the scan engine checked them). */
 class Batcher {
   private documents: ScanDocument[] = [];
   private tokens = 0;
