@@ -179,9 +179,10 @@ export class EvidenceTape {
 
   /**
    * `expectedTokens` (optional) is a guess at the corpus's completion tokens: the tables are sized
-   * for it up front instead of doubling their way there. With `sharedMemory`, the arrays a LeftHash
-   * key's kernel reads (the grouped windows, offsets and tokens) are in SharedArrayBuffers, so that
-   * another thread can be given them without a copy.
+   * for it up front instead of doubling their way there. With `sharedMemory`, the arrays a key's
+   * trial values are computed from (the windows, the candidates' windows and tokens, and LeftHash's
+   * grouped offsets and tokens) are in SharedArrayBuffers, so that another thread can be given them
+   * without a copy (the prompts' pairs, few, are copied; so is an array that outgrew its first size).
    */
   constructor(
     layout: TapeLayout,
@@ -215,8 +216,8 @@ export class EvidenceTape {
     // documentation; one rehash where there are more): a table twice that size is touched all over by
     // random inserts, and each 4 KB touched costs a page fault (a third of the tape's time on some machines).
     this.completionPairs = new SweptPairSet(this.windowWidth > 1 ? 4096 : Math.max(4096, capacity >>> 2));
-    this.orderWindow = new Uint32Array(capacity);
-    this.orderToken = new Uint32Array(capacity);
+    this.orderWindow = uint32Array(capacity, sharedMemory);
+    this.orderToken = uint32Array(capacity, sharedMemory);
     this.orderDocument = new Uint32Array(capacity);
     this.orderPosition = new Uint32Array(capacity);
     this.ahead = this.deferred

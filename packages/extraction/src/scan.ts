@@ -114,8 +114,9 @@ export interface ScanOptions {
    */
   readonly expectedTokens?: number;
   /**
-   * Build the tapes' LeftHash kernel arrays in SharedArrayBuffers (see EvidenceTape), for a `calibrate`
-   * that hands them to another thread without a copy. Only speed depends on it.
+   * Build the tapes' arrays that trial values are computed from in SharedArrayBuffers (see
+   * EvidenceTape), for a `calibrate` that hands them to another thread without a copy. Only speed
+   * depends on it.
    */
   readonly sharedMemory?: boolean;
   /** Use the WebAssembly kernel (default true); false runs the scalar reference path. */

@@ -21,6 +21,11 @@ const key = createWatermarkKey({
   scheme: { name: 'lefthash', contextWidth: 2 },
 });
 const other = createWatermarkKey({ secret: new Uint8Array(32).fill(4) });
+// SelfHash: its trial values need the whole tape (windows, candidates and prompts), sent in shared memory.
+const selfHash = createWatermarkKey({
+  secret: new Uint8Array(32).fill(8),
+  scheme: { name: 'selfhash', contextWidth: 3 },
+});
 
 /** A document of `length` tokens that takes a green token (under `key`) wherever one of 8 candidates is. */
 function marked(seed: number, length: number): Uint32Array {
@@ -67,7 +72,7 @@ async function* iterate(documents: readonly ScanDocument[]): AsyncGenerator<Scan
 }
 
 const options = {
-  keys: [other, key],
+  keys: [other, key, selfHash],
   specialTokenIds: [...tokenizer.specialTokenIds],
   fakeKeys: 40,
   expectedTokens: 1000,

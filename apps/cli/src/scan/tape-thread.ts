@@ -2,8 +2,8 @@
  * `tracemark scan` on two threads at once. This thread reads and tokenizes the corpus and sends the
  * documents on; a worker thread (tape-worker.ts) builds the evidence tape from them as they come,
  * scores the true keys and assembles the report. Once the corpus is read this thread, idle otherwise,
- * computes a LeftHash key's fake-key trial values (from the tape in shared memory) while the worker
- * scores the true keys, and both take the fake keys' batches. Tokenizing and building the tape, the two largest parts of a scan, then
+ * computes the fake keys' trial values (from the tape, in shared memory) while the worker scores the
+ * true keys, and both take the fake keys' batches. Tokenizing and building the tape, the two largest parts of a scan, then
  * overlap instead of following one another. The worker runs the library's `scanCorpusAnyKeys`
  * unchanged (its `calibrate` hook hands the fake keys out) on the same documents in the same order, so
  * the report is the one this thread alone gives (tape-thread.test.ts, test/scan.test.ts).
@@ -67,9 +67,9 @@ export type ToTapeWorker =
 
 export type FromTapeWorker =
   /**
-   * A set of fake keys to score with the worker: its trial values (shared memory), or the request to
-   * compute them here first. `claims[0]` is the next batch to run, claimed by an atomic add on either
-   * thread; the batches are `splitFakeKeyJobs(…, count, CALIBRATION_PARTS)` on both.
+   * A set of fake keys to score with the worker: its trial values are computed here first (from the
+   * request's tape) and sent back. `claims[0]` is the next batch to run, claimed by an atomic add on
+   * either thread; the batches are `splitFakeKeyJobs(…, count, CALIBRATION_PARTS)` on both.
    */
   | {
       readonly kind: 'calibrate';
@@ -79,8 +79,7 @@ export type FromTapeWorker =
       readonly threshold: number;
       readonly seed: string;
       readonly accelerate: boolean;
-      readonly trials: Uint32Array | null;
-      readonly request: CalibrationRequest | null;
+      readonly request: CalibrationRequest;
     }
   | { readonly kind: 'calibrating' }
   | { readonly kind: 'report'; readonly report: AnyScanReport }
@@ -90,14 +89,13 @@ export type FromTapeWorker =
 export const CALIBRATION_PARTS = 8;
 
 /**
- * What a LeftHash set's trial values are computed from on the main thread (fakeKeyTrials reads the
- * windows, offsets and tokens of the grouped tape, nothing else). The worker's tapes keep those in
- * shared memory (`sharedMemory`), so that sending them copies nothing but, at h = 1, the windows'
- * table (a few thousand windows); null for a tape the trials need whole (SelfHash), whose trials the
- * worker computes.
+ * What a set's trial values are computed from on the main thread. The worker's tapes keep their
+ * arrays in shared memory (`sharedMemory`), so that sending them copies little: at h = 1 the windows'
+ * table (a few thousand windows), and the prompts' pairs. A LeftHash set's trials read the grouped
+ * windows, offsets and tokens and nothing else: the rest is left out.
  */
-export function trialTape(tape: EvaluationTape): EvaluationTape | null {
-  if (tape.scheme !== 'lefthash' || tape.grouped === null) return null;
+export function trialTape(tape: EvaluationTape): EvaluationTape {
+  if (tape.scheme !== 'lefthash' || tape.grouped === null) return tape;
   const none = new Uint32Array(0);
   const { windows, offsets, tokens } = tape.grouped;
   return {
@@ -222,13 +220,11 @@ export function startTapeThread(
   const calibrateHere = (message: Extract<FromTapeWorker, { kind: 'calibrate' }>): void => {
     if (closed) return;
     const { id, claims, count, threshold, seed, accelerate } = message;
-    let trials = message.trials;
+    let trials: Uint32Array;
     try {
-      if (trials === null) {
-        const { tape, scheme, tokenizer } = message.request!;
-        trials = fakeKeyTrials(tape, scheme, tokenizer, seed, accelerate, true);
-        worker.postMessage({ kind: 'trials', id, trials } satisfies ToTapeWorker);
-      }
+      const { tape, scheme, tokenizer } = message.request;
+      trials = fakeKeyTrials(tape, scheme, tokenizer, seed, accelerate, true);
+      worker.postMessage({ kind: 'trials', id, trials } satisfies ToTapeWorker);
     } catch (error) {
       worker.postMessage({
         kind: 'fake-failure',

@@ -1,14 +1,13 @@
 /**
  * The worker thread of tape-thread.ts: builds the evidence tape from the documents the main thread
  * sends, as they come, and scans them with `scanCorpusAnyKeys`. The fake keys are shared with the main
- * thread, idle once the corpus is read: it computes a LeftHash set's trial values while this thread
- * scores the true keys, then both threads take the set's batches of fake keys from one atomic counter.
+ * thread, idle once the corpus is read: it computes a set's trial values while this thread scores the
+ * true keys, then both threads take the set's batches of fake keys from one atomic counter.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import {
   type CalibrationRequest,
   type FakeKeyCounts,
-  fakeKeyTrials,
   IssuedWindowSet,
   runFakeKeyJob,
   type ScanDocument,
@@ -68,10 +67,10 @@ async function* documents(): AsyncGenerator<ScanDocument> {
 let calibrationIds = 0;
 
 /**
- * Scores one set of fake keys on both threads. A LeftHash set's trial values are computed on the main
- * thread (it gets the grouped tape), while this one scores the true keys; other schemes' here. Each
- * thread then claims the next unclaimed batch whenever it is free (this one once the true keys are
- * scored): a claim is an atomic add, so neither waits on the other's messages.
+ * Scores one set of fake keys on both threads. The main thread computes the trial values (it gets the
+ * tape, in shared memory) while this one scores the true keys; then each thread claims the next
+ * unclaimed batch whenever it is free (this one once the true keys are scored): a claim is an atomic
+ * add, so neither waits on the other's messages.
  */
 function calibrate(request: CalibrationRequest): Promise<FakeKeyCounts[]> {
   const id = calibrationIds++;
@@ -117,22 +116,16 @@ function calibrate(request: CalibrationRequest): Promise<FakeKeyCounts[]> {
       setImmediate(runOne);
     };
     calibrations.set(id, { trials: runHere, result: finished, failure });
-    const settings = { id, claims, count, threshold, seed, accelerate };
-    const tape = trialTape(request.tape);
-    if (tape !== null) {
-      post({ kind: 'calibrate', ...settings, trials: null, request: { ...request, tape } });
-      return;
-    }
-    const trials = fakeKeyTrials(
-      request.tape,
-      request.scheme,
-      request.tokenizer,
-      request.seed,
-      request.accelerate,
-      true,
-    );
-    post({ kind: 'calibrate', ...settings, trials, request: null });
-    runHere(trials);
+    post({
+      kind: 'calibrate',
+      id,
+      claims,
+      count,
+      threshold,
+      seed,
+      accelerate,
+      request: { ...request, tape: trialTape(request.tape) },
+    });
   });
 }
 
