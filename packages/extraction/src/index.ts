@@ -87,6 +87,7 @@ export {
   DEFAULT_SCAN_MISS_RATE,
   type DocumentReport,
   type Dose,
+  FAKE_KEY_JOB_PARTS,
   type FakeKeyRunner,
   fakeKeyPValues,
   type KeyEvidence,

@@ -307,13 +307,10 @@ export function leftHashGreenValues(
 ): Uint32Array {
   if (keyBytes.length !== 32) throw new RangeError('keyBytes: expected one key (32 bytes)');
   const wasm = accelerate ? loadKernel() : null;
-  const output =
-    wasm === null
-      ? countScalar(tape, keyBytes, 0, false, true)
-      : runKernel(wasm, tape, keyBytes, 0, false, true, shared);
-  return shared && !(output.values!.buffer instanceof SharedArrayBuffer)
-    ? sharedCopy(output.values!)
-    : output.values!;
+  // The kernel copies its values out straight into shared memory; the scalar path's are copied there.
+  if (wasm !== null) return runKernel(wasm, tape, keyBytes, 0, false, true, shared).values!;
+  const values = countScalar(tape, keyBytes, 0, false, true).values!;
+  return shared ? sharedCopy(values) : values;
 }
 
 /** A copy of `array` in a SharedArrayBuffer. */

@@ -66,6 +66,8 @@ export interface CalibrationRequest {
 export type Calibrator = (request: CalibrationRequest) => Promise<readonly FakeKeyCounts[]>;
 
 export const DEFAULT_FAKE_KEYS = 100;
+/** Batches a set of fake keys is split into ({@link splitFakeKeyJobs}): enough for a runner to balance threads. */
+export const FAKE_KEY_JOB_PARTS = 8;
 /** Fewer fake keys than this give no verdict: the uniformity test would have no power. */
 export const MIN_FAKE_KEYS_FOR_VERDICT = 20;
 export const DEFAULT_SCAN_ALPHA = 1e-6;
@@ -488,6 +490,7 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
 
   const finished = new Map<string, { tape: EvaluationTape; origins: CandidateOrigins; counts: TapeCounts }>();
   for (const layout of layouts.values()) finished.set(layout.id, layout.tape.finish());
+  const finishedOf = (key: WatermarkKey) => finished.get(layoutOf(key).id)!;
 
   // Fake keys: one set per (layout, τ), shared by the true keys that have them. The trial values are
   // computed here once; the runner then scores the fake keys on them while the true keys are scored.
@@ -502,39 +505,27 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
     if (calibrations.has(id)) continue;
     calibrations.set(id, {});
     if (fakeKeyCount === 0) continue;
-    if (options.calibrate !== undefined) {
-      const request: CalibrationRequest = {
-        tape: finished.get(`${key.scheme.name}/${key.scheme.contextWidth}`)!.tape,
-        scheme: {
-          name: key.scheme.name,
-          contextWidth: key.scheme.contextWidth,
-          gamma: key.scheme.gamma,
-          delta: key.scheme.delta,
-        },
-        tokenizer: key.tokenizer,
-        threshold: key.scheme.threshold,
-        seed,
-        count: fakeKeyCount,
-        accelerate,
-      };
-      calibrated.push(options.calibrate(request).then((results) => ({ id, results })));
-      continue;
-    }
-    const trials = fakeKeyTrials(
-      finished.get(`${key.scheme.name}/${key.scheme.contextWidth}`)!.tape,
-      {
+    const request: CalibrationRequest = {
+      tape: finishedOf(key).tape,
+      scheme: {
         name: key.scheme.name,
         contextWidth: key.scheme.contextWidth,
         gamma: key.scheme.gamma,
         delta: key.scheme.delta,
       },
-      key.tokenizer,
+      tokenizer: key.tokenizer,
+      threshold: key.scheme.threshold,
       seed,
+      count: fakeKeyCount,
       accelerate,
-    );
-    // The runner decides the parallelism; 8 jobs a set lets it balance.
+    };
+    if (options.calibrate !== undefined) {
+      calibrated.push(options.calibrate(request).then((results) => ({ id, results })));
+      continue;
+    }
+    const trials = fakeKeyTrials(request.tape, request.scheme, request.tokenizer, seed, accelerate);
     const job = { trials, threshold: key.scheme.threshold, seed, accelerate };
-    for (const part of splitFakeKeyJobs(job, fakeKeyCount, 8)) {
+    for (const part of splitFakeKeyJobs(job, fakeKeyCount, FAKE_KEY_JOB_PARTS)) {
       allJobs.push(part);
       jobOwner.push(id);
     }
@@ -544,12 +535,10 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
   // Awaited below, after the true keys: a failure meanwhile is not unhandled.
   calibratedSets.catch(() => undefined);
   // The true keys meanwhile (the runner may use other threads).
-  const evaluations = keys.map((key) =>
-    evaluateKey(finished.get(`${key.scheme.name}/${key.scheme.contextWidth}`)!.tape, key, accelerate),
-  );
+  const evaluations = keys.map((key) => evaluateKey(finishedOf(key).tape, key, accelerate));
   // The true keys' tapes and evidence too, while the fake keys are scored.
   const unconfirmed = keys.map((key, index) => {
-    const { origins, counts } = finished.get(`${key.scheme.name}/${key.scheme.contextWidth}`)!;
+    const { origins, counts } = finishedOf(key);
     const { numScored, numGreen, status } = evaluations[index]!;
     // The scored tape of this key, in order: where the signal is.
     const bits = new Uint8Array(numScored);

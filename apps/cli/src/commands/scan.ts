@@ -390,6 +390,9 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
           const watch = watchInterrupts(io);
           interrupt = watch;
           const kept: ScanDocument[] | null = options.attribute ? [] : null;
+          // English text runs about 4.7 bytes a token; the guess only sizes tables.
+          const expectedTokens = bytes / 4;
+          const calibrating = (): void => progress.message(`calibrating with ${options.fakeKeys} fake keys…`);
           const pooledKeyIds =
             accountKeys === null || accountKeys.subKeys.length < 2
               ? undefined
@@ -400,8 +403,7 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
               specialTokenIds: [...specialTokenIds],
               fakeKeys: options.fakeKeys,
               ...(options.fakeKeySeed === undefined ? {} : { fakeKeySeed: options.fakeKeySeed }),
-              // English text runs about 4.7 bytes a token; the guess only sizes tables.
-              expectedTokens: bytes / 4,
+              expectedTokens,
               alpha: options.alpha,
               minimumDose: options.minDose,
               ...(issuedOutputs === undefined ? {} : { issuedOutputs }),
@@ -414,20 +416,17 @@ export function registerScan(program: Command, io: CliIo, setExit: (code: number
           );
           const scanned =
             tapeThread !== null
-              ? tapeThread.scan(kept === null ? documents : keep(documents, kept), () =>
-                  progress.message(`calibrating with ${options.fakeKeys} fake keys…`),
-                )
+              ? tapeThread.scan(kept === null ? documents : keep(documents, kept), calibrating)
               : scanCorpusAnyKeys({
                   documents: kept === null ? documents : keep(documents, kept),
                   keys: scanKeys,
                   specialTokenIds,
                   fakeKeys: options.fakeKeys,
-                  // English text runs about 4.7 bytes a token; the guess only sizes tables.
-                  expectedTokens: bytes / 4,
+                  expectedTokens,
                   alpha: options.alpha,
                   minimumDose: options.minDose,
                   runFakeKeyJobs: (jobs) => {
-                    progress.message(`calibrating with ${options.fakeKeys} fake keys…`);
+                    calibrating();
                     return pool.runFakeKeyJobs(jobs, watch.check);
                   },
                   ...(options.fakeKeySeed === undefined ? {} : { fakeKeySeed: options.fakeKeySeed }),

@@ -17,6 +17,7 @@ import {
   type AnyScanReport,
   type CalibrationRequest,
   type EvaluationTape,
+  FAKE_KEY_JOB_PARTS,
   type FakeKeyCounts,
   fakeKeyTrials,
   runFakeKeyJob,
@@ -69,7 +70,7 @@ export type FromTapeWorker =
   /**
    * A set of fake keys to score with the worker: its trial values are computed here first (from the
    * request's tape) and sent back. `claims[0]` is the next batch to run, claimed by an atomic add on
-   * either thread; the batches are `splitFakeKeyJobs(…, count, CALIBRATION_PARTS)` on both.
+   * either thread; the batches are `splitFakeKeyJobs(…, count, FAKE_KEY_JOB_PARTS)` on both.
    */
   | {
       readonly kind: 'calibrate';
@@ -84,9 +85,6 @@ export type FromTapeWorker =
   | { readonly kind: 'calibrating' }
   | { readonly kind: 'report'; readonly report: AnyScanReport }
   | { readonly kind: 'failure'; readonly name: string; readonly message: string };
-
-/** Batches a set of fake keys is split into (as the library's scan splits them). */
-export const CALIBRATION_PARTS = 8;
 
 /**
  * What a set's trial values are computed from on the main thread. The worker's tapes keep their
@@ -233,7 +231,7 @@ export function startTapeThread(
       } satisfies ToTapeWorker);
       return;
     }
-    const jobs = splitFakeKeyJobs({ trials, threshold, seed, accelerate }, count, CALIBRATION_PARTS);
+    const jobs = splitFakeKeyJobs({ trials, threshold, seed, accelerate }, count, FAKE_KEY_JOB_PARTS);
     // One batch at a time, letting messages and signals through between them.
     const runOne = (): void => {
       if (closed) return;

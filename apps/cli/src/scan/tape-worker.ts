@@ -7,6 +7,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import {
   type CalibrationRequest,
+  FAKE_KEY_JOB_PARTS,
   type FakeKeyCounts,
   IssuedWindowSet,
   runFakeKeyJob,
@@ -15,7 +16,6 @@ import {
   splitFakeKeyJobs,
 } from '@tracemark/extraction';
 import {
-  CALIBRATION_PARTS,
   type DocumentBatch,
   type FromTapeWorker,
   type TapeThreadOptions,
@@ -80,7 +80,7 @@ function calibrate(request: CalibrationRequest): Promise<FakeKeyCounts[]> {
   const total = splitFakeKeyJobs(
     { trials: new Uint32Array(0), threshold, seed, accelerate },
     count,
-    CALIBRATION_PARTS,
+    FAKE_KEY_JOB_PARTS,
   ).length;
   return new Promise((resolve, reject) => {
     const results: FakeKeyCounts[] = [];
@@ -99,7 +99,7 @@ function calibrate(request: CalibrationRequest): Promise<FakeKeyCounts[]> {
       reject(error);
     };
     const runHere = (trials: Uint32Array): void => {
-      const jobs = splitFakeKeyJobs({ trials, threshold, seed, accelerate }, count, CALIBRATION_PARTS);
+      const jobs = splitFakeKeyJobs({ trials, threshold, seed, accelerate }, count, FAKE_KEY_JOB_PARTS);
       const runOne = (): void => {
         if (failed) return;
         const job = Atomics.add(claims, 0, 1);
