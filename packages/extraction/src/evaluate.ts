@@ -16,9 +16,9 @@ import {
 import { type EvaluationTape, groupByWindow } from './evidence-tape.ts';
 import { fakeKeyMasks, fakeTrialSecret } from './fake-keys.ts';
 import {
-  countLeftHash,
   countMixed,
   kernelKeyBytes,
+  leftHashBits,
   leftHashGreenValues,
   selfHashSeeds,
   sharedCopy,
@@ -291,7 +291,7 @@ function evaluateLeftHash(
           tape.candidateToken,
           true,
         );
-  const output = countLeftHash(
+  const { numGreen, bits, distinctSeeds } = leftHashBits(
     {
       windowWidth: tape.windowWidth,
       windows: grouped.windows,
@@ -300,17 +300,15 @@ function evaluateLeftHash(
     },
     kernelKeyBytes([key]),
     key.scheme.threshold,
-    true,
     accelerate,
   );
   // Two windows whose seeds collide (a 2^-64 event per pair) would be one trial: then go exact.
-  if (!allDistinct64(output.seeds!)) return null;
+  if (!distinctSeeds) return null;
   const status = new Uint8Array(tape.candidateToken.length);
-  const bits = output.bits!;
   for (let i = 0; i < bits.length; i++) {
     status[grouped.order[i]!] = bits[i] === 1 ? CandidateStatus.green : CandidateStatus.red;
   }
-  return { numScored: status.length, numGreen: output.counts[0]!, status };
+  return { numScored: status.length, numGreen, status };
 }
 
 /** The reference path: seeds through @tracemark/core and a dedup tape keyed on (seed, token). */

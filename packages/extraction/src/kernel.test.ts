@@ -3,7 +3,7 @@ import { createWatermarker, createWatermarkKey } from '@tracemark/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import wabt from 'wabt';
-import { countLeftHash, countMixed, kernelKeyBytes, leftHashGreenValues } from './kernel.ts';
+import { countLeftHash, countMixed, kernelKeyBytes, leftHashBits, leftHashGreenValues } from './kernel.ts';
 import { KERNEL_WASM_BASE64 } from './kernel-wasm.ts';
 import { kolmogorovSmirnovUniform } from './uniformity.ts';
 
@@ -75,6 +75,17 @@ describe('LeftHash green-count kernel', () => {
             const scalarBits = countLeftHash(tape, kernelKeyBytes([key]), threshold, true, false);
             expect(Array.from(scalarBits.bits!)).toEqual(bits);
             expect(Array.from(scalarBits.seeds!)).toEqual(seeds.map((x) => x >>> 0));
+            // The seeds are distinct unless two windows are equal (a 64-bit collision aside).
+            const distinct =
+              new Set(seeds.map((x, i) => (i % 2 === 0 ? `${x >>> 0}:${seeds[i + 1]! >>> 0}` : ''))).size -
+                1 ===
+                seeds.length / 2 || seeds.length === 0;
+            for (const accelerate of [true, false]) {
+              const direct = leftHashBits(tape, kernelKeyBytes([key]), threshold, accelerate);
+              expect(direct.numGreen).toBe(green);
+              expect(Array.from(direct.bits)).toEqual(bits);
+              expect(direct.distinctSeeds).toBe(distinct);
+            }
           });
         },
       ),
@@ -99,6 +110,38 @@ it('the committed WebAssembly module is the compilation of wasm/kernel.wat', asy
   const compiler = await wabt();
   const { buffer } = compiler.parseWat('kernel.wat', source, { bulk_memory: true, simd: true }).toBinary({});
   expect(Buffer.from(buffer).toString('base64')).toBe(KERNEL_WASM_BASE64);
+});
+
+it('leftHashBits finds two equal windows (one seed) whatever their places, on both paths', () => {
+  const [key] = [createWatermarkKey({ secret: new Uint8Array(32).fill(3), scheme: { contextWidth: 2 } })];
+  for (let windows = 4; windows < 40; windows += 7) {
+    for (const [a, b] of [
+      [0, windows - 1],
+      [windows - 2, windows - 1],
+      [1, 3],
+    ]) {
+      const tape = {
+        windowWidth: 2,
+        windows: Uint32Array.from({ length: 2 * windows }, (_, i) => 1000 + i),
+        offsets: Uint32Array.from({ length: windows + 1 }, (_, c) => c),
+        tokens: Uint32Array.from({ length: windows }, (_, c) => c),
+      };
+      for (const accelerate of [true, false]) {
+        expect(
+          leftHashBits(tape, kernelKeyBytes([key!]), key!.scheme.threshold, accelerate).distinctSeeds,
+        ).toBe(true);
+      }
+      // A new array: the kernel keeps the last tape it was given (the same arrays are not copied again).
+      const repeated = tape.windows.slice();
+      repeated.copyWithin(2 * b!, 2 * a!, 2 * a! + 2);
+      tape.windows = repeated;
+      for (const accelerate of [true, false]) {
+        expect(
+          leftHashBits(tape, kernelKeyBytes([key!]), key!.scheme.threshold, accelerate).distinctSeeds,
+        ).toBe(false);
+      }
+    }
+  }
 });
 
 describe('fake-key kernels', () => {

@@ -5,6 +5,7 @@
  */
 import { createSipHasher, derivePrfKeys, type WatermarkKey } from '@tracemark/core';
 import { KERNEL_WASM_BASE64 } from './kernel-wasm.ts';
+import { allDistinct64 } from './tables.ts';
 
 // The few WebAssembly declarations used here (the project's lib settings carry no DOM types).
 interface WasmMemory {
@@ -165,6 +166,35 @@ export function countLeftHash(
   return runKernel(wasm, tape, keyBytes, threshold, withBits);
 }
 
+/**
+ * One key's green bits on `tape` (in tape order), its green count, and whether its window seeds are
+ * all distinct (when two collide, the windows are one trial: the caller deduplicates on seeds). The
+ * seeds are checked where the kernel wrote them, without a copy.
+ */
+export function leftHashBits(
+  tape: WindowGroupedTape,
+  keyBytes: Uint8Array,
+  threshold: number,
+  accelerate = true,
+): { readonly numGreen: number; readonly bits: Uint8Array; readonly distinctSeeds: boolean } {
+  if (keyBytes.length !== 32) throw new RangeError('keyBytes: expected exactly one key');
+  const wasm = accelerate ? loadKernel() : null;
+  const output =
+    wasm === null
+      ? countScalar(tape, keyBytes, threshold, true)
+      : runKernel(wasm, tape, keyBytes, threshold, true, false, false, true);
+  return {
+    numGreen: output.counts[0]!,
+    bits: output.bits!,
+    // The kernel's seeds are its i64s as they lie in memory, (low, high) word pairs.
+    distinctSeeds: allDistinct64(output.seeds!, wasm === null ? 0 : 1),
+  };
+}
+
+/**
+ * With `rawSeeds`, `seeds` is the kernel's memory itself, as it wrote them ((low, high) word pairs),
+ * until the kernel next runs.
+ */
 function runKernel(
   wasm: KernelExports,
   tape: WindowGroupedTape,
@@ -173,6 +203,7 @@ function runKernel(
   withBits: boolean,
   withValues = false,
   sharedValues = false,
+  rawSeeds = false,
 ): KernelOutput {
   const nkeys = keyBytes.length / 32;
   const h = tape.windowWidth;
@@ -241,6 +272,7 @@ function runKernel(
   if (!withBits) return { counts, bits: null, seeds: null, values };
   const bits = new Uint8Array(buffer, bitsAt, ntokens).slice();
   const raw = new Uint32Array(buffer, seedsAt, 2 * nwindows);
+  if (rawSeeds) return { counts, bits, seeds: raw, values };
   const seeds = new Uint32Array(2 * nwindows);
   for (let c = 0; c < nwindows; c++) {
     seeds[2 * c] = raw[2 * c + 1]!;

@@ -1,6 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { firstOccurrences, PairSet, SweptPairSet, TupleTable, tupleHash, tupleIdsInOrder } from './tables.ts';
+import {
+  allDistinct64,
+  firstOccurrences,
+  PairSet,
+  SweptPairSet,
+  TupleTable,
+  tupleHash,
+  tupleIdsInOrder,
+} from './tables.ts';
 
 describe('TupleTable', () => {
   it('maps equal tuples to one id and different tuples to different ids, in insertion order', () => {
@@ -149,5 +157,47 @@ describe('SweptPairSet', () => {
     expect(() =>
       swept.addBatch(Uint32Array.of(2 ** 32 - 1), Uint32Array.of(0), 1, new Uint8Array(1)),
     ).toThrow(RangeError);
+  });
+});
+
+describe('allDistinct64', () => {
+  it('says whether the pairs are distinct, in either word order, and only reorders them', () => {
+    fc.assert(
+      fc.property(
+        // Few distinct top bytes and values: buckets with many pairs, and repeats.
+        fc.array(
+          fc.tuple(
+            fc.oneof(
+              fc.integer({ min: 0, max: 3 }).map((x) => (x << 24) >>> 0),
+              fc.nat({ max: 2 ** 32 - 1 }),
+            ),
+            fc.integer({ min: 0, max: 40 }),
+          ),
+          { maxLength: 3000 },
+        ),
+        fc.constantFrom<0 | 1>(0, 1),
+        (pairs, highAt) => {
+          const words = new Uint32Array(2 * pairs.length);
+          pairs.forEach(([high, low], i) => {
+            words[2 * i + highAt] = high;
+            words[2 * i + 1 - highAt] = low;
+          });
+          const before = pairs.map(([high, low]) => `${high}:${low}`);
+          const distinct = new Set(before).size === before.length;
+          expect(allDistinct64(words, highAt)).toBe(distinct);
+          if (distinct) {
+            // Every pair is still there (once each), the bucket of each top byte together.
+            const after = Array.from(
+              { length: pairs.length },
+              (_, i) => `${words[2 * i + highAt]}:${words[2 * i + 1 - highAt]}`,
+            );
+            expect([...after].sort()).toEqual([...before].sort());
+            const tops = Array.from({ length: pairs.length }, (_, i) => words[2 * i + highAt]! >>> 24);
+            expect(tops).toEqual([...tops].sort((a, b) => a - b));
+          }
+        },
+      ),
+      { numRuns: 200, seed: 5 },
+    );
   });
 });

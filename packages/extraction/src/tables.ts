@@ -383,25 +383,45 @@ function bucketOrder(
 }
 
 /**
- * True when the 64-bit values `words` holds as (high, low) word pairs are all distinct. Buckets by the
- * top 8 bits first, then checks each bucket in a small table that stays in cache: a corpus' worth of
- * window seeds costs two passes instead of one cache miss each.
+ * True when the 64-bit values `words` holds as word pairs are all distinct: (high, low) pairs, or
+ * (low, high) with `highAt` 1 (WebAssembly's little-endian i64). Reorders the pairs: they are bucketed
+ * by the top 8 bits in place (an American flag sort), then each bucket is checked in a small table that
+ * stays in cache. A corpus' worth of window seeds costs two passes instead of a cache miss each, and no
+ * memory the size of the input (each 4 KB page of which costs a fault when first written).
  */
-export function allDistinct64(words: Uint32Array): boolean {
+export function allDistinct64(words: Uint32Array, highAt: 0 | 1 = 0): boolean {
   const n = words.length >>> 1;
+  const lowAt = 1 - highAt;
   const starts = new Uint32Array(257);
-  for (let i = 0; i < n; i++) starts[(words[2 * i]! >>> 24) + 1]!++;
+  for (let i = 0; i < n; i++) starts[(words[2 * i + highAt]! >>> 24) + 1]!++;
   let largest = 0;
   for (let b = 0; b < 256; b++) {
     largest = Math.max(largest, starts[b + 1]!);
     starts[b + 1] = starts[b + 1]! + starts[b]!;
   }
-  const bucketed = new Uint32Array(2 * n);
+  // Each pair goes to the next free place of its bucket, displacing the pair there, which goes on to
+  // its own bucket in turn, until a pair of the bucket being filled comes back.
   const next = starts.slice(0, 256);
-  for (let i = 0; i < n; i++) {
-    const at = next[words[2 * i]! >>> 24]!++;
-    bucketed[2 * at] = words[2 * i]!;
-    bucketed[2 * at + 1] = words[2 * i + 1]!;
+  for (let b = 0; b < 256; b++) {
+    const end = starts[b + 1]!;
+    for (let at = next[b]!; at < end; at = next[b]!) {
+      let x = words[2 * at]!;
+      let y = words[2 * at + 1]!;
+      let bucket = (highAt === 0 ? x : y) >>> 24;
+      while (bucket !== b) {
+        const to = next[bucket]!++;
+        const u = words[2 * to]!;
+        const v = words[2 * to + 1]!;
+        words[2 * to] = x;
+        words[2 * to + 1] = y;
+        x = u;
+        y = v;
+        bucket = (highAt === 0 ? x : y) >>> 24;
+      }
+      words[2 * at] = x;
+      words[2 * at + 1] = y;
+      next[b] = at + 1;
+    }
   }
   const capacity = bucketCapacity(largest);
   const mask = capacity - 1;
@@ -411,8 +431,8 @@ export function allDistinct64(words: Uint32Array): boolean {
   for (let b = 0; b < 256; b++) {
     const stamp = b + 1;
     for (let at = starts[b]!; at < starts[b + 1]!; at++) {
-      const high = bucketed[2 * at]!;
-      const low = bucketed[2 * at + 1]!;
+      const high = words[2 * at + highAt]!;
+      const low = words[2 * at + lowAt]!;
       let slot = finish(mix(low, high)) & mask;
       while (owner[slot] === stamp) {
         if (slots[2 * slot] === high && slots[2 * slot + 1] === low) return false;
