@@ -338,7 +338,10 @@ export class EvidenceTape {
     const eligibleAt = this.eligibleAt;
     // The hashes are no longer needed after numbering: their memory takes the ids.
     const ids = new Uint32Array(this.eligibleHash.buffer, 0, count);
-    const numWindows = tupleIdsInOrder(c, eligibleAt, this.eligibleHash, count, w, ids);
+    // The grouping's order and next arrays (written in full there, and touched while the documents came)
+    // hold the bucketed entries meanwhile.
+    const scratch = this.ahead === null ? null : ([this.ahead.order, this.ahead.next] as const);
+    const numWindows = tupleIdsInOrder(c, eligibleAt, this.eligibleHash, count, w, ids, scratch);
     const windows =
       this.ahead !== null && numWindows * w <= this.ahead.windows.length && numWindows > 0
         ? this.ahead.windows.subarray(0, numWindows * w)
@@ -571,9 +574,10 @@ export class EvidenceTape {
 }
 
 /**
- * Arrays for {@link groupByWindow} made ahead of time (zero, and at least as long as it needs: counts
- * numWindows + 1, next and groupWindow numWindows, tokens and order a candidate each), and the
- * windows' table of {@link EvidenceTape.finish}.
+ * Arrays for {@link groupByWindow} made ahead of time (at least as long as it needs: counts
+ * numWindows + 1, next and groupWindow numWindows, tokens and order a candidate each; counts and
+ * tokens zero, order and next written in full there, so numbering the windows borrows them first),
+ * and the windows' table of {@link EvidenceTape.finish}.
  */
 interface GroupScratch {
   readonly windows: Uint32Array;

@@ -102,13 +102,31 @@ describe('tupleIdsInOrder', () => {
           colliding ? (source[end - width]! % 4) << 30 : tupleHash(source, end - width, width),
         );
         // The ids take the hashes' memory, as the evidence tape does.
-        const ids = new Uint32Array(hashes.buffer);
-        const distinct = tupleIdsInOrder(source, Uint32Array.from(ends), hashes, ends.length, width, ids);
-        const table = new TupleTable(width);
-        ends.forEach((end, k) => {
-          expect(ids[k]).toBe(table.insert(source, end - width));
-        });
-        expect(distinct).toBe(table.size);
+        // Scratch arrays of any content, long enough or one entry short (then new arrays are used).
+        for (const spare of [0, 7, -1]) {
+          const ids = new Uint32Array(hashes.slice().buffer);
+          const scratch =
+            spare === 0
+              ? null
+              : ([
+                  new Uint32Array(ends.length + spare).fill(0xdeadbeef),
+                  new Uint32Array(ends.length + spare).fill(12345),
+                ] as const);
+          const distinct = tupleIdsInOrder(
+            source,
+            Uint32Array.from(ends),
+            new Int32Array(ids.buffer),
+            ends.length,
+            width,
+            ids,
+            scratch,
+          );
+          const table = new TupleTable(width);
+          ends.forEach((end, k) => {
+            expect(ids[k]).toBe(table.insert(source, end - width));
+          });
+          expect(distinct).toBe(table.size);
+        }
       }
     }
   });

@@ -463,7 +463,9 @@ export function tupleHash(source: Uint32Array, start: number, width: number): nu
  * corpus-sized table: (hash, k) entries are bucketed by the top bits of the hash (a stable counting
  * sort, so each bucket keeps corpus order), and each bucket is deduplicated in a small table that
  * stays in cache; tuples of equal hash are compared in `source`. Only repeats are written back; a
- * last pass in corpus order numbers the first occurrences.
+ * last pass in corpus order numbers the first occurrences. `scratch` (optional): two arrays of at
+ * least `count` entries each that the bucketed entries may be written to (their content is lost), in
+ * place of new ones.
  */
 export function tupleIdsInOrder(
   source: Uint32Array,
@@ -472,6 +474,7 @@ export function tupleIdsInOrder(
   count: number,
   width: number,
   ids: Uint32Array,
+  scratch: readonly [Uint32Array, Uint32Array] | null = null,
 ): number {
   let bits = 0;
   while (bits < 16 && count >>> bits > 4096) bits++;
@@ -486,26 +489,30 @@ export function tupleIdsInOrder(
     largest = Math.max(largest, bucketStarts[b + 1]!);
     bucketStarts[b + 1] = bucketStarts[b + 1]! + bucketStarts[b]!;
   }
-  // (hash, k) by bucket. Not the tuples too: with them this array was 6 words a position at width
-  // 4 (82 MB for 3.4 M positions, each page a fault when first touched), and the tuples are read
-  // only where two hashes are equal, nearly always a repeat.
-  const bucketed = new Int32Array(2 * count);
+  // (hash, k) by bucket. Not the tuples too: with them this was 6 words a position at width 4 (82 MB
+  // for 3.4 M positions, each page a fault when first touched), and the tuples are read only where
+  // two hashes are equal, nearly always a repeat.
+  const usable = scratch !== null && scratch[0].length >= count && scratch[1].length >= count;
+  const bucketHash = usable
+    ? new Int32Array(scratch[0].buffer, scratch[0].byteOffset, count)
+    : new Int32Array(count);
+  const bucketIndex = usable ? scratch[1] : new Uint32Array(count);
   const next = bucketStarts.slice(0, buckets);
   for (let k = 0; k < count; k++) {
     const hash = hashes[k]!;
-    const at = 2 * next[(hash >>> shift) & keep]!++;
-    bucketed[at] = hash;
-    bucketed[at + 1] = k;
+    const at = next[(hash >>> shift) & keep]!++;
+    bucketHash[at] = hash;
+    bucketIndex[at] = k;
   }
   ids.fill(0xffffffff, 0, count);
-  // Per slot: the place in `bucketed` of a first occurrence + 1 (0: empty), cleared per bucket.
+  // Per slot: the bucketed place of a first occurrence + 1 (0: empty), cleared per bucket.
   const slots = new Uint32Array(bucketCapacity(largest));
   const mask = slots.length - 1;
   for (let b = 0; b < buckets; b++) {
     if (b > 0) slots.fill(0);
     for (let at = bucketStarts[b]!; at < bucketStarts[b + 1]!; at++) {
-      const hash = bucketed[2 * at]!;
-      const k = bucketed[2 * at + 1]!;
+      const hash = bucketHash[at]!;
+      const k = bucketIndex[at]!;
       let slot = hash & mask;
       for (;;) {
         const held = slots[slot]!;
@@ -513,9 +520,9 @@ export function tupleIdsInOrder(
           slots[slot] = at + 1;
           break;
         }
-        const other = 2 * (held - 1);
-        if (bucketed[other] === hash) {
-          const first = bucketed[other + 1]!;
+        const other = held - 1;
+        if (bucketHash[other] === hash) {
+          const first = bucketIndex[other]!;
           const mine = ends[k]! - width;
           const theirs = ends[first]! - width;
           let j = 0;
