@@ -540,16 +540,20 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
   const unconfirmed = keys.map((key, index) => {
     const { origins, counts } = finishedOf(key);
     const { numScored, numGreen, status } = evaluations[index]!;
-    // The scored tape of this key, in order: where the signal is.
+    // The scored tape of this key, in order: where the signal is. Where every candidate is scored (as
+    // LeftHash's are), the places are the tape's own (read only), not a copy of 8 bytes a candidate.
+    const everyOne = numScored === status.length;
     const bits = new Uint8Array(numScored);
-    const document = new Uint32Array(numScored);
-    const position = new Uint32Array(numScored);
+    const document = everyOne ? origins.document : new Uint32Array(numScored);
+    const position = everyOne ? origins.position : new Uint32Array(numScored);
     let at = 0;
     for (let i = 0; i < status.length; i++) {
       if (status[i] === 0) continue;
       bits[at] = status[i] === 2 ? 1 : 0;
-      document[at] = origins.document[i]!;
-      position[at] = origins.position[i]!;
+      if (!everyOne) {
+        document[at] = origins.document[i]!;
+        position[at] = origins.position[i]!;
+      }
       at++;
     }
     const tally = { counts, numScored, numGreen, bits, document, position };
