@@ -22,6 +22,7 @@
  */
 import type { SchemeName } from '@tracemark/core';
 import { filterWindowWidth, type IssuedWindowSet } from './issued.ts';
+import { KernelArena } from './kernel.ts';
 import { grown, PairSet, SweptPairSet, TupleTable, tupleHash, tupleIdsInOrder } from './tables.ts';
 
 /** The seeding scheme a tape serves; keys with the same name and h share one tape. */
@@ -41,6 +42,8 @@ const MAX_PRESIZE = 1 << 23;
 const LAST_TOKEN = 0xffffffff;
 /** 32-bit words in a 4 KB page. */
 const PAGE_WORDS = 1024;
+/** Expected tokens from which a LeftHash tape makes its grouped arrays in a {@link KernelArena}. */
+const ARENA_MIN_TOKENS = 1 << 16;
 /** Completion pairs that wait for the pair set together (see {@link EvidenceTape.settlePending}). */
 const PENDING_BATCH = 1 << 18;
 
@@ -220,11 +223,19 @@ export class EvidenceTape {
     this.orderToken = uint32Array(capacity, sharedMemory);
     this.orderDocument = new Uint32Array(capacity);
     this.orderPosition = new Uint32Array(capacity);
+    // LeftHash's grouped windows, offsets and tokens in an arena, for the kernel to score where they are
+    // (from a corpus size where the copy it saves counts).
+    const arena =
+      this.deferred && layout.scheme === 'lefthash' && capacity >= ARENA_MIN_TOKENS
+        ? KernelArena.create(4 * capacity * (this.windowWidth + 2) + 64)
+        : null;
+    const kernelArray = (length: number): Uint32Array =>
+      arena?.uint32Array(length) ?? uint32Array(length, sharedMemory);
     this.ahead = this.deferred
       ? {
-          windows: uint32Array(capacity * this.windowWidth, sharedMemory),
-          counts: uint32Array(capacity + 1, sharedMemory),
-          tokens: uint32Array(capacity, sharedMemory),
+          windows: kernelArray(capacity * this.windowWidth),
+          counts: kernelArray(capacity + 1),
+          tokens: kernelArray(capacity),
           order: new Uint32Array(capacity),
           next: new Uint32Array(capacity),
           groupWindow: new Uint32Array(capacity),

@@ -108,7 +108,9 @@ describe('LeftHash green-count kernel', () => {
 it('the committed WebAssembly module is the compilation of wasm/kernel.wat', async () => {
   const source = readFileSync(new URL('../wasm/kernel.wat', import.meta.url), 'utf8');
   const compiler = await wabt();
-  const { buffer } = compiler.parseWat('kernel.wat', source, { bulk_memory: true, simd: true }).toBinary({});
+  const { buffer } = compiler
+    .parseWat('kernel.wat', source, { bulk_memory: true, simd: true, threads: true })
+    .toBinary({});
   expect(Buffer.from(buffer).toString('base64')).toBe(KERNEL_WASM_BASE64);
 });
 

@@ -15,6 +15,7 @@ interface WasmMemory {
 declare const WebAssembly: {
   Module: new (bytes: Uint8Array) => object;
   Instance: new (module: object, imports: object) => { readonly exports: unknown };
+  Memory: new (descriptor: { initial: number; maximum: number; shared: boolean }) => WasmMemory;
 };
 
 interface KernelExports {
@@ -56,19 +57,128 @@ interface KernelExports {
   siphash(key: number, message: number, length: number): bigint;
 }
 
+/** 64 KiB pages a kernel's memory may grow to: 4 GiB, as far as its 32-bit addresses reach (address space, not memory). */
+const MAX_PAGES = 65536;
+/** The first bytes of a kernel's memory are its own: the messages it hashes. */
+const SCRATCH_BYTES = 128;
+
+let compiled: object | null | undefined;
+
+/** The module, compiled once a thread; null without WebAssembly. */
+function compiledKernel(): object | null {
+  if (compiled !== undefined) return compiled;
+  try {
+    compiled = new WebAssembly.Module(Uint8Array.from(atob(KERNEL_WASM_BASE64), (c) => c.charCodeAt(0)));
+  } catch {
+    compiled = null;
+  }
+  return compiled;
+}
+
+/** The kernel on `memory` (shared, as the module declares it); null without WebAssembly. */
+function instantiate(memory: WasmMemory): KernelExports | null {
+  const module = compiledKernel();
+  if (module === null) return null;
+  try {
+    const { exports } = new WebAssembly.Instance(module, { env: { memory } });
+    return { ...(exports as object), memory } as KernelExports;
+  } catch {
+    return null;
+  }
+}
+
+function sharedMemory(pages: number): WasmMemory | null {
+  try {
+    return new WebAssembly.Memory({ initial: pages, maximum: MAX_PAGES, shared: true });
+  } catch {
+    return null;
+  }
+}
+
+/** This thread's kernel, on a memory of its own. */
 let kernel: KernelExports | null | undefined;
 
 function loadKernel(): KernelExports | null {
   if (kernel !== undefined) return kernel;
-  try {
-    const bytes = Uint8Array.from(atob(KERNEL_WASM_BASE64), (c) => c.charCodeAt(0));
-    kernel = new WebAssembly.Instance(new WebAssembly.Module(bytes), {}).exports as unknown as KernelExports;
-  } catch {
-    kernel = null;
-    return kernel;
-  }
-  warmUp(kernel);
+  const memory = sharedMemory(1);
+  kernel = memory === null ? null : instantiate(memory);
+  if (kernel !== null) warmUp(kernel);
   return kernel;
+}
+
+/**
+ * WebAssembly memory that arrays are made in for the kernel to read where they are: a tape whose
+ * grouped windows, offsets and tokens all lie in one arena is scored there, without a copy into the
+ * kernel's own memory first (at h = 4, 70 MB for 3 M tokens: 0.3 s on a 2-core virtual machine, most
+ * of it page faults). The memory is shared, so the arrays can be given to other threads as they are.
+ * The arena only hands out memory; its arrays live as long as it does.
+ */
+export class KernelArena {
+  private readonly memory: WasmMemory;
+  /** The buffer the arrays view (the memory's buffer when the arena was made; it may grow since). */
+  private readonly buffer: ArrayBuffer;
+  private top = SCRATCH_BYTES;
+  private kernel: KernelExports | null | undefined;
+
+  /** An arena that holds `bytes` of arrays; null where WebAssembly or its shared memory is missing. */
+  static create(bytes: number): KernelArena | null {
+    if (compiledKernel() === null) return null;
+    const memory = sharedMemory(Math.ceil((SCRATCH_BYTES + bytes) / 65536));
+    return memory === null ? null : new KernelArena(memory);
+  }
+
+  private constructor(memory: WasmMemory) {
+    this.memory = memory;
+    this.buffer = memory.buffer;
+    arenas.set(this.buffer, this);
+  }
+
+  /**
+   * A Uint32Array of `length` zeros in the arena, followed by 16 bytes of padding (the kernel reads a
+   * few tokens past the end, then masks them out); null when the arena is full.
+   */
+  uint32Array(length: number): Uint32Array | null {
+    const at = align(this.top);
+    if (at + 4 * length + 16 > this.buffer.byteLength) return null;
+    this.top = at + 4 * length + 16;
+    return new Uint32Array(this.buffer, at, length);
+  }
+
+  /** The kernel on this arena's memory, and where its working space starts (past the arrays). */
+  kernelHere(): { wasm: KernelExports; base: number } | null {
+    if (this.kernel === undefined) {
+      // The module compiles, and its code is optimized, once a thread: on this thread's own kernel.
+      this.kernel = loadKernel() === null ? null : instantiate(this.memory);
+    }
+    return this.kernel === null ? null : { wasm: this.kernel, base: align(this.top) };
+  }
+}
+
+/** The arena each arena buffer belongs to. */
+const arenas = new WeakMap<ArrayBufferLike, KernelArena>();
+
+/** Where a tape is scored: in its arena when all its arrays are in one, else in this thread's kernel. */
+interface KernelTarget {
+  readonly wasm: KernelExports;
+  /** The first byte of working space. */
+  readonly base: number;
+  /** The tape's arrays are in this kernel's memory already. */
+  readonly inPlace: boolean;
+}
+
+function kernelFor(tape: WindowGroupedTape, accelerate: boolean): KernelTarget | null {
+  if (!accelerate) return null;
+  const arena = arenas.get(tape.windows.buffer);
+  if (
+    arena !== undefined &&
+    arenas.get(tape.offsets.buffer) === arena &&
+    arenas.get(tape.tokens.buffer) === arena
+  ) {
+    const here = arena.kernelHere();
+    if (here !== null) return { ...here, inPlace: true };
+  }
+  const wasm = loadKernel();
+  return wasm === null ? null : { wasm, base: SCRATCH_BYTES, inPlace: false };
 }
 
 /**
@@ -89,8 +199,8 @@ function warmUp(wasm: KernelExports): void {
   };
   const keyBytes = new Uint8Array(32).fill(7);
   for (let call = 0; call < 24; call++) {
-    runKernel(wasm, tape, keyBytes, 0x40000000, false);
-    runKernel(wasm, tape, keyBytes, 0x40000000, true);
+    runKernel({ wasm, base: SCRATCH_BYTES, inPlace: false }, tape, keyBytes, 0x40000000, false);
+    runKernel({ wasm, base: SCRATCH_BYTES, inPlace: false }, tape, keyBytes, 0x40000000, true);
   }
 }
 
@@ -161,9 +271,9 @@ export function countLeftHash(
   const nkeys = keyBytes.length / 32;
   if (!Number.isInteger(nkeys)) throw new RangeError('keyBytes: expected 32 bytes a key');
   if (withBits && nkeys !== 1) throw new RangeError('withBits: expected exactly one key');
-  const wasm = accelerate ? loadKernel() : null;
-  if (wasm === null) return countScalar(tape, keyBytes, threshold, withBits);
-  return runKernel(wasm, tape, keyBytes, threshold, withBits);
+  const target = kernelFor(tape, accelerate);
+  if (target === null) return countScalar(tape, keyBytes, threshold, withBits);
+  return runKernel(target, tape, keyBytes, threshold, withBits);
 }
 
 /**
@@ -178,16 +288,16 @@ export function leftHashBits(
   accelerate = true,
 ): { readonly numGreen: number; readonly bits: Uint8Array; readonly distinctSeeds: boolean } {
   if (keyBytes.length !== 32) throw new RangeError('keyBytes: expected exactly one key');
-  const wasm = accelerate ? loadKernel() : null;
+  const target = kernelFor(tape, accelerate);
   const output =
-    wasm === null
+    target === null
       ? countScalar(tape, keyBytes, threshold, true)
-      : runKernel(wasm, tape, keyBytes, threshold, true, false, false, true);
+      : runKernel(target, tape, keyBytes, threshold, true, false, false, true);
   return {
     numGreen: output.counts[0]!,
     bits: output.bits!,
     // The kernel's seeds are its i64s as they lie in memory, (low, high) word pairs.
-    distinctSeeds: allDistinct64(output.seeds!, wasm === null ? 0 : 1),
+    distinctSeeds: allDistinct64(output.seeds!, target === null ? 0 : 1),
   };
 }
 
@@ -196,7 +306,7 @@ export function leftHashBits(
  * until the kernel next runs.
  */
 function runKernel(
-  wasm: KernelExports,
+  target: KernelTarget,
   tape: WindowGroupedTape,
   keyBytes: Uint8Array,
   threshold: number,
@@ -205,17 +315,19 @@ function runKernel(
   sharedValues = false,
   rawSeeds = false,
 ): KernelOutput {
+  const { wasm, base, inPlace } = target;
   const nkeys = keyBytes.length / 32;
   const h = tape.windowWidth;
   const nwindows = tape.offsets.length - 1;
   const ntokens = tape.tokens.length;
-  // The tape first, so that it stays in place whatever the number of keys: a batch of fake keys
-  // runs in several calls on one copy.
-  const windowsAt = 128;
-  const offsetsAt = align(windowsAt + 4 * tape.windows.length);
-  const tokensAt = align(offsetsAt + 4 * tape.offsets.length);
-  // 16 bytes of padding: the SIMD path loads up to three tokens past the end, then masks them out.
-  const keysAt = align(tokensAt + 4 * ntokens + 16);
+  // The tape first (where it is not in place already), so that it stays put whatever the number of
+  // keys: a batch of fake keys runs in several calls on one copy.
+  const windowsAt = inPlace ? tape.windows.byteOffset : base;
+  const offsetsAt = inPlace ? tape.offsets.byteOffset : align(windowsAt + 4 * tape.windows.length);
+  const tokensAt = inPlace ? tape.tokens.byteOffset : align(offsetsAt + 4 * tape.offsets.length);
+  // 16 bytes of padding: the SIMD path loads up to three tokens past the end, then masks them out
+  // (an arena pads each of its arrays so).
+  const keysAt = inPlace ? base : align(tokensAt + 4 * ntokens + 16);
   const countsAt = align(keysAt + keyBytes.length);
   const bitsAt = align(countsAt + 4 * nkeys);
   const seedsAt = align(bitsAt + (withBits ? ntokens : 0));
@@ -223,10 +335,11 @@ function runKernel(
   const end = valuesAt + (withValues ? 8 * ntokens : 0);
   const buffer = reserve(wasm.memory, end);
   if (
-    resident.windows !== tape.windows ||
-    resident.offsets !== tape.offsets ||
-    resident.tokens !== tape.tokens ||
-    resident.wasm !== wasm
+    !inPlace &&
+    (resident.windows !== tape.windows ||
+      resident.offsets !== tape.offsets ||
+      resident.tokens !== tape.tokens ||
+      resident.wasm !== wasm)
   ) {
     new Uint32Array(buffer, windowsAt, tape.windows.length).set(tape.windows);
     new Uint32Array(buffer, offsetsAt, tape.offsets.length).set(tape.offsets);
@@ -338,9 +451,9 @@ export function leftHashGreenValues(
   shared = false,
 ): Uint32Array {
   if (keyBytes.length !== 32) throw new RangeError('keyBytes: expected one key (32 bytes)');
-  const wasm = accelerate ? loadKernel() : null;
+  const target = kernelFor(tape, accelerate);
   // The kernel copies its values out straight into shared memory; the scalar path's are copied there.
-  if (wasm !== null) return runKernel(wasm, tape, keyBytes, 0, false, true, shared).values!;
+  if (target !== null) return runKernel(target, tape, keyBytes, 0, false, true, shared).values!;
   const values = countScalar(tape, keyBytes, 0, false, true).values!;
   return shared ? sharedCopy(values) : values;
 }
@@ -376,7 +489,7 @@ export function countMixed(
   const wasm = accelerate ? loadKernel() : null;
   if (wasm === null) return countMixedScalar(values, masks, threshold);
   evict();
-  const masksAt = 128;
+  const masksAt = SCRATCH_BYTES;
   const countsAt = align(masksAt + 8 * nmasks);
   const valuesAt = align(countsAt + 8 * nmasks);
   const end = valuesAt + 8 * n;
@@ -447,7 +560,7 @@ export function selfHashSeeds(
     return { seeds, values };
   }
   evict();
-  const keyAt = 128;
+  const keyAt = SCRATCH_BYTES;
   const anchorsAt = align(keyAt + 32);
   const tokensAt = align(anchorsAt + 4 * n);
   const seedsAt = align(tokensAt + 4 * n);

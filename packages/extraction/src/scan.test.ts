@@ -63,11 +63,17 @@ function reference(
   return { triples, scored, green };
 }
 
-function tapeOf(docs: readonly Doc[], key: WatermarkKey, issued: IssuedWindowSet | null = null) {
+function tapeOf(
+  docs: readonly Doc[],
+  key: WatermarkKey,
+  issued: IssuedWindowSet | null = null,
+  expectedTokens = 0,
+) {
   const tape = new EvidenceTape(
     { scheme: key.scheme.name, contextWidth: key.scheme.contextWidth },
     new Set([SPECIAL]),
     issued,
+    expectedTokens,
   );
   for (const doc of docs) tape.add(doc.tokens, doc.prompt);
   return tape.finish();
@@ -216,6 +222,37 @@ describe('the evidence tape scores exactly what one shared dedup tape scores', (
       const { tape, origins, counts } = tapeOf(docs, key);
       expectReference(evaluateKey(tape, key), origins, expected);
       expect(counts.numDistinct).toBeGreaterThan(100_000);
+    }
+  });
+
+  it('a LeftHash tape sized for a large corpus is scored in its arena, in place: the reference bits, the scalar trials', () => {
+    let state = 11;
+    const next = (): number => {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      return state >>> 8;
+    };
+    const docs: Doc[] = Array.from({ length: 40 }, (_, d) => ({
+      tokens: Array.from({ length: 2500 }, () => (next() % 89 === 0 ? SPECIAL : next() % 300)),
+      ...(d % 7 === 0 ? { prompt: Array.from({ length: 200 }, () => next() % 300) } : {}),
+    }));
+    for (const contextWidth of [2, 4]) {
+      const key = createWatermarkKey({
+        secret: new Uint8Array(32).fill(5),
+        scheme: { name: 'lefthash', contextWidth, gamma: 0.25 },
+      });
+      const expected = reference(docs, key);
+      // Sized for the corpus (as the CLI sizes it), not shared: only the arena puts arrays in shared memory.
+      const { tape, origins } = tapeOf(docs, key, null, 100_000);
+      for (const array of [tape.grouped!.windows, tape.grouped!.offsets, tape.grouped!.tokens])
+        expect(array.buffer).toBeInstanceOf(SharedArrayBuffer);
+      expectReference(evaluateKey(tape, key), origins, expected);
+      expectReference(evaluateKey(tape, key, false), origins, expected);
+      const trials = fakeKeyTrials(tape, key.scheme, key.tokenizer, 'test-seed');
+      expect(Array.from(trials)).toEqual(
+        Array.from(fakeKeyTrials(tape, key.scheme, key.tokenizer, 'test-seed', false)),
+      );
+      // Nothing of the tape was overwritten by the kernel's work: scored again, the same bits.
+      expectReference(evaluateKey(tape, key), origins, expected);
     }
   });
 

@@ -50,7 +50,8 @@ const wat = `;; Green counts of a deduplicated LeftHash tape under many keys. Ge
 ;; Scratch: bytes 0..127 hold the seed message 0x01 || LE32(window tokens) (LeftHash), and the rank,
 ;; seed and green messages at 16, 32 and 48 (SelfHash).
 (module
-  (memory (export "memory") 1)
+  ;; Shared: the arrays of a tape can be made in it (see KernelArena) and read by other threads.
+  (import "env" "memory" (memory 1 65536 shared))
 
   ;; SipHash-2-4 of $len bytes at $p under the key ($k0, $k1).
   (func $sip (param $k0 i64) (param $k1 i64) (param $p i32) (param $len i32) (result i64)
@@ -371,8 +372,8 @@ const wat = `;; Green counts of a deduplicated LeftHash tape under many keys. Ge
 
 writeFileSync(new URL('./kernel.wat', import.meta.url), wat);
 const wabt = await (await import('wabt')).default();
-const module = wabt.parseWat('kernel.wat', wat, { bulk_memory: true, simd: true });
-module.validate();
+const module = wabt.parseWat('kernel.wat', wat, { bulk_memory: true, simd: true, threads: true });
+module.validate({ bulk_memory: true, simd: true, threads: true });
 const { buffer } = module.toBinary({});
 const base64 = Buffer.from(buffer).toString('base64');
 writeFileSync(
