@@ -55,6 +55,7 @@ export {
   type KernelOutput,
   kernelKeyBytes,
   leftHashGreenValues,
+  prefaultKernel,
   sharedCopy,
   type WindowGroupedTape,
   warmKernel,

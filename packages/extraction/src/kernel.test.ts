@@ -3,7 +3,14 @@ import { createWatermarker, createWatermarkKey } from '@tracemark/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import wabt from 'wabt';
-import { countLeftHash, countMixed, kernelKeyBytes, leftHashBits, leftHashGreenValues } from './kernel.ts';
+import {
+  countLeftHash,
+  countMixed,
+  kernelKeyBytes,
+  leftHashBits,
+  leftHashGreenValues,
+  prefaultKernel,
+} from './kernel.ts';
 import { KERNEL_WASM_BASE64 } from './kernel-wasm.ts';
 import { kolmogorovSmirnovUniform } from './uniformity.ts';
 
@@ -144,6 +151,28 @@ it('leftHashBits finds two equal windows (one seed) whatever their places, on bo
       }
     }
   }
+});
+
+it('prefaulting the kernel memory changes nothing in it: the tape it holds scores the same after', () => {
+  const tape = {
+    windowWidth: 3,
+    windows: Uint32Array.from({ length: 3 * 5000 }, (_, i) => (i * 2654435761) >>> 12),
+    offsets: Uint32Array.from({ length: 5001 }, (_, c) => 2 * c),
+    tokens: Uint32Array.from({ length: 10_000 }, (_, e) => (e * 40503) % 100_000),
+  };
+  const keyBytes = kernelKeyBytes([
+    createWatermarkKey({ secret: new Uint8Array(32).fill(9), scheme: { contextWidth: 3 } }),
+  ]);
+  const before = countLeftHash(tape, keyBytes, 1 << 30, true);
+  // Slices of 64 KB over 4 MB: the tape stays where the kernel copied it (the same arrays are not
+  // copied again), so a changed byte would change the bits.
+  let calls = 1;
+  while (!prefaultKernel(4 << 20, 1 << 16)) calls++;
+  expect(calls).toBeGreaterThan(8);
+  expect(prefaultKernel(4 << 20)).toBe(true);
+  const after = countLeftHash(tape, keyBytes, 1 << 30, true);
+  expect(Array.from(after.bits!)).toEqual(Array.from(before.bits!));
+  expect(after.counts[0]).toBe(before.counts[0]);
 });
 
 describe('fake-key kernels', () => {

@@ -8,7 +8,7 @@ import { IssuedWindowSet, type ScanDocument, scanCorpusAnyKeys } from '@tracemar
 import { getTokenizer } from '@tracemark/tokenizers';
 import { describe, expect, it } from 'vitest';
 
-import { startTapeThread, type TapeThreadOptions } from './tape-thread.ts';
+import { kernelBytesFor, startTapeThread, type TapeThreadOptions } from './tape-thread.ts';
 
 // The worker as compiled (pnpm build), without the test runner's Node options (they resolve the
 // workspace packages to their TypeScript sources): this side runs from sources.
@@ -79,6 +79,17 @@ const options = {
   alpha: 1e-6,
   minimumDose: 0.05,
 };
+
+it('prefaults kernel memory for LeftHash keys of h ≥ 2 only, at the widest window', () => {
+  const key = (name: 'lefthash' | 'selfhash' | 'gumbel', contextWidth: number) =>
+    createWatermarkKey({ secret: new Uint8Array(32).fill(2), scheme: { name, contextWidth } });
+  expect(kernelBytesFor([key('lefthash', 4)], 1000)).toBe(1000 * (16 + 16) + (1 << 20));
+  expect(kernelBytesFor([key('lefthash', 2), key('lefthash', 3), key('selfhash', 4)], 10)).toBe(
+    10 * (12 + 16) + (1 << 20),
+  );
+  expect(kernelBytesFor([key('lefthash', 1)], 1000)).toBe(0);
+  expect(kernelBytesFor([key('selfhash', 4), key('gumbel', 2)], 1000)).toBe(0);
+});
 
 describe('scan tape thread', () => {
   it('gives the report the library gives on this thread, and says when it calibrates', async () => {
