@@ -74,7 +74,10 @@ function refuseGumbel(scheme: { readonly name: SchemeName }, what: string): void
 interface SelfHashTrials {
   /** The candidate index of each scored pair, in tape order. */
   readonly candidates: Uint32Array;
-  /** Green PRF output of each scored pair, [low, high] word pairs. */
+  /**
+   * Green PRF output of each scored pair, [low, high] word pairs: the kernel's memory where it ran,
+   * valid until it runs again on this thread.
+   */
   readonly values: Uint32Array;
 }
 
@@ -161,93 +164,88 @@ function selfHashTrials(tape: EvaluationTape, key: WatermarkKey, accelerate: boo
   const { ranks, indexOf } = tapeRanks(tape, prf.rank);
   const w = tape.windowWidth;
   const windows = tape.windows;
-  const numWindows = w === 0 ? 1 : windows.length / w;
-  // Each window's least-rank token: rank [high, low] and token, once per window.
-  const windowBest = new Uint32Array(3 * numWindows).fill(0xffffffff);
-  for (let window = 0; window < numWindows; window++) {
-    let bestHigh = 0xffffffff;
-    let bestLow = 0xffffffff;
-    let bestToken = 0xffffffff;
+  // The anchor of an entry: the token of least rank among its window's and its own (ties to the
+  // smaller id), found for each entry (with wide windows nearly every window has one entry only).
+  const anchorOf = (window: number, token: number): number => {
+    let at = 2 * indexOf(token);
+    let bestHigh = ranks[at]!;
+    let bestLow = ranks[at + 1]!;
+    let best = token;
     for (let j = 0; j < w; j++) {
-      const token = windows[window * w + j]!;
-      const at = 2 * indexOf(token);
+      const other = windows[window * w + j]!;
+      at = 2 * indexOf(other);
       const high = ranks[at]!;
       const low = ranks[at + 1]!;
-      if (
-        high < bestHigh ||
-        (high === bestHigh && (low < bestLow || (low === bestLow && token < bestToken)))
-      ) {
+      if (high < bestHigh || (high === bestHigh && (low < bestLow || (low === bestLow && other < best)))) {
         bestHigh = high;
         bestLow = low;
-        bestToken = token;
+        best = other;
       }
     }
-    windowBest[3 * window] = bestHigh;
-    windowBest[3 * window + 1] = bestLow;
-    windowBest[3 * window + 2] = bestToken;
-  }
-  // The anchor of an entry: its token, or its window's best, whichever ranks first.
-  const anchorOf = (window: number, token: number): number => {
-    if (w === 0) return token;
-    const at = 2 * indexOf(token);
-    const high = ranks[at]!;
-    const low = ranks[at + 1]!;
-    const bestHigh = windowBest[3 * window]!;
-    const bestLow = windowBest[3 * window + 1]!;
-    const bestToken = windowBest[3 * window + 2]!;
-    return high < bestHigh || (high === bestHigh && (low < bestLow || (low === bestLow && token < bestToken)))
-      ? token
-      : bestToken;
+    return best;
   };
   // Prompt pairs first, then candidates: a candidate is scored when its pair is not a prompt pair
   // and occurs at no earlier candidate.
   const numPrompt = tape.promptToken.length;
   const numCandidates = tape.candidateToken.length;
   const pairAnchor = new Uint32Array(numPrompt + numCandidates);
-  const pairToken = new Uint32Array(numPrompt + numCandidates);
+  // The tape's own tokens where no prompt comes first (read only).
+  let pairToken = tape.candidateToken;
+  if (numPrompt > 0) {
+    pairToken = new Uint32Array(numPrompt + numCandidates);
+    pairToken.set(tape.promptToken);
+    pairToken.set(tape.candidateToken, numPrompt);
+  }
   for (let i = 0; i < numPrompt; i++) {
-    const token = tape.promptToken[i]!;
-    const anchor = anchorOf(tape.promptWindow[i]!, token);
+    const anchor = anchorOf(tape.promptWindow[i]!, tape.promptToken[i]!);
     if (anchor === 0xffffffff) return null;
     pairAnchor[i] = anchor;
-    pairToken[i] = token;
   }
   for (let i = 0; i < numCandidates; i++) {
-    const token = tape.candidateToken[i]!;
-    const anchor = anchorOf(tape.candidateWindow[i]!, token);
+    const anchor = anchorOf(tape.candidateWindow[i]!, tape.candidateToken[i]!);
     if (anchor === 0xffffffff) return null;
     pairAnchor[numPrompt + i] = anchor;
-    pairToken[numPrompt + i] = token;
   }
   const first = firstOccurrences(pairAnchor, pairToken, numPrompt + numCandidates);
+  const keyBytes = kernelKeyBytes([key]);
+  // Before the anchors are compacted over them.
+  const promptSeeds = selfHashSeeds(
+    keyBytes,
+    pairAnchor.subarray(0, numPrompt),
+    tape.promptToken,
+    accelerate,
+  ).seeds;
   let scored = 0;
   for (let i = 0; i < numCandidates; i++) scored += first[numPrompt + i]!;
   const candidates = new Uint32Array(scored);
-  const anchors = new Uint32Array(scored);
-  const tokens = new Uint32Array(scored);
+  // The scored pairs' anchors and tokens, moved down in place (never past where they are read) in
+  // arrays of this function's own; the tape's tokens as they are when every candidate is scored.
+  const anchors = pairAnchor;
+  const tokens =
+    numPrompt > 0 ? pairToken : scored === numCandidates ? tape.candidateToken : new Uint32Array(scored);
   scored = 0;
   for (let i = 0; i < numCandidates; i++) {
     if (first[numPrompt + i] === 0) continue;
     candidates[scored] = i;
     anchors[scored] = pairAnchor[numPrompt + i]!;
-    tokens[scored] = pairToken[numPrompt + i]!;
+    if (tokens !== tape.candidateToken) tokens[scored] = pairToken[numPrompt + i]!;
     scored++;
   }
-  const promptAnchors = pairAnchor.subarray(0, numPrompt);
-  const keyBytes = kernelKeyBytes([key]);
+  // Where the kernel wrote them, until it next runs.
   const { seeds, values } = selfHashSeeds(
     keyBytes,
     anchors.subarray(0, scored),
     tokens.subarray(0, scored),
     accelerate,
+    true,
   );
-  // Distinct pairs share a seed only by a 64-bit collision; then they would be one trial.
-  const promptSeeds = selfHashSeeds(keyBytes, promptAnchors, tape.promptToken, accelerate).seeds;
+  // Distinct pairs share a seed only by a 64-bit collision; then they would be one trial. Seeds are
+  // [low, high] word pairs.
+  if (numPrompt === 0) return allDistinct64(seeds, 1) ? { candidates, values } : null;
   const allSeeds = new Uint32Array(seeds.length + promptSeeds.length);
   allSeeds.set(seeds);
   allSeeds.set(promptSeeds, seeds.length);
-  if (!allDistinct64(allSeeds)) return null;
-  return { candidates, values };
+  return allDistinct64(allSeeds, 1) ? { candidates, values } : null;
 }
 
 /** SelfHash through {@link selfHashTrials}; null when the caller must deduplicate on seeds. */
@@ -377,8 +375,12 @@ export function fakeKeyTrials(
     );
   }
   let values: Uint32Array | null = null;
-  if (tape.scheme === 'selfhash') values = selfHashTrials(tape, key, accelerate)?.values ?? null;
-  values ??= greenValuesBySeed(tape, key);
+  if (tape.scheme === 'selfhash') {
+    // The kernel's memory: copied out before it runs again.
+    const trials = selfHashTrials(tape, key, accelerate)?.values;
+    if (trials !== undefined) return shared ? sharedCopy(trials) : trials.slice();
+  }
+  values = greenValuesBySeed(tape, key);
   return shared ? sharedCopy(values) : values;
 }
 

@@ -549,13 +549,15 @@ function countMixedScalar(values: Uint32Array, masks: Uint32Array, threshold: nu
  * SelfHash(h) seeds and green PRF outputs of (anchor, token) pairs under one key (`keyBytes` from
  * {@link kernelKeyBytes}): seed = SipHash(K_context, 0x02 || LE32(anchor) || LE32(token)), value =
  * SipHash(K_green, LE64(seed) || LE32(token)); both as [low, high] word pairs (the token is green when
- * the high word is below τ).
+ * the high word is below τ). With `raw`, both are the kernel's memory where it wrote them, valid until
+ * it runs again on this thread (without WebAssembly, arrays of their own either way).
  */
 export function selfHashSeeds(
   keyBytes: Uint8Array,
   anchors: Uint32Array,
   tokens: Uint32Array,
   accelerate = true,
+  raw = false,
 ): { seeds: Uint32Array; values: Uint32Array } {
   if (keyBytes.length !== 32) throw new RangeError('keyBytes: expected one key (32 bytes)');
   const n = tokens.length;
@@ -594,6 +596,12 @@ export function selfHashSeeds(
   new Uint32Array(buffer, anchorsAt, n).set(anchors.subarray(0, n));
   new Uint32Array(buffer, tokensAt, n).set(tokens);
   wasm.selfHashSeeds(keyAt, anchorsAt, tokensAt, n, seedsAt, valuesAt);
+  if (raw) {
+    return {
+      seeds: new Uint32Array(buffer, seedsAt, 2 * n),
+      values: new Uint32Array(buffer, valuesAt, 2 * n),
+    };
+  }
   return {
     seeds: new Uint32Array(buffer, seedsAt, 2 * n).slice(),
     values: new Uint32Array(buffer, valuesAt, 2 * n).slice(),

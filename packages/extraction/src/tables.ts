@@ -560,12 +560,11 @@ export function firstOccurrences(a: Uint32Array, b: Uint32Array, count: number):
   // bits = 0: one bucket (a shift by 32 would shift by 0).
   const shift = bits === 0 ? 31 : 32 - bits;
   const keep = bits === 0 ? 0 : 0xffffffff;
-  const hashes = new Int32Array(count);
+  // The hashes are computed again where they are needed rather than kept (4 bytes a pair, each page of
+  // which costs a fault when first written).
   const bucketStarts = new Uint32Array(buckets + 1);
   for (let i = 0; i < count; i++) {
-    const hash = finish(mix(mix(0x5bd1e995, a[i]!), b[i]!));
-    hashes[i] = hash;
-    bucketStarts[((hash >>> shift) & keep) + 1]!++;
+    bucketStarts[((finish(mix(mix(0x5bd1e995, a[i]!), b[i]!)) >>> shift) & keep) + 1]!++;
   }
   let largest = 0;
   for (let bucket = 0; bucket < buckets; bucket++) {
@@ -576,7 +575,7 @@ export function firstOccurrences(a: Uint32Array, b: Uint32Array, count: number):
   const bucketed = new Uint32Array(3 * count);
   const next = bucketStarts.slice(0, buckets);
   for (let i = 0; i < count; i++) {
-    const at = next[(hashes[i]! >>> shift) & keep]!++;
+    const at = next[(finish(mix(mix(0x5bd1e995, a[i]!), b[i]!)) >>> shift) & keep]!++;
     bucketed[3 * at] = a[i]!;
     bucketed[3 * at + 1] = b[i]!;
     bucketed[3 * at + 2] = i;
