@@ -231,14 +231,17 @@ export class EvidenceTape {
         : null;
     const kernelArray = (length: number): Uint32Array =>
       arena?.uint32Array(length) ?? uint32Array(length, sharedMemory);
+    // Only LeftHash groups its candidates: SelfHash's tape keeps the windows, and numbering them
+    // borrows order and next.
+    const grouping = layout.scheme === 'lefthash' ? capacity : 0;
     this.ahead = this.deferred
       ? {
           windows: kernelArray(capacity * this.windowWidth),
-          counts: kernelArray(capacity + 1),
-          tokens: kernelArray(capacity),
+          counts: kernelArray(grouping === 0 ? 0 : grouping + 1),
+          tokens: kernelArray(grouping),
           order: new Uint32Array(capacity),
           next: new Uint32Array(capacity),
-          groupWindow: new Uint32Array(capacity),
+          groupWindow: new Uint32Array(grouping),
         }
       : null;
   }
