@@ -279,7 +279,7 @@ function evaluateLeftHash(
   const numWindows = tape.windowWidth === 0 ? 0 : tape.windows.length / tape.windowWidth;
   // The tape's own grouping has every window (a seed each) unless it was built by hand.
   const grouped =
-    tape.grouped !== null && tape.grouped.groupWindow.length === numWindows
+    tape.grouped !== null && (tape.grouped.groupWindow?.length ?? numWindows) === numWindows
       ? tape.grouped
       : groupByWindow(
           tape.windows,

@@ -71,8 +71,8 @@ export interface GroupedCandidates {
   readonly tokens: Uint32Array;
   /** order[i]: the candidate index of grouped token i. */
   readonly order: Uint32Array;
-  /** groupWindow[g]: the window id of group g. */
-  readonly groupWindow: Uint32Array;
+  /** groupWindow[g]: the window id of group g; null where group g is window g (every window has one). */
+  readonly groupWindow: Uint32Array | null;
 }
 
 /**
@@ -231,17 +231,16 @@ export class EvidenceTape {
         : null;
     const kernelArray = (length: number): Uint32Array =>
       arena?.uint32Array(length) ?? uint32Array(length, sharedMemory);
-    // Only LeftHash groups its candidates: SelfHash's tape keeps the windows, and numbering them
-    // borrows order and next.
-    const grouping = layout.scheme === 'lefthash' ? capacity : 0;
+    // Only LeftHash groups its candidates; numbering the windows borrows its order and tokens arrays
+    // (SelfHash's tape, which keeps only the windows, has order and spare for it).
+    const grouping = layout.scheme === 'lefthash';
     this.ahead = this.deferred
       ? {
           windows: kernelArray(capacity * this.windowWidth),
-          counts: kernelArray(grouping === 0 ? 0 : grouping + 1),
-          tokens: kernelArray(grouping),
+          counts: kernelArray(grouping ? capacity + 1 : 0),
+          tokens: kernelArray(grouping ? capacity : 0),
           order: new Uint32Array(capacity),
-          next: new Uint32Array(capacity),
-          groupWindow: new Uint32Array(grouping),
+          spare: new Uint32Array(grouping ? 0 : capacity),
         }
       : null;
   }
@@ -331,8 +330,7 @@ export class EvidenceTape {
       ahead.counts,
       ahead.tokens,
       ahead.order,
-      ahead.next,
-      ahead.groupWindow,
+      ahead.spare,
     ];
     let at = this.touched;
     for (; at < count; at += PAGE_WORDS) {
@@ -352,9 +350,13 @@ export class EvidenceTape {
     const eligibleAt = this.eligibleAt;
     // The hashes are no longer needed after numbering: their memory takes the ids.
     const ids = new Uint32Array(this.eligibleHash.buffer, 0, count);
-    // The grouping's order and next arrays (written in full there, and touched while the documents came)
-    // hold the bucketed entries meanwhile.
-    const scratch = this.ahead === null ? null : ([this.ahead.order, this.ahead.next] as const);
+    // Arrays written in full later (the grouping's order and tokens; SelfHash's spare), touched while
+    // the documents came, hold the bucketed entries meanwhile.
+    const ahead = this.ahead;
+    const scratch =
+      ahead === null
+        ? null
+        : ([ahead.order, this.layout.scheme === 'lefthash' ? ahead.tokens : ahead.spare] as const);
     const numWindows = tupleIdsInOrder(c, eligibleAt, this.eligibleHash, count, w, ids, scratch);
     const windows =
       this.ahead !== null && numWindows * w <= this.ahead.windows.length && numWindows > 0
@@ -588,18 +590,17 @@ export class EvidenceTape {
 }
 
 /**
- * Arrays for {@link groupByWindow} made ahead of time (at least as long as it needs: counts
- * numWindows + 1, next and groupWindow numWindows, tokens and order a candidate each; counts and
- * tokens zero, order and next written in full there, so numbering the windows borrows them first),
- * and the windows' table of {@link EvidenceTape.finish}.
+ * Arrays for {@link groupByWindow} made ahead of time (LeftHash; at least as long as it needs: counts
+ * numWindows + 1, tokens and order a candidate each; counts zero, tokens and order written in full
+ * there, so numbering the windows borrows them first), the windows' table of
+ * {@link EvidenceTape.finish}, and for SelfHash, which does not group, a spare array for the numbering.
  */
 interface GroupScratch {
   readonly windows: Uint32Array;
   readonly counts: Uint32Array;
   readonly tokens: Uint32Array;
   readonly order: Uint32Array;
-  readonly next: Uint32Array;
-  readonly groupWindow: Uint32Array;
+  readonly spare: Uint32Array;
 }
 
 /** A Uint32Array, in a SharedArrayBuffer when `shared`. */
@@ -685,23 +686,22 @@ function groupEveryWindow(
   const offsets = counts;
   for (let window = 0; window < numWindows; window++)
     offsets[window + 1] = offsets[window + 1]! + offsets[window]!;
-  const next = scratch === null ? offsets.slice(0, numWindows) : scratch.next.subarray(0, numWindows);
-  if (scratch !== null) next.set(offsets.subarray(0, numWindows));
   const order = scratch === null ? new Uint32Array(n) : scratch.order.subarray(0, n);
-  for (let i = 0; i < candidateWindow.length; i++) {
-    const at = next[candidateWindow[i]!]!++;
+  // Each candidate at its group's next place: offsets[w] moves from the start of group w to its end,
+  // the start of group w + 1, and the offsets are shifted back after (no array of next places).
+  for (let i = 0; i < n; i++) {
+    const at = offsets[candidateWindow[i]!]!++;
     tokens[at] = candidateToken[i]!;
     order[at] = i;
   }
-  const groupWindow =
-    scratch === null ? new Uint32Array(numWindows) : scratch.groupWindow.subarray(0, numWindows);
-  for (let window = 0; window < numWindows; window++) groupWindow[window] = window;
+  for (let window = numWindows; window > 0; window--) offsets[window] = offsets[window - 1]!;
+  offsets[0] = 0;
   return {
     windows: windows.subarray(0, numWindows * windowWidth),
     offsets,
     tokens,
     order,
-    groupWindow,
+    groupWindow: null,
   };
 }
 

@@ -15,7 +15,7 @@ import { getTokenizer } from '@tracemark/tokenizers';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CandidateStatus, evaluateKey, evaluateKeyBySeed, fakeKeyTrials, runFakeKeyJob } from './evaluate.ts';
-import { EvidenceTape } from './evidence-tape.ts';
+import { EvidenceTape, groupByWindow } from './evidence-tape.ts';
 import { DEFAULT_FAKE_KEY_SEED, fakeKeyMasks, fakeKeyUniform, fakeTrialSecret } from './fake-keys.ts';
 import { filterWindowWidth, IssuedWindowSet } from './issued.ts';
 import { bestWindows } from './passages.ts';
@@ -316,6 +316,53 @@ describe('the evidence tape scores exactly what one shared dedup tape scores', (
     expect(counts.numDistinct).toBe(5); // (1,2) (2,3) (3,4) (3,9) across the boundary, (9,10)
     expect(counts.numExcludedByPrompt).toBe(1);
     expect(evaluateKey(tape, key).numScored).toBe(4);
+  });
+});
+
+describe('groupByWindow', () => {
+  it('groups candidates by window, stably, every window or only those with candidates', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 30 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.array(fc.tuple(fc.nat(), fc.nat({ max: 1000 })), { maxLength: 200 }),
+        (numWindows, width, pairs) => {
+          const windows = Uint32Array.from({ length: numWindows * width }, (_, i) => 7 * i + 1);
+          const candidates = numWindows === 0 ? [] : pairs.map(([w, t]) => [w % numWindows, t] as const);
+          const candidateWindow = Uint32Array.from(candidates, ([w]) => w);
+          const candidateToken = Uint32Array.from(candidates, ([, t]) => t);
+          for (const includeEmpty of [true, false]) {
+            const grouped = groupByWindow(
+              windows,
+              width,
+              numWindows,
+              candidateWindow,
+              candidateToken,
+              includeEmpty,
+            );
+            const groupWindows = Array.from({ length: numWindows }, (_, w) => w).filter(
+              (w) => includeEmpty || candidates.some(([c]) => c === w),
+            );
+            expect(grouped.offsets.length).toBe(groupWindows.length + 1);
+            if (includeEmpty) expect(grouped.groupWindow).toBeNull();
+            else expect(Array.from(grouped.groupWindow!)).toEqual(groupWindows);
+            groupWindows.forEach((w, g) => {
+              expect(Array.from(grouped.windows.subarray(g * width, (g + 1) * width))).toEqual(
+                Array.from(windows.subarray(w * width, (w + 1) * width)),
+              );
+              // The candidates of window w in their order, with their tokens.
+              const members = candidates.flatMap(([c], i) => (c === w ? [i] : []));
+              const from = grouped.offsets[g]!;
+              expect(Array.from(grouped.order.subarray(from, grouped.offsets[g + 1]))).toEqual(members);
+              members.forEach((i, k) => {
+                expect(grouped.tokens[from + k]).toBe(candidates[i]![1]);
+              });
+            });
+          }
+        },
+      ),
+      { numRuns: 200, seed: 9 },
+    );
   });
 });
 

@@ -105,7 +105,7 @@ export function trialTape(tape: EvaluationTape): EvaluationTape {
     candidateToken: none,
     promptWindow: none,
     promptToken: none,
-    grouped: { windows, offsets, tokens, order: none, groupWindow: none },
+    grouped: { windows, offsets, tokens, order: none, groupWindow: null },
   };
 }
 
