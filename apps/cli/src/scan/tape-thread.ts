@@ -185,12 +185,6 @@ export function* unpackBatch(batch: DocumentBatch): Generator<ScanDocument> {
 }
 
 /**
- * Starts the worker now (it loads its modules while this thread reads the first documents); null
- * when running from TypeScript sources, where there is no compiled worker to start (`url`, the
- * compiled tape-worker.js, and `execArgv`, the worker's Node options instead of this thread's, are for
- * tests that run from sources).
- */
-/**
  * What this thread's kernel holds to compute a LeftHash set's trial values, at most: the grouped
  * windows, their offsets and tokens, and the values (8 bytes a candidate), for as many candidates as
  * there are completion tokens, at the widest window of the LeftHash keys of h ≥ 2; 0 without one. (At
@@ -210,6 +204,12 @@ export function tapeWorkerUrl(): URL | null {
   return compiledWorker('scan/tape-worker.js');
 }
 
+/**
+ * Starts the worker now (it loads its modules while this thread reads the first documents); null
+ * when running from TypeScript sources, where there is no compiled worker to start (`url`, the
+ * compiled tape-worker.js, and `execArgv`, the worker's Node options instead of this thread's, are for
+ * tests that run from sources).
+ */
 export function startTapeThread(
   options: TapeThreadOptions,
   url: URL | null = tapeWorkerUrl(),
@@ -310,7 +310,7 @@ export function startTapeThread(
       worker.postMessage({ kind: 'end' } satisfies ToTapeWorker);
       // Idle until the worker has its tape: the kernel this thread will compute trial values with loads
       // now, and takes the page faults of the memory it will copy the tape to, a slice at a time until
-      // the worker's request comes (0.3 s at h = 4 on 15 MB, which the copy then saves).
+      // the worker's request comes (the copy took 0.3 s at h = 4 on 15 MB with them, most of it theirs).
       warmKernel();
       const bytes = kernelBytesFor(options.keys, tokens);
       prefaulting = bytes > 0;
