@@ -227,7 +227,13 @@ export class EvidenceTape {
     // (from a corpus size where the copy it saves counts).
     const arena =
       this.deferred && layout.scheme === 'lefthash' && capacity >= ARENA_MIN_TOKENS
-        ? KernelArena.create(4 * capacity * (this.windowWidth + 2) + 64)
+        ? KernelArena.create(
+            4 * capacity * (this.windowWidth + 2) + 64,
+            // The kernel's working space here: a green bit, seed and trial value a candidate at most;
+            // another thread's: trial values (address space: memory only where written).
+            17 * capacity + 65536,
+            8 * capacity + 65536,
+          )
         : null;
     const kernelArray = (length: number): Uint32Array =>
       arena?.uint32Array(length) ?? uint32Array(length, sharedMemory);

@@ -52,7 +52,10 @@ export {
 export {
   countLeftHash,
   countMixed,
+  KernelArena,
+  type KernelArenaShare,
   type KernelOutput,
+  kernelArenaOf,
   kernelKeyBytes,
   leftHashGreenValues,
   prefaultKernel,

@@ -55,6 +55,7 @@ interface KernelExports {
     counts: number,
   ): void;
   siphash(key: number, message: number, length: number): bigint;
+  setScratch(at: number): void;
 }
 
 /** 64 KiB pages a kernel's memory may grow to: 4 GiB, as far as its 32-bit addresses reach (address space, not memory). */
@@ -107,30 +108,84 @@ function loadKernel(): KernelExports | null {
 }
 
 /**
+ * What another thread needs to score, in place, a tape made in a {@link KernelArena} (structured-
+ * cloneable): the memory, and the scratch and working space its kernel there is to use, apart from the
+ * arena owner's (both kernels can run at once).
+ */
+export interface KernelArenaShare {
+  readonly memory: object;
+  readonly scratch: number;
+  readonly base: number;
+  readonly limit: number;
+}
+
+/**
  * WebAssembly memory that arrays are made in for the kernel to read where they are: a tape whose
  * grouped windows, offsets and tokens all lie in one arena is scored there, without a copy into the
  * kernel's own memory first (at h = 4, 70 MB for 3 M tokens: 0.3 s on a 2-core virtual machine, most
- * of it page faults). The memory is shared, so the arrays can be given to other threads as they are.
- * The arena only hands out memory; its arrays live as long as it does.
+ * of it page faults). The memory is shared: the arrays can be given to another thread as they are,
+ * and with {@link KernelArena.share} and {@link KernelArena.adopt} its kernel scores them there too,
+ * in working space of its own (it writes one tape's trial values there, which it can then hand out
+ * without a copy). Working space is reserved address space, memory only where written. The arena
+ * only hands out memory; its arrays live as long as it does.
  */
 export class KernelArena {
   private readonly memory: WasmMemory;
   /** The buffer the arrays view (the memory's buffer when the arena was made; it may grow since). */
   private readonly buffer: ArrayBuffer;
-  private top = SCRATCH_BYTES;
+  private top: number;
+  private readonly arraysEnd: number;
+  private readonly scratch: number;
+  private readonly base: number;
+  private readonly limit: number;
+  private readonly guest: KernelArenaShare | null;
   private kernel: KernelExports | null | undefined;
+  /** Trial values were handed out from its working space: later runs go to this thread's kernel. */
+  spent = false;
 
-  /** An arena that holds `bytes` of arrays; null where WebAssembly or its shared memory is missing. */
-  static create(bytes: number): KernelArena | null {
+  /**
+   * An arena that holds `bytes` of arrays, with `work` bytes of working space for its kernel and
+   * `guestWork` for another thread's; null where WebAssembly or its shared memory is missing.
+   */
+  static create(bytes: number, work: number, guestWork: number): KernelArena | null {
     if (compiledKernel() === null) return null;
-    const memory = sharedMemory(Math.ceil((SCRATCH_BYTES + bytes) / 65536));
-    return memory === null ? null : new KernelArena(memory);
+    const arraysEnd = align(2 * SCRATCH_BYTES + bytes);
+    const base = arraysEnd;
+    const guestBase = align(base + work);
+    const end = guestBase + guestWork;
+    if (end > MAX_PAGES * 65536 - 65536) return null;
+    const memory = sharedMemory(Math.ceil(end / 65536));
+    if (memory === null) return null;
+    const guest = { memory, scratch: SCRATCH_BYTES, base: guestBase, limit: end };
+    return new KernelArena(memory, 2 * SCRATCH_BYTES, arraysEnd, 0, base, guestBase, guest);
   }
 
-  private constructor(memory: WasmMemory) {
+  private constructor(
+    memory: WasmMemory,
+    top: number,
+    arraysEnd: number,
+    scratch: number,
+    base: number,
+    limit: number,
+    guest: KernelArenaShare | null,
+  ) {
     this.memory = memory;
     this.buffer = memory.buffer;
+    this.top = top;
+    this.arraysEnd = arraysEnd;
+    this.scratch = scratch;
+    this.base = base;
+    this.limit = limit;
+    this.guest = guest;
     arenas.set(this.buffer, this);
+  }
+
+  /** On another thread: the arena `share` describes, for `arrays` of it received there. */
+  static adopt(share: KernelArenaShare, arrays: readonly Uint32Array[]): KernelArena {
+    const { memory, scratch, base, limit } = share;
+    const arena = new KernelArena(memory as WasmMemory, base, base, scratch, base, limit, null);
+    for (const array of arrays) arenas.set(array.buffer, arena);
+    return arena;
   }
 
   /**
@@ -139,31 +194,45 @@ export class KernelArena {
    */
   uint32Array(length: number): Uint32Array | null {
     const at = align(this.top);
-    if (at + 4 * length + 16 > this.buffer.byteLength) return null;
+    if (at + 4 * length + 16 > this.arraysEnd) return null;
     this.top = at + 4 * length + 16;
     return new Uint32Array(this.buffer, at, length);
   }
 
-  /** The kernel on this arena's memory, and where its working space starts (past the arrays). */
-  kernelHere(): { wasm: KernelExports; base: number } | null {
+  /** What another thread's {@link adopt} takes (null for an adopted arena). */
+  share(): KernelArenaShare | null {
+    return this.guest;
+  }
+
+  /** The kernel on this arena's memory, and its working space. */
+  kernelHere(): { wasm: KernelExports; base: number; limit: number } | null {
+    if (this.spent) return null;
     if (this.kernel === undefined) {
       // The module compiles, and its code is optimized, once a thread: on this thread's own kernel.
-      this.kernel = loadKernel() === null ? null : instantiate(this.memory);
+      const kernel = loadKernel() === null ? null : instantiate(this.memory);
+      kernel?.setScratch(this.scratch);
+      this.kernel = kernel;
     }
-    return this.kernel === null ? null : { wasm: this.kernel, base: align(this.top) };
+    return this.kernel === null ? null : { wasm: this.kernel, base: this.base, limit: this.limit };
   }
 }
 
 /** The arena each arena buffer belongs to. */
 const arenas = new WeakMap<ArrayBufferLike, KernelArena>();
 
+/** The arena `array` lies in, if any (on this thread). */
+export function kernelArenaOf(array: Uint32Array): KernelArena | null {
+  return arenas.get(array.buffer) ?? null;
+}
+
 /** Where a tape is scored: in its arena when all its arrays are in one, else in this thread's kernel. */
 interface KernelTarget {
   readonly wasm: KernelExports;
-  /** The first byte of working space. */
+  /** The first byte of working space, and the end of what may be used. */
   readonly base: number;
-  /** The tape's arrays are in this kernel's memory already. */
-  readonly inPlace: boolean;
+  readonly limit: number;
+  /** The tape's arrays are in this kernel's memory already (in this arena). */
+  readonly arena: KernelArena | null;
 }
 
 function kernelFor(tape: WindowGroupedTape, accelerate: boolean): KernelTarget | null {
@@ -175,10 +244,15 @@ function kernelFor(tape: WindowGroupedTape, accelerate: boolean): KernelTarget |
     arenas.get(tape.tokens.buffer) === arena
   ) {
     const here = arena.kernelHere();
-    if (here !== null) return { ...here, inPlace: true };
+    if (here !== null) return { ...here, arena };
   }
+  return ownKernel();
+}
+
+/** This thread's kernel, on its own memory (copies in, working space from its scratch on). */
+function ownKernel(): KernelTarget | null {
   const wasm = loadKernel();
-  return wasm === null ? null : { wasm, base: SCRATCH_BYTES, inPlace: false };
+  return wasm === null ? null : { wasm, base: SCRATCH_BYTES, limit: Number.POSITIVE_INFINITY, arena: null };
 }
 
 /**
@@ -199,8 +273,9 @@ function warmUp(wasm: KernelExports): void {
   };
   const keyBytes = new Uint8Array(32).fill(7);
   for (let call = 0; call < 24; call++) {
-    runKernel({ wasm, base: SCRATCH_BYTES, inPlace: false }, tape, keyBytes, 0x40000000, false);
-    runKernel({ wasm, base: SCRATCH_BYTES, inPlace: false }, tape, keyBytes, 0x40000000, true);
+    const own = { wasm, base: SCRATCH_BYTES, limit: Number.POSITIVE_INFINITY, arena: null };
+    runKernel(own, tape, keyBytes, 0x40000000, false);
+    runKernel(own, tape, keyBytes, 0x40000000, true);
   }
 }
 
@@ -317,7 +392,8 @@ function runKernel(
   sharedValues = false,
   rawSeeds = false,
 ): KernelOutput {
-  const { wasm, base, inPlace } = target;
+  const { wasm, base, limit, arena } = target;
+  const inPlace = arena !== null;
   const nkeys = keyBytes.length / 32;
   const h = tape.windowWidth;
   const nwindows = tape.offsets.length - 1;
@@ -335,6 +411,11 @@ function runKernel(
   const seedsAt = align(bitsAt + (withBits ? ntokens : 0));
   const valuesAt = align(seedsAt + (withBits ? 8 * nwindows : 0));
   const end = valuesAt + (withValues ? 8 * ntokens : 0);
+  // An arena's working space is bounded (another thread's follows it): past it, in this thread's kernel.
+  if (end > limit) {
+    const own = ownKernel()!;
+    return runKernel(own, tape, keyBytes, threshold, withBits, withValues, sharedValues, rawSeeds);
+  }
   const buffer = reserve(wasm.memory, end);
   if (
     !inPlace &&
@@ -379,11 +460,17 @@ function runKernel(
     );
   }
   const counts = new Uint32Array(buffer, countsAt, nkeys).slice();
-  const values = !withValues
-    ? null
-    : sharedValues
-      ? sharedCopy(new Uint32Array(buffer, valuesAt, 2 * ntokens))
-      : new Uint32Array(buffer, valuesAt, 2 * ntokens).slice();
+  let values: Uint32Array | null = null;
+  if (withValues) {
+    const view = new Uint32Array(buffer, valuesAt, 2 * ntokens);
+    if (!sharedValues) values = view.slice();
+    else if (arena === null) values = sharedCopy(view);
+    else {
+      // Shared memory already, and the arena's kernel here runs no more: handed out as they are.
+      values = view;
+      arena.spent = true;
+    }
+  }
   if (!withBits) return { counts, bits: null, seeds: null, values };
   const bits = new Uint8Array(buffer, bitsAt, ntokens).slice();
   const raw = new Uint32Array(buffer, seedsAt, 2 * nwindows);

@@ -80,12 +80,12 @@ const options = {
   minimumDose: 0.05,
 };
 
-it('prefaults kernel memory for LeftHash keys of h ≥ 2 only, at the widest window', () => {
+it('prefaults kernel memory for LeftHash keys of h ≥ 2 only: 8 bytes a token', () => {
   const key = (name: 'lefthash' | 'selfhash' | 'gumbel', contextWidth: number) =>
     createWatermarkKey({ secret: new Uint8Array(32).fill(2), scheme: { name, contextWidth } });
-  expect(kernelBytesFor([key('lefthash', 4)], 1000)).toBe(1000 * (16 + 16) + (1 << 20));
-  expect(kernelBytesFor([key('lefthash', 2), key('lefthash', 3), key('selfhash', 4)], 10)).toBe(
-    10 * (12 + 16) + (1 << 20),
+  expect(kernelBytesFor([key('lefthash', 4)], 1000)).toBe(8000 + (1 << 20));
+  expect(kernelBytesFor([key('lefthash', 1), key('lefthash', 2), key('selfhash', 4)], 10)).toBe(
+    80 + (1 << 20),
   );
   expect(kernelBytesFor([key('lefthash', 1)], 1000)).toBe(0);
   expect(kernelBytesFor([key('selfhash', 4), key('gumbel', 2)], 1000)).toBe(0);
@@ -105,6 +105,21 @@ describe('scan tape thread', () => {
     expect(report.verdict).toBe('radioactive');
     expect(report.matchedKeyId).toBe(key.keyId);
     expect(JSON.stringify(report)).toBe(JSON.stringify(here));
+  });
+
+  it('with the tape in a kernel arena, trial values computed there by this thread: the same report', async () => {
+    // Sized for more tokens than the corpus has: the LeftHash h = 2 tape makes its grouped arrays in
+    // an arena, the worker scores the true key there and this thread the trial values.
+    const arenaOptions = { ...options, expectedTokens: 200_000 };
+    const documents = corpus();
+    const thread = start(arenaOptions);
+    const report = await thread!.scan(iterate(documents), () => undefined);
+    await thread!.close();
+    const here = await scanCorpusAnyKeys({ ...arenaOptions, documents: iterate(documents) });
+    const alone = await scanCorpusAnyKeys({ ...options, documents: iterate(documents) });
+    expect(report.matchedKeyId).toBe(key.keyId);
+    expect(JSON.stringify(report)).toBe(JSON.stringify(here));
+    expect(JSON.stringify(here)).toBe(JSON.stringify(alone));
   });
 
   it('a supervised scan (issued outputs, green fractions) of pooled sub-keys: the library report', async () => {

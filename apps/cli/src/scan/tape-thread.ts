@@ -21,6 +21,8 @@ import {
   type FakeKeyCounts,
   fakeKeyTrials,
   filterWindowWidth,
+  KernelArena,
+  type KernelArenaShare,
   prefaultKernel,
   runFakeKeyJob,
   type ScanDocument,
@@ -83,6 +85,8 @@ export type FromTapeWorker =
       readonly seed: string;
       readonly accelerate: boolean;
       readonly request: CalibrationRequest;
+      /** Where the request's tape lies, for this thread's kernel to score it there (null: copied). */
+      readonly arena: KernelArenaShare | null;
     }
   | { readonly kind: 'calibrating' }
   | { readonly kind: 'report'; readonly report: AnyScanReport }
@@ -185,18 +189,15 @@ export function* unpackBatch(batch: DocumentBatch): Generator<ScanDocument> {
 }
 
 /**
- * What this thread's kernel holds to compute a LeftHash set's trial values, at most: the grouped
- * windows, their offsets and tokens, and the values (8 bytes a candidate), for as many candidates as
- * there are completion tokens, at the widest window of the LeftHash keys of h ≥ 2; 0 without one. (At
- * h = 1 the windows are few and the candidates far fewer than the tokens; SelfHash's trials copy
- * less, later. Measured, prefaulting for them changed nothing but the memory.)
+ * What this thread's kernel holds to score a LeftHash set's fake keys, at most: the trial values it
+ * copies in (8 bytes a candidate; it computes them in the worker's kernel arena, in place), for as many
+ * candidates as there are completion tokens, with the LeftHash keys of h ≥ 2; 0 without one. (At h = 1
+ * the candidates are far fewer than the tokens, and SelfHash's trials copy less, later: measured,
+ * prefaulting for them changed nothing but the memory.)
  */
 export function kernelBytesFor(keys: readonly WatermarkKey[], tokens: number): number {
-  let width = 0;
-  for (const key of keys) {
-    if (key.scheme.name === 'lefthash') width = Math.max(width, filterWindowWidth(key.scheme));
-  }
-  return width < 2 ? 0 : tokens * (4 * width + 16) + (1 << 20);
+  const wide = keys.some((key) => key.scheme.name === 'lefthash' && filterWindowWidth(key.scheme) >= 2);
+  return wide ? 8 * tokens + (1 << 20) : 0;
 }
 
 /** The compiled worker; null when running from TypeScript sources. */
@@ -241,6 +242,11 @@ export function startTapeThread(
     let trials: Uint32Array;
     try {
       const { tape, scheme, tokenizer } = message.request;
+      // The trial values are then made in the arena's shared memory and sent on as they are.
+      if (message.arena !== null && tape.grouped !== null) {
+        const { windows, offsets, tokens } = tape.grouped;
+        KernelArena.adopt(message.arena, [windows, offsets, tokens]);
+      }
       trials = fakeKeyTrials(tape, scheme, tokenizer, seed, accelerate, true);
       worker.postMessage({ kind: 'trials', id, trials } satisfies ToTapeWorker);
     } catch (error) {
@@ -308,9 +314,9 @@ export function startTapeThread(
       }
       send(batcher.take());
       worker.postMessage({ kind: 'end' } satisfies ToTapeWorker);
-      // Idle until the worker has its tape: the kernel this thread will compute trial values with loads
-      // now, and takes the page faults of the memory it will copy the tape to, a slice at a time until
-      // the worker's request comes (the copy took 0.3 s at h = 4 on 15 MB with them, most of it theirs).
+      // Idle until the worker has its tape: the kernel this thread will score fake keys with loads now,
+      // and takes the page faults of the memory it will copy the trial values to, a slice at a time
+      // until the worker's request comes.
       warmKernel();
       const bytes = kernelBytesFor(options.keys, tokens);
       prefaulting = bytes > 0;

@@ -10,6 +10,7 @@ import {
   FAKE_KEY_JOB_PARTS,
   type FakeKeyCounts,
   IssuedWindowSet,
+  kernelArenaOf,
   runFakeKeyJob,
   type ScanDocument,
   scanCorpusAnyKeys,
@@ -125,6 +126,9 @@ function calibrate(request: CalibrationRequest): Promise<FakeKeyCounts[]> {
       seed,
       accelerate,
       request: { ...request, tape: trialTape(request.tape) },
+      // The tape's kernel arena, where the main thread's kernel computes the trial values in place.
+      arena:
+        request.tape.grouped === null ? null : (kernelArenaOf(request.tape.grouped.tokens)?.share() ?? null),
     });
   });
 }
