@@ -208,13 +208,11 @@ function selfHashTrials(tape: EvaluationTape, key: WatermarkKey, accelerate: boo
   }
   const first = firstOccurrences(pairAnchor, pairToken, numPrompt + numCandidates);
   const keyBytes = kernelKeyBytes([key]);
-  // Before the anchors are compacted over them.
-  const promptSeeds = selfHashSeeds(
-    keyBytes,
-    pairAnchor.subarray(0, numPrompt),
-    tape.promptToken,
-    accelerate,
-  ).seeds;
+  // Before the anchors are compacted over them (no kernel call without prompts).
+  const promptSeeds =
+    numPrompt === 0
+      ? new Uint32Array(0)
+      : selfHashSeeds(keyBytes, pairAnchor.subarray(0, numPrompt), tape.promptToken, accelerate).seeds;
   let scored = 0;
   for (let i = 0; i < numCandidates; i++) scored += first[numPrompt + i]!;
   const candidates = new Uint32Array(scored);

@@ -365,8 +365,8 @@ export class EvidenceTape {
         : ([ahead.order, this.layout.scheme === 'lefthash' ? ahead.tokens : ahead.spare] as const);
     const numWindows = tupleIdsInOrder(c, eligibleAt, this.eligibleHash, count, w, ids, scratch);
     const windows =
-      this.ahead !== null && numWindows * w <= this.ahead.windows.length && numWindows > 0
-        ? this.ahead.windows.subarray(0, numWindows * w)
+      ahead !== null && numWindows * w <= ahead.windows.length && numWindows > 0
+        ? ahead.windows.subarray(0, numWindows * w)
         : uint32Array(Math.max(1, numWindows * w), this.sharedMemory);
     // A new window makes a new pair: there is nothing to look up (the recent pairs are an
     // optimization of lookups only, so they need not hear of it).

@@ -140,8 +140,6 @@ export class KernelArena {
   private readonly limit: number;
   private readonly guest: KernelArenaShare | null;
   private kernel: KernelExports | null | undefined;
-  /** Trial values were handed out from its working space: later runs go to this thread's kernel. */
-  spent = false;
 
   /**
    * An arena that holds `bytes` of arrays, with `work` bytes of working space for its kernel and
@@ -206,7 +204,7 @@ export class KernelArena {
 
   /** The kernel on this arena's memory, and its working space. */
   kernelHere(): { wasm: KernelExports; base: number; limit: number } | null {
-    if (this.spent) return null;
+    if (spent.has(this)) return null;
     if (this.kernel === undefined) {
       // The module compiles, and its code is optimized, once a thread: on this thread's own kernel.
       const kernel = loadKernel() === null ? null : instantiate(this.memory);
@@ -219,6 +217,8 @@ export class KernelArena {
 
 /** The arena each arena buffer belongs to. */
 const arenas = new WeakMap<ArrayBufferLike, KernelArena>();
+/** Arenas whose working space handed out trial values: later runs on their tapes copy into this thread's kernel. */
+const spent = new WeakSet<KernelArena>();
 
 /** The arena `array` lies in, if any (on this thread). */
 export function kernelArenaOf(array: Uint32Array): KernelArena | null {
@@ -468,7 +468,7 @@ function runKernel(
     else {
       // Shared memory already, and the arena's kernel here runs no more: handed out as they are.
       values = view;
-      arena.spent = true;
+      spent.add(arena);
     }
   }
   if (!withBits) return { counts, bits: null, seeds: null, values };

@@ -98,6 +98,35 @@ function expectReference(
   expect(triples).toEqual(expected.triples);
 }
 
+/**
+ * Documents from a linear congruential generator: `documents` of `length` tokens below `ids`, each a
+ * special token where the generator's draw is a multiple of `specialEvery`, and every `promptEvery`-th
+ * document with a prompt of `prompt` tokens.
+ */
+function lcgDocs(corpus: {
+  seed: number;
+  documents: number;
+  length: number;
+  ids: number;
+  specialEvery: number;
+  promptEvery: number;
+  prompt: number;
+}): Doc[] {
+  let state = corpus.seed;
+  const next = (): number => {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    return state >>> 8;
+  };
+  return Array.from({ length: corpus.documents }, (_, d) => ({
+    tokens: Array.from({ length: corpus.length }, () =>
+      next() % corpus.specialEvery === 0 ? SPECIAL : next() % corpus.ids,
+    ),
+    ...(d % corpus.promptEvery === 0
+      ? { prompt: Array.from({ length: corpus.prompt }, () => next() % corpus.ids) }
+      : {}),
+  }));
+}
+
 const tokenArb = fc.integer({ min: 0, max: 12 });
 const docArb = fc.record(
   { tokens: fc.array(tokenArb, { maxLength: 60 }), prompt: fc.array(tokenArb, { maxLength: 12 }) },
@@ -204,15 +233,15 @@ describe('the evidence tape scores exactly what one shared dedup tape scores', (
   it('a corpus whose pairs settle in several batches: the same positions and bits as the reference', () => {
     // 240,000 tokens over 500 ids: a few hundred thousand pairs that follow a window after its first
     // token, so the tape settles several batches of them (each batch repeats pairs of earlier ones).
-    let state = 7;
-    const next = (): number => {
-      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
-      return state >>> 8;
-    };
-    const docs: Doc[] = Array.from({ length: 48 }, (_, d) => ({
-      tokens: Array.from({ length: 5000 }, () => (next() % 97 === 0 ? SPECIAL : next() % 500)),
-      ...(d % 5 === 0 ? { prompt: Array.from({ length: 300 }, () => next() % 500) } : {}),
-    }));
+    const docs = lcgDocs({
+      seed: 7,
+      documents: 48,
+      length: 5000,
+      ids: 500,
+      specialEvery: 97,
+      promptEvery: 5,
+      prompt: 300,
+    });
     for (const scheme of [
       { name: 'lefthash' as const, contextWidth: 1, gamma: 0.25 },
       { name: 'lefthash' as const, contextWidth: 2, gamma: 0.5 },
@@ -226,15 +255,15 @@ describe('the evidence tape scores exactly what one shared dedup tape scores', (
   });
 
   it('a LeftHash tape sized for a large corpus is scored in its arena, in place: the reference bits, the scalar trials', () => {
-    let state = 11;
-    const next = (): number => {
-      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
-      return state >>> 8;
-    };
-    const docs: Doc[] = Array.from({ length: 40 }, (_, d) => ({
-      tokens: Array.from({ length: 2500 }, () => (next() % 89 === 0 ? SPECIAL : next() % 300)),
-      ...(d % 7 === 0 ? { prompt: Array.from({ length: 200 }, () => next() % 300) } : {}),
-    }));
+    const docs = lcgDocs({
+      seed: 11,
+      documents: 40,
+      length: 2500,
+      ids: 300,
+      specialEvery: 89,
+      promptEvery: 7,
+      prompt: 200,
+    });
     for (const contextWidth of [2, 4]) {
       const key = createWatermarkKey({
         secret: new Uint8Array(32).fill(5),
