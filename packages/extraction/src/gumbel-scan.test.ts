@@ -14,7 +14,12 @@ import {
 import { describe, expect, it } from 'vitest';
 import { evaluateKey, fakeKeyTrials } from './evaluate.ts';
 import { EvidenceTape } from './evidence-tape.ts';
-import { type ForeignKeyScan, isForeignKeyScan, scanCorpusAnyKeys } from './foreign-scan.ts';
+import {
+  ForeignCorpusTest,
+  type ForeignKeyScan,
+  isForeignKeyScan,
+  scanCorpusAnyKeys,
+} from './foreign-scan.ts';
 import { measureGreenFraction } from './green-fraction.ts';
 import { createGumbelCorpusScorer } from './gumbel-scan.ts';
 import { IssuedWindowSet } from './issued.ts';
@@ -288,5 +293,90 @@ describe('scanCorpusAnyKeys with tracemark Gumbel keys', () => {
         specialTokenIds: [],
       }),
     ).rejects.toThrow(/tokens\[2\]/);
+  });
+});
+
+describe('packed units: the same units as the strings, and the same corpus test', () => {
+  const keys = [
+    keyOf('gumbel-scan/packed', { name: 'gumbel', contextWidth: 2 }),
+    keyOf('gumbel-scan/packed-dual', { name: 'dual_gumbel', contextWidth: 3, alpha: 0.25 }),
+  ];
+  // A small vocabulary, so that units repeat within and across documents and prompts; special tokens
+  // now and then, in completions and at the ends of prompts.
+  const random = createRandom(29);
+  const draw = (length: number): number[] =>
+    Array.from({ length }, () =>
+      random.nextFloat() < 0.05 ? SPECIAL[0]! : Math.floor(random.nextFloat() * 12),
+    );
+  const documents: { tokens: number[]; prompt?: number[] }[] = [];
+  for (let i = 0; i < 60; i++) {
+    const length = [0, 1, 2, 5, 40, 90][i % 6]!;
+    const prompt = i % 3 === 0 ? undefined : i % 3 === 1 ? draw(1 + (i % 7)) : [];
+    documents.push(prompt === undefined ? { tokens: draw(length) } : { tokens: draw(length), prompt });
+  }
+
+  /** A string unit key (seed high, seed low, token in base 36) as its three words. */
+  const wordsOf = (keys: readonly string[]): number[] =>
+    keys.flatMap((unit) => unit.split('.').map((part) => Number.parseInt(part, 36)));
+
+  it('packedUnits gives units()/unitsInContext() as words, in order, with the same values', () => {
+    for (const key of keys) {
+      const scorer = createGumbelCorpusScorer(key, SPECIAL);
+      let units = 0;
+      for (const { tokens, prompt } of documents) {
+        for (const ids of [tokens, Uint32Array.from(tokens)]) {
+          const packed = scorer.packedUnits!(ids, prompt);
+          if (prompt === undefined || prompt.length === 0) {
+            const expected = scorer.units(tokens);
+            expect(Array.from(packed.completion.words)).toEqual(wordsOf(expected.keys));
+            expect(Array.from(packed.completion.values)).toEqual(Array.from(expected.values));
+            expect(packed.prompt).toBeNull();
+            continue;
+          }
+          const expected = scorer.unitsInContext!(tokens, prompt);
+          expect(Array.from(packed.completion.words)).toEqual(wordsOf(expected.completion.keys));
+          expect(Array.from(packed.completion.values)).toEqual(Array.from(expected.completion.values));
+          expect(Array.from(packed.prompt!)).toEqual(wordsOf(expected.prompt));
+        }
+        units += scorer.units(tokens).keys.length;
+      }
+      expect(units).toBeGreaterThan(1000);
+    }
+  });
+
+  it('ForeignCorpusTest: the totals of the map of strings, whatever the size hint', () => {
+    for (const key of keys) {
+      const scorer = createGumbelCorpusScorer(key, SPECIAL);
+      const { packedUnits: _, unitWidth: __, ...strings } = scorer;
+      const reference = new ForeignCorpusTest(strings);
+      const tests = [new ForeignCorpusTest(scorer), new ForeignCorpusTest(scorer, 1e9)];
+      // Every document twice over (the second pass all repeats), under every other number (none in between).
+      const order = [...documents, ...documents];
+      order.forEach(({ tokens, prompt }, document) => {
+        for (const test of [reference, ...tests]) test.add(2 * document, tokens, prompt);
+      });
+      const expected = reference.finish(2 * order.length);
+      expect(expected.numExcludedByPrompt).toBeGreaterThan(0);
+      expect(expected.numRepeated).toBeGreaterThan(expected.numScored);
+      for (const test of tests) expect(test.finish(2 * order.length)).toEqual(expected);
+    }
+  });
+
+  it('a packed scorer with no unit width, or words that do not match its values, is an error', () => {
+    const scorer = createGumbelCorpusScorer(keys[0]!, SPECIAL);
+    const { unitWidth: _, ...widthless } = scorer;
+    expect(() => new ForeignCorpusTest(widthless)).toThrow(/unitWidth from 1 to 16/);
+    const short = {
+      ...scorer,
+      packedUnits: () => ({
+        completion: { words: new Uint32Array(5), values: new Float64Array(2) },
+        prompt: null,
+      }),
+    };
+    expect(() => new ForeignCorpusTest(short).add(0, [1, 2, 3])).toThrow(/5 words for 2 units of 3 words/);
+    const test = new ForeignCorpusTest(scorer);
+    test.add(3, [1, 2, 3, 4]);
+    expect(() => test.add(1, [5, 6, 7])).toThrow(/document numbers in order \(3 or more\), got 1/);
+    expect(test.finish(4).numUnits).toBe(2);
   });
 });

@@ -27,7 +27,7 @@ import {
   type Watermarker,
   type WatermarkKey,
 } from '@tracemark/core';
-import type { CorpusScorer, ForeignScanKey } from './foreign-scan.ts';
+import type { CorpusScorer, ForeignScanKey, PackedUnits } from './foreign-scan.ts';
 
 /** The `kind` a tracemark Gumbel key's corpus scorer reports (reports name the family by it). */
 export const TRACEMARK_KEY_KIND = 'tracemark';
@@ -57,6 +57,65 @@ function unitsOf(watermarker: Watermarker, sequence: ArrayLike<number>, from: nu
     values.push(watermarker.tokenScore(high, low, token));
   }
   return { keys, values: Float64Array.from(values) };
+}
+
+/** Positions a seed batch covers (the core's batch takes at most 16,384). */
+const SEED_BLOCK = 8192;
+
+/**
+ * {@link unitsOf} as word triples (seed high, seed low, token): the same units in the same order, the
+ * seeds a batch at a time (WebAssembly, when there is) rather than one by one; `withValues` false for
+ * a prompt's units, which are never scored.
+ */
+function packedUnitsOf(
+  watermarker: Watermarker,
+  sequence: Uint32Array,
+  from: number,
+  to: number,
+  withValues: boolean,
+): PackedUnits {
+  const width = watermarker.scheme.contextWidth;
+  const words = new Uint32Array(3 * (to - from));
+  const values = new Float64Array(withValues ? to - from : 0);
+  let count = 0;
+  // Eligible (spec §6): a full window, and no special token in it or at the position.
+  let lastSpecial = -1;
+  for (let j = Math.max(0, from - width); j < from; j++)
+    if (watermarker.isSpecial(sequence[j]!)) lastSpecial = j;
+  const seed = new Uint32Array(2);
+  for (let blockStart = from; blockStart < to; blockStart += SEED_BLOCK) {
+    const blockEnd = Math.min(to, blockStart + SEED_BLOCK);
+    const batch = watermarker.batch(sequence, blockStart, blockEnd);
+    for (let i = blockStart; i < blockEnd; i++) {
+      const token = sequence[i]!;
+      if (watermarker.isSpecial(token)) lastSpecial = i;
+      if (i < width || lastSpecial >= i - width) continue;
+      let high: number;
+      let low: number;
+      if (batch !== null) {
+        low = batch.seeds[2 * (i - blockStart)]!;
+        high = batch.seeds[2 * (i - blockStart) + 1]!;
+      } else {
+        watermarker.seedAt(sequence, i, seed);
+        high = seed[0]!;
+        low = seed[1]!;
+      }
+      words[3 * count] = high;
+      words[3 * count + 1] = low;
+      words[3 * count + 2] = token;
+      if (withValues) values[count] = watermarker.tokenScore(high, low, token);
+      count++;
+    }
+  }
+  return { words: words.subarray(0, 3 * count), values: values.subarray(0, count) };
+}
+
+/** The prompt's tokens, then the completion's, in one array. */
+function joined(prompt: ArrayLike<number>, ids: ArrayLike<number>): Uint32Array {
+  const sequence = new Uint32Array(prompt.length + ids.length);
+  for (let i = 0; i < prompt.length; i++) sequence[i] = prompt[i]!;
+  for (let i = 0; i < ids.length; i++) sequence[prompt.length + i] = ids[i]!;
+  return sequence;
 }
 
 function checkIds(ids: ArrayLike<number>, name: string): void {
@@ -103,12 +162,26 @@ export function createGumbelCorpusScorer(key: WatermarkKey, specialTokenIds: Ite
     unitsInContext(ids: ArrayLike<number>, prompt: ArrayLike<number>) {
       checkIds(ids, 'tokens');
       checkIds(prompt, 'prompt');
-      const sequence = new Uint32Array(prompt.length + ids.length);
-      for (let i = 0; i < prompt.length; i++) sequence[i] = prompt[i]!;
-      for (let i = 0; i < ids.length; i++) sequence[prompt.length + i] = ids[i]!;
+      const sequence = joined(prompt, ids);
       return {
         completion: unitsOf(watermarker, sequence, prompt.length, sequence.length),
         prompt: unitsOf(watermarker, sequence, 0, prompt.length).keys,
+      };
+    },
+    // (seed high, seed low, token): the words of the units' keys above, which they spell out.
+    unitWidth: 3,
+    packedUnits(ids: ArrayLike<number>, prompt?: ArrayLike<number>) {
+      checkIds(ids, 'tokens');
+      if (prompt === undefined || prompt.length === 0) {
+        const sequence = ids instanceof Uint32Array ? ids : joined([], ids);
+        return { completion: packedUnitsOf(watermarker, sequence, 0, sequence.length, true), prompt: null };
+      }
+      checkIds(prompt, 'prompt');
+      const sequence = joined(prompt, ids);
+      const m = prompt.length;
+      return {
+        completion: packedUnitsOf(watermarker, sequence, m, sequence.length, true),
+        prompt: packedUnitsOf(watermarker, sequence, 0, m, false).words,
       };
     },
     tail(score: number, count: number): number {

@@ -34,6 +34,7 @@ export {
   type ForeignScanKey,
   isForeignKeyScan,
   isForeignScanKey,
+  type PackedUnits,
   scanCorpusAnyKeys,
 } from './foreign-scan.ts';
 export { type GreenFraction, measureGreenFraction } from './green-fraction.ts';

@@ -23,7 +23,6 @@ function finish(hash: number): number {
   return hash ^ (hash >>> 16);
 }
 
-/** Grows a typed array to hold at least `needed` elements, doubling. */
 /** Slots of an open-addressing table for the largest bucket: a power of two, at most half full. */
 function bucketCapacity(largest: number): number {
   let capacity = 16;
@@ -31,7 +30,11 @@ function bucketCapacity(largest: number): number {
   return capacity;
 }
 
-export function grown<T extends Uint32Array | Uint8Array | Int32Array>(array: T, needed: number): T {
+/** Grows a typed array to hold at least `needed` elements, doubling. */
+export function grown<T extends Uint32Array | Uint8Array | Int32Array | Float64Array>(
+  array: T,
+  needed: number,
+): T {
   if (needed <= array.length) return array;
   let capacity = Math.max(16, array.length);
   while (capacity < needed) capacity *= 2;
@@ -455,7 +458,8 @@ export function tupleHash(source: Uint32Array, start: number, width: number): nu
 
 /**
  * Dense ids in order of first occurrence for `count` tuples of `width` tokens, tuple k being
- * `source[ends[k] − width .. ends[k])` with hash `hashes[k]`: writes `ids[k]` and returns the number
+ * `source[ends[k] − width .. ends[k])` (`ends` null: the tuples lie one after another, tuple k at
+ * `source[k · width … (k + 1) · width)`) with hash `hashes[k]`: writes `ids[k]` and returns the number
  * of distinct tuples. Tuples are compared exactly. `ids` may share memory with `hashes` (every hash is
  * read before any id is written).
  *
@@ -469,7 +473,7 @@ export function tupleHash(source: Uint32Array, start: number, width: number): nu
  */
 export function tupleIdsInOrder(
   source: Uint32Array,
-  ends: Uint32Array,
+  ends: Uint32Array | null,
   hashes: Int32Array,
   count: number,
   width: number,
@@ -523,8 +527,8 @@ export function tupleIdsInOrder(
         const other = held - 1;
         if (bucketHash[other] === hash) {
           const first = bucketIndex[other]!;
-          const mine = ends[k]! - width;
-          const theirs = ends[first]! - width;
+          const mine = ends === null ? k * width : ends[k]! - width;
+          const theirs = ends === null ? first * width : ends[first]! - width;
           let j = 0;
           while (j < width && source[theirs + j] === source[mine + j]) j++;
           if (j === width) {
