@@ -85,11 +85,13 @@ export interface CorpusScorer {
   /** Words a unit of {@link packedUnits} (1 to 16); needed with it. */
   readonly unitWidth?: number;
   /**
-   * Optional, for speed: the units `unitsInContext` (with a prompt) or `units` (without) gives, in
-   * the same order with the same values, each as `unitWidth` 32-bit words instead of a string: two
-   * units are the same unit exactly when their words are equal, as when their strings are. `prompt`:
-   * the prompt positions' units (null without a prompt). A {@link ForeignCorpusTest} then finds the
-   * distinct units in typed arrays instead of a map of strings, with the same result.
+   * Optional, for speed: the units a {@link ForeignCorpusTest} reads, each as `unitWidth` 32-bit words
+   * instead of a string, in the same order with the same values; two units are the same unit exactly
+   * when their words are equal, as when their strings are. `completion`: `unitsInContext(ids,
+   * prompt).completion` where the scorer has it and there is a prompt, else `units(ids)`; `prompt`:
+   * the prompt's units the test excludes (`unitsInContext(ids, prompt).prompt`, else
+   * `units(prompt).keys`), null without a prompt. The test then finds the distinct units in typed
+   * arrays instead of a map of strings, with the same result.
    */
   packedUnits?(
     ids: ArrayLike<number>,
