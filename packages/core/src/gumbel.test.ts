@@ -182,6 +182,42 @@ describe('generation and detection', () => {
   });
 });
 
+describe('tokenScores', () => {
+  it('gives tokenScore of every unit, in WebAssembly and on the scalar path, gumbel and dual_gumbel', () => {
+    const random = createRandom(7);
+    // Past one WebAssembly call's units (16,384), with seeds and tokens over the whole 32-bit range.
+    const count = 40_000;
+    const units = new Uint32Array(3 * count);
+    for (let i = 0; i < units.length; i++) units[i] = Math.floor(random.nextFloat() * 2 ** 32);
+    for (const scheme of [
+      { name: 'gumbel', contextWidth: 2 },
+      { name: 'dual_gumbel', contextWidth: 3, alpha: 0.3 },
+    ] as const) {
+      const key = createWatermarkKey({ secret: secret(3), scheme });
+      for (const accelerate of [true, false]) {
+        const watermarker = createWatermarker(key, { accelerate });
+        const out = new Float64Array(count + 1).fill(-1);
+        watermarker.tokenScores(units, count, out);
+        for (let i = 0; i < count; i++) {
+          const expected = watermarker.tokenScore(units[3 * i + 1]!, units[3 * i]!, units[3 * i + 2]!);
+          if (out[i] !== expected) expect(out[i], `${scheme.name} unit ${i}`).toBe(expected);
+        }
+        expect(out[count]).toBe(-1);
+      }
+    }
+  });
+
+  it('refuses units that do not fit, and green-list keys', () => {
+    const watermarker = gumbelMarker();
+    expect(() => watermarker.tokenScores(new Uint32Array(5), 2, new Float64Array(2))).toThrow(
+      /2 units do not fit 5 words/,
+    );
+    expect(() => watermarker.tokenScores(new Uint32Array(6), 2, new Float64Array(1))).toThrow(/or 1 scores/);
+    const green = createWatermarker(createWatermarkKey({ secret: secret(1) }));
+    expect(() => green.tokenScores(new Uint32Array(3), 1, new Float64Array(1))).toThrow(/no uniforms/);
+  });
+});
+
 describe('keys and refusals', () => {
   it('key files round-trip; old green-list files read as before', () => {
     for (const scheme of [

@@ -37,6 +37,7 @@ interface PrfExports {
     threshold: number,
     ranks: number,
   ): void;
+  prfs(units: number, n: number, out: number): void;
 }
 
 /** Largest number of positions in one call. */
@@ -99,4 +100,25 @@ export function computeBatch(
     seeds: new Uint32Array(buffer, seedsAt + 8 * relative, 2 * (to - from)),
     greens: new Uint8Array(buffer, greensAt + relative, to - from),
   };
+}
+
+/** Units a {@link computePrfs} call takes at most (12 bytes in and 8 out each, within a batch's room). */
+export const PRF_UNITS = 16_384;
+
+/**
+ * The green PRF's whole output, SipHash(key, LE64(seed) || LE32(token)), for `count` (≤ PRF_UNITS)
+ * units of `units`, three words each (seed low, seed high, token): [low, high] word pairs by unit, a
+ * view valid until the next call, or null without WebAssembly.
+ */
+export function computePrfs(key: Uint8Array, units: Uint32Array, count: number): Uint32Array | null {
+  const prf = load();
+  if (prf === null) return null;
+  const buffer = prf.memory.buffer;
+  // The green key's place (16 … 32); computeBatch writes all three keys at each call.
+  new Uint8Array(buffer, 16, 16).set(key);
+  const unitsAt = DATA;
+  const outAt = unitsAt + 12 * count + ((8 - ((12 * count) % 8)) % 8);
+  new Uint32Array(buffer, unitsAt, 3 * count).set(units.subarray(0, 3 * count));
+  prf.prfs(unitsAt, count, outAt);
+  return new Uint32Array(buffer, outAt, 2 * count);
 }

@@ -1,7 +1,7 @@
 /** Seeds (spec §4), green membership (spec §3) and Gumbel uniforms (watermark-gumbel §3) for one key. */
 import { gumbelScore, gumbelUniform } from './gumbel.ts';
 import { deriveGumbelPrfKeys, derivePrfKeys, type WatermarkKey } from './keys.ts';
-import { type BatchResult, computeBatch } from './prf-batch.ts';
+import { type BatchResult, computeBatch, computePrfs, PRF_UNITS } from './prf-batch.ts';
 import type { Scheme, SchemeFamily } from './scheme.ts';
 import { createSipHasher, type SipHasher } from './siphash.ts';
 
@@ -57,6 +57,12 @@ export interface Watermarker {
    */
   tokenScore(seedHigh: number, seedLow: number, token: number): number;
   /**
+   * Gumbel schemes: {@link tokenScore} of `count` units at once into `out[0 … count)`, each unit three
+   * words of `units` (seed low, seed high, token); in WebAssembly when available, with the same
+   * values. Throws TypeError for a green-list key.
+   */
+  tokenScores(units: Uint32Array, count: number, out: Float64Array): void;
+  /**
    * Seeds and green bits of positions [from, to) of `tokens` in one call (at most BATCH_POSITIONS),
    * ignoring special tokens; null when no accelerated path is available. Views are valid until the
    * next call of any watermarker. For a Gumbel key only the seeds are meaningful.
@@ -104,6 +110,7 @@ export function createWatermarker(key: WatermarkKey, options: WatermarkerOptions
 
   let uniform: Watermarker['uniform'] = notGumbel('uniform');
   let tokenScore: Watermarker['tokenScore'] = notGumbel('tokenScore');
+  let tokenScores: Watermarker['tokenScores'] = notGumbel('tokenScores');
   if (gumbel) {
     const gumbelKeys = deriveGumbelPrfKeys(key.secret);
     const hasherA = createSipHasher(gumbelKeys.a);
@@ -122,6 +129,32 @@ export function createWatermarker(key: WatermarkKey, options: WatermarkerOptions
             (1 - alpha) * gumbelScore(uniformOf(hasherA, seedHigh, seedLow, token)) +
             alpha * gumbelScore(uniformOf(hasherB, seedHigh, seedLow, token))
         : (seedHigh, seedLow, token) => gumbelScore(uniformOf(hasherA, seedHigh, seedLow, token));
+    const dual = scheme.name === 'dual_gumbel';
+    const accelerated = options.accelerate ?? true;
+    tokenScores = (units, count, out) => {
+      if (3 * count > units.length || count > out.length) {
+        throw new RangeError(
+          `tokenScores: ${count} units do not fit ${units.length} words or ${out.length} scores`,
+        );
+      }
+      for (let start = 0; start < count; start += PRF_UNITS) {
+        const n = Math.min(PRF_UNITS, count - start);
+        const block = units.subarray(3 * start, 3 * (start + n));
+        const a = accelerated ? computePrfs(gumbelKeys.a, block, n) : null;
+        if (a === null) {
+          for (let i = 0; i < n; i++)
+            out[start + i] = tokenScore(block[3 * i + 1]!, block[3 * i]!, block[3 * i + 2]!);
+          continue;
+        }
+        // The same expressions as tokenScore, on the same 64-bit outputs.
+        for (let i = 0; i < n; i++) out[start + i] = gumbelScore(gumbelUniform(a[2 * i + 1]!, a[2 * i]!));
+        if (!dual) continue;
+        for (let i = 0; i < n; i++) out[start + i] = (1 - alpha) * out[start + i]!;
+        const b = computePrfs(gumbelKeys.b, block, n)!;
+        for (let i = 0; i < n; i++)
+          out[start + i] = out[start + i]! + alpha * gumbelScore(gumbelUniform(b[2 * i + 1]!, b[2 * i]!));
+      }
+    };
   }
 
   const rankCache = new RankCache(rankHasher);
@@ -232,6 +265,7 @@ export function createWatermarker(key: WatermarkKey, options: WatermarkerOptions
     contextSeed,
     uniform,
     tokenScore,
+    tokenScores,
   });
 }
 

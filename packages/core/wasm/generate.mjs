@@ -141,6 +141,20 @@ const wat = `;; SipHash-2-4 (Aumasson and Bernstein 2012) and the tracemark v1 s
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $positions))))
 
+  ;; The green PRF's whole output, SipHash(K_green, LE64(seed) || LE32(token)), for n units of 12
+  ;; bytes at $units (a u64 seed, then a u32 token), as u64 at $out (the Gumbel uniforms' input).
+  (func (export "prfs") (param $units i32) (param $n i32) (param $out i32)
+    (local $i i32) (local $at i32)
+    (block $done
+      (loop $each
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $at (i32.add (local.get $units) (i32.mul (local.get $i) (i32.const 12))))
+        (i64.store (i32.add (local.get $out) (i32.shl (local.get $i) (i32.const 3)))
+          (call $sip2 (i32.const 16) (i64.load (local.get $at))
+            (i64.or (i64.extend_i32_u (i32.load offset=8 (local.get $at))) (i64.const 0x0c00000000000000))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $each))))
+
   ;; sip of the message at $p (for tests and callers with arbitrary messages), key at $k.
   (func (export "siphash") (param $k i32) (param $p i32) (param $len i32) (result i64)
     (call $sip (local.get $k) (local.get $p) (local.get $len))))

@@ -3,9 +3,12 @@
  * Runs alternate (detect, scan, detect, scan, …) so that both see the same machine load; reports the
  * median of each with its range, and the ratio of the medians (scan throughput / detect throughput).
  * Needs the built CLI (pnpm build). Run: pnpm --filter @tracemark/extraction bench [-- --runs N]
- *   [--fake-keys N] [--repeat R] [--scheme lefthash|selfhash] [--context-width H] [--threads LIST]
+ *   [--fake-keys N] [--repeat R] [--scheme S] [--context-width H] [--threads LIST]
  * (R > 1 repeats the corpus R times: a corpus full of duplicates; LIST, e.g. `default,1`, runs scan once
- * a round per setting: `default` as a user runs it, a number as `--workers N`.)
+ * a round per setting: `default` as a user runs it, a number as `--workers N`. S: lefthash, selfhash,
+ * gumbel or dual_gumbel (α 0.3), or an engine's scheme as keygen names it, vllm:gumbel,
+ * synthid:tournament, …, with a fixed engine key, SynthID with an n-gram length of 5; keys without a
+ * green list run no fake keys.)
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -25,17 +28,31 @@ const contextWidth = argument('--context-width', 1);
 const threadsAt = process.argv.indexOf('--threads');
 const threadSettings = threadsAt > 0 ? process.argv[threadsAt + 1]!.split(',') : ['default'];
 const schemeAt = process.argv.indexOf('--scheme');
-const scheme = schemeAt > 0 ? (process.argv[schemeAt + 1] as 'lefthash' | 'selfhash') : 'lefthash';
+const scheme = schemeAt > 0 ? process.argv[schemeAt + 1]! : 'lefthash';
+// Keys without a green list have an exact null: scan refuses --fake-keys for them.
+const greenList = scheme === 'lefthash' || scheme === 'selfhash';
+const cli = new URL('../../../apps/cli/dist/bin.js', import.meta.url).pathname;
 
 // A folder of its own (two runs at once must not share files), removed when the bench ends.
 const directory = mkdtempSync(join(os.tmpdir(), 'tracemark-scan-bench-'));
 process.on('exit', () => rmSync(directory, { recursive: true, force: true }));
-const keyPath = join(directory, `key-${scheme}-${contextWidth}.json`);
-const key = createWatermarkKey({
-  secret: new Uint8Array(32).fill(1),
-  scheme: { name: scheme, contextWidth },
-});
-writeFileSync(keyPath, serializeKeyFile(key), { mode: 0o600 });
+const keyPath = join(directory, `key-${scheme.replace(':', '-')}-${contextWidth}.json`);
+if (scheme.includes(':')) {
+  const ngram = scheme.startsWith('synthid:') ? ['--ngram-len', '5'] : [];
+  const made = spawnSync(
+    process.execPath,
+    [cli, 'keygen', '--out', keyPath, '--scheme', scheme, '--engine-key', '12345', ...ngram, '--json'],
+    { encoding: 'utf8' },
+  );
+  if (made.status !== 0) throw new Error(`keygen --scheme ${scheme} failed: ${made.stderr}`);
+} else {
+  const params =
+    scheme === 'dual_gumbel'
+      ? { name: scheme, contextWidth, alpha: 0.3 }
+      : { name: scheme as 'lefthash' | 'selfhash' | 'gumbel', contextWidth };
+  const key = createWatermarkKey({ secret: new Uint8Array(32).fill(1), scheme: params });
+  writeFileSync(keyPath, serializeKeyFile(key), { mode: 0o600 });
+}
 const corpusPath = join(directory, `corpus-x${repeat}.jsonl`);
 const documents = await loadHumanCorpus({ split: 'all' });
 const lines: string[] = [];
@@ -46,7 +63,6 @@ for (let round = 0; round < repeat; round++) {
 writeFileSync(corpusPath, `${lines.join('\n')}\n`);
 const megabytes = statSync(corpusPath).size / 1e6;
 
-const cli = new URL('../../../apps/cli/dist/bin.js', import.meta.url).pathname;
 function seconds(args: readonly string[]): { seconds: number; output: string } {
   const begin = performance.now();
   const result = spawnSync(process.execPath, [cli, ...args], { maxBuffer: 1 << 30, encoding: 'utf8' });
@@ -67,8 +83,7 @@ for (let run = 0; run < runs; run++) {
       corpusPath,
       '--json',
       '--quiet',
-      '--fake-keys',
-      String(fakeKeys),
+      ...(greenList ? ['--fake-keys', String(fakeKeys)] : []),
       ...(setting === 'default' ? [] : ['--workers', setting]),
     ]);
     scans[i]!.push(scanned.seconds);
@@ -85,8 +100,16 @@ console.log(`# scan vs detect throughput\n`);
 console.log(
   `Node ${process.version}, ${os.cpus()[0]?.model ?? 'CPU'}, ${os.availableParallelism()} cores, load average ${load}.`,
 );
+const scanned = parsed.keys[0];
+// A green-list key's tape counts (window, token) pairs; the corpus-wide test of the others, units.
+const distinct =
+  scanned.tape === undefined
+    ? `${scanned.numUnits - scanned.numRepeated} distinct units`
+    : `${scanned.tape.numDistinct} distinct (window, token) pairs`;
+const calibrated = scanned.calibration === null ? 'no fake keys (exact null)' : `${fakeKeys} fake keys`;
+const width = scheme.includes(':') ? 'its engine key' : `h = ${contextWidth}`;
 console.log(
-  `Key: ${scheme}, h = ${contextWidth}. Corpus: ${megabytes.toFixed(1)} MB JSONL (${parsed.numDocuments} documents, ${parsed.numTokens} tokens; ${parsed.keys[0].tape.numDistinct} distinct (window, token) pairs, ${parsed.keys[0].numScored} scored); ${fakeKeys} fake keys; ${runs} runs each, alternating.\n`,
+  `Key: ${scheme}, ${width}. Corpus: ${megabytes.toFixed(1)} MB JSONL (${parsed.numDocuments} documents, ${parsed.numTokens} tokens; ${distinct}, ${scanned.numScored} scored); ${calibrated}; ${runs} runs each, alternating.\n`,
 );
 console.log('| command | median s | range s | MB/s (median) | throughput ÷ detect (medians) |');
 console.log('| --- | --- | --- | --- | --- |');

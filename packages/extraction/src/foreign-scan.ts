@@ -32,6 +32,7 @@
 import { bonferroniLog10, holmAdjustLog10, type WatermarkKey, zScore } from '@tracemark/core';
 import { DEFAULT_FAKE_KEY_SEED } from './fake-keys.ts';
 import { gumbelScanKey, isGumbelKey } from './gumbel-scan.ts';
+import { PackedUnitStore, UnitTally } from './packed-units.ts';
 import {
   DEFAULT_CALIBRATION_THRESHOLD,
   DEFAULT_MINIMUM_DOSE,
@@ -49,10 +50,6 @@ import {
   scanCorpus,
   scanPercent,
 } from './scan.ts';
-import { grown, tupleHash, tupleIdsInOrder } from './tables.ts';
-
-/** Packed units stored in arrays sized from a hint start at most this large (they still grow past it). */
-const MAX_PRESIZE = 1 << 23;
 
 /**
  * What a corpus-wide test needs of an engine's key: structurally, @tracemark/detection's
@@ -196,22 +193,10 @@ export class ForeignCorpusTest {
   private readonly values: number[] = [];
   private readonly documentOf: number[] = [];
   private readonly promptUnits = new Set<string>();
+  /** Units given (the string path's; the packed store counts its own). */
   private numUnits = 0;
-  /**
-   * Scorers with `packedUnits`: every completion unit in corpus order (its words and value), where each
-   * document's units end, and the prompts' units; the distinct units are found in {@link finish}, all
-   * at once ({@link tupleIdsInOrder}), rather than looked up in a corpus-sized table one by one.
-   */
-  private readonly packed: {
-    readonly width: number;
-    words: Uint32Array;
-    values: Float64Array;
-    length: number;
-    documentEnds: Uint32Array;
-    documents: number;
-    promptWords: Uint32Array;
-    promptLength: number;
-  } | null;
+  /** Scorers with `packedUnits`: their units as word tuples (packed-units.ts). */
+  private readonly packed: PackedUnitStore | null;
 
   /**
    * `expectedUnits` (optional): about how many units the corpus has (its completion tokens), so that
@@ -227,17 +212,7 @@ export class ForeignCorpusTest {
     else if (typeof width !== 'number' || !Number.isInteger(width) || width < 1 || width > 16) {
       throw new TypeError(`scorer: packedUnits needs a unitWidth from 1 to 16, got ${String(width)}`);
     } else {
-      const capacity = Math.max(1024, Math.min(MAX_PRESIZE, Math.ceil(expectedUnits)));
-      this.packed = {
-        width,
-        words: new Uint32Array(capacity * width),
-        values: new Float64Array(capacity),
-        length: 0,
-        documentEnds: new Uint32Array(1024),
-        documents: 0,
-        promptWords: new Uint32Array(0),
-        promptLength: 0,
-      };
+      this.packed = new PackedUnitStore(width, expectedUnits);
     }
   }
 
@@ -245,7 +220,8 @@ export class ForeignCorpusTest {
   add(document: number, tokens: ArrayLike<number>, prompt?: ArrayLike<number>): void {
     const hasPrompt = prompt !== undefined && prompt.length > 0;
     if (this.packed !== null) {
-      this.addPacked(document, tokens, hasPrompt ? prompt : undefined);
+      const given = this.scorer.packedUnits!(tokens, hasPrompt ? prompt : undefined);
+      this.packed.add(document, given.completion.words, given.completion.values, given.prompt);
       return;
     }
     const inContext =
@@ -265,83 +241,15 @@ export class ForeignCorpusTest {
     }
   }
 
-  /** {@link add} with the scorer's packed units: kept for {@link finish}. */
-  private addPacked(document: number, tokens: ArrayLike<number>, prompt?: ArrayLike<number>): void {
-    const packed = this.packed!;
-    const width = packed.width;
-    const given = this.scorer.packedUnits!(tokens, prompt);
-    const { words, values } = given.completion;
-    const count = values.length;
-    if (words.length !== count * width) {
-      throw new RangeError(`packedUnits: ${words.length} words for ${count} units of ${width} words`);
-    }
-    // Numbers skipped keep an end of 0, which finish() passes over like a document without units.
-    if (!Number.isInteger(document) || document < Math.max(0, packed.documents - 1)) {
-      throw new RangeError(
-        `document: expected document numbers in order (${packed.documents - 1} or more), got ${String(document)}`,
-      );
-    }
-    this.numUnits += count;
-    packed.documentEnds = grown(packed.documentEnds, document + 1);
-    packed.words = grown(packed.words, (packed.length + count) * width);
-    packed.values = grown(packed.values, packed.length + count);
-    packed.words.set(words, packed.length * width);
-    packed.values.set(values, packed.length);
-    packed.length += count;
-    packed.documentEnds[document] = packed.length;
-    packed.documents = document + 1;
-    if (given.prompt === null || given.prompt.length === 0) return;
-    const promptUnits = Math.floor(given.prompt.length / width);
-    packed.promptWords = grown(packed.promptWords, (packed.promptLength + promptUnits) * width);
-    packed.promptWords.set(given.prompt.subarray(0, promptUnits * width), packed.promptLength * width);
-    packed.promptLength += promptUnits;
-  }
-
-  /**
-   * The packed units' totals, as {@link finish} computes them from a map of strings: the completions'
-   * units and then the prompts' are numbered in order of first occurrence in one pass, so the
-   * completions' distinct units take ids 0, 1, … in the map's order, and a unit is a prompt's when
-   * some prompt unit has its id.
-   */
-  private finishPacked(tally: UnitTally): CorpusTotals {
-    const packed = this.packed!;
-    const { width, length, promptLength, documents } = packed;
-    const total = length + promptLength;
-    const words = grown(packed.words, total * width);
-    words.set(packed.promptWords.subarray(0, promptLength * width), length * width);
-    const hashes = new Int32Array(total);
-    for (let k = 0; k < total; k++) hashes[k] = tupleHash(words, k * width, width);
-    // The hashes are read before any id is written: the ids take their memory.
-    const ids = new Uint32Array(hashes.buffer, 0, total);
-    tupleIdsInOrder(words, null, hashes, total, width, ids);
-    let distinct = 0;
-    for (let k = 0; k < length; k++) if (ids[k] === distinct) distinct++;
-    const inPrompt = new Uint8Array(distinct);
-    for (let k = length; k < total; k++) if (ids[k]! < distinct) inPrompt[ids[k]!] = 1;
-    let next = 0;
-    let document = 0;
-    for (let k = 0; k < length; k++) {
-      if (ids[k] !== next) continue;
-      next++;
-      if (inPrompt[ids[k]!] === 1) {
-        tally.excluded++;
-        continue;
-      }
-      while (document < documents && packed.documentEnds[document]! <= k) document++;
-      tally.add(packed.values[k]!, document);
-    }
-    return tally.totals(this.numUnits, distinct);
-  }
-
   /** The totals over the distinct units seen in no prompt, and each document's share. */
   finish(numDocuments: number): CorpusTotals {
     const tally = new UnitTally(numDocuments);
-    if (this.packed !== null) return this.finishPacked(tally);
+    if (this.packed !== null) return totalsOf(tally, this.packed.size, this.packed.tally(tally));
     for (const [unit, at] of this.index) {
       if (this.promptUnits.has(unit)) tally.excluded++;
       else tally.add(this.values[at]!, this.documentOf[at]!);
     }
-    return tally.totals(this.numUnits, this.index.size);
+    return totalsOf(tally, this.numUnits, this.index.size);
   }
 }
 
@@ -355,34 +263,15 @@ interface CorpusTotals {
   readonly perDocument: { readonly numScored: Uint32Array; readonly score: Float64Array };
 }
 
-/** Sums the distinct units' values, in the order given, over the corpus and per document. */
-class UnitTally {
-  numScored = 0;
-  score = 0;
-  excluded = 0;
-  readonly perDocument: { readonly numScored: Uint32Array; readonly score: Float64Array };
-
-  constructor(numDocuments: number) {
-    this.perDocument = { numScored: new Uint32Array(numDocuments), score: new Float64Array(numDocuments) };
-  }
-
-  add(value: number, document: number): void {
-    this.numScored++;
-    this.score += value;
-    this.perDocument.numScored[document]!++;
-    this.perDocument.score[document]! += value;
-  }
-
-  totals(numUnits: number, distinct: number): CorpusTotals {
-    return {
-      numUnits,
-      numRepeated: numUnits - distinct,
-      numExcludedByPrompt: this.excluded,
-      numScored: this.numScored,
-      score: this.score,
-      perDocument: this.perDocument,
-    };
-  }
+function totalsOf(tally: UnitTally, numUnits: number, distinct: number): CorpusTotals {
+  return {
+    numUnits,
+    numRepeated: numUnits - distinct,
+    numExcludedByPrompt: tally.excluded,
+    numScored: tally.numScored,
+    score: tally.score,
+    perDocument: tally.perDocument,
+  };
 }
 
 interface ScanRule {

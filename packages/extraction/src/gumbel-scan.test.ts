@@ -315,9 +315,12 @@ describe('packed units: the same units as the strings, and the same corpus test'
     documents.push(prompt === undefined ? { tokens: draw(length) } : { tokens: draw(length), prompt });
   }
 
-  /** A string unit key (seed high, seed low, token in base 36) as its three words. */
+  /** A string unit key (seed high, seed low, token in base 36) as its three words (low, high, token). */
   const wordsOf = (keys: readonly string[]): number[] =>
-    keys.flatMap((unit) => unit.split('.').map((part) => Number.parseInt(part, 36)));
+    keys.flatMap((unit) => {
+      const [high, low, token] = unit.split('.').map((part) => Number.parseInt(part, 36));
+      return [low!, high!, token!];
+    });
 
   it('packedUnits gives units()/unitsInContext() as words, in order, with the same values', () => {
     for (const key of keys) {
@@ -349,7 +352,8 @@ describe('packed units: the same units as the strings, and the same corpus test'
       const scorer = createGumbelCorpusScorer(key, SPECIAL);
       const { packedUnits: _, unitWidth: __, ...strings } = scorer;
       const reference = new ForeignCorpusTest(strings);
-      const tests = [new ForeignCorpusTest(scorer), new ForeignCorpusTest(scorer, 1e9)];
+      // No size hint; one the corpus outgrows; one it fits in (the numbering then buckets in arrays made ahead).
+      const tests = [0, 2000, 100_000].map((hint) => new ForeignCorpusTest(scorer, hint));
       // Every document twice over (the second pass all repeats), under every other number (none in between).
       const order = [...documents, ...documents];
       order.forEach(({ tokens, prompt }, document) => {
@@ -358,6 +362,7 @@ describe('packed units: the same units as the strings, and the same corpus test'
       const expected = reference.finish(2 * order.length);
       expect(expected.numExcludedByPrompt).toBeGreaterThan(0);
       expect(expected.numRepeated).toBeGreaterThan(expected.numScored);
+      expect(expected.numUnits).toBeGreaterThan(2000);
       for (const test of tests) expect(test.finish(2 * order.length)).toEqual(expected);
     }
   });

@@ -63,9 +63,9 @@ function unitsOf(watermarker: Watermarker, sequence: ArrayLike<number>, from: nu
 const SEED_BLOCK = 8192;
 
 /**
- * {@link unitsOf} as word triples (seed high, seed low, token): the same units in the same order, the
- * seeds a batch at a time (WebAssembly, when there is) rather than one by one; `withValues` false for
- * a prompt's units, which are never scored.
+ * {@link unitsOf} as word triples (seed low, seed high, token): the same units in the same order, the
+ * seeds and scores a batch at a time (in WebAssembly where there is) rather than one by one;
+ * `withValues` false for a prompt's units, which are never scored.
  */
 function packedUnitsOf(
   watermarker: Watermarker,
@@ -100,13 +100,13 @@ function packedUnitsOf(
         high = seed[0]!;
         low = seed[1]!;
       }
-      words[3 * count] = high;
-      words[3 * count + 1] = low;
+      words[3 * count] = low;
+      words[3 * count + 1] = high;
       words[3 * count + 2] = token;
-      if (withValues) values[count] = watermarker.tokenScore(high, low, token);
       count++;
     }
   }
+  if (withValues) watermarker.tokenScores(words, count, values);
   return { words: words.subarray(0, 3 * count), values: values.subarray(0, count) };
 }
 
@@ -168,7 +168,7 @@ export function createGumbelCorpusScorer(key: WatermarkKey, specialTokenIds: Ite
         prompt: unitsOf(watermarker, sequence, 0, prompt.length).keys,
       };
     },
-    // (seed high, seed low, token): the words of the units' keys above, which they spell out.
+    // (seed low, seed high, token): the words the units' keys above spell out.
     unitWidth: 3,
     packedUnits(ids: ArrayLike<number>, prompt?: ArrayLike<number>) {
       checkIds(ids, 'tokens');
