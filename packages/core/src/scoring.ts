@@ -82,6 +82,16 @@ function assertTokenIds(tokens: ArrayLike<number>, name: string): void {
 const EMPTY_HISTORY = new Uint32Array(0);
 /** Scored positions a fresh scorer has room for, and the most that {@link Scorer.reset} keeps. */
 const INITIAL_SCORED = 256;
+const EMPTY_UNITS = new Uint32Array(0);
+/**
+ * Gumbel keys: a block's scored units, three words each, for one tokenScores call. One array for every
+ * scorer of the thread (a block is scored within one synchronous call), grown to the largest block.
+ */
+let units = EMPTY_UNITS;
+function blockUnits(positions: number): Uint32Array {
+  if (units.length < 3 * positions) units = new Uint32Array(3 * positions);
+  return units;
+}
 const KEPT_SCORED = 1 << 16;
 
 /**
@@ -199,6 +209,9 @@ export class Scorer {
     for (let blockStart = offset; blockStart < context.length; blockStart += BATCH_POSITIONS) {
       const blockEnd = Math.min(context.length, blockStart + BATCH_POSITIONS);
       const batch = watermarker.batch(context, blockStart, blockEnd);
+      // Gumbel keys: the block's scored units, scored together after it (tokenScores).
+      const firstScored = this.scored;
+      const units = this.gumbel ? blockUnits(blockEnd - blockStart) : EMPTY_UNITS;
       for (let i = blockStart; i < blockEnd; i++) {
         const token = context[i]!;
         let code: number;
@@ -221,12 +234,13 @@ export class Scorer {
           if (held === TAPE_PROMPT) code = TokenStatus.skippedPrompt;
           else if (held === TAPE_SCORED && this.dedup) code = TokenStatus.skippedDuplicate;
           else if (this.gumbel) {
-            const score = watermarker.tokenScore(seedHigh, seedLow, token);
             code = TokenStatus.scored;
-            this.scores[this.scored] = score;
+            const at = 3 * (this.scored - firstScored);
+            units[at] = seedLow;
+            units[at + 1] = seedHigh;
+            units[at + 2] = token;
             this.positions[this.scored] = firstIndex + i;
             this.scored++;
-            this.total += score;
           } else {
             const isGreen =
               batch !== null
@@ -241,6 +255,12 @@ export class Scorer {
         }
         if (status !== null) status[i - offset] = code;
       }
+      const count = this.scored - firstScored;
+      if (!this.gumbel || count === 0) continue;
+      const scores = this.scores.subarray(firstScored, this.scored);
+      watermarker.tokenScores(units, count, scores);
+      // Summed in position order, as one at a time.
+      for (let j = 0; j < count; j++) this.total += scores[j]!;
     }
   }
 
