@@ -26,6 +26,8 @@ export {
   type ForeignKeyScorer,
   type ForeignKeyType,
   type ForeignUnits,
+  type PackedForeignDocument,
+  type PackedForeignUnits,
 } from './foreign.ts';
 export {
   FOREIGN_KEY_TYPES,
