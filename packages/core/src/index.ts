@@ -105,6 +105,7 @@ export {
   type TransformersSeedingScheme,
   transformersKgwBias,
 } from './foreign/transformers-kgw.ts';
+export type { StrictUnits } from './foreign/tuple-set.ts';
 export {
   createVllmDetector,
   deriveVllmKey,

@@ -2,7 +2,6 @@ import { createRandom, sbwHashInt } from '@tracemark/core';
 import { describe, expect, it } from 'vitest';
 import { InputError } from './errors.ts';
 import type { ForeignKeyScorer } from './foreign.ts';
-import { TupleOffsetSet } from './packed-units.ts';
 import { createSglangWatermarkKey, sglangKeyType } from './sglang-keys.ts';
 import { createSynthidWatermarkKey, synthidKeyType } from './synthid-keys.ts';
 import { createVllmKeyScorer } from './vllm-detection.ts';
@@ -306,24 +305,5 @@ describe('packedUnits: which scorers pack', () => {
       'synthid:tournament, power-of-two table': 1,
       'synthid:tournament, 1000-entry table, EOS': 2,
     });
-  });
-});
-
-describe('TupleOffsetSet', () => {
-  it('finds equal tuples by their members, wherever they lie, and never merges different ones', () => {
-    const rng = createRandom(3);
-    const source = Int32Array.from({ length: 20_000 }, () => (rng.nextUint32() % 3) - 1);
-    for (const width of [1, 2, 5]) {
-      const set = new TupleOffsetSet(source, width, source.length);
-      const seen = new Set<string>();
-      for (let offset = 0; offset + width <= source.length; offset++) {
-        const key = source.subarray(offset, offset + width).join(',');
-        expect(set.add(offset)).toBe(seen.has(key));
-        seen.add(key);
-      }
-    }
-    const full = new TupleOffsetSet(Uint32Array.of(1, 2, 3), 1, 2);
-    expect([full.add(0), full.add(0), full.add(1)]).toEqual([false, true, false]);
-    expect(() => full.add(2)).toThrow(RangeError);
   });
 });

@@ -14,11 +14,8 @@ import {
   SGLANG_MAX_CONTEXT_WINDOW,
   SGLANG_MAX_CONTEXTS,
   SGLANG_SCHEMES,
-  type SglangDetector,
   type SglangKey,
   type SglangScheme,
-  sglangMurmurWords,
-  sglangUniform,
 } from '@tracemark/core';
 import { DEFAULT_TOKENIZER_ID, isTokenizerId } from '@tracemark/tokenizers';
 import { InputError } from './errors.ts';
@@ -30,9 +27,8 @@ import {
   type ForeignKeyScorer,
   type ForeignKeyType,
   type ForeignUnits,
-  type PackedForeignUnits,
 } from './foreign.ts';
-import { checkedIds, packedUnitsOf, TupleOffsetSet } from './packed-units.ts';
+import { strictPacking } from './packed-units.ts';
 
 export const SGLANG_KEY_ID_PREFIX = 'sglang1_';
 export const SGLANG_KEY_FILE_FORMAT = 'tracemark-sglang-key';
@@ -482,60 +478,9 @@ export function createSglangKeyScorer(
     score,
     units,
     tail,
-    // (context hash, token): the words of the units' keys, which they spell out in decimal.
-    unitWidth: 2,
-    packedUnits: packedUnitsOf(sglangPacking(detector, units)),
+    // (context hash, token), the core's strictUnits: the words of the units' keys, which they spell out in decimal.
+    ...strictPacking(detector.key.vocabSize, units, (ids) => detector.strictUnits(ids)),
   });
-}
-
-/**
- * {@link ForeignKeyScorer.packedUnits}' packing of one sequence: the units of `units` (SGLang's
- * `strict` rule, at most `maxContexts`), each the words (context hash, token) of its key
- * `${contextHash}:${token}` (both unsigned 32-bit, so equal words are equal keys), found with the
- * core's hashes and no record per position.
- */
-function sglangPacking(
-  detector: SglangDetector,
-  units: (ids: ArrayLike<number>) => ForeignUnits,
-): (ids: ArrayLike<number>) => PackedForeignUnits {
-  const key = detector.key;
-  const width = key.contextWindow;
-  const halves = (value: bigint): [number, number] => [Number(value & 0xffffffffn), Number(value >> 32n)];
-  const [aLow, aHigh] = halves(key.engineKey);
-  const [bLow, bHigh] = key.keyB === null ? [0, 0] : halves(key.keyB);
-  // The words the core hashes, reused: the context, the dual-key coin's, the token's.
-  const context = new Array<number>(width).fill(0);
-  const coin = [aLow, aHigh, bLow, bHigh, 0];
-  const tokenWords = [aLow, aHigh, 0, 0];
-  return (given) => {
-    const ids = checkedIds(given, key.vocabSize, units);
-    const n = ids.length;
-    // Without prompt ids the first `width` tokens have no full context and are not scored.
-    const first = Math.min(width, n);
-    const capacity = Math.min(n - first, key.maxContexts);
-    const words = new Uint32Array(2 * capacity);
-    const values = new Float64Array(capacity);
-    const hashes = new TupleOffsetSet(words, 1, capacity);
-    let count = 0;
-    for (let position = first; position < n && count < capacity; position++) {
-      for (let i = 0; i < width; i++) context[i] = ids[position - width + i]!;
-      const contextHash = sglangMurmurWords(context);
-      const at = 2 * count;
-      words[at] = contextHash;
-      // `strict`: a context hash seen before is skipped.
-      if (hashes.add(at)) continue;
-      const token = ids[position]!;
-      words[at + 1] = token;
-      coin[4] = contextHash;
-      const useA = key.keyB === null || sglangMurmurWords(coin) < key.mixingThreshold!;
-      tokenWords[0] = useA ? aLow : bLow;
-      tokenWords[1] = useA ? aHigh : bHigh;
-      tokenWords[2] = contextHash;
-      tokenWords[3] = token;
-      values[count++] = -Math.log1p(-sglangUniform(sglangMurmurWords(tokenWords)));
-    }
-    return { words: words.subarray(0, 2 * count), values: values.subarray(0, count) };
-  };
 }
 
 export const sglangKeyType: ForeignKeyType<SglangWatermarkKey> = Object.freeze({

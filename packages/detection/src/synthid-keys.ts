@@ -10,7 +10,6 @@ import {
   type ResolvedVerdictOptions,
   type SynthidDetector,
   type SynthidParams,
-  synthidSamplingTable,
 } from '@tracemark/core';
 import { DEFAULT_TOKENIZER_ID, isTokenizerId } from '@tracemark/tokenizers';
 import { InputError } from './errors.ts';
@@ -23,9 +22,8 @@ import {
   type ForeignKeyScorer,
   type ForeignKeyType,
   type ForeignUnits,
-  type PackedForeignUnits,
 } from './foreign.ts';
-import { checkedIds, mulHigh32, packedUnitsOf, TupleOffsetSet } from './packed-units.ts';
+import { strictPacking } from './packed-units.ts';
 
 export const SYNTHID_KEY_ID_PREFIX: string = 'synthid1_';
 export const SYNTHID_KEY_FILE_FORMAT: string = 'tracemark-synthid-key';
@@ -36,6 +34,8 @@ const MAX_NGRAM_LEN = 1024;
 const MAX_TABLE_SIZE = 2 ** 24;
 const MAX_HISTORY = 2 ** 24;
 const MAX_VOCAB_SIZE = 2 ** 31;
+/** Token ids are below 2^31 unless the key names a smaller vocabulary (the core's limit). */
+const TOKEN_LIMIT = 2 ** 31;
 const MAX_TOKENIZER_LENGTH = 200;
 const INT64_MIN = -(1n << 63n);
 const INT64_LIMIT = 1n << 63n;
@@ -470,7 +470,6 @@ export function createSynthidKeyScorer(
     // count distinct seeds × effectiveDepth layers, each g-value Bernoulli(q) under the null (spec §11.2).
     return Math.min(0, log10BinomialSf(Math.round(total), count * effectiveDepth, q));
   };
-  const packing = synthidPacking(detector, units);
   return Object.freeze({
     key,
     schemeName: SYNTHID_SCHEME_NAME,
@@ -479,112 +478,9 @@ export function createSynthidKeyScorer(
     score,
     units,
     tail,
-    unitWidth: packing.unitWidth,
-    packedUnits: packedUnitsOf(packing.units),
+    // The table seed, one word or two: the core's strictUnits.
+    ...strictPacking(detector.params.vocabSize ?? TOKEN_LIMIT, units, (ids) => detector.strictUnits(ids)),
   });
-}
-
-/** transformers' `accumulate_hash` multiplier 6364136223846793005 as 32-bit halves. */
-const MULTIPLIER_HI = 0x5851f42d;
-const MULTIPLIER_LO = 0x4c957f2d;
-const TWO_32 = 2 ** 32;
-/** Token ids are below 2^31 unless the key names a smaller vocabulary (the core's limit). */
-const TOKEN_LIMIT = 2 ** 31;
-
-// The int64 hash being accumulated, as unsigned halves: numbers, no allocation per position.
-let hashHi = 0;
-let hashLo = 0;
-
-/** transformers' accumulate_hash step on hashHi / hashLo: h ← (h + d)·6364136223846793005 + 1, wrapping. */
-function accumulate(dataHi: number, dataLo: number): void {
-  const sum = hashLo + dataLo;
-  const lo = sum >>> 0;
-  const hi = (hashHi + dataHi + (sum > 0xffffffff ? 1 : 0)) >>> 0;
-  const productLo = Math.imul(lo, MULTIPLIER_LO) >>> 0;
-  const productHi =
-    (mulHigh32(lo, MULTIPLIER_LO) + Math.imul(lo, MULTIPLIER_HI) + Math.imul(hi, MULTIPLIER_LO)) >>> 0;
-  hashLo = (productLo + 1) >>> 0;
-  hashHi = hashLo === 0 ? (productHi + 1) >>> 0 : productHi;
-}
-
-/**
- * {@link ForeignKeyScorer.packedUnits}' packing of one sequence: the units of `units` (the `strict`
- * rule before the EOS: a new context, then a new table seed), valued by the g-values of the effective
- * layers, computed with the core's hashes and table without a record per position (spec §3, §6.2, §11.1).
- *
- * Packing. The key is the seed in decimal. For a table size that is a power of two the seed is the
- * n-gram hash's low bits (below 2^24): one word, itself. Otherwise it is the signed int64 n-gram hash:
- * two words, its two's-complement high and low halves. Either way, one packing per key, and equal
- * words are equal seeds.
- */
-function synthidPacking(
-  detector: SynthidDetector,
-  units: (ids: ArrayLike<number>) => ForeignUnits,
-): { readonly unitWidth: number; readonly units: (ids: ArrayLike<number>) => PackedForeignUnits } {
-  const { ngramLen, samplingTableSize: size, samplingTableSeed, eosTokenId } = detector.params;
-  const width = ngramLen - 1;
-  const limit = detector.params.vocabSize ?? TOKEN_LIMIT;
-  const powerOfTwo = (size & (size - 1)) === 0;
-  const unitWidth = powerOfTwo ? 1 : 2;
-  const keyHalves = detector.params.keys.map((key) => {
-    const unsigned = BigInt.asUintN(64, key);
-    return [Number(unsigned >> 32n), Number(unsigned & 0xffffffffn)] as const;
-  });
-  // The layers the score counts (a value sums their g-values); the others do not change it.
-  const layerHi = Uint32Array.from(detector.effectiveLayers, (l) => keyHalves[l]![0]);
-  const layerLo = Uint32Array.from(detector.effectiveLayers, (l) => keyHalves[l]![1]);
-  const highFactor = TWO_32 % size;
-  const wrap = (highFactor * highFactor) % size;
-  /** torch's floor modulo of the signed int64 hashHi:hashLo by the table size. */
-  const tableIndex = (): number => {
-    if (powerOfTwo) return hashLo & (size - 1);
-    let index = ((hashHi % size) * highFactor + hashLo) % size;
-    if (hashHi >= 0x80000000) index = (index - wrap + size) % size;
-    return index;
-  };
-  let table: Uint8Array | null = null;
-  return {
-    unitWidth,
-    units(given: ArrayLike<number>): PackedForeignUnits {
-      const ids = checkedIds(given, limit, units);
-      table ??= synthidSamplingTable(size, samplingTableSeed);
-      const n = ids.length;
-      const tokens = Int32Array.from(ids);
-      const firstEos = eosTokenId === null ? -1 : tokens.indexOf(eosTokenId);
-      const stop = firstEos >= 0 ? firstEos : n;
-      const capacity = Math.max(0, stop - width);
-      const contexts = new TupleOffsetSet(tokens, width, capacity);
-      const words = new Uint32Array(unitWidth * capacity);
-      const values = new Float64Array(capacity);
-      const seeds = new TupleOffsetSet(words, unitWidth, capacity);
-      let count = 0;
-      for (let t = width; t < stop; t++) {
-        // `strict`: a context seen earlier, then a seed scored before, is skipped.
-        if (contexts.add(t - width)) continue;
-        hashHi = 0;
-        hashLo = 1;
-        for (let i = t - width; i <= t; i++) accumulate(0, tokens[i]!);
-        const ngramHi = hashHi;
-        const ngramLo = hashLo;
-        const at = unitWidth * count;
-        if (powerOfTwo) words[at] = ngramLo & (size - 1);
-        else {
-          words[at] = ngramHi;
-          words[at + 1] = ngramLo;
-        }
-        if (seeds.add(at)) continue;
-        let value = 0;
-        for (let l = 0; l < layerHi.length; l++) {
-          hashHi = ngramHi;
-          hashLo = ngramLo;
-          accumulate(layerHi[l]!, layerLo[l]!);
-          value += table[tableIndex()]!;
-        }
-        values[count++] = value;
-      }
-      return { words: words.subarray(0, unitWidth * count), values: values.subarray(0, count) };
-    },
-  };
 }
 
 export const synthidKeyType: ForeignKeyType<SynthidWatermarkKey> = Object.freeze({

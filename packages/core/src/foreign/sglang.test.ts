@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { createRandom } from '../random.ts';
 import { logGammaSf } from './gamma-tail.ts';
 import {
   createSglangDetector,
@@ -236,5 +237,81 @@ describe('SGLang detector input checks', () => {
     const got = createSglangDetector({ engineKey: 5n }).detect([]);
     expect(got.numScored).toBe(0);
     expect(got.log10PValue).toBe(0);
+  });
+});
+
+describe('SGLang strictUnits', () => {
+  /** Neumaier's compensated sum in order, as detect sums its scores. */
+  const compensated = (values: Float64Array): number => {
+    let sum = 0;
+    let compensation = 0;
+    for (const value of values) {
+      const next = sum + value;
+      compensation += Math.abs(sum) >= Math.abs(value) ? sum - next + value : value - next + sum;
+      sum = next;
+    }
+    return sum + compensation;
+  };
+
+  it("is detect(strict)'s positions and scores, with each unit's (context hash, token) (one key and two, maxContexts)", () => {
+    const rng = createRandom(29);
+    const keys: SglangKey[] = [
+      { engineKey: 0x0123456789abcdefn },
+      { engineKey: 5n, contextWindow: 1 },
+      { engineKey: 7n, contextWindow: 2, maxContexts: 7 },
+      { engineKey: 0x0123456789abcdefn, keyB: 0xfedcba9876543210n, mixingProbability: 0.3, contextWindow: 3 },
+      { engineKey: 3n, keyB: 4n, contextWindow: 4, maxContexts: 40 },
+    ];
+    let capped = 0;
+    let skipped = 0;
+    const chosen = new Set<string>();
+    for (const key of keys) {
+      const detector = createSglangDetector(key);
+      for (const [length, vocabulary] of [
+        [0, 3],
+        [2, 3],
+        [300, 3],
+        [300, 8],
+        [300, 2 ** 32],
+      ] as const) {
+        const tokens = Array.from({ length }, () => rng.nextUint32() % vocabulary);
+        for (const prompt of [undefined, [], [9], [1, 2, 3, 4, 5, 6]]) {
+          const options = prompt === undefined ? {} : { promptIds: prompt };
+          const units = detector.strictUnits(tokens, options);
+          const detection = detector.detect(tokens, { ...options, dedup: 'strict', tokens: true });
+          expect(units.unitWidth).toBe(2);
+          expect(Array.from(units.positions)).toEqual(detection.positions);
+          expect(compensated(units.values)).toBe(detection.score);
+          const scored = detection.tokens!;
+          expect(Array.from(units.values)).toEqual(scored.map((token) => token.score));
+          expect(Array.from(units.words)).toEqual(
+            scored.flatMap((token) => [token.contextHash, token.token]),
+          );
+          for (const token of scored) chosen.add(token.key);
+          if (detection.prefixLimitReached) capped++;
+          skipped += detection.repeatedContexts;
+        }
+      }
+    }
+    expect(capped).toBeGreaterThan(5);
+    expect(skipped).toBeGreaterThan(500);
+    expect([...chosen].sort()).toEqual(['a', 'b']);
+  });
+
+  it('skips a context whose 32-bit hash was scored before, as detect(strict) does', () => {
+    // Two contexts with one hash (found by search): strict scores the first only, `context` both.
+    expect(sglangContextHash([24, 2785])).toBe(sglangContextHash([44, 1572]));
+    const detector = createSglangDetector({ engineKey: 11n, contextWindow: 2 });
+    const tokens = [24, 2785, 7, 44, 1572, 8];
+    const units = detector.strictUnits(tokens);
+    expect(Array.from(units.positions)).toEqual([2, 3, 4]);
+    expect(detector.detect(tokens, { dedup: 'strict' }).positions).toEqual([2, 3, 4]);
+    expect(detector.detect(tokens, { dedup: 'context' }).positions).toEqual([2, 3, 4, 5]);
+  });
+
+  it('refuses the ids detect refuses', () => {
+    const detector = createSglangDetector({ engineKey: 1n, vocabSize: 100 });
+    expect(() => detector.strictUnits([1, 100])).toThrow(RangeError);
+    expect(() => detector.strictUnits([1, 2], { promptIds: [-1] })).toThrow(/promptIds/);
   });
 });

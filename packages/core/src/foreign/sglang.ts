@@ -12,6 +12,7 @@
  */
 
 import { logGammaSf } from './gamma-tail.ts';
+import { Int32TupleSet, type StrictUnits } from './tuple-set.ts';
 
 export const SGLANG_SCHEMES: readonly ['gumbel', 'dual_key_gumbel'] = Object.freeze([
   'gumbel',
@@ -117,6 +118,13 @@ export interface SglangDetector {
   /** Scores one token after a context of 1 to `contextWindow` ids. */
   scoreToken(context: readonly number[], token: number): SglangTokenScore;
   detect(tokenIds: ArrayLike<number>, options?: SglangDetectOptions): SglangDetection;
+  /**
+   * What `detect(tokenIds, { dedup: 'strict', promptIds })` scores, as packed units, from detect's
+   * own loop: its completion positions in order (at most `maxContexts`), each with its score
+   * −ln(1 − u) (the terms of detect's compensated sum) and the words (context hash, token) of its
+   * PRF input, 2 words. The hash picks the key, so equal words are equal units.
+   */
+  strictUnits(tokenIds: ArrayLike<number>, options?: { readonly promptIds?: ArrayLike<number> }): StrictUnits;
 }
 
 const MASK32 = 0xffffffff;
@@ -181,11 +189,21 @@ function fmix32(value: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
+/** MurmurHash3's last step after the body's `state` over `length` words: fmix32(state ⊕ 4·length). */
+function murmurFinish(state: number, length: number): number {
+  return fmix32((state ^ ((4 * length) >>> 0)) >>> 0);
+}
+
+/** MurmurHash3 x86-32 with seed 0 of the words `words[from … to)`. */
+function murmurRange(words: ArrayLike<number>, from: number, to: number): number {
+  let state = 0;
+  for (let i = from; i < to; i++) state = mix(state, words[i]! >>> 0);
+  return murmurFinish(state, to - from);
+}
+
 /** MurmurHash3 x86-32 of 32-bit words with seed 0: fmix32(mix(…mix(0, w_1)…, w_L) ⊕ 4L). */
 export function sglangMurmurWords(words: readonly number[]): number {
-  let state = 0;
-  for (const word of words) state = mix(state, word >>> 0);
-  return fmix32((state ^ ((4 * words.length) >>> 0)) >>> 0);
+  return murmurRange(words, 0, words.length);
 }
 
 /** SGLang's context hash: MurmurHash3 of the context's token ids (each mod 2^32). */
@@ -322,10 +340,38 @@ function toTokenArray(tokenIds: ArrayLike<number>, vocabSize: number, name: stri
   return tokens;
 }
 
-/** Which key hashes a context: A for one key; for two, the coin's choice. */
-function keyFor(key: ResolvedSglangKey, contextHash: number): 'a' | 'b' {
-  if (key.keyB === null) return 'a';
-  return sglangKeyCoin(key.engineKey, key.keyB, contextHash) < key.mixingThreshold! ? 'a' : 'b';
+/**
+ * A key's hashes with its words mixed in once: which key hashes a context (A for one key; for two,
+ * A when the coin {@link sglangKeyCoin} is below the threshold) and the mixing state of the token
+ * hash {@link sglangTokenHash} after the chosen key's words and the context hash, which
+ * {@link tokenHashAfter} completes with the token.
+ */
+function keyHashes(key: ResolvedSglangKey): {
+  readonly usesKeyA: (contextHash: number) => boolean;
+  readonly tokenPrefix: (keyA: boolean, contextHash: number) => number;
+} {
+  const [aLow, aHigh] = keyWords(key.engineKey);
+  const [bLow, bHigh] = key.keyB === null ? [0, 0] : keyWords(key.keyB);
+  const prefixA = mix(mix(0, aLow), aHigh);
+  const prefixB = mix(mix(0, bLow), bHigh);
+  // the coin hashes (A low, A high, B low, B high, context hash)
+  const coinPrefix = mix(mix(prefixA, bLow), bHigh);
+  const threshold = key.mixingThreshold;
+  return {
+    usesKeyA: (contextHash) =>
+      threshold === null || murmurFinish(mix(coinPrefix, contextHash), 5) < threshold,
+    tokenPrefix: (keyA, contextHash) => mix(keyA ? prefixA : prefixB, contextHash),
+  };
+}
+
+/** The token hash from {@link keyHashes}' `tokenPrefix` and the token. */
+function tokenHashAfter(prefix: number, token: number): number {
+  return murmurFinish(mix(prefix, token >>> 0), 4);
+}
+
+/** SGLang's detector score of a token hash: −ln(1 − u), u = (hash + ½) / 2^32. */
+function hashScore(hash: number): number {
+  return -Math.log1p(-((hash + 0.5) / TWO_32));
 }
 
 /**
@@ -345,17 +391,16 @@ export function sglangGumbelSample(
   if (history.length === 0) throw new RangeError('contextIds: SGLang does not watermark an empty context');
   if (!(probs instanceof Float64Array)) throw new TypeError('probs: expected a Float64Array');
   if (probs.length > key.vocabSize) throw new RangeError('probs: longer than the vocabulary');
-  const contextHash = sglangMurmurWords(history.slice(-key.contextWindow));
-  const chosen = keyFor(key, contextHash);
-  const [low, high] = keyWords(chosen === 'a' ? key.engineKey : key.keyB!);
+  const contextHash = murmurRange(history, Math.max(0, history.length - key.contextWindow), history.length);
+  const hashes = keyHashes(key);
   // The first three mixing steps do not depend on the token.
-  const prefix = mix(mix(mix(0, low), high), contextHash);
+  const prefix = hashes.tokenPrefix(hashes.usesKeyA(contextHash), contextHash);
   let best = -1;
   let bestScore = Number.NEGATIVE_INFINITY;
   for (let token = 0; token < probs.length; token++) {
     const p = Math.fround(probs[token]!);
     if (!(p > 0)) continue;
-    const hash = fmix32((mix(prefix, token) ^ 16) >>> 0);
+    const hash = tokenHashAfter(prefix, token);
     const score = Math.fround(logUniformFloat32(hash) / p);
     if (best < 0 || score > bestScore) {
       best = token;
@@ -367,10 +412,11 @@ export function sglangGumbelSample(
 }
 
 /** Exactly rounded running sum is not needed; Neumaier's compensation keeps S within an ulp or two of fsum. */
-function compensatedSum(values: readonly number[]): number {
+function compensatedSum(values: ArrayLike<number>): number {
   let sum = 0;
   let compensation = 0;
-  for (const value of values) {
+  for (let i = 0; i < values.length; i++) {
+    const value = values[i]!;
     const next = sum + value;
     compensation += Math.abs(sum) >= Math.abs(value) ? sum - next + value : value - next + sum;
     sum = next;
@@ -388,24 +434,91 @@ function logTail(n: number, score: number): number {
 export function createSglangDetector(params: SglangKey): SglangDetector {
   const key = resolve(params);
   const width = key.contextWindow;
+  const { usesKeyA, tokenPrefix } = keyHashes(key);
 
-  const scorePair = (context: readonly number[], token: number, position: number): SglangTokenScore => {
-    const contextHash = sglangMurmurWords(context);
-    const which = keyFor(key, contextHash);
-    const [low, high] = keyWords(which === 'a' ? key.engineKey : key.keyB!);
-    const hash = sglangMurmurWords([low, high, contextHash, token]);
-    const uniform = (hash + 0.5) / TWO_32;
+  const scored = (
+    context: readonly number[],
+    contextHash: number,
+    token: number,
+    position: number,
+  ): SglangTokenScore => {
+    const keyA = usesKeyA(contextHash);
+    const hash = tokenHashAfter(tokenPrefix(keyA, contextHash), token);
     return Object.freeze({
       position,
       token,
       context: Object.freeze([...context]),
       contextHash,
-      key: which,
+      key: keyA ? 'a' : 'b',
       hash,
-      uniform,
-      score: -Math.log1p(-uniform),
+      uniform: (hash + 0.5) / TWO_32,
+      score: hashScore(hash),
     });
   };
+
+  /**
+   * detect's walk over a completion after its prompt, and strictUnits': the positions `dedup` keeps
+   * (at most `maxContexts`) with their scores, in order, with `detail` their records, with `pack`
+   * their units' words (context hash, token); arrays of the most positions, `count` used.
+   */
+  const walk = (
+    completion: readonly number[],
+    prompt: readonly number[],
+    dedup: SglangDedup,
+    detail: boolean,
+    pack: boolean,
+  ) => {
+    const tokens = [...prompt.slice(Math.max(0, prompt.length - width)), ...completion];
+    const start = Math.min(prompt.length, width);
+    // Without prompt ids the first `width` completion tokens have unknown contexts.
+    const first = prompt.length > 0 ? start : Math.min(width, completion.length);
+    const capacity = Math.min(tokens.length - first, key.maxContexts);
+    // `strict`: the context hashes scored; `context`: the context tuples, as text
+    const hashes = dedup === 'strict' ? new Int32TupleSet(1, capacity) : null;
+    const contexts = dedup === 'context' ? new Set<string>() : null;
+    const hashWord = new Uint32Array(1);
+    const positions = new Uint32Array(capacity);
+    const values = new Float64Array(capacity);
+    const words = pack ? new Uint32Array(2 * capacity) : null;
+    const records: SglangTokenScore[] = [];
+    let count = 0;
+    let repeated = 0;
+    let examined = first - start;
+    for (let position = first; position < tokens.length; position++) {
+      examined = position - start + 1;
+      const from = Math.max(0, position - width);
+      const contextHash = murmurRange(tokens, from, position);
+      hashWord[0] = contextHash;
+      if (hashes?.addFrom(hashWord, 0)) {
+        repeated++;
+        continue;
+      }
+      if (contexts !== null) {
+        const seenKey = tokens.slice(from, position).join(',');
+        if (contexts.has(seenKey)) {
+          repeated++;
+          continue;
+        }
+        contexts.add(seenKey);
+      }
+      const token = tokens[position]!;
+      const hash = tokenHashAfter(tokenPrefix(usesKeyA(contextHash), contextHash), token);
+      if (words !== null) {
+        words[2 * count] = contextHash;
+        words[2 * count + 1] = token;
+      }
+      if (detail) records.push(scored(tokens.slice(from, position), contextHash, token, position - start));
+      positions[count] = position - start;
+      values[count++] = hashScore(hash);
+      if (count === key.maxContexts) break;
+    }
+    return { count, positions, values, words, records, repeated, examined, skipped: first - start };
+  };
+
+  const tokensOf = (tokenIds: ArrayLike<number>, promptIds: ArrayLike<number> | undefined) => ({
+    completion: toTokenArray(tokenIds, key.vocabSize, 'tokenIds'),
+    prompt: promptIds === undefined ? [] : toTokenArray(promptIds, key.vocabSize, 'promptIds'),
+  });
 
   return Object.freeze({
     key,
@@ -415,60 +528,44 @@ export function createSglangDetector(params: SglangKey): SglangDetector {
       }
       const checked = toTokenArray(context, key.vocabSize, 'context');
       const [checkedToken] = toTokenArray([token], key.vocabSize, 'token');
-      return scorePair(checked, checkedToken!, 0);
+      return scored(checked, sglangMurmurWords(checked), checkedToken!, 0);
     },
     detect(tokenIds: ArrayLike<number>, options: SglangDetectOptions = {}): SglangDetection {
-      const completion = toTokenArray(tokenIds, key.vocabSize, 'tokenIds');
-      const prompt =
-        options.promptIds === undefined ? [] : toTokenArray(options.promptIds, key.vocabSize, 'promptIds');
+      const { completion, prompt } = tokensOf(tokenIds, options.promptIds);
       const dedup = options.dedup ?? 'context';
       if (dedup !== 'none' && dedup !== 'context' && dedup !== 'strict') {
         throw new RangeError('dedup: expected none, context or strict');
       }
-      const tokens = [...prompt.slice(Math.max(0, prompt.length - width)), ...completion];
-      const start = Math.min(prompt.length, width);
-      // Without prompt ids the first `width` completion tokens have unknown contexts.
-      const first = prompt.length > 0 ? start : Math.min(width, completion.length);
-      const seen = new Set<string | number>();
-      const scores: number[] = [];
-      const positions: number[] = [];
-      const detail: SglangTokenScore[] = [];
-      let repeated = 0;
-      let examined = first - start;
-      for (let position = first; position < tokens.length; position++) {
-        examined = position - start + 1;
-        const context = tokens.slice(Math.max(0, position - width), position);
-        const contextHash = sglangMurmurWords(context);
-        if (dedup !== 'none') {
-          const seenKey = dedup === 'context' ? context.join(',') : contextHash;
-          if (seen.has(seenKey)) {
-            repeated++;
-            continue;
-          }
-          seen.add(seenKey);
-        }
-        const result = scorePair(context, tokens[position]!, position - start);
-        scores.push(result.score);
-        positions.push(position - start);
-        if (options.tokens === true) detail.push(result);
-        if (scores.length === key.maxContexts) break;
-      }
-      const n = scores.length;
-      const score = compensatedSum(scores);
+      const walked = walk(completion, prompt, dedup, options.tokens === true, false);
+      const n = walked.count;
+      const score = compensatedSum(walked.values.subarray(0, n));
       const logP = logTail(n, score);
       const detection: SglangDetection = {
         numScored: n,
         score,
-        positions: Object.freeze(positions),
+        positions: Object.freeze(Array.from(walked.positions.subarray(0, n))),
         log10PValue: logP / LN10,
         peerLog10PValue: logP / LN10,
-        tokensExamined: examined,
-        repeatedContexts: repeated,
-        skippedInitialTokens: first - start,
+        tokensExamined: walked.examined,
+        repeatedContexts: walked.repeated,
+        skippedInitialTokens: walked.skipped,
         prefixLimitReached: n === key.maxContexts,
-        ...(options.tokens === true ? { tokens: Object.freeze(detail) } : {}),
+        ...(options.tokens === true ? { tokens: Object.freeze(walked.records) } : {}),
       };
       return Object.freeze(detection);
+    },
+    strictUnits(
+      tokenIds: ArrayLike<number>,
+      options: { readonly promptIds?: ArrayLike<number> } = {},
+    ): StrictUnits {
+      const { completion, prompt } = tokensOf(tokenIds, options.promptIds);
+      const { count, positions, values, words } = walk(completion, prompt, 'strict', false, true);
+      return {
+        unitWidth: 2,
+        words: words!.subarray(0, 2 * count),
+        values: values.subarray(0, count),
+        positions: positions.subarray(0, count),
+      };
     },
   });
 }

@@ -393,3 +393,64 @@ describe('SynthID invalid input', () => {
     });
   }
 });
+
+describe('SynthID strictUnits', () => {
+  it("is detect(strict)'s positions and scores, with each unit's table seed as words (tables of 2^k and not, EOS)", () => {
+    const rng = createRandom(23);
+    const keys = [654n, -400n, 9_223_372_036_854_775_807n, 654n + 65536n, -9_223_372_036_854_775_808n];
+    const cases: SynthidParams[] = [
+      { keys, ngramLen: 3, eosTokenId: 3 },
+      { keys, ngramLen: 2, samplingTableSize: 64 },
+      { keys, ngramLen: 3, samplingTableSize: 1000, samplingTableSeed: 5n, eosTokenId: 1 },
+      { keys, ngramLen: 4, samplingTableSize: 3 },
+    ];
+    let skipped = 0;
+    let cutByEos = 0;
+    for (const params of cases) {
+      const detector = createSynthidDetector(params);
+      const size = params.samplingTableSize ?? 65536;
+      const powerOfTwo = (size & (size - 1)) === 0;
+      const name = `table ${size}`;
+      for (const [length, vocabulary] of [
+        [0, 5],
+        [2, 5],
+        [400, 4],
+        [400, 12],
+        [300, 50_000],
+      ] as const) {
+        const tokens = Array.from({ length }, () => rng.nextUint32() % vocabulary);
+        const units = detector.strictUnits(tokens);
+        const detection = detector.detect(tokens, { dedup: 'strict' });
+        const width = powerOfTwo ? 1 : 2;
+        expect(units.unitWidth, name).toBe(width);
+        expect(Array.from(units.positions), name).toEqual(detection.positions);
+        let total = 0;
+        for (const value of units.values) total += value;
+        expect(total, name).toBe(detection.score);
+        const records = detector.scoreTokens(tokens);
+        const ngram = (params.ngramLen as number) - 1;
+        expect(units.words.length).toBe(width * units.positions.length);
+        units.positions.forEach((position, i) => {
+          const record = records[position - ngram]!;
+          expect(record.afterEos).toBe(false);
+          let value = 0;
+          for (const layer of detector.effectiveLayers) value += record.gValues[layer]!;
+          expect(units.values[i], name).toBe(value);
+          const seed = BigInt.asUintN(64, record.seed);
+          const words = powerOfTwo ? [Number(seed)] : [Number(seed >> 32n), Number(seed & 0xffffffffn)];
+          expect(Array.from(units.words.subarray(width * i, width * (i + 1))), name).toEqual(words);
+        });
+        skipped += records.length - units.positions.length;
+        if (records.some((record) => record.afterEos)) cutByEos++;
+      }
+    }
+    expect(skipped).toBeGreaterThan(500);
+    expect(cutByEos).toBeGreaterThan(3);
+  });
+
+  it('refuses the ids detect refuses', () => {
+    const detector = createSynthidDetector({ keys: [1n], ngramLen: 2, vocabSize: 10 });
+    expect(() => detector.strictUnits([1, 10])).toThrow(RangeError);
+    expect(() => detector.strictUnits([1, -1])).toThrow(RangeError);
+  });
+});

@@ -14,7 +14,7 @@
 import type { RandomSource } from '../random.ts';
 import { logBinomialSf } from '../statistics.ts';
 import { mulHigh32 } from './philox.ts';
-import { Int32TupleSet } from './tuple-set.ts';
+import { Int32TupleSet, type StrictUnits } from './tuple-set.ts';
 
 /** transformers' `SynthIDTextWatermarkingConfig` defaults. */
 export const SYNTHID_DEFAULT_SAMPLING_TABLE_SIZE: number = 65536;
@@ -616,6 +616,14 @@ export interface SynthidDetector {
   /** Every scorable position (ngramLen − 1 onwards) with its g-values and transformers' masks. */
   scoreTokens(tokenIds: ArrayLike<number>): SynthidPositionScore[];
   detect(tokenIds: ArrayLike<number>, options?: SynthidDetectOptions): SynthidDetection;
+  /**
+   * What `detect(tokenIds, { dedup: 'strict' })` scores, as packed units, from detect's own loop:
+   * its positions in order (before the first `eosTokenId`), each with the g-values' sum at the
+   * {@link effectiveLayers} (its part of `score`) and the words of its table seed, the unit: for a
+   * table size that is a power of two the seed (the n-gram hash's low bits), one word; otherwise the
+   * signed int64 n-gram hash's two's-complement high and low halves, two words.
+   */
+  strictUnits(tokenIds: ArrayLike<number>): StrictUnits;
 }
 
 /** transformers' weighted-mean weights: linspace(10, 1, depth) scaled to sum to depth; depth 1: [1]. */
@@ -749,38 +757,56 @@ export function createSynthidDetector(params: SynthidParams): SynthidDetector {
 
   const effective = new Uint8Array(depth);
   for (const l of firstLayerOf) effective[l] = 1;
-  // detect's sums, with no record per position; strict dedup's sets hold contexts and seeds exactly
-  const tally = (tokens: readonly number[], dedup: SynthidDedup) => {
+  // strictUnits' words: the table seed, one word for a power-of-two table (its low bits), else two
+  const unitWidth = powerOfTwo ? 1 : 2;
+  const seedMask = samplingTableSize - 1;
+  /**
+   * detect's sums, with no record per position, and strictUnits' units: strict dedup's sets hold
+   * contexts and seeds exactly. Each kept position's value is its g-values' sum at the effective
+   * layers (what it adds to `score`); with `pack`, its seed's words. Arrays of n, `count` used.
+   */
+  const tally = (tokens: readonly number[], dedup: SynthidDedup, pack: boolean) => {
+    const n = tokens.length;
     const history = dedup === 'context' ? new ContextHistory(contextHistorySize) : null;
-    const contexts = dedup === 'strict' ? new Int32TupleSet(width, tokens.length) : null;
-    const seeds = dedup === 'strict' ? new Int32TupleSet(2, tokens.length) : null;
-    const seed = new Int32Array(2);
+    const contexts = dedup === 'strict' ? new Int32TupleSet(width, n, tokens) : null;
+    const seeds = dedup === 'strict' ? new Int32TupleSet(unitWidth, n) : null;
+    const seed = new Int32Array(unitWidth);
     const firstEos = eosTokenId === null ? -1 : tokens.indexOf(eosTokenId);
-    const stop = firstEos >= 0 ? firstEos : tokens.length;
-    const positions: number[] = [];
+    const stop = firstEos >= 0 ? firstEos : n;
+    const positions = new Uint32Array(n);
+    const values = new Float64Array(n);
+    const words = pack ? new Uint32Array(unitWidth * n) : null;
     const g = new Uint8Array(depth);
+    let count = 0;
     let score = 0;
     let allLayers = 0;
     let weightedScore = 0;
     for (let t = width; t < stop; t++) {
       const contextHash = contextHashOf(tokens, t - width, width);
       if (history?.seenThenPushHalves(contextHash.hi, contextHash.lo)) continue;
-      if (contexts?.addFrom(tokens, t - width)) continue;
+      if (contexts?.addAt(t - width)) continue;
       const ngram = gValuesInto(prepared, contextHash, tokens[t]!, g, 0);
       if (seeds !== null) {
-        seed[0] = powerOfTwo ? 0 : ngram.hi;
-        seed[1] = powerOfTwo ? ngram.lo & (samplingTableSize - 1) : ngram.lo;
+        if (powerOfTwo) seed[0] = ngram.lo & seedMask;
+        else {
+          seed[0] = ngram.hi;
+          seed[1] = ngram.lo;
+        }
         if (seeds.addFrom(seed, 0)) continue;
+        if (words !== null) words.set(seed, unitWidth * count);
       }
-      positions.push(t);
+      let value = 0;
       for (let l = 0; l < depth; l++) {
         if (g[l] === 0) continue;
         allLayers++;
         weightedScore += weights[l]!;
-        score += effective[l]!;
+        value += effective[l]!;
       }
+      score += value;
+      positions[count] = t;
+      values[count++] = value;
     }
-    return { positions, score, allLayers, weightedScore };
+    return { count, positions, values, words, score, allLayers, weightedScore };
   };
 
   return Object.freeze({
@@ -799,8 +825,8 @@ export function createSynthidDetector(params: SynthidParams): SynthidDetector {
       if (dedup !== 'none' && dedup !== 'context' && dedup !== 'strict') {
         throw new RangeError('dedup: expected none, context or strict');
       }
-      const { positions, score, allLayers, weightedScore } = tally(tokens, dedup);
-      const n = positions.length;
+      const { count, positions, score, allLayers, weightedScore } = tally(tokens, dedup, false);
+      const n = count;
       const numGValues = n * effectiveDepth;
       const binomial = n === 0 ? 0 : logBinomialSf(score, numGValues, nullProbability);
       const weighted =
@@ -815,7 +841,7 @@ export function createSynthidDetector(params: SynthidParams): SynthidDetector {
       return Object.freeze({
         numTokens: tokens.length,
         numScored: n,
-        positions: Object.freeze(positions),
+        positions: Object.freeze(Array.from(positions.subarray(0, n))),
         effectiveDepth,
         score,
         numGValues,
@@ -828,6 +854,16 @@ export function createSynthidDetector(params: SynthidParams): SynthidDetector {
         log10PValue: Math.min(0, binomial) / LN10,
         peerLog10PValue: null,
       });
+    },
+    strictUnits(tokenIds: ArrayLike<number>): StrictUnits {
+      const tokens = toTokenArray(tokenIds, prepared.tokenLimit);
+      const { count, positions, values, words } = tally(tokens, 'strict', true);
+      return {
+        unitWidth,
+        words: words!.subarray(0, unitWidth * count),
+        values: values.subarray(0, count),
+        positions: positions.subarray(0, count),
+      };
     },
   });
 }

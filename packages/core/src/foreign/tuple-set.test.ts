@@ -44,3 +44,31 @@ describe('Int32TupleSet memory', () => {
     expect(set.addFrom(tuple, 0)).toBe(true);
   });
 });
+
+describe('Int32TupleSet of windows', () => {
+  it('holds windows of its array in place, across growth, and answers as a set of joined strings', () => {
+    const rng = createRandom(4);
+    const values = [0, -1, 1, 0x7fffffff, -0x80000000, 0xffffffff];
+    for (const windows of [
+      Int32Array.from({ length: 12_000 }, () => values[rng.nextUint32() % 6]!),
+      Uint32Array.from({ length: 12_000 }, () => values[rng.nextUint32() % 6]! >>> 0),
+      Array.from({ length: 12_000 }, () => rng.nextUint32() % 7),
+    ]) {
+      for (const width of [1, 2, 5]) {
+        const set = new Int32TupleSet(width, 16, windows);
+        const reference = new Set<string>();
+        for (let offset = 0; offset + width <= windows.length; offset++) {
+          const key = Array.from({ length: width }, (_, i) => windows[offset + i]! | 0).join(',');
+          expect(set.addAt(offset)).toBe(reference.has(key));
+          reference.add(key);
+        }
+        expect(set.count).toBe(reference.size);
+      }
+    }
+  });
+
+  it('adds windows with addAt only, and copies with addFrom only', () => {
+    expect(() => new Int32TupleSet(2, 16, [1, 2, 3]).addFrom([1, 2], 0)).toThrow(/addAt/);
+    expect(() => new Int32TupleSet(2).addAt(0)).toThrow(/windows/);
+  });
+});

@@ -356,3 +356,83 @@ describe('vLLM detect in 32-bit arithmetic', () => {
     }
   });
 });
+
+describe('vLLM strictUnits', () => {
+  /** The words the doc states for a record: the context (−1 as 0xFFFFFFFF) and token, or sbw's seed halves and token. */
+  const wordsOf = (record: ReturnType<ReturnType<typeof createVllmDetector>['scoreToken']>): number[] => {
+    if (record.seed === null) return [...record.context, record.token].map((id) => id >>> 0);
+    const seed = BigInt.asUintN(64, record.seed);
+    return [Number(seed >> 32n), Number(seed & 0xffffffffn), record.token];
+  };
+
+  it("is detect(strict)'s positions and scores, bit for bit, with each unit's words (every scheme and PRF)", () => {
+    const rng = createRandom(65);
+    const keys: VllmKey[] = [];
+    for (const prf of ['philox', 'hmac-sha256-v1'] as const) {
+      keys.push(
+        { scheme: 'gumbel', engineKey: 21n, prf, contextWidth: 2 },
+        { scheme: 'gumbel', engineKey: 22n, prf, contextWidth: 5 },
+        { scheme: 'dual_key_gumbel', engineKey: 23n, prf, contextWidth: 3, alpha: 0.3 },
+        { scheme: 'red_green', engineKey: 24n, prf, contextWidth: 1, gamma: 0.4 },
+      );
+    }
+    keys.push(
+      { scheme: 'sbw', engineKey: 25n, contextWidth: 3 },
+      { scheme: 'sbw', engineKey: 26n, sbwScheme: 'lefthash', contextWidth: 2 },
+      {
+        scheme: 'sbw',
+        engineKey: 27n,
+        sbwScheme: 'lefthash',
+        sbwLefthashSeeds: 'generator',
+        contextWidth: 3,
+      },
+    );
+    // positions strict dedup skips: repeated contexts, and for sbw repeated (seed, token) pairs too
+    let skipped = 0;
+    let sbwSkipped = 0;
+    for (const key of keys) {
+      const detector = createVllmDetector(key);
+      const name = `${key.scheme} ${key.prf ?? ''} ${key.sbwScheme ?? ''} ${key.contextWidth}`;
+      for (const [length, vocabulary] of [
+        [0, 2],
+        [1, 2],
+        [3, 2],
+        [300, 4],
+        [300, 6],
+        [200, 2 ** 31],
+      ]) {
+        const tokens = Array.from({ length: length! }, () => rng.nextUint32() % vocabulary!);
+        const units = detector.strictUnits(tokens);
+        const detection = detector.detect(tokens, { dedup: 'strict' });
+        const width = key.scheme === 'sbw' ? 3 : key.contextWidth! + 1;
+        expect(units.unitWidth, name).toBe(width);
+        expect(Array.from(units.positions), name).toEqual(detection.positions);
+        skipped += length! - units.positions.length;
+        if (key.scheme === 'sbw') {
+          sbwSkipped += detector.detect(tokens, { dedup: 'context' }).numScored - units.positions.length;
+        }
+        let total = 0;
+        for (const value of units.values) total += value;
+        expect(total, name).toBe(detection.score);
+        // each unit is its position's record: the same score and the words the doc states
+        const records = detector.scoreTokens(tokens);
+        expect(units.words.length).toBe(width * units.positions.length);
+        units.positions.forEach((position, i) => {
+          expect(units.values[i], name).toBe(records[position]!.score);
+          expect(Array.from(units.words.subarray(width * i, width * (i + 1))), name).toEqual(
+            wordsOf(records[position]!),
+          );
+        });
+      }
+    }
+    expect(skipped).toBeGreaterThan(500);
+    expect(sbwSkipped).toBeGreaterThan(10);
+  });
+
+  it('refuses the ids detect refuses', () => {
+    const detector = createVllmDetector({ scheme: 'sbw', engineKey: 1n });
+    expect(() => detector.strictUnits([1, -1])).toThrow(/tokenIds\[1\]/);
+    expect(() => detector.strictUnits([2 ** 31])).toThrow(RangeError);
+    expect(() => detector.strictUnits(null as unknown as number[])).toThrow(TypeError);
+  });
+});

@@ -13,7 +13,7 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { logBinomialSf, logNormalSf } from '../statistics.ts';
 import { logGammaSf, logWeightedGammaSf } from './gamma-tail.ts';
 import { mulHigh32, philox4x32Into } from './philox.ts';
-import { Int32TupleSet } from './tuple-set.ts';
+import { Int32TupleSet, type StrictUnits } from './tuple-set.ts';
 
 export const VLLM_SCHEMES: readonly ['gumbel', 'dual_key_gumbel', 'red_green', 'sbw'] = Object.freeze([
   'gumbel',
@@ -121,6 +121,15 @@ export interface VllmDetector {
   /** Scores every position of a token sequence, without deduplication. */
   scoreTokens(tokenIds: ArrayLike<number>): VllmTokenScore[];
   detect(tokenIds: ArrayLike<number>, options?: VllmDetectOptions): VllmDetection;
+  /**
+   * What `detect(tokenIds, { dedup: 'strict' })` scores, as packed units, from detect's own loop:
+   * its positions in order, each with the score detect adds (bit for bit) and the words of its PRF
+   * input. gumbel, dual_key_gumbel and red_green: the `contextWidth` context ids (−1 before the
+   * sequence as 0xFFFFFFFF, which no id is) then the token, `contextWidth + 1` words; sbw: the signed
+   * 64-bit seed's two's-complement high and low halves then the token, 3 words. Equal words are equal
+   * units, so a corpus can deduplicate them across sequences.
+   */
+  strictUnits(tokenIds: ArrayLike<number>): StrictUnits;
 }
 
 const MASK32 = 0xffffffff;
@@ -166,8 +175,11 @@ export function deriveVllmKey(engineKey: bigint, domain: 'key_a' | 'key_b'): big
   return new DataView(sha256(message).buffer).getBigUint64(0, false);
 }
 
-/** Word-level PRF: (context, token) → 32-bit word. */
-type WordPrf = (context: readonly number[], token: number) => number;
+/**
+ * Word-level PRF: (context, token) → 32-bit word, the context the `width` ids `ids[from … from + width)`
+ * (read in place: detect's contexts are windows of one array).
+ */
+type WordPrf = (ids: ArrayLike<number>, from: number, width: number, token: number) => number;
 
 /**
  * vLLM's `philox` PRF word (PhiloxPRF.uint32): the context is folded four words at a time
@@ -178,7 +190,7 @@ type WordPrf = (context: readonly number[], token: number) => number;
 export function vllmPhiloxWord(key: bigint, context: readonly number[], token: number, stream = 0n): number {
   assertKey(key, UINT64_LIMIT, 'key');
   assertKey(stream, UINT64_LIMIT, 'stream');
-  return philoxWordPrf(key, stream)(context, token);
+  return philoxWordPrf(key, stream)(context, 0, context.length, token);
 }
 
 function philoxWordPrf(key: bigint, stream: bigint): WordPrf {
@@ -187,17 +199,17 @@ function philoxWordPrf(key: bigint, stream: bigint): WordPrf {
   const streamLow = Number(stream & 0xffffffffn);
   const streamHigh = Number(stream >> 32n);
   const state = new Uint32Array(4);
-  return (context, token) => {
-    const width = context.length;
+  return (ids, from, width, token) => {
     state[0] = CONTEXT_DOMAIN;
     state[1] = width;
     state[2] = 0;
     state[3] = 0;
     for (let offset = 0; offset < width; offset += 4) {
-      const w0 = context[offset]! >>> 0;
-      const w1 = offset + 1 < width ? context[offset + 1]! >>> 0 : MASK32 - 1;
-      const w2 = offset + 2 < width ? context[offset + 2]! >>> 0 : MASK32 - 2;
-      const w3 = offset + 3 < width ? context[offset + 3]! >>> 0 : MASK32 - 3;
+      const at = from + offset;
+      const w0 = ids[at]! >>> 0;
+      const w1 = offset + 1 < width ? ids[at + 1]! >>> 0 : MASK32 - 1;
+      const w2 = offset + 2 < width ? ids[at + 2]! >>> 0 : MASK32 - 2;
+      const w3 = offset + 3 < width ? ids[at + 3]! >>> 0 : MASK32 - 3;
       philox4x32Into(state, state[0]! ^ w0, state[1]! ^ w1, state[2]! ^ w2, state[3]! ^ w3, k0 ^ offset, k1);
     }
     const word = token >>> 0;
@@ -222,7 +234,7 @@ function philoxWordPrf(key: bigint, stream: bigint): WordPrf {
  */
 export function vllmHmacWord(key: bigint, context: readonly number[], token: number): number {
   assertKey(key, 1n << 256n, 'key');
-  return hmacWordPrf(key)(context, token);
+  return hmacWordPrf(key)(context, 0, context.length, token);
 }
 
 function hmacWordPrf(key: bigint): WordPrf {
@@ -233,8 +245,7 @@ function hmacWordPrf(key: bigint): WordPrf {
     rest >>= 8n;
   }
   const keyed = hmac.create(sha256, keyBytes);
-  return (context, token) => {
-    const width = context.length;
+  return (ids, from, width, token) => {
     const message = new Uint8Array(HMAC_DOMAIN.length + 4 + 8 * (width + 1));
     message.set(HMAC_DOMAIN, 0);
     const view = new DataView(message.buffer);
@@ -242,7 +253,7 @@ function hmacWordPrf(key: bigint): WordPrf {
     view.setUint32(at, width, true);
     at += 4;
     for (let i = 0; i <= width; i++) {
-      const value = i < width ? context[i]! : token;
+      const value = i < width ? ids[from + i]! : token;
       view.setUint32(at, value >>> 0, true);
       view.setUint32(at + 4, value < 0 ? MASK32 : 0, true);
       at += 8;
@@ -324,6 +335,21 @@ export function sbwSeedHalvesInto(
   token: number,
   lefthashSeeds: 'detector' | 'generator' = 'detector',
 ): Int32Array {
+  return sbwSeedHalvesAt(out, keyHi, keyLo, scheme, context, 0, context.length, token, lefthashSeeds);
+}
+
+/** {@link sbwSeedHalvesInto} of the context `ids[from … from + width)`, read in place. */
+function sbwSeedHalvesAt(
+  out: Int32Array,
+  keyHi: number,
+  keyLo: number,
+  scheme: VllmSbwScheme,
+  ids: ArrayLike<number>,
+  from: number,
+  width: number,
+  token: number,
+  lefthashSeeds: 'detector' | 'generator',
+): Int32Array {
   if (scheme === 'selfhash') {
     const hv = sbwHashInt(token);
     mulInt64(keyHi, keyLo, hv >> 31, hv);
@@ -332,8 +358,8 @@ export function sbwSeedHalvesInto(
     mulInt64(kvHi, kvLo, hv >> 31, hv);
     let seedHi = productHi;
     let seedLo = productLo;
-    for (let i = 1; i < context.length; i++) {
-      const h = sbwHashInt(context[i]!);
+    for (let i = 1; i < width; i++) {
+      const h = sbwHashInt(ids[from + i]!);
       mulInt64(kvHi, kvLo, h >> 31, h);
       if (productHi < seedHi || (productHi === seedHi && productLo >>> 0 < seedLo >>> 0)) {
         seedHi = productHi;
@@ -346,8 +372,8 @@ export function sbwSeedHalvesInto(
   }
   // |Σ| < 2^31 · 4096: exact in a double, and its own int64
   let sum = 0;
-  for (let i = 0; i < context.length; i++) {
-    sum += lefthashSeeds === 'detector' ? sbwHashInt(context[i]!) : context[i]!;
+  for (let i = from; i < from + width; i++) {
+    sum += lefthashSeeds === 'detector' ? sbwHashInt(ids[i]!) : ids[i]!;
   }
   const sumHi = Math.floor(sum / 0x100000000);
   mulInt64(keyHi, keyLo, sumHi | 0, (sum - sumHi * 0x100000000) | 0);
@@ -466,58 +492,68 @@ type PairScorer = (
   token: number,
 ) => { words: number[]; uniforms: number[]; seed: bigint | null; score: number };
 
-function pairScorer(key: ResolvedVllmKey): PairScorer {
+/**
+ * The PRFs of gumbel, dual_key_gumbel and red_green (one; key A then key B for the dual key) and the
+ * score of a pair from their uniforms (the second 0 with one PRF), as vLLM computes it.
+ */
+function uniformScoring(key: ResolvedVllmKey): {
+  readonly prfs: readonly WordPrf[];
+  readonly score: (uniformA: number, uniformB: number) => number;
+} {
+  const prf = key.prf as VllmPrf;
   switch (key.scheme) {
-    case 'gumbel': {
-      const prf = wordPrf(key.prf as VllmPrf, key.engineKey);
-      return (context, token) => {
-        const word = prf(context, token);
-        const uniform = vllmUniform(word);
-        return { words: [word], uniforms: [uniform], seed: null, score: -Math.log1p(-uniform) };
-      };
-    }
     case 'dual_key_gumbel': {
-      const prfA = wordPrf(key.prf as VllmPrf, key.keyA!);
-      const prfB = wordPrf(key.prf as VllmPrf, key.keyB!);
       const alpha = key.alpha!;
-      return (context, token) => {
-        const wordA = prfA(context, token);
-        const wordB = prfB(context, token);
-        const uniformA = vllmUniform(wordA);
-        const uniformB = vllmUniform(wordB);
+      return {
+        prfs: [wordPrf(prf, key.keyA!), wordPrf(prf, key.keyB!)],
         // vLLM: stack([sA, sB]) @ [1 − α, α], a two-term dot product in float64
-        const score = -Math.log1p(-uniformA) * (1 - alpha) + -Math.log1p(-uniformB) * alpha;
-        return { words: [wordA, wordB], uniforms: [uniformA, uniformB], seed: null, score };
+        score: (uniformA, uniformB) => -Math.log1p(-uniformA) * (1 - alpha) + -Math.log1p(-uniformB) * alpha,
       };
     }
     case 'red_green': {
-      const prf = wordPrf(key.prf as VllmPrf, key.engineKey);
       const threshold = Math.fround(key.gamma!);
-      return (context, token) => {
-        const word = prf(context, token);
-        const uniform = vllmUniform(word);
-        return { words: [word], uniforms: [uniform], seed: null, score: uniform < threshold ? 1 : 0 };
-      };
+      return { prfs: [wordPrf(prf, key.engineKey)], score: (uniform) => (uniform < threshold ? 1 : 0) };
     }
-    case 'sbw': {
-      const { threshold, word: wordOf } = sbwScoring(key);
-      const halves = new Int32Array(2);
-      return (context, token) => {
-        const word = wordOf(context, token, halves);
-        const seed = BigInt.asIntN(64, (BigInt(halves[0]! >>> 0) << 32n) | BigInt(halves[1]! >>> 0));
-        return { words: [word], uniforms: [], seed, score: (word & INT31_MAX) < threshold ? 1 : 0 };
-      };
-    }
+    default:
+      return { prfs: [wordPrf(prf, key.engineKey)], score: (uniform) => -Math.log1p(-uniform) };
   }
 }
 
-/** A pair's score for detect; sbw also writes its seed's halves into seed[0], seed[1]. */
-type DetectScorer = (context: readonly number[], token: number, seed: Int32Array) => number;
+function pairScorer(key: ResolvedVllmKey): PairScorer {
+  if (key.scheme === 'sbw') {
+    const { threshold, word: wordOf } = sbwScoring(key);
+    const halves = new Int32Array(2);
+    return (context, token) => {
+      const word = wordOf(context, 0, token, halves);
+      const seed = BigInt.asIntN(64, (BigInt(halves[0]! >>> 0) << 32n) | BigInt(halves[1]! >>> 0));
+      return { words: [word], uniforms: [], seed, score: (word & INT31_MAX) < threshold ? 1 : 0 };
+    };
+  }
+  const { prfs, score } = uniformScoring(key);
+  return (context, token) => {
+    const words = prfs.map((prf) => prf(context, 0, context.length, token));
+    const uniforms = words.map(vllmUniform);
+    return { words, uniforms, seed: null, score: score(uniforms[0]!, uniforms[1] ?? 0) };
+  };
+}
 
-function detectScorer(key: ResolvedVllmKey, scorePair: PairScorer): DetectScorer {
-  if (key.scheme !== 'sbw') return (context, token) => scorePair(context, token).score;
-  const { threshold, word } = sbwScoring(key);
-  return (context, token, seed) => ((word(context, token, seed) & INT31_MAX) < threshold ? 1 : 0);
+/**
+ * A pair's score for detect, {@link pairScorer}'s without its record, the context the `contextWidth`
+ * ids `ids[from …]`; sbw also writes its seed's halves into seed[0], seed[1].
+ */
+type DetectScorer = (ids: ArrayLike<number>, from: number, token: number, seed: Int32Array) => number;
+
+function detectScorer(key: ResolvedVllmKey): DetectScorer {
+  if (key.scheme === 'sbw') {
+    const { threshold, word } = sbwScoring(key);
+    return (ids, from, token, seed) => ((word(ids, from, token, seed) & INT31_MAX) < threshold ? 1 : 0);
+  }
+  const width = key.contextWidth;
+  const { prfs, score } = uniformScoring(key);
+  const [prfA, prfB] = prfs as [WordPrf, WordPrf | undefined];
+  if (prfB === undefined) return (ids, from, token) => score(vllmUniform(prfA(ids, from, width, token)), 0);
+  return (ids, from, token) =>
+    score(vllmUniform(prfA(ids, from, width, token)), vllmUniform(prfB(ids, from, width, token)));
 }
 
 /**
@@ -526,8 +562,10 @@ function detectScorer(key: ResolvedVllmKey, scorePair: PairScorer): DetectScorer
  */
 function sbwScoring(key: ResolvedVllmKey): {
   readonly threshold: number;
-  readonly word: (context: readonly number[], token: number, seed: Int32Array) => number;
+  /** The word of the token after the context `ids[from … from + contextWidth)`. */
+  readonly word: (ids: ArrayLike<number>, from: number, token: number, seed: Int32Array) => number;
 } {
+  const width = key.contextWidth;
   const scheme = key.sbwScheme!;
   const seeds = key.sbwLefthashSeeds ?? 'detector';
   const unsigned = BigInt.asUintN(64, key.engineKey);
@@ -536,8 +574,8 @@ function sbwScoring(key: ResolvedVllmKey): {
   const words = new Uint32Array(4);
   return {
     threshold: Math.floor(key.gamma! * INT31_MAX),
-    word: (context, token, seed) => {
-      sbwSeedHalvesInto(seed, keyHi, keyLo, scheme, context, token, seeds);
+    word: (ids, from, token, seed) => {
+      sbwSeedHalvesAt(seed, keyHi, keyLo, scheme, ids, from, width, token, seeds);
       // sbwWord: counter (token ≫ 2, 0, 0, 0), key (seed low, seed high)
       philox4x32Into(words, token >>> 2, 0, 0, 0, seed[1]! >>> 0, seed[0]! >>> 0);
       return words[token & 3]!;
@@ -604,8 +642,46 @@ function exactLogPValue(key: ResolvedVllmKey, score: number, n: number): number 
 export function createVllmDetector(params: VllmKey): VllmDetector {
   const key = resolve(params);
   const scorePair = pairScorer(key);
-  const scoreOf = detectScorer(key, scorePair);
+  const scoreOf = detectScorer(key);
   const width = key.contextWidth;
+  const sbw = key.scheme === 'sbw';
+  const unitWidth = sbw ? 3 : width + 1;
+
+  /**
+   * detect's walk over a sequence, and strictUnits': the positions `dedup` keeps and their scores,
+   * in order, and with `pack` each kept unit's words (strictUnits' packing). Arrays of n, `count` used.
+   */
+  const walk = (tokens: readonly number[], dedup: VllmDedup, pack: boolean) => {
+    const n = tokens.length;
+    // Padded with −1 before the first token: the context of `position` is padded[position …].
+    const padded = new Int32Array(width + n).fill(-1, 0, width);
+    padded.set(tokens, width);
+    const contexts = dedup === 'none' ? null : new Int32TupleSet(width, n, padded);
+    const seeds = dedup === 'strict' && sbw ? new Int32TupleSet(3, n) : null;
+    // sbw's seed halves, then the token: strict dedup's tuple and the unit's words
+    const seed = new Int32Array(3);
+    const positions = new Uint32Array(n);
+    const values = new Float64Array(n);
+    const words = pack ? new Uint32Array(unitWidth * n) : null;
+    let count = 0;
+    for (let position = 0; position < n; position++) {
+      if (contexts?.addAt(position)) continue;
+      const token = tokens[position]!;
+      const score = scoreOf(padded, position, token, seed);
+      seed[2] = token;
+      if (seeds?.addFrom(seed, 0)) continue;
+      if (words !== null) {
+        // sbw: (seed high, seed low, token); else the context and the token, padded[position … + width]
+        const unit = sbw ? seed : padded;
+        const from = sbw ? 0 : position;
+        const at = unitWidth * count;
+        for (let i = 0; i < unitWidth; i++) words[at + i] = unit[from + i]!;
+      }
+      positions[count] = position;
+      values[count++] = score;
+    }
+    return { count, positions, values, words };
+  };
 
   const score = (context: readonly number[], token: number, position: number): VllmTokenScore => {
     const result = scorePair(context, token);
@@ -634,26 +710,10 @@ export function createVllmDetector(params: VllmKey): VllmDetector {
       if (dedup !== 'none' && dedup !== 'context' && dedup !== 'strict') {
         throw new RangeError('dedup: expected none, context or strict');
       }
-      // Padded with −1 before the first token: the context of `position` is padded[position …].
-      const padded = new Int32Array(width + tokens.length).fill(-1, 0, width);
-      padded.set(tokens, width);
-      const contexts = dedup === 'none' ? null : new Int32TupleSet(width, tokens.length);
-      const seeds = dedup === 'strict' && key.scheme === 'sbw' ? new Int32TupleSet(3, tokens.length) : null;
-      const context = new Array<number>(width);
-      // sbw's seed halves, then the token: strict dedup's tuple
-      const seed = new Int32Array(3);
-      const positions: number[] = [];
+      const walked = walk(tokens, dedup, false);
+      const positions = Array.from(walked.positions.subarray(0, walked.count));
       let total = 0;
-      for (let position = 0; position < tokens.length; position++) {
-        if (contexts?.addFrom(padded, position)) continue;
-        for (let i = 0; i < width; i++) context[i] = padded[position + i]!;
-        const token = tokens[position]!;
-        const score = scoreOf(context, token, seed);
-        seed[2] = token;
-        if (seeds?.addFrom(seed, 0)) continue;
-        positions.push(position);
-        total += score;
-      }
+      for (let i = 0; i < walked.count; i++) total += walked.values[i]!;
       const n = positions.length;
       const peer = n === 0 ? 0 : peerLogPValue(key, total, n);
       const exact = n === 0 ? 0 : exactLogPValue(key, total, n);
@@ -664,6 +724,15 @@ export function createVllmDetector(params: VllmKey): VllmDetector {
         log10PValue: Math.min(0, exact) / LN10,
         peerLog10PValue: Math.min(0, peer) / LN10,
       });
+    },
+    strictUnits(tokenIds: ArrayLike<number>): StrictUnits {
+      const { count, positions, values, words } = walk(toTokenArray(tokenIds), 'strict', true);
+      return {
+        unitWidth,
+        words: words!.subarray(0, unitWidth * count),
+        values: values.subarray(0, count),
+        positions: positions.subarray(0, count),
+      };
     },
   });
 }
