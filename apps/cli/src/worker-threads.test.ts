@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -108,5 +109,32 @@ describe('startWorkerThreads', () => {
     const outcomes = await Promise.allSettled([0, 1, 2].map((n) => threads.submit({ n, ms: 0 })));
     expect(outcomes.map((outcome) => outcome.status)).toEqual(['rejected', 'fulfilled', 'fulfilled']);
     await threads.close();
+  });
+});
+
+describe('compileWorkersInline', () => {
+  // The compiled module (pnpm build), in a process of its own that traces V8's optimizing compiles.
+  const compiled = new URL('../dist/worker-threads.js', import.meta.url).href;
+  const compileModes = (inline: boolean): string[] => {
+    const script = `import { Worker } from 'node:worker_threads';
+      import { compileWorkersInline } from ${JSON.stringify(compiled)};
+      if (${inline}) compileWorkersInline();
+      new Worker('function hot(n) { let s = 0; for (let i = 0; i < n; i++) s += (i * 7) % 13; return s; }' +
+        'let t = 0; for (let k = 0; k < 3000; k++) t += hot(1000);', { eval: true });`;
+    const run = spawnSync(process.execPath, ['--trace-opt', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+    });
+    expect(run.status, run.stderr).toBe(0);
+    return [...run.stdout.matchAll(/compiling method .*<JSFunction hot .*mode: ConcurrencyMode::(\w+)/g)].map(
+      (match) => match[1]!,
+    );
+  };
+
+  it('makes workers started afterwards optimize on their own thread, with no background compile job left at their end', () => {
+    const inline = compileModes(true);
+    expect(inline.length).toBeGreaterThan(0);
+    expect(new Set(inline)).toEqual(new Set(['kSynchronous']));
+    // Without it, the same worker compiles in the background (what the function is for).
+    expect(compileModes(false)).toContain('kConcurrent');
   });
 });

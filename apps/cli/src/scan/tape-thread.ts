@@ -29,7 +29,7 @@ import {
   splitFakeKeyJobs,
   warmKernel,
 } from '@tracemark/extraction';
-import { compiledWorker } from '../worker-threads.ts';
+import { compiledWorker, compileWorkersInline } from '../worker-threads.ts';
 
 /** What the worker needs to scan (structured-cloneable). */
 export interface TapeThreadOptions {
@@ -217,6 +217,7 @@ export function startTapeThread(
   execArgv?: string[],
 ): TapeThread | null {
   if (url === null) return null;
+  compileWorkersInline();
   const worker = new Worker(url, { workerData: options, ...(execArgv === undefined ? {} : { execArgv }) });
   let failure: Error | null = null;
   let settle: { resolve: (report: AnyScanReport) => void; reject: (error: Error) => void } | null = null;
