@@ -37,6 +37,8 @@ export class PackedUnitStore {
   private values: Float64Array;
   /** Each unit's {@link tupleHash}, computed as it comes (its words are in cache then). */
   private hashes: Int32Array;
+  /** False once {@link tally} has written ids over the hashes: a later tally computes them again. */
+  private hashed = true;
   private length = 0;
   /** Per document: where its units end (0 for a number never added). */
   private documentEnds = new Uint32Array(1024);
@@ -130,7 +132,8 @@ export class PackedUnitStore {
     const words = grown(this.words, total * width);
     words.set(this.promptWords.subarray(0, promptLength * width), length * width);
     const hashes = grown(this.hashes, total);
-    for (let k = length; k < total; k++) hashes[k] = tupleHash(words, k * width, width);
+    for (let k = this.hashed ? length : 0; k < total; k++) hashes[k] = tupleHash(words, k * width, width);
+    this.hashed = false;
     // The hashes are read before any id is written: the ids take their memory.
     const ids = new Uint32Array(hashes.buffer, 0, total);
     const scratch = this.scratch !== null && this.scratch[0].length >= total ? this.scratch : null;
