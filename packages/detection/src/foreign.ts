@@ -95,6 +95,12 @@ export interface ForeignKeyScorer<K extends ForeignKeyBase = ForeignKeyBase> {
   units?(ids: ArrayLike<number>): ForeignUnits;
   /** Exact log10 P(score ≥ `score`) under the null for `count` distinct units; with {@link units}. */
   tail?(score: number, count: number): number;
+  /**
+   * Optional, with {@link tail}: a lower bound on it (log10) that costs much less, for tails that are
+   * slow to compute exactly; a corpus scan then computes exact tails only for the documents that can
+   * rank among its top ones.
+   */
+  tailLowerBound?(score: number, count: number): number;
   /** Words per unit of {@link packedUnits}, 1 to 16, the same for every sequence; with it. */
   readonly unitWidth?: number;
   /**

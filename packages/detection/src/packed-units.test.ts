@@ -307,3 +307,31 @@ describe('packedUnits: which scorers pack', () => {
     });
   });
 });
+
+describe('tailLowerBound', () => {
+  it('dual_key_gumbel: never above the exact tail; the other schemes have none', () => {
+    const random = createRandom(41);
+    for (const alpha of [0.1, 0.3, 0.5, 0.8]) {
+      const scorer = createVllmKeyScorer(
+        createVllmWatermarkKey({ engineKey: VLLM_KEY, scheme: 'dual_key_gumbel', contextWidth: 2, alpha }),
+        1e-3,
+      );
+      for (let i = 0; i < 60; i++) {
+        const count = 1 + Math.floor(random.nextFloat() * 800);
+        const score = count * 2.5 * random.nextFloat();
+        expect(scorer.tailLowerBound!(score, count)).toBeLessThanOrEqual(scorer.tail(score, count) + 1e-9);
+      }
+      expect(scorer.tailLowerBound!(0, 10)).toBe(0);
+      expect(scorer.tailLowerBound!(5, 0)).toBe(0);
+    }
+    for (const scheme of ['gumbel', 'red_green', 'sbw'] as const) {
+      const key = createVllmWatermarkKey({
+        engineKey: scheme === 'sbw' ? SBW_KEY : VLLM_KEY,
+        scheme,
+        contextWidth: 2,
+        ...(scheme === 'gumbel' ? {} : { gamma: 0.25 }),
+      });
+      expect(createVllmKeyScorer(key, 1e-3).tailLowerBound).toBeUndefined();
+    }
+  });
+});

@@ -68,6 +68,12 @@ export interface VllmKeyScorer {
    * gumbel, the weighted-Gamma tail for dual_key_gumbel, Bin(n, γ₀) for red_green and sbw.
    */
   tail(score: number, count: number): number;
+  /**
+   * dual_key_gumbel only, whose exact tail sums a mixture of thousands of Gamma tails: a lower bound on
+   * {@link tail}, the Gamma(n, 1) tail at S / max(1 − α, α) (the sum is at least the larger weight times
+   * one key's Gamma(n, 1), the other being ≥ 0).
+   */
+  readonly tailLowerBound?: (score: number, count: number) => number;
 }
 
 /**
@@ -166,6 +172,16 @@ export function createVllmKeyScorer(key: VllmWatermarkKey, fpr: number): VllmKey
     if (key.alpha === null) return Math.min(0, log10GammaSf(count, total));
     return Math.min(0, log10WeightedGammaSf(count, 1 - key.alpha, key.alpha, total));
   };
+  const dualAlpha = key.alpha;
+  const bounds =
+    dualAlpha === null
+      ? {}
+      : {
+          tailLowerBound: (total: number, count: number): number =>
+            count === 0 || !(total > 0)
+              ? 0
+              : Math.min(0, log10GammaSf(count, total / Math.max(1 - dualAlpha, dualAlpha))),
+        };
   // The core's strictUnits, the loop of detect(…, 'strict'); a context over 15 ids does not fit 16 words.
   const packing = strictPacking(TOKEN_LIMIT, units, (ids) => detector.strictUnits(ids));
   return Object.freeze({
@@ -176,6 +192,7 @@ export function createVllmKeyScorer(key: VllmWatermarkKey, fpr: number): VllmKey
     score,
     units,
     tail,
+    ...bounds,
     ...(packing.unitWidth <= MAX_UNIT_WIDTH ? packing : {}),
   });
 }

@@ -77,6 +77,11 @@ export interface CorpusScorer {
     readonly completion: { readonly keys: readonly string[]; readonly values: Float64Array };
     readonly prompt: readonly string[];
   };
+  /**
+   * Optional: a lower bound on `tail(score, count)` (log10), much cheaper than it; a scan then computes
+   * exact tails only for the documents that can rank among its top documents (the same report).
+   */
+  tailLowerBound?(score: number, count: number): number;
   /** Optional: the null distribution of the score in words, for reports (default: a generic sentence). */
   readonly nullDistribution?: string;
   /** Words a unit of {@link packedUnits} (1 to 16); needed with it. */
@@ -281,6 +286,67 @@ interface ScanRule {
   readonly calibrationThreshold: number;
 }
 
+/** Below a bound by at least this much (log10), a tail is taken to be below it whatever the rounding. */
+const BOUND_MARGIN = 1e-6;
+
+/**
+ * The `count` documents of lowest p-value (then lowest number), each with its exact tail, and how many
+ * documents have scored units (the Bonferroni count). With the scorer's `tailLowerBound`, exact tails
+ * are computed in order of their bounds and only until the next bound exceeds the `count`-th smallest
+ * tail found: every document left has a tail at least its bound, so it could not rank among them (the
+ * same documents, with the same values, as computing every tail and sorting them).
+ */
+function topForeignDocuments(
+  scorer: CorpusScorer,
+  perDocument: { readonly numScored: Uint32Array; readonly score: Float64Array },
+  sources: readonly string[],
+  count: number,
+): { documents: ForeignDocumentReport[]; numDocuments: number } {
+  const scored: number[] = [];
+  for (let document = 0; document < sources.length; document++) {
+    if (perDocument.numScored[document]! > 0) scored.push(document);
+  }
+  const bound = scorer.tailLowerBound;
+  const bounds =
+    typeof bound === 'function'
+      ? Float64Array.from(scored, (d) => bound(perDocument.score[d]!, perDocument.numScored[d]!))
+      : null;
+  // In order of their bounds (stable: by number among equal bounds); every document without bounds.
+  const order = scored.map((_, at) => at);
+  if (bounds !== null) order.sort((a, b) => bounds[a]! - bounds[b]! || a - b);
+  const byRank = (a: ForeignDocumentReport, b: ForeignDocumentReport): number =>
+    a.log10P - b.log10P || a.document - b.document;
+  const found: ForeignDocumentReport[] = [];
+  // The count-th smallest tail found so far (kept sorted: found holds at most a few more than count).
+  let kept: ForeignDocumentReport[] = [];
+  for (const at of order) {
+    if (
+      bounds !== null &&
+      (count === 0 || (kept.length === count && bounds[at]! > kept[count - 1]!.log10P + BOUND_MARGIN))
+    )
+      break;
+    const document = scored[at]!;
+    const n = perDocument.numScored[document]!;
+    const score = perDocument.score[document]!;
+    const report = {
+      document,
+      source: sources[document]!,
+      numScored: n,
+      score,
+      log10P: scorer.tail(score, n),
+      log10PCorrected: 0,
+    };
+    found.push(report);
+    if (bounds !== null && count > 0) {
+      kept.push(report);
+      kept.sort(byRank);
+      if (kept.length > count) kept = kept.slice(0, count);
+    }
+  }
+  found.sort(byRank);
+  return { documents: found.slice(0, count), numDocuments: scored.length };
+}
+
 /** An engine key's verdict at its Holm-adjusted p-value. */
 function foreignVerdict(
   scorer: CorpusScorer,
@@ -458,22 +524,13 @@ export async function scanCorpusAnyKeys(options: AnyScanOptions): Promise<AnySca
       gamma === null || alternative === null
         ? null
         : doseUpperBoundOf(numGreen!, totals.numScored, gamma, 2 * (alternative - gamma), log10Beta);
-    const documents: ForeignDocumentReport[] = [];
-    for (let document = 0; document < sources.length; document++) {
-      const n = totals.perDocument.numScored[document]!;
-      if (n === 0) continue;
-      const score = totals.perDocument.score[document]!;
-      documents.push({
-        document,
-        source: sources[document]!,
-        numScored: n,
-        score,
-        log10P: scorer.tail(score, n),
-        log10PCorrected: 0,
-      });
-    }
-    documents.sort((a, b) => a.log10P - b.log10P || a.document - b.document);
-    return { key: foreign[i]!, totals, log10P, numGreen, doseUpperBound, documents };
+    const { documents, numDocuments } = topForeignDocuments(
+      scorer,
+      totals.perDocument,
+      sources,
+      topDocumentCount,
+    );
+    return { key: foreign[i]!, totals, log10P, numGreen, doseUpperBound, documents, numDocuments };
   });
 
   // Holm over every key, in the order given.
@@ -516,9 +573,9 @@ export async function scanCorpusAnyKeys(options: AnyScanOptions): Promise<AnySca
       calibration: null,
       doseUpperBound: p.doseUpperBound,
       ...foreignVerdict(scorer, totals.numScored, log10PAdjusted, p.doseUpperBound, rule),
-      topDocuments: p.documents.slice(0, topDocumentCount).map((d) => ({
+      topDocuments: p.documents.map((d) => ({
         ...d,
-        log10PCorrected: bonferroniLog10(d.log10P, p.documents.length),
+        log10PCorrected: bonferroniLog10(d.log10P, p.numDocuments),
       })),
     };
   });

@@ -389,3 +389,51 @@ describe('packed units: the same units as the strings, and the same corpus test'
     expect(test.finish(4).numUnits).toBe(2);
   });
 });
+
+describe('top documents with a tail lower bound (dual_gumbel)', () => {
+  it('the exact tails of the documents that can rank, and the same top documents as every tail', async () => {
+    const dual = keyOf('gumbel-scan/top-dual', { name: 'dual_gumbel', contextWidth: 2, alpha: 0.2 });
+    const random = createRandom(43);
+    const documents: ScanDocument[] = [];
+    for (let i = 0; i < 40; i++) {
+      // A few marked documents among unmarked ones of every length.
+      const tokens = i % 9 === 4 ? await marked(dual, [], 60 + i, 100 + i) : randomIds(5 + 7 * i, random);
+      documents.push({ tokens, source: `doc:${i}` });
+    }
+    const scorer = createGumbelCorpusScorer(dual, SPECIAL);
+    expect(typeof scorer.tailLowerBound).toBe('function');
+    const { tailLowerBound: _, ...boundless } = scorer;
+    let calls = 0;
+    const counted = {
+      ...scorer,
+      tail: (score: number, count: number): number => {
+        calls++;
+        return scorer.tail(score, count);
+      },
+    };
+    const scan = async (corpusScorer: typeof scorer, topDocuments: number) =>
+      only(
+        await scanCorpusAnyKeys({
+          documents,
+          keys: [{ scorer: corpusScorer, label: 'tracemark', parameters: {} }],
+          specialTokenIds: SPECIAL,
+          topDocuments,
+        }),
+      );
+    for (const top of [0, 1, 3, 40]) {
+      calls = 0;
+      const pruned = await scan(counted, top);
+      const everyTail = await scan(boundless, top);
+      expect(pruned).toEqual(everyTail);
+      expect(pruned.topDocuments.length).toBe(Math.min(top, 40));
+      // The corpus's tail, and those of the documents that could rank: fewer than every document's.
+      if (top < 40) expect(calls).toBeLessThan(1 + 40);
+      if (top === 0) expect(calls).toBe(1);
+    }
+    for (let i = 0; i < 200; i++) {
+      const count = 1 + Math.floor(random.nextFloat() * 600);
+      const score = count * 2.5 * random.nextFloat();
+      expect(scorer.tailLowerBound!(score, count)).toBeLessThanOrEqual(scorer.tail(score, count) + 1e-9);
+    }
+  });
+});
