@@ -317,8 +317,8 @@ function topForeignDocuments(
   const byRank = (a: ForeignDocumentReport, b: ForeignDocumentReport): number =>
     a.log10P - b.log10P || a.document - b.document;
   const found: ForeignDocumentReport[] = [];
-  // The count-th smallest tail found so far (kept sorted: found holds at most a few more than count).
-  let kept: ForeignDocumentReport[] = [];
+  // The `count` lowest tails found so far, in rank order (the last one is the count-th).
+  const kept: ForeignDocumentReport[] = [];
   for (const at of order) {
     if (
       bounds !== null &&
@@ -338,9 +338,16 @@ function topForeignDocuments(
     };
     found.push(report);
     if (bounds !== null && count > 0) {
-      kept.push(report);
-      kept.sort(byRank);
-      if (kept.length > count) kept = kept.slice(0, count);
+      // Into its place (binary search), dropping what falls past the count-th.
+      let low = 0;
+      let high = kept.length;
+      while (low < high) {
+        const middle = (low + high) >>> 1;
+        if (byRank(kept[middle]!, report) < 0) low = middle + 1;
+        else high = middle;
+      }
+      kept.splice(low, 0, report);
+      if (kept.length > count) kept.pop();
     }
   }
   found.sort(byRank);
