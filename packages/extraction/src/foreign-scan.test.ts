@@ -255,3 +255,53 @@ describe('scanCorpusAnyKeys with vLLM keys', () => {
     ).rejects.toMatchObject({ code: 'TM_ERR_INVALID_TOKENS', message: expect.stringContaining('[2]') });
   });
 });
+
+describe('top documents with a tail lower bound', () => {
+  it('are those of every tail, whatever the bounds (random documents, bounds and counts)', async () => {
+    const random = createRandom(47);
+    for (let round = 0; round < 60; round++) {
+      // One unit a document, unit i worth values[i]; the tail is −score / count, the bound below it by a
+      // random slack, so that the bounds' order is not the tails'.
+      const documents = 5 + Math.floor(random.nextFloat() * 40);
+      const values = Array.from({ length: documents }, () => Math.floor(random.nextFloat() * 50) / 4);
+      const slack = Array.from({ length: documents }, () => random.nextFloat() * 8);
+      let calls = 0;
+      const base = {
+        key: { keyId: 'synthetic', kind: 'synthetic', tokenizer: 'cl100k_base' },
+        schemeName: 'synthetic:units',
+        nullGreenProbability: null,
+        verdictOptions: { alternative: null },
+        units: (ids: ArrayLike<number>) => ({
+          keys: Array.from(ids, (id) => String(id)),
+          values: Float64Array.from(Array.from(ids, (id) => values[id]!)),
+        }),
+        tail: (score: number, count: number): number => {
+          calls++;
+          return count === 0 ? 0 : -score / count;
+        },
+      };
+      const bounded = {
+        ...base,
+        // Document d's only unit is d, its score values[d]: the bound is its tail less its slack.
+        tailLowerBound: (score: number, count: number): number =>
+          -score / count - slack[values.indexOf(score)]!,
+      };
+      const corpus = Array.from({ length: documents }, (_, d) => ({ tokens: [d], source: `d${d}` }));
+      const top = Math.floor(random.nextFloat() * (documents + 2));
+      const scan = async (scorer: typeof base) =>
+        (
+          await scanCorpusAnyKeys({
+            documents: corpus,
+            keys: [{ scorer, label: 'synthetic', parameters: {} }],
+            specialTokenIds: [],
+            topDocuments: top,
+          })
+        ).keys[0] as ForeignKeyScan;
+      const everyTail = await scan(base);
+      calls = 0;
+      const pruned = await scan(bounded);
+      expect(pruned.topDocuments).toEqual(everyTail.topDocuments);
+      expect(calls).toBeLessThanOrEqual(1 + documents);
+    }
+  });
+});
