@@ -23,6 +23,7 @@ export {
 export {
   log10GammaSf,
   log10WeightedGammaSf,
+  log10WeightedGammaSfLowerBound,
   logGamma,
   logGammaSf,
   logWeightedGammaSf,

@@ -8,6 +8,7 @@ import {
   log10BinomialSf,
   log10GammaSf,
   log10WeightedGammaSf,
+  log10WeightedGammaSfLowerBound,
   type ResolvedVerdictOptions,
   type VllmDedup,
   type VllmDetector,
@@ -70,8 +71,7 @@ export interface VllmKeyScorer {
   tail(score: number, count: number): number;
   /**
    * dual_key_gumbel only, whose exact tail sums a mixture of thousands of Gamma tails: a lower bound on
-   * {@link tail}, the Gamma(n, 1) tail at S / max(1 − α, α) (the sum is at least the larger weight times
-   * one key's Gamma(n, 1), the other being ≥ 0).
+   * {@link tail} from a few Gamma tails (the core's `log10WeightedGammaSfLowerBound`).
    */
   readonly tailLowerBound?: (score: number, count: number) => number;
 }
@@ -180,7 +180,7 @@ export function createVllmKeyScorer(key: VllmWatermarkKey, fpr: number): VllmKey
           tailLowerBound: (total: number, count: number): number =>
             count === 0 || !(total > 0)
               ? 0
-              : Math.min(0, log10GammaSf(count, total / Math.max(1 - dualAlpha, dualAlpha))),
+              : log10WeightedGammaSfLowerBound(count, 1 - dualAlpha, dualAlpha, total),
         };
   // The core's strictUnits, the loop of detect(…, 'strict'); a context over 15 ids does not fit 16 words.
   const packing = strictPacking(TOKEN_LIMIT, units, (ids) => detector.strictUnits(ids));

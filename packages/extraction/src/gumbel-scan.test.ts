@@ -397,7 +397,8 @@ describe('top documents with a tail lower bound (dual_gumbel)', () => {
     const documents: ScanDocument[] = [];
     for (let i = 0; i < 80; i++) {
       // A few marked documents among unmarked ones of every length.
-      const tokens = i % 9 === 4 ? await marked(dual, [], 30 + i, 100 + i) : randomIds(5 + ((7 * i) % 300), random);
+      const tokens =
+        i % 9 === 4 ? await marked(dual, [], 30 + i, 100 + i) : randomIds(5 + ((7 * i) % 300), random);
       documents.push({ tokens, source: `doc:${i}` });
     }
     const scorer = createGumbelCorpusScorer(dual, SPECIAL);

@@ -24,7 +24,7 @@ import {
   createWatermarker,
   gumbelLog10PValue,
   isGumbelScheme,
-  log10GammaSf,
+  log10WeightedGammaSfLowerBound,
   type Watermarker,
   type WatermarkKey,
 } from '@tracemark/core';
@@ -188,14 +188,13 @@ export function createGumbelCorpusScorer(key: WatermarkKey, specialTokenIds: Ite
     tail(score: number, count: number): number {
       return gumbelLog10PValue(scheme, count, Math.max(0, score));
     },
-    // dual_gumbel's exact tail sums a mixture of thousands of Gamma tails; the sum is at least the
-    // larger weight times one key's Gamma(n, 1) (the other is ≥ 0), whose tail is a lower bound.
+    // dual_gumbel's exact tail sums a mixture of thousands of Gamma tails; a few bound it from below.
     ...(scheme.name === 'dual_gumbel'
       ? {
           tailLowerBound: (score: number, count: number): number =>
             count === 0 || !(score > 0)
               ? 0
-              : Math.min(0, log10GammaSf(count, score / Math.max(1 - scheme.alpha, scheme.alpha))),
+              : log10WeightedGammaSfLowerBound(count, 1 - scheme.alpha, scheme.alpha, score),
         }
       : {}),
   });

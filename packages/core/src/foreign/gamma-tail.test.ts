@@ -1,11 +1,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
+  firstTerm,
   log10GammaSf,
   log10WeightedGammaSf,
+  log10WeightedGammaSfLowerBound,
   logGamma,
   logGammaSf,
   logWeightedGammaSf,
+  mixtureLogSf,
 } from './gamma-tail.ts';
 
 const path = new URL('../../test/vectors/foreign/vllm.json', import.meta.url);
@@ -40,6 +43,60 @@ describe('weighted sum of two Gamma(n, 1) against mpmath (dualTail, partial frac
       if (c.log10Sf < -308) deep++;
     }
     expect(deep).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('the mixture sum started past its negligible terms (large n)', () => {
+  // Within the whole sum's own rounding, which grows with its steps (up to ~1e−9 of ln p at n = 4·10^5,
+  // where the skipped start, with far fewer steps, is nearer the true value: ln p of a tail of ≈ 1).
+  it('equals the whole sum within 5e-8 (closeness) of log p, from n = 3,000 to 200,000, and skips most terms', () => {
+    for (const n of [3000, 20_000, 200_000]) {
+      for (const alpha of [0.05, 0.1, 0.3]) {
+        const [small, large] = [alpha, 1 - alpha];
+        const first = firstTerm(n, small / large);
+        // K's mean is n·q/p; the start lies 40 standard deviations below it, most of the way at large n.
+        const mean = (n * (1 - small / large)) / (small / large);
+        if (alpha <= 0.1) expect(first).toBeGreaterThan(n >= 20_000 ? 0.5 * mean : 0);
+        for (const f of [0.95, 1, 1.02, 1.1, 1.5]) {
+          const s = n * f;
+          const skipped = logWeightedGammaSf(n, large, small, s);
+          const whole = mixtureLogSf(n, small, large, s, 0);
+          expect(closeness(skipped, whole), `n ${n}, α ${alpha}, s ${s}`).toBeLessThan(5e-8);
+        }
+      }
+    }
+    expect(firstTerm(200, 0.1 / 0.9)).toBe(0);
+  });
+});
+
+describe('log10WeightedGammaSfLowerBound', () => {
+  it('is never above the exact tail, and within a factor of 10 of it at α = 0.1 from n = 20 to 2,000', () => {
+    let seed = 7;
+    const next = (): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed / 2 ** 32;
+    };
+    for (let i = 0; i < 400; i++) {
+      const n = 1 + Math.floor(next() * 3000);
+      const alpha = 0.02 + 0.96 * next();
+      const s = n * 2 * next();
+      const exact = log10WeightedGammaSf(n, 1 - alpha, alpha, s);
+      expect(
+        log10WeightedGammaSfLowerBound(n, 1 - alpha, alpha, s),
+        `n ${n}, α ${alpha}, s ${s}`,
+        // Within the exact sum's rounding: near p = 1 it is off by up to a few 1e−11 in log10 (p's
+        // relative error), over the tens of thousands of terms of a small weight.
+      ).toBeLessThanOrEqual(exact + 1e-8 * Math.max(1e-2, Math.abs(exact)));
+    }
+    for (const n of [20, 500, 2000]) {
+      for (const ratio of [1, 1.1, 1.2]) {
+        const exact = log10WeightedGammaSf(n, 0.9, 0.1, n * ratio);
+        expect(log10WeightedGammaSfLowerBound(n, 0.9, 0.1, n * ratio)).toBeGreaterThan(exact - 1);
+      }
+    }
+    expect(log10WeightedGammaSfLowerBound(5, 0.7, 0.3, 0)).toBe(0);
+    expect(() => log10WeightedGammaSfLowerBound(0, 0.7, 0.3, 1)).toThrow(/n:/);
+    expect(() => log10WeightedGammaSfLowerBound(2, 0.7, 0.3, -1)).toThrow(/s:/);
   });
 });
 

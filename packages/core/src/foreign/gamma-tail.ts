@@ -19,7 +19,13 @@
  *   are summed until the ratio of successive terms, which decreases in k (both NB(k + 1)/NB(k) and
  *   Q(m + 1, x)/Q(m, x) do: the Poisson CDF is log-concave), is below 1 and the geometric bound on
  *   everything left is below 2^−60 of the sum: the truncation error is bounded by that, relative.
+ *   For large n the sum starts at k₀ > 0 (about n·q/(1 − q) terms in, q = 1 − b/a), where the terms
+ *   before it are below 2^−70 of the sum: since Q(2n + k, x) increases in k, they add at most
+ *   P[K < k₀] / P[K ≥ k₀] of it, and P[K < k₀] = P[Bin(n + k₀ − 1, b/a) ≥ n] is computed exactly. The
+ *   sum then takes a few hundred terms per standard deviation of K, not n·q/(1 − q) of them.
  */
+
+import { logBinomialPmf, logBinomialSf } from '../statistics.ts';
 
 const LN10 = Math.LN10;
 const LN_SQRT_2PI = 0.9189385332046728;
@@ -170,11 +176,8 @@ function compensated(start: number): { add(step: number): void; value(): number 
 /** 2^−60: the bound, relative to the sum, on the terms left out of the mixture. */
 const TRUNCATION = 2 ** -60;
 
-/**
- * ln P[wa·X + wb·Y > s] for independent X, Y ~ Gamma(n, 1), integer n ≥ 1, weights ≥ 0 not both 0.
- * Exact up to rounding: the mixture is truncated only when the rest is provably below 2^−60 of it.
- */
-export function logWeightedGammaSf(n: number, wa: number, wb: number, s: number): number {
+/** The arguments of the weighted tail: an integer n ≥ 1, finite weights ≥ 0 not both 0, s ≥ 0. */
+function assertWeightedArguments(n: number, wa: number, wb: number, s: number): void {
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) {
     throw new RangeError(`n: expected an integer ≥ 1, got ${String(n)}`);
   }
@@ -184,23 +187,45 @@ export function logWeightedGammaSf(n: number, wa: number, wb: number, s: number)
     throw new RangeError(`wa, wb: expected finite weights, not both 0, got ${wa}, ${wb}`);
   }
   assertNonNegative(s, 's');
+}
+
+/**
+ * ln P[wa·X + wb·Y > s] for independent X, Y ~ Gamma(n, 1), integer n ≥ 1, weights ≥ 0 not both 0.
+ * Exact up to rounding: the mixture is truncated only when the rest is provably below 2^−60 of it.
+ */
+export function logWeightedGammaSf(n: number, wa: number, wb: number, s: number): number {
+  assertWeightedArguments(n, wa, wb, s);
   if (s === 0) return 0;
   const large = Math.max(wa, wb);
   const small = Math.min(wa, wb);
   if (small === 0) return logGammaSf(n, s / large);
   if (small === large) return logGammaSf(2 * n, s / small);
+  return mixtureLogSf(n, small, large, s, firstTerm(n, small / large));
+}
+
+/**
+ * {@link logWeightedGammaSf}'s mixture sum for weights 0 < small < large, from term `first` on (0: the
+ * whole sum); exported for tests, which compare a skipped start with the whole sum.
+ */
+export function mixtureLogSf(n: number, small: number, large: number, s: number, first: number): number {
   const x = s / small;
   const q = 1 - small / large; // failure probability of the negative binomial
   const logQ = Math.log(q);
   const logX = Math.log(x);
-  // k = 0: NB(0) = (b/a)^n, Q(2n, x); then Q(m + 1, x) = Q(m, x) + e^−x x^m / m!. The two running
-  // logarithms take tens of thousands of small steps, so they are summed with compensation.
-  const logWeight = compensated(n * Math.log(small / large));
-  let m = 2 * n;
+  // k = k₀: NB(k₀), Q(2n + k₀, x) (k₀ = 0: NB(0) = (b/a)^n); then Q(m + 1, x) = Q(m, x) + e^−x x^m / m!.
+  // The two running logarithms take tens of thousands of small steps, so they are summed with
+  // compensation.
+  const logWeight = compensated(
+    first === 0
+      ? n * Math.log(small / large)
+      : // NB(k; n, p) = n / (n + k) · P[Bin(n + k, p) = n]
+        Math.log(n / (n + first)) + logBinomialPmf(n, n + first, small / large),
+  );
+  let m = 2 * n + first;
   let logTail = logGammaSf(m, x);
   const logPoisson = compensated(logPrefactorPlusOne(m, x)); // ln(e^−x x^m / m!)
   let logSum = Number.NEGATIVE_INFINITY;
-  for (let k = 0; k < MAX_ITERATIONS; k++) {
+  for (let k = first; k < MAX_ITERATIONS; k++) {
     const logTerm = logWeight.value() + logTail;
     logSum = logAddExp(logSum, logTerm);
     const logNextTail = logAddExp(logTail, logPoisson.value());
@@ -219,7 +244,48 @@ export function logWeightedGammaSf(n: number, wa: number, wb: number, s: number)
   throw new RangeError(`logWeightedGammaSf: no convergence for n = ${n}, s = ${s}`);
 }
 
+/** Mixture terms below which a sum always starts at k = 0 (too few to be worth skipping). */
+const SKIP_FROM = 4096;
+/** ln 2^−70: the share of the sum the terms skipped may hold at most. */
+const LOG_SKIPPED = -70 * Math.LN2;
+
+/**
+ * Where {@link logWeightedGammaSf}'s mixture sum over K ~ NegativeBinomial(n, p) (failures before
+ * the n-th success, success probability p) may start: 40 standard deviations below K's mean when
+ * P[K < k₀] there is below 2^−70 (computed exactly), else 0. Exported for tests.
+ */
+export function firstTerm(n: number, p: number): number {
+  const q = 1 - p;
+  const start = Math.floor((n * q) / p - (40 * Math.sqrt(n * q)) / p);
+  if (!(start >= SKIP_FROM)) return 0;
+  // P[K ≤ k₀ − 1] = P[Bin(n + k₀ − 1, p) ≥ n]: the n-th success within the first n + k₀ − 1 trials.
+  return logBinomialSf(n, n + start - 1, p) < LOG_SKIPPED ? start : 0;
+}
+
 /** log10 P[wa·X + wb·Y > s], X, Y ~ Gamma(n, 1) independent. */
 export function log10WeightedGammaSf(n: number, wa: number, wb: number, s: number): number {
   return logWeightedGammaSf(n, wa, wb, s) / LN10;
+}
+
+/**
+ * A lower bound on {@link log10WeightedGammaSf}(n, wa, wb, s) that costs a few Gamma tails instead of
+ * thousands: with L the larger weight on X and l the smaller on Y, for every c ≥ 0 the event
+ * {X > (s − l·c) / L and Y ≥ c} implies wa·X + wb·Y > s, so P ≥ Q(n, (s − l·c)/L) · Q(n, c) (X and Y
+ * independent); the best of c = 0 and c = n − k·√n, k = 1 … 4, is returned (c = 0: Q(n, s/L)). Within a
+ * small factor of the tail where it matters (a document ranked among a scan's strongest).
+ */
+export function log10WeightedGammaSfLowerBound(n: number, wa: number, wb: number, s: number): number {
+  assertWeightedArguments(n, wa, wb, s);
+  if (s === 0) return 0;
+  const large = Math.max(wa, wb);
+  const small = Math.min(wa, wb);
+  let best = logGammaSf(n, s / large);
+  for (let k = 1; k <= 4; k++) {
+    const c = n - k * Math.sqrt(n);
+    if (!(c > 0)) break;
+    const rest = s - small * c;
+    const first = rest > 0 ? logGammaSf(n, rest / large) : 0;
+    best = Math.max(best, first + logGammaSf(n, c));
+  }
+  return Math.min(0, best) / LN10;
 }
