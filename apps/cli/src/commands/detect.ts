@@ -431,6 +431,9 @@ export function registerDetect(program: Command, io: CliIo, setExit: (code: numb
           );
           // A read of stdin left waiting would keep the process alive.
           if (paths.length === 0 || paths.includes('-')) io.stdin.destroy();
+          // The reading stops here: its file is closed (after a read in flight, if any), not left to the
+          // garbage collector, which would print a warning about it on stderr.
+          units.return(undefined).catch(() => undefined);
         }
       } finally {
         interrupt.release();
