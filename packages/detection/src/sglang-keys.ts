@@ -479,7 +479,7 @@ export function createSglangKeyScorer(
     units,
     tail,
     // (context hash, token), the core's strictUnits: the words of the units' keys, which they spell out in decimal.
-    ...strictPacking(detector.key.vocabSize, units, (ids) => detector.strictUnits(ids)),
+    ...strictPacking(units, (ids) => detector.strictUnits(ids)),
   });
 }
 

@@ -34,8 +34,6 @@ const MAX_NGRAM_LEN = 1024;
 const MAX_TABLE_SIZE = 2 ** 24;
 const MAX_HISTORY = 2 ** 24;
 const MAX_VOCAB_SIZE = 2 ** 31;
-/** Token ids are below 2^31 unless the key names a smaller vocabulary (the core's limit). */
-const TOKEN_LIMIT = 2 ** 31;
 const MAX_TOKENIZER_LENGTH = 200;
 const INT64_MIN = -(1n << 63n);
 const INT64_LIMIT = 1n << 63n;
@@ -479,7 +477,7 @@ export function createSynthidKeyScorer(
     units,
     tail,
     // The table seed, one word or two: the core's strictUnits.
-    ...strictPacking(detector.params.vocabSize ?? TOKEN_LIMIT, units, (ids) => detector.strictUnits(ids)),
+    ...strictPacking(units, (ids) => detector.strictUnits(ids)),
   });
 }
 

@@ -21,8 +21,6 @@ import { type VllmSchemeName, type VllmWatermarkKey, vllmDetectorParams } from '
 
 /** Words of the widest unit a packing may have (CorpusScorer's limit). */
 const MAX_UNIT_WIDTH = 16;
-/** vLLM's token ids are below 2^31 (its PRFs read them as int64; the core refuses larger ones). */
-const TOKEN_LIMIT = 2 ** 31;
 
 export interface VllmKeyScore {
   readonly numTokens: number;
@@ -183,7 +181,7 @@ export function createVllmKeyScorer(key: VllmWatermarkKey, fpr: number): VllmKey
               : log10WeightedGammaSfLowerBound(count, 1 - dualAlpha, dualAlpha, total),
         };
   // The core's strictUnits, the loop of detect(…, 'strict'); a context over 15 ids does not fit 16 words.
-  const packing = strictPacking(TOKEN_LIMIT, units, (ids) => detector.strictUnits(ids));
+  const packing = strictPacking(units, (ids) => detector.strictUnits(ids));
   return Object.freeze({
     key,
     schemeName: `vllm:${key.scheme}` as VllmSchemeName,
