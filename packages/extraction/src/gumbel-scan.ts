@@ -43,23 +43,6 @@ interface Units {
   readonly values: Float64Array;
 }
 
-/** The units of positions [from, to) of `sequence` (all eligible positions, in order). */
-function unitsOf(watermarker: Watermarker, sequence: ArrayLike<number>, from: number, to: number): Units {
-  const keys: string[] = [];
-  const values: number[] = [];
-  const seed = new Uint32Array(2);
-  for (let i = from; i < to; i++) {
-    if (!watermarker.seedAt(sequence, i, seed)) continue;
-    const token = sequence[i]!;
-    const high = seed[0]!;
-    const low = seed[1]!;
-    // (seed, token): the spec's dedup key; equal pairs are the same trial under this key.
-    keys.push(`${high.toString(36)}.${low.toString(36)}.${token.toString(36)}`);
-    values.push(watermarker.tokenScore(high, low, token));
-  }
-  return { keys, values: Float64Array.from(values) };
-}
-
 /** Positions a seed batch covers (the core's batch takes at most 16,384). */
 const SEED_BLOCK = 8192;
 
@@ -111,6 +94,26 @@ function packedUnitsOf(
   return { words: words.subarray(0, 3 * count), values: values.subarray(0, count) };
 }
 
+/**
+ * The units of positions [from, to) of `sequence` (all eligible positions, in order), keyed by
+ * (seed, token), the spec's dedup key: {@link packedUnitsOf}'s words spelled out.
+ */
+function unitsOf(
+  watermarker: Watermarker,
+  sequence: Uint32Array,
+  from: number,
+  to: number,
+  withValues: boolean,
+): Units {
+  const { words, values } = packedUnitsOf(watermarker, sequence, from, to, withValues);
+  const keys = new Array<string>(words.length / 3);
+  for (let i = 0; i < keys.length; i++) {
+    const [low, high, token] = [words[3 * i]!, words[3 * i + 1]!, words[3 * i + 2]!];
+    keys[i] = `${high.toString(36)}.${low.toString(36)}.${token.toString(36)}`;
+  }
+  return { keys, values };
+}
+
 /** The prompt's tokens, then the completion's, in one array. */
 function joined(prompt: ArrayLike<number>, ids: ArrayLike<number>): Uint32Array {
   const sequence = new Uint32Array(prompt.length + ids.length);
@@ -158,15 +161,16 @@ export function createGumbelCorpusScorer(key: WatermarkKey, specialTokenIds: Ite
     nullDistribution,
     units(ids: ArrayLike<number>): Units {
       checkIds(ids, 'tokens');
-      return unitsOf(watermarker, ids, 0, ids.length);
+      const sequence = ids instanceof Uint32Array ? ids : joined([], ids);
+      return unitsOf(watermarker, sequence, 0, sequence.length, true);
     },
     unitsInContext(ids: ArrayLike<number>, prompt: ArrayLike<number>) {
       checkIds(ids, 'tokens');
       checkIds(prompt, 'prompt');
       const sequence = joined(prompt, ids);
       return {
-        completion: unitsOf(watermarker, sequence, prompt.length, sequence.length),
-        prompt: unitsOf(watermarker, sequence, 0, prompt.length).keys,
+        completion: unitsOf(watermarker, sequence, prompt.length, sequence.length, true),
+        prompt: unitsOf(watermarker, sequence, 0, prompt.length, false).keys,
       };
     },
     // (seed low, seed high, token): the words the units' keys above spell out.
