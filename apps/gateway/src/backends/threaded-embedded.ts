@@ -15,6 +15,7 @@ import { Worker } from 'node:worker_threads';
 import type { Watermarker } from '@tracemark/core';
 import { GatewayError } from '../errors.ts';
 import { keyMaterialOf } from '../work/tasks.ts';
+import { compileWorkersInline } from '../worker-compile.ts';
 import { describeEmbedded, embeddedParts } from './embedded.ts';
 import type { FromGenerationThread, GenerationThreadStart, ToGenerationThread } from './generation-thread.ts';
 import type { Backend, ChoiceRequest, GeneratedStep } from './types.ts';
@@ -107,6 +108,7 @@ export async function createThreadedEmbeddedBackend(options: ThreadedEmbeddedOpt
 
   const startThread = (): GenerationThread => {
     const entry = options.threadEntry ?? defaultThreadEntry();
+    compileWorkersInline();
     const worker = new Worker(entry.url, { workerData: start, execArgv: [...entry.execArgv] });
     const thread: GenerationThread = {
       worker,

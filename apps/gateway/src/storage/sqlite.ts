@@ -9,6 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { type NodeRef, signatureFromBytes } from '@tracemark/provenance';
 import Database from 'better-sqlite3';
 import type { ApiKeyRecord } from '../api-keys.ts';
+import { compileWorkersInline } from '../worker-compile.ts';
 import { createGroupCommit, DEFAULT_MAX_BATCH_RECORDS } from './group-commit.ts';
 import { MIGRATIONS } from './migrations.ts';
 import {
@@ -78,6 +79,7 @@ function startSqliteWriter(path: string): SqliteWriter {
   const spawn = (): Worker => {
     const entry = writerEntry();
     const start: SqliteWriterStart = { path, pragmas: WRITING_CONNECTION_PRAGMAS };
+    compileWorkersInline();
     const thread = new Worker(entry.url, {
       workerData: start,
       ...(entry.execArgv === undefined ? {} : { execArgv: entry.execArgv }),

@@ -13,6 +13,7 @@ import { availableParallelism } from 'node:os';
 import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { GatewayError } from '../errors.ts';
+import { compileWorkersInline } from '../worker-compile.ts';
 import {
   createWorkContext,
   keyMaterialOf,
@@ -112,6 +113,7 @@ export function createWorkPool(options: WorkPoolOptions): WorkPool {
     rootWatermarkKey: keyMaterialOf(options.keys.rootWatermarkKey),
     logSigningKey: signingKeyMaterialOf(options.keys.logSigningKey),
   };
+  compileWorkersInline();
   const piscina = new Piscina({
     ...workerEntry(),
     minThreads: threads,
