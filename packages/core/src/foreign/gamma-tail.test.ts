@@ -46,6 +46,25 @@ describe('weighted sum of two Gamma(n, 1) against mpmath (dualTail, partial frac
   });
 });
 
+const dualTail = JSON.parse(
+  readFileSync(new URL('../../test/vectors/dual-tail.json', import.meta.url), 'utf8'),
+) as { cases: { n: number; alpha: number; s: number; lnSf: number }[] };
+
+describe('long mixture sums against mpmath (test/vectors/dual-tail.json)', () => {
+  // n from 500 to 100,000: hundreds of thousands of terms, tails near 1 (only ln p's absolute error
+  // means anything there), and deep ones whose Gamma tail grows by thousands of orders along the sum.
+  it('ln P[(1 − α)X + αY > s] within 1e-13 + 1e-12·|ln p| of the reference', () => {
+    for (const c of dualTail.cases) {
+      const actual = logWeightedGammaSf(c.n, 1 - c.alpha, c.alpha, c.s);
+      expect(Math.abs(actual - c.lnSf), JSON.stringify({ ...c, actual })).toBeLessThanOrEqual(
+        1e-13 + 1e-12 * Math.abs(c.lnSf),
+      );
+    }
+    expect(dualTail.cases.filter((c) => c.lnSf > -1e-3).length).toBeGreaterThanOrEqual(3);
+    expect(dualTail.cases.filter((c) => c.lnSf < -1000).length).toBeGreaterThanOrEqual(3);
+  });
+});
+
 describe('the mixture sum started past its negligible terms (large n)', () => {
   // Within the whole sum's own rounding, which grows with its steps (up to ~1e−9 of ln p at n = 4·10^5,
   // where the skipped start, with far fewer steps, is nearer the true value: ln p of a tail of ≈ 1).

@@ -15,7 +15,8 @@
  *   (Moschopoulos 1985, "The distribution of the sum of independent gamma random variables",
  *   Ann. Inst. Stat. Math. 37: a mixture with positive weights), hence
  *     P[S > s] = Σ_k NB(k; n, b/a) · Q(2n + k, s/b).
- *   Every term is positive, so the sum is evaluated in log space without cancellation. The terms
+ *   Every term is positive, so nothing cancels: the sum is kept as a double times a scale (far below
+ *   1e−308 as well), each term following from the one before by a few products. The terms
  *   are summed until the ratio of successive terms, which decreases in k (both NB(k + 1)/NB(k) and
  *   Q(m + 1, x)/Q(m, x) do: the Poisson CDF is log-concave), is below 1 and the geometric bound on
  *   everything left is below 2^−60 of the sum: the truncation error is bounded by that, relative.
@@ -151,28 +152,6 @@ export function log10GammaSf(a: number, x: number): number {
   return logGammaSf(a, x) / LN10;
 }
 
-function logAddExp(left: number, right: number): number {
-  if (left === Number.NEGATIVE_INFINITY) return right;
-  if (right === Number.NEGATIVE_INFINITY) return left;
-  return left > right
-    ? left + Math.log1p(Math.exp(right - left))
-    : right + Math.log1p(Math.exp(left - right));
-}
-
-/** A running sum with Neumaier's compensation, so that many small steps do not accumulate rounding. */
-function compensated(start: number): { add(step: number): void; value(): number } {
-  let sum = start;
-  let correction = 0;
-  return {
-    add(step: number): void {
-      const next = sum + step;
-      correction += Math.abs(sum) >= Math.abs(step) ? sum - next + step : step - next + sum;
-      sum = next;
-    },
-    value: (): number => sum + correction,
-  };
-}
-
 /** 2^−60: the bound, relative to the sum, on the terms left out of the mixture. */
 const TRUNCATION = 2 ** -60;
 
@@ -203,43 +182,85 @@ export function logWeightedGammaSf(n: number, wa: number, wb: number, s: number)
   return mixtureLogSf(n, small, large, s, firstTerm(n, small / large));
 }
 
+/** Terms between exact recomputations of the weight and the Poisson term (see {@link mixtureLogSf}). */
+const ANCHOR_EVERY = 256;
+/** The weight and the tail are brought back to 1 before they leave 2^±400 (see {@link mixtureLogSf}). */
+const RESCALE = 2 ** 400;
+
+/** ln NB(k; n, p) = ln[n / (n + k) · P[Bin(n + k, p) = n]]: k failures before the n-th success. */
+function logNegativeBinomialPmf(k: number, n: number, p: number): number {
+  return k === 0 ? n * Math.log(p) : Math.log(n / (n + k)) + logBinomialPmf(n, n + k, p);
+}
+
 /**
  * {@link logWeightedGammaSf}'s mixture sum for weights 0 < small < large, from term `first` on (0: the
  * whole sum); exported for tests, which compare a skipped start with the whole sum.
+ *
+ * The terms are summed as doubles times a scale, not as logarithms: the weight NB(k), the tail
+ * Q(2n + k, x) and the Poisson term e^−x x^m / m! each follow from the one before by a product or a
+ * sum (a few nanoseconds a term, where a logarithmic sum takes an exponential and two logarithms).
+ * NB(k) = weight · e^wScale, Q = tail · e^tScale, the Poisson term shares the tail's scale (they add),
+ * and the sum has the product's. Every {@link ANCHOR_EVERY} terms, and before the weight or the tail
+ * leaves 2^±400, the scales are set afresh: wScale to ln NB(k) from its closed form (so the rounding of
+ * the products does not accumulate over thousands of terms), tScale to the tail's logarithm, the weight
+ * and the tail to 1, the Poisson term from its closed form, and the sum converted to the new scale.
+ * The sum stays finite: while the terms grow it is at most their number times the last, and once they
+ * fall it returns before it could pass 2^1024 times the term. The scales stay near the logarithms of
+ * the terms that count, so the result carries no rounding of a large logarithm that cancels (a tail of
+ * ≈ 1 after weights of e^−500,000). The tail adds only positive numbers, and it and the sum are
+ * compensated (Neumaier).
  */
 export function mixtureLogSf(n: number, small: number, large: number, s: number, first: number): number {
   const x = s / small;
-  const q = 1 - small / large; // failure probability of the negative binomial
-  const logQ = Math.log(q);
-  const logX = Math.log(x);
-  // k = k₀: NB(k₀), Q(2n + k₀, x) (k₀ = 0: NB(0) = (b/a)^n); then Q(m + 1, x) = Q(m, x) + e^−x x^m / m!.
-  // The two running logarithms take tens of thousands of small steps, so they are summed with
-  // compensation.
-  const logWeight = compensated(
-    first === 0
-      ? n * Math.log(small / large)
-      : // NB(k; n, p) = n / (n + k) · P[Bin(n + k, p) = n]
-        Math.log(n / (n + first)) + logBinomialPmf(n, n + first, small / large),
-  );
+  const p = small / large;
+  const q = 1 - p; // failure probability of the negative binomial
   let m = 2 * n + first;
-  let logTail = logGammaSf(m, x);
-  const logPoisson = compensated(logPrefactorPlusOne(m, x)); // ln(e^−x x^m / m!)
-  let logSum = Number.NEGATIVE_INFINITY;
+  let wScale = logNegativeBinomialPmf(first, n, p);
+  let tScale = logGammaSf(m, x);
+  let weight = 1;
+  let tail = 1;
+  let tailCorrection = 0;
+  let poisson = Math.exp(logPrefactorPlusOne(m, x) - tScale);
+  let sum = 0;
+  let correction = 0;
+  let anchor = ANCHOR_EVERY;
   for (let k = first; k < MAX_ITERATIONS; k++) {
-    const logTerm = logWeight.value() + logTail;
-    logSum = logAddExp(logSum, logTerm);
-    const logNextTail = logAddExp(logTail, logPoisson.value());
-    const logStep = logQ + Math.log((n + k) / (k + 1));
-    const logRatio = logStep + (logNextTail - logTail);
-    if (logRatio < 0) {
-      // everything after term k is at most term_k · r / (1 − r), r the (decreasing) ratio
-      const logRest = logTerm + logRatio - Math.log1p(-Math.exp(logRatio));
-      if (logRest - logSum < Math.log(TRUNCATION)) return Math.min(0, logSum);
+    const tailValue = tail + tailCorrection;
+    const term = weight * tailValue;
+    const next = sum + term;
+    correction += sum >= term ? sum - next + term : term - next + sum;
+    sum = next;
+    // Q(m + 1, x) = Q(m, x) + e^−x x^m / m!
+    const nextTail = tail + poisson;
+    tailCorrection += tail >= poisson ? tail - nextTail + poisson : poisson - nextTail + tail;
+    const nextValue = nextTail + tailCorrection;
+    const step = (q * (n + k)) / (k + 1); // NB(k + 1) / NB(k)
+    // The ratio of successive terms decreases in k: once below 1, everything after term k is at most
+    // term · r / (1 − r).
+    if (step * nextValue < tailValue) {
+      const ratio = (step * nextValue) / tailValue;
+      if ((term * ratio) / (1 - ratio) < TRUNCATION * (sum + correction)) {
+        return Math.min(0, Math.log(sum + correction) + wScale + tScale);
+      }
     }
-    logWeight.add(logStep);
-    logTail = logNextTail;
+    weight *= step;
+    tail = nextTail;
     m += 1;
-    logPoisson.add(logX - Math.log(m));
+    poisson *= x / m;
+    if (--anchor === 0 || !(weight < RESCALE && weight > 1 / RESCALE && tail < RESCALE)) {
+      anchor = ANCHOR_EVERY;
+      const nextWScale = logNegativeBinomialPmf(k + 1, n, p);
+      const nextTScale = tScale + Math.log(tail + tailCorrection);
+      const factor = Math.exp(wScale - nextWScale + (tScale - nextTScale));
+      sum *= factor;
+      correction *= factor;
+      wScale = nextWScale;
+      tScale = nextTScale;
+      weight = 1;
+      tail = 1;
+      tailCorrection = 0;
+      poisson = Math.exp(logPrefactorPlusOne(m, x) - tScale);
+    }
   }
   throw new RangeError(`logWeightedGammaSf: no convergence for n = ${n}, s = ${s}`);
 }
