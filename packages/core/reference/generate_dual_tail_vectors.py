@@ -14,7 +14,7 @@ generate_gumbel_vectors.py check the formula itself at small n), summed term by 
 two working precisions (40 and 60 digits) that must agree to 1e-25 in ln p. Q(m, x) for integer m is
 e^-x sum_{i<m} x^i / i!, and Q(m + 1, x) = Q(m, x) + e^-x x^m / m!. The sum stops past the largest
 term once a term is below 10^-(dps + 5) of the total. `alpha` and `s` are doubles and mean those
-doubles exactly; `lnSf` is the double nearest the value. Under a minute.
+doubles exactly; `lnSf` is the double nearest the value. About a minute.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import mpmath
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "vectors", "dual-tail.json")
 
-# (n, alpha, s): near 1, moderate, deep, and a typical document's n.
+# (n, alpha, s): near 1, moderate, deep, a typical document's n, and long strongly marked texts.
 CASES = [
     (4029, 0.05168282136321068, 3744.5853454058233),
     (2229, 0.028918139524757865, 1729.435564586391),
@@ -46,6 +46,9 @@ CASES = [
     (800, 0.02, 900.0),
     (100000, 0.1, 100500.0),
     (15011, 0.017821628041565417, 13319.46555159917),
+    # strongly marked: the terms peak hundreds of thousands of terms past the weights' bulk
+    (20000, 0.1, 80000.0),
+    (5000, 0.05, 15000.0),
 ]
 
 

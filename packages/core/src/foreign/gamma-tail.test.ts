@@ -9,6 +9,7 @@ import {
   logGammaSf,
   logWeightedGammaSf,
   mixtureLogSf,
+  peakStart,
 } from './gamma-tail.ts';
 
 const path = new URL('../../test/vectors/foreign/vllm.json', import.meta.url);
@@ -85,6 +86,43 @@ describe('the mixture sum started past its negligible terms (large n)', () => {
       }
     }
     expect(firstTerm(200, 0.1 / 0.9)).toBe(0);
+  });
+});
+
+describe('the mixture sum started near the peak of its terms (long, strongly marked texts)', () => {
+  it("equals the sum from the weights' start, and skips most of it", () => {
+    for (const [n, alpha, meanScore] of [
+      [20_000, 0.1, 4],
+      [5_000, 0.05, 3],
+      [100_000, 0.3, 2],
+      [50_000, 0.01, 1.5],
+    ] as const) {
+      const [small, large] = [alpha, 1 - alpha];
+      const s = n * meanScore;
+      const x = s / small;
+      const from = firstTerm(n, small / large);
+      const start = peakStart(n, small / large, x, from);
+      expect(start, `n ${n}, α ${alpha}`).toBeGreaterThan(
+        from + 0.5 * ((1 - small / large) * x - 2 * n - from),
+      );
+      const skipped = logWeightedGammaSf(n, large, small, s);
+      const whole = mixtureLogSf(n, small, large, s, from);
+      expect(closeness(skipped, whole), `n ${n}, α ${alpha}`).toBeLessThan(1e-12);
+    }
+    // Not far enough to search: the weights' start.
+    expect(peakStart(580, 0.1 / 0.9, 11_600, 0)).toBe(0);
+  });
+
+  it('a corpus of 3 M strongly marked units has a finite tail between two Gamma bounds', () => {
+    // The sum from the weights' start would take more than 10^8 terms here (it gave up).
+    const [n, small, large] = [3_000_000, 0.1, 0.9];
+    for (const meanScore of [2, 4, 20]) {
+      const s = n * meanScore;
+      const value = log10WeightedGammaSf(n, large, small, s);
+      expect(value).toBeGreaterThanOrEqual(log10WeightedGammaSfLowerBound(n, large, small, s) - 1e-9);
+      // P[L·X + l·Y > s] ≤ P[L·(X + Y) > s] = Q(2n, s/L).
+      expect(value).toBeLessThanOrEqual(log10GammaSf(2 * n, s / large) * (1 - 1e-12));
+    }
   });
 });
 

@@ -23,7 +23,10 @@
  *   For large n the sum starts at k₀ > 0 (about n·q/(1 − q) terms in, q = 1 − b/a), where the terms
  *   before it are below 2^−70 of the sum: since Q(2n + k, x) increases in k, they add at most
  *   P[K < k₀] / P[K ≥ k₀] of it, and P[K < k₀] = P[Bin(n + k₀ − 1, b/a) ≥ n] is computed exactly. The
- *   sum then takes a few hundred terms per standard deviation of K, not n·q/(1 − q) of them.
+ *   sum then takes a few hundred terms per standard deviation of K, not n·q/(1 − q) of them. For a long,
+ *   strongly marked text the terms peak far beyond that (near 2n + k = (1 − b/a)·s/b): the sum starts
+ *   where the terms before it are provably below 2^−70 of the peak's ({@link peakStart}), not tens of
+ *   millions of terms before it.
  */
 
 import { logBinomialPmf, logBinomialSf } from '../statistics.ts';
@@ -179,7 +182,8 @@ export function logWeightedGammaSf(n: number, wa: number, wb: number, s: number)
   const small = Math.min(wa, wb);
   if (small === 0) return logGammaSf(n, s / large);
   if (small === large) return logGammaSf(2 * n, s / small);
-  return mixtureLogSf(n, small, large, s, firstTerm(n, small / large));
+  const p = small / large;
+  return mixtureLogSf(n, small, large, s, peakStart(n, p, s / small, firstTerm(n, p)));
 }
 
 /** Terms between exact recomputations of the weight and the Poisson term (see {@link mixtureLogSf}). */
@@ -224,7 +228,7 @@ export function mixtureLogSf(n: number, small: number, large: number, s: number,
   let sum = 0;
   let correction = 0;
   let anchor = ANCHOR_EVERY;
-  for (let k = first; k < MAX_ITERATIONS; k++) {
+  for (let k = first; k < first + MAX_ITERATIONS; k++) {
     const tailValue = tail + tailCorrection;
     const term = weight * tailValue;
     const next = sum + term;
@@ -281,6 +285,42 @@ export function firstTerm(n: number, p: number): number {
   if (!(start >= SKIP_FROM)) return 0;
   // P[K ≤ k₀ − 1] = P[Bin(n + k₀ − 1, p) ≥ n]: the n-th success within the first n + k₀ − 1 trials.
   return logBinomialSf(n, n + start - 1, p) < LOG_SKIPPED ? start : 0;
+}
+
+/** Terms from {@link firstTerm} to the terms' peak beyond which {@link peakStart} searches for it. */
+const PEAK_SEARCH_FROM = 1 << 16;
+
+/**
+ * Where {@link logWeightedGammaSf}'s mixture sum may start when its terms NB(k)·Q(2n + k, x) peak far
+ * beyond `from` (a long, strongly marked text: the Gamma tail grows by about x/m a term until m nears
+ * x, the weights shrink by at most q, so the terms rise until m ≈ q·x, tens of millions of terms in at a
+ * corpus's n): the peak k* is found by bisection on the sign of ln T(k + 1) − ln T(k) (the terms are
+ * log-concave: their ratio decreases in k), and the start is the first of k* − 1024, k* − 2048, … whose
+ * terms before it are provably below 2^−70 of the peak's term: Σ_{j<k} T(j) ≤ T(k)/(r − 1), r = T(k)/T(k −
+ * 1), since every ratio before k is at least r. Else, and when the peak is not that far, `from`.
+ * Exported for tests.
+ */
+export function peakStart(n: number, p: number, x: number, from: number): number {
+  if (!((1 - p) * x - 2 * n - from > PEAK_SEARCH_FROM)) return from;
+  const logTerm = (k: number): number => logNegativeBinomialPmf(k, n, p) + logGammaSf(2 * n + k, x);
+  const rising = (k: number): boolean => logTerm(k + 1) > logTerm(k);
+  // Past m = 2x and k = 4n/p both ratios are below 1 (the weights' q(n + k)/(k + 1) ≤ q(1 + p/4)).
+  let low = from;
+  let high = Math.ceil(2 * x + (4 * n) / p);
+  if (!rising(low) || rising(high)) return from;
+  while (high - low > 1) {
+    const middle = Math.floor((low + high) / 2);
+    if (rising(middle)) low = middle;
+    else high = middle;
+  }
+  const logPeak = logTerm(high);
+  for (let back = 1024; high - back > from; back *= 2) {
+    const k = high - back;
+    const logK = logTerm(k);
+    const logRatio = logK - logTerm(k - 1);
+    if (logRatio > 0 && logK - Math.log(Math.expm1(logRatio)) < logPeak + LOG_SKIPPED) return k;
+  }
+  return from;
 }
 
 /** log10 P[wa·X + wb·Y > s], X, Y ~ Gamma(n, 1) independent. */
