@@ -111,6 +111,11 @@ describe('the mixture sum started near the peak of its terms (long, strongly mar
     }
     // Not far enough to search: the weights' start.
     expect(peakStart(580, 0.1 / 0.9, 11_600, 0)).toBe(0);
+    // A weight so small that the sum cannot be done is refused at once, naming the weights.
+    expect(() => logWeightedGammaSf(500, 1 - 1e-6, 1e-6, 520)).toThrow(
+      /wa, wb: the smaller weight is 1\.00e-6 of the larger/,
+    );
+    expect(logWeightedGammaSf(500, 1 - 1e-4, 1e-4, 520)).toBeLessThan(0);
   });
 
   it('a corpus of 3 M strongly marked units has a finite tail between two Gamma bounds', () => {

@@ -183,6 +183,12 @@ export function logWeightedGammaSf(n: number, wa: number, wb: number, s: number)
   if (small === 0) return logGammaSf(n, s / large);
   if (small === large) return logGammaSf(2 * n, s / small);
   const p = small / large;
+  // The terms that count span 16 standard deviations of K at the least (8 each side for 2^−60).
+  if (16 * (Math.sqrt(n * (1 - p)) / p) > MAX_ITERATIONS) {
+    throw new RangeError(
+      `wa, wb: the smaller weight is ${p.toExponential(2)} of the larger; at n = ${n} the exact tail's mixture would need more than ${MAX_ITERATIONS} terms`,
+    );
+  }
   return mixtureLogSf(n, small, large, s, peakStart(n, p, s / small, firstTerm(n, p)));
 }
 
@@ -307,7 +313,8 @@ export function peakStart(n: number, p: number, x: number, from: number): number
   // Past m = 2x and k = 4n/p both ratios are below 1 (the weights' q(n + k)/(k + 1) ≤ q(1 + p/4)).
   let low = from;
   let high = Math.ceil(2 * x + (4 * n) / p);
-  if (!rising(low) || rising(high)) return from;
+  // (Past 2^52 the bisection's midpoints are no longer integers: such a sum is out of reach anyway.)
+  if (!(high < 2 ** 52) || !rising(low) || rising(high)) return from;
   while (high - low > 1) {
     const middle = Math.floor((low + high) / 2);
     if (rising(middle)) low = middle;
