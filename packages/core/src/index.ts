@@ -106,7 +106,7 @@ export {
   type TransformersSeedingScheme,
   transformersKgwBias,
 } from './foreign/transformers-kgw.ts';
-export type { StrictUnits } from './foreign/tuple-set.ts';
+export { MAX_PACKED_UNIT_WIDTH, type StrictUnits } from './foreign/tuple-set.ts';
 export {
   createVllmDetector,
   deriveVllmKey,

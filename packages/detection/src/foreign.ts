@@ -101,7 +101,7 @@ export interface ForeignKeyScorer<K extends ForeignKeyBase = ForeignKeyBase> {
    * rank among its top ones.
    */
   tailLowerBound?(score: number, count: number): number;
-  /** Words per unit of {@link packedUnits}, 1 to 16, the same for every sequence; with it. */
+  /** Words per unit of {@link packedUnits}, 1 to the core's `MAX_PACKED_UNIT_WIDTH` (16), the same for every sequence; with it. */
   readonly unitWidth?: number;
   /**
    * Optional, for speed (corpus scans): {@link units} without strings. The same units in the same

@@ -9,6 +9,7 @@ import {
   log10GammaSf,
   log10WeightedGammaSf,
   log10WeightedGammaSfLowerBound,
+  MAX_PACKED_UNIT_WIDTH,
   type ResolvedVerdictOptions,
   type VllmDedup,
   type VllmDetector,
@@ -18,9 +19,6 @@ import { InputError } from './errors.ts';
 import type { ForeignUnits, PackedForeignDocument } from './foreign.ts';
 import { strictPacking } from './packed-units.ts';
 import { type VllmSchemeName, type VllmWatermarkKey, vllmDetectorParams } from './vllm-keys.ts';
-
-/** Words of the widest unit a packing may have (CorpusScorer's limit). */
-const MAX_UNIT_WIDTH = 16;
 
 export interface VllmKeyScore {
   readonly numTokens: number;
@@ -191,6 +189,6 @@ export function createVllmKeyScorer(key: VllmWatermarkKey, fpr: number): VllmKey
     units,
     tail,
     ...bounds,
-    ...(packing.unitWidth <= MAX_UNIT_WIDTH ? packing : {}),
+    ...(packing.unitWidth <= MAX_PACKED_UNIT_WIDTH ? packing : {}),
   });
 }

@@ -29,7 +29,13 @@
  * exact Gamma / weighted-Gamma tail), and their reports are {@link ForeignKeyScan}s with family
  * `tracemark`.
  */
-import { bonferroniLog10, holmAdjustLog10, type WatermarkKey, zScore } from '@tracemark/core';
+import {
+  bonferroniLog10,
+  holmAdjustLog10,
+  MAX_PACKED_UNIT_WIDTH,
+  type WatermarkKey,
+  zScore,
+} from '@tracemark/core';
 import { DEFAULT_FAKE_KEY_SEED } from './fake-keys.ts';
 import { gumbelScanKey, isGumbelKey } from './gumbel-scan.ts';
 import { PackedUnitStore, UnitTally } from './packed-units.ts';
@@ -84,7 +90,7 @@ export interface CorpusScorer {
   tailLowerBound?(score: number, count: number): number;
   /** Optional: the null distribution of the score in words, for reports (default: a generic sentence). */
   readonly nullDistribution?: string;
-  /** Words a unit of {@link packedUnits} (1 to 16); needed with it. */
+  /** Words a unit of {@link packedUnits} (1 to the core's `MAX_PACKED_UNIT_WIDTH`, 16); needed with it. */
   readonly unitWidth?: number;
   /**
    * Optional, for speed: the units a {@link ForeignCorpusTest} reads, each as `unitWidth` 32-bit words
@@ -214,8 +220,15 @@ export class ForeignCorpusTest {
     this.scorer = scorer;
     const width = scorer.unitWidth;
     if (typeof scorer.packedUnits !== 'function') this.packed = null;
-    else if (typeof width !== 'number' || !Number.isInteger(width) || width < 1 || width > 16) {
-      throw new TypeError(`scorer: packedUnits needs a unitWidth from 1 to 16, got ${String(width)}`);
+    else if (
+      typeof width !== 'number' ||
+      !Number.isInteger(width) ||
+      width < 1 ||
+      width > MAX_PACKED_UNIT_WIDTH
+    ) {
+      throw new TypeError(
+        `scorer: packedUnits needs a unitWidth from 1 to ${MAX_PACKED_UNIT_WIDTH}, got ${String(width)}`,
+      );
     } else {
       this.packed = new PackedUnitStore(width, expectedUnits);
     }
