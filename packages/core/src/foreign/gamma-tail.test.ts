@@ -2,6 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   firstTerm,
+  integratedLogSf,
+  kronrodPanel,
   log10GammaSf,
   log10WeightedGammaSf,
   log10WeightedGammaSfLowerBound,
@@ -51,9 +53,10 @@ const dualTail = JSON.parse(
   readFileSync(new URL('../../test/vectors/dual-tail.json', import.meta.url), 'utf8'),
 ) as { cases: { n: number; alpha: number; s: number; lnSf: number }[] };
 
-describe('long mixture sums against mpmath (test/vectors/dual-tail.json)', () => {
+describe('long mixture sums and small weights against mpmath (test/vectors/dual-tail.json)', () => {
   // n from 500 to 100,000: hundreds of thousands of terms, tails near 1 (only ln p's absolute error
-  // means anything there), and deep ones whose Gamma tail grows by thousands of orders along the sum.
+  // means anything there), and deep ones whose Gamma tail grows by thousands of orders along the sum;
+  // then α from 1e−4 to 1e−9, n = 1 to 100,000, which the integral over Y computes.
   it('ln P[(1 − α)X + αY > s] within 1e-13 + 1e-12·|ln p| of the reference', () => {
     for (const c of dualTail.cases) {
       const actual = logWeightedGammaSf(c.n, 1 - c.alpha, c.alpha, c.s);
@@ -111,11 +114,6 @@ describe('the mixture sum started near the peak of its terms (long, strongly mar
     }
     // Not far enough to search: the weights' start.
     expect(peakStart(580, 0.1 / 0.9, 11_600, 0)).toBe(0);
-    // A weight so small that the sum cannot be done is refused at once, naming the weights.
-    expect(() => logWeightedGammaSf(500, 1 - 1e-6, 1e-6, 520)).toThrow(
-      /wa, wb: the smaller weight is 1\.00e-6 of the larger/,
-    );
-    expect(logWeightedGammaSf(500, 1 - 1e-4, 1e-4, 520)).toBeLessThan(0);
   });
 
   it('a corpus of 3 M strongly marked units has a finite tail between two Gamma bounds', () => {
@@ -127,6 +125,76 @@ describe('the mixture sum started near the peak of its terms (long, strongly mar
       expect(value).toBeGreaterThanOrEqual(log10WeightedGammaSfLowerBound(n, large, small, s) - 1e-9);
       // P[L·X + l·Y > s] ≤ P[L·(X + Y) > s] = Q(2n, s/L).
       expect(value).toBeLessThanOrEqual(log10GammaSf(2 * n, s / large) * (1 - 1e-12));
+    }
+  });
+});
+
+describe('the tail integrated over Y (a smaller weight far below the larger)', () => {
+  it('integrates with rules exact for polynomials: Kronrod to degree 22, Gauss to 13', () => {
+    for (let k = 0; k <= 24; k++) {
+      const exact = k % 2 === 0 ? 2 / (k + 1) : 0;
+      const [kronrod, gauss] = kronrodPanel((x) => x ** k, -1, 1);
+      if (k <= 22) expect(Math.abs(kronrod - exact), `x^${k}`).toBeLessThan(1e-15);
+      if (k <= 13) expect(Math.abs(gauss - exact), `x^${k}`).toBeLessThan(1e-15);
+    }
+    // Past its degree the Gauss rule is off (so the panels' difference means something).
+    expect(Math.abs(kronrodPanel((x) => x ** 14, -1, 1)[1] - 2 / 15)).toBeGreaterThan(1e-5);
+  });
+
+  it('equals the mixture sum where both are quick, tails near 1 to e^−6347, n = 1 to 20,000', () => {
+    for (const [n, small, s] of [
+      [500, 0.01, 520],
+      [500, 0.01, 700],
+      [2000, 0.05, 1900],
+      [2000, 0.05, 2500],
+      [50, 0.02, 49],
+      [1, 0.01, 3],
+      [3, 0.01, 0.5],
+      [20_000, 0.02, 40_000],
+      [300, 0.3, 900],
+    ] as const) {
+      const integrated = integratedLogSf(n, small, 1 - small, s);
+      const summed = mixtureLogSf(n, small, 1 - small, s, 0);
+      expect(Math.abs(integrated - summed), `n ${n}, α ${small}, s ${s}`).toBeLessThanOrEqual(
+        1e-13 + 1e-13 * Math.abs(summed),
+      );
+    }
+  });
+
+  it('takes over from the mixture for small weights, and tends to the one-Gamma tail as the weight vanishes', () => {
+    // α = 1e−6 at n = 500: the mixture would have needed more than 10^8 terms (it was refused).
+    const tiny = logWeightedGammaSf(500, 1 - 1e-6, 1e-6, 520);
+    expect(Number.isFinite(tiny)).toBe(true);
+    // n = 1 has a closed form: P[aX + bY > s] = (a·e^(−s/a) − b·e^(−s/b)) / (a − b).
+    for (const [alpha, s] of [
+      [1e-5, 3],
+      [1e-7, 0.5],
+      [1e-4, 40],
+    ] as const) {
+      const [a, b] = [1 - alpha, alpha];
+      const exact = Math.log((a * Math.exp(-s / a) - b * Math.exp(-s / b)) / (a - b));
+      expect(Math.abs(logWeightedGammaSf(1, a, b, s) - exact), `α ${alpha}, s ${s}`).toBeLessThan(
+        1e-13 * Math.max(1, Math.abs(exact)),
+      );
+    }
+    // P[(1 − α)X + αY > s] ≥ Q(n, s/(1 − α)) (Y ≥ 0), and ≤ Q(n, (s − α·y)/(1 − α)) + Q(n, y) for every
+    // y (X must pass (s − α·y)/(1 − α) unless Y passes y); as α → 0 it reaches Q(n, s).
+    for (const [n, s] of [
+      [500, 520],
+      [20_000, 30_000],
+      [100_000, 99_000],
+    ] as const) {
+      let previous = 0;
+      for (const alpha of [1e-4, 1e-6, 1e-9, 1e-15]) {
+        const value = logWeightedGammaSf(n, 1 - alpha, alpha, s);
+        const y = n + 40 * Math.sqrt(n);
+        const upper = Math.exp(logGammaSf(n, (s - alpha * y) / (1 - alpha))) + Math.exp(logGammaSf(n, y));
+        // (Within the absolute error of ln p near p = 1: the relative error of p, about 1e−14.)
+        expect(value, `n ${n}, α ${alpha}`).toBeGreaterThanOrEqual(logGammaSf(n, s / (1 - alpha)) - 1e-13);
+        if (upper > 0) expect(value, `n ${n}, α ${alpha}`).toBeLessThanOrEqual(Math.log(upper) + 1e-13);
+        previous = value;
+      }
+      expect(Math.abs(previous - logGammaSf(n, s))).toBeLessThanOrEqual(1e-12 * Math.abs(previous) + 1e-14);
     }
   });
 });
