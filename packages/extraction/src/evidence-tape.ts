@@ -102,6 +102,64 @@ export interface CandidateOrigins {
   readonly position: Uint32Array;
 }
 
+/**
+ * Memory a deferred tape's {@link EvidenceTape.finish} (and its kernel) will write, for another thread
+ * to take the page faults of while this one reads the documents' last batches or numbers the windows:
+ * arrays in shared memory, each with the 32-bit words it needs per corpus position (so that the thread
+ * touches no more than the corpus it sent fills). Arrays of one `group` are written together, position
+ * by position (touch them in step); groups come in the order they are written. Touch a page with an
+ * atomic read-modify-write that changes nothing (`Atomics.add(array, i, 0)`): this thread may be
+ * writing there at the same moment.
+ */
+export interface TapeMemory {
+  readonly array: Uint32Array;
+  readonly wordsPerPosition: number;
+  readonly group: number;
+}
+
+/**
+ * Takes the page faults of tapes' handed-off memory ({@link EvidenceTape.handOff}) on the thread that
+ * calls {@link step}, a few pages at a time, in the order the tape will write it: group by group, the
+ * arrays of a group in step, up to what `positions` corpus positions fill. Each page is touched by an
+ * atomic add of 0, which leaves whatever the tape's thread wrote there as it was.
+ */
+export class TapeMemoryToucher {
+  private readonly memory: TapeMemory[] = [];
+  /** Per group: the corpus positions whose memory is touched. */
+  private readonly reached: number[] = [];
+
+  /** Memory handed off (in any number of calls). */
+  add(memory: readonly TapeMemory[]): void {
+    this.memory.push(...memory);
+    for (const { group } of memory) while (this.reached.length <= group) this.reached.push(0);
+  }
+
+  /**
+   * Touches about `pages` pages of what `positions` corpus positions (the tokens and prompt tokens sent
+   * to the tapes so far) fill, group by group; true once all of that is touched. (A thread that reads
+   * the documents can call it as they come, as far as they go, while it waits for more.)
+   */
+  step(pages: number, positions: number): boolean {
+    let left = pages;
+    for (let group = 0; group < this.reached.length; group++) {
+      while (this.reached[group]! < positions) {
+        if (left <= 0) return false;
+        const from = this.reached[group]!;
+        const to = Math.min(positions, from + PAGE_WORDS);
+        for (const entry of this.memory) {
+          if (entry.group !== group) continue;
+          const { array, wordsPerPosition } = entry;
+          const end = Math.min(array.length, Math.ceil(to * wordsPerPosition));
+          for (let word = Math.floor(from * wordsPerPosition); word < end; word += PAGE_WORDS, left--)
+            Atomics.add(array, word, 0);
+        }
+        this.reached[group] = to;
+      }
+    }
+    return true;
+  }
+}
+
 /** Builds the tape of one layout from documents given in order. */
 export class EvidenceTape {
   readonly layout: TapeLayout;
@@ -179,6 +237,10 @@ export class EvidenceTape {
    * {@link touchAhead} can reach them early (used when the corpus fits, else allocated at the end).
    */
   private readonly ahead: GroupScratch | null;
+  /** The arena the grouped arrays are in, if any (its kernel's working space is handed off too). */
+  private readonly arena: KernelArena | null;
+  /** {@link handOff}: another thread touches the memory {@link finish} writes; this one only its scratch. */
+  private handedOff = false;
 
   /**
    * `expectedTokens` (optional) is a guess at the corpus's completion tokens: the tables are sized
@@ -214,15 +276,15 @@ export class EvidenceTape {
     this.corpus = new Uint32Array(this.deferred ? capacity : 0);
     this.eligibleAt = new Uint32Array(this.deferred ? capacity : 0);
     this.eligibleHash = new Int32Array(this.deferred ? capacity : 0);
-    this.firstToken = new Uint32Array(this.windowWidth > 1 ? capacity : 4096);
+    this.firstToken = uint32Array(this.windowWidth > 1 ? capacity : 4096, sharedMemory && this.deferred);
     // Sized for a quarter of the tokens as distinct pairs beyond each window's first (0.27 on 16 MB of
     // documentation; one rehash where there are more): a table twice that size is touched all over by
     // random inserts, and each 4 KB touched costs a page fault (a third of the tape's time on some machines).
     this.completionPairs = new SweptPairSet(this.windowWidth > 1 ? 4096 : Math.max(4096, capacity >>> 2));
     this.orderWindow = uint32Array(capacity, sharedMemory);
     this.orderToken = uint32Array(capacity, sharedMemory);
-    this.orderDocument = new Uint32Array(capacity);
-    this.orderPosition = new Uint32Array(capacity);
+    this.orderDocument = uint32Array(capacity, sharedMemory && this.deferred);
+    this.orderPosition = uint32Array(capacity, sharedMemory && this.deferred);
     // LeftHash's grouped windows, offsets and tokens in an arena, for the kernel to score where they are
     // (from a corpus size where the copy it saves counts).
     const arena =
@@ -235,6 +297,7 @@ export class EvidenceTape {
             8 * capacity + 65536,
           )
         : null;
+    this.arena = arena;
     const kernelArray = (length: number): Uint32Array =>
       arena?.uint32Array(length) ?? uint32Array(length, sharedMemory);
     // Only LeftHash groups its candidates; numbering the windows borrows its order and tokens arrays
@@ -327,25 +390,66 @@ export class EvidenceTape {
   private touchAhead(count: number): void {
     const ahead = this.ahead;
     if (ahead === null) return;
-    const arrays = [
-      this.orderWindow,
-      this.orderToken,
-      this.orderDocument,
-      this.orderPosition,
-      this.firstToken,
-      ahead.counts,
-      ahead.tokens,
-      ahead.order,
-      ahead.spare,
-    ];
+    // Handed off: the numbering's scratch only (it is written first, as soon as the documents end).
+    const arrays = this.handedOff
+      ? [ahead.tokens, ahead.order, ahead.spare]
+      : [
+          this.orderWindow,
+          this.orderToken,
+          this.orderDocument,
+          this.orderPosition,
+          this.firstToken,
+          ahead.counts,
+          ahead.tokens,
+          ahead.order,
+          ahead.spare,
+        ];
     let at = this.touched;
     for (; at < count; at += PAGE_WORDS) {
       for (const array of arrays) if (at < array.length) array[at] = 0;
     }
     const w = this.windowWidth;
-    for (let word = this.touched * w; word < at * w && word < ahead.windows.length; word += PAGE_WORDS)
-      ahead.windows[word] = 0;
+    if (!this.handedOff) {
+      for (let word = this.touched * w; word < at * w && word < ahead.windows.length; word += PAGE_WORDS)
+        ahead.windows[word] = 0;
+    }
     this.touched = at;
+  }
+
+  /**
+   * Stops touching the memory {@link finish} writes (all but the numbering's scratch) as the documents
+   * come, and returns it, for another thread to touch instead (see {@link TapeMemory}): call before the
+   * first document. Empty for a tape that numbers its windows as they come (h = 1) or whose arrays are
+   * not in shared memory; the arrays then stay this tape's to touch.
+   */
+  handOff(): TapeMemory[] {
+    const ahead = this.ahead;
+    if (ahead === null || !this.sharedMemory || this.documents > 0) return [];
+    // Written as the windows are numbered (in step), then the grouping's counts, then the kernels' work.
+    const numbering = [
+      this.orderWindow,
+      this.orderToken,
+      this.orderDocument,
+      this.orderPosition,
+      this.firstToken,
+      ahead.windows,
+    ];
+    if (![...numbering, ahead.counts].every((array) => array.buffer instanceof SharedArrayBuffer)) return [];
+    this.handedOff = true;
+    const w = this.windowWidth;
+    const memory: TapeMemory[] = numbering.map((array) => ({
+      array,
+      wordsPerPosition: array === ahead.windows ? w : 1,
+      group: 0,
+    }));
+    if (ahead.counts.length > 0) memory.push({ array: ahead.counts, wordsPerPosition: 1, group: 1 });
+    const work = this.arena?.workingSpace() ?? null;
+    if (work !== null) {
+      // The true keys' kernel: a green bit and a seed a candidate (9 bytes); the other thread's: a trial value (8).
+      memory.push({ array: work.own, wordsPerPosition: 9 / 4, group: 2 });
+      memory.push({ array: work.guest, wordsPerPosition: 2, group: 3 });
+    }
+    return memory;
   }
 
   /** Numbers the kept documents' windows, then visits their eligible positions in corpus order. */

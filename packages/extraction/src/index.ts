@@ -17,6 +17,8 @@ export {
   groupByWindow,
   type TapeCounts,
   type TapeLayout,
+  type TapeMemory,
+  TapeMemoryToucher,
 } from './evidence-tape.ts';
 export {
   DEFAULT_FAKE_KEY_SEED,

@@ -197,6 +197,19 @@ export class KernelArena {
     return new Uint32Array(this.buffer, at, length);
   }
 
+  /**
+   * Views of this arena's kernel working space and of the other thread's (null for an adopted arena),
+   * for a thread to touch ahead of the kernels (see EvidenceTape's `handOff`).
+   */
+  workingSpace(): { own: Uint32Array; guest: Uint32Array } | null {
+    const guest = this.guest;
+    if (guest === null) return null;
+    return {
+      own: new Uint32Array(this.buffer, this.base, (this.limit - this.base) >>> 2),
+      guest: new Uint32Array(this.buffer, guest.base, (guest.limit - guest.base) >>> 2),
+    };
+  }
+
   /** What another thread's {@link adopt} takes (null for an adopted arena). */
   share(): KernelArenaShare | null {
     return this.guest;

@@ -25,6 +25,7 @@ import {
   type EvaluationTape,
   EvidenceTape,
   type TapeCounts,
+  type TapeMemory,
 } from './evidence-tape.ts';
 import { DEFAULT_FAKE_KEY_SEED, fakeKeyUniform } from './fake-keys.ts';
 import { IssuedWindowSet } from './issued.ts';
@@ -121,6 +122,13 @@ export interface ScanOptions {
    * depends on it.
    */
   readonly sharedMemory?: boolean;
+  /**
+   * With `sharedMemory`: given, for each tape that numbers its windows at the end (h ≥ 2), the memory
+   * that numbering and the kernels will write, before the first document; the tape then leaves its page
+   * faults to whoever receives it (another thread, idle when the documents end: EvidenceTape `handOff`,
+   * {@link TapeMemory}). Only speed depends on it.
+   */
+  readonly onTapeMemory?: (memory: readonly TapeMemory[]) => void;
   /** Use the WebAssembly kernel (default true); false runs the scalar reference path. */
   readonly accelerate?: boolean;
   /**
@@ -474,6 +482,10 @@ export async function scanCorpus(options: ScanOptions): Promise<ScanReport> {
         ),
       };
       layouts.set(id, layout);
+      if (options.onTapeMemory !== undefined && options.sharedMemory === true) {
+        const memory = layout.tape.handOff();
+        if (memory.length > 0) options.onTapeMemory(memory);
+      }
     }
     return layout;
   };

@@ -27,6 +27,8 @@ import {
   runFakeKeyJob,
   type ScanDocument,
   splitFakeKeyJobs,
+  type TapeMemory,
+  TapeMemoryToucher,
   warmKernel,
 } from '@tracemark/extraction';
 import { compiledWorker, compileWorkersInline } from '../worker-threads.ts';
@@ -89,6 +91,8 @@ export type FromTapeWorker =
       readonly arena: KernelArenaShare | null;
     }
   | { readonly kind: 'calibrating' }
+  /** A tape's memory for this thread to take the page faults of once the corpus is sent (see below). */
+  | { readonly kind: 'memory'; readonly memory: readonly TapeMemory[] }
   | { readonly kind: 'report'; readonly report: AnyScanReport }
   | { readonly kind: 'failure'; readonly name: string; readonly message: string };
 
@@ -112,6 +116,9 @@ export function trialTape(tape: EvaluationTape): EvaluationTape {
     grouped: { windows, offsets, tokens, order: none, groupWindow: null },
   };
 }
+
+/** Pages of the tape's memory touched between messages (about 20 ms of page faults). */
+const TOUCH_PAGES = 2048;
 
 /** A batch is sent once it holds this many tokens or documents. */
 const BATCH_TOKENS = 1 << 16;
@@ -223,8 +230,9 @@ export function startTapeThread(
   let settle: { resolve: (report: AnyScanReport) => void; reject: (error: Error) => void } | null = null;
   let onCalibrating = (): void => undefined;
   let closed = false;
-  /** While this thread waits for the worker's request: see {@link kernelBytesFor}. */
+  /** While this thread waits for the worker's request: the tape's memory, then see {@link kernelBytesFor}. */
   let prefaulting = false;
+  const toucher = new TapeMemoryToucher();
   const fail = (error: Error): void => {
     failure ??= error;
     settle?.reject(failure);
@@ -233,6 +241,7 @@ export function startTapeThread(
     if (message.kind === 'report') settle?.resolve(message.report);
     else if (message.kind === 'failure') fail(rebuilt(message.name, message.message));
     else if (message.kind === 'calibrating') onCalibrating();
+    else if (message.kind === 'memory') toucher.add(message.memory);
     else if (message.kind === 'calibrate') setImmediate(() => calibrateHere(message));
   });
   /** This thread's part of a set of fake keys (see tape-worker.ts). */
@@ -309,20 +318,28 @@ export function startTapeThread(
           ]);
       };
       let tokens = 0;
+      let positions = 0;
       for await (const document of documents) {
         tokens += document.tokens.length;
+        positions += document.tokens.length + (document.prompt?.length ?? 0);
         send(batcher.push(document));
       }
       send(batcher.take());
       worker.postMessage({ kind: 'end' } satisfies ToTapeWorker);
-      // Idle until the worker has its tape: the kernel this thread will score fake keys with loads now,
-      // and takes the page faults of the memory it will copy the trial values to, a slice at a time
-      // until the worker's request comes.
+      // Idle until the worker has its tape: the kernel this thread will score fake keys with loads now.
+      // Then, a slice at a time until the worker's request comes, this thread takes the page faults of
+      // the memory the worker's tape writes as it numbers its windows (handed off to this thread: the
+      // worker, which kept up with the documents, would otherwise fault it while they come or after),
+      // then those of the memory it will copy the trial values to.
       warmKernel();
       const bytes = kernelBytesFor(options.keys, tokens);
-      prefaulting = bytes > 0;
+      prefaulting = true;
+      let tapeTouched = false;
       const prefault = (): void => {
-        if (prefaulting && !closed && !prefaultKernel(bytes)) setImmediate(prefault);
+        if (!prefaulting || closed) return;
+        if (!tapeTouched) tapeTouched = toucher.step(TOUCH_PAGES, positions);
+        else if (bytes === 0 || prefaultKernel(bytes)) return;
+        setImmediate(prefault);
       };
       setImmediate(prefault);
       return report;

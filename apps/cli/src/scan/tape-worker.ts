@@ -15,6 +15,7 @@ import {
   type ScanDocument,
   scanCorpusAnyKeys,
   splitFakeKeyJobs,
+  TapeMemoryToucher,
 } from '@tracemark/extraction';
 import {
   type DocumentBatch,
@@ -51,16 +52,34 @@ port.on('message', (message: ToTapeWorker) => {
   wake = null;
 });
 
+/**
+ * The memory the tape's numbering and the kernels write once the documents end (EvidenceTape
+ * `handOff`): while this thread waits for documents, it takes those pages' faults itself, as far as the
+ * documents so far reach; the main thread touches what is left once it has sent them all.
+ */
+const idleToucher = new TapeMemoryToucher();
+/** Pages touched between looks at the message queue (a few milliseconds). */
+const IDLE_PAGES = 256;
+/** Corpus positions (tokens and prompt tokens) of the documents handed to the scan so far. */
+let received = 0;
+
 async function* documents(): AsyncGenerator<ScanDocument> {
   for (;;) {
     const batch = batches.shift();
     if (batch !== undefined) {
-      yield* unpackBatch(batch);
+      for (const document of unpackBatch(batch)) {
+        received += document.tokens.length + (document.prompt?.length ?? 0);
+        yield document;
+      }
       continue;
     }
     if (ended) return;
     await new Promise<void>((resolve) => {
       wake = resolve;
+      const touch = (): void => {
+        if (wake === resolve && !idleToucher.step(IDLE_PAGES, received)) setImmediate(touch);
+      };
+      setImmediate(touch);
     });
   }
 }
@@ -151,6 +170,11 @@ issued
       fakeKeys: options.fakeKeys,
       expectedTokens: options.expectedTokens,
       sharedMemory: true,
+      // The main thread, idle once it has sent the documents, takes the page faults of the tape's memory.
+      onTapeMemory: (memory) => {
+        idleToucher.add(memory);
+        post({ kind: 'memory', memory });
+      },
       alpha: options.alpha,
       minimumDose: options.minimumDose,
       calibrate,
