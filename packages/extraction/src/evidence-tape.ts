@@ -463,10 +463,15 @@ export class EvidenceTape {
     // Arrays written in full later (the grouping's order and tokens; SelfHash's spare), touched while
     // the documents came, hold the bucketed entries meanwhile.
     const ahead = this.ahead;
+    // And the candidates' positions, written only after the numbering (from the first candidate on).
     const scratch =
       ahead === null
         ? null
-        : ([ahead.order, this.layout.scheme === 'lefthash' ? ahead.tokens : ahead.spare] as const);
+        : ([
+            ahead.order,
+            this.layout.scheme === 'lefthash' ? ahead.tokens : ahead.spare,
+            this.orderPosition,
+          ] as const);
     const numWindows = tupleIdsInOrder(c, eligibleAt, this.eligibleHash, count, w, ids, scratch);
     const windows =
       ahead !== null && numWindows * w <= ahead.windows.length && numWindows > 0

@@ -102,16 +102,26 @@ describe('tupleIdsInOrder', () => {
           colliding ? (source[end - width]! % 4) << 30 : tupleHash(source, end - width, width),
         );
         // The ids take the hashes' memory, as the evidence tape does.
-        // Scratch arrays of any content, long enough or one entry short (then new arrays are used).
-        for (const spare of [0, 7, -1]) {
+        // Scratch arrays of any content, long enough or one entry short (then new arrays are used), two
+        // or three (the third for where the tuples start).
+        for (const [spare, third] of [
+          [0, false],
+          [7, false],
+          [-1, false],
+          [7, true],
+          [-1, true],
+        ] as const) {
           const ids = new Uint32Array(hashes.slice().buffer);
+          const two = [
+            new Uint32Array(ends.length + spare).fill(0xdeadbeef),
+            new Uint32Array(ends.length + spare).fill(12345),
+          ] as const;
           const scratch =
             spare === 0
               ? null
-              : ([
-                  new Uint32Array(ends.length + spare).fill(0xdeadbeef),
-                  new Uint32Array(ends.length + spare).fill(12345),
-                ] as const);
+              : third
+                ? ([...two, new Uint32Array(ends.length + spare).fill(777)] as const)
+                : two;
           const distinct = tupleIdsInOrder(
             source,
             Uint32Array.from(ends),
