@@ -473,6 +473,8 @@ export class EvidenceTape {
             this.orderPosition,
           ] as const);
     const numWindows = tupleIdsInOrder(c, eligibleAt, this.eligibleHash, count, w, ids, scratch);
+    // A pair other than its window's first comes after a window seen before: at most this many.
+    this.completionPairs.reserve(count - numWindows);
     const windows =
       ahead !== null && numWindows * w <= ahead.windows.length && numWindows > 0
         ? ahead.windows.subarray(0, numWindows * w)

@@ -161,22 +161,27 @@ describe('firstOccurrences', () => {
 });
 
 describe('SweptPairSet', () => {
-  it('marks, batch after batch, the pairs a PairSet adds first, through many doublings', () => {
-    const swept = new SweptPairSet(2);
-    const set = new PairSet(2);
-    const next = lcg(99);
-    for (const count of [0, 1, 17, 5000, 3, 40_000, 70_000, 1]) {
-      const a = new Uint32Array(count);
-      const b = new Uint32Array(count);
-      for (let i = 0; i < count; i++) {
-        const r = next();
-        a[i] = r % 11 === 0 ? 2 ** 32 - 2 - (r % 2) : r % 700;
-        b[i] = r % 7 === 0 ? 2 ** 32 - 1 : (r >>> 9) % 90;
+  it('marks, batch after batch, the pairs a PairSet adds first, through many doublings or one reserve', () => {
+    for (const reserve of [0, 100, 150_000]) {
+      const swept = new SweptPairSet(2);
+      const set = new PairSet(2);
+      const next = lcg(99);
+      swept.reserve(reserve);
+      for (const count of [0, 1, 17, 5000, 3, 40_000, 70_000, 1]) {
+        // A reserve between batches moves the pairs held to a larger table at once.
+        if (count === 3) swept.reserve(200_000);
+        const a = new Uint32Array(count);
+        const b = new Uint32Array(count);
+        for (let i = 0; i < count; i++) {
+          const r = next();
+          a[i] = r % 11 === 0 ? 2 ** 32 - 2 - (r % 2) : r % 700;
+          b[i] = r % 7 === 0 ? 2 ** 32 - 1 : (r >>> 9) % 90;
+        }
+        const first = new Uint8Array(count).fill(7);
+        swept.addBatch(a, b, count, first);
+        for (let i = 0; i < count; i++) expect(first[i]).toBe(set.add(a[i]!, b[i]!) ? 1 : 0);
+        expect(swept.size).toBe(set.size);
       }
-      const first = new Uint8Array(count).fill(7);
-      swept.addBatch(a, b, count, first);
-      for (let i = 0; i < count; i++) expect(first[i]).toBe(set.add(a[i]!, b[i]!) ? 1 : 0);
-      expect(swept.size).toBe(set.size);
     }
   });
 

@@ -327,12 +327,23 @@ export class SweptPairSet {
   }
 
   /**
-   * Doubles the table. A pair's slot gains one bit of its hash, so the old slots, read in order, land
-   * in order (an entry moves to twice its slot or just after): a sweep, as a batch is.
+   * Makes room for `pairs` more pairs at once (a table at most half full): when their number is known
+   * ahead, the table is made at its final size instead of doubling its way there (each doubling
+   * rehashes every pair into new memory).
    */
-  private grow(): void {
+  reserve(pairs: number): void {
+    let bits = this.bits;
+    while ((this.count + pairs) * 2 > 2 ** bits && bits < 30) bits++;
+    if (bits > this.bits) this.grow(bits - this.bits);
+  }
+
+  /**
+   * Doubles the table (`times` times over in one pass). A pair's slot gains bits of its hash, so the old
+   * slots, read in order, land in order: a sweep, as a batch is.
+   */
+  private grow(times = 1): void {
     const old = this.slots;
-    this.bits++;
+    this.bits += times;
     const slots = new Uint32Array(2 << this.bits);
     const mask = (1 << this.bits) - 1;
     for (let from = 0; from < old.length; from += 2) {
