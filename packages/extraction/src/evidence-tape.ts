@@ -115,6 +115,8 @@ export interface TapeMemory {
   readonly array: Uint32Array;
   readonly wordsPerPosition: number;
   readonly group: number;
+  /** The other thread's kernel working space, where it makes the fake keys' trial values (and both count them). */
+  readonly trials?: boolean;
 }
 
 /**
@@ -447,7 +449,7 @@ export class EvidenceTape {
     if (work !== null) {
       // The true keys' kernel: a green bit and a seed a candidate (9 bytes); the other thread's: a trial value (8).
       memory.push({ array: work.own, wordsPerPosition: 9 / 4, group: 2 });
-      memory.push({ array: work.guest, wordsPerPosition: 2, group: 3 });
+      memory.push({ array: work.guest, wordsPerPosition: 2, group: 3, trials: true });
     }
     return memory;
   }

@@ -6,6 +6,8 @@ import wabt from 'wabt';
 import {
   countLeftHash,
   countMixed,
+  KernelArena,
+  kernelArenaOf,
   kernelKeyBytes,
   leftHashBits,
   leftHashGreenValues,
@@ -206,6 +208,31 @@ describe('fake-key kernels', () => {
       ),
       { numRuns: 50, seed: 12 },
     );
+  });
+
+  it('mixed counts of trial values in a kernel arena are read there: the same counts, arena and copy', () => {
+    const arena = KernelArena.create(1 << 20, 1 << 16, 1 << 16);
+    expect(arena).not.toBeNull();
+    const values = arena!.uint32Array(2 * 20_000)!;
+    let state = 7;
+    for (let i = 0; i < values.length; i++) {
+      state = (Math.imul(state ^ (state >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) | 0;
+      values[i] = state >>> 0;
+    }
+    expect(kernelArenaOf(values)).toBe(arena);
+    const copy = values.slice();
+    expect(kernelArenaOf(copy)).toBeNull();
+    for (const nmasks of [1, 6, 13, 600]) {
+      const masks = Uint32Array.from({ length: 2 * nmasks }, (_, i) => Math.imul(i + 3, 0x9e3779b1) >>> 0);
+      for (const threshold of [0, 0x40000000, 0xffffffff]) {
+        const here = countMixed(values, masks, threshold);
+        expect(Array.from(here)).toEqual(Array.from(countMixed(copy, masks, threshold)));
+        expect(Array.from(here)).toEqual(Array.from(countMixed(copy, masks, threshold, false)));
+      }
+    }
+    // A view received from another thread is seen as the arena's once viewed through it.
+    expect(arena!.view(values)).not.toBeNull();
+    expect(arena!.view(new Uint32Array(4))).toBeNull();
   });
 
   it('fake keys are independent of each other: green bits uncorrelated, counts binomial', () => {

@@ -62,6 +62,11 @@ interface KernelExports {
 const MAX_PAGES = 65536;
 /** The first bytes of a kernel's memory are its own: the messages it hashes. */
 const SCRATCH_BYTES = 128;
+/**
+ * An arena's kernels have this much scratch each (the owner's first, then another thread's): the
+ * messages they hash, then the masks and counts of {@link countMixed} run on trial values in place.
+ */
+const ARENA_SCRATCH_BYTES = 8192;
 
 let compiled: object | null | undefined;
 
@@ -147,15 +152,15 @@ export class KernelArena {
    */
   static create(bytes: number, work: number, guestWork: number): KernelArena | null {
     if (compiledKernel() === null) return null;
-    const arraysEnd = align(2 * SCRATCH_BYTES + bytes);
+    const arraysEnd = align(2 * ARENA_SCRATCH_BYTES + bytes);
     const base = arraysEnd;
     const guestBase = align(base + work);
     const end = guestBase + guestWork;
     if (end > MAX_PAGES * 65536 - 65536) return null;
     const memory = sharedMemory(Math.ceil(end / 65536));
     if (memory === null) return null;
-    const guest = { memory, scratch: SCRATCH_BYTES, base: guestBase, limit: end };
-    return new KernelArena(memory, 2 * SCRATCH_BYTES, arraysEnd, 0, base, guestBase, guest);
+    const guest = { memory, scratch: ARENA_SCRATCH_BYTES, base: guestBase, limit: end };
+    return new KernelArena(memory, 2 * ARENA_SCRATCH_BYTES, arraysEnd, 0, base, guestBase, guest);
   }
 
   private constructor(
@@ -218,13 +223,34 @@ export class KernelArena {
   /** The kernel on this arena's memory, and its working space. */
   kernelHere(): { wasm: KernelExports; base: number; limit: number } | null {
     if (spent.has(this)) return null;
+    const wasm = this.instance();
+    return wasm === null ? null : { wasm, base: this.base, limit: this.limit };
+  }
+
+  /** This thread's kernel instance on the arena's memory (its scratch set), working space or not. */
+  instance(): KernelExports | null {
     if (this.kernel === undefined) {
       // The module compiles, and its code is optimized, once a thread: on this thread's own kernel.
       const kernel = loadKernel() === null ? null : instantiate(this.memory);
       kernel?.setScratch(this.scratch);
       this.kernel = kernel;
     }
-    return this.kernel === null ? null : { wasm: this.kernel, base: this.base, limit: this.limit };
+    return this.kernel;
+  }
+
+  /** Where this thread's kernel may put {@link countMixed}'s masks and counts: past its messages. */
+  mixScratch(): { at: number; bytes: number } {
+    return { at: this.scratch + SCRATCH_BYTES, bytes: ARENA_SCRATCH_BYTES - SCRATCH_BYTES };
+  }
+
+  /**
+   * `array` (of this arena's memory, received from another thread: its buffer is another object for the
+   * same memory) as a view of this thread's buffer, which {@link kernelArenaOf} knows; null when it
+   * does not fit in the arena.
+   */
+  view(array: Uint32Array): Uint32Array | null {
+    if (array.buffer.byteLength !== this.buffer.byteLength) return null;
+    return new Uint32Array(this.buffer, array.byteOffset, array.length);
   }
 }
 
@@ -479,9 +505,11 @@ function runKernel(
     if (!sharedValues) values = view.slice();
     else if (arena === null) values = sharedCopy(view);
     else {
-      // Shared memory already, and the arena's kernel here runs no more: handed out as they are.
+      // Shared memory already, and the arena's kernel here runs no more: handed out as they are (and
+      // known as the arena's, for countMixed to read them where they are).
       values = view;
       spent.add(arena);
+      arenas.set(view.buffer, arena);
     }
   }
   if (!withBits) return { counts, bits: null, seeds: null, values };
@@ -609,6 +637,18 @@ export function countMixed(
 ): Uint32Array {
   const n = values.length >>> 1;
   const nmasks = masks.length >>> 1;
+  // Trial values in a kernel arena (made there by a kernel, a LeftHash tape's) are read where they are:
+  // copying them into this thread's kernel took 8 bytes a trial of memory first touched, and a copy a call.
+  const arena = accelerate ? kernelArenaOf(values) : null;
+  const here = arena?.instance() ?? null;
+  if (arena !== null && here !== null && 16 * nmasks + 8 <= arena.mixScratch().bytes) {
+    const masksAt = arena.mixScratch().at;
+    const countsAt = align(masksAt + 8 * nmasks);
+    const buffer = here.memory.buffer;
+    new Uint32Array(buffer, masksAt, 2 * nmasks).set(masks);
+    here.countMixed(values.byteOffset, n, masksAt, nmasks, threshold >>> 0, countsAt);
+    return new Uint32Array(buffer, countsAt, 2 * nmasks).slice();
+  }
   const wasm = accelerate ? loadKernel() : null;
   if (wasm === null) return countMixedScalar(values, masks, threshold);
   evict();

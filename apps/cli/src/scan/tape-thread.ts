@@ -23,6 +23,7 @@ import {
   filterWindowWidth,
   KernelArena,
   type KernelArenaShare,
+  kernelArenaOf,
   prefaultKernel,
   runFakeKeyJob,
   type ScanDocument,
@@ -63,7 +64,8 @@ export type ToTapeWorker =
   | DocumentBatch
   | { readonly kind: 'end' }
   /** A set's trial values, computed here (shared memory). */
-  | { readonly kind: 'trials'; readonly id: number; readonly trials: Uint32Array }
+  /** `inArena`: they lie in the request's kernel arena (the worker's fake keys read them there too). */
+  | { readonly kind: 'trials'; readonly id: number; readonly trials: Uint32Array; readonly inArena: boolean }
   | {
       readonly kind: 'fake-result';
       readonly id: number;
@@ -233,6 +235,7 @@ export function startTapeThread(
   /** While this thread waits for the worker's request: the tape's memory, then see {@link kernelBytesFor}. */
   let prefaulting = false;
   const toucher = new TapeMemoryToucher();
+  let trialsInArena = false;
   const fail = (error: Error): void => {
     failure ??= error;
     settle?.reject(failure);
@@ -241,8 +244,11 @@ export function startTapeThread(
     if (message.kind === 'report') settle?.resolve(message.report);
     else if (message.kind === 'failure') fail(rebuilt(message.name, message.message));
     else if (message.kind === 'calibrating') onCalibrating();
-    else if (message.kind === 'memory') toucher.add(message.memory);
-    else if (message.kind === 'calibrate') setImmediate(() => calibrateHere(message));
+    else if (message.kind === 'memory') {
+      toucher.add(message.memory);
+      // Trial values made in the tape's arena are counted there: this thread's kernel memory stays unused.
+      if (message.memory.some((entry) => entry.trials === true)) trialsInArena = true;
+    } else if (message.kind === 'calibrate') setImmediate(() => calibrateHere(message));
   });
   /** This thread's part of a set of fake keys (see tape-worker.ts). */
   const calibrateHere = (message: Extract<FromTapeWorker, { kind: 'calibrate' }>): void => {
@@ -258,7 +264,8 @@ export function startTapeThread(
         KernelArena.adopt(message.arena, [windows, offsets, tokens]);
       }
       trials = fakeKeyTrials(tape, scheme, tokenizer, seed, accelerate, true);
-      worker.postMessage({ kind: 'trials', id, trials } satisfies ToTapeWorker);
+      const inArena = kernelArenaOf(trials) !== null;
+      worker.postMessage({ kind: 'trials', id, trials, inArena } satisfies ToTapeWorker);
     } catch (error) {
       worker.postMessage({
         kind: 'fake-failure',
@@ -332,7 +339,7 @@ export function startTapeThread(
       // worker, which kept up with the documents, would otherwise fault it while they come or after),
       // then those of the memory it will copy the trial values to.
       warmKernel();
-      const bytes = kernelBytesFor(options.keys, tokens);
+      const bytes = trialsInArena ? 0 : kernelBytesFor(options.keys, tokens);
       prefaulting = true;
       let tapeTouched = false;
       const prefault = (): void => {

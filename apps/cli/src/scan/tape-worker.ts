@@ -36,7 +36,7 @@ let wake: (() => void) | null = null;
 
 /** A set of fake keys being scored: what the main thread's messages about it go to. */
 interface Calibration {
-  trials(trials: Uint32Array): void;
+  trials(trials: Uint32Array, inArena: boolean): void;
   result(job: number, counts: FakeKeyCounts): void;
   failure(error: Error): void;
 }
@@ -45,7 +45,7 @@ const calibrations = new Map<number, Calibration>();
 port.on('message', (message: ToTapeWorker) => {
   if (message.kind === 'documents') batches.push(message);
   else if (message.kind === 'end') ended = true;
-  else if (message.kind === 'trials') calibrations.get(message.id)?.trials(message.trials);
+  else if (message.kind === 'trials') calibrations.get(message.id)?.trials(message.trials, message.inArena);
   else if (message.kind === 'fake-result') calibrations.get(message.id)?.result(message.job, message.counts);
   else if (message.kind === 'fake-failure') calibrations.get(message.id)?.failure(new Error(message.message));
   wake?.();
@@ -118,7 +118,12 @@ function calibrate(request: CalibrationRequest): Promise<FakeKeyCounts[]> {
       calibrations.delete(id);
       reject(error);
     };
-    const runHere = (trials: Uint32Array): void => {
+    const runHere = (received: Uint32Array, inArena: boolean): void => {
+      // In the tape's arena: viewed through this thread's buffer of it, so that the fake keys' kernel
+      // here reads them where they are (the message's buffer is another object for the same memory).
+      const arena =
+        inArena && request.tape.grouped !== null ? kernelArenaOf(request.tape.grouped.tokens) : null;
+      const trials = arena?.view(received) ?? received;
       const jobs = splitFakeKeyJobs({ trials, threshold, seed, accelerate }, count, FAKE_KEY_JOB_PARTS);
       const runOne = (): void => {
         if (failed) return;
