@@ -140,6 +140,19 @@ describe('vLLM keys on token ids vLLM marked (packages/core/test/vectors/foreign
     expect(session.finish()).toEqual(detector.detectTokens(c.tokens, { source: 'chunks' }));
   });
 
+  it('a dual key of tiny α (any α vLLM accepts) is scored, near the α = 0 key on the same marks', () => {
+    const c = marked.find((x) => x.scheme === 'dual_key_gumbel' && x.alpha === 0)!;
+    const zero = createTextDetector({ keys: [keyOf(c)] }).detectTokens(c.tokens);
+    expect(zero.verdict).toBe('watermarked');
+    // At α = 1e−6 the exact tail's mixture would have needed more than 10^8 terms (it was refused).
+    for (const alpha of [1e-4, 1e-6, 1e-9]) {
+      const result = createTextDetector({ keys: [keyOf(c, { alpha })] }).detectTokens(c.tokens);
+      expect(result.verdict, `α ${alpha}`).toBe('watermarked');
+      // The score moves by about α·n from α = 0's, and so does ln p (the Gamma hazard is below 1).
+      expect(Math.abs(result.log10P - zero.log10P), `α ${alpha}`).toBeLessThan(2 * alpha * c.tokens.length);
+    }
+  });
+
   it('--fpr sets the verdict: a p-value above a tiny α is insufficient', () => {
     const c = marked[0]!;
     const result = createTextDetector({ keys: [keyOf(c)], fpr: 1e-120 }).detectTokens(c.tokens);
