@@ -177,8 +177,9 @@ function assertWeightedArguments(n: number, wa: number, wb: number, s: number): 
 /**
  * ln P[wa·X + wb·Y > s] for independent X, Y ~ Gamma(n, 1), integer n ≥ 1, weights ≥ 0 not both 0.
  * Exact up to rounding: the mixture is truncated only when the rest is provably below 2^−60 of it. With
- * a smaller weight far below the larger (see {@link MAX_MIXTURE_SPAN}), an integral whose quadrature
- * error is estimated below 1e−14 of it instead (checked against mpmath, test/vectors/dual-tail.json).
+ * a smaller weight far below the larger (the mixture would span more than 2^16 terms), an integral
+ * whose quadrature error is estimated below 1e−14 of it instead (checked against mpmath,
+ * test/vectors/dual-tail.json).
  */
 export function logWeightedGammaSf(n: number, wa: number, wb: number, s: number): number {
   assertWeightedArguments(n, wa, wb, s);
