@@ -198,10 +198,11 @@ export function* unpackBatch(batch: DocumentBatch): Generator<ScanDocument> {
 }
 
 /**
- * What this thread's kernel holds to score a LeftHash set's fake keys, at most: the trial values it
- * copies in (8 bytes a candidate; it computes them in the worker's kernel arena, in place), for as many
- * candidates as there are completion tokens, with the LeftHash keys of h ≥ 2; 0 without one. (At h = 1
- * the candidates are far fewer than the tokens, and SelfHash's trials copy less, later: measured,
+ * What this thread's kernel holds to score a LeftHash set's fake keys, at most, when the worker's tape
+ * has no kernel arena (a corpus too small for one, or no WebAssembly; with an arena the trial values are
+ * made and counted there): the trial values it copies in (8 bytes a candidate), for as many candidates
+ * as there are completion tokens, with the LeftHash keys of h ≥ 2; 0 without one. (At h = 1 the
+ * candidates are far fewer than the tokens, and SelfHash's trials copy less, later: measured,
  * prefaulting for them changed nothing but the memory.)
  */
 export function kernelBytesFor(keys: readonly WatermarkKey[], tokens: number): number {
