@@ -63,8 +63,10 @@ export interface DocumentBatch {
 export type ToTapeWorker =
   | DocumentBatch
   | { readonly kind: 'end' }
-  /** A set's trial values, computed here (shared memory). */
-  /** `inArena`: they lie in the request's kernel arena (the worker's fake keys read them there too). */
+  /**
+   * A set's trial values, computed here (shared memory); `inArena`: they lie in the request's kernel
+   * arena (the worker's fake keys read them there too).
+   */
   | { readonly kind: 'trials'; readonly id: number; readonly trials: Uint32Array; readonly inArena: boolean }
   | {
       readonly kind: 'fake-result';
@@ -336,9 +338,9 @@ export function startTapeThread(
       worker.postMessage({ kind: 'end' } satisfies ToTapeWorker);
       // Idle until the worker has its tape: the kernel this thread will score fake keys with loads now.
       // Then, a slice at a time until the worker's request comes, this thread takes the page faults of
-      // the memory the worker's tape writes as it numbers its windows (handed off to this thread: the
-      // worker, which kept up with the documents, would otherwise fault it while they come or after),
-      // then those of the memory it will copy the trial values to.
+      // the memory the worker's tape will write as it numbers its windows and scores its keys (handed
+      // off: the worker touches it between batches as far as the documents reach, this thread the rest),
+      // then, without a kernel arena, those of the memory it will copy the trial values to.
       warmKernel();
       const bytes = trialsInArena ? 0 : kernelBytesFor(options.keys, tokens);
       prefaulting = true;
