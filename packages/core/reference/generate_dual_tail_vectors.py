@@ -108,61 +108,57 @@ SMALL_WEIGHT_CASES = [
 ]
 
 
-def ln_dual_sf_by_quadrature(n: int, alpha: float, s: float, dps: int) -> mpmath.mpf:
-    """ln of Q(n, s/b) + integral over y in (0, s/b) of f(y) Q(n, (s - b y)/a), f the Gamma(n, 1)
-    density: Y beyond s/b passes s alone, below it X must make up the rest. Gauss-Legendre quadrature with
-    breakpoints every quarter standard deviation of Y around its mode (the integrand's bulk) and wider ones
-    out to where Y's density is below e^-240."""
+def ln_tail_given(n: int, alpha: float, s: float, dps: int, over_larger: bool, breakpoints) -> mpmath.mpf:
+    """ln P[a X + b Y > s] (a, b the larger and smaller weight) conditioned on one of the two variables,
+    V with weight v (X and a when `over_larger`, else Y and b), the other W with weight w: Q(n, s/v) (V
+    alone passes s) plus the integral over t in (0, s/v) of f(t) Q(n, (s - v t)/w), f the Gamma(n, 1)
+    density, by Gauss-Legendre between `breakpoints(n, a, b, end)` (end = s/v)."""
     with mpmath.workdps(dps):
         wa, wb = 1 - mpmath.mpf(alpha), mpmath.mpf(alpha)
         a, b = max(wa, wb), min(wa, wb)
+        v, w = (a, b) if over_larger else (b, a)
         s = mpmath.mpf(s)
-        end = s / b
+        end = s / v
         log_gamma_n = mpmath.loggamma(n)
 
-        def integrand(y):
-            if y <= 0:
+        def integrand(t):
+            if t <= 0:
                 return mpmath.mpf(0)
-            rest = (s - b * y) / a
+            rest = (s - v * t) / w
             tail = mpmath.gammainc(n, rest, mpmath.inf, regularized=True) if rest > 0 else mpmath.mpf(1)
-            return mpmath.exp((n - 1) * mpmath.log(y) - y - log_gamma_n) * tail
+            return mpmath.exp((n - 1) * mpmath.log(t) - t - log_gamma_n) * tail
 
-        # The bulk: 20 standard deviations each side of the mode, in quarter-deviation panels (with wider
-        # ones mpmath's quadrature misjudged its own error: 6.6e-11 off at 30 digits). Then panels of one
-        # deviation (+ 1) out to n + 200 + 40 deviations, where even Gamma(1)'s density is below e^-240:
-        # at small n the density falls exponentially, not as a Gaussian (at n = 1 it is e^-20 at y = 20).
+        points = sorted({mpmath.mpf(0), end} | {p for p in breakpoints(n, a, b, end) if 0 < p < end})
+        body = mpmath.quad(integrand, points, method="gauss-legendre")
+        return mpmath.log(mpmath.gammainc(n, end, mpmath.inf, regularized=True) + body)
+
+
+def ln_dual_sf_by_quadrature(n: int, alpha: float, s: float, dps: int) -> mpmath.mpf:
+    """The probability integrated over Y (the smaller-weighted variable): the integrand's bulk is Y's,
+    around its mode. The bulk: 20 standard deviations each side, in quarter-deviation panels (with wider
+    ones mpmath's quadrature misjudged its own error: 6.6e-11 off at 30 digits). Then panels of one
+    deviation (+ 1) out to n + 200 + 40 deviations, where even Gamma(1)'s density is below e^-240: at small
+    n the density falls exponentially, not as a Gaussian (at n = 1 it is e^-20 at y = 20)."""
+
+    def breakpoints(n, a, b, end):
         sd = mpmath.sqrt(n)
         bulk = [n - 1 + k * sd / 4 for k in range(-80, 81)]
         far = []
         while (far[-1] if far else bulk[-1]) < n + 200 + 40 * sd:
             far.append((far[-1] if far else bulk[-1]) + sd + 1)
-        points = sorted({mpmath.mpf(0), end} | {p for p in bulk + far if 0 < p < end})
-        body = mpmath.quad(integrand, points, method="gauss-legendre")
-        return mpmath.log(mpmath.gammainc(n, end, mpmath.inf, regularized=True) + body)
+        return bulk + far
+
+    return ln_tail_given(n, alpha, s, dps, False, breakpoints)
 
 
 def ln_dual_sf_over_x(n: int, alpha: float, s: float, dps: int) -> mpmath.mpf:
-    """The same probability integrated over X (the larger-weighted variable) instead: Q(n, s/a) plus the
-    integral over x in (0, s/a) of f(x) Q(n, (s - a x)/b), whose second factor rises from about 0 to 1
-    within a few b/a of s/a (breakpoints there). An independent route for small n."""
-    with mpmath.workdps(dps):
-        wa, wb = 1 - mpmath.mpf(alpha), mpmath.mpf(alpha)
-        a, b = max(wa, wb), min(wa, wb)
-        s = mpmath.mpf(s)
-        edge = s / a
-        log_gamma_n = mpmath.loggamma(n)
+    """The same probability integrated over X (the larger-weighted variable) instead, whose second factor
+    rises from about 0 to 1 within a few b/a of s/a (breakpoints there). An independent route for small n."""
 
-        def integrand(x):
-            if x <= 0:
-                return mpmath.mpf(0)
-            rest = (s - a * x) / b
-            tail = mpmath.gammainc(n, rest, mpmath.inf, regularized=True) if rest > 0 else mpmath.mpf(1)
-            return mpmath.exp((n - 1) * mpmath.log(x) - x - log_gamma_n) * tail
+    def breakpoints(n, a, b, end):
+        return [end - k * b / a for k in (4 * n + 400, 4 * n + 100, 4 * n + 40, 2 * n + 20, n + 10, 5, 2, 1)]
 
-        near = [edge - k * b / a for k in (4 * n + 400, 4 * n + 100, 4 * n + 40, 2 * n + 20, n + 10, 5, 2, 1, 0)]
-        points = sorted({mpmath.mpf(0)} | {p for p in near if p > 0})
-        body = mpmath.quad(integrand, points, method="gauss-legendre")
-        return mpmath.log(mpmath.gammainc(n, edge, mpmath.inf, regularized=True) + body)
+    return ln_tail_given(n, alpha, s, dps, True, breakpoints)
 
 
 def main() -> None:

@@ -641,8 +641,9 @@ export function countMixed(
   // copying them into this thread's kernel took 8 bytes a trial of memory first touched, and a copy a call.
   const arena = accelerate ? kernelArenaOf(values) : null;
   const here = arena?.instance() ?? null;
-  if (arena !== null && here !== null && 16 * nmasks + 8 <= arena.mixScratch().bytes) {
-    const masksAt = arena.mixScratch().at;
+  const scratch = arena?.mixScratch() ?? null;
+  if (here !== null && scratch !== null && 16 * nmasks + 8 <= scratch.bytes) {
+    const masksAt = scratch.at;
     const countsAt = align(masksAt + 8 * nmasks);
     const buffer = here.memory.buffer;
     new Uint32Array(buffer, masksAt, 2 * nmasks).set(masks);
