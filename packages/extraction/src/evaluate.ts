@@ -13,7 +13,7 @@ import {
   type SchemeName,
   type WatermarkKey,
 } from '@tracemark/core';
-import { type EvaluationTape, groupByWindow } from './evidence-tape.ts';
+import { type EvaluationTape, groupByWindow, scratchOf } from './evidence-tape.ts';
 import { fakeKeyMasks, fakeTrialSecret } from './fake-keys.ts';
 import {
   countMixed,
@@ -188,7 +188,13 @@ function selfHashTrials(tape: EvaluationTape, key: WatermarkKey, accelerate: boo
   // and occurs at no earlier candidate.
   const numPrompt = tape.promptToken.length;
   const numCandidates = tape.candidateToken.length;
-  const pairAnchor = new Uint32Array(numPrompt + numCandidates);
+  // Memory lent to the tape, where there is enough: three arrays for the pairs' first occurrences and
+  // one for the anchors (a page first touched costs a fault; these are touched already).
+  const lent = scratchOf(tape).filter((array) => array.length >= numPrompt + numCandidates);
+  const pairAnchor =
+    lent.length >= 4
+      ? lent[3]!.subarray(0, numPrompt + numCandidates)
+      : new Uint32Array(numPrompt + numCandidates);
   // The tape's own tokens where no prompt comes first (read only).
   let pairToken = tape.candidateToken;
   if (numPrompt > 0) {
@@ -206,7 +212,12 @@ function selfHashTrials(tape: EvaluationTape, key: WatermarkKey, accelerate: boo
     if (anchor === 0xffffffff) return null;
     pairAnchor[numPrompt + i] = anchor;
   }
-  const first = firstOccurrences(pairAnchor, pairToken, numPrompt + numCandidates);
+  const first = firstOccurrences(
+    pairAnchor,
+    pairToken,
+    numPrompt + numCandidates,
+    lent.length >= 3 ? lent : null,
+  );
   const keyBytes = kernelKeyBytes([key]);
   // Before the anchors are compacted over them (no kernel call without prompts).
   const promptSeeds =

@@ -15,6 +15,8 @@ export {
   EvidenceTape,
   type GroupedCandidates,
   groupByWindow,
+  lendScratch,
+  scratchOf,
   type TapeCounts,
   type TapeLayout,
   type TapeMemory,

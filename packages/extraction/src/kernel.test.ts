@@ -210,6 +210,34 @@ describe('fake-key kernels', () => {
     );
   });
 
+  it("an arena lends the start of both kernels' working spaces once, as four arrays of zeros", () => {
+    const arena = KernelArena.create(1 << 16, 1 << 20, 1 << 19);
+    expect(arena).not.toBeNull();
+    const space = arena!.workingSpace()!;
+    // Two arrays of 2^16 words (with their padding) fit in each working space; more than that does not.
+    expect(arena!.lendWorkingSpace(1 << 16)).toBeNull();
+    const lent = arena!.lendWorkingSpace(1 << 15)!;
+    expect(lent).toHaveLength(4);
+    expect(lent.map((array) => array.length)).toEqual([1 << 15, 1 << 15, 1 << 15, 1 << 15]);
+    expect(
+      lent.every((array) => array.buffer === space.own.buffer && array.every((word) => word === 0)),
+    ).toBe(true);
+    expect(lent[0]!.byteOffset).toBe(space.own.byteOffset);
+    expect(lent[2]!.byteOffset).toBe(space.guest.byteOffset);
+    // One after another, 16 bytes apart at least: none overlaps another.
+    for (const [a, b] of [
+      [0, 1],
+      [2, 3],
+    ] as const) {
+      expect(lent[b]!.byteOffset).toBeGreaterThanOrEqual(lent[a]!.byteOffset + 4 * lent[a]!.length + 16);
+    }
+    expect(lent[1]!.byteOffset + 4 * lent[1]!.length).toBeLessThanOrEqual(space.guest.byteOffset);
+    // Once only.
+    expect(arena!.lendWorkingSpace(16)).toBeNull();
+    // The arrays lent are of the arena: what a kernel there reads in place.
+    expect(kernelArenaOf(lent[3]!)).toBe(arena);
+  });
+
   it('mixed counts of trial values in a kernel arena are read there: the same counts, arena and copy', () => {
     const arena = KernelArena.create(1 << 20, 1 << 16, 1 << 16);
     expect(arena).not.toBeNull();

@@ -145,6 +145,8 @@ export class KernelArena {
   private readonly limit: number;
   private readonly guest: KernelArenaShare | null;
   private kernel: KernelExports | null | undefined;
+  /** {@link lendWorkingSpace} has lent the working spaces. */
+  private lent = false;
 
   /**
    * An arena that holds `bytes` of arrays, with `work` bytes of working space for its kernel and
@@ -200,6 +202,24 @@ export class KernelArena {
     if (at + 4 * length + 16 > this.arraysEnd) return null;
     this.top = at + 4 * length + 16;
     return new Uint32Array(this.buffer, at, length);
+  }
+
+  /**
+   * Four Uint32Arrays of `length` zeros, two at the start of this arena's kernel working space and two
+   * at the start of the other thread's, each followed by 16 bytes of padding; null where they do not fit
+   * (or the arena is adopted, or lent already). For data read for the last time before a kernel first
+   * runs on the arena: the kernels then write their seeds and trial values over it, in pages faulted
+   * once for both (each first touch of a page costs the kernel a fault).
+   */
+  lendWorkingSpace(length: number): Uint32Array[] | null {
+    const guest = this.guest;
+    if (guest === null || this.lent) return null;
+    const bytes = align(4 * length + 16);
+    if (this.base + 2 * bytes > this.limit || guest.base + 2 * bytes > guest.limit) return null;
+    this.lent = true;
+    return [this.base, this.base + bytes, guest.base, guest.base + bytes].map(
+      (at) => new Uint32Array(this.buffer, at, length),
+    );
   }
 
   /**

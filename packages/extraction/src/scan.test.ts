@@ -15,7 +15,7 @@ import { getTokenizer } from '@tracemark/tokenizers';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CandidateStatus, evaluateKey, evaluateKeyBySeed, fakeKeyTrials, runFakeKeyJob } from './evaluate.ts';
-import { EvidenceTape, groupByWindow } from './evidence-tape.ts';
+import { EvidenceTape, groupByWindow, lendScratch, scratchOf } from './evidence-tape.ts';
 import { DEFAULT_FAKE_KEY_SEED, fakeKeyMasks, fakeKeyUniform, fakeTrialSecret } from './fake-keys.ts';
 import { filterWindowWidth, IssuedWindowSet } from './issued.ts';
 import { bestWindows } from './passages.ts';
@@ -283,6 +283,62 @@ describe('the evidence tape scores exactly what one shared dedup tape scores', (
       // Nothing of the tape was overwritten by the kernel's work: scored again, the same bits.
       expectReference(evaluateKey(tape, key), origins, expected);
     }
+  });
+
+  it('a SelfHash tape lends its spent arrays to its evaluations: the reference bits, whatever the scratch holds', () => {
+    const docs = lcgDocs({
+      seed: 23,
+      documents: 20,
+      length: 2000,
+      ids: 200,
+      specialEvery: 97,
+      promptEvery: 5,
+      prompt: 150,
+    });
+    for (const contextWidth of [3, 4]) {
+      const key = createWatermarkKey({
+        secret: new Uint8Array(32).fill(9),
+        scheme: { name: 'selfhash', contextWidth, gamma: 0.25 },
+      });
+      const expected = reference(docs, key);
+      const { tape, origins } = tapeOf(docs, key, null, 50_000);
+      // The documents, where their positions are and hash to, and the numbering's two scratch arrays.
+      const lent = scratchOf(tape);
+      expect(lent.length).toBe(5);
+      expect(
+        lent.every((array) => array.length >= tape.candidateToken.length + tape.promptToken.length),
+      ).toBe(true);
+      expectReference(evaluateKey(tape, key), origins, expected);
+      // Whatever the lent arrays hold, and again on them as the first evaluation left them.
+      for (const array of lent) array.fill(0xdeadbeef);
+      expectReference(evaluateKey(tape, key), origins, expected);
+      expectReference(evaluateKey(tape, key, false), origins, expected);
+      const trials = Array.from(fakeKeyTrials(tape, key.scheme, key.tokenizer, 'test-seed'));
+      // Arrays too short for the tape are not used; the same trials without any.
+      lendScratch(tape, [new Uint32Array(5), new Uint32Array(5), new Uint32Array(5), new Uint32Array(5)]);
+      expectReference(evaluateKey(tape, key), origins, expected);
+      expect(Array.from(fakeKeyTrials(tape, key.scheme, key.tokenizer, 'test-seed'))).toEqual(trials);
+    }
+    // A tape of LeftHash in its arena lends nothing: its spent arrays are the kernels' working space.
+    const lefthash = createWatermarkKey({
+      secret: new Uint8Array(32).fill(9),
+      scheme: { name: 'lefthash', contextWidth: 4, gamma: 0.25 },
+    });
+    const { tape } = tapeOf(
+      lcgDocs({
+        seed: 5,
+        documents: 30,
+        length: 2500,
+        ids: 300,
+        specialEvery: 89,
+        promptEvery: 7,
+        prompt: 100,
+      }),
+      lefthash,
+      null,
+      100_000,
+    );
+    expect(scratchOf(tape)).toEqual([]);
   });
 
   it("fake keys score the trial key's deduplicated trials: WebAssembly, scalar and reference paths agree", () => {

@@ -156,6 +156,12 @@ describe('firstOccurrences', () => {
       const first = firstOccurrences(a, b, count);
       const set = new PairSet(4);
       for (let i = 0; i < count; i++) expect(first[i]).toBe(set.add(a[i]!, b[i]!) ? 1 : 0);
+      // In scratch arrays holding anything, longer than needed: the same; too short, not used.
+      const scratch = [0, 1, 2].map(() => new Uint32Array(count + 9).fill(0xfeedface));
+      expect(Array.from(firstOccurrences(a, b, count, scratch))).toEqual(Array.from(first));
+      if (count > 0) expect(scratch[2]!.subarray(0, count).includes(0xfeedface)).toBe(false);
+      const short = [0, 1, 2].map((i) => new Uint32Array(i === 1 ? Math.max(0, count - 1) : count + 1));
+      expect(Array.from(firstOccurrences(a, b, count, count > 0 ? short : null))).toEqual(Array.from(first));
     }
   });
 });

@@ -572,9 +572,15 @@ export function tupleIdsInOrder(
  * and 0 at every repeat. The same answer as adding the pairs to a {@link PairSet} in turn, without
  * its corpus-sized table: the pairs are bucketed by the top bits of their hash (a stable counting
  * sort, so each bucket keeps their order), and each bucket is deduplicated in a small table that
- * stays in cache.
+ * stays in cache. `scratch` (optional): three arrays of at least `count` entries each that the
+ * bucketed pairs may be written to (their content is lost), in place of new ones.
  */
-export function firstOccurrences(a: Uint32Array, b: Uint32Array, count: number): Uint8Array {
+export function firstOccurrences(
+  a: Uint32Array,
+  b: Uint32Array,
+  count: number,
+  scratch: readonly Uint32Array[] | null = null,
+): Uint8Array {
   let bits = 0;
   while (bits < 16 && count >>> bits > 4096) bits++;
   const buckets = 1 << bits;
@@ -592,24 +598,29 @@ export function firstOccurrences(a: Uint32Array, b: Uint32Array, count: number):
     largest = Math.max(largest, bucketStarts[bucket + 1]!);
     bucketStarts[bucket + 1] = bucketStarts[bucket + 1]! + bucketStarts[bucket]!;
   }
-  // (a, b, i) by bucket, three words each.
-  const bucketed = new Uint32Array(3 * count);
+  // (a, b, i) by bucket, in three arrays (a bucket's entries stay in cache while it is deduplicated).
+  const usable = scratch !== null && scratch.length >= 3 && scratch.every((array) => array.length >= count);
+  const bucketA = usable ? scratch[0]! : new Uint32Array(count);
+  const bucketB = usable ? scratch[1]! : new Uint32Array(count);
+  const bucketIndex = usable ? scratch[2]! : new Uint32Array(count);
   const next = bucketStarts.slice(0, buckets);
   for (let i = 0; i < count; i++) {
-    const at = next[(finish(mix(mix(0x5bd1e995, a[i]!), b[i]!)) >>> shift) & keep]!++;
-    bucketed[3 * at] = a[i]!;
-    bucketed[3 * at + 1] = b[i]!;
-    bucketed[3 * at + 2] = i;
+    const pairA = a[i]!;
+    const pairB = b[i]!;
+    const at = next[(finish(mix(mix(0x5bd1e995, pairA), pairB)) >>> shift) & keep]!++;
+    bucketA[at] = pairA;
+    bucketB[at] = pairB;
+    bucketIndex[at] = i;
   }
   const first = new Uint8Array(count);
-  // Per slot: the place in `bucketed` of a first occurrence + 1 (0: empty), cleared per bucket.
+  // Per slot: the bucketed place of a first occurrence + 1 (0: empty), cleared per bucket.
   const slots = new Uint32Array(bucketCapacity(largest));
   const mask = slots.length - 1;
   for (let bucket = 0; bucket < buckets; bucket++) {
     if (bucket > 0) slots.fill(0);
     for (let at = bucketStarts[bucket]!; at < bucketStarts[bucket + 1]!; at++) {
-      const pairA = bucketed[3 * at]!;
-      const pairB = bucketed[3 * at + 1]!;
+      const pairA = bucketA[at]!;
+      const pairB = bucketB[at]!;
       // Within a bucket the top bits agree: the low bits place the pair (the hash again: reading
       // it back by index would miss in cache).
       let slot = finish(mix(mix(0x5bd1e995, pairA), pairB)) & mask;
@@ -617,10 +628,10 @@ export function firstOccurrences(a: Uint32Array, b: Uint32Array, count: number):
         const held = slots[slot]!;
         if (held === 0) {
           slots[slot] = at + 1;
-          first[bucketed[3 * at + 2]!] = 1;
+          first[bucketIndex[at]!] = 1;
           break;
         }
-        if (bucketed[3 * (held - 1)] === pairA && bucketed[3 * (held - 1) + 1] === pairB) break;
+        if (bucketA[held - 1] === pairA && bucketB[held - 1] === pairB) break;
         slot = (slot + 1) & mask;
       }
     }

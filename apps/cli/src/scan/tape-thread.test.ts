@@ -8,7 +8,7 @@ import { IssuedWindowSet, type ScanDocument, scanCorpusAnyKeys } from '@tracemar
 import { getTokenizer } from '@tracemark/tokenizers';
 import { describe, expect, it } from 'vitest';
 
-import { kernelBytesFor, startTapeThread, type TapeThreadOptions } from './tape-thread.ts';
+import { kernelBytesFor, scratchArraysFor, startTapeThread, type TapeThreadOptions } from './tape-thread.ts';
 
 // The worker as compiled (pnpm build), without the test runner's Node options (they resolve the
 // workspace packages to their TypeScript sources): this side runs from sources.
@@ -89,6 +89,14 @@ it('prefaults kernel memory for LeftHash keys of h ≥ 2 only: 8 bytes a token',
   );
   expect(kernelBytesFor([key('lefthash', 1)], 1000)).toBe(0);
   expect(kernelBytesFor([key('selfhash', 4), key('gumbel', 2)], 1000)).toBe(0);
+});
+
+it("touches scratch for SelfHash keys' trial values only: four arrays a word a position", () => {
+  const key = (name: 'lefthash' | 'selfhash' | 'gumbel', contextWidth: number) =>
+    createWatermarkKey({ secret: new Uint8Array(32).fill(2), scheme: { name, contextWidth } });
+  const scratch = scratchArraysFor([key('lefthash', 4), key('selfhash', 1)], 1000);
+  expect(scratch.map((array) => array.length)).toEqual([1000, 1000, 1000, 1000]);
+  expect(scratchArraysFor([key('lefthash', 4), key('gumbel', 2)], 1000)).toEqual([]);
 });
 
 describe('scan tape thread', () => {

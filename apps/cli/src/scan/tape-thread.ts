@@ -24,6 +24,7 @@ import {
   KernelArena,
   type KernelArenaShare,
   kernelArenaOf,
+  lendScratch,
   prefaultKernel,
   runFakeKeyJob,
   type ScanDocument,
@@ -212,6 +213,37 @@ export function kernelBytesFor(keys: readonly WatermarkKey[], tokens: number): n
   return wide ? 8 * tokens + (1 << 20) : 0;
 }
 
+/**
+ * The scratch a SelfHash set's trial values take on this thread (see `lendScratch`): four arrays of a
+ * word per corpus position (the pairs' first occurrences and their anchors), with SelfHash keys; none
+ * without.
+ */
+export function scratchArraysFor(keys: readonly WatermarkKey[], positions: number): Uint32Array[] {
+  if (!keys.some((key) => key.scheme.name === 'selfhash')) return [];
+  return Array.from({ length: 4 }, () => new Uint32Array(positions));
+}
+
+/** Touches the pages of arrays a slice at a time (each first touch of a page is a fault). */
+class ArrayToucher {
+  private array = 0;
+  private word = 0;
+  constructor(private readonly arrays: readonly Uint32Array[]) {}
+
+  /** Touches about `pages` more pages; true once every page is touched. */
+  step(pages: number): boolean {
+    for (let left = pages; left > 0 && this.array < this.arrays.length; left--) {
+      const array = this.arrays[this.array]!;
+      if (this.word < array.length) array[this.word] = 0;
+      this.word += 1024;
+      if (this.word >= array.length) {
+        this.array++;
+        this.word = 0;
+      }
+    }
+    return this.array >= this.arrays.length;
+  }
+}
+
 /** The compiled worker; null when running from TypeScript sources. */
 export function tapeWorkerUrl(): URL | null {
   return compiledWorker('scan/tape-worker.js');
@@ -239,6 +271,8 @@ export function startTapeThread(
   let prefaulting = false;
   const toucher = new TapeMemoryToucher();
   let trialsInArena = false;
+  /** Scratch for a SelfHash set's trial values, touched while this thread waits (see {@link scratchArraysFor}). */
+  let scratch: Uint32Array[] = [];
   const fail = (error: Error): void => {
     failure ??= error;
     settle?.reject(failure);
@@ -266,6 +300,7 @@ export function startTapeThread(
         const { windows, offsets, tokens } = tape.grouped;
         KernelArena.adopt(message.arena, [windows, offsets, tokens]);
       }
+      if (scratch.length > 0) lendScratch(tape, scratch);
       trials = fakeKeyTrials(tape, scheme, tokenizer, seed, accelerate, true);
       const inArena = kernelArenaOf(trials) !== null;
       worker.postMessage({ kind: 'trials', id, trials, inArena } satisfies ToTapeWorker);
@@ -343,12 +378,17 @@ export function startTapeThread(
       // then, without a kernel arena, those of the memory it will copy the trial values to.
       warmKernel();
       const bytes = trialsInArena ? 0 : kernelBytesFor(options.keys, tokens);
+      // Last, the scratch of a SelfHash set's trial values here, lent to its tape when it comes.
+      scratch = scratchArraysFor(options.keys, positions);
+      const scratchToucher = new ArrayToucher(scratch);
       prefaulting = true;
       let tapeTouched = false;
+      let kernelTouched = bytes === 0;
       const prefault = (): void => {
         if (!prefaulting || closed) return;
         if (!tapeTouched) tapeTouched = toucher.step(TOUCH_PAGES, positions);
-        else if (bytes === 0 || prefaultKernel(bytes)) return;
+        else if (!kernelTouched) kernelTouched = prefaultKernel(bytes);
+        else if (scratchToucher.step(TOUCH_PAGES)) return;
         setImmediate(prefault);
       };
       setImmediate(prefault);
