@@ -490,6 +490,8 @@ export class EvidenceTape {
     const numWindows = tupleIdsInOrder(c, eligibleAt, this.eligibleHash, count, w, ids, scratch);
     // A pair other than its window's first comes after a window seen before: at most this many.
     this.completionPairs.reserve(count - numWindows);
+    // And they are pending first: made at their size at once (a doubling copies them all).
+    if (count - numWindows > this.pendingAt.length) this.growPending(count - numWindows);
     const windows =
       ahead !== null && numWindows * w <= ahead.windows.length && numWindows > 0
         ? ahead.windows.subarray(0, numWindows * w)
@@ -602,9 +604,9 @@ export class EvidenceTape {
     this.orderPosition[at] = i - m;
   }
 
-  /** Doubles the pending arrays (up to PENDING_BATCH). */
-  private growPending(): void {
-    const length = Math.min(PENDING_BATCH, 2 * this.pendingAt.length);
+  /** Doubles the pending arrays (up to PENDING_BATCH), or makes them `needed` long at once. */
+  private growPending(needed = 0): void {
+    const length = Math.min(PENDING_BATCH, Math.max(needed, 2 * this.pendingAt.length));
     this.pendingWindow = grown(this.pendingWindow, length);
     this.pendingToken = grown(this.pendingToken, length);
     this.pendingAt = grown(this.pendingAt, length);
