@@ -460,7 +460,8 @@ export class EvidenceTape {
     const work = this.arena?.workingSpace() ?? null;
     if (work !== null) {
       // The true keys' kernel: a green bit and a seed a candidate (9 bytes); the other thread's: a trial value
-      // (8). Their first 8 bytes a position hold the documents meanwhile (touched as they come, by `keep`).
+      // (8). Their first 8 bytes an expected position hold the documents meanwhile (touched as they come,
+      // by `keep`).
       memory.push({ array: work.own, wordsPerPosition: 9 / 4, group: 2 });
       memory.push({ array: work.guest, wordsPerPosition: 2, group: 3, trials: true });
     }
@@ -707,15 +708,15 @@ export class EvidenceTape {
             )
           : null,
     };
-    // What no longer holds anything read, its pages touched: scratch for the keys' evaluations here.
-    if (this.deferred && !this.inWorkingSpace) {
+    // What no longer holds anything read, its pages touched: scratch for the SelfHash keys' evaluations
+    // here (the only ones that use it; kept as long as the tape lives).
+    if (this.deferred && !this.inWorkingSpace && this.layout.scheme === 'selfhash') {
       const spare = [
         this.corpus,
         this.eligibleAt,
         new Uint32Array(this.eligibleHash.buffer, this.eligibleHash.byteOffset, this.eligibleHash.length),
       ];
-      if (this.layout.scheme !== 'lefthash' && this.ahead !== null)
-        spare.push(this.ahead.order, this.ahead.spare);
+      if (this.ahead !== null) spare.push(this.ahead.order, this.ahead.spare);
       lendScratch(tape, spare);
     }
     return {
@@ -741,7 +742,9 @@ const scratchOfTape = new WeakMap<EvaluationTape, readonly Uint32Array[]>();
  * Lends `tape`'s evaluations on this thread `arrays` as scratch: memory whose content nobody reads any
  * more, its pages touched already (each page first touched costs a fault, and memory freed then
  * allocated again is new to the process each time). They stay with the tape for as long as it lives;
- * a later loan replaces an earlier one.
+ * a later loan replaces an earlier one. The arrays must be the evaluations' alone, each in memory of its
+ * own: an evaluation overwrites them while it reads the tape (an array of the tape, or two views that
+ * overlap, would corrupt its result).
  */
 export function lendScratch(tape: EvaluationTape, arrays: readonly Uint32Array[]): void {
   scratchOfTape.set(tape, arrays);

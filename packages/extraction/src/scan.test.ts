@@ -319,7 +319,8 @@ describe('the evidence tape scores exactly what one shared dedup tape scores', (
       expectReference(evaluateKey(tape, key), origins, expected);
       expect(Array.from(fakeKeyTrials(tape, key.scheme, key.tokenizer, 'test-seed'))).toEqual(trials);
     }
-    // A tape of LeftHash in its arena lends nothing: its spent arrays are the kernels' working space.
+    // LeftHash tapes lend nothing: in an arena their spent arrays are the kernels' working space, and
+    // without one no evaluation of theirs would use them.
     const lefthash = createWatermarkKey({
       secret: new Uint8Array(32).fill(9),
       scheme: { name: 'lefthash', contextWidth: 4, gamma: 0.25 },
@@ -339,6 +340,7 @@ describe('the evidence tape scores exactly what one shared dedup tape scores', (
       100_000,
     );
     expect(scratchOf(tape)).toEqual([]);
+    expect(scratchOf(tapeOf(docs.slice(0, 3), lefthash, null, 0).tape)).toEqual([]);
   });
 
   it("fake keys score the trial key's deduplicated trials: WebAssembly, scalar and reference paths agree", () => {

@@ -300,7 +300,11 @@ export function startTapeThread(
         const { windows, offsets, tokens } = tape.grouped;
         KernelArena.adopt(message.arena, [windows, offsets, tokens]);
       }
-      if (scratch.length > 0) lendScratch(tape, scratch);
+      // For the first SelfHash set (the trial tape holds them while its values are made; then they go).
+      if (scratch.length > 0 && tape.scheme === 'selfhash') {
+        lendScratch(tape, scratch);
+        scratch = [];
+      }
       trials = fakeKeyTrials(tape, scheme, tokenizer, seed, accelerate, true);
       const inArena = kernelArenaOf(trials) !== null;
       worker.postMessage({ kind: 'trials', id, trials, inArena } satisfies ToTapeWorker);
@@ -340,6 +344,7 @@ export function startTapeThread(
   const close = async (): Promise<void> => {
     if (closed) return;
     closed = true;
+    scratch = [];
     await worker.terminate();
   };
   return {
@@ -379,7 +384,7 @@ export function startTapeThread(
       warmKernel();
       const bytes = trialsInArena ? 0 : kernelBytesFor(options.keys, tokens);
       // Last, the scratch of a SelfHash set's trial values here, lent to its tape when it comes.
-      scratch = scratchArraysFor(options.keys, positions);
+      scratch = options.fakeKeys > 0 ? scratchArraysFor(options.keys, positions) : [];
       const scratchToucher = new ArrayToucher(scratch);
       prefaulting = true;
       let tapeTouched = false;
