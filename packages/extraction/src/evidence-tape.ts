@@ -405,19 +405,8 @@ export class EvidenceTape {
     const ahead = this.ahead;
     if (ahead === null) return;
     // Handed off: the numbering's scratch only (it is written first, as soon as the documents end).
-    const arrays = this.handedOff
-      ? [ahead.tokens, ahead.order, ahead.spare]
-      : [
-          this.orderWindow,
-          this.orderToken,
-          this.orderDocument,
-          this.orderPosition,
-          this.firstToken,
-          ahead.counts,
-          ahead.tokens,
-          ahead.order,
-          ahead.spare,
-        ];
+    const scratch = [ahead.tokens, ahead.order, ahead.spare];
+    const arrays = this.handedOff ? scratch : [...this.numberedArrays(), ahead.counts, ...scratch];
     let at = this.touched;
     for (; at < count; at += PAGE_WORDS) {
       for (const array of arrays) if (at < array.length) array[at] = 0;
@@ -430,6 +419,11 @@ export class EvidenceTape {
     this.touched = at;
   }
 
+  /** The arrays written a position at a time as the kept documents are read back (but the windows'). */
+  private numberedArrays(): Uint32Array[] {
+    return [this.orderWindow, this.orderToken, this.orderDocument, this.orderPosition, this.firstToken];
+  }
+
   /**
    * Stops touching the memory {@link finish} writes (all but the numbering's scratch) as the documents
    * come, and returns it, for another thread to touch instead (see {@link TapeMemory}): call before the
@@ -440,14 +434,7 @@ export class EvidenceTape {
     const ahead = this.ahead;
     if (ahead === null || !this.sharedMemory || this.documents > 0) return [];
     // Written as the windows are numbered (in step), then the grouping's counts, then the kernels' work.
-    const numbering = [
-      this.orderWindow,
-      this.orderToken,
-      this.orderDocument,
-      this.orderPosition,
-      this.firstToken,
-      ahead.windows,
-    ];
+    const numbering = [...this.numberedArrays(), ahead.windows];
     if (![...numbering, ahead.counts].every((array) => array.buffer instanceof SharedArrayBuffer)) return [];
     this.handedOff = true;
     const w = this.windowWidth;

@@ -223,27 +223,6 @@ export function scratchArraysFor(keys: readonly WatermarkKey[], positions: numbe
   return Array.from({ length: 4 }, () => new Uint32Array(positions));
 }
 
-/** Touches the pages of arrays a slice at a time (each first touch of a page is a fault). */
-class ArrayToucher {
-  private array = 0;
-  private word = 0;
-  constructor(private readonly arrays: readonly Uint32Array[]) {}
-
-  /** Touches about `pages` more pages; true once every page is touched. */
-  step(pages: number): boolean {
-    for (let left = pages; left > 0 && this.array < this.arrays.length; left--) {
-      const array = this.arrays[this.array]!;
-      if (this.word < array.length) array[this.word] = 0;
-      this.word += 1024;
-      if (this.word >= array.length) {
-        this.array++;
-        this.word = 0;
-      }
-    }
-    return this.array >= this.arrays.length;
-  }
-}
-
 /** The compiled worker; null when running from TypeScript sources. */
 export function tapeWorkerUrl(): URL | null {
   return compiledWorker('scan/tape-worker.js');
@@ -385,7 +364,8 @@ export function startTapeThread(
       const bytes = trialsInArena ? 0 : kernelBytesFor(options.keys, tokens);
       // Last, the scratch of a SelfHash set's trial values here, lent to its tape when it comes.
       scratch = options.fakeKeys > 0 ? scratchArraysFor(options.keys, positions) : [];
-      const scratchToucher = new ArrayToucher(scratch);
+      const scratchToucher = new TapeMemoryToucher();
+      scratchToucher.add(scratch.map((array) => ({ array, wordsPerPosition: 1, group: 0 })));
       prefaulting = true;
       let tapeTouched = false;
       let kernelTouched = bytes === 0;
@@ -393,7 +373,7 @@ export function startTapeThread(
         if (!prefaulting || closed) return;
         if (!tapeTouched) tapeTouched = toucher.step(TOUCH_PAGES, positions);
         else if (!kernelTouched) kernelTouched = prefaultKernel(bytes);
-        else if (scratchToucher.step(TOUCH_PAGES)) return;
+        else if (scratchToucher.step(TOUCH_PAGES, positions)) return;
         setImmediate(prefault);
       };
       setImmediate(prefault);

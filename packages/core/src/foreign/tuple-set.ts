@@ -6,6 +6,9 @@
  */
 const PRESIZE_MEMBERS = 1 << 20;
 
+/** The widest packed unit, in words, that corpus scans take (a wider packing keeps its units as strings). */
+export const MAX_PACKED_UNIT_WIDTH = 16;
+
 /**
  * The units a detector's `detect(tokenIds, { dedup: 'strict' })` scores, packed (the detectors'
  * `strictUnits`): unit i is the tuple `words[unitWidth·i … unitWidth·(i + 1))`, which decides its
@@ -13,9 +16,6 @@ const PRESIZE_MEMBERS = 1 << 20;
  * words are equal units, in one sequence or in two, for one detector; each detector documents its
  * packing.
  */
-/** The widest packed unit, in words, that corpus scans take (a wider packing keeps its units as strings). */
-export const MAX_PACKED_UNIT_WIDTH = 16;
-
 export interface StrictUnits {
   /** Words per unit, the same for every sequence of a detector. */
   readonly unitWidth: number;
